@@ -1,0 +1,38 @@
+"""attnkit: the Transformer family in one readable, fast, tested PyTorch library.
+
+Heavy submodules load on first use, so ``import attnkit`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from attnkit.errors import AttnkitError, CheckpointError, ConfigError, DataError, InputError
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily, PEP 562)
+_LAZY = {
+    "nn": "attnkit.nn",
+    "generation": "attnkit.generation",
+    "Model": "attnkit.models.base",
+    "ModelOutput": "attnkit.models.outputs",
+    "GPT": "attnkit.models.gpt",
+    "GPTConfig": "attnkit.models.gpt",
+    "generate": "attnkit.generation",
+}
+
+__all__ = ["AttnkitError", "CheckpointError", "ConfigError", "DataError", "InputError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = module if module.__name__ == f"attnkit.{name}" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'attnkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,253 @@
+"""The decoding loop shared by every generative model.
+
+A model takes part by implementing two methods (the decoding protocol):
+
+``prepare_generation(input_ids, attention_mask, expand, max_new_tokens) -> (ids, mask, cache)``
+    Repeat the batch ``expand`` times (beams), run whatever runs once (an encoder), and return
+    the first decoder input, its padding mask (or None) and an empty cache.
+``generation_step(input_ids, attention_mask, cache) -> logits (B, V)``
+    Feed new tokens through the cache; return next-token logits.
+
+Decoder-only models return prompt + new tokens; encoder-decoder models return the decoder's
+start token + new tokens (Hugging Face's conventions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from attnkit.errors import InputError
+from attnkit.generation.processors import process_logits
+from attnkit.nn.masks import as_padding_mask
+
+
+def _eos_list(eos_token_id) -> list[int]:
+    if eos_token_id is None:
+        return []
+    return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
+
+
+def _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams):
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        raise InputError(f"input_ids must be a 2-D (batch, seq_len) tensor, got {getattr(input_ids, 'shape', input_ids)}")
+    if input_ids.shape[1] == 0:
+        raise InputError("input_ids is empty: give at least one prompt token (e.g. the BOS token)")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if temperature <= 0:
+        raise InputError(f"temperature must be > 0, got {temperature} (use do_sample=False for greedy)")
+    if top_k is not None and top_k < 0:
+        raise InputError(f"top_k must be >= 0, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise InputError(f"top_p must be in (0, 1], got {top_p}")
+    if num_beams < 1:
+        raise InputError(f"num_beams must be >= 1, got {num_beams}")
+    if attention_mask is not None:
+        attention_mask = as_padding_mask(attention_mask, *input_ids.shape)
+    vocab = getattr(model.config, "vocab_size", None)
+    if vocab is not None and (input_ids.min() < 0 or input_ids.max() >= vocab):
+        raise InputError(f"input_ids must lie in [0, {vocab}), got values in [{int(input_ids.min())}, {int(input_ids.max())}]")
+    return attention_mask
+
+
+def _mask_buffer(mask: torch.Tensor | None, total: int) -> torch.Tensor | None:
+    """Preallocate the padding mask for every position we may decode (hoisted out of the loop)."""
+    if mask is None:
+        return None
+    buf = torch.ones(mask.shape[0], total, dtype=torch.bool, device=mask.device)
+    buf[:, : mask.shape[1]] = mask
+    return buf
+
+
+@torch.inference_mode()
+def stream(
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int = 20,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
+
+    Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` (default: the EOS id)
+    until every row is done or ``max_new_tokens`` were made.
+    """
+    attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, 1)
+    eos = _eos_list(eos_token_id)
+    pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
+    mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
+    eos_t = torch.tensor(eos, device=ids.device)
+    unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
+    cur = ids.shape[1]
+    step_input = ids
+    for _ in range(max_new_tokens):
+        logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
+        if do_sample:
+            probs = process_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
+            next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            next_tokens = logits.argmax(dim=-1)
+        if eos:
+            next_tokens = torch.where(unfinished, next_tokens, pad)
+            unfinished &= ~torch.isin(next_tokens, eos_t)
+        yield next_tokens
+        if eos and not bool(unfinished.any()):
+            return
+        step_input = next_tokens[:, None]
+        cur += 1
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int = 20,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_beams: int = 1,
+    length_penalty: float = 1.0,
+    early_stopping: bool | str = False,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    streamer=None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Generate tokens with Hugging Face's argument names and semantics.
+
+    Args:
+        input_ids: ``(B, T)`` prompts, left-padded when their lengths differ (decoder-only), or
+            source sentences (encoder-decoder).
+        attention_mask: ``(B, T)`` padding mask of ``input_ids`` (True/1 = real token).
+        do_sample, temperature, top_k, top_p: sampling (otherwise greedy).
+        num_beams, length_penalty, early_stopping: beam search; finished hypotheses are scored
+            ``sum log p / len ** length_penalty``.
+        eos_token_id: one id or a list; finished rows are padded with ``pad_token_id``.
+        streamer: object with ``put(tokens)`` / ``end()`` called as tokens are made.
+        generator: a ``torch.Generator`` for reproducible sampling.
+
+    Returns ``(B, T_out)`` token ids.
+    """
+    if num_beams > 1:
+        if streamer is not None:
+            raise InputError("streamer is not supported with beam search (num_beams > 1)")
+        attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams)
+        return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,
+                            early_stopping, eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator)
+    steps = []
+    for tokens in stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
+                         pad_token_id, attention_mask, generator):
+        if streamer is not None:
+            streamer.put(tokens)
+        steps.append(tokens)
+    if streamer is not None:
+        streamer.end()
+    first = _decoder_prefix(model, input_ids)
+    return torch.cat([first, torch.stack(steps, dim=1)], dim=1)
+
+
+def _decoder_prefix(model, input_ids):
+    """What the output starts with: the prompt, or the decoder start token."""
+    start = getattr(model, "decoder_start_ids", None)
+    return input_ids if start is None else start(input_ids.shape[0], input_ids.device)
+
+
+def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty, early_stopping,
+                 eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator):
+    """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
+    the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
+    the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
+    running beam can beat the worst finished hypothesis."""
+    B, nb = input_ids.shape[0], num_beams
+    eos = _eos_list(eos_token_id)
+    fill = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+    eos_t = torch.tensor(eos, device=input_ids.device, dtype=torch.long)
+    K = max(2, 1 + len(eos)) * nb
+    top_nb = torch.arange(K, device=input_ids.device) < nb
+
+    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, nb, max_new_tokens)
+    T0 = ids.shape[1]
+    max_len = T0 + max_new_tokens
+    mask_buf = _mask_buffer(mask, max_len)
+    dev = ids.device
+    running = torch.full((B, nb, max_len), fill, dtype=torch.long, device=dev)
+    running[:, :, :T0] = ids.view(B, nb, T0)
+    finished = running.clone()
+    run_scores = torch.zeros(B, nb, device=dev)
+    run_scores[:, 1:] = -1e9  # only the first beam's tokens count at the start
+    fin_scores = torch.full((B, nb), -1e9, device=dev)
+    fin_flag = torch.zeros(B, nb, dtype=torch.bool, device=dev)
+    fin_len = torch.zeros(B, nb, dtype=torch.long, device=dev)
+    open_heuristic = torch.ones(B, 1, dtype=torch.bool, device=dev)
+    batch_offset = (torch.arange(B, device=dev) * nb)[:, None]
+
+    cur = T0
+    logits = model.generation_step(ids, None if mask_buf is None else mask_buf[:, :cur], cache).float()
+    while True:
+        logp = torch.log_softmax(logits, dim=-1)
+        if do_sample:
+            logp = process_logits(logp, temperature, top_k, top_p)
+        V = logp.shape[-1]
+        logp = (logp.view(B, nb, V) + run_scores[:, :, None]).view(B, nb * V)
+        if do_sample:
+            top_idx = torch.multinomial(logp.softmax(-1), K, generator=generator)
+            top_lp = logp.gather(1, top_idx)
+            top_lp, order = top_lp.sort(dim=-1, descending=True)
+            top_idx = top_idx.gather(1, order)
+        else:
+            top_lp, top_idx = torch.topk(logp, K)
+        src_beam, tokens = top_idx // V, top_idx % V
+        cand = running.gather(1, src_beam[:, :, None].expand(B, K, max_len)).clone()
+        cand[:, :, cur] = tokens
+        hits = torch.isin(tokens, eos_t) | (cur + 1 >= max_len)
+
+        # Continue the best num_beams candidates that did not just finish.
+        run_lp = top_lp + hits.float() * -1e9
+        keep = torch.topk(run_lp, nb).indices
+        running = cand.gather(1, keep[:, :, None].expand(B, nb, max_len))
+        run_scores = run_lp.gather(1, keep)
+        beam_idx = (src_beam.gather(1, keep) + batch_offset).view(-1)
+
+        # Add the top-num_beams candidates that just finished to the finished hypotheses.
+        just = hits & top_nb[None, :]
+        f_lp = top_lp / ((cur + 1 - T0) ** length_penalty)
+        f_lp = f_lp + (fin_flag.all(-1, keepdim=True) & (early_stopping is True)).float() * -1e9
+        f_lp = f_lp + (~open_heuristic).float() * -1e9
+        f_lp = f_lp + (~just).float() * -1e9
+        merged_scores = torch.cat([fin_scores, f_lp], dim=1)
+        best = torch.topk(merged_scores, nb).indices
+        merged_seqs = torch.cat([finished, cand], dim=1)
+        finished = merged_seqs.gather(1, best[:, :, None].expand(B, nb, max_len))
+        fin_scores = merged_scores.gather(1, best)
+        fin_flag = torch.cat([fin_flag, just], dim=1).gather(1, best)
+        fin_len = torch.cat([fin_len, torch.full_like(top_lp, cur + 1 - T0, dtype=torch.long)], dim=1).gather(1, best)
+
+        cur += 1
+        if early_stopping == "never" and length_penalty > 0.0:
+            best_len = max_len - T0
+        else:
+            best_len = cur - T0
+        best_possible = run_scores[:, :1] / (best_len ** length_penalty)
+        worst_finished = torch.where(fin_flag, fin_scores.min(dim=1, keepdim=True).values, -1.0e9)
+        open_heuristic = open_heuristic & (best_possible > worst_finished).any(-1, keepdim=True)
+        improvement_possible = bool(open_heuristic.any())
+        open_beam = not (bool(fin_flag.all()) and early_stopping is True)
+        if not (improvement_possible and open_beam and not bool(hits.all())):
+            break
+        cache.reorder(beam_idx)
+        step_mask = None if mask_buf is None else mask_buf[:, :cur]
+        logits = model.generation_step(running[:, :, cur - 1].reshape(-1, 1), step_mask, cache).float()
+
+    out_len = T0 + int(fin_len[:, 0].max())
+    return finished[:, 0, :out_len]

@@ -1,0 +1,77 @@
+"""What every attnkit model shares: its config, parameter counting, and the thin entry points
+to saving/loading (``attnkit.interop``) and decoding (``attnkit.generation``).
+
+Those two are imported lazily: model files hold no file I/O and no decoding loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from attnkit.models.config import Config
+
+
+class Model(nn.Module):
+    """Base class of attnkit models. Subclasses set ``config_class``."""
+
+    config_class: type[Config] = Config
+
+    def __init__(self, config: Config):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Number of distinct parameters (tied weights counted once)."""
+        seen, total = set(), 0
+        for module in self.modules():
+            if exclude_embeddings and isinstance(module, nn.Embedding):
+                seen.update(id(p) for p in module.parameters(recurse=False))
+                continue
+            for p in module.parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    total += p.numel()
+        return total
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (Hugging Face layout) to ``path``."""
+        from attnkit.interop import save_pretrained
+
+        save_pretrained(self, path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs):
+        """Load a model saved by :meth:`save_pretrained` or by Hugging Face ``transformers``."""
+        from attnkit.interop import from_pretrained
+
+        model = from_pretrained(path, **kwargs)
+        if not isinstance(model, cls):
+            from attnkit.errors import CheckpointError
+
+            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def generate(self, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Decode with greedy search, sampling or beam search; see :func:`attnkit.generation.generate`."""
+        from attnkit.generation import generate
+
+        return generate(self, input_ids, **kwargs)
+
+    def stream(self, input_ids: torch.Tensor, **kwargs):
+        """Iterate over generated tokens, one ``(B,)`` tensor per step; see :func:`attnkit.generation.stream`."""
+        from attnkit.generation import stream
+
+        return stream(self, input_ids, **kwargs)

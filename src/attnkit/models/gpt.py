@@ -1,0 +1,199 @@
+"""GPT: a decoder-only Transformer language model (Radford et al. 2018, 2019).
+
+The defaults are the GPT-2 architecture: learned absolute positions, pre-norm layers,
+GELU (tanh approximation), and an output projection tied to the token embedding. Rotary and
+ALiBi positions, RMSNorm, gated feed-forwards and grouped-query attention are config fields.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnkit.errors import InputError
+from attnkit.models.base import Model
+from attnkit.models.config import Config
+from attnkit.models.outputs import ModelOutput
+from attnkit.nn import (
+    FEEDFORWARD_ACTIVATIONS,
+    Decoder,
+    DecoderCache,
+    LayerConfig,
+    RotaryEmbedding,
+    alibi_bias,
+    as_padding_mask,
+    expand_padding_mask,
+    positions_from_padding,
+)
+
+
+@dataclass(frozen=True)
+class GPTConfig(Config):
+    """Sizes and variants of a GPT. Defaults are GPT-2 small (124M parameters)."""
+
+    model_type = "gpt2"
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    d_model: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    n_kv_heads: int | None = None
+    d_ff: int | None = None
+    activation: str = "gelu_tanh"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm_eps: float = 1e-5
+    positional: Literal["learned", "rotary", "alibi"] = "learned"
+    rope_base: float = 10000.0
+    bias: bool = True
+    dropout: float = 0.0
+    tie_word_embeddings: bool = True
+    initializer_range: float = 0.02
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+    pad_token_id: int | None = None
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "n_positions", "d_model", "n_layers", "n_heads"):
+            self.require(getattr(self, name) > 0, name, "must be positive")
+        self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
+        if self.n_kv_heads is not None:
+            self.require(
+                self.n_kv_heads > 0 and self.n_heads % self.n_kv_heads == 0, "n_kv_heads",
+                f"must be positive and divide n_heads ({self.n_heads})",
+            )
+        self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
+        self.require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        self.require(self.norm_eps > 0, "norm_eps", "must be positive")
+        if self.positional == "rotary":
+            self.require((self.d_model // self.n_heads) % 2 == 0, "positional", "rotary needs an even head dim")
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            v = getattr(self, name)
+            self.require(v is None or 0 <= v < self.vocab_size, name, f"must be None or in [0, {self.vocab_size})")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def layer_config(self) -> LayerConfig:
+        return LayerConfig(
+            d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
+            d_ff=self.d_ff or 4 * self.d_model, activation=self.activation, norm=self.norm,
+            norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, dropout=self.dropout,
+        )
+
+
+class GPT(Model):
+    """Decoder-only language model: token (+ position) embedding, a causal decoder stack, and
+    a language-model head.
+
+    ``forward(input_ids (B, T), attention_mask (B, S)=None, labels (B, T)=None)`` returns a
+    :class:`ModelOutput` with ``logits`` ``(B, T, V)`` and, given labels, ``loss``.
+    """
+
+    config_class = GPTConfig
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        c = config
+        self.wte = nn.Embedding(c.vocab_size, c.d_model)
+        self.wpe = nn.Embedding(c.n_positions, c.d_model) if c.positional == "learned" else None
+        self.rotary = RotaryEmbedding(c.head_dim, c.rope_base) if c.positional == "rotary" else None
+        self.drop = nn.Dropout(c.dropout)
+        self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        # GPT-2 §2.3: scale the residual projections by 1/sqrt(number of residual layers).
+        for layer in self.decoder.layers:
+            for proj in (layer.attn.out_proj, layer.ffn.fc_out):
+                nn.init.normal_(proj.weight, std=c.initializer_range / math.sqrt(2 * c.n_layers))
+        if c.tie_word_embeddings:
+            self.lm_head.weight = self.wte.weight
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def new_cache(self, batch_size: int, max_len: int) -> DecoderCache:
+        """An empty KV cache for ``max_len`` positions (the batch size is taken on first use)."""
+        if max_len > self.config.n_positions and self.wpe is not None:
+            raise InputError(f"cannot decode {max_len} positions: the model's context is {self.config.n_positions}")
+        return self.decoder.new_cache(max_len)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        cache: DecoderCache | None = None,
+        output_attentions: bool = False,
+        logits_to_keep: int = 0,
+    ) -> ModelOutput:
+        """Args:
+            input_ids: ``(B, T)`` token ids.
+            attention_mask: ``(B, S)`` bool or 0/1, True/1 = real token, with ``S`` = cached + ``T``
+                positions; left padding is supported (positions start at each row's first token).
+            labels: ``(B, T)`` targets for next-token loss; -100 is ignored. Shifted inside.
+            cache: a :class:`DecoderCache` from :meth:`new_cache` for incremental decoding.
+            logits_to_keep: compute logits for the last ``n`` positions only (0 = all).
+        """
+        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
+            raise InputError(f"input_ids must be an integer tensor (batch, seq_len), got {input_ids.dtype} {tuple(input_ids.shape)}")
+        B, T = input_ids.shape
+        past = cache.length if cache is not None else 0
+        S = past + T
+        c = self.config
+        if S > c.n_positions and self.wpe is not None:
+            raise InputError(f"sequence of {S} tokens is longer than the model's context of {c.n_positions} (n_positions)")
+
+        mask = None
+        if attention_mask is not None:
+            attention_mask = as_padding_mask(attention_mask, B, S)
+            positions = positions_from_padding(attention_mask)[:, past:]
+            if not bool(attention_mask.all()):
+                mask = expand_padding_mask(attention_mask)  # (B, 1, 1, S)
+        else:
+            positions = torch.arange(past, S, device=input_ids.device).expand(B, T)
+
+        x = self.wte(input_ids)
+        if self.wpe is not None:
+            x = x + self.wpe(positions)
+        x = self.drop(x)
+        rotary = self.rotary(positions) if self.rotary is not None else None
+        bias = alibi_bias(c.n_heads, T, S, device=x.device).to(x.dtype) if c.positional == "alibi" else None
+
+        out = self.decoder(x, mask=mask, bias=bias, is_causal=True, cache=cache, rotary=rotary,
+                           output_attentions=output_attentions)
+        h = out.hidden
+        logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
+
+        loss = None
+        if labels is not None:
+            if labels.shape != input_ids.shape:
+                raise InputError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
+            if logits_to_keep:
+                raise InputError("labels need the logits of every position; do not pass logits_to_keep")
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
+        return ModelOutput(logits=logits, loss=loss, last_hidden_state=h, attentions=out.attentions)
+
+    # -- decoding protocol (see attnkit.generation) ------------------------------------------
+    def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int):
+        """Expand the prompt for beams and make an empty cache. Returns ``(ids, mask, cache)``."""
+        if expand > 1:
+            input_ids = input_ids.repeat_interleave(expand, dim=0)
+            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(expand, dim=0)
+        cache = self.new_cache(input_ids.shape[0], input_ids.shape[1] + max_new_tokens)
+        return input_ids, attention_mask, cache
+
+    def generation_step(self, input_ids, attention_mask, cache) -> torch.Tensor:
+        """Logits ``(B, V)`` for the next token after feeding ``input_ids`` through the cache."""
+        return self(input_ids, attention_mask=attention_mask, cache=cache, logits_to_keep=1).logits[:, -1]

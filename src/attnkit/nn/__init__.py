@@ -1,0 +1,33 @@
+"""attnkit.nn: the components every model is built from, each written once."""
+
+from attnkit.nn.attention import MultiHeadAttention, scaled_dot_product_attention
+from attnkit.nn.block import Decoder, DecoderLayer, Encoder, EncoderLayer, LayerConfig, StackOutput
+from attnkit.nn.cache import DecoderCache, KVCache
+from attnkit.nn.feedforward import ACTIVATIONS, FEEDFORWARD_ACTIVATIONS, GATED, FeedForward
+from attnkit.nn.masks import (
+    as_padding_mask,
+    causal_mask,
+    combine_masks,
+    expand_padding_mask,
+    padding_mask_from_lengths,
+    positions_from_padding,
+)
+from attnkit.nn.norm import RMSNorm, build_norm
+from attnkit.nn.positional import (
+    RelativePositionBias,
+    RotaryEmbedding,
+    alibi_bias,
+    alibi_slopes,
+    apply_rotary,
+    relative_position_bucket,
+    sinusoidal_positions,
+)
+
+__all__ = [
+    "ACTIVATIONS", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer", "Encoder",
+    "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "MultiHeadAttention", "RMSNorm",
+    "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
+    "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask",
+    "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
+    "scaled_dot_product_attention", "sinusoidal_positions",
+]

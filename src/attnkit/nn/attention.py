@@ -1,0 +1,218 @@
+"""Scaled dot-product attention (Vaswani et al. 2017 §3.2.1) and multi-head attention (§3.2.2).
+
+``scaled_dot_product_attention`` is the one attention kernel of attnkit. By default it calls
+PyTorch's fused ``torch.nn.functional.scaled_dot_product_attention``; with
+``need_weights=True`` it runs the reference formula and also returns the weights. Both paths
+share the mask and bias handling below, and a property test checks they agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnkit.errors import InputError
+from attnkit.nn.cache import KVCache
+from attnkit.nn.masks import causal_mask
+from attnkit.nn.positional import apply_rotary
+
+
+def _check_mask(mask: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> None:
+    if mask.dtype != torch.bool:
+        raise InputError(f"attention mask must be bool (True = may attend), got dtype {mask.dtype}")
+    B, H, T, _ = q.shape
+    S = k.shape[-2]
+    target = (B, H, T, S)
+    if mask.dim() > 4 or any(m not in (1, t) for m, t in zip(mask.shape[::-1], target[::-1])):
+        raise InputError(f"attention mask of shape {tuple(mask.shape)} does not broadcast to (B, H, T, S) = {target}")
+
+
+def _repeat_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Grouped-query attention: share each key/value head across ``n_heads // Hkv`` query heads."""
+    Hkv = x.shape[1]
+    if Hkv == n_heads:
+        return x
+    if n_heads % Hkv:
+        raise InputError(f"query heads ({n_heads}) must be a multiple of key/value heads ({Hkv})")
+    return x.repeat_interleave(n_heads // Hkv, dim=1)
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    need_weights: bool = False,
+):
+    """softmax(Q Kᵀ · scale + bias) V, with a boolean mask (True = may attend).
+
+    Args:
+        q: ``(B, H, T, D)`` queries. k, v: ``(B, Hkv, S, D)``; ``Hkv`` may divide ``H`` (GQA/MQA).
+        mask: bool, broadcastable to ``(B, H, T, S)``.
+        bias: float additive bias broadcastable to ``(B, H, T, S)`` (T5 relative bias, ALiBi).
+        is_causal: causal masking, bottom-right aligned when ``T < S`` (cached decoding).
+        scale: defaults to ``1/√D``; ``scale=1.0`` gives T5's unscaled attention.
+        need_weights: also return the ``(B, H, T, S)`` attention weights (reference path).
+
+    A query row with no allowed key returns zeros (and zero weights), never NaN.
+    Returns ``y`` of shape ``(B, H, T, D)``, or ``(y, weights)`` when ``need_weights``.
+    """
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise InputError(f"q, k, v must be 4-D (B, H, T, D); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    H, T, S = q.shape[1], q.shape[-2], k.shape[-2]
+    k, v = _repeat_kv(k, H), _repeat_kv(v, H)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    if mask is not None:
+        _check_mask(mask, q, k)
+    if is_causal and T == 1:
+        is_causal = False  # one query at the last position (bottom-right): it may see every key
+    if is_causal and (T != S or mask is not None or bias is not None or need_weights):
+        # PyTorch's is_causal is top-left aligned and exclusive with attn_mask: build it.
+        mask = causal_mask(T, S, device=q.device) if mask is None else mask & causal_mask(T, S, device=q.device)
+        is_causal = False
+
+    row_ok = None
+    if mask is not None:
+        # Rows with no allowed key: let them attend everything, then zero them out. Keeps every
+        # backend (and the backward pass) free of NaN.
+        row_ok = mask.any(-1, keepdim=True)
+        mask = mask | ~row_ok
+
+    if not need_weights:
+        attn_mask = mask
+        if bias is not None:
+            attn_mask = bias.to(q.dtype)
+            if mask is not None:
+                attn_mask = attn_mask.masked_fill(~mask, torch.finfo(q.dtype).min)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
+        )
+        return y if row_ok is None else y.masked_fill(~row_ok, 0.0)
+
+    # Reference path, Vaswani et al. 2017 eq. 1, computed in float32 for stable weights.
+    scores = torch.matmul(q.float(), k.float().transpose(-2, -1)) * scale  # (B, H, T, S)
+    if bias is not None:
+        scores = scores + bias.float()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    if row_ok is not None:
+        weights = weights.masked_fill(~row_ok, 0.0)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    y = torch.matmul(weights, v.float()).to(q.dtype)
+    return y, weights.to(q.dtype)
+
+
+class MultiHeadAttention(nn.Module):
+    """Vaswani et al. 2017 §3.2.2. Self- or cross-attention, GQA/MQA, RoPE, bias, KV cache.
+
+    Args:
+        d_model: model width ``C``.
+        n_heads: query heads ``H``.
+        n_kv_heads: key/value heads (``H`` by default; fewer gives grouped-query attention,
+            1 gives multi-query attention).
+        head_dim: ``D`` (``d_model // n_heads`` by default; T5 sets it separately).
+        bias: biases on the projections.
+        fused_qkv: one ``qkv_proj`` matrix for self-attention (``kv_proj`` for cross-attention)
+            instead of separate ``q_proj``/``k_proj``/``v_proj``.
+        cross: keys and values come from ``context`` (encoder output).
+        dropout: attention-weight dropout (training only).
+        scale: score scale; ``None`` is ``1/√D``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        bias: bool = True,
+        fused_qkv: bool = True,
+        cross: bool = False,
+        dropout: float = 0.0,
+        scale: float | None = None,
+    ):
+        super().__init__()
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if head_dim is None:
+            if d_model % n_heads:
+                raise InputError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+            head_dim = d_model // n_heads
+        if n_heads % n_kv_heads:
+            raise InputError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
+        self.cross, self.fused_qkv, self.dropout, self.scale = cross, fused_qkv, dropout, scale
+        q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
+        self.q_dim, self.kv_dim = q_dim, kv_dim
+        if fused_qkv and not cross:
+            self.qkv_proj = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=bias)
+        elif fused_qkv:
+            self.q_proj = nn.Linear(d_model, q_dim, bias=bias)
+            self.kv_proj = nn.Linear(d_model, 2 * kv_dim, bias=bias)
+        else:
+            self.q_proj = nn.Linear(d_model, q_dim, bias=bias)
+            self.k_proj = nn.Linear(d_model, kv_dim, bias=bias)
+            self.v_proj = nn.Linear(d_model, kv_dim, bias=bias)
+        self.out_proj = nn.Linear(q_dim, d_model, bias=bias)
+
+    def _project(self, x: torch.Tensor, context: torch.Tensor | None):
+        if self.fused_qkv and not self.cross:
+            return self.qkv_proj(x).split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)
+        q = self.q_proj(x)
+        if context is None:
+            return q, None, None
+        if self.fused_qkv:
+            k, v = self.kv_proj(context).split([self.kv_dim, self.kv_dim], dim=-1)
+        else:
+            k, v = self.k_proj(context), self.v_proj(context)
+        return q, k, v
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        need_weights: bool = False,
+    ):
+        """Attend from ``x`` ``(B, T, C)`` to itself, or to ``context`` ``(B, S, C)`` when cross.
+
+        ``mask`` is bool, broadcastable to ``(B, H, T, S)``. ``rotary`` is ``(cos, sin)`` for the
+        positions of ``x``. With ``cache``, new keys/values are written into it (self-attention)
+        or computed once from ``context`` and reused (cross-attention).
+        Returns ``(y, weights)``: ``y`` is ``(B, T, C)``, ``weights`` ``(B, H, T, S)`` or None.
+        """
+        B, T, _ = x.shape
+        if self.cross and context is None and (cache is None or cache.length == 0):
+            raise InputError("cross-attention needs `context` (the encoder output) on its first call")
+        reuse = self.cross and cache is not None and cache.length > 0
+        q, k, v = self._project(x, None if reuse else context)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        if k is not None:
+            S_new = k.shape[1]
+            k = k.view(B, S_new, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, S, D)
+            v = v.view(B, S_new, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        if rotary is not None:
+            cos, sin = rotary
+            q = apply_rotary(q, cos, sin)
+            k = apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.keys_values() if reuse else cache.update(k, v)
+        out = scaled_dot_product_attention(
+            q, k, v, mask=mask, bias=bias, is_causal=is_causal and not self.cross,
+            dropout_p=self.dropout if self.training else 0.0, scale=self.scale, need_weights=need_weights,
+        )
+        y, weights = out if need_weights else (out, None)
+        y = y.transpose(1, 2).reshape(B, T, self.q_dim)  # (B, T, H*D)
+        return self.out_proj(y), weights

@@ -1,0 +1,194 @@
+"""Encoder and decoder layers (Vaswani et al. 2017 §3.1) and stacks of them.
+
+One ``LayerConfig`` describes a layer; every model builds its stacks from one. A sublayer is
+``x + dropout(f(norm(x)))`` when pre-norm and ``norm(x + dropout(f(x)))`` when post-norm (the
+paper's form, §5.4 for the dropout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from attnkit.nn.attention import MultiHeadAttention
+from attnkit.nn.cache import DecoderCache, KVCache
+from attnkit.nn.feedforward import FeedForward
+from attnkit.nn.norm import build_norm
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """Sizes and variants of one encoder or decoder layer."""
+
+    d_model: int
+    n_heads: int
+    d_ff: int
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    activation: str = "gelu"
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    pre_norm: bool = True
+    bias: bool = True
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+    fused_qkv: bool = True
+    attn_scale: float | None = None
+
+    def attention(self, cross: bool = False) -> MultiHeadAttention:
+        return MultiHeadAttention(
+            self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
+            fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
+        )
+
+    def norm_layer(self) -> nn.Module:
+        return build_norm(self.norm, self.d_model, self.norm_eps, bias=self.bias)
+
+
+class _Sublayers(nn.Module):
+    """Residual wiring shared by encoder and decoder layers."""
+
+    def __init__(self, cfg: LayerConfig):
+        super().__init__()
+        self.pre_norm = cfg.pre_norm
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def residual(self, x, norm, fn):
+        """Apply one sublayer; ``fn`` returns ``(output, extra)``."""
+        if self.pre_norm:
+            y, extra = fn(norm(x))
+            return x + self.drop(y), extra
+        y, extra = fn(x)
+        return norm(x + self.drop(y)), extra
+
+
+class EncoderLayer(_Sublayers):
+    """Self-attention then feed-forward."""
+
+    def __init__(self, cfg: LayerConfig):
+        super().__init__(cfg)
+        self.attn_norm = cfg.norm_layer()
+        self.attn = cfg.attention()
+        self.ffn_norm = cfg.norm_layer()
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.dropout)
+
+    def forward(self, x, mask=None, bias=None, rotary=None, need_weights=False):
+        """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``."""
+        x, weights = self.residual(
+            x, self.attn_norm, lambda h: self.attn(h, mask=mask, bias=bias, rotary=rotary, need_weights=need_weights)
+        )
+        x, _ = self.residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
+        return x, weights
+
+
+class DecoderLayer(_Sublayers):
+    """Masked self-attention, optional cross-attention over the encoder output, feed-forward."""
+
+    def __init__(self, cfg: LayerConfig, cross: bool = False):
+        super().__init__(cfg)
+        self.attn_norm = cfg.norm_layer()
+        self.attn = cfg.attention()
+        if cross:
+            self.cross_norm = cfg.norm_layer()
+            self.cross_attn = cfg.attention(cross=True)
+        else:
+            self.cross_norm = self.cross_attn = None
+        self.ffn_norm = cfg.norm_layer()
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.dropout)
+
+    def forward(
+        self, x, mask=None, bias=None, is_causal=True, cache: KVCache | None = None, context=None,
+        context_mask=None, cross_bias=None, cross_cache: KVCache | None = None, rotary=None, need_weights=False,
+    ):
+        x, self_w = self.residual(
+            x, self.attn_norm,
+            lambda h: self.attn(h, mask=mask, bias=bias, is_causal=is_causal, cache=cache, rotary=rotary,
+                                need_weights=need_weights),
+        )
+        cross_w = None
+        if self.cross_attn is not None:
+            x, cross_w = self.residual(
+                x, self.cross_norm,
+                lambda h: self.cross_attn(h, context=context, mask=context_mask, bias=cross_bias, cache=cross_cache,
+                                          need_weights=need_weights),
+            )
+        x, _ = self.residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
+        return x, self_w, cross_w
+
+
+class StackOutput(NamedTuple):
+    hidden: torch.Tensor
+    attentions: list | None = None
+    cross_attentions: list | None = None
+
+
+class _Stack(nn.Module):
+    def __init__(self, cfg: LayerConfig, layers: list[nn.Module], final_norm: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.norm = cfg.norm_layer() if final_norm else None
+        self.gradient_checkpointing = False
+
+    def _run(self, layer, *args, **kwargs):
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(layer, *args, use_reentrant=False, **kwargs)
+        return layer(*args, **kwargs)
+
+
+class Encoder(_Stack):
+    """A stack of :class:`EncoderLayer` with an optional final norm (pre-norm models)."""
+
+    def __init__(self, cfg: LayerConfig, n_layers: int, final_norm: bool | None = None):
+        final_norm = cfg.pre_norm if final_norm is None else final_norm
+        super().__init__(cfg, [EncoderLayer(cfg) for _ in range(n_layers)], final_norm)
+
+    def forward(self, x, mask=None, bias=None, rotary=None, output_attentions=False) -> StackOutput:
+        """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``."""
+        attentions = [] if output_attentions else None
+        for layer in self.layers:
+            x, w = self._run(layer, x, mask=mask, bias=bias, rotary=rotary, need_weights=output_attentions)
+            if output_attentions:
+                attentions.append(w)
+        if self.norm is not None:
+            x = self.norm(x)
+        return StackOutput(x, attentions)
+
+
+class Decoder(_Stack):
+    """A stack of :class:`DecoderLayer`; ``cross=True`` adds cross-attention (encoder-decoder)."""
+
+    def __init__(self, cfg: LayerConfig, n_layers: int, cross: bool = False, final_norm: bool | None = None):
+        final_norm = cfg.pre_norm if final_norm is None else final_norm
+        super().__init__(cfg, [DecoderLayer(cfg, cross) for _ in range(n_layers)], final_norm)
+        self.cross = cross
+
+    def new_cache(self, max_len: int) -> DecoderCache:
+        """An empty cache for incremental decoding of up to ``max_len`` positions."""
+        return DecoderCache(len(self.layers), max_len, cross=self.cross)
+
+    def forward(
+        self, x, mask=None, bias=None, is_causal=True, cache: DecoderCache | None = None, context=None,
+        context_mask=None, cross_bias=None, rotary=None, output_attentions=False,
+    ) -> StackOutput:
+        """``x`` ``(B, T, C)``. ``mask`` bool broadcastable to ``(B, H, T, S)`` where ``S`` counts
+        cached positions too; ``is_causal`` adds the (bottom-right aligned) causal mask."""
+        self_ws = [] if output_attentions else None
+        cross_ws = [] if output_attentions and self.cross else None
+        for i, layer in enumerate(self.layers):
+            self_cache, cross_cache = cache.layer(i) if cache is not None else (None, None)
+            x, sw, cw = self._run(
+                layer, x, mask=mask, bias=bias, is_causal=is_causal, cache=self_cache, context=context,
+                context_mask=context_mask, cross_bias=cross_bias, cross_cache=cross_cache, rotary=rotary,
+                need_weights=output_attentions,
+            )
+            if output_attentions:
+                self_ws.append(sw)
+                if self.cross:
+                    cross_ws.append(cw)
+        if self.norm is not None:
+            x = self.norm(x)
+        return StackOutput(x, self_ws, cross_ws)

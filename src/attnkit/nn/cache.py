@@ -1,0 +1,81 @@
+"""Key/value caches for incremental decoding.
+
+A :class:`KVCache` serves one attention layer. Self-attention caches are preallocated to the
+maximum length once and filled in place, so a decoding step writes ``T`` new positions instead
+of concatenating (and copying) the whole cache. Cross-attention caches hold the encoder's keys
+and values, computed once. :class:`DecoderCache` groups the caches of a decoder stack.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit.errors import InputError
+
+
+class KVCache:
+    """Keys and values of one attention layer, ``(B, Hkv, S, D)`` each.
+
+    ``max_len=None`` makes a static cache (cross-attention): the first ``update`` stores the
+    keys/values and later steps reuse them.
+    """
+
+    def __init__(self, max_len: int | None = None):
+        self.max_len = max_len
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+        self.length = 0
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append ``(B, Hkv, T, D)`` keys/values; return all of them so far."""
+        if self.max_len is None:
+            self.k, self.v, self.length = k, v, k.shape[2]
+            return k, v
+        if self.k is None:
+            B, H, _, D = k.shape
+            self.k = k.new_empty(B, H, self.max_len, D)
+            self.v = v.new_empty(B, H, self.max_len, D)
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise InputError(f"KV cache overflow: {end} positions requested, cache holds {self.max_len}")
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cached keys/values, ``(B, Hkv, S, D)`` each."""
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (beam search): row ``i`` becomes old row ``index[i]``."""
+        if self.k is not None:
+            self.k = self.k.index_select(0, index)
+            self.v = self.v.index_select(0, index)
+
+
+class DecoderCache:
+    """The caches of a decoder stack: one self-attention cache per layer, and for
+    encoder-decoder models one cross-attention cache per layer plus the encoder's padding mask.
+    """
+
+    def __init__(self, n_layers: int, max_len: int, cross: bool = False):
+        self.max_len = max_len
+        self.self_attn = [KVCache(max_len) for _ in range(n_layers)]
+        self.cross_attn = [KVCache() for _ in range(n_layers)] if cross else None
+        self.encoder_hidden: torch.Tensor | None = None
+        self.encoder_mask: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """Number of positions already decoded."""
+        return self.self_attn[0].length
+
+    def layer(self, i: int) -> tuple[KVCache, KVCache | None]:
+        return self.self_attn[i], None if self.cross_attn is None else self.cross_attn[i]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Reorder batch rows for beam search. Cross-attention caches are left alone: beams are
+        only ever reordered within the same source sentence, whose encoder states are equal."""
+        for c in self.self_attn:
+            c.reorder(index)

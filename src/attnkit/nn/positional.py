@@ -1,0 +1,131 @@
+"""Positional information: sinusoidal (Vaswani et al. 2017 §3.5), rotary (Su et al. 2021),
+T5 relative position buckets (Raffel et al. 2020 §2.1), ALiBi (Press et al. 2022).
+
+Learned absolute positions are a plain ``nn.Embedding`` in the models that use them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from attnkit.errors import InputError
+
+
+def sinusoidal_positions(n_positions: int, dim: int, base: float = 10000.0, interleave: bool = True) -> torch.Tensor:
+    """``(n_positions, dim)`` table. Vaswani et al. 2017 §3.5:
+    PE(pos, 2i) = sin(pos / base^(2i/dim)), PE(pos, 2i+1) = cos(pos / base^(2i/dim)).
+
+    ``interleave=False`` puts all sines first, then all cosines (Marian/fairseq layout).
+    """
+    pos = torch.arange(n_positions, dtype=torch.float64).unsqueeze(1)
+    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (ceil(dim/2),)
+    angles = pos * inv_freq  # (n, ceil(dim/2))
+    pe = torch.zeros(n_positions, dim, dtype=torch.float64)
+    if interleave:
+        pe[:, 0::2] = torch.sin(angles)
+        pe[:, 1::2] = torch.cos(angles[:, : dim // 2])
+    else:
+        half = (dim + 1) // 2
+        pe[:, :half] = torch.sin(angles)
+        pe[:, half:] = torch.cos(angles[:, : dim - half])
+    return pe.float()
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (Su et al. 2021, RoFormer §3.4), "rotate half" layout.
+
+    ``forward(position_ids)`` returns ``(cos, sin)`` of shape ``(B, 1, T, D)`` for
+    :func:`apply_rotary`, which rotates q and k so that q·k depends only on their offset.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise InputError(f"rotary embedding needs an even head_dim, got {head_dim}")
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position_ids[..., None].float() * self.inv_freq  # (B, T, D/2)
+        emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # (B, 1, T, D)
+        return emb.cos(), emb.sin()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` ``(B, H, T, D)`` by the angles in ``cos``/``sin`` ``(B, 1, T, D)``."""
+    return (x * cos + _rotate_half(x) * sin).to(x.dtype)
+
+
+def relative_position_bucket(
+    relative_position: torch.Tensor, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128
+) -> torch.Tensor:
+    """T5's bucketing of ``key_pos - query_pos`` (Raffel et al. 2020 §2.1; HF's formula).
+
+    Half the buckets are exact small offsets, the rest grow logarithmically up to
+    ``max_distance``; bidirectional uses separate buckets for keys before and after the query.
+    """
+    buckets = torch.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (relative_position > 0).long() * num_buckets
+        n = relative_position.abs()
+    else:
+        n = -torch.clamp(relative_position, max=0)
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    large = max_exact + (
+        torch.log(n.float().clamp(min=1) / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
+    ).long()
+    large = torch.clamp(large, max=num_buckets - 1)
+    return buckets + torch.where(is_small, n, large)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's learned relative position bias: one scalar per (bucket, head), added to the scores.
+
+    ``forward(T, S)`` returns ``(1, H, T, S)`` for queries at positions ``S-T .. S-1``.
+    """
+
+    def __init__(self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.embedding = nn.Embedding(num_buckets, n_heads)
+
+    def forward(self, T: int, S: int) -> torch.Tensor:
+        device = self.embedding.weight.device
+        q_pos = torch.arange(S - T, S, device=device)[:, None]
+        k_pos = torch.arange(S, device=device)[None, :]
+        buckets = relative_position_bucket(k_pos - q_pos, self.bidirectional, self.num_buckets, self.max_distance)
+        return self.embedding(buckets).permute(2, 0, 1).unsqueeze(0)  # (1, H, T, S)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Head slopes of ALiBi (Press et al. 2022 §3): a geometric sequence starting at
+    2^(-8/n); for a head count that is not a power of two, interleave the next power's."""
+
+    def power_of_two(n):
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return torch.tensor(power_of_two(n_heads))
+    closest = 2 ** math.floor(math.log2(n_heads))
+    extra = power_of_two(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(power_of_two(closest) + extra)
+
+
+def alibi_bias(n_heads: int, T: int, S: int, device=None) -> torch.Tensor:
+    """ALiBi bias ``(1, H, T, S)``: ``-slope · (query_pos - key_pos)`` for queries at the last
+    ``T`` of ``S`` positions (future keys get a positive value; the causal mask removes them)."""
+    q_pos = torch.arange(S - T, S, device=device)[:, None]
+    k_pos = torch.arange(S, device=device)[None, :]
+    slopes = alibi_slopes(n_heads).to(device)
+    return (slopes[:, None, None] * (k_pos - q_pos)).unsqueeze(0).float()
