@@ -1,0 +1,358 @@
+"""One tokenizer class over the Hugging Face `tokenizers` library.
+
+Character-level, byte-level BPE (GPT-2 style) and amino-acid vocabularies are built here;
+WordPiece (BERT), BPE (GPT-2) and anything else `tokenizers` reads load from a
+``tokenizer.json``. Saving writes the same file format, so a saved tokenizer loads in
+Hugging Face ``transformers`` too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer as _Backend
+
+from attnkit.data.corpus import find_text_files, read_text_chunks
+from attnkit.errors import ConfigError, DataError, InputError
+
+# Token strings recognised as each role when a tokenizer.json comes without a
+# tokenizer_config.json saying so (GPT-2, BERT, T5, ESM and Llama spellings).
+_ROLE_NAMES = {
+    "pad": ("<pad>", "[PAD]", "<|pad|>", "<|padding|>"),
+    "eos": ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "<|end_of_text|>"),
+    "bos": ("<s>", "<bos>", "<|startoftext|>", "<|begin_of_text|>", "<|endoftext|>"),
+    "unk": ("<unk>", "[UNK]", "<|unk|>"),
+    "cls": ("[CLS]", "<cls>"),
+    "sep": ("[SEP]", "<sep>"),
+    "mask": ("[MASK]", "<mask>"),
+}
+ROLES = tuple(_ROLE_NAMES)
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"  # the Hugging Face name; holds the special-token roles
+
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard amino acids, one-letter codes
+
+
+class Tokenizer:
+    """Text <-> token ids, with batch encoding to padded tensors.
+
+    Wraps a ``tokenizers.Tokenizer`` (``.backend``). ``roles`` maps special-token roles
+    (pad, eos, bos, unk, cls, sep, mask) to token strings (guessed from the usual spellings
+    when not given); ``special_tokens_map`` holds them and ``pad_token_id`` etc. their ids
+    (``None`` when the tokenizer has no such token).
+    """
+
+    def __init__(self, backend: _Backend, roles: dict[str, str | None] | None = None,
+                 model_max_length: int | None = None):
+        # Padding and truncation are per call (never silently from the file), as in transformers.
+        backend.no_padding()
+        backend.no_truncation()
+        self.backend = backend
+        roles = _guess_roles(backend) if roles is None else dict(roles)
+        for role, token in roles.items():
+            if role not in ROLES:
+                raise ConfigError(f"unknown special-token role {role!r}; valid roles: {', '.join(ROLES)}")
+            if token is not None and backend.token_to_id(token) is None:
+                raise ConfigError(f"special token {role}={token!r} is not in the vocabulary")
+        self.special_tokens_map = {role: roles.get(role) for role in ROLES}
+        self.model_max_length = model_max_length
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def train_bpe(cls, files_or_texts, vocab_size: int = 4096,
+                  special_tokens: Iterable[str] = ("<|endoftext|>", "<pad>"),
+                  min_frequency: int = 2, show_progress: bool = False) -> Tokenizer:
+        """Train a byte-level BPE tokenizer (GPT-2 style, Radford et al. 2019 §2.2).
+
+        ``files_or_texts``: a file or directory path (all its files), or an iterable of file
+        paths and/or texts (a string is a path only if it names an existing file). Every
+        string is encodable and ``decode(encode(s)) == s``.
+        """
+        special_tokens = list(special_tokens)
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+        if vocab_size < len(alphabet) + len(special_tokens):
+            raise ConfigError(f"vocab_size={vocab_size} is too small for byte-level BPE: it needs at least "
+                              f"{len(alphabet)} byte tokens + {len(special_tokens)} special tokens")
+        backend = _Backend(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+        # trim_offsets=False: offsets cover the token's bytes exactly, leading space included.
+        backend.post_processor = processors.ByteLevel(trim_offsets=False)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=special_tokens, initial_alphabet=alphabet,
+                                      show_progress=show_progress)
+        backend.train_from_iterator(_texts(files_or_texts), trainer=trainer)
+        return cls(backend)
+
+    @classmethod
+    def train_char(cls, files_or_texts,
+                   special_tokens: Iterable[str] = ("<|endoftext|>", "<pad>", "<unk>")) -> Tokenizer:
+        """Character-level tokenizer: one id per Unicode character seen in the corpus.
+
+        Ids are the special tokens first, then the characters in code-point order, so the same
+        corpus always gives the same vocabulary. Unseen characters map to ``<unk>`` if listed.
+        ``files_or_texts`` as for :meth:`train_bpe`.
+        """
+        chars = set()
+        for text in _texts(files_or_texts):
+            chars.update(text)
+        special_tokens = list(special_tokens)
+        return cls(_char_backend(special_tokens, sorted(chars - set(special_tokens))))
+
+    @classmethod
+    def amino_acids(cls) -> Tokenizer:
+        """Protein tokenizer: the 20 standard amino acids plus ``X`` (any/unknown residue).
+
+        Specials ``<pad> <cls> <eos> <unk> <mask>`` (ids 0-4, ESM's names); ``encode``
+        wraps a sequence as ``<cls> ... <eos>``. Lower-case letters are not accepted.
+        """
+        special_tokens = ["<pad>", "<cls>", "<eos>", "<unk>", "<mask>"]
+        backend = _char_backend(special_tokens, list(AMINO_ACIDS + "X"))
+        backend.post_processor = processors.TemplateProcessing(
+            single="<cls> $A <eos>", special_tokens=[("<cls>", 1), ("<eos>", 2)])
+        roles = {"pad": "<pad>", "cls": "<cls>", "bos": "<cls>", "eos": "<eos>", "unk": "<unk>", "mask": "<mask>"}
+        return cls(backend, roles)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Tokenizer:
+        """Load a Hugging Face ``tokenizer.json`` (WordPiece, BPE, Unigram, WordLevel).
+
+        Special-token roles come from a ``tokenizer_config.json`` / ``special_tokens_map.json``
+        next to the file when present (as in transformers), else from the usual spellings
+        (``<pad>``, ``[PAD]``, ``<|endoftext|>``, ``[CLS]``, ...).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"tokenizer file {path} does not exist")
+        try:
+            backend = _Backend.from_file(str(path))
+        except Exception as e:  # the Rust side raises a plain Exception
+            raise DataError(f"tokenizer file {path} is not a valid tokenizer.json: {e}") from None
+        roles, max_len = _read_roles(path.parent, backend)
+        return cls(backend, roles, max_len)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> Tokenizer:
+        """Load from a directory holding ``tokenizer.json`` (or from the file itself)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / TOKENIZER_FILE
+            if not path.is_file():
+                raise DataError(f"directory {path.parent} has no {TOKENIZER_FILE}")
+        return cls.from_file(path)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``directory/tokenizer.json`` and ``tokenizer_config.json`` (roles), atomically.
+
+        ``transformers.AutoTokenizer.from_pretrained(directory)`` reads the result as well.
+        Returns the path of ``tokenizer.json``.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {f"{role}_token": tok for role, tok in self.special_tokens_map.items() if tok is not None}
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        if self.model_max_length is not None:
+            config["model_max_length"] = self.model_max_length
+        _write_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        _write_atomic(directory / TOKENIZER_FILE, self.backend.to_str(pretty=True))
+        return directory / TOKENIZER_FILE
+
+    # ------------------------------------------------------------------ vocabulary
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, added tokens included (ids are ``0 .. vocab_size - 1``)."""
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.backend.id_to_token(int(i))
+
+    def _role_id(self, role: str) -> int | None:
+        token = self.special_tokens_map[role]
+        return None if token is None else self.backend.token_to_id(token)
+
+    pad_token_id = property(lambda self: self._role_id("pad"), doc="Id of the padding token, or None.")
+    eos_token_id = property(lambda self: self._role_id("eos"), doc="Id of the end-of-text token, or None.")
+    bos_token_id = property(lambda self: self._role_id("bos"), doc="Id of the start token, or None.")
+    unk_token_id = property(lambda self: self._role_id("unk"), doc="Id of the unknown token, or None.")
+    cls_token_id = property(lambda self: self._role_id("cls"), doc="Id of BERT's [CLS], or None.")
+    sep_token_id = property(lambda self: self._role_id("sep"), doc="Id of BERT's [SEP], or None.")
+    mask_token_id = property(lambda self: self._role_id("mask"), doc="Id of the mask token, or None.")
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the serialised tokenizer and its roles: equal fingerprints encode alike."""
+        blob = self.backend.to_str() + json.dumps(self.special_tokens_map, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        kind = json.loads(self.backend.model.__getstate__())["type"]
+        return f"Tokenizer({kind}, vocab_size={self.vocab_size})"
+
+    # ------------------------------------------------------------------ encoding
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of one text (with the tokenizer's special tokens, e.g. BERT's [CLS]/[SEP])."""
+        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def encode_batch(self, texts: list[str], add_special_tokens: bool = True) -> list[list[int]]:
+        """Token ids of many texts, encoded in parallel; no padding."""
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)]
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """Text of a sequence of ids (list, or 1-d tensor)."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def __call__(self, texts: str | list[str], padding: bool | str = True, truncation: bool = False,
+                 max_length: int | None = None, return_offsets: bool = False,
+                 padding_side: str = "right", add_special_tokens: bool = True) -> dict[str, torch.Tensor]:
+        """Encode a batch into tensors.
+
+        Returns ``input_ids`` (B, T) and ``attention_mask`` (B, T) as int64 (1 = real token,
+        0 = padding), and with ``return_offsets`` ``offsets`` (B, T, 2): the ``[start, end)``
+        character span of each token in its text ((0, 0) for special and padding tokens).
+
+        ``padding``: True pads to the longest text, ``"max_length"`` to ``max_length``, False
+        requires equal lengths. A text longer than ``max_length`` is an ``InputError`` unless
+        ``truncation=True`` (then it is cut to ``max_length``, special tokens kept).
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if padding not in (True, False, "longest", "max_length"):
+            raise InputError(f"padding={padding!r}; expected True, False, 'longest' or 'max_length'")
+        if padding_side not in ("right", "left"):
+            raise InputError(f"padding_side={padding_side!r}; expected 'right' or 'left'")
+        if truncation and max_length is None:
+            max_length = self.model_max_length
+            if max_length is None:
+                raise InputError("truncation=True needs max_length (this tokenizer has no model_max_length)")
+        if padding == "max_length" and max_length is None:
+            raise InputError("padding='max_length' needs max_length")
+        if max_length is not None and max_length < 1:
+            raise InputError(f"max_length={max_length} must be >= 1")
+
+        encodings = self.backend.encode_batch(texts, add_special_tokens=False)
+        n_special = self.backend.num_special_tokens_to_add(False) if add_special_tokens else 0
+        for i, enc in enumerate(encodings):
+            length = len(enc.ids) + n_special
+            if max_length is not None and length > max_length:
+                if not truncation:
+                    raise InputError(f"text {i} is {length} tokens long, more than max_length={max_length}; "
+                                     "pass truncation=True to cut it or raise max_length")
+                if max_length < n_special:
+                    raise InputError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
+                enc.truncate(max_length - n_special)
+            encodings[i] = self.backend.post_process(enc, None, add_special_tokens)
+
+        lengths = [len(e.ids) for e in encodings]
+        if padding is False and len(set(lengths)) > 1:
+            raise InputError(f"texts have different lengths {sorted(set(lengths))} and padding=False; "
+                             "pass padding=True to pad them")
+        T = max_length if padding == "max_length" else max(lengths, default=0)
+        if min(lengths, default=T) < T and self.pad_token_id is None:
+            raise InputError("this tokenizer has no pad token, so it cannot pad; "
+                             "give it one with Tokenizer(tok.backend, roles={**tok.special_tokens_map, 'pad': ...})")
+
+        B = len(texts)
+        input_ids = torch.full((B, T), self.pad_token_id if self.pad_token_id is not None else 0, dtype=torch.long)
+        attention_mask = torch.zeros(B, T, dtype=torch.long)
+        offsets = torch.zeros(B, T, 2, dtype=torch.long)
+        for i, enc in enumerate(encodings):
+            n = len(enc.ids)
+            rows = slice(0, n) if padding_side == "right" else slice(T - n, T)
+            input_ids[i, rows] = torch.tensor(enc.ids, dtype=torch.long)
+            attention_mask[i, rows] = 1
+            if return_offsets and n:
+                special = torch.tensor(enc.special_tokens_mask, dtype=torch.bool)
+                offsets[i, rows] = torch.tensor(enc.offsets, dtype=torch.long).masked_fill(special[:, None], 0)
+        out = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if return_offsets:
+            out["offsets"] = offsets
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _char_backend(special_tokens: list[str], chars: list[str]) -> _Backend:
+    vocab = {tok: i for i, tok in enumerate([*special_tokens, *chars])}
+    unk = next((t for t in special_tokens if t in _ROLE_NAMES["unk"]), None)
+    backend = _Backend(models.WordLevel(vocab, unk_token=unk))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character
+    backend.decoder = decoders.Fuse()  # join characters without spaces
+    backend.add_special_tokens(special_tokens)
+    return backend
+
+
+def _texts(files_or_texts) -> Iterator[str]:
+    """Strings from a path (file or directory), or an iterable of paths and texts.
+
+    A lone string, and any ``os.PathLike``, is a path (a missing one is a ``DataError``);
+    a string inside an iterable is a path only if it names an existing file, else a text.
+    """
+    if isinstance(files_or_texts, (str, os.PathLike)):
+        files_or_texts = [Path(files_or_texts)]
+    for item in files_or_texts:
+        if isinstance(item, os.PathLike) or (isinstance(item, str) and "\n" not in item and os.path.isfile(item)):
+            for path in find_text_files(item):
+                yield from read_text_chunks(path)
+        elif isinstance(item, str):
+            yield item
+        else:
+            raise InputError(f"expected a text, a file or a directory, got {type(item).__name__}")
+
+
+def _guess_roles(backend: _Backend) -> dict[str, str | None]:
+    specials = [t.content for t in backend.get_added_tokens_decoder().values() if t.special]
+    roles = {role: next((n for n in names if n in specials), None) for role, names in _ROLE_NAMES.items()}
+    return roles
+
+
+def _read_roles(directory: Path, backend: _Backend) -> tuple[dict[str, str | None], int | None]:
+    """Special-token roles from Hugging Face's side files (exactly, as transformers reads
+    them), or from the usual spellings when there are none."""
+    files = [directory / name for name in ("special_tokens_map.json", CONFIG_FILE) if (directory / name).is_file()]
+    roles = {} if files else _guess_roles(backend)
+    max_len = None
+    for file in files:
+        try:
+            config = json.loads(file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DataError(f"{file} is not valid JSON: {e}") from None
+        for role in ROLES:
+            token = config.get(f"{role}_token")
+            if isinstance(token, dict):  # {"content": "<pad>", "lstrip": false, ...}
+                token = token.get("content")
+            if isinstance(token, str) and backend.token_to_id(token) is not None:
+                roles[role] = token
+        if isinstance(config.get("model_max_length"), int) and config["model_max_length"] < 10**9:
+            max_len = config["model_max_length"]  # transformers writes 1e30 for "no limit"
+    return roles, max_len
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
