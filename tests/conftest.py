@@ -13,3 +13,67 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def hf_gpt2_twin():
+    """Factory: ``(attnkit GPT, transformers GPT2LMHeadModel)`` with identical weights, both in eval mode.
+
+    The key mapping is written out here, independently of ``attnkit.interop``, so GPT and
+    decoding tests have a reference that does not rely on the code under test.
+    """
+
+    def make(**fields):
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        from attnkit import GPT, GPTConfig
+
+        cfg = GPTConfig.from_preset("gpt-tiny", **fields)
+        ours = GPT(cfg).eval()
+        hf = GPT2LMHeadModel(GPT2Config(
+            vocab_size=cfg.vocab_size, n_positions=cfg.n_positions, n_embd=cfg.d_model, n_layer=cfg.n_layers,
+            n_head=cfg.n_heads, activation_function="gelu_new", layer_norm_epsilon=cfg.norm_eps, resid_pdrop=0.0,
+            embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id,
+        )).eval()
+        sd = {"transformer.wte.weight": ours.wte.weight, "transformer.wpe.weight": ours.wpe.weight,
+              "transformer.ln_f.weight": ours.decoder.norm.weight, "transformer.ln_f.bias": ours.decoder.norm.bias}
+        pairs = {"ln_1": "attn_norm", "attn.c_attn": "attn.qkv_proj", "attn.c_proj": "attn.out_proj",
+                 "ln_2": "ffn_norm", "mlp.c_fc": "ffn.fc_in", "mlp.c_proj": "ffn.fc_out"}
+        for i, layer in enumerate(ours.decoder.layers):
+            for theirs, mine in pairs.items():
+                module = layer.get_submodule(mine)
+                transpose = not theirs.startswith("ln")  # HF's Conv1D stores (in, out)
+                sd[f"transformer.h.{i}.{theirs}.weight"] = module.weight.T if transpose else module.weight
+                sd[f"transformer.h.{i}.{theirs}.bias"] = module.bias
+        missing, unexpected = hf.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=False)
+        assert not unexpected and all(k == "lm_head.weight" or k.endswith(".attn.bias") for k in missing), missing
+        hf.tie_weights()
+        return ours, hf
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """A tiny text corpus and ``--set`` overrides that shrink ``recipes/gpt-stdlib.toml`` to seconds.
+
+    Returns a namespace with ``recipe`` (path), ``corpus`` (dir) and ``overrides`` (list of
+    ``section.field=value``), for training, checkpoint and CLI tests.
+    """
+    import random
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    rng = random.Random(0)
+    words = "def class return import for while if else self value data print None True".split()
+    corpus = tmp_path_factory.mktemp("corpus")
+    lines = [" ".join(rng.choice(words) for _ in range(10)) for _ in range(300)]
+    (corpus / "code.txt").write_text("\n".join(lines) + "\n")
+    overrides = [
+        f"data.path={corpus}", "tokenizer.vocab_size=300", "model.config.n_layers=2", "model.config.d_model=32",
+        "model.config.n_heads=2", "model.config.n_positions=32", "train.batch_size=4", "train.max_steps=6",
+        "train.warmup_steps=2", "train.eval_every=3", "train.eval_iters=2", "train.save_every=3",
+        "train.keep_last=3", "train.progress=false", "train.device=cpu",
+    ]
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "gpt-stdlib.toml"
+    return SimpleNamespace(recipe=recipe, corpus=corpus, overrides=overrides)

@@ -117,6 +117,7 @@ def generate(
     top_p: float | None = None,
     num_beams: int = 1,
     length_penalty: float = 1.0,
+    length_penalty_style: str = "hf",
     early_stopping: bool | str = False,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
@@ -132,27 +133,34 @@ def generate(
         attention_mask: ``(B, T)`` padding mask of ``input_ids`` (True/1 = real token).
         do_sample, temperature, top_k, top_p: sampling (otherwise greedy).
         num_beams, length_penalty, early_stopping: beam search; finished hypotheses are scored
-            ``sum log p / len ** length_penalty``.
+            ``sum log p / len ** length_penalty``; ``length_penalty_style="gnmt"`` divides by
+            ``((5 + len) / 6) ** length_penalty`` instead (Wu et al. 2016, eq. 14; Vaswani et al.
+            2017 decode with beam 4 and α = 0.6).
         eos_token_id: one id or a list; finished rows are padded with ``pad_token_id``.
         streamer: object with ``put(tokens)`` / ``end()`` called as tokens are made.
         generator: a ``torch.Generator`` for reproducible sampling.
 
     Returns ``(B, T_out)`` token ids.
     """
+    if length_penalty_style not in LENGTH_PENALTY_STYLES:
+        raise InputError(f"length_penalty_style must be one of {LENGTH_PENALTY_STYLES}, got {length_penalty_style!r}")
     if num_beams > 1:
         if streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams)
         return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,
-                            early_stopping, eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator)
+                            length_penalty_style, early_stopping, eos_token_id, pad_token_id, do_sample, temperature,
+                            top_k, top_p, generator)
     steps = []
-    for tokens in stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
-                         pad_token_id, attention_mask, generator):
+    try:
+        for tokens in stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
+                             pad_token_id, attention_mask, generator):
+            if streamer is not None:
+                streamer.put(tokens)
+            steps.append(tokens)
+    finally:  # a consumer in another thread must not wait forever when decoding fails
         if streamer is not None:
-            streamer.put(tokens)
-        steps.append(tokens)
-    if streamer is not None:
-        streamer.end()
+            streamer.end()
     first = _decoder_prefix(model, input_ids)
     return torch.cat([first, torch.stack(steps, dim=1)], dim=1)
 
@@ -163,8 +171,17 @@ def _decoder_prefix(model, input_ids):
     return input_ids if start is None else start(input_ids.shape[0], input_ids.device)
 
 
-def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty, early_stopping,
-                 eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator):
+LENGTH_PENALTY_STYLES = ("hf", "gnmt")
+
+
+def _length_norm(length: int, alpha: float, style: str) -> float:
+    """Divisor of a hypothesis' summed log-probability: ``len ** α`` (Hugging Face) or GNMT's
+    ``((5 + len) / 6) ** α`` (Wu et al. 2016, eq. 14)."""
+    return ((5 + length) / 6) ** alpha if style == "gnmt" else length**alpha
+
+
+def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty, length_penalty_style,
+                 early_stopping, eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
@@ -197,7 +214,7 @@ def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, le
     while True:
         logp = torch.log_softmax(logits, dim=-1)
         if do_sample:
-            logp = process_logits(logp, temperature, top_k, top_p)
+            logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)))
         V = logp.shape[-1]
         logp = (logp.view(B, nb, V) + run_scores[:, :, None]).view(B, nb * V)
         if do_sample:
@@ -221,7 +238,7 @@ def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, le
 
         # Add the top-num_beams candidates that just finished to the finished hypotheses.
         just = hits & top_nb[None, :]
-        f_lp = top_lp / ((cur + 1 - T0) ** length_penalty)
+        f_lp = top_lp / _length_norm(cur + 1 - T0, length_penalty, length_penalty_style)
         f_lp = f_lp + (fin_flag.all(-1, keepdim=True) & (early_stopping is True)).float() * -1e9
         f_lp = f_lp + (~open_heuristic).float() * -1e9
         f_lp = f_lp + (~just).float() * -1e9
@@ -238,7 +255,7 @@ def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, le
             best_len = max_len - T0
         else:
             best_len = cur - T0
-        best_possible = run_scores[:, :1] / (best_len ** length_penalty)
+        best_possible = run_scores[:, :1] / _length_norm(best_len, length_penalty, length_penalty_style)
         worst_finished = torch.where(fin_flag, fin_scores.min(dim=1, keepdim=True).values, -1.0e9)
         open_heuristic = open_heuristic & (best_possible > worst_finished).any(-1, keepdim=True)
         improvement_possible = bool(open_heuristic.any())

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from attnkit.errors import ConfigError
 from attnkit.models.config import Config
 
 
@@ -22,7 +23,7 @@ class Model(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
         if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
 
     @property

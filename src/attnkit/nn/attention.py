@@ -197,7 +197,7 @@ class MultiHeadAttention(nn.Module):
         if self.cross and context is None and (cache is None or cache.length == 0):
             raise InputError("cross-attention needs `context` (the encoder output) on its first call")
         reuse = self.cross and cache is not None and cache.length > 0
-        q, k, v = self._project(x, None if reuse else context)
+        q, k, v = self._project(x, None if reuse else (context if self.cross else x))
         q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         if k is not None:
             S_new = k.shape[1]

@@ -1,0 +1,283 @@
+"""The decoding loop: cached decoding equals recomputing the whole sequence (greedy, beam
+search, left-padded batches), Hugging Face's generate and logits warpers as references,
+sampling, streaming and EOS handling."""
+
+import threading
+
+import pytest
+import torch
+
+from attnkit import GPT, GPTConfig
+from attnkit.errors import InputError
+from attnkit.generation import TokenIteratorStreamer, generate, process_logits
+
+
+def tiny(**fields) -> GPT:
+    return GPT(GPTConfig.from_preset("gpt-tiny", **fields)).eval()
+
+
+class Recording:
+    """Delegates the decoding protocol to a model and records the logits of every step."""
+
+    def __init__(self, model):
+        self.model, self.config, self.logits = model, model.config, []
+
+    def prepare_generation(self, input_ids, attention_mask, expand, max_new_tokens):
+        return self.model.prepare_generation(input_ids, attention_mask, expand, max_new_tokens)
+
+    def generation_step(self, input_ids, attention_mask, cache):
+        logits = self.model.generation_step(input_ids, attention_mask, cache)
+        self.logits.append(logits.clone())
+        return logits
+
+
+class TokenHistory:
+    """A fake cache: just the tokens so far. ``reorder`` permutes them like a KV cache's rows."""
+
+    def __init__(self):
+        self.ids = None
+
+    def reorder(self, index):
+        self.ids = self.ids.index_select(0, index)
+
+
+class Recompute(Recording):
+    """Ignores the KV cache: every step runs the full sequence from its own token history."""
+
+    def prepare_generation(self, input_ids, attention_mask, expand, max_new_tokens):
+        ids = input_ids.repeat_interleave(expand, 0)
+        mask = None if attention_mask is None else attention_mask.repeat_interleave(expand, 0)
+        return ids, mask, TokenHistory()
+
+    def generation_step(self, input_ids, attention_mask, cache):
+        cache.ids = input_ids if cache.ids is None else torch.cat([cache.ids, input_ids], 1)
+        logits = self.model(cache.ids, attention_mask=attention_mask).logits[:, -1]
+        self.logits.append(logits.clone())
+        return logits
+
+
+def left_pad(prompts, pad=0):
+    T = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), T), pad, dtype=torch.long)
+    mask = torch.zeros(len(prompts), T, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, T - len(p):] = torch.tensor(p)
+        mask[b, T - len(p):] = 1
+    return ids, mask
+
+
+def frequent_token(model, ids):
+    """A token greedy decoding emits, used as EOS so that beams really finish early."""
+    out = model.generate(ids, max_new_tokens=8)[:, ids.shape[1]:]
+    return int(out.flatten().mode().values)
+
+
+def assert_same_run(a: Recording, b: Recording, out_a, out_b):
+    assert torch.equal(out_a, out_b)
+    assert len(a.logits) == len(b.logits)
+    for la, lb in zip(a.logits, b.logits):
+        torch.testing.assert_close(la, lb, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", [{}, dict(positional="rotary", n_kv_heads=2), dict(positional="alibi")])
+def test_greedy_with_cache_matches_recompute(variant):
+    model = tiny(**variant)
+    ids = torch.randint(0, 256, (2, 5))
+    cached, full = Recording(model), Recompute(model)
+    assert_same_run(cached, full, generate(cached, ids, max_new_tokens=10), generate(full, ids, max_new_tokens=10))
+
+
+@pytest.mark.parametrize("num_beams,length_penalty,early_stopping", [
+    (3, 1.0, False), (4, 0.5, True), (2, 2.0, "never"),
+])
+def test_beam_search_with_cache_matches_recompute(num_beams, length_penalty, early_stopping):
+    model = tiny()
+    ids = torch.randint(0, 256, (2, 4))
+    eos = frequent_token(model, ids)
+    kw = dict(max_new_tokens=8, num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping,
+              eos_token_id=eos)
+    cached, full = Recording(model), Recompute(model)
+    assert_same_run(cached, full, generate(cached, ids, **kw), generate(full, ids, **kw))
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_left_padded_batch_with_cache_matches_recompute(num_beams):
+    model = tiny(positional="rotary")
+    ids, mask = left_pad([[5, 6, 7, 8, 9], [3, 4], [11]])
+    cached, full = Recording(model), Recompute(model)
+    kw = dict(max_new_tokens=6, num_beams=num_beams, attention_mask=mask)
+    assert_same_run(cached, full, generate(cached, ids, **kw), generate(full, ids, **kw))
+
+
+@pytest.mark.parametrize("variant", [{}, dict(positional="alibi"), dict(positional="rotary", norm="rmsnorm")])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_left_padded_batch_generates_what_each_prompt_does_alone(variant, num_beams):
+    model = tiny(**variant)
+    prompts = [[5, 6, 7, 8, 9], [3, 4], [11]]
+    ids, mask = left_pad(prompts)
+    batch = model.generate(ids, attention_mask=mask, max_new_tokens=6, num_beams=num_beams)
+    T = ids.shape[1]
+    for b, p in enumerate(prompts):
+        alone = model.generate(torch.tensor([p]), max_new_tokens=6, num_beams=num_beams)
+        assert batch[b, T:].tolist() == alone[0, len(p):].tolist()
+
+
+def test_greedy_and_beam_search_equal_transformers_generate(hf_gpt2_twin):
+    ours, hf = hf_gpt2_twin()
+    ids, mask = left_pad([[5, 6, 7, 8, 9, 10], [3, 4, 1]])
+    eos = frequent_token(ours, ids[:1])
+    for kw in (dict(num_beams=1), dict(num_beams=3), dict(num_beams=4, length_penalty=0.3, early_stopping=True),
+               dict(num_beams=2, length_penalty=1.5, early_stopping="never"),
+               dict(num_beams=3, length_penalty=-1.0, eos_token_id=[eos, 17, 200])):
+        # pad_token_id=1, not 0: HF's beam search fills with `pad_token_id or eos`, so it ignores a pad id of 0.
+        kw = {"max_new_tokens": 8, "eos_token_id": eos, "pad_token_id": 1, "attention_mask": mask, **kw}
+        expected = hf.generate(ids, do_sample=False, **kw)
+        assert ours.generate(ids, **kw).tolist() == expected.tolist(), kw
+
+
+# top_k is always given: transformers falls back to top_k=50 when it is not (attnkit: no top-k).
+@pytest.mark.parametrize("kw", [
+    dict(temperature=0.8, top_k=20, top_p=0.9),
+    dict(top_k=0, top_p=0.5),
+    dict(num_beams=3, top_k=20),
+    dict(num_beams=2, temperature=0.7, top_p=0.9, top_k=0),
+    dict(num_beams=3, top_k=1),  # beam sampling keeps at least 1 + (number of EOS ids) tokens
+])
+def test_seeded_sampling_equals_transformers_with_the_same_seed(hf_gpt2_twin, kw):
+    ours, hf = hf_gpt2_twin()
+    ids = torch.randint(0, 256, (3, 4))
+    eos = frequent_token(ours, ids)
+    kw = dict(kw, do_sample=True, max_new_tokens=8, eos_token_id=eos, pad_token_id=1)
+    torch.manual_seed(123)
+    expected = hf.generate(ids, **kw)
+    torch.manual_seed(123)
+    assert ours.generate(ids, **kw).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p,keep", [
+    (1.0, None, None, 1), (0.7, None, None, 1), (1.0, 5, None, 1), (1.0, None, 0.8, 1), (1.3, 10, 0.6, 1),
+    (0.5, 1, 0.99, 1), (1.0, 500, 0.05, 1), (1.0, 1, None, 2), (1.0, None, 0.05, 3),
+])
+def test_process_logits_equals_transformers_warpers(temperature, top_k, top_p, keep):
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.randn(4, 300) * 3
+    logits[0, :10] = 2.0  # ties at the top
+    logits[1, 0] = 30.0  # one dominant token: top-p alone would keep only it
+    expected = logits.clone()
+    if temperature != 1.0:
+        expected = TemperatureLogitsWarper(temperature)(None, expected)
+    if top_k is not None:
+        expected = TopKLogitsWarper(top_k, min_tokens_to_keep=keep)(None, expected)
+    if top_p is not None:
+        expected = TopPLogitsWarper(top_p, min_tokens_to_keep=keep)(None, expected)
+    ours = process_logits(logits, temperature, top_k, top_p, min_tokens_to_keep=keep)
+    assert torch.equal(torch.isinf(ours), torch.isinf(expected))
+    torch.testing.assert_close(ours[~torch.isinf(ours)], expected[~torch.isinf(expected)])
+
+
+def test_sampled_tokens_stay_inside_top_k():
+    model = Recording(tiny())
+    out = generate(model, torch.randint(0, 256, (4, 3)), max_new_tokens=8, do_sample=True, top_k=3,
+                   generator=torch.Generator().manual_seed(0))
+    for step, logits in enumerate(model.logits):
+        top3 = logits.topk(3).indices
+        assert (top3 == out[:, 3 + step, None]).any(-1).all()
+
+
+def test_seeded_sampling_is_reproducible_and_top_k_1_is_greedy():
+    model = tiny()
+    ids = torch.randint(0, 256, (2, 3))
+    run = lambda seed: model.generate(ids, max_new_tokens=12, do_sample=True, temperature=1.5,  # noqa: E731
+                                      generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+    greedy = model.generate(ids, max_new_tokens=12)
+    assert torch.equal(model.generate(ids, max_new_tokens=12, do_sample=True, top_k=1), greedy)
+
+
+def test_stream_yields_the_tokens_generate_returns():
+    model = tiny()
+    ids, mask = left_pad([[1, 2, 3], [4]])
+    steps = list(model.stream(ids, attention_mask=mask, max_new_tokens=7))
+    assert len(steps) == 7 and steps[0].shape == (2,)
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=7)
+    assert torch.equal(torch.stack(steps, 1), out[:, ids.shape[1]:])
+
+
+def test_token_iterator_streamer_from_a_thread():
+    model = tiny()
+    ids = torch.randint(0, 256, (1, 4))
+    streamer = TokenIteratorStreamer(timeout=60)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("out", model.generate(
+        ids, max_new_tokens=9, streamer=streamer)))
+    thread.start()
+    received = [tokens.clone() for tokens in streamer]
+    thread.join()
+    assert len(received) == 9
+    assert torch.equal(torch.stack(received, 1), result["out"][:, 4:])
+
+
+def test_token_iterator_streamer_ends_when_generation_fails():
+    model = tiny()
+    streamer = TokenIteratorStreamer(timeout=60)
+    errors = []
+
+    def run():
+        try:
+            model.generate(torch.zeros(1, 60, dtype=torch.long), max_new_tokens=10, streamer=streamer)
+        except InputError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert list(streamer) == []  # the iterator ends instead of waiting for tokens that never come
+    thread.join()
+    assert len(errors) == 1
+
+
+class Scripted:
+    """A fake model whose greedy choice at step s for row b is ``script[b][s]``."""
+
+    def __init__(self, script, vocab=16):
+        self.script, self.config, self.step = script, GPTConfig.from_preset("gpt-tiny", vocab_size=vocab), 0
+
+    def prepare_generation(self, input_ids, attention_mask, expand, max_new_tokens):
+        return input_ids, attention_mask, None
+
+    def generation_step(self, input_ids, attention_mask, cache):
+        logits = torch.zeros(len(self.script), self.config.vocab_size)
+        for b, row in enumerate(self.script):
+            logits[b, row[self.step]] = 1.0
+        self.step += 1
+        return logits
+
+
+def test_eos_pads_finished_rows_and_stops_when_all_are_done():
+    eos = 7
+    script = [[5, eos, 9, 9, 9, 9], [4, 4, 4, eos, 9, 9], [2, 2, 2, 2, 2, 2]]
+    prompt = torch.ones(3, 2, dtype=torch.long)
+    out = generate(Scripted(script), prompt, max_new_tokens=6, eos_token_id=eos, pad_token_id=0)
+    assert out[:, 2:].tolist() == [[5, eos, 0, 0, 0, 0], [4, 4, 4, eos, 0, 0], [2, 2, 2, 2, 2, 2]]
+    out = generate(Scripted(script[:2]), prompt[:2], max_new_tokens=6, eos_token_id=[eos, 15])
+    assert out[:, 2:].tolist() == [[5, eos, eos, eos], [4, 4, 4, eos]]  # stops early; pads with EOS
+
+
+def test_bad_generation_arguments_are_errors():
+    model = tiny()
+    ids = torch.randint(0, 256, (1, 3))
+    with pytest.raises(InputError, match="streamer is not supported with beam search"):
+        model.generate(ids, num_beams=2, streamer=TokenIteratorStreamer())
+    with pytest.raises(InputError, match="temperature must be > 0"):
+        model.generate(ids, do_sample=True, temperature=0.0)
+    with pytest.raises(InputError, match=r"top_p must be in \(0, 1\]"):
+        model.generate(ids, do_sample=True, top_p=1.5)
+    with pytest.raises(InputError, match="input_ids is empty"):
+        model.generate(ids[:, :0])
+    with pytest.raises(InputError, match=r"input_ids must lie in \[0, 256\)"):
+        model.generate(ids + 300)
+    with pytest.raises(InputError, match="max_new_tokens must be a positive int"):
+        model.generate(ids, max_new_tokens=0)
+    with pytest.raises(InputError, match=r"attention_mask must have shape"):
+        model.generate(ids, attention_mask=torch.ones(1, 4, dtype=torch.long))

@@ -1,0 +1,181 @@
+"""GPT against Hugging Face's GPT-2 with the same weights, the loss formula, causality and
+cached decoding for every config variant, and the errors users will meet."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnkit import GPT, GPTConfig
+from attnkit.errors import ConfigError, InputError
+
+VARIANTS = {
+    "gpt2": {},
+    "alibi": dict(positional="alibi"),
+    "rotary": dict(positional="rotary"),
+    "rmsnorm": dict(norm="rmsnorm"),
+    "gqa": dict(n_kv_heads=2),
+    "mqa": dict(n_kv_heads=1),
+    "swiglu": dict(activation="swiglu", d_ff=48),
+    "untied_nobias": dict(tie_word_embeddings=False, bias=False),
+    "llama_like": dict(positional="rotary", norm="rmsnorm", activation="swiglu", n_kv_heads=2, bias=False),
+}
+
+
+def tiny(**fields) -> GPT:
+    return GPT(GPTConfig.from_preset("gpt-tiny", **fields)).eval()
+
+
+def test_gpt2_preset_has_124439808_parameters():
+    with torch.device("meta"):  # counts shapes without allocating 0.5 GB
+        model = GPT(GPTConfig.from_preset("gpt2"))
+    assert model.num_parameters() == 124_439_808
+    assert model.lm_head.weight is model.wte.weight  # tied, counted once
+
+
+@pytest.mark.parametrize("name,layers,heads,width", [
+    ("gpt2-medium", 24, 16, 1024), ("gpt2-large", 36, 20, 1280), ("gpt2-xl", 48, 25, 1600),
+])
+def test_larger_presets_match_transformers_parameter_counts(name, layers, heads, width):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with torch.device("meta"):
+        ours = GPT(GPTConfig.from_preset(name))
+        hf = GPT2LMHeadModel(GPT2Config(n_layer=layers, n_head=heads, n_embd=width))
+    assert ours.num_parameters() == hf.num_parameters()
+    assert ours.num_parameters(exclude_embeddings=True) == hf.num_parameters(exclude_embeddings=True)
+
+
+def test_logits_equal_transformers_gpt2(hf_gpt2_twin):
+    ours, hf = hf_gpt2_twin()
+    ids = torch.randint(0, 256, (2, 11))
+    labels = ids.clone()
+    labels[0, :4] = -100
+    out = ours(ids, labels=labels)
+    ref = hf(ids, labels=labels)
+    torch.testing.assert_close(out.logits, ref.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.loss, ref.loss, atol=1e-5, rtol=1e-5)
+
+
+def test_left_padded_logits_equal_transformers_gpt2(hf_gpt2_twin):
+    ours, hf = hf_gpt2_twin()
+    ids = torch.randint(0, 256, (2, 8))
+    mask = torch.ones(2, 8, dtype=torch.long)
+    mask[1, :3] = 0
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # what HF's generate passes for left padding
+    out = ours(ids, attention_mask=mask).logits
+    ref = hf(ids, attention_mask=mask, position_ids=position_ids).logits
+    real = mask.bool()
+    torch.testing.assert_close(out[real], ref[real], atol=1e-4, rtol=1e-4)
+
+
+def test_loss_is_shifted_cross_entropy_ignoring_minus_100():
+    model = tiny()
+    ids = torch.randint(0, 256, (3, 9))
+    labels = ids.clone()
+    labels[1, 2:5] = -100
+    out = model(ids, labels=labels)
+    logits = out.logits
+    total, count = 0.0, 0
+    for b in range(3):
+        for t in range(8):  # position t predicts token t + 1
+            if labels[b, t + 1] != -100:
+                total = total - F.log_softmax(logits[b, t], -1)[labels[b, t + 1]]
+                count += 1
+    torch.testing.assert_close(out.loss, total / count)
+    assert model(ids).loss is None
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_are_causal(variant):
+    model = tiny(**VARIANTS[variant])
+    ids = torch.randint(0, 256, (2, 10))
+    base = model(ids).logits
+    ids2 = ids.clone()
+    ids2[:, 6:] = torch.randint(0, 256, (2, 4))
+    out = model(ids2).logits
+    torch.testing.assert_close(out[:, :6], base[:, :6])
+    assert not torch.allclose(out[:, 6:], base[:, 6:])
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_cached_forward_equals_full_forward(variant):
+    model = tiny(**VARIANTS[variant])
+    ids = torch.randint(0, 256, (2, 9))
+    full = model(ids).logits
+    cache = model.new_cache(2, 9)
+    parts = [model(ids[:, :4], cache=cache).logits]
+    parts += [model(ids[:, t:t + 1], cache=cache).logits for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_left_padding_does_not_change_real_tokens(variant):
+    model = tiny(**VARIANTS[variant])
+    ids = torch.randint(0, 256, (1, 6))
+    alone = model(ids).logits
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], 1)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1]])
+    out = model(padded, attention_mask=mask).logits
+    torch.testing.assert_close(out[:, 3:], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_output_attentions_are_causal_maps():
+    model = tiny()
+    out = model(torch.randint(0, 256, (2, 5)), output_attentions=True)
+    assert len(out.attentions) == 2
+    w = out.attentions[0]
+    assert w.shape == (2, 4, 5, 5)
+    assert (w.triu(1) == 0).all()
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 5))
+
+
+def test_config_json_round_trip(tmp_path):
+    cfg = GPTConfig.from_preset("gpt-tiny", positional="rotary", n_kv_heads=2, norm="rmsnorm")
+    assert GPTConfig.from_json(cfg.to_json()) == cfg
+    cfg.save(tmp_path / "config.json")
+    assert GPTConfig.load(tmp_path / "config.json") == cfg
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_input_longer_than_context_is_an_error():
+    model = tiny()
+    with pytest.raises(InputError, match="longer than the model's context of 64"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+    with pytest.raises(InputError, match="context is 64"):
+        model.generate(torch.zeros(1, 60, dtype=torch.long), max_new_tokens=10)
+
+
+def test_heads_not_dividing_width_is_an_error():
+    with pytest.raises(ConfigError, match=r"GPTConfig\.d_model: must be divisible by n_heads \(5\)"):
+        GPTConfig(d_model=32, n_heads=5)
+    with pytest.raises(ConfigError, match="n_kv_heads"):
+        GPTConfig.from_preset("gpt-tiny", n_kv_heads=3)
+
+
+def test_masks_of_wrong_shape_or_dtype_are_errors():
+    model = tiny()
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(InputError, match=r"must have shape \(batch, seq_len\) = \(2, 5\), got \(2, 4\)"):
+        model(ids, attention_mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(InputError, match="must be bool or integer 0/1.*float32"):
+        model(ids, attention_mask=torch.ones(2, 5))
+    with pytest.raises(InputError, match="labels must have the shape of input_ids"):
+        model(ids, labels=torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(InputError, match="integer tensor"):
+        model(ids.float())
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown gpt2 preset 'gpt5'; known presets: \[.*'gpt2'.*'gpt2-xl'"):
+        GPTConfig.from_preset("gpt5")
+
+
+def test_wrong_field_type_and_unknown_field_are_errors():
+    with pytest.raises(ConfigError, match=r"GPTConfig\.n_layers must be int, got '12' \(str\)"):
+        GPTConfig(n_layers="12")
+    with pytest.raises(ConfigError, match=r"GPTConfig\.positional must be one of 'learned', 'rotary', 'alibi'"):
+        GPTConfig(positional="sinusoidal")
+    with pytest.raises(ConfigError, match=r"unknown GPTConfig field\(s\) \['n_layer'\]; valid fields: .*n_layers"):
+        GPTConfig.from_preset("gpt-tiny", n_layer=3)
+    with pytest.raises(TypeError, match="needs a GPTConfig"):
+        GPT({"n_layers": 2})

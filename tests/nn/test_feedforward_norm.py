@@ -1,0 +1,96 @@
+"""Feed-forward variants and norms against their formulas, written out by hand."""
+
+import math
+
+import pytest
+import torch
+
+from attnkit.errors import ConfigError
+from attnkit.nn import FeedForward, RMSNorm, build_norm
+
+
+def relu(x):
+    return torch.where(x > 0, x, torch.zeros_like(x))
+
+
+def gelu_exact(x):  # Hendrycks & Gimpel 2016: x·Φ(x)
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def gelu_tanh(x):  # the tanh approximation used by GPT-2
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def silu(x):
+    return x / (1.0 + torch.exp(-x))
+
+
+PLAIN = {"relu": relu, "gelu": gelu_exact, "gelu_tanh": gelu_tanh, "silu": silu}
+GATED = {"geglu": gelu_exact, "geglu_tanh": gelu_tanh, "swiglu": silu, "reglu": relu}
+
+
+def linear(lin, x):
+    y = x @ lin.weight.T
+    return y if lin.bias is None else y + lin.bias
+
+
+@pytest.mark.parametrize("activation", list(PLAIN))
+@pytest.mark.parametrize("bias", [True, False])
+def test_plain_feedforward_equals_formula(activation, bias):
+    """Vaswani et al. 2017 eq. 2 with the chosen activation: W2·act(W1·x + b1) + b2."""
+    ffn = FeedForward(8, 32, activation, bias=bias).eval()
+    x = torch.randn(2, 5, 8) * 3
+    expected = linear(ffn.fc_out, PLAIN[activation](linear(ffn.fc_in, x)))
+    torch.testing.assert_close(ffn(x), expected, atol=1e-5, rtol=1e-5)
+    assert ffn.fc_gate is None
+
+
+@pytest.mark.parametrize("activation", list(GATED))
+def test_gated_feedforward_equals_formula(activation):
+    """Shazeer 2020 eq. 6: FFN_GLU(x) = (act(xW) ⊗ xV) W2, with W the gate."""
+    ffn = FeedForward(8, 16, activation).eval()
+    x = torch.randn(2, 5, 8) * 3
+    expected = linear(ffn.fc_out, GATED[activation](linear(ffn.fc_gate, x)) * linear(ffn.fc_in, x))
+    torch.testing.assert_close(ffn(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gelu_variants_differ():
+    """Guards against both names mapping to the same function."""
+    x = torch.linspace(-3, 3, 50)[None, :, None].expand(1, 50, 4)
+    a, b = FeedForward(4, 4, "gelu"), FeedForward(4, 4, "gelu_tanh")
+    b.load_state_dict(a.state_dict())
+    assert not torch.equal(a(x), b(x))
+
+
+def test_unknown_activation_lists_known_ones():
+    with pytest.raises(ConfigError, match="activation must be one of .*swiglu"):
+        FeedForward(4, 8, "tanh")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rmsnorm_equals_formula(dtype):
+    """Zhang & Sennrich 2019 eq. 4: x / sqrt(mean(x²) + eps) · g."""
+    norm = RMSNorm(6, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(6))
+    x = torch.randn(3, 4, 6) * 5
+    xd = x.double()
+    expected = xd / torch.sqrt((xd**2).mean(-1, keepdim=True) + 1e-6) * norm.weight.double()
+    y = norm(x.to(dtype))
+    assert y.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(y.double(), expected, atol=tol, rtol=tol)
+
+
+def test_build_norm_layernorm_equals_formula_and_refuses_unknown():
+    ln = build_norm("layernorm", 6, eps=1e-5)
+    with torch.no_grad():
+        ln.weight.copy_(torch.randn(6))
+        ln.bias.copy_(torch.randn(6))
+    x = torch.randn(4, 6)
+    mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    torch.testing.assert_close(ln(x), (x - mu) / torch.sqrt(var + 1e-5) * ln.weight + ln.bias, atol=1e-5, rtol=1e-5)
+    assert build_norm("layernorm", 6, 1e-5, bias=False).bias is None
+    assert isinstance(build_norm("rmsnorm", 6, 1e-6), RMSNorm)
+    with pytest.raises(ConfigError, match="norm must be one of"):
+        build_norm("batchnorm", 6, 1e-5)
