@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from attnkit.errors import AttnkitError, CheckpointError, ConfigError, DataError, InputError
+from attnkit.errors import AttnkitError, CheckpointError, ConfigError, DataError, InputError, TrainingError
 
 __version__ = "0.1.0"
 
@@ -19,10 +19,26 @@ _LAZY = {
     "ModelOutput": "attnkit.models.outputs",
     "GPT": "attnkit.models.gpt",
     "GPTConfig": "attnkit.models.gpt",
+    "Transformer": "attnkit.models.transformer",
+    "TransformerConfig": "attnkit.models.transformer",
     "generate": "attnkit.generation",
+    "interop": "attnkit.interop",
+    "Bert": "attnkit.models.bert",
+    "BertConfig": "attnkit.models.bert",
+    "BertForMaskedLM": "attnkit.models.bert",
+    "BertForSequenceClassification": "attnkit.models.bert",
+    "BertForTokenClassification": "attnkit.models.bert",
+    "BertForQuestionAnswering": "attnkit.models.bert",
+    "embed": "attnkit.embeddings",
+    "from_pretrained": "attnkit.interop",
+    "save_pretrained": "attnkit.interop",
+    "tokenizers": "attnkit.tokenizers",
+    "Tokenizer": "attnkit.tokenizers",
+    "data": "attnkit.data",
+    "LMDataset": "attnkit.data",
 }
 
-__all__ = ["AttnkitError", "CheckpointError", "ConfigError", "DataError", "InputError", "__version__", *_LAZY]
+__all__ = ["AttnkitError", "CheckpointError", "ConfigError", "DataError", "InputError", "TrainingError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str):

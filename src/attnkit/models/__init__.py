@@ -1,8 +1,19 @@
 """attnkit.models: thin compositions of attnkit.nn plus a config per family."""
 
 from attnkit.models.base import Model
+from attnkit.models.bert import (
+    Bert,
+    BertConfig,
+    BertForMaskedLM,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+)
 from attnkit.models.config import Config
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.outputs import ModelOutput
+from attnkit.models.transformer import Transformer, TransformerConfig
 
-__all__ = ["GPT", "Config", "GPTConfig", "Model", "ModelOutput"]
+__all__ = [
+    "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
+    "BertForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "Transformer", "TransformerConfig"]

@@ -67,6 +67,7 @@ class GPTConfig(Config):
                 self.n_kv_heads > 0 and self.n_heads % self.n_kv_heads == 0, "n_kv_heads",
                 f"must be positive and divide n_heads ({self.n_heads})",
             )
+        self.require(self.d_ff is None or self.d_ff > 0, "d_ff", "must be None (4 * d_model) or positive")
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
         self.require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
         self.require(self.norm_eps > 0, "norm_eps", "must be positive")

@@ -16,4 +16,17 @@ PRESETS: dict[str, dict[str, dict]] = {
             vocab_size=4096, n_positions=256, n_layers=6, n_heads=6, d_model=384, bos_token_id=None, eos_token_id=None
         ),
     },
+    "transformer": {
+        # Vaswani et al. 2017, Table 3 (base and big), shared 37,000-token BPE vocabulary (§5.1).
+        "transformer-base": dict(d_model=512, d_ff=2048, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, dropout=0.1),
+        "transformer-big": dict(d_model=1024, d_ff=4096, n_heads=16, n_encoder_layers=6, n_decoder_layers=6, dropout=0.3),
+        "transformer-tiny": dict(vocab_size=256, n_positions=128, d_model=32, d_ff=64, n_heads=4, n_encoder_layers=2,
+                                 n_decoder_layers=2),
+    },
+    "bert": {
+        # Devlin et al. 2019, §3: BERT-base (L=12, H=768, A=12) and BERT-large (L=24, H=1024, A=16).
+        "bert-base-uncased": dict(),
+        "bert-large-uncased": dict(n_layers=24, n_heads=16, d_model=1024, d_ff=4096),
+        "bert-tiny": dict(vocab_size=256, n_positions=64, n_layers=2, n_heads=4, d_model=32, d_ff=64),
+    },
 }

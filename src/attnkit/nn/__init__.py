@@ -13,6 +13,7 @@ from attnkit.nn.masks import (
     positions_from_padding,
 )
 from attnkit.nn.norm import RMSNorm, build_norm
+from attnkit.nn.pooling import mean_pool
 from attnkit.nn.positional import (
     RelativePositionBias,
     RotaryEmbedding,
@@ -28,6 +29,6 @@ __all__ = [
     "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "MultiHeadAttention", "RMSNorm",
     "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
     "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask",
-    "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
+    "mean_pool", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
     "scaled_dot_product_attention", "sinusoidal_positions",
 ]

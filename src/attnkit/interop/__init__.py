@@ -1,0 +1,279 @@
+"""Hugging Face checkpoints in and out: ``from_pretrained(dir_or_hub_id)`` and ``save_pretrained(model, dir)``.
+
+On disk a checkpoint is Hugging Face's layout: ``config.json`` + ``model.safetensors`` (or
+shards listed in ``model.safetensors.index.json``), with ``tokenizer.json`` beside them when
+there is a tokenizer. For a model Hugging Face can represent, ``save_pretrained`` writes HF's
+config fields and key names, so ``transformers`` loads it with no missing or unexpected keys,
+plus an ``"attnkit"`` block in config.json::
+
+    "attnkit": {"architecture": "GPT", "config": {...GPTConfig.to_dict()...}, "weights": "hf"}
+
+On load the ``attnkit`` block wins (exact round trip of attnkit-only fields); without it the
+HF config is converted by the family's mapping module. A variant Hugging Face cannot
+represent (rotary or ALiBi GPT, RMSNorm, grouped-query attention, gated feed-forward) is
+saved with ``"model_type": "attnkit"``, attnkit's own key names and ``"weights": "attnkit"``:
+attnkit loads it, ``transformers`` cannot.
+
+Adding a family
+---------------
+Write ``attnkit/interop/<family>.py`` defining::
+
+    MODEL_TYPE = "bert"                      # HF model_type in config.json
+    MODELS = {"Bert": Bert, ...}             # attnkit class name -> class
+    ARCHITECTURES = {"BertModel": "Bert"}    # HF architectures -> attnkit class name (first wins on save)
+    BASE_PREFIX = "bert."                    # prefix of base-model keys in HF head models ("" if none)
+    IGNORED_HF_KEYS = (r"position_ids$",)    # regexes of HF keys to drop on load
+    def key_rules(model) -> list[Rename]     # attnkit key <-> HF key table (see keymap.py)
+    def config_to_hf(model) -> dict | None   # HF config fields; None = HF can't represent it
+    def config_from_hf(hf: dict, model_class) -> Config
+
+and register it with one line in ``FAMILIES`` below (or ``register("t5", "attnkit.interop.t5")``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from attnkit.errors import AttnkitError, CheckpointError, ConfigError
+from attnkit.interop import keymap
+from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
+
+# HF model_type -> mapping module. One line per family.
+FAMILIES: dict[str, str] = {
+    "gpt2": "attnkit.interop.gpt2",
+    "bert": "attnkit.interop.bert",
+    "marian": "attnkit.interop.marian",
+}
+
+
+def register(model_type: str, module: str) -> None:
+    """Register a mapping module (dotted path) for a Hugging Face ``model_type``."""
+    FAMILIES[model_type] = module
+
+
+def _family(model_type: str) -> ModuleType:
+    return importlib.import_module(FAMILIES[model_type])
+
+
+def _family_of_model(model) -> ModuleType:
+    for model_type in FAMILIES:
+        fam = _family(model_type)
+        if type(model) in fam.MODELS.values():
+            return fam
+    raise CheckpointError(f"no checkpoint mapping is registered for {type(model).__name__}")
+
+
+def _class_named(name: str) -> tuple[ModuleType, type]:
+    for model_type in FAMILIES:
+        fam = _family(model_type)
+        if name in fam.MODELS:
+            return fam, fam.MODELS[name]
+    known = sorted(n for mt in FAMILIES for n in _family(mt).MODELS)
+    raise CheckpointError(f"config.json names attnkit architecture {name!r}; known: {known}")
+
+
+def _canonical_state(model) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(state without tied duplicates, alias name -> canonical name)``."""
+    state, aliases, first = {}, {}, {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        if id(t) in first:
+            aliases[name] = first[id(t)]
+        else:
+            first[id(t)] = name
+            state[name] = t
+    return state, aliases
+
+
+# -- saving ------------------------------------------------------------------------------------
+def save_pretrained(model, path: str | Path) -> None:
+    """Write ``model`` to directory ``path`` as ``config.json`` + ``model.safetensors`` (atomically).
+
+    Hugging Face names and config fields are used when the model has an HF equivalent;
+    other files in ``path`` (tokenizer.json, ...) are left in place.
+    """
+    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    fam = _family_of_model(model)
+    state, _ = _canonical_state(model)
+    state = {k: v.detach() for k, v in state.items()}
+    hf_config = fam.config_to_hf(model)
+    arch = type(model).__name__
+    block = {"architecture": arch, "config": model.config.to_dict(), "weights": "hf" if hf_config else "attnkit"}
+    if hf_config is not None:
+        hf_arch = next(h for h, a in fam.ARCHITECTURES.items() if a == arch)
+        config = {**hf_config, "architectures": [hf_arch], "dtype": str(model.dtype).removeprefix("torch."),
+                  "attnkit": block}
+        tensors = keymap.to_hf(fam.key_rules(model), state)
+    else:
+        config = {"model_type": "attnkit", "architectures": [arch], "attnkit": block}
+        tensors = state
+    write_checkpoint(path, config, tensors)
+
+
+# -- loading -----------------------------------------------------------------------------------
+def resolve_checkpoint_dir(path_or_hub_id: str | Path) -> Path:
+    """A local directory as is; otherwise a Hugging Face hub id downloaded with ``huggingface_hub``."""
+    path = Path(path_or_hub_id)
+    if path.is_dir():
+        return path
+    name = str(path_or_hub_id)
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; pass the checkpoint directory that holds {CONFIG_NAME}")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) or name.startswith((".", "/")):
+        raise CheckpointError(f"checkpoint directory {name} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            f"{name} is not a local directory, and loading hub ids needs `pip install huggingface_hub`") from None
+    try:
+        return Path(snapshot_download(
+            name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+    except Exception as e:
+        raise CheckpointError(f"{name} is not a local directory and could not be downloaded from the hub: {e}") from None
+
+
+def _parse_config(config: dict, directory: Path):
+    """``(family module, model class, model config, weights layout)`` from a parsed config.json."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{directory / CONFIG_NAME} must hold a JSON object, got {type(config).__name__}")
+    block = config.get("attnkit")
+    if block is not None:
+        if not (isinstance(block, dict) and isinstance(block.get("architecture"), str)
+                and isinstance(block.get("config"), dict) and block.get("weights") in ("hf", "attnkit")):
+            raise ConfigError(
+                f"{directory / CONFIG_NAME}: the 'attnkit' block must hold architecture (str), config (object) and "
+                "weights ('hf' or 'attnkit')")
+        fam, cls = _class_named(block["architecture"])
+        return fam, cls, cls.config_class.from_dict(block["config"]), block["weights"]
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
+        raise CheckpointError(
+            f"{directory / CONFIG_NAME}: model_type {model_type!r} is not supported; supported: {sorted(FAMILIES)}")
+    fam = _family(model_type)
+    archs = config.get("architectures") or []
+    if not isinstance(archs, list):
+        raise ConfigError(f"{directory / CONFIG_NAME}: architectures must be a list, got {archs!r}")
+    known = [a for a in archs if isinstance(a, str) and a in fam.ARCHITECTURES]
+    if archs and not known:
+        raise CheckpointError(
+            f"{directory / CONFIG_NAME}: architectures {archs} are not supported for {model_type}; "
+            f"supported: {sorted(fam.ARCHITECTURES)}")
+    cls = fam.MODELS[fam.ARCHITECTURES[known[0] if known else next(iter(fam.ARCHITECTURES))]]
+    return fam, cls, fam.config_from_hf(config, cls), "hf"
+
+
+def _check_layer_counts(config, n_tensors: int, directory: Path) -> None:
+    """Refuse a config whose layer count could not fit the checkpoint before building anything
+    (a config.json saying ``n_layers: 10**9`` must not hang model construction)."""
+    for name, value in config.to_dict().items():
+        if re.fullmatch(r"n_\w*layers", name) and isinstance(value, int) and value > n_tensors:
+            raise CheckpointError(
+                f"{directory / CONFIG_NAME}: {name}={value} but the checkpoint holds only {n_tensors} tensors")
+
+
+def _add_or_strip_prefix(rules, state: dict, prefix: str) -> dict:
+    """HF base models save keys without the head model's prefix (``wte.weight`` vs
+    ``transformer.wte.weight``); make the checkpoint's keys agree with the rule table."""
+    if not prefix:
+        return state
+    wants_prefix = any(h.startswith(prefix) for r in rules for h in r.hf_names)
+    has_prefix = any(k.startswith(prefix) for k in state)
+    if wants_prefix and not has_prefix:
+        return {prefix + k: v for k, v in state.items()}
+    if has_prefix and not wants_prefix:
+        return {k.removeprefix(prefix): v for k, v in state.items()}
+    return state
+
+
+def check_state(model, state: dict[str, torch.Tensor], origin: dict[str, str] | None = None,
+                unexpected: list[str] | None = None) -> None:
+    """Raise CheckpointError unless ``state`` fits ``model`` exactly (``model`` may live on "meta").
+
+    Every key must be present and none extra; shapes equal; floating tensors may differ in
+    dtype (they are cast), any other dtype difference is an error. Tied aliases
+    (``lm_head.weight`` = ``wte.weight``) may be present if equal to their canonical tensor.
+    ``origin`` maps attnkit names to checkpoint names for the messages.
+    """
+    origin = origin or {}
+    where = lambda name: f"{origin[name]} (attnkit {name})" if origin.get(name, name) != name else name  # noqa: E731
+    expected, aliases = _canonical_state(model)
+    unexpected = list(unexpected or []) + [origin.get(k, k) for k in state if k not in expected and k not in aliases]
+    missing = [k for k in expected if k not in state]
+    if missing or unexpected:
+        raise CheckpointError(
+            "checkpoint does not match the model: "
+            + (f"missing keys {[where(k) for k in missing][:10]}" if missing else "")
+            + ("; " if missing and unexpected else "")
+            + (f"unexpected keys {unexpected[:10]}" if unexpected else "")
+            + f" ({len(missing)} missing, {len(unexpected)} unexpected)")
+    for name, target in expected.items():
+        t = state[name]
+        if t.shape != target.shape:
+            raise CheckpointError(
+                f"shape mismatch for {where(name)}: checkpoint has {tuple(t.shape)}, model needs {tuple(target.shape)}")
+        if t.dtype != target.dtype and not (t.is_floating_point() and target.is_floating_point()):
+            raise CheckpointError(f"dtype mismatch for {where(name)}: checkpoint has {t.dtype}, model needs {target.dtype}")
+    for alias, canonical in aliases.items():
+        if alias in state and not (state[alias].shape == state[canonical].shape
+                                   and torch.equal(state[alias].to(state[canonical].dtype), state[canonical])):
+            raise CheckpointError(
+                f"checkpoint has an untied {where(alias)} that differs from {where(canonical)}; "
+                "attnkit's model ties them (set tie_word_embeddings=false in the config)")
+
+
+def load_state(model, state: dict[str, torch.Tensor], origin: dict[str, str] | None = None,
+               unexpected: list[str] | None = None) -> None:
+    """:func:`check_state`, then copy ``state`` into ``model``'s parameters and buffers."""
+    check_state(model, state, origin, unexpected)
+    expected, _ = _canonical_state(model)
+    with torch.no_grad():
+        for name, target in expected.items():
+            target.copy_(state[name])
+
+
+def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
+                    allow_pickle: bool = False):
+    """Load an attnkit model from a checkpoint directory (HF layout) or a hub id.
+
+    The family comes from config.json (the ``attnkit`` block, else ``model_type`` /
+    ``architectures``). Returns the model in eval mode. Weights load from safetensors only;
+    ``allow_pickle=True`` accepts ``pytorch_model.bin`` via ``torch.load(weights_only=True)``.
+    Raises :class:`~attnkit.CheckpointError` / :class:`~attnkit.ConfigError` on anything malformed.
+    """
+    directory = resolve_checkpoint_dir(path_or_hub_id)
+    config_json = read_json(directory / CONFIG_NAME)
+    state = read_weights(directory, allow_pickle=allow_pickle)
+    try:
+        fam, cls, config, layout = _parse_config(config_json, directory)
+        _check_layer_counts(config, len(state), directory)
+        with torch.device("meta"):
+            skeleton = cls(config)  # shapes only: mismatches are reported before any real allocation
+    except AttnkitError:
+        raise
+    except Exception as e:  # config.json is untrusted: whatever slipped past validation is still its fault
+        raise ConfigError(f"{directory / CONFIG_NAME} does not describe a model attnkit can build: {e!r}") from None
+    origin, unmatched = {}, []
+    if layout == "hf":
+        rules = fam.key_rules(skeleton)
+        state = _add_or_strip_prefix(rules, state, fam.BASE_PREFIX)
+        state, origin, unmatched = keymap.from_hf(rules, state, fam.IGNORED_HF_KEYS)
+        for name in skeleton.state_dict():
+            if name not in state:  # report missing tensors by the names the checkpoint should have used
+                origin[name] = " + ".join(keymap.hf_names_of(rules, name))
+    check_state(skeleton, state, origin, unmatched)
+    model = cls(config)
+    load_state(model, state, origin)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.to(device).eval()
+
+
+__all__ = ["FAMILIES", "check_state", "from_pretrained", "load_state", "register", "resolve_checkpoint_dir",
+           "save_pretrained"]

@@ -1,0 +1,119 @@
+"""State-dict key tables: how an attnkit parameter name maps to Hugging Face's (and the one
+check every family's config conversion shares, :func:`require_hf_settings`).
+
+A family's mapping is a list of :class:`Rename` rules. Names may contain placeholders such
+as ``{i}`` that match a layer number. A rule whose ``hf`` is a tuple fuses several Hugging
+Face tensors into one attnkit tensor by concatenation along dim 0 (BERT's query/key/value
+-> attnkit's ``qkv_proj``); ``transpose`` flips 2-D weights (GPT-2's ``Conv1D`` stores
+``(in, out)``, ``nn.Linear`` stores ``(out, in)``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from attnkit.errors import CheckpointError, ConfigError
+
+_PLACEHOLDER = re.compile(r"\\\{(\w+)\\\}")
+
+
+def _compile(pattern: str) -> re.Pattern:
+    return re.compile(_PLACEHOLDER.sub(r"(?P<\1>\\d+)", re.escape(pattern)))
+
+
+@dataclass(frozen=True)
+class Rename:
+    """One attnkit name pattern and the Hugging Face name(s) it corresponds to."""
+
+    native: str
+    hf: str | tuple[str, ...]
+    transpose: bool = False
+    _native_re: re.Pattern = field(init=False, repr=False, compare=False)
+    _hf_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_native_re", _compile(self.native))
+        object.__setattr__(self, "_hf_res", tuple(_compile(h) for h in self.hf_names))
+
+    @property
+    def hf_names(self) -> tuple[str, ...]:
+        return self.hf if isinstance(self.hf, tuple) else (self.hf,)
+
+    def _flip(self, t: torch.Tensor) -> torch.Tensor:
+        return t.t() if self.transpose and t.dim() == 2 else t
+
+
+def _find(rules: list[Rename], name: str) -> tuple[Rename, dict]:
+    for rule in rules:
+        m = rule._native_re.fullmatch(name)
+        if m:
+            return rule, m.groupdict()
+    raise CheckpointError(f"no Hugging Face name is known for attnkit parameter {name!r}")
+
+
+def hf_names_of(rules: list[Rename], name: str) -> list[str]:
+    """The Hugging Face key(s) that hold attnkit parameter ``name``."""
+    rule, groups = _find(rules, name)
+    return [h.format(**groups) for h in rule.hf_names]
+
+
+def to_hf(rules: list[Rename], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """attnkit state dict -> Hugging Face state dict (fused tensors split into equal parts)."""
+    out = {}
+    for name, tensor in state.items():
+        rule, groups = _find(rules, name)
+        parts = tensor.chunk(len(rule.hf_names), dim=0) if len(rule.hf_names) > 1 else (tensor,)
+        for hf_name, part in zip(rule.hf_names, parts):
+            out[hf_name.format(**groups)] = rule._flip(part).contiguous()
+    return out
+
+
+def from_hf(
+    rules: list[Rename], state: dict[str, torch.Tensor], ignore: tuple[str, ...] = ()
+) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
+    """Hugging Face state dict -> ``(attnkit state, attnkit name -> HF name(s), unmatched HF keys)``.
+
+    HF keys that match no rule but a regex in ``ignore`` (buffers such as GPT-2's causal
+    ``attn.bias``, heads attnkit drops) are dropped. A fused tensor appears only when all its
+    parts are present.
+    """
+    parts: dict[str, dict[int, tuple[str, torch.Tensor]]] = {}
+    rule_of: dict[str, Rename] = {}
+    unmatched = []
+    for key, tensor in state.items():
+        for rule in rules:
+            hit = next(((j, m) for j, rx in enumerate(rule._hf_res) if (m := rx.fullmatch(key))), None)
+            if hit is not None:
+                j, m = hit
+                name = rule.native.format(**m.groupdict())
+                parts.setdefault(name, {})[j] = (key, tensor)
+                rule_of[name] = rule
+                break
+        else:
+            if not any(re.search(pattern, key) for pattern in ignore):
+                unmatched.append(key)
+    native, origin = {}, {}
+    for name, got in parts.items():
+        rule = rule_of[name]
+        if len(got) == len(rule.hf_names):
+            tensors = [rule._flip(got[j][1]) for j in range(len(got))]
+            if len({t.shape[1:] for t in tensors}) > 1 or len({t.dtype for t in tensors}) > 1:
+                shapes = {got[j][0]: tuple(got[j][1].shape) for j in range(len(got))}
+                raise CheckpointError(f"cannot fuse tensors of different shapes or dtypes into {name}: {shapes}")
+            native[name] = torch.cat(tensors, dim=0) if len(tensors) > 1 else tensors[0]
+        origin[name] = " + ".join(got[j][0] for j in sorted(got))
+    return native, origin, unmatched
+
+
+def require_hf_settings(hf: dict, supported: dict, model_name: str) -> None:
+    """Refuse HF config fields whose value attnkit's model does not implement.
+
+    ``supported`` maps field -> the only value attnkit supports (also HF's default, used
+    when the field is absent).
+    """
+    for name, value in supported.items():
+        if hf.get(name, value) != value:
+            raise ConfigError(f"config.json: {name}={hf[name]!r} is not supported by attnkit's {model_name} (needs {value!r})")

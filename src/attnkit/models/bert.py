@@ -1,0 +1,253 @@
+"""BERT: a bidirectional Transformer encoder (Devlin et al. 2019) and its task heads.
+
+Word + position + token-type embeddings, a post-norm encoder (Vaswani et al. 2017's residual
+wiring, GELU, LayerNorm eps 1e-12) and a tanh pooler over the first ([CLS]) token. Heads:
+masked LM (decoder tied to the word embeddings), sequence classification, token
+classification and extractive question answering. Mean pooling gives sentence embeddings
+(Reimers & Gurevych 2019).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnkit.errors import InputError
+from attnkit.models.base import Model
+from attnkit.models.config import Config
+from attnkit.models.outputs import ModelOutput
+from attnkit.nn import ACTIVATIONS, Encoder, LayerConfig, as_padding_mask, expand_padding_mask, mean_pool
+
+
+@dataclass(frozen=True)
+class BertConfig(Config):
+    """Sizes of a BERT. Defaults are BERT-base (Devlin et al. 2019, §3)."""
+
+    model_type = "bert"
+
+    vocab_size: int = 30522
+    n_positions: int = 512
+    type_vocab_size: int = 2
+    d_model: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    d_ff: int = 3072
+    activation: str = "gelu"
+    norm_eps: float = 1e-12
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    initializer_range: float = 0.02
+    pad_token_id: int | None = 0
+    num_labels: int = 2
+    classifier_dropout: float | None = None
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "n_positions", "type_vocab_size", "d_model", "n_layers", "n_heads", "d_ff",
+                     "num_labels"):
+            self.require(getattr(self, name) > 0, name, "must be positive")
+        self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
+        self.require(self.activation in ACTIVATIONS, "activation", f"must be one of {tuple(ACTIVATIONS)}")
+        self.require(self.norm_eps > 0, "norm_eps", "must be positive")
+        for name in ("dropout", "attn_dropout"):
+            self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
+        self.require(self.classifier_dropout is None or 0.0 <= self.classifier_dropout < 1.0, "classifier_dropout",
+                     "must be None or in [0, 1)")
+        self.require(self.pad_token_id is None or 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
+                     f"must be None or in [0, {self.vocab_size})")
+
+    def layer_config(self) -> LayerConfig:
+        return LayerConfig(
+            d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff, activation=self.activation, norm="layernorm",
+            norm_eps=self.norm_eps, pre_norm=False, bias=True, dropout=self.dropout, attn_dropout=self.attn_dropout,
+        )
+
+
+class Bert(Model):
+    """The BERT encoder.
+
+    ``forward(input_ids (B, T), attention_mask (B, T)=None, token_type_ids (B, T)=None)`` returns a
+    :class:`ModelOutput` with ``last_hidden_state`` ``(B, T, C)`` and ``pooler_output`` ``(B, C)``.
+    """
+
+    config_class = BertConfig
+
+    def __init__(self, config: BertConfig, add_pooler: bool = True):
+        super().__init__(config)
+        c = config
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_token_id)
+        self.position_embeddings = nn.Embedding(c.n_positions, c.d_model)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.d_model)
+        self.embed_norm = nn.LayerNorm(c.d_model, eps=c.norm_eps)
+        self.drop = nn.Dropout(c.dropout)
+        self.encoder = Encoder(c.layer_config(), c.n_layers, final_norm=False)
+        self.pooler = nn.Linear(c.d_model, c.d_model) if add_pooler else None
+        self.apply(lambda m: init_bert_weights(m, c.initializer_range))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, output_attentions: bool = False) -> ModelOutput:
+        """Args:
+            input_ids: ``(B, T)`` token ids.
+            attention_mask: ``(B, T)`` bool or 0/1, True/1 = real token.
+            token_type_ids: ``(B, T)`` segment ids (0 = sentence A, 1 = sentence B); zeros by default.
+        """
+        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
+            raise InputError(f"input_ids must be an integer tensor (batch, seq_len), got {input_ids.dtype} {tuple(input_ids.shape)}")
+        B, T = input_ids.shape
+        c = self.config
+        if T > c.n_positions:
+            raise InputError(f"sequence of {T} tokens is longer than the model's {c.n_positions} positions (n_positions)")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        elif token_type_ids.shape != input_ids.shape:
+            raise InputError(f"token_type_ids must have the shape of input_ids {(B, T)}, got {tuple(token_type_ids.shape)}")
+        mask = None
+        if attention_mask is not None:
+            attention_mask = as_padding_mask(attention_mask, B, T)
+            mask = expand_padding_mask(attention_mask)  # (B, 1, 1, T)
+
+        positions = torch.arange(T, device=input_ids.device)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
+        x = self.drop(self.embed_norm(x))
+        out = self.encoder(x, mask=mask, output_attentions=output_attentions)
+        h = out.hidden
+        pooled = torch.tanh(self.pooler(h[:, 0])) if self.pooler is not None else None  # Devlin et al. §3: [CLS]
+        return ModelOutput(last_hidden_state=h, pooler_output=pooled, attentions=out.attentions)
+
+    def sentence_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                           token_type_ids: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+        """Mean of the last hidden states over real tokens, L2-normalised by default: ``(B, C)``."""
+        h = self(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        return mean_pool(h, attention_mask, normalize=normalize)
+
+
+def init_bert_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation: N(0, std) matrices and embeddings, zero biases, unit LayerNorm."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class _BertHead(Model):
+    """A BERT encoder plus a task head; ``self.bert`` is the encoder."""
+
+    config_class = BertConfig
+    add_pooler = False
+    has_classifier = False  # a linear ``classifier`` to num_labels outputs
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = Bert(config, add_pooler=self.add_pooler)
+        if self.has_classifier:
+            p = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+            self.head_drop = nn.Dropout(p)
+            self.classifier = nn.Linear(config.d_model, config.num_labels)
+            init_bert_weights(self.classifier, config.initializer_range)
+
+    def sentence_embedding(self, input_ids, attention_mask=None, token_type_ids=None, normalize: bool = True):
+        """See :meth:`Bert.sentence_embedding`."""
+        return self.bert.sentence_embedding(input_ids, attention_mask, token_type_ids, normalize)
+
+
+class BertForMaskedLM(_BertHead):
+    """Masked language model (Devlin et al. §3.1, task 1). ``logits`` ``(B, T, V)``; ``labels``
+    ``(B, T)`` with -100 on unmasked positions give ``loss``."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        c = config
+        self.transform = nn.Linear(c.d_model, c.d_model)
+        self.transform_act = ACTIVATIONS[c.activation]
+        self.transform_norm = nn.LayerNorm(c.d_model, eps=c.norm_eps)
+        self.decoder = nn.Linear(c.d_model, c.vocab_size)
+        for m in (self.transform, self.transform_norm, self.decoder):
+            init_bert_weights(m, c.initializer_range)
+        self.decoder.weight = self.bert.word_embeddings.weight  # tied, as in Google's reference BERT
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False):
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+        h = self.transform_norm(self.transform_act(self.transform(out.last_hidden_state)))
+        out.logits = self.decoder(h)
+        if labels is not None:
+            _check_labels(labels, input_ids.shape)
+            out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return out
+
+
+class BertForSequenceClassification(_BertHead):
+    """Classifier over the pooled [CLS] vector: ``logits`` ``(B, num_labels)``. ``labels`` ``(B,)``
+    class ids give cross-entropy; with ``num_labels == 1`` float targets give mean squared error;
+    float ``(B, num_labels)`` targets give multi-label binary cross-entropy."""
+
+    add_pooler = True
+    has_classifier = True
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False):
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+        out.logits = self.classifier(self.head_drop(out.pooler_output))
+        if labels is not None:
+            n = self.config.num_labels
+            if n == 1:
+                out.loss = F.mse_loss(out.logits.squeeze(-1).float(), labels.float().view(-1))
+            elif labels.dtype.is_floating_point:
+                _check_labels(labels, out.logits.shape)
+                out.loss = F.binary_cross_entropy_with_logits(out.logits.float(), labels.float())
+            else:
+                _check_labels(labels, out.logits.shape[:1])
+                out.loss = F.cross_entropy(out.logits.float(), labels)
+        return out
+
+
+class BertForTokenClassification(_BertHead):
+    """Per-token classifier (NER, POS): ``logits`` ``(B, T, num_labels)``; ``labels`` ``(B, T)``, -100 ignored."""
+
+    has_classifier = True
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False):
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+        out.logits = self.classifier(self.head_drop(out.last_hidden_state))
+        if labels is not None:
+            _check_labels(labels, input_ids.shape)
+            out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return out
+
+
+class BertForQuestionAnswering(_BertHead):
+    """Extractive QA (Devlin et al. §4.2, SQuAD): ``start_logits`` and ``end_logits`` ``(B, T)``.
+    ``start_positions``/``end_positions`` ``(B,)`` give the mean of the two cross-entropies;
+    positions outside the sequence are ignored."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
+        init_bert_weights(self.qa_outputs, config.initializer_range)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None, end_positions=None,
+                output_attentions=False):
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+        start, end = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # (B, T) each
+        out.start_logits, out.end_logits = start, end
+        if (start_positions is None) != (end_positions is None):
+            raise InputError("pass both start_positions and end_positions, or neither")
+        if start_positions is not None:
+            T = input_ids.shape[1]
+            _check_labels(start_positions, input_ids.shape[:1])
+            _check_labels(end_positions, input_ids.shape[:1])
+            # Answers outside the window (truncated away) are ignored, as in the reference implementation.
+            s, e = start_positions.clamp(0, T), end_positions.clamp(0, T)
+            out.loss = (F.cross_entropy(start.float(), s, ignore_index=T) + F.cross_entropy(end.float(), e, ignore_index=T)) / 2
+        return out
+
+
+def _check_labels(labels: torch.Tensor, shape) -> None:
+    if tuple(labels.shape) != tuple(shape):
+        raise InputError(f"labels must have shape {tuple(shape)}, got {tuple(labels.shape)}")

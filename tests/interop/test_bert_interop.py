@@ -1,0 +1,138 @@
+"""BERT and each head against `transformers` with identical weights, both directions."""
+
+import json
+
+import pytest
+import torch
+
+import attnkit
+from attnkit.models import bert as ours_bert
+
+transformers = pytest.importorskip("transformers")
+
+V = 120
+HEADS = {  # transformers class -> attnkit class
+    "BertModel": ours_bert.Bert,
+    "BertForMaskedLM": ours_bert.BertForMaskedLM,
+    "BertForSequenceClassification": ours_bert.BertForSequenceClassification,
+    "BertForTokenClassification": ours_bert.BertForTokenClassification,
+    "BertForQuestionAnswering": ours_bert.BertForQuestionAnswering,
+}
+
+
+def hf_bert(name: str, **overrides):
+    cfg = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+               max_position_embeddings=40, type_vocab_size=2, num_labels=2 if name.endswith("Answering") else 3,
+               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cfg.update(overrides)
+    model = getattr(transformers, name)(transformers.BertConfig(**cfg)).eval()
+    with torch.no_grad():  # random LayerNorm and bias values, so that a wrong mapping cannot hide
+        for n, p in model.named_parameters():
+            if p.dim() == 1:
+                p.normal_(0.0, 0.5 if "LayerNorm.weight" not in n else 0.1).add_(1.0 if "LayerNorm.weight" in n else 0.0)
+    return model
+
+
+def padded_batch():
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, V, (3, 11), generator=g)
+    mask = (torch.arange(11)[None] < torch.tensor([[11], [7], [2]])).long()
+    types = (torch.arange(11)[None] >= 5).long().expand(3, -1).clone()
+    return ids.masked_fill(mask == 0, 0), mask, types
+
+
+def outputs(model, ids, mask, types):
+    out = model(ids, attention_mask=mask, token_type_ids=types)
+    names = ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits")
+    return {n: getattr(out, n) for n in names if getattr(out, n, None) is not None}
+
+
+def assert_close_on_real_tokens(got: dict, ref: dict, mask):
+    shared = set(got) & set(ref)
+    assert shared
+    for name in shared:
+        a, b = got[name], ref[name]
+        diff = (a - b).abs()
+        if diff.dim() >= 2 and diff.shape[:2] == mask.shape:
+            diff = diff[mask.bool()]
+        assert diff.max() <= 1e-4, name
+
+
+@pytest.mark.parametrize("hf_name", list(HEADS))
+def test_transformers_bert_checkpoint_gives_same_outputs(tmp_path, hf_name):
+    hf = hf_bert(hf_name)
+    hf.save_pretrained(tmp_path)
+    ours = attnkit.from_pretrained(tmp_path)
+    assert type(ours) is HEADS[hf_name]
+    ids, mask, types = padded_batch()
+    with torch.no_grad():
+        got, ref = outputs(ours, ids, mask, types), outputs(hf, ids, mask, types)
+    expected = {"BertModel": {"last_hidden_state", "pooler_output"}, "BertForQuestionAnswering": {"start_logits", "end_logits"}}
+    assert expected.get(hf_name, {"logits"}) <= set(got) & set(ref)
+    assert_close_on_real_tokens(got, ref, mask)
+
+
+LABELS = {
+    "BertForMaskedLM": lambda ids, mask: dict(labels=torch.where(torch.rand(ids.shape) < 0.3, ids, -100)),
+    "BertForSequenceClassification": lambda ids, mask: dict(labels=torch.tensor([0, 2, 1])),
+    "BertForTokenClassification": lambda ids, mask: dict(labels=torch.randint(0, 3, ids.shape).masked_fill(mask == 0, -100)),
+    "BertForQuestionAnswering": lambda ids, mask: dict(start_positions=torch.tensor([1, 3, 50]),
+                                                        end_positions=torch.tensor([4, 6, 0])),
+}
+
+
+@pytest.mark.parametrize("hf_name", list(LABELS))
+def test_head_losses_equal_transformers(tmp_path, hf_name):
+    hf = hf_bert(hf_name)
+    hf.save_pretrained(tmp_path)
+    ours = attnkit.from_pretrained(tmp_path)
+    ids, mask, types = padded_batch()
+    labels = LABELS[hf_name](ids, mask)
+    with torch.no_grad():
+        got = ours(ids, attention_mask=mask, token_type_ids=types, **labels).loss
+        ref = hf(ids, attention_mask=mask, token_type_ids=types, **labels).loss
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_regression_and_multilabel_losses_equal_transformers(tmp_path):
+    ids, mask, types = padded_batch()
+    for num_labels, labels, problem in [(1, torch.randn(3), "regression"),
+                                        (3, torch.randint(0, 2, (3, 3)).float(), "multi_label_classification")]:
+        hf = hf_bert("BertForSequenceClassification", num_labels=num_labels, problem_type=problem)
+        hf.save_pretrained(tmp_path / problem)
+        ours = attnkit.from_pretrained(tmp_path / problem)
+        with torch.no_grad():
+            got = ours(ids, attention_mask=mask, labels=labels).loss
+            ref = hf(ids, attention_mask=mask, labels=labels).loss
+        assert torch.allclose(got, ref, atol=1e-5), problem
+
+
+@pytest.mark.parametrize("hf_name", list(HEADS))
+def test_attnkit_bert_saved_loads_in_transformers_with_same_outputs(tmp_path, hf_name):
+    cfg = attnkit.BertConfig.from_preset("bert-tiny", num_labels=2 if hf_name.endswith("Answering") else 4)
+    ours = HEADS[hf_name](cfg).eval()
+    ours.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == [hf_name]
+    hf, info = getattr(transformers, hf_name).from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    ids, mask, types = padded_batch()
+    with torch.no_grad():
+        assert_close_on_real_tokens(outputs(ours, ids, mask, types), outputs(hf.eval(), ids, mask, types), mask)
+
+
+def test_pretraining_checkpoint_loads_as_masked_lm(tmp_path):
+    hf = hf_bert("BertForPreTraining")
+    hf.save_pretrained(tmp_path)
+    ours = attnkit.from_pretrained(tmp_path)
+    assert isinstance(ours, ours_bert.BertForMaskedLM)
+    ids, mask, types = padded_batch()
+    with torch.no_grad():
+        ref = hf(ids, attention_mask=mask, token_type_ids=types).prediction_logits
+        got = ours(ids, attention_mask=mask, token_type_ids=types).logits
+    assert (got - ref).abs()[mask.bool()].max() <= 1e-4
+
+
+def test_unsupported_position_embedding_type_is_refused(tmp_path):
+    hf_bert("BertModel", position_embedding_type="relative_key").save_pretrained(tmp_path)
+    with pytest.raises(attnkit.ConfigError, match="position_embedding_type"):
+        attnkit.from_pretrained(tmp_path)

@@ -1,0 +1,191 @@
+"""GPT-2 checkpoints both ways: Hugging Face -> attnkit and attnkit -> Hugging Face give the
+same logits and the same generated tokens as `transformers` with identical weights."""
+
+import json
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import GPT, GPTConfig
+from attnkit.errors import CheckpointError
+
+transformers = pytest.importorskip("transformers")
+
+# PAD is not 0: transformers 5.x beam search fills finished rows with EOS when pad_token_id == 0
+# (`pad_token_id or eos_token_id[0]` treats the tensor 0 as missing); attnkit uses the pad id given.
+V, PAD, EOS = 96, 1, 95
+
+
+def hf_gpt2(**overrides):
+    cfg = dict(vocab_size=V, n_positions=48, n_embd=32, n_layer=2, n_head=4, bos_token_id=EOS, eos_token_id=EOS,
+               resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    cfg.update(overrides)
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**cfg)).eval()
+
+
+def padded_batch(side: str):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, V, (3, 9), generator=g)
+    lengths = torch.tensor([9, 6, 3])
+    pos = torch.arange(9)[None]
+    mask = (pos < lengths[:, None]) if side == "right" else (pos >= 9 - lengths[:, None])
+    return ids.masked_fill(~mask, PAD), mask.long()
+
+
+def hf_logits(hf, ids, mask):
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # HF's own rule for padded batches
+    return hf(ids, attention_mask=mask, position_ids=position_ids).logits
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_transformers_gpt2_checkpoint_gives_same_logits(tmp_path, side):
+    hf = hf_gpt2()
+    hf.save_pretrained(tmp_path)
+    ours = attnkit.from_pretrained(tmp_path)
+    assert isinstance(ours, GPT) and not ours.training
+    ids, mask = padded_batch(side)
+    with torch.no_grad():
+        diff = (ours(ids, attention_mask=mask).logits - hf_logits(hf, ids, mask)).abs()
+    assert diff[mask.bool()].max() <= 1e-4
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_attnkit_gpt_saved_loads_in_transformers_with_same_logits(tmp_path, tied):
+    ours = GPT(GPTConfig.from_preset("gpt-tiny", tie_word_embeddings=tied)).eval()
+    ours.save_pretrained(tmp_path / "ck")
+    hf, info = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "ck", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    ids, mask = padded_batch("right")
+    ids = ids.clamp(max=255)
+    with torch.no_grad():
+        diff = (ours(ids, attention_mask=mask).logits - hf_logits(hf.eval(), ids, mask)).abs()
+    assert diff[mask.bool()].max() <= 1e-4
+    again = attnkit.from_pretrained(tmp_path / "ck")
+    assert again.config == ours.config
+    for (name, a), b in zip(ours.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_base_model_checkpoint_without_prefix_loads(tmp_path):
+    hf = hf_gpt2()
+    hf.transformer.save_pretrained(tmp_path)  # GPT2Model: keys "wte.weight", no "transformer." prefix
+    ours = attnkit.from_pretrained(tmp_path)
+    ids, mask = padded_batch("right")
+    with torch.no_grad():
+        ref = hf.transformer(ids, attention_mask=mask).last_hidden_state
+        diff = (ours(ids, attention_mask=mask).last_hidden_state - ref).abs()
+    assert diff[mask.bool()].max() <= 1e-4
+
+
+def test_sharded_checkpoint_loads(tmp_path):
+    hf = hf_gpt2()
+    hf.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert (tmp_path / "model.safetensors.index.json").exists() and not (tmp_path / "model.safetensors").exists()
+    ours = attnkit.from_pretrained(tmp_path)
+    ids, mask = padded_batch("right")
+    with torch.no_grad():
+        diff = (ours(ids, attention_mask=mask).logits - hf_logits(hf, ids, mask)).abs()
+    assert diff[mask.bool()].max() <= 1e-4
+
+
+def test_attnkit_only_variant_round_trips_exactly_and_is_marked(tmp_path):
+    cfg = GPTConfig.from_preset("gpt-tiny", positional="rotary", norm="rmsnorm", n_kv_heads=2, activation="swiglu",
+                                bias=False)
+    ours = GPT(cfg).eval()
+    ours.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "attnkit" and config["attnkit"]["weights"] == "attnkit"
+    again = GPT.from_pretrained(tmp_path)
+    ids = torch.randint(0, 256, (2, 10))
+    with torch.no_grad():
+        assert torch.equal(ours(ids).logits, again(ids).logits)
+    with pytest.raises(Exception):  # transformers has no such model_type
+        transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
+def test_hf_config_fields_are_converted_when_no_attnkit_block(tmp_path):
+    hf = hf_gpt2(n_inner=80, activation_function="gelu", layer_norm_epsilon=1e-6, tie_word_embeddings=False)
+    hf.save_pretrained(tmp_path)
+    cfg = attnkit.from_pretrained(tmp_path).config
+    assert (cfg.d_ff, cfg.activation, cfg.norm_eps, cfg.tie_word_embeddings, cfg.d_model) == (80, "gelu", 1e-6, False, 32)
+
+
+def test_unsupported_gpt2_option_is_refused(tmp_path):
+    hf_gpt2(scale_attn_by_inverse_layer_idx=True).save_pretrained(tmp_path)
+    with pytest.raises(attnkit.ConfigError, match="scale_attn_by_inverse_layer_idx"):
+        attnkit.from_pretrained(tmp_path)
+
+
+def test_saving_over_an_existing_checkpoint_keeps_other_files(tmp_path):
+    first = GPT(GPTConfig.from_preset("gpt-tiny"))
+    first.save_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{}")
+    second = GPT(GPTConfig.from_preset("gpt-tiny"))
+    second.save_pretrained(tmp_path)
+    assert (tmp_path / "tokenizer.json").read_text() == "{}"
+    assert torch.equal(attnkit.from_pretrained(tmp_path).wte.weight, second.wte.weight)
+    assert [p.name for p in tmp_path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
+    model = GPT(GPTConfig.from_preset("gpt-tiny"))
+    model.save_pretrained(tmp_path / "ck")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ck").iterdir()}
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("safetensors.torch.save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        GPT(GPTConfig.from_preset("gpt-tiny")).save_pretrained(tmp_path / "ck")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ck").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_loading_into_the_wrong_class_is_an_error(tmp_path):
+    GPT(GPTConfig.from_preset("gpt-tiny")).save_pretrained(tmp_path)
+
+    class OtherModel(attnkit.Model):
+        pass
+
+    with pytest.raises(CheckpointError, match="GPT"):
+        OtherModel.from_pretrained(tmp_path)
+
+
+# -- generation: exactly transformers' tokens --------------------------------------------------
+@pytest.fixture
+def gpt2_pair(tmp_path):
+    """A transformers GPT-2 without default EOS and attnkit's copy loaded from its checkpoint."""
+    hf = hf_gpt2(eos_token_id=None, bos_token_id=None)
+    hf.save_pretrained(tmp_path)
+    return hf, attnkit.from_pretrained(tmp_path)
+
+
+def _generate_both(pair, eos, num_beams, max_new_tokens=8, **kw):
+    hf, ours = pair
+    ids, mask = padded_batch("left")
+    args = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False, eos_token_id=eos,
+                pad_token_id=PAD, attention_mask=mask, **kw)
+    return ours.generate(ids, **args), hf.generate(ids, **args)
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_generation_without_eos_matches_transformers(gpt2_pair, num_beams):
+    got, ref = _generate_both(gpt2_pair, eos=None, num_beams=num_beams)
+    assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("num_beams,kw", [
+    (1, {}), (4, {}), (4, dict(early_stopping=True)), (4, dict(length_penalty=0.5, max_new_tokens=12)),
+    (4, dict(length_penalty=-1.0)),  # favours short hypotheses: the EOS-ended ones win
+])
+def test_generation_with_eos_matches_transformers(gpt2_pair, num_beams, kw):
+    probe, _ = _generate_both(gpt2_pair, eos=None, num_beams=num_beams, **kw)
+    eos = int(probe[-1, 10])  # a token the search emits at its second step: EOS = it ends hypotheses early
+    got, ref = _generate_both(gpt2_pair, eos=eos, num_beams=num_beams, **kw)
+    if num_beams == 1 or kw.get("length_penalty", 1.0) < 0:
+        assert (ref[:, 9:] == eos).any(), "test needs a hypothesis that ends in EOS"
+    assert torch.equal(got, ref)
