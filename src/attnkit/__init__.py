@@ -36,6 +36,9 @@ _LAZY = {
     "Tokenizer": "attnkit.tokenizers",
     "data": "attnkit.data",
     "LMDataset": "attnkit.data",
+    "training": "attnkit.training",
+    "Trainer": "attnkit.training",
+    "TrainConfig": "attnkit.training",
 }
 
 __all__ = ["AttnkitError", "CheckpointError", "ConfigError", "DataError", "InputError", "TrainingError", "__version__", *_LAZY]

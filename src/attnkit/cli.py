@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="attnkit: train, decode, load and serve Transformers.", no_args_is_help=True,
@@ -12,6 +14,214 @@ app = typer.Typer(help="attnkit: train, decode, load and serve Transformers.", n
 def main() -> None:
     """attnkit command line."""
 
+
+
+# -- training: train / generate / info ----------------------------------------------------------
+def _fail_cleanly(fn):
+    """Report attnkit's own errors as one line on stderr with exit status 1 (no traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from attnkit.errors import AttnkitError
+
+        try:
+            return fn(*args, **kwargs)
+        except AttnkitError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def stream_text(model, tokenizer, prompt: str, **generate_kwargs):
+    """Yield the text of ``prompt``'s continuation piece by piece as tokens are generated.
+
+    Pieces are cut where the decoded text is stable (byte-level BPE tokens may end inside a
+    UTF-8 character). ``generate_kwargs`` go to :func:`attnkit.generation.stream`.
+    """
+    import torch
+
+    ids = torch.tensor([tokenizer.encode(prompt)], device=model.device)
+    new, shown = [], ""
+    for tokens in model.stream(ids, **generate_kwargs):
+        new.append(int(tokens[0]))
+        text = tokenizer.decode(new)
+        if not text.endswith("\ufffd") and len(text) > len(shown):
+            yield text[len(shown):]
+            shown = text
+    text = tokenizer.decode(new)
+    if len(text) > len(shown):
+        yield text[len(shown):]
+
+
+def load_model_dir(path: Path):
+    """``(model, tokenizer, directory)`` from a model directory or a training output directory
+    (its newest complete checkpoint)."""
+    from attnkit.interop import from_pretrained
+    from attnkit.tokenizers import Tokenizer
+    from attnkit.training.checkpoint import resolve_model_dir
+
+    directory = resolve_model_dir(path)
+    return from_pretrained(directory), Tokenizer.from_pretrained(directory), directory
+
+
+@app.command()
+@_fail_cleanly
+def train(
+    recipe: Path = typer.Argument(..., help="recipe TOML file (see recipes/)"),
+    out: Path = typer.Option(..., "--out", help="output directory: metrics.jsonl, checkpoints/step-N/"),
+    set_: list[str] = typer.Option([], "--set", help="override a recipe field: section.field=value (repeatable)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest complete checkpoint in --out"),
+) -> None:
+    """Train a model from a recipe. Under torchrun every process runs this command."""
+    from attnkit.training import run_recipe
+
+    trainer = run_recipe(recipe, out, set_, resume=resume)
+    if trainer.info.is_main:
+        from attnkit.training.checkpoint import latest_checkpoint
+
+        typer.echo(f"checkpoint: {latest_checkpoint(out)}")
+
+
+@app.command()
+@_fail_cleanly
+def generate(
+    path: Path = typer.Argument(..., help="model directory, or a training output directory"),
+    prompt: str = typer.Option(..., "--prompt", help="text to continue"),
+    max_new_tokens: int = typer.Option(100, "--max-new-tokens"),
+    temperature: float = typer.Option(0.8, "--temperature", help="0 = greedy decoding"),
+    top_k: int = typer.Option(None, "--top-k"),
+    top_p: float = typer.Option(None, "--top-p"),
+    num_beams: int = typer.Option(1, "--num-beams", help="beam search (prints the result at the end)"),
+    seed: int = typer.Option(0, "--seed", help="sampling seed"),
+) -> None:
+    """Continue a prompt, streaming the text as it is generated."""
+    import torch
+
+    model, tokenizer, _ = load_model_dir(path)
+    sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
+                    top_p=top_p, eos_token_id=tokenizer.eos_token_id, generator=torch.Generator().manual_seed(seed))
+    typer.echo(prompt, nl=False)
+    if num_beams > 1:
+        ids = torch.tensor([tokenizer.encode(prompt)])
+        out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, **sampling)
+        typer.echo(tokenizer.decode(out[0, ids.shape[1]:].tolist()))
+        return
+    for piece in stream_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling):
+        typer.echo(piece, nl=False)
+    typer.echo()
+
+
+@app.command()
+@_fail_cleanly
+def info(path: Path = typer.Argument(..., help="model directory, or a training output directory")) -> None:
+    """Print a model's config, parameter count and training state."""
+    import json
+
+    from attnkit.interop import from_pretrained
+    from attnkit.training.checkpoint import TRAINER_STATE, read_trainer_state, resolve_model_dir
+
+    directory = resolve_model_dir(path)
+    model = from_pretrained(directory)
+    typer.echo(f"model: {type(model).__name__} from {directory}")
+    typer.echo(f"parameters: {model.num_parameters():,}")
+    typer.echo("config: " + json.dumps(model.config.to_dict(), indent=1))
+    if (directory / TRAINER_STATE).is_file():
+        state = read_trainer_state(directory)
+        typer.echo(f"training state: step {state['step']} of {state.get('max_steps')}, "
+                   f"world size {state.get('world_size')}")
+        typer.echo("last metrics: " + json.dumps(state.get("metrics", {})))
+    else:
+        typer.echo("training state: none (not a training checkpoint)")
+
+
+@app.command()
+@_fail_cleanly
+def embed(
+    model_dir: str = typer.Argument(..., help="model directory with tokenizer.json (or a hub id)"),
+    texts: list[str] = typer.Argument(..., help="sentences to embed"),
+    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="L2-normalise each embedding"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+) -> None:
+    """Print one sentence embedding per line, as a JSON array (mean pooling, L2-normalised)."""
+    import json
+
+    from attnkit.embeddings import embed as embed_sentences
+
+    for row in embed_sentences(model_dir, texts, batch_size=batch_size, normalize=normalize).tolist():
+        typer.echo(json.dumps([round(v, 7) for v in row]))
+
+
+
+# -- machine translation: translate / evaluate / average ----------------------------------------
+@app.command()
+@_fail_cleanly
+def translate(
+    path: Path = typer.Argument(..., help="model directory, or a training output directory"),
+    texts: list[str] = typer.Argument(..., help="source sentences"),
+    num_beams: int = typer.Option(4, "--num-beams", help="beam size (the paper: 4)"),
+    length_penalty: float = typer.Option(0.6, "--length-penalty", help="GNMT alpha (the paper: 0.6)"),
+) -> None:
+    """Translate sentences (beam search, max length = input length + 50); one line each."""
+    from attnkit.generation.translation import translate as translate_texts
+
+    model, tokenizer, _ = load_model_dir(path)
+    for line in translate_texts(model, tokenizer, texts, num_beams=num_beams, length_penalty=length_penalty):
+        typer.echo(line)
+
+
+@app.command()
+@_fail_cleanly
+def evaluate(
+    path: Path = typer.Argument(..., help="model directory, or a training output directory"),
+    data: str = typer.Option(..., "--data", help="'numbers' (built-in test split), a TSV file, or 'SRC_FILE,TGT_FILE'"),
+    metric: list[str] = typer.Option(["bleu"], "--metric", help="bleu or chrf (repeatable)"),
+    tokenize: str = typer.Option("13a", "--tokenize", help="sacrebleu BLEU tokenizer: 13a, char, intl, none, ..."),
+    num_beams: int = typer.Option(4, "--num-beams"),
+    length_penalty: float = typer.Option(0.6, "--length-penalty"),
+    output: Path = typer.Option(None, "--output", help="also write the translations here, one per line"),
+) -> None:
+    """Translate a test set and score it with sacrebleu (detokenised BLEU / chrF)."""
+    from attnkit.data.translation import load_pairs
+    from attnkit.generation.translation import translate as translate_texts
+    from attnkit.metrics.translation import score
+
+    model, tokenizer, directory = load_model_dir(path)
+    pairs = load_pairs(data, "test")
+    hypotheses = translate_texts(model, tokenizer, [s for s, _ in pairs], num_beams=num_beams,
+                                 length_penalty=length_penalty)
+    if output is not None:
+        output.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+    references = [t for _, t in pairs]
+    exact = sum(h == r for h, r in zip(hypotheses, references)) / len(pairs)
+    typer.echo(f"{directory}: {len(pairs)} sentences, exact match {100 * exact:.2f}")
+    for name in metric:
+        label = f"{name} (tokenize={tokenize})" if name == "bleu" else name
+        typer.echo(f"{label}: {score(name, hypotheses, references, tokenize):.2f}")
+
+
+@app.command()
+@_fail_cleanly
+def average(
+    checkpoints: list[Path] = typer.Argument(..., help="model directories, or one training output directory"),
+    out: Path = typer.Option(..., "--out", help="directory for the averaged model"),
+    last: int = typer.Option(None, "--last", help="with a training output directory: average its last N checkpoints"),
+) -> None:
+    """Average checkpoints' weights into one model (Vaswani et al. 2017 §6.1)."""
+    from attnkit.errors import CheckpointError
+    from attnkit.training.averaging import average_checkpoints
+    from attnkit.training.checkpoint import complete_checkpoints
+
+    if last is not None:
+        if len(checkpoints) != 1:
+            raise CheckpointError("--last N takes exactly one training output directory")
+        found = [p for _, p in complete_checkpoints(checkpoints[0])]
+        if len(found) < last:
+            raise CheckpointError(f"{checkpoints[0]} has {len(found)} complete checkpoints, fewer than --last {last}")
+        checkpoints = found[-last:]
+    average_checkpoints(checkpoints, out)
+    typer.echo(f"averaged {len(checkpoints)} checkpoints into {out}")
 
 if __name__ == "__main__":
     app()

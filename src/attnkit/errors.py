@@ -23,3 +23,7 @@ class DataError(AttnkitError, ValueError):
 
 class InputError(AttnkitError, ValueError):
     """A tensor passed to a model has the wrong shape, dtype or length."""
+
+
+class TrainingError(AttnkitError, RuntimeError):
+    """A training run cannot go on (for example the loss became NaN or infinite)."""

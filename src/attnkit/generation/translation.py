@@ -17,8 +17,9 @@ def translate(model, tokenizer, texts: Sequence[str], num_beams: int = 4, length
     """Translate ``texts`` (detokenised strings) and return detokenised translations, in order.
 
     Each source ends with the tokenizer's EOS token (as in training). Sentences are sorted by
-    length and decoded ``batch_size`` at a time; a batch may produce up to its longest source
-    plus ``extra_tokens`` tokens (capped by the model's ``n_positions``).
+    length and decoded ``batch_size`` at a time; the search runs up to the batch's longest
+    source plus ``extra_tokens`` steps (capped by the model's ``n_positions``), and each
+    translation is cut to its own source length plus ``extra_tokens`` tokens.
     An empty text or one longer than the model's ``n_positions`` is an :class:`InputError`.
     """
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -49,7 +50,7 @@ def translate(model, tokenizer, texts: Sequence[str], num_beams: int = 4, length
                                    num_beams=num_beams, length_penalty=length_penalty,
                                    length_penalty_style=length_penalty_style, eos_token_id=eos, pad_token_id=pad)
         for j, i in enumerate(chunk):
-            tokens = generated[j, 1:].tolist()
+            tokens = generated[j, 1:1 + len(rows[j]) + extra_tokens].tolist()  # this sentence's own limit
             if eos in tokens:
                 tokens = tokens[: tokens.index(eos)]
             out[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()

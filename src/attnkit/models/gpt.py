@@ -181,9 +181,10 @@ class GPT(Model):
                 raise InputError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
             if logits_to_keep:
                 raise InputError("labels need the logits of every position; do not pass logits_to_keep")
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1), ignore_index=-100
-            )
+            # Shift the labels, not the logits: slicing (B, T, V) logits would copy them (and
+            # their gradient); the last position gets the ignore index instead.
+            targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss, last_hidden_state=h, attentions=out.attentions)
 
     # -- decoding protocol (see attnkit.generation) ------------------------------------------

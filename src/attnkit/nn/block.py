@@ -36,6 +36,7 @@ class LayerConfig:
     bias: bool = True
     dropout: float = 0.0
     attn_dropout: float = 0.0
+    ffn_dropout: float | None = None  # inside the feed-forward, after the activation; None = ``dropout``
     fused_qkv: bool = True
     attn_scale: float | None = None
 
@@ -44,6 +45,10 @@ class LayerConfig:
             self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
         )
+
+    def feedforward(self) -> FeedForward:
+        ffn_dropout = self.dropout if self.ffn_dropout is None else self.ffn_dropout
+        return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:
         return build_norm(self.norm, self.d_model, self.norm_eps, bias=self.bias)
@@ -74,7 +79,7 @@ class EncoderLayer(_Sublayers):
         self.attn_norm = cfg.norm_layer()
         self.attn = cfg.attention()
         self.ffn_norm = cfg.norm_layer()
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.dropout)
+        self.ffn = cfg.feedforward()
 
     def forward(self, x, mask=None, bias=None, rotary=None, need_weights=False):
         """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``."""
@@ -98,7 +103,7 @@ class DecoderLayer(_Sublayers):
         else:
             self.cross_norm = self.cross_attn = None
         self.ffn_norm = cfg.norm_layer()
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.dropout)
+        self.ffn = cfg.feedforward()
 
     def forward(
         self, x, mask=None, bias=None, is_causal=True, cache: KVCache | None = None, context=None,

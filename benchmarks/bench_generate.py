@@ -1,0 +1,86 @@
+"""Greedy decoding tokens/s: attnkit ``generate`` vs Hugging Face ``generate``, same weights.
+
+GPT-2 small shape (124M, random weights given to both through ``attnkit.from_pretrained``),
+a 16-token prompt, 128 new tokens, batch 1 and 8, fp32 and bf16 weights, no EOS (every run makes
+all 128 tokens), alternating calls, median of the repeats. The batch-1 bound is one pass of the
+weights through a matrix-vector product per token (``hardware.matvec_bandwidth``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+import torch
+
+from timing import alternate, median, spread, table
+
+PROMPT, NEW_TOKENS = 16, 128
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def build_pair():
+    """HF ``GPT2LMHeadModel`` (GPT-2 small config) and the attnkit GPT loaded from its weights."""
+    import attnkit
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config()).eval()
+    hf.generation_config.eos_token_id = None  # make every run produce all new tokens
+    hf.generation_config.pad_token_id = 50256
+    with tempfile.TemporaryDirectory() as d:
+        hf.save_pretrained(d)
+        ak = attnkit.from_pretrained(d).eval()
+    return ak, hf
+
+
+def weight_bytes(model) -> int:
+    """Bytes of the matrices a decoding step multiplies by (every linear layer and the LM head)."""
+    return sum(m.weight.numel() * m.weight.element_size() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
+    ak32, hf32 = build_pair()
+    repeats = 3
+    rows, head = [], {}
+    for dtype, dt in DTYPES.items():
+        ak, hf = ak32.to(dt), hf32.to(dt)
+        for batch in (1, 8):
+            torch.manual_seed(batch)
+            ids = torch.randint(0, 50257, (batch, PROMPT))
+            mask = torch.ones_like(ids)
+            out = {}
+
+            def run_ak(n=NEW_TOKENS):
+                out["ak"] = ak.generate(ids, max_new_tokens=n, attention_mask=mask)
+
+            def run_hf(n=NEW_TOKENS):
+                out["hf"] = hf.generate(ids, max_new_tokens=n, attention_mask=mask, do_sample=False)
+
+            run_ak(8), run_hf(8)  # warm-up
+            times = alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=0)
+            same = torch.equal(out["ak"], out["hf"])
+            tps = {k: batch * NEW_TOKENS / median(v) for k, v in times.items()}
+            ratio = tps["attnkit"] / tps["hf"]
+            head[f"generate_{dtype}_b{batch}_vs_hf"] = ratio
+            bound = hw["matvec"][dtype] / weight_bytes(ak)  # tokens/s of a pure weight stream, batch 1
+            share = f"{100 * tps['attnkit'] / bound:.0f}% (bound {bound:.0f} tok/s)" if batch == 1 else "-"
+            if batch == 1:
+                head[f"generate_{dtype}_b1_bound"] = tps["attnkit"] / bound
+            target = "≥ 1.6× and ≥ 85% of bound" if batch == 1 else "≥ 1.4×"
+            rows.append([dtype, batch, f"{tps['attnkit']:.1f}", f"{tps['hf']:.1f}", f"**{ratio:.2f}×**", share, target,
+                         "yes" if same else "no", f"{spread(times['attnkit'])} / {spread(times['hf'])}"])
+    md = table(["weights", "batch", "attnkit tokens/s", "HF tokens/s", "ratio", "attnkit vs bandwidth bound",
+                "target", "same tokens", "spread"], rows)
+    note = (f"GPT-2 small (124M), {PROMPT}-token prompt, {NEW_TOKENS} new tokens, greedy; median of {repeats} "
+            "alternating calls after a warm-up. 'same tokens': both libraries produced identical ids.")
+    return note + "\n\n" + md, head
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    import hardware
+
+    print(run(hardware.measure(a.quick), a.quick)[0])

@@ -1,0 +1,96 @@
+"""Run the benchmark suite side by side with its peers and write benchmarks/RESULTS.md.
+
+    make bench                                   # everything (about 10 minutes on 2 quiet cores)
+    python benchmarks/run.py --quick             # fewer repeats, shorter sequences
+    python benchmarks/run.py --only train generate
+
+Each benchmark module has ``run(hw, quick) -> (markdown, headline numbers)``. RESULTS.md is
+rewritten above its "## Profile notes" heading; the notes below it are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import hardware
+from timing import ROOT
+
+BENCHMARKS = {
+    "startup": ("bench_startup", "Start-up"),
+    "attention_memory": ("bench_attention_memory", "Attention memory"),
+    "train": ("bench_train", "Training throughput"),
+    "generate": ("bench_generate", "Greedy decoding"),
+    "beam": ("bench_beam", "Beam search (encoder-decoder)"),
+    "encoder": ("bench_encoder", "Encoder throughput"),
+}
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+NOTES_HEADING = "## Profile notes"
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    libs = ["torch", "transformers", "x-transformers", "attnkit"]
+    return ", ".join(f"{lib} {version(lib)}" for lib in libs)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f} (1 min), {five:.1f} (5 min)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer repeats and lengths")
+    p.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run these benchmarks only")
+    p.add_argument("--output", type=Path, default=RESULTS, help="where to write the results")
+    args = p.parse_args()
+    command = "python benchmarks/run.py " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "make bench"
+    torch.manual_seed(0)
+    start, load_before = time.time(), load()
+
+    print(f"machine: {hardware.cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads", flush=True)
+    hw = hardware.measure(args.quick)
+    sections = [("Hardware ceilings", hardware.report(hw))]
+    print(sections[0][1], flush=True)
+    for name in args.only or BENCHMARKS:
+        module, title = BENCHMARKS[name]
+        t0 = time.time()
+        try:
+            md, _ = importlib.import_module(module).run(hw, args.quick)
+        except Exception as e:  # one broken comparison must not hide the others
+            md = f"**failed**: `{type(e).__name__}: {str(e)[-500:]}`"
+        sections.append((title, md))
+        print(f"\n## {title} ({time.time() - t0:.0f} s)\n\n{md}", flush=True)
+
+    header = [
+        "# attnkit benchmark results",
+        "",
+        f"- command: `{command}`",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, {time.time() - start:.0f} s",
+        f"- machine: {hardware.cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        f"- versions: {versions()}",
+        f"- load average before: {load_before}; after: {load()} (above the core count means other work "
+        "shared the CPU while this ran, and the timings are noisy)",
+        "- ratios are attnkit ÷ peer (higher is better for attnkit); spreads are half the min–max range of the "
+        "repeats as % of the median, attnkit / peer",
+    ]
+    body = "\n".join(header + [f"\n## {t}\n\n{md}" for t, md in sections]) + "\n"
+    old = args.output.read_text() if args.output.exists() else ""
+    notes = old[old.index(NOTES_HEADING):] if NOTES_HEADING in old else ""
+    args.output.write_text(body + ("\n" + notes if notes else ""))
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

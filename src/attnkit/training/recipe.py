@@ -1,0 +1,175 @@
+"""Recipes: a run described in TOML (model, tokenizer, data, optimiser, schedule, steps).
+
+A recipe file has one table per section; ``task`` (top level, default ``"lm"``) picks the
+module that defines the sections and runs them (:data:`TASKS`)::
+
+    task = "lm"
+    [model]                       # attnkit class + preset + config overrides
+    family = "GPT"
+    preset = "gpt-small"
+    config = { n_layers = 4 }
+    [tokenizer]
+    kind = "byte_bpe"
+    vocab_size = 2048
+    [data]
+    path = "stdlib"
+    [train]                       # attnkit.training.TrainConfig
+    max_steps = 500
+
+``--set train.lr=1e-3`` overrides any field; values are parsed as TOML literals (``3``,
+``1e-3``, ``true``, ``"text"``, ``[1, 2]``), bare words as strings. Unknown or ill-typed
+fields are a :class:`~attnkit.ConfigError` naming the field and listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from attnkit.errors import ConfigError
+from attnkit.models.config import Config, _describe, _type_ok
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# recipe ``task`` -> module defining ``Recipe`` (its sections) and ``run(recipe, out_dir, resume)``
+TASKS: dict[str, str] = {
+    "lm": "attnkit.training.lm",
+    "translation": "attnkit.training.translation",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection(Config):
+    """``[model]``: an attnkit model class (``family``), a preset of it, and config overrides."""
+
+    family: str = "GPT"
+    preset: str | None = None
+    config: dict = dataclasses.field(default_factory=dict)
+
+    def model_class(self):
+        import attnkit
+
+        cls = getattr(attnkit, self.family, None)
+        if not (isinstance(cls, type) and hasattr(cls, "config_class")):
+            raise ConfigError(f"model.family {self.family!r} is not an attnkit model class (e.g. 'GPT')")
+        return cls
+
+    def model_config(self, **fixed):
+        """The model config: the preset (or defaults), then ``config`` overrides, then ``fixed``."""
+        config_class = self.model_class().config_class
+        fields = {**self.config, **fixed}
+        try:
+            if self.preset is not None:
+                return config_class.from_preset(self.preset, **fields)
+            return config_class.from_dict(fields)
+        except ConfigError as e:
+            raise ConfigError(f"model.config: {e}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as a TOML literal (``3``, ``1e-3``, ``true``, ``[1, 2]``); otherwise the raw string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _section_types(recipe_class) -> dict[str, type[Config]]:
+    hints = typing.get_type_hints(recipe_class)
+    return {f.name: hints[f.name] for f in dataclasses.fields(recipe_class)}
+
+
+def build_section(cls: type[Config], name: str, table: Any, source: str) -> Config:
+    """``cls`` from a TOML table; errors name ``source``, the dotted field and the valid fields."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table, got {table!r}")
+    valid = cls.field_names()
+    unknown = sorted(set(table) - set(valid))
+    if unknown:
+        raise ConfigError(f"{source}: unknown field {', '.join(f'{name}.{k}' for k in unknown)}; "
+                          f"valid [{name}] fields: {', '.join(valid)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in table.items():
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(f"{source}: {name}.{key} must be {_describe(hints[key])}, got {value!r} "
+                              f"({type(value).__name__})")
+    try:
+        return cls.from_dict(table)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: [{name}] {e}") from None
+
+
+def apply_overrides(tables: dict, overrides: list[str], sections: dict[str, type[Config]]) -> dict:
+    """Set ``section.field=value`` (``model.config.x=value`` for model-config fields) in ``tables``."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected section.field=value, e.g. train.max_steps=100")
+        section, field = parts[0], parts[1]
+        if section not in sections:
+            raise ConfigError(f"--set {key}: unknown section {section!r}; valid sections: {', '.join(sections)}")
+        cls = sections[section]
+        if field not in cls.field_names():
+            raise ConfigError(f"--set {key}: unknown field {key!r}; valid [{section}] fields: "
+                              f"{', '.join(cls.field_names())}")
+        tp = typing.get_type_hints(cls)[field]
+        if len(parts) > 2 and not (tp is dict or typing.get_origin(tp) is dict):
+            raise ConfigError(f"--set {key}: {section}.{field} is not a table")
+        value = parse_value(text)
+        if len(parts) == 2 and not _type_ok(value, tp) and _type_ok(text, tp):
+            value = text  # e.g. data.path=123 is the string "123"
+        table = tables.setdefault(section, {})
+        for p in parts[1:-1]:
+            table = table.setdefault(p, {})
+        table[parts[-1]] = value
+    return tables
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
+    """Read a recipe file, apply ``--set`` overrides, and build its typed sections.
+
+    Returns the task module's ``Recipe`` dataclass (``recipe.task`` names the task).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe file {path} does not exist")
+    try:
+        tables = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"recipe file {path} is not valid TOML: {e}") from None
+    task = tables.pop("task", "lm")
+    if task not in TASKS:
+        raise ConfigError(f"{path}: unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    recipe_class = importlib.import_module(TASKS[task]).Recipe
+    sections = _section_types(recipe_class)
+    unknown = sorted(set(tables) - set(sections))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; valid sections: {', '.join(sections)} (and task)")
+    apply_overrides(tables, list(overrides), sections)
+    return recipe_class(**{name: build_section(cls, name, tables.get(name, {}), str(path))
+                           for name, cls in sections.items()})
+
+
+def recipe_to_dict(recipe) -> dict:
+    """Plain dict of a recipe's sections (what ``trainer_state.json`` records)."""
+    out = {}
+    for f in dataclasses.fields(recipe):
+        d = getattr(recipe, f.name).to_dict()
+        d.pop("model_type", None)
+        out[f.name] = d
+    return out
+
+
+def run_recipe(path: str | Path, out_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), resume: bool = False):
+    """Load the recipe and run its task into ``out_dir`` (``attnkit train``). Returns the Trainer."""
+    recipe = load_recipe(path, overrides)
+    task = tomllib.loads(Path(path).read_text()).get("task", "lm")
+    return importlib.import_module(TASKS[task]).run(recipe, out_dir, resume=resume)

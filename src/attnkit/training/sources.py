@@ -1,0 +1,49 @@
+"""Where the Trainer's batches come from: a two-method protocol, and the language-model source.
+
+The Trainer is task-agnostic: it asks a data source for a dict of tensors and calls
+``model(**batch).loss``. All randomness comes from the ``torch.Generator`` the Trainer passes
+in (and checkpoints), and a source draws the *global* batch before slicing out this rank's
+rows, so N processes see exactly the rows one process would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import torch
+
+
+class DataSource(Protocol):
+    """What the Trainer needs from a task's data."""
+
+    def next_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        """This rank's slice of the next global training batch, as ``model(**batch)`` keyword args."""
+
+    def eval_batches(self, rank: int = 0, world_size: int = 1) -> Iterable[dict[str, torch.Tensor]]:
+        """This rank's slices of a fixed set of validation batches (the same at every evaluation)."""
+
+
+class LMDataSource:
+    """Random contiguous blocks of an :class:`attnkit.data.LMDataset` for next-token prediction.
+
+    Batches are ``{"input_ids": (b, block_size), "labels": (b, block_size)}`` with ``labels`` =
+    ``input_ids`` (the model shifts them), ``b = batch_size // world_size``.
+    """
+
+    def __init__(self, dataset, batch_size: int, block_size: int, eval_iters: int = 8, eval_seed: int = 1234):
+        self.dataset, self.batch_size, self.block_size = dataset, batch_size, block_size
+        self.eval_iters, self.eval_seed = eval_iters, eval_seed
+
+    def _batch(self, split: str, generator: torch.Generator, rank: int, world_size: int) -> dict[str, torch.Tensor]:
+        x, _ = self.dataset.get_batch(split, self.batch_size, self.block_size, generator=generator, rank=rank,
+                                      world_size=world_size)
+        return {"input_ids": x, "labels": x}
+
+    def next_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        return self._batch("train", generator, rank, world_size)
+
+    def eval_batches(self, rank: int = 0, world_size: int = 1) -> Iterable[dict[str, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.eval_seed)  # fixed: every evaluation sees the same blocks
+        for _ in range(self.eval_iters):
+            yield self._batch("val", g, rank, world_size)

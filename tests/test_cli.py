@@ -1,0 +1,143 @@
+"""The ``attnkit`` command: train / generate / info, and bad input that must never touch disk."""
+
+import hashlib
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import attnkit
+from attnkit.cli import app
+from attnkit.tokenizers import Tokenizer
+
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def train_args(tiny_lm, out, *extra):
+    return ["train", tiny_lm.recipe, "--out", out, *[a for s in [*tiny_lm.overrides, *extra] for a in ("--set", s)]]
+
+
+def snapshot(root):
+    """Every file under ``root`` with its content hash: what must survive a refused command."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_lm, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = cli(*train_args(tiny_lm, out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def refused(result, *phrases):
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    for phrase in phrases:
+        assert phrase in result.output, result.output
+    return True
+
+
+def test_train_writes_metrics_and_checkpoints(trained):
+    assert sorted(d.name for d in (trained / "checkpoints").iterdir()) == ["step-3", "step-6"]
+    assert (trained / "checkpoints" / "step-6" / "tokenizer.json").is_file()
+
+
+def test_info_prints_config_parameters_and_training_state(trained):
+    result = cli("info", trained)
+    assert result.exit_code == 0, result.output
+    model = attnkit.from_pretrained(trained / "checkpoints" / "step-6")
+    assert f"parameters: {model.num_parameters():,}" in result.output
+    assert "step 6 of 6" in result.output and '"n_layers": 2' in result.output and "eval_loss" in result.output
+
+
+def test_generate_streams_the_same_text_as_greedy_generate(trained):
+    path = trained / "checkpoints" / "step-6"
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+    prompt = "def value"
+    ids = torch.tensor([tok.encode(prompt)])
+    expected = tok.decode(model.generate(ids, max_new_tokens=12, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:])
+    result = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0)
+    assert result.exit_code == 0, result.output
+    assert result.output == prompt + expected + "\n"
+
+
+def test_stream_text_yields_pieces_as_tokens_arrive(trained):
+    from attnkit.cli import stream_text
+
+    path = trained / "checkpoints" / "step-6"
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+    pieces = list(stream_text(model, tok, "def", max_new_tokens=10))
+    ids = torch.tensor([tok.encode("def")])
+    assert len(pieces) > 1 and "".join(pieces) == tok.decode(model.generate(ids, max_new_tokens=10)[0, ids.shape[1]:])
+
+
+def test_generate_with_beams_matches_beam_search(trained):
+    path = trained / "checkpoints" / "step-3"
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+    ids = torch.tensor([tok.encode("class")])
+    beams = model.generate(ids, max_new_tokens=6, num_beams=3, eos_token_id=tok.eos_token_id)
+    result = cli("generate", path, "--prompt", "class", "--max-new-tokens", 6, "--num-beams", 3, "--temperature", 0)
+    assert result.output == "class" + tok.decode(beams[0, ids.shape[1]:]) + "\n"
+
+
+def test_missing_data_path_is_refused_before_writing(tiny_lm, tmp_path):
+    result = cli(*train_args(tiny_lm, tmp_path / "out", f"data.path={tmp_path / 'nope'}"))
+    assert refused(result, str(tmp_path / "nope"), "does not exist") and not (tmp_path / "out").exists()
+
+
+def test_empty_data_file_is_refused_before_writing(tiny_lm, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    result = cli(*train_args(tiny_lm, tmp_path / "out", f"data.path={tmp_path / 'empty.txt'}"))
+    assert refused(result, str(tmp_path / "empty.txt"), "empty") and not (tmp_path / "out").exists()
+
+
+def test_recipe_typo_is_refused(tiny_lm, tmp_path):
+    recipe = tmp_path / "typo.toml"
+    recipe.write_text(tiny_lm.recipe.read_text().replace("max_steps", "max_stpes"))
+    result = cli("train", recipe, "--out", tmp_path / "out")
+    assert refused(result, str(recipe), "train.max_stpes", "max_steps") and not (tmp_path / "out").exists()
+
+
+def test_existing_run_without_resume_is_refused_and_untouched(tiny_lm, trained):
+    before = snapshot(trained)
+    assert refused(cli(*train_args(tiny_lm, trained)), str(trained), "--resume")
+    assert snapshot(trained) == before
+
+
+def test_resume_without_checkpoint_is_refused(tiny_lm, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    result = cli(*train_args(tiny_lm, tmp_path / "out"), "--resume")
+    assert refused(result, str(tmp_path / "out" / "checkpoints"), "no complete checkpoint")
+    assert snapshot(tmp_path / "out") == {"notes.txt": hashlib.sha256(b"mine").hexdigest()}
+
+
+def test_resume_with_a_different_model_config_is_refused_and_untouched(tiny_lm, trained):
+    before = snapshot(trained)
+    result = cli(*train_args(tiny_lm, trained, "model.config.n_layers=3"), "--resume")
+    assert refused(result, "step-6", "does not match", "n_layers: checkpoint 2 vs recipe 3")
+    assert snapshot(trained) == before
+
+
+def test_corrupt_checkpoint_is_refused_naming_the_file_and_untouched(tiny_lm, trained, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(trained, out)
+    weights = out / "checkpoints" / "step-6" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    before = snapshot(out)
+    assert refused(cli(*train_args(tiny_lm, out), "--resume"), str(weights), "corrupt")
+    assert refused(cli("generate", out, "--prompt", "x"), str(weights), "corrupt")
+    assert snapshot(out) == before
+
+
+def test_generate_from_a_directory_that_is_not_a_model(tmp_path):
+    assert refused(cli("info", tmp_path), str(tmp_path), "neither a model directory")

@@ -1,0 +1,225 @@
+"""The Trainer against hand-written reference steps, on a synthetic data source (the protocol)."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import GPT, GPTConfig
+from attnkit.errors import CheckpointError, ConfigError, TrainingError
+from attnkit.training import TrainConfig, Trainer
+from attnkit.training.checkpoint import complete_checkpoints, verify_checkpoint
+from attnkit.training.optim import decay_groups
+from attnkit.training.schedules import make_schedule
+
+
+class FixedBatches:
+    """Yields the given batches in order (cycling); validation is the first batch."""
+
+    def __init__(self, batches):
+        self.batches, self.i = batches, 0
+
+    def next_batch(self, generator, rank=0, world_size=1):
+        batch = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        return batch
+
+    def eval_batches(self, rank=0, world_size=1):
+        yield self.batches[0]
+
+
+def lm_batch(ids):
+    return {"input_ids": ids, "labels": ids}
+
+
+def tiny_model(seed=0, **fields):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=64, **fields))
+
+
+def config(**fields):
+    base = dict(max_steps=2, lr=1e-2, warmup_steps=1, eval_every=0, save_every=0, progress=False, device="cpu")
+    return TrainConfig(**{**base, **fields})
+
+
+def batches(n=4, b=8, t=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [lm_batch(torch.randint(0, 64, (b, t), generator=g)) for _ in range(n)]
+
+
+def metrics(out):
+    return [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_step_matches_a_hand_written_clipped_adamw_step(tmp_path):
+    data = batches(1)
+    model, ref = tiny_model(), tiny_model()
+    cfg = config(max_steps=1, grad_clip=0.05, weight_decay=0.1, warmup_steps=4)
+    record = Trainer(model, FixedBatches(data), cfg, tmp_path).train()[0]
+
+    loss = ref(**data[0]).loss
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.05)
+    lr = 1e-2 * make_schedule("cosine", warmup_steps=4, max_steps=1)(0)
+    opt = torch.optim.AdamW(decay_groups(ref, 0.1), lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    opt.step()
+    assert record["loss"] == pytest.approx(loss.item(), rel=1e-6)
+    assert record["grad_norm"] == pytest.approx(norm.item(), rel=1e-5) and norm > 0.05  # clipping was active
+    assert record["lr"] == pytest.approx(lr)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def train_recording_grads(data, cfg, out):
+    """Train a fresh tiny model; return (history, gradients seen by each optimizer step)."""
+    trainer = Trainer(tiny_model(), FixedBatches(data), cfg, out)
+    grads = []
+    trainer.optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: grads.append([p.grad.clone() for g in opt.param_groups for p in g["params"]]))
+    return trainer.train(), grads, trainer
+
+
+def assert_same_training(run_a, run_b):
+    (hist_a, grads_a, _), (hist_b, grads_b, _) = run_a, run_b
+    assert [r["loss"] for r in hist_b] == pytest.approx([r["loss"] for r in hist_a], rel=1e-6)
+    assert len(grads_a) == len(grads_b) == len(hist_a)
+    for step_a, step_b in zip(grads_a, grads_b):
+        for ga, gb in zip(step_a, step_b):
+            torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-6)  # grads are ~1e-3
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+    big = batches(2, b=8)
+    halves = [lm_batch(b["input_ids"][i : i + 4]) for b in big for i in (0, 4)]
+    assert_same_training(train_recording_grads(big, config(grad_clip=0.0), tmp_path / "a"),
+                         train_recording_grads(halves, config(grad_clip=0.0, grad_accum_steps=2), tmp_path / "b"))
+
+
+def test_activation_checkpointing_trains_identically(tmp_path):
+    data = batches(2)
+    plain = train_recording_grads(data, config(), tmp_path / "a")
+    recomputed = train_recording_grads(data, config(gradient_checkpointing=True), tmp_path / "b")
+    assert recomputed[2].model.decoder.gradient_checkpointing and not plain[2].model.decoder.gradient_checkpointing
+    assert_same_training(plain, recomputed)
+
+
+def test_bf16_autocast_on_cpu_runs_matmuls_in_bf16_and_keeps_fp32_weights(tmp_path):
+    data = batches(1)
+    seen = []
+    model = tiny_model()
+    model.lm_head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    hist = Trainer(model, FixedBatches(data), config(max_steps=1, precision="bf16"), tmp_path).train()
+    assert seen == [torch.bfloat16] and model.lm_head.weight.dtype == torch.float32
+    assert hist[0]["loss"] == pytest.approx(tiny_model()(**data[0]).loss.item(), rel=2e-2)
+
+
+def test_fp16_without_cuda_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="fp16"):
+        Trainer(tiny_model(), FixedBatches(batches(1)), config(precision="fp16"), tmp_path)
+
+
+def test_metrics_jsonl_has_train_and_eval_lines_and_the_schedule(tmp_path):
+    cfg = config(max_steps=4, eval_every=2, warmup_steps=2)
+    Trainer(tiny_model(), FixedBatches(batches()), cfg, tmp_path).train()
+    lines = metrics(tmp_path)
+    train = [r for r in lines if "loss" in r]
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    assert all(r["tokens_per_s"] > 0 for r in train)
+    sched = make_schedule("cosine", warmup_steps=2, max_steps=4, min_lr_ratio=cfg.min_lr_ratio)
+    assert [r["lr"] for r in train] == pytest.approx([1e-2 * sched(i) for i in range(4)])
+    assert [(r["step"], "eval_loss" in r) for r in lines if "loss" not in r] == [(2, True), (4, True)]
+
+
+def test_checkpoint_weights_load_alone_and_equal_the_trained_model(tmp_path):
+    model = tiny_model()
+    Trainer(model, FixedBatches(batches()), config(max_steps=2), tmp_path).train()
+    (step, path), = complete_checkpoints(tmp_path)
+    loaded = attnkit.from_pretrained(path)
+    assert step == 2 and loaded.config == model.config
+    for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    model = tiny_model()
+    calls = []
+
+    def poison(module, inputs, output):  # the 3rd training forward produces NaN
+        calls.append(1)
+        return output * float("nan") if len(calls) == 3 else output
+
+    model.wte.register_forward_hook(poison)
+    trainer = Trainer(model, FixedBatches(batches()), config(max_steps=5, save_every=2), tmp_path)
+    good = tmp_path / "checkpoints" / "step-2"
+    with pytest.raises(TrainingError, match=r"step 3.*step-2"):
+        trainer.train()
+    assert [s for s, _ in complete_checkpoints(tmp_path)] == [2]
+    verify_checkpoint(good)
+    assert max(r["step"] for r in metrics(tmp_path)) == 2
+
+
+def test_new_run_refuses_an_output_dir_holding_a_run(tmp_path):
+    Trainer(tiny_model(), FixedBatches(batches()), config(max_steps=1), tmp_path).train()
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(CheckpointError, match="already holds a training run"):
+        Trainer(tiny_model(), FixedBatches(batches()), config(max_steps=1), tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        Trainer(tiny_model(), FixedBatches(batches()), config(), tmp_path, resume=True)
+
+
+def test_resume_with_longer_max_steps_follows_the_new_schedule(tmp_path):
+    data = FixedBatches(batches())
+    Trainer(tiny_model(), data, config(max_steps=2, warmup_steps=1), tmp_path).train()
+    more = Trainer(tiny_model(seed=5), data, config(max_steps=6, warmup_steps=1, lr=2e-2), tmp_path, resume=True)
+    assert more.step == 2
+    hist = more.train()
+    schedule = make_schedule("cosine", warmup_steps=1, max_steps=6)
+    assert [r["lr"] for r in hist] == pytest.approx([2e-2 * schedule(i) for i in range(2, 6)])
+    assert [r["step"] for r in metrics(tmp_path)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_drops_metric_lines_after_the_checkpoint_and_a_torn_last_line(tmp_path):
+    data = FixedBatches(batches())
+    Trainer(tiny_model(), data, config(max_steps=2), tmp_path).train()
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # a crash after step 2's checkpoint, mid-write
+        f.write('{"step": 3, "loss": 1.0}\n{"step": 4, "lo')
+    Trainer(tiny_model(), data, config(max_steps=2), tmp_path, resume=True)
+    assert [r["step"] for r in metrics(tmp_path)] == [1, 2]
+
+
+def test_max_minutes_stops_early_with_a_checkpoint(tmp_path):
+    hist = Trainer(tiny_model(), FixedBatches(batches()), config(max_steps=50, max_minutes=1e-9), tmp_path).train()
+    assert [r["step"] for r in hist] == [1]
+    assert [s for s, _ in complete_checkpoints(tmp_path)] == [1]
+
+
+def test_progress_bar_shows_loss_lr_and_tokens_per_second(tmp_path, capsys):
+    hist = Trainer(tiny_model(), FixedBatches(batches()), config(max_steps=2, progress=True), tmp_path).train()
+    err = capsys.readouterr().err
+    assert "2/2" in err and f"loss={hist[-1]['loss']:.4f}" in err and "lr=" in err and "tok_s=" in err
+
+
+def test_tensorboard_events_hold_the_logged_losses(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Trainer(tiny_model(), FixedBatches(batches()), config(max_steps=3), tmp_path).train()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = [(r["step"], r["loss"]) for r in metrics(tmp_path)]
+    assert [(e.step, pytest.approx(e.value)) for e in events.Scalars("loss")] == logged
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager(tmp_path):
+    data = batches(2)
+    a, b = tiny_model(), tiny_model()
+    hist_a = Trainer(a, FixedBatches(data), config(), tmp_path / "a").train()
+    hist_b = Trainer(b, FixedBatches(data), config(compile=True), tmp_path / "b").train()
+    assert [r["loss"] for r in hist_b] == pytest.approx([r["loss"] for r in hist_a], rel=1e-4)
