@@ -177,5 +177,5 @@ def test_wrong_field_type_and_unknown_field_are_errors():
         GPTConfig(positional="sinusoidal")
     with pytest.raises(ConfigError, match=r"unknown GPTConfig field\(s\) \['n_layer'\]; valid fields: .*n_layers"):
         GPTConfig.from_preset("gpt-tiny", n_layer=3)
-    with pytest.raises(TypeError, match="needs a GPTConfig"):
+    with pytest.raises(ConfigError, match="needs a GPTConfig"):
         GPT({"n_layers": 2})
