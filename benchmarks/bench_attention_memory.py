@@ -71,7 +71,7 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
         rows.append(row)
     top = lengths[-1]
     growth = (res["fused"][top]["bytes"] / res["fused"][lengths[0]]["bytes"]) / (top / lengths[0])
-    head = {"attention_peak_bytes_max_len": res["fused"][top]["bytes"], "attention_max_len": top,
+    head = {"attention_peak_gib_max_len": res["fused"][top]["bytes"] / 2**30, "attention_max_len": top,
             "attention_growth_vs_linear": growth,
             "attention_mask_vs_causal_time_4k": res["mask"][4096]["seconds"] / res["fused"][4096]["seconds"]}
     md = table(["length", "fused peak rise", "per token", "fused fwd+bwd", PATHS["mask"], PATHS["reference"]], rows)

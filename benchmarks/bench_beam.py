@@ -8,7 +8,6 @@ to the end), alternating calls, median of the repeats.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 
 import torch
@@ -65,7 +64,6 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    a = p.parse_args()
-    print(run({}, a.quick)[0])
+    import hardware
+
+    hardware.standalone(run)

@@ -7,7 +7,6 @@ calls, median of the repeats. Sequences per second of the last hidden state.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 
@@ -53,7 +52,6 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    a = p.parse_args()
-    print(run({}, a.quick)[0])
+    import hardware
+
+    hardware.standalone(run)

@@ -6,6 +6,7 @@ and decoding one token at a time streams every weight through a matrix-vector pr
 
 from __future__ import annotations
 
+import argparse
 import platform
 
 import torch
@@ -77,6 +78,15 @@ def measure(quick: bool = False) -> dict:
 def report(hw: dict) -> str:
     rows = [[k, f"{hw['matmul'][k] / 1e9:.0f} GFLOP/s", f"{hw['matvec'][k] / 1e9:.1f} GB/s"] for k in DTYPES]
     return table(["dtype", "matmul peak (fastest of n=1024..4096)", "matrix-vector bandwidth (GPT-2 small weights, 1 token)"], rows)
+
+
+def standalone(run) -> None:
+    """``python benchmarks/bench_<name>.py [--quick]``: measure the machine, run one comparison,
+    print its table."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    quick = p.parse_args().quick
+    print(run(measure(quick), quick)[0])
 
 
 if __name__ == "__main__":

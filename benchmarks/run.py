@@ -1,11 +1,12 @@
 """Run the benchmark suite side by side with its peers and write benchmarks/RESULTS.md.
 
-    make bench                                   # everything (about 10 minutes on 2 quiet cores)
+    make bench                                   # everything (about 6 minutes on 2 quiet cores)
     python benchmarks/run.py --quick             # fewer repeats, shorter sequences
     python benchmarks/run.py --only train generate
 
-Each benchmark module has ``run(hw, quick) -> (markdown, headline numbers)``. RESULTS.md is
-rewritten above its "## Profile notes" heading; the notes below it are kept.
+Each benchmark module has ``run(hw, quick) -> (markdown, headline numbers)``; the headline
+numbers are checked against issue 6's targets (``TARGETS``). RESULTS.md is rewritten above
+its "## Profile notes" heading; the notes below it are kept.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 import hardware
-from timing import ROOT
+from timing import ROOT, table
 
 BENCHMARKS = {
     "startup": ("bench_startup", "Start-up"),
@@ -32,6 +33,27 @@ BENCHMARKS = {
     "beam": ("bench_beam", "Beam search (encoder-decoder)"),
     "encoder": ("bench_encoder", "Encoder throughput"),
 }
+# Issue 6's targets: (headline key, what, ">=" or "<=", threshold, as percent?)
+TARGETS = [
+    ("train_fp32_out_of_the_box", "training fp32, out of the box vs HF", ">=", 1.5, False),
+    ("train_bf16_out_of_the_box", "training bf16, out of the box vs HF", ">=", 1.5, False),
+    ("train_fp32_vs_hf", "training fp32, same process vs HF", ">=", 1.1, False),
+    ("train_bf16_vs_hf", "training bf16, same process vs HF", ">=", 1.1, False),
+    ("train_fp32_mfu", "training fp32, model FLOP/s of matmul peak", ">=", 0.9, True),
+    ("train_bf16_mfu", "training bf16, model FLOP/s of matmul peak", ">=", 0.9, True),
+    ("generate_fp32_b1_vs_hf", "greedy fp32 batch 1 vs HF", ">=", 1.6, False),
+    ("generate_bf16_b1_vs_hf", "greedy bf16 batch 1 vs HF", ">=", 1.6, False),
+    ("generate_fp32_b1_bound", "greedy fp32 batch 1, share of bandwidth bound", ">=", 0.85, True),
+    ("generate_bf16_b1_bound", "greedy bf16 batch 1, share of bandwidth bound", ">=", 0.85, True),
+    ("generate_fp32_b8_vs_hf", "greedy fp32 batch 8 vs HF", ">=", 1.4, False),
+    ("generate_bf16_b8_vs_hf", "greedy bf16 batch 8 vs HF", ">=", 1.4, False),
+    ("beam_vs_hf", "beam search vs Marian", ">=", 2.0, False),
+    ("encoder_vs_hf", "MiniLM encoder vs HF", ">=", 1.2, False),
+    ("attention_growth_vs_linear", "attention memory growth (1 = linear)", "<=", 1.0, False),
+    ("attention_peak_gib_max_len", "attention peak at the longest length, GiB", "<=", 2.0, False),
+    ("startup_s", "`import attnkit`, seconds", "<=", 1.0, False),
+    ("startup_imports_transformers", "`import attnkit` imports transformers (0 = no)", "<=", 0, False),
+]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 NOTES_HEADING = "## Profile notes"
 
@@ -48,6 +70,20 @@ def load() -> str:
     return f"{one:.1f} (1 min), {five:.1f} (5 min)"
 
 
+def targets(numbers: dict) -> str:
+    """Each measured target: met, or missed by how much (relative to the target)."""
+    rows = []
+    for key, what, op, goal, percent in TARGETS:
+        if key not in numbers:
+            continue
+        value = numbers[key]
+        met = value >= goal if op == ">=" else value <= goal
+        show = (lambda x: f"{100 * x:.0f}%") if percent else (lambda x: f"{x:.2f}")
+        status = "met" if met else (f"missed by {100 * abs(value - goal) / goal:.0f}%" if goal else "missed")
+        rows.append([what, f"{'≥' if op == '>=' else '≤'} {show(goal)}", show(value), status])
+    return table(["target (issue 6)", "goal", "measured", "status"], rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer repeats and lengths")
@@ -61,12 +97,14 @@ def main() -> None:
     print(f"machine: {hardware.cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads", flush=True)
     hw = hardware.measure(args.quick)
     sections = [("Hardware ceilings", hardware.report(hw))]
+    numbers: dict = {}
     print(sections[0][1], flush=True)
     for name in args.only or BENCHMARKS:
         module, title = BENCHMARKS[name]
         t0 = time.time()
         try:
-            md, _ = importlib.import_module(module).run(hw, args.quick)
+            md, head = importlib.import_module(module).run(hw, args.quick)
+            numbers.update(head)
         except Exception as e:  # one broken comparison must not hide the others
             md = f"**failed**: `{type(e).__name__}: {str(e)[-500:]}`"
         sections.append((title, md))
@@ -85,6 +123,8 @@ def main() -> None:
         "- ratios are attnkit ÷ peer (higher is better for attnkit); spreads are half the min–max range of the "
         "repeats as % of the median, attnkit / peer",
     ]
+    sections.insert(0, ("Targets", targets(numbers)))
+    print(f"\n## Targets\n\n{sections[0][1]}")
     body = "\n".join(header + [f"\n## {t}\n\n{md}" for t, md in sections]) + "\n"
     old = args.output.read_text() if args.output.exists() else ""
     notes = old[old.index(NOTES_HEADING):] if NOTES_HEADING in old else ""
