@@ -54,6 +54,25 @@ def test_gated_feedforward_equals_formula(activation):
     torch.testing.assert_close(ffn(x), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("activation", list(PLAIN) + list(GATED))
+def test_fused_inference_path_equals_formula(activation):
+    """Long fp32 CPU inputs under inference_mode take oneDNN's fused linear + activation (when
+    available); outputs must match the hand-written formula and the autograd path."""
+    from attnkit.nn.linear import ONEDNN_ROWS
+
+    ffn = FeedForward(16, 64, activation).eval()
+    x = torch.randn(2, ONEDNN_ROWS, 16) * 3
+    act = {**PLAIN, **GATED}[activation]
+    if activation in GATED:
+        expected = linear(ffn.fc_out, act(linear(ffn.fc_gate, x)) * linear(ffn.fc_in, x))
+    else:
+        expected = linear(ffn.fc_out, act(linear(ffn.fc_in, x)))
+    with torch.inference_mode():
+        fast = ffn(x)
+    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast, ffn(x), atol=1e-5, rtol=1e-5)  # grad enabled: plain path
+
+
 def test_gelu_variants_differ():
     """Guards against both names mapping to the same function."""
     x = torch.linspace(-3, 3, 50)[None, :, None].expand(1, 50, 4)

@@ -53,8 +53,9 @@ def _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, t
 
 
 def _mask_buffer(mask: torch.Tensor | None, total: int) -> torch.Tensor | None:
-    """Preallocate the padding mask for every position we may decode (hoisted out of the loop)."""
-    if mask is None:
+    """Preallocate the padding mask for every position we may decode (hoisted out of the loop).
+    None when nothing is padded: the model then builds no mask and no position ids from it."""
+    if mask is None or bool(mask.all()):
         return None
     buf = torch.ones(mask.shape[0], total, dtype=torch.bool, device=mask.device)
     buf[:, : mask.shape[1]] = mask

@@ -106,7 +106,8 @@ class Bert(Model):
         mask = None
         if attention_mask is not None:
             attention_mask = as_padding_mask(attention_mask, B, T)
-            mask = expand_padding_mask(attention_mask)  # (B, 1, 1, T)
+            if not bool(attention_mask.all()):  # nothing padded: no mask for the kernel to apply
+                mask = expand_padding_mask(attention_mask)  # (B, 1, 1, T)
 
         positions = torch.arange(T, device=input_ids.device)
         x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)

@@ -18,16 +18,18 @@ from torch import nn
 from attnkit.errors import InputError
 from attnkit.models.base import Model
 from attnkit.models.config import Config
-from attnkit.models.outputs import ModelOutput
+from attnkit.models.outputs import LazyLogitsOutput, ModelOutput
 from attnkit.nn import (
     FEEDFORWARD_ACTIVATIONS,
     Decoder,
     DecoderCache,
     LayerConfig,
+    Linear,
     RotaryEmbedding,
     alibi_bias,
     as_padding_mask,
     expand_padding_mask,
+    linear_cross_entropy,
     positions_from_padding,
 )
 
@@ -107,7 +109,7 @@ class GPT(Model):
         self.rotary = RotaryEmbedding(c.head_dim, c.rope_base) if c.positional == "rotary" else None
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True)
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.lm_head = Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(self._init_weights)
         # GPT-2 §2.3: scale the residual projections by 1/sqrt(number of residual layers).
         for layer in self.decoder.layers:
@@ -141,7 +143,9 @@ class GPT(Model):
             input_ids: ``(B, T)`` token ids.
             attention_mask: ``(B, S)`` bool or 0/1, True/1 = real token, with ``S`` = cached + ``T``
                 positions; left padding is supported (positions start at each row's first token).
-            labels: ``(B, T)`` targets for next-token loss; -100 is ignored. Shifted inside.
+            labels: ``(B, T)`` targets for next-token loss; -100 is ignored. Shifted inside. The loss
+                is :func:`~attnkit.nn.linear_cross_entropy` (no ``(B, T, V)`` logits); ``out.logits`` is
+                then computed when first read.
             cache: a :class:`DecoderCache` from :meth:`new_cache` for incremental decoding.
             logits_to_keep: compute logits for the last ``n`` positions only (0 = all).
         """
@@ -173,19 +177,19 @@ class GPT(Model):
         out = self.decoder(x, mask=mask, bias=bias, is_causal=True, cache=cache, rotary=rotary,
                            output_attentions=output_attentions)
         h = out.hidden
-        logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
+        if labels is None:
+            logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
+            return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions)
 
-        loss = None
-        if labels is not None:
-            if labels.shape != input_ids.shape:
-                raise InputError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
-            if logits_to_keep:
-                raise InputError("labels need the logits of every position; do not pass logits_to_keep")
-            # Shift the labels, not the logits: slicing (B, T, V) logits would copy them (and
-            # their gradient); the last position gets the ignore index instead.
-            targets = F.pad(labels[:, 1:], (0, 1), value=-100)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-        return ModelOutput(logits=logits, loss=loss, last_hidden_state=h, attentions=out.attentions)
+        if labels.shape != input_ids.shape:
+            raise InputError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
+        if logits_to_keep:
+            raise InputError("labels need the logits of every position; do not pass logits_to_keep")
+        # Shift the labels, not the hidden states; the last position gets the ignore index. The
+        # loss never materialises the (B, T, V) logits; ``out.logits`` computes them on first use.
+        targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+        loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100)
+        return LazyLogitsOutput(lambda: self.lm_head(h), loss=loss, last_hidden_state=h, attentions=out.attentions)
 
     # -- decoding protocol (see attnkit.generation) ------------------------------------------
     def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int):

@@ -31,3 +31,33 @@ class ModelOutput:
 
     def __getitem__(self, key: str):
         return getattr(self, key)
+
+
+class LazyLogitsOutput(ModelOutput):
+    """A :class:`ModelOutput` whose ``logits`` are computed on first access, by ``make_logits``,
+    under the grad/inference/autocast modes of the forward that made it. Lets the training loss
+    skip the (B, T, V) logits while ``out.logits`` still works as with Hugging Face."""
+
+    def __init__(self, make_logits, **fields):
+        super().__init__(**fields)
+        device = fields["last_hidden_state"].device.type
+        modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.is_autocast_enabled(device),
+                 torch.get_autocast_dtype(device))
+
+        def make():
+            grad, inference, autocast, dtype = modes
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad), \
+                    torch.autocast(device, dtype=dtype, enabled=autocast):
+                return make_logits()
+
+        self._make_logits = make
+
+    @property
+    def logits(self) -> torch.Tensor | None:
+        if self._logits is None and getattr(self, "_make_logits", None) is not None:
+            self._logits, self._make_logits = self._make_logits(), None
+        return self._logits
+
+    @logits.setter
+    def logits(self, value: torch.Tensor | None) -> None:
+        self._logits, self._make_logits = value, None

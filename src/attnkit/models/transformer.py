@@ -29,6 +29,7 @@ from attnkit.nn import (
     DecoderCache,
     Encoder,
     LayerConfig,
+    Linear,
     as_padding_mask,
     expand_padding_mask,
     sinusoidal_positions,
@@ -120,7 +121,7 @@ class Transformer(Model):
         self.drop = nn.Dropout(c.dropout)  # §5.4: dropout on the sums of embeddings and positions
         self.encoder = Encoder(layer, c.n_encoder_layers)
         self.decoder = Decoder(layer, c.n_decoder_layers, cross=True)
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.lm_head = Linear(c.d_model, c.vocab_size, bias=False)
         if c.final_logits_bias:
             self.register_buffer("final_logits_bias", torch.zeros(1, c.vocab_size))
         else:

@@ -4,6 +4,8 @@ from attnkit.nn.attention import MultiHeadAttention, scaled_dot_product_attentio
 from attnkit.nn.block import Decoder, DecoderLayer, Encoder, EncoderLayer, LayerConfig, StackOutput
 from attnkit.nn.cache import DecoderCache, KVCache
 from attnkit.nn.feedforward import ACTIVATIONS, FEEDFORWARD_ACTIVATIONS, GATED, FeedForward
+from attnkit.nn.linear import Linear
+from attnkit.nn.loss import linear_cross_entropy
 from attnkit.nn.masks import (
     as_padding_mask,
     causal_mask,
@@ -26,9 +28,9 @@ from attnkit.nn.positional import (
 
 __all__ = [
     "ACTIVATIONS", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer", "Encoder",
-    "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "MultiHeadAttention", "RMSNorm",
+    "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MultiHeadAttention", "RMSNorm",
     "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
-    "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask",
+    "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask", "linear_cross_entropy",
     "mean_pool", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
     "scaled_dot_product_attention", "sinusoidal_positions",
 ]

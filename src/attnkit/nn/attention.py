@@ -16,6 +16,7 @@ from torch import nn
 
 from attnkit.errors import InputError
 from attnkit.nn.cache import KVCache
+from attnkit.nn.linear import Linear
 from attnkit.nn.masks import causal_mask
 from attnkit.nn.positional import apply_rotary
 
@@ -94,7 +95,8 @@ def scaled_dot_product_attention(
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
         )
-        return y if row_ok is None else y.masked_fill(~row_ok, 0.0)
+        # torch.where keeps y's (B, T, H, D) memory layout, so the caller's head merge stays a view.
+        return y if row_ok is None else torch.where(row_ok, y, 0.0)
 
     # Reference path, Vaswani et al. 2017 eq. 1, computed in float32 for stable weights.
     scores = torch.matmul(q.float(), k.float().transpose(-2, -1)) * scale  # (B, H, T, S)
@@ -153,15 +155,15 @@ class MultiHeadAttention(nn.Module):
         q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
         self.q_dim, self.kv_dim = q_dim, kv_dim
         if fused_qkv and not cross:
-            self.qkv_proj = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=bias)
+            self.qkv_proj = Linear(d_model, q_dim + 2 * kv_dim, bias=bias)
         elif fused_qkv:
-            self.q_proj = nn.Linear(d_model, q_dim, bias=bias)
-            self.kv_proj = nn.Linear(d_model, 2 * kv_dim, bias=bias)
+            self.q_proj = Linear(d_model, q_dim, bias=bias)
+            self.kv_proj = Linear(d_model, 2 * kv_dim, bias=bias)
         else:
-            self.q_proj = nn.Linear(d_model, q_dim, bias=bias)
-            self.k_proj = nn.Linear(d_model, kv_dim, bias=bias)
-            self.v_proj = nn.Linear(d_model, kv_dim, bias=bias)
-        self.out_proj = nn.Linear(q_dim, d_model, bias=bias)
+            self.q_proj = Linear(d_model, q_dim, bias=bias)
+            self.k_proj = Linear(d_model, kv_dim, bias=bias)
+            self.v_proj = Linear(d_model, kv_dim, bias=bias)
+        self.out_proj = Linear(q_dim, d_model, bias=bias)
 
     def _project(self, x: torch.Tensor, context: torch.Tensor | None):
         if self.fused_qkv and not self.cross:

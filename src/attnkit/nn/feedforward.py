@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import ConfigError
+from attnkit.nn.linear import Linear, onednn_linear
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -17,6 +18,13 @@ def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh, "silu": F.silu}
 GATED = {"geglu": F.gelu, "geglu_tanh": _gelu_tanh, "swiglu": F.silu, "reglu": F.relu}
 FEEDFORWARD_ACTIVATIONS = tuple(ACTIVATIONS) + tuple(GATED)
+
+# The activations as oneDNN post-ops (name, algorithm): for long fp32 CPU inputs outside autograd
+# the activation runs on each output tile of fc_in while it is in cache, instead of as a second
+# pass over the (rows, d_ff) hidden states (about 30% of fc_in + GELU for BERT-sized layers).
+_ONEDNN_POSTOPS = {"relu": ("relu", ""), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "silu": ("swish", "")}
+_ONEDNN_POSTOPS.update(reglu=_ONEDNN_POSTOPS["relu"], geglu=_ONEDNN_POSTOPS["gelu"],
+                       geglu_tanh=_ONEDNN_POSTOPS["gelu_tanh"], swiglu=_ONEDNN_POSTOPS["silu"])
 
 
 class FeedForward(nn.Module):
@@ -32,11 +40,17 @@ class FeedForward(nn.Module):
             raise ConfigError(f"activation must be one of {FEEDFORWARD_ACTIVATIONS}, got {activation!r}")
         self.gated = activation in GATED
         self.act = GATED[activation] if self.gated else ACTIVATIONS[activation]
-        self.fc_in = nn.Linear(d_model, d_ff, bias=bias)
-        self.fc_gate = nn.Linear(d_model, d_ff, bias=bias) if self.gated else None
-        self.fc_out = nn.Linear(d_ff, d_model, bias=bias)
+        self.postop = _ONEDNN_POSTOPS[activation]
+        self.fc_in = Linear(d_model, d_ff, bias=bias)
+        self.fc_gate = Linear(d_model, d_ff, bias=bias) if self.gated else None
+        self.fc_out = Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
+    def _linear_act(self, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+        """``act(linear(x))``, fused into one oneDNN call where :func:`onednn_linear` applies."""
+        y = onednn_linear(x, linear, self.postop)
+        return self.act(linear(x)) if y is None else y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.fc_gate(x)) * self.fc_in(x) if self.gated else self.act(self.fc_in(x))
+        h = self._linear_act(x, self.fc_gate) * self.fc_in(x) if self.gated else self._linear_act(x, self.fc_in)
         return self.fc_out(self.dropout(h))

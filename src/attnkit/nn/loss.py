@@ -1,0 +1,103 @@
+"""Fused, chunked linear + cross-entropy: the language-model loss without the (N, V) logits.
+
+``F.cross_entropy(hidden @ weight.T, targets)`` materialises the logits, their log-softmax and
+both gradients, four (N, V) fp32 tensors (412 MB each for 2048 tokens and GPT-2's vocabulary),
+and reads and writes them in half a dozen passes. Here the rows go through in chunks: for each
+chunk the logits are computed, turned into probabilities in place, and used at once for the
+loss and for both gradients (the gradient of the mean cross-entropy w.r.t. the logits is
+``(softmax(z) - onehot(t)) / n``), so only one chunk of logits is ever alive and no gradient
+needs the logits again in backward. Same FLOPs as the plain path (three N×C×V matmuls).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit.errors import InputError
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Loss in forward; gradients computed in forward too (they need the chunk's softmax) and
+    only scaled by the incoming gradient in backward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled):
+        need_h, need_w = grad_enabled and ctx.needs_input_grad[0], grad_enabled and ctx.needs_input_grad[1]
+        h, w = hidden.to(compute_dtype), weight.to(compute_dtype)
+        valid = targets != ignore_index
+        safe = torch.where(valid, targets, 0)  # ignored rows pick class 0 and are zeroed below
+        scale = valid.float() / valid.sum()  # mean over the real targets (nan if there are none, as F.cross_entropy)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        grad_h = torch.empty_like(hidden, dtype=torch.float32) if need_h else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+        # Two chunk buffers reused by every chunk (fresh (n, V) allocations cost page faults):
+        # the logits in the compute dtype, and the fp32 log-softmax / softmax, updated in place.
+        rows = min(chunk_size, h.shape[0])
+        z = h.new_empty(rows, w.shape[0])
+        logp = z if compute_dtype == torch.float32 else z.new_empty(z.shape, dtype=torch.float32)
+        for i in range(0, h.shape[0], chunk_size):
+            h_c, t_c, s_c = h[i:i + chunk_size], safe[i:i + chunk_size], scale[i:i + chunk_size, None]
+            n = h_c.shape[0]
+            z_c, logp_c = torch.mm(h_c, w.t(), out=z[:n]), logp[:n]  # (n, V) logits
+            logp_c.copy_(z_c)  # no-op in fp32 (same buffer)
+            torch.log_softmax(logp_c, dim=-1, out=logp_c)  # row-wise, safe in place
+            total -= (logp_c.gather(1, t_c[:, None]) * s_c).sum()
+            if not (need_h or need_w):
+                continue
+            # d loss / d logits = s * (p - onehot(t)); the onehot part is a row gather/scatter of
+            # the small matrices, the scale s is applied to the (n, C) side, never to (n, V).
+            p = z_c.copy_(logp_c.exp_())  # (n, V) softmax in the compute dtype
+            if need_h:
+                grad_h[i:i + n] = s_c * ((p @ w).float() - w[t_c].float())
+            if need_w:
+                sh = (s_c * h_c.float()).to(compute_dtype)  # (n, C)
+                if compute_dtype == torch.float32:
+                    grad_w.addmm_(p.t(), sh)
+                else:
+                    grad_w += p.t() @ sh
+                grad_w.index_add_(0, t_c, sh.float(), alpha=-1)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.dtypes = hidden.dtype, weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        h_dtype, w_dtype = ctx.dtypes
+        gh = (grad_h * grad_out).to(h_dtype) if grad_h is not None else None
+        gw = (grad_w * grad_out).to(w_dtype) if grad_w is not None else None
+        return gh, gw, None, None, None, None, None
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int = -100,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """``F.cross_entropy(hidden @ weight.T, targets, ignore_index=ignore_index)`` (mean over the
+    targets that are not ``ignore_index``) without materialising the logits.
+
+    Args:
+        hidden: ``(N, C)`` inputs of the output projection (e.g. the final hidden states).
+        weight: ``(V, C)`` the projection's weight (``nn.Linear(C, V, bias=False).weight``).
+        targets: ``(N,)`` class indices in ``[0, V)`` or ``ignore_index``.
+        chunk_size: rows per chunk; peak extra memory is about ``chunk_size × V`` fp32 values.
+
+    Returns a scalar fp32 loss, differentiable w.r.t. ``hidden`` and ``weight``. Under autocast
+    the matmuls run in the autocast dtype and the softmax in fp32, as with ``F.linear`` followed
+    by ``F.cross_entropy(logits.float(), ...)``.
+    """
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1] or targets.shape != hidden.shape[:1]:
+        raise InputError(
+            f"linear_cross_entropy needs hidden (N, C), weight (V, C), targets (N,); got "
+            f"{tuple(hidden.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}"
+        )
+    if chunk_size < 1:
+        raise InputError(f"chunk_size must be positive, got {chunk_size}")
+    device = hidden.device.type
+    compute_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    grad_enabled = torch.is_grad_enabled()  # forward computes the gradients too, unless no_grad
+    with torch.autocast(device, enabled=False):
+        return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled)

@@ -1,0 +1,103 @@
+"""linear_cross_entropy against F.cross_entropy(hidden @ weight.T) with PyTorch autograd."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnkit.errors import InputError
+from attnkit.nn import linear_cross_entropy
+
+
+def inputs(n=37, c=16, v=101, ignore=-100, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n, c, generator=g, requires_grad=True)
+    weight = torch.randn(v, c, generator=g, requires_grad=True)
+    targets = torch.randint(0, v, (n,), generator=g)
+    targets[::5] = ignore
+    return hidden, weight, targets
+
+
+def loss_and_grads(fn, hidden, weight):
+    hidden.grad = weight.grad = None
+    loss = fn()
+    (3.0 * loss).backward()  # a non-unit incoming gradient
+    return loss.detach(), hidden.grad.clone(), weight.grad.clone()
+
+
+@pytest.mark.parametrize("chunk_size", [1, 8, 37, 1024])
+@pytest.mark.parametrize("ignore", [-100, 3])
+def test_loss_and_gradients_equal_cross_entropy(chunk_size, ignore):
+    hidden, weight, targets = inputs(ignore=ignore)
+    ours = loss_and_grads(lambda: linear_cross_entropy(hidden, weight, targets, ignore, chunk_size), hidden, weight)
+    ref = loss_and_grads(lambda: F.cross_entropy(hidden @ weight.T, targets, ignore_index=ignore), hidden, weight)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_autocast_stays_close_to_plain_path():
+    hidden, weight, targets = inputs(n=64, c=32, v=300)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = loss_and_grads(lambda: linear_cross_entropy(hidden, weight, targets, chunk_size=16), hidden, weight)
+        ref = loss_and_grads(lambda: F.cross_entropy(F.linear(hidden, weight).float(), targets), hidden, weight)
+    exact = loss_and_grads(lambda: F.cross_entropy(hidden @ weight.T, targets), hidden, weight)
+    assert ours[0].dtype == torch.float32 and ours[1].dtype == hidden.dtype and ours[2].dtype == weight.dtype
+    for a, b, c in zip(ours, ref, exact):
+        # within bf16 rounding of the plain autocast path, and no further from the fp32 result
+        torch.testing.assert_close(a, b, atol=2e-2 * b.abs().max().item(), rtol=0)
+        assert (a - c).abs().max() <= 1.5 * (b - c).abs().max() + 1e-6
+
+
+def test_one_input_without_grad_and_no_grad():
+    hidden, weight, targets = inputs()
+    ref = F.cross_entropy(hidden @ weight.T, targets)
+    (g_w,) = torch.autograd.grad(ref, weight)
+    frozen = hidden.detach()
+    loss = linear_cross_entropy(frozen, weight, targets, chunk_size=8)
+    torch.testing.assert_close(torch.autograd.grad(loss, weight)[0], g_w)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets, chunk_size=8), ref.detach())
+
+
+def test_all_targets_ignored_is_nan_like_cross_entropy():
+    hidden, weight, _ = inputs()
+    targets = torch.full((hidden.shape[0],), -100)
+    assert torch.isnan(linear_cross_entropy(hidden, weight, targets)) and torch.isnan(F.cross_entropy(hidden @ weight.T, targets))
+
+
+def test_bad_shapes_raise_input_error():
+    hidden, weight, targets = inputs()
+    with pytest.raises(InputError, match="targets"):
+        linear_cross_entropy(hidden, weight, targets[:-1])
+    with pytest.raises(InputError, match="weight"):
+        linear_cross_entropy(hidden, weight[:, :-1], targets)
+
+
+def test_gpt_loss_and_gradients_equal_plain_cross_entropy():
+    from attnkit.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=97, n_positions=16, d_model=32, n_layers=2, n_heads=4, bos_token_id=None,
+                          eos_token_id=None))
+    ids = torch.randint(0, 97, (3, 9))
+    labels = ids.clone()
+    labels[1, :4] = -100
+
+    def plain():
+        logits = model(ids).logits
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+
+    grads = []
+    for fn in (lambda: model(ids, labels=labels).loss, plain):
+        model.zero_grad(set_to_none=True)
+        loss = fn()
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    out = model(ids, labels=labels)  # logits computed on first access, with autograd
+    torch.testing.assert_close(out.logits, model(ids).logits)
+    assert out.logits.requires_grad
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids, labels=labels)
+    assert out.logits.dtype == torch.bfloat16 and not out.logits.requires_grad  # the forward's modes
