@@ -46,7 +46,7 @@ def main() -> None:
         print(piece, end="", flush=True)
     print(f"\n{'-' * 60}\ncheckpoint: {latest_checkpoint(out)}")
     print(f"continue:   attnkit generate {out} --prompt 'import os' --max-new-tokens 100")
-    print(f"train more: attnkit train recipes/gpt-stdlib.toml --out {out} --resume --set train.max_steps=2000")
+    print(f"train more: attnkit train recipes/gpt-stdlib.toml --out {out} --resume --set train.max_steps=5000")
 
 
 if __name__ == "__main__":
