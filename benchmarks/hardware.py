@@ -17,13 +17,25 @@ from timing import alternate, table
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+HAS_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _onednn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+
 def matmul_peak(dtype: torch.dtype, repeats: int) -> float:
-    """FLOP/s of the fastest square matmul (sizes 1024..4096). A ceiling takes the fastest
-    repeat, not the median: sharing the machine only ever lowers it."""
+    """FLOP/s of the fastest square matmul (sizes 1024..4096) by either of PyTorch's CPU gemm
+    libraries: ``torch.mm`` (MKL for fp32, oneDNN for bf16) and oneDNN's linear (on AMD CPUs
+    MKL's fp32 gemm takes an AVX2 path at about half of oneDNN's speed). A ceiling takes the
+    fastest repeat, not the median: sharing the machine only ever lowers it."""
     best = 0.0
     for n in (1024, 2048, 4096):
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-        t = min(alternate({"mm": lambda: torch.mm(a, b)}, repeats, warmup=1)["mm"])
+        kernels = {"mm": lambda: torch.mm(a, b)}
+        if HAS_ONEDNN:
+            kernels["onednn"] = lambda: _onednn(a, b)
+        t = min(min(ts) for ts in alternate(kernels, repeats, warmup=1).values())
         best = max(best, 2 * n**3 / t)
     return best
 
@@ -38,20 +50,20 @@ def gpt2_small_matrices() -> list[tuple[int, int]]:
 def matvec_bandwidth(dtype: torch.dtype, repeats: int) -> float:
     """Bytes/s of weights streamed through GPT-2 small's matrices by one token: the ceiling of
     a batch-1 decoding step. The working set is the model's own size (495 MB fp32, 248 MB
-    bf16), so the caches count exactly as they do when decoding. The faster of PyTorch's two
-    kernels (``F.linear`` with one row, ``torch.mv``) and the fastest repeat count."""
+    bf16), so the caches count exactly as they do when decoding. The fastest of the kernels
+    PyTorch has (``F.linear`` with one row, ``torch.mv``, oneDNN's linear on plain and on packed
+    weights) and the fastest repeat count."""
     ws = [torch.randn(o, i).to(dtype) for o, i in gpt2_small_matrices()]
     xs = {i: torch.randn(i).to(dtype) for _, i in gpt2_small_matrices()}
-
-    def linear_pass():
-        for w in ws:
-            F.linear(xs[w.shape[1]][None], w)
-
-    def mv_pass():
-        for w in ws:
-            torch.mv(w, xs[w.shape[1]])
-
-    times = alternate({"linear": linear_pass, "mv": mv_pass}, repeats * 2, warmup=2)
+    kernels = {
+        "linear": lambda: [F.linear(xs[w.shape[1]][None], w) for w in ws],
+        "mv": lambda: [torch.mv(w, xs[w.shape[1]]) for w in ws],
+    }
+    if HAS_ONEDNN:
+        packed = [torch.ops.mkldnn._reorder_linear_weight(w, 1) for w in ws]
+        kernels["onednn"] = lambda: [_onednn(xs[w.shape[1]][None], w) for w in ws]
+        kernels["onednn packed"] = lambda: [_onednn(xs[w.shape[1]][None], p) for w, p in zip(ws, packed)]
+    times = alternate(kernels, repeats * 2, warmup=2)
     return sum(w.numel() * w.element_size() for w in ws) / min(min(t) for t in times.values())
 
 

@@ -66,6 +66,8 @@ def test_generate_streams_the_same_text_as_greedy_generate(trained):
     result = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0)
     assert result.exit_code == 0, result.output
     assert result.output == prompt + expected + "\n"
+    packed = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0, "--pack-weights")
+    assert packed.exit_code == 0 and packed.output == result.output
 
 
 def test_stream_text_yields_pieces_as_tokens_arrive(trained):

@@ -15,11 +15,13 @@ start token + new tokens (Hugging Face's conventions).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 
 import torch
 
 from attnkit.errors import InputError
 from attnkit.generation.processors import process_logits
+from attnkit.nn.linear import packed_weights
 from attnkit.nn.masks import as_padding_mask
 
 
@@ -75,13 +77,22 @@ def stream(
     pad_token_id: int | None = None,
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    pack_weights: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
     Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` (default: the EOS id)
-    until every row is done or ``max_new_tokens`` were made.
+    until every row is done or ``max_new_tokens`` were made. ``pack_weights``: see
+    :func:`generate`.
     """
     attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, 1)
+    with packed_weights(model, input_ids.shape[0]) if pack_weights else nullcontext():
+        yield from _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
+                           pad_token_id, attention_mask, generator)
+
+
+def _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id,
+            attention_mask, generator):
     eos = _eos_list(eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
@@ -125,6 +136,7 @@ def generate(
     attention_mask: torch.Tensor | None = None,
     streamer=None,
     generator: torch.Generator | None = None,
+    pack_weights: bool = False,
 ) -> torch.Tensor:
     """Generate tokens with Hugging Face's argument names and semantics.
 
@@ -140,6 +152,11 @@ def generate(
         eos_token_id: one id or a list; finished rows are padded with ``pad_token_id``.
         streamer: object with ``put(tokens)`` / ``end()`` called as tokens are made.
         generator: a ``torch.Generator`` for reproducible sampling.
+        pack_weights: decode from weights packed for oneDNN's CPU kernels
+            (:func:`attnkit.nn.packed_weights`): 1.2-1.7x the tokens/s on CPU for a second copy
+            of the weights while decoding; packing costs about one decoding step per 100 MB of
+            weights. Hold ``with attnkit.nn.packed_weights(model):`` around many calls instead to
+            pack once.
 
     Returns ``(B, T_out)`` token ids.
     """
@@ -149,13 +166,14 @@ def generate(
         if streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams)
-        return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,
-                            length_penalty_style, early_stopping, eos_token_id, pad_token_id, do_sample, temperature,
-                            top_k, top_p, generator)
+        with packed_weights(model, input_ids.shape[0] * num_beams) if pack_weights else nullcontext():
+            return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,
+                                length_penalty_style, early_stopping, eos_token_id, pad_token_id, do_sample,
+                                temperature, top_k, top_p, generator)
     steps = []
     try:
         for tokens in stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
-                             pad_token_id, attention_mask, generator):
+                             pad_token_id, attention_mask, generator, pack_weights):
             if streamer is not None:
                 streamer.put(tokens)
             steps.append(tokens)

@@ -4,7 +4,7 @@ from attnkit.nn.attention import MultiHeadAttention, scaled_dot_product_attentio
 from attnkit.nn.block import Decoder, DecoderLayer, Encoder, EncoderLayer, LayerConfig, StackOutput
 from attnkit.nn.cache import DecoderCache, KVCache
 from attnkit.nn.feedforward import ACTIVATIONS, FEEDFORWARD_ACTIVATIONS, GATED, FeedForward
-from attnkit.nn.linear import Linear
+from attnkit.nn.linear import Linear, packed_weights
 from attnkit.nn.loss import linear_cross_entropy
 from attnkit.nn.masks import (
     as_padding_mask,
@@ -31,6 +31,6 @@ __all__ = [
     "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MultiHeadAttention", "RMSNorm",
     "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
     "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask", "linear_cross_entropy",
-    "mean_pool", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
+    "mean_pool", "packed_weights", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
     "scaled_dot_product_attention", "sinusoidal_positions",
 ]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import ConfigError
-from attnkit.nn.linear import Linear, onednn_linear
+from attnkit.nn.linear import Linear, linear
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -19,7 +19,7 @@ ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh, "silu": 
 GATED = {"geglu": F.gelu, "geglu_tanh": _gelu_tanh, "swiglu": F.silu, "reglu": F.relu}
 FEEDFORWARD_ACTIVATIONS = tuple(ACTIVATIONS) + tuple(GATED)
 
-# The activations as oneDNN post-ops (name, algorithm): for long fp32 CPU inputs outside autograd
+# The activations as oneDNN post-ops (name, algorithm): for fp32 CPU inputs outside autograd
 # the activation runs on each output tile of fc_in while it is in cache, instead of as a second
 # pass over the (rows, d_ff) hidden states (about 30% of fc_in + GELU for BERT-sized layers).
 _ONEDNN_POSTOPS = {"relu": ("relu", ""), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "silu": ("swish", "")}
@@ -46,10 +46,10 @@ class FeedForward(nn.Module):
         self.fc_out = Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
-    def _linear_act(self, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-        """``act(linear(x))``, fused into one oneDNN call where :func:`onednn_linear` applies."""
-        y = onednn_linear(x, linear, self.postop)
-        return self.act(linear(x)) if y is None else y
+    def _linear_act(self, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        """``act(linear(x))``, fused into one oneDNN call where :func:`~attnkit.nn.linear.linear` can."""
+        y = linear(x, layer.decoding_weight(x), layer.bias, self.postop)
+        return self.act(layer(x)) if y is None else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self._linear_act(x, self.fc_gate) * self.fc_in(x) if self.gated else self._linear_act(x, self.fc_in)

@@ -1,63 +1,168 @@
-"""A linear layer with a faster bf16 kernel choice for decoding on CPU.
+"""Linear layers on the fastest CPU matmul kernel PyTorch ships.
 
-During decoding a linear layer sees one row per sequence, so it is bound by streaming its
-weights. For bf16 on CPU, ``F.linear(x, W)`` (a gemm with ``x`` as the left operand) streams
-the weights 1.5-2.5x slower than ``W @ xᵀ`` (a gemv-shaped gemm with ``W`` on the left) for up
-to a few dozen rows. :class:`Linear` takes that route only for bf16 CPU inputs of at most
-``MATVEC_ROWS`` rows outside autograd.
+PyTorch runs fp32 CPU matmuls on MKL and bf16 ones on oneDNN. On AMD CPUs MKL takes its AVX2
+code path, so oneDNN's fp32 gemm (AVX-512) is about 2.2x faster for a training-sized linear
+layer (Zen 5, 2 cores: 470 vs 210 GFLOP/s) and streams decoding weights about 1.9x faster
+(34 vs 18 GB/s for one row); on Intel CPUs the two are close. So every fp32 CPU linear layer
+here, forward and backward, goes through oneDNN's linear (:func:`mm_t`); it agrees with
+``F.linear`` to fp32 rounding (a different summation order, not a lower precision).
 
-For fp32 CPU inputs of at least ``ONEDNN_ROWS`` rows outside autograd (encoders, prefill),
-:func:`onednn_linear` calls oneDNN's linear, which adds the bias (and optionally an activation,
-see ``FeedForward``) to each output tile while it is in cache; ``F.linear`` first writes the
-broadcast bias into the output and then runs the gemm over it. It agrees with ``F.linear`` to
-fp32 rounding. Everything else (training, short fp32 inputs) is ``F.linear``, bit for bit.
+bf16 decoding on CPUs with AMX takes one more detour: there oneDNN's gemm with one row streams
+the weights 1.5-2x slower than ``torch.mv`` (``W @ xᵀ`` for up to ``MATVEC_ROWS`` rows), while
+on CPUs without AMX it is the other way round, so ``torch.mv`` is used only where AMX is.
+
+Decoding streams every weight once per token, and oneDNN streams them fastest when they are
+re-laid out (packed) for its kernels once, not on every call: within :func:`packed_weights`
+(``generate(..., pack_weights=True)``) the layers compute from such a copy (GPT-2 small, 2 cores:
+bf16 decoding 1.5-1.7x faster, fp32 1.2-1.3x), at the cost of a second copy of the weights.
+
+Everything else (CUDA, autocast, ``torch.compile``, other dtypes) is ``F.linear``. Set
+``attnkit.nn.linear.FAST = False`` to run ``F.linear`` everywhere (the reference kernels; the
+tests compare both).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+FAST = True
 MATVEC_ROWS = 32
-ONEDNN_ROWS = 128
+# oneDNN's linear costs about 10 µs more per call than F.linear (2 cores): below this many
+# multiply-adds (rows × in × out) F.linear is faster (a 384 × 384 matrix and one row is above).
+ONEDNN_MIN_MACS = 1 << 17
 _HAS_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+_HAS_AMX = hasattr(torch.cpu, "_is_amx_tile_supported") and torch.cpu._is_amx_tile_supported()
+_NO_POSTOP = ("none", "")
 
 
-def onednn_linear(x: torch.Tensor, linear: nn.Linear, postop: tuple[str, str] = ("none", "")) -> torch.Tensor | None:
-    """``postop(linear(x))`` in one oneDNN call for fp32 CPU inputs of at least ``ONEDNN_ROWS``
-    rows when no gradient is needed, else None. ``postop`` is oneDNN's (name, algorithm), e.g.
-    ``("gelu", "none")`` for exact GELU. ``(..., in) -> (..., out)``."""
-    w = linear.weight
-    if not (
-        x.dtype == w.dtype == torch.float32 and x.device.type == "cpu" and _HAS_ONEDNN
-        and x.numel() >= ONEDNN_ROWS * x.shape[-1]
-        and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
+def _onednn_fp32(*tensors: torch.Tensor) -> bool:
+    """True when oneDNN should compute a matmul of these fp32 CPU tensors."""
+    return (
+        FAST and _HAS_ONEDNN
+        and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
         and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-    ):
-        return None
-    y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), w, linear.bias, postop[0], [], postop[1])
-    return y.view(*x.shape[:-1], y.shape[-1])
+    )
+
+
+def _onednn(x2d: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+            postop: tuple[str, str] = _NO_POSTOP) -> torch.Tensor:
+    """``postop(x2d @ weightᵀ + bias)`` in one oneDNN call (any strides). ``(N, in) -> (N, out)``."""
+    return torch.ops.mkldnn._linear_pointwise(x2d, weight, bias, postop[0], [], postop[1])
+
+
+def mm_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ bᵀ`` for 2-D ``a (N, K)`` and ``b (M, K)`` (either may be a transposed view), on
+    oneDNN for fp32 CPU tensors and ``torch.mm`` otherwise. No autograd."""
+    if _onednn_fp32(a, b) and a.numel() and b.numel():
+        return _onednn(a, b)
+    return a @ b.t()
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``x @ Wᵀ + b`` with all three matmuls (forward, input and weight gradients) on oneDNN."""
+
+    @staticmethod
+    def forward(ctx, x2d, weight, bias):
+        ctx.save_for_backward(x2d, weight)
+        ctx.has_bias = bias is not None
+        return _onednn(x2d, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        x2d, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = mm_t(grad_y, weight.t()) if need_x else None  # (N, out) @ (out, in)
+        grad_w = mm_t(grad_y.t(), x2d.t()) if need_w else None  # (out, N) @ (N, in)
+        grad_b = grad_y.sum(0) if need_b and ctx.has_bias else None
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           postop: tuple[str, str] | None = None) -> torch.Tensor | None:
+    """``F.linear(x, weight, bias)`` on the fastest kernel for its dtype and device (see the
+    module docstring). ``(..., in) -> (..., out)``. ``weight`` may be a packed copy from
+    :func:`packed_weights` (no autograd then).
+
+    With ``postop`` (oneDNN's ``(name, algorithm)``, e.g. ``("gelu", "none")`` for exact GELU),
+    returns ``postop(linear(x))`` fused into one oneDNN call where that applies (fp32 CPU, no
+    gradient needed) and None otherwise, so the caller applies the activation itself.
+    """
+    if weight.is_mkldnn:  # a packed copy (Linear.decoding_weight): inference only
+        y = _onednn(x.reshape(-1, x.shape[-1]), weight, bias, postop or _NO_POSTOP)
+        return y.view(*x.shape[:-1], weight.shape[0])
+    if x.numel() * weight.shape[0] < ONEDNN_MIN_MACS or not _onednn_fp32(x, weight):
+        return None if postop is not None else _other_linear(x, weight, bias)
+    x2d = x.reshape(-1, x.shape[-1])
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        if postop is not None:
+            return None
+        y = _OneDNNLinear.apply(x2d, weight, bias)
+    else:
+        y = _onednn(x2d, weight, bias, postop or _NO_POSTOP)
+    return y.view(*x.shape[:-1], weight.shape[0])
+
+
+def _other_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """bf16 decoding on AMX CPUs through ``torch.mv`` / ``W @ xᵀ``; ``F.linear`` otherwise."""
+    rows = x.numel() // weight.shape[1]
+    if not (FAST and _HAS_AMX and x.dtype == torch.bfloat16 and x.device.type == "cpu"
+            and rows <= MATVEC_ROWS and not torch.is_grad_enabled()):
+        return F.linear(x, weight, bias)
+    if rows == 1:
+        x1 = x.reshape(weight.shape[1])
+        y = torch.mv(weight, x1) if bias is None else torch.addmv(bias, weight, x1)
+        return y.view(*x.shape[:-1], weight.shape[0])
+    xt = x.reshape(rows, weight.shape[1]).T
+    y = weight @ xt if bias is None else torch.addmm(bias[:, None], weight, xt)
+    return y.T.contiguous().view(*x.shape[:-1], weight.shape[0])
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters and state dict) whose forward computes ``(W @ xᵀ)ᵀ + b`` for
-    bf16 CPU inputs of at most ``MATVEC_ROWS`` rows when no gradient is recorded.
+    """``nn.Linear`` (same parameters, initialisation and state dict) computed by :func:`linear`.
     ``(..., in) -> (..., out)``."""
 
+    _packed: tuple[int, torch.Tensor] | None = None  # (weight version, oneDNN copy), see packed_weights
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = onednn_linear(x, self)
-        if y is not None:
-            return y
-        if x.dtype != torch.bfloat16 or x.device.type != "cpu" or torch.is_grad_enabled():
-            return F.linear(x, self.weight, self.bias)
-        rows = x.numel() // self.in_features
-        if rows > MATVEC_ROWS:
-            return F.linear(x, self.weight, self.bias)
-        if rows == 1:  # a gemv kernel, faster still
-            x1 = x.reshape(self.in_features)
-            y = torch.mv(self.weight, x1) if self.bias is None else torch.addmv(self.bias, self.weight, x1)
-            return y.view(*x.shape[:-1], self.out_features)
-        xt = x.reshape(rows, self.in_features).T
-        y = self.weight @ xt if self.bias is None else torch.addmm(self.bias[:, None], self.weight, xt)
-        return y.T.contiguous().view(*x.shape[:-1], self.out_features)
+        return linear(x, self.decoding_weight(x), self.bias)
+
+    def decoding_weight(self, x: torch.Tensor) -> torch.Tensor:
+        """The packed copy of the weight when one applies to ``x`` (inside :func:`packed_weights`,
+        no gradient recorded, same dtype, weight not modified since packing), else ``weight``."""
+        packed, w = self._packed, self.weight
+        if (packed is None or torch.is_grad_enabled() or not FAST or x.dtype != w.dtype
+                or (not w.is_inference() and packed[0] != w._version)):
+            return w
+        return packed[1]
+
+
+@contextmanager
+def packed_weights(model: nn.Module, rows: int = 1) -> Iterator[nn.Module]:
+    """Within the block, the fp32 and bf16 CPU :class:`Linear` layers of ``model`` compute
+    without autograd from a copy of their weights that oneDNN has packed for its kernels
+    (``rows``: the expected rows per call, a layout hint; fp32 weights are packed only for more
+    than one row, where it pays). Results agree with the unpacked path
+    to fp32 rounding (bit for bit in bf16 on the CPUs tested). Costs one more copy of those
+    weights while inside; a weight changed in place inside the block falls back to the plain
+    path. Nested blocks reuse the outer copies. Does nothing without oneDNN."""
+    # fp32 weights for one row per call are left alone: oneDNN streams them as fast unpacked.
+    dtypes = (torch.float32, torch.bfloat16) if rows > 1 else (torch.bfloat16,)
+    layers = [
+        m for m in model.modules()
+        if isinstance(m, Linear) and m._packed is None and m.weight.device.type == "cpu" and m.weight.dtype in dtypes
+    ] if FAST and _HAS_ONEDNN else []
+    try:
+        for m in layers:
+            w = m.weight.detach()
+            m._packed = (0 if w.is_inference() else m.weight._version, torch.ops.mkldnn._reorder_linear_weight(w, rows))
+        yield model
+    finally:
+        for m in layers:
+            m._packed = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from attnkit.errors import InputError
+from attnkit.nn.linear import mm_t
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -29,17 +30,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
         scale = valid.float() / valid.sum()  # mean over the real targets (nan if there are none, as F.cross_entropy)
         total = hidden.new_zeros((), dtype=torch.float32)
         grad_h = torch.empty_like(hidden, dtype=torch.float32) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
-        # Two chunk buffers reused by every chunk (fresh (n, V) allocations cost page faults):
-        # the logits in the compute dtype, and the fp32 log-softmax / softmax, updated in place.
+        # The weight gradient is summed as (C, V): oneDNN computes shᵀ @ p twice as fast as pᵀ @ sh.
+        grad_wt = None
+        # The fp32 log-softmax / softmax is computed in place: in the logits themselves in fp32,
+        # in one buffer reused by every chunk otherwise.
         rows = min(chunk_size, h.shape[0])
-        z = h.new_empty(rows, w.shape[0])
-        logp = z if compute_dtype == torch.float32 else z.new_empty(z.shape, dtype=torch.float32)
+        logp = None if compute_dtype == torch.float32 else h.new_empty(rows, w.shape[0], dtype=torch.float32)
         for i in range(0, h.shape[0], chunk_size):
             h_c, t_c, s_c = h[i:i + chunk_size], safe[i:i + chunk_size], scale[i:i + chunk_size, None]
             n = h_c.shape[0]
-            z_c, logp_c = torch.mm(h_c, w.t(), out=z[:n]), logp[:n]  # (n, V) logits
-            logp_c.copy_(z_c)  # no-op in fp32 (same buffer)
+            z_c = mm_t(h_c, w)  # (n, V) logits
+            logp_c = z_c if logp is None else logp[:n].copy_(z_c)
             torch.log_softmax(logp_c, dim=-1, out=logp_c)  # row-wise, safe in place
             total -= (logp_c.gather(1, t_c[:, None]) * s_c).sum()
             if not (need_h or need_w):
@@ -48,15 +49,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # the small matrices, the scale s is applied to the (n, C) side, never to (n, V).
             p = z_c.copy_(logp_c.exp_())  # (n, V) softmax in the compute dtype
             if need_h:
-                grad_h[i:i + n] = s_c * ((p @ w).float() - w[t_c].float())
+                grad_h[i:i + n] = s_c * (mm_t(p, w.t()).float() - w[t_c].float())
             if need_w:
                 sh = (s_c * h_c.float()).to(compute_dtype)  # (n, C)
-                if compute_dtype == torch.float32:
-                    grad_w.addmm_(p.t(), sh)
-                else:
-                    grad_w += p.t() @ sh
-                grad_w.index_add_(0, t_c, sh.float(), alpha=-1)
-        ctx.save_for_backward(grad_h, grad_w)
+                gwt_c = mm_t(sh.t(), p.t()).float()  # (C, n) @ (n, V)
+                grad_wt = gwt_c if grad_wt is None else grad_wt.add_(gwt_c)
+                grad_wt.index_add_(1, t_c, sh.float().t(), alpha=-1)
+        ctx.save_for_backward(grad_h, None if grad_wt is None else grad_wt.t())
         ctx.dtypes = hidden.dtype, weight.dtype
         return total
 
