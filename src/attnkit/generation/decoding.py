@@ -6,7 +6,8 @@ A model takes part by implementing two methods (the decoding protocol):
     Repeat the batch ``expand`` times (beams), run whatever runs once (an encoder), and return
     the first decoder input, its padding mask (or None) and an empty cache.
 ``generation_step(input_ids, attention_mask, cache) -> logits (B, V)``
-    Feed new tokens through the cache; return next-token logits.
+    Feed new tokens through the cache; return next-token logits (a fresh tensor: beam search
+    overwrites it in place).
 
 Decoder-only models return prompt + new tokens; encoder-decoder models return the decoder's
 start token + new tokens (Hugging Face's conventions).
@@ -231,11 +232,13 @@ def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, le
     cur = T0
     logits = model.generation_step(ids, None if mask_buf is None else mask_buf[:, :cur], cache).float()
     while True:
-        logp = torch.log_softmax(logits, dim=-1)
+        # In place where possible: fresh (B·nb, V) tensors every step cost page faults.
+        logits = logits.contiguous()  # the model's fresh logits, ours to overwrite
+        logp = torch.log_softmax(logits, dim=-1, out=logits)
         if do_sample:
             logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)))
         V = logp.shape[-1]
-        logp = (logp.view(B, nb, V) + run_scores[:, :, None]).view(B, nb * V)
+        logp = logp.view(B, nb, V).add_(run_scores[:, :, None]).view(B, nb * V)
         if do_sample:
             top_idx = torch.multinomial(logp.softmax(-1), K, generator=generator)
             top_lp = logp.gather(1, top_idx)

@@ -203,7 +203,7 @@ class Transformer(Model):
         h = out.hidden
         logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
         if self.final_logits_bias is not None:
-            logits = logits + self.final_logits_bias
+            logits = logits.add_(self.final_logits_bias) if not torch.is_grad_enabled() else logits + self.final_logits_bias
         return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions,
                            cross_attentions=out.cross_attentions)
 
