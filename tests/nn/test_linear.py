@@ -219,3 +219,41 @@ def test_fp32_weights_for_one_row_are_not_packed():
         assert lin._packed is None
     with packed_weights(lin.to(torch.bfloat16), rows=1):
         assert lin._packed is not None or not linear_module._HAS_ONEDNN
+
+
+@needs_onednn
+def test_double_backward_matches_f_linear():
+    """A gradient penalty differentiates the oneDNN path's backward (create_graph=True)."""
+
+    def penalty(fast):
+        linear_module.FAST = fast
+        torch.manual_seed(0)
+        lin = Linear(16, 8)
+        x = torch.randn(5, 16, requires_grad=True)
+        (g,) = torch.autograd.grad(torch.tanh(lin(x)).sum(), x, create_graph=True)
+        (g.pow(2).sum()).backward()
+        return lin.weight.grad.clone(), x.grad.clone()
+
+    try:
+        fast, ref = penalty(True), penalty(False)
+    finally:
+        linear_module.FAST = True
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_torch_func_transforms_work():
+    """torch.func (per-sample gradients) runs on the plain path."""
+    from torch.func import functional_call, grad, vmap
+
+    lin = Linear(6, 3)
+    params = {k: v.detach() for k, v in lin.named_parameters()}
+    xs = torch.randn(4, 6)
+
+    def loss(p, x):
+        return functional_call(lin, p, (x[None],)).pow(2).sum()
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, xs)
+    for i in range(4):
+        expected = torch.autograd.grad(F.linear(xs[i:i + 1], lin.weight, lin.bias).pow(2).sum(), lin.weight)[0]
+        torch.testing.assert_close(per_sample["weight"][i], expected, atol=1e-5, rtol=1e-5)

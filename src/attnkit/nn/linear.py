@@ -29,7 +29,6 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 FAST = True
 MATVEC_ROWS = 32
@@ -47,6 +46,7 @@ def _onednn_fp32(*tensors: torch.Tensor) -> bool:
         FAST and _HAS_ONEDNN
         and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
         and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()  # torch.func: plain ops only
     )
 
 
@@ -65,7 +65,9 @@ def mm_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _OneDNNLinear(torch.autograd.Function):
-    """``x @ Wᵀ + b`` with all three matmuls (forward, input and weight gradients) on oneDNN."""
+    """``x @ Wᵀ + b`` with all three matmuls (forward, input and weight gradients) on oneDNN.
+    A backward that builds a graph (``create_graph=True``, double backward) uses plain,
+    differentiable matmuls instead."""
 
     @staticmethod
     def forward(ctx, x2d, weight, bias):
@@ -74,12 +76,12 @@ class _OneDNNLinear(torch.autograd.Function):
         return _onednn(x2d, weight, bias)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y):
         x2d, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        grad_x = mm_t(grad_y, weight.t()) if need_x else None  # (N, out) @ (out, in)
-        grad_w = mm_t(grad_y.t(), x2d.t()) if need_w else None  # (out, N) @ (N, in)
+        mm = (lambda a, b: a @ b.t()) if torch.is_grad_enabled() else mm_t
+        grad_x = mm(grad_y, weight.t()) if need_x else None  # (N, out) @ (out, in)
+        grad_w = mm(grad_y.t(), x2d.t()) if need_w else None  # (out, N) @ (N, in)
         grad_b = grad_y.sum(0) if need_b and ctx.has_bias else None
         return grad_x, grad_w, grad_b
 
