@@ -190,7 +190,7 @@ def structural_cases(weights_size: int, header_len: int, rng: random.Random):
                  "n_positions": [63, 0, 2**40], "activation_function": ["mish", 1, None, ["gelu"]],
                  "layer_norm_epsilon": [-1.0, "small", 0], "tie_word_embeddings": ["yes", 1, None],
                  "architectures": ["GPT2LMHeadModel", ["LlamaForCausalLM"], 7, {"a": 1}],
-                 "bos_token_id": [10**6, -1, "x"], "scale_attn_by_inverse_layer_idx": [True],
+                 "bos_token_id": ["x", 1.5], "scale_attn_by_inverse_layer_idx": [True],
                  "add_cross_attention": [True], "n_inner": [100, -5, "x"]}
     for field, values in hf_fields.items():
         cases += [(f"hf-config-{field}-{v!r}", config_edit(lambda c, f=field, v=value: c.update({f: v}), keep_block=False))

@@ -67,6 +67,19 @@ def test_attnkit_gpt_saved_loads_in_transformers_with_same_logits(tmp_path, tied
         assert torch.equal(a, b), name
 
 
+def test_special_token_ids_outside_the_vocabulary_are_dropped_with_a_warning(tmp_path):
+    """GPT2Config(vocab_size=96) keeps bos/eos 50256: the checkpoint still loads, same logits."""
+    hf = hf_gpt2(bos_token_id=50256, eos_token_id=50256)
+    hf.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match="eos_token_id 50256 is outside the vocabulary"):
+        ours = attnkit.from_pretrained(tmp_path)
+    assert ours.config.bos_token_id is None and ours.config.eos_token_id is None
+    ids, mask = padded_batch("right")
+    with torch.no_grad():
+        diff = (ours(ids, attention_mask=mask).logits - hf_logits(hf, ids, mask)).abs()
+    assert diff[mask.bool()].max() <= 1e-4
+
+
 def test_base_model_checkpoint_without_prefix_loads(tmp_path):
     hf = hf_gpt2()
     hf.transformer.save_pretrained(tmp_path)  # GPT2Model: keys "wte.weight", no "transformer." prefix

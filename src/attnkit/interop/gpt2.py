@@ -7,6 +7,8 @@ order as attnkit's ``qkv_proj``.
 
 from __future__ import annotations
 
+import warnings
+
 from attnkit.errors import ConfigError
 from attnkit.interop.keymap import Rename, require_hf_settings
 from attnkit.models.gpt import GPT, GPTConfig
@@ -74,11 +76,19 @@ def config_from_hf(hf: dict, model_class: type) -> GPTConfig:
     if not isinstance(act, str) or act not in _ACT_FROM_HF:
         raise ConfigError(f"config.json: activation_function {act!r} is not supported; supported: {sorted(_ACT_FROM_HF)}")
     dropout = hf.get("resid_pdrop", 0.1)
+    vocab = hf.get("vocab_size", 50257)
+    special = {k: hf.get(k, 50256) for k in ("bos_token_id", "eos_token_id")} | {"pad_token_id": hf.get("pad_token_id")}
+    for name, value in special.items():
+        # GPT2Config(vocab_size=...) keeps its default ids (50256) whatever the vocabulary: an id
+        # outside it can never be embedded or generated, so it is dropped rather than refused.
+        if isinstance(value, int) and not 0 <= value < vocab:
+            warnings.warn(f"config.json: {name} {value} is outside the vocabulary ({vocab} tokens); ignoring it",
+                          stacklevel=2)
+            special[name] = None
     return GPTConfig(
-        vocab_size=hf.get("vocab_size", 50257), n_positions=hf.get("n_positions", 1024), d_model=hf.get("n_embd", 768),
+        vocab_size=vocab, n_positions=hf.get("n_positions", 1024), d_model=hf.get("n_embd", 768),
         n_layers=hf.get("n_layer", 12), n_heads=hf.get("n_head", 12), d_ff=hf.get("n_inner"),
         activation=_ACT_FROM_HF[act], norm_eps=hf.get("layer_norm_epsilon", 1e-5), dropout=dropout,
         tie_word_embeddings=hf.get("tie_word_embeddings", True), initializer_range=hf.get("initializer_range", 0.02),
-        bos_token_id=hf.get("bos_token_id", 50256), eos_token_id=hf.get("eos_token_id", 50256),
-        pad_token_id=hf.get("pad_token_id"),
+        **special,
     )
