@@ -44,10 +44,10 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     out = {}
 
     def run_ak():
-        out["ak"] = ak.generate(src, pad_token_id=PAD, **kw)
+        out["ak"] = ak.generate(src, pad_token_id=PAD, eos_token_id=None, **kw)
 
     def run_packed():
-        out["packed"] = ak.generate(src, pad_token_id=PAD, pack_weights=True, **kw)
+        out["packed"] = ak.generate(src, pad_token_id=PAD, eos_token_id=None, pack_weights=True, **kw)
 
     def run_hf():
         out["hf"] = hf.generate(input_ids=src, do_sample=False, **kw)

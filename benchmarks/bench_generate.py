@@ -54,10 +54,11 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
             out = {}
 
             def run_ak(n=NEW_TOKENS):
-                out["ak"] = ak.generate(ids, max_new_tokens=n, attention_mask=mask)
+                out["ak"] = ak.generate(ids, max_new_tokens=n, attention_mask=mask, eos_token_id=None)
 
             def run_packed(n=NEW_TOKENS):
-                out["packed"] = ak.generate(ids, max_new_tokens=n, attention_mask=mask, pack_weights=True)
+                out["packed"] = ak.generate(ids, max_new_tokens=n, attention_mask=mask, eos_token_id=None,
+                                            pack_weights=True)
 
             def run_hf(n=NEW_TOKENS):
                 out["hf"] = hf.generate(ids, max_new_tokens=n, attention_mask=mask, do_sample=False)

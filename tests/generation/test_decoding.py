@@ -281,3 +281,23 @@ def test_bad_generation_arguments_are_errors():
         model.generate(ids, max_new_tokens=0)
     with pytest.raises(InputError, match=r"attention_mask must have shape"):
         model.generate(ids, attention_mask=torch.ones(1, 4, dtype=torch.long))
+
+
+def test_eos_and_pad_default_to_the_model_config_as_in_transformers(hf_gpt2_twin):
+    ours, hf = hf_gpt2_twin()
+    ids, mask = left_pad([[5, 6, 7, 8, 9, 10], [3, 4, 1]])
+    free = ours.generate(ids, max_new_tokens=8, attention_mask=mask, eos_token_id=None)
+    eos = int(free[0, ids.shape[1] + 3])  # a token row 0 makes by its 4th new token
+    ours.config = ours.config.replace(eos_token_id=eos, pad_token_id=1)
+    hf.generation_config.eos_token_id, hf.generation_config.pad_token_id = eos, 1
+    for kw in (dict(num_beams=1), dict(num_beams=3)):
+        kw = {"max_new_tokens": 8, "attention_mask": mask, **kw}
+        out = ours.generate(ids, **kw)
+        assert out.tolist() == hf.generate(ids, do_sample=False, **kw).tolist(), kw
+        if kw["num_beams"] == 1:  # the configured EOS really ended row 0, which is padded after it
+            k = ids.shape[1] + int((free[0, ids.shape[1]:] == eos).nonzero()[0])
+            assert out[0, k] == eos and (out[0, k + 1:] == 1).all() and k + 1 < out.shape[1]
+    again = ours.generate(ids, max_new_tokens=8, attention_mask=mask, eos_token_id=None)  # None: no EOS
+    assert again.tolist() == free.tolist() != ours.generate(ids, max_new_tokens=8, attention_mask=mask).tolist()
+    with pytest.raises(InputError, match='eos_token_id must be a token id'):
+        ours.generate(ids, eos_token_id="eos")

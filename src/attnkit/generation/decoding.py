@@ -26,10 +26,23 @@ from attnkit.nn.linear import packed_weights
 from attnkit.nn.masks import as_padding_mask
 
 
-def _eos_list(eos_token_id) -> list[int]:
+def _special_ids(model, eos_token_id, pad_token_id) -> tuple[list[int], int]:
+    """The EOS ids and the padding id of a decoding run. ``"config"`` (the default) reads each
+    from ``model.config`` as Hugging Face's ``generate`` does; ``eos_token_id=None`` decodes
+    without stopping. Padding defaults to the first EOS id, then 0."""
+    config = getattr(model, "config", None)
+    for name, value in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
+        if isinstance(value, str) and value != "config":
+            raise InputError(f'{name} must be a token id, a list of ids (EOS only), None or "config", got {value!r}')
+    if isinstance(eos_token_id, str):
+        eos_token_id = getattr(config, "eos_token_id", None)
+    if isinstance(pad_token_id, str):
+        pad_token_id = getattr(config, "pad_token_id", None)
     if eos_token_id is None:
-        return []
-    return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
+        eos = []
+    else:
+        eos = [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
+    return eos, pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
 
 
 def _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams):
@@ -74,16 +87,16 @@ def stream(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    eos_token_id: int | Sequence[int] | None = None,
-    pad_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | str | None = "config",
+    pad_token_id: int | str | None = "config",
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     pack_weights: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
-    Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` (default: the EOS id)
-    until every row is done or ``max_new_tokens`` were made. ``pack_weights``: see
+    Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` until every row is done
+    or ``max_new_tokens`` were made. ``eos_token_id``, ``pad_token_id`` and ``pack_weights``: see
     :func:`generate`.
     """
     attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, 1)
@@ -94,8 +107,7 @@ def stream(
 
 def _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id,
             attention_mask, generator):
-    eos = _eos_list(eos_token_id)
-    pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+    eos, pad = _special_ids(model, eos_token_id, pad_token_id)
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
     eos_t = torch.tensor(eos, device=ids.device)
@@ -132,8 +144,8 @@ def generate(
     length_penalty: float = 1.0,
     length_penalty_style: str = "hf",
     early_stopping: bool | str = False,
-    eos_token_id: int | Sequence[int] | None = None,
-    pad_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | str | None = "config",
+    pad_token_id: int | str | None = "config",
     attention_mask: torch.Tensor | None = None,
     streamer=None,
     generator: torch.Generator | None = None,
@@ -150,7 +162,10 @@ def generate(
             ``sum log p / len ** length_penalty``; ``length_penalty_style="gnmt"`` divides by
             ``((5 + len) / 6) ** length_penalty`` instead (Wu et al. 2016, eq. 14; Vaswani et al.
             2017 decode with beam 4 and α = 0.6).
-        eos_token_id: one id or a list; finished rows are padded with ``pad_token_id``.
+        eos_token_id: one id or a list; finished rows are padded with ``pad_token_id``. The
+            default ``"config"`` takes ``model.config.eos_token_id`` / ``pad_token_id`` (as
+            Hugging Face's generation config does); ``eos_token_id=None`` never stops early.
+            Padding falls back to the first EOS id, then 0.
         streamer: object with ``put(tokens)`` / ``end()`` called as tokens are made.
         generator: a ``torch.Generator`` for reproducible sampling.
         pack_weights: decode from weights packed for oneDNN's CPU kernels
@@ -207,8 +222,7 @@ def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, le
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
     running beam can beat the worst finished hypothesis."""
     B, nb = input_ids.shape[0], num_beams
-    eos = _eos_list(eos_token_id)
-    fill = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+    eos, fill = _special_ids(model, eos_token_id, pad_token_id)
     eos_t = torch.tensor(eos, device=input_ids.device, dtype=torch.long)
     K = max(2, 1 + len(eos)) * nb
     top_nb = torch.arange(K, device=input_ids.device) < nb
