@@ -257,3 +257,17 @@ def test_torch_func_transforms_work():
     for i in range(4):
         expected = torch.autograd.grad(F.linear(xs[i:i + 1], lin.weight, lin.bias).pow(2).sum(), lin.weight)[0]
         torch.testing.assert_close(per_sample["weight"][i], expected, atol=1e-5, rtol=1e-5)
+
+
+@needs_onednn
+def test_weights_replaced_inside_the_block_are_not_served_stale():
+    """Changing dtype or loading another state dict inside packed_weights uses the new weights."""
+    lin = Linear(8, 4)
+    x = torch.randn(3, 8)
+    with packed_weights(lin, rows=3), torch.no_grad():
+        lin.load_state_dict({"weight": torch.ones(4, 8), "bias": torch.zeros(4)})
+        torch.testing.assert_close(lin(x), x.sum(-1, keepdim=True).expand(3, 4), atol=1e-5, rtol=1e-5)
+        lin.to(torch.bfloat16)
+        y = lin(x.bfloat16())
+        assert y.dtype == torch.bfloat16
+        torch.testing.assert_close(y.float(), x.sum(-1, keepdim=True).expand(3, 4), atol=0.1, rtol=0.02)

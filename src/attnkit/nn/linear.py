@@ -38,6 +38,7 @@ ONEDNN_MIN_MACS = 1 << 17
 _HAS_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 _HAS_AMX = hasattr(torch.cpu, "_is_amx_tile_supported") and torch.cpu._is_amx_tile_supported()
 _NO_POSTOP = ("none", "")
+_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
 def _onednn_fp32(*tensors: torch.Tensor) -> bool:
@@ -46,7 +47,7 @@ def _onednn_fp32(*tensors: torch.Tensor) -> bool:
         FAST and _HAS_ONEDNN
         and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
         and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-        and not torch._C._are_functorch_transforms_active()  # torch.func: plain ops only
+        and not _functorch_active()  # torch.func: plain ops only
     )
 
 
@@ -130,19 +131,25 @@ class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, initialisation and state dict) computed by :func:`linear`.
     ``(..., in) -> (..., out)``."""
 
-    _packed: tuple[int, torch.Tensor] | None = None  # (weight version, oneDNN copy), see packed_weights
+    _packed: tuple[int, int, torch.Tensor] | None = None  # (weight address, version, oneDNN copy): packed_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.decoding_weight(x), self.bias)
 
     def decoding_weight(self, x: torch.Tensor) -> torch.Tensor:
         """The packed copy of the weight when one applies to ``x`` (inside :func:`packed_weights`,
-        no gradient recorded, same dtype, weight not modified since packing), else ``weight``."""
+        no gradient recorded, same dtype, weight neither replaced nor modified since packing),
+        else ``weight``."""
         packed, w = self._packed, self.weight
-        if (packed is None or torch.is_grad_enabled() or not FAST or x.dtype != w.dtype
-                or (not w.is_inference() and packed[0] != w._version)):
+        if (packed is None or torch.is_grad_enabled() or not FAST or x.dtype != packed[2].dtype
+                or x.device.type != "cpu" or packed[:2] != _weight_state(w)):
             return w
-        return packed[1]
+        return packed[2]
+
+
+def _weight_state(w: torch.Tensor) -> tuple[int, int]:
+    """Where a weight lives and how often it was modified in place (inference tensors: never)."""
+    return w.data_ptr(), 0 if w.is_inference() else w._version
 
 
 @contextmanager
@@ -162,8 +169,7 @@ def packed_weights(model: nn.Module, rows: int = 1) -> Iterator[nn.Module]:
     ] if FAST and _HAS_ONEDNN else []
     try:
         for m in layers:
-            w = m.weight.detach()
-            m._packed = (0 if w.is_inference() else m.weight._version, torch.ops.mkldnn._reorder_linear_weight(w, rows))
+            m._packed = (*_weight_state(m.weight), torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows))
         yield model
     finally:
         for m in layers:
