@@ -193,6 +193,24 @@ def test_minilm_truncation_padding_side_and_max_length_match_transformers(minilm
     assert minilm.model_max_length == 512  # from tokenizer_config.json
 
 
+def test_minilm_sentence_pairs_match_transformers(minilm, hf_minilm):
+    """[CLS] a [SEP] b [SEP] with segment ids, padding, and longest_first truncation of every
+    split of the budget (short text kept whole, longer text cut, ties)."""
+    firsts = ["one two three four five six seven", "a", "The cat sat on the mat.", "x y z"]
+    seconds = ["eight nine", "b c d e f g h i j", "Where did the cat sit?", "u v w"]
+    for kwargs in [{}, dict(padding_side="left"), *(dict(truncation=True, max_length=m) for m in range(4, 16))]:
+        ours = minilm(firsts, seconds, **kwargs)
+        theirs = hf_minilm(firsts, seconds, padding=True, return_tensors="pt", **kwargs)
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            assert torch.equal(ours[key], theirs[key]), (key, kwargs)
+    single = minilm(firsts)
+    assert (single["token_type_ids"] == 0).all()
+    with pytest.raises(InputError, match="text_pair has 1 texts for 4 texts"):
+        minilm(firsts, ["only one"])
+    with pytest.raises(InputError, match="more than max_length=8"):
+        minilm(firsts, seconds, max_length=8)
+
+
 def test_minilm_offsets_match_transformers_and_point_at_the_text(minilm, hf_minilm):
     out = minilm(SENTENCES, return_offsets=True)
     theirs = hf_minilm(SENTENCES, padding=True, return_offsets_mapping=True, return_tensors="pt")

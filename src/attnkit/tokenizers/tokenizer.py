@@ -218,21 +218,28 @@ class Tokenizer:
             ids = ids.tolist()
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
-    def __call__(self, texts: str | list[str], padding: bool | str = True, truncation: bool = False,
-                 max_length: int | None = None, return_offsets: bool = False,
+    def __call__(self, texts: str | list[str], text_pair: str | list[str] | None = None, padding: bool | str = True,
+                 truncation: bool = False, max_length: int | None = None, return_offsets: bool = False,
                  padding_side: str = "right", add_special_tokens: bool = True) -> dict[str, torch.Tensor]:
-        """Encode a batch into tensors.
+        """Encode a batch (of texts, or of sentence pairs) into tensors.
 
-        Returns ``input_ids`` (B, T) and ``attention_mask`` (B, T) as int64 (1 = real token,
-        0 = padding), and with ``return_offsets`` ``offsets`` (B, T, 2): the ``[start, end)``
-        character span of each token in its text ((0, 0) for special and padding tokens).
+        Returns ``input_ids`` (B, T), ``attention_mask`` (B, T) (1 = real token, 0 = padding) and
+        ``token_type_ids`` (B, T) (0 = first text, 1 = second text of a pair; BERT's segment
+        ids), all int64, and with ``return_offsets`` ``offsets`` (B, T, 2): the ``[start, end)``
+        character span of each token in its own text ((0, 0) for special and padding tokens).
 
+        ``text_pair``: second texts, one per text (``[CLS] a [SEP] b [SEP]`` for BERT).
         ``padding``: True pads to the longest text, ``"max_length"`` to ``max_length``, False
         requires equal lengths. A text longer than ``max_length`` is an ``InputError`` unless
-        ``truncation=True`` (then it is cut to ``max_length``, special tokens kept).
+        ``truncation=True``: then it is cut to ``max_length``, special tokens kept, a pair
+        losing tokens from the end of its longer text first (Hugging Face's ``longest_first``).
         """
         if isinstance(texts, str):
             texts = [texts]
+        if isinstance(text_pair, str):
+            text_pair = [text_pair]
+        if text_pair is not None and len(text_pair) != len(texts):
+            raise InputError(f"text_pair has {len(text_pair)} texts for {len(texts)} texts; give one per text")
         if padding not in (True, False, "longest", "max_length"):
             raise InputError(f"padding={padding!r}; expected True, False, 'longest' or 'max_length'")
         if padding_side not in ("right", "left"):
@@ -247,17 +254,19 @@ class Tokenizer:
             raise InputError(f"max_length={max_length} must be >= 1")
 
         encodings = self.backend.encode_batch(texts, add_special_tokens=False)
-        n_special = self.backend.num_special_tokens_to_add(False) if add_special_tokens else 0
+        seconds = self.backend.encode_batch(text_pair, add_special_tokens=False) if text_pair is not None else None
+        n_special = self.backend.num_special_tokens_to_add(seconds is not None) if add_special_tokens else 0
         for i, enc in enumerate(encodings):
-            length = len(enc.ids) + n_special
+            second = seconds[i] if seconds is not None else None
+            length = len(enc.ids) + (len(second.ids) if second is not None else 0) + n_special
             if max_length is not None and length > max_length:
                 if not truncation:
                     raise InputError(f"text {i} is {length} tokens long, more than max_length={max_length}; "
                                      "pass truncation=True to cut it or raise max_length")
                 if max_length < n_special:
                     raise InputError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
-                enc.truncate(max_length - n_special)
-            encodings[i] = self.backend.post_process(enc, None, add_special_tokens)
+                _truncate(enc, second, max_length - n_special)
+            encodings[i] = self.backend.post_process(enc, second, add_special_tokens)
 
         lengths = [len(e.ids) for e in encodings]
         if padding is False and len(set(lengths)) > 1:
@@ -271,22 +280,42 @@ class Tokenizer:
         B = len(texts)
         input_ids = torch.full((B, T), self.pad_token_id if self.pad_token_id is not None else 0, dtype=torch.long)
         attention_mask = torch.zeros(B, T, dtype=torch.long)
+        token_type_ids = torch.zeros(B, T, dtype=torch.long)
         offsets = torch.zeros(B, T, 2, dtype=torch.long)
         for i, enc in enumerate(encodings):
             n = len(enc.ids)
             rows = slice(0, n) if padding_side == "right" else slice(T - n, T)
             input_ids[i, rows] = torch.tensor(enc.ids, dtype=torch.long)
             attention_mask[i, rows] = 1
+            token_type_ids[i, rows] = torch.tensor(enc.type_ids, dtype=torch.long)
             if return_offsets and n:
                 special = torch.tensor(enc.special_tokens_mask, dtype=torch.bool)
                 offsets[i, rows] = torch.tensor(enc.offsets, dtype=torch.long).masked_fill(special[:, None], 0)
-        out = {"input_ids": input_ids, "attention_mask": attention_mask}
+        out = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         if return_offsets:
             out["offsets"] = offsets
         return out
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _truncate(first, second, budget: int) -> None:
+    """Cut ``first`` (and ``second`` of a pair) to ``budget`` tokens in all, as Hugging Face's
+    ``longest_first`` does: a text of at most half the budget is kept whole and the other gets the
+    rest; otherwise the longer text (the second on a tie) gets the larger half."""
+    if second is None:
+        first.truncate(budget)
+        return
+    a, b = len(first.ids), len(second.ids)
+    if a + b > budget:
+        low, high = budget // 2, budget - budget // 2
+        if a > b:
+            a, b = (budget - b, b) if b <= low else (high, low)
+        else:
+            a, b = (a, budget - a) if a <= low else (low, high)
+    first.truncate(a)
+    second.truncate(b)
 
 
 def _char_backend(special_tokens: list[str], chars: list[str]) -> _Backend:
