@@ -82,7 +82,10 @@ class _OneDNNLinear(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         mm = (lambda a, b: a @ b.t()) if torch.is_grad_enabled() else mm_t
         grad_x = mm(grad_y, weight.t()) if need_x else None  # (N, out) @ (out, in)
-        grad_w = mm(grad_y.t(), x2d.t()) if need_w else None  # (out, N) @ (N, in)
+        grad_w = None
+        if need_w:  # (out, N) @ (N, in); oneDNN copies a transposed input first, so the smaller one is
+            wide = weight.shape[0] > weight.shape[1]
+            grad_w = mm(x2d.t(), grad_y.t()).t() if wide else mm(grad_y.t(), x2d.t())
         grad_b = grad_y.sum(0) if need_b and ctx.has_bias else None
         return grad_x, grad_w, grad_b
 

@@ -64,7 +64,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         h_dtype, w_dtype = ctx.dtypes
         gh = (grad_h * grad_out).to(h_dtype) if grad_h is not None else None
-        gw = (grad_w * grad_out).to(w_dtype) if grad_w is not None else None
+        gw = None
+        if grad_w is not None:  # a (V, C) view of the (C, V) sum: written out contiguous, as the weight is
+            gw = torch.mul(grad_w, grad_out, out=grad_w.new_empty(grad_w.shape, dtype=w_dtype))
         return gh, gw, None, None, None, None, None
 
 
