@@ -47,7 +47,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 continue
             # d loss / d logits = s * (p - onehot(t)); the onehot part is a row gather/scatter of
             # the small matrices, the scale s is applied to the (n, C) side, never to (n, V).
-            p = torch.exp(logp_c, out=z_c)  # (n, V) softmax, in place in fp32, into the logits' buffer otherwise
+            p = z_c.copy_(logp_c.exp_())  # (n, V) softmax in the compute dtype (same buffer in fp32)
             if need_h:
                 grad_h[i:i + n] = s_c * (mm_t(p, w.t()).float() - w[t_c].float())
             if need_w:
