@@ -19,6 +19,8 @@ from attnkit.nn import (
     scaled_dot_product_attention,
 )
 
+from attnkit.nn import attention as attention_module
+
 PROPERTY = settings(max_examples=50, deadline=None)
 
 
@@ -237,6 +239,42 @@ def test_low_precision_stays_close_to_float32_and_finite(dtype, tol, need_weight
     y = out[0] if need_weights else out
     assert y.dtype == dtype and torch.isfinite(y).all()
     torch.testing.assert_close(y.float(), expected, atol=tol, rtol=tol)
+
+
+@PROPERTY
+@given(attention_case())
+def test_bf16_matmul_path_equals_float32_formula_and_fused_kernel(case):
+    """bf16 on CPU with few scores takes plain matmuls (faster than PyTorch's CPU flash kernel
+    there); outputs and gradients stay within bf16 rounding of float32 and of the fused kernel."""
+    q, k, v, kw = case
+    expected = naive_attention(q, k, v, **kw)[0]
+    qb, kb, vb = (t.bfloat16().requires_grad_() for t in (q, k, v))
+    y = scaled_dot_product_attention(qb, kb, vb, **kw)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), expected, atol=6e-2, rtol=3e-2)
+    y.float().square().sum().backward()
+    grads = [t.grad.float() for t in (qb, kb, vb)]
+    fused_inputs = [t.detach().clone().requires_grad_() for t in (qb, kb, vb)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(attention_module, "MATMUL_MAX_SCORES", 0)  # the fused kernel
+        fused = scaled_dot_product_attention(*fused_inputs, **kw)
+    fused.float().square().sum().backward()
+    torch.testing.assert_close(y.float(), fused.float(), atol=6e-2, rtol=3e-2)
+    for g, t in zip(grads, fused_inputs):
+        torch.testing.assert_close(g, t.grad.float(), atol=0.25, rtol=0.1)
+
+
+def test_bf16_long_sequences_keep_the_fused_kernel(monkeypatch):
+    """Above MATMUL_MAX_SCORES the (B, H, T, S) scores are never built: SDPA is called."""
+    calls = []
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: calls.append(a[0].shape) or torch.zeros_like(a[0]))
+    q = torch.randn(1, 1, 4, 8, dtype=torch.bfloat16)
+    scaled_dot_product_attention(q, q, q, is_causal=True)
+    assert calls == []
+    monkeypatch.setattr(attention_module, "MATMUL_MAX_SCORES", 15)
+    scaled_dot_product_attention(q, q, q, is_causal=True)
+    assert calls == [q.shape]
 
 
 def test_scale_one_is_unscaled_dot_product():
