@@ -249,7 +249,9 @@ def test_bf16_matmul_path_equals_float32_formula_and_fused_kernel(case):
     q, k, v, kw = case
     expected = naive_attention(q, k, v, **kw)[0]
     qb, kb, vb = (t.bfloat16().requires_grad_() for t in (q, k, v))
-    y = scaled_dot_product_attention(qb, kb, vb, **kw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(attention_module, "MATMUL_MIN_SCORES", 0)  # the test's shapes are tiny
+        y = scaled_dot_product_attention(qb, kb, vb, **kw)
     assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
     torch.testing.assert_close(y.float(), expected, atol=6e-2, rtol=3e-2)
     y.float().square().sum().backward()
@@ -264,17 +266,20 @@ def test_bf16_matmul_path_equals_float32_formula_and_fused_kernel(case):
         torch.testing.assert_close(g, t.grad.float(), atol=0.25, rtol=0.1)
 
 
-def test_bf16_long_sequences_keep_the_fused_kernel(monkeypatch):
-    """Above MATMUL_MAX_SCORES the (B, H, T, S) scores are never built: SDPA is called."""
+def test_bf16_kernel_choice_follows_the_score_counts(monkeypatch):
+    """Plain matmuls only between MATMUL_MIN_SCORES (in all) and MATMUL_MAX_SCORES (per head):
+    above, the (B, H, T, S) scores are never built; below, the fused kernel costs less per call."""
     calls = []
     monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention",
                         lambda *a, **kw: calls.append(a[0].shape) or torch.zeros_like(a[0]))
-    q = torch.randn(1, 1, 4, 8, dtype=torch.bfloat16)
+    q = torch.randn(2, 4, 32, 8, dtype=torch.bfloat16)  # 2·4·32·32 = 8192 scores, 1024 per head
     scaled_dot_product_attention(q, q, q, is_causal=True)
     assert calls == []
-    monkeypatch.setattr(attention_module, "MATMUL_MAX_SCORES", 15)
+    monkeypatch.setattr(attention_module, "MATMUL_MAX_SCORES", 1023)
     scaled_dot_product_attention(q, q, q, is_causal=True)
-    assert calls == [q.shape]
+    monkeypatch.setattr(attention_module, "MATMUL_MAX_SCORES", 1024)
+    scaled_dot_product_attention(q[:1, :1, :1], q[:1, :1], q[:1, :1])  # one decoding step: 32 scores
+    assert calls == [q.shape, (1, 1, 1, 8)]
 
 
 def test_scale_one_is_unscaled_dot_product():

@@ -9,7 +9,9 @@ One exception: PyTorch's CPU flash kernel is slow in bf16 for short sequences (2
 6 × 384 heads, T = 256: 17 ms forward + backward per layer; one decoding step over 256 cached
 positions: 0.94 ms), where two plain matmuls and a softmax take 8-10 ms and 0.16 ms. So bf16 CPU
 attention with at most ``MATMUL_MAX_SCORES`` scores per head (T·S) takes that path; longer
-sequences keep the fused kernel and its linear memory.
+sequences keep the fused kernel and its linear memory, and tiny ones (fewer than
+``MATMUL_MIN_SCORES`` in all, e.g. decoding one sequence with a short cache) the fused kernel's
+lower per-call cost.
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ def _check_mask(mask: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> None:
         raise InputError(f"attention mask of shape {tuple(mask.shape)} does not broadcast to (B, H, T, S) = {target}")
 
 
-MATMUL_MAX_SCORES = 512 * 512
+MATMUL_MAX_SCORES = 512 * 512  # per head (T·S)
+MATMUL_MIN_SCORES = 4096  # in all (B·H·T·S)
 
 
 def _matmul_attention(q, k, v, attn_mask, is_causal: bool, scale: float) -> torch.Tensor:
     """``softmax(q kᵀ · scale + mask) v`` with plain matmuls, in q's dtype (the softmax
     accumulates in fp32). ``attn_mask``: bool (True = may attend) or additive float."""
-    scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, T, S)
+    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (B, H, T, S)
     if is_causal:
         attn_mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
     if attn_mask is not None:
@@ -113,7 +116,8 @@ def scaled_dot_product_attention(
             if mask is not None:
                 attn_mask = attn_mask.masked_fill(~mask, torch.finfo(q.dtype).min)
         if (q.dtype == torch.bfloat16 and q.device.type == "cpu" and dropout_p == 0.0
-                and T * S <= MATMUL_MAX_SCORES and not torch.compiler.is_compiling()):
+                and T * S <= MATMUL_MAX_SCORES and q.shape[0] * H * T * S >= MATMUL_MIN_SCORES
+                and not torch.compiler.is_compiling()):
             y = _matmul_attention(q, k, v, attn_mask, is_causal, scale)
         else:
             y = F.scaled_dot_product_attention(
