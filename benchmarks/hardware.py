@@ -12,7 +12,7 @@ import platform
 import torch
 import torch.nn.functional as F
 
-from timing import alternate, table
+from timing import alternate, median, table
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -27,15 +27,16 @@ def _onednn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def matmul_peak(dtype: torch.dtype, repeats: int) -> float:
     """FLOP/s of the fastest square matmul (sizes 1024..4096) by either of PyTorch's CPU gemm
     libraries: ``torch.mm`` (MKL for fp32, oneDNN for bf16) and oneDNN's linear (on AMD CPUs
-    MKL's fp32 gemm takes an AVX2 path at about half of oneDNN's speed). A ceiling takes the
-    fastest repeat, not the median: sharing the machine only ever lowers it."""
+    MKL's fp32 gemm takes an AVX2 path at about half of oneDNN's speed). The median of the
+    repeats, like every throughput it is compared with: this VM's speed drifts up as well as
+    down between runs, so the fastest repeat made an unstable ceiling."""
     best = 0.0
     for n in (1024, 2048, 4096):
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         kernels = {"mm": lambda: torch.mm(a, b)}
         if HAS_ONEDNN:
             kernels["onednn"] = lambda: _onednn(a, b)
-        t = min(min(ts) for ts in alternate(kernels, repeats, warmup=1).values())
+        t = min(median(ts) for ts in alternate(kernels, repeats, warmup=1).values())
         best = max(best, 2 * n**3 / t)
     return best
 
@@ -52,7 +53,7 @@ def matvec_bandwidth(dtype: torch.dtype, repeats: int) -> float:
     a batch-1 decoding step. The working set is the model's own size (495 MB fp32, 248 MB
     bf16), so the caches count exactly as they do when decoding. The fastest of the kernels
     PyTorch has (``F.linear`` with one row, ``torch.mv``, oneDNN's linear on plain and on packed
-    weights) and the fastest repeat count."""
+    weights), median of the repeats."""
     ws = [torch.randn(o, i).to(dtype) for o, i in gpt2_small_matrices()]
     xs = {i: torch.randn(i).to(dtype) for _, i in gpt2_small_matrices()}
     kernels = {
@@ -64,7 +65,7 @@ def matvec_bandwidth(dtype: torch.dtype, repeats: int) -> float:
         kernels["onednn"] = lambda: [_onednn(xs[w.shape[1]][None], w) for w in ws]
         kernels["onednn packed"] = lambda: [_onednn(xs[w.shape[1]][None], p) for w, p in zip(ws, packed)]
     times = alternate(kernels, repeats * 2, warmup=2)
-    return sum(w.numel() * w.element_size() for w in ws) / min(min(t) for t in times.values())
+    return sum(w.numel() * w.element_size() for w in ws) / min(median(t) for t in times.values())
 
 
 def cpu_name() -> str:
