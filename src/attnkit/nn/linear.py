@@ -4,8 +4,9 @@ PyTorch runs fp32 CPU matmuls on MKL and bf16 ones on oneDNN. On AMD CPUs MKL ta
 code path, so oneDNN's fp32 gemm (AVX-512) is about 2.2x faster for a training-sized linear
 layer (Zen 5, 2 cores: 470 vs 210 GFLOP/s) and streams decoding weights about 1.9x faster
 (34 vs 18 GB/s for one row); on Intel CPUs the two are close. So every fp32 CPU linear layer
-here, forward and backward, goes through oneDNN's linear (:func:`mm_t`); it agrees with
-``F.linear`` to fp32 rounding (a different summation order, not a lower precision).
+here of at least ``ONEDNN_MIN_MACS`` multiply-adds per call, forward and backward, goes through
+oneDNN's linear (:func:`mm_t`); it agrees with ``F.linear`` to fp32 rounding (a different
+summation order, not a lower precision).
 
 bf16 decoding on CPUs with AMX takes one more detour: there oneDNN's gemm with one row streams
 the weights 1.5-2x slower than ``torch.mv`` (``W @ xᵀ`` for up to ``MATVEC_ROWS`` rows), while

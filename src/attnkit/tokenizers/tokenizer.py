@@ -231,8 +231,8 @@ class Tokenizer:
         ``text_pair``: second texts, one per text (``[CLS] a [SEP] b [SEP]`` for BERT).
         ``padding``: True pads to the longest text, ``"max_length"`` to ``max_length``, False
         requires equal lengths. A text longer than ``max_length`` is an ``InputError`` unless
-        ``truncation=True``: then it is cut to ``max_length``, special tokens kept, a pair
-        losing tokens from the end of its longer text first (Hugging Face's ``longest_first``).
+        ``truncation=True``: then it is cut to ``max_length``, special tokens kept; a pair is cut
+        from the ends of its texts as Hugging Face's ``longest_first`` does (see ``_truncate``).
         """
         if isinstance(texts, str):
             texts = [texts]
