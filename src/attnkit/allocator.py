@@ -1,4 +1,4 @@
-"""glibc malloc settings for training loops (Linux).
+"""Memory: glibc malloc settings for training loops (Linux), and how much memory is free.
 
 glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh ``mmap``
 and hands it back to the kernel on ``free``. A training step allocates and frees the same large
@@ -54,3 +54,24 @@ def keep_freed_memory() -> bool:
     ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, -1) == 1
     _applied = ok
     return ok
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate without swapping: Linux's ``MemAvailable``, capped
+    by the cgroup's (container's) limit, or free physical memory elsewhere; None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    try:  # cgroup v2: the container's limit minus what it uses
+        with open("/sys/fs/cgroup/memory.max") as f_max, open("/sys/fs/cgroup/memory.current") as f_cur:
+            limit = f_max.read().strip()
+            if limit != "max":
+                free = min(free, int(limit) - int(f_cur.read()))
+    except (OSError, ValueError):
+        pass
+    return free

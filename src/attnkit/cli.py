@@ -95,8 +95,9 @@ def generate(
     top_p: float = typer.Option(None, "--top-p"),
     num_beams: int = typer.Option(1, "--num-beams", help="beam search (prints the result at the end)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
-    pack_weights: bool = typer.Option(False, "--pack-weights",
-                                      help="decode from oneDNN-packed weights: faster on CPU, one more copy in memory"),
+    pack_weights: bool = typer.Option(
+        None, "--pack-weights/--no-pack-weights", show_default="auto",
+        help="decode from oneDNN-packed weights: faster on CPU, one more copy in memory (default: when it pays)"),
 ) -> None:
     """Continue a prompt, streaming the text as it is generated."""
     import torch
@@ -104,7 +105,7 @@ def generate(
     model, tokenizer, _ = load_model_dir(path)
     sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
                     top_p=top_p, eos_token_id=tokenizer.eos_token_id, generator=torch.Generator().manual_seed(seed),
-                    pack_weights=pack_weights)
+                    pack_weights="auto" if pack_weights is None else pack_weights)
     typer.echo(prompt, nl=False)
     if num_beams > 1:
         ids = torch.tensor([tokenizer.encode(prompt)])

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from attnkit import GPT, GPTConfig
+from attnkit.errors import InputError
 from attnkit.nn import Linear
 from attnkit.nn import linear as linear_module
 from attnkit.nn.linear import linear, mm_t, packed_weights
@@ -211,6 +212,41 @@ def test_pack_weights_generates_the_same_tokens(dtype):
     beams = model.generate(ids, max_new_tokens=6, num_beams=3)
     assert torch.equal(model.generate(ids, max_new_tokens=6, num_beams=3, pack_weights=True), beams)
     assert all(m._packed is None for m in model.modules() if isinstance(m, Linear))
+
+
+def _packed_while_decoding(model, **kwargs) -> list[bool]:
+    """For each step of ``model.stream(**kwargs)``: were the model's layers packed?"""
+    layers = [m for m in model.modules() if isinstance(m, Linear)]
+    return [all(m._packed is not None for m in layers) for _ in model.stream(**kwargs)]
+
+
+@needs_onednn
+def test_auto_packs_long_decoding_calls_that_fit_in_memory(monkeypatch):
+    from attnkit.generation import decoding
+
+    model = GPT(GPTConfig.from_preset("gpt-tiny")).eval().to(torch.bfloat16)
+    ids = torch.randint(0, 256, (2, 5))
+    n = decoding.AUTO_PACK_MIN_TOKENS
+    call = dict(input_ids=ids, eos_token_id=None)
+    assert _packed_while_decoding(model, max_new_tokens=n, **call) == [True] * n  # the default is "auto"
+    assert _packed_while_decoding(model, max_new_tokens=n - 1, **call) == [False] * (n - 1)  # too short to pay
+    assert _packed_while_decoding(model, max_new_tokens=3, pack_weights=True, **call) == [True] * 3
+    assert _packed_while_decoding(model, max_new_tokens=n, pack_weights=False, **call) == [False] * n
+    weights = sum(m.weight.nbytes for m in model.modules() if isinstance(m, Linear))
+    monkeypatch.setattr(decoding, "available_memory", lambda: 2 * weights - 2)  # the copy would take over half
+    assert _packed_while_decoding(model, max_new_tokens=n, **call) == [False] * n
+    monkeypatch.setattr(decoding, "available_memory", lambda: 2 * weights)
+    assert _packed_while_decoding(model, max_new_tokens=n, **call) == [True] * n
+    with pytest.raises(InputError, match="pack_weights"):
+        model.generate(ids, max_new_tokens=2, pack_weights="always")
+
+
+@needs_onednn
+def test_layers_too_small_for_onednn_are_not_packed(monkeypatch):
+    monkeypatch.setattr(linear_module, "ONEDNN_MIN_MACS", 1 << 17)
+    small, large = Linear(64, 64).bfloat16(), Linear(512, 256).bfloat16()  # 4096 and 131072 multiply-adds per row
+    with packed_weights(torch.nn.Sequential(small, large), rows=1):
+        assert small._packed is None and large._packed is not None
 
 
 def test_fp32_weights_for_one_row_are_not_packed():

@@ -14,8 +14,9 @@ on CPUs without AMX it is the other way round, so ``torch.mv`` is used only wher
 
 Decoding streams every weight once per token, and oneDNN streams them fastest when they are
 re-laid out (packed) for its kernels once, not on every call: within :func:`packed_weights`
-(``generate(..., pack_weights=True)``) the layers compute from such a copy (GPT-2 small, 2 cores:
-bf16 decoding 1.5-1.7x faster, fp32 1.2-1.3x), at the cost of a second copy of the weights.
+(which ``generate`` enters for long calls, ``pack_weights="auto"``) the layers compute from such
+a copy (GPT-2 small, 2 cores: bf16 decoding 1.4-1.7x faster, fp32 with several rows 1.2-1.5x),
+at the cost of a second copy of the weights.
 
 Everything else (CUDA, autocast, ``torch.compile``, other dtypes) is ``F.linear``. Set
 ``attnkit.nn.linear.FAST = False`` to run ``F.linear`` everywhere (the reference kernels; the
@@ -157,20 +158,21 @@ def _weight_state(w: torch.Tensor) -> tuple[int, int]:
 
 
 @contextmanager
-def packed_weights(model: nn.Module, rows: int = 1) -> Iterator[nn.Module]:
+def packed_weights(model: nn.Module, rows: int = 1, max_bytes: int | None = None) -> Iterator[nn.Module]:
     """Within the block, the fp32 and bf16 CPU :class:`Linear` layers of ``model`` compute
     without autograd from a copy of their weights that oneDNN has packed for its kernels
-    (``rows``: the expected rows per call, a layout hint; fp32 weights are packed only for more
-    than one row, where it pays). Results agree with the unpacked path
-    to fp32 rounding (bit for bit in bf16 on the CPUs tested). Costs one more copy of those
-    weights while inside; a weight changed in place inside the block falls back to the plain
-    path. Nested blocks reuse the outer copies. Does nothing without oneDNN."""
-    # fp32 weights for one row per call are left alone: oneDNN streams them as fast unpacked.
-    dtypes = (torch.float32, torch.bfloat16) if rows > 1 else (torch.bfloat16,)
-    layers = [
-        m for m in model.modules()
-        if isinstance(m, Linear) and m._packed is None and m.weight.device.type == "cpu" and m.weight.dtype in dtypes
-    ] if FAST and _HAS_ONEDNN else []
+    (``rows``: the expected rows per call, a layout hint). Results agree with the unpacked path
+    to fp32 rounding (bit for bit in bf16 on the CPUs tested).
+
+    Only layers where packing pays are packed: not fp32 weights for one row per call (oneDNN
+    streams them as fast unpacked), and not layers below ``ONEDNN_MIN_MACS`` multiply-adds per
+    call (oneDNN's per-call cost outweighs the gain). Costs one more copy of those weights while
+    inside; with ``max_bytes``, nothing is packed when that copy would be larger. A weight
+    changed in place inside the block falls back to the plain path. Nested blocks reuse the
+    outer copies. Does nothing without oneDNN."""
+    layers = [m for m in model.modules() if isinstance(m, Linear) and _packing_pays(m, rows)]
+    if max_bytes is not None and sum(m.weight.nbytes for m in layers) > max_bytes:
+        layers = []
     try:
         for m in layers:
             m._packed = (*_weight_state(m.weight), torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows))
@@ -178,3 +180,11 @@ def packed_weights(model: nn.Module, rows: int = 1) -> Iterator[nn.Module]:
     finally:
         for m in layers:
             m._packed = None
+
+
+def _packing_pays(layer: Linear, rows: int) -> bool:
+    """Whether :func:`packed_weights` packs this layer (not packed yet, see its docstring)."""
+    w = layer.weight
+    return (FAST and _HAS_ONEDNN and layer._packed is None and w.device.type == "cpu"
+            and (w.dtype == torch.bfloat16 or (w.dtype == torch.float32 and rows > 1))
+            and rows * w.numel() >= ONEDNN_MIN_MACS)
