@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from attnkit import allocator
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
 
 # Allocate, touch and free 256 MiB; report whether keep_freed_memory applied and whether the
@@ -46,3 +48,27 @@ def test_env_var_turns_it_off():
 
 def test_users_own_glibc_settings_win():
     assert run(apply=True, MALLOC_TRIM_THRESHOLD_="0")[0] == "False"
+
+
+def test_available_memory_is_within_physical_memory():
+    free = allocator.available_memory()
+    assert 0 < free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_available_memory_is_capped_by_the_container_limit(monkeypatch):
+    import io
+
+    files = {"/proc/meminfo": "MemTotal: 8000000 kB\nMemAvailable:    4000000 kB\n",
+             "/sys/fs/cgroup/memory.max": "3000000000\n", "/sys/fs/cgroup/memory.current": "1000000000\n"}
+
+    def fake_open(path, *args, **kwargs):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return io.StringIO(files[path])
+
+    monkeypatch.setattr(allocator, "open", fake_open, raising=False)
+    assert allocator.available_memory() == 2_000_000_000  # limit - usage < MemAvailable
+    files["/sys/fs/cgroup/memory.max"] = "max\n"
+    assert allocator.available_memory() == 4_000_000 * 1024
+    del files["/sys/fs/cgroup/memory.max"]  # no cgroup v2
+    assert allocator.available_memory() == 4_000_000 * 1024
