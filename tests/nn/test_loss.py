@@ -34,6 +34,23 @@ def test_loss_and_gradients_equal_cross_entropy(chunk_size, ignore):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [10.0, 60.0])
+def test_confidently_wrong_rows_keep_an_exact_loss(scale):
+    """Logits far apart: targets with probability below fp32's range (the softmax underflows to
+    0) and just above it still give F.cross_entropy's loss (hundreds per row) and gradients."""
+    hidden, weight, targets = inputs(n=40, c=16, v=101)
+    with torch.no_grad():
+        hidden.mul_(scale)
+    ours = loss_and_grads(lambda: linear_cross_entropy(hidden, weight, targets, chunk_size=16), hidden, weight)
+    ref = loss_and_grads(lambda: F.cross_entropy(hidden @ weight.T, targets), hidden, weight)
+    if scale > 50:
+        logp = torch.log_softmax(hidden @ weight.T, -1)[targets >= 0].gather(1, targets[targets >= 0, None])
+        assert (logp < -104).any()  # some targets' probability is below fp32's smallest subnormal
+    assert torch.isfinite(ours[0])
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, atol=1e-4 * b.abs().max().item(), rtol=1e-5)
+
+
 def test_bf16_autocast_stays_close_to_plain_path():
     hidden, weight, targets = inputs(n=64, c=32, v=300)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -3,8 +3,8 @@
 ``F.cross_entropy(hidden @ weight.T, targets)`` materialises the logits, their log-softmax and
 both gradients, four (N, V) fp32 tensors (412 MB each for 2048 tokens and GPT-2's vocabulary),
 and reads and writes them in half a dozen passes. Here the rows go through in chunks: for each
-chunk the logits are computed, turned into probabilities in place, and used at once for the
-loss and for both gradients (the gradient of the mean cross-entropy w.r.t. the logits is
+chunk the logits are computed, turned into probabilities in place (one softmax pass; the loss
+is the log of the target's probability), and used at once for the loss and for both gradients (the gradient of the mean cross-entropy w.r.t. the logits is
 ``(softmax(z) - onehot(t)) / n``), so only one chunk of logits is ever alive and no gradient
 needs the logits again in backward. Same FLOPs as the plain path (three N×C×V matmuls).
 """
@@ -15,6 +15,11 @@ import torch
 
 from attnkit.errors import InputError
 from attnkit.nn.linear import mm_t
+
+
+# Below this log-probability (a probability of 1e-30) an fp32 softmax value has lost digits
+# (fp32 is subnormal below 1.2e-38), so those rows' loss is recomputed as an exact log-softmax.
+_LOG_MIN_PROB = -69.0
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -28,26 +33,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
         valid = targets != ignore_index
         safe = torch.where(valid, targets, 0)  # ignored rows pick class 0 and are zeroed below
         scale = valid.float() / valid.sum()  # mean over the real targets (nan if there are none, as F.cross_entropy)
-        total = hidden.new_zeros((), dtype=torch.float32)
+        p_target = hidden.new_empty(h.shape[0], dtype=torch.float32)  # each row's probability of its target
         grad_h = torch.empty_like(hidden, dtype=torch.float32) if need_h else None
         # The weight gradient is summed as (C, V): oneDNN computes shᵀ @ p twice as fast as pᵀ @ sh.
         grad_wt = None
-        # The fp32 log-softmax / softmax is computed in place: in the logits themselves in fp32,
-        # in one buffer reused by every chunk otherwise.
+        # The fp32 softmax is computed in place: in the logits themselves in fp32, in one buffer
+        # reused by every chunk otherwise.
         rows = min(chunk_size, h.shape[0])
-        logp = None if compute_dtype == torch.float32 else h.new_empty(rows, w.shape[0], dtype=torch.float32)
+        buf = None if compute_dtype == torch.float32 else h.new_empty(rows, w.shape[0], dtype=torch.float32)
         for i in range(0, h.shape[0], chunk_size):
             h_c, t_c, s_c = h[i:i + chunk_size], safe[i:i + chunk_size], scale[i:i + chunk_size, None]
             n = h_c.shape[0]
             z_c = mm_t(h_c, w)  # (n, V) logits
-            logp_c = z_c if logp is None else logp[:n].copy_(z_c)
-            torch.log_softmax(logp_c, dim=-1, out=logp_c)  # row-wise, safe in place
-            total -= (logp_c.gather(1, t_c[:, None]) * s_c).sum()
+            p32 = z_c if buf is None else buf[:n].copy_(z_c)
+            torch.softmax(p32, dim=-1, out=p32)  # row-wise, safe in place
+            torch.gather(p32, 1, t_c[:, None], out=p_target[i:i + n, None])
             if not (need_h or need_w):
                 continue
             # d loss / d logits = s * (p - onehot(t)); the onehot part is a row gather/scatter of
             # the small matrices, the scale s is applied to the (n, C) side, never to (n, V).
-            p = z_c.copy_(logp_c.exp_())  # (n, V) softmax in the compute dtype (same buffer in fp32)
+            p = z_c.copy_(p32)  # (n, V) softmax in the compute dtype (the same buffer in fp32)
             if need_h:
                 grad_h[i:i + n] = s_c * (mm_t(p, w.t()).float() - w[t_c].float())
             if need_w:
@@ -55,6 +60,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 gwt_c = mm_t(sh.t(), p.t()).float()  # (C, n) @ (n, V)
                 grad_wt = gwt_c if grad_wt is None else grad_wt.add_(gwt_c)
                 grad_wt.index_add_(1, t_c, sh.float().t(), alpha=-1)
+        logp_target = p_target.log_()
+        lost = logp_target < _LOG_MIN_PROB
+        if bool(lost.any()):  # the target's probability underflowed or lost digits: its exact log-softmax
+            r = lost.nonzero()[:, 0]
+            logp_target[r] = torch.log_softmax(mm_t(h[r], w).float(), dim=-1).gather(1, safe[r, None])[:, 0]
+        total = -(logp_target * scale).sum()
         ctx.save_for_backward(grad_h, None if grad_wt is None else grad_wt.t())
         ctx.dtypes = hidden.dtype, weight.dtype
         return total
