@@ -44,13 +44,21 @@ MATMUL_MIN_SCORES = 4096  # in all (B·H·T·S)
 
 
 def _matmul_attention(q, k, v, attn_mask, is_causal: bool, scale: float) -> torch.Tensor:
-    """``softmax(q kᵀ · scale + mask) v`` with plain matmuls, in q's dtype (the softmax
-    accumulates in fp32). ``attn_mask``: bool (True = may attend) or additive float."""
-    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (B, H, T, S)
+    """``softmax(q kᵀ · scale + mask) v`` with plain batched matmuls, in q's dtype (the softmax
+    accumulates in fp32). ``attn_mask``: bool (True = may attend) or additive float. The scale
+    and a mask of at most 2-D (causal) are folded into the first matmul (``baddbmm``), which
+    saves two passes over the scores forward and backward."""
+    B, H, T, D = q.shape
+    S = k.shape[-2]
     if is_causal:
-        attn_mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
-    if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+        attn_mask = causal_mask(T, S, device=q.device)
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~attn_mask, float("-inf"))
+    folded = attn_mask is not None and attn_mask.dim() <= 2
+    scores = torch.baddbmm(attn_mask if folded else q.new_zeros(()), q.reshape(B * H, T, D),
+                           k.reshape(B * H, S, D).transpose(1, 2), alpha=scale).view(B, H, T, S)
+    if attn_mask is not None and not folded:
+        scores = scores + attn_mask
     return torch.matmul(scores.softmax(dim=-1), v)
 
 
