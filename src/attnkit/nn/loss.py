@@ -35,8 +35,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         scale = valid.float() / valid.sum()  # mean over the real targets (nan if there are none, as F.cross_entropy)
         p_target = hidden.new_empty(h.shape[0], dtype=torch.float32)  # each row's probability of its target
         grad_h = torch.empty_like(hidden, dtype=torch.float32) if need_h else None
-        # The weight gradient is summed as (C, V): oneDNN computes shᵀ @ p twice as fast as pᵀ @ sh.
-        grad_wt = None
+        # The weight gradient is summed as (C, V) in fp32, where oneDNN computes shᵀ @ p twice as
+        # fast as pᵀ @ sh, and as (V, C), the weight's own layout, in bf16, where both are as fast.
+        cv = compute_dtype == torch.float32
+        grad_w = None
         # The fp32 softmax is computed in place: in the logits themselves in fp32, in one buffer
         # reused by every chunk otherwise.
         rows = min(chunk_size, h.shape[0])
@@ -57,16 +59,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad_h[i:i + n] = s_c * (mm_t(p, w.t()).float() - w[t_c].float())
             if need_w:
                 sh = (s_c * h_c.float()).to(compute_dtype)  # (n, C)
-                gwt_c = mm_t(sh.t(), p.t()).float()  # (C, n) @ (n, V)
-                grad_wt = gwt_c if grad_wt is None else grad_wt.add_(gwt_c)
-                grad_wt.index_add_(1, t_c, sh.float().t(), alpha=-1)
+                gw_c = mm_t(sh.t(), p.t()) if cv else mm_t(p.t(), sh.t())  # (C, V) or (V, C)
+                grad_w = gw_c.float() if grad_w is None else grad_w.add_(gw_c)
+                grad_w.index_add_(1 if cv else 0, t_c, sh.float().t() if cv else sh.float(), alpha=-1)
         logp_target = p_target.log_()
         lost = logp_target < _LOG_MIN_PROB
         if bool(lost.any()):  # the target's probability underflowed or lost digits: its exact log-softmax
             r = lost.nonzero()[:, 0]
             logp_target[r] = torch.log_softmax(mm_t(h[r], w).float(), dim=-1).gather(1, safe[r, None])[:, 0]
         total = -(logp_target * scale).sum()
-        ctx.save_for_backward(grad_h, None if grad_wt is None else grad_wt.t())
+        ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.t() if cv else grad_w)
         ctx.dtypes = hidden.dtype, weight.dtype
         return total
 
@@ -76,7 +78,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         h_dtype, w_dtype = ctx.dtypes
         gh = (grad_h * grad_out).to(h_dtype) if grad_h is not None else None
         gw = None
-        if grad_w is not None:  # a (V, C) view of the (C, V) sum: written out contiguous, as the weight is
+        if grad_w is not None:  # (V, C), maybe a view of the (C, V) sum: written out contiguous, as the weight is
             gw = torch.mul(grad_w, grad_out, out=grad_w.new_empty(grad_w.shape, dtype=w_dtype))
         return gh, gw, None, None, None, None, None
 
