@@ -55,8 +55,11 @@ def _matmul_attention(q, k, v, attn_mask, is_causal: bool, scale: float) -> torc
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~attn_mask, float("-inf"))
     folded = attn_mask is not None and attn_mask.dim() <= 2
-    scores = torch.baddbmm(attn_mask if folded else q.new_zeros(()), q.reshape(B * H, T, D),
-                           k.reshape(B * H, S, D).transpose(1, 2), alpha=scale).view(B, H, T, S)
+    # Keys in a KV cache are a slice of a longer buffer; PyTorch's bf16 bmm takes a slow path for
+    # such strides (2 cores, 8 × 12 heads × 80 keys: 113 µs vs 37 + a 10 µs copy).
+    keys = k.reshape(B * H, S, D).contiguous()
+    scores = torch.baddbmm(attn_mask if folded else q.new_zeros(()), q.reshape(B * H, T, D), keys.transpose(1, 2),
+                           alpha=scale).view(B, H, T, S)
     if attn_mask is not None and not folded:
         scores = scores + attn_mask
     return torch.matmul(scores.softmax(dim=-1), v)
