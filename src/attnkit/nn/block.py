@@ -66,9 +66,9 @@ class _Sublayers(nn.Module):
         """Apply one sublayer; ``fn`` returns ``(output, extra)``."""
         if self.pre_norm:
             y, extra = fn(norm(x))
-            return x + self.drop(y), extra
+            return x + self.drop(y) if self.training else x + y, extra
         y, extra = fn(x)
-        return norm(x + self.drop(y)), extra
+        return norm(x + self.drop(y) if self.training else x + y), extra
 
 
 class EncoderLayer(_Sublayers):

@@ -53,4 +53,4 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self._linear_act(x, self.fc_gate) * self.fc_in(x) if self.gated else self._linear_act(x, self.fc_in)
-        return self.fc_out(self.dropout(h))
+        return self.fc_out(self.dropout(h) if self.training else h)
