@@ -49,9 +49,13 @@ class KVCache:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows ``index`` (beam search): row ``i`` becomes old row ``index[i]``."""
-        if self.k is not None:
-            self.k = self.k.index_select(0, index)
-            self.v = self.v.index_select(0, index)
+        if self.k is None:
+            return
+        n = self.k.shape[2] if self.max_len is None else self.length  # only the filled positions
+        k, v = self.k.new_empty(len(index), *self.k.shape[1:]), self.v.new_empty(len(index), *self.v.shape[1:])
+        torch.index_select(self.k[:, :, :n], 0, index, out=k[:, :, :n])
+        torch.index_select(self.v[:, :, :n], 0, index, out=v[:, :, :n])
+        self.k, self.v = k, v
 
 
 class DecoderCache:
