@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnkit import GPT, GPTConfig
+from attnkit import GPT, GPTConfig, Transformer, TransformerConfig
 from attnkit.errors import InputError
 from attnkit.nn import Linear
 from attnkit.nn import linear as linear_module
@@ -239,6 +239,18 @@ def test_auto_packs_long_decoding_calls_that_fit_in_memory(monkeypatch):
     assert _packed_while_decoding(model, max_new_tokens=n, **call) == [True] * n
     with pytest.raises(InputError, match="pack_weights"):
         model.generate(ids, max_new_tokens=2, pack_weights="always")
+
+
+@needs_onednn
+def test_encoder_decoder_packs_only_what_each_step_runs():
+    model = Transformer(TransformerConfig.from_preset("transformer-tiny")).eval()
+    src = torch.randint(3, 256, (2, 7))
+    packed = []
+    for _ in model.stream(src, max_new_tokens=3, pack_weights=True, eos_token_id=None):
+        packed.append({name for name, m in model.named_modules() if isinstance(m, Linear) and m._packed is not None})
+    step_layers = {name for name, m in model.named_modules()
+                   if isinstance(m, Linear) and not name.startswith("encoder.")}
+    assert packed == [step_layers] * 3 and "lm_head" in step_layers  # the encoder ran once, unpacked
 
 
 @needs_onednn

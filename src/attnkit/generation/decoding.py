@@ -8,6 +8,9 @@ A model takes part by implementing two methods (the decoding protocol):
 ``generation_step(input_ids, attention_mask, cache) -> logits (B, V)``
     Feed new tokens through the cache; return next-token logits (a fresh tensor: beam search
     overwrites it in place).
+``generation_modules() -> nn.Module`` (optional)
+    The modules every step runs, whose weights decoding may pack (default: the whole model;
+    an encoder-decoder model leaves out its encoder, which runs once).
 
 Decoder-only models return prompt + new tokens; encoder-decoder models return the decoder's
 start token + new tokens (Hugging Face's conventions).
@@ -212,10 +215,15 @@ def _packing(model, pack_weights: bool | str, rows: int, max_new_tokens: int):
         if max_new_tokens < AUTO_PACK_MIN_TOKENS:
             return nullcontext()
         free = available_memory()
-        return packed_weights(model, rows, max_bytes=None if free is None else free // 2)
+        return packed_weights(_step_modules(model), rows, max_bytes=None if free is None else free // 2)
     if not isinstance(pack_weights, bool):
         raise InputError(f"pack_weights must be True, False or 'auto', got {pack_weights!r}")
-    return packed_weights(model, rows) if pack_weights else nullcontext()
+    return packed_weights(_step_modules(model), rows) if pack_weights else nullcontext()
+
+
+def _step_modules(model):
+    """What a decoding step runs (the decoding protocol's optional ``generation_modules``)."""
+    return model.generation_modules() if hasattr(model, "generation_modules") else model
 
 
 def _decoder_prefix(model, input_ids):

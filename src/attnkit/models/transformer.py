@@ -267,6 +267,11 @@ class Transformer(Model):
         cache.encoder_hidden, cache.encoder_mask = hidden, mask
         return self.decoder_start_ids(hidden.shape[0], hidden.device), None, cache
 
+    def generation_modules(self) -> nn.ModuleList:
+        """The modules every decoding step runs (the encoder runs once): ``generate`` packs only
+        their weights (:func:`attnkit.nn.packed_weights`)."""
+        return nn.ModuleList([self.decoder, self.lm_head])
+
     def generation_step(self, input_ids, attention_mask, cache: DecoderCache) -> torch.Tensor:
         """Logits ``(B, V)`` for the next target token after feeding ``input_ids`` through the cache."""
         out = self.decode(input_ids, cache.encoder_hidden, cache.encoder_mask, attention_mask, cache=cache,
