@@ -282,6 +282,21 @@ def test_bf16_kernel_choice_follows_the_score_counts(monkeypatch):
     assert calls == [q.shape, (1, 1, 1, 8)]
 
 
+def test_bf16_decoding_step_runs_the_fused_kernel_in_fp32(monkeypatch):
+    """One query per sequence below MATMUL_MIN_SCORES: PyTorch's fused kernel, in fp32."""
+    real, seen = F.scaled_dot_product_attention, []
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention",
+                        lambda q, *a, **kw: seen.append(q.dtype) or real(q, *a, **kw))
+    q, k, v = torch.randn(2, 4, 1, 8), torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8)
+    mask, bias = torch.rand(2, 1, 1, 6) < 0.7, torch.randn(1, 4, 1, 6)
+    mask[:, :, :, 0] = True
+    q, k, v, bias = (t.bfloat16() for t in (q, k, v, bias))  # the inputs, rounded as the kernel sees them
+    expected = naive_attention(q.float(), k.float(), v.float(), mask=mask, bias=bias.float())[0]
+    y = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias)
+    assert seen == [torch.float32] and y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), expected, atol=1e-2, rtol=1e-2)  # bf16 rounding of the output only
+
+
 def test_scale_one_is_unscaled_dot_product():
     q, k, v = torch.randn(1, 1, 2, 16), torch.randn(1, 1, 3, 16), torch.randn(1, 1, 3, 16)
     _, w = scaled_dot_product_attention(q, k, v, scale=1.0, need_weights=True)

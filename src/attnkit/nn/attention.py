@@ -11,7 +11,8 @@ positions: 0.94 ms), where two plain matmuls and a softmax take 8-10 ms and 0.16
 attention with at most ``MATMUL_MAX_SCORES`` scores per head (T·S) takes that path; longer
 sequences keep the fused kernel and its linear memory, and tiny ones (fewer than
 ``MATMUL_MIN_SCORES`` in all, e.g. decoding one sequence with a short cache) the fused kernel's
-lower per-call cost.
+lower per-call cost, in fp32 when there is one query per sequence (where PyTorch's bf16 kernel is
+2-6x slower: 67 vs 11 µs for 12 heads over 144 cached positions).
 """
 
 from __future__ import annotations
@@ -126,10 +127,17 @@ def scaled_dot_product_attention(
             attn_mask = bias.to(q.dtype)
             if mask is not None:
                 attn_mask = attn_mask.masked_fill(~mask, torch.finfo(q.dtype).min)
-        if (q.dtype == torch.bfloat16 and q.device.type == "cpu" and dropout_p == 0.0
-                and T * S <= MATMUL_MAX_SCORES and q.shape[0] * H * T * S >= MATMUL_MIN_SCORES
-                and not torch.compiler.is_compiling()):
+        bf16_cpu = q.dtype == torch.bfloat16 and q.device.type == "cpu" and not torch.compiler.is_compiling()
+        if (bf16_cpu and dropout_p == 0.0 and T * S <= MATMUL_MAX_SCORES
+                and q.shape[0] * H * T * S >= MATMUL_MIN_SCORES):
             y = _matmul_attention(q, k, v, attn_mask, is_causal, scale)
+        elif bf16_cpu and T == 1:  # decoding: the fused kernel with one query is 2-6x faster in fp32
+            if attn_mask is not None and attn_mask.dtype != torch.bool:
+                attn_mask = attn_mask.float()
+            y = F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                scale=scale,
+            ).to(q.dtype)
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
