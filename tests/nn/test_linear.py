@@ -44,7 +44,7 @@ def test_reference_switch_is_f_linear_bit_for_bit(reference_kernels):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(1, 1, 48), (2, 3, 48), (1, 300, 48), (0, 4, 48)])
+@pytest.mark.parametrize("shape", [(48,), (1, 1, 48), (2, 3, 48), (1, 300, 48), (0, 4, 48), (2, 2, 2, 48)])
 def test_fp32_forward_matches_f_linear(bias, shape):
     lin = Linear(48, 80, bias=bias)
     x = torch.randn(shape)

@@ -53,10 +53,12 @@ def _onednn_fp32(*tensors: torch.Tensor) -> bool:
     )
 
 
-def _onednn(x2d: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
             postop: tuple[str, str] = _NO_POSTOP) -> torch.Tensor:
-    """``postop(x2d @ weightᵀ + bias)`` in one oneDNN call (any strides). ``(N, in) -> (N, out)``."""
-    return torch.ops.mkldnn._linear_pointwise(x2d, weight, bias, postop[0], [], postop[1])
+    """``postop(x @ weightᵀ + bias)`` in one oneDNN call (any strides). ``(..., in) -> (..., out)``."""
+    if x.dim() == 1:
+        return torch.ops.mkldnn._linear_pointwise(x[None], weight, bias, postop[0], [], postop[1])[0]
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, postop[0], [], postop[1])
 
 
 def mm_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -103,18 +105,15 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     gradient needed) and None otherwise, so the caller applies the activation itself.
     """
     if weight.is_mkldnn:  # a packed copy (Linear.decoding_weight): inference only
-        y = _onednn(x.reshape(-1, x.shape[-1]), weight, bias, postop or _NO_POSTOP)
-        return y.view(*x.shape[:-1], weight.shape[0])
+        return _onednn(x, weight, bias, postop or _NO_POSTOP)
     if x.numel() * weight.shape[0] < ONEDNN_MIN_MACS or not _onednn_fp32(x, weight):
         return None if postop is not None else _other_linear(x, weight, bias)
-    x2d = x.reshape(-1, x.shape[-1])
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         if postop is not None:
             return None
-        y = _OneDNNLinear.apply(x2d, weight, bias)
-    else:
-        y = _onednn(x2d, weight, bias, postop or _NO_POSTOP)
-    return y.view(*x.shape[:-1], weight.shape[0])
+        y = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
+        return y.view(*x.shape[:-1], weight.shape[0])
+    return _onednn(x, weight, bias, postop or _NO_POSTOP)
 
 
 def _other_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
