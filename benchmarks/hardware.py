@@ -48,12 +48,10 @@ def gpt2_small_matrices() -> list[tuple[int, int]]:
     return [(3 * d, d), (d, d), (4 * d, d), (d, 4 * d)] * layers + [(vocab, d)]
 
 
-def matvec_bandwidth(dtype: torch.dtype, repeats: int) -> float:
-    """Bytes/s of weights streamed through GPT-2 small's matrices by one token: the ceiling of
-    a batch-1 decoding step. The working set is the model's own size (495 MB fp32, 248 MB
-    bf16), so the caches count exactly as they do when decoding. The fastest of the kernels
-    PyTorch has (``F.linear`` with one row, ``torch.mv``, oneDNN's linear on plain and on packed
-    weights), median of the repeats."""
+def matvec_kernels(dtype: torch.dtype) -> tuple[int, dict]:
+    """``(bytes, {name: kernel})``: the kernels PyTorch has for a batch-1 decoding step (``F.linear``
+    with one row, ``torch.mv``, oneDNN's linear on plain and on packed weights), each streaming
+    the weights of GPT-2 small's matrices once per call, and the bytes of those weights."""
     ws = [torch.randn(o, i).to(dtype) for o, i in gpt2_small_matrices()]
     xs = {i: torch.randn(i).to(dtype) for _, i in gpt2_small_matrices()}
     kernels = {
@@ -64,8 +62,17 @@ def matvec_bandwidth(dtype: torch.dtype, repeats: int) -> float:
         packed = [torch.ops.mkldnn._reorder_linear_weight(w, 1) for w in ws]
         kernels["onednn"] = lambda: [_onednn(xs[w.shape[1]][None], w) for w in ws]
         kernels["onednn packed"] = lambda: [_onednn(xs[w.shape[1]][None], p) for w, p in zip(ws, packed)]
+    return sum(w.numel() * w.element_size() for w in ws), kernels
+
+
+def matvec_bandwidth(dtype: torch.dtype, repeats: int) -> float:
+    """Bytes/s of weights streamed through GPT-2 small's matrices by one token: the ceiling of
+    a batch-1 decoding step. The working set is the model's own size (495 MB fp32, 248 MB
+    bf16), so the caches count exactly as they do when decoding. The fastest of
+    :func:`matvec_kernels`, median of the repeats."""
+    nbytes, kernels = matvec_kernels(dtype)
     times = alternate(kernels, repeats * 2, warmup=2)
-    return sum(w.numel() * w.element_size() for w in ws) / min(median(t) for t in times.values())
+    return nbytes / min(median(t) for t in times.values())
 
 
 def cpu_name() -> str:
