@@ -5,14 +5,14 @@ PyTorch's fused ``torch.nn.functional.scaled_dot_product_attention``; with
 ``need_weights=True`` it runs the reference formula and also returns the weights. Both paths
 share the mask and bias handling below, and a property test checks they agree.
 
-One exception: PyTorch's CPU flash kernel is slow in bf16 for short sequences (2 cores, GPT
-6 × 384 heads, T = 256: 17 ms forward + backward per layer; one decoding step over 256 cached
-positions: 0.94 ms), where two plain matmuls and a softmax take 8-10 ms and 0.16 ms. So bf16 CPU
-attention with at most ``MATMUL_MAX_SCORES`` scores per head (T·S) takes that path; longer
-sequences keep the fused kernel and its linear memory, and tiny ones (fewer than
-``MATMUL_MIN_SCORES`` in all, e.g. decoding one sequence with a short cache) the fused kernel's
-lower per-call cost, in fp32 when there is one query per sequence (where PyTorch's bf16 kernel is
-2-6x slower: 67 vs 11 µs for 12 heads over 144 cached positions).
+Two exceptions, both for bf16 on CPU, where PyTorch's flash kernel is slow at short lengths.
+Training-sized attention (2 cores, GPT 6 × 384 heads, T = 256: 15-17 ms forward + backward per
+layer) takes 5-7 ms as two plain matmuls and a softmax, so bf16 CPU attention with at most
+``MATMUL_MAX_SCORES`` scores per head (T·S) and at least ``MATMUL_MIN_SCORES`` in all takes that
+path; longer sequences keep the fused kernel and its linear memory, tiny ones its lower
+per-call cost. And a decoding step (one query per sequence) runs the fused kernel in fp32, which
+is 2-6x faster than in bf16 there (12 heads over 144 cached positions: 11 vs 67 µs; the fp32
+casts of the cached keys and values included, it stays faster up to 4096 positions).
 """
 
 from __future__ import annotations
@@ -128,16 +128,16 @@ def scaled_dot_product_attention(
             if mask is not None:
                 attn_mask = attn_mask.masked_fill(~mask, torch.finfo(q.dtype).min)
         bf16_cpu = q.dtype == torch.bfloat16 and q.device.type == "cpu" and not torch.compiler.is_compiling()
-        if (bf16_cpu and dropout_p == 0.0 and T * S <= MATMUL_MAX_SCORES
-                and q.shape[0] * H * T * S >= MATMUL_MIN_SCORES):
-            y = _matmul_attention(q, k, v, attn_mask, is_causal, scale)
-        elif bf16_cpu and T == 1:  # decoding: the fused kernel with one query is 2-6x faster in fp32
+        if bf16_cpu and T == 1:  # a decoding step: the fused kernel with one query is 2-6x faster in fp32
             if attn_mask is not None and attn_mask.dtype != torch.bool:
                 attn_mask = attn_mask.float()
             y = F.scaled_dot_product_attention(
                 q.float(), k.float(), v.float(), attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                 scale=scale,
             ).to(q.dtype)
+        elif (bf16_cpu and dropout_p == 0.0 and T * S <= MATMUL_MAX_SCORES
+                and q.shape[0] * H * T * S >= MATMUL_MIN_SCORES):
+            y = _matmul_attention(q, k, v, attn_mask, is_causal, scale)
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
