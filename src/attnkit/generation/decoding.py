@@ -215,15 +215,16 @@ def _packing(model, pack_weights: bool | str, rows: int, max_new_tokens: int):
         if max_new_tokens < AUTO_PACK_MIN_TOKENS:
             return nullcontext()
         free = available_memory()
-        return packed_weights(_step_modules(model), rows, max_bytes=None if free is None else free // 2)
-    if not isinstance(pack_weights, bool):
+        max_bytes = None if free is None else free // 2
+    elif isinstance(pack_weights, bool):
+        if not pack_weights:
+            return nullcontext()
+        max_bytes = None
+    else:
         raise InputError(f"pack_weights must be True, False or 'auto', got {pack_weights!r}")
-    return packed_weights(_step_modules(model), rows) if pack_weights else nullcontext()
-
-
-def _step_modules(model):
-    """What a decoding step runs (the decoding protocol's optional ``generation_modules``)."""
-    return model.generation_modules() if hasattr(model, "generation_modules") else model
+    # What a step runs: the decoding protocol's optional generation_modules(), else the model.
+    step_modules = model.generation_modules() if hasattr(model, "generation_modules") else model
+    return packed_weights(step_modules, rows, max_bytes=max_bytes)
 
 
 def _decoder_prefix(model, input_ids):
