@@ -136,3 +136,23 @@ def test_unsupported_position_embedding_type_is_refused(tmp_path):
     hf_bert("BertModel", position_embedding_type="relative_key").save_pretrained(tmp_path)
     with pytest.raises(attnkit.ConfigError, match="position_embedding_type"):
         attnkit.from_pretrained(tmp_path)
+
+
+def test_bert_model_saved_without_its_pooler_loads_and_round_trips(tmp_path):
+    hf = transformers.BertModel(hf_bert("BertModel").config, add_pooling_layer=False).eval()
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    assert isinstance(model, ours_bert.Bert) and model.pooler is None
+    ids, mask, types = padded_batch()
+    with torch.no_grad():
+        assert_close_on_real_tokens(outputs(model, ids, mask, types), outputs(hf, ids, mask, types), mask)
+    model.save_pretrained(tmp_path / "again")
+    again = attnkit.from_pretrained(tmp_path / "again")
+    assert again.pooler is None and all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                                           again.state_dict().values()))
+
+
+def test_untied_masked_lm_head_is_refused_without_impossible_advice(tmp_path):
+    hf_bert("BertForMaskedLM", tie_word_embeddings=False).save_pretrained(tmp_path)
+    with pytest.raises(attnkit.CheckpointError, match="untied.*BertForMaskedLM has no untied variant"):
+        attnkit.from_pretrained(tmp_path)

@@ -196,3 +196,19 @@ def test_hub_id_that_cannot_be_downloaded_is_a_checkpoint_error(monkeypatch):
 
 def test_every_error_is_an_attnkit_error():
     assert issubclass(CheckpointError, AttnkitError) and issubclass(ConfigError, AttnkitError)
+
+
+def test_mistyped_vocab_size_is_named(ckpt):
+    edit_config(ckpt, lambda c: (drop_attnkit_block(c), c.update(vocab_size=[256])))
+    with pytest.raises(ConfigError, match="vocab_size must be an int"):
+        attnkit.from_pretrained(ckpt)
+
+
+def test_a_computed_buffer_too_large_for_memory_is_refused_before_building(tmp_path):
+    """The sinusoidal table is computed from n_positions, not loaded: config.json alone sizes it."""
+    from attnkit.models.transformer import Transformer, TransformerConfig
+
+    Transformer(TransformerConfig.from_preset("transformer-tiny")).save_pretrained(tmp_path)
+    edit_config(tmp_path, lambda c: c["attnkit"]["config"].update(n_positions=10**12))
+    with pytest.raises(ConfigError, match=r"config.json: the model's .* GiB, more than half the free memory"):
+        attnkit.from_pretrained(tmp_path)

@@ -109,3 +109,47 @@ def test_stdlib_recipe_corpus_leaves_out_codec_tables_and_tests(tiny_lm):
     files = load_recipe(tiny_lm.recipe).data.files()
     assert files and not [f for f in files if "encodings" in f.parts or "test" in f.parts]
     assert sum(f.stat().st_size for f in files) <= 4_000_000
+
+
+def test_translation_recipe_starts_from_the_translation_defaults(tmp_path):
+    from attnkit.training.translation import Recipe
+
+    recipe = load_recipe(write(tmp_path, 'task = "translation"\n[train]\nmax_steps = 10\n'))
+    defaults = Recipe()
+    assert recipe.model == defaults.model and recipe.model.family == "Transformer"
+    assert recipe.train.schedule == "inverse_sqrt" and recipe.train.max_steps == 10
+    assert recipe.tokenizer.special_tokens == ("<pad>", "<s>", "</s>", "<unk>")
+    # a field the file sets replaces the default; the others stay
+    recipe = load_recipe(write(tmp_path, 'task = "translation"\n[train]\nschedule = "cosine"\n'))
+    assert recipe.train.schedule == "cosine" and recipe.train.warmup_steps == defaults.train.warmup_steps
+
+
+@pytest.mark.parametrize("task", ["[1]", "{ a = 1 }", "3"])
+def test_a_task_that_is_not_a_name_is_a_config_error(tmp_path, task):
+    with pytest.raises(ConfigError, match="unknown task"):
+        load_recipe(write(tmp_path, f"task = {task}\n"))
+
+
+@pytest.mark.parametrize("field,value", [("min_lr_ratio", -1.0), ("min_lr_ratio", 5.0), ("beta1", 2.0),
+                                         ("beta2", -0.1), ("eps", 0.0)])
+def test_optimizer_and_schedule_ranges_are_checked(field, value):
+    with pytest.raises(ConfigError, match=f"TrainConfig.{field}"):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["max_files", "max_bytes"])
+def test_data_bounds_must_be_positive(field):
+    from attnkit.training.lm import DataSection
+
+    with pytest.raises(ConfigError, match=f"DataSection.{field}"):
+        DataSection(**{field: -1})
+
+
+@pytest.mark.parametrize("override", ["model.config.n_layer=2", "model.preset=gpt-nope", "model.family=Nope"])
+def test_a_bad_model_config_fails_before_the_run_writes_anything(tiny_lm, tmp_path, override):
+    from attnkit.training.recipe import run_recipe
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="model"):
+        run_recipe(tiny_lm.recipe, out, [*tiny_lm.overrides, override])
+    assert not out.exists()

@@ -227,3 +227,34 @@ def test_torch_compile_trains_like_eager(tmp_path):
     hist_a = Trainer(a, FixedBatches(data), config(), tmp_path / "a").train()
     hist_b = Trainer(b, FixedBatches(data), config(compile=True), tmp_path / "b").train()
     assert [r["loss"] for r in hist_b] == pytest.approx([r["loss"] for r in hist_a], rel=1e-4)
+
+
+def test_a_subclass_of_an_attnkit_model_trains_saves_and_resumes(tmp_path):
+    class MyGPT(GPT):
+        pass
+
+    torch.manual_seed(0)
+    model = MyGPT(GPTConfig.from_preset("gpt-tiny", vocab_size=64))
+    data = FixedBatches(batches())
+    Trainer(model, data, config(max_steps=2), tmp_path).train()
+    (_, path), = complete_checkpoints(tmp_path)
+    loaded = attnkit.from_pretrained(path)  # loads as its attnkit base class
+    assert type(loaded) is GPT
+    for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(p, q), name
+    torch.manual_seed(5)
+    resumed = Trainer(MyGPT(GPTConfig.from_preset("gpt-tiny", vocab_size=64)), data, config(max_steps=3), tmp_path,
+                      resume=True)
+    assert resumed.step == 2 and type(resumed.model) is MyGPT
+    assert all(torch.equal(p, q) for p, q in zip(resumed.model.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_model_attnkit_cannot_checkpoint_is_refused_before_training(tmp_path):
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(4, 4)
+
+    with pytest.raises(CheckpointError, match="no checkpoint mapping is registered for Plain"):
+        Trainer(Plain(), FixedBatches(batches()), config(), tmp_path)
+    assert not any(tmp_path.iterdir())

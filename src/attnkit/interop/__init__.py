@@ -26,6 +26,7 @@ Write ``attnkit/interop/<family>.py`` defining::
     def key_rules(model) -> list[Rename]     # attnkit key <-> HF key table (see keymap.py)
     def config_to_hf(model) -> dict | None   # HF config fields; None = HF can't represent it
     def config_from_hf(hf: dict, model_class) -> Config
+    def model_options(model_class, keys) -> dict  # optional: constructor options the checkpoint's keys decide
 
 and register it with one line in ``FAMILIES`` below (or ``register("t5", "attnkit.interop.t5")``).
 """
@@ -39,6 +40,7 @@ from types import ModuleType
 
 import torch
 
+from attnkit.allocator import available_memory
 from attnkit.errors import AttnkitError, CheckpointError, ConfigError
 from attnkit.interop import keymap
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
@@ -60,12 +62,16 @@ def _family(model_type: str) -> ModuleType:
     return importlib.import_module(FAMILIES[model_type])
 
 
-def _family_of_model(model) -> ModuleType:
-    for model_type in FAMILIES:
-        fam = _family(model_type)
-        if type(model) in fam.MODELS.values():
-            return fam
-    raise CheckpointError(f"no checkpoint mapping is registered for {type(model).__name__}")
+def checkpoint_family(model) -> tuple[ModuleType, str]:
+    """``(mapping module, architecture name)`` that saves ``model``: its own class's, or for a
+    subclass of an attnkit model the nearest registered base class's (it loads as that class)."""
+    for klass in type(model).__mro__:
+        for model_type in FAMILIES:
+            fam = _family(model_type)
+            if fam.MODELS.get(klass.__name__) is klass:
+                return fam, klass.__name__
+    raise CheckpointError(f"no checkpoint mapping is registered for {type(model).__name__}: save_pretrained and "
+                          f"the Trainer's checkpoints need an attnkit model ({', '.join(FAMILIES)} families) or a subclass")
 
 
 def _class_named(name: str) -> tuple[ModuleType, type]:
@@ -99,11 +105,10 @@ def save_pretrained(model, path: str | Path) -> None:
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module
-    fam = _family_of_model(model)
+    fam, arch = checkpoint_family(model)
     state, _ = _canonical_state(model)
     state = {k: v.detach() for k, v in state.items()}
     hf_config = fam.config_to_hf(model)
-    arch = type(model).__name__
     block = {"architecture": arch, "config": model.config.to_dict(), "weights": "hf" if hf_config else "attnkit"}
     if hf_config is not None:
         hf_arch = next(h for h, a in fam.ARCHITECTURES.items() if a == arch)
@@ -178,6 +183,17 @@ def _check_layer_counts(config, n_tensors: int, directory: Path) -> None:
                 f"{directory / CONFIG_NAME}: {name}={value} but the checkpoint holds only {n_tensors} tensors")
 
 
+def _check_computed_buffers(skeleton, directory: Path) -> None:
+    """Refuse a config whose computed buffers (not in the checkpoint, e.g. a sinusoidal position
+    table of ``n_positions`` rows) would take more than half the free memory to build."""
+    free, stored = available_memory(), set(skeleton.state_dict())
+    for name, buf in skeleton.named_buffers():
+        nbytes = buf.numel() * buf.element_size()
+        if free is not None and name not in stored and nbytes > free // 2:
+            raise ConfigError(f"{directory / CONFIG_NAME}: the model's {name} would be {tuple(buf.shape)} "
+                              f"({nbytes / 2**30:.1f} GiB, more than half the free memory); is a size in config.json wrong?")
+
+
 def _add_or_strip_prefix(rules, state: dict, prefix: str) -> dict:
     """HF base models save keys without the head model's prefix (``wte.weight`` vs
     ``transformer.wte.weight``); make the checkpoint's keys agree with the rule table."""
@@ -223,9 +239,11 @@ def check_state(model, state: dict[str, torch.Tensor], origin: dict[str, str] | 
     for alias, canonical in aliases.items():
         if alias in state and not (state[alias].shape == state[canonical].shape
                                    and torch.equal(state[alias].to(state[canonical].dtype), state[canonical])):
+            untie = ("set tie_word_embeddings=false in the config" if "tie_word_embeddings" in model.config.field_names()
+                     else f"attnkit's {type(model).__name__} has no untied variant")
             raise CheckpointError(
                 f"checkpoint has an untied {where(alias)} that differs from {where(canonical)}; "
-                "attnkit's model ties them (set tie_word_embeddings=false in the config)")
+                f"attnkit's model ties them ({untie})")
 
 
 def load_state(model, state: dict[str, torch.Tensor], origin: dict[str, str] | None = None,
@@ -253,8 +271,11 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     try:
         fam, cls, config, layout = _parse_config(config_json, directory)
         _check_layer_counts(config, len(state), directory)
+        # Constructor options the checkpoint's keys decide (a BertModel saved without its pooler).
+        options = fam.model_options(cls, state.keys()) if hasattr(fam, "model_options") else {}
         with torch.device("meta"):
-            skeleton = cls(config)  # shapes only: mismatches are reported before any real allocation
+            skeleton = cls(config, **options)  # shapes only: mismatches are reported before any real allocation
+        _check_computed_buffers(skeleton, directory)
     except AttnkitError:
         raise
     except Exception as e:  # config.json is untrusted: whatever slipped past validation is still its fault
@@ -268,12 +289,12 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
             if name not in state:  # report missing tensors by the names the checkpoint should have used
                 origin[name] = " + ".join(keymap.hf_names_of(rules, name))
     check_state(skeleton, state, origin, unmatched)
-    model = cls(config)
+    model = cls(config, **options)
     load_state(model, state, origin)
     if dtype is not None:
         model = model.to(dtype)
     return model.to(device).eval()
 
 
-__all__ = ["FAMILIES", "check_state", "from_pretrained", "load_state", "register", "resolve_checkpoint_dir",
+__all__ = ["FAMILIES", "check_state", "checkpoint_family", "from_pretrained", "load_state", "register", "resolve_checkpoint_dir",
            "save_pretrained"]

@@ -83,6 +83,14 @@ def key_rules(model) -> list[Rename]:
     return base + _HEAD_RULES[type(model)]
 
 
+def model_options(model_class: type, keys) -> dict:
+    """A bare ``BertModel`` saved without its pooler (``add_pooling_layer=False``) loads as
+    ``Bert(config, add_pooler=False)``."""
+    if model_class is Bert and not any(k.endswith(("pooler.dense.weight", "pooler.weight")) for k in keys):
+        return {"add_pooler": False}
+    return {}
+
+
 def config_to_hf(model) -> dict:
     """HF ``BertConfig`` fields (every attnkit BERT has an HF equivalent)."""
     c: BertConfig = model.config

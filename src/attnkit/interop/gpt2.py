@@ -77,6 +77,8 @@ def config_from_hf(hf: dict, model_class: type) -> GPTConfig:
         raise ConfigError(f"config.json: activation_function {act!r} is not supported; supported: {sorted(_ACT_FROM_HF)}")
     dropout = hf.get("resid_pdrop", 0.1)
     vocab = hf.get("vocab_size", 50257)
+    if not isinstance(vocab, int) or isinstance(vocab, bool):
+        raise ConfigError(f"config.json: vocab_size must be an int, got {vocab!r}")
     special = {k: hf.get(k, 50256) for k in ("bos_token_id", "eos_token_id")} | {"pad_token_id": hf.get("pad_token_id")}
     for name, value in special.items():
         # GPT2Config(vocab_size=...) keeps its default ids (50256) whatever the vocabulary: an id

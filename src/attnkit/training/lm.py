@@ -56,6 +56,8 @@ class DataSection(Config):
     def validate(self) -> None:
         self.require(0.0 < self.val_fraction < 1.0, "val_fraction", "must be in (0, 1)")
         self.require(self.block_size is None or self.block_size > 1, "block_size", "must be > 1")
+        for name in ("max_files", "max_bytes"):
+            self.require(getattr(self, name) is None or getattr(self, name) >= 1, name, "must be None or >= 1")
 
     def files(self) -> list[Path]:
         """The selected files; a missing or empty path is a ``DataError`` naming it."""
@@ -124,6 +126,8 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     from attnkit.data import LMDataset
 
     out = Path(out_dir)
+    # Check the model config before anything is written (the vocabulary comes later, from the tokenizer).
+    recipe.model.model_config(bos_token_id=None, eos_token_id=None)
     info = init_distributed(recipe.train.device)
     last = ckpt.prepare_run_dir(out, resume)
     files = recipe.data.files()

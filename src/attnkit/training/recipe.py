@@ -86,8 +86,10 @@ def _section_types(recipe_class) -> dict[str, type[Config]]:
     return {f.name: hints[f.name] for f in dataclasses.fields(recipe_class)}
 
 
-def build_section(cls: type[Config], name: str, table: Any, source: str) -> Config:
-    """``cls`` from a TOML table; errors name ``source``, the dotted field and the valid fields."""
+def build_section(default: Config, name: str, table: Any, source: str) -> Config:
+    """A section from a TOML table: ``default`` (the task's defaults for it) with the table's
+    fields replaced; errors name ``source``, the dotted field and the valid fields."""
+    cls = type(default)
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{name}] must be a table, got {table!r}")
     valid = cls.field_names()
@@ -101,7 +103,7 @@ def build_section(cls: type[Config], name: str, table: Any, source: str) -> Conf
             raise ConfigError(f"{source}: {name}.{key} must be {_describe(hints[key])}, got {value!r} "
                               f"({type(value).__name__})")
     try:
-        return cls.from_dict(table)
+        return default.replace(**table)
     except ConfigError as e:
         raise ConfigError(f"{source}: [{name}] {e}") from None
 
@@ -146,7 +148,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"recipe file {path} is not valid TOML: {e}") from None
     task = tables.pop("task", "lm")
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise ConfigError(f"{path}: unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     recipe_class = importlib.import_module(TASKS[task]).Recipe
     sections = _section_types(recipe_class)
@@ -154,8 +156,9 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; valid sections: {', '.join(sections)} (and task)")
     apply_overrides(tables, list(overrides), sections)
-    return recipe_class(**{name: build_section(cls, name, tables.get(name, {}), str(path))
-                           for name, cls in sections.items()})
+    defaults = recipe_class()  # the task's own defaults (translation: a Transformer, inverse_sqrt)
+    return recipe_class(**{name: build_section(getattr(defaults, name), name, tables.get(name, {}), str(path))
+                           for name in sections})
 
 
 def recipe_to_dict(recipe) -> dict:

@@ -79,6 +79,10 @@ class TrainConfig(Config):
         for name in ("warmup_steps", "eval_every", "save_every", "grad_clip", "weight_decay", "max_minutes"):
             self.require(getattr(self, name) >= 0, name, "must be >= 0")
         self.require(self.lr > 0, "lr", "must be positive")
+        self.require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be in [0, 1] (a fraction of lr)")
+        for name in ("beta1", "beta2"):
+            self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
+        self.require(self.eps > 0, "eps", "must be positive")
         self.require(self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}")
         self.require(self.device in ("auto", "cpu", "cuda"), "device", "must be 'auto', 'cpu' or 'cuda'")
 
@@ -95,7 +99,8 @@ class Trainer:
     """Train ``model`` on ``data`` into ``out_dir``.
 
     Args:
-        model: an attnkit model (``model(**batch).loss`` is a scalar).
+        model: an attnkit model, or a subclass of one (``model(**batch).loss`` is a scalar;
+            checkpoints are its ``save_pretrained`` directories).
         data: a :class:`~attnkit.training.sources.DataSource`.
         config: the :class:`TrainConfig`.
         out_dir: receives ``metrics.jsonl`` and ``checkpoints/step-N/``.
@@ -106,6 +111,9 @@ class Trainer:
 
     def __init__(self, model, data, config: TrainConfig, out_dir: str | Path, *, tokenizer=None,
                  run_info: dict | None = None, resume: bool | str | Path = False, dist: DistInfo | None = None):
+        from attnkit.interop import checkpoint_family
+
+        checkpoint_family(model)  # checkpoints need an attnkit model: say so now, not at the first save
         self.config, self.data, self.tokenizer = config, data, tokenizer
         self.out_dir, self.run_info = Path(out_dir), dict(run_info or {})
         self.info = dist or init_distributed(config.device)

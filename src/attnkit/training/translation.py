@@ -52,6 +52,8 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     from attnkit.data.translation import TranslationDataSource, load_pairs
 
     out = Path(out_dir)
+    # Check the model config before anything is written (the vocabulary comes later, from the tokenizer).
+    recipe.model.model_config(pad_token_id=0, bos_token_id=None, eos_token_id=None, decoder_start_token_id=0)
     info = init_distributed(recipe.train.device)
     last = ckpt.prepare_run_dir(out, resume)
     d = recipe.data
