@@ -133,3 +133,25 @@ def test_seeded_sampling_equals_transformers_with_the_same_seed(tmp_path, kw):
     expected = hf.generate(input_ids=src, attention_mask=mask, **kw)
     torch.manual_seed(123)
     assert torch.equal(model.generate(src, attention_mask=mask, pad_token_id=PAD, **kw), expected)
+
+
+@pytest.mark.parametrize("kw", [dict(num_beams=1), dict(num_beams=4, length_penalty=0.6),
+                                dict(num_beams=1, do_sample=True, top_k=20), dict(num_beams=2, do_sample=True)])
+def test_forced_eos_of_marian_checkpoints_ends_long_hypotheses_as_transformers_does(tmp_path, kw):
+    """OPUS-MT configs set forced_eos_token_id (MarianConfig's default): a hypothesis still running
+    at max_new_tokens ends with EOS."""
+    hf = random_marian(tmp_path, seed=1, forced_eos_token_id=EOS)
+    model = attnkit.from_pretrained(tmp_path)
+    assert model.config.forced_eos_token_id == EOS
+    src, mask = padded_source()
+    kw = dict(kw, max_new_tokens=4)
+    torch.manual_seed(7)
+    expected = hf.generate(input_ids=src, attention_mask=mask, **kw)
+    torch.manual_seed(7)
+    got = model.generate(src, attention_mask=mask, **kw)
+    assert torch.equal(got, expected) and (got[:, -1] == EOS).all()
+    torch.manual_seed(7)
+    unforced = model.generate(src, attention_mask=mask, forced_eos_token_id=None, **kw)
+    assert not (unforced[:, -1] == EOS).all()  # what forcing changed
+    model.save_pretrained(tmp_path / "again")
+    assert attnkit.from_pretrained(tmp_path / "again").config.forced_eos_token_id == EOS

@@ -49,6 +49,22 @@ def _special_ids(model, eos_token_id, pad_token_id) -> tuple[list[int], int]:
     return eos, pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
 
 
+def _forced_eos(model, forced_eos_token_id) -> int | None:
+    """The token the last step must produce (``"config"``: ``model.config.forced_eos_token_id``,
+    which Marian checkpoints set to EOS), or None."""
+    if isinstance(forced_eos_token_id, str):
+        if forced_eos_token_id != "config":
+            raise InputError(f'forced_eos_token_id must be a token id, None or "config", got {forced_eos_token_id!r}')
+        forced_eos_token_id = getattr(getattr(model, "config", None), "forced_eos_token_id", None)
+    return forced_eos_token_id
+
+
+def _force_token(scores: torch.Tensor, token: int) -> torch.Tensor:
+    """Make ``token`` the only possible next token (Hugging Face's ForcedEOSTokenLogitsProcessor), in place."""
+    scores.fill_(float("-inf"))[:, token] = 0.0
+    return scores
+
+
 def _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams):
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         raise InputError(f"input_ids must be a 2-D (batch, seq_len) tensor, got {getattr(input_ids, 'shape', input_ids)}")
@@ -96,21 +112,23 @@ def stream(
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     pack_weights: bool | str = "auto",
+    forced_eos_token_id: int | str | None = "config",
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
     Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` until every row is done
-    or ``max_new_tokens`` were made. ``eos_token_id``, ``pad_token_id`` and ``pack_weights``: see
-    :func:`generate`.
+    or ``max_new_tokens`` were made. ``eos_token_id``, ``pad_token_id``, ``forced_eos_token_id``
+    and ``pack_weights``: see :func:`generate`.
     """
     attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, 1)
+    forced = _forced_eos(model, forced_eos_token_id)
     with _packing(model, pack_weights, input_ids.shape[0], max_new_tokens):
         yield from _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
-                           pad_token_id, attention_mask, generator)
+                           pad_token_id, attention_mask, generator, forced)
 
 
 def _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id,
-            attention_mask, generator):
+            attention_mask, generator, forced_eos):
     eos, pad = _special_ids(model, eos_token_id, pad_token_id)
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
@@ -118,8 +136,10 @@ def _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
     cur = ids.shape[1]
     step_input = ids
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
+        if forced_eos is not None and step == max_new_tokens - 1:
+            _force_token(logits, forced_eos)
         if do_sample:
             probs = process_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
             next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -154,6 +174,7 @@ def generate(
     streamer=None,
     generator: torch.Generator | None = None,
     pack_weights: bool | str = "auto",
+    forced_eos_token_id: int | str | None = "config",
 ) -> torch.Tensor:
     """Generate tokens with Hugging Face's argument names and semantics.
 
@@ -170,6 +191,9 @@ def generate(
             default ``"config"`` takes ``model.config.eos_token_id`` / ``pad_token_id`` (as
             Hugging Face's generation config does); ``eos_token_id=None`` never stops early.
             Padding falls back to the first EOS id, then 0.
+        forced_eos_token_id: the token a hypothesis still running at ``max_new_tokens`` ends
+            with; ``"config"`` (the default) takes ``model.config.forced_eos_token_id`` (Marian
+            checkpoints set it to EOS), None forces nothing.
         streamer: object with ``put(tokens)`` / ``end()`` called as tokens are made.
         generator: a ``torch.Generator`` for reproducible sampling.
         pack_weights: decode from weights packed for oneDNN's CPU kernels
@@ -188,14 +212,15 @@ def generate(
         if streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams)
+        forced = _forced_eos(model, forced_eos_token_id)
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, max_new_tokens):
             return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,
                                 length_penalty_style, early_stopping, eos_token_id, pad_token_id, do_sample,
-                                temperature, top_k, top_p, generator)
+                                temperature, top_k, top_p, generator, forced)
     steps = []
     try:
         for tokens in stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
-                             pad_token_id, attention_mask, generator, pack_weights):
+                             pad_token_id, attention_mask, generator, pack_weights, forced_eos_token_id):
             if streamer is not None:
                 streamer.put(tokens)
             steps.append(tokens)
@@ -243,7 +268,8 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 
 
 def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty, length_penalty_style,
-                 early_stopping, eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator):
+                 early_stopping, eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator,
+                 forced_eos):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
@@ -276,6 +302,8 @@ def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, le
         # In place where possible: fresh (B·nb, V) tensors every step cost page faults.
         logits = logits.contiguous()  # the model's fresh logits, ours to overwrite
         logp = torch.log_softmax(logits, dim=-1, out=logits)
+        if forced_eos is not None and cur == max_len - 1:
+            _force_token(logp, forced_eos)
         if do_sample:
             logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)))
         V = logp.shape[-1]

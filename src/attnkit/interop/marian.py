@@ -72,7 +72,7 @@ def config_to_hf(model) -> dict | None:
         scale_embedding=c.scale_embedding, share_encoder_decoder_embeddings=c.share_embeddings,
         tie_word_embeddings=c.tie_word_embeddings, pad_token_id=c.pad_token_id, eos_token_id=c.eos_token_id,
         bos_token_id=c.bos_token_id, decoder_start_token_id=c.decoder_start_token_id,
-        forced_eos_token_id=None, is_encoder_decoder=True,
+        forced_eos_token_id=c.forced_eos_token_id, is_encoder_decoder=True,
     )
 
 
@@ -94,6 +94,11 @@ def config_from_hf(hf: dict, model_class: type) -> TransformerConfig:
             raise ConfigError(f"config.json: eos_token_id {eos} must be a single id for attnkit's Transformer")
         eos = eos[0]
     pad = hf.get("pad_token_id", 58100)
+    forced = hf.get("forced_eos_token_id", 0)  # MarianConfig's default: OPUS-MT ends at max length on EOS
+    if isinstance(forced, list):
+        if len(forced) != 1:
+            raise ConfigError(f"config.json: forced_eos_token_id {forced} must be a single id for attnkit's Transformer")
+        forced = forced[0]
     return TransformerConfig(
         vocab_size=vocab, n_positions=hf.get("max_position_embeddings", 1024), d_model=hf.get("d_model", 1024),
         n_heads=hf.get("encoder_attention_heads", 16), d_ff=hf.get("encoder_ffn_dim", 4096),
@@ -105,5 +110,5 @@ def config_from_hf(hf: dict, model_class: type) -> TransformerConfig:
         dropout=hf.get("dropout", 0.1), attn_dropout=hf.get("attention_dropout", 0.0),
         ffn_dropout=hf.get("activation_dropout", 0.0), label_smoothing=0.0,
         pad_token_id=pad, bos_token_id=hf.get("bos_token_id"), eos_token_id=eos,
-        decoder_start_token_id=hf.get("decoder_start_token_id", pad),
+        decoder_start_token_id=hf.get("decoder_start_token_id", pad), forced_eos_token_id=forced,
     )

@@ -66,6 +66,7 @@ class TransformerConfig(Config):
     bos_token_id: int | None = 1
     eos_token_id: int | None = 2
     decoder_start_token_id: int = 1
+    forced_eos_token_id: int | None = None  # decoding ends on this token at max length (Marian's is its EOS)
 
     def validate(self) -> None:
         for name in ("vocab_size", "n_positions", "d_model", "n_heads", "d_ff", "n_encoder_layers", "n_decoder_layers"):
@@ -76,7 +77,7 @@ class TransformerConfig(Config):
             self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
         self.require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
         self.require(self.norm_eps > 0, "norm_eps", "must be positive")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_eos_token_id"):
             v = getattr(self, name)
             self.require(v is None or 0 <= v < self.vocab_size, name, f"must be None or in [0, {self.vocab_size})")
 
