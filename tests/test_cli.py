@@ -143,3 +143,41 @@ def test_corrupt_checkpoint_is_refused_naming_the_file_and_untouched(tiny_lm, tr
 
 def test_generate_from_a_directory_that_is_not_a_model(tmp_path):
     assert refused(cli("info", tmp_path), str(tmp_path), "neither a model directory")
+
+
+def test_average_refuses_a_corrupt_checkpoint_and_a_last_below_one(trained, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(trained, out)
+    weights = out / "checkpoints" / "step-6" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert refused(cli("average", out, "--last", 2, "--out", tmp_path / "avg"), str(weights), "corrupt")
+    assert refused(cli("average", out / "checkpoints" / "step-6", out / "checkpoints" / "step-3", "--out",
+                       tmp_path / "avg"), str(weights), "corrupt")
+    for last in (0, -2):
+        assert refused(cli("average", trained, "--last", last, "--out", tmp_path / "avg"), "--last must be >= 1")
+    assert not (tmp_path / "avg").exists()
+
+
+def test_commands_refuse_a_model_of_the_wrong_kind(trained, tmp_path):
+    tok = Tokenizer.from_pretrained(trained / "checkpoints" / "step-6")
+    for name, model in [("tr", attnkit.Transformer(attnkit.TransformerConfig.from_preset(
+                            "transformer-tiny", vocab_size=tok.vocab_size, pad_token_id=0, eos_token_id=0,
+                            bos_token_id=None, decoder_start_token_id=0))),
+                        ("bert", attnkit.Bert(attnkit.BertConfig.from_preset("bert-tiny", vocab_size=tok.vocab_size)))]:
+        model.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+    assert refused(cli("generate", tmp_path / "tr", "--prompt", "x"), "decoder-only", "use attnkit translate")
+    assert refused(cli("generate", tmp_path / "bert", "--prompt", "x"), "decoder-only", "holds a Bert")
+    assert refused(cli("translate", trained, "abc"), "encoder-decoder", "got a GPT")
+
+
+def test_evaluate_checks_its_options_before_translating(trained, tmp_path):
+    (tmp_path / "one.tsv").write_text("one\teins\n")
+    data = tmp_path / "one.tsv"
+    assert refused(cli("evaluate", trained, "--data", data, "--tokenize", "foo"), "unknown BLEU tokenizer 'foo'")
+    assert refused(cli("evaluate", trained, "--data", data, "--metric", "chrf", "--metric", "ter"),
+                   "unknown metric 'ter'")
+    assert refused(cli("evaluate", trained, "--data", data, "--output", tmp_path / "no" / "out.txt"), "does not exist")
+    assert refused(cli("evaluate", trained, "--data", data, "--output", tmp_path), "is a directory")

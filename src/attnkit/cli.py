@@ -102,7 +102,13 @@ def generate(
     """Continue a prompt, streaming the text as it is generated."""
     import torch
 
-    model, tokenizer, _ = load_model_dir(path)
+    from attnkit.errors import InputError
+
+    model, tokenizer, directory = load_model_dir(path)
+    if not hasattr(model, "generation_step") or hasattr(model, "decoder_start_ids"):
+        hint = "; use attnkit translate" if hasattr(model, "decoder_start_ids") else ""
+        raise InputError(f"attnkit generate continues text with a decoder-only model (GPT); {directory} holds a "
+                         f"{type(model).__name__}{hint}")
     sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
                     top_p=top_p, eos_token_id=tokenizer.eos_token_id, generator=torch.Generator().manual_seed(seed),
                     pack_weights="auto" if pack_weights is None else pack_weights)
@@ -188,9 +194,14 @@ def evaluate(
 ) -> None:
     """Translate a test set and score it with sacrebleu (detokenised BLEU / chrF)."""
     from attnkit.data.translation import load_pairs
+    from attnkit.errors import InputError
     from attnkit.generation.translation import translate as translate_texts
-    from attnkit.metrics.translation import score
+    from attnkit.metrics.translation import check_options, score
 
+    check_options(metric, tokenize)
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):
+        raise InputError(f"--output {output}: " + ("is a directory" if output.is_dir() else
+                                                  f"its directory {output.parent} does not exist"))
     model, tokenizer, directory = load_model_dir(path)
     pairs = load_pairs(data, "test")
     hypotheses = translate_texts(model, tokenizer, [s for s, _ in pairs], num_beams=num_beams,
@@ -218,6 +229,8 @@ def average(
     from attnkit.training.checkpoint import complete_checkpoints
 
     if last is not None:
+        if last < 1:
+            raise CheckpointError(f"--last must be >= 1, got {last}")
         if len(checkpoints) != 1:
             raise CheckpointError("--last N takes exactly one training output directory")
         found = [p for _, p in complete_checkpoints(checkpoints[0])]

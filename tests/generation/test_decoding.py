@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 
+import attnkit
 from attnkit import GPT, GPTConfig
 from attnkit.errors import InputError
 from attnkit.generation import TokenIteratorStreamer, generate, process_logits
@@ -281,6 +282,51 @@ def test_bad_generation_arguments_are_errors():
         model.generate(ids, max_new_tokens=0)
     with pytest.raises(InputError, match=r"attention_mask must have shape"):
         model.generate(ids, attention_mask=torch.ones(1, 4, dtype=torch.long))
+    for beams in (0, -3, 2.0):
+        with pytest.raises(InputError, match="num_beams must be an int >= 1"):
+            model.generate(ids, num_beams=beams)
+    for early in ("yes", "True", 1):
+        with pytest.raises(InputError, match="early_stopping must be True, False or 'never'"):
+            model.generate(ids, num_beams=2, early_stopping=early)
+    with pytest.raises(InputError, match="input_ids must be int64 or int32"):
+        model.generate(ids.to(torch.uint8))
+    with pytest.raises(InputError, match=r"top_k must be an int >= 0, got 2.5"):
+        model.generate(ids, do_sample=True, top_k=2.5)
+    with pytest.raises(InputError, match=r"pad_token_id must be token ids in \[0, 256\)"):
+        model.generate(ids, eos_token_id=3, pad_token_id=10**6)
+    with pytest.raises(InputError, match=r"eos_token_id must be token ids in \[0, 256\)"):
+        model.generate(ids, eos_token_id=[3, -1])
+    bert = attnkit.Bert(attnkit.BertConfig.from_preset("bert-tiny"))
+    with pytest.raises(InputError, match="Bert cannot generate: it has no decoder"):
+        bert.generate(ids)
+
+
+def test_temperature_is_ignored_without_sampling_and_eos_may_be_a_tensor():
+    """As in transformers: greedy decoding ignores temperature."""
+    model = tiny()
+    ids = torch.randint(0, 256, (2, 3))
+    greedy = model.generate(ids, max_new_tokens=5)
+    assert torch.equal(model.generate(ids, max_new_tokens=5, temperature=0.0), greedy)
+    eos = int(greedy[0, 4])
+    assert torch.equal(model.generate(ids, max_new_tokens=5, eos_token_id=torch.tensor(eos)),
+                       model.generate(ids, max_new_tokens=5, eos_token_id=eos))
+
+
+def test_decoding_fills_the_context_exactly_as_transformers_does(hf_gpt2_twin):
+    """The last new token is returned, never fed back: a prompt of T tokens can get
+    n_positions - T + 1 new ones (the model then sees n_positions positions)."""
+    ours, hf = hf_gpt2_twin()
+    n = ours.config.n_positions
+    ids = torch.randint(0, ours.config.vocab_size, (1, n - 5))
+    out = ours.generate(ids, max_new_tokens=6, eos_token_id=None)
+    ref = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                      eos_token_id=None, pad_token_id=0)
+    assert out.shape[1] == n + 1 and torch.equal(out, ref)
+    assert torch.equal(ours.generate(ids, max_new_tokens=6, num_beams=2, eos_token_id=None),
+                       hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, num_beams=2,
+                                   do_sample=False, eos_token_id=None, pad_token_id=0))
+    with pytest.raises(InputError, match=f"cannot decode {n + 1} positions"):
+        ours.generate(ids, max_new_tokens=7, eos_token_id=None)
 
 
 def test_eos_and_pad_default_to_the_model_config_as_in_transformers(hf_gpt2_twin):

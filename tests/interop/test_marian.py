@@ -155,3 +155,16 @@ def test_forced_eos_of_marian_checkpoints_ends_long_hypotheses_as_transformers_d
     assert not (unforced[:, -1] == EOS).all()  # what forcing changed
     model.save_pretrained(tmp_path / "again")
     assert attnkit.from_pretrained(tmp_path / "again").config.forced_eos_token_id == EOS
+
+
+def test_decoder_fills_its_positions_exactly_as_transformers_does(tmp_path):
+    """The start token and every new token but the last are fed: n_positions new tokens fit."""
+    hf = random_marian(tmp_path, max_position_embeddings=10)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    for kw in (dict(num_beams=1), dict(num_beams=3)):
+        expected = hf.generate(input_ids=src, attention_mask=mask, max_new_tokens=10, eos_token_id=None, **kw)
+        got = model.generate(src, attention_mask=mask, max_new_tokens=10, eos_token_id=None, pad_token_id=PAD, **kw)
+        assert got.shape[1] == 11 and torch.equal(got, expected)
+    with pytest.raises(attnkit.InputError, match="cannot decode 11 new tokens"):
+        model.generate(src, attention_mask=mask, max_new_tokens=11)

@@ -276,8 +276,9 @@ def test_inputs_longer_than_the_model_are_an_error():
     m = tiny()
     with pytest.raises(InputError, match="n_positions"):
         m(torch.randint(3, 50, (1, 65)), decoder_input_ids=torch.tensor([[1]]))
-    with pytest.raises(InputError, match="n_positions"):
-        m.generate(torch.randint(3, 50, (1, 5)), max_new_tokens=64)
+    assert m.generate(torch.randint(3, 50, (1, 5)), max_new_tokens=64, eos_token_id=None).shape[1] == 65
+    with pytest.raises(InputError, match="n_positions"):  # start token + 64 fed tokens: one too many
+        m.generate(torch.randint(3, 50, (1, 5)), max_new_tokens=65)
 
 
 def test_empty_source_is_an_error():

@@ -18,6 +18,7 @@ start token + new tokens (Hugging Face's conventions).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 
@@ -42,11 +43,22 @@ def _special_ids(model, eos_token_id, pad_token_id) -> tuple[list[int], int]:
         eos_token_id = getattr(config, "eos_token_id", None)
     if isinstance(pad_token_id, str):
         pad_token_id = getattr(config, "pad_token_id", None)
-    if eos_token_id is None:
-        eos = []
-    else:
-        eos = [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
-    return eos, pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+    vocab = getattr(config, "vocab_size", None)
+
+    def token_ids(name, value) -> list[int]:
+        values = value.tolist() if isinstance(value, torch.Tensor) else value
+        values = values if isinstance(values, (list, tuple)) else [values]
+        try:
+            ids = [operator.index(v) for v in values]
+        except TypeError:
+            ids = None
+        if ids is None or any(i < 0 or (vocab is not None and i >= vocab) for i in ids):
+            raise InputError(f"{name} must be token ids in [0, {vocab}), got {value!r}")
+        return ids
+
+    eos = [] if eos_token_id is None else token_ids("eos_token_id", eos_token_id)
+    pad = token_ids("pad_token_id", pad_token_id)[0] if pad_token_id is not None else (eos[0] if eos else 0)
+    return eos, pad
 
 
 def _forced_eos(model, forced_eos_token_id) -> int | None:
@@ -65,21 +77,24 @@ def _force_token(scores: torch.Tensor, token: int) -> torch.Tensor:
     return scores
 
 
-def _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams):
+def _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p):
+    if not hasattr(model, "generation_step"):
+        raise InputError(f"{type(model).__name__} cannot generate: it has no decoder (an encoder such as BERT); "
+                         "use a GPT or an encoder-decoder Transformer")
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         raise InputError(f"input_ids must be a 2-D (batch, seq_len) tensor, got {getattr(input_ids, 'shape', input_ids)}")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise InputError(f"input_ids must be int64 or int32 token ids, got {input_ids.dtype}")
     if input_ids.shape[1] == 0:
         raise InputError("input_ids is empty: give at least one prompt token (e.g. the BOS token)")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    if temperature <= 0:
-        raise InputError(f"temperature must be > 0, got {temperature} (use do_sample=False for greedy)")
-    if top_k is not None and top_k < 0:
-        raise InputError(f"top_k must be >= 0, got {top_k}")
+    if do_sample and not temperature > 0:
+        raise InputError(f"temperature must be > 0 when sampling, got {temperature} (use do_sample=False for greedy)")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+        raise InputError(f"top_k must be an int >= 0, got {top_k!r}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise InputError(f"top_p must be in (0, 1], got {top_p}")
-    if num_beams < 1:
-        raise InputError(f"num_beams must be >= 1, got {num_beams}")
     if attention_mask is not None:
         attention_mask = as_padding_mask(attention_mask, *input_ids.shape)
     vocab = getattr(model.config, "vocab_size", None)
@@ -120,7 +135,7 @@ def stream(
     or ``max_new_tokens`` were made. ``eos_token_id``, ``pad_token_id``, ``forced_eos_token_id``
     and ``pack_weights``: see :func:`generate`.
     """
-    attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, 1)
+    attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p)
     forced = _forced_eos(model, forced_eos_token_id)
     with _packing(model, pack_weights, input_ids.shape[0], max_new_tokens):
         yield from _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
@@ -208,10 +223,15 @@ def generate(
     """
     if length_penalty_style not in LENGTH_PENALTY_STYLES:
         raise InputError(f"length_penalty_style must be one of {LENGTH_PENALTY_STYLES}, got {length_penalty_style!r}")
+    if not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1:
+        raise InputError(f"num_beams must be an int >= 1, got {num_beams!r}")
+    if not (isinstance(early_stopping, bool) or early_stopping == "never"):
+        raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     if num_beams > 1:
         if streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
-        attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, num_beams)
+        attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k,
+                                     top_p)
         forced = _forced_eos(model, forced_eos_token_id)
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, max_new_tokens):
             return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,

@@ -22,6 +22,8 @@ def translate(model, tokenizer, texts: Sequence[str], num_beams: int = 4, length
     translation is cut to its own source length plus ``extra_tokens`` tokens.
     An empty text or one longer than the model's ``n_positions`` is an :class:`InputError`.
     """
+    if not hasattr(model, "decoder_start_ids"):
+        raise InputError(f"translating needs an encoder-decoder model (attnkit.Transformer), got a {type(model).__name__}")
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     if eos is None or pad is None:
         raise InputError("the tokenizer needs EOS and pad tokens to translate")
@@ -45,7 +47,7 @@ def translate(model, tokenizer, texts: Sequence[str], num_beams: int = 4, length
         for j, r in enumerate(rows):
             input_ids[j, : len(r)] = torch.tensor(r)
             mask[j, : len(r)] = 1
-        max_new = min(S + extra_tokens, n_positions - 1)
+        max_new = min(S + extra_tokens, n_positions)
         generated = model.generate(input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new,
                                    num_beams=num_beams, length_penalty=length_penalty,
                                    length_penalty_style=length_penalty_style, eos_token_id=eos, pad_token_id=pad)

@@ -23,11 +23,23 @@ def _check(hypotheses: Sequence[str], references: Sequence[str]) -> None:
         raise InputError("no hypotheses to score")
 
 
+def check_options(metrics: Sequence[str], tokenize: str = "13a") -> None:
+    """Raise :class:`InputError` for an unknown metric or BLEU tokenizer (before any decoding)."""
+    import sacrebleu
+
+    for metric in metrics:
+        if metric not in METRICS:
+            raise InputError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    if tokenize not in sacrebleu.BLEU.TOKENIZERS:
+        raise InputError(f"unknown BLEU tokenizer {tokenize!r}; sacrebleu has {sorted(sacrebleu.BLEU.TOKENIZERS)}")
+
+
 def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> float:
     """Corpus BLEU in [0, 100] of detokenised ``hypotheses`` against one reference each."""
     import sacrebleu
 
     _check(hypotheses, references)
+    check_options(["bleu"], tokenize)
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
 
 
@@ -41,8 +53,5 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
 
 def score(metric: str, hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> float:
     """``metric`` (one of :data:`METRICS`) of ``hypotheses`` against ``references``."""
-    if metric == "bleu":
-        return bleu(hypotheses, references, tokenize)
-    if metric == "chrf":
-        return chrf(hypotheses, references)
-    raise InputError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    check_options([metric], tokenize)
+    return bleu(hypotheses, references, tokenize) if metric == "bleu" else chrf(hypotheses, references)

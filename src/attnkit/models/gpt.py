@@ -197,7 +197,8 @@ class GPT(Model):
         if expand > 1:
             input_ids = input_ids.repeat_interleave(expand, dim=0)
             attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(expand, dim=0)
-        cache = self.new_cache(input_ids.shape[0], input_ids.shape[1] + max_new_tokens)
+        # The last new token is returned, never fed back: the cache holds one position fewer.
+        cache = self.new_cache(input_ids.shape[0], input_ids.shape[1] + max_new_tokens - 1)
         return input_ids, attention_mask, cache
 
     def generation_step(self, input_ids, attention_mask, cache) -> torch.Tensor:

@@ -255,16 +255,17 @@ class Transformer(Model):
         """Run the encoder once, repeat its output for ``expand`` beams, and store it (with the
         source mask) in a fresh cache whose cross-attention keys/values are computed on the
         first step. Returns ``(start_ids, None, cache)``."""
-        if max_new_tokens + 1 > self.config.n_positions:
+        # The decoder is fed the start token and every new token but the last.
+        if max_new_tokens > self.config.n_positions:
             raise InputError(f"cannot decode {max_new_tokens} new tokens: the decoder holds {self.config.n_positions} "
-                             "positions (n_positions), including the start token")
+                             "positions (n_positions), the start token and all new tokens but the last")
         hidden = self.encode(input_ids, attention_mask).last_hidden_state
         mask = None if attention_mask is None else as_padding_mask(attention_mask, *input_ids.shape)
         mask = None if mask is None or bool(mask.all()) else mask  # nothing padded: no mask at every step
         if expand > 1:
             hidden = hidden.repeat_interleave(expand, dim=0)
             mask = None if mask is None else mask.repeat_interleave(expand, dim=0)
-        cache = self.decoder.new_cache(max_new_tokens + 1)
+        cache = self.decoder.new_cache(max_new_tokens)
         cache.encoder_hidden, cache.encoder_mask = hidden, mask
         return self.decoder_start_ids(hidden.shape[0], hidden.device), None, cache
 

@@ -102,9 +102,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
     With ``postop`` (oneDNN's ``(name, algorithm)``, e.g. ``("gelu", "none")`` for exact GELU),
     returns ``postop(linear(x))`` fused into one oneDNN call where that applies (fp32 CPU, no
-    gradient needed) and None otherwise, so the caller applies the activation itself.
+    gradient needed; a packed weight in fp32) and None otherwise, so the caller applies the
+    activation itself.
     """
     if weight.is_mkldnn:  # a packed copy (Linear.decoding_weight): inference only
+        if postop is not None and x.dtype != torch.float32:
+            return None  # a fused activation would see unrounded bf16 outputs: not what the plain path computes
         return _onednn(x, weight, bias, postop or _NO_POSTOP)
     if x.numel() * weight.shape[0] < ONEDNN_MIN_MACS or not _onednn_fp32(x, weight):
         return None if postop is not None else _other_linear(x, weight, bias)

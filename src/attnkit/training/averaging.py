@@ -17,6 +17,7 @@ import torch
 
 from attnkit.errors import CheckpointError
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
+from attnkit.training.checkpoint import COMPLETE, verify_checkpoint
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -36,6 +37,8 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Pat
     for p in paths:
         if not (p / CONFIG_NAME).is_file():
             raise CheckpointError(f"{p} is not a model directory (no {CONFIG_NAME})")
+        if (p / COMPLETE).is_file():  # a training checkpoint: its files must match their checksums
+            verify_checkpoint(p)
     config = read_json(paths[-1] / CONFIG_NAME)
     total: dict[str, torch.Tensor] = {}
     reference: dict[str, torch.Tensor] = {}
