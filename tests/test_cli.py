@@ -128,13 +128,19 @@ def test_resume_with_a_different_model_config_is_refused_and_untouched(tiny_lm, 
     assert snapshot(trained) == before
 
 
-def test_corrupt_checkpoint_is_refused_naming_the_file_and_untouched(tiny_lm, trained, tmp_path):
+def corrupt_copy(trained, tmp_path):
+    """A copy of the run whose newest checkpoint has one flipped byte; returns (run, weights file)."""
     out = tmp_path / "copy"
     shutil.copytree(trained, out)
     weights = out / "checkpoints" / "step-6" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
+    return out, weights
+
+
+def test_corrupt_checkpoint_is_refused_naming_the_file_and_untouched(tiny_lm, trained, tmp_path):
+    out, weights = corrupt_copy(trained, tmp_path)
     before = snapshot(out)
     assert refused(cli(*train_args(tiny_lm, out), "--resume"), str(weights), "corrupt")
     assert refused(cli("generate", out, "--prompt", "x"), str(weights), "corrupt")
@@ -146,12 +152,7 @@ def test_generate_from_a_directory_that_is_not_a_model(tmp_path):
 
 
 def test_average_refuses_a_corrupt_checkpoint_and_a_last_below_one(trained, tmp_path):
-    out = tmp_path / "copy"
-    shutil.copytree(trained, out)
-    weights = out / "checkpoints" / "step-6" / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    out, weights = corrupt_copy(trained, tmp_path)
     assert refused(cli("average", out, "--last", 2, "--out", tmp_path / "avg"), str(weights), "corrupt")
     assert refused(cli("average", out / "checkpoints" / "step-6", out / "checkpoints" / "step-3", "--out",
                        tmp_path / "avg"), str(weights), "corrupt")
