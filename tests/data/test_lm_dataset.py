@@ -37,14 +37,45 @@ def _reference_tokens(tok, files):
 
 
 def test_token_files_hold_each_document_then_eos_split_by_file(ds, tok, files):
+    """Val: whole files that fit in val_fraction of the bytes, then the end of train makes up the rest."""
     val_files = [f for f in files if str(f) in ds.meta["val_files"]]
     train_files = [f for f in files if f not in val_files]
     assert val_files and train_files
-    np.testing.assert_array_equal(ds.tokens("train"), _reference_tokens(tok, train_files))
-    np.testing.assert_array_equal(ds.tokens("val"), _reference_tokens(tok, val_files))
     sizes = {f: f.stat().st_size for f in files}
-    val_share = sum(sizes[f] for f in val_files) / sum(sizes.values())
-    assert 0.1 <= val_share < 0.1 + max(sizes[f] for f in val_files) / sum(sizes.values())
+    assert sum(sizes[f] for f in val_files) <= 0.1 * sum(sizes.values())
+    train_stream, val_whole = _reference_tokens(tok, train_files), _reference_tokens(tok, val_files)
+    n_total = len(train_stream) + len(val_whole)
+    n_tail = int(0.1 * n_total) - len(val_whole)
+    np.testing.assert_array_equal(ds.tokens("train"), train_stream[: len(train_stream) - max(n_tail, 0)])
+    np.testing.assert_array_equal(ds.tokens("val"), np.concatenate([val_whole, train_stream[len(train_stream) - max(n_tail, 0):]]))
+    assert ds.num_tokens("val") == max(int(0.1 * n_total), len(val_whole))
+
+
+@pytest.mark.parametrize("sizes,fraction", [((1000, 1000), 0.01), ((2400, 1000, 360), 0.1)])
+def test_few_files_still_give_about_val_fraction(tok, tmp_path, sizes, fraction):
+    """Whole files would overshoot (one of two equal files is half the data): the end of train is used instead."""
+    for i, n in enumerate(sizes):
+        (tmp_path / f"{i}.txt").write_text("hello world\n" * (n // 12))
+    ds = LMDataset.build(tmp_path, tok, tmp_path / "out", val_fraction=fraction, show_progress=False)
+    total = ds.num_tokens("train") + ds.num_tokens("val")
+    assert ds.num_tokens("val") == int(fraction * total)
+
+
+def test_text_spelling_a_special_token_is_text_and_only_eos_separates_documents(tok, tmp_path):
+    (tmp_path / "a.txt").write_text("x = '<|endoftext|>' + '<pad>'\n")
+    (tmp_path / "b.txt").write_text("y = 1\n")
+    ds = LMDataset.build(tmp_path, tok, tmp_path / "out", val_fraction=0, show_progress=False)
+    ids = ds.tokens("train").tolist()
+    assert ids.count(tok.eos_token_id) == 2 and tok.pad_token_id not in ids
+    assert tok.decode(ids, skip_special_tokens=False) == "x = '<|endoftext|>' + '<pad>'\n<|endoftext|>y = 1\n<|endoftext|>"
+
+
+def test_documents_cannot_be_joined_without_an_eos_token(tmp_path):
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("some text\n")
+    no_eos = Tokenizer.train_char([tmp_path / "a.txt"], special_tokens=["<pad>", "<unk>"])
+    with pytest.raises(DataError, match="no eos token to separate the 2 documents"):
+        LMDataset.build(tmp_path, no_eos, tmp_path / "out", show_progress=False)
 
 
 def test_meta_records_counts_and_dtype(ds, tok):
@@ -124,9 +155,10 @@ def test_get_batch_errors(ds, tmp_path):
     with pytest.raises(DataError, match="unknown split 'test'"):
         ds.get_batch("test", 8, 16)
     n = ds.num_tokens("val")
-    with pytest.raises(DataError, match=f"val split .* has {n} tokens, but block_size={n - 1}"):
-        ds.get_batch("val", 2, n - 1)
-    ds.get_batch("val", 2, n - 2)  # the largest block that fits: n - 1 tokens of x, one shifted
+    with pytest.raises(DataError, match=f"val split .* has {n} tokens, but block_size={n} needs at least {n + 1}"):
+        ds.get_batch("val", 2, n)
+    x, y = ds.get_batch("val", 2, n - 1)  # the largest block that fits: the whole split, x and y shifted by one
+    assert x.tolist() == [ds.tokens("val")[:-1].tolist()] * 2 and y.tolist() == [ds.tokens("val")[1:].tolist()] * 2
 
 
 def test_rebuild_with_same_inputs_reuses_the_token_files(files, tok, tmp_path, monkeypatch):

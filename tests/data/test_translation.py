@@ -65,6 +65,16 @@ def test_tsv_and_two_aligned_files_give_the_same_pairs(tmp_path):
     assert load_pairs(f"{tmp_path / 'd.en'},{tmp_path / 'd.de'}") == pairs
 
 
+def test_lines_end_at_newlines_only_and_a_byte_order_mark_is_dropped(tmp_path):
+    """U+2028, U+0085 and form feeds inside a line are text, not line ends (str.splitlines would split)."""
+    (tmp_path / "s.txt").write_text("\ufeffone\u2028two\r\nthree\x85four\nfive\x0csix\n", encoding="utf-8")
+    (tmp_path / "t.txt").write_text("\ufeffeins\nzwei\ndrei\n", encoding="utf-8")
+    assert read_parallel(tmp_path / "s.txt", tmp_path / "t.txt") == [
+        ("one\u2028two", "eins"), ("three\x85four", "zwei"), ("five\x0csix", "drei")]
+    (tmp_path / "d.tsv").write_text("\ufeffa\x0cb\tc\n", encoding="utf-8")
+    assert read_parallel(tmp_path / "d.tsv") == [("a\x0cb", "c")]
+
+
 def test_mismatched_line_counts_are_an_error(tmp_path):
     (tmp_path / "a.en").write_text("one\ntwo\nthree\n")
     (tmp_path / "a.de").write_text("eins\nzwei\n")

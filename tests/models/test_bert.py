@@ -98,3 +98,14 @@ def test_errors_name_the_problem():
         model(torch.zeros(1, 5, dtype=torch.long), token_type_ids=torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(InputError, match="both"):
         model(torch.zeros(1, 5, dtype=torch.long), start_positions=torch.tensor([1]))
+    with pytest.raises(InputError, match=r"token_type_ids must lie in \[0, 2\) \(type_vocab_size\)"):
+        model(torch.zeros(1, 5, dtype=torch.long), token_type_ids=torch.full((1, 5), 2))
+    with pytest.raises(InputError, match=r"input_ids must lie in \[0, 256\) \(vocab_size\)"):
+        model(torch.full((1, 5), 256))
+
+
+def test_feedforward_hidden_units_are_not_dropped_as_in_bert():
+    """BERT drops out attention weights and sublayer outputs, never the intermediate activations."""
+    model = Bert(BertConfig.from_preset("bert-tiny", dropout=0.1))
+    for layer in model.encoder.layers:
+        assert layer.drop.p == 0.1 and layer.ffn.dropout.p == 0.0

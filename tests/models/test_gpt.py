@@ -163,6 +163,20 @@ def test_masks_of_wrong_shape_or_dtype_are_errors():
         model(ids, labels=torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(InputError, match="integer tensor"):
         model(ids.float())
+    V = model.config.vocab_size
+    with pytest.raises(InputError, match=rf"input_ids must lie in \[0, {V}\) \(vocab_size\), got values in \[0, {V}\]"):
+        model(ids.index_fill(1, torch.tensor([2]), V))
+    with pytest.raises(InputError, match=rf"targets must lie in \[0, {V}\)"):
+        model(ids, labels=torch.full_like(ids, V))
+    with pytest.raises(InputError, match="targets must be int64 or int32"):
+        model(ids, labels=ids.float())
+
+
+def test_feedforward_hidden_units_are_not_dropped_as_in_gpt2():
+    """GPT-2 drops out attention weights and sublayer outputs, never the MLP's hidden activations."""
+    model = tiny(dropout=0.1)
+    for layer in model.decoder.layers:
+        assert layer.drop.p == 0.1 and layer.ffn.dropout.p == 0.0
 
 
 def test_unknown_preset_lists_known_ones():

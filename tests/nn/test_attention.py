@@ -315,6 +315,17 @@ def test_bad_masks_are_refused():
         scaled_dot_product_attention(q[0], k[0], v[0])
     with pytest.raises(InputError, match="multiple of key/value heads"):
         scaled_dot_product_attention(torch.randn(1, 3, 2, 4), torch.randn(1, 2, 2, 4), torch.randn(1, 2, 2, 4))
+    with pytest.raises(InputError, match=r"k and v must have the same \(B, Hkv, S\)"):
+        scaled_dot_product_attention(q, k, v[:, :, :2])
+
+
+@pytest.mark.parametrize("mask", [torch.tensor(True), torch.tensor([True, False, True]), torch.tensor([[True, True, False]])])
+def test_masks_of_fewer_than_two_dims_broadcast_on_every_path(mask):
+    q, k, v = torch.randn(2, 2, 4, 8), torch.randn(2, 2, 3, 8), torch.randn(2, 2, 3, 8)
+    ref, _ = scaled_dot_product_attention(q, k, v, mask=mask, need_weights=True)
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, mask=mask), ref, atol=1e-6, rtol=1e-5)
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(~mask, float("-inf"))
+    torch.testing.assert_close(ref, scores.softmax(-1) @ v, atol=1e-6, rtol=1e-5)
 
 
 # -- MultiHeadAttention ------------------------------------------------------------------------

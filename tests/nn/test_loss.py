@@ -75,10 +75,26 @@ def test_one_input_without_grad_and_no_grad():
         torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets, chunk_size=8), ref.detach())
 
 
-def test_all_targets_ignored_is_nan_like_cross_entropy():
+def test_all_targets_ignored_is_nan_like_cross_entropy_with_zero_gradients():
     hidden, weight, _ = inputs()
     targets = torch.full((hidden.shape[0],), -100)
-    assert torch.isnan(linear_cross_entropy(hidden, weight, targets)) and torch.isnan(F.cross_entropy(hidden @ weight.T, targets))
+    loss, gh, gw = loss_and_grads(lambda: linear_cross_entropy(hidden, weight, targets), hidden, weight)
+    ref, rh, rw = loss_and_grads(lambda: F.cross_entropy(hidden @ weight.T, targets), hidden, weight)
+    assert torch.isnan(loss) and torch.isnan(ref)
+    assert torch.equal(gh, rh) and torch.equal(gw, rw) and not gh.any()  # zeros, not nan, as F.cross_entropy
+    empty = torch.zeros(0, hidden.shape[1])
+    assert torch.isnan(linear_cross_entropy(empty, weight, targets[:0])) and torch.isnan(
+        F.cross_entropy(empty @ weight.T, targets[:0]))
+
+
+def test_targets_outside_the_vocabulary_or_not_integers_are_input_errors():
+    hidden, weight, targets = inputs()
+    bad = targets.clone()
+    bad[3] = weight.shape[0]
+    with pytest.raises(InputError, match=rf"targets must lie in \[0, {weight.shape[0]}\) or be ignore_index=-100, got 101"):
+        linear_cross_entropy(hidden, weight, bad)
+    with pytest.raises(InputError, match="targets must be int64 or int32"):
+        linear_cross_entropy(hidden, weight, targets.float())
 
 
 def test_bad_shapes_raise_input_error():

@@ -293,6 +293,41 @@ def test_loading_errors_name_the_file(tmp_path):
         Tokenizer.train_char([tmp_path / "does-not-exist"])
 
 
+def test_a_tokenizer_json_that_cannot_encode_is_refused_at_load(tmp_path):
+    config = json.loads((MINILM_DIR / "tokenizer.json").read_text())
+    config["post_processor"]["single"].insert(0, {"SpecialToken": {"id": "[NOPE]", "type_id": 0}})
+    (tmp_path / "tokenizer.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match="cannot encode text"):
+        Tokenizer.from_pretrained(tmp_path)
+    config = json.loads((MINILM_DIR / "tokenizer.json").read_text())
+    config["post_processor"]["special_tokens"]["[CLS]"]["ids"] = [999999]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match="outside its 30522-token vocabulary"):
+        Tokenizer.from_pretrained(tmp_path)
+
+
+def test_side_files_of_the_wrong_shape_are_data_errors(bpe, tmp_path):
+    bpe.save_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("[]")
+    with pytest.raises(DataError, match="must hold a JSON object, got list"):
+        Tokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": true}')
+    with pytest.raises(DataError, match="model_max_length must be a positive number"):
+        Tokenizer.from_pretrained(tmp_path)
+
+
+def test_text_the_backend_refuses_is_an_input_error_saying_why(bpe):
+    with pytest.raises(InputError, match=r"text 0 is not valid Unicode: a lone surrogate '\\ud800' at character 1"):
+        bpe.encode("a\ud800b")
+    with pytest.raises(InputError, match="text 1 is a NoneType, not a str"):
+        bpe(["ok", None])
+    with pytest.raises(InputError, match="lone surrogate"):
+        Tokenizer.train_bpe(["a\ud800b"], vocab_size=300)
+    no_unk = Tokenizer.train_char(["abc"], special_tokens=["<pad>"])
+    with pytest.raises(InputError, match="no unknown token"):
+        no_unk.encode("abz")
+
+
 def test_bad_special_token_role_is_a_config_error(bpe):
     with pytest.raises(ConfigError, match="not in the vocabulary"):
         Tokenizer(bpe.backend, {"pad": "[PAD]"})

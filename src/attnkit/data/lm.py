@@ -74,9 +74,8 @@ class LMDataset:
               chunk_chars: int = CHUNK_CHARS) -> LMDataset:
         """Tokenize ``sources`` (a file, a directory, or a list of them) into ``out_dir``.
 
-        Whole files go to train or val (about ``val_fraction`` of the bytes to val, files
-        picked by a fixed seed); a single file is split by tokens instead (its last
-        ``val_fraction``). If ``out_dir`` already holds a dataset of the same files (paths,
+        About ``val_fraction`` of the tokens go to val: whole files where they fit (picked by a
+        fixed seed), and what they leave short (a single file: all of it) from the end of train. If ``out_dir`` already holds a dataset of the same files (paths,
         sizes, mtimes), tokenizer and split, it is reused without tokenizing; a different
         dataset there is a ``DataError`` unless ``overwrite=True``.
         """
@@ -112,8 +111,10 @@ class LMDataset:
         val_files = _pick_val_files(files, val_fraction)
         try:
             counts = _tokenize_files(files, val_files, tokenizer, out_dir, meta["dtype"], chunk_chars, show_progress)
-            if len(files) == 1 and val_fraction > 0:
-                counts = _move_tail_to_val(out_dir, np.dtype(meta["dtype"]), counts["train"], val_fraction)
+            # What whole files could not supply (all of it for a single file) comes from the end of train.
+            missing = int(val_fraction * (counts["train"] + counts["val"])) - counts["val"]
+            if missing > 0:
+                counts = _move_tail_to_val(out_dir, np.dtype(meta["dtype"]), counts, missing)
         except BaseException:
             for split in SPLITS:
                 (out_dir / f"{split}.bin.tmp").unlink(missing_ok=True)
@@ -172,9 +173,9 @@ class LMDataset:
             raise DataError(f"rank={rank} is not in [0, world_size={world_size})")
         if batch_size % world_size:
             raise DataError(f"batch_size={batch_size} is not divisible by world_size={world_size}")
-        if len(data) <= block_size + 1:
+        if len(data) < block_size + 1:
             raise DataError(f"the {split} split of {self.directory} has {len(data)} tokens, but block_size="
-                            f"{block_size} needs more than {block_size + 1}; use more data or a smaller block_size")
+                            f"{block_size} needs at least {block_size + 1}; use more data or a smaller block_size")
         starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
         per_rank = batch_size // world_size
         rows = [data[i : i + block_size + 1] for i in starts[rank * per_rank : (rank + 1) * per_rank].tolist()]
@@ -205,7 +206,8 @@ def _fingerprint(files: list[Path]) -> str:
 
 
 def _pick_val_files(files: list[Path], val_fraction: float) -> set[Path]:
-    """Whole files for validation, about ``val_fraction`` of the bytes, chosen by a fixed seed."""
+    """Whole files for validation, in an order fixed by a seed, each taken only if it fits in
+    what is left of ``val_fraction`` of the bytes (the rest comes from the end of train)."""
     if val_fraction == 0 or len(files) < 2:
         return set()
     order = list(range(len(files)))
@@ -213,18 +215,31 @@ def _pick_val_files(files: list[Path], val_fraction: float) -> set[Path]:
     sizes = [f.stat().st_size for f in files]
     budget, val = val_fraction * sum(sizes), set()
     for i in order[:-1]:  # at least one file stays in train
-        val.add(files[i])
-        budget -= sizes[i]
-        if budget <= 0:
-            break
+        if sizes[i] <= budget:
+            val.add(files[i])
+            budget -= sizes[i]
     return val
 
 
 def _tokenize_files(files, val_files, tokenizer, out_dir: Path, dtype: str, chunk_chars: int,
                     show_progress: bool) -> dict[str, int]:
     """Append each file's tokens, then eos, to its split's ``.bin.tmp``. Chunks are encoded in
-    parallel batches of about ``4 * chunk_chars`` characters: all the text held at once."""
+    parallel batches of about ``4 * chunk_chars`` characters: all the text held at once. Text
+    that spells a special token (``<|endoftext|>`` in a source file) is encoded as text: only
+    the eos written here separates documents."""
+    if tokenizer.eos_token_id is None and len(files) > 1:
+        raise DataError(f"the tokenizer has no eos token to separate the {len(files)} documents; give it one "
+                        "(e.g. '<|endoftext|>' in its special tokens) or build from a single file")
     eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    backend = tokenizer.backend
+    as_text, backend.encode_special_tokens = backend.encode_special_tokens, True
+    try:
+        return _write_tokens(files, val_files, tokenizer, out_dir, dtype, chunk_chars, show_progress, eos)
+    finally:
+        backend.encode_special_tokens = as_text
+
+
+def _write_tokens(files, val_files, tokenizer, out_dir, dtype, chunk_chars, show_progress, eos) -> dict[str, int]:
     counts = dict.fromkeys(SPLITS, 0)
     bar = tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, desc="tokenizing",
                disable=not show_progress)
@@ -262,15 +277,17 @@ def _file_chunks(files, val_files, chunk_chars: int):
             chunk = following
 
 
-def _move_tail_to_val(out_dir: Path, dtype: np.dtype, n: int, val_fraction: float) -> dict[str, int]:
-    """Single-document corpus: move the last ``val_fraction`` of its tokens to val, in pieces."""
-    n_val = int(n * val_fraction)
+def _move_tail_to_val(out_dir: Path, dtype: np.dtype, counts: dict[str, int], n_val: int) -> dict[str, int]:
+    """Move the last ``n_val`` train tokens to the end of val, in pieces."""
+    n = counts["train"]
+    n_val = min(n_val, n - 1)  # train keeps at least one token
+    if n_val <= 0:
+        return counts
     train_tmp, val_tmp = out_dir / "train.bin.tmp", out_dir / "val.bin.tmp"
-    if n_val:
-        tokens = np.memmap(train_tmp, dtype=dtype, mode="r", shape=(n,))
-        with open(val_tmp, "wb") as sink:
-            for start in range(n - n_val, n, CHUNK_CHARS):
-                sink.write(tokens[start : min(start + CHUNK_CHARS, n)].tobytes())
-        del tokens
-        os.truncate(train_tmp, (n - n_val) * dtype.itemsize)
-    return {"train": n - n_val, "val": n_val}
+    tokens = np.memmap(train_tmp, dtype=dtype, mode="r", shape=(n,))
+    with open(val_tmp, "ab") as sink:
+        for start in range(n - n_val, n, CHUNK_CHARS):
+            sink.write(tokens[start : min(start + CHUNK_CHARS, n)].tobytes())
+    del tokens
+    os.truncate(train_tmp, (n - n_val) * dtype.itemsize)
+    return {"train": n - n_val, "val": counts["val"] + n_val}

@@ -31,10 +31,13 @@ def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first line
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not valid UTF-8 ({e})") from None
-    return text.splitlines()
+    # Lines end at \n (or \r\n) only: str.splitlines would also split inside a line at U+2028,
+    # U+0085 or a form feed, and shift every later pair.
+    lines = text.replace("\r\n", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _check_pairs(pairs: list[tuple[str, str, str]], skip_empty: bool) -> list[Pair]:

@@ -11,8 +11,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attnkit.errors import ConfigError
+from attnkit.errors import ConfigError, InputError
 from attnkit.models.config import Config
+
+
+def check_token_ids(ids: torch.Tensor, name: str, vocab_size: int, vocab_field: str = "vocab_size") -> None:
+    """Raise :class:`~attnkit.InputError` unless ``ids`` is a non-empty ``(batch, seq_len)``
+    int64/int32 tensor of ids in ``[0, vocab_size)``."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in (torch.int64, torch.int32):
+        raise InputError(f"{name} must be an integer tensor (batch, seq_len), got {getattr(ids, 'dtype', type(ids))} "
+                         f"{tuple(getattr(ids, 'shape', ()))}")
+    if ids.shape[1] == 0:
+        raise InputError(f"{name} is empty: every sequence needs at least one token")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= vocab_size:
+        raise InputError(f"{name} must lie in [0, {vocab_size}) ({vocab_field}), got values in [{lo}, {hi}]")
 
 
 class Model(nn.Module):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import InputError
-from attnkit.models.base import Model
+from attnkit.models.base import Model, check_token_ids
 from attnkit.models.config import Config
 from attnkit.models.outputs import ModelOutput
 from attnkit.nn import ACTIVATIONS, Encoder, LayerConfig, as_padding_mask, expand_padding_mask, mean_pool
@@ -62,6 +62,7 @@ class BertConfig(Config):
         return LayerConfig(
             d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff, activation=self.activation, norm="layernorm",
             norm_eps=self.norm_eps, pre_norm=False, bias=True, dropout=self.dropout, attn_dropout=self.attn_dropout,
+            ffn_dropout=0.0,  # BERT drops out the sublayer outputs only, not the feed-forward's hidden units
         )
 
 
@@ -93,8 +94,7 @@ class Bert(Model):
             attention_mask: ``(B, T)`` bool or 0/1, True/1 = real token.
             token_type_ids: ``(B, T)`` segment ids (0 = sentence A, 1 = sentence B); zeros by default.
         """
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-            raise InputError(f"input_ids must be an integer tensor (batch, seq_len), got {input_ids.dtype} {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, "input_ids", self.config.vocab_size)
         B, T = input_ids.shape
         c = self.config
         if T > c.n_positions:
@@ -103,6 +103,8 @@ class Bert(Model):
             token_type_ids = torch.zeros_like(input_ids)
         elif token_type_ids.shape != input_ids.shape:
             raise InputError(f"token_type_ids must have the shape of input_ids {(B, T)}, got {tuple(token_type_ids.shape)}")
+        else:
+            check_token_ids(token_type_ids, "token_type_ids", c.type_vocab_size, "type_vocab_size")
         mask = None
         if attention_mask is not None:
             attention_mask = as_padding_mask(attention_mask, B, T)

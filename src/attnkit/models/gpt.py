@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import InputError
-from attnkit.models.base import Model
+from attnkit.models.base import Model, check_token_ids
 from attnkit.models.config import Config
 from attnkit.models.outputs import LazyLogitsOutput, ModelOutput
 from attnkit.nn import (
@@ -88,6 +88,7 @@ class GPTConfig(Config):
             d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
             d_ff=self.d_ff or 4 * self.d_model, activation=self.activation, norm=self.norm,
             norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, dropout=self.dropout,
+            ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
         )
 
 
@@ -149,8 +150,7 @@ class GPT(Model):
             cache: a :class:`DecoderCache` from :meth:`new_cache` for incremental decoding.
             logits_to_keep: compute logits for the last ``n`` positions only (0 = all).
         """
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-            raise InputError(f"input_ids must be an integer tensor (batch, seq_len), got {input_ids.dtype} {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, "input_ids", self.config.vocab_size)
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
         S = past + T

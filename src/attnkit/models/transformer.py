@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import InputError
-from attnkit.models.base import Model
+from attnkit.models.base import Model, check_token_ids
 from attnkit.models.config import Config
 from attnkit.models.outputs import ModelOutput
 from attnkit.nn import (
@@ -141,19 +141,12 @@ class Transformer(Model):
             nn.init.normal_(module.weight, std=self.config.d_model ** -0.5)
 
     def _check_ids(self, ids: torch.Tensor, name: str, offset: int = 0) -> None:
-        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in (torch.int64, torch.int32):
-            raise InputError(f"{name} must be an integer tensor (batch, seq_len), got {getattr(ids, 'dtype', type(ids))} "
-                             f"{tuple(getattr(ids, 'shape', ()))}")
-        if ids.shape[1] == 0:
-            raise InputError(f"{name} is empty: every sequence needs at least one token (e.g. EOS)")
+        check_token_ids(ids, name, self.config.vocab_size)
         if offset + ids.shape[1] > self.config.n_positions:
             raise InputError(
                 f"{name} reaches position {offset + ids.shape[1]}, longer than the model's maximum of "
                 f"{self.config.n_positions} (n_positions); split or truncate the input"
             )
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= self.config.vocab_size:
-            raise InputError(f"{name} must lie in [0, {self.config.vocab_size}) (vocab_size), got values in [{lo}, {hi}]")
 
     def _embed(self, embedding: nn.Embedding, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
         pos = self.positions[offset: offset + ids.shape[1]].to(embedding.weight.dtype)  # (T, C)

@@ -103,10 +103,14 @@ def scaled_dot_product_attention(
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise InputError(f"q, k, v must be 4-D (B, H, T, D); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     H, T, S = q.shape[1], q.shape[-2], k.shape[-2]
+    if v.shape[-2] != S or k.shape[:2] != v.shape[:2]:
+        raise InputError(f"k and v must have the same (B, Hkv, S); got {tuple(k.shape)} and {tuple(v.shape)}")
     k, v = _repeat_kv(k, H), _repeat_kv(v, H)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     if mask is not None:
         _check_mask(mask, q, k)
+        while mask.dim() < 2:  # PyTorch's fused kernel needs at least (T, S)
+            mask = mask.unsqueeze(0)
     if is_causal and T == 1:
         is_causal = False  # one query at the last position (bottom-right): it may see every key
     if is_causal and (T != S or mask is not None or bias is not None or need_weights):

@@ -32,7 +32,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         h, w = hidden.to(compute_dtype), weight.to(compute_dtype)
         valid = targets != ignore_index
         safe = torch.where(valid, targets, 0)  # ignored rows pick class 0 and are zeroed below
-        scale = valid.float() / valid.sum()  # mean over the real targets (nan if there are none, as F.cross_entropy)
+        n_valid = valid.sum()
+        scale = valid.float() / n_valid.clamp_min(1)  # mean over the real targets; zero gradients if none
         p_target = hidden.new_empty(h.shape[0], dtype=torch.float32)  # each row's probability of its target
         grad_h = torch.empty_like(hidden, dtype=torch.float32) if need_h else None
         # The weight gradient is summed as (C, V) in fp32, where oneDNN computes shᵀ @ p twice as
@@ -67,7 +68,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if bool(lost.any()):  # the target's probability underflowed or lost digits: its exact log-softmax
             r = lost.nonzero()[:, 0]
             logp_target[r] = torch.log_softmax(mm_t(h[r], w).float(), dim=-1).gather(1, safe[r, None])[:, 0]
-        total = -(logp_target * scale).sum()
+        total = -(logp_target * scale).sum() / (n_valid > 0)  # nan without targets, as F.cross_entropy
         ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.t() if cv else grad_w)
         ctx.dtypes = hidden.dtype, weight.dtype
         return total
@@ -110,6 +111,12 @@ def linear_cross_entropy(
         )
     if chunk_size < 1:
         raise InputError(f"chunk_size must be positive, got {chunk_size}")
+    if targets.dtype not in (torch.int64, torch.int32):
+        raise InputError(f"targets must be int64 or int32 class indices, got {targets.dtype}")
+    bad = (targets != ignore_index) & ((targets < 0) | (targets >= weight.shape[0]))
+    if bool(bad.any()):
+        raise InputError(f"targets must lie in [0, {weight.shape[0]}) or be ignore_index={ignore_index}, "
+                         f"got {int(targets[bad][0])}")
     device = hidden.device.type
     compute_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     grad_enabled = torch.is_grad_enabled()  # forward computes the gradients too, unless no_grad

@@ -74,7 +74,9 @@ class Tokenizer:
 
         ``files_or_texts``: a file or directory path (all its files), or an iterable of file
         paths and/or texts (a string is a path only if it names an existing file). Every
-        string is encodable and ``decode(encode(s)) == s``.
+        string is encodable and ``decode(encode(s)) == s``, except that text spelling a special
+        token (``"<pad>"``) is that token, as in Hugging Face's tokenizers, which ``decode`` drops
+        unless ``skip_special_tokens=False`` (``LMDataset.build`` encodes such text as text).
         """
         special_tokens = list(special_tokens)
         alphabet = pre_tokenizers.ByteLevel.alphabet()
@@ -89,7 +91,10 @@ class Tokenizer:
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                       special_tokens=special_tokens, initial_alphabet=alphabet,
                                       show_progress=show_progress)
-        backend.train_from_iterator(_texts(files_or_texts), trainer=trainer)
+        try:
+            backend.train_from_iterator(_texts(files_or_texts), trainer=trainer)
+        except UnicodeEncodeError as e:
+            raise InputError(f"a training text is not valid Unicode: a lone surrogate at character {e.start}") from None
         return cls(backend)
 
     @classmethod
@@ -112,7 +117,8 @@ class Tokenizer:
         """Protein tokenizer: the 20 standard amino acids plus ``X`` (any/unknown residue).
 
         Specials ``<pad> <cls> <eos> <unk> <mask>`` (ids 0-4, ESM's names); ``encode``
-        wraps a sequence as ``<cls> ... <eos>``. Lower-case letters are not accepted.
+        wraps a sequence as ``<cls> ... <eos>``. Anything else, lower-case letters included,
+        encodes as ``<unk>``: upper-case sequences first.
         """
         special_tokens = ["<pad>", "<cls>", "<eos>", "<unk>", "<mask>"]
         backend = _char_backend(special_tokens, list(AMINO_ACIDS + "X"))
@@ -136,6 +142,7 @@ class Tokenizer:
             backend = _Backend.from_file(str(path))
         except Exception as e:  # the Rust side raises a plain Exception
             raise DataError(f"tokenizer file {path} is not a valid tokenizer.json: {e}") from None
+        _check_loaded(backend, path)
         roles, max_len = _read_roles(path.parent, backend)
         return cls(backend, roles, max_len)
 
@@ -206,11 +213,23 @@ class Tokenizer:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of one text (with the tokenizer's special tokens, e.g. BERT's [CLS]/[SEP])."""
-        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+        return self._encode([text], add_special_tokens)[0].ids
 
     def encode_batch(self, texts: list[str], add_special_tokens: bool = True) -> list[list[int]]:
         """Token ids of many texts, encoded in parallel; no padding."""
-        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)]
+        return [e.ids for e in self._encode(texts, add_special_tokens)]
+
+    def _encode(self, texts: list[str], add_special_tokens: bool) -> list:
+        """The backend's encodings; what it refuses is an :class:`InputError` saying why."""
+        try:
+            return self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)
+        except TypeError:  # not a str, or a str with lone surrogates
+            raise _text_error(list(texts)) from None
+        except Exception as e:  # noqa: BLE001 - the Rust side raises plain Exceptions
+            if "Missing [UNK]" in str(e):
+                raise InputError("the text has a character outside the vocabulary, and this tokenizer has no "
+                                 "unknown token to map it to (train it with '<unk>' in special_tokens)") from None
+            raise InputError(f"the tokenizer cannot encode the text: {e}") from None
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         """Text of a sequence of ids (list, or 1-d tensor)."""
@@ -253,8 +272,8 @@ class Tokenizer:
         if max_length is not None and max_length < 1:
             raise InputError(f"max_length={max_length} must be >= 1")
 
-        encodings = self.backend.encode_batch(texts, add_special_tokens=False)
-        seconds = self.backend.encode_batch(text_pair, add_special_tokens=False) if text_pair is not None else None
+        encodings = self._encode(texts, add_special_tokens=False)
+        seconds = self._encode(text_pair, add_special_tokens=False) if text_pair is not None else None
         n_special = self.backend.num_special_tokens_to_add(seconds is not None) if add_special_tokens else 0
         for i, enc in enumerate(encodings):
             second = seconds[i] if seconds is not None else None
@@ -346,6 +365,32 @@ def _texts(files_or_texts) -> Iterator[str]:
             raise InputError(f"expected a text, a file or a directory, got {type(item).__name__}")
 
 
+def _check_loaded(backend: _Backend, path: Path) -> None:
+    """Encode a probe text: a file whose parts disagree (a post-processor naming a token the
+    vocabulary lacks) panics in Rust on first use, or yields ids outside the vocabulary."""
+    try:
+        ids = backend.encode("a").ids
+    except BaseException as e:  # pyo3's PanicException derives from BaseException
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise DataError(f"tokenizer file {path} cannot encode text: {e}") from None
+    vocab = backend.get_vocab_size(with_added_tokens=True)
+    if any(not 0 <= i < vocab for i in ids):
+        raise DataError(f"tokenizer file {path} produces ids {ids} outside its {vocab}-token vocabulary")
+
+
+def _text_error(texts: list) -> InputError:
+    """What is wrong with texts the backend refused: not strings, or lone surrogates."""
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            return InputError(f"text {i} is a {type(t).__name__}, not a str")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return InputError(f"text {i} is not valid Unicode: a lone surrogate {t[e.start]!r} at character {e.start}")
+    return InputError("the tokenizer cannot encode these texts")
+
+
 def _guess_roles(backend: _Backend) -> dict[str, str | None]:
     specials = [t.content for t in backend.get_added_tokens_decoder().values() if t.special]
     roles = {role: next((n for n in names if n in specials), None) for role, names in _ROLE_NAMES.items()}
@@ -363,13 +408,18 @@ def _read_roles(directory: Path, backend: _Backend) -> tuple[dict[str, str | Non
             config = json.loads(file.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise DataError(f"{file} is not valid JSON: {e}") from None
+        if not isinstance(config, dict):
+            raise DataError(f"{file} must hold a JSON object, got {type(config).__name__}")
         for role in ROLES:
             token = config.get(f"{role}_token")
             if isinstance(token, dict):  # {"content": "<pad>", "lstrip": false, ...}
                 token = token.get("content")
             if isinstance(token, str) and backend.token_to_id(token) is not None:
                 roles[role] = token
-        if isinstance(config.get("model_max_length"), int) and config["model_max_length"] < 10**9:
+        length = config.get("model_max_length")
+        if length is not None and (isinstance(length, bool) or not isinstance(length, (int, float)) or length < 1):
+            raise DataError(f"{file}: model_max_length must be a positive number, got {length!r}")
+        if isinstance(length, int) and length < 10**9:
             max_len = config["model_max_length"]  # transformers writes 1e30 for "no limit"
     return roles, max_len
 
