@@ -100,6 +100,20 @@ def test_empty_data_file_is_refused_before_writing(tiny_lm, tmp_path):
     assert refused(result, str(tmp_path / "empty.txt"), "empty") and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("override,phrase", [
+    ("tokenizer.vocab_size=10", "too small for byte-level BPE"),          # while training the tokenizer
+    ("data.block_size=64", "longer than the model's context of 32"),   # the model takes no such block
+    ("data.val_fraction=0.0001", "val split"),                          # too little validation data
+])
+def test_a_failed_set_up_leaves_no_files_behind(tiny_lm, tmp_path, override, phrase):
+    out = tmp_path / "out"
+    assert refused(cli(*train_args(tiny_lm, out, override)), phrase)
+    assert not out.exists()
+    out.mkdir()  # an empty directory given as --out stays, empty
+    assert refused(cli(*train_args(tiny_lm, out, override)), phrase)
+    assert out.is_dir() and not any(out.iterdir())
+
+
 def test_recipe_typo_is_refused(tiny_lm, tmp_path):
     recipe = tmp_path / "typo.toml"
     recipe.write_text(tiny_lm.recipe.read_text().replace("max_steps", "max_stpes"))

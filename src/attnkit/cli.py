@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="attnkit: train, decode, load and serve Transformers.", no_args_is_help=True,
+app = typer.Typer(help="attnkit: train, load, decode, evaluate and embed with Transformers.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
 

@@ -129,6 +129,21 @@ def test_token_batches_cover_every_example_once_within_the_budget(lengths, max_t
         assert len(b) * max(lengths[i] for i in b) <= max_tokens
 
 
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_validation_batches_give_every_rank_rows_and_every_pair_once(tokenizer, world_size):
+    train = number_pairs("train", max_number=999, n_valid=50, n_test=50)
+    valid = number_pairs("valid", max_number=999, n_valid=50, n_test=50)
+    source = TranslationDataSource(train, valid, tokenizer, max_tokens=40)
+    assert min(len(b) for b in source.valid_batches) < 3  # some batches are too small to split over 3 ranks
+    seen = []
+    for rank in range(world_size):
+        for batch in source.eval_batches(rank, world_size):
+            assert batch["input_ids"].shape[0] >= 1
+            seen += [tuple(row[row != -100].tolist()) for row in batch["labels"]]
+    every = [tuple(t) for _, t in source.valid]
+    assert sorted(seen) == sorted(every)
+
+
 def test_training_batches_respect_the_token_budget_and_end_with_eos(tokenizer):
     train = number_pairs("train", max_number=999, n_valid=50, n_test=50)
     valid = number_pairs("valid", max_number=999, n_valid=50, n_test=50)

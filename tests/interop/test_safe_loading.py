@@ -3,6 +3,7 @@ errors that name the file, the key and the shapes."""
 
 import json
 import os
+import re
 import struct
 
 import pytest
@@ -75,7 +76,7 @@ def test_malicious_pickle_is_not_executed_even_with_opt_in(ckpt, tmp_path, monke
 
 def test_missing_key_is_named_with_its_hugging_face_name(ckpt):
     edit_weights(ckpt, lambda s: s.pop("transformer.h.0.ln_2.bias"))
-    with pytest.raises(CheckpointError, match=r"missing keys \['transformer\.h\.0\.ln_2\.bias"):
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(ckpt))}: .*missing keys \['transformer\.h\.0\.ln_2\.bias"):
         attnkit.from_pretrained(ckpt)
 
 
@@ -87,7 +88,7 @@ def test_unexpected_key_is_named(ckpt):
 
 def test_shape_mismatch_names_key_and_both_shapes(ckpt):
     edit_weights(ckpt, lambda s: s.update({"transformer.wpe.weight": torch.zeros(65, 32)}))
-    with pytest.raises(CheckpointError, match=r"transformer\.wpe\.weight.*\(65, 32\).*\(64, 32\)"):
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(ckpt))}: .*transformer\.wpe\.weight.*\(65, 32\).*\(64, 32\)"):
         attnkit.from_pretrained(ckpt)
 
 

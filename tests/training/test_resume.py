@@ -48,6 +48,16 @@ def test_sigkill_mid_step_then_resume_logs_bitwise_identical_losses(tiny_lm, tmp
     assert len(reference) == 8 + 3  # 8 steps + evaluations at 3, 6, 8
 
 
+def test_a_run_killed_before_its_first_checkpoint_starts_again_with_resume(tiny_lm, tmp_path, reference):
+    killed = train(tiny_lm, tmp_path / "run", env={"KILL_AT_BATCH": "2"})  # dies inside step 2
+    assert killed.returncode == -signal.SIGKILL and not complete_checkpoints(tmp_path / "run")
+    again = train(tiny_lm, tmp_path / "run")
+    assert again.returncode == 1 and "stopped before its first checkpoint: pass --resume" in again.stderr
+    resumed = train(tiny_lm, tmp_path / "run", resume=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert curve(tmp_path / "run") == reference
+
+
 def test_sigkill_while_saving_never_leaves_a_complete_looking_checkpoint(tiny_lm, tmp_path, reference):
     # Killed after step 6's checkpoint is fully written, COMPLETE manifest included, but not renamed.
     killed = train(tiny_lm, tmp_path / "run", env={"KILL_BEFORE_RENAME": "2"})

@@ -227,6 +227,19 @@ class TranslationDataSource:
         return self._rows(collate_pairs([self.train[i] for i in pick.tolist()], self.pad), rank, world_size)
 
     def eval_batches(self, rank: int = 0, world_size: int = 1) -> Iterable[dict[str, torch.Tensor]]:
-        """The validation set in fixed token-count batches."""
+        """The validation set in fixed token-count batches. Under ``world_size`` processes a batch
+        with fewer rows than processes (long sentences) is merged with the next ones, so that
+        every process has rows of every batch (each still about ``max_tokens`` padded tokens)."""
+        batches: list[list[int]] = []
         for idx in self.valid_batches:
+            if batches and len(batches[-1]) < world_size:
+                batches[-1] = batches[-1] + idx
+            else:
+                batches.append(list(idx))
+        if len(batches) > 1 and len(batches[-1]) < world_size:
+            last = batches.pop()
+            batches[-1] = batches[-1] + last
+        if batches and len(batches[-1]) < world_size:
+            raise DataError(f"the validation set has {len(self.valid)} pairs, fewer than the {world_size} processes")
+        for idx in batches:
             yield self._rows(collate_pairs([self.valid[i] for i in idx], self.pad), rank, world_size)

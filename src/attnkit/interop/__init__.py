@@ -288,7 +288,10 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
         for name in skeleton.state_dict():
             if name not in state:  # report missing tensors by the names the checkpoint should have used
                 origin[name] = " + ".join(keymap.hf_names_of(rules, name))
-    check_state(skeleton, state, origin, unmatched)
+    try:
+        check_state(skeleton, state, origin, unmatched)
+    except CheckpointError as e:
+        raise CheckpointError(f"{directory}: {e}") from None
     model = cls(config, **options)
     load_state(model, state, origin)
     if dtype is not None:

@@ -20,6 +20,8 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +32,10 @@ from attnkit.errors import CheckpointError
 from attnkit.interop.files import fsync_path
 
 CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+RECIPE = "recipe.json"
+RUN_FILES = (RECIPE, METRICS)  # what a run writes before its first checkpoint
 COMPLETE = "COMPLETE"
 TRAINING_STATE = "training_state.pt"
 TRAINER_STATE = "trainer_state.json"
@@ -62,23 +68,56 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def _stopped_before_first_checkpoint(out: Path) -> bool:
+    """Whether ``OUT`` holds a run (its recipe or metrics) that never completed a checkpoint."""
+    return any((out / name).is_file() for name in RUN_FILES) and latest_checkpoint(out) is None
+
+
 def prepare_run_dir(out_dir: str | Path, resume: bool) -> Path | None:
     """Check ``OUT`` before a run writes anything; return the checkpoint to resume from (or None).
 
-    A new run refuses a non-empty directory; a resumed one needs a complete, intact checkpoint.
+    A new run refuses a non-empty directory. A resumed one continues its newest complete, intact
+    checkpoint; a run that stopped before its first checkpoint starts again from step 0 (its
+    metrics and TensorBoard logs are removed; its tokenizer and data are rebuilt or reused).
     """
     out = Path(out_dir)
     if not resume:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise CheckpointError(f"output directory {out} already exists and is not empty; pass --resume to "
-                                  "continue the run in it, or choose a new --out (nothing was overwritten)")
+            hint = ("pass --resume to continue the run in it" if latest_checkpoint(out) else
+                    "it holds a run that stopped before its first checkpoint: pass --resume to start it again"
+                    if _stopped_before_first_checkpoint(out) else "it is not a training run")
+            raise CheckpointError(f"output directory {out} already exists and is not empty; {hint}, "
+                                  "or choose a new --out (nothing was overwritten)")
+        return None
+    if _stopped_before_first_checkpoint(out):
+        (out / METRICS).unlink(missing_ok=True)
+        shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
         return None
     last = latest_checkpoint(out)
     if last is None:
-        raise CheckpointError(f"cannot resume: {out / CHECKPOINTS} holds no complete checkpoint "
-                              "(a step-N directory with a COMPLETE file); start a new run without --resume")
+        raise CheckpointError(f"cannot resume: {out / CHECKPOINTS} holds no complete checkpoint (a step-N directory "
+                              f"with a COMPLETE file) and {out} no {' or '.join(RUN_FILES)} of a run that stopped "
+                              "before its first one; start a new run without --resume")
     verify_checkpoint(last)
     return last
+
+
+@contextmanager
+def removed_on_failure(out_dir: str | Path, is_main: bool = True) -> Iterator[None]:
+    """Around a new run's set-up (tokenizer, data, model, Trainer): if it fails, rank 0 removes
+    what it wrote, leaving ``OUT`` as it was (empty or absent), so the corrected command can run."""
+    out = Path(out_dir)
+    existed = out.exists()
+    try:
+        yield
+    except BaseException:
+        if is_main and out.is_dir():
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for p in out.iterdir():
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        raise
 
 
 def save_checkpoint(out_dir: str | Path, step: int, write: Callable[[Path], None], keep_last: int | None = None) -> Path:

@@ -91,12 +91,11 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def mean_over_ranks(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """The average of a scalar tensor over all ranks (a no-op for one process)."""
+def sum_over_ranks(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The sum of a tensor over all ranks (a no-op for one process)."""
     if info.world_size > 1:
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= info.world_size
     return value
 
 

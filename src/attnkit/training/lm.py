@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +55,7 @@ class DataSection(Config):
     block_size: int | None = None
 
     def validate(self) -> None:
+        self.require(self.path.strip() != "", "path", "must name a file, a folder or 'stdlib'")
         self.require(0.0 < self.val_fraction < 1.0, "val_fraction", "must be in (0, 1)")
         self.require(self.block_size is None or self.block_size > 1, "block_size", "must be > 1")
         for name in ("max_files", "max_bytes"):
@@ -111,7 +113,7 @@ def prepare_tokenizer(recipe, out: Path, info, last: Path | None, corpus):
         return Tokenizer.from_pretrained(last)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=1) + "\n")
+        (out / ckpt.RECIPE).write_text(json.dumps(recipe_to_dict(recipe), indent=1) + "\n")
         _train_tokenizer(recipe.tokenizer, corpus).save_pretrained(out / "tokenizer")
     barrier(info)
     return Tokenizer.from_pretrained(out / "tokenizer")
@@ -132,23 +134,25 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     last = ckpt.prepare_run_dir(out, resume)
     files = recipe.data.files()
     barrier(info)  # every rank has checked the output directory before rank 0 writes to it
-    tokenizer = prepare_tokenizer(recipe, out, info, last, files)
-    if info.is_main:
-        dataset = LMDataset.build(files, tokenizer, out / "data", val_fraction=recipe.data.val_fraction,
-                                  show_progress=recipe.train.progress)
-    barrier(info)
-    if not info.is_main:
-        dataset = LMDataset.load(out / "data")
+    with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
+        tokenizer = prepare_tokenizer(recipe, out, info, last, files)
+        if info.is_main:
+            dataset = LMDataset.build(files, tokenizer, out / "data", val_fraction=recipe.data.val_fraction,
+                                      show_progress=recipe.train.progress)
+        barrier(info)
+        if not info.is_main:
+            dataset = LMDataset.load(out / "data")
 
-    config = recipe.model.model_config(vocab_size=tokenizer.vocab_size, bos_token_id=None,
-                                       eos_token_id=tokenizer.eos_token_id)
-    block_size = recipe.data.block_size or getattr(config, "n_positions", None)
-    if block_size is None:
-        raise ConfigError("data.block_size is required for a model without n_positions")
-    torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
-    model = recipe.model.model_class()(config)
-    source = LMDataSource(dataset, recipe.train.batch_size, block_size, eval_iters=recipe.train.eval_iters)
-    trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
-                      run_info={"task": "lm", "recipe": recipe_to_dict(recipe)})
+        config = recipe.model.model_config(vocab_size=tokenizer.vocab_size, bos_token_id=None,
+                                           eos_token_id=tokenizer.eos_token_id)
+        block_size = recipe.data.block_size or getattr(config, "n_positions", None)
+        if block_size is None:
+            raise ConfigError("data.block_size is required for a model without n_positions")
+        torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
+        model = recipe.model.model_class()(config)
+        source = LMDataSource(dataset, recipe.train.batch_size, block_size, eval_iters=recipe.train.eval_iters)
+        source.check(model, info.world_size, evaluate=recipe.train.eval_every > 0)
+        trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
+                          run_info={"task": "lm", "recipe": recipe_to_dict(recipe)})
     trainer.train()
     return trainer

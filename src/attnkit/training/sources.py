@@ -43,6 +43,16 @@ class LMDataSource:
     def next_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
         return self._batch("train", generator, rank, world_size)
 
+    def check(self, model, world_size: int = 1, evaluate: bool = True) -> None:
+        """Before training: the splits hold a block, the batch splits over the ranks, and the
+        model takes a block (no more positions than it has), all as errors saying so."""
+        for split in ("train", "val") if evaluate else ("train",):
+            batch = self._batch(split, torch.Generator().manual_seed(0), 0, world_size)
+        was_training = model.training
+        with torch.no_grad():
+            model.eval()(**{k: v[:1] for k, v in batch.items()})
+        model.train(was_training)
+
     def eval_batches(self, rank: int = 0, world_size: int = 1) -> Iterable[dict[str, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.eval_seed)  # fixed: every evaluation sees the same blocks
         for _ in range(self.eval_iters):

@@ -31,11 +31,10 @@ from attnkit.allocator import keep_freed_memory
 from attnkit.errors import CheckpointError, ConfigError, TrainingError
 from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
-from attnkit.training.distributed import DistInfo, barrier, init_distributed, mean_over_ranks, wrap_model
+from attnkit.training.distributed import DistInfo, barrier, init_distributed, sum_over_ranks, wrap_model
 from attnkit.training.optim import make_optimizer
 from attnkit.training.schedules import SCHEDULES, lr_scheduler, make_schedule
 
-METRICS = "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -83,8 +82,19 @@ class TrainConfig(Config):
         for name in ("beta1", "beta2"):
             self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
         self.require(self.eps > 0, "eps", "must be positive")
+        self.require(self.schedule != "inverse_sqrt" or self.warmup_steps >= 1, "warmup_steps",
+                     "must be >= 1 for the inverse_sqrt schedule")
         self.require(self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}")
         self.require(self.device in ("auto", "cpu", "cuda"), "device", "must be 'auto', 'cpu' or 'cuda'")
+
+
+def count_targets(batch: dict) -> int:
+    """How many targets a batch's mean loss averages over: its ``labels`` that are not -100
+    (the ignore index of every attnkit loss), else its rows."""
+    labels = batch.get("labels")
+    if torch.is_tensor(labels):
+        return int((labels != -100).sum())
+    return next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
 
 
 def _step_of(line: str) -> float:
@@ -149,7 +159,7 @@ class Trainer:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+                self.tb = SummaryWriter(str(self.out_dir / ckpt.TENSORBOARD))
             except ImportError:  # tensorboard is optional
                 self.tb = None
 
@@ -162,7 +172,7 @@ class Trainer:
         return ckpt.prepare_run_dir(self.out_dir, resume=True)
 
     def _refuse_existing_run(self) -> None:
-        if (self.out_dir / METRICS).exists() or ckpt.complete_checkpoints(self.out_dir):
+        if (self.out_dir / ckpt.METRICS).exists() or ckpt.complete_checkpoints(self.out_dir):
             raise CheckpointError(
                 f"{self.out_dir} already holds a training run; pass --resume to continue it "
                 "or choose another output directory (nothing was overwritten)"
@@ -206,7 +216,7 @@ class Trainer:
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines past the resumed step (written after the checkpoint, before a crash)."""
-        path = self.out_dir / METRICS
+        path = self.out_dir / ckpt.METRICS
         if not path.exists():
             return
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
@@ -233,19 +243,28 @@ class Trainer:
         return nullcontext()
 
     def train_step(self) -> dict:
-        """One optimizer update over ``grad_accum_steps`` micro-batches; returns its metrics."""
+        """One optimizer update over ``grad_accum_steps`` micro-batches; returns its metrics.
+
+        The loss is the mean over every target of the step (all micro-batches, all ranks): each
+        micro-batch's mean loss is weighted by its share of the targets (:func:`count_targets`), so
+        padded batches of different sizes (translation) train as one process with the whole batch would.
+        """
         c, info = self.config, self.info
         t0 = time.perf_counter()
         self.wrapped.train()
+        batches = [self._to_device(self.data.next_batch(self.generator, info.rank, info.world_size))
+                   for _ in range(c.grad_accum_steps)]
+        counts = [count_targets(b) for b in batches]
+        n_step = sum_over_ranks(torch.tensor(float(sum(counts)), device=info.device), info)
         total, tokens = torch.zeros((), device=info.device), 0
-        for micro in range(c.grad_accum_steps):
-            batch = self._to_device(self.data.next_batch(self.generator, info.rank, info.world_size))
+        for micro, (batch, n) in enumerate(zip(batches, counts)):
             tokens += int(batch["input_ids"].numel()) if "input_ids" in batch else 0
             with self._grad_sync(micro == c.grad_accum_steps - 1), self._autocast():
-                loss = self.forward(**batch).loss / c.grad_accum_steps
+                # DDP and FSDP average gradients over ranks: hence the world size
+                loss = self.forward(**batch).loss * (n * info.world_size / n_step)
             self.scaler.scale(loss).backward()
             total += loss.detach().float()
-        loss = mean_over_ranks(total, info).item()
+        loss = sum_over_ranks(total, info).item() / info.world_size
         if not math.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
             last = ckpt.latest_checkpoint(self.out_dir)
@@ -274,18 +293,19 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean loss over the data source's fixed validation batches (averaged over ranks)."""
+        """Mean loss over every target of the data source's fixed validation batches (all ranks)."""
         self.wrapped.eval()
-        losses = []
+        sums = torch.zeros(2, dtype=torch.float64, device=self.info.device)  # loss x targets, targets
         for batch in self.data.eval_batches(self.info.rank, self.info.world_size):
+            n = count_targets(batch)
             with self._autocast():
-                losses.append(self.forward(**self._to_device(batch)).loss.float())
+                loss = self.forward(**self._to_device(batch)).loss.double()
+            sums += torch.stack([loss * n, loss.new_tensor(n)])
         self.wrapped.train()
         if hasattr(self.wrapped, "reshard"):  # FSDP keeps the root's parameters gathered after a forward
             self.wrapped.reshard()
-        if not losses:
-            return float("nan")
-        return mean_over_ranks(torch.stack(losses).mean(), self.info).item()
+        total, n = sum_over_ranks(sums, self.info).tolist()
+        return total / n if n else float("nan")
 
     def train(self) -> list[dict]:
         """Run until ``max_steps``; returns the metric records of this call."""
@@ -333,7 +353,7 @@ class Trainer:
         if not self.info.is_main:
             return
         self.last_metrics.update(record)
-        with open(self.out_dir / METRICS, "a") as f:
+        with open(self.out_dir / ckpt.METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tb is not None:
             for k, v in record.items():
@@ -350,7 +370,8 @@ class Trainer:
         if self.info.is_main:
             model = self.model
             if sharded:  # gather the shards into a plain copy of the model to save it
-                model = type(self.model)(self.model.config)
+                with torch.random.fork_rng(devices=[]):  # its random init must not move rank 0's RNG (dropout)
+                    model = type(self.model)(self.model.config)
                 model.load_state_dict(model_state)
             state = {
                 "step": self.step, "optimizer": optim_state, "scheduler": self.scheduler.state_dict(),

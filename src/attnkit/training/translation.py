@@ -10,6 +10,7 @@ inverse-square-root schedule from ``train.schedule``).
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -59,17 +60,19 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     d = recipe.data
     train, valid = load_pairs(d.train, "train", d.skip_empty), load_pairs(d.valid, "valid", d.skip_empty)
     barrier(info)  # every rank has checked the output directory before rank 0 writes to it
-    # One joint vocabulary for both languages (§5.1), so the embeddings can be shared (§3.4).
-    sides = ["\n".join(s for s, _ in train), "\n".join(t for _, t in train)]
-    tokenizer = prepare_tokenizer(recipe, out, info, last, sides)
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    config = recipe.model.model_config(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
-                                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                       decoder_start_token_id=start)
-    source = TranslationDataSource(train, valid, tokenizer, max_tokens=d.max_tokens, max_positions=config.n_positions)
-    torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
-    model = recipe.model.model_class()(config)
-    trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
-                      run_info={"task": "translation", "recipe": recipe_to_dict(recipe)})
+    with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
+        # One joint vocabulary for both languages (§5.1), so the embeddings can be shared (§3.4).
+        sides = ["\n".join(s for s, _ in train), "\n".join(t for _, t in train)]
+        tokenizer = prepare_tokenizer(recipe, out, info, last, sides)
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        config = recipe.model.model_config(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+                                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                           decoder_start_token_id=start)
+        source = TranslationDataSource(train, valid, tokenizer, max_tokens=d.max_tokens,
+                                       max_positions=config.n_positions)
+        torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
+        model = recipe.model.model_class()(config)
+        trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
+                          run_info={"task": "translation", "recipe": recipe_to_dict(recipe)})
     trainer.train()
     return trainer
