@@ -31,21 +31,20 @@ from attnkit.nn.linear import packed_weights
 from attnkit.nn.masks import as_padding_mask
 
 
-def _special_ids(model, eos_token_id, pad_token_id) -> tuple[list[int], int]:
-    """The EOS ids and the padding id of a decoding run. ``"config"`` (the default) reads each
-    from ``model.config`` as Hugging Face's ``generate`` does; ``eos_token_id=None`` decodes
-    without stopping. Padding defaults to the first EOS id, then 0."""
+def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tuple[list[int], int, int | None]:
+    """The EOS ids, the padding id and the forced last token of a decoding run. ``"config"``
+    (the default) reads each from ``model.config`` as Hugging Face's ``generate`` does;
+    ``eos_token_id=None`` decodes without stopping. Padding defaults to the first EOS id, then 0."""
     config = getattr(model, "config", None)
-    for name, value in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
-        if isinstance(value, str) and value != "config":
-            raise InputError(f'{name} must be a token id, a list of ids (EOS only), None or "config", got {value!r}')
-    if isinstance(eos_token_id, str):
-        eos_token_id = getattr(config, "eos_token_id", None)
-    if isinstance(pad_token_id, str):
-        pad_token_id = getattr(config, "pad_token_id", None)
     vocab = getattr(config, "vocab_size", None)
 
     def token_ids(name, value) -> list[int]:
+        if isinstance(value, str):
+            if value != "config":
+                raise InputError(f'{name} must be a token id, a list of ids (EOS only), None or "config", got {value!r}')
+            value = getattr(config, name, None)
+            if value is None:
+                return []
         values = value.tolist() if isinstance(value, torch.Tensor) else value
         values = values if isinstance(values, (list, tuple)) else [values]
         try:
@@ -57,18 +56,9 @@ def _special_ids(model, eos_token_id, pad_token_id) -> tuple[list[int], int]:
         return ids
 
     eos = [] if eos_token_id is None else token_ids("eos_token_id", eos_token_id)
-    pad = token_ids("pad_token_id", pad_token_id)[0] if pad_token_id is not None else (eos[0] if eos else 0)
-    return eos, pad
-
-
-def _forced_eos(model, forced_eos_token_id) -> int | None:
-    """The token the last step must produce (``"config"``: ``model.config.forced_eos_token_id``,
-    which Marian checkpoints set to EOS), or None."""
-    if isinstance(forced_eos_token_id, str):
-        if forced_eos_token_id != "config":
-            raise InputError(f'forced_eos_token_id must be a token id, None or "config", got {forced_eos_token_id!r}')
-        forced_eos_token_id = getattr(getattr(model, "config", None), "forced_eos_token_id", None)
-    return forced_eos_token_id
+    pad = token_ids("pad_token_id", pad_token_id) if pad_token_id is not None else []
+    forced = token_ids("forced_eos_token_id", forced_eos_token_id) if forced_eos_token_id is not None else []
+    return eos, pad[0] if pad else (eos[0] if eos else 0), forced[0] if forced else None
 
 
 def _force_token(scores: torch.Tensor, token: int) -> torch.Tensor:
@@ -136,15 +126,14 @@ def stream(
     and ``pack_weights``: see :func:`generate`.
     """
     attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p)
-    forced = _forced_eos(model, forced_eos_token_id)
     with _packing(model, pack_weights, input_ids.shape[0], max_new_tokens):
         yield from _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
-                           pad_token_id, attention_mask, generator, forced)
+                           pad_token_id, attention_mask, generator, forced_eos_token_id)
 
 
 def _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id,
-            attention_mask, generator, forced_eos):
-    eos, pad = _special_ids(model, eos_token_id, pad_token_id)
+            attention_mask, generator, forced_eos_token_id):
+    eos, pad, forced_eos = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
     eos_t = torch.tensor(eos, device=ids.device)
@@ -232,11 +221,10 @@ def generate(
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k,
                                      top_p)
-        forced = _forced_eos(model, forced_eos_token_id)
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, max_new_tokens):
             return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,
                                 length_penalty_style, early_stopping, eos_token_id, pad_token_id, do_sample,
-                                temperature, top_k, top_p, generator, forced)
+                                temperature, top_k, top_p, generator, forced_eos_token_id)
     steps = []
     try:
         for tokens in stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
@@ -289,13 +277,13 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 
 def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty, length_penalty_style,
                  early_stopping, eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator,
-                 forced_eos):
+                 forced_eos_token_id):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
     running beam can beat the worst finished hypothesis."""
     B, nb = input_ids.shape[0], num_beams
-    eos, fill = _special_ids(model, eos_token_id, pad_token_id)
+    eos, fill, forced_eos = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     eos_t = torch.tensor(eos, device=input_ids.device, dtype=torch.long)
     K = max(2, 1 + len(eos)) * nb
     top_nb = torch.arange(K, device=input_ids.device) < nb

@@ -83,11 +83,11 @@ def prepare_run_dir(out_dir: str | Path, resume: bool) -> Path | None:
     out = Path(out_dir)
     if not resume:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            hint = ("pass --resume to continue the run in it" if latest_checkpoint(out) else
-                    "it holds a run that stopped before its first checkpoint: pass --resume to start it again"
-                    if _stopped_before_first_checkpoint(out) else "it is not a training run")
-            raise CheckpointError(f"output directory {out} already exists and is not empty; {hint}, "
-                                  "or choose a new --out (nothing was overwritten)")
+            hint = ("pass --resume to continue the run in it, or" if latest_checkpoint(out) else
+                    "it holds a run that stopped before its first checkpoint: pass --resume to start it again, or"
+                    if _stopped_before_first_checkpoint(out) else "it holds no training run:")
+            raise CheckpointError(f"output directory {out} already exists and is not empty; {hint} "
+                                  "choose a new --out (nothing was overwritten)")
         return None
     if _stopped_before_first_checkpoint(out):
         (out / METRICS).unlink(missing_ok=True)
