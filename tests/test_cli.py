@@ -196,3 +196,9 @@ def test_evaluate_checks_its_options_before_translating(trained, tmp_path):
                    "unknown metric 'ter'")
     assert refused(cli("evaluate", trained, "--data", data, "--output", tmp_path / "no" / "out.txt"), "does not exist")
     assert refused(cli("evaluate", trained, "--data", data, "--output", tmp_path), "is a directory")
+
+
+def test_an_output_path_the_file_system_refuses_is_a_one_line_error(tiny_lm, tmp_path):
+    (tmp_path / "file").write_text("mine")
+    assert refused(cli(*train_args(tiny_lm, tmp_path / "file" / "out")), "Not a directory")
+    assert (tmp_path / "file").read_text() == "mine"

@@ -18,7 +18,8 @@ def main() -> None:
 
 # -- training: train / generate / info ----------------------------------------------------------
 def _fail_cleanly(fn):
-    """Report attnkit's own errors as one line on stderr with exit status 1 (no traceback)."""
+    """Report attnkit's own errors, and the file system's (a path that is not a directory, no
+    permission, a full disk), as one line on stderr with exit status 1 (no traceback)."""
     import functools
 
     @functools.wraps(fn)
@@ -27,7 +28,7 @@ def _fail_cleanly(fn):
 
         try:
             return fn(*args, **kwargs)
-        except AttnkitError as e:
+        except (AttnkitError, OSError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
 
