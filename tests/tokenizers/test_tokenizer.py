@@ -341,3 +341,9 @@ def test_save_pretrained_keeps_roles_set_explicitly(bpe, tmp_path):
     assert json.loads((tmp_path / "tokenizer_config.json").read_text())["pad_token"] == "<|endoftext|>"
     again = Tokenizer.from_pretrained(tmp_path)
     assert again.special_tokens_map == tok.special_tokens_map and again.bos_token_id is None
+
+
+def test_a_char_tokenizer_without_unknown_token_reloads(tmp_path):
+    dna = Tokenizer.train_char(["ACGTACGTTTGA"], special_tokens=["<pad>", "<eos>"])
+    dna.save_pretrained(tmp_path)
+    assert Tokenizer.from_pretrained(tmp_path).encode("ACGT") == dna.encode("ACGT")

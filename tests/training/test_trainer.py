@@ -258,3 +258,62 @@ def test_a_model_attnkit_cannot_checkpoint_is_refused_before_training(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint mapping is registered for Plain"):
         Trainer(Plain(), FixedBatches(batches()), config(), tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_losses_are_means_over_targets_the_model_counts(tmp_path):
+    """GPT's first label is never a target; a micro-batch without targets adds nothing."""
+    model = tiny_model()
+    x = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    few = x.clone()
+    few[:, 3:] = -100  # 2 targets per row: positions 1 and 2 (position 0 predicts nothing)
+    none = torch.full_like(x, -100)
+    data = [{"input_ids": x, "labels": few}, {"input_ids": x, "labels": x}, {"input_ids": x, "labels": none}]
+    assert [model.count_targets(b) for b in data] == [4, 14, 0]
+    with torch.no_grad():
+        l_few, l_all = model(**data[0]).loss.item(), model(**data[1]).loss.item()
+    expected = (4 * l_few + 14 * l_all) / 18
+    trainer = Trainer(model, FixedBatches(data), config(max_steps=1, grad_accum_steps=3, lr=1e-12), tmp_path)
+    assert trainer.evaluate() == pytest.approx(l_few, rel=1e-6)  # eval_batches yields the first batch only
+    trainer.data = type("All", (), {"eval_batches": lambda self, rank=0, world_size=1: iter(data)})()
+    assert trainer.evaluate() == pytest.approx(expected, rel=1e-6)
+    trainer.data = FixedBatches(data)
+    assert trainer.train_step()["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_step_without_any_target_is_a_training_error(tmp_path):
+    x = torch.zeros(2, 8, dtype=torch.long)
+    trainer = Trainer(tiny_model(), FixedBatches([{"input_ids": x, "labels": torch.full_like(x, -100)}]), config(),
+                      tmp_path)
+    with pytest.raises(TrainingError, match="step 1 has no targets"):
+        trainer.train_step()
+
+
+def test_compiled_models_and_head_subclasses_are_accepted_and_unsaveable_ones_refused_up_front(tmp_path):
+    from attnkit.models.bert import BertConfig, BertForSequenceClassification
+
+    class MyClassifier(BertForSequenceClassification):
+        pass
+
+    model = MyClassifier(BertConfig.from_preset("bert-tiny", vocab_size=64))
+    batch = {"input_ids": torch.randint(0, 64, (4, 8)), "labels": torch.tensor([0, 1, 0, 1])}
+    Trainer(model, FixedBatches([batch]), config(max_steps=1), tmp_path / "sub").train()
+    assert type(attnkit.from_pretrained(complete_checkpoints(tmp_path / "sub")[-1][1])) is BertForSequenceClassification
+    Trainer(torch.compile(tiny_model()), FixedBatches(batches()), config(), tmp_path / "compiled")
+
+    class Extra(GPT):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.extra = torch.nn.Linear(2, 2)
+
+    with pytest.raises(CheckpointError, match="no Hugging Face name is known for attnkit parameter 'extra.weight'"):
+        Trainer(Extra(GPTConfig.from_preset("gpt-tiny", vocab_size=64)), FixedBatches(batches()), config(),
+                tmp_path / "extra")
+
+
+def test_resuming_with_different_train_settings_says_which(tmp_path):
+    data = FixedBatches(batches())
+    recipe = {"train": {"schedule": "cosine", "max_steps": 2}}
+    Trainer(tiny_model(), data, config(max_steps=2), tmp_path, run_info={"recipe": recipe}).train()
+    changed = {"train": {"schedule": "inverse_sqrt", "max_steps": 4}}
+    with pytest.warns(UserWarning, match=r"max_steps 2 -> 4, schedule 'cosine' -> 'inverse_sqrt'"):
+        Trainer(tiny_model(), data, config(max_steps=4), tmp_path, resume=True, run_info={"recipe": changed})

@@ -62,9 +62,16 @@ def _family(model_type: str) -> ModuleType:
     return importlib.import_module(FAMILIES[model_type])
 
 
+def _unwrap(model):
+    """The model inside a ``torch.compile`` or DDP wrapper."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
 def checkpoint_family(model) -> tuple[ModuleType, str]:
     """``(mapping module, architecture name)`` that saves ``model``: its own class's, or for a
     subclass of an attnkit model the nearest registered base class's (it loads as that class)."""
+    model = _unwrap(model)
     for klass in type(model).__mro__:
         for model_type in FAMILIES:
             fam = _family(model_type)
@@ -72,6 +79,17 @@ def checkpoint_family(model) -> tuple[ModuleType, str]:
                 return fam, klass.__name__
     raise CheckpointError(f"no checkpoint mapping is registered for {type(model).__name__}: save_pretrained and "
                           f"the Trainer's checkpoints need an attnkit model ({', '.join(FAMILIES)} families) or a subclass")
+
+
+def check_saveable(model) -> None:
+    """Raise :class:`CheckpointError` unless :func:`save_pretrained` can write ``model`` (a
+    Trainer checks before its first step, not at its first checkpoint)."""
+    model = _unwrap(model)
+    fam, _ = checkpoint_family(model)
+    if fam.config_to_hf(model) is not None:  # Hugging Face's names: every tensor needs one
+        rules = fam.key_rules(model)
+        for name in _canonical_state(model)[0]:
+            keymap.hf_names_of(rules, name)
 
 
 def _class_named(name: str) -> tuple[ModuleType, type]:
@@ -102,9 +120,7 @@ def save_pretrained(model, path: str | Path) -> None:
     Hugging Face names and config fields are used when the model has an HF equivalent;
     other files in ``path`` (tokenizer.json, ...) are left in place.
     """
-    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        model = model.module
+    model = _unwrap(model)
     fam, arch = checkpoint_family(model)
     state, _ = _canonical_state(model)
     state = {k: v.detach() for k, v in state.items()}
@@ -299,5 +315,5 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     return model.to(device).eval()
 
 
-__all__ = ["FAMILIES", "check_state", "checkpoint_family", "from_pretrained", "load_state", "register", "resolve_checkpoint_dir",
+__all__ = ["FAMILIES", "check_saveable", "check_state", "checkpoint_family", "from_pretrained", "load_state", "register", "resolve_checkpoint_dir",
            "save_pretrained"]

@@ -80,7 +80,7 @@ def key_rules(model) -> list[Rename]:
         return _encoder_rules(pooler=model.pooler is not None)
     base = [Rename("bert." + r.native, tuple("bert." + h for h in r.hf_names) if isinstance(r.hf, tuple)
                    else "bert." + r.hf) for r in _encoder_rules(pooler=model.bert.pooler is not None)]
-    return base + _HEAD_RULES[type(model)]
+    return base + next(rules for cls, rules in _HEAD_RULES.items() if isinstance(model, cls))
 
 
 def model_options(model_class: type, keys) -> dict:

@@ -60,6 +60,14 @@ class Model(nn.Module):
                     total += p.numel()
         return total
 
+    def count_targets(self, batch: dict) -> int:
+        """How many targets ``self(**batch).loss`` averages over: the ``labels`` that are not -100,
+        else the rows (the Trainer weights batches of different sizes by it)."""
+        labels = batch.get("labels")
+        if torch.is_tensor(labels):
+            return int((labels != -100).sum())
+        return next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
+
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` + ``model.safetensors`` (Hugging Face layout) to ``path``."""
         from attnkit.interop import save_pretrained

@@ -191,6 +191,10 @@ class GPT(Model):
         loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100)
         return LazyLogitsOutput(lambda: self.lm_head(h), loss=loss, last_hidden_state=h, attentions=out.attentions)
 
+    def count_targets(self, batch: dict) -> int:
+        """The labels that are targets: each position predicts the next one, so the first is none."""
+        return int((batch["labels"][:, 1:] != -100).sum()) if "labels" in batch else super().count_targets(batch)
+
     # -- decoding protocol (see attnkit.generation) ------------------------------------------
     def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int):
         """Expand the prompt for beams and make an empty cache. Returns ``(ids, mask, cache)``."""

@@ -366,10 +366,11 @@ def _texts(files_or_texts) -> Iterator[str]:
 
 
 def _check_loaded(backend: _Backend, path: Path) -> None:
-    """Encode a probe text: a file whose parts disagree (a post-processor naming a token the
-    vocabulary lacks) panics in Rust on first use, or yields ids outside the vocabulary."""
+    """Encode an empty text (the special tokens alone): a file whose parts disagree (a
+    post-processor naming a token the vocabulary lacks) panics in Rust on first use, or yields
+    ids outside the vocabulary."""
     try:
-        ids = backend.encode("a").ids
+        ids = backend.encode("").ids
     except BaseException as e:  # pyo3's PanicException derives from BaseException
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise

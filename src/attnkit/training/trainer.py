@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,15 +89,6 @@ class TrainConfig(Config):
         self.require(self.device in ("auto", "cpu", "cuda"), "device", "must be 'auto', 'cpu' or 'cuda'")
 
 
-def count_targets(batch: dict) -> int:
-    """How many targets a batch's mean loss averages over: its ``labels`` that are not -100
-    (the ignore index of every attnkit loss), else its rows."""
-    labels = batch.get("labels")
-    if torch.is_tensor(labels):
-        return int((labels != -100).sum())
-    return next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
-
-
 def _step_of(line: str) -> float:
     """The step of a metrics line; a line torn by a crash mid-write counts as past every step."""
     try:
@@ -121,9 +113,9 @@ class Trainer:
 
     def __init__(self, model, data, config: TrainConfig, out_dir: str | Path, *, tokenizer=None,
                  run_info: dict | None = None, resume: bool | str | Path = False, dist: DistInfo | None = None):
-        from attnkit.interop import checkpoint_family
+        from attnkit.interop import check_saveable
 
-        checkpoint_family(model)  # checkpoints need an attnkit model: say so now, not at the first save
+        check_saveable(model)  # checkpoints need an attnkit model: say so now, not at the first save
         self.config, self.data, self.tokenizer = config, data, tokenizer
         self.out_dir, self.run_info = Path(out_dir), dict(run_info or {})
         self.info = dist or init_distributed(config.device)
@@ -186,6 +178,12 @@ class Trainer:
         if diff:
             details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs recipe {mine.get(k)!r}" for k in diff)
             raise CheckpointError(f"checkpoint {path} does not match the recipe's model config ({details})")
+        # Training settings may change on resume (max_steps, lr), but never without a word.
+        before, now = state.get("recipe", {}).get("train", {}), self.run_info.get("recipe", {}).get("train", {})
+        changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in sorted(set(before) & set(now)) if before[k] != now[k]]
+        if changed and self.info.is_main:
+            warnings.warn(f"resuming {path} with train settings that differ from the run's: {', '.join(changed)}",
+                          stacklevel=2)
         from attnkit.interop import from_pretrained
 
         try:
@@ -246,16 +244,19 @@ class Trainer:
         """One optimizer update over ``grad_accum_steps`` micro-batches; returns its metrics.
 
         The loss is the mean over every target of the step (all micro-batches, all ranks): each
-        micro-batch's mean loss is weighted by its share of the targets (:func:`count_targets`), so
-        padded batches of different sizes (translation) train as one process with the whole batch would.
+        micro-batch's mean loss is weighted by its share of the targets (the model's ``count_targets``),
+        so padded batches of different sizes (translation) train as one process with the whole batch
+        would. A micro-batch without targets adds nothing (its mean loss is nan, its gradients zero).
         """
         c, info = self.config, self.info
         t0 = time.perf_counter()
         self.wrapped.train()
         batches = [self._to_device(self.data.next_batch(self.generator, info.rank, info.world_size))
                    for _ in range(c.grad_accum_steps)]
-        counts = [count_targets(b) for b in batches]
+        counts = [self.model.count_targets(b) for b in batches]
         n_step = sum_over_ranks(torch.tensor(float(sum(counts)), device=info.device), info)
+        if n_step.item() == 0:
+            raise TrainingError(f"step {self.step + 1} has no targets (every label is -100); check the data")
         total, tokens = torch.zeros((), device=info.device), 0
         for micro, (batch, n) in enumerate(zip(batches, counts)):
             tokens += int(batch["input_ids"].numel()) if "input_ids" in batch else 0
@@ -263,7 +264,8 @@ class Trainer:
                 # DDP and FSDP average gradients over ranks: hence the world size
                 loss = self.forward(**batch).loss * (n * info.world_size / n_step)
             self.scaler.scale(loss).backward()
-            total += loss.detach().float()
+            if n:
+                total += loss.detach().float()
         loss = sum_over_ranks(total, info).item() / info.world_size
         if not math.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
@@ -297,10 +299,11 @@ class Trainer:
         self.wrapped.eval()
         sums = torch.zeros(2, dtype=torch.float64, device=self.info.device)  # loss x targets, targets
         for batch in self.data.eval_batches(self.info.rank, self.info.world_size):
-            n = count_targets(batch)
+            n = self.model.count_targets(batch)
             with self._autocast():
                 loss = self.forward(**self._to_device(batch)).loss.double()
-            sums += torch.stack([loss * n, loss.new_tensor(n)])
+            if n:  # a batch without targets has a nan mean loss: it adds nothing
+                sums += torch.stack([loss * n, loss.new_tensor(n)])
         self.wrapped.train()
         if hasattr(self.wrapped, "reshard"):  # FSDP keeps the root's parameters gathered after a forward
             self.wrapped.reshard()
