@@ -75,6 +75,13 @@ def test_embed_a_loaded_model_with_its_tokenizer(embeddings, minilm_model):
         attnkit.embed(model, [], tokenizer=tokenizer)
 
 
+def test_a_model_in_training_mode_embeds_without_dropout_and_stays_in_training_mode(embeddings):
+    model, tokenizer = attnkit.from_pretrained(MODEL_DIR), attnkit.Tokenizer.from_pretrained(MODEL_DIR)
+    model.train()
+    got = attnkit.embed(model, SENTENCES[:3], tokenizer=tokenizer)
+    assert torch.allclose(got, embeddings[:3], atol=1e-5) and model.training
+
+
 def test_cli_embed_prints_one_json_vector_per_sentence(embeddings):
     from typer.testing import CliRunner
 

@@ -67,9 +67,13 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     max_length = max_length or _max_length(directory, tokenizer, model)
-    out = []
-    for i in range(0, len(sentences), batch_size):
-        batch = tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length)
-        ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-        out.append(model.sentence_embedding(ids, mask, normalize=normalize).float().cpu())
+    out, was_training = [], model.training
+    model.eval()  # no dropout, as sentence-transformers' encode(); the caller's mode is restored
+    try:
+        for i in range(0, len(sentences), batch_size):
+            batch = tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length)
+            ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+            out.append(model.sentence_embedding(ids, mask, normalize=normalize).float().cpu())
+    finally:
+        model.train(was_training)
     return torch.cat(out)

@@ -156,3 +156,34 @@ def test_untied_masked_lm_head_is_refused_without_impossible_advice(tmp_path):
     hf_bert("BertForMaskedLM", tie_word_embeddings=False).save_pretrained(tmp_path)
     with pytest.raises(attnkit.CheckpointError, match="untied.*BertForMaskedLM has no untied variant"):
         attnkit.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("num_labels,problem_type,labels", [
+    (3, "regression", torch.randn(3, 3)), (1, "multi_label_classification", torch.tensor([[1.0], [0.0], [1.0]])),
+    (3, "single_label_classification", torch.tensor([0, 2, 1])), (1, None, torch.randn(3)),
+])
+def test_sequence_classification_loss_follows_problem_type_as_in_transformers(tmp_path, num_labels, problem_type, labels):
+    hf = hf_bert("BertForSequenceClassification", num_labels=num_labels, problem_type=problem_type)
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    assert model.config.problem_type == json.loads((tmp_path / "config.json").read_text()).get("problem_type")
+    ids, mask, types = padded_batch()
+    ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss
+    got = model(ids, attention_mask=mask, token_type_ids=types, labels=labels).loss
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    ref.backward(), got.backward()
+    torch.testing.assert_close(model.classifier.weight.grad, hf.classifier.weight.grad, atol=1e-5, rtol=1e-4)
+    model.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text()).get("problem_type") == problem_type
+
+
+def test_question_answering_saves_two_outputs_whatever_num_labels(tmp_path):
+    model = ours_bert.BertForQuestionAnswering(ours_bert.BertConfig.from_preset("bert-tiny", vocab_size=V, num_labels=3))
+    model.save_pretrained(tmp_path)
+    hf, info = transformers.BertForQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids, mask, types = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(hf.eval()(input_ids=ids, attention_mask=mask, token_type_ids=types).start_logits,
+                                   model.eval()(ids, attention_mask=mask, token_type_ids=types).start_logits,
+                                   atol=1e-5, rtol=1e-5)

@@ -94,6 +94,7 @@ def model_options(model_class: type, keys) -> dict:
 def config_to_hf(model) -> dict:
     """HF ``BertConfig`` fields (every attnkit BERT has an HF equivalent)."""
     c: BertConfig = model.config
+    n_labels = 2 if isinstance(model, BertForQuestionAnswering) else c.num_labels  # HF's qa_outputs has num_labels rows
     return dict(
         model_type=MODEL_TYPE, vocab_size=c.vocab_size, hidden_size=c.d_model, num_hidden_layers=c.n_layers,
         num_attention_heads=c.n_heads, intermediate_size=c.d_ff, hidden_act=_ACT_TO_HF[c.activation],
@@ -101,8 +102,8 @@ def config_to_hf(model) -> dict:
         max_position_embeddings=c.n_positions, type_vocab_size=c.type_vocab_size,
         initializer_range=c.initializer_range, layer_norm_eps=c.norm_eps, pad_token_id=c.pad_token_id,
         classifier_dropout=c.classifier_dropout, position_embedding_type="absolute", tie_word_embeddings=True,
-        id2label={str(i): f"LABEL_{i}" for i in range(c.num_labels)},
-        label2id={f"LABEL_{i}": i for i in range(c.num_labels)},
+        id2label={str(i): f"LABEL_{i}" for i in range(n_labels)},
+        label2id={f"LABEL_{i}": i for i in range(n_labels)}, problem_type=c.problem_type,
     )
 
 
@@ -122,5 +123,5 @@ def config_from_hf(hf: dict, model_class: type) -> BertConfig:
         d_ff=hf.get("intermediate_size", 3072), activation=_ACT_FROM_HF[act], norm_eps=hf.get("layer_norm_eps", 1e-12),
         dropout=hf.get("hidden_dropout_prob", 0.1), attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
         initializer_range=hf.get("initializer_range", 0.02), pad_token_id=hf.get("pad_token_id", 0),
-        num_labels=num_labels, classifier_dropout=hf.get("classifier_dropout"),
+        num_labels=num_labels, classifier_dropout=hf.get("classifier_dropout"), problem_type=hf.get("problem_type"),
     )

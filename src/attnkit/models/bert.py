@@ -10,6 +10,7 @@ classification and extractive question answering. Mean pooling gives sentence em
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,8 @@ class BertConfig(Config):
     pad_token_id: int | None = 0
     num_labels: int = 2
     classifier_dropout: float | None = None
+    # Sequence classification's loss; None infers it from num_labels and the labels' dtype (as HF).
+    problem_type: Literal["regression", "single_label_classification", "multi_label_classification"] | None = None
 
     def validate(self) -> None:
         for name in ("vocab_size", "n_positions", "type_vocab_size", "d_model", "n_layers", "n_heads", "d_ff",
@@ -187,9 +190,10 @@ class BertForMaskedLM(_BertHead):
 
 
 class BertForSequenceClassification(_BertHead):
-    """Classifier over the pooled [CLS] vector: ``logits`` ``(B, num_labels)``. ``labels`` ``(B,)``
-    class ids give cross-entropy; with ``num_labels == 1`` float targets give mean squared error;
-    float ``(B, num_labels)`` targets give multi-label binary cross-entropy."""
+    """Classifier over the pooled [CLS] vector: ``logits`` ``(B, num_labels)``. The loss follows
+    ``config.problem_type``, or when it is None (as in Hugging Face): ``num_labels == 1`` is
+    regression (mean squared error), integer ``(B,)`` labels are single-label classification
+    (cross-entropy), float ``(B, num_labels)`` labels are multi-label (binary cross-entropy)."""
 
     add_pooler = True
     has_classifier = True
@@ -198,10 +202,16 @@ class BertForSequenceClassification(_BertHead):
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
         out.logits = self.classifier(self.head_drop(out.pooler_output))
         if labels is not None:
-            n = self.config.num_labels
-            if n == 1:
+            n, problem = self.config.num_labels, self.config.problem_type
+            if problem is None:
+                problem = ("regression" if n == 1 else "multi_label_classification" if labels.dtype.is_floating_point
+                           else "single_label_classification")
+            if problem == "regression" and n == 1:
                 out.loss = F.mse_loss(out.logits.squeeze(-1).float(), labels.float().view(-1))
-            elif labels.dtype.is_floating_point:
+            elif problem == "regression":
+                _check_labels(labels, out.logits.shape)
+                out.loss = F.mse_loss(out.logits.float(), labels.float())
+            elif problem == "multi_label_classification":
                 _check_labels(labels, out.logits.shape)
                 out.loss = F.binary_cross_entropy_with_logits(out.logits.float(), labels.float())
             else:
