@@ -218,6 +218,28 @@ def test_token_iterator_streamer_from_a_thread():
     thread.join()
     assert len(received) == 9
     assert torch.equal(torch.stack(received, 1), result["out"][:, 4:])
+    assert list(streamer) == []  # an ended iterator stays exhausted
+
+
+def test_transformers_streamers_receive_the_prompt_then_each_token(hf_gpt2_twin):
+    """Hugging Face's streamer protocol: put(prompt), put(tokens) per step, end()."""
+    transformers = pytest.importorskip("transformers")
+
+    class Tok:  # the part of a tokenizer TextIteratorStreamer uses
+        def decode(self, ids, **kwargs):
+            return "".join(f"<{i}>" for i in ids)
+
+    ours, hf = hf_gpt2_twin()
+    ids = torch.randint(0, ours.config.vocab_size, (1, 5))
+    texts = []
+    for model in (hf, ours):
+        streamer = transformers.TextIteratorStreamer(Tok(), skip_prompt=True)
+        kwargs = dict(do_sample=False, pad_token_id=0) if model is hf else {}
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, eos_token_id=None,
+                             streamer=streamer, **kwargs)
+        texts.append("".join(streamer))
+        assert texts[-1] == Tok().decode(out[0, 5:].tolist())
+    assert texts[0] == texts[1]
 
 
 def test_token_iterator_streamer_ends_when_generation_fails():

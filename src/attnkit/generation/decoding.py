@@ -198,7 +198,9 @@ def generate(
         forced_eos_token_id: the token a hypothesis still running at ``max_new_tokens`` ends
             with; ``"config"`` (the default) takes ``model.config.forced_eos_token_id`` (Marian
             checkpoints set it to EOS), None forces nothing.
-        streamer: object with ``put(tokens)`` / ``end()`` called as tokens are made.
+        streamer: Hugging Face's streamer protocol: ``put(ids)`` with the ``(B, T)`` ids the
+            output starts with, ``put(tokens)`` with each step's ``(B,)`` tokens, then ``end()``
+            (:class:`~attnkit.generation.TokenIteratorStreamer`, or ``transformers.TextStreamer``).
         generator: a ``torch.Generator`` for reproducible sampling.
         pack_weights: decode from weights packed for oneDNN's CPU kernels
             (:func:`attnkit.nn.packed_weights`): up to 2x the tokens/s on CPU (bf16 weights, or
@@ -230,13 +232,14 @@ def generate(
         for tokens in stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
                              pad_token_id, attention_mask, generator, pack_weights, forced_eos_token_id):
             if streamer is not None:
+                if not steps:  # as in Hugging Face: first what the output starts with
+                    streamer.put(_decoder_prefix(model, input_ids))
                 streamer.put(tokens)
             steps.append(tokens)
     finally:  # a consumer in another thread must not wait forever when decoding fails
         if streamer is not None:
             streamer.end()
-    first = _decoder_prefix(model, input_ids)
-    return torch.cat([first, torch.stack(steps, dim=1)], dim=1)
+    return torch.cat([_decoder_prefix(model, input_ids), torch.stack(steps, dim=1)], dim=1)
 
 
 AUTO_PACK_MIN_TOKENS = 32  # packing GPT-2 small costs about 6 decoding steps and gains 25-40% of each

@@ -1,8 +1,11 @@
-"""Streamers receive tokens as they are generated: ``put(tokens)`` each step, ``end()`` once.
+"""Streamers receive tokens as they are generated, as in Hugging Face's ``generate``:
+``put(prompt)`` once with the ``(B, T)`` ids the output starts with (the prompt, or the decoder's
+start tokens), then ``put(tokens)`` with the ``(B,)`` new tokens each step, and ``end()`` once.
+So Hugging Face's streamers (``TextStreamer``, ``TextIteratorStreamer``) work here too.
 
-:class:`TokenIteratorStreamer` turns that into an iterator another thread can consume (a
-server sending tokens to a client while decoding runs). For a plain loop, ``model.stream(...)``
-is simpler: it is a generator over the same decoding loop.
+:class:`TokenIteratorStreamer` turns that into an iterator over the new tokens another thread
+can consume (a server sending tokens to a client while decoding runs). For a plain loop,
+``model.stream(...)`` is simpler: it is a generator over the same decoding loop.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import torch
 
 
 class TokenIteratorStreamer:
-    """Thread-safe iterator over generated ``(B,)`` token tensors.
+    """Thread-safe iterator over generated ``(B,)`` token tensors (the prompt is skipped).
 
-    ``timeout`` (seconds) bounds each wait so a consumer never hangs on a dead producer.
+    ``timeout`` (seconds) bounds each wait so a consumer never hangs on a dead producer. Once
+    ended, the iterator stays exhausted.
     """
 
     _END = object()
@@ -23,8 +27,12 @@ class TokenIteratorStreamer:
     def __init__(self, timeout: float | None = None):
         self.queue: queue.Queue = queue.Queue()
         self.timeout = timeout
+        self._prompt_seen = self._ended = False
 
     def put(self, tokens: torch.Tensor) -> None:
+        if not self._prompt_seen:  # the first put is the prompt (Hugging Face's streamer protocol)
+            self._prompt_seen = True
+            return
         self.queue.put(tokens)
 
     def end(self) -> None:
@@ -34,7 +42,10 @@ class TokenIteratorStreamer:
         return self
 
     def __next__(self) -> torch.Tensor:
+        if self._ended:
+            raise StopIteration
         item = self.queue.get(timeout=self.timeout)
         if item is self._END:
+            self._ended = True
             raise StopIteration
         return item

@@ -170,8 +170,11 @@ def packed_weights(model: nn.Module, rows: int = 1, max_bytes: int | None = None
     streams them as fast unpacked), and not layers below ``ONEDNN_MIN_MACS`` multiply-adds per
     call (oneDNN's per-call cost outweighs the gain). Costs one more copy of those weights while
     inside; with ``max_bytes``, nothing is packed when that copy would be larger. A weight
-    changed in place inside the block falls back to the plain path. Nested blocks reuse the
-    outer copies. Does nothing without oneDNN."""
+    replaced or changed in place inside the block (``load_state_dict``, ``.to()``, an optimizer
+    step) falls back to the plain path, as PyTorch's version counter shows; a change it cannot
+    see, through ``weight.data`` or to inference tensors (a model built under
+    ``torch.inference_mode``), is not detected: leave the block to change such weights. Nested
+    blocks reuse the outer copies. Does nothing without oneDNN."""
     layers = [m for m in model.modules() if isinstance(m, Linear) and _packing_pays(m, rows)]
     if max_bytes is not None and sum(m.weight.nbytes for m in layers) > max_bytes:
         layers = []
