@@ -75,9 +75,10 @@ class LMDataset:
         """Tokenize ``sources`` (a file, a directory, or a list of them) into ``out_dir``.
 
         About ``val_fraction`` of the tokens go to val: whole files where they fit (picked by a
-        fixed seed), and what they leave short (a single file: all of it) from the end of train. If ``out_dir`` already holds a dataset of the same files (paths,
-        sizes, mtimes), tokenizer and split, it is reused without tokenizing; a different
-        dataset there is a ``DataError`` unless ``overwrite=True``.
+        fixed seed), and what they leave short (a single file: all of it) from the end of train.
+        If ``out_dir`` already holds a dataset of the same files (paths, sizes, mtimes),
+        tokenizer and split, it is reused without tokenizing; a different dataset there is a
+        ``DataError`` unless ``overwrite=True``.
         """
         if not 0 <= val_fraction < 1:
             raise DataError(f"val_fraction={val_fraction} must be in [0, 1)")

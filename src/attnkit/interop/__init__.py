@@ -315,5 +315,5 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     return model.to(device).eval()
 
 
-__all__ = ["FAMILIES", "check_saveable", "check_state", "checkpoint_family", "from_pretrained", "load_state", "register", "resolve_checkpoint_dir",
-           "save_pretrained"]
+__all__ = ["FAMILIES", "check_saveable", "check_state", "checkpoint_family", "from_pretrained", "load_state",
+           "register", "resolve_checkpoint_dir", "save_pretrained"]

@@ -76,6 +76,16 @@ def config_to_hf(model) -> dict | None:
     )
 
 
+def _single_id(hf: dict, name: str, default: int):
+    """A token-id field that HF also allows as a list: one id (or None) for attnkit's Transformer."""
+    value = hf.get(name, default)
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise ConfigError(f"config.json: {name} {value} must be a single id for attnkit's Transformer")
+        value = value[0]
+    return value
+
+
 def config_from_hf(hf: dict, model_class: type) -> TransformerConfig:
     """``TransformerConfig`` from a HF Marian config dict (HF's defaults for absent fields)."""
     vocab = hf.get("vocab_size", 58101)
@@ -88,17 +98,9 @@ def config_from_hf(hf: dict, model_class: type) -> TransformerConfig:
     act = hf.get("activation_function", "gelu")
     if act not in _ACT_FROM_HF:
         raise ConfigError(f"config.json: activation_function {act!r} is not supported; supported: {sorted(_ACT_FROM_HF)}")
-    eos = hf.get("eos_token_id", 0)
-    if isinstance(eos, list):
-        if len(eos) != 1:
-            raise ConfigError(f"config.json: eos_token_id {eos} must be a single id for attnkit's Transformer")
-        eos = eos[0]
+    eos = _single_id(hf, "eos_token_id", 0)
     pad = hf.get("pad_token_id", 58100)
-    forced = hf.get("forced_eos_token_id", 0)  # MarianConfig's default: OPUS-MT ends at max length on EOS
-    if isinstance(forced, list):
-        if len(forced) != 1:
-            raise ConfigError(f"config.json: forced_eos_token_id {forced} must be a single id for attnkit's Transformer")
-        forced = forced[0]
+    forced = _single_id(hf, "forced_eos_token_id", 0)  # MarianConfig's default: OPUS-MT ends at max length on EOS
     return TransformerConfig(
         vocab_size=vocab, n_positions=hf.get("max_position_embeddings", 1024), d_model=hf.get("d_model", 1024),
         n_heads=hf.get("encoder_attention_heads", 16), d_ff=hf.get("encoder_ffn_dim", 4096),

@@ -23,7 +23,7 @@ def check_token_ids(ids: torch.Tensor, name: str, vocab_size: int, vocab_field: 
                          f"{tuple(getattr(ids, 'shape', ()))}")
     if ids.shape[1] == 0:
         raise InputError(f"{name} is empty: every sequence needs at least one token")
-    lo, hi = int(ids.min()), int(ids.max())
+    lo, hi = torch.stack(torch.aminmax(ids)).tolist()  # one pass, one device sync
     if lo < 0 or hi >= vocab_size:
         raise InputError(f"{name} must lie in [0, {vocab_size}) ({vocab_field}), got values in [{lo}, {hi}]")
 

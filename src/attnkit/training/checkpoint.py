@@ -116,7 +116,10 @@ def removed_on_failure(out_dir: str | Path, is_main: bool = True) -> Iterator[No
                 shutil.rmtree(out, ignore_errors=True)
             else:
                 for p in out.iterdir():
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+                    if p.is_dir() and not p.is_symlink():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink(missing_ok=True)
         raise
 
 

@@ -84,13 +84,6 @@ def wrap_model(model: nn.Module, strategy: str, info: DistInfo) -> nn.Module:
     raise ConfigError(f"train.distributed must be 'ddp' or 'fsdp', got {strategy!r}")
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The attnkit model inside a DDP or ``torch.compile`` wrapper."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
-
-
 def sum_over_ranks(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """The sum of a tensor over all ranks (a no-op for one process)."""
     if info.world_size > 1:
