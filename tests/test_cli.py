@@ -89,6 +89,28 @@ def test_generate_with_beams_matches_beam_search(trained):
     assert result.output == "class" + tok.decode(beams[0, ids.shape[1]:]) + "\n"
 
 
+def test_generate_dtype_option_decodes_as_the_api_does_in_that_dtype(trained):
+    path = trained / "checkpoints" / "step-6"
+    model, tok = attnkit.from_pretrained(path, dtype=torch.bfloat16), Tokenizer.from_pretrained(path)
+    ids = torch.tensor([tok.encode("def")])
+    expected = tok.decode(model.generate(ids, max_new_tokens=10, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:])
+    result = cli("generate", trained, "--prompt", "def", "--max-new-tokens", 10, "--temperature", 0, "--dtype", "bf16",
+                 "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.output == "def" + expected + "\n"
+    # sampling draws from a generator on the model's device, seeded by --seed
+    sampled = [cli("generate", trained, "--prompt", "def", "--max-new-tokens", 10, "--seed", s).output for s in (3, 3, 4)]
+    assert sampled[0] == sampled[1] != sampled[2]
+
+
+def test_device_and_dtype_options_are_checked_before_loading(trained):
+    assert refused(cli("generate", trained, "--prompt", "x", "--dtype", "fp64"), "--dtype", "fp32, bf16, fp16")
+    assert refused(cli("translate", trained, "x", "--device", "tpu"), "--device", "'tpu'")
+    if not torch.cuda.is_available():
+        assert refused(cli("generate", trained, "--prompt", "x", "--device", "cuda"), "--device is 'cuda'",
+                       "no CUDA device")
+
+
 def test_missing_data_path_is_refused_before_writing(tiny_lm, tmp_path):
     result = cli(*train_args(tiny_lm, tmp_path / "out", f"data.path={tmp_path / 'nope'}"))
     assert refused(result, str(tmp_path / "nope"), "does not exist") and not (tmp_path / "out").exists()

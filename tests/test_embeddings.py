@@ -100,3 +100,18 @@ def test_cli_embed_reports_a_missing_directory_without_traceback(tmp_path):
 
     result = CliRunner().invoke(app, ["embed", str(tmp_path / "nope"), "hello"])
     assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_bf16_embeddings_stay_close_to_fp32(embeddings):
+    from typer.testing import CliRunner
+
+    from attnkit.cli import app
+
+    bf16 = attnkit.embed(MODEL_DIR, SENTENCES, batch_size=4, dtype=torch.bfloat16)
+    assert bf16.dtype == torch.float32  # returned in fp32 on the CPU whatever the model's dtype
+    cos = (bf16 * embeddings).sum(-1)
+    assert cos.min() > 0.99 and not torch.equal(bf16, embeddings)
+    result = CliRunner().invoke(app, ["embed", str(MODEL_DIR), SENTENCES[0], "--dtype", "bf16", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    alone = attnkit.embed(MODEL_DIR, SENTENCES[0], dtype=torch.bfloat16)  # bf16 rounding depends on the batch
+    assert torch.allclose(torch.tensor(json.loads(result.stdout)), alone[0], atol=1e-6)

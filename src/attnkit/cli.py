@@ -56,15 +56,33 @@ def stream_text(model, tokenizer, prompt: str, **generate_kwargs):
         yield text[len(shown):]
 
 
-def load_model_dir(path: Path):
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DEVICE = typer.Option("auto", "--device", help="cpu, cuda, or auto (CUDA when present)")
+DTYPE = typer.Option("fp32", "--dtype", help="weights and compute: fp32, bf16 or fp16")
+
+
+def model_placement(device: str, dtype: str):
+    """``(torch.device, torch.dtype)`` of the ``--device`` and ``--dtype`` options."""
+    import torch
+
+    from attnkit.errors import InputError
+    from attnkit.training.distributed import resolve_device
+
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return resolve_device(device, option="--device"), getattr(torch, DTYPES[dtype])
+
+
+def load_model_dir(path: Path, device: str = "cpu", dtype: str = "fp32"):
     """``(model, tokenizer, directory)`` from a model directory or a training output directory
-    (its newest complete checkpoint)."""
+    (its newest complete checkpoint), on ``device`` in ``dtype`` (the CLI's option values)."""
     from attnkit.interop import from_pretrained
     from attnkit.tokenizers import Tokenizer
     from attnkit.training.checkpoint import resolve_model_dir
 
+    dev, dt = model_placement(device, dtype)
     directory = resolve_model_dir(path)
-    return from_pretrained(directory), Tokenizer.from_pretrained(directory), directory
+    return from_pretrained(directory, dtype=dt, device=dev), Tokenizer.from_pretrained(directory), directory
 
 
 @app.command()
@@ -99,23 +117,26 @@ def generate(
     pack_weights: bool = typer.Option(
         None, "--pack-weights/--no-pack-weights", show_default="auto",
         help="decode from oneDNN-packed weights: faster on CPU, one more copy in memory (default: when it pays)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
 ) -> None:
     """Continue a prompt, streaming the text as it is generated."""
     import torch
 
     from attnkit.errors import InputError
 
-    model, tokenizer, directory = load_model_dir(path)
+    model, tokenizer, directory = load_model_dir(path, device, dtype)
     if not hasattr(model, "generation_step") or hasattr(model, "decoder_start_ids"):
         hint = "; use attnkit translate" if hasattr(model, "decoder_start_ids") else ""
         raise InputError(f"attnkit generate continues text with a decoder-only model (GPT); {directory} holds a "
                          f"{type(model).__name__}{hint}")
     sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
-                    top_p=top_p, eos_token_id=tokenizer.eos_token_id, generator=torch.Generator().manual_seed(seed),
+                    top_p=top_p, eos_token_id=tokenizer.eos_token_id,
+                    generator=torch.Generator(model.device).manual_seed(seed),
                     pack_weights="auto" if pack_weights is None else pack_weights)
     typer.echo(prompt, nl=False)
     if num_beams > 1:
-        ids = torch.tensor([tokenizer.encode(prompt)])
+        ids = torch.tensor([tokenizer.encode(prompt)], device=model.device)
         out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, **sampling)
         typer.echo(tokenizer.decode(out[0, ids.shape[1]:].tolist()))
         return
@@ -154,13 +175,17 @@ def embed(
     texts: list[str] = typer.Argument(..., help="sentences to embed"),
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="L2-normalise each embedding"),
     batch_size: int = typer.Option(32, "--batch-size"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
 ) -> None:
     """Print one sentence embedding per line, as a JSON array (mean pooling, L2-normalised)."""
     import json
 
     from attnkit.embeddings import embed as embed_sentences
 
-    for row in embed_sentences(model_dir, texts, batch_size=batch_size, normalize=normalize).tolist():
+    dev, dt = model_placement(device, dtype)
+    for row in embed_sentences(model_dir, texts, batch_size=batch_size, normalize=normalize, device=dev,
+                               dtype=dt).tolist():
         typer.echo(json.dumps([round(v, 7) for v in row]))
 
 
@@ -173,11 +198,13 @@ def translate(
     texts: list[str] = typer.Argument(..., help="source sentences"),
     num_beams: int = typer.Option(4, "--num-beams", help="beam size (the paper: 4)"),
     length_penalty: float = typer.Option(0.6, "--length-penalty", help="GNMT alpha (the paper: 0.6)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
 ) -> None:
     """Translate sentences (beam search, max length = input length + 50); one line each."""
     from attnkit.generation.translation import translate as translate_texts
 
-    model, tokenizer, _ = load_model_dir(path)
+    model, tokenizer, _ = load_model_dir(path, device, dtype)
     for line in translate_texts(model, tokenizer, texts, num_beams=num_beams, length_penalty=length_penalty):
         typer.echo(line)
 
@@ -192,6 +219,8 @@ def evaluate(
     num_beams: int = typer.Option(4, "--num-beams"),
     length_penalty: float = typer.Option(0.6, "--length-penalty"),
     output: Path = typer.Option(None, "--output", help="also write the translations here, one per line"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
 ) -> None:
     """Translate a test set and score it with sacrebleu (detokenised BLEU / chrF)."""
     from attnkit.data.translation import load_pairs
@@ -203,7 +232,7 @@ def evaluate(
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         raise InputError(f"--output {output}: " + ("is a directory" if output.is_dir() else
                                                   f"its directory {output.parent} does not exist"))
-    model, tokenizer, directory = load_model_dir(path)
+    model, tokenizer, directory = load_model_dir(path, device, dtype)
     pairs = load_pairs(data, "test")
     hypotheses = translate_texts(model, tokenizer, [s for s, _ in pairs], num_beams=num_beams,
                                  length_penalty=length_penalty)

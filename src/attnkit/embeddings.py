@@ -30,7 +30,8 @@ def _max_length(directory: Path | None, tokenizer, model) -> int:
 
 @torch.inference_mode()
 def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normalize: bool = True,
-          tokenizer=None, max_length: int | None = None) -> torch.Tensor:
+          tokenizer=None, max_length: int | None = None, device: str | torch.device = "cpu",
+          dtype: torch.dtype | None = None) -> torch.Tensor:
     """Embed sentences with a BERT-style model.
 
     Args:
@@ -42,6 +43,8 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         tokenizer: an :class:`attnkit.Tokenizer`; read from the directory by default.
         max_length: tokens per sentence; longer ones are truncated. Defaults to the directory's
             ``sentence_bert_config.json`` ``max_seq_length``, else the model's position limit.
+        device, dtype: where and in which dtype a model loaded from a directory runs (a model
+            passed in runs where it is).
 
     Returns a float tensor ``(N, C)`` on the CPU.
     """
@@ -52,7 +55,7 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         from attnkit.interop import from_pretrained, resolve_checkpoint_dir
 
         directory = resolve_checkpoint_dir(model_or_dir)
-        model = from_pretrained(directory)
+        model = from_pretrained(directory, dtype=dtype, device=device)
         tokenizer = tokenizer or Tokenizer.from_pretrained(directory)
     else:
         model = model_or_dir

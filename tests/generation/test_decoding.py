@@ -323,6 +323,20 @@ def test_bad_generation_arguments_are_errors():
         bert.generate(ids)
 
 
+def test_inputs_and_generator_on_another_device_than_the_model_are_errors():
+    """Checked before any work: a prompt, mask or generator left on another device (a CPU
+    generator for a model on the GPU, say) is named. The meta device stands in for the GPU."""
+    model, ids = tiny(), torch.randint(0, 256, (1, 3))
+    with pytest.raises(InputError, match="input_ids is on meta but the model is on cpu"):
+        model.generate(ids.to("meta"))
+    with pytest.raises(InputError, match="attention_mask is on meta but the model is on cpu"):
+        model.generate(ids, attention_mask=torch.ones(1, 3, device="meta"), num_beams=2)
+    on_meta = tiny().to("meta")
+    with pytest.raises(InputError, match=r"generator is on cpu but the model is on meta; make it with "
+                                         r"torch.Generator\(device='meta'\)"):
+        next(on_meta.stream(ids.to("meta"), do_sample=True, generator=torch.Generator()))
+
+
 def test_temperature_is_ignored_without_sampling_and_eos_may_be_a_tensor():
     """As in transformers: greedy decoding ignores temperature."""
     model = tiny()

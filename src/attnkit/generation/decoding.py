@@ -67,12 +67,27 @@ def _force_token(scores: torch.Tensor, token: int) -> torch.Tensor:
     return scores
 
 
-def _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p):
+def _check_devices(model, input_ids, attention_mask, generator) -> None:
+    """The prompt, its mask and the sampling generator must be where the model is (its
+    ``device``, where the model says)."""
+    device = getattr(model, "device", None)
+    if device is None:
+        return
+    for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask)):
+        if isinstance(t, torch.Tensor) and t.device != device:
+            raise InputError(f"{name} is on {t.device} but the model is on {device}; move it with .to(model.device)")
+    if generator is not None and generator.device.type != device.type:
+        raise InputError(f"generator is on {generator.device} but the model is on {device}; make it with "
+                         f"torch.Generator(device={str(device)!r})")
+
+
+def _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p, generator):
     if not hasattr(model, "generation_step"):
         raise InputError(f"{type(model).__name__} cannot generate: it has no decoder (an encoder such as BERT); "
                          "use a GPT or an encoder-decoder Transformer")
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         raise InputError(f"input_ids must be a 2-D (batch, seq_len) tensor, got {getattr(input_ids, 'shape', input_ids)}")
+    _check_devices(model, input_ids, attention_mask, generator)
     if input_ids.dtype not in (torch.int64, torch.int32):
         raise InputError(f"input_ids must be int64 or int32 token ids, got {input_ids.dtype}")
     if input_ids.shape[1] == 0:
@@ -125,7 +140,8 @@ def stream(
     or ``max_new_tokens`` were made. ``eos_token_id``, ``pad_token_id``, ``forced_eos_token_id``
     and ``pack_weights``: see :func:`generate`.
     """
-    attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p)
+    attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p,
+                                 generator)
     with _packing(model, pack_weights, input_ids.shape[0], max_new_tokens):
         yield from _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
                            pad_token_id, attention_mask, generator, forced_eos_token_id)
@@ -222,7 +238,7 @@ def generate(
         if streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k,
-                                     top_p)
+                                     top_p, generator)
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, max_new_tokens):
             return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,
                                 length_penalty_style, early_stopping, eos_token_id, pad_token_id, do_sample,

@@ -32,16 +32,17 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` picks CUDA when present; ``"cuda"`` uses the GPU of this local rank."""
+def resolve_device(name: str, local_rank: int = 0, option: str = "train.device") -> torch.device:
+    """``"auto"`` picks CUDA when present; ``"cuda"`` uses the GPU of this local rank.
+    ``option`` names the setting in errors."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("train.device is 'cuda' but no CUDA device is available; use 'cpu' or 'auto'")
+            raise ConfigError(f"{option} is 'cuda' but no CUDA device is available; use 'cpu' or 'auto'")
         return torch.device("cuda", local_rank)
     if name != "cpu":
-        raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+        raise ConfigError(f"{option} must be 'auto', 'cpu' or 'cuda', got {name!r}")
     return torch.device("cpu")
 
 
