@@ -75,6 +75,8 @@ def test_mean_pool_averages_real_tokens_only():
     unit = mean_pool(h, mask, normalize=True)
     assert torch.allclose(unit.norm(dim=-1), torch.ones(2)) and torch.allclose(unit, pooled / pooled.norm(dim=-1, keepdim=True))
     assert torch.equal(mean_pool(h, torch.zeros(2, 4)), torch.zeros(2, 3))  # no real token: zeros, not NaN
+    for dtype in (torch.float16, torch.bfloat16):
+        assert torch.equal(mean_pool(h.to(dtype), torch.zeros(2, 4)), torch.zeros(2, 3, dtype=dtype))
 
 
 def test_sentence_embedding_is_mean_pooled_last_hidden_state():

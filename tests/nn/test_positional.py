@@ -80,6 +80,20 @@ def test_rotary_dot_product_depends_only_on_offset():
     assert score(5, 1) != pytest.approx(score(5, 3), abs=1e-3)  # but it does depend on the offset
 
 
+def test_rotary_angles_stay_exact_in_a_model_cast_to_bf16_or_fp16():
+    """``model.to(bfloat16)`` casts floating buffers; the rotation angles pos·θ_i must not follow
+    (a bf16 frequency table put them up to 1.7 rad off at position 4000)."""
+    from attnkit import GPT, GPTConfig
+
+    positions = torch.arange(0, 4096, 7)[None]
+    ref = RotaryEmbedding(8)(positions)
+    for dtype in (torch.bfloat16, torch.float16):
+        model = GPT(GPTConfig.from_preset("gpt-tiny", positional="rotary", n_positions=4096)).to(dtype)
+        cos, sin = model.rotary(positions)
+        assert cos.dtype == torch.float32 and model.config.head_dim == 8
+        assert torch.equal(cos, ref[0]) and torch.equal(sin, ref[1])
+
+
 def test_rotary_refuses_odd_head_dim():
     with pytest.raises(InputError, match="even head_dim"):
         RotaryEmbedding(7)

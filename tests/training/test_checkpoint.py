@@ -70,3 +70,23 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     got = (torch.rand(3), np.random.rand(3), np.random.normal(), random.random(), random.gauss(0, 1))
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
     assert got[2:] == expected[2:]
+
+
+def test_cuda_rng_state_is_the_training_gpus_and_resumes_with_fewer_gpus_visible(monkeypatch):
+    """Only the training GPU's generator is saved, and it goes back to the GPU the run resumes on:
+    saving every visible GPU's made a resume with fewer GPUs visible fail with an IndexError.
+    The CUDA calls are stubbed (CI has no GPU); tests/test_cuda.py resumes on a real one."""
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: torch.tensor([device.index, 7], dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.update({str(device): s.tolist()}))
+    state = ckpt.rng_state(torch.device("cuda", 1))
+    assert state["cuda"].tolist() == [1, 7]
+    ckpt.set_rng_state(state, torch.device("cuda", 0))
+    assert restored == {"cuda:0": [1, 7]}
+    older = {**state, "cuda": [torch.tensor([0], dtype=torch.uint8), torch.tensor([1], dtype=torch.uint8)]}
+    ckpt.set_rng_state(older, "cuda:1")  # the earlier format: a list over the GPUs visible then
+    assert restored["cuda:1"] == [1]
+    restored.clear()
+    ckpt.set_rng_state({**older, "cuda": older["cuda"][:1]}, "cuda:1")  # that GPU was not visible then
+    ckpt.set_rng_state(state, "cpu")
+    assert restored == {} and ckpt.rng_state("cpu")["cuda"] is None

@@ -317,3 +317,20 @@ def test_resuming_with_different_train_settings_says_which(tmp_path):
     changed = {"train": {"schedule": "inverse_sqrt", "max_steps": 4}}
     with pytest.warns(UserWarning, match=r"max_steps 2 -> 4, schedule 'cosine' -> 'inverse_sqrt'"):
         Trainer(tiny_model(), data, config(max_steps=4), tmp_path, resume=True, run_info={"recipe": changed})
+
+
+def test_an_update_the_fp16_grad_scaler_skips_does_not_advance_the_schedule(tmp_path):
+    """fp16 runs on CUDA only, so a CPU GradScaler stands in: a scale of 2^127 overflows the first
+    step's gradients, the scaler skips that update and backs off, and the next one is made."""
+    cfg = config(max_steps=3, warmup_steps=3, grad_clip=1.0)
+    trainer = Trainer(tiny_model(), FixedBatches(batches()), cfg, tmp_path)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127, backoff_factor=2.0**-60)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    first = trainer.train_step()
+    assert first["skipped"] and "grad_norm" not in first  # its norm was inf: not written as JSON Infinity
+    assert all(torch.equal(p, q) for p, q in zip(trainer.model.parameters(), before))
+    second = trainer.train_step()
+    assert "skipped" not in second and second["grad_norm"] > 0
+    assert second["lr"] == first["lr"] == pytest.approx(1e-2 * make_schedule("cosine", warmup_steps=3, max_steps=3)(0))
+    assert trainer.train_step()["lr"] > second["lr"]  # the schedule moves once an update is made
+    assert trainer.step == 3

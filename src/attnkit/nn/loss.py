@@ -33,7 +33,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         valid = targets != ignore_index
         safe = torch.where(valid, targets, 0)  # ignored rows pick class 0 and are zeroed below
         n_valid = valid.sum()
-        scale = valid.float() / n_valid.clamp_min(1)  # mean over the real targets; zero gradients if none
+        inv_n = 1.0 / n_valid.clamp_min(1)  # mean over the real targets; zero gradients if none
+        scale = valid.float() * inv_n
         p_target = hidden.new_empty(h.shape[0], dtype=torch.float32)  # each row's probability of its target
         grad_h = torch.empty_like(hidden, dtype=torch.float32) if need_h else None
         # The weight gradient is summed as (C, V) in fp32, where oneDNN computes shᵀ @ p twice as
@@ -59,28 +60,30 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if need_h:
                 grad_h[i:i + n] = s_c * (mm_t(p, w.t()).float() - w[t_c].float())
             if need_w:
-                sh = (s_c * h_c.float()).to(compute_dtype)  # (n, C)
-                gw_c = mm_t(sh.t(), p.t()) if cv else mm_t(p.t(), sh.t())  # (C, V) or (V, C)
+                # Summed over the real targets and divided by their count in backward: scaled
+                # first, h/n would fall below fp16's normal range (1/n of a 16k-token batch).
+                vh = h_c * valid[i:i + n, None].to(compute_dtype)  # (n, C), ignored rows zeroed (exact)
+                gw_c = mm_t(vh.t(), p.t()) if cv else mm_t(p.t(), vh.t())  # (C, V) or (V, C)
                 grad_w = gw_c.float() if grad_w is None else grad_w.add_(gw_c)
-                grad_w.index_add_(1 if cv else 0, t_c, sh.float().t() if cv else sh.float(), alpha=-1)
+                grad_w.index_add_(1 if cv else 0, t_c, vh.float().t() if cv else vh.float(), alpha=-1)
         logp_target = p_target.log_()
         lost = logp_target < _LOG_MIN_PROB
         if bool(lost.any()):  # the target's probability underflowed or lost digits: its exact log-softmax
             r = lost.nonzero()[:, 0]
             logp_target[r] = torch.log_softmax(mm_t(h[r], w).float(), dim=-1).gather(1, safe[r, None])[:, 0]
         total = -(logp_target * scale).sum() / (n_valid > 0)  # nan without targets, as F.cross_entropy
-        ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.t() if cv else grad_w)
+        ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.t() if cv else grad_w, inv_n)
         ctx.dtypes = hidden.dtype, weight.dtype
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
+        grad_h, grad_w, inv_n = ctx.saved_tensors
         h_dtype, w_dtype = ctx.dtypes
         gh = (grad_h * grad_out).to(h_dtype) if grad_h is not None else None
         gw = None
         if grad_w is not None:  # (V, C), maybe a view of the (C, V) sum: written out contiguous, as the weight is
-            gw = torch.mul(grad_w, grad_out, out=grad_w.new_empty(grad_w.shape, dtype=w_dtype))
+            gw = torch.mul(grad_w, grad_out * inv_n, out=grad_w.new_empty(grad_w.shape, dtype=w_dtype))
         return gh, gw, None, None, None, None, None
 
 

@@ -16,5 +16,5 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None, normalize:
         pooled = hidden.mean(dim=1)
     else:
         w = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-        pooled = (hidden * w).sum(dim=1) / w.sum(dim=1).clamp(min=1e-9)
+        pooled = (hidden * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)  # counts are whole: 1e-9 is 0 in fp16
     return F.normalize(pooled, p=2, dim=-1) if normalize else pooled

@@ -205,23 +205,29 @@ def read_trainer_state(path: str | Path) -> dict:
         raise CheckpointError(f"cannot read {f}: {e}") from None
 
 
-def rng_state() -> dict:
-    """Torch, CUDA, NumPy and Python RNG states as tensors and plain lists (weights_only-safe)."""
+def rng_state(device: torch.device | str = "cpu") -> dict:
+    """Torch, CUDA (the training ``device``'s generator), NumPy and Python RNG states as tensors
+    and plain lists (weights_only-safe)."""
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, py_gauss = random.getstate()
+    device = torch.device(device)
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # One GPU's generator, not every visible GPU's: the run may resume with fewer GPUs visible.
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
         "python": [version, list(internal), py_gauss],
     }
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned."""
+def set_rng_state(state: dict, device: torch.device | str = "cpu") -> None:
+    """Restore what :func:`rng_state` returned; the CUDA state goes to the training ``device``."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    device, cuda = torch.device(device), state["cuda"]
+    if isinstance(cuda, list):  # checkpoints before 2026-11-28 saved every visible GPU's generator
+        cuda = cuda[device.index or 0] if len(cuda) > (device.index or 0) else None
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     version, internal, py_gauss = state["python"]

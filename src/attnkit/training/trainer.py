@@ -209,7 +209,7 @@ class Trainer:
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["data_generator"])
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state["rng"], self.info.device)
         self.step = int(state["step"])
 
     def _truncate_metrics(self) -> None:
@@ -251,9 +251,9 @@ class Trainer:
         c, info = self.config, self.info
         t0 = time.perf_counter()
         self.wrapped.train()
-        batches = [self._to_device(self.data.next_batch(self.generator, info.rank, info.world_size))
-                   for _ in range(c.grad_accum_steps)]
-        counts = [self.model.count_targets(b) for b in batches]
+        batches = [self.data.next_batch(self.generator, info.rank, info.world_size) for _ in range(c.grad_accum_steps)]
+        counts = [self.model.count_targets(b) for b in batches]  # before the copy: no device sync
+        batches = [self._to_device(b) for b in batches]
         n_step = sum_over_ranks(torch.tensor(float(sum(counts)), device=info.device), info)
         if n_step.item() == 0:
             raise TrainingError(f"step {self.step + 1} has no targets (every label is -100); check the data")
@@ -280,17 +280,24 @@ class Trainer:
             norm = torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), c.grad_clip)
             grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         lr = self.optimizer.param_groups[0]["lr"]
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        # fp16: the scaler skips an update whose gradients overflowed, and lowers its scale. The
+        # schedule follows the updates made (as in Hugging Face's Trainer); the step still counts.
+        skipped = scale is not None and self.scaler.get_scale() < scale
+        if not skipped:
+            self.scheduler.step()
         self.step += 1
         if info.device.type == "cuda":
             torch.cuda.synchronize()
         record = {"step": self.step, "loss": loss, "lr": lr,
                   "tokens_per_s": tokens * info.world_size / (time.perf_counter() - t0)}
-        if grad_norm is not None:
+        if grad_norm is not None and math.isfinite(grad_norm):  # JSON has no inf
             record["grad_norm"] = grad_norm
+        if skipped:
+            record["skipped"] = True
         return record
 
     @torch.no_grad()
@@ -379,7 +386,7 @@ class Trainer:
             state = {
                 "step": self.step, "optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                "rng": ckpt.rng_state(), "data_generator": self.generator.get_state(),
+                "rng": ckpt.rng_state(self.info.device), "data_generator": self.generator.get_state(),
             }
             trainer_state = {"step": self.step, "max_steps": self.config.max_steps, "world_size": self.info.world_size,
                              "model_config": self.model.config.to_dict(), "metrics": self.last_metrics,
