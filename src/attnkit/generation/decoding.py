@@ -376,9 +376,10 @@ def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, le
         best_possible = run_scores[:, :1] / _length_norm(best_len, length_penalty, length_penalty_style)
         worst_finished = torch.where(fin_flag, fin_scores.min(dim=1, keepdim=True).values, -1.0e9)
         open_heuristic = open_heuristic & (best_possible > worst_finished).any(-1, keepdim=True)
-        improvement_possible = bool(open_heuristic.any())
-        open_beam = not (bool(fin_flag.all()) and early_stopping is True)
-        if not (improvement_possible and open_beam and not bool(hits.all())):
+        go_on = open_heuristic.any() & ~hits.all()  # an improvement is possible and a beam still runs
+        if early_stopping is True:
+            go_on &= ~fin_flag.all()  # ... and not every finished slot is filled
+        if not bool(go_on):  # one read from the device per step
             break
         cache.reorder(beam_idx)
         step_mask = None if mask_buf is None else mask_buf[:, :cur]
