@@ -111,6 +111,7 @@ def test_bf16_embeddings_stay_close_to_fp32(embeddings):
     assert bf16.dtype == torch.float32  # returned in fp32 on the CPU whatever the model's dtype
     cos = (bf16 * embeddings).sum(-1)
     assert cos.min() > 0.99 and not torch.equal(bf16, embeddings)
+    assert torch.allclose(bf16.norm(dim=-1), torch.ones(len(SENTENCES)), atol=1e-6)  # normalised in fp32
     result = CliRunner().invoke(app, ["embed", str(MODEL_DIR), SENTENCES[0], "--dtype", "bf16", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     alone = attnkit.embed(MODEL_DIR, SENTENCES[0], dtype=torch.bfloat16)  # bf16 rounding depends on the batch

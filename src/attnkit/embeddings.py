@@ -76,7 +76,8 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         for i in range(0, len(sentences), batch_size):
             batch = tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length)
             ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-            out.append(model.sentence_embedding(ids, mask, normalize=normalize).float().cpu())
+            pooled = model.sentence_embedding(ids, mask, normalize=False).float()  # normalised in fp32 below
+            out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)

@@ -204,3 +204,26 @@ def test_generation_with_eos_matches_transformers(gpt2_pair, num_beams, kw):
     if num_beams == 1 or kw.get("length_penalty", 1.0) < 0:
         assert (ref[:, 9:] == eos).any(), "test needs a hypothesis that ends in EOS"
     assert torch.equal(got, ref)
+
+
+def test_dtype_builds_the_model_in_that_dtype_and_restores_the_default(tmp_path, monkeypatch):
+    """from_pretrained(dtype=bf16) gives the weights of the fp32 load cast to bf16, builds its
+    layers in bf16 (no fp32 copy of the weights while loading) and leaves torch's default
+    dtype as it was, also when building fails."""
+    hf_gpt2().save_pretrained(tmp_path)
+    reference = attnkit.from_pretrained(tmp_path).to(torch.bfloat16)
+    built_in = []
+    init = torch.nn.Linear.__init__
+    monkeypatch.setattr(torch.nn.Linear, "__init__",
+                        lambda self, *a, **k: (init(self, *a, **k), built_in.append((self.weight.device.type, self.weight.dtype)))[0])
+    model = attnkit.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert {dt for device, dt in built_in if device != "meta"} == {torch.bfloat16}  # meta: the shape check
+    assert torch.get_default_dtype() == torch.float32
+    for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert p.dtype == q.dtype and torch.equal(p, q), name
+    gpt_init = GPT.__init__  # fails when built for real in fp16 (after the fp32 shape check on meta)
+    monkeypatch.setattr(GPT, "__init__", lambda self, *a, **k: 1 / 0 if torch.get_default_dtype() == torch.float16
+                        else gpt_init(self, *a, **k))
+    with pytest.raises(ZeroDivisionError):
+        attnkit.from_pretrained(tmp_path, dtype=torch.float16)
+    assert torch.get_default_dtype() == torch.float32

@@ -296,3 +296,17 @@ def test_config_validation_names_the_field():
         TransformerConfig(sinusoid_layout="rotary")
     cfg = TransformerConfig.from_preset("transformer-tiny")
     assert TransformerConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_logits_with_the_final_bias_are_fp32_under_bf16_autocast_with_or_without_grad():
+    """As transformers' Marian (fp32 bias added out of place): the dtype must not depend on
+    whether a graph is recorded (decoding adds the bias in place)."""
+    model = tiny(final_logits_bias=True)
+    src, mask = padded_batch()
+    dec = torch.randint(1, 50, (3, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with_grad = model(src, mask, decoder_input_ids=dec).logits
+        with torch.no_grad():
+            without = model(src, mask, decoder_input_ids=dec).logits
+    assert with_grad.dtype == without.dtype == torch.float32
+    assert torch.equal(with_grad.detach(), without)

@@ -493,3 +493,15 @@ def test_mha_refuses_heads_not_dividing_width():
         MultiHeadAttention(10, 3)
     with pytest.raises(InputError, match="multiple of n_kv_heads"):
         MultiHeadAttention(12, 4, n_kv_heads=3)
+
+
+def test_reference_path_stays_in_fp32_under_autocast():
+    """need_weights promises fp32 weights; autocast would run its matmuls in bf16 (2% off at
+    sharp attention)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 16, dtype=torch.bfloat16) * 8 for _ in range(3))
+    plain = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=True)
+    for a, b in zip(autocast, plain):
+        assert torch.equal(a, b)

@@ -308,10 +308,16 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
         check_state(skeleton, state, origin, unmatched)
     except CheckpointError as e:
         raise CheckpointError(f"{directory}: {e}") from None
-    model = cls(config, **options)
+    previous = torch.get_default_dtype()
+    if dtype is not None:  # built in the asked dtype: no fp32 copy of the weights on the way
+        torch.set_default_dtype(dtype)
+    try:
+        model = cls(config, **options)
+    finally:
+        torch.set_default_dtype(previous)
     load_state(model, state, origin)
     if dtype is not None:
-        model = model.to(dtype)
+        model = model.to(dtype)  # the buffers a model computes in fp32
     return model.to(device).eval()
 
 

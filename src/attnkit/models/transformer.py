@@ -197,7 +197,9 @@ class Transformer(Model):
         h = out.hidden
         logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
         if self.final_logits_bias is not None:
-            logits = logits.add_(self.final_logits_bias) if not torch.is_grad_enabled() else logits + self.final_logits_bias
+            bias = self.final_logits_bias  # in place when decoding (no graph) and the dtypes agree
+            in_place = not torch.is_grad_enabled() and logits.dtype == bias.dtype
+            logits = logits.add_(bias) if in_place else logits + bias
         return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions,
                            cross_attentions=out.cross_attentions)
 

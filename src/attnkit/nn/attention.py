@@ -149,18 +149,20 @@ def scaled_dot_product_attention(
         # torch.where keeps y's (B, T, H, D) memory layout, so the caller's head merge stays a view.
         return y if row_ok is None else torch.where(row_ok, y, 0.0)
 
-    # Reference path, Vaswani et al. 2017 eq. 1, computed in float32 for stable weights.
-    scores = torch.matmul(q.float(), k.float().transpose(-2, -1)) * scale  # (B, H, T, S)
-    if bias is not None:
-        scores = scores + bias.float()
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    if row_ok is not None:
-        weights = weights.masked_fill(~row_ok, 0.0)
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, p=dropout_p)
-    y = torch.matmul(weights, v.float()).to(q.dtype)
+    # Reference path, Vaswani et al. 2017 eq. 1, computed in float32 for stable weights (autocast
+    # would run the matmuls in its low dtype).
+    with torch.autocast(q.device.type, enabled=False):
+        scores = torch.matmul(q.float(), k.float().transpose(-2, -1)) * scale  # (B, H, T, S)
+        if bias is not None:
+            scores = scores + bias.float()
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(dim=-1)
+        if row_ok is not None:
+            weights = weights.masked_fill(~row_ok, 0.0)
+        if dropout_p > 0.0:
+            weights = F.dropout(weights, p=dropout_p)
+        y = torch.matmul(weights, v.float()).to(q.dtype)
     return y, weights.to(q.dtype)
 
 

@@ -4,9 +4,10 @@
 both gradients, four (N, V) fp32 tensors (412 MB each for 2048 tokens and GPT-2's vocabulary),
 and reads and writes them in half a dozen passes. Here the rows go through in chunks: for each
 chunk the logits are computed, turned into probabilities in place (one softmax pass; the loss
-is the log of the target's probability), and used at once for the loss and for both gradients (the gradient of the mean cross-entropy w.r.t. the logits is
-``(softmax(z) - onehot(t)) / n``), so only one chunk of logits is ever alive and no gradient
-needs the logits again in backward. Same FLOPs as the plain path (three N×C×V matmuls).
+is the log of the target's probability), and used at once for the loss and for both gradients
+(the gradient of the mean cross-entropy w.r.t. the logits is ``(softmax(z) - onehot(t)) / n``),
+so only one chunk of logits is ever alive and no gradient needs the logits again in backward.
+Same FLOPs as the plain path (three N×C×V matmuls).
 """
 
 from __future__ import annotations
@@ -54,18 +55,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
             torch.gather(p32, 1, t_c[:, None], out=p_target[i:i + n, None])
             if not (need_h or need_w):
                 continue
-            # d loss / d logits = s * (p - onehot(t)); the onehot part is a row gather/scatter of
-            # the small matrices, the scale s is applied to the (n, C) side, never to (n, V).
-            p = z_c.copy_(p32)  # (n, V) softmax in the compute dtype (the same buffer in fp32)
+            # d loss / d logits = s * (p - onehot(t)), formed in fp32 before any rounding: in bf16
+            # a confident p = 0.999 is 1.0, and p - 1 would cancel to 0 after the matmuls. The
+            # scale s is applied to the (n, C) side, never to (n, V).
+            p32.scatter_add_(1, t_c[:, None], p32.new_full((n, 1), -1.0))
+            d = z_c.copy_(p32)  # (n, V) in the compute dtype (the same buffer in fp32)
             if need_h:
-                grad_h[i:i + n] = s_c * (mm_t(p, w.t()).float() - w[t_c].float())
+                grad_h[i:i + n] = s_c * mm_t(d, w.t()).float()
             if need_w:
                 # Summed over the real targets and divided by their count in backward: scaled
                 # first, h/n would fall below fp16's normal range (1/n of a 16k-token batch).
                 vh = h_c * valid[i:i + n, None].to(compute_dtype)  # (n, C), ignored rows zeroed (exact)
-                gw_c = mm_t(vh.t(), p.t()) if cv else mm_t(p.t(), vh.t())  # (C, V) or (V, C)
+                gw_c = mm_t(vh.t(), d.t()) if cv else mm_t(d.t(), vh.t())  # (C, V) or (V, C)
                 grad_w = gw_c.float() if grad_w is None else grad_w.add_(gw_c)
-                grad_w.index_add_(1 if cv else 0, t_c, vh.float().t() if cv else vh.float(), alpha=-1)
         logp_target = p_target.log_()
         lost = logp_target < _LOG_MIN_PROB
         if bool(lost.any()):  # the target's probability underflowed or lost digits: its exact log-softmax
