@@ -111,6 +111,14 @@ def test_device_and_dtype_options_are_checked_before_loading(trained):
                        "no CUDA device")
 
 
+def test_generate_refuses_bad_input_before_printing_anything(trained):
+    assert refused(cli("generate", trained, "--prompt", "", "--max-new-tokens", 3), "input_ids is empty")
+    assert refused(cli("generate", trained, "--prompt", "def", "--top-p", 1.5), "top_p must be in (0, 1]")
+    assert refused(cli("generate", trained, "--prompt", "def", "--max-new-tokens", 100), "max_new_tokens=100",
+                   "n_positions")
+    assert refused(cli("generate", trained, "--prompt", "def", "--temperature", -1), "--temperature must be >= 0")
+
+
 def test_missing_data_path_is_refused_before_writing(tiny_lm, tmp_path):
     result = cli(*train_args(tiny_lm, tmp_path / "out", f"data.path={tmp_path / 'nope'}"))
     assert refused(result, str(tmp_path / "nope"), "does not exist") and not (tmp_path / "out").exists()
@@ -124,7 +132,7 @@ def test_empty_data_file_is_refused_before_writing(tiny_lm, tmp_path):
 
 @pytest.mark.parametrize("override,phrase", [
     ("tokenizer.vocab_size=10", "too small for byte-level BPE"),          # while training the tokenizer
-    ("data.block_size=64", "longer than the model's context of 32"),   # the model takes no such block
+    ("data.block_size=64", "data.block_size=64: sequence of 64 tokens is longer than the model's context of 32"),
     ("data.val_fraction=0.0001", "val split"),                          # too little validation data
 ])
 def test_a_failed_set_up_leaves_no_files_behind(tiny_lm, tmp_path, override, phrase):

@@ -43,7 +43,7 @@ def stream_text(model, tokenizer, prompt: str, **generate_kwargs):
     """
     import torch
 
-    ids = torch.tensor([tokenizer.encode(prompt)], device=model.device)
+    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
     new, shown = [], ""
     for tokens in model.stream(ids, **generate_kwargs):
         new.append(int(tokens[0]))
@@ -125,6 +125,8 @@ def generate(
 
     from attnkit.errors import InputError
 
+    if temperature < 0:
+        raise InputError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
     model, tokenizer, directory = load_model_dir(path, device, dtype)
     if not hasattr(model, "generation_step") or hasattr(model, "decoder_start_ids"):
         hint = "; use attnkit translate" if hasattr(model, "decoder_start_ids") else ""
@@ -134,13 +136,14 @@ def generate(
                     top_p=top_p, eos_token_id=tokenizer.eos_token_id,
                     generator=torch.Generator(model.device).manual_seed(seed),
                     pack_weights="auto" if pack_weights is None else pack_weights)
-    typer.echo(prompt, nl=False)
     if num_beams > 1:
-        ids = torch.tensor([tokenizer.encode(prompt)], device=model.device)
+        ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
         out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, **sampling)
-        typer.echo(tokenizer.decode(out[0, ids.shape[1]:].tolist()))
+        typer.echo(prompt + tokenizer.decode(out[0, ids.shape[1]:].tolist()))
         return
-    for piece in stream_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling):
+    pieces = stream_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling)
+    typer.echo(prompt + next(pieces, ""), nl=False)  # bad arguments fail here, before anything is printed
+    for piece in pieces:
         typer.echo(piece, nl=False)
     typer.echo()
 

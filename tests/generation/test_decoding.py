@@ -3,6 +3,7 @@ search, left-padded batches), Hugging Face's generate and logits warpers as refe
 sampling, streaming and EOS handling."""
 
 import threading
+import warnings
 
 import pytest
 import torch
@@ -361,8 +362,20 @@ def test_decoding_fills_the_context_exactly_as_transformers_does(hf_gpt2_twin):
     assert torch.equal(ours.generate(ids, max_new_tokens=6, num_beams=2, eos_token_id=None),
                        hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, num_beams=2,
                                    do_sample=False, eos_token_id=None, pad_token_id=0))
-    with pytest.raises(InputError, match=f"cannot decode {n + 1} positions"):
+    with pytest.raises(InputError, match=rf"a {n - 5}-token prompt and max_new_tokens=7 need {n + 1} positions, more "
+                                         rf"than the model's context of {n} \(n_positions\).* at most 6 new tokens"):
         ours.generate(ids, max_new_tokens=7, eos_token_id=None)
+
+
+def test_a_prompt_padded_on_the_right_is_warned_about_as_in_transformers():
+    model = tiny()
+    ids = torch.randint(0, 256, (2, 4))
+    right = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    with pytest.warns(UserWarning, match="padded on the right.*padding_side='left'"):
+        model.generate(ids, attention_mask=right, max_new_tokens=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.generate(ids, attention_mask=right.flip(1), max_new_tokens=2)  # left padding: no warning
 
 
 def test_eos_and_pad_default_to_the_model_config_as_in_transformers(hf_gpt2_twin):

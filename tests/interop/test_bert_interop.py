@@ -187,3 +187,24 @@ def test_question_answering_saves_two_outputs_whatever_num_labels(tmp_path):
         torch.testing.assert_close(hf.eval()(input_ids=ids, attention_mask=mask, token_type_ids=types).start_logits,
                                    model.eval()(ids, attention_mask=mask, token_type_ids=types).start_logits,
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_label_names_round_trip_both_ways(tmp_path):
+    """A fine-tuned classifier's id2label survives transformers -> attnkit -> transformers."""
+    names = {0: "negative", 1: "neutral", 2: "positive"}
+    hf = hf_bert("BertForSequenceClassification", id2label=names, label2id={v: k for k, v in names.items()})
+    hf.save_pretrained(tmp_path / "hf")
+    model = attnkit.from_pretrained(tmp_path / "hf")
+    assert model.config.label_names == ("negative", "neutral", "positive")
+    assert model.config.id2label == names and model.config.label2id["neutral"] == 1
+    model.save_pretrained(tmp_path / "ours")
+    back = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "ours")
+    assert back.config.id2label == names and back.config.label2id == {v: k for k, v in names.items()}
+    default = hf_bert("BertForSequenceClassification")  # transformers' LABEL_i names stay implicit
+    default.save_pretrained(tmp_path / "default")
+    assert attnkit.from_pretrained(tmp_path / "default").config.label_names is None
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    cfg["id2label"] = {"0": "a", "2": "b", "5": "c"}
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(attnkit.ConfigError, match="id2label must name the classes 0..2"):
+        attnkit.from_pretrained(tmp_path / "hf")

@@ -227,3 +227,6 @@ def test_dtype_builds_the_model_in_that_dtype_and_restores_the_default(tmp_path,
     with pytest.raises(ZeroDivisionError):
         attnkit.from_pretrained(tmp_path, dtype=torch.float16)
     assert torch.get_default_dtype() == torch.float32
+    for bad in ("bf16", torch.int8):
+        with pytest.raises(attnkit.InputError, match="dtype must be a floating torch.dtype"):
+            attnkit.from_pretrained(tmp_path, dtype=bad)

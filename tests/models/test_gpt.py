@@ -141,8 +141,10 @@ def test_input_longer_than_context_is_an_error():
     model = tiny()
     with pytest.raises(InputError, match="longer than the model's context of 64"):
         model(torch.zeros(1, 65, dtype=torch.long))
-    with pytest.raises(InputError, match="context is 64"):
+    with pytest.raises(InputError, match=r"context of 64 \(n_positions\); shorten the prompt or ask for at most 5"):
         model.generate(torch.zeros(1, 60, dtype=torch.long), max_new_tokens=10)
+    with pytest.raises(InputError, match="cannot decode 65 positions: the model's context is 64"):
+        model.new_cache(1, 65)
 
 
 def test_heads_not_dividing_width_is_an_error():

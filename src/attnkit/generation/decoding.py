@@ -196,13 +196,15 @@ def generate(
     pack_weights: bool | str = "auto",
     forced_eos_token_id: int | str | None = "config",
 ) -> torch.Tensor:
-    """Generate tokens with Hugging Face's argument names and semantics.
+    """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
+    ``max_length``, ``repetition_penalty`` and the other logits processors are not offered).
 
     Args:
         input_ids: ``(B, T)`` prompts, left-padded when their lengths differ (decoder-only), or
             source sentences (encoder-decoder).
         attention_mask: ``(B, T)`` padding mask of ``input_ids`` (True/1 = real token).
-        do_sample, temperature, top_k, top_p: sampling (otherwise greedy).
+        do_sample, temperature, top_k, top_p: sampling (otherwise greedy). ``top_k=None`` samples from
+            the whole distribution; Hugging Face's generation config defaults to ``top_k=50``.
         num_beams, length_penalty, early_stopping: beam search; finished hypotheses are scored
             ``sum log p / len ** length_penalty``; ``length_penalty_style="gnmt"`` divides by
             ``((5 + len) / 6) ** length_penalty`` instead (Wu et al. 2016, eq. 14; Vaswani et al.

@@ -41,7 +41,7 @@ from types import ModuleType
 import torch
 
 from attnkit.allocator import available_memory
-from attnkit.errors import AttnkitError, CheckpointError, ConfigError
+from attnkit.errors import AttnkitError, CheckpointError, ConfigError, InputError
 from attnkit.interop import keymap
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
 
@@ -281,6 +281,8 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     ``allow_pickle=True`` accepts ``pytorch_model.bin`` via ``torch.load(weights_only=True)``.
     Raises :class:`~attnkit.CheckpointError` / :class:`~attnkit.ConfigError` on anything malformed.
     """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise InputError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
     directory = resolve_checkpoint_dir(path_or_hub_id)
     config_json = read_json(directory / CONFIG_NAME)
     state = read_weights(directory, allow_pickle=allow_pickle)

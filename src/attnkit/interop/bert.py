@@ -102,9 +102,13 @@ def config_to_hf(model) -> dict:
         max_position_embeddings=c.n_positions, type_vocab_size=c.type_vocab_size,
         initializer_range=c.initializer_range, layer_norm_eps=c.norm_eps, pad_token_id=c.pad_token_id,
         classifier_dropout=c.classifier_dropout, position_embedding_type="absolute", tie_word_embeddings=True,
-        id2label={str(i): f"LABEL_{i}" for i in range(n_labels)},
-        label2id={f"LABEL_{i}": i for i in range(n_labels)}, problem_type=c.problem_type,
+        id2label={str(i): name for i, name in _id2label(c, n_labels).items()},
+        label2id={name: i for i, name in _id2label(c, n_labels).items()}, problem_type=c.problem_type,
     )
+
+
+def _id2label(c: BertConfig, n_labels: int) -> dict[int, str]:
+    return c.id2label if n_labels == c.num_labels else {i: f"LABEL_{i}" for i in range(n_labels)}
 
 
 def config_from_hf(hf: dict, model_class: type) -> BertConfig:
@@ -116,6 +120,14 @@ def config_from_hf(hf: dict, model_class: type) -> BertConfig:
         raise ConfigError(f"config.json: hidden_act {act!r} is not supported; supported: {sorted(_ACT_FROM_HF)}")
     id2label = hf.get("id2label")
     num_labels = len(id2label) if isinstance(id2label, dict) and id2label else hf.get("num_labels", 2)
+    label_names = None
+    if isinstance(id2label, dict) and id2label:
+        names = [id2label.get(str(i)) for i in range(len(id2label))]
+        if None in names:
+            raise ConfigError(f"config.json: id2label must name the classes 0..{len(names) - 1}, got keys "
+                              f"{sorted(id2label)[:10]}")
+        if names != [f"LABEL_{i}" for i in range(len(names))]:  # transformers' default names stay implicit
+            label_names = names
     return BertConfig(
         vocab_size=hf.get("vocab_size", 30522), n_positions=hf.get("max_position_embeddings", 512),
         type_vocab_size=hf.get("type_vocab_size", 2), d_model=hf.get("hidden_size", 768),
@@ -124,4 +136,5 @@ def config_from_hf(hf: dict, model_class: type) -> BertConfig:
         dropout=hf.get("hidden_dropout_prob", 0.1), attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
         initializer_range=hf.get("initializer_range", 0.02), pad_token_id=hf.get("pad_token_id", 0),
         num_labels=num_labels, classifier_dropout=hf.get("classifier_dropout"), problem_type=hf.get("problem_type"),
+        label_names=label_names,
     )

@@ -46,6 +46,8 @@ class BertConfig(Config):
     classifier_dropout: float | None = None
     # Sequence classification's loss; None infers it from num_labels and the labels' dtype (as HF).
     problem_type: Literal["regression", "single_label_classification", "multi_label_classification"] | None = None
+    # The classes' names in id order (Hugging Face's id2label); None names them LABEL_0, LABEL_1, ...
+    label_names: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         for name in ("vocab_size", "n_positions", "type_vocab_size", "d_model", "n_layers", "n_heads", "d_ff",
@@ -60,6 +62,18 @@ class BertConfig(Config):
                      "must be None or in [0, 1)")
         self.require(self.pad_token_id is None or 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
                      f"must be None or in [0, {self.vocab_size})")
+        self.require(self.label_names is None or len(self.label_names) == self.num_labels, "label_names",
+                     f"must be None or {self.num_labels} names (num_labels)")
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Class id -> name, as Hugging Face's ``config.id2label``."""
+        return dict(enumerate(self.label_names or [f"LABEL_{i}" for i in range(self.num_labels)]))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        """Class name -> id, as Hugging Face's ``config.label2id``."""
+        return {name: i for i, name in self.id2label.items()}
 
     def layer_config(self) -> LayerConfig:
         return LayerConfig(

@@ -8,6 +8,7 @@ ALiBi positions, RMSNorm, gated feed-forwards and grouped-query attention are co
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -201,8 +202,16 @@ class GPT(Model):
         if expand > 1:
             input_ids = input_ids.repeat_interleave(expand, dim=0)
             attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(expand, dim=0)
+        T, n = input_ids.shape[1], self.config.n_positions
         # The last new token is returned, never fed back: the cache holds one position fewer.
-        cache = self.new_cache(input_ids.shape[0], input_ids.shape[1] + max_new_tokens - 1)
+        if T + max_new_tokens - 1 > n and self.wpe is not None:
+            raise InputError(f"a {T}-token prompt and max_new_tokens={max_new_tokens} need {T + max_new_tokens - 1} "
+                             f"positions, more than the model's context of {n} (n_positions); shorten the prompt "
+                             f"or ask for at most {n - T + 1} new tokens")
+        if attention_mask is not None and not bool(attention_mask[:, -1].all()):
+            warnings.warn("a prompt is padded on the right: its new tokens follow the padding; pad decoder-only "
+                          "prompts on the left (Tokenizer(..., padding_side='left'))", stacklevel=4)
+        cache = self.new_cache(input_ids.shape[0], T + max_new_tokens - 1)
         return input_ids, attention_mask, cache
 
     def generation_step(self, input_ids, attention_mask, cache) -> torch.Tensor:

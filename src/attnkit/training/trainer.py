@@ -166,7 +166,7 @@ class Trainer:
     def _refuse_existing_run(self) -> None:
         if (self.out_dir / ckpt.METRICS).exists() or ckpt.complete_checkpoints(self.out_dir):
             raise CheckpointError(
-                f"{self.out_dir} already holds a training run; pass --resume to continue it "
+                f"{self.out_dir} already holds a training run; pass resume=True (attnkit train --resume) to continue it "
                 "or choose another output directory (nothing was overwritten)"
             )
 
