@@ -47,11 +47,11 @@ def stream_text(model, tokenizer, prompt: str, **generate_kwargs):
     new, shown = [], ""
     for tokens in model.stream(ids, **generate_kwargs):
         new.append(int(tokens[0]))
-        text = tokenizer.decode(new)
+        text = tokenizer.decode(new, skip_special_tokens=True)
         if not text.endswith("\ufffd") and len(text) > len(shown):
             yield text[len(shown):]
             shown = text
-    text = tokenizer.decode(new)
+    text = tokenizer.decode(new, skip_special_tokens=True)
     if len(text) > len(shown):
         yield text[len(shown):]
 
@@ -139,7 +139,7 @@ def generate(
     if num_beams > 1:
         ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
         out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, **sampling)
-        typer.echo(prompt + tokenizer.decode(out[0, ids.shape[1]:].tolist()))
+        typer.echo(prompt + tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
         return
     pieces = stream_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling)
     typer.echo(prompt + next(pieces, ""), nl=False)  # bad arguments fail here, before anything is printed

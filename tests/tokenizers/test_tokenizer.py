@@ -63,8 +63,11 @@ def test_bpe_special_tokens_and_vocab(bpe):
     assert bpe.token_to_id("<pad>") == bpe.pad_token_id == 1
     assert bpe.bos_token_id == 0  # GPT-2's convention: one token marks both ends
     assert bpe.encode("<|endoftext|>x") == [0, *bpe.encode("x")]  # specials are atomic
-    assert bpe.decode([0, *bpe.encode("x")]) == "x"
-    assert bpe.decode([0, *bpe.encode("x")], skip_special_tokens=False) == "<|endoftext|>x"
+    assert bpe.decode([0, *bpe.encode("x")]) == "<|endoftext|>x"  # kept by default, as in transformers
+    assert bpe.decode([0, *bpe.encode("x")], skip_special_tokens=True) == "x"
+    rows = [[0, *bpe.encode("ab")], [*bpe.encode("cd"), 1]]
+    assert bpe.batch_decode(rows, skip_special_tokens=True) == ["ab", "cd"]
+    assert bpe.batch_decode(torch.tensor([rows[0], rows[0]])) == ["<|endoftext|>ab"] * 2
 
 
 def test_bpe_vocab_too_small_is_a_config_error():
@@ -157,7 +160,7 @@ def test_amino_acid_tokenizer():
     assert ids[0] == tok.cls_token_id == tok.bos_token_id and ids[-1] == tok.eos_token_id
     assert [tok.id_to_token(i) for i in ids[1:-1]] == list(seq)
     assert [tok.token_to_id(a) for a in AMINO_ACIDS + "X"] == list(range(5, 26))
-    assert tok.decode(ids) == seq
+    assert tok.decode(ids, skip_special_tokens=True) == seq
     assert tok.encode("B", add_special_tokens=False) == [tok.unk_token_id]
     assert tok.mask_token_id == tok.token_to_id("<mask>") and tok.pad_token_id == 0
     batch = tok(["MK", "MKTA"])
@@ -175,7 +178,10 @@ def test_minilm_ids_match_transformers_with_padding(minilm, hf_minilm):
     assert torch.equal(ours["attention_mask"], theirs["attention_mask"])
     for text in SENTENCES:
         assert minilm.encode(text) == hf_minilm(text)["input_ids"]
-        assert minilm.decode(minilm.encode(text)) == hf_minilm.decode(hf_minilm(text)["input_ids"], skip_special_tokens=True)
+        ids = hf_minilm(text)["input_ids"]
+        assert minilm.decode(ids) == hf_minilm.decode(ids)  # [CLS] ... [SEP]: specials kept by default
+        assert minilm.decode(ids, skip_special_tokens=True) == hf_minilm.decode(ids, skip_special_tokens=True)
+        assert minilm.batch_decode([ids, ids[1:-1]]) == hf_minilm.batch_decode([ids, ids[1:-1]])
     roles = {r: getattr(minilm, f"{r}_token_id") for r in ("pad", "cls", "sep", "unk", "mask")}
     assert roles == {r: getattr(hf_minilm, f"{r}_token_id") for r in roles}
 

@@ -231,11 +231,18 @@ class Tokenizer:
                                  "unknown token to map it to (train it with '<unk>' in special_tokens)") from None
             raise InputError(f"the tokenizer cannot encode the text: {e}") from None
 
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        """Text of a sequence of ids (list, or 1-d tensor)."""
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        """Text of a sequence of ids (list, or 1-d tensor); special tokens are kept unless
+        ``skip_special_tokens`` (Hugging Face's default)."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = False) -> list[str]:
+        """:meth:`decode` of each sequence (a list of id lists, or a 2-d tensor)."""
+        if isinstance(sequences, torch.Tensor):
+            sequences = sequences.tolist()
+        return [self.decode(ids, skip_special_tokens) for ids in sequences]
 
     def __call__(self, texts: str | list[str], text_pair: str | list[str] | None = None, padding: bool | str = True,
                  truncation: bool = False, max_length: int | None = None, return_offsets: bool = False,
