@@ -106,6 +106,29 @@ def test_errors_name_the_problem():
         model(torch.full((1, 5), 256))
 
 
+def test_head_labels_are_checked_and_int32_class_ids_are_taken():
+    from attnkit.models.bert import BertForTokenClassification
+
+    ids = torch.randint(0, 256, (4, 6))
+    seq = tiny(BertForSequenceClassification, num_labels=3)
+    labels = torch.tensor([0, 2, 1, -100])
+    assert torch.equal(seq(ids, labels=labels.int()).loss, seq(ids, labels=labels).loss)
+    with pytest.raises(InputError, match=r"labels must lie in \[0, 3\) or be -100, got 3"):
+        seq(ids, labels=torch.tensor([0, 3, 1, 1]))
+    with pytest.raises(InputError, match=r"float labels \(4,\) are read as multi-label.*must be an integer tensor"):
+        seq(ids, labels=torch.tensor([0.0, 2.0, 1.0, 1.0]))
+    regression = tiny(BertForSequenceClassification, num_labels=1)
+    with pytest.raises(InputError, match=r"labels must have shape \(4,\), got \(1,\)"):
+        regression(ids, labels=torch.tensor([0.5]))  # would broadcast over the batch
+    with pytest.raises(InputError, match=r"labels must lie in \[0, 2\) or be -100, got 7"):
+        tiny(BertForTokenClassification)(ids, labels=torch.full((4, 6), 7))
+    with pytest.raises(InputError, match=r"labels must lie in \[0, 256\) or be -100, got 300"):
+        tiny(BertForMaskedLM)(ids, labels=torch.full((4, 6), 300))
+    with pytest.raises(InputError, match="end_positions must be integer class ids, got torch.float32"):
+        tiny(BertForQuestionAnswering)(ids, start_positions=torch.tensor([1, 2, 3, 4]),
+                                       end_positions=torch.tensor([1.0, 2.0, 3.0, 4.0]))
+
+
 def test_feedforward_hidden_units_are_not_dropped_as_in_bert():
     """BERT drops out attention weights and sublayer outputs, never the intermediate activations."""
     model = Bert(BertConfig.from_preset("bert-tiny", dropout=0.1))

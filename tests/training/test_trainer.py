@@ -2,6 +2,7 @@
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -327,10 +328,46 @@ def test_an_update_the_fp16_grad_scaler_skips_does_not_advance_the_schedule(tmp_
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127, backoff_factor=2.0**-60)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     first = trainer.train_step()
-    assert first["skipped"] and "grad_norm" not in first  # its norm was inf: not written as JSON Infinity
+    assert first["skipped"] and not math.isfinite(first["grad_norm"])  # inf or nan: the gradients overflowed
+    trainer.log(first)
+    assert metrics(tmp_path)[-1]["grad_norm"] is None  # JSON has no Infinity: null
     assert all(torch.equal(p, q) for p, q in zip(trainer.model.parameters(), before))
     second = trainer.train_step()
     assert "skipped" not in second and second["grad_norm"] > 0
     assert second["lr"] == first["lr"] == pytest.approx(1e-2 * make_schedule("cosine", warmup_steps=3, max_steps=3)(0))
     assert trainer.train_step()["lr"] > second["lr"]  # the schedule moves once an update is made
     assert trainer.step == 3
+
+
+def test_bert_heads_weight_micro_batches_by_what_their_losses_average():
+    """count_targets per head: float labels (regression, multi-label) count every element, even
+    one equal to -100.0; question answering counts the answers inside the window."""
+    from attnkit.models.bert import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
+
+    cfg = BertConfig.from_preset("bert-tiny", num_labels=1)
+    regression = BertForSequenceClassification(cfg)
+    assert regression.count_targets({"labels": torch.tensor([0.5, -100.0, 2.0])}) == 3
+    assert regression.count_targets({"labels": torch.tensor([1, -100, 2])}) == 2  # class ids: -100 is ignored
+    qa = BertForQuestionAnswering(BertConfig.from_preset("bert-tiny"))
+    ids = torch.zeros(4, 10, dtype=torch.long)
+    batch = {"input_ids": ids, "start_positions": torch.tensor([0, 9, 10, 25]), "end_positions": torch.tensor([1, 9, 12, 30])}
+    assert qa.count_targets(batch) == 2
+    with pytest.raises(attnkit.InputError, match="a batch must hold tensors"):
+        regression.count_targets({})
+
+
+def test_a_batch_without_labels_and_an_eval_without_targets_are_reported_plainly(tmp_path):
+    data = batches(1)
+    trainer = Trainer(tiny_model(), FixedBatches([{"input_ids": data[0]["input_ids"]}]), config(), tmp_path / "a")
+    with pytest.raises(TrainingError, match=r"GPT returned no loss for a batch with keys \['input_ids'\]: "
+                                            "training batches need their targets"):
+        trainer.train_step()
+
+    class NoEvalTargets(FixedBatches):
+        def eval_batches(self, rank=0, world_size=1):
+            yield {"input_ids": data[0]["input_ids"], "labels": torch.full_like(data[0]["labels"], -100)}
+
+    Trainer(tiny_model(), NoEvalTargets(data), config(max_steps=1, eval_every=1), tmp_path / "b").train()
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1]) == {"step": 1, "eval_loss": None}  # strict JSON: no NaN
+    assert all("NaN" not in line for line in lines)

@@ -61,12 +61,16 @@ class Model(nn.Module):
         return total
 
     def count_targets(self, batch: dict) -> int:
-        """How many targets ``self(**batch).loss`` averages over: the ``labels`` that are not -100,
-        else the rows (the Trainer weights batches of different sizes by it)."""
+        """How many targets ``self(**batch).loss`` averages over (the Trainer weights batches of
+        different sizes by it): the integer ``labels`` that are not -100, every element of float
+        labels (regression and multi-label losses have no ignore index), else the rows."""
         labels = batch.get("labels")
         if torch.is_tensor(labels):
-            return int((labels != -100).sum())
-        return next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
+            return labels.numel() if labels.dtype.is_floating_point else int((labels != -100).sum())
+        first = next((v for v in batch.values() if torch.is_tensor(v)), None)
+        if first is None:
+            raise InputError(f"a batch must hold tensors (input_ids, labels, ...), got keys {sorted(batch)}")
+        return first.shape[0]
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` + ``model.safetensors`` (Hugging Face layout) to ``path``."""

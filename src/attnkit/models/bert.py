@@ -198,7 +198,7 @@ class BertForMaskedLM(_BertHead):
         h = self.transform_norm(self.transform_act(self.transform(out.last_hidden_state)))
         out.logits = self.decoder(h)
         if labels is not None:
-            _check_labels(labels, input_ids.shape)
+            labels = _class_ids(labels, input_ids.shape, self.config.vocab_size)
             out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return out
 
@@ -221,15 +221,19 @@ class BertForSequenceClassification(_BertHead):
                 problem = ("regression" if n == 1 else "multi_label_classification" if labels.dtype.is_floating_point
                            else "single_label_classification")
             if problem == "regression" and n == 1:
+                _check_labels(labels.reshape(-1), out.logits.shape[:1])  # (B,) or (B, 1)
                 out.loss = F.mse_loss(out.logits.squeeze(-1).float(), labels.float().view(-1))
             elif problem == "regression":
                 _check_labels(labels, out.logits.shape)
                 out.loss = F.mse_loss(out.logits.float(), labels.float())
             elif problem == "multi_label_classification":
+                if self.config.problem_type is None and labels.shape == out.logits.shape[:1]:
+                    raise InputError(f"float labels {tuple(labels.shape)} are read as multi-label targets, which are "
+                                     f"{tuple(out.logits.shape)}; single-label class ids must be an integer tensor")
                 _check_labels(labels, out.logits.shape)
                 out.loss = F.binary_cross_entropy_with_logits(out.logits.float(), labels.float())
             else:
-                _check_labels(labels, out.logits.shape[:1])
+                labels = _class_ids(labels, out.logits.shape[:1], n)
                 out.loss = F.cross_entropy(out.logits.float(), labels)
         return out
 
@@ -243,7 +247,7 @@ class BertForTokenClassification(_BertHead):
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
         out.logits = self.classifier(self.head_drop(out.last_hidden_state))
         if labels is not None:
-            _check_labels(labels, input_ids.shape)
+            labels = _class_ids(labels, input_ids.shape, self.config.num_labels)
             out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return out
 
@@ -267,14 +271,33 @@ class BertForQuestionAnswering(_BertHead):
             raise InputError("pass both start_positions and end_positions, or neither")
         if start_positions is not None:
             T = input_ids.shape[1]
-            _check_labels(start_positions, input_ids.shape[:1])
-            _check_labels(end_positions, input_ids.shape[:1])
             # Answers outside the window (truncated away) are ignored, as in the reference implementation.
-            s, e = start_positions.clamp(0, T), end_positions.clamp(0, T)
+            s = _class_ids(start_positions, input_ids.shape[:1], None, "start_positions").clamp(0, T)
+            e = _class_ids(end_positions, input_ids.shape[:1], None, "end_positions").clamp(0, T)
             out.loss = (F.cross_entropy(start.float(), s, ignore_index=T) + F.cross_entropy(end.float(), e, ignore_index=T)) / 2
         return out
 
+    def count_targets(self, batch: dict) -> int:
+        """The answers inside the window (the loss ignores the others; ``start_positions`` decide)."""
+        if not torch.is_tensor(batch.get("start_positions")):
+            return super().count_targets(batch)
+        T = batch["input_ids"].shape[1]
+        return int((batch["start_positions"].clamp(0, T) < T).sum())
 
-def _check_labels(labels: torch.Tensor, shape) -> None:
+
+def _check_labels(labels: torch.Tensor, shape, name: str = "labels") -> None:
     if tuple(labels.shape) != tuple(shape):
-        raise InputError(f"labels must have shape {tuple(shape)}, got {tuple(labels.shape)}")
+        raise InputError(f"{name} must have shape {tuple(shape)}, got {tuple(labels.shape)}")
+
+
+def _class_ids(labels: torch.Tensor, shape, n_classes: int | None, name: str = "labels") -> torch.Tensor:
+    """``labels`` checked as integer class ids of ``shape`` in ``[0, n_classes)`` or -100 (any
+    value when ``n_classes`` is None); returned as int64, as the losses take them."""
+    _check_labels(labels, shape, name)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise InputError(f"{name} must be integer class ids, got {labels.dtype}")
+    if n_classes is not None:
+        bad = (labels != -100) & ((labels < 0) | (labels >= n_classes))
+        if bool(bad.any()):
+            raise InputError(f"{name} must lie in [0, {n_classes}) or be -100, got {int(labels[bad][0])}")
+    return labels.long()

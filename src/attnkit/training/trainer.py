@@ -232,6 +232,13 @@ class Trainer:
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.info.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
+    def _loss(self, batch: dict) -> torch.Tensor:
+        loss = self.forward(**batch).loss
+        if loss is None:
+            raise TrainingError(f"{type(self.model).__name__} returned no loss for a batch with keys {sorted(batch)}: "
+                                "training batches need their targets (labels)")
+        return loss
+
     def _grad_sync(self, sync: bool):
         """Skip the gradient all-reduce on all but the last micro-batch of an accumulated step."""
         if self.info.world_size > 1 and self.config.distributed == "ddp" and not sync:
@@ -262,7 +269,7 @@ class Trainer:
             tokens += int(batch["input_ids"].numel()) if "input_ids" in batch else 0
             with self._grad_sync(micro == c.grad_accum_steps - 1), self._autocast():
                 # DDP and FSDP average gradients over ranks: hence the world size
-                loss = self.forward(**batch).loss * (n * info.world_size / n_step)
+                loss = self._loss(batch) * (n * info.world_size / n_step)
             self.scaler.scale(loss).backward()
             if n:
                 total += loss.detach().float()
@@ -294,7 +301,7 @@ class Trainer:
             torch.cuda.synchronize()
         record = {"step": self.step, "loss": loss, "lr": lr,
                   "tokens_per_s": tokens * info.world_size / (time.perf_counter() - t0)}
-        if grad_norm is not None and math.isfinite(grad_norm):  # JSON has no inf
+        if grad_norm is not None:
             record["grad_norm"] = grad_norm
         if skipped:
             record["skipped"] = True
@@ -308,7 +315,7 @@ class Trainer:
         for batch in self.data.eval_batches(self.info.rank, self.info.world_size):
             n = self.model.count_targets(batch)
             with self._autocast():
-                loss = self.forward(**self._to_device(batch)).loss.double()
+                loss = self._loss(self._to_device(batch)).double()
             if n:  # a batch without targets has a nan mean loss: it adds nothing
                 sums += torch.stack([loss * n, loss.new_tensor(n)])
         self.wrapped.train()
@@ -362,9 +369,11 @@ class Trainer:
         """Append ``record`` to ``metrics.jsonl`` (and TensorBoard), on the main process only."""
         if not self.info.is_main:
             return
-        self.last_metrics.update(record)
+        # JSON has no inf or nan (an overflowed fp16 step's gradient norm, an eval without targets): null
+        line = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        self.last_metrics.update(line)
         with open(self.out_dir / ckpt.METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(line) + "\n")
         if self.tb is not None:
             for k, v in record.items():
                 if k != "step":
