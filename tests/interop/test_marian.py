@@ -168,3 +168,20 @@ def test_decoder_fills_its_positions_exactly_as_transformers_does(tmp_path):
         assert got.shape[1] == 11 and torch.equal(got, expected)
     with pytest.raises(attnkit.InputError, match="cannot decode 11 new tokens"):
         model.generate(src, attention_mask=mask, max_new_tokens=11)
+
+
+def test_output_attentions_returns_all_three_kinds_as_transformers_does(tmp_path):
+    random_marian(tmp_path)
+    hf = transformers.MarianMTModel.from_pretrained(tmp_path, attn_implementation="eager").eval()  # returns weights
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    dec = torch.randint(1, PAD, (3, 5))
+    with torch.no_grad():
+        ref = hf(input_ids=src, attention_mask=mask, decoder_input_ids=dec, output_attentions=True)
+        out = model(src, mask, decoder_input_ids=dec, output_attentions=True)
+    for name in ("encoder_attentions", "decoder_attentions", "cross_attentions"):
+        ours, theirs = getattr(out, name), getattr(ref, name)
+        assert len(ours) == len(theirs) == 2, name
+        for a, b in zip(ours, theirs):
+            real = mask.bool()[:, None, :, None] if name == "encoder_attentions" else True  # padded queries: zeros
+            assert ((a - b).abs() * real).max() <= 1e-5, name

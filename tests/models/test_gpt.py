@@ -195,3 +195,48 @@ def test_wrong_field_type_and_unknown_field_are_errors():
         GPTConfig.from_preset("gpt-tiny", n_layer=3)
     with pytest.raises(ConfigError, match="needs a GPTConfig"):
         GPT({"n_layers": 2})
+
+
+def test_outputs_read_as_hugging_face_outputs_do():
+    model = tiny()
+    ids = torch.randint(0, 256, (2, 6))
+    out = model(ids, labels=ids)
+    assert "logits=<computed when read>" in repr(out) and out._logits is None  # repr does not build them
+    assert out.keys() == ["loss", "logits", "last_hidden_state"]
+    assert out[0] is out.loss and torch.equal(out[1], out.logits) and out["loss"] is out.loss
+    assert "loss" in out and "pooler_output" not in out and dict(out).keys() == {"loss", "logits", "last_hidden_state"}
+    with pytest.raises(KeyError):
+        out["pooler_output"]
+    loss, logits = model(ids).to_tuple()[0], model(ids)[0]
+    assert torch.equal(loss, logits)  # without labels the logits come first
+
+
+def test_lazy_logits_read_after_the_weights_changed_are_an_error_not_other_logits():
+    model = tiny()
+    ids = torch.randint(0, 256, (2, 6))
+    out = model(ids, labels=ids)
+    expected = model(ids).logits.detach()
+    out.loss.backward()
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
+    with pytest.raises(InputError, match="weights changed since that forward"):
+        out.logits
+    fresh = model(ids, labels=ids)
+    fresh_logits = fresh.logits  # read before any change: fine
+    assert not torch.allclose(fresh_logits, expected)
+    other = tiny()
+    pending = other(ids, labels=ids)
+    other.to(torch.bfloat16)
+    with pytest.raises(InputError, match="a cast or a move"):
+        pending.logits
+
+
+def test_gradients_flow_through_cached_steps_as_through_one_forward():
+    model = tiny()
+    ids = torch.randint(0, 256, (2, 7))
+    cache = model.new_cache(2, 7)
+    stepped = torch.cat([model(ids[:, :4], cache=cache).logits, model(ids[:, 4:], cache=cache).logits], dim=1)
+    grads = torch.autograd.grad(stepped.square().sum(), model.wte.weight)[0]
+    full = model(ids).logits
+    reference = torch.autograd.grad(full.square().sum(), model.wte.weight)[0]
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads, reference, atol=1e-5, rtol=1e-4)

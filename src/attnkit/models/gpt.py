@@ -190,7 +190,8 @@ class GPT(Model):
         # loss never materialises the (B, T, V) logits; ``out.logits`` computes them on first use.
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)
         loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100)
-        return LazyLogitsOutput(lambda: self.lm_head(h), loss=loss, last_hidden_state=h, attentions=out.attentions)
+        return LazyLogitsOutput(lambda: self.lm_head(h), weights=(self.lm_head.weight,), loss=loss, last_hidden_state=h,
+                                attentions=out.attentions)
 
     def count_targets(self, batch: dict) -> int:
         """The labels that are targets: each position predicts the next one, so the first is none."""

@@ -1,10 +1,13 @@
-"""The output object every model's forward returns (Hugging Face's field names)."""
+"""The output object every model's forward returns (Hugging Face's field names and idioms)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
+
+from attnkit.errors import InputError
 
 
 @dataclass
@@ -15,8 +18,12 @@ class ModelOutput:
     loss: scalar training loss when labels were given.
     last_hidden_state: ``(B, T, C)`` final hidden states.
     pooler_output: ``(B, C)`` pooled sentence vector (BERT).
-    attentions / cross_attentions: per-layer ``(B, H, T, S)`` weights when requested.
-    encoder_last_hidden_state: ``(B, S, C)`` for encoder-decoder models.
+    attentions / cross_attentions: per-layer ``(B, H, T, S)`` weights when requested (the decoder's
+        self-attentions in an encoder-decoder model, also named ``decoder_attentions`` there).
+    encoder_last_hidden_state / encoder_attentions: the encoder's, for encoder-decoder models.
+
+    As in Hugging Face, the fields that are set read as a tuple or a dict: ``out[0]``,
+    ``out["logits"]``, ``out.to_tuple()``, ``out.keys()``, ``"loss" in out``.
     """
 
     logits: torch.Tensor | None = None
@@ -26,25 +33,62 @@ class ModelOutput:
     attentions: list[torch.Tensor] | None = None
     cross_attentions: list[torch.Tensor] | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_attentions: list[torch.Tensor] | None = None
     start_logits: torch.Tensor | None = None
     end_logits: torch.Tensor | None = None
 
-    def __getitem__(self, key: str):
+    @property
+    def decoder_attentions(self) -> list[torch.Tensor] | None:
+        return self.attentions
+
+    def _is_set(self, name: str) -> bool:
+        return getattr(self, name) is not None
+
+    def keys(self) -> list[str]:
+        """The names of the fields that are set, in Hugging Face's order (loss first)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        names.insert(0, names.pop(names.index("loss")))
+        return [n for n in names if self._is_set(n)]
+
+    def to_tuple(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.keys())
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        if key not in self.keys():
+            raise KeyError(key)
         return getattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self.keys()
+
+    def __iter__(self):
+        return iter(self.keys())
 
 
 class LazyLogitsOutput(ModelOutput):
     """A :class:`ModelOutput` whose ``logits`` are computed on first access, by ``make_logits``,
     under the grad/inference/autocast modes of the forward that made it. Lets the training loss
-    skip the (B, T, V) logits while ``out.logits`` still works as with Hugging Face."""
+    skip the (B, T, V) logits while ``out.logits`` still works as with Hugging Face.
 
-    def __init__(self, make_logits, **fields):
+    ``weights`` are the tensors ``make_logits`` reads (the LM head's): if they changed after the
+    forward (an optimizer step, a cast, a move), reading the logits is an error rather than
+    logits of other weights."""
+
+    def __init__(self, make_logits, weights: tuple[torch.Tensor, ...] = (), **fields):
         super().__init__(**fields)
         device = fields["last_hidden_state"].device.type
         modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.is_autocast_enabled(device),
                  torch.get_autocast_dtype(device))
+        stamp = lambda: [(w._version, w.data_ptr(), w.dtype) for w in weights]  # noqa: E731
+        made_with = stamp()
 
         def make():
+            if stamp() != made_with:
+                raise InputError("out.logits of a loss forward are computed when first read, and the LM head's "
+                                 "weights changed since that forward (an optimizer step, a cast or a move): read "
+                                 "out.logits before changing the model, or run the forward again")
             grad, inference, autocast, dtype = modes
             with torch.inference_mode(inference), torch.set_grad_enabled(grad), \
                     torch.autocast(device, dtype=dtype, enabled=autocast):
@@ -61,3 +105,14 @@ class LazyLogitsOutput(ModelOutput):
     @logits.setter
     def logits(self, value: torch.Tensor | None) -> None:
         self._logits, self._make_logits = value, None
+
+    def _is_set(self, name: str) -> bool:
+        if name == "logits":  # without computing them
+            return self._logits is not None or getattr(self, "_make_logits", None) is not None
+        return super()._is_set(name)
+
+    def __repr__(self) -> str:
+        pending = self._logits is None and getattr(self, "_make_logits", None) is not None
+        shown = {n: getattr(self, n) for n in self.keys() if not (n == "logits" and pending)}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())}" + \
+            (", logits=<computed when read>)" if pending else ")")

@@ -239,7 +239,7 @@ class Transformer(Model):
                                    label_smoothing=c.label_smoothing)
         return ModelOutput(logits=dec.logits, loss=loss, last_hidden_state=dec.last_hidden_state,
                            attentions=dec.attentions, cross_attentions=dec.cross_attentions,
-                           encoder_last_hidden_state=enc.last_hidden_state)
+                           encoder_last_hidden_state=enc.last_hidden_state, encoder_attentions=enc.attentions)
 
     # -- decoding protocol (see attnkit.generation) ------------------------------------------
     def decoder_start_ids(self, batch_size: int, device=None) -> torch.Tensor:
