@@ -230,3 +230,15 @@ def test_dtype_builds_the_model_in_that_dtype_and_restores_the_default(tmp_path,
     for bad in ("bf16", torch.int8):
         with pytest.raises(attnkit.InputError, match="dtype must be a floating torch.dtype"):
             attnkit.from_pretrained(tmp_path, dtype=bad)
+
+
+def test_attention_dropout_is_read_and_written_as_attn_pdrop(tmp_path):
+    hf_gpt2(attn_pdrop=0.3, resid_pdrop=0.2, embd_pdrop=0.2).save_pretrained(tmp_path / "hf")
+    model = attnkit.from_pretrained(tmp_path / "hf")
+    assert (model.config.attn_dropout, model.config.dropout) == (0.3, 0.2)
+    model.train()
+    ids = torch.randint(2, V, (2, 8))
+    weights = model(ids, output_attentions=True).attentions[0]
+    assert not torch.allclose(weights.sum(-1), torch.ones(()))  # weights dropped out (and rescaled), as in GPT-2
+    model.save_pretrained(tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["attn_pdrop"] == 0.3

@@ -61,7 +61,7 @@ def config_to_hf(model) -> dict | None:
     return dict(
         model_type=MODEL_TYPE, vocab_size=c.vocab_size, n_positions=c.n_positions, n_embd=c.d_model,
         n_layer=c.n_layers, n_head=c.n_heads, n_inner=c.d_ff, activation_function=_ACT_TO_HF[c.activation],
-        layer_norm_epsilon=c.norm_eps, resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=0.0,
+        layer_norm_epsilon=c.norm_eps, resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.attn_dropout,
         initializer_range=c.initializer_range, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
         pad_token_id=c.pad_token_id, tie_word_embeddings=c.tie_word_embeddings, scale_attn_weights=True,
         scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False, add_cross_attention=False,
@@ -91,6 +91,7 @@ def config_from_hf(hf: dict, model_class: type) -> GPTConfig:
         vocab_size=vocab, n_positions=hf.get("n_positions", 1024), d_model=hf.get("n_embd", 768),
         n_layers=hf.get("n_layer", 12), n_heads=hf.get("n_head", 12), d_ff=hf.get("n_inner"),
         activation=_ACT_FROM_HF[act], norm_eps=hf.get("layer_norm_epsilon", 1e-5), dropout=dropout,
+        attn_dropout=hf.get("attn_pdrop", 0.1),
         tie_word_embeddings=hf.get("tie_word_embeddings", True), initializer_range=hf.get("initializer_range", 0.02),
         **special,
     )

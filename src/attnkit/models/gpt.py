@@ -55,6 +55,7 @@ class GPTConfig(Config):
     rope_base: float = 10000.0
     bias: bool = True
     dropout: float = 0.0
+    attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
     bos_token_id: int | None = 50256
@@ -72,7 +73,8 @@ class GPTConfig(Config):
             )
         self.require(self.d_ff is None or self.d_ff > 0, "d_ff", "must be None (4 * d_model) or positive")
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
-        self.require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        for name in ("dropout", "attn_dropout"):
+            self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
         self.require(self.norm_eps > 0, "norm_eps", "must be positive")
         if self.positional == "rotary":
             self.require((self.d_model // self.n_heads) % 2 == 0, "positional", "rotary needs an even head dim")
@@ -89,6 +91,7 @@ class GPTConfig(Config):
             d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
             d_ff=self.d_ff or 4 * self.d_model, activation=self.activation, norm=self.norm,
             norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, dropout=self.dropout,
+            attn_dropout=self.attn_dropout,
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
         )
 
