@@ -208,3 +208,16 @@ def test_label_names_round_trip_both_ways(tmp_path):
     (tmp_path / "hf" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(attnkit.ConfigError, match="id2label must name the classes 0..2"):
         attnkit.from_pretrained(tmp_path / "hf")
+
+
+def test_hidden_states_equal_transformers(tmp_path):
+    hf = hf_bert("BertForSequenceClassification")
+    hf.save_pretrained(tmp_path)
+    ours = attnkit.from_pretrained(tmp_path)
+    ids, mask, types = padded_batch()
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True).hidden_states
+        got = ours(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True).hidden_states
+    assert len(got) == len(ref) == 3
+    for a, b in zip(got, ref):
+        assert (a - b).abs()[mask.bool()].max() <= 1e-4

@@ -242,3 +242,18 @@ def test_attention_dropout_is_read_and_written_as_attn_pdrop(tmp_path):
     assert not torch.allclose(weights.sum(-1), torch.ones(()))  # weights dropped out (and rescaled), as in GPT-2
     model.save_pretrained(tmp_path / "ours")
     assert json.loads((tmp_path / "ours" / "config.json").read_text())["attn_pdrop"] == 0.3
+
+
+def test_hidden_states_equal_transformers(tmp_path):
+    hf = hf_gpt2()
+    hf.save_pretrained(tmp_path)
+    ours = attnkit.from_pretrained(tmp_path)
+    ids = torch.randint(2, V, (2, 9))
+    with torch.no_grad():
+        ref = hf(ids, output_hidden_states=True).hidden_states
+        got = ours(ids, output_hidden_states=True).hidden_states
+        with_labels = ours(ids, labels=ids, output_hidden_states=True).hidden_states
+    assert len(got) == len(ref) == 3  # embeddings, layer 1, final norm of layer 2
+    for a, b, c in zip(got, ref, with_labels):
+        assert (a - b).abs().max() <= 1e-5 and torch.equal(a, c)
+    assert ours(ids).hidden_states is None

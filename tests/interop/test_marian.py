@@ -185,3 +185,19 @@ def test_output_attentions_returns_all_three_kinds_as_transformers_does(tmp_path
         for a, b in zip(ours, theirs):
             real = mask.bool()[:, None, :, None] if name == "encoder_attentions" else True  # padded queries: zeros
             assert ((a - b).abs() * real).max() <= 1e-5, name
+
+
+def test_hidden_states_of_encoder_and_decoder_equal_transformers(tmp_path):
+    hf = random_marian(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    dec = torch.randint(1, PAD, (3, 5))
+    with torch.no_grad():
+        ref = hf(input_ids=src, attention_mask=mask, decoder_input_ids=dec, output_hidden_states=True)
+        out = model(src, mask, decoder_input_ids=dec, output_hidden_states=True)
+    for name in ("encoder_hidden_states", "decoder_hidden_states"):
+        ours, theirs = getattr(out, name), getattr(ref, name)
+        assert len(ours) == len(theirs) == 3, name
+        real = mask.bool()[..., None] if name == "encoder_hidden_states" else True
+        for a, b in zip(ours, theirs):
+            assert ((a - b).abs() * real).max() <= 1e-4, name

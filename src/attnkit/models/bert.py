@@ -105,7 +105,8 @@ class Bert(Model):
         self.apply(lambda m: init_bert_weights(m, c.initializer_range))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, output_attentions: bool = False) -> ModelOutput:
+                token_type_ids: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> ModelOutput:
         """Args:
             input_ids: ``(B, T)`` token ids.
             attention_mask: ``(B, T)`` bool or 0/1, True/1 = real token.
@@ -131,10 +132,11 @@ class Bert(Model):
         positions = torch.arange(T, device=input_ids.device)
         x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
         x = self.drop(self.embed_norm(x))
-        out = self.encoder(x, mask=mask, output_attentions=output_attentions)
+        out = self.encoder(x, mask=mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         h = out.hidden
         pooled = torch.tanh(self.pooler(h[:, 0])) if self.pooler is not None else None  # Devlin et al. §3: [CLS]
-        return ModelOutput(last_hidden_state=h, pooler_output=pooled, attentions=out.attentions)
+        return ModelOutput(last_hidden_state=h, pooler_output=pooled, attentions=out.attentions,
+                           hidden_states=out.hidden_states)
 
     def sentence_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                            token_type_ids: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
@@ -193,8 +195,9 @@ class BertForMaskedLM(_BertHead):
             init_bert_weights(m, c.initializer_range)
         self.decoder.weight = self.bert.word_embeddings.weight  # tied, as in Google's reference BERT
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False):
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
+                output_hidden_states=False):
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         h = self.transform_norm(self.transform_act(self.transform(out.last_hidden_state)))
         out.logits = self.decoder(h)
         if labels is not None:
@@ -212,8 +215,9 @@ class BertForSequenceClassification(_BertHead):
     add_pooler = True
     has_classifier = True
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False):
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
+                output_hidden_states=False):
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         out.logits = self.classifier(self.head_drop(out.pooler_output))
         if labels is not None:
             n, problem = self.config.num_labels, self.config.problem_type
@@ -243,8 +247,9 @@ class BertForTokenClassification(_BertHead):
 
     has_classifier = True
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False):
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
+                output_hidden_states=False):
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         out.logits = self.classifier(self.head_drop(out.last_hidden_state))
         if labels is not None:
             labels = _class_ids(labels, input_ids.shape, self.config.num_labels)
@@ -263,8 +268,8 @@ class BertForQuestionAnswering(_BertHead):
         init_bert_weights(self.qa_outputs, config.initializer_range)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None, end_positions=None,
-                output_attentions=False):
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+                output_attentions=False, output_hidden_states=False):
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         start, end = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # (B, T) each
         out.start_logits, out.end_logits = start, end
         if (start_positions is None) != (end_positions is None):

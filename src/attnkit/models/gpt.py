@@ -143,6 +143,7 @@ class GPT(Model):
         cache: DecoderCache | None = None,
         output_attentions: bool = False,
         logits_to_keep: int = 0,
+        output_hidden_states: bool = False,
     ) -> ModelOutput:
         """Args:
             input_ids: ``(B, T)`` token ids.
@@ -179,11 +180,12 @@ class GPT(Model):
         bias = alibi_bias(c.n_heads, T, S, device=x.device).to(x.dtype) if c.positional == "alibi" else None
 
         out = self.decoder(x, mask=mask, bias=bias, is_causal=True, cache=cache, rotary=rotary,
-                           output_attentions=output_attentions)
+                           output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         h = out.hidden
         if labels is None:
             logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
-            return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions)
+            return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions,
+                               hidden_states=out.hidden_states)
 
         if labels.shape != input_ids.shape:
             raise InputError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
@@ -194,7 +196,7 @@ class GPT(Model):
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)
         loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100)
         return LazyLogitsOutput(lambda: self.lm_head(h), weights=(self.lm_head.weight,), loss=loss, last_hidden_state=h,
-                                attentions=out.attentions)
+                                attentions=out.attentions, hidden_states=out.hidden_states)
 
     def count_targets(self, batch: dict) -> int:
         """The labels that are targets: each position predicts the next one, so the first is none."""

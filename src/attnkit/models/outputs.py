@@ -20,7 +20,11 @@ class ModelOutput:
     pooler_output: ``(B, C)`` pooled sentence vector (BERT).
     attentions / cross_attentions: per-layer ``(B, H, T, S)`` weights when requested (the decoder's
         self-attentions in an encoder-decoder model, also named ``decoder_attentions`` there).
-    encoder_last_hidden_state / encoder_attentions: the encoder's, for encoder-decoder models.
+    hidden_states: when requested, ``n_layers + 1`` tensors ``(B, T, C)``: the embeddings, then each
+        layer's output, the last after the final norm if the model has one (the decoder's in an
+        encoder-decoder model, also named ``decoder_hidden_states``).
+    encoder_last_hidden_state / encoder_attentions / encoder_hidden_states: the encoder's, for
+        encoder-decoder models.
 
     As in Hugging Face, the fields that are set read as a tuple or a dict: ``out[0]``,
     ``out["logits"]``, ``out.to_tuple()``, ``out.keys()``, ``"loss" in out``.
@@ -34,12 +38,18 @@ class ModelOutput:
     cross_attentions: list[torch.Tensor] | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
     encoder_attentions: list[torch.Tensor] | None = None
+    hidden_states: list[torch.Tensor] | None = None
+    encoder_hidden_states: list[torch.Tensor] | None = None
     start_logits: torch.Tensor | None = None
     end_logits: torch.Tensor | None = None
 
     @property
     def decoder_attentions(self) -> list[torch.Tensor] | None:
         return self.attentions
+
+    @property
+    def decoder_hidden_states(self) -> list[torch.Tensor] | None:
+        return self.hidden_states
 
     def _is_set(self, name: str) -> bool:
         return getattr(self, name) is not None

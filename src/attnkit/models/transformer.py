@@ -153,13 +153,14 @@ class Transformer(Model):
         return self.drop(embedding(ids) * self.embed_scale + pos)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               output_attentions: bool = False) -> ModelOutput:
+               output_attentions: bool = False, output_hidden_states: bool = False) -> ModelOutput:
         """Run the encoder. ``input_ids`` ``(B, S)``, ``attention_mask`` ``(B, S)`` (True/1 = token).
         Returns ``last_hidden_state`` ``(B, S, C)`` (and ``attentions`` when asked)."""
         self._check_ids(input_ids, "input_ids")
         mask = self._padding(attention_mask, *input_ids.shape, "attention_mask")
-        out = self.encoder(self._embed(self.src_embed, input_ids), mask=mask, output_attentions=output_attentions)
-        return ModelOutput(last_hidden_state=out.hidden, attentions=out.attentions)
+        out = self.encoder(self._embed(self.src_embed, input_ids), mask=mask, output_attentions=output_attentions,
+                           output_hidden_states=output_hidden_states)
+        return ModelOutput(last_hidden_state=out.hidden, attentions=out.attentions, hidden_states=out.hidden_states)
 
     @staticmethod
     def _padding(mask, B, S, name):
@@ -178,6 +179,7 @@ class Transformer(Model):
         cache: DecoderCache | None = None,
         output_attentions: bool = False,
         logits_to_keep: int = 0,
+        output_hidden_states: bool = False,
     ) -> ModelOutput:
         """Run the decoder over ``encoder_hidden_states`` ``(B, S, C)``.
 
@@ -193,7 +195,8 @@ class Transformer(Model):
         self_mask = self._padding(decoder_attention_mask, B, past + T, "decoder_attention_mask")
         x = self._embed(self.tgt_embed, decoder_input_ids, offset=past)
         out = self.decoder(x, mask=self_mask, is_causal=True, cache=cache, context=encoder_hidden_states,
-                           context_mask=context_mask, output_attentions=output_attentions)
+                           context_mask=context_mask, output_attentions=output_attentions,
+                           output_hidden_states=output_hidden_states)
         h = out.hidden
         logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
         if self.final_logits_bias is not None:
@@ -201,7 +204,7 @@ class Transformer(Model):
             in_place = not torch.is_grad_enabled() and logits.dtype == bias.dtype
             logits = logits.add_(bias) if in_place else logits + bias
         return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions,
-                           cross_attentions=out.cross_attentions)
+                           cross_attentions=out.cross_attentions, hidden_states=out.hidden_states)
 
     def forward(
         self,
@@ -211,6 +214,7 @@ class Transformer(Model):
         labels: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> ModelOutput:
         """Args:
             input_ids: ``(B, S)`` source token ids, right-padded.
@@ -227,9 +231,9 @@ class Transformer(Model):
             if labels is None:
                 raise InputError("pass decoder_input_ids or labels (decoder inputs are made by shifting labels right)")
             decoder_input_ids = shift_tokens_right(labels, c.pad_token_id, c.decoder_start_token_id)
-        enc = self.encode(input_ids, attention_mask, output_attentions)
+        enc = self.encode(input_ids, attention_mask, output_attentions, output_hidden_states)
         dec = self.decode(decoder_input_ids, enc.last_hidden_state, attention_mask, decoder_attention_mask,
-                          output_attentions=output_attentions)
+                          output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         loss = None
         if labels is not None:
             if labels.shape != decoder_input_ids.shape:
@@ -239,7 +243,8 @@ class Transformer(Model):
                                    label_smoothing=c.label_smoothing)
         return ModelOutput(logits=dec.logits, loss=loss, last_hidden_state=dec.last_hidden_state,
                            attentions=dec.attentions, cross_attentions=dec.cross_attentions,
-                           encoder_last_hidden_state=enc.last_hidden_state, encoder_attentions=enc.attentions)
+                           encoder_last_hidden_state=enc.last_hidden_state, encoder_attentions=enc.attentions,
+                           hidden_states=dec.hidden_states, encoder_hidden_states=enc.hidden_states)
 
     # -- decoding protocol (see attnkit.generation) ------------------------------------------
     def decoder_start_ids(self, batch_size: int, device=None) -> torch.Tensor:

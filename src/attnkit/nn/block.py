@@ -129,6 +129,7 @@ class StackOutput(NamedTuple):
     hidden: torch.Tensor
     attentions: list | None = None
     cross_attentions: list | None = None
+    hidden_states: list | None = None  # the input, then each layer's output (the last one normed)
 
 
 class _Stack(nn.Module):
@@ -137,6 +138,14 @@ class _Stack(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.norm = cfg.norm_layer() if final_norm else None
         self.gradient_checkpointing = False
+
+    def _finish(self, x, states):
+        """The final norm; the hidden states end with the stack's output (as Hugging Face's do)."""
+        if self.norm is not None:
+            x = self.norm(x)
+        if states is not None:
+            states.append(x)
+        return x
 
     def _run(self, layer, *args, **kwargs):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -151,16 +160,18 @@ class Encoder(_Stack):
         final_norm = cfg.pre_norm if final_norm is None else final_norm
         super().__init__(cfg, [EncoderLayer(cfg) for _ in range(n_layers)], final_norm)
 
-    def forward(self, x, mask=None, bias=None, rotary=None, output_attentions=False) -> StackOutput:
+    def forward(self, x, mask=None, bias=None, rotary=None, output_attentions=False,
+                output_hidden_states=False) -> StackOutput:
         """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``."""
         attentions = [] if output_attentions else None
+        states = [] if output_hidden_states else None
         for layer in self.layers:
+            if output_hidden_states:
+                states.append(x)
             x, w = self._run(layer, x, mask=mask, bias=bias, rotary=rotary, need_weights=output_attentions)
             if output_attentions:
                 attentions.append(w)
-        if self.norm is not None:
-            x = self.norm(x)
-        return StackOutput(x, attentions)
+        return StackOutput(self._finish(x, states), attentions, hidden_states=states)
 
 
 class Decoder(_Stack):
@@ -177,13 +188,16 @@ class Decoder(_Stack):
 
     def forward(
         self, x, mask=None, bias=None, is_causal=True, cache: DecoderCache | None = None, context=None,
-        context_mask=None, cross_bias=None, rotary=None, output_attentions=False,
+        context_mask=None, cross_bias=None, rotary=None, output_attentions=False, output_hidden_states=False,
     ) -> StackOutput:
         """``x`` ``(B, T, C)``. ``mask`` bool broadcastable to ``(B, H, T, S)`` where ``S`` counts
         cached positions too; ``is_causal`` adds the (bottom-right aligned) causal mask."""
         self_ws = [] if output_attentions else None
         cross_ws = [] if output_attentions and self.cross else None
+        states = [] if output_hidden_states else None
         for i, layer in enumerate(self.layers):
+            if output_hidden_states:
+                states.append(x)
             self_cache, cross_cache = cache.layer(i) if cache is not None else (None, None)
             x, sw, cw = self._run(
                 layer, x, mask=mask, bias=bias, is_causal=is_causal, cache=self_cache, context=context,
@@ -194,6 +208,4 @@ class Decoder(_Stack):
                 self_ws.append(sw)
                 if self.cross:
                     cross_ws.append(cw)
-        if self.norm is not None:
-            x = self.norm(x)
-        return StackOutput(x, self_ws, cross_ws)
+        return StackOutput(self._finish(x, states), self_ws, cross_ws, states)
