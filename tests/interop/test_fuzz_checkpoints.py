@@ -206,11 +206,9 @@ def structural_cases(weights_size: int, header_len: int, rng: random.Random):
         "block-config-wrong-model-type": lambda c: c["attnkit"]["config"].update(model_type="bert"),
         "block-config-d-model-str": lambda c: c["attnkit"]["config"].update(d_model="32"),
         "block-config-layers-huge": lambda c: c["attnkit"]["config"].update(n_layers=10**9),
-        "block-config-vocab-huge": lambda c: c["attnkit"]["config"].update(vocab_size=10**12),
         "block-config-positional": lambda c: c["attnkit"]["config"].update(positional="rotary"),
         "block-config-norm": lambda c: c["attnkit"]["config"].update(norm="rmsnorm"),
         "block-config-heads": lambda c: c["attnkit"]["config"].update(n_heads=5),
-        "block-config-untied": lambda c: c["attnkit"]["config"].update(tie_word_embeddings=False),
         "block-config-nobias": lambda c: c["attnkit"]["config"].update(bias=False),
     }
     cases += [(name, config_edit(fn)) for name, fn in block_edits.items()]

@@ -2,6 +2,7 @@
 same logits and the same generated tokens as `transformers` with identical weights."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -257,3 +258,24 @@ def test_hidden_states_equal_transformers(tmp_path):
     for a, b, c in zip(got, ref, with_labels):
         assert (a - b).abs().max() <= 1e-5 and torch.equal(a, c)
     assert ours(ids).hidden_states is None
+
+
+def test_hugging_face_fields_edited_after_an_attnkit_save_win_over_its_block(tmp_path):
+    """transformers keeps the attnkit block when it re-saves; fields changed there (or a resized
+    vocabulary, or a corrupted block) must not be overridden by the stale block."""
+    GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=V)).save_pretrained(tmp_path / "ours")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "ours")
+    hf.config.layer_norm_epsilon, hf.config.activation_function = 1e-2, "relu"
+    hf.resize_token_embeddings(V + 4)
+    hf.save_pretrained(tmp_path / "edited")
+    assert "attnkit" in json.loads((tmp_path / "edited" / "config.json").read_text())
+    with pytest.warns(UserWarning, match="differ from the attnkit block.*using the Hugging Face fields"):
+        model = attnkit.from_pretrained(tmp_path / "edited")
+    assert (model.config.norm_eps, model.config.activation, model.config.vocab_size) == (1e-2, "relu", V + 4)
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "edited").eval()  # built from the edited fields
+    ids = torch.randint(0, V + 4, (2, 7))
+    with torch.no_grad():
+        assert (model(ids).logits - reloaded(ids).logits).abs().max() <= 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an untouched attnkit save loads from its block, silently
+        attnkit.from_pretrained(tmp_path / "ours")

@@ -174,19 +174,25 @@ def test_missing_directory_file_or_weights(ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="is a file"):
         attnkit.from_pretrained(ckpt / "config.json")
     os.remove(ckpt / "model.safetensors")
-    with pytest.raises(CheckpointError, match="has no weights"):
+    with pytest.raises(CheckpointError, match=r"has no weights.*pytorch_model.bin is read.*with allow_pickle=True"):
         attnkit.from_pretrained(ckpt)
     os.remove(ckpt / "config.json")
     with pytest.raises(CheckpointError, match="config.json is missing"):
         attnkit.from_pretrained(ckpt)
 
 
-def test_hub_id_uses_snapshot_download(ckpt, monkeypatch):
+def test_hub_id_uses_snapshot_download_with_the_hub_options(ckpt, monkeypatch):
     hub = pytest.importorskip("huggingface_hub")
     calls = []
-    monkeypatch.setattr(hub, "snapshot_download", lambda repo_id, **kw: calls.append(repo_id) or str(ckpt))
+    monkeypatch.setattr(hub, "snapshot_download", lambda repo_id, **kw: calls.append((repo_id, kw)) or str(ckpt))
     assert isinstance(attnkit.from_pretrained("someone/tiny-gpt"), GPT)
-    assert calls == ["someone/tiny-gpt"]
+    attnkit.from_pretrained("someone/tiny-gpt", revision="v2", cache_dir="/tmp/c", token="t", local_files_only=True)
+    attnkit.from_pretrained("someone/tiny-gpt", allow_pickle=True)
+    (_, plain), (_, options), (_, pickled) = calls
+    assert "*.safetensors" in plain["allow_patterns"] and "*.bin" not in plain["allow_patterns"]
+    assert {k: options[k] for k in ("revision", "cache_dir", "token", "local_files_only")} == dict(
+        revision="v2", cache_dir="/tmp/c", token="t", local_files_only=True)
+    assert "*.bin" in pickled["allow_patterns"]  # a pickle-only repo can be loaded when pickles are allowed
 
 
 def test_hub_id_that_cannot_be_downloaded_is_a_checkpoint_error(monkeypatch):
@@ -213,3 +219,13 @@ def test_a_computed_buffer_too_large_for_memory_is_refused_before_building(tmp_p
     edit_config(tmp_path, lambda c: c["attnkit"]["config"].update(n_positions=10**12))
     with pytest.raises(ConfigError, match=r"config.json: the model's .* GiB, more than half the free memory"):
         attnkit.from_pretrained(tmp_path)
+
+
+def test_a_saved_model_directory_has_the_umask_permissions_not_private_ones(tmp_path):
+    model = GPT(GPTConfig.from_preset("gpt-tiny"))
+    old = os.umask(0o022)
+    try:
+        model.save_pretrained(tmp_path / "saved")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "saved").stat().st_mode & 0o777 == 0o755  # mkdtemp's own mode is 0700

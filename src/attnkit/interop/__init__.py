@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -138,8 +139,11 @@ def save_pretrained(model, path: str | Path) -> None:
 
 
 # -- loading -----------------------------------------------------------------------------------
-def resolve_checkpoint_dir(path_or_hub_id: str | Path) -> Path:
-    """A local directory as is; otherwise a Hugging Face hub id downloaded with ``huggingface_hub``."""
+def resolve_checkpoint_dir(path_or_hub_id: str | Path, allow_pickle: bool = False, **hub_options) -> Path:
+    """A local directory as is; otherwise a Hugging Face hub id downloaded with ``huggingface_hub``
+    (configs, tokenizer files and safetensors weights; ``pytorch_model.bin`` too with
+    ``allow_pickle``). ``hub_options`` go to ``snapshot_download`` (``revision``, ``cache_dir``,
+    ``token``, ``local_files_only``)."""
     path = Path(path_or_hub_id)
     if path.is_dir():
         return path
@@ -154,8 +158,8 @@ def resolve_checkpoint_dir(path_or_hub_id: str | Path) -> Path:
         raise CheckpointError(
             f"{name} is not a local directory, and loading hub ids needs `pip install huggingface_hub`") from None
     try:
-        return Path(snapshot_download(
-            name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+        patterns = ["*.json", "*.safetensors", "*.txt", "*.model"] + (["*.bin"] if allow_pickle else [])
+        return Path(snapshot_download(name, allow_patterns=patterns, **hub_options))
     except Exception as e:
         raise CheckpointError(f"{name} is not a local directory and could not be downloaded from the hub: {e}") from None
 
@@ -197,6 +201,13 @@ def _check_layer_counts(config, n_tensors: int, directory: Path) -> None:
         if re.fullmatch(r"n_\w*layers", name) and isinstance(value, int) and value > n_tensors:
             raise CheckpointError(
                 f"{directory / CONFIG_NAME}: {name}={value} but the checkpoint holds only {n_tensors} tensors")
+
+
+def _stale_block_fields(fam, skeleton, config_json: dict) -> list[str]:
+    """The Hugging Face fields of ``config_json`` that disagree with what its attnkit block
+    implies (``config_to_hf`` of the block's model): the HF fields were edited after saving."""
+    implied = fam.config_to_hf(skeleton) or {}
+    return [k for k, v in implied.items() if k in config_json and config_json[k] != v]
 
 
 def _check_computed_buffers(skeleton, directory: Path) -> None:
@@ -273,17 +284,20 @@ def load_state(model, state: dict[str, torch.Tensor], origin: dict[str, str] | N
 
 
 def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-                    allow_pickle: bool = False):
+                    allow_pickle: bool = False, revision: str | None = None, cache_dir: str | Path | None = None,
+                    token: str | bool | None = None, local_files_only: bool = False):
     """Load an attnkit model from a checkpoint directory (HF layout) or a hub id.
 
     The family comes from config.json (the ``attnkit`` block, else ``model_type`` /
     ``architectures``). Returns the model in eval mode. Weights load from safetensors only;
     ``allow_pickle=True`` accepts ``pytorch_model.bin`` via ``torch.load(weights_only=True)``.
+    ``revision``, ``cache_dir``, ``token`` and ``local_files_only`` are ``huggingface_hub``'s, for hub ids.
     Raises :class:`~attnkit.CheckpointError` / :class:`~attnkit.ConfigError` on anything malformed.
     """
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise InputError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
-    directory = resolve_checkpoint_dir(path_or_hub_id)
+    directory = resolve_checkpoint_dir(path_or_hub_id, allow_pickle, revision=revision, cache_dir=cache_dir,
+                                       token=token, local_files_only=local_files_only)
     config_json = read_json(directory / CONFIG_NAME)
     state = read_weights(directory, allow_pickle=allow_pickle)
     try:
@@ -293,6 +307,15 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
         options = fam.model_options(cls, state.keys()) if hasattr(fam, "model_options") else {}
         with torch.device("meta"):
             skeleton = cls(config, **options)  # shapes only: mismatches are reported before any real allocation
+        if layout == "hf" and "attnkit" in config_json:
+            stale = _stale_block_fields(fam, skeleton, config_json)
+            if stale:  # another tool (transformers) changed the HF fields after attnkit saved: they win
+                warnings.warn(f"{directory / CONFIG_NAME}: {', '.join(stale)} differ from the attnkit block written "
+                              "with them (the file was changed by another tool since); using the Hugging Face fields",
+                              stacklevel=2)
+                config = fam.config_from_hf(config_json, cls)
+                with torch.device("meta"):
+                    skeleton = cls(config, **options)
         _check_computed_buffers(skeleton, directory)
     except AttnkitError:
         raise

@@ -162,7 +162,8 @@ def read_weights(directory: Path, allow_pickle: bool = False) -> dict[str, torch
             if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
                 raise CheckpointError(f"{directory / name} does not hold a flat dict of tensors")
             return state
-    raise CheckpointError(f"{directory} has no weights: expected {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME}")
+    raise CheckpointError(f"{directory} has no weights: expected {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME} "
+                          f"({PICKLE_NAMES[0]} is read, and downloaded from the hub, with allow_pickle=True)")
 
 
 def _read_sharded(directory: Path, index_path: Path) -> dict[str, torch.Tensor]:
@@ -197,7 +198,8 @@ def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, tor
     """Write ``config.json`` + ``model.safetensors`` into ``directory`` atomically.
 
     Both files are written and fsynced in a temporary directory beside the target, then moved
-    in with ``os.rename``/``os.replace``; a crash never leaves a partial ``model.safetensors``
+    in: a new ``directory`` appears whole in one ``os.rename``; into an existing one each file is
+    replaced atomically (``os.replace``), weights first, so a crash never leaves a partial file
     under its final name. Other files already in ``directory`` (tokenizer, optimiser state) stay.
     """
     from safetensors.torch import save_file
@@ -208,6 +210,9 @@ def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, tor
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); a saved model is an ordinary directory
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
