@@ -62,7 +62,8 @@ def test_generate_streams_the_same_text_as_greedy_generate(trained):
     model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
     prompt = "def value"
     ids = torch.tensor([tok.encode(prompt)])
-    expected = tok.decode(model.generate(ids, max_new_tokens=12, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:])
+    expected = tok.decode(model.generate(ids, max_new_tokens=12, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:],
+                          skip_special_tokens=True)
     result = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0)
     assert result.exit_code == 0, result.output
     assert result.output == prompt + expected + "\n"
@@ -77,7 +78,8 @@ def test_stream_text_yields_pieces_as_tokens_arrive(trained):
     model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
     pieces = list(stream_text(model, tok, "def", max_new_tokens=10))
     ids = torch.tensor([tok.encode("def")])
-    assert len(pieces) > 1 and "".join(pieces) == tok.decode(model.generate(ids, max_new_tokens=10)[0, ids.shape[1]:])
+    assert len(pieces) > 1 and "".join(pieces) == tok.decode(model.generate(ids, max_new_tokens=10)[0, ids.shape[1]:],
+                                                            skip_special_tokens=True)
 
 
 def test_generate_with_beams_matches_beam_search(trained):
@@ -86,14 +88,15 @@ def test_generate_with_beams_matches_beam_search(trained):
     ids = torch.tensor([tok.encode("class")])
     beams = model.generate(ids, max_new_tokens=6, num_beams=3, eos_token_id=tok.eos_token_id)
     result = cli("generate", path, "--prompt", "class", "--max-new-tokens", 6, "--num-beams", 3, "--temperature", 0)
-    assert result.output == "class" + tok.decode(beams[0, ids.shape[1]:]) + "\n"
+    assert result.output == "class" + tok.decode(beams[0, ids.shape[1]:], skip_special_tokens=True) + "\n"
 
 
 def test_generate_dtype_option_decodes_as_the_api_does_in_that_dtype(trained):
     path = trained / "checkpoints" / "step-6"
     model, tok = attnkit.from_pretrained(path, dtype=torch.bfloat16), Tokenizer.from_pretrained(path)
     ids = torch.tensor([tok.encode("def")])
-    expected = tok.decode(model.generate(ids, max_new_tokens=10, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:])
+    expected = tok.decode(model.generate(ids, max_new_tokens=10, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:],
+                          skip_special_tokens=True)
     result = cli("generate", trained, "--prompt", "def", "--max-new-tokens", 10, "--temperature", 0, "--dtype", "bf16",
                  "--device", "cpu")
     assert result.exit_code == 0, result.output

@@ -226,8 +226,16 @@ def test_lazy_logits_read_after_the_weights_changed_are_an_error_not_other_logit
     other = tiny()
     pending = other(ids, labels=ids)
     other.to(torch.bfloat16)
-    with pytest.raises(InputError, match="a cast or a move"):
+    with pytest.raises(InputError, match="a cast, a move"):
         pending.logits
+    pending = model(ids, labels=ids)
+    model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach() * 2)  # a replaced parameter
+    with pytest.raises(InputError, match="replaced parameter"):
+        pending.logits
+    with torch.inference_mode():  # inference tensors keep no version counter
+        frozen = tiny()
+        out = frozen(ids, labels=ids)
+        torch.testing.assert_close(out.logits, frozen(ids).logits)
 
 
 def test_gradients_flow_through_cached_steps_as_through_one_forward():

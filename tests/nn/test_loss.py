@@ -180,3 +180,19 @@ def test_confident_rows_keep_their_gradients_under_autocast(dtype):
     ours = grads(lambda h, w: linear_cross_entropy(h, w, targets))
     for o, p, e in zip(ours, plain, exact):
         assert (o - e).norm() <= 1.5 * (p - e).norm()
+
+
+def test_fp16_weight_gradient_of_a_frequent_token_with_a_large_feature_stays_finite():
+    """One target filling a chunk and a hidden feature of 80 sum past fp16's 65504 in the
+    weight-gradient matmul unless it is scaled down; the loss scale cannot help, as the gradient
+    is formed in forward."""
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(1024, 64), torch.randn(512, 64) * 0.02
+    hidden[:, 0] = 80.0
+    targets = torch.full((1024,), 7)
+    w, ref = weight.clone().requires_grad_(), weight.clone().double().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.float16):
+        linear_cross_entropy(hidden, w, targets).backward()
+    F.cross_entropy(hidden.double() @ ref.T, targets).backward()
+    assert torch.isfinite(w.grad).all()
+    assert (w.grad.double() - ref.grad).norm() <= 2e-3 * ref.grad.norm()

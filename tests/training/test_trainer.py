@@ -347,7 +347,10 @@ def test_bert_heads_weight_micro_batches_by_what_their_losses_average():
     cfg = BertConfig.from_preset("bert-tiny", num_labels=1)
     regression = BertForSequenceClassification(cfg)
     assert regression.count_targets({"labels": torch.tensor([0.5, -100.0, 2.0])}) == 3
-    assert regression.count_targets({"labels": torch.tensor([1, -100, 2])}) == 2  # class ids: -100 is ignored
+    assert regression.count_targets({"labels": torch.tensor([1, -100, 2])}) == 3  # regression ignores no label
+    classifier = BertForSequenceClassification(BertConfig.from_preset("bert-tiny", num_labels=3))
+    assert classifier.count_targets({"labels": torch.tensor([1, -100, 2])}) == 2  # class ids: -100 is ignored
+    assert classifier.count_targets({"labels": torch.rand(3, 3)}) == 9  # multi-label: every element
     qa = BertForQuestionAnswering(BertConfig.from_preset("bert-tiny"))
     ids = torch.zeros(4, 10, dtype=torch.long)
     batch = {"input_ids": ids, "start_positions": torch.tensor([0, 9, 10, 25]), "end_positions": torch.tensor([1, 9, 12, 30])}

@@ -220,10 +220,7 @@ class BertForSequenceClassification(_BertHead):
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         out.logits = self.classifier(self.head_drop(out.pooler_output))
         if labels is not None:
-            n, problem = self.config.num_labels, self.config.problem_type
-            if problem is None:
-                problem = ("regression" if n == 1 else "multi_label_classification" if labels.dtype.is_floating_point
-                           else "single_label_classification")
+            n, problem = self.config.num_labels, self._problem(labels)
             if problem == "regression" and n == 1:
                 _check_labels(labels.reshape(-1), out.logits.shape[:1])  # (B,) or (B, 1)
                 out.loss = F.mse_loss(out.logits.squeeze(-1).float(), labels.float().view(-1))
@@ -240,6 +237,21 @@ class BertForSequenceClassification(_BertHead):
                 labels = _class_ids(labels, out.logits.shape[:1], n)
                 out.loss = F.cross_entropy(out.logits.float(), labels)
         return out
+
+    def _problem(self, labels: torch.Tensor) -> str:
+        """``config.problem_type``, or, when None, what Hugging Face infers from num_labels and the labels' dtype."""
+        n, problem = self.config.num_labels, self.config.problem_type
+        if problem is not None:
+            return problem
+        return ("regression" if n == 1 else "multi_label_classification" if labels.dtype.is_floating_point
+                else "single_label_classification")
+
+    def count_targets(self, batch: dict) -> int:
+        """Every label of a regression or multi-label loss (they ignore none); class ids but -100."""
+        labels = batch.get("labels")
+        if torch.is_tensor(labels) and self._problem(labels) != "single_label_classification":
+            return labels.numel()
+        return super().count_targets(batch)
 
 
 class BertForTokenClassification(_BertHead):

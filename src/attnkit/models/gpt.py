@@ -195,12 +195,13 @@ class GPT(Model):
         # loss never materialises the (B, T, V) logits; ``out.logits`` computes them on first use.
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)
         loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100)
-        return LazyLogitsOutput(lambda: self.lm_head(h), weights=(self.lm_head.weight,), loss=loss, last_hidden_state=h,
+        return LazyLogitsOutput(lambda: self.lm_head(h), weights=lambda: (self.lm_head.weight,), loss=loss, last_hidden_state=h,
                                 attentions=out.attentions, hidden_states=out.hidden_states)
 
     def count_targets(self, batch: dict) -> int:
         """The labels that are targets: each position predicts the next one, so the first is none."""
-        return int((batch["labels"][:, 1:] != -100).sum()) if "labels" in batch else super().count_targets(batch)
+        labels = batch.get("labels")
+        return int((labels[:, 1:] != -100).sum()) if torch.is_tensor(labels) else super().count_targets(batch)
 
     # -- decoding protocol (see attnkit.generation) ------------------------------------------
     def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int):

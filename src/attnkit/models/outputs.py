@@ -27,21 +27,24 @@ class ModelOutput:
         encoder-decoder models.
 
     As in Hugging Face, the fields that are set read as a tuple or a dict: ``out[0]``,
-    ``out["logits"]``, ``out.to_tuple()``, ``out.keys()``, ``"loss" in out``.
+    ``out["logits"]``, ``out.to_tuple()``, ``out.keys()``, ``"loss" in out``. The first fields come
+    in Hugging Face's order (the loss, then the logits, or QA's start and end logits, or the
+    encoder's last hidden state); heads also keep ``last_hidden_state``, which Hugging Face's
+    head outputs leave out, so later positions can differ from theirs.
     """
 
-    logits: torch.Tensor | None = None
     loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
     last_hidden_state: torch.Tensor | None = None
     pooler_output: torch.Tensor | None = None
+    hidden_states: list[torch.Tensor] | None = None
     attentions: list[torch.Tensor] | None = None
     cross_attentions: list[torch.Tensor] | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
-    encoder_attentions: list[torch.Tensor] | None = None
-    hidden_states: list[torch.Tensor] | None = None
     encoder_hidden_states: list[torch.Tensor] | None = None
-    start_logits: torch.Tensor | None = None
-    end_logits: torch.Tensor | None = None
+    encoder_attentions: list[torch.Tensor] | None = None
 
     @property
     def decoder_attentions(self) -> list[torch.Tensor] | None:
@@ -55,10 +58,8 @@ class ModelOutput:
         return getattr(self, name) is not None
 
     def keys(self) -> list[str]:
-        """The names of the fields that are set, in Hugging Face's order (loss first)."""
-        names = [f.name for f in dataclasses.fields(self)]
-        names.insert(0, names.pop(names.index("loss")))
-        return [n for n in names if self._is_set(n)]
+        """The names of the fields that are set, in field order."""
+        return [f.name for f in dataclasses.fields(self) if self._is_set(f.name)]
 
     def to_tuple(self) -> tuple:
         return tuple(getattr(self, n) for n in self.keys())
@@ -82,23 +83,26 @@ class LazyLogitsOutput(ModelOutput):
     under the grad/inference/autocast modes of the forward that made it. Lets the training loss
     skip the (B, T, V) logits while ``out.logits`` still works as with Hugging Face.
 
-    ``weights`` are the tensors ``make_logits`` reads (the LM head's): if they changed after the
-    forward (an optimizer step, a cast, a move), reading the logits is an error rather than
-    logits of other weights."""
+    ``weights()`` returns the tensors ``make_logits`` reads (the LM head's): if they changed after
+    the forward (an optimizer step, a cast, a move, a replaced parameter), reading the logits is
+    an error rather than logits of other weights."""
 
-    def __init__(self, make_logits, weights: tuple[torch.Tensor, ...] = (), **fields):
+    def __init__(self, make_logits, weights=tuple, **fields):
         super().__init__(**fields)
         device = fields["last_hidden_state"].device.type
         modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.is_autocast_enabled(device),
                  torch.get_autocast_dtype(device))
-        stamp = lambda: [(w._version, w.data_ptr(), w.dtype) for w in weights]  # noqa: E731
+        # Inference tensors keep no version counter (nothing can change them in place, either).
+        stamp = lambda: [(id(w), None if w.is_inference() else w._version, w.data_ptr(), w.dtype)  # noqa: E731
+                         for w in weights()]
         made_with = stamp()
 
         def make():
             if stamp() != made_with:
                 raise InputError("out.logits of a loss forward are computed when first read, and the LM head's "
-                                 "weights changed since that forward (an optimizer step, a cast or a move): read "
-                                 "out.logits before changing the model, or run the forward again")
+                                 "weights changed since that forward (an optimizer step, a cast, a move or a "
+                                 "replaced parameter): read out.logits before changing the model, or run the forward "
+                                 "again")
             grad, inference, autocast, dtype = modes
             with torch.inference_mode(inference), torch.set_grad_enabled(grad), \
                     torch.autocast(device, dtype=dtype, enabled=autocast):

@@ -38,7 +38,7 @@ class KVCache:
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise InputError(f"KV cache overflow: {end} positions requested, cache holds {self.max_len}")
-        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad or self.k.requires_grad):
             # Out of place, so that backward can still reach the keys and values of earlier steps.
             self.k = self.k.slice_scatter(k.to(self.k.dtype), dim=2, start=self.length, end=end)
             self.v = self.v.slice_scatter(v.to(self.v.dtype), dim=2, start=self.length, end=end)

@@ -66,8 +66,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 # Summed over the real targets and divided by their count in backward: scaled
                 # first, h/n would fall below fp16's normal range (1/n of a 16k-token batch).
                 vh = h_c * valid[i:i + n, None].to(compute_dtype)  # (n, C), ignored rows zeroed (exact)
+                unit = None
+                if compute_dtype == torch.float16:
+                    # The matmul's fp16 result must stay below 65504: |d| <= 1, so it is at most n·max|h|.
+                    # A power of two brings that bound to 2^15 (exact, and undone in fp32).
+                    bound = n * vh.abs().amax().float().clamp_min(2.0**-24)
+                    unit = torch.exp2(torch.floor(torch.log2(2.0**15 / bound)))
+                    vh = vh * unit.to(vh.dtype)
                 gw_c = mm_t(vh.t(), d.t()) if cv else mm_t(d.t(), vh.t())  # (C, V) or (V, C)
-                grad_w = gw_c.float() if grad_w is None else grad_w.add_(gw_c)
+                gw_c = gw_c.float() if unit is None else gw_c.float() / unit
+                grad_w = gw_c if grad_w is None else grad_w.add_(gw_c)
         logp_target = p_target.log_()
         lost = logp_target < _LOG_MIN_PROB
         if bool(lost.any()):  # the target's probability underflowed or lost digits: its exact log-softmax

@@ -46,13 +46,15 @@ class RotaryEmbedding(nn.Module):
         if head_dim % 2:
             raise InputError(f"rotary embedding needs an even head_dim, got {head_dim}")
         self.head_dim, self.base = head_dim, base
+        # fp32 frequencies kept as a plain attribute, not a buffer that ``model.to(bfloat16)`` would
+        # round (the angles pos·freq would be off by up to 1.7 rad at position 4000); per device.
+        self._inv_freq: torch.Tensor | None = None
 
     def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # The frequencies are computed here in fp32, not kept as a buffer that ``model.to(bfloat16)``
-        # would round: the angles pos·freq would be off by up to 1.7 rad at position 4000.
-        dims = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=position_ids.device)
-        inv_freq = 1.0 / (self.base ** (dims / self.head_dim))
-        freqs = position_ids[..., None].float() * inv_freq  # (B, T, D/2)
+        if self._inv_freq is None or self._inv_freq.device != position_ids.device:
+            dims = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=position_ids.device)
+            self._inv_freq = 1.0 / (self.base ** (dims / self.head_dim))
+        freqs = position_ids[..., None].float() * self._inv_freq  # (B, T, D/2)
         emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # (B, 1, T, D)
         return emb.cos(), emb.sin()
 
