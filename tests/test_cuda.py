@@ -228,3 +228,53 @@ def test_trainer_trains_on_cuda_and_its_checkpoint_loads_on_the_cpu(tmp_path, pr
                    dataclasses.replace(cfg, max_steps=32), tmp_path, resume=True)
     assert more.step == 30
     assert more.train()[-1]["step"] == 32
+
+
+def test_fp16_fused_loss_gradients_stay_finite_and_close_to_the_plain_path():
+    from attnkit.nn import linear_cross_entropy
+
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(2048, 64, device=CUDA), torch.randn(512, 64, device=CUDA) * 0.02
+    hidden[:, 0] = 80.0  # a large feature and one frequent target: the weight gradient's fp16 sums are big
+    targets = torch.full((2048,), 7, device=CUDA)
+    targets[::3] = torch.randint(0, 512, (683,), device=CUDA)
+    grads = {}
+    for name, fn in (("fused", lambda w: linear_cross_entropy(hidden, w, targets)),
+                     ("plain", lambda w: torch.nn.functional.cross_entropy((hidden @ w.T).float(), targets))):
+        w = weight.clone().requires_grad_()
+        with torch.autocast(CUDA, dtype=torch.float16):
+            (fn(w) * 1024.0).backward()
+        grads[name] = w.grad / 1024.0
+    ref = weight.double().requires_grad_()
+    torch.nn.functional.cross_entropy(hidden.double() @ ref.T, targets).backward()
+    assert torch.isfinite(grads["fused"]).all()
+    err = {k: ((g.double() - ref.grad).norm() / ref.grad.norm()).item() for k, g in grads.items()}
+    assert err["fused"] <= max(2 * err["plain"], 1e-3), err
+
+
+def test_cli_decodes_on_the_gpu_in_bf16_as_the_api_does(tmp_path):
+    from typer.testing import CliRunner
+
+    from attnkit.cli import app
+    from attnkit.tokenizers import Tokenizer
+
+    words = ["def value(x): return x + 1", "class Data: pass", "import os"] * 20
+    (tmp_path / "c.txt").write_text("\n".join(words))
+    tok = Tokenizer.train_bpe([tmp_path / "c.txt"], vocab_size=300)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=tok.vocab_size))
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    gpu = attnkit.from_pretrained(tmp_path / "m", device=CUDA, dtype=torch.bfloat16)
+    ids = torch.tensor([tok.encode("def")], device=CUDA)
+    expected = tok.decode(gpu.generate(ids, max_new_tokens=8, eos_token_id=tok.eos_token_id)[0, 1:],
+                          skip_special_tokens=True)
+    result = CliRunner().invoke(app, ["generate", str(tmp_path / "m"), "--prompt", "def", "--max-new-tokens", "8",
+                                      "--temperature", "0", "--device", "cuda", "--dtype", "bf16"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "def" + expected + "\n"
+    sampled = CliRunner().invoke(app, ["generate", str(tmp_path / "m"), "--prompt", "def", "--device", "cuda",
+                                       "--max-new-tokens", "8"])
+    assert sampled.exit_code == 0, sampled.output  # the sampling generator lives on the GPU
+    with pytest.raises(attnkit.InputError, match="generator is on cpu but the model is on cuda"):
+        gpu.generate(ids, do_sample=True, generator=torch.Generator())
