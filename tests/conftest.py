@@ -2,6 +2,13 @@ import os
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI must not fail by chance); search for
+# new counterexamples with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("attnkit", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "attnkit"))
 
 # Deterministic, quiet, and polite to a 2-core CI machine.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -235,3 +235,14 @@ def test_an_output_path_the_file_system_refuses_is_a_one_line_error(tiny_lm, tmp
     (tmp_path / "file").write_text("mine")
     assert refused(cli(*train_args(tiny_lm, tmp_path / "file" / "out")), "Not a directory")
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_average_never_writes_over_a_training_run_or_its_checkpoints(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = snapshot(run)
+    ckpts = [str(run / "checkpoints" / s) for s in ("step-3", "step-6")]
+    for out in (run / "checkpoints" / "step-6", run):
+        others = [c for c in ckpts if c != str(out)] or ckpts
+        assert refused(cli("average", *others, "--out", out), "holds a training run or one of its checkpoints")
+    assert snapshot(run) == before

@@ -127,6 +127,8 @@ def generate(
 
     if temperature < 0:
         raise InputError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if num_beams < 1:
+        raise InputError(f"--num-beams must be >= 1, got {num_beams}")
     model, tokenizer, directory = load_model_dir(path, device, dtype)
     if not hasattr(model, "generation_step") or hasattr(model, "decoder_start_ids"):
         hint = "; use attnkit translate" if hasattr(model, "decoder_start_ids") else ""

@@ -229,3 +229,5 @@ def test_a_saved_model_directory_has_the_umask_permissions_not_private_ones(tmp_
     finally:
         os.umask(old)
     assert (tmp_path / "saved").stat().st_mode & 0o777 == 0o755  # mkdtemp's own mode is 0700
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "saved" / name).stat().st_mode & 0o777 == 0o644, name  # safetensors writes 0600

@@ -262,8 +262,9 @@ def test_bf16_matmul_path_equals_float32_formula_and_fused_kernel(case):
         fused = scaled_dot_product_attention(*fused_inputs, **kw)
     fused.float().square().sum().backward()
     torch.testing.assert_close(y.float(), fused.float(), atol=6e-2, rtol=3e-2)
-    for g, t in zip(grads, fused_inputs):
-        torch.testing.assert_close(g, t.grad.float(), atol=0.25, rtol=0.1)
+    scale = max(t.grad.float().abs().max() for t in fused_inputs)  # bf16 rounding, relative to the largest
+    for g, t in zip(grads, fused_inputs):                             # gradient (small ones carry cancellation)
+        assert (g - t.grad.float()).abs().max() <= 0.05 * scale + 1e-3
 
 
 def test_bf16_kernel_choice_follows_the_score_counts(monkeypatch):

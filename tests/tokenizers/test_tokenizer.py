@@ -353,3 +353,15 @@ def test_a_char_tokenizer_without_unknown_token_reloads(tmp_path):
     dna = Tokenizer.train_char(["ACGTACGTTTGA"], special_tokens=["<pad>", "<eos>"])
     dna.save_pretrained(tmp_path)
     assert Tokenizer.from_pretrained(tmp_path).encode("ACGT") == dna.encode("ACGT")
+
+
+def test_saved_tokenizer_files_have_the_umask_permissions(bpe, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        bpe.save_pretrained(tmp_path)
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
+        "tokenizer.json": 0o644, "tokenizer_config.json": 0o644}

@@ -374,3 +374,15 @@ def test_a_batch_without_labels_and_an_eval_without_targets_are_reported_plainly
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1]) == {"step": 1, "eval_loss": None}  # strict JSON: no NaN
     assert all("NaN" not in line for line in lines)
+
+
+def test_weights_that_overflow_after_a_finite_loss_are_never_saved_as_a_good_checkpoint(tmp_path):
+    trainer = Trainer(tiny_model(), FixedBatches(batches()), config(max_steps=4, save_every=1), tmp_path)
+    trainer.train_step()
+    trainer.save_checkpoint()
+    trainer.train_step()
+    with torch.no_grad():
+        next(trainer.model.parameters())[0, 0] = float("inf")  # what an overflowing update leaves
+    with pytest.raises(TrainingError, match=r"weights are not finite after step 2.*last good checkpoint is .*step-1"):
+        trainer.save_checkpoint()
+    assert [s for s, _ in complete_checkpoints(tmp_path)] == [1]

@@ -185,6 +185,14 @@ def _read_sharded(directory: Path, index_path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def chmod_like_new(path: Path) -> None:
+    """Give a temporary file or directory (``mkstemp``/``mkdtemp``: private, 0600/0700) the
+    permissions a plain ``open``/``mkdir`` would have under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def fsync_path(path: Path) -> None:
     """Flush a file or directory to disk (directories: so that a rename inside it is durable)."""
     fd = os.open(path, os.O_RDONLY)
@@ -210,13 +218,12 @@ def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, tor
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); a saved model is an ordinary directory
+        chmod_like_new(tmp)  # a saved model is an ordinary directory, not a private one
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         for name in (WEIGHTS_NAME, CONFIG_NAME):
+            chmod_like_new(tmp / name)  # safetensors writes 0600
             fsync_path(tmp / name)
         try:
             os.rename(tmp, directory)  # fresh target: one atomic step

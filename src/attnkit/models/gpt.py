@@ -213,8 +213,9 @@ class GPT(Model):
         # The last new token is returned, never fed back: the cache holds one position fewer.
         if T + max_new_tokens - 1 > n and self.wpe is not None:
             raise InputError(f"a {T}-token prompt and max_new_tokens={max_new_tokens} need {T + max_new_tokens - 1} "
-                             f"positions, more than the model's context of {n} (n_positions); shorten the prompt "
-                             f"or ask for at most {n - T + 1} new tokens")
+                             f"positions, more than the model's context of {n} (n_positions); "
+                             + (f"shorten the prompt or ask for at most {n - T + 1} new tokens" if T <= n else
+                                f"the prompt alone is longer: keep at most its last {n} tokens"))
         if attention_mask is not None and not bool(attention_mask[:, -1].all()):
             warnings.warn("a prompt is padded on the right: its new tokens follow the padding; pad decoder-only "
                           "prompts on the left (Tokenizer(..., padding_side='left'))", stacklevel=4)

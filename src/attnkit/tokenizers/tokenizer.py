@@ -21,6 +21,7 @@ from tokenizers import Tokenizer as _Backend
 
 from attnkit.data.corpus import find_text_files, read_text_chunks
 from attnkit.errors import ConfigError, DataError, InputError
+from attnkit.interop.files import chmod_like_new
 
 # Token strings recognised as each role when a tokenizer.json comes without a
 # tokenizer_config.json saying so (GPT-2, BERT, T5, ESM and Llama spellings).
@@ -439,6 +440,7 @@ def _write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        chmod_like_new(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,7 +17,7 @@ import torch
 
 from attnkit.errors import CheckpointError
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
-from attnkit.training.checkpoint import COMPLETE, verify_checkpoint
+from attnkit.training.checkpoint import CHECKPOINTS, COMPLETE, METRICS, verify_checkpoint
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -34,6 +34,9 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Pat
     out_dir = Path(out_dir)
     if out_dir.resolve() in {p.resolve() for p in paths}:
         raise CheckpointError(f"--out {out_dir} is one of the checkpoints being averaged; choose another directory")
+    if (out_dir / COMPLETE).exists() or (out_dir / CHECKPOINTS).exists() or (out_dir / METRICS).exists():
+        raise CheckpointError(f"--out {out_dir} holds a training run or one of its checkpoints, which averaging "
+                              "would overwrite; choose another directory (nothing was written)")
     for p in paths:
         if not (p / CONFIG_NAME).is_file():
             raise CheckpointError(f"{p} is not a model directory (no {CONFIG_NAME})")

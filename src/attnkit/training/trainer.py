@@ -276,11 +276,7 @@ class Trainer:
         loss = sum_over_ranks(total, info).item() / info.world_size
         if not math.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
-            last = ckpt.latest_checkpoint(self.out_dir)
-            raise TrainingError(
-                f"loss is {loss} at step {self.step + 1}; training stopped. The last good checkpoint is "
-                f"{last if last else 'none (no checkpoint was saved yet)'}. Lower train.lr or check the data."
-            )
+            self._stop(f"loss is {loss} at step {self.step + 1}")
         grad_norm = None
         if c.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -379,8 +375,17 @@ class Trainer:
                 if k != "step":
                     self.tb.add_scalar(k, v, record["step"])
 
+    def _stop(self, what: str):
+        last = ckpt.latest_checkpoint(self.out_dir)
+        raise TrainingError(f"{what}; training stopped. The last good checkpoint is "
+                            f"{last if last else 'none (no checkpoint was saved yet)'}. Lower train.lr or check the data.")
+
     def save_checkpoint(self) -> Path | None:
-        """Write ``OUT/checkpoints/step-N`` (collective under FSDP; only rank 0 writes)."""
+        """Write ``OUT/checkpoints/step-N`` (collective under FSDP; only rank 0 writes); never of
+        non-finite weights (an update can overflow after a finite loss)."""
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in self.model.parameters()]
+        if sum_over_ranks((~torch.stack([torch.isfinite(p).all() for p in local])).sum().float(), self.info).item():
+            self._stop(f"the weights are not finite after step {self.step}, so no checkpoint was written")
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         optim_state = get_optimizer_state_dict(self.wrapped, self.optimizer, options=opts)
         sharded = self.info.world_size > 1 and self.config.distributed == "fsdp"
