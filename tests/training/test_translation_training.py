@@ -77,6 +77,12 @@ def test_averaging_different_models_or_into_an_input_is_an_error(tmp_path):
         average_checkpoints([tmp_path / "a"], tmp_path / "a")
     with pytest.raises(CheckpointError, match="not a model directory"):
         average_checkpoints([tmp_path / "a", tmp_path / "nothing"], tmp_path / "avg")
+    Transformer(TransformerConfig(**TINY)).save_pretrained(tmp_path / "c")
+    (tmp_path / "a" / "tokenizer.json").write_text('{"vocab": 1}')
+    (tmp_path / "c" / "tokenizer.json").write_text('{"vocab": 2}')
+    with pytest.raises(CheckpointError, match=r"c/tokenizer.json differs from .*a/tokenizer.json; only checkpoints "
+                                              "with the same tokenizer"):
+        average_checkpoints([tmp_path / "a", tmp_path / "c"], tmp_path / "avg")
 
 
 # -- learning a tiny parallel corpus -----------------------------------------------------------
