@@ -28,6 +28,7 @@ from attnkit.allocator import available_memory
 from attnkit.errors import InputError
 from attnkit.generation.processors import process_logits
 from attnkit.nn.linear import packed_weights
+from attnkit.models.base import check_token_ids
 from attnkit.nn.masks import as_padding_mask
 
 
@@ -103,8 +104,8 @@ def _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, tem
     if attention_mask is not None:
         attention_mask = as_padding_mask(attention_mask, *input_ids.shape)
     vocab = getattr(model.config, "vocab_size", None)
-    if vocab is not None and (input_ids.min() < 0 or input_ids.max() >= vocab):
-        raise InputError(f"input_ids must lie in [0, {vocab}), got values in [{int(input_ids.min())}, {int(input_ids.max())}]")
+    if vocab is not None:
+        check_token_ids(input_ids, "input_ids", vocab)
     return attention_mask
 
 

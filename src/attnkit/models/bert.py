@@ -21,6 +21,7 @@ from attnkit.models.base import Model, check_token_ids
 from attnkit.models.config import Config
 from attnkit.models.outputs import ModelOutput
 from attnkit.nn import ACTIVATIONS, Encoder, LayerConfig, as_padding_mask, expand_padding_mask, mean_pool
+from attnkit.nn.loss import check_class_ids
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,5 @@ def _class_ids(labels: torch.Tensor, shape, n_classes: int | None, name: str = "
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise InputError(f"{name} must be integer class ids, got {labels.dtype}")
     if n_classes is not None:
-        bad = (labels != -100) & ((labels < 0) | (labels >= n_classes))
-        if bool(bad.any()):
-            raise InputError(f"{name} must lie in [0, {n_classes}) or be -100, got {int(labels[bad][0])}")
+        check_class_ids(labels, n_classes, name=name)
     return labels.long()

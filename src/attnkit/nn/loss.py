@@ -97,6 +97,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return gh, gw, None, None, None, None, None
 
 
+def check_class_ids(ids: torch.Tensor, n_classes: int, ignore_index: int = -100, name: str = "labels",
+                    ignored_as: str | None = None) -> None:
+    """Raise :class:`~attnkit.InputError` unless every entry of ``ids`` is a class in
+    ``[0, n_classes)`` or ``ignore_index`` (named ``ignored_as`` in the message)."""
+    bad = (ids != ignore_index) & ((ids < 0) | (ids >= n_classes))
+    if bool(bad.any()):
+        raise InputError(f"{name} must lie in [0, {n_classes}) or be {ignored_as or ignore_index}, got {int(ids[bad][0])}")
+
+
 def linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -126,10 +135,7 @@ def linear_cross_entropy(
         raise InputError(f"chunk_size must be positive, got {chunk_size}")
     if targets.dtype not in (torch.int64, torch.int32):
         raise InputError(f"targets must be int64 or int32 class indices, got {targets.dtype}")
-    bad = (targets != ignore_index) & ((targets < 0) | (targets >= weight.shape[0]))
-    if bool(bad.any()):
-        raise InputError(f"targets must lie in [0, {weight.shape[0]}) or be ignore_index={ignore_index}, "
-                         f"got {int(targets[bad][0])}")
+    check_class_ids(targets, weight.shape[0], ignore_index, "targets", ignored_as=f"ignore_index={ignore_index}")
     device = hidden.device.type
     compute_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     grad_enabled = torch.is_grad_enabled()  # forward computes the gradients too, unless no_grad

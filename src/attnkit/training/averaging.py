@@ -43,10 +43,10 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Pat
         if (p / COMPLETE).is_file():  # a training checkpoint: its files must match their checksums
             verify_checkpoint(p)
     for name in TOKENIZER_FILES:  # one vocabulary: the averaged model keeps the last tokenizer found
-        texts = {p: (p / name).read_bytes() for p in paths if (p / name).is_file()}
-        if len(set(texts.values())) > 1:
-            first, odd = next(iter(texts)), next(p for p in texts if texts[p] != next(iter(texts.values())))
-            raise CheckpointError(f"{odd / name} differs from {first / name}; only checkpoints with the same "
+        texts = [(p, (p / name).read_bytes()) for p in paths if (p / name).is_file()]
+        odd = next((p for p, text in texts[1:] if text != texts[0][1]), None)
+        if odd is not None:
+            raise CheckpointError(f"{odd / name} differs from {texts[0][0] / name}; only checkpoints with the same "
                                   "tokenizer can be averaged")
     config = read_json(paths[-1] / CONFIG_NAME)
     total: dict[str, torch.Tensor] = {}
