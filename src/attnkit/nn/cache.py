@@ -43,10 +43,10 @@ class KVCache:
             self.k = self.k.slice_scatter(k.to(self.k.dtype), dim=2, start=self.length, end=end)
             self.v = self.v.slice_scatter(v.to(self.v.dtype), dim=2, start=self.length, end=end)
         else:
-            self.k[:, :, self.length:end] = k
-            self.v[:, :, self.length:end] = v
+            self.k.narrow(2, self.length, end - self.length).copy_(k)
+            self.v.narrow(2, self.length, end - self.length).copy_(v)
         self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]
+        return self.k.narrow(2, 0, end), self.v.narrow(2, 0, end)
 
     def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The cached keys/values, ``(B, Hkv, S, D)`` each."""

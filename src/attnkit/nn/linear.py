@@ -43,11 +43,11 @@ _NO_POSTOP = ("none", "")
 _functorch_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
-def _onednn_fp32(*tensors: torch.Tensor) -> bool:
-    """True when oneDNN should compute a matmul of these fp32 CPU tensors."""
+def _onednn_fp32(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """True when oneDNN should compute a matmul of these two fp32 CPU tensors."""
     return (
         FAST and _HAS_ONEDNN
-        and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors)
+        and a.dtype == b.dtype == torch.float32 and a.device.type == b.device.type == "cpu"
         and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
         and not _functorch_active()  # torch.func: plain ops only
     )
