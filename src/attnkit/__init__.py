@@ -22,6 +22,7 @@ _LAZY = {
     "Transformer": "attnkit.models.transformer",
     "TransformerConfig": "attnkit.models.transformer",
     "generate": "attnkit.generation",
+    "GenerationConfig": "attnkit.generation",
     "interop": "attnkit.interop",
     "Bert": "attnkit.models.bert",
     "BertConfig": "attnkit.models.bert",

@@ -1,7 +1,8 @@
 """One decoding module for every generative model: greedy, sampling, beam search, streaming."""
 
+from attnkit.generation.config import GenerationConfig
 from attnkit.generation.decoding import generate, stream
 from attnkit.generation.processors import process_logits
 from attnkit.generation.streamers import TokenIteratorStreamer
 
-__all__ = ["TokenIteratorStreamer", "generate", "process_logits", "stream"]
+__all__ = ["GenerationConfig", "TokenIteratorStreamer", "generate", "process_logits", "stream"]

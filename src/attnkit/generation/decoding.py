@@ -13,7 +13,8 @@ A model takes part by implementing two methods (the decoding protocol):
     an encoder-decoder model leaves out its encoder, which runs once).
 
 Decoder-only models return prompt + new tokens; encoder-decoder models return the decoder's
-start token + new tokens (Hugging Face's conventions).
+start token + new tokens (Hugging Face's conventions). Arguments a call leaves unset come from
+``model.generation_config`` (:mod:`attnkit.generation.config`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 
 from attnkit.allocator import available_memory
 from attnkit.errors import InputError
+from attnkit.generation.config import generation_config, resolve
 from attnkit.generation.processors import process_logits
 from attnkit.nn.linear import packed_weights
 from attnkit.models.base import check_token_ids
@@ -34,16 +36,18 @@ from attnkit.nn.masks import as_padding_mask
 
 def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tuple[list[int], int, int | None]:
     """The EOS ids, the padding id and the forced last token of a decoding run. ``"config"``
-    (the default) reads each from ``model.config`` as Hugging Face's ``generate`` does;
-    ``eos_token_id=None`` decodes without stopping. Padding defaults to the first EOS id, then 0."""
-    config = getattr(model, "config", None)
+    (the default) reads each from ``model.generation_config``, then ``model.config``, as
+    Hugging Face's ``generate`` does; ``eos_token_id=None`` decodes without stopping. Padding
+    defaults to the first EOS id, then 0."""
+    config, gen = getattr(model, "config", None), generation_config(model)
     vocab = getattr(config, "vocab_size", None)
 
     def token_ids(name, value) -> list[int]:
         if isinstance(value, str):
             if value != "config":
                 raise InputError(f'{name} must be a token id, a list of ids (EOS only), None or "config", got {value!r}')
-            value = getattr(config, name, None)
+            value = getattr(gen, name)
+            value = getattr(config, name, None) if value is None else value
             if value is None:
                 return []
         values = value.tolist() if isinstance(value, torch.Tensor) else value
@@ -60,6 +64,25 @@ def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tupl
     pad = token_ids("pad_token_id", pad_token_id) if pad_token_id is not None else []
     forced = token_ids("forced_eos_token_id", forced_eos_token_id) if forced_eos_token_id is not None else []
     return eos, pad[0] if pad else (eos[0] if eos else 0), forced[0] if forced else None
+
+
+def _banned_ids(model, bad_words_ids, suppress_tokens, device) -> torch.Tensor | None:
+    """The tokens never generated: ``bad_words_ids`` (single-token lists) and ``suppress_tokens``,
+    each the call's unless None, else the generation config's (Hugging Face's processors)."""
+    gen, vocab = generation_config(model), getattr(getattr(model, "config", None), "vocab_size", None)
+    bad_words_ids = gen.bad_words_ids if bad_words_ids is None else bad_words_ids
+    suppress_tokens = gen.suppress_tokens if suppress_tokens is None else suppress_tokens
+    ids = []
+    for name, value, single in (("bad_words_ids", bad_words_ids, True), ("suppress_tokens", suppress_tokens, False)):
+        for item in value or ():
+            if single and not (isinstance(item, (list, tuple)) and len(item) == 1):
+                raise InputError(f"bad_words_ids must be single-token lists [[id], ...] (longer banned sequences are "
+                                 f"not supported), got {list(value)!r}")
+            token = item[0] if single else item
+            if not isinstance(token, int) or isinstance(token, bool) or token < 0 or (vocab is not None and token >= vocab):
+                raise InputError(f"{name} must hold token ids in [0, {vocab}), got {list(value)!r}")
+            ids.append(token)
+    return torch.tensor(sorted(set(ids)), device=device) if ids else None
 
 
 def _force_token(scores: torch.Tensor, token: int) -> torch.Tensor:
@@ -82,7 +105,9 @@ def _check_devices(model, input_ids, attention_mask, generator) -> None:
                          f"torch.Generator(device={str(device)!r})")
 
 
-def _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p, generator):
+def _check_args(model, input_ids, attention_mask, generator, **args) -> tuple[torch.Tensor | None, dict]:
+    """Check the call; returns the padding mask as bool (or None) and the decoding settings
+    ``args``, each resolved from the call, the generation config or the default."""
     if not hasattr(model, "generation_step"):
         raise InputError(f"{type(model).__name__} cannot generate: it has no decoder (an encoder such as BERT); "
                          "use a GPT or an encoder-decoder Transformer")
@@ -93,20 +118,27 @@ def _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, tem
         raise InputError(f"input_ids must be int64 or int32 token ids, got {input_ids.dtype}")
     if input_ids.shape[1] == 0:
         raise InputError("input_ids is empty: give at least one prompt token (e.g. the BOS token)")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise InputError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    if do_sample and not temperature > 0:
-        raise InputError(f"temperature must be > 0 when sampling, got {temperature} (use do_sample=False for greedy)")
+    s = resolve(model, input_ids.shape[1], **args)
+    if not isinstance(s["max_new_tokens"], int) or s["max_new_tokens"] < 1:
+        raise InputError(f"max_new_tokens must be a positive int, got {s['max_new_tokens']!r}")
+    if s["do_sample"] and not s["temperature"] > 0:
+        raise InputError(f"temperature must be > 0 when sampling, got {s['temperature']} (use do_sample=False for greedy)")
+    top_k, top_p = s["top_k"], s["top_p"]
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
         raise InputError(f"top_k must be an int >= 0, got {top_k!r}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise InputError(f"top_p must be in (0, 1], got {top_p}")
+    num_beams, early_stopping = s.get("num_beams", 1), s.get("early_stopping", False)
+    if not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1:
+        raise InputError(f"num_beams must be an int >= 1, got {num_beams!r}")
+    if not (isinstance(early_stopping, bool) or early_stopping == "never"):
+        raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     if attention_mask is not None:
         attention_mask = as_padding_mask(attention_mask, *input_ids.shape)
     vocab = getattr(model.config, "vocab_size", None)
     if vocab is not None:
         check_token_ids(input_ids, "input_ids", vocab)
-    return attention_mask
+    return attention_mask, s
 
 
 def _mask_buffer(mask: torch.Tensor | None, total: int) -> torch.Tensor | None:
@@ -123,9 +155,9 @@ def _mask_buffer(mask: torch.Tensor | None, total: int) -> torch.Tensor | None:
 def stream(
     model,
     input_ids: torch.Tensor,
-    max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float = 1.0,
+    max_new_tokens: int | None = None,
+    do_sample: bool | None = None,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     eos_token_id: int | Sequence[int] | str | None = "config",
@@ -134,23 +166,24 @@ def stream(
     generator: torch.Generator | None = None,
     pack_weights: bool | str = "auto",
     forced_eos_token_id: int | str | None = "config",
+    bad_words_ids: Sequence[Sequence[int]] | None = None,
+    suppress_tokens: Sequence[int] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
     Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` until every row is done
-    or ``max_new_tokens`` were made. ``eos_token_id``, ``pad_token_id``, ``forced_eos_token_id``
-    and ``pack_weights``: see :func:`generate`.
+    or ``max_new_tokens`` were made. The arguments are :func:`generate`'s.
     """
-    attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k, top_p,
-                                 generator)
-    with _packing(model, pack_weights, input_ids.shape[0], max_new_tokens):
-        yield from _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
-                           pad_token_id, attention_mask, generator, forced_eos_token_id)
+    attention_mask, s = _check_args(model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens,
+                                    do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+    banned = _banned_ids(model, bad_words_ids, suppress_tokens, input_ids.device)
+    special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
+    with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
+        yield from _stream(model, input_ids, attention_mask, generator, banned, *special, **s)
 
 
-def _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id,
-            attention_mask, generator, forced_eos_token_id):
-    eos, pad, forced_eos = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
+def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, forced_eos, max_new_tokens, do_sample,
+            temperature, top_k, top_p):
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
     eos_t = torch.tensor(eos, device=ids.device)
@@ -159,6 +192,8 @@ def _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top
     step_input = ids
     for step in range(max_new_tokens):
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
+        if banned is not None:
+            logits.index_fill_(1, banned, float("-inf"))
         if forced_eos is not None and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
         if do_sample:
@@ -180,15 +215,15 @@ def _stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top
 def generate(
     model,
     input_ids: torch.Tensor,
-    max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float = 1.0,
+    max_new_tokens: int | None = None,
+    do_sample: bool | None = None,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
-    num_beams: int = 1,
-    length_penalty: float = 1.0,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
     length_penalty_style: str = "hf",
-    early_stopping: bool | str = False,
+    early_stopping: bool | str | None = None,
     eos_token_id: int | Sequence[int] | str | None = "config",
     pad_token_id: int | str | None = "config",
     attention_mask: torch.Tensor | None = None,
@@ -196,27 +231,37 @@ def generate(
     generator: torch.Generator | None = None,
     pack_weights: bool | str = "auto",
     forced_eos_token_id: int | str | None = "config",
+    bad_words_ids: Sequence[Sequence[int]] | None = None,
+    suppress_tokens: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
-    ``max_length``, ``repetition_penalty`` and the other logits processors are not offered).
+    ``repetition_penalty`` and the other logits processors are not offered).
+
+    An argument left at None (``"config"`` for the special tokens) takes the value of
+    ``model.generation_config`` (:class:`~attnkit.generation.GenerationConfig`, read from a
+    checkpoint's ``generation_config.json``), else the default given below.
 
     Args:
         input_ids: ``(B, T)`` prompts, left-padded when their lengths differ (decoder-only), or
             source sentences (encoder-decoder).
         attention_mask: ``(B, T)`` padding mask of ``input_ids`` (True/1 = real token).
-        do_sample, temperature, top_k, top_p: sampling (otherwise greedy). ``top_k=None`` samples from
-            the whole distribution; Hugging Face's generation config defaults to ``top_k=50``.
-        num_beams, length_penalty, early_stopping: beam search; finished hypotheses are scored
-            ``sum log p / len ** length_penalty``; ``length_penalty_style="gnmt"`` divides by
-            ``((5 + len) / 6) ** length_penalty`` instead (Wu et al. 2016, eq. 14; Vaswani et al.
-            2017 decode with beam 4 and α = 0.6).
+        max_new_tokens: default 20, or what the generation config's ``max_length`` leaves.
+        do_sample, temperature, top_k, top_p: sampling (default greedy; temperature 1). Unset,
+            ``top_k`` samples from the whole distribution (Hugging Face's generation config
+            defaults to ``top_k=50``); ``top_k=0`` / ``top_p=1.0`` turn off a config's.
+        num_beams, length_penalty, early_stopping: beam search (default 1 beam, 1.0, False);
+            finished hypotheses are scored ``sum log p / len ** length_penalty``;
+            ``length_penalty_style="gnmt"`` divides by ``((5 + len) / 6) ** length_penalty``
+            instead (Wu et al. 2016, eq. 14; Vaswani et al. 2017 decode with beam 4 and α = 0.6).
         eos_token_id: one id or a list; finished rows are padded with ``pad_token_id``. The
-            default ``"config"`` takes ``model.config.eos_token_id`` / ``pad_token_id`` (as
-            Hugging Face's generation config does); ``eos_token_id=None`` never stops early.
-            Padding falls back to the first EOS id, then 0.
+            default ``"config"`` takes the generation config's, then ``model.config``'s (as
+            Hugging Face does); ``eos_token_id=None`` never stops early. Padding falls back to
+            the first EOS id, then 0.
         forced_eos_token_id: the token a hypothesis still running at ``max_new_tokens`` ends
-            with; ``"config"`` (the default) takes ``model.config.forced_eos_token_id`` (Marian
-            checkpoints set it to EOS), None forces nothing.
+            with; ``"config"`` (the default) as for ``eos_token_id`` (Marian checkpoints set it to
+            EOS), None forces nothing.
+        bad_words_ids, suppress_tokens: tokens never generated (``[[id], ...]`` and ``[id, ...]``;
+            banned sequences of several tokens are not supported); ``[]`` turns off a config's.
         streamer: Hugging Face's streamer protocol: ``put(ids)`` with the ``(B, T)`` ids the
             output starts with, ``put(tokens)`` with each step's ``(B,)`` tokens, then ``end()``
             (:class:`~attnkit.generation.TokenIteratorStreamer`, or ``transformers.TextStreamer``).
@@ -231,30 +276,37 @@ def generate(
 
     Returns ``(B, T_out)`` token ids.
     """
-    if length_penalty_style not in LENGTH_PENALTY_STYLES:
-        raise InputError(f"length_penalty_style must be one of {LENGTH_PENALTY_STYLES}, got {length_penalty_style!r}")
-    if not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1:
-        raise InputError(f"num_beams must be an int >= 1, got {num_beams!r}")
-    if not (isinstance(early_stopping, bool) or early_stopping == "never"):
-        raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
-    if num_beams > 1:
-        if streamer is not None:
+    try:
+        if length_penalty_style not in LENGTH_PENALTY_STYLES:
+            raise InputError(f"length_penalty_style must be one of {LENGTH_PENALTY_STYLES}, got {length_penalty_style!r}")
+        attention_mask, s = _check_args(
+            model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens, do_sample=do_sample,
+            temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, length_penalty=length_penalty,
+            early_stopping=early_stopping, renormalize_logits=None)
+        num_beams = s.pop("num_beams")
+        if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
-        attention_mask = _check_args(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k,
-                                     top_p, generator)
-        with _packing(model, pack_weights, input_ids.shape[0] * num_beams, max_new_tokens):
-            return _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty,
-                                length_penalty_style, early_stopping, eos_token_id, pad_token_id, do_sample,
-                                temperature, top_k, top_p, generator, forced_eos_token_id)
+        banned = _banned_ids(model, bad_words_ids, suppress_tokens, input_ids.device)
+        special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
+    except BaseException:
+        if streamer is not None:  # a consumer in another thread must not wait forever
+            streamer.end()
+        raise
+    if num_beams > 1:
+        with _packing(model, pack_weights, input_ids.shape[0] * num_beams, s["max_new_tokens"]):
+            return _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned,
+                                *special, **s)
+    beam_only = ("length_penalty", "early_stopping", "renormalize_logits")
     steps = []
     try:
-        for tokens in stream(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
-                             pad_token_id, attention_mask, generator, pack_weights, forced_eos_token_id):
-            if streamer is not None:
-                if not steps:  # as in Hugging Face: first what the output starts with
-                    streamer.put(_decoder_prefix(model, input_ids))
-                streamer.put(tokens)
-            steps.append(tokens)
+        with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
+            for tokens in _stream(model, input_ids, attention_mask, generator, banned, *special,
+                                  **{k: v for k, v in s.items() if k not in beam_only}):
+                if streamer is not None:
+                    if not steps:  # as in Hugging Face: first what the output starts with
+                        streamer.put(_decoder_prefix(model, input_ids))
+                    streamer.put(tokens)
+                steps.append(tokens)
     finally:  # a consumer in another thread must not wait forever when decoding fails
         if streamer is not None:
             streamer.end()
@@ -297,15 +349,16 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
     return ((5 + length) / 6) ** alpha if style == "gnmt" else length**alpha
 
 
-def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, length_penalty, length_penalty_style,
-                 early_stopping, eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator,
-                 forced_eos_token_id):
+def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned, eos, fill,
+                 forced_eos, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
+                 renormalize_logits):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
-    running beam can beat the worst finished hypothesis."""
+    running beam can beat the worst finished hypothesis. Token scores are log-softmaxed, then
+    banned, forced and (when sampling) warped, then re-normalised with ``renormalize_logits``:
+    Hugging Face's order of logits processors."""
     B, nb = input_ids.shape[0], num_beams
-    eos, fill, forced_eos = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     eos_t = torch.tensor(eos, device=input_ids.device, dtype=torch.long)
     K = max(2, 1 + len(eos)) * nb
     top_nb = torch.arange(K, device=input_ids.device) < nb
@@ -332,10 +385,14 @@ def _beam_search(model, input_ids, attention_mask, max_new_tokens, num_beams, le
         # In place where possible: fresh (B·nb, V) tensors every step cost page faults.
         logits = logits.contiguous()  # the model's fresh logits, ours to overwrite
         logp = torch.log_softmax(logits, dim=-1, out=logits)
+        if banned is not None:
+            logp.index_fill_(1, banned, float("-inf"))
         if forced_eos is not None and cur == max_len - 1:
             _force_token(logp, forced_eos)
         if do_sample:
             logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)))
+        if renormalize_logits:
+            logp = torch.log_softmax(logp, dim=-1)
         V = logp.shape[-1]
         logp = logp.view(B, nb, V).add_(run_scores[:, :, None]).view(B, nb * V)
         if do_sample:

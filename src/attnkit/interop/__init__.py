@@ -43,6 +43,7 @@ import torch
 
 from attnkit.allocator import available_memory
 from attnkit.errors import AttnkitError, CheckpointError, ConfigError, InputError
+from attnkit.generation.config import GENERATION_CONFIG_NAME, GenerationConfig
 from attnkit.interop import keymap
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
 
@@ -119,6 +120,7 @@ def save_pretrained(model, path: str | Path) -> None:
     """Write ``model`` to directory ``path`` as ``config.json`` + ``model.safetensors`` (atomically).
 
     Hugging Face names and config fields are used when the model has an HF equivalent;
+    ``model.generation_config`` goes to ``generation_config.json`` when anything is set in it;
     other files in ``path`` (tokenizer.json, ...) are left in place.
     """
     model = _unwrap(model)
@@ -135,7 +137,11 @@ def save_pretrained(model, path: str | Path) -> None:
     else:
         config = {"model_type": "attnkit", "architectures": [arch], "attnkit": block}
         tensors = state
-    write_checkpoint(path, config, tensors)
+    generation = getattr(model, "generation_config", None)
+    generation = generation.to_dict() if generation is not None else {}
+    write_checkpoint(path, config, tensors, {GENERATION_CONFIG_NAME: generation} if generation else None)
+    if not generation:  # one left by another model would change how this one decodes
+        (Path(path) / GENERATION_CONFIG_NAME).unlink(missing_ok=True)
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -289,7 +295,8 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     """Load an attnkit model from a checkpoint directory (HF layout) or a hub id.
 
     The family comes from config.json (the ``attnkit`` block, else ``model_type`` /
-    ``architectures``). Returns the model in eval mode. Weights load from safetensors only;
+    ``architectures``); a generative model's ``generation_config`` from ``generation_config.json``
+    (:func:`read_generation_config`). Returns the model in eval mode. Weights load from safetensors only;
     ``allow_pickle=True`` accepts ``pytorch_model.bin`` via ``torch.load(weights_only=True)``.
     ``revision``, ``cache_dir``, ``token`` and ``local_files_only`` are ``huggingface_hub``'s, for hub ids.
     Raises :class:`~attnkit.CheckpointError` / :class:`~attnkit.ConfigError` on anything malformed.
@@ -341,10 +348,27 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     finally:
         torch.set_default_dtype(previous)
     load_state(model, state, origin)
+    if hasattr(model, "generation_step"):
+        model.generation_config = read_generation_config(directory, config_json)
     if dtype is not None:
         model = model.to(dtype)  # the buffers a model computes in fp32
     return model.to(device).eval()
 
 
+def read_generation_config(directory: Path, config_json: dict) -> GenerationConfig:
+    """The checkpoint's decoding defaults: ``generation_config.json``, else (as ``transformers``
+    does) the legacy generation fields of ``config.json``."""
+    path = directory / GENERATION_CONFIG_NAME
+    legacy = not path.is_file()
+    d = config_json if legacy else read_json(path)
+    source = directory / CONFIG_NAME if legacy else path
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source} must hold a JSON object, got {type(d).__name__}")
+    try:
+        return GenerationConfig.from_hf(d, str(source), legacy=legacy)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
 __all__ = ["FAMILIES", "check_saveable", "check_state", "checkpoint_family", "from_pretrained", "load_state",
-           "register", "resolve_checkpoint_dir", "save_pretrained"]
+           "read_generation_config", "register", "resolve_checkpoint_dir", "save_pretrained"]

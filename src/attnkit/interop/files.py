@@ -202,8 +202,10 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """Write ``config.json`` + ``model.safetensors`` into ``directory`` atomically.
+def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, torch.Tensor],
+                     extra_json: dict[str, dict] | None = None) -> None:
+    """Write ``config.json`` + ``model.safetensors`` (+ the JSON files ``extra_json``, by name)
+    into ``directory`` atomically.
 
     Both files are written and fsynced in a temporary directory beside the target, then moved
     in: a new ``directory`` appears whole in one ``os.rename``; into an existing one each file is
@@ -221,8 +223,10 @@ def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, tor
         chmod_like_new(tmp)  # a saved model is an ordinary directory, not a private one
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        for name in (WEIGHTS_NAME, CONFIG_NAME):
+        names = [WEIGHTS_NAME, CONFIG_NAME, *(extra_json or {})]
+        for name, content in {CONFIG_NAME: config, **(extra_json or {})}.items():
+            (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
+        for name in names:
             chmod_like_new(tmp / name)  # safetensors writes 0600
             fsync_path(tmp / name)
         try:
@@ -230,7 +234,7 @@ def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, tor
         except OSError:
             if not directory.is_dir():
                 raise
-            for name in (WEIGHTS_NAME, CONFIG_NAME):  # existing target: replace file by file
+            for name in names:  # existing target: replace file by file
                 os.replace(tmp / name, directory / name)
             tmp.rmdir()
         fsync_path(directory)

@@ -38,6 +38,10 @@ class Model(nn.Module):
         if not isinstance(config, self.config_class):
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+        if hasattr(self, "generation_step"):  # a generative model: its decoding defaults (Hugging Face's name)
+            from attnkit.generation.config import GenerationConfig
+
+            self.generation_config = GenerationConfig()
 
     @property
     def device(self) -> torch.device:

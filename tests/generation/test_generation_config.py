@@ -1,0 +1,115 @@
+"""generation_config.json: a checkpoint's decoding defaults give Hugging Face's tokens when a
+call leaves the arguments unset, round-trip through save_pretrained, and bad files are named."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import ConfigError, InputError
+from attnkit.generation import GenerationConfig
+
+transformers = pytest.importorskip("transformers")
+
+from tests.interop.test_gpt2_interop import EOS, PAD as GPT_PAD, hf_gpt2  # noqa: E402
+from tests.interop.test_marian import PAD, padded_source, random_marian  # noqa: E402
+
+
+def marian_preferring_pad(tmp_path, seed, **generation):
+    """A random Marian whose logits favour the padding token, saved with ``generation``."""
+    hf = random_marian(tmp_path, seed=seed, forced_eos_token_id=0)
+    with torch.no_grad():
+        hf.final_logits_bias[0, PAD] += 8.0
+    hf.generation_config = transformers.GenerationConfig(
+        decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=0, forced_eos_token_id=0, **generation)
+    hf.save_pretrained(tmp_path)
+    return hf
+
+
+@pytest.mark.parametrize("seed, renormalize", [(0, True), (1, True), (2, False)])
+def test_marian_checkpoint_defaults_give_transformers_tokens(tmp_path, seed, renormalize):
+    """OPUS-MT style: beams, max_length and the padding token banned come from the file."""
+    hf = marian_preferring_pad(tmp_path, seed, num_beams=3, max_length=9, bad_words_ids=[[PAD]], length_penalty=0.6,
+                               renormalize_logits=renormalize)
+    model = attnkit.from_pretrained(tmp_path)
+    assert model.generation_config.num_beams == 3 and model.generation_config.bad_words_ids == ((PAD,),)
+    src, mask = padded_source()
+    expected = hf.generate(input_ids=src, attention_mask=mask)
+    assert expected.shape[1] <= 9
+    assert torch.equal(model.generate(src, attention_mask=mask), expected)
+    # the ban has teeth: without it the favoured padding token is generated
+    greedy = dict(attention_mask=mask, num_beams=1, eos_token_id=None, forced_eos_token_id=None)  # no padding rows
+    assert (model.generate(src, bad_words_ids=[], **greedy)[:, 1:] == PAD).any()
+    assert not (model.generate(src, **greedy)[:, 1:] == PAD).any()
+
+
+def test_call_arguments_win_over_the_generation_config(tmp_path):
+    hf = marian_preferring_pad(tmp_path, 0, num_beams=3, max_length=9, bad_words_ids=[[PAD]])
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    kw = dict(num_beams=1, max_new_tokens=5, bad_words_ids=[[PAD], [7]])
+    assert torch.equal(model.generate(src, attention_mask=mask, **kw), hf.generate(input_ids=src, attention_mask=mask, **kw))
+
+
+def test_gpt2_max_length_counts_the_prompt_and_suppress_tokens_apply(tmp_path):
+    hf = hf_gpt2()
+    ids = torch.randint(2, 90, (2, 5), generator=torch.Generator().manual_seed(0))
+    favourite = int(hf.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=GPT_PAD)[:, 5:].flatten().mode().values)
+    hf.generation_config = transformers.GenerationConfig(max_length=13, suppress_tokens=[favourite], eos_token_id=EOS,
+                                                         pad_token_id=GPT_PAD, bos_token_id=EOS)
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    expected = hf.generate(ids, attention_mask=torch.ones_like(ids))
+    assert expected.shape[1] == 13 and not (expected[:, 5:] == favourite).any()
+    assert torch.equal(model.generate(ids), expected)
+    with pytest.raises(InputError, match="max_length=13 leaves no room"):
+        model.generate(torch.randint(2, 90, (1, 13)))
+
+
+def test_generation_config_round_trips_through_save_pretrained(tmp_path):
+    model = attnkit.GPT(attnkit.GPTConfig(vocab_size=96, n_positions=32, d_model=16, n_layers=1, n_heads=2,
+                                          bos_token_id=None, eos_token_id=None))
+    assert model.generation_config == GenerationConfig()
+    model.generation_config = GenerationConfig(num_beams=3, top_k=7, bad_words_ids=[[5]], eos_token_id=[3, 4])
+    model.save_pretrained(tmp_path / "m")
+    hf_side = transformers.GenerationConfig.from_pretrained(tmp_path / "m")
+    assert (hf_side.num_beams, hf_side.top_k, hf_side.bad_words_ids, hf_side.eos_token_id) == (3, 7, [[5]], [3, 4])
+    again = attnkit.from_pretrained(tmp_path / "m")
+    assert again.generation_config == model.generation_config
+    # a model with no decoding defaults saved over it removes the stale file
+    attnkit.GPT(model.config).save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m" / "generation_config.json").exists()
+    assert attnkit.from_pretrained(tmp_path / "m").generation_config == GenerationConfig()
+
+
+def test_legacy_generation_fields_of_config_json_are_read(tmp_path):
+    random_marian(tmp_path)
+    (tmp_path / "generation_config.json").unlink(missing_ok=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_beams": 4, "max_length": 30,
+                                                      "bad_words_ids": [[PAD]]}))
+    gen = attnkit.from_pretrained(tmp_path).generation_config
+    assert (gen.num_beams, gen.max_length, gen.bad_words_ids, gen.eos_token_id) == (4, 30, ((PAD,),), None)
+
+
+def test_malformed_or_unsupported_generation_config_is_named(tmp_path):
+    random_marian(tmp_path)
+    path = tmp_path / "generation_config.json"
+    path.write_text(json.dumps({"num_beams": "four"}))
+    with pytest.raises(ConfigError, match=r"generation_config\.json.*num_beams"):
+        attnkit.from_pretrained(tmp_path)
+    path.write_text(json.dumps({"bad_words_ids": [[PAD], [3, 4]], "repetition_penalty": 1.3, "num_beams": 2}))
+    with pytest.warns(UserWarning, match="repetition_penalty, bad_words_ids of more than one token"):
+        model = attnkit.from_pretrained(tmp_path)
+    assert model.generation_config.bad_words_ids == ((PAD,),) and model.generation_config.num_beams == 2
+    path.write_text(json.dumps({"num_beams": 2, "repetition_penalty": 1.0, "transformers_version": "5.0"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # settings at their no-op values are not worth a warning
+        attnkit.from_pretrained(tmp_path)
+    model.generation_config = GenerationConfig(suppress_tokens=[1000])
+    with pytest.raises(InputError, match=r"suppress_tokens must hold token ids in \[0, 99\)"):
+        model.generate(torch.ones(1, 3, dtype=torch.long))
+    with pytest.raises(InputError, match="single-token lists"):
+        model.generate(torch.ones(1, 3, dtype=torch.long), bad_words_ids=[[1, 2]])
