@@ -69,6 +69,13 @@ def test_generate_streams_the_same_text_as_greedy_generate(trained):
     assert result.output == prompt + expected + "\n"
     packed = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0, "--pack-weights")
     assert packed.exit_code == 0 and packed.output == result.output
+    kw = dict(repetition_penalty=1.5, no_repeat_ngram_size=2)
+    penalized = tok.decode(model.generate(ids, max_new_tokens=12, eos_token_id=tok.eos_token_id, **kw)[0, ids.shape[1]:],
+                           skip_special_tokens=True)
+    assert penalized != expected
+    result = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0,
+                 "--repetition-penalty", 1.5, "--no-repeat-ngram-size", 2)
+    assert result.exit_code == 0 and result.output == prompt + penalized + "\n"
 
 
 def test_stream_text_yields_pieces_as_tokens_arrive(trained):

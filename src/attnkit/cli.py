@@ -113,6 +113,9 @@ def generate(
     top_k: int = typer.Option(None, "--top-k"),
     top_p: float = typer.Option(None, "--top-p"),
     num_beams: int = typer.Option(1, "--num-beams", help="beam search (prints the result at the end)"),
+    repetition_penalty: float = typer.Option(
+        None, "--repetition-penalty", help="> 1 makes tokens already in the text less likely (1.2 is common)"),
+    no_repeat_ngram_size: int = typer.Option(None, "--no-repeat-ngram-size", help="no n-gram of this size twice"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
     pack_weights: bool = typer.Option(
         None, "--pack-weights/--no-pack-weights", show_default="auto",
@@ -135,7 +138,8 @@ def generate(
         raise InputError(f"attnkit generate continues text with a decoder-only model (GPT); {directory} holds a "
                          f"{type(model).__name__}{hint}")
     sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
-                    top_p=top_p, eos_token_id=tokenizer.eos_token_id,
+                    top_p=top_p, eos_token_id=tokenizer.eos_token_id, repetition_penalty=repetition_penalty,
+                    no_repeat_ngram_size=no_repeat_ngram_size,
                     generator=torch.Generator(model.device).manual_seed(seed),
                     pack_weights="auto" if pack_weights is None else pack_weights)
     if num_beams > 1:

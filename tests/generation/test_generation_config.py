@@ -100,11 +100,11 @@ def test_malformed_or_unsupported_generation_config_is_named(tmp_path):
     path.write_text(json.dumps({"num_beams": "four"}))
     with pytest.raises(ConfigError, match=r"generation_config\.json.*num_beams"):
         attnkit.from_pretrained(tmp_path)
-    path.write_text(json.dumps({"bad_words_ids": [[PAD], [3, 4]], "repetition_penalty": 1.3, "num_beams": 2}))
-    with pytest.warns(UserWarning, match="repetition_penalty, bad_words_ids of more than one token"):
+    path.write_text(json.dumps({"bad_words_ids": [[PAD], [3, 4]], "encoder_repetition_penalty": 1.3, "num_beams": 2}))
+    with pytest.warns(UserWarning, match="encoder_repetition_penalty, bad_words_ids of more than one token"):
         model = attnkit.from_pretrained(tmp_path)
     assert model.generation_config.bad_words_ids == ((PAD,),) and model.generation_config.num_beams == 2
-    path.write_text(json.dumps({"num_beams": 2, "repetition_penalty": 1.0, "transformers_version": "5.0"}))
+    path.write_text(json.dumps({"num_beams": 2, "num_beam_groups": 1, "transformers_version": "5.0"}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # settings at their no-op values are not worth a warning
         attnkit.from_pretrained(tmp_path)
@@ -113,3 +113,50 @@ def test_malformed_or_unsupported_generation_config_is_named(tmp_path):
         model.generate(torch.ones(1, 3, dtype=torch.long))
     with pytest.raises(InputError, match="single-token lists"):
         model.generate(torch.ones(1, 3, dtype=torch.long), bad_words_ids=[[1, 2]])
+
+
+PROCESSORS = [dict(repetition_penalty=1.5), dict(repetition_penalty=0.7), dict(no_repeat_ngram_size=2),
+              dict(min_new_tokens=6), dict(repetition_penalty=1.3, no_repeat_ngram_size=3, min_new_tokens=3)]
+
+
+@pytest.mark.parametrize("kw", PROCESSORS)
+def test_gpt2_processors_equal_transformers(tmp_path, kw):
+    """Repetition penalty, no repeated n-grams and min_new_tokens over a left-padded batch."""
+    from tests.interop.test_gpt2_interop import padded_batch
+
+    hf = hf_gpt2()
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    ids, mask = padded_batch("left")
+    common = dict(attention_mask=mask, max_new_tokens=12, pad_token_id=GPT_PAD)
+    plain = hf.generate(ids, do_sample=False, eos_token_id=None, **common)
+    eos = int(plain[:, 9:12].flatten().mode().values)  # made early: a real stop for min_new_tokens to hold off
+    expected = hf.generate(ids, do_sample=False, eos_token_id=eos, **common, **kw)
+    assert not torch.equal(expected, hf.generate(ids, do_sample=False, eos_token_id=eos, **common))  # it matters
+    assert torch.equal(model.generate(ids, eos_token_id=eos, **common, **kw), expected)
+
+
+@pytest.mark.parametrize("kw", [PROCESSORS[0], PROCESSORS[2], PROCESSORS[3], PROCESSORS[4]])
+def test_beam_search_processors_equal_transformers(tmp_path, kw):
+    from tests.interop.test_marian import frequent_token
+
+    hf = random_marian(tmp_path, seed=1)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    # min_new_tokens: an EOS the hypotheses make early, which it then holds off
+    eos = frequent_token(hf, src, mask) if "min_new_tokens" in kw else 0
+    common = dict(attention_mask=mask, num_beams=3, max_new_tokens=10, eos_token_id=eos, length_penalty=0.6)
+    expected = hf.generate(input_ids=src, **common, **kw)
+    assert not torch.equal(expected, hf.generate(input_ids=src, **common))
+    assert torch.equal(model.generate(src, pad_token_id=PAD, **common, **kw), expected)
+
+
+def test_processor_settings_come_from_the_generation_config(tmp_path):
+    hf = marian_preferring_pad(tmp_path, 1, num_beams=3, max_length=10, bad_words_ids=[[PAD]], repetition_penalty=1.4,
+                               no_repeat_ngram_size=2, min_length=5)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    assert torch.equal(model.generate(src, attention_mask=mask), hf.generate(input_ids=src, attention_mask=mask))
+    for bad in (dict(repetition_penalty=0.0), dict(no_repeat_ngram_size=-1), dict(min_new_tokens=1.5)):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            model.generate(src, attention_mask=mask, **bad)

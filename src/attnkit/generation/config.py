@@ -22,8 +22,7 @@ GENERATION_CONFIG_NAME = "generation_config.json"
 # Hugging Face generation settings attnkit's generate does not apply, with the values at which
 # they change nothing; a checkpoint that sets another value is loaded with a warning.
 UNSUPPORTED_DEFAULTS: dict[str, Any] = {
-    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
-    "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None, "num_beam_groups": 1,
+    "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0, "num_beam_groups": 1,
     "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": None,
     "forced_bos_token_id": None, "begin_suppress_tokens": None, "sequence_bias": None, "force_words_ids": None,
     "exponential_decay_length_penalty": None, "num_return_sequences": 1, "guidance_scale": None,
@@ -37,15 +36,17 @@ class GenerationConfig(Config):
 
     Fields have Hugging Face's names and meanings: ``max_length`` counts the prompt for
     decoder-only models and the start token for encoder-decoder ones (``max_new_tokens`` wins
-    when both are set); ``bad_words_ids`` holds single-token lists only (tokens never
-    generated, like ``suppress_tokens``); ``renormalize_logits`` re-normalises beam-search
-    scores after tokens are removed.
+    when both are set), and so does ``min_length`` (``min_new_tokens`` wins); ``bad_words_ids``
+    holds single-token lists only (tokens never generated, like ``suppress_tokens``);
+    ``renormalize_logits`` re-normalises beam-search scores after tokens are removed.
     """
 
     model_type = "generation"
 
     max_new_tokens: int | None = None
     max_length: int | None = None
+    min_new_tokens: int | None = None
+    min_length: int | None = None
     do_sample: bool | None = None
     temperature: float | None = None
     top_k: int | None = None
@@ -59,6 +60,8 @@ class GenerationConfig(Config):
     bad_words_ids: tuple[tuple[int, ...], ...] | None = None
     suppress_tokens: tuple[int, ...] | None = None
     renormalize_logits: bool | None = None
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -68,6 +71,10 @@ class GenerationConfig(Config):
     def validate(self) -> None:
         for name in ("max_new_tokens", "max_length", "num_beams"):
             self.require(getattr(self, name) is None or getattr(self, name) >= 1, name, "must be None or >= 1")
+        for name in ("min_new_tokens", "min_length", "no_repeat_ngram_size"):
+            self.require(getattr(self, name) is None or getattr(self, name) >= 0, name, "must be None or >= 0")
+        self.require(self.repetition_penalty is None or self.repetition_penalty > 0, "repetition_penalty",
+                     "must be None or > 0")
         self.require(self.temperature is None or self.temperature >= 0, "temperature", "must be None or >= 0")
         self.require(self.top_k is None or self.top_k >= 0, "top_k", "must be None or >= 0")
         self.require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "must be None or in (0, 1]")
@@ -115,8 +122,9 @@ def _ids(value) -> tuple[int, ...]:
 
 
 # generate's own defaults, for what neither the call nor the generation config sets
-DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "do_sample": False, "temperature": 1.0, "top_k": None, "top_p": None,
-                            "num_beams": 1, "length_penalty": 1.0, "early_stopping": False, "renormalize_logits": False}
+DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "min_new_tokens": 0, "do_sample": False, "temperature": 1.0,
+                            "top_k": None, "top_p": None, "num_beams": 1, "length_penalty": 1.0, "early_stopping": False,
+                            "renormalize_logits": False, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
 
 
 def generation_config(model) -> GenerationConfig:
@@ -132,16 +140,18 @@ def resolve(model, prompt_length: int, **args) -> dict[str, Any]:
     from attnkit.errors import InputError
 
     config = generation_config(model)
+    # max_length and min_length count the prompt (decoder-only) or the decoder's start token (encoder-decoder)
+    used = 1 if hasattr(model, "decoder_start_ids") else prompt_length
     out = {}
     for name, value in args.items():
         if value is None:
             value = getattr(config, name)
         if value is None and name == "max_new_tokens" and config.max_length is not None:
-            # max_length counts the prompt (decoder-only) or the decoder's start token (encoder-decoder)
-            used = 1 if hasattr(model, "decoder_start_ids") else prompt_length
             value = config.max_length - used
             if value < 1:
                 raise InputError(f"generation_config.max_length={config.max_length} leaves no room for new tokens after "
                                  f"{used} prompt token(s); pass max_new_tokens")
+        if value is None and name == "min_new_tokens" and config.min_length is not None:
+            value = max(config.min_length - used, 0)
         out[name] = DEFAULTS[name] if value is None else value
     return out

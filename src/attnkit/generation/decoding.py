@@ -28,7 +28,7 @@ import torch
 from attnkit.allocator import available_memory
 from attnkit.errors import InputError
 from attnkit.generation.config import generation_config, resolve
-from attnkit.generation.processors import process_logits
+from attnkit.generation.processors import ban_repeated_ngrams, penalize_repetition, process_logits
 from attnkit.nn.linear import packed_weights
 from attnkit.models.base import check_token_ids
 from attnkit.nn.masks import as_padding_mask
@@ -85,6 +85,24 @@ def _banned_ids(model, bad_words_ids, suppress_tokens, device) -> torch.Tensor |
     return torch.tensor(sorted(set(ids)), device=device) if ids else None
 
 
+def _reads_sequence(repetition_penalty: float, no_repeat_ngram_size: int) -> bool:
+    return repetition_penalty != 1.0 or no_repeat_ngram_size > 0
+
+
+def _process(scores, seq, banned, eos_t, repetition_penalty: float, no_repeat_ngram_size: int) -> None:
+    """Hugging Face's logits processors that attnkit offers, in its order, in place on ``scores``
+    ``(B, V)``: the repetition penalty and no repeated n-grams over ``seq`` ``(B, L)`` (the
+    sequence so far), the banned tokens, and EOS (``eos_t``, the ids) before ``min_new_tokens``."""
+    if repetition_penalty != 1.0:
+        penalize_repetition(scores, seq, repetition_penalty)
+    if no_repeat_ngram_size > 0:
+        ban_repeated_ngrams(scores, seq, no_repeat_ngram_size)
+    if banned is not None:
+        scores.index_fill_(1, banned, float("-inf"))
+    if eos_t is not None and eos_t.numel():
+        scores.index_fill_(1, eos_t, float("-inf"))
+
+
 def _force_token(scores: torch.Tensor, token: int) -> torch.Tensor:
     """Make ``token`` the only possible next token (Hugging Face's ForcedEOSTokenLogitsProcessor), in place."""
     scores.fill_(float("-inf"))[:, token] = 0.0
@@ -128,6 +146,11 @@ def _check_args(model, input_ids, attention_mask, generator, **args) -> tuple[to
         raise InputError(f"top_k must be an int >= 0, got {top_k!r}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise InputError(f"top_p must be in (0, 1], got {top_p}")
+    for name in ("min_new_tokens", "no_repeat_ngram_size"):
+        if not isinstance(s[name], int) or isinstance(s[name], bool) or s[name] < 0:
+            raise InputError(f"{name} must be an int >= 0, got {s[name]!r}")
+    if not (isinstance(s["repetition_penalty"], (int, float)) and s["repetition_penalty"] > 0):
+        raise InputError(f"repetition_penalty must be > 0 (1.0 = off), got {s['repetition_penalty']!r}")
     num_beams, early_stopping = s.get("num_beams", 1), s.get("early_stopping", False)
     if not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1:
         raise InputError(f"num_beams must be an int >= 1, got {num_beams!r}")
@@ -168,6 +191,9 @@ def stream(
     forced_eos_token_id: int | str | None = "config",
     bad_words_ids: Sequence[Sequence[int]] | None = None,
     suppress_tokens: Sequence[int] | None = None,
+    min_new_tokens: int | None = None,
+    repetition_penalty: float | None = None,
+    no_repeat_ngram_size: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
@@ -175,7 +201,9 @@ def stream(
     or ``max_new_tokens`` were made. The arguments are :func:`generate`'s.
     """
     attention_mask, s = _check_args(model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens,
-                                    do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+                                    do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                    min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty,
+                                    no_repeat_ngram_size=no_repeat_ngram_size)
     banned = _banned_ids(model, bad_words_ids, suppress_tokens, input_ids.device)
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
@@ -183,17 +211,21 @@ def stream(
 
 
 def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, forced_eos, max_new_tokens, do_sample,
-            temperature, top_k, top_p):
+            temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size):
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
     eos_t = torch.tensor(eos, device=ids.device)
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
     cur = ids.shape[1]
     step_input = ids
+    seq = None  # the sequence so far, for the processors that read it
+    if _reads_sequence(repetition_penalty, no_repeat_ngram_size):
+        seq = ids.new_empty(ids.shape[0], cur + max_new_tokens)
+        seq[:, :cur] = ids
     for step in range(max_new_tokens):
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
-        if banned is not None:
-            logits.index_fill_(1, banned, float("-inf"))
+        _process(logits, None if seq is None else seq[:, :cur], banned, eos_t if step < min_new_tokens else None,
+                 repetition_penalty, no_repeat_ngram_size)
         if forced_eos is not None and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
         if do_sample:
@@ -208,6 +240,8 @@ def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, force
         if eos and not bool(unfinished.any()):
             return
         step_input = next_tokens[:, None]
+        if seq is not None:
+            seq[:, cur] = next_tokens
         cur += 1
 
 
@@ -233,9 +267,12 @@ def generate(
     forced_eos_token_id: int | str | None = "config",
     bad_words_ids: Sequence[Sequence[int]] | None = None,
     suppress_tokens: Sequence[int] | None = None,
+    min_new_tokens: int | None = None,
+    repetition_penalty: float | None = None,
+    no_repeat_ngram_size: int | None = None,
 ) -> torch.Tensor:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
-    ``repetition_penalty`` and the other logits processors are not offered).
+    Hugging Face's other logits processors are not offered).
 
     An argument left at None (``"config"`` for the special tokens) takes the value of
     ``model.generation_config`` (:class:`~attnkit.generation.GenerationConfig`, read from a
@@ -262,6 +299,12 @@ def generate(
             EOS), None forces nothing.
         bad_words_ids, suppress_tokens: tokens never generated (``[[id], ...]`` and ``[id, ...]``;
             banned sequences of several tokens are not supported); ``[]`` turns off a config's.
+        min_new_tokens: EOS is not generated before this many new tokens (default 0; a config's
+            ``min_length`` counts as ``max_length`` does).
+        repetition_penalty: divides the positive scores of tokens already in the sequence (the
+            prompt included, or the decoder's tokens) by it and multiplies the negative ones
+            (default 1.0: off; Keskar et al. 2019 use 1.2).
+        no_repeat_ngram_size: no n-gram of this size appears twice in the sequence (default 0: off).
         streamer: Hugging Face's streamer protocol: ``put(ids)`` with the ``(B, T)`` ids the
             output starts with, ``put(tokens)`` with each step's ``(B,)`` tokens, then ``end()``
             (:class:`~attnkit.generation.TokenIteratorStreamer`, or ``transformers.TextStreamer``).
@@ -282,7 +325,8 @@ def generate(
         attention_mask, s = _check_args(
             model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, length_penalty=length_penalty,
-            early_stopping=early_stopping, renormalize_logits=None)
+            early_stopping=early_stopping, renormalize_logits=None, min_new_tokens=min_new_tokens,
+            repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
         num_beams = s.pop("num_beams")
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
@@ -351,13 +395,13 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 
 def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned, eos, fill,
                  forced_eos, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
-                 renormalize_logits):
+                 renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
     running beam can beat the worst finished hypothesis. Token scores are log-softmaxed, then
-    banned, forced and (when sampling) warped, then re-normalised with ``renormalize_logits``:
-    Hugging Face's order of logits processors."""
+    processed (:func:`_process`), forced and (when sampling) warped, then re-normalised with
+    ``renormalize_logits``: Hugging Face's order of logits processors."""
     B, nb = input_ids.shape[0], num_beams
     eos_t = torch.tensor(eos, device=input_ids.device, dtype=torch.long)
     K = max(2, 1 + len(eos)) * nb
@@ -385,8 +429,8 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         # In place where possible: fresh (B·nb, V) tensors every step cost page faults.
         logits = logits.contiguous()  # the model's fresh logits, ours to overwrite
         logp = torch.log_softmax(logits, dim=-1, out=logits)
-        if banned is not None:
-            logp.index_fill_(1, banned, float("-inf"))
+        seq = running[:, :, :cur].reshape(B * nb, cur) if _reads_sequence(repetition_penalty, no_repeat_ngram_size) else None
+        _process(logp, seq, banned, eos_t if cur - T0 < min_new_tokens else None, repetition_penalty, no_repeat_ngram_size)
         if forced_eos is not None and cur == max_len - 1:
             _force_token(logp, forced_eos)
         if do_sample:

@@ -1,5 +1,8 @@
-"""Logit transforms for sampling: temperature, top-k (Fan et al. 2018), top-p / nucleus
-(Holtzman et al. 2020). Same order and tie rules as Hugging Face's warpers."""
+"""Logit transforms: the sampling warpers temperature, top-k (Fan et al. 2018) and top-p /
+nucleus (Holtzman et al. 2020), with Hugging Face's order and tie rules; and the processors that
+read the sequence so far: a repetition penalty (Keskar et al. 2019) and no repeated n-grams
+(Paulus et al. 2017), equal to Hugging Face's ``RepetitionPenaltyLogitsProcessor`` and
+``NoRepeatNGramLogitsProcessor``."""
 
 from __future__ import annotations
 
@@ -27,3 +30,23 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | 
         remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
         logits = logits.masked_fill(remove, float("-inf"))
     return logits
+
+
+def penalize_repetition(scores: torch.Tensor, seq: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Make every token already in ``seq`` ``(B, L)`` less likely, in place on ``scores`` ``(B, V)``:
+    a score ``s`` becomes ``s / penalty`` if positive, ``s * penalty`` if not."""
+    picked = scores.gather(1, seq)
+    return scores.scatter_(1, seq, torch.where(picked < 0, picked * penalty, picked / penalty))
+
+
+def ban_repeated_ngrams(scores: torch.Tensor, seq: torch.Tensor, n: int) -> torch.Tensor:
+    """Ban, in place, every token that would repeat an ``n``-gram of ``seq`` ``(B, L)``: the
+    tokens that followed an earlier occurrence of the last ``n - 1`` tokens."""
+    L = seq.shape[1]
+    if L < n:
+        return scores
+    windows = seq.unfold(1, n, 1)  # (B, L - n + 1, n): every n-gram so far
+    hit = (windows[:, :, :-1] == seq[:, L - n + 1:].unsqueeze(1)).all(-1)
+    rows, cols = hit.nonzero(as_tuple=True)
+    scores[rows, windows[rows, cols, -1]] = float("-inf")
+    return scores
