@@ -160,3 +160,28 @@ def test_processor_settings_come_from_the_generation_config(tmp_path):
     for bad in (dict(repetition_penalty=0.0), dict(no_repeat_ngram_size=-1), dict(min_new_tokens=1.5)):
         with pytest.raises(InputError, match=next(iter(bad))):
             model.generate(src, attention_mask=mask, **bad)
+
+
+@pytest.mark.parametrize("kw", [dict(num_beams=4, num_return_sequences=3, length_penalty=0.6),
+                                dict(num_beams=3, num_return_sequences=3, do_sample=True, top_k=10),
+                                dict(do_sample=True, num_return_sequences=2, top_k=20)])
+def test_num_return_sequences_equals_transformers(tmp_path, kw):
+    from tests.interop.test_marian import frequent_token
+
+    hf = random_marian(tmp_path, seed=3)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    kw = dict(kw, max_new_tokens=10, eos_token_id=frequent_token(hf, src, mask))
+    torch.manual_seed(5)
+    expected = hf.generate(input_ids=src, attention_mask=mask, **kw)
+    torch.manual_seed(5)
+    got = model.generate(src, attention_mask=mask, pad_token_id=PAD, **kw)
+    assert got.shape[0] == 3 * kw["num_return_sequences"] and torch.equal(got, expected)
+    if kw.get("num_beams", 1) > 1 and not kw.get("do_sample"):  # the first of each input's n is the best one
+        best = model.generate(src, attention_mask=mask, pad_token_id=PAD, **dict(kw, num_return_sequences=1))
+        firsts = got[::kw["num_return_sequences"]]
+        assert torch.equal(firsts[:, :best.shape[1]], best) and (firsts[:, best.shape[1]:] == PAD).all()
+    with pytest.raises(InputError, match="num_return_sequences"):
+        model.generate(src, attention_mask=mask, num_return_sequences=2)  # greedy makes one
+    with pytest.raises(InputError, match=r"num_return_sequences \(5\) must be at most num_beams \(4\)"):
+        model.generate(src, attention_mask=mask, num_beams=4, num_return_sequences=5)

@@ -25,7 +25,7 @@ UNSUPPORTED_DEFAULTS: dict[str, Any] = {
     "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0, "num_beam_groups": 1,
     "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": None,
     "forced_bos_token_id": None, "begin_suppress_tokens": None, "sequence_bias": None, "force_words_ids": None,
-    "exponential_decay_length_penalty": None, "num_return_sequences": 1, "guidance_scale": None,
+    "exponential_decay_length_penalty": None, "guidance_scale": None,
     "stop_strings": None, "max_time": None, "penalty_alpha": None,
 }
 
@@ -62,6 +62,7 @@ class GenerationConfig(Config):
     renormalize_logits: bool | None = None
     repetition_penalty: float | None = None
     no_repeat_ngram_size: int | None = None
+    num_return_sequences: int | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -69,7 +70,7 @@ class GenerationConfig(Config):
             object.__setattr__(self, "bad_words_ids", tuple(tuple(w) for w in self.bad_words_ids))
 
     def validate(self) -> None:
-        for name in ("max_new_tokens", "max_length", "num_beams"):
+        for name in ("max_new_tokens", "max_length", "num_beams", "num_return_sequences"):
             self.require(getattr(self, name) is None or getattr(self, name) >= 1, name, "must be None or >= 1")
         for name in ("min_new_tokens", "min_length", "no_repeat_ngram_size"):
             self.require(getattr(self, name) is None or getattr(self, name) >= 0, name, "must be None or >= 0")
@@ -124,7 +125,8 @@ def _ids(value) -> tuple[int, ...]:
 # generate's own defaults, for what neither the call nor the generation config sets
 DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "min_new_tokens": 0, "do_sample": False, "temperature": 1.0,
                             "top_k": None, "top_p": None, "num_beams": 1, "length_penalty": 1.0, "early_stopping": False,
-                            "renormalize_logits": False, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+                            "renormalize_logits": False, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                            "num_return_sequences": 1}
 
 
 def generation_config(model) -> GenerationConfig:

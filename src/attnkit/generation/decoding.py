@@ -270,6 +270,7 @@ def generate(
     min_new_tokens: int | None = None,
     repetition_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
+    num_return_sequences: int | None = None,
 ) -> torch.Tensor:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors are not offered).
@@ -305,6 +306,9 @@ def generate(
             prompt included, or the decoder's tokens) by it and multiplies the negative ones
             (default 1.0: off; Keskar et al. 2019 use 1.2).
         no_repeat_ngram_size: no n-gram of this size appears twice in the sequence (default 0: off).
+        num_return_sequences: sequences per input (default 1), in the output's rows
+            ``i * n ... i * n + n - 1`` for input ``i``: the ``n`` best hypotheses of beam search
+            (best first; ``n <= num_beams``), or ``n`` independent samples.
         streamer: Hugging Face's streamer protocol: ``put(ids)`` with the ``(B, T)`` ids the
             output starts with, ``put(tokens)`` with each step's ``(B,)`` tokens, then ``end()``
             (:class:`~attnkit.generation.TokenIteratorStreamer`, or ``transformers.TextStreamer``).
@@ -317,7 +321,7 @@ def generate(
             memory; True packs, False never does. Hold ``with attnkit.nn.packed_weights(model):``
             around many calls instead to pack once.
 
-    Returns ``(B, T_out)`` token ids.
+    Returns ``(B · num_return_sequences, T_out)`` token ids.
     """
     try:
         if length_penalty_style not in LENGTH_PENALTY_STYLES:
@@ -326,10 +330,18 @@ def generate(
             model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, length_penalty=length_penalty,
             early_stopping=early_stopping, renormalize_logits=None, min_new_tokens=min_new_tokens,
-            repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
-        num_beams = s.pop("num_beams")
+            repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+            num_return_sequences=num_return_sequences)
+        num_beams, n_return = s.pop("num_beams"), s.pop("num_return_sequences")
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
+        if not isinstance(n_return, int) or isinstance(n_return, bool) or n_return < 1:
+            raise InputError(f"num_return_sequences must be an int >= 1, got {n_return!r}")
+        if n_return > 1 and num_beams == 1 and not s["do_sample"]:
+            raise InputError("greedy decoding makes one sequence per input: num_return_sequences > 1 needs "
+                             "do_sample=True or num_beams >= num_return_sequences")
+        if n_return > num_beams > 1:
+            raise InputError(f"num_return_sequences ({n_return}) must be at most num_beams ({num_beams})")
         banned = _banned_ids(model, bad_words_ids, suppress_tokens, input_ids.device)
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     except BaseException:
@@ -339,7 +351,10 @@ def generate(
     if num_beams > 1:
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, s["max_new_tokens"]):
             return _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned,
-                                *special, **s)
+                                *special, n_return, **s)
+    if n_return > 1:  # independent samples: each input n times (Hugging Face's order)
+        input_ids = input_ids.repeat_interleave(n_return, dim=0)
+        attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(n_return, dim=0)
     beam_only = ("length_penalty", "early_stopping", "renormalize_logits")
     steps = []
     try:
@@ -394,7 +409,7 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 
 
 def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned, eos, fill,
-                 forced_eos, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
+                 forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
                  renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
@@ -489,5 +504,5 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         step_mask = None if mask_buf is None else mask_buf[:, :cur]
         logits = model.generation_step(running[:, :, cur - 1].reshape(-1, 1), step_mask, cache).float()
 
-    out_len = T0 + int(fin_len[:, 0].max())
-    return finished[:, 0, :out_len]
+    out_len = T0 + int(fin_len[:, :n_return].max())
+    return finished[:, :n_return, :out_len].reshape(B * n_return, out_len)  # best first, each input's in turn
