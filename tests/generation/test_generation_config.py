@@ -185,3 +185,95 @@ def test_num_return_sequences_equals_transformers(tmp_path, kw):
         model.generate(src, attention_mask=mask, num_return_sequences=2)  # greedy makes one
     with pytest.raises(InputError, match=r"num_return_sequences \(5\) must be at most num_beams \(4\)"):
         model.generate(src, attention_mask=mask, num_beams=4, num_return_sequences=5)
+
+
+def test_checkpoints_saved_by_attnkit_decode_the_same_in_transformers(tmp_path):
+    """transformers reads the special tokens from generation_config.json alone when there is one:
+    attnkit writes the model config's there too."""
+    marian_preferring_pad(tmp_path / "hf", 0, num_beams=3, max_length=9, bad_words_ids=[[PAD]])
+    model = attnkit.from_pretrained(tmp_path / "hf")
+    model.save_pretrained(tmp_path / "again")
+    hf = transformers.MarianMTModel.from_pretrained(tmp_path / "again")
+    src, mask = padded_source()
+    assert torch.equal(hf.generate(input_ids=src, attention_mask=mask), model.generate(src, attention_mask=mask))
+    gpt = attnkit.GPT(attnkit.GPTConfig(vocab_size=96, n_positions=32, d_model=16, n_layers=1, n_heads=2,
+                                        bos_token_id=80, eos_token_id=80, pad_token_id=1))
+    gpt.generation_config = GenerationConfig(max_new_tokens=10)
+    gpt.save_pretrained(tmp_path / "gpt")
+    written = json.loads((tmp_path / "gpt" / "generation_config.json").read_text())
+    assert written == {"max_new_tokens": 10, "bos_token_id": 80, "eos_token_id": 80, "pad_token_id": 1}
+
+
+def test_settings_attnkit_does_not_apply_survive_a_load_and_save(tmp_path):
+    hf = hf_gpt2()
+    hf.generation_config = transformers.GenerationConfig(bos_token_id=EOS, eos_token_id=EOS, pad_token_id=GPT_PAD,
+                                                         bad_words_ids=[[3], [53, 75]], begin_suppress_tokens=[82])
+    hf.save_pretrained(tmp_path / "hf")
+    with pytest.warns(UserWarning, match="begin_suppress_tokens, bad_words_ids of more than one token"):
+        model = attnkit.from_pretrained(tmp_path / "hf")
+    assert model.generation_config.bad_words_ids == ((3,),)
+    model.save_pretrained(tmp_path / "again")
+    again = transformers.GenerationConfig.from_pretrained(tmp_path / "again")
+    assert again.bad_words_ids == [[3], [53, 75]] and again.begin_suppress_tokens == [82] and again.bos_token_id == EOS
+
+
+def test_left_padding_is_not_penalized_and_an_eos_in_bad_words_stays_allowed(tmp_path):
+    """Hugging Face's repetition penalty skips a prompt's left padding; its bad-words processor
+    drops [eos] entries."""
+    from tests.interop.test_gpt2_interop import padded_batch
+
+    hf = hf_gpt2()
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    ids, mask = padded_batch("left")
+    fav = int(hf.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=GPT_PAD,
+                          eos_token_id=None)[:, 9:].flatten().mode().values)
+    ids = ids.masked_fill(mask == 0, fav)  # padding with the token greedy decoding favours: penalizing it would show
+    for kw in (dict(num_beams=1), dict(num_beams=3)):
+        kw.update(attention_mask=mask, max_new_tokens=10, repetition_penalty=1.5, pad_token_id=fav)
+        assert torch.equal(model.generate(ids, eos_token_id=None, **kw), hf.generate(ids, eos_token_id=None, **kw))
+        kw.update(repetition_penalty=1.0, bad_words_ids=[[fav], [7]], eos_token_id=fav)
+        expected = hf.generate(ids, **kw)
+        assert torch.equal(model.generate(ids, **kw), expected)
+        if kw["num_beams"] == 1:
+            assert (expected[:, 9:] == fav).any()  # EOS still ends rows
+
+
+def test_translate_is_beam_search_whatever_the_generation_config(tmp_path):
+    from attnkit.generation.translation import translate
+
+    class Tok:  # ids as text, one token per word
+        eos_token_id, pad_token_id = 0, PAD
+
+        def encode_batch(self, texts, add_special_tokens=False):
+            return [[int(w) for w in t.split()] for t in texts]
+
+        def decode(self, ids, skip_special_tokens=True):
+            return " ".join(map(str, ids))
+
+    random_marian(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    texts = ["5 6 7 8", "9 10", "11 12 13"]
+    plain = translate(model, Tok(), texts, num_beams=3)
+    model.generation_config = GenerationConfig(num_return_sequences=2, do_sample=True)
+    assert translate(model, Tok(), texts, num_beams=3) == plain
+
+
+def test_forced_eos_list_and_bad_inputs(tmp_path):
+    hf = random_marian(tmp_path, seed=2)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    kw = dict(attention_mask=mask, max_new_tokens=5, forced_eos_token_id=[9, 7])
+    got = model.generate(src, **kw)
+    assert torch.equal(got, hf.generate(input_ids=src, **kw)) and (got[:, -1] == 7).all()  # the first of the allowed
+    for bad, message in ((dict(suppress_tokens=5), "suppress_tokens must be a list of token ids"),
+                         (dict(bad_words_ids=5), "bad_words_ids must be a list"),
+                         (dict(repetition_penalty=True), "repetition_penalty must be > 0"),
+                         (dict(pad_token_id=[1, 2]), "pad_token_id must be one token id")):
+        with pytest.raises(InputError, match=message):
+            model.generate(src, **bad)
+    model.generation_config = {"num_beams": 2}
+    with pytest.raises(InputError, match="must be an attnkit.GenerationConfig"):
+        model.generate(src)
+    with pytest.raises(InputError, match="must be an attnkit.GenerationConfig"):
+        model.save_pretrained(tmp_path / "m")

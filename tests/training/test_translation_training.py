@@ -57,6 +57,7 @@ def test_average_checkpoints_is_the_elementwise_mean(tmp_path):
     for seed in range(3):
         torch.manual_seed(seed)
         model = Transformer(TransformerConfig(**TINY))
+        model.generation_config = attnkit.GenerationConfig(num_beams=4, length_penalty=0.6)
         model.save_pretrained(tmp_path / f"c{seed}")
         models.append(model)
     (tmp_path / "c2" / "tokenizer.json").write_text("{}")
@@ -66,6 +67,10 @@ def test_average_checkpoints_is_the_elementwise_mean(tmp_path):
         expected = torch.stack([m.state_dict()[name] for m in models]).mean(0)
         torch.testing.assert_close(p, expected, atol=1e-6, rtol=1e-6)
     assert (tmp_path / "avg" / "tokenizer.json").read_text() == "{}"
+    assert (averaged.generation_config.num_beams, averaged.generation_config.length_penalty) == (4, 0.6)
+    (tmp_path / "c1" / "generation_config.json").write_text('{"num_beams": 2}')
+    with pytest.raises(CheckpointError, match="only checkpoints with the same generation config"):
+        average_checkpoints([tmp_path / f"c{i}" for i in range(3)], tmp_path / "avg2")
 
 
 def test_averaging_different_models_or_into_an_input_is_an_error(tmp_path):

@@ -12,7 +12,7 @@ it back. OPUS-MT checkpoints, for example, set ``num_beams``, ``max_length`` and
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from attnkit.models.config import Config
@@ -25,9 +25,13 @@ UNSUPPORTED_DEFAULTS: dict[str, Any] = {
     "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0, "num_beam_groups": 1,
     "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": None,
     "forced_bos_token_id": None, "begin_suppress_tokens": None, "sequence_bias": None, "force_words_ids": None,
-    "exponential_decay_length_penalty": None, "guidance_scale": None,
-    "stop_strings": None, "max_time": None, "penalty_alpha": None,
+    "exponential_decay_length_penalty": None, "guidance_scale": None, "stop_strings": None, "max_time": None,
+    "penalty_alpha": None, "top_h": None, "dola_layers": None, "constraints": None, "watermarking_config": None,
+    "token_healing": False, "forced_decoder_ids": None,
 }
+
+
+_NOT_KEPT = ("model_type", "transformers_version", "_from_model_config")  # written by whoever saves
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class GenerationConfig(Config):
     when both are set), and so does ``min_length`` (``min_new_tokens`` wins); ``bad_words_ids``
     holds single-token lists only (tokens never generated, like ``suppress_tokens``);
     ``renormalize_logits`` re-normalises beam-search scores after tokens are removed.
+    ``other`` keeps what a checkpoint's file holds besides (``bos_token_id``,
+    ``decoder_start_token_id``, settings attnkit does not apply, longer ``bad_words_ids``), so
+    that saving writes it back.
     """
 
     model_type = "generation"
@@ -56,13 +63,14 @@ class GenerationConfig(Config):
     early_stopping: bool | Literal["never"] | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
-    forced_eos_token_id: int | None = None
+    forced_eos_token_id: int | tuple[int, ...] | None = None
     bad_words_ids: tuple[tuple[int, ...], ...] | None = None
     suppress_tokens: tuple[int, ...] | None = None
     renormalize_logits: bool | None = None
     repetition_penalty: float | None = None
     no_repeat_ngram_size: int | None = None
     num_return_sequences: int | None = None
+    other: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         super().__post_init__()
@@ -87,12 +95,15 @@ class GenerationConfig(Config):
                      "must hold token ids >= 0")
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields that are set, as Hugging Face writes them (lists, no ``model_type``)."""
+        """The fields that are set and ``other``, as Hugging Face writes them (lists, no ``model_type``)."""
         d = super().to_dict()
         d.pop("model_type")
-        if d.get("bad_words_ids") is not None:
-            d["bad_words_ids"] = [list(w) for w in d["bad_words_ids"]]
-        return {k: v for k, v in d.items() if v is not None}
+        other = d.pop("other")
+        bad_words = [list(w) for w in d.get("bad_words_ids") or ()] + other.get("bad_words_ids", [])
+        d = {**other, **{k: v for k, v in d.items() if v is not None}}
+        if bad_words:
+            d["bad_words_ids"] = bad_words
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GenerationConfig:
@@ -104,18 +115,23 @@ class GenerationConfig(Config):
         ``legacy``, from the generation fields of a ``config.json``, which hold no special
         tokens for decoding: the model config has those). Warns about settings that would
         change Hugging Face's output and that attnkit does not apply."""
-        fields = set(cls.field_names())
-        if legacy:
+        fields = set(cls.field_names()) - {"other"}
+        if legacy:  # a model config: keep only its generation settings, and nothing to write back
             fields -= {"eos_token_id", "pad_token_id", "forced_eos_token_id"}
         ignored = [k for k, default in UNSUPPORTED_DEFAULTS.items() if d.get(k, default) != default]
+        d = {k: v for k, v in d.items() if v is not None}
+        other = {} if legacy else {k: v for k, v in d.items() if k not in fields and k not in _NOT_KEPT}
         bad_words = d.get("bad_words_ids")
         if isinstance(bad_words, list) and any(isinstance(w, list) and len(w) != 1 for w in bad_words):
             ignored.append("bad_words_ids of more than one token")
-            d = {**d, "bad_words_ids": [w for w in bad_words if not (isinstance(w, list) and len(w) != 1)] or None}
+            longer = [w for w in bad_words if isinstance(w, list) and len(w) != 1]
+            d = {**d, "bad_words_ids": [w for w in bad_words if w not in longer] or None}
+            if not legacy:
+                other["bad_words_ids"] = longer
         if ignored:
             warnings.warn(f"{source} sets {', '.join(ignored)}, which attnkit's generate does not apply: its output "
                           "can differ from Hugging Face's", stacklevel=3)
-        return cls.from_dict({k: v for k, v in d.items() if k in fields and v is not None})
+        return cls.from_dict({**{k: v for k, v in d.items() if k in fields and v is not None}, "other": other})
 
 
 def _ids(value) -> tuple[int, ...]:
@@ -132,7 +148,14 @@ DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "min_new_tokens": 0, "do_sampl
 def generation_config(model) -> GenerationConfig:
     """``model.generation_config``, or an empty one for a model without it."""
     config = getattr(model, "generation_config", None)
-    return GenerationConfig() if config is None else config
+    if config is None:
+        return GenerationConfig()
+    if isinstance(config, dict):
+        from attnkit.errors import InputError
+
+        raise InputError("model.generation_config must be an attnkit.GenerationConfig, got a dict; "
+                         "use attnkit.GenerationConfig.from_dict(...)")
+    return config
 
 
 def resolve(model, prompt_length: int, **args) -> dict[str, Any]:

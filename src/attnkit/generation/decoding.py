@@ -34,11 +34,12 @@ from attnkit.models.base import check_token_ids
 from attnkit.nn.masks import as_padding_mask
 
 
-def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tuple[list[int], int, int | None]:
-    """The EOS ids, the padding id and the forced last token of a decoding run. ``"config"``
-    (the default) reads each from ``model.generation_config``, then ``model.config``, as
-    Hugging Face's ``generate`` does; ``eos_token_id=None`` decodes without stopping. Padding
-    defaults to the first EOS id, then 0."""
+def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tuple[list[int], int, list[int]]:
+    """The EOS ids, the padding id and the tokens forced last in a decoding run. ``"config"``
+    (the default) reads each from ``model.generation_config``, then ``model.config`` (Hugging
+    Face's generation config holds the model config's when a checkpoint has no file of its
+    own); ``eos_token_id=None`` decodes without stopping. Padding defaults to the first EOS id,
+    then 0."""
     config, gen = getattr(model, "config", None), generation_config(model)
     vocab = getattr(config, "vocab_size", None)
 
@@ -62,18 +63,24 @@ def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tupl
 
     eos = [] if eos_token_id is None else token_ids("eos_token_id", eos_token_id)
     pad = token_ids("pad_token_id", pad_token_id) if pad_token_id is not None else []
+    if len(pad) > 1:
+        raise InputError(f"pad_token_id must be one token id, got {pad}")
     forced = token_ids("forced_eos_token_id", forced_eos_token_id) if forced_eos_token_id is not None else []
-    return eos, pad[0] if pad else (eos[0] if eos else 0), forced[0] if forced else None
+    return eos, pad[0] if pad else (eos[0] if eos else 0), forced
 
 
-def _banned_ids(model, bad_words_ids, suppress_tokens, device) -> torch.Tensor | None:
-    """The tokens never generated: ``bad_words_ids`` (single-token lists) and ``suppress_tokens``,
-    each the call's unless None, else the generation config's (Hugging Face's processors)."""
+def _banned_ids(model, bad_words_ids, suppress_tokens, eos: list[int], device) -> torch.Tensor | None:
+    """The tokens never generated: ``bad_words_ids`` (single-token lists; an EOS id there stays
+    allowed) and ``suppress_tokens``, each the call's unless None, else the generation config's
+    (Hugging Face's processors)."""
     gen, vocab = generation_config(model), getattr(getattr(model, "config", None), "vocab_size", None)
     bad_words_ids = gen.bad_words_ids if bad_words_ids is None else bad_words_ids
     suppress_tokens = gen.suppress_tokens if suppress_tokens is None else suppress_tokens
     ids = []
     for name, value, single in (("bad_words_ids", bad_words_ids, True), ("suppress_tokens", suppress_tokens, False)):
+        if not isinstance(value, (list, tuple, type(None))):
+            raise InputError(f"{name} must be a list of " + ("single-token lists [[id], ...]" if single else "token ids")
+                             + f", got {value!r}")
         for item in value or ():
             if single and not (isinstance(item, (list, tuple)) and len(item) == 1):
                 raise InputError(f"bad_words_ids must be single-token lists [[id], ...] (longer banned sequences are "
@@ -81,7 +88,8 @@ def _banned_ids(model, bad_words_ids, suppress_tokens, device) -> torch.Tensor |
             token = item[0] if single else item
             if not isinstance(token, int) or isinstance(token, bool) or token < 0 or (vocab is not None and token >= vocab):
                 raise InputError(f"{name} must hold token ids in [0, {vocab}), got {list(value)!r}")
-            ids.append(token)
+            if not (single and token in eos):
+                ids.append(token)
     return torch.tensor(sorted(set(ids)), device=device) if ids else None
 
 
@@ -89,12 +97,13 @@ def _reads_sequence(repetition_penalty: float, no_repeat_ngram_size: int) -> boo
     return repetition_penalty != 1.0 or no_repeat_ngram_size > 0
 
 
-def _process(scores, seq, banned, eos_t, repetition_penalty: float, no_repeat_ngram_size: int) -> None:
+def _process(scores, seq, start, banned, eos_t, repetition_penalty: float, no_repeat_ngram_size: int) -> None:
     """Hugging Face's logits processors that attnkit offers, in its order, in place on ``scores``
-    ``(B, V)``: the repetition penalty and no repeated n-grams over ``seq`` ``(B, L)`` (the
-    sequence so far), the banned tokens, and EOS (``eos_t``, the ids) before ``min_new_tokens``."""
+    ``(B, V)``: the repetition penalty (not counting positions before ``start``, the left
+    padding) and no repeated n-grams over ``seq`` ``(B, L)`` (the sequence so far), the banned
+    tokens, and EOS (``eos_t``, the ids) before ``min_new_tokens``."""
     if repetition_penalty != 1.0:
-        penalize_repetition(scores, seq, repetition_penalty)
+        penalize_repetition(scores, seq, repetition_penalty, start)
     if no_repeat_ngram_size > 0:
         ban_repeated_ngrams(scores, seq, no_repeat_ngram_size)
     if banned is not None:
@@ -103,9 +112,9 @@ def _process(scores, seq, banned, eos_t, repetition_penalty: float, no_repeat_ng
         scores.index_fill_(1, eos_t, float("-inf"))
 
 
-def _force_token(scores: torch.Tensor, token: int) -> torch.Tensor:
-    """Make ``token`` the only possible next token (Hugging Face's ForcedEOSTokenLogitsProcessor), in place."""
-    scores.fill_(float("-inf"))[:, token] = 0.0
+def _force_token(scores: torch.Tensor, tokens: list[int]) -> torch.Tensor:
+    """Make ``tokens`` the only possible next tokens (Hugging Face's ForcedEOSTokenLogitsProcessor), in place."""
+    scores.fill_(float("-inf"))[:, tokens] = 0.0
     return scores
 
 
@@ -149,7 +158,8 @@ def _check_args(model, input_ids, attention_mask, generator, **args) -> tuple[to
     for name in ("min_new_tokens", "no_repeat_ngram_size"):
         if not isinstance(s[name], int) or isinstance(s[name], bool) or s[name] < 0:
             raise InputError(f"{name} must be an int >= 0, got {s[name]!r}")
-    if not (isinstance(s["repetition_penalty"], (int, float)) and s["repetition_penalty"] > 0):
+    penalty = s["repetition_penalty"]
+    if isinstance(penalty, bool) or not (isinstance(penalty, (int, float)) and penalty > 0):
         raise InputError(f"repetition_penalty must be > 0 (1.0 = off), got {s['repetition_penalty']!r}")
     num_beams, early_stopping = s.get("num_beams", 1), s.get("early_stopping", False)
     if not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1:
@@ -162,6 +172,11 @@ def _check_args(model, input_ids, attention_mask, generator, **args) -> tuple[to
     if vocab is not None:
         check_token_ids(input_ids, "input_ids", vocab)
     return attention_mask, s
+
+
+def _first_real(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``(B,)`` index of each row's first real token (after left padding), or None unpadded."""
+    return None if mask is None else mask.int().argmax(dim=1)
 
 
 def _mask_buffer(mask: torch.Tensor | None, total: int) -> torch.Tensor | None:
@@ -204,8 +219,8 @@ def stream(
                                     do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
                                     min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty,
                                     no_repeat_ngram_size=no_repeat_ngram_size)
-    banned = _banned_ids(model, bad_words_ids, suppress_tokens, input_ids.device)
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
+    banned = _banned_ids(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
     with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
         yield from _stream(model, input_ids, attention_mask, generator, banned, *special, **s)
 
@@ -214,6 +229,7 @@ def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, force
             temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size):
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
+    start = _first_real(mask)
     eos_t = torch.tensor(eos, device=ids.device)
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
     cur = ids.shape[1]
@@ -224,9 +240,9 @@ def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, force
         seq[:, :cur] = ids
     for step in range(max_new_tokens):
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
-        _process(logits, None if seq is None else seq[:, :cur], banned, eos_t if step < min_new_tokens else None,
-                 repetition_penalty, no_repeat_ngram_size)
-        if forced_eos is not None and step == max_new_tokens - 1:
+        _process(logits, None if seq is None else seq[:, :cur], start, banned,
+                 eos_t if step < min_new_tokens else None, repetition_penalty, no_repeat_ngram_size)
+        if forced_eos and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
         if do_sample:
             probs = process_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
@@ -271,6 +287,7 @@ def generate(
     repetition_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
     num_return_sequences: int | None = None,
+    renormalize_logits: bool | None = None,
 ) -> torch.Tensor:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors are not offered).
@@ -306,6 +323,8 @@ def generate(
             prompt included, or the decoder's tokens) by it and multiplies the negative ones
             (default 1.0: off; Keskar et al. 2019 use 1.2).
         no_repeat_ngram_size: no n-gram of this size appears twice in the sequence (default 0: off).
+        renormalize_logits: beam search re-normalises its token scores after the processors
+            (default False).
         num_return_sequences: sequences per input (default 1), in the output's rows
             ``i * n ... i * n + n - 1`` for input ``i``: the ``n`` best hypotheses of beam search
             (best first; ``n <= num_beams``), or ``n`` independent samples.
@@ -329,7 +348,7 @@ def generate(
         attention_mask, s = _check_args(
             model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, length_penalty=length_penalty,
-            early_stopping=early_stopping, renormalize_logits=None, min_new_tokens=min_new_tokens,
+            early_stopping=early_stopping, renormalize_logits=renormalize_logits, min_new_tokens=min_new_tokens,
             repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
             num_return_sequences=num_return_sequences)
         num_beams, n_return = s.pop("num_beams"), s.pop("num_return_sequences")
@@ -342,8 +361,8 @@ def generate(
                              "do_sample=True or num_beams >= num_return_sequences")
         if n_return > num_beams > 1:
             raise InputError(f"num_return_sequences ({n_return}) must be at most num_beams ({num_beams})")
-        banned = _banned_ids(model, bad_words_ids, suppress_tokens, input_ids.device)
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
+        banned = _banned_ids(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
     except BaseException:
         if streamer is not None:  # a consumer in another thread must not wait forever
             streamer.end()
@@ -426,6 +445,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
     T0 = ids.shape[1]
     max_len = T0 + max_new_tokens
     mask_buf = _mask_buffer(mask, max_len)
+    start = _first_real(mask)
     dev = ids.device
     running = torch.full((B, nb, max_len), fill, dtype=torch.long, device=dev)
     running[:, :, :T0] = ids.view(B, nb, T0)
@@ -445,8 +465,9 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         logits = logits.contiguous()  # the model's fresh logits, ours to overwrite
         logp = torch.log_softmax(logits, dim=-1, out=logits)
         seq = running[:, :, :cur].reshape(B * nb, cur) if _reads_sequence(repetition_penalty, no_repeat_ngram_size) else None
-        _process(logp, seq, banned, eos_t if cur - T0 < min_new_tokens else None, repetition_penalty, no_repeat_ngram_size)
-        if forced_eos is not None and cur == max_len - 1:
+        _process(logp, seq, start, banned, eos_t if cur - T0 < min_new_tokens else None, repetition_penalty,
+                 no_repeat_ngram_size)
+        if forced_eos and cur == max_len - 1:
             _force_token(logp, forced_eos)
         if do_sample:
             logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)))

@@ -32,11 +32,16 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | 
     return logits
 
 
-def penalize_repetition(scores: torch.Tensor, seq: torch.Tensor, penalty: float) -> torch.Tensor:
-    """Make every token already in ``seq`` ``(B, L)`` less likely, in place on ``scores`` ``(B, V)``:
-    a score ``s`` becomes ``s / penalty`` if positive, ``s * penalty`` if not."""
-    picked = scores.gather(1, seq)
-    return scores.scatter_(1, seq, torch.where(picked < 0, picked * penalty, picked / penalty))
+def penalize_repetition(scores: torch.Tensor, seq: torch.Tensor, penalty: float,
+                        start: torch.Tensor | None = None) -> torch.Tensor:
+    """Make every token of ``seq`` ``(B, L)`` less likely, in place on ``scores`` ``(B, V)``: a
+    score ``s`` becomes ``s / penalty`` if positive, ``s * penalty`` if not. Positions before
+    ``start`` ``(B,)`` (a prompt's left padding) do not count."""
+    V = scores.shape[-1]
+    if start is not None:
+        seq = seq.masked_fill(torch.arange(seq.shape[1], device=seq.device) < start[:, None], V)
+    seen = torch.zeros(scores.shape[0], V + 1, dtype=torch.bool, device=scores.device).scatter_(1, seq, True)[:, :V]
+    return scores.copy_(torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores))
 
 
 def ban_repeated_ngrams(scores: torch.Tensor, seq: torch.Tensor, n: int) -> torch.Tensor:

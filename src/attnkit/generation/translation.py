@@ -49,8 +49,9 @@ def translate(model, tokenizer, texts: Sequence[str], num_beams: int = 4, length
             mask[j, : len(r)] = 1
         max_new = min(S + extra_tokens, n_positions)
         generated = model.generate(input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new,
-                                   num_beams=num_beams, length_penalty=length_penalty,
-                                   length_penalty_style=length_penalty_style, eos_token_id=eos, pad_token_id=pad).tolist()
+                                   num_beams=num_beams, length_penalty=length_penalty, do_sample=False,
+                                   num_return_sequences=1, length_penalty_style=length_penalty_style, eos_token_id=eos,
+                                   pad_token_id=pad).tolist()
         for j, i in enumerate(chunk):
             tokens = generated[j][1:1 + len(rows[j]) + extra_tokens]  # this sentence's own limit
             if eos in tokens:

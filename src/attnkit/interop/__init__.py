@@ -43,7 +43,7 @@ import torch
 
 from attnkit.allocator import available_memory
 from attnkit.errors import AttnkitError, CheckpointError, ConfigError, InputError
-from attnkit.generation.config import GENERATION_CONFIG_NAME, GenerationConfig
+from attnkit.generation.config import GENERATION_CONFIG_NAME, GenerationConfig, generation_config
 from attnkit.interop import keymap
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
 
@@ -137,11 +137,26 @@ def save_pretrained(model, path: str | Path) -> None:
     else:
         config = {"model_type": "attnkit", "architectures": [arch], "attnkit": block}
         tensors = state
-    generation = getattr(model, "generation_config", None)
-    generation = generation.to_dict() if generation is not None else {}
+    generation = _generation_file(model)
     write_checkpoint(path, config, tensors, {GENERATION_CONFIG_NAME: generation} if generation else None)
     if not generation:  # one left by another model would change how this one decodes
         (Path(path) / GENERATION_CONFIG_NAME).unlink(missing_ok=True)
+
+
+_SPECIAL_TOKENS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_eos_token_id")
+
+
+def _generation_file(model) -> dict:
+    """What ``generation_config.json`` holds for ``model`` (empty: no file): its generation
+    config, with the model config's special tokens where it sets none, since ``transformers``
+    reads them from that file alone when there is one."""
+    d = generation_config(model).to_dict()
+    if d:
+        for name in _SPECIAL_TOKENS:
+            value = getattr(model.config, name, None)
+            if value is not None:
+                d.setdefault(name, value)
+    return d
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -350,6 +365,10 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     load_state(model, state, origin)
     if hasattr(model, "generation_step"):
         model.generation_config = read_generation_config(directory, config_json)
+        start = model.generation_config.other.get("decoder_start_token_id")
+        if start is not None and start != getattr(config, "decoder_start_token_id", start):
+            warnings.warn(f"{directory / GENERATION_CONFIG_NAME}: decoder_start_token_id={start} differs from "
+                          f"config.json's {config.decoder_start_token_id}, which attnkit's generate uses", stacklevel=2)
     if dtype is not None:
         model = model.to(dtype)  # the buffers a model computes in fp32
     return model.to(device).eval()

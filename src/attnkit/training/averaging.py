@@ -4,7 +4,7 @@ last 5 checkpoints").
 Works on model directories as written by ``save_pretrained`` (``config.json`` +
 ``model.safetensors``), whatever the family: floating-point tensors are averaged element-wise,
 other tensors must be equal. The result is a model directory with the config (and tokenizer
-files) of the last checkpoint.
+files and generation config) of the last checkpoint.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from pathlib import Path
 import torch
 
 from attnkit.errors import CheckpointError
+from attnkit.generation.config import GENERATION_CONFIG_NAME
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
 from attnkit.training.checkpoint import CHECKPOINTS, COMPLETE, METRICS, verify_checkpoint
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# files beside the weights that all checkpoints must share and the average keeps: what each holds
+SIDE_FILES = {**{name: "tokenizer" for name in TOKENIZER_FILES}, GENERATION_CONFIG_NAME: "generation config"}
 
 
 def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
@@ -42,12 +45,12 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Pat
             raise CheckpointError(f"{p} is not a model directory (no {CONFIG_NAME})")
         if (p / COMPLETE).is_file():  # a training checkpoint: its files must match their checksums
             verify_checkpoint(p)
-    for name in TOKENIZER_FILES:  # one vocabulary: the averaged model keeps the last tokenizer found
+    for name, what in SIDE_FILES.items():  # one vocabulary and one way to decode, kept from the last checkpoint
         texts = [(p, (p / name).read_bytes()) for p in paths if (p / name).is_file()]
         odd = next((p for p, text in texts[1:] if text != texts[0][1]), None)
         if odd is not None:
             raise CheckpointError(f"{odd / name} differs from {texts[0][0] / name}; only checkpoints with the same "
-                                  "tokenizer can be averaged")
+                                  f"{what} can be averaged")
     config = read_json(paths[-1] / CONFIG_NAME)
     total: dict[str, torch.Tensor] = {}
     reference: dict[str, torch.Tensor] = {}
@@ -74,7 +77,9 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Pat
                 raise CheckpointError(f"{p}: integer tensor {name} differs from {paths[0]} and cannot be averaged")
     averaged = {name: (t / len(paths)).to(reference[name].dtype) if t.is_floating_point() else t
                 for name, t in total.items()}
-    write_checkpoint(out_dir, config, averaged)
+    generation = paths[-1] / GENERATION_CONFIG_NAME
+    write_checkpoint(out_dir, config, averaged,
+                     {GENERATION_CONFIG_NAME: read_json(generation)} if generation.is_file() else None)
     for name in TOKENIZER_FILES:
         if (paths[-1] / name).is_file():
             shutil.copyfile(paths[-1] / name, out_dir / name)

@@ -396,6 +396,8 @@ class Trainer:
             if sharded:  # gather the shards into a plain copy of the model to save it
                 with torch.random.fork_rng(devices=[]):  # its random init must not move rank 0's RNG (dropout)
                     model = type(self.model)(self.model.config)
+                    if hasattr(self.model, "generation_config"):
+                        model.generation_config = self.model.generation_config
                 model.load_state_dict(model_state)
             state = {
                 "step": self.step, "optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
