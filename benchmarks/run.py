@@ -85,8 +85,8 @@ def targets(numbers: dict) -> str:
             continue
         value = numbers[key]
         met = value >= goal if op == ">=" else value <= goal
-        show = (lambda x: f"{100 * x:.0f}%") if percent else (lambda x: f"{x:.2f}")
-        status = "met" if met else (f"missed by {100 * abs(value - goal) / goal:.0f}%" if goal else "missed")
+        show = (lambda x: f"{100 * x:.1f}%") if percent else (lambda x: f"{x:.3f}")
+        status = "met" if met else (f"missed by {100 * abs(value - goal) / goal:.1f}%" if goal else "missed")
         rows.append([what, f"{'≥' if op == '>=' else '≤'} {show(goal)}", show(value), status])
     return table(["target (issue 6)", "goal", "measured", "status"], rows)
 
