@@ -17,6 +17,7 @@ _LAZY = {
     "generation": "attnkit.generation",
     "Model": "attnkit.models.base",
     "ModelOutput": "attnkit.models.outputs",
+    "GenerateOutput": "attnkit.models.outputs",
     "GPT": "attnkit.models.gpt",
     "GPTConfig": "attnkit.models.gpt",
     "Transformer": "attnkit.models.transformer",

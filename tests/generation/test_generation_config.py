@@ -277,3 +277,30 @@ def test_forced_eos_list_and_bad_inputs(tmp_path):
         model.generate(src)
     with pytest.raises(InputError, match="must be an attnkit.GenerationConfig"):
         model.save_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("kw", [dict(num_beams=1), dict(num_beams=1, do_sample=True, top_k=10, temperature=0.7),
+                                dict(num_beams=3, length_penalty=0.6, num_return_sequences=2),
+                                dict(num_beams=3, repetition_penalty=1.3, bad_words_ids=[[PAD]],
+                                     renormalize_logits=True)])
+def test_return_dict_in_generate_gives_transformers_scores(tmp_path, kw):
+    from tests.interop.test_marian import frequent_token
+
+    hf = random_marian(tmp_path, seed=4)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    kw = dict(kw, attention_mask=mask, max_new_tokens=8, eos_token_id=frequent_token(hf, src, mask),
+              return_dict_in_generate=True, output_scores=True, output_logits=True)
+    torch.manual_seed(1)
+    expected = hf.generate(input_ids=src, **kw)
+    torch.manual_seed(1)
+    out = model.generate(src, pad_token_id=PAD, **kw)
+    assert torch.equal(out.sequences, expected.sequences) and out[0] is out.sequences
+    assert len(out.scores) == len(expected.scores) == len(out.logits) == len(expected.logits)
+    for ours, theirs in [*zip(out.scores, expected.scores), *zip(out.logits, expected.logits)]:
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+    if kw["num_beams"] > 1:
+        torch.testing.assert_close(out.sequences_scores, expected.sequences_scores, atol=1e-4, rtol=0)
+    else:
+        assert "sequences_scores" not in out
+    assert isinstance(model.generate(src, attention_mask=mask, max_new_tokens=2), torch.Tensor)

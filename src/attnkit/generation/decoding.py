@@ -31,6 +31,7 @@ from attnkit.generation.config import generation_config, resolve
 from attnkit.generation.processors import ban_repeated_ngrams, penalize_repetition, process_logits
 from attnkit.nn.linear import packed_weights
 from attnkit.models.base import check_token_ids
+from attnkit.models.outputs import GenerateOutput
 from attnkit.nn.masks import as_padding_mask
 
 
@@ -226,7 +227,9 @@ def stream(
 
 
 def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, forced_eos, max_new_tokens, do_sample,
-            temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size):
+            temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None):
+    """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
+    key) collects each step's processed scores / raw logits."""
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
     start = _first_real(mask)
@@ -240,15 +243,19 @@ def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, force
         seq[:, :cur] = ids
     for step in range(max_new_tokens):
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
+        if record is not None and "logits" in record:
+            record["logits"].append(logits.clone())
         _process(logits, None if seq is None else seq[:, :cur], start, banned,
                  eos_t if step < min_new_tokens else None, repetition_penalty, no_repeat_ngram_size)
         if forced_eos and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
         if do_sample:
-            probs = process_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
-            next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            logits = process_logits(logits, temperature, top_k, top_p)
+            next_tokens = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
         else:
             next_tokens = logits.argmax(dim=-1)
+        if record is not None and "scores" in record:
+            record["scores"].append(logits)
         if eos:
             next_tokens = torch.where(unfinished, next_tokens, pad)
             unfinished &= ~torch.isin(next_tokens, eos_t)
@@ -288,7 +295,10 @@ def generate(
     no_repeat_ngram_size: int | None = None,
     num_return_sequences: int | None = None,
     renormalize_logits: bool | None = None,
-) -> torch.Tensor:
+    return_dict_in_generate: bool = False,
+    output_scores: bool = False,
+    output_logits: bool = False,
+) -> torch.Tensor | GenerateOutput:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors are not offered).
 
@@ -340,7 +350,12 @@ def generate(
             memory; True packs, False never does. Hold ``with attnkit.nn.packed_weights(model):``
             around many calls instead to pack once.
 
-    Returns ``(B · num_return_sequences, T_out)`` token ids.
+        return_dict_in_generate, output_scores, output_logits: return a
+            :class:`~attnkit.models.outputs.GenerateOutput` with the ``sequences`` and, when asked,
+            each step's processed ``scores`` and raw ``logits`` and beam search's
+            ``sequences_scores`` (Hugging Face's fields; ``beam_indices`` is not kept).
+
+    Returns ``(B · num_return_sequences, T_out)`` token ids, or a ``GenerateOutput``.
     """
     try:
         if length_penalty_style not in LENGTH_PENALTY_STYLES:
@@ -367,10 +382,19 @@ def generate(
         if streamer is not None:  # a consumer in another thread must not wait forever
             streamer.end()
         raise
+    record = {k: [] for k, wanted in (("scores", output_scores), ("logits", output_logits)) if wanted} \
+        if return_dict_in_generate else None
+
+    def result(sequences, sequences_scores=None):
+        if record is None:
+            return sequences
+        return GenerateOutput(sequences, sequences_scores if output_scores else None,
+                              *(tuple(record[k]) if k in record else None for k in ("scores", "logits")))
+
     if num_beams > 1:
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, s["max_new_tokens"]):
-            return _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned,
-                                *special, n_return, **s)
+            return result(*_beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator,
+                                        banned, *special, n_return, **s, record=record))
     if n_return > 1:  # independent samples: each input n times (Hugging Face's order)
         input_ids = input_ids.repeat_interleave(n_return, dim=0)
         attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(n_return, dim=0)
@@ -379,7 +403,7 @@ def generate(
     try:
         with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
             for tokens in _stream(model, input_ids, attention_mask, generator, banned, *special,
-                                  **{k: v for k, v in s.items() if k not in beam_only}):
+                                  **{k: v for k, v in s.items() if k not in beam_only}, record=record):
                 if streamer is not None:
                     if not steps:  # as in Hugging Face: first what the output starts with
                         streamer.put(_decoder_prefix(model, input_ids))
@@ -388,7 +412,7 @@ def generate(
     finally:  # a consumer in another thread must not wait forever when decoding fails
         if streamer is not None:
             streamer.end()
-    return torch.cat([_decoder_prefix(model, input_ids), torch.stack(steps, dim=1)], dim=1)
+    return result(torch.cat([_decoder_prefix(model, input_ids), torch.stack(steps, dim=1)], dim=1))
 
 
 AUTO_PACK_MIN_TOKENS = 32  # packing GPT-2 small costs about 6 decoding steps and gains 25-40% of each
@@ -429,7 +453,7 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 
 def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned, eos, fill,
                  forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
-                 renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size):
+                 renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
@@ -463,6 +487,8 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
     while True:
         # In place where possible: fresh (B·nb, V) tensors every step cost page faults.
         logits = logits.contiguous()  # the model's fresh logits, ours to overwrite
+        if record is not None and "logits" in record:
+            record["logits"].append(logits.clone())
         logp = torch.log_softmax(logits, dim=-1, out=logits)
         seq = running[:, :, :cur].reshape(B * nb, cur) if _reads_sequence(repetition_penalty, no_repeat_ngram_size) else None
         _process(logp, seq, start, banned, eos_t if cur - T0 < min_new_tokens else None, repetition_penalty,
@@ -473,6 +499,8 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
             logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)))
         if renormalize_logits:
             logp = torch.log_softmax(logp, dim=-1)
+        if record is not None and "scores" in record:
+            record["scores"].append(logp.clone())
         V = logp.shape[-1]
         logp = logp.view(B, nb, V).add_(run_scores[:, :, None]).view(B, nb * V)
         if do_sample:
@@ -526,4 +554,5 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         logits = model.generation_step(running[:, :, cur - 1].reshape(-1, 1), step_mask, cache).float()
 
     out_len = T0 + int(fin_len[:, :n_return].max())
-    return finished[:, :n_return, :out_len].reshape(B * n_return, out_len)  # best first, each input's in turn
+    # best first, each input's in turn
+    return finished[:, :n_return, :out_len].reshape(B * n_return, out_len), fin_scores[:, :n_return].reshape(-1)

@@ -1,4 +1,5 @@
-"""The output object every model's forward returns (Hugging Face's field names and idioms)."""
+"""The output objects of every model's forward and of ``generate`` (Hugging Face's field names
+and idioms)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,54 @@ import torch
 from attnkit.errors import InputError
 
 
+class _Fields:
+    """Hugging Face's idioms for an output dataclass: the fields that are set read as a tuple or
+    a dict (``out[0]``, ``out["logits"]``, ``out.to_tuple()``, ``out.keys()``, ``"loss" in out``)."""
+
+    def _is_set(self, name: str) -> bool:
+        return getattr(self, name) is not None
+
+    def keys(self) -> list[str]:
+        """The names of the fields that are set, in field order."""
+        return [f.name for f in dataclasses.fields(self) if self._is_set(f.name)]
+
+    def to_tuple(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.keys())
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self.keys()
+
+    def __iter__(self):
+        return iter(self.keys())
+
+
 @dataclass
-class ModelOutput:
+class GenerateOutput(_Fields):
+    """What ``generate(..., return_dict_in_generate=True)`` returns (Hugging Face's fields).
+
+    sequences: ``(B · num_return_sequences, T_out)`` token ids.
+    sequences_scores: beam search with ``output_scores``: each returned hypothesis' final score
+        (summed log-probabilities over its length penalty).
+    scores / logits: with ``output_scores`` / ``output_logits``, one ``(rows, V)`` tensor per
+        step: the processed scores the next token was chosen from (log-probabilities in beam
+        search, one row per beam) / the model's raw logits.
+    """
+
+    sequences: torch.Tensor
+    sequences_scores: torch.Tensor | None = None
+    scores: tuple[torch.Tensor, ...] | None = None
+    logits: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class ModelOutput(_Fields):
     """Fields a model does not produce stay ``None``.
 
     logits: ``(B, T, V)`` language-model logits, or ``(B, n_labels)`` / ``(B, T, n_labels)`` for heads.
@@ -54,28 +101,6 @@ class ModelOutput:
     def decoder_hidden_states(self) -> list[torch.Tensor] | None:
         return self.hidden_states
 
-    def _is_set(self, name: str) -> bool:
-        return getattr(self, name) is not None
-
-    def keys(self) -> list[str]:
-        """The names of the fields that are set, in field order."""
-        return [f.name for f in dataclasses.fields(self) if self._is_set(f.name)]
-
-    def to_tuple(self) -> tuple:
-        return tuple(getattr(self, n) for n in self.keys())
-
-    def __getitem__(self, key):
-        if isinstance(key, (int, slice)):
-            return self.to_tuple()[key]
-        if key not in self.keys():
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __contains__(self, key) -> bool:
-        return key in self.keys()
-
-    def __iter__(self):
-        return iter(self.keys())
 
 
 class LazyLogitsOutput(ModelOutput):
