@@ -23,7 +23,7 @@ _LAZY = {
     "Transformer": "attnkit.models.transformer",
     "TransformerConfig": "attnkit.models.transformer",
     "generate": "attnkit.generation",
-    "GenerationConfig": "attnkit.generation",
+    "GenerationConfig": "attnkit.models.generation_config",
     "interop": "attnkit.interop",
     "Bert": "attnkit.models.bert",
     "BertConfig": "attnkit.models.bert",

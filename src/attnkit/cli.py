@@ -144,7 +144,7 @@ def generate(
                     pack_weights="auto" if pack_weights is None else pack_weights)
     if num_beams > 1:
         ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
-        out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, **sampling)
+        out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=1, **sampling)
         typer.echo(prompt + tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
         return
     pieces = stream_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling)

@@ -109,7 +109,7 @@ def test_malformed_or_unsupported_generation_config_is_named(tmp_path):
         warnings.simplefilter("error")  # settings at their no-op values are not worth a warning
         attnkit.from_pretrained(tmp_path)
     model.generation_config = GenerationConfig(suppress_tokens=[1000])
-    with pytest.raises(InputError, match=r"suppress_tokens must hold token ids in \[0, 99\)"):
+    with pytest.raises(InputError, match=r"suppress_tokens must be token ids in \[0, 99\)"):
         model.generate(torch.ones(1, 3, dtype=torch.long))
     with pytest.raises(InputError, match="single-token lists"):
         model.generate(torch.ones(1, 3, dtype=torch.long), bad_words_ids=[[1, 2]])
@@ -304,3 +304,46 @@ def test_return_dict_in_generate_gives_transformers_scores(tmp_path, kw):
     else:
         assert "sequences_scores" not in out
     assert isinstance(model.generate(src, attention_mask=mask, max_new_tokens=2), torch.Tensor)
+
+
+def test_a_checkpoint_that_samples_decodes_as_transformers_does(tmp_path):
+    """do_sample/temperature from the file and Hugging Face's unset top_k (50); renormalised
+    scores in greedy decoding too."""
+    hf = hf_gpt2(vocab_size=200)
+    hf.generation_config = transformers.GenerationConfig(do_sample=True, temperature=0.9, max_new_tokens=6,
+                                                         eos_token_id=EOS, pad_token_id=GPT_PAD)
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    ids = torch.randint(2, 90, (3, 4), generator=torch.Generator().manual_seed(0))
+    kw = dict(attention_mask=torch.ones_like(ids), return_dict_in_generate=True, output_scores=True)
+    torch.manual_seed(3)
+    expected = hf.generate(ids, **kw)
+    torch.manual_seed(3)
+    out = model.generate(ids, **kw)
+    assert torch.equal(out.sequences, expected.sequences)
+    assert int(torch.isfinite(out.scores[0][0]).sum()) == 50  # top-k 50 when nothing sets it, as in Hugging Face
+    for ours, theirs in zip(out.scores, expected.scores):
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+    kw.update(do_sample=False, renormalize_logits=True)
+    expected, out = hf.generate(ids, **kw), model.generate(ids, **kw)
+    assert torch.equal(out.sequences, expected.sequences)
+    for ours, theirs in zip(out.scores, expected.scores):
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+        torch.testing.assert_close(ours.logsumexp(-1), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_generation_config_round_trips_as_a_config_and_takes_numpy_ids(tmp_path):
+    import numpy as np
+
+    with pytest.warns(UserWarning, match="bad_words_ids of more than one token"):
+        config = GenerationConfig.from_hf({"num_beams": 3, "bos_token_id": 0, "bad_words_ids": [[5], [6, 7]]}, "file")
+    assert GenerationConfig.from_dict(config.to_dict()) == config and GenerationConfig.from_json(config.to_json()) == config
+    assert config.to_hf() == {"bos_token_id": 0, "num_beams": 3, "bad_words_ids": [[5], [6, 7]]}
+    with pytest.raises(ConfigError, match="early_stopping must be bool or one of 'never' or None"):
+        GenerationConfig(early_stopping="nevr")
+    hf = random_marian(tmp_path, seed=1)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    kw = dict(attention_mask=mask, max_new_tokens=6)
+    assert torch.equal(model.generate(src, suppress_tokens=[np.int64(9)], bad_words_ids=[[np.int64(21)]], **kw),
+                       hf.generate(input_ids=src, suppress_tokens=[9], bad_words_ids=[[21]], **kw))

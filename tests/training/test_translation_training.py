@@ -71,6 +71,10 @@ def test_average_checkpoints_is_the_elementwise_mean(tmp_path):
     (tmp_path / "c1" / "generation_config.json").write_text('{"num_beams": 2}')
     with pytest.raises(CheckpointError, match="only checkpoints with the same generation config"):
         average_checkpoints([tmp_path / f"c{i}" for i in range(3)], tmp_path / "avg2")
+    for i in range(3):  # averaged again into avg by checkpoints without one: the old file goes
+        (tmp_path / f"c{i}" / "generation_config.json").unlink()
+    average_checkpoints([tmp_path / f"c{i}" for i in range(3)], tmp_path / "avg")
+    assert attnkit.from_pretrained(tmp_path / "avg").generation_config.num_beams is None
 
 
 def test_averaging_different_models_or_into_an_input_is_an_error(tmp_path):

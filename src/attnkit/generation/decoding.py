@@ -14,7 +14,7 @@ A model takes part by implementing two methods (the decoding protocol):
 
 Decoder-only models return prompt + new tokens; encoder-decoder models return the decoder's
 start token + new tokens (Hugging Face's conventions). Arguments a call leaves unset come from
-``model.generation_config`` (:mod:`attnkit.generation.config`).
+``model.generation_config`` (:mod:`attnkit.generation.config`, :mod:`attnkit.models.generation_config`).
 """
 
 from __future__ import annotations
@@ -35,16 +35,32 @@ from attnkit.models.outputs import GenerateOutput
 from attnkit.nn.masks import as_padding_mask
 
 
+def _token_ids(name: str, value, vocab: int | None) -> list[int]:
+    """``value`` (an id, a list of ids or a tensor) as a list of ids in ``[0, vocab)``."""
+    values = value.tolist() if isinstance(value, torch.Tensor) else value
+    values = values if isinstance(values, (list, tuple)) else [values]
+    try:
+        ids = [operator.index(v) for v in values]
+    except TypeError:
+        ids = None
+    if ids is None or any(isinstance(v, bool) for v in values) or any(i < 0 or (vocab is not None and i >= vocab)
+                                                                      for i in ids):
+        raise InputError(f"{name} must be token ids in [0, {vocab}), got {value!r}")
+    return ids
+
+
 def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tuple[list[int], int, list[int]]:
     """The EOS ids, the padding id and the tokens forced last in a decoding run. ``"config"``
-    (the default) reads each from ``model.generation_config``, then ``model.config`` (Hugging
-    Face's generation config holds the model config's when a checkpoint has no file of its
-    own); ``eos_token_id=None`` decodes without stopping. Padding defaults to the first EOS id,
-    then 0."""
+    (the default) reads each from ``model.generation_config``, then ``model.config`` (where
+    ``transformers`` reads a checkpoint's generation_config.json alone, attnkit still falls back
+    to config.json's token for one the file leaves out); ``eos_token_id=None`` decodes without
+    stopping. Padding defaults to the first EOS id, then 0."""
     config, gen = getattr(model, "config", None), generation_config(model)
     vocab = getattr(config, "vocab_size", None)
 
     def token_ids(name, value) -> list[int]:
+        if value is None:
+            return []
         if isinstance(value, str):
             if value != "config":
                 raise InputError(f'{name} must be a token id, a list of ids (EOS only), None or "config", got {value!r}')
@@ -52,22 +68,12 @@ def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tupl
             value = getattr(config, name, None) if value is None else value
             if value is None:
                 return []
-        values = value.tolist() if isinstance(value, torch.Tensor) else value
-        values = values if isinstance(values, (list, tuple)) else [values]
-        try:
-            ids = [operator.index(v) for v in values]
-        except TypeError:
-            ids = None
-        if ids is None or any(i < 0 or (vocab is not None and i >= vocab) for i in ids):
-            raise InputError(f"{name} must be token ids in [0, {vocab}), got {value!r}")
-        return ids
+        return _token_ids(name, value, vocab)
 
-    eos = [] if eos_token_id is None else token_ids("eos_token_id", eos_token_id)
-    pad = token_ids("pad_token_id", pad_token_id) if pad_token_id is not None else []
+    eos, pad = token_ids("eos_token_id", eos_token_id), token_ids("pad_token_id", pad_token_id)
     if len(pad) > 1:
         raise InputError(f"pad_token_id must be one token id, got {pad}")
-    forced = token_ids("forced_eos_token_id", forced_eos_token_id) if forced_eos_token_id is not None else []
-    return eos, pad[0] if pad else (eos[0] if eos else 0), forced
+    return eos, pad[0] if pad else (eos[0] if eos else 0), token_ids("forced_eos_token_id", forced_eos_token_id)
 
 
 def _banned_ids(model, bad_words_ids, suppress_tokens, eos: list[int], device) -> torch.Tensor | None:
@@ -77,21 +83,16 @@ def _banned_ids(model, bad_words_ids, suppress_tokens, eos: list[int], device) -
     gen, vocab = generation_config(model), getattr(getattr(model, "config", None), "vocab_size", None)
     bad_words_ids = gen.bad_words_ids if bad_words_ids is None else bad_words_ids
     suppress_tokens = gen.suppress_tokens if suppress_tokens is None else suppress_tokens
-    ids = []
-    for name, value, single in (("bad_words_ids", bad_words_ids, True), ("suppress_tokens", suppress_tokens, False)):
+    for name, value in (("bad_words_ids", bad_words_ids), ("suppress_tokens", suppress_tokens)):
         if not isinstance(value, (list, tuple, type(None))):
-            raise InputError(f"{name} must be a list of " + ("single-token lists [[id], ...]" if single else "token ids")
-                             + f", got {value!r}")
-        for item in value or ():
-            if single and not (isinstance(item, (list, tuple)) and len(item) == 1):
-                raise InputError(f"bad_words_ids must be single-token lists [[id], ...] (longer banned sequences are "
-                                 f"not supported), got {list(value)!r}")
-            token = item[0] if single else item
-            if not isinstance(token, int) or isinstance(token, bool) or token < 0 or (vocab is not None and token >= vocab):
-                raise InputError(f"{name} must hold token ids in [0, {vocab}), got {list(value)!r}")
-            if not (single and token in eos):
-                ids.append(token)
-    return torch.tensor(sorted(set(ids)), device=device) if ids else None
+            raise InputError(f"{name} must be a list of " + ("single-token lists [[id], ...]" if name == "bad_words_ids"
+                                                             else "token ids") + f", got {value!r}")
+    if any(not (isinstance(w, (list, tuple)) and len(w) == 1) for w in bad_words_ids or ()):
+        raise InputError(f"bad_words_ids must be single-token lists [[id], ...] (longer banned sequences are not "
+                         f"supported), got {list(bad_words_ids)!r}")
+    bad = [i for i in _token_ids("bad_words_ids", [w[0] for w in bad_words_ids or ()], vocab) if i not in eos]
+    ids = set(bad + _token_ids("suppress_tokens", list(suppress_tokens or ()), vocab))
+    return torch.tensor(sorted(ids), device=device) if ids else None
 
 
 def _reads_sequence(repetition_penalty: float, no_repeat_ngram_size: int) -> bool:
@@ -214,7 +215,9 @@ def stream(
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
     Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` until every row is done
-    or ``max_new_tokens`` were made. The arguments are :func:`generate`'s.
+    or ``max_new_tokens`` were made. The arguments are :func:`generate`'s; one sequence per
+    prompt, without beams (a generation config's ``num_beams`` and ``num_return_sequences`` do
+    not apply here).
     """
     attention_mask, s = _check_args(model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens,
                                     do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -227,9 +230,11 @@ def stream(
 
 
 def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, forced_eos, max_new_tokens, do_sample,
-            temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None):
+            temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
+            renormalize_logits=False, record=None):
     """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
     key) collects each step's processed scores / raw logits."""
+    scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
     start = _first_real(mask)
@@ -243,19 +248,22 @@ def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, force
         seq[:, :cur] = ids
     for step in range(max_new_tokens):
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
-        if record is not None and "logits" in record:
-            record["logits"].append(logits.clone())
+        if logits_out is not None:
+            logits_out.append(logits.clone())
         _process(logits, None if seq is None else seq[:, :cur], start, banned,
                  eos_t if step < min_new_tokens else None, repetition_penalty, no_repeat_ngram_size)
         if forced_eos and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
         if do_sample:
             logits = process_logits(logits, temperature, top_k, top_p)
+        if renormalize_logits:  # the scores a step reports (Hugging Face's last processor)
+            logits = torch.log_softmax(logits, dim=-1)
+        if do_sample:
             next_tokens = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
         else:
             next_tokens = logits.argmax(dim=-1)
-        if record is not None and "scores" in record:
-            record["scores"].append(logits)
+        if scores_out is not None:
+            scores_out.append(logits)
         if eos:
             next_tokens = torch.where(unfinished, next_tokens, pad)
             unfinished &= ~torch.isin(next_tokens, eos_t)
@@ -303,7 +311,7 @@ def generate(
     Hugging Face's other logits processors are not offered).
 
     An argument left at None (``"config"`` for the special tokens) takes the value of
-    ``model.generation_config`` (:class:`~attnkit.generation.GenerationConfig`, read from a
+    ``model.generation_config`` (:class:`~attnkit.GenerationConfig`, read from a
     checkpoint's ``generation_config.json``), else the default given below.
 
     Args:
@@ -311,17 +319,17 @@ def generate(
             source sentences (encoder-decoder).
         attention_mask: ``(B, T)`` padding mask of ``input_ids`` (True/1 = real token).
         max_new_tokens: default 20, or what the generation config's ``max_length`` leaves.
-        do_sample, temperature, top_k, top_p: sampling (default greedy; temperature 1). Unset,
-            ``top_k`` samples from the whole distribution (Hugging Face's generation config
-            defaults to ``top_k=50``); ``top_k=0`` / ``top_p=1.0`` turn off a config's.
+        do_sample, temperature, top_k, top_p: sampling (default greedy; temperature 1; top-k 50 and
+            no top-p, Hugging Face's defaults); ``top_k=0`` / ``top_p=1.0`` turn them off.
         num_beams, length_penalty, early_stopping: beam search (default 1 beam, 1.0, False);
             finished hypotheses are scored ``sum log p / len ** length_penalty``;
             ``length_penalty_style="gnmt"`` divides by ``((5 + len) / 6) ** length_penalty``
             instead (Wu et al. 2016, eq. 14; Vaswani et al. 2017 decode with beam 4 and α = 0.6).
         eos_token_id: one id or a list; finished rows are padded with ``pad_token_id``. The
-            default ``"config"`` takes the generation config's, then ``model.config``'s (as
-            Hugging Face does); ``eos_token_id=None`` never stops early. Padding falls back to
-            the first EOS id, then 0.
+            default ``"config"`` takes the generation config's, then ``model.config``'s (Hugging
+            Face does not fall back to ``config.json`` for a token a checkpoint's
+            ``generation_config.json`` leaves out); ``eos_token_id=None`` never stops early.
+            Padding falls back to the first EOS id, then 0.
         forced_eos_token_id: the token a hypothesis still running at ``max_new_tokens`` ends
             with; ``"config"`` (the default) as for ``eos_token_id`` (Marian checkpoints set it to
             EOS), None forces nothing.
@@ -333,8 +341,8 @@ def generate(
             prompt included, or the decoder's tokens) by it and multiplies the negative ones
             (default 1.0: off; Keskar et al. 2019 use 1.2).
         no_repeat_ngram_size: no n-gram of this size appears twice in the sequence (default 0: off).
-        renormalize_logits: beam search re-normalises its token scores after the processors
-            (default False).
+        renormalize_logits: log-softmax the scores again after the processors (default False):
+            beam search ranks with them, and ``output_scores`` reports them.
         num_return_sequences: sequences per input (default 1), in the output's rows
             ``i * n ... i * n + n - 1`` for input ``i``: the ``n`` best hypotheses of beam search
             (best first; ``n <= num_beams``), or ``n`` independent samples.
@@ -398,7 +406,7 @@ def generate(
     if n_return > 1:  # independent samples: each input n times (Hugging Face's order)
         input_ids = input_ids.repeat_interleave(n_return, dim=0)
         attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(n_return, dim=0)
-    beam_only = ("length_penalty", "early_stopping", "renormalize_logits")
+    beam_only = ("length_penalty", "early_stopping")
     steps = []
     try:
         with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
@@ -454,6 +462,8 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned, eos, fill,
                  forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
                  renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None):
+    scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
+    reads_sequence = _reads_sequence(repetition_penalty, no_repeat_ngram_size)
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
@@ -487,10 +497,10 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
     while True:
         # In place where possible: fresh (B·nb, V) tensors every step cost page faults.
         logits = logits.contiguous()  # the model's fresh logits, ours to overwrite
-        if record is not None and "logits" in record:
-            record["logits"].append(logits.clone())
+        if logits_out is not None:
+            logits_out.append(logits.clone())
         logp = torch.log_softmax(logits, dim=-1, out=logits)
-        seq = running[:, :, :cur].reshape(B * nb, cur) if _reads_sequence(repetition_penalty, no_repeat_ngram_size) else None
+        seq = running[:, :, :cur].reshape(B * nb, cur) if reads_sequence else None
         _process(logp, seq, start, banned, eos_t if cur - T0 < min_new_tokens else None, repetition_penalty,
                  no_repeat_ngram_size)
         if forced_eos and cur == max_len - 1:
@@ -499,8 +509,8 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
             logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)))
         if renormalize_logits:
             logp = torch.log_softmax(logp, dim=-1)
-        if record is not None and "scores" in record:
-            record["scores"].append(logp.clone())
+        if scores_out is not None:
+            scores_out.append(logp.clone())
         V = logp.shape[-1]
         logp = logp.view(B, nb, V).add_(run_scores[:, :, None]).view(B, nb * V)
         if do_sample:

@@ -43,9 +43,9 @@ import torch
 
 from attnkit.allocator import available_memory
 from attnkit.errors import AttnkitError, CheckpointError, ConfigError, InputError
-from attnkit.generation.config import GENERATION_CONFIG_NAME, GenerationConfig, generation_config
 from attnkit.interop import keymap
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
+from attnkit.models.generation_config import GENERATION_CONFIG_NAME, GenerationConfig, generation_config
 
 # HF model_type -> mapping module. One line per family.
 FAMILIES: dict[str, str] = {
@@ -150,7 +150,7 @@ def _generation_file(model) -> dict:
     """What ``generation_config.json`` holds for ``model`` (empty: no file): its generation
     config, with the model config's special tokens where it sets none, since ``transformers``
     reads them from that file alone when there is one."""
-    d = generation_config(model).to_dict()
+    d = generation_config(model).to_hf()
     if d:
         for name in _SPECIAL_TOKENS:
             value = getattr(model.config, name, None)

@@ -13,6 +13,7 @@ from torch import nn
 
 from attnkit.errors import ConfigError, InputError
 from attnkit.models.config import Config
+from attnkit.models.generation_config import GenerationConfig
 
 
 def check_token_ids(ids: torch.Tensor, name: str, vocab_size: int, vocab_field: str = "vocab_size") -> None:
@@ -39,8 +40,6 @@ class Model(nn.Module):
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         if hasattr(self, "generation_step"):  # a generative model: its decoding defaults (Hugging Face's name)
-            from attnkit.generation.config import GenerationConfig
-
             self.generation_config = GenerationConfig()
 
     @property

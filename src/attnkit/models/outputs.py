@@ -102,7 +102,6 @@ class ModelOutput(_Fields):
         return self.hidden_states
 
 
-
 class LazyLogitsOutput(ModelOutput):
     """A :class:`ModelOutput` whose ``logits`` are computed on first access, by ``make_logits``,
     under the grad/inference/autocast modes of the forward that made it. Lets the training loss

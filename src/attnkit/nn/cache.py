@@ -50,7 +50,7 @@ class KVCache:
 
     def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The cached keys/values, ``(B, Hkv, S, D)`` each."""
-        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+        return self.k.narrow(2, 0, self.length), self.v.narrow(2, 0, self.length)
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows ``index`` (beam search): row ``i`` becomes old row ``index[i]``."""

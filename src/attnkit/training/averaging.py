@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from attnkit.errors import CheckpointError
-from attnkit.generation.config import GENERATION_CONFIG_NAME
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
+from attnkit.models.generation_config import GENERATION_CONFIG_NAME
 from attnkit.training.checkpoint import CHECKPOINTS, COMPLETE, METRICS, verify_checkpoint
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -80,6 +80,8 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Pat
     generation = paths[-1] / GENERATION_CONFIG_NAME
     write_checkpoint(out_dir, config, averaged,
                      {GENERATION_CONFIG_NAME: read_json(generation)} if generation.is_file() else None)
+    if not generation.is_file():  # one left in out_dir by another model would change how this one decodes
+        (out_dir / GENERATION_CONFIG_NAME).unlink(missing_ok=True)
     for name in TOKENIZER_FILES:
         if (paths[-1] / name).is_file():
             shutil.copyfile(paths[-1] / name, out_dir / name)

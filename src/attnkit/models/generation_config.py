@@ -1,0 +1,157 @@
+"""A generative model's decoding defaults: Hugging Face's ``generation_config.json``.
+
+``model.generation_config`` holds the settings ``generate`` uses for every argument the call
+leaves at ``None`` (``"config"`` for the special tokens), as in Hugging Face: an argument given
+to the call wins, then the generation config, then attnkit's default (greedy, 20 new tokens,
+one beam; :mod:`attnkit.generation.config`). ``from_pretrained`` reads ``generation_config.json``
+(or, without one, the legacy generation fields of ``config.json``, as ``transformers`` does)
+and ``save_pretrained`` writes it back. OPUS-MT checkpoints, for example, set ``num_beams``,
+``max_length`` and ``bad_words_ids=[[pad]]`` (the padding token is never generated) there.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from attnkit.errors import InputError
+from attnkit.models.config import Config
+
+GENERATION_CONFIG_NAME = "generation_config.json"
+
+# Hugging Face generation settings attnkit's generate does not apply, with the values at which
+# they change nothing; a checkpoint that sets another value is loaded with a warning.
+UNSUPPORTED_DEFAULTS: dict[str, Any] = {
+    "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0, "num_beam_groups": 1,
+    "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": None,
+    "forced_bos_token_id": None, "begin_suppress_tokens": None, "sequence_bias": None, "force_words_ids": None,
+    "exponential_decay_length_penalty": None, "guidance_scale": None, "stop_strings": None, "max_time": None,
+    "penalty_alpha": None, "top_h": None, "dola_layers": None, "constraints": None, "watermarking_config": None,
+    "token_healing": False, "forced_decoder_ids": None, "return_dict_in_generate": False, "output_scores": False,
+    "output_logits": False,
+}
+
+
+_NOT_KEPT = ("model_type", "transformers_version", "_from_model_config")  # written by whoever saves
+
+
+@dataclass(frozen=True)
+class GenerationConfig(Config):
+    """Decoding defaults; ``None`` = not set (``generate``'s own default applies).
+
+    Fields have Hugging Face's names and meanings: ``max_length`` counts the prompt for
+    decoder-only models and the start token for encoder-decoder ones (``max_new_tokens`` wins
+    when both are set), and so does ``min_length`` (``min_new_tokens`` wins); ``bad_words_ids``
+    holds single-token lists only (tokens never generated, like ``suppress_tokens``);
+    ``renormalize_logits`` re-normalises beam-search scores after tokens are removed.
+    ``other`` keeps what a checkpoint's file holds besides (``bos_token_id``,
+    ``decoder_start_token_id``, settings attnkit does not apply, longer ``bad_words_ids``), so
+    that saving writes it back. ``to_dict``/``from_dict`` round-trip attnkit's layout;
+    ``from_hf``/``to_hf`` read and write Hugging Face's file.
+    """
+
+    model_type = "generation"
+
+    max_new_tokens: int | None = None
+    max_length: int | None = None
+    min_new_tokens: int | None = None
+    min_length: int | None = None
+    do_sample: bool | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    num_beams: int | None = None
+    length_penalty: float | None = None
+    early_stopping: bool | Literal["never"] | None = None
+    eos_token_id: int | tuple[int, ...] | None = None
+    pad_token_id: int | None = None
+    forced_eos_token_id: int | tuple[int, ...] | None = None
+    bad_words_ids: tuple[tuple[int, ...], ...] | None = None
+    suppress_tokens: tuple[int, ...] | None = None
+    renormalize_logits: bool | None = None
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    num_return_sequences: int | None = None
+    other: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.bad_words_ids is not None:  # tuples all the way down, like the other list fields
+            object.__setattr__(self, "bad_words_ids", tuple(tuple(w) for w in self.bad_words_ids))
+
+    def validate(self) -> None:
+        for name in ("max_new_tokens", "max_length", "num_beams", "num_return_sequences"):
+            self.require(getattr(self, name) is None or getattr(self, name) >= 1, name, "must be None or >= 1")
+        for name in ("min_new_tokens", "min_length", "no_repeat_ngram_size"):
+            self.require(getattr(self, name) is None or getattr(self, name) >= 0, name, "must be None or >= 0")
+        self.require(self.repetition_penalty is None or self.repetition_penalty > 0, "repetition_penalty",
+                     "must be None or > 0")
+        self.require(self.temperature is None or self.temperature >= 0, "temperature", "must be None or >= 0")
+        self.require(self.top_k is None or self.top_k >= 0, "top_k", "must be None or >= 0")
+        self.require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "must be None or in (0, 1]")
+        self.require(self.bad_words_ids is None or all(len(w) == 1 for w in self.bad_words_ids), "bad_words_ids",
+                     "must hold single-token lists ([[id], ...]): longer banned sequences are not supported")
+        for name in ("eos_token_id", "pad_token_id", "forced_eos_token_id", "suppress_tokens"):
+            self.require(all(i >= 0 for i in _ids(getattr(self, name))), name, "must hold token ids >= 0")
+        self.require(all(i >= 0 for w in self.bad_words_ids or () for i in w), "bad_words_ids",
+                     "must hold token ids >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if d["bad_words_ids"] is not None:
+            d["bad_words_ids"] = [list(w) for w in d["bad_words_ids"]]
+        return d
+
+    def to_hf(self) -> dict[str, Any]:
+        """Hugging Face's ``generation_config.json``: the fields that are set, and ``other``."""
+        d = self.to_dict()
+        d.pop("model_type")
+        other = d.pop("other")
+        bad_words = (d.get("bad_words_ids") or []) + other.get("bad_words_ids", [])
+        d = {**other, **{k: v for k, v in d.items() if v is not None}}
+        if bad_words:
+            d["bad_words_ids"] = bad_words
+        return d
+
+    @classmethod
+    def from_hf(cls, d: dict[str, Any], source: str, legacy: bool = False) -> GenerationConfig:
+        """The fields attnkit applies, from a Hugging Face generation config (or, with
+        ``legacy``, from the generation fields of a ``config.json``, which hold no special
+        tokens for decoding: the model config has those). Warns about settings that would
+        change Hugging Face's output and that attnkit does not apply."""
+        fields = set(cls.field_names()) - {"other"}
+        if legacy:  # a model config: keep only its generation settings, and nothing to write back
+            fields -= {"eos_token_id", "pad_token_id", "forced_eos_token_id"}
+        ignored = [k for k, default in UNSUPPORTED_DEFAULTS.items() if d.get(k, default) not in (default, None)]
+        d = {k: v for k, v in d.items() if v is not None}
+        other = {} if legacy else {k: v for k, v in d.items() if k not in fields and k not in _NOT_KEPT}
+        bad_words = d.get("bad_words_ids")
+        if isinstance(bad_words, list) and any(isinstance(w, list) and len(w) != 1 for w in bad_words):
+            ignored.append("bad_words_ids of more than one token")
+            longer = [w for w in bad_words if isinstance(w, list) and len(w) != 1]
+            d = {**d, "bad_words_ids": [w for w in bad_words if w not in longer] or None}
+            if not legacy:
+                other["bad_words_ids"] = longer
+        if ignored:
+            warnings.warn(f"{source} sets {', '.join(ignored)}, which attnkit's generate does not apply: its output "
+                          "can differ from Hugging Face's", stacklevel=3)
+        return cls(**{k: v for k, v in d.items() if k in fields}, other=other)
+
+
+def _ids(value) -> tuple[int, ...]:
+    return () if value is None else (value,) if isinstance(value, int) else tuple(value)
+
+
+_EMPTY = GenerationConfig()
+
+
+def generation_config(model) -> GenerationConfig:
+    """``model.generation_config``, or an empty one for a model without it."""
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return _EMPTY
+    if isinstance(config, dict):
+        raise InputError("model.generation_config must be an attnkit.GenerationConfig, got a dict; "
+                         "use attnkit.GenerationConfig.from_dict(...)")
+    return config
