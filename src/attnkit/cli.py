@@ -110,8 +110,9 @@ def generate(
     prompt: str = typer.Option(..., "--prompt", help="text to continue"),
     max_new_tokens: int = typer.Option(100, "--max-new-tokens"),
     temperature: float = typer.Option(0.8, "--temperature", help="0 = greedy decoding"),
-    top_k: int = typer.Option(None, "--top-k"),
-    top_p: float = typer.Option(None, "--top-p"),
+    top_k: int = typer.Option(None, "--top-k", help="sample from the k likeliest tokens [default: the model's "
+                              "generation config, else 50 as in Hugging Face; 0 = all]"),
+    top_p: float = typer.Option(None, "--top-p", help="sample from the smallest set of tokens with this probability"),
     num_beams: int = typer.Option(1, "--num-beams", help="beam search (prints the result at the end)"),
     repetition_penalty: float = typer.Option(
         None, "--repetition-penalty", help="> 1 makes tokens already in the text less likely (1.2 is common)"),
