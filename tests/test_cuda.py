@@ -65,6 +65,20 @@ def test_gpt_logits_and_greedy_tokens_equal_transformers_and_the_cpu(tmp_path):
     assert torch.equal(cpu, tokens.cpu())
 
 
+@pytest.mark.parametrize("kw", [dict(num_beams=1), dict(num_beams=3, num_return_sequences=2)])
+def test_logits_processors_and_scores_run_on_the_gpu_as_transformers_does(tmp_path, kw):
+    """Every tensor the processors make lives on the model's device; tokens and scores equal transformers'."""
+    ours, hf = gpt2_pair(tmp_path)
+    ids, mask = padded_prompts()
+    kw = dict(kw, attention_mask=mask, max_new_tokens=10, repetition_penalty=1.3, no_repeat_ngram_size=2,
+              min_new_tokens=3, suppress_tokens=[5], bad_words_ids=[[7]], eos_token_id=0, pad_token_id=1,
+              return_dict_in_generate=True, output_scores=True)
+    out, expected = ours.generate(ids, **kw), hf.generate(ids, **kw)
+    assert out.sequences.device.type == CUDA and torch.equal(out.sequences, expected.sequences)
+    for a, b in zip(out.scores, expected.scores):
+        assert a.device.type == CUDA and (a - b).abs().nan_to_num(posinf=0, neginf=0).max() <= 1e-4
+
+
 def test_bf16_weights_decode_as_transformers_does_in_bf16(tmp_path):
     ours, hf = gpt2_pair(tmp_path)
     ours, hf = ours.to(torch.bfloat16), hf.to(torch.bfloat16)
