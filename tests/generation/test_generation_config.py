@@ -347,3 +347,16 @@ def test_generation_config_round_trips_as_a_config_and_takes_numpy_ids(tmp_path)
     kw = dict(attention_mask=mask, max_new_tokens=6)
     assert torch.equal(model.generate(src, suppress_tokens=[np.int64(9)], bad_words_ids=[[np.int64(21)]], **kw),
                        hf.generate(input_ids=src, suppress_tokens=[9], bad_words_ids=[[21]], **kw))
+
+
+def test_decoder_start_token_of_the_generation_config_starts_decoding(tmp_path):
+    hf = marian_preferring_pad(tmp_path, 0, num_beams=2, max_length=7)
+    hf.generation_config.decoder_start_token_id = 5  # differs from config.json's (the padding token)
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    expected = hf.generate(input_ids=src, attention_mask=mask)
+    assert (expected[:, 0] == 5).all() and torch.equal(model.generate(src, attention_mask=mask), expected)
+    model.generation_config = GenerationConfig(decoder_start_token_id=500)
+    with pytest.raises(InputError, match=r"decoder_start_token_id must be in \[0, 99\), got 500"):
+        model.generate(src, attention_mask=mask)

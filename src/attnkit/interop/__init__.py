@@ -365,10 +365,6 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     load_state(model, state, origin)
     if hasattr(model, "generation_step"):
         model.generation_config = read_generation_config(directory, config_json)
-        start = model.generation_config.other.get("decoder_start_token_id")
-        if start is not None and start != getattr(config, "decoder_start_token_id", start):
-            warnings.warn(f"{directory / GENERATION_CONFIG_NAME}: decoder_start_token_id={start} differs from "
-                          f"config.json's {config.decoder_start_token_id}, which attnkit's generate uses", stacklevel=2)
     if dtype is not None:
         model = model.to(dtype)  # the buffers a model computes in fp32
     return model.to(device).eval()

@@ -45,8 +45,8 @@ class GenerationConfig(Config):
     when both are set), and so does ``min_length`` (``min_new_tokens`` wins); ``bad_words_ids``
     holds single-token lists only (tokens never generated, like ``suppress_tokens``);
     ``renormalize_logits`` re-normalises beam-search scores after tokens are removed.
-    ``other`` keeps what a checkpoint's file holds besides (``bos_token_id``,
-    ``decoder_start_token_id``, settings attnkit does not apply, longer ``bad_words_ids``), so
+    ``other`` keeps what a checkpoint's file holds besides (``bos_token_id``, settings attnkit
+    does not apply, longer ``bad_words_ids``), so
     that saving writes it back. ``to_dict``/``from_dict`` round-trip attnkit's layout;
     ``from_hf``/``to_hf`` read and write Hugging Face's file.
     """
@@ -67,6 +67,7 @@ class GenerationConfig(Config):
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
     forced_eos_token_id: int | tuple[int, ...] | None = None
+    decoder_start_token_id: int | None = None
     bad_words_ids: tuple[tuple[int, ...], ...] | None = None
     suppress_tokens: tuple[int, ...] | None = None
     renormalize_logits: bool | None = None
@@ -92,7 +93,7 @@ class GenerationConfig(Config):
         self.require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "must be None or in (0, 1]")
         self.require(self.bad_words_ids is None or all(len(w) == 1 for w in self.bad_words_ids), "bad_words_ids",
                      "must hold single-token lists ([[id], ...]): longer banned sequences are not supported")
-        for name in ("eos_token_id", "pad_token_id", "forced_eos_token_id", "suppress_tokens"):
+        for name in ("eos_token_id", "pad_token_id", "forced_eos_token_id", "decoder_start_token_id", "suppress_tokens"):
             self.require(all(i >= 0 for i in _ids(getattr(self, name))), name, "must hold token ids >= 0")
         self.require(all(i >= 0 for w in self.bad_words_ids or () for i in w), "bad_words_ids",
                      "must hold token ids >= 0")
@@ -122,7 +123,7 @@ class GenerationConfig(Config):
         change Hugging Face's output and that attnkit does not apply."""
         fields = set(cls.field_names()) - {"other"}
         if legacy:  # a model config: keep only its generation settings, and nothing to write back
-            fields -= {"eos_token_id", "pad_token_id", "forced_eos_token_id"}
+            fields -= {"eos_token_id", "pad_token_id", "forced_eos_token_id", "decoder_start_token_id"}
         ignored = [k for k, default in UNSUPPORTED_DEFAULTS.items() if d.get(k, default) not in (default, None)]
         d = {k: v for k, v in d.items() if v is not None}
         other = {} if legacy else {k: v for k, v in d.items() if k not in fields and k not in _NOT_KEPT}

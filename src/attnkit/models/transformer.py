@@ -248,8 +248,14 @@ class Transformer(Model):
 
     # -- decoding protocol (see attnkit.generation) ------------------------------------------
     def decoder_start_ids(self, batch_size: int, device=None) -> torch.Tensor:
-        """``(B, 1)`` decoder start tokens: what every generated sequence begins with."""
-        return torch.full((batch_size, 1), self.config.decoder_start_token_id, dtype=torch.long, device=device)
+        """``(B, 1)`` decoder start tokens: what every generated sequence begins with (the
+        generation config's ``decoder_start_token_id``, else the model config's, as in Hugging Face)."""
+        start = self.generation_config.decoder_start_token_id
+        start = self.config.decoder_start_token_id if start is None else start
+        if not 0 <= start < self.config.vocab_size:
+            raise InputError(f"generation_config.decoder_start_token_id must be in [0, {self.config.vocab_size}), "
+                             f"got {start}")
+        return torch.full((batch_size, 1), start, dtype=torch.long, device=device)
 
     def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int):
         """Run the encoder once, repeat its output for ``expand`` beams, and store it (with the
