@@ -164,8 +164,15 @@ def _check_args(model, input_ids, attention_mask, generator, **args) -> tuple[to
     if isinstance(penalty, bool) or not (isinstance(penalty, (int, float)) and penalty > 0):
         raise InputError(f"repetition_penalty must be > 0 (1.0 = off), got {s['repetition_penalty']!r}")
     num_beams, early_stopping = s.get("num_beams", 1), s.get("early_stopping", False)
-    if not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1:
-        raise InputError(f"num_beams must be an int >= 1, got {num_beams!r}")
+    n_return = s.get("num_return_sequences", 1)
+    for name, value in (("num_beams", num_beams), ("num_return_sequences", n_return)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{name} must be an int >= 1, got {value!r}")
+    if n_return > 1 and num_beams == 1 and not s["do_sample"]:
+        raise InputError("greedy decoding makes one sequence per input: num_return_sequences > 1 needs "
+                         "do_sample=True or num_beams >= num_return_sequences")
+    if n_return > num_beams > 1:
+        raise InputError(f"num_return_sequences ({n_return}) must be at most num_beams ({num_beams})")
     if not (isinstance(early_stopping, bool) or early_stopping == "never"):
         raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     if attention_mask is not None:
@@ -258,10 +265,8 @@ def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, force
             logits = process_logits(logits, temperature, top_k, top_p)
         if renormalize_logits:  # the scores a step reports (Hugging Face's last processor)
             logits = torch.log_softmax(logits, dim=-1)
-        if do_sample:
-            next_tokens = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
-        else:
-            next_tokens = logits.argmax(dim=-1)
+        next_tokens = (torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1) if do_sample
+                       else logits.argmax(dim=-1))
         if scores_out is not None:
             scores_out.append(logits)
         if eos:
@@ -377,13 +382,6 @@ def generate(
         num_beams, n_return = s.pop("num_beams"), s.pop("num_return_sequences")
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
-        if not isinstance(n_return, int) or isinstance(n_return, bool) or n_return < 1:
-            raise InputError(f"num_return_sequences must be an int >= 1, got {n_return!r}")
-        if n_return > 1 and num_beams == 1 and not s["do_sample"]:
-            raise InputError("greedy decoding makes one sequence per input: num_return_sequences > 1 needs "
-                             "do_sample=True or num_beams >= num_return_sequences")
-        if n_return > num_beams > 1:
-            raise InputError(f"num_return_sequences ({n_return}) must be at most num_beams ({num_beams})")
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
         banned = _banned_ids(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
     except BaseException:
@@ -462,14 +460,14 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned, eos, fill,
                  forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
                  renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None):
-    scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
-    reads_sequence = _reads_sequence(repetition_penalty, no_repeat_ngram_size)
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
     running beam can beat the worst finished hypothesis. Token scores are log-softmaxed, then
     processed (:func:`_process`), forced and (when sampling) warped, then re-normalised with
     ``renormalize_logits``: Hugging Face's order of logits processors."""
+    scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
+    reads_sequence = _reads_sequence(repetition_penalty, no_repeat_ngram_size)
     B, nb = input_ids.shape[0], num_beams
     eos_t = torch.tensor(eos, device=input_ids.device, dtype=torch.long)
     K = max(2, 1 + len(eos)) * nb

@@ -137,10 +137,8 @@ def save_pretrained(model, path: str | Path) -> None:
     else:
         config = {"model_type": "attnkit", "architectures": [arch], "attnkit": block}
         tensors = state
-    generation = _generation_file(model)
-    write_checkpoint(path, config, tensors, {GENERATION_CONFIG_NAME: generation} if generation else None)
-    if not generation:  # one left by another model would change how this one decodes
-        (Path(path) / GENERATION_CONFIG_NAME).unlink(missing_ok=True)
+    # No generation config: one left by another model must not change how this one decodes.
+    write_checkpoint(path, config, tensors, {GENERATION_CONFIG_NAME: _generation_file(model) or None})
 
 
 _SPECIAL_TOKENS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_eos_token_id")

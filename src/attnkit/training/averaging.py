@@ -79,9 +79,7 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Pat
                 for name, t in total.items()}
     generation = paths[-1] / GENERATION_CONFIG_NAME
     write_checkpoint(out_dir, config, averaged,
-                     {GENERATION_CONFIG_NAME: read_json(generation)} if generation.is_file() else None)
-    if not generation.is_file():  # one left in out_dir by another model would change how this one decodes
-        (out_dir / GENERATION_CONFIG_NAME).unlink(missing_ok=True)
+                     {GENERATION_CONFIG_NAME: read_json(generation) if generation.is_file() else None})
     for name in TOKENIZER_FILES:
         if (paths[-1] / name).is_file():
             shutil.copyfile(paths[-1] / name, out_dir / name)
