@@ -68,6 +68,35 @@ def test_gpt2_max_length_counts_the_prompt_and_suppress_tokens_apply(tmp_path):
         model.generate(torch.randint(2, 90, (1, 13)))
 
 
+def test_call_max_length_and_min_length_count_as_in_transformers(tmp_path):
+    """A call's max_length / min_length are totals (the prompt, or the decoder's start token,
+    counts); a max_new_tokens from the call or the config wins over them, as in transformers."""
+    hf = hf_gpt2()
+    hf.save_pretrained(tmp_path / "gpt")
+    model = attnkit.from_pretrained(tmp_path / "gpt")
+    ids = torch.randint(2, 90, (2, 5), generator=torch.Generator().manual_seed(0))
+    eos = int(hf.generate(ids, max_new_tokens=1, do_sample=False, pad_token_id=GPT_PAD)[0, -1])  # ends row 0 at once
+    for kw in (dict(max_length=12), dict(max_length=12, min_length=9), dict(max_length=12, max_new_tokens=4),
+               dict(max_length=9, num_beams=3)):
+        kw.update(eos_token_id=eos, pad_token_id=GPT_PAD)
+        expected = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, **kw)
+        assert torch.equal(model.generate(ids, **kw), expected)
+    assert model.generate(ids, max_length=12, min_length=9, eos_token_id=eos).shape[1] == 12  # min_length has teeth
+    assert (model.generate(ids, max_length=12, eos_token_id=eos)[0, 5:] == eos).all()
+    model.generation_config = GenerationConfig(max_new_tokens=3)
+    assert model.generate(ids, max_length=12, eos_token_id=None).shape[1] == 8  # the config's max_new_tokens wins
+    with pytest.raises(InputError, match="max_length=5 leaves no room for new tokens after 5 prompt token"):
+        attnkit.from_pretrained(tmp_path / "gpt").generate(ids, max_length=5)
+    with pytest.raises(InputError, match="min_length must be an int >= 0, got 2.5"):
+        model.generate(ids, min_length=2.5)
+
+    marian = random_marian(tmp_path / "marian")  # encoder-decoder: the start token counts
+    model = attnkit.from_pretrained(tmp_path / "marian")
+    src, mask = padded_source()
+    kw = dict(attention_mask=mask, max_length=7, num_beams=2)
+    assert torch.equal(model.generate(src, **kw), marian.generate(input_ids=src, **kw))
+
+
 def test_generation_config_round_trips_through_save_pretrained(tmp_path):
     model = attnkit.GPT(attnkit.GPTConfig(vocab_size=96, n_positions=32, d_model=16, n_layers=1, n_heads=2,
                                           bos_token_id=None, eos_token_id=None))
@@ -101,9 +130,9 @@ def test_malformed_or_unsupported_generation_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"generation_config\.json.*num_beams"):
         attnkit.from_pretrained(tmp_path)
     path.write_text(json.dumps({"bad_words_ids": [[PAD], [3, 4]], "encoder_repetition_penalty": 1.3, "num_beams": 2}))
-    with pytest.warns(UserWarning, match="encoder_repetition_penalty, bad_words_ids of more than one token"):
+    with pytest.warns(UserWarning, match="sets encoder_repetition_penalty, which"):
         model = attnkit.from_pretrained(tmp_path)
-    assert model.generation_config.bad_words_ids == ((PAD,),) and model.generation_config.num_beams == 2
+    assert model.generation_config.bad_words_ids == ((PAD,), (3, 4)) and model.generation_config.num_beams == 2
     path.write_text(json.dumps({"num_beams": 2, "num_beam_groups": 1, "transformers_version": "5.0"}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # settings at their no-op values are not worth a warning
@@ -111,8 +140,10 @@ def test_malformed_or_unsupported_generation_config_is_named(tmp_path):
     model.generation_config = GenerationConfig(suppress_tokens=[1000])
     with pytest.raises(InputError, match=r"suppress_tokens must be token ids in \[0, 99\)"):
         model.generate(torch.ones(1, 3, dtype=torch.long))
-    with pytest.raises(InputError, match="single-token lists"):
-        model.generate(torch.ones(1, 3, dtype=torch.long), bad_words_ids=[[1, 2]])
+    with pytest.raises(InputError, match="bad_words_ids must be a list of non-empty lists"):
+        model.generate(torch.ones(1, 3, dtype=torch.long), bad_words_ids=[[1, 2], []])
+    with pytest.raises(InputError, match=r"bad_words_ids must be token ids in \[0, 99\)"):
+        model.generate(torch.ones(1, 3, dtype=torch.long), bad_words_ids=[[1, 200]])
 
 
 PROCESSORS = [dict(repetition_penalty=1.5), dict(repetition_penalty=0.7), dict(no_repeat_ngram_size=2),
@@ -209,9 +240,9 @@ def test_settings_attnkit_does_not_apply_survive_a_load_and_save(tmp_path):
     hf.generation_config = transformers.GenerationConfig(bos_token_id=EOS, eos_token_id=EOS, pad_token_id=GPT_PAD,
                                                          bad_words_ids=[[3], [53, 75]], begin_suppress_tokens=[82])
     hf.save_pretrained(tmp_path / "hf")
-    with pytest.warns(UserWarning, match="begin_suppress_tokens, bad_words_ids of more than one token"):
+    with pytest.warns(UserWarning, match="sets begin_suppress_tokens, which"):
         model = attnkit.from_pretrained(tmp_path / "hf")
-    assert model.generation_config.bad_words_ids == ((3,),)
+    assert model.generation_config.bad_words_ids == ((3,), (53, 75))
     model.save_pretrained(tmp_path / "again")
     again = transformers.GenerationConfig.from_pretrained(tmp_path / "again")
     assert again.bad_words_ids == [[3], [53, 75]] and again.begin_suppress_tokens == [82] and again.bos_token_id == EOS
@@ -237,6 +268,31 @@ def test_left_padding_is_not_penalized_and_an_eos_in_bad_words_stays_allowed(tmp
         assert torch.equal(model.generate(ids, **kw), expected)
         if kw["num_beams"] == 1:
             assert (expected[:, 9:] == fav).any()  # EOS still ends rows
+
+
+@pytest.mark.parametrize("kw", [dict(num_beams=1), dict(num_beams=3), dict(num_beams=1, do_sample=True, top_k=5)])
+def test_banned_sequences_of_several_tokens_give_transformers_tokens(tmp_path, kw):
+    """A sequence's last token is banned where the ids so far (the prompt and its left padding
+    included) end with the rest of it, as Hugging Face's NoBadWordsLogitsProcessor does."""
+    from tests.interop.test_gpt2_interop import padded_batch
+
+    hf = hf_gpt2()
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    ids, mask = padded_batch("left")
+    kw = dict(kw, attention_mask=mask, max_new_tokens=10, eos_token_id=None, pad_token_id=GPT_PAD)
+    torch.manual_seed(0)
+    free = hf.generate(ids, **kw)
+    # bigrams and a trigram of the unbanned output, one of them crossing from the prompt into it
+    bad = [free[0, 8:10].tolist(), free[1, 11:13].tolist(), free[2, 12:15].tolist(), [int(free[0, 3]), 5]]
+    torch.manual_seed(0)
+    expected = hf.generate(ids, bad_words_ids=bad, **kw)
+    assert not torch.equal(expected, free)  # the bans have teeth
+    torch.manual_seed(0)
+    assert torch.equal(model.generate(ids, bad_words_ids=bad, **kw), expected)
+    model.generation_config = GenerationConfig(bad_words_ids=bad)  # from the config, too
+    torch.manual_seed(0)
+    assert torch.equal(model.generate(ids, **kw), expected)
 
 
 def test_translate_is_beam_search_whatever_the_generation_config(tmp_path):
@@ -335,8 +391,7 @@ def test_a_checkpoint_that_samples_decodes_as_transformers_does(tmp_path):
 def test_generation_config_round_trips_as_a_config_and_takes_numpy_ids(tmp_path):
     import numpy as np
 
-    with pytest.warns(UserWarning, match="bad_words_ids of more than one token"):
-        config = GenerationConfig.from_hf({"num_beams": 3, "bos_token_id": 0, "bad_words_ids": [[5], [6, 7]]}, "file")
+    config = GenerationConfig.from_hf({"num_beams": 3, "bos_token_id": 0, "bad_words_ids": [[5], [6, 7]]}, "file")
     assert GenerationConfig.from_dict(config.to_dict()) == config and GenerationConfig.from_json(config.to_json()) == config
     assert config.to_hf() == {"bos_token_id": 0, "num_beams": 3, "bad_words_ids": [[5], [6, 7]]}
     with pytest.raises(ConfigError, match="early_stopping must be bool or one of 'never' or None"):

@@ -15,23 +15,41 @@ DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "min_new_tokens": 0, "do_sampl
                             "num_return_sequences": 1}
 
 
-def resolve(model, prompt_length: int, **args) -> dict[str, Any]:
+# the settings counted as totals by Hugging Face's max_length / min_length
+_TOTALS = {"max_new_tokens": "max_length", "min_new_tokens": "min_length"}
+
+
+def resolve(model, prompt_length: int, max_length: int | None = None, min_length: int | None = None,
+            **args) -> dict[str, Any]:
     """The value of each of ``generate``'s arguments in ``args`` (keys of :data:`DEFAULTS`):
     the call's unless None, else the generation config's, else the default. ``max_new_tokens``
-    may come from the config's ``max_length``, counted as Hugging Face counts it."""
+    may also come from a ``max_length`` (the call's, else the config's), counted as Hugging Face
+    counts it, and ``min_new_tokens`` from a ``min_length``; as in Hugging Face, a
+    ``max_new_tokens`` from the call or the config wins over either ``max_length``."""
     config = generation_config(model)
     # max_length and min_length count the prompt (decoder-only) or the decoder's start token (encoder-decoder)
     used = 1 if hasattr(model, "decoder_start_ids") else prompt_length
+    call_totals = {"max_length": max_length, "min_length": min_length}
+
+    def new_tokens(name: str, total, source: str) -> int:
+        field = _TOTALS[name]
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            raise InputError(f"{source}{field} must be an int >= 0, got {total!r}")
+        if name == "min_new_tokens":
+            return max(total - used, 0)
+        if total - used < 1:
+            raise InputError(f"{source}{field}={total} leaves no room for new tokens after {used} prompt token(s); "
+                             "pass max_new_tokens")
+        return total - used
+
     out = {}
     for name, value in args.items():
         if value is None:
             value = getattr(config, name)
-        if value is None and name == "max_new_tokens" and config.max_length is not None:
-            value = config.max_length - used
-            if value < 1:
-                raise InputError(f"generation_config.max_length={config.max_length} leaves no room for new tokens after "
-                                 f"{used} prompt token(s); pass max_new_tokens")
-        if value is None and name == "min_new_tokens" and config.min_length is not None:
-            value = max(config.min_length - used, 0)
+        field = _TOTALS.get(name)
+        if value is None and field and call_totals[field] is not None:
+            value = new_tokens(name, call_totals[field], "")
+        elif value is None and field and getattr(config, field) is not None:
+            value = new_tokens(name, getattr(config, field), "generation_config.")
         out[name] = DEFAULTS[name] if value is None else value
     return out

@@ -22,13 +22,14 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import torch
 
 from attnkit.allocator import available_memory
 from attnkit.errors import InputError
 from attnkit.generation.config import generation_config, resolve
-from attnkit.generation.processors import ban_repeated_ngrams, penalize_repetition, process_logits
+from attnkit.generation.processors import ban_repeated_ngrams, ban_sequences, penalize_repetition, process_logits
 from attnkit.nn.linear import packed_weights
 from attnkit.models.base import check_token_ids
 from attnkit.models.outputs import GenerateOutput
@@ -76,40 +77,57 @@ def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tupl
     return eos, pad[0] if pad else (eos[0] if eos else 0), token_ids("forced_eos_token_id", forced_eos_token_id)
 
 
-def _banned_ids(model, bad_words_ids, suppress_tokens, eos: list[int], device) -> torch.Tensor | None:
-    """The tokens never generated: ``bad_words_ids`` (single-token lists; an EOS id there stays
-    allowed) and ``suppress_tokens``, each the call's unless None, else the generation config's
-    (Hugging Face's processors)."""
+class _Bans(NamedTuple):
+    """What ``bad_words_ids`` and ``suppress_tokens`` ban: ``tokens`` ``(N,)``, never generated,
+    and for each prefix length of the longer banned sequences, ``(prefixes (G, n), last (G,))``:
+    ``last[g]`` is banned after ``prefixes[g]``."""
+
+    tokens: torch.Tensor | None
+    sequences: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+def _bans(model, bad_words_ids, suppress_tokens, eos: list[int], device) -> _Bans:
+    """``bad_words_ids`` (lists of ids; a single EOS id there stays allowed) and
+    ``suppress_tokens``, each the call's unless None, else the generation config's (Hugging
+    Face's processors)."""
     gen, vocab = generation_config(model), getattr(getattr(model, "config", None), "vocab_size", None)
     bad_words_ids = gen.bad_words_ids if bad_words_ids is None else bad_words_ids
     suppress_tokens = gen.suppress_tokens if suppress_tokens is None else suppress_tokens
-    for name, value in (("bad_words_ids", bad_words_ids), ("suppress_tokens", suppress_tokens)):
-        if not isinstance(value, (list, tuple, type(None))):
-            raise InputError(f"{name} must be a list of " + ("single-token lists [[id], ...]" if name == "bad_words_ids"
-                                                             else "token ids") + f", got {value!r}")
-    if any(not (isinstance(w, (list, tuple)) and len(w) == 1) for w in bad_words_ids or ()):
-        raise InputError(f"bad_words_ids must be single-token lists [[id], ...] (longer banned sequences are not "
-                         f"supported), got {list(bad_words_ids)!r}")
-    bad = [i for i in _token_ids("bad_words_ids", [w[0] for w in bad_words_ids or ()], vocab) if i not in eos]
-    ids = set(bad + _token_ids("suppress_tokens", list(suppress_tokens or ()), vocab))
-    return torch.tensor(sorted(ids), device=device) if ids else None
+    if not isinstance(bad_words_ids, (list, tuple, type(None))) or any(
+            not isinstance(w, (list, tuple, torch.Tensor)) or len(w) == 0 for w in bad_words_ids or ()):
+        raise InputError("bad_words_ids must be a list of non-empty lists of token ids [[id, ...], ...], "
+                         f"got {bad_words_ids!r}")
+    if not isinstance(suppress_tokens, (list, tuple, type(None))):
+        raise InputError(f"suppress_tokens must be a list of token ids, got {suppress_tokens!r}")
+    words = [_token_ids("bad_words_ids", w, vocab) for w in bad_words_ids or ()]
+    tokens = {w[0] for w in words if len(w) == 1 and w[0] not in eos}
+    tokens.update(_token_ids("suppress_tokens", list(suppress_tokens or ()), vocab))
+    by_length: dict[int, list[list[int]]] = {}
+    for w in words:
+        if len(w) > 1:
+            by_length.setdefault(len(w) - 1, []).append(w)
+    sequences = tuple((torch.tensor([w[:-1] for w in g], device=device), torch.tensor([w[-1] for w in g], device=device))
+                      for g in by_length.values())
+    return _Bans(torch.tensor(sorted(tokens), device=device) if tokens else None, sequences)
 
 
-def _reads_sequence(repetition_penalty: float, no_repeat_ngram_size: int) -> bool:
-    return repetition_penalty != 1.0 or no_repeat_ngram_size > 0
+def _reads_sequence(repetition_penalty: float, no_repeat_ngram_size: int, bans: _Bans) -> bool:
+    return repetition_penalty != 1.0 or no_repeat_ngram_size > 0 or bool(bans.sequences)
 
 
-def _process(scores, seq, start, banned, eos_t, repetition_penalty: float, no_repeat_ngram_size: int) -> None:
+def _process(scores, seq, start, bans: _Bans, eos_t, repetition_penalty: float, no_repeat_ngram_size: int) -> None:
     """Hugging Face's logits processors that attnkit offers, in its order, in place on ``scores``
     ``(B, V)``: the repetition penalty (not counting positions before ``start``, the left
-    padding) and no repeated n-grams over ``seq`` ``(B, L)`` (the sequence so far), the banned
-    tokens, and EOS (``eos_t``, the ids) before ``min_new_tokens``."""
+    padding), no repeated n-grams and the banned sequences over ``seq`` ``(B, L)`` (the sequence
+    so far), the banned tokens, and EOS (``eos_t``, the ids) before ``min_new_tokens``."""
     if repetition_penalty != 1.0:
         penalize_repetition(scores, seq, repetition_penalty, start)
     if no_repeat_ngram_size > 0:
         ban_repeated_ngrams(scores, seq, no_repeat_ngram_size)
-    if banned is not None:
-        scores.index_fill_(1, banned, float("-inf"))
+    for prefixes, last in bans.sequences:
+        ban_sequences(scores, seq, prefixes, last)
+    if bans.tokens is not None:
+        scores.index_fill_(1, bans.tokens, float("-inf"))
     if eos_t is not None and eos_t.numel():
         scores.index_fill_(1, eos_t, float("-inf"))
 
@@ -218,6 +236,8 @@ def stream(
     min_new_tokens: int | None = None,
     repetition_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
+    max_length: int | None = None,
+    min_length: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
@@ -229,14 +249,15 @@ def stream(
     attention_mask, s = _check_args(model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens,
                                     do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
                                     min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty,
-                                    no_repeat_ngram_size=no_repeat_ngram_size)
+                                    no_repeat_ngram_size=no_repeat_ngram_size, max_length=max_length,
+                                    min_length=min_length)
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
-    banned = _banned_ids(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
+    bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
     with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
-        yield from _stream(model, input_ids, attention_mask, generator, banned, *special, **s)
+        yield from _stream(model, input_ids, attention_mask, generator, bans, *special, **s)
 
 
-def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, forced_eos, max_new_tokens, do_sample,
+def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
             temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
             renormalize_logits=False, record=None):
     """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
@@ -250,14 +271,14 @@ def _stream(model, input_ids, attention_mask, generator, banned, eos, pad, force
     cur = ids.shape[1]
     step_input = ids
     seq = None  # the sequence so far, for the processors that read it
-    if _reads_sequence(repetition_penalty, no_repeat_ngram_size):
+    if _reads_sequence(repetition_penalty, no_repeat_ngram_size, bans):
         seq = ids.new_empty(ids.shape[0], cur + max_new_tokens)
         seq[:, :cur] = ids
     for step in range(max_new_tokens):
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
         if logits_out is not None:
             logits_out.append(logits.clone())
-        _process(logits, None if seq is None else seq[:, :cur], start, banned,
+        _process(logits, None if seq is None else seq[:, :cur], start, bans,
                  eos_t if step < min_new_tokens else None, repetition_penalty, no_repeat_ngram_size)
         if forced_eos and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
@@ -311,6 +332,8 @@ def generate(
     return_dict_in_generate: bool = False,
     output_scores: bool = False,
     output_logits: bool = False,
+    max_length: int | None = None,
+    min_length: int | None = None,
 ) -> torch.Tensor | GenerateOutput:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors are not offered).
@@ -323,7 +346,10 @@ def generate(
         input_ids: ``(B, T)`` prompts, left-padded when their lengths differ (decoder-only), or
             source sentences (encoder-decoder).
         attention_mask: ``(B, T)`` padding mask of ``input_ids`` (True/1 = real token).
-        max_new_tokens: default 20, or what the generation config's ``max_length`` leaves.
+        max_new_tokens: default 20. ``max_length`` gives it as a total, as in Hugging Face: the
+            prompt counts (decoder-only) or the decoder's start token (encoder-decoder);
+            a ``max_new_tokens`` from the call or the generation config wins over the call's
+            ``max_length``, which wins over the config's.
         do_sample, temperature, top_k, top_p: sampling (default greedy; temperature 1; top-k 50 and
             no top-p, Hugging Face's defaults); ``top_k=0`` / ``top_p=1.0`` turn them off.
         num_beams, length_penalty, early_stopping: beam search (default 1 beam, 1.0, False);
@@ -338,10 +364,12 @@ def generate(
         forced_eos_token_id: the token a hypothesis still running at ``max_new_tokens`` ends
             with; ``"config"`` (the default) as for ``eos_token_id`` (Marian checkpoints set it to
             EOS), None forces nothing.
-        bad_words_ids, suppress_tokens: tokens never generated (``[[id], ...]`` and ``[id, ...]``;
-            banned sequences of several tokens are not supported); ``[]`` turns off a config's.
-        min_new_tokens: EOS is not generated before this many new tokens (default 0; a config's
-            ``min_length`` counts as ``max_length`` does).
+        bad_words_ids: token sequences never generated, ``[[id, ...], ...]``: a sequence's last
+            token is banned where the text so far ends with the rest of it (a one-token sequence:
+            always, except an EOS id); ``[]`` turns off a config's.
+        suppress_tokens: tokens never generated, ``[id, ...]``; ``[]`` turns off a config's.
+        min_new_tokens: EOS is not generated before this many new tokens (default 0);
+            ``min_length`` is a total, counted and ranked as ``max_length`` is.
         repetition_penalty: divides the positive scores of tokens already in the sequence (the
             prompt included, or the decoder's tokens) by it and multiplies the negative ones
             (default 1.0: off; Keskar et al. 2019 use 1.2).
@@ -378,12 +406,12 @@ def generate(
             temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, length_penalty=length_penalty,
             early_stopping=early_stopping, renormalize_logits=renormalize_logits, min_new_tokens=min_new_tokens,
             repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-            num_return_sequences=num_return_sequences)
+            num_return_sequences=num_return_sequences, max_length=max_length, min_length=min_length)
         num_beams, n_return = s.pop("num_beams"), s.pop("num_return_sequences")
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
-        banned = _banned_ids(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
+        bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
     except BaseException:
         if streamer is not None:  # a consumer in another thread must not wait forever
             streamer.end()
@@ -400,7 +428,7 @@ def generate(
     if num_beams > 1:
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, s["max_new_tokens"]):
             return result(*_beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator,
-                                        banned, *special, n_return, **s, record=record))
+                                        bans, *special, n_return, **s, record=record))
     if n_return > 1:  # independent samples: each input n times (Hugging Face's order)
         input_ids = input_ids.repeat_interleave(n_return, dim=0)
         attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(n_return, dim=0)
@@ -408,7 +436,7 @@ def generate(
     steps = []
     try:
         with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
-            for tokens in _stream(model, input_ids, attention_mask, generator, banned, *special,
+            for tokens in _stream(model, input_ids, attention_mask, generator, bans, *special,
                                   **{k: v for k, v in s.items() if k not in beam_only}, record=record):
                 if streamer is not None:
                     if not steps:  # as in Hugging Face: first what the output starts with
@@ -457,7 +485,7 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
     return ((5 + length) / 6) ** alpha if style == "gnmt" else length**alpha
 
 
-def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, banned, eos, fill,
+def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, bans, eos, fill,
                  forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
                  renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
@@ -467,7 +495,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
     processed (:func:`_process`), forced and (when sampling) warped, then re-normalised with
     ``renormalize_logits``: Hugging Face's order of logits processors."""
     scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
-    reads_sequence = _reads_sequence(repetition_penalty, no_repeat_ngram_size)
+    reads_sequence = _reads_sequence(repetition_penalty, no_repeat_ngram_size, bans)
     B, nb = input_ids.shape[0], num_beams
     eos_t = torch.tensor(eos, device=input_ids.device, dtype=torch.long)
     K = max(2, 1 + len(eos)) * nb
@@ -499,7 +527,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
             logits_out.append(logits.clone())
         logp = torch.log_softmax(logits, dim=-1, out=logits)
         seq = running[:, :, :cur].reshape(B * nb, cur) if reads_sequence else None
-        _process(logp, seq, start, banned, eos_t if cur - T0 < min_new_tokens else None, repetition_penalty,
+        _process(logp, seq, start, bans, eos_t if cur - T0 < min_new_tokens else None, repetition_penalty,
                  no_repeat_ngram_size)
         if forced_eos and cur == max_len - 1:
             _force_token(logp, forced_eos)

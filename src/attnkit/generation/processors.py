@@ -1,8 +1,9 @@
 """Logit transforms: the sampling warpers temperature, top-k (Fan et al. 2018) and top-p /
 nucleus (Holtzman et al. 2020), with Hugging Face's order and tie rules; and the processors that
-read the sequence so far: a repetition penalty (Keskar et al. 2019) and no repeated n-grams
-(Paulus et al. 2017), equal to Hugging Face's ``RepetitionPenaltyLogitsProcessor`` and
-``NoRepeatNGramLogitsProcessor``."""
+read the sequence so far: a repetition penalty (Keskar et al. 2019), no repeated n-grams
+(Paulus et al. 2017) and banned token sequences, equal to Hugging Face's
+``RepetitionPenaltyLogitsProcessor``, ``NoRepeatNGramLogitsProcessor`` and
+``NoBadWordsLogitsProcessor``."""
 
 from __future__ import annotations
 
@@ -54,4 +55,17 @@ def ban_repeated_ngrams(scores: torch.Tensor, seq: torch.Tensor, n: int) -> torc
     hit = (windows[:, :, :-1] == seq[:, L - n + 1:].unsqueeze(1)).all(-1)
     rows, cols = hit.nonzero(as_tuple=True)
     scores[rows, windows[rows, cols, -1]] = float("-inf")
+    return scores
+
+
+def ban_sequences(scores: torch.Tensor, seq: torch.Tensor, prefixes: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """Ban, in place, the token that would complete a banned sequence: ``last[g]`` in the rows
+    of ``seq`` ``(B, L)`` that end with ``prefixes[g]`` (``prefixes`` ``(G, n)``, one length
+    ``n``; nothing is banned while ``L < n``)."""
+    n = prefixes.shape[1]
+    if seq.shape[1] < n:
+        return scores
+    hit = (seq[:, None, seq.shape[1] - n:] == prefixes).all(-1)  # (B, G)
+    rows, groups = hit.nonzero(as_tuple=True)
+    scores[rows, last[groups]] = float("-inf")
     return scores

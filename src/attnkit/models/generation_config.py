@@ -42,12 +42,10 @@ class GenerationConfig(Config):
 
     Fields have Hugging Face's names and meanings: ``max_length`` counts the prompt for
     decoder-only models and the start token for encoder-decoder ones (``max_new_tokens`` wins
-    when both are set), and so does ``min_length`` (``min_new_tokens`` wins); ``bad_words_ids``
-    holds single-token lists only (tokens never generated, like ``suppress_tokens``);
+    when both are set), and so does ``min_length`` (``min_new_tokens`` wins);
     ``renormalize_logits`` re-normalises beam-search scores after tokens are removed.
     ``other`` keeps what a checkpoint's file holds besides (``bos_token_id``, settings attnkit
-    does not apply, longer ``bad_words_ids``), so
-    that saving writes it back. ``to_dict``/``from_dict`` round-trip attnkit's layout;
+    does not apply), so that saving writes it back. ``to_dict``/``from_dict`` round-trip attnkit's layout;
     ``from_hf``/``to_hf`` read and write Hugging Face's file.
     """
 
@@ -91,8 +89,8 @@ class GenerationConfig(Config):
         self.require(self.temperature is None or self.temperature >= 0, "temperature", "must be None or >= 0")
         self.require(self.top_k is None or self.top_k >= 0, "top_k", "must be None or >= 0")
         self.require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "must be None or in (0, 1]")
-        self.require(self.bad_words_ids is None or all(len(w) == 1 for w in self.bad_words_ids), "bad_words_ids",
-                     "must hold single-token lists ([[id], ...]): longer banned sequences are not supported")
+        self.require(self.bad_words_ids is None or all(len(w) for w in self.bad_words_ids), "bad_words_ids",
+                     "must hold non-empty lists of token ids ([[id, ...], ...])")
         for name in ("eos_token_id", "pad_token_id", "forced_eos_token_id", "decoder_start_token_id", "suppress_tokens"):
             self.require(all(i >= 0 for i in _ids(getattr(self, name))), name, "must hold token ids >= 0")
         self.require(all(i >= 0 for w in self.bad_words_ids or () for i in w), "bad_words_ids",
@@ -108,12 +106,7 @@ class GenerationConfig(Config):
         """Hugging Face's ``generation_config.json``: the fields that are set, and ``other``."""
         d = self.to_dict()
         d.pop("model_type")
-        other = d.pop("other")
-        bad_words = (d.get("bad_words_ids") or []) + other.get("bad_words_ids", [])
-        d = {**other, **{k: v for k, v in d.items() if v is not None}}
-        if bad_words:
-            d["bad_words_ids"] = bad_words
-        return d
+        return {**d.pop("other"), **{k: v for k, v in d.items() if v is not None}}
 
     @classmethod
     def from_hf(cls, d: dict[str, Any], source: str, legacy: bool = False) -> GenerationConfig:
@@ -127,13 +120,6 @@ class GenerationConfig(Config):
         ignored = [k for k, default in UNSUPPORTED_DEFAULTS.items() if d.get(k, default) not in (default, None)]
         d = {k: v for k, v in d.items() if v is not None}
         other = {} if legacy else {k: v for k, v in d.items() if k not in fields and k not in _NOT_KEPT}
-        bad_words = d.get("bad_words_ids")
-        if isinstance(bad_words, list) and any(isinstance(w, list) and len(w) != 1 for w in bad_words):
-            ignored.append("bad_words_ids of more than one token")
-            longer = [w for w in bad_words if isinstance(w, list) and len(w) != 1]
-            d = {**d, "bad_words_ids": [w for w in bad_words if w not in longer] or None}
-            if not legacy:
-                other["bad_words_ids"] = longer
         if ignored:
             warnings.warn(f"{source} sets {', '.join(ignored)}, which attnkit's generate does not apply: its output "
                           "can differ from Hugging Face's", stacklevel=3)
