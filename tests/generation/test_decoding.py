@@ -301,7 +301,7 @@ def test_bad_generation_arguments_are_errors():
         model.generate(ids[:, :0])
     with pytest.raises(InputError, match=r"input_ids must lie in \[0, 256\)"):
         model.generate(ids + 300)
-    with pytest.raises(InputError, match="max_new_tokens must be a positive int"):
+    with pytest.raises(InputError, match="max_new_tokens must be an int >= 1, got 0"):
         model.generate(ids, max_new_tokens=0)
     with pytest.raises(InputError, match=r"attention_mask must have shape"):
         model.generate(ids, attention_mask=torch.ones(1, 4, dtype=torch.long))

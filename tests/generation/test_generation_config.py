@@ -396,6 +396,12 @@ def test_generation_config_round_trips_as_a_config_and_takes_numpy_ids(tmp_path)
     assert config.to_hf() == {"bos_token_id": 0, "num_beams": 3, "bad_words_ids": [[5], [6, 7]]}
     with pytest.raises(ConfigError, match="early_stopping must be bool or one of 'never' or None"):
         GenerationConfig(early_stopping="nevr")
+    for bad, message in ((dict(top_p=1.5), r"top_p: must be None or in \(0, 1\], got 1.5"),
+                         (dict(num_beams=0), "num_beams: must be None or an int >= 1, got 0"),
+                         (dict(repetition_penalty=0.0), "repetition_penalty: must be None or > 0"),
+                         (dict(min_length=-1), "min_length: must be None or an int >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            GenerationConfig(**bad)
     hf = random_marian(tmp_path, seed=1)
     model = attnkit.from_pretrained(tmp_path)
     src, mask = padded_source()

@@ -32,6 +32,7 @@ from attnkit.generation.config import generation_config, resolve
 from attnkit.generation.processors import ban_repeated_ngrams, ban_sequences, penalize_repetition, process_logits
 from attnkit.nn.linear import packed_weights
 from attnkit.models.base import check_token_ids
+from attnkit.models.generation_config import RANGES
 from attnkit.models.outputs import GenerateOutput
 from attnkit.nn.masks import as_padding_mask
 
@@ -166,26 +167,13 @@ def _check_args(model, input_ids, attention_mask, generator, **args) -> tuple[to
     if input_ids.shape[1] == 0:
         raise InputError("input_ids is empty: give at least one prompt token (e.g. the BOS token)")
     s = resolve(model, input_ids.shape[1], **args)
-    if not isinstance(s["max_new_tokens"], int) or s["max_new_tokens"] < 1:
-        raise InputError(f"max_new_tokens must be a positive int, got {s['max_new_tokens']!r}")
+    for name, value in s.items():  # None only where the default is (top_p: off)
+        if name in RANGES and value is not None and not RANGES[name][0](value):
+            raise InputError(f"{name} must be {RANGES[name][1]}, got {value!r}")
     if s["do_sample"] and not s["temperature"] > 0:
         raise InputError(f"temperature must be > 0 when sampling, got {s['temperature']} (use do_sample=False for greedy)")
-    top_k, top_p = s["top_k"], s["top_p"]
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
-        raise InputError(f"top_k must be an int >= 0, got {top_k!r}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise InputError(f"top_p must be in (0, 1], got {top_p}")
-    for name in ("min_new_tokens", "no_repeat_ngram_size"):
-        if not isinstance(s[name], int) or isinstance(s[name], bool) or s[name] < 0:
-            raise InputError(f"{name} must be an int >= 0, got {s[name]!r}")
-    penalty = s["repetition_penalty"]
-    if isinstance(penalty, bool) or not (isinstance(penalty, (int, float)) and penalty > 0):
-        raise InputError(f"repetition_penalty must be > 0 (1.0 = off), got {s['repetition_penalty']!r}")
     num_beams, early_stopping = s.get("num_beams", 1), s.get("early_stopping", False)
     n_return = s.get("num_return_sequences", 1)
-    for name, value in (("num_beams", num_beams), ("num_return_sequences", n_return)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{name} must be an int >= 1, got {value!r}")
     if n_return > 1 and num_beams == 1 and not s["do_sample"]:
         raise InputError("greedy decoding makes one sequence per input: num_return_sequences > 1 needs "
                          "do_sample=True or num_beams >= num_return_sequences")

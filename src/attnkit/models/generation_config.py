@@ -36,6 +36,25 @@ UNSUPPORTED_DEFAULTS: dict[str, Any] = {
 _NOT_KEPT = ("model_type", "transformers_version", "_from_model_config")  # written by whoever saves
 
 
+def _count(low: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# The allowed values of the numeric settings, as (check, description): checked on the config's
+# fields (None = unset) and on the values generate resolves from its arguments.
+RANGES: dict[str, tuple[Any, str]] = {
+    **{name: (_count(1), "an int >= 1") for name in ("max_new_tokens", "max_length", "num_beams", "num_return_sequences")},
+    **{name: (_count(0), "an int >= 0") for name in ("min_new_tokens", "min_length", "no_repeat_ngram_size", "top_k")},
+    "repetition_penalty": (lambda v: _number(v) and v > 0, "> 0 (1.0 = off)"),
+    "temperature": (lambda v: _number(v) and v >= 0, ">= 0"),
+    "top_p": (lambda v: _number(v) and 0 < v <= 1, "in (0, 1]"),
+}
+
+
 @dataclass(frozen=True)
 class GenerationConfig(Config):
     """Decoding defaults; ``None`` = not set (``generate``'s own default applies).
@@ -80,15 +99,8 @@ class GenerationConfig(Config):
             object.__setattr__(self, "bad_words_ids", tuple(tuple(w) for w in self.bad_words_ids))
 
     def validate(self) -> None:
-        for name in ("max_new_tokens", "max_length", "num_beams", "num_return_sequences"):
-            self.require(getattr(self, name) is None or getattr(self, name) >= 1, name, "must be None or >= 1")
-        for name in ("min_new_tokens", "min_length", "no_repeat_ngram_size"):
-            self.require(getattr(self, name) is None or getattr(self, name) >= 0, name, "must be None or >= 0")
-        self.require(self.repetition_penalty is None or self.repetition_penalty > 0, "repetition_penalty",
-                     "must be None or > 0")
-        self.require(self.temperature is None or self.temperature >= 0, "temperature", "must be None or >= 0")
-        self.require(self.top_k is None or self.top_k >= 0, "top_k", "must be None or >= 0")
-        self.require(self.top_p is None or 0 < self.top_p <= 1, "top_p", "must be None or in (0, 1]")
+        for name, (ok, allowed) in RANGES.items():
+            self.require(getattr(self, name) is None or ok(getattr(self, name)), name, f"must be None or {allowed}")
         self.require(self.bad_words_ids is None or all(len(w) for w in self.bad_words_ids), "bad_words_ids",
                      "must hold non-empty lists of token ids ([[id, ...], ...])")
         for name in ("eos_token_id", "pad_token_id", "forced_eos_token_id", "decoder_start_token_id", "suppress_tokens"):
