@@ -357,8 +357,15 @@ def test_return_dict_in_generate_gives_transformers_scores(tmp_path, kw):
         torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
     if kw["num_beams"] > 1:
         torch.testing.assert_close(out.sequences_scores, expected.sequences_scores, atol=1e-4, rtol=0)
+        assert out.beam_indices.tolist() == expected.beam_indices.tolist()
+        assert (out.beam_indices == -1).any() and (out.beam_indices % kw["num_beams"] > 0).any()  # ended early, moved
     else:
-        assert "sequences_scores" not in out
+        assert "sequences_scores" not in out and "beam_indices" not in out
+    for normalize in (False, True):  # each token's score, as transformers reads it from the same output
+        torch.testing.assert_close(
+            model.compute_transition_scores(out.sequences, out.scores, out.beam_indices, normalize_logits=normalize),
+            hf.compute_transition_scores(expected.sequences, expected.scores, getattr(expected, "beam_indices", None),
+                                         normalize_logits=normalize), atol=1e-4, rtol=0)
     assert isinstance(model.generate(src, attention_mask=mask, max_new_tokens=2), torch.Tensor)
 
 

@@ -382,7 +382,7 @@ def generate(
         return_dict_in_generate, output_scores, output_logits: return a
             :class:`~attnkit.models.outputs.GenerateOutput` with the ``sequences`` and, when asked,
             each step's processed ``scores`` and raw ``logits`` and beam search's
-            ``sequences_scores`` (Hugging Face's fields; ``beam_indices`` is not kept).
+            ``sequences_scores`` (Hugging Face's fields), and beam search's ``beam_indices``.
 
     Returns ``(B · num_return_sequences, T_out)`` token ids, or a ``GenerateOutput``.
     """
@@ -407,11 +407,11 @@ def generate(
     record = {k: [] for k, wanted in (("scores", output_scores), ("logits", output_logits)) if wanted} \
         if return_dict_in_generate else None
 
-    def result(sequences, sequences_scores=None):
+    def result(sequences, sequences_scores=None, beam_indices=None):
         if record is None:
             return sequences
         return GenerateOutput(sequences, sequences_scores if output_scores else None,
-                              *(tuple(record[k]) if k in record else None for k in ("scores", "logits")))
+                              *(tuple(record[k]) if k in record else None for k in ("scores", "logits")), beam_indices)
 
     if num_beams > 1:
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, s["max_new_tokens"]):
@@ -435,6 +435,27 @@ def generate(
         if streamer is not None:
             streamer.end()
     return result(torch.cat([_decoder_prefix(model, input_ids), torch.stack(steps, dim=1)], dim=1))
+
+
+def compute_transition_scores(sequences: torch.Tensor, scores: Sequence[torch.Tensor],
+                              beam_indices: torch.Tensor | None = None, normalize_logits: bool = False) -> torch.Tensor:
+    """The score of each generated token, ``(rows, new tokens)``, from a ``generate(...,
+    return_dict_in_generate=True, output_scores=True)`` output: ``scores[t][row, token]``, read
+    through ``beam_indices`` after beam search (0 where a hypothesis had ended), as Hugging Face's
+    ``compute_transition_scores``. ``normalize_logits`` log-softmaxes each step's scores first."""
+    if not scores:
+        raise InputError("scores is empty: pass the output's scores (generate with output_scores=True)")
+    steps = torch.stack(tuple(scores), dim=1)  # (rows, steps, V)
+    if normalize_logits:
+        steps = torch.log_softmax(steps.float(), dim=-1)
+    if beam_indices is None:  # greedy search or sampling: row i is sequence i at every step
+        beam_indices = torch.arange(steps.shape[0], device=steps.device)[:, None].expand(-1, steps.shape[1])
+    ended = beam_indices < 0
+    n = int((~ended).sum(-1).max())
+    rows, ended = beam_indices[:, :n].clamp(min=0), ended[:, :n]
+    tokens = sequences[:, sequences.shape[1] - n:]
+    out = steps[rows, torch.arange(n, device=steps.device), tokens]
+    return out.masked_fill(ended, 0.0)
 
 
 AUTO_PACK_MIN_TOKENS = 32  # packing GPT-2 small costs about 6 decoding steps and gains 25-40% of each
@@ -495,8 +516,12 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
     mask_buf = _mask_buffer(mask, max_len)
     start = _first_real(mask)
     dev = ids.device
-    running = torch.full((B, nb, max_len), fill, dtype=torch.long, device=dev)
+    # A hypothesis is its max_len tokens, then (with ``record``) the row of the step's scores each
+    # new token came from: one gather moves both.
+    width = max_len + (max_new_tokens if record is not None else 0)
+    running = torch.full((B, nb, width), fill, dtype=torch.long, device=dev)
     running[:, :, :T0] = ids.view(B, nb, T0)
+    running[:, :, max_len:] = -1
     finished = running.clone()
     run_scores = torch.zeros(B, nb, device=dev)
     run_scores[:, 1:] = -1e9  # only the first beam's tokens count at the start
@@ -535,14 +560,16 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         else:
             top_lp, top_idx = torch.topk(logp, K)
         src_beam, tokens = top_idx // V, top_idx % V
-        cand = running.gather(1, src_beam[:, :, None].expand(B, K, max_len)).clone()
+        cand = running.gather(1, src_beam[:, :, None].expand(B, K, width)).clone()
         cand[:, :, cur] = tokens
+        if width > max_len:
+            cand[:, :, max_len + cur - T0] = src_beam + batch_offset
         hits = torch.isin(tokens, eos_t) | (cur + 1 >= max_len)
 
         # Continue the best num_beams candidates that did not just finish.
         run_lp = top_lp + hits.float() * -1e9
         keep = torch.topk(run_lp, nb).indices
-        running = cand.gather(1, keep[:, :, None].expand(B, nb, max_len))
+        running = cand.gather(1, keep[:, :, None].expand(B, nb, width))
         run_scores = run_lp.gather(1, keep)
         beam_idx = (src_beam.gather(1, keep) + batch_offset).view(-1)
 
@@ -555,7 +582,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         merged_scores = torch.cat([fin_scores, f_lp], dim=1)
         best = torch.topk(merged_scores, nb).indices
         merged_seqs = torch.cat([finished, cand], dim=1)
-        finished = merged_seqs.gather(1, best[:, :, None].expand(B, nb, max_len))
+        finished = merged_seqs.gather(1, best[:, :, None].expand(B, nb, width))
         fin_scores = merged_scores.gather(1, best)
         fin_flag = torch.cat([fin_flag, just], dim=1).gather(1, best)
         fin_len = torch.cat([fin_len, torch.full_like(top_lp, cur + 1 - T0, dtype=torch.long)], dim=1).gather(1, best)
@@ -577,6 +604,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         step_mask = None if mask_buf is None else mask_buf[:, :cur]
         logits = model.generation_step(running[:, :, cur - 1].reshape(-1, 1), step_mask, cache).float()
 
-    out_len = T0 + int(fin_len[:, :n_return].max())
-    # best first, each input's in turn
-    return finished[:, :n_return, :out_len].reshape(B * n_return, out_len), fin_scores[:, :n_return].reshape(-1)
+    new = int(fin_len[:, :n_return].max())
+    best = finished[:, :n_return].reshape(B * n_return, width)  # best first, each input's in turn
+    beam_indices = best[:, max_len:max_len + new] if width > max_len else None
+    return best[:, :T0 + new], fin_scores[:, :n_return].reshape(-1), beam_indices

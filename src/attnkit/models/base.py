@@ -99,6 +99,13 @@ class Model(nn.Module):
 
         return generate(self, input_ids, **kwargs)
 
+    def compute_transition_scores(self, sequences: torch.Tensor, scores, beam_indices: torch.Tensor | None = None,
+                                  normalize_logits: bool = False) -> torch.Tensor:
+        """Each generated token's score; see :func:`attnkit.generation.compute_transition_scores`."""
+        from attnkit.generation import compute_transition_scores
+
+        return compute_transition_scores(sequences, scores, beam_indices, normalize_logits)
+
     def stream(self, input_ids: torch.Tensor, **kwargs):
         """Iterate over generated tokens, one ``(B,)`` tensor per step; see :func:`attnkit.generation.stream`."""
         from attnkit.generation import stream

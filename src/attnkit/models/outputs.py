@@ -49,12 +49,16 @@ class GenerateOutput(_Fields):
     scores / logits: with ``output_scores`` / ``output_logits``, one ``(rows, V)`` tensor per
         step: the processed scores the next token was chosen from (log-probabilities in beam
         search, one row per beam) / the model's raw logits.
+    beam_indices: beam search: ``(B · num_return_sequences, new tokens)``, for each generated
+        token the row of ``scores`` (batch index × num_beams + beam) it was chosen from; -1 after
+        a hypothesis ended. With ``scores``, what ``compute_transition_scores`` needs.
     """
 
     sequences: torch.Tensor
     sequences_scores: torch.Tensor | None = None
     scores: tuple[torch.Tensor, ...] | None = None
     logits: tuple[torch.Tensor, ...] | None = None
+    beam_indices: torch.Tensor | None = None
 
 
 @dataclass
