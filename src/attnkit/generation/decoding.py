@@ -381,8 +381,8 @@ def generate(
 
         return_dict_in_generate, output_scores, output_logits: return a
             :class:`~attnkit.models.outputs.GenerateOutput` with the ``sequences`` and, when asked,
-            each step's processed ``scores`` and raw ``logits`` and beam search's
-            ``sequences_scores`` (Hugging Face's fields), and beam search's ``beam_indices``.
+            each step's processed ``scores`` and raw ``logits``, and beam search's
+            ``sequences_scores`` and ``beam_indices`` (Hugging Face's fields).
 
     Returns ``(B · num_return_sequences, T_out)`` token ids, or a ``GenerateOutput``.
     """
