@@ -14,6 +14,7 @@ import attnkit
 from attnkit import ConfigError
 from attnkit.models.t5 import T5, T5Config
 from tests.interop.test_marian import frequent_token
+from tests.models.test_t5 import spread_weights
 
 transformers = pytest.importorskip("transformers")
 V, D = 99, 32
@@ -26,24 +27,16 @@ VARIANTS = {"v1.0": dict(feed_forward_proj="relu"),
 
 def random_t5(tmp_path, variant="v1.0", seed=0, **overrides):
     """A small T5ForConditionalGeneration saved to ``tmp_path``, d_kv (12) unlike d_model / heads
-    (8). Its weights are spread so that outputs depend on the input: norm weights around 1, a
-    stronger position bias and sublayers, weaker embeddings; the Flan variants get an LM head of
-    their own."""
+    (8), its weights spread so that outputs depend on the input; the Flan variants get an LM
+    head of their own."""
     torch.manual_seed(seed)
     fields = dict(vocab_size=V, d_model=D, d_kv=12, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
                   relative_attention_max_distance=20, dropout_rate=0.0, decoder_start_token_id=0)
     hf = transformers.T5ForConditionalGeneration(transformers.T5Config(**fields, **VARIANTS[variant], **overrides)).eval()
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            if "layer_norm" in name:
-                p.normal_(1.0, 0.5)
-            elif "relative_attention_bias" in name:
-                p.mul_(5.0)
-            elif name.endswith((".o.weight", ".wo.weight")):
-                p.mul_(4.0)
-        hf.shared.weight.mul_(0.2)
-        if variant != "v1.0":
-            hf.lm_head.weight = torch.nn.Parameter(torch.randn(V, D) * 0.5)
+    spread_weights(hf.named_parameters(), "layer_norm", "relative_attention_bias", (".o.weight", ".wo.weight"),
+                   "shared.weight")
+    if variant != "v1.0":
+        hf.lm_head.weight = torch.nn.Parameter(torch.randn(V, D) * 0.5)
     if variant == "flan-released":
         hf.config.tie_word_embeddings = False
     hf.save_pretrained(tmp_path)

@@ -4,7 +4,6 @@ and loss. Checkpoint parity with transformers is in tests/interop/test_t5_intero
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from attnkit import ConfigError, InputError
 from attnkit.models.t5 import T5, T5Config
@@ -15,20 +14,25 @@ FLAN = dict(activation="geglu_tanh", tie_word_embeddings=False)
 
 
 def tiny(**overrides) -> T5:
-    """A small T5 whose weights are spread (as ``random_t5`` in the interop tests) so that its
-    outputs depend on the whole input: norm weights around 1, a stronger position bias and
-    sublayers, weaker embeddings."""
     model = T5(T5Config(**{**TINY, **overrides})).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.normal_(1.0, 0.5)
-            elif "position_bias" in name:
-                p.mul_(5.0)
-            elif name.endswith(("out_proj.weight", "fc_out.weight")):
-                p.mul_(4.0)
-        model.embed.weight.mul_(0.2)
+    spread_weights(model.named_parameters(), "norm", "position_bias", ("out_proj.weight", "fc_out.weight"), "embed.weight")
     return model
+
+
+@torch.no_grad()
+def spread_weights(named_parameters, norm: str, position_bias: str, outputs: tuple[str, ...], embedding: str) -> None:
+    """Spread a T5's weights, named by the given name parts, so that its outputs depend on the
+    whole input (with its unit-variance, tied embeddings a random T5 mostly repeats its input
+    token): norm weights around 1, a stronger position bias and sublayer outputs, weaker embeddings."""
+    for name, p in named_parameters:
+        if norm in name:
+            p.normal_(1.0, 0.5)
+        elif position_bias in name:
+            p.mul_(5.0)
+        elif name.endswith(outputs):
+            p.mul_(4.0)
+        elif name == embedding:
+            p.mul_(0.2)
 
 
 def padded_batch(B=3, S=8, vocab=60):
