@@ -147,21 +147,6 @@ def test_cached_decoding_matches_full_recompute(overrides):
     assert len(set(out[:, 1:].flatten().tolist())) > 3
 
 
-def test_encoder_runs_once_and_cross_attention_keys_are_computed_once():
-    model = tiny()
-    src, mask = padded_batch()
-    calls = {"encoder": [], "cross_kv": 0}
-    model.encoder.register_forward_hook(lambda mod, args, out: calls["encoder"].append(args[0].shape[0]))
-
-    def count(*_):
-        calls["cross_kv"] += 1
-
-    model.decoder.layers[0].cross_attn.kv_proj.register_forward_hook(count)
-    out = model.generate(src, attention_mask=mask, num_beams=4, max_new_tokens=6, eos_token_id=None)
-    assert out.shape == (3, 7)
-    assert calls == {"encoder": [3], "cross_kv": 1}  # once, on the un-expanded batch
-
-
 def test_stream_and_packed_weights_give_the_tokens_of_generate():
     model = tiny(**FLAN)
     src, mask = padded_batch()
