@@ -22,6 +22,8 @@ _LAZY = {
     "GPTConfig": "attnkit.models.gpt",
     "Transformer": "attnkit.models.transformer",
     "TransformerConfig": "attnkit.models.transformer",
+    "T5": "attnkit.models.t5",
+    "T5Config": "attnkit.models.t5",
     "generate": "attnkit.generation",
     "GenerationConfig": "attnkit.models.generation_config",
     "interop": "attnkit.interop",

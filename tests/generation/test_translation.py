@@ -5,6 +5,7 @@ import torch
 
 from attnkit import InputError
 from attnkit.generation.translation import translate
+from attnkit.models.t5 import T5, T5Config
 from attnkit.models.transformer import Transformer, TransformerConfig
 from attnkit.tokenizers import Tokenizer
 
@@ -65,3 +66,13 @@ def test_empty_and_too_long_sources_are_errors(tokenizer):
         translate(model, tokenizer, ["one", "  "])
     with pytest.raises(InputError, match="n_positions"):
         translate(model, tokenizer, ["one " * 200])
+
+
+def test_t5_translates_without_a_position_limit(tokenizer):
+    """T5 has relative positions, no n_positions: the search runs to source length + 50."""
+    config = T5Config.from_preset("t5-tiny", vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    model = T5(config).eval()
+    texts = ["one two three one", "two", "three one"]
+    batched = translate(model, tokenizer, texts, batch_size=2)
+    assert batched == [translate(model, tokenizer, [t], batch_size=1)[0] for t in texts]

@@ -209,22 +209,6 @@ def test_beam_search_batched_equals_one_sentence_at_a_time():
         assert (batched[i, single.shape[0]:] == m.config.pad_token_id).all()
 
 
-def test_encoder_runs_once_and_cross_attention_keys_are_computed_once():
-    m = tiny()
-    src, mask = padded_batch()
-    calls = {"encoder": [], "cross_k": 0}
-    m.encoder.register_forward_hook(lambda mod, args, out: calls["encoder"].append(args[0].shape[0]))
-
-    def count(*_):
-        calls["cross_k"] += 1
-
-    m.decoder.layers[0].cross_attn.k_proj.register_forward_hook(count)
-    out = m.generate(src, attention_mask=mask, num_beams=4, max_new_tokens=6)
-    assert out.shape[1] > 2
-    assert calls["encoder"] == [3]  # once, on the un-expanded batch
-    assert calls["cross_k"] == 1
-
-
 def gnmt_lp(length, alpha):
     return ((5 + length) / 6) ** alpha  # Wu et al. 2016, eq. 14
 

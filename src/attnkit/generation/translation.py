@@ -18,21 +18,23 @@ def translate(model, tokenizer, texts: Sequence[str], num_beams: int = 4, length
 
     Each source ends with the tokenizer's EOS token (as in training). Sentences are sorted by
     length and decoded ``batch_size`` at a time; the search runs up to the batch's longest
-    source plus ``extra_tokens`` steps (capped by the model's ``n_positions``), and each
-    translation is cut to its own source length plus ``extra_tokens`` tokens.
+    source plus ``extra_tokens`` steps (capped by the model's ``n_positions``, where it has
+    one: T5's relative positions have no limit), and each translation is cut to its own source
+    length plus ``extra_tokens`` tokens.
     An empty text or one longer than the model's ``n_positions`` is an :class:`InputError`.
     """
     if not hasattr(model, "decoder_start_ids"):
-        raise InputError(f"translating needs an encoder-decoder model (attnkit.Transformer), got a {type(model).__name__}")
+        raise InputError(f"translating needs an encoder-decoder model (attnkit.Transformer or T5), got a "
+                         f"{type(model).__name__}")
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     if eos is None or pad is None:
         raise InputError("the tokenizer needs EOS and pad tokens to translate")
     ids = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    n_positions = model.config.n_positions
+    n_positions = getattr(model.config, "n_positions", None)
     for i, (text, row) in enumerate(zip(texts, ids)):
         if not text.strip():
             raise InputError(f"source sentence {i} is empty; remove it or give it some text")
-        if len(row) + 1 > n_positions:
+        if n_positions is not None and len(row) + 1 > n_positions:
             raise InputError(f"source sentence {i} is {len(row) + 1} tokens (with EOS), more than the model's "
                              f"{n_positions} positions (n_positions); split it into shorter sentences")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -47,7 +49,7 @@ def translate(model, tokenizer, texts: Sequence[str], num_beams: int = 4, length
         for j, r in enumerate(rows):
             input_ids[j, : len(r)] = torch.tensor(r)
             mask[j, : len(r)] = 1
-        max_new = min(S + extra_tokens, n_positions)
+        max_new = S + extra_tokens if n_positions is None else min(S + extra_tokens, n_positions)
         generated = model.generate(input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new,
                                    num_beams=num_beams, length_penalty=length_penalty, do_sample=False,
                                    num_return_sequences=1, length_penalty_style=length_penalty_style, eos_token_id=eos,

@@ -27,8 +27,9 @@ Write ``attnkit/interop/<family>.py`` defining::
     def config_to_hf(model) -> dict | None   # HF config fields; None = HF can't represent it
     def config_from_hf(hf: dict, model_class) -> Config
     def model_options(model_class, keys) -> dict  # optional: constructor options the checkpoint's keys decide
+    def config_from_state(config, state) -> Config  # optional: config fields an HF checkpoint's tensors decide
 
-and register it with one line in ``FAMILIES`` below (or ``register("t5", "attnkit.interop.t5")``).
+and register it with one line in ``FAMILIES`` below (or ``register("whisper", "attnkit.interop.whisper")``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ FAMILIES: dict[str, str] = {
     "gpt2": "attnkit.interop.gpt2",
     "bert": "attnkit.interop.bert",
     "marian": "attnkit.interop.marian",
+    "t5": "attnkit.interop.t5",
 }
 
 
@@ -183,8 +185,16 @@ def resolve_checkpoint_dir(path_or_hub_id: str | Path, allow_pickle: bool = Fals
         raise CheckpointError(f"{name} is not a local directory and could not be downloaded from the hub: {e}") from None
 
 
-def _parse_config(config: dict, directory: Path):
-    """``(family module, model class, model config, weights layout)`` from a parsed config.json."""
+def _config_from_hf(fam: ModuleType, config: dict, cls: type, state: dict[str, torch.Tensor]):
+    """The family's config for a Hugging Face config.json, with the fields the checkpoint's
+    tensors decide (the family's optional ``config_from_state``: T5's untied LM head)."""
+    converted = fam.config_from_hf(config, cls)
+    return fam.config_from_state(converted, state) if hasattr(fam, "config_from_state") else converted
+
+
+def _parse_config(config: dict, directory: Path, state: dict[str, torch.Tensor]):
+    """``(family module, model class, model config, weights layout)`` from a parsed config.json
+    and the checkpoint's tensors (by their stored names)."""
     if not isinstance(config, dict):
         raise ConfigError(f"{directory / CONFIG_NAME} must hold a JSON object, got {type(config).__name__}")
     block = config.get("attnkit")
@@ -210,7 +220,7 @@ def _parse_config(config: dict, directory: Path):
             f"{directory / CONFIG_NAME}: architectures {archs} are not supported for {model_type}; "
             f"supported: {sorted(fam.ARCHITECTURES)}")
     cls = fam.MODELS[fam.ARCHITECTURES[known[0] if known else next(iter(fam.ARCHITECTURES))]]
-    return fam, cls, fam.config_from_hf(config, cls), "hf"
+    return fam, cls, _config_from_hf(fam, config, cls, state), "hf"
 
 
 def _check_layer_counts(config, n_tensors: int, directory: Path) -> None:
@@ -321,7 +331,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     config_json = read_json(directory / CONFIG_NAME)
     state = read_weights(directory, allow_pickle=allow_pickle)
     try:
-        fam, cls, config, layout = _parse_config(config_json, directory)
+        fam, cls, config, layout = _parse_config(config_json, directory, state)
         _check_layer_counts(config, len(state), directory)
         # Constructor options the checkpoint's keys decide (a BertModel saved without its pooler).
         options = fam.model_options(cls, state.keys()) if hasattr(fam, "model_options") else {}
@@ -333,7 +343,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
                 warnings.warn(f"{directory / CONFIG_NAME}: {', '.join(stale)} differ from the attnkit block written "
                               "with them (the file was changed by another tool since); using the Hugging Face fields",
                               stacklevel=2)
-                config = fam.config_from_hf(config_json, cls)
+                config = _config_from_hf(fam, config_json, cls, state)
                 with torch.device("meta"):
                     skeleton = cls(config, **options)
         _check_computed_buffers(skeleton, directory)

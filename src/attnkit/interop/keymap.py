@@ -1,5 +1,6 @@
 """State-dict key tables: how an attnkit parameter name maps to Hugging Face's (and the one
-check every family's config conversion shares, :func:`require_hf_settings`).
+checks every family's config conversion shares, :func:`require_hf_settings` and
+:func:`single_token_id`).
 
 A family's mapping is a list of :class:`Rename` rules. Names may contain placeholders such
 as ``{i}`` that match a layer number. A rule whose ``hf`` is a tuple fuses several Hugging
@@ -117,3 +118,14 @@ def require_hf_settings(hf: dict, supported: dict, model_name: str) -> None:
     for name, value in supported.items():
         if hf.get(name, value) != value:
             raise ConfigError(f"config.json: {name}={hf[name]!r} is not supported by attnkit's {model_name} (needs {value!r})")
+
+
+def single_token_id(hf: dict, name: str, default: int | None, model_name: str) -> int | None:
+    """A token-id field of an HF config that HF also allows as a list (``eos_token_id``): the
+    one id (or None) attnkit's ``model_name`` takes; a list of several is a ConfigError."""
+    value = hf.get(name, default)
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise ConfigError(f"config.json: {name} {value} must be a single id for attnkit's {model_name}")
+        value = value[0]
+    return value

@@ -11,7 +11,7 @@ Positions are a fixed table, never stored in the checkpoint.
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
-from attnkit.interop.keymap import Rename
+from attnkit.interop.keymap import Rename, single_token_id
 from attnkit.models.transformer import Transformer, TransformerConfig
 
 MODEL_TYPE = "marian"
@@ -76,16 +76,6 @@ def config_to_hf(model) -> dict | None:
     )
 
 
-def _single_id(hf: dict, name: str, default: int):
-    """A token-id field that HF also allows as a list: one id (or None) for attnkit's Transformer."""
-    value = hf.get(name, default)
-    if isinstance(value, list):
-        if len(value) != 1:
-            raise ConfigError(f"config.json: {name} {value} must be a single id for attnkit's Transformer")
-        value = value[0]
-    return value
-
-
 def config_from_hf(hf: dict, model_class: type) -> TransformerConfig:
     """``TransformerConfig`` from a HF Marian config dict (HF's defaults for absent fields)."""
     vocab = hf.get("vocab_size", 58101)
@@ -98,9 +88,9 @@ def config_from_hf(hf: dict, model_class: type) -> TransformerConfig:
     act = hf.get("activation_function", "gelu")
     if act not in _ACT_FROM_HF:
         raise ConfigError(f"config.json: activation_function {act!r} is not supported; supported: {sorted(_ACT_FROM_HF)}")
-    eos = _single_id(hf, "eos_token_id", 0)
+    eos = single_token_id(hf, "eos_token_id", 0, "Transformer")
     pad = hf.get("pad_token_id", 58100)
-    forced = _single_id(hf, "forced_eos_token_id", 0)  # MarianConfig's default: OPUS-MT ends at max length on EOS
+    forced = single_token_id(hf, "forced_eos_token_id", 0, "Transformer")  # MarianConfig's default: OPUS-MT ends at max length on EOS
     return TransformerConfig(
         vocab_size=vocab, n_positions=hf.get("max_position_embeddings", 1024), d_model=hf.get("d_model", 1024),
         n_heads=hf.get("encoder_attention_heads", 16), d_ff=hf.get("encoder_ffn_dim", 4096),

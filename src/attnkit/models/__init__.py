@@ -12,8 +12,10 @@ from attnkit.models.bert import (
 from attnkit.models.config import Config
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.outputs import ModelOutput
+from attnkit.models.t5 import T5, T5Config
 from attnkit.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "Transformer", "TransformerConfig"]
+    "BertForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
+    "TransformerConfig"]

@@ -29,4 +29,22 @@ PRESETS: dict[str, dict[str, dict]] = {
         "bert-large-uncased": dict(n_layers=24, n_heads=16, d_model=1024, d_ff=4096),
         "bert-tiny": dict(vocab_size=256, n_positions=64, n_layers=2, n_heads=4, d_model=32, d_ff=64),
     },
+    "t5": {
+        # Raffel et al. 2020, §3.7 (Small, Base, Large; the released checkpoints' shapes) with
+        # SentencePiece's 32,128-entry vocabulary: T5 v1.0, ReLU feed-forward, tied LM head.
+        "t5-small": dict(d_model=512, head_dim=64, n_heads=8, d_ff=2048,  # 60,506,624 params
+                         n_encoder_layers=6, n_decoder_layers=6),
+        "t5-base": dict(d_model=768, head_dim=64, n_heads=12, d_ff=3072,  # 222,903,552 params
+                        n_encoder_layers=12, n_decoder_layers=12),
+        "t5-large": dict(d_model=1024, head_dim=64, n_heads=16, d_ff=4096,  # 737,668,096 params
+                         n_encoder_layers=24, n_decoder_layers=24),
+        # Flan-T5 (Chung et al. 2022), the T5 v1.1 architecture: gated GELU feed-forward, untied LM
+        # head without the d_model^-1/2 scaling (google/flan-t5-small, google/flan-t5-base).
+        "flan-t5-small": dict(d_model=512, head_dim=64, n_heads=6, d_ff=1024,  # 76,961,152 params
+                              n_encoder_layers=8, n_decoder_layers=8, activation="geglu_tanh", tie_word_embeddings=False),
+        "flan-t5-base": dict(d_model=768, head_dim=64, n_heads=12, d_ff=2048,  # 247,577,856 params
+                             n_encoder_layers=12, n_decoder_layers=12, activation="geglu_tanh", tie_word_embeddings=False),
+        "t5-tiny": dict(vocab_size=256, d_model=32, head_dim=8, n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=2,
+                        num_buckets=8, max_distance=20),
+    },
 }

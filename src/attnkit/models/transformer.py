@@ -16,24 +16,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import InputError
-from attnkit.models.base import Model, check_token_ids
+from attnkit.models.base import check_token_ids
 from attnkit.models.config import Config
-from attnkit.models.outputs import ModelOutput
-from attnkit.nn import (
-    FEEDFORWARD_ACTIVATIONS,
-    Decoder,
-    DecoderCache,
-    Encoder,
-    LayerConfig,
-    Linear,
-    as_padding_mask,
-    expand_padding_mask,
-    sinusoidal_positions,
-)
+from attnkit.models.encoder_decoder import EncoderDecoderModel, shift_tokens_right
+from attnkit.nn import FEEDFORWARD_ACTIVATIONS, Decoder, Encoder, LayerConfig, Linear, sinusoidal_positions
+
+__all__ = ["Transformer", "TransformerConfig", "shift_tokens_right"]
 
 
 @dataclass(frozen=True)
@@ -89,21 +80,13 @@ class TransformerConfig(Config):
         )
 
 
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
-    """Decoder inputs from labels (teacher forcing, Hugging Face convention): prepend the start
-    token, drop the last label, and turn ignored labels (-100) into padding. ``(B, T) -> (B, T)``."""
-    shifted = labels.new_full(labels.shape, pad_token_id)
-    shifted[:, 0] = decoder_start_token_id
-    shifted[:, 1:] = labels[:, :-1]
-    return shifted.masked_fill(shifted == -100, pad_token_id)
-
-
-class Transformer(Model):
+class Transformer(EncoderDecoderModel):
     """Encoder-decoder Transformer for sequence-to-sequence tasks (machine translation).
 
     ``forward(input_ids (B, S), attention_mask (B, S), decoder_input_ids (B, T) | labels (B, T))``
     returns a :class:`ModelOutput` with ``logits`` ``(B, T, V)``, ``loss`` (label-smoothed
-    cross-entropy, given labels) and ``encoder_last_hidden_state`` ``(B, S, C)``.
+    cross-entropy, given labels) and ``encoder_last_hidden_state`` ``(B, S, C)``; ``encode``,
+    ``decode`` and the decoding protocol come from :class:`EncoderDecoderModel`.
     Sources are right-padded; positions count from 0 on every row.
     """
 
@@ -148,140 +131,29 @@ class Transformer(Model):
                 f"{self.config.n_positions} (n_positions); split or truncate the input"
             )
 
-    def _embed(self, embedding: nn.Embedding, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        pos = self.positions[offset: offset + ids.shape[1]].to(embedding.weight.dtype)  # (T, C)
-        return self.drop(embedding(ids) * self.embed_scale + pos)
-
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               output_attentions: bool = False, output_hidden_states: bool = False) -> ModelOutput:
-        """Run the encoder. ``input_ids`` ``(B, S)``, ``attention_mask`` ``(B, S)`` (True/1 = token).
-        Returns ``last_hidden_state`` ``(B, S, C)`` (and ``attentions`` when asked)."""
-        self._check_ids(input_ids, "input_ids")
-        mask = self._padding(attention_mask, *input_ids.shape, "attention_mask")
-        out = self.encoder(self._embed(self.src_embed, input_ids), mask=mask, output_attentions=output_attentions,
-                           output_hidden_states=output_hidden_states)
-        return ModelOutput(last_hidden_state=out.hidden, attentions=out.attentions, hidden_states=out.hidden_states)
-
-    @staticmethod
-    def _padding(mask, B, S, name):
-        """``(B, S)`` user mask -> ``(B, 1, 1, S)`` bool, or None when nothing is padded."""
-        if mask is None:
-            return None
-        mask = as_padding_mask(mask, B, S, name)
-        return None if bool(mask.all()) else expand_padding_mask(mask)
-
-    def decode(
-        self,
-        decoder_input_ids: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        cache: DecoderCache | None = None,
-        output_attentions: bool = False,
-        logits_to_keep: int = 0,
-        output_hidden_states: bool = False,
-    ) -> ModelOutput:
-        """Run the decoder over ``encoder_hidden_states`` ``(B, S, C)``.
-
-        ``attention_mask`` ``(B, S)`` is the source padding mask; ``decoder_attention_mask``
-        ``(B, T_total)`` the target's (cached + new positions). With ``cache`` the new tokens
-        continue the cached ones. Returns ``logits`` ``(B, T, V)`` and ``last_hidden_state``.
-        """
-        past = cache.length if cache is not None else 0
-        self._check_ids(decoder_input_ids, "decoder_input_ids", offset=past)
-        B, T = decoder_input_ids.shape
-        S = encoder_hidden_states.shape[1]
-        context_mask = self._padding(attention_mask, B, S, "attention_mask")
-        self_mask = self._padding(decoder_attention_mask, B, past + T, "decoder_attention_mask")
-        x = self._embed(self.tgt_embed, decoder_input_ids, offset=past)
-        out = self.decoder(x, mask=self_mask, is_causal=True, cache=cache, context=encoder_hidden_states,
-                           context_mask=context_mask, output_attentions=output_attentions,
-                           output_hidden_states=output_hidden_states)
-        h = out.hidden
-        logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
-        if self.final_logits_bias is not None:
-            bias = self.final_logits_bias  # in place when decoding (no graph) and the dtypes agree
-            in_place = not torch.is_grad_enabled() and logits.dtype == bias.dtype
-            logits = logits.add_(bias) if in_place else logits + bias
-        return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions,
-                           cross_attentions=out.cross_attentions, hidden_states=out.hidden_states)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ModelOutput:
-        """Args:
-            input_ids: ``(B, S)`` source token ids, right-padded.
-            attention_mask: ``(B, S)`` bool or 0/1, True/1 = real source token.
-            decoder_input_ids: ``(B, T)`` target prefix; made from ``labels`` by
-                :func:`shift_tokens_right` when omitted.
-            labels: ``(B, T)`` target ids, -100 ignored; the loss is label-smoothed
-                cross-entropy with ``config.label_smoothing`` (§5.4).
-            decoder_attention_mask: ``(B, T)`` target padding mask (optional: the causal mask
-                already hides right padding from real positions).
-        """
-        c = self.config
-        if decoder_input_ids is None:
-            if labels is None:
-                raise InputError("pass decoder_input_ids or labels (decoder inputs are made by shifting labels right)")
-            decoder_input_ids = shift_tokens_right(labels, c.pad_token_id, c.decoder_start_token_id)
-        enc = self.encode(input_ids, attention_mask, output_attentions, output_hidden_states)
-        dec = self.decode(decoder_input_ids, enc.last_hidden_state, attention_mask, decoder_attention_mask,
-                          output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        loss = None
-        if labels is not None:
-            if labels.shape != decoder_input_ids.shape:
-                raise InputError(f"labels must have the shape of decoder_input_ids {tuple(decoder_input_ids.shape)}, "
-                                 f"got {tuple(labels.shape)}")
-            loss = F.cross_entropy(dec.logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
-                                   label_smoothing=c.label_smoothing)
-        return ModelOutput(logits=dec.logits, loss=loss, last_hidden_state=dec.last_hidden_state,
-                           attentions=dec.attentions, cross_attentions=dec.cross_attentions,
-                           encoder_last_hidden_state=enc.last_hidden_state, encoder_attentions=enc.attentions,
-                           hidden_states=dec.hidden_states, encoder_hidden_states=enc.hidden_states)
-
-    # -- decoding protocol (see attnkit.generation) ------------------------------------------
-    def decoder_start_ids(self, batch_size: int, device=None) -> torch.Tensor:
-        """``(B, 1)`` decoder start tokens: what every generated sequence begins with (the
-        generation config's ``decoder_start_token_id``, else the model config's, as in Hugging Face)."""
-        start = self.generation_config.decoder_start_token_id
-        start = self.config.decoder_start_token_id if start is None else start
-        if not 0 <= start < self.config.vocab_size:
-            raise InputError(f"generation_config.decoder_start_token_id must be in [0, {self.config.vocab_size}), "
-                             f"got {start}")
-        return torch.full((batch_size, 1), start, dtype=torch.long, device=device)
-
-    def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int):
-        """Run the encoder once, repeat its output for ``expand`` beams, and store it (with the
-        source mask) in a fresh cache whose cross-attention keys/values are computed on the
-        first step. Returns ``(start_ids, None, cache)``."""
+    def _check_new_tokens(self, max_new_tokens: int) -> None:
         # The decoder is fed the start token and every new token but the last.
         if max_new_tokens > self.config.n_positions:
             raise InputError(f"cannot decode {max_new_tokens} new tokens: the decoder holds {self.config.n_positions} "
                              "positions (n_positions), the start token and all new tokens but the last")
-        hidden = self.encode(input_ids, attention_mask).last_hidden_state
-        mask = None if attention_mask is None else as_padding_mask(attention_mask, *input_ids.shape)
-        mask = None if mask is None or bool(mask.all()) else mask  # nothing padded: no mask at every step
-        if expand > 1:
-            hidden = hidden.repeat_interleave(expand, dim=0)
-            mask = None if mask is None else mask.repeat_interleave(expand, dim=0)
-        cache = self.decoder.new_cache(max_new_tokens)
-        cache.encoder_hidden, cache.encoder_mask = hidden, mask
-        return self.decoder_start_ids(hidden.shape[0], hidden.device), None, cache
 
-    def generation_modules(self) -> nn.ModuleList:
-        """The modules every decoding step runs (the encoder runs once): ``generate`` packs only
-        their weights (:func:`attnkit.nn.packed_weights`)."""
-        return nn.ModuleList([self.decoder, self.lm_head])
+    def _embed(self, embedding: nn.Embedding, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        pos = self.positions[offset: offset + ids.shape[1]].to(embedding.weight.dtype)  # (T, C)
+        return self.drop(embedding(ids) * self.embed_scale + pos)
 
-    def generation_step(self, input_ids, attention_mask, cache: DecoderCache) -> torch.Tensor:
-        """Logits ``(B, V)`` for the next target token after feeding ``input_ids`` through the cache."""
-        out = self.decode(input_ids, cache.encoder_hidden, cache.encoder_mask, attention_mask, cache=cache,
-                          logits_to_keep=1)
-        return out.logits[:, -1]
+    def _embed_source(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self._embed(self.src_embed, input_ids)
+
+    def _embed_target(self, decoder_input_ids: torch.Tensor, offset: int) -> torch.Tensor:
+        return self._embed(self.tgt_embed, decoder_input_ids, offset)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.lm_head(hidden)
+        if self.final_logits_bias is not None:
+            bias = self.final_logits_bias  # in place when decoding (no graph) and the dtypes agree
+            in_place = not torch.is_grad_enabled() and logits.dtype == bias.dtype
+            logits = logits.add_(bias) if in_place else logits + bias
+        return logits
+
+    def _label_smoothing(self) -> float:
+        return self.config.label_smoothing  # §5.4

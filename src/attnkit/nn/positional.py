@@ -72,10 +72,16 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 def relative_position_bucket(
     relative_position: torch.Tensor, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128
 ) -> torch.Tensor:
-    """T5's bucketing of ``key_pos - query_pos`` (Raffel et al. 2020 §2.1; HF's formula).
+    """T5's bucketing of ``key_pos - query_pos`` (Raffel et al. 2020 §2.1; Mesh TensorFlow's
+    and Hugging Face's formula).
 
     Half the buckets are exact small offsets, the rest grow logarithmically up to
-    ``max_distance``; bidirectional uses separate buckets for keys before and after the query.
+    ``max_distance`` (farther offsets share the last bucket); bidirectional uses separate
+    buckets for keys before and after the query, causal ones (``bidirectional=False``) put
+    every later key in bucket 0.
+
+    Shapes: ``relative_position`` any shape of integer offsets, e.g. ``(T, S)``; returns the
+    same shape of bucket ids in ``[0, num_buckets)``.
     """
     buckets = torch.zeros_like(relative_position)
     if bidirectional:
