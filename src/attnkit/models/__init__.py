@@ -13,7 +13,9 @@ from attnkit.models.config import Config
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.transformer import Transformer, TransformerConfig
+from attnkit.models.vit import ViT, ViTConfig, ViTForImageClassification
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "Transformer", "TransformerConfig"]
+    "BertForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "Transformer", "TransformerConfig",
+    "ViT", "ViTConfig", "ViTForImageClassification"]
