@@ -52,6 +52,7 @@ FAMILIES: dict[str, str] = {
     "gpt2": "attnkit.interop.gpt2",
     "bert": "attnkit.interop.bert",
     "marian": "attnkit.interop.marian",
+    "vit": "attnkit.interop.vit",
 }
 
 
