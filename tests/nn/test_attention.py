@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from attnkit.errors import InputError
 from attnkit.nn import (
     KVCache,
+    LayerConfig,
     MultiHeadAttention,
     RelativePositionBias,
     RotaryEmbedding,
@@ -506,3 +507,13 @@ def test_reference_path_stays_in_fp32_under_autocast():
         autocast = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=True)
     for a, b in zip(autocast, plain):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("fused_qkv", [True, False])
+def test_qkv_bias_false_drops_only_the_query_key_value_biases(fused_qkv):
+    """ViT's ``qkv_bias=False``: no q/k/v biases, the output projection keeps its own."""
+    attn = MultiHeadAttention(16, 4, fused_qkv=fused_qkv, qkv_bias=False)
+    projections = [attn.qkv_proj] if fused_qkv else [attn.q_proj, attn.k_proj, attn.v_proj]
+    assert all(p.bias is None for p in projections) and attn.out_proj.bias is not None
+    assert LayerConfig(d_model=16, n_heads=4, d_ff=32, qkv_bias=False).attention().qkv_proj.bias is None
+    assert MultiHeadAttention(16, 4, bias=False, qkv_bias=True).qkv_proj.bias is not None

@@ -13,6 +13,7 @@ from attnkit.nn import (
     alibi_slopes,
     apply_rotary,
     relative_position_bucket,
+    resize_position_grid,
     sinusoidal_positions,
 )
 
@@ -146,3 +147,22 @@ def test_alibi_bias_is_minus_slope_times_distance():
             for j in range(S):
                 q_pos = S - T + i
                 assert b[0, h, i, j].item() == pytest.approx(-slopes[h].item() * (q_pos - j))
+
+
+def test_resizing_a_position_grid_to_its_own_size_changes_nothing():
+    grid = torch.randn(1, 16, 8)
+    torch.testing.assert_close(resize_position_grid(grid, 4, 4), grid)
+
+
+def test_resized_position_grid_is_bicubic_over_the_grid_in_row_major_order():
+    """The table is read as an (N, N) image per channel; a linear ramp along the columns stays a
+    ramp along the columns (bicubic reproduces linear functions away from the borders)."""
+    N, C = 4, 3
+    ramp = torch.arange(N, dtype=torch.float32).repeat(N)  # value = column index, row-major
+    grid = ramp[None, :, None].expand(1, N * N, C).contiguous()
+    out = resize_position_grid(grid, 3, 8).view(3, 8, C)
+    assert torch.allclose(out[0], out[2]) and torch.allclose(out[..., 0], out[..., 2])  # constant down rows/channels
+    cols = out[0, :, 0]
+    assert torch.all(cols[1:] >= cols[:-1]) and cols[0] < 0.5 and cols[-1] > N - 1.5
+    with pytest.raises(InputError, match="square grid of patches, got 15 positions"):
+        resize_position_grid(torch.randn(1, 15, 8), 4, 4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 from attnkit.errors import ConfigError
+from attnkit.interop.hf_fields import ACT_TO_HF, activation_from_hf
 from attnkit.interop.keymap import Rename, require_hf_settings
 from attnkit.models.gpt import GPT, GPTConfig
 
@@ -18,10 +19,6 @@ MODELS = {"GPT": GPT}
 ARCHITECTURES = {"GPT2LMHeadModel": "GPT", "GPT2Model": "GPT"}  # first = the one written on save
 BASE_PREFIX = "transformer."
 IGNORED_HF_KEYS = (r"\.attn\.bias$", r"\.attn\.masked_bias$")  # causal-mask buffers of old checkpoints
-
-# attnkit activation <-> HF ``activation_function`` (gelu_new is the tanh approximation)
-_ACT_TO_HF = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
-_ACT_FROM_HF = {**{v: k for k, v in _ACT_TO_HF.items()}, "gelu_pytorch_tanh": "gelu_tanh", "swish": "silu"}
 
 
 def _block_rules() -> list[Rename]:
@@ -56,11 +53,11 @@ def config_to_hf(model) -> dict | None:
     """HF ``GPT2Config`` fields, or None when the variant has no GPT-2 equivalent."""
     c: GPTConfig = model.config
     if (c.positional != "learned" or c.norm != "layernorm" or c.n_kv_heads not in (None, c.n_heads)
-            or c.activation not in _ACT_TO_HF or not c.bias):
+            or c.activation not in ACT_TO_HF or not c.bias):
         return None
     return dict(
         model_type=MODEL_TYPE, vocab_size=c.vocab_size, n_positions=c.n_positions, n_embd=c.d_model,
-        n_layer=c.n_layers, n_head=c.n_heads, n_inner=c.d_ff, activation_function=_ACT_TO_HF[c.activation],
+        n_layer=c.n_layers, n_head=c.n_heads, n_inner=c.d_ff, activation_function=ACT_TO_HF[c.activation],
         layer_norm_epsilon=c.norm_eps, resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.attn_dropout,
         initializer_range=c.initializer_range, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
         pad_token_id=c.pad_token_id, tie_word_embeddings=c.tie_word_embeddings, scale_attn_weights=True,
@@ -72,9 +69,7 @@ def config_from_hf(hf: dict, model_class: type) -> GPTConfig:
     """``GPTConfig`` from a HF GPT-2 config dict (HF's defaults for absent fields)."""
     require_hf_settings(hf, dict(scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False,
                                  add_cross_attention=False), "GPT")
-    act = hf.get("activation_function", "gelu_new")
-    if not isinstance(act, str) or act not in _ACT_FROM_HF:
-        raise ConfigError(f"config.json: activation_function {act!r} is not supported; supported: {sorted(_ACT_FROM_HF)}")
+    activation = activation_from_hf(hf, "activation_function", "gelu_new")
     dropout = hf.get("resid_pdrop", 0.1)
     vocab = hf.get("vocab_size", 50257)
     if not isinstance(vocab, int) or isinstance(vocab, bool):
@@ -90,7 +85,7 @@ def config_from_hf(hf: dict, model_class: type) -> GPTConfig:
     return GPTConfig(
         vocab_size=vocab, n_positions=hf.get("n_positions", 1024), d_model=hf.get("n_embd", 768),
         n_layers=hf.get("n_layer", 12), n_heads=hf.get("n_head", 12), d_ff=hf.get("n_inner"),
-        activation=_ACT_FROM_HF[act], norm_eps=hf.get("layer_norm_epsilon", 1e-5), dropout=dropout,
+        activation=activation, norm_eps=hf.get("layer_norm_epsilon", 1e-5), dropout=dropout,
         attn_dropout=hf.get("attn_pdrop", 0.1),
         tie_word_embeddings=hf.get("tie_word_embeddings", True), initializer_range=hf.get("initializer_range", 0.02),
         **special,

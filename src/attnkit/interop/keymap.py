@@ -61,6 +61,26 @@ def hf_names_of(rules: list[Rename], name: str) -> list[str]:
     return [h.format(**groups) for h in rule.hf_names]
 
 
+def weight_and_bias(native: str, hf: str | tuple[str, ...]) -> list[Rename]:
+    """The rules for ``.weight`` and ``.bias`` of one linear, norm or convolution layer (``hf`` a
+    tuple: the attnkit layer fuses those Hugging Face layers)."""
+    if isinstance(hf, tuple):
+        return [Rename(f"{native}.{p}", tuple(f"{h}.{p}" for h in hf)) for p in ("weight", "bias")]
+    return [Rename(f"{native}.{p}", f"{hf}.{p}") for p in ("weight", "bias")]
+
+
+def with_prefix(rules: list[Rename], prefix: str) -> list[Rename]:
+    """``rules`` of a base model nested under ``prefix`` on both sides (``bert.``, ``vit.``) in a head model."""
+    return [Rename(prefix + r.native, tuple(prefix + h for h in r.hf_names) if isinstance(r.hf, tuple) else prefix + r.hf,
+                   r.transpose) for r in rules]
+
+
+def pooler_option(keys) -> dict:
+    """The constructor option of a bare encoder (BERT, ViT) whose checkpoint ``keys`` hold no
+    pooler (Hugging Face's ``add_pooling_layer=False``): ``{"add_pooler": False}``, else ``{}``."""
+    return {} if any(k.endswith(("pooler.dense.weight", "pooler.weight")) for k in keys) else {"add_pooler": False}
+
+
 def to_hf(rules: list[Rename], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """attnkit state dict -> Hugging Face state dict (fused tensors split into equal parts)."""
     out = {}

@@ -14,8 +14,9 @@ from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.t5 import T5, T5Config
 from attnkit.models.transformer import Transformer, TransformerConfig
+from attnkit.models.vit import ViT, ViTConfig, ViTForImageClassification
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
     "BertForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
-    "TransformerConfig"]
+    "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification"]

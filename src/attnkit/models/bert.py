@@ -10,7 +10,6 @@ classification and extractive question answering. Mean pooling gives sentence em
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,14 +17,14 @@ from torch import nn
 
 from attnkit.errors import InputError
 from attnkit.models.base import Model, check_token_ids
+from attnkit.models.classification import ClassifierLoss, ClassLabels, ProblemType, class_ids
 from attnkit.models.config import Config
 from attnkit.models.outputs import ModelOutput
 from attnkit.nn import ACTIVATIONS, Encoder, LayerConfig, as_padding_mask, expand_padding_mask, mean_pool
-from attnkit.nn.loss import check_class_ids
 
 
 @dataclass(frozen=True)
-class BertConfig(Config):
+class BertConfig(ClassLabels, Config):
     """Sizes of a BERT. Defaults are BERT-base (Devlin et al. 2019, §3)."""
 
     model_type = "bert"
@@ -46,13 +45,12 @@ class BertConfig(Config):
     num_labels: int = 2
     classifier_dropout: float | None = None
     # Sequence classification's loss; None infers it from num_labels and the labels' dtype (as HF).
-    problem_type: Literal["regression", "single_label_classification", "multi_label_classification"] | None = None
+    problem_type: ProblemType | None = None
     # The classes' names in id order (Hugging Face's id2label); None names them LABEL_0, LABEL_1, ...
     label_names: tuple[str, ...] | None = None
 
     def validate(self) -> None:
-        for name in ("vocab_size", "n_positions", "type_vocab_size", "d_model", "n_layers", "n_heads", "d_ff",
-                     "num_labels"):
+        for name in ("vocab_size", "n_positions", "type_vocab_size", "d_model", "n_layers", "n_heads", "d_ff"):
             self.require(getattr(self, name) > 0, name, "must be positive")
         self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
         self.require(self.activation in ACTIVATIONS, "activation", f"must be one of {tuple(ACTIVATIONS)}")
@@ -63,18 +61,7 @@ class BertConfig(Config):
                      "must be None or in [0, 1)")
         self.require(self.pad_token_id is None or 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
                      f"must be None or in [0, {self.vocab_size})")
-        self.require(self.label_names is None or len(self.label_names) == self.num_labels, "label_names",
-                     f"must be None or {self.num_labels} names (num_labels)")
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        """Class id -> name, as Hugging Face's ``config.id2label``."""
-        return dict(enumerate(self.label_names or [f"LABEL_{i}" for i in range(self.num_labels)]))
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        """Class name -> id, as Hugging Face's ``config.label2id``."""
-        return {name: i for i, name in self.id2label.items()}
+        self.validate_labels()
 
     def layer_config(self) -> LayerConfig:
         return LayerConfig(
@@ -202,16 +189,14 @@ class BertForMaskedLM(_BertHead):
         h = self.transform_norm(self.transform_act(self.transform(out.last_hidden_state)))
         out.logits = self.decoder(h)
         if labels is not None:
-            labels = _class_ids(labels, input_ids.shape, self.config.vocab_size)
+            labels = class_ids(labels, input_ids.shape, self.config.vocab_size)
             out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return out
 
 
-class BertForSequenceClassification(_BertHead):
+class BertForSequenceClassification(ClassifierLoss, _BertHead):
     """Classifier over the pooled [CLS] vector: ``logits`` ``(B, num_labels)``. The loss follows
-    ``config.problem_type``, or when it is None (as in Hugging Face): ``num_labels == 1`` is
-    regression (mean squared error), integer ``(B,)`` labels are single-label classification
-    (cross-entropy), float ``(B, num_labels)`` labels are multi-label (binary cross-entropy)."""
+    ``config.problem_type`` (see :class:`~attnkit.models.classification.ClassifierLoss`)."""
 
     add_pooler = True
     has_classifier = True
@@ -221,38 +206,8 @@ class BertForSequenceClassification(_BertHead):
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         out.logits = self.classifier(self.head_drop(out.pooler_output))
         if labels is not None:
-            n, problem = self.config.num_labels, self._problem(labels)
-            if problem == "regression" and n == 1:
-                _check_labels(labels.reshape(-1), out.logits.shape[:1])  # (B,) or (B, 1)
-                out.loss = F.mse_loss(out.logits.squeeze(-1).float(), labels.float().view(-1))
-            elif problem == "regression":
-                _check_labels(labels, out.logits.shape)
-                out.loss = F.mse_loss(out.logits.float(), labels.float())
-            elif problem == "multi_label_classification":
-                if self.config.problem_type is None and labels.shape == out.logits.shape[:1]:
-                    raise InputError(f"float labels {tuple(labels.shape)} are read as multi-label targets, which are "
-                                     f"{tuple(out.logits.shape)}; single-label class ids must be an integer tensor")
-                _check_labels(labels, out.logits.shape)
-                out.loss = F.binary_cross_entropy_with_logits(out.logits.float(), labels.float())
-            else:
-                labels = _class_ids(labels, out.logits.shape[:1], n)
-                out.loss = F.cross_entropy(out.logits.float(), labels)
+            out.loss = self.classification_loss(out.logits, labels)
         return out
-
-    def _problem(self, labels: torch.Tensor) -> str:
-        """``config.problem_type``, or, when None, what Hugging Face infers from num_labels and the labels' dtype."""
-        n, problem = self.config.num_labels, self.config.problem_type
-        if problem is not None:
-            return problem
-        return ("regression" if n == 1 else "multi_label_classification" if labels.dtype.is_floating_point
-                else "single_label_classification")
-
-    def count_targets(self, batch: dict) -> int:
-        """Every label of a regression or multi-label loss (they ignore none); class ids but -100."""
-        labels = batch.get("labels")
-        if torch.is_tensor(labels) and self._problem(labels) != "single_label_classification":
-            return labels.numel()
-        return super().count_targets(batch)
 
 
 class BertForTokenClassification(_BertHead):
@@ -265,7 +220,7 @@ class BertForTokenClassification(_BertHead):
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         out.logits = self.classifier(self.head_drop(out.last_hidden_state))
         if labels is not None:
-            labels = _class_ids(labels, input_ids.shape, self.config.num_labels)
+            labels = class_ids(labels, input_ids.shape, self.config.num_labels)
             out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return out
 
@@ -290,8 +245,8 @@ class BertForQuestionAnswering(_BertHead):
         if start_positions is not None:
             T = input_ids.shape[1]
             # Answers outside the window (truncated away) are ignored, as in the reference implementation.
-            s = _class_ids(start_positions, input_ids.shape[:1], None, "start_positions").clamp(0, T)
-            e = _class_ids(end_positions, input_ids.shape[:1], None, "end_positions").clamp(0, T)
+            s = class_ids(start_positions, input_ids.shape[:1], None, "start_positions").clamp(0, T)
+            e = class_ids(end_positions, input_ids.shape[:1], None, "end_positions").clamp(0, T)
             out.loss = (F.cross_entropy(start.float(), s, ignore_index=T) + F.cross_entropy(end.float(), e, ignore_index=T)) / 2
         return out
 
@@ -302,18 +257,3 @@ class BertForQuestionAnswering(_BertHead):
         T = batch["input_ids"].shape[1]
         return int((batch["start_positions"].clamp(0, T) < T).sum())
 
-
-def _check_labels(labels: torch.Tensor, shape, name: str = "labels") -> None:
-    if tuple(labels.shape) != tuple(shape):
-        raise InputError(f"{name} must have shape {tuple(shape)}, got {tuple(labels.shape)}")
-
-
-def _class_ids(labels: torch.Tensor, shape, n_classes: int | None, name: str = "labels") -> torch.Tensor:
-    """``labels`` checked as integer class ids of ``shape`` in ``[0, n_classes)`` or -100 (any
-    value when ``n_classes`` is None); returned as int64, as the losses take them."""
-    _check_labels(labels, shape, name)
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise InputError(f"{name} must be integer class ids, got {labels.dtype}")
-    if n_classes is not None:
-        check_class_ids(labels, n_classes, name=name)
-    return labels.long()

@@ -72,8 +72,8 @@ class ModelOutput(_Fields):
     attentions / cross_attentions: per-layer ``(B, H, T, S)`` weights when requested (the decoder's
         self-attentions in an encoder-decoder model, also named ``decoder_attentions`` there).
     hidden_states: when requested, ``n_layers + 1`` tensors ``(B, T, C)``: the embeddings, then each
-        layer's output, the last after the final norm if the model has one (the decoder's in an
-        encoder-decoder model, also named ``decoder_hidden_states``).
+        layer's output, the last after the final norm if the model has one (ViT's: before it, as
+        Hugging Face's) (the decoder's in an encoder-decoder model, also named ``decoder_hidden_states``).
     encoder_last_hidden_state / encoder_attentions / encoder_hidden_states: the encoder's, for
         encoder-decoder models.
 

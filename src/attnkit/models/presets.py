@@ -47,4 +47,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "t5-tiny": dict(vocab_size=256, d_model=32, head_dim=8, n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=2,
                         num_buckets=8, max_distance=20),
     },
+    "vit": {
+        # Dosovitskiy et al. 2021, Table 1: ViT-Base (L=12, D=768, MLP 3072, 12 heads) and ViT-Large
+        # (24, 1024, 4096, 16) with 16 × 16 patches of 224 × 224 images and an ImageNet-1k head, as
+        # google/vit-base-patch16-224 (86,567,656 params) and google/vit-large-patch16-224.
+        "vit-base-patch16-224": dict(num_labels=1000),
+        "vit-large-patch16-224": dict(n_layers=24, n_heads=16, d_model=1024, d_ff=4096, num_labels=1000),
+        "vit-tiny": dict(image_size=32, patch_size=8, n_layers=2, n_heads=4, d_model=32, d_ff=64),
+        # scikit-learn's digits (load_digits): 8 × 8 grey images of the digits 0-9, 2 × 2 patches.
+        "vit-digits": dict(image_size=8, patch_size=2, num_channels=1, n_layers=2, n_heads=4, d_model=64, d_ff=128,
+                           num_labels=10, label_names=tuple("0123456789")),
+    },
 }

@@ -15,6 +15,7 @@ from attnkit.nn.masks import (
     positions_from_padding,
 )
 from attnkit.nn.norm import RMSNorm, build_norm
+from attnkit.nn.patch import PatchEmbedding
 from attnkit.nn.pooling import mean_pool
 from attnkit.nn.positional import (
     RelativePositionBias,
@@ -23,14 +24,15 @@ from attnkit.nn.positional import (
     alibi_slopes,
     apply_rotary,
     relative_position_bucket,
+    resize_position_grid,
     sinusoidal_positions,
 )
 
 __all__ = [
     "ACTIVATIONS", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer", "Encoder",
-    "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MultiHeadAttention", "RMSNorm",
-    "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
+    "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MultiHeadAttention", "PatchEmbedding",
+    "RMSNorm", "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
     "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask", "linear_cross_entropy",
     "mean_pool", "packed_weights", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
-    "scaled_dot_product_attention", "sinusoidal_positions",
+    "resize_position_grid", "scaled_dot_product_attention", "sinusoidal_positions",
 ]

@@ -176,6 +176,8 @@ class MultiHeadAttention(nn.Module):
             1 gives multi-query attention).
         head_dim: ``D`` (``d_model // n_heads`` by default; T5 sets it separately).
         bias: biases on the projections.
+        qkv_bias: biases on the query/key/value projections alone (``bias`` when None; ViT's
+            ``qkv_bias=False`` keeps the output projection's).
         fused_qkv: one ``qkv_proj`` matrix for self-attention (``kv_proj`` for cross-attention)
             instead of separate ``q_proj``/``k_proj``/``v_proj``.
         cross: keys and values come from ``context`` (encoder output).
@@ -194,8 +196,10 @@ class MultiHeadAttention(nn.Module):
         cross: bool = False,
         dropout: float = 0.0,
         scale: float | None = None,
+        qkv_bias: bool | None = None,
     ):
         super().__init__()
+        in_bias = bias if qkv_bias is None else qkv_bias
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if head_dim is None:
             if d_model % n_heads:
@@ -208,14 +212,14 @@ class MultiHeadAttention(nn.Module):
         q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
         self.q_dim, self.kv_dim = q_dim, kv_dim
         if fused_qkv and not cross:
-            self.qkv_proj = Linear(d_model, q_dim + 2 * kv_dim, bias=bias)
+            self.qkv_proj = Linear(d_model, q_dim + 2 * kv_dim, bias=in_bias)
         elif fused_qkv:
-            self.q_proj = Linear(d_model, q_dim, bias=bias)
-            self.kv_proj = Linear(d_model, 2 * kv_dim, bias=bias)
+            self.q_proj = Linear(d_model, q_dim, bias=in_bias)
+            self.kv_proj = Linear(d_model, 2 * kv_dim, bias=in_bias)
         else:
-            self.q_proj = Linear(d_model, q_dim, bias=bias)
-            self.k_proj = Linear(d_model, kv_dim, bias=bias)
-            self.v_proj = Linear(d_model, kv_dim, bias=bias)
+            self.q_proj = Linear(d_model, q_dim, bias=in_bias)
+            self.k_proj = Linear(d_model, kv_dim, bias=in_bias)
+            self.v_proj = Linear(d_model, kv_dim, bias=in_bias)
         self.out_proj = Linear(q_dim, d_model, bias=bias)
 
     def _project(self, x: torch.Tensor, context: torch.Tensor | None):

@@ -34,6 +34,7 @@ class LayerConfig:
     norm_eps: float = 1e-5
     pre_norm: bool = True
     bias: bool = True
+    qkv_bias: bool | None = None  # biases on the query/key/value projections; None = ``bias``
     dropout: float = 0.0
     attn_dropout: float = 0.0
     ffn_dropout: float | None = None  # inside the feed-forward, after the activation; None = ``dropout``
@@ -44,6 +45,7 @@ class LayerConfig:
         return MultiHeadAttention(
             self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
+            qkv_bias=self.qkv_bias,
         )
 
     def feedforward(self) -> FeedForward:

@@ -1,7 +1,8 @@
 """Positional information: sinusoidal (Vaswani et al. 2017 §3.5), rotary (Su et al. 2021),
-T5 relative position buckets (Raffel et al. 2020 §2.1), ALiBi (Press et al. 2022).
+T5 relative position buckets (Raffel et al. 2020 §2.1), ALiBi (Press et al. 2022), and the
+resizing of a learned 2-D grid of patch positions (Dosovitskiy et al. 2021 §3.2).
 
-Learned absolute positions are a plain ``nn.Embedding`` in the models that use them.
+Learned absolute positions are a plain ``nn.Embedding`` (or parameter) in the models that use them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import InputError
@@ -140,3 +142,21 @@ def alibi_bias(n_heads: int, T: int, S: int, device=None) -> torch.Tensor:
     k_pos = torch.arange(S, device=device)[None, :]
     slopes = alibi_slopes(n_heads).to(device)
     return (slopes[:, None, None] * (k_pos - q_pos)).unsqueeze(0).float()
+
+
+def resize_position_grid(positions: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Learned positions of a square grid of patches, resized bicubically to ``height × width``
+    patches for images of another size (Dosovitskiy et al. 2021 §3.2, "2D interpolation of the
+    pre-trained position embeddings"; bicubic with ``align_corners=False``, as Hugging Face's
+    ``interpolate_pos_encoding`` and DINO).
+
+    Shapes: ``positions`` ``(1, N·N, C)`` in row-major grid order -> ``(1, height·width, C)``.
+    Computed in float32, returned in ``positions``' dtype.
+    """
+    _, P, C = positions.shape
+    N = math.isqrt(P)
+    if N * N != P:
+        raise InputError(f"positions must form a square grid of patches, got {P} positions")
+    grid = positions.float().reshape(1, N, N, C).permute(0, 3, 1, 2)  # (1, C, N, N)
+    grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)  # (1, C, h, w)
+    return grid.permute(0, 2, 3, 1).reshape(1, height * width, C).to(positions.dtype)  # (1, h·w, C)
