@@ -50,17 +50,14 @@ class BertConfig(ClassLabels, Config):
     label_names: tuple[str, ...] | None = None
 
     def validate(self) -> None:
-        for name in ("vocab_size", "n_positions", "type_vocab_size", "d_model", "n_layers", "n_heads", "d_ff"):
-            self.require(getattr(self, name) > 0, name, "must be positive")
+        self.require_positive("vocab_size", "n_positions", "type_vocab_size", "d_model", "n_layers", "n_heads",
+                              "d_ff", "norm_eps")
         self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
         self.require(self.activation in ACTIVATIONS, "activation", f"must be one of {tuple(ACTIVATIONS)}")
-        self.require(self.norm_eps > 0, "norm_eps", "must be positive")
-        for name in ("dropout", "attn_dropout"):
-            self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
+        self.require_fraction("dropout", "attn_dropout")
         self.require(self.classifier_dropout is None or 0.0 <= self.classifier_dropout < 1.0, "classifier_dropout",
                      "must be None or in [0, 1)")
-        self.require(self.pad_token_id is None or 0 <= self.pad_token_id < self.vocab_size, "pad_token_id",
-                     f"must be None or in [0, {self.vocab_size})")
+        self.require_token_ids("pad_token_id")
         self.validate_labels()
 
     def layer_config(self) -> LayerConfig:

@@ -22,7 +22,7 @@ class ClassLabels:
 
     def validate_labels(self) -> None:
         """The label fields' checks, for the config's ``validate``."""
-        self.require(self.num_labels > 0, "num_labels", "must be positive")
+        self.require_positive("num_labels")
         self.require(self.label_names is None or len(self.label_names) == self.num_labels, "label_names",
                      f"must be None or {self.num_labels} names (num_labels)")
 

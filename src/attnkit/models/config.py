@@ -82,6 +82,22 @@ class Config:
         if not condition:
             raise ConfigError(f"{type(self).__name__}.{field}: {message}, got {getattr(self, field)!r}")
 
+    def require_positive(self, *fields: str) -> None:
+        """Each of ``fields`` is > 0 (sizes, counts, epsilons)."""
+        for field in fields:
+            self.require(getattr(self, field) > 0, field, "must be positive")
+
+    def require_fraction(self, *fields: str) -> None:
+        """Each of ``fields`` is in [0, 1) (dropout rates, smoothing, betas)."""
+        for field in fields:
+            self.require(0.0 <= getattr(self, field) < 1.0, field, "must be in [0, 1)")
+
+    def require_token_ids(self, *fields: str) -> None:
+        """Each of ``fields`` is None or a token id of the config's ``vocab_size``."""
+        for field in fields:
+            v = getattr(self, field)
+            self.require(v is None or 0 <= v < self.vocab_size, field, f"must be None or in [0, {self.vocab_size})")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict, with ``model_type`` first."""
         d = {"model_type": self.model_type}

@@ -63,8 +63,7 @@ class GPTConfig(Config):
     pad_token_id: int | None = None
 
     def validate(self) -> None:
-        for name in ("vocab_size", "n_positions", "d_model", "n_layers", "n_heads"):
-            self.require(getattr(self, name) > 0, name, "must be positive")
+        self.require_positive("vocab_size", "n_positions", "d_model", "n_layers", "n_heads", "norm_eps")
         self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
         if self.n_kv_heads is not None:
             self.require(
@@ -73,14 +72,10 @@ class GPTConfig(Config):
             )
         self.require(self.d_ff is None or self.d_ff > 0, "d_ff", "must be None (4 * d_model) or positive")
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
-        for name in ("dropout", "attn_dropout"):
-            self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
-        self.require(self.norm_eps > 0, "norm_eps", "must be positive")
+        self.require_fraction("dropout", "attn_dropout")
         if self.positional == "rotary":
             self.require((self.d_model // self.n_heads) % 2 == 0, "positional", "rotary needs an even head dim")
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            v = getattr(self, name)
-            self.require(v is None or 0 <= v < self.vocab_size, name, f"must be None or in [0, {self.vocab_size})")
+        self.require_token_ids("bos_token_id", "eos_token_id", "pad_token_id")
 
     @property
     def head_dim(self) -> int:

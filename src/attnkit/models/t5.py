@@ -64,17 +64,14 @@ class T5Config(Config):
     decoder_start_token_id: int = 0  # T5 starts decoding from the padding token
 
     def validate(self) -> None:
-        for name in ("vocab_size", "d_model", "head_dim", "n_heads", "d_ff", "n_encoder_layers", "n_decoder_layers"):
-            self.require(getattr(self, name) > 0, name, "must be positive")
+        self.require_positive("vocab_size", "d_model", "head_dim", "n_heads", "d_ff", "n_encoder_layers",
+                              "n_decoder_layers", "norm_eps")
         # The encoder's bidirectional bucketing halves num_buckets, and half of each half are exact offsets.
         self.require(self.num_buckets >= 4, "num_buckets", "must be at least 4")
         self.require(self.max_distance > self.num_buckets // 2, "max_distance",
                      f"must exceed num_buckets // 2 ({self.num_buckets // 2}), the offsets with buckets of their own")
-        self.require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
-        self.require(self.norm_eps > 0, "norm_eps", "must be positive")
-        for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
-            v = getattr(self, name)
-            self.require(v is None or 0 <= v < self.vocab_size, name, f"must be None or in [0, {self.vocab_size})")
+        self.require_fraction("dropout")
+        self.require_token_ids("pad_token_id", "eos_token_id", "decoder_start_token_id")
 
     @property
     def scales_decoder_outputs(self) -> bool:

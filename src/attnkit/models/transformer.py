@@ -60,17 +60,13 @@ class TransformerConfig(Config):
     forced_eos_token_id: int | None = None  # decoding ends on this token at max length (Marian's is its EOS)
 
     def validate(self) -> None:
-        for name in ("vocab_size", "n_positions", "d_model", "n_heads", "d_ff", "n_encoder_layers", "n_decoder_layers"):
-            self.require(getattr(self, name) > 0, name, "must be positive")
+        self.require_positive("vocab_size", "n_positions", "d_model", "n_heads", "d_ff", "n_encoder_layers",
+                              "n_decoder_layers", "norm_eps")
         self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
-        for name in ("dropout", "attn_dropout", "ffn_dropout"):
-            self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
-        self.require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
-        self.require(self.norm_eps > 0, "norm_eps", "must be positive")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_eos_token_id"):
-            v = getattr(self, name)
-            self.require(v is None or 0 <= v < self.vocab_size, name, f"must be None or in [0, {self.vocab_size})")
+        self.require_fraction("dropout", "attn_dropout", "ffn_dropout", "label_smoothing")
+        self.require_token_ids("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
+                               "forced_eos_token_id")
 
     def layer_config(self) -> LayerConfig:
         return LayerConfig(

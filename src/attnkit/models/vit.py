@@ -50,15 +50,13 @@ class ViTConfig(ClassLabels, Config):
     label_names: tuple[str, ...] | None = None
 
     def validate(self) -> None:
-        for name in ("image_size", "patch_size", "num_channels", "d_model", "n_layers", "n_heads", "d_ff"):
-            self.require(getattr(self, name) > 0, name, "must be positive")
+        self.require_positive("image_size", "patch_size", "num_channels", "d_model", "n_layers", "n_heads", "d_ff",
+                              "norm_eps")
         self.require(self.image_size % self.patch_size == 0, "image_size",
                      f"must be divisible by patch_size ({self.patch_size})")
         self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
         self.require(self.activation in ACTIVATIONS, "activation", f"must be one of {tuple(ACTIVATIONS)}")
-        self.require(self.norm_eps > 0, "norm_eps", "must be positive")
-        for name in ("dropout", "attn_dropout"):
-            self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
+        self.require_fraction("dropout", "attn_dropout")
         self.validate_labels()
 
     @property

@@ -78,11 +78,9 @@ class TrainConfig(Config):
             self.require(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("warmup_steps", "eval_every", "save_every", "grad_clip", "weight_decay", "max_minutes"):
             self.require(getattr(self, name) >= 0, name, "must be >= 0")
-        self.require(self.lr > 0, "lr", "must be positive")
+        self.require_positive("lr", "eps")
         self.require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be in [0, 1] (a fraction of lr)")
-        for name in ("beta1", "beta2"):
-            self.require(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")
-        self.require(self.eps > 0, "eps", "must be positive")
+        self.require_fraction("beta1", "beta2")
         self.require(self.schedule != "inverse_sqrt" or self.warmup_steps >= 1, "warmup_steps",
                      "must be >= 1 for the inverse_sqrt schedule")
         self.require(self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}")

@@ -35,7 +35,7 @@ class DataSection(Config):
     skip_empty: bool = False
 
     def validate(self) -> None:
-        self.require(self.max_tokens > 0, "max_tokens", "must be positive")
+        self.require_positive("max_tokens")
 
 
 @dataclasses.dataclass(frozen=True)
