@@ -178,6 +178,8 @@ class MultiHeadAttention(nn.Module):
         bias: biases on the projections.
         qkv_bias: biases on the query/key/value projections alone (``bias`` when None; ViT's
             ``qkv_bias=False`` keeps the output projection's).
+        key_bias: False drops the key projection's bias alone (Whisper's). It could only add
+            q·b to every score of a query, which softmax ignores. Needs ``fused_qkv=False``.
         fused_qkv: one ``qkv_proj`` matrix for self-attention (``kv_proj`` for cross-attention)
             instead of separate ``q_proj``/``k_proj``/``v_proj``.
         cross: keys and values come from ``context`` (encoder output).
@@ -197,9 +199,12 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         scale: float | None = None,
         qkv_bias: bool | None = None,
+        key_bias: bool = True,
     ):
         super().__init__()
         in_bias = bias if qkv_bias is None else qkv_bias
+        if not key_bias and fused_qkv:
+            raise InputError("key_bias=False needs separate projections (fused_qkv=False)")
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if head_dim is None:
             if d_model % n_heads:
@@ -218,7 +223,7 @@ class MultiHeadAttention(nn.Module):
             self.kv_proj = Linear(d_model, 2 * kv_dim, bias=in_bias)
         else:
             self.q_proj = Linear(d_model, q_dim, bias=in_bias)
-            self.k_proj = Linear(d_model, kv_dim, bias=in_bias)
+            self.k_proj = Linear(d_model, kv_dim, bias=in_bias and key_bias)
             self.v_proj = Linear(d_model, kv_dim, bias=in_bias)
         self.out_proj = Linear(q_dim, d_model, bias=bias)
 

@@ -35,6 +35,7 @@ class LayerConfig:
     pre_norm: bool = True
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections; None = ``bias``
+    key_bias: bool = True  # False: none on the key projection alone (Whisper; needs fused_qkv=False)
     dropout: float = 0.0
     attn_dropout: float = 0.0
     ffn_dropout: float | None = None  # inside the feed-forward, after the activation; None = ``dropout``
@@ -45,7 +46,7 @@ class LayerConfig:
         return MultiHeadAttention(
             self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
-            qkv_bias=self.qkv_bias,
+            qkv_bias=self.qkv_bias, key_bias=self.key_bias,
         )
 
     def feedforward(self) -> FeedForward:

@@ -16,14 +16,21 @@ from torch import nn
 from attnkit.errors import InputError
 
 
-def sinusoidal_positions(n_positions: int, dim: int, base: float = 10000.0, interleave: bool = True) -> torch.Tensor:
+def sinusoidal_positions(n_positions: int, dim: int, base: float = 10000.0, interleave: bool = True,
+                         reach_base: bool = False) -> torch.Tensor:
     """``(n_positions, dim)`` table. Vaswani et al. 2017 §3.5:
     PE(pos, 2i) = sin(pos / base^(2i/dim)), PE(pos, 2i+1) = cos(pos / base^(2i/dim)).
 
     ``interleave=False`` puts all sines first, then all cosines (Marian/fairseq layout).
+    ``reach_base=True`` spaces the wavelengths so that the last one is exactly ``base``:
+    pos / base^(i/(dim/2 - 1)) (Whisper's encoder, Radford et al. 2022, ``sinusoids``; even ``dim``).
     """
+    if reach_base and (dim % 2 or dim < 4):
+        raise InputError(f"reach_base needs an even dim of at least 4, got {dim}")
+    exponent = (torch.arange(dim // 2, dtype=torch.float64) / (dim // 2 - 1) if reach_base
+                else torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     pos = torch.arange(n_positions, dtype=torch.float64).unsqueeze(1)
-    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (ceil(dim/2),)
+    inv_freq = base ** -exponent  # (ceil(dim/2),)
     angles = pos * inv_freq  # (n, ceil(dim/2))
     pe = torch.zeros(n_positions, dim, dtype=torch.float64)
     if interleave:
