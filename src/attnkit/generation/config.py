@@ -25,10 +25,11 @@ def resolve(model, prompt_length: int, max_length: int | None = None, min_length
     the call's unless None, else the generation config's, else the default. ``max_new_tokens``
     may also come from a ``max_length`` (the call's, else the config's), counted as Hugging Face
     counts it, and ``min_new_tokens`` from a ``min_length``; as in Hugging Face, a
-    ``max_new_tokens`` from the call or the config wins over either ``max_length``."""
+    ``max_new_tokens`` from the call or the config wins over either ``max_length``.
+    ``prompt_length``: the tokens those totals count before the new ones (the prompt of a
+    decoder-only model; the decoder's start token or prompt of an encoder-decoder one)."""
     config = generation_config(model)
-    # max_length and min_length count the prompt (decoder-only) or the decoder's start token (encoder-decoder)
-    used = 1 if hasattr(model, "decoder_start_ids") else prompt_length
+    used = prompt_length
     call_totals = {"max_length": max_length, "min_length": min_length}
 
     def new_tokens(name: str, total, source: str) -> int:

@@ -4,7 +4,8 @@ A model takes part by implementing two methods (the decoding protocol):
 
 ``prepare_generation(input_ids, attention_mask, expand, max_new_tokens) -> (ids, mask, cache)``
     Repeat the batch ``expand`` times (beams), run whatever runs once (an encoder), and return
-    the first decoder input, its padding mask (or None) and an empty cache.
+    the first decoder input, its padding mask (or None) and an empty cache. Encoder-decoder
+    models also take ``decoder_input_ids=`` (a decoder prompt), passed only when the call gives one.
 ``generation_step(input_ids, attention_mask, cache) -> logits (B, V)``
     Feed new tokens through the cache; return next-token logits (a fresh tensor: beam search
     overwrites it in place).
@@ -13,8 +14,10 @@ A model takes part by implementing two methods (the decoding protocol):
     an encoder-decoder model leaves out its encoder, which runs once).
 
 Decoder-only models return prompt + new tokens; encoder-decoder models return the decoder's
-start token + new tokens (Hugging Face's conventions). Arguments a call leaves unset come from
-``model.generation_config`` (:mod:`attnkit.generation.config`, :mod:`attnkit.models.generation_config`).
+start token (or the call's ``decoder_input_ids``) + new tokens (Hugging Face's conventions). An
+encoder-decoder model whose encoder reads something other than token ids says so in
+``main_input_name`` (Whisper: ``"input_features"``) and checks that input itself. Arguments a
+call leaves unset come from ``model.generation_config`` (:mod:`attnkit.generation.config`, :mod:`attnkit.models.generation_config`).
 """
 
 from __future__ import annotations
@@ -139,13 +142,13 @@ def _force_token(scores: torch.Tensor, tokens: list[int]) -> torch.Tensor:
     return scores
 
 
-def _check_devices(model, input_ids, attention_mask, generator) -> None:
+def _check_devices(model, input_ids, attention_mask, generator, decoder_input_ids=None, source="input_ids") -> None:
     """The prompt, its mask and the sampling generator must be where the model is (its
     ``device``, where the model says)."""
     device = getattr(model, "device", None)
     if device is None:
         return
-    for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask)):
+    for name, t in ((source, input_ids), ("attention_mask", attention_mask), ("decoder_input_ids", decoder_input_ids)):
         if isinstance(t, torch.Tensor) and t.device != device:
             raise InputError(f"{name} is on {t.device} but the model is on {device}; move it with .to(model.device)")
     if generator is not None and generator.device.type != device.type:
@@ -153,20 +156,37 @@ def _check_devices(model, input_ids, attention_mask, generator) -> None:
                          f"torch.Generator(device={str(device)!r})")
 
 
-def _check_args(model, input_ids, attention_mask, generator, **args) -> tuple[torch.Tensor | None, dict]:
+def _check_args(model, input_ids, attention_mask, generator, decoder_input_ids=None,
+                **args) -> tuple[torch.Tensor | None, dict]:
     """Check the call; returns the padding mask as bool (or None) and the decoding settings
     ``args``, each resolved from the call, the generation config or the default."""
     if not hasattr(model, "generation_step"):
         raise InputError(f"{type(model).__name__} cannot generate: it has no decoder (an encoder such as BERT); "
                          "use a GPT or an encoder-decoder Transformer")
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        raise InputError(f"input_ids must be a 2-D (batch, seq_len) tensor, got {getattr(input_ids, 'shape', input_ids)}")
-    _check_devices(model, input_ids, attention_mask, generator)
-    if input_ids.dtype not in (torch.int64, torch.int32):
+    source = getattr(model, "main_input_name", "input_ids")  # what the encoder reads checks itself
+    reads_ids = source == "input_ids"
+    if not isinstance(input_ids, torch.Tensor) or (reads_ids and input_ids.dim() != 2):
+        raise InputError(f"{source} must be a {'2-D (batch, seq_len) ' if reads_ids else ''}tensor, "
+                         f"got {getattr(input_ids, 'shape', input_ids)}")
+    _check_devices(model, input_ids, attention_mask, generator, decoder_input_ids, source)
+    if reads_ids and input_ids.dtype not in (torch.int64, torch.int32):
         raise InputError(f"input_ids must be int64 or int32 token ids, got {input_ids.dtype}")
-    if input_ids.shape[1] == 0:
+    if reads_ids and input_ids.shape[1] == 0:
         raise InputError("input_ids is empty: give at least one prompt token (e.g. the BOS token)")
-    s = resolve(model, input_ids.shape[1], **args)
+    vocab = getattr(model.config, "vocab_size", None)
+    encoder_decoder = hasattr(model, "decoder_start_ids")
+    if decoder_input_ids is not None:
+        if not encoder_decoder:
+            raise InputError("decoder_input_ids is a decoder prompt for encoder-decoder models; "
+                             f"{type(model).__name__} continues input_ids")
+        check_token_ids(decoder_input_ids, "decoder_input_ids", vocab)
+        if decoder_input_ids.shape[0] != input_ids.shape[0]:
+            raise InputError(f"decoder_input_ids has {decoder_input_ids.shape[0]} rows but {source} has "
+                             f"{input_ids.shape[0]}")
+    # the tokens max_length / min_length count before the new ones: the prompt, or the decoder's start token
+    prompt_length = (decoder_input_ids.shape[1] if decoder_input_ids is not None else 1 if encoder_decoder
+                     else input_ids.shape[1])
+    s = resolve(model, prompt_length, **args)
     for name, value in s.items():  # None only where the default is (top_p: off)
         if name in RANGES and value is not None and not RANGES[name][0](value):
             raise InputError(f"{name} must be {RANGES[name][1]}, got {value!r}")
@@ -181,10 +201,9 @@ def _check_args(model, input_ids, attention_mask, generator, **args) -> tuple[to
         raise InputError(f"num_return_sequences ({n_return}) must be at most num_beams ({num_beams})")
     if not (isinstance(early_stopping, bool) or early_stopping == "never"):
         raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
-    if attention_mask is not None:
+    if attention_mask is not None and reads_ids:
         attention_mask = as_padding_mask(attention_mask, *input_ids.shape)
-    vocab = getattr(model.config, "vocab_size", None)
-    if vocab is not None:
+    if vocab is not None and reads_ids:
         check_token_ids(input_ids, "input_ids", vocab)
     return attention_mask, s
 
@@ -226,6 +245,7 @@ def stream(
     no_repeat_ngram_size: int | None = None,
     max_length: int | None = None,
     min_length: int | None = None,
+    decoder_input_ids: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
@@ -234,24 +254,27 @@ def stream(
     prompt, without beams (a generation config's ``num_beams`` and ``num_return_sequences`` do
     not apply here).
     """
-    attention_mask, s = _check_args(model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens,
-                                    do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+    attention_mask, s = _check_args(model, input_ids, attention_mask, generator, decoder_input_ids,
+                                    max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+                                    top_k=top_k, top_p=top_p,
                                     min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty,
                                     no_repeat_ngram_size=no_repeat_ngram_size, max_length=max_length,
                                     min_length=min_length)
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
     with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
-        yield from _stream(model, input_ids, attention_mask, generator, bans, *special, **s)
+        yield from _stream(model, input_ids, attention_mask, generator, bans, *special, **s,
+                           decoder_input_ids=decoder_input_ids)
 
 
 def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
             temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
-            renormalize_logits=False, record=None):
+            renormalize_logits=False, record=None, decoder_input_ids=None):
     """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
     key) collects each step's processed scores / raw logits."""
     scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
-    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
+    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens,
+                                                **_prompt(decoder_input_ids))
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
     start = _first_real(mask)
     eos_t = torch.tensor(eos, device=ids.device)
@@ -322,6 +345,7 @@ def generate(
     output_logits: bool = False,
     max_length: int | None = None,
     min_length: int | None = None,
+    decoder_input_ids: torch.Tensor | None = None,
 ) -> torch.Tensor | GenerateOutput:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors are not offered).
@@ -332,7 +356,10 @@ def generate(
 
     Args:
         input_ids: ``(B, T)`` prompts, left-padded when their lengths differ (decoder-only), or
-            source sentences (encoder-decoder).
+            source sentences (encoder-decoder; Whisper: ``(B, n_mels, frames)`` log-mel features).
+        decoder_input_ids: ``(B, P)`` decoder prompt of an encoder-decoder model, which the new
+            tokens continue and the output starts with (default: the decoder's start token);
+            Whisper's ``<|startoftranscript|><|en|><|transcribe|><|notimestamps|>``, for example.
         attention_mask: ``(B, T)`` padding mask of ``input_ids`` (True/1 = real token).
         max_new_tokens: default 20. ``max_length`` gives it as a total, as in Hugging Face: the
             prompt counts (decoder-only) or the decoder's start token (encoder-decoder);
@@ -390,7 +417,8 @@ def generate(
         if length_penalty_style not in LENGTH_PENALTY_STYLES:
             raise InputError(f"length_penalty_style must be one of {LENGTH_PENALTY_STYLES}, got {length_penalty_style!r}")
         attention_mask, s = _check_args(
-            model, input_ids, attention_mask, generator, max_new_tokens=max_new_tokens, do_sample=do_sample,
+            model, input_ids, attention_mask, generator, decoder_input_ids, max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, length_penalty=length_penalty,
             early_stopping=early_stopping, renormalize_logits=renormalize_logits, min_new_tokens=min_new_tokens,
             repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
@@ -416,25 +444,29 @@ def generate(
     if num_beams > 1:
         with _packing(model, pack_weights, input_ids.shape[0] * num_beams, s["max_new_tokens"]):
             return result(*_beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator,
-                                        bans, *special, n_return, **s, record=record))
+                                        bans, *special, n_return, **s, record=record,
+                                        decoder_input_ids=decoder_input_ids))
     if n_return > 1:  # independent samples: each input n times (Hugging Face's order)
         input_ids = input_ids.repeat_interleave(n_return, dim=0)
         attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(n_return, dim=0)
+        if decoder_input_ids is not None:
+            decoder_input_ids = decoder_input_ids.repeat_interleave(n_return, dim=0)
     beam_only = ("length_penalty", "early_stopping")
     steps = []
     try:
         with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
             for tokens in _stream(model, input_ids, attention_mask, generator, bans, *special,
-                                  **{k: v for k, v in s.items() if k not in beam_only}, record=record):
+                                  **{k: v for k, v in s.items() if k not in beam_only}, record=record,
+                                  decoder_input_ids=decoder_input_ids):
                 if streamer is not None:
                     if not steps:  # as in Hugging Face: first what the output starts with
-                        streamer.put(_decoder_prefix(model, input_ids))
+                        streamer.put(_decoder_prefix(model, input_ids, decoder_input_ids))
                     streamer.put(tokens)
                 steps.append(tokens)
     finally:  # a consumer in another thread must not wait forever when decoding fails
         if streamer is not None:
             streamer.end()
-    return result(torch.cat([_decoder_prefix(model, input_ids), torch.stack(steps, dim=1)], dim=1))
+    return result(torch.cat([_decoder_prefix(model, input_ids, decoder_input_ids), torch.stack(steps, dim=1)], dim=1))
 
 
 def compute_transition_scores(sequences: torch.Tensor, scores: Sequence[torch.Tensor],
@@ -479,10 +511,18 @@ def _packing(model, pack_weights: bool | str, rows: int, max_new_tokens: int):
     return packed_weights(step_modules, rows, max_bytes=max_bytes)
 
 
-def _decoder_prefix(model, input_ids):
-    """What the output starts with: the prompt, or the decoder start token."""
+def _decoder_prefix(model, input_ids, decoder_input_ids=None):
+    """What the output starts with: the prompt, the decoder prompt, or the decoder start token."""
+    if decoder_input_ids is not None:
+        return decoder_input_ids
     start = getattr(model, "decoder_start_ids", None)
     return input_ids if start is None else start(input_ids.shape[0], input_ids.device)
+
+
+def _prompt(decoder_input_ids) -> dict:
+    """``prepare_generation``'s keyword for a decoder prompt (none when the call gives none:
+    decoder-only models do not take it)."""
+    return {} if decoder_input_ids is None else {"decoder_input_ids": decoder_input_ids}
 
 
 LENGTH_PENALTY_STYLES = ("hf", "gnmt")
@@ -496,7 +536,8 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 
 def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, bans, eos, fill,
                  forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
-                 renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None):
+                 renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None,
+                 decoder_input_ids=None):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
     the batch: keep the top ``2·num_beams`` candidates, finish those ending in EOS that rank in
     the top ``num_beams``, continue the best ``num_beams`` unfinished ones, and stop when no
@@ -510,7 +551,8 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
     K = max(2, 1 + len(eos)) * nb
     top_nb = torch.arange(K, device=input_ids.device) < nb
 
-    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, nb, max_new_tokens)
+    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, nb, max_new_tokens,
+                                                **_prompt(decoder_input_ids))
     T0 = ids.shape[1]
     max_len = T0 + max_new_tokens
     mask_buf = _mask_buffer(mask, max_len)

@@ -6,7 +6,10 @@ A family subclasses :class:`EncoderDecoderModel`, builds ``self.encoder``
 (:class:`~attnkit.nn.Encoder`), ``self.decoder`` (:class:`~attnkit.nn.Decoder` with
 cross-attention) and ``self.lm_head``, and says in a few hooks how token ids become vectors
 (``_embed_source``, ``_embed_target``), which additive bias self-attention gets
-(``_self_attention_bias``) and how the decoder's output becomes logits (``_logits``).
+(``_self_attention_bias``) and how the decoder's output becomes logits (``_logits``). The
+encoder's input need not be token ids: a family that reads something else (Whisper's log-mel
+features) embeds it in ``_embed_source``, checks it in ``_check_source`` and names it in
+``main_input_name`` (Hugging Face's attribute), which the decoding loop reads.
 """
 
 from __future__ import annotations
@@ -40,10 +43,16 @@ class EncoderDecoderModel(Model):
     ``pad_token_id`` and ``decoder_start_token_id``.
     """
 
+    main_input_name = "input_ids"  # what the encoder reads
+
     # -- hooks ----------------------------------------------------------------------------------
     def _embed_source(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Encoder input vectors ``(B, S, C)`` of source ids ``(B, S)``."""
+        """Encoder input vectors ``(B, S, C)`` of source ids ``(B, S)`` (or of whatever the encoder reads)."""
         raise NotImplementedError
+
+    def _check_source(self, source: torch.Tensor) -> None:
+        """Raise :class:`~attnkit.InputError` for an encoder input the model cannot read."""
+        self._check_ids(source, "input_ids")
 
     def _embed_target(self, decoder_input_ids: torch.Tensor, offset: int) -> torch.Tensor:
         """Decoder input vectors ``(B, T, C)`` of target ids ``(B, T)`` at positions ``offset ...``."""
@@ -67,7 +76,8 @@ class EncoderDecoderModel(Model):
         check_token_ids(ids, name, self.config.vocab_size)
 
     def _check_new_tokens(self, max_new_tokens: int) -> None:
-        """Raise :class:`~attnkit.InputError` before decoding more tokens than the decoder can hold."""
+        """Raise :class:`~attnkit.InputError` before decoding more tokens than the decoder can hold
+        (it is fed the prompt, by default the start token, and all new tokens but the last)."""
 
     # -- the model ------------------------------------------------------------------------------
     @staticmethod
@@ -82,10 +92,11 @@ class EncoderDecoderModel(Model):
                output_attentions: bool = False, output_hidden_states: bool = False) -> ModelOutput:
         """Run the encoder. ``input_ids`` ``(B, S)``, ``attention_mask`` ``(B, S)`` (True/1 = token).
         Returns ``last_hidden_state`` ``(B, S, C)`` (and ``attentions``, ``hidden_states`` when asked)."""
-        self._check_ids(input_ids, "input_ids")
-        S = input_ids.shape[1]
-        mask = self._padding(attention_mask, *input_ids.shape, "attention_mask")
-        out = self.encoder(self._embed_source(input_ids), mask=mask, bias=self._self_attention_bias(S, S, decoder=False),
+        self._check_source(input_ids)
+        x = self._embed_source(input_ids)
+        B, S = x.shape[:2]
+        mask = self._padding(attention_mask, B, S, "attention_mask")
+        out = self.encoder(x, mask=mask, bias=self._self_attention_bias(S, S, decoder=False),
                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         return ModelOutput(last_hidden_state=out.hidden, attentions=out.attentions, hidden_states=out.hidden_states)
 
@@ -174,20 +185,29 @@ class EncoderDecoderModel(Model):
                              f"got {start}")
         return torch.full((batch_size, 1), start, dtype=torch.long, device=device)
 
-    def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int):
+    def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int,
+                           decoder_input_ids: torch.Tensor | None = None):
         """Run the encoder once, repeat its output for ``expand`` beams, and store it (with the
         source mask) in a fresh cache whose cross-attention keys/values are computed on the
-        first step. Returns ``(start_ids, None, cache)``."""
-        self._check_new_tokens(max_new_tokens)
+        first step. ``decoder_input_ids`` ``(B, P)`` is a decoder prompt the new tokens continue
+        (default: the start token). Returns ``(prompt, None, cache)``."""
+        if decoder_input_ids is not None:
+            self._check_ids(decoder_input_ids, "decoder_input_ids")
+        self._check_new_tokens(max_new_tokens + (0 if decoder_input_ids is None else decoder_input_ids.shape[1] - 1))
         hidden = self.encode(input_ids, attention_mask).last_hidden_state
-        mask = None if attention_mask is None else as_padding_mask(attention_mask, *input_ids.shape)
+        B = hidden.shape[0]
+        prompt = self.decoder_start_ids(B, hidden.device) if decoder_input_ids is None else decoder_input_ids
+        if prompt.shape[0] != B:
+            raise InputError(f"decoder_input_ids has {prompt.shape[0]} rows but the encoder input has {B}")
+        mask = None if attention_mask is None else as_padding_mask(attention_mask, *hidden.shape[:2])
         mask = None if mask is None or bool(mask.all()) else mask  # nothing padded: no mask at every step
         if expand > 1:
             hidden = hidden.repeat_interleave(expand, dim=0)
             mask = None if mask is None else mask.repeat_interleave(expand, dim=0)
-        cache = self.decoder.new_cache(max_new_tokens)
+            prompt = prompt.repeat_interleave(expand, dim=0)
+        cache = self.decoder.new_cache(prompt.shape[1] + max_new_tokens - 1)
         cache.encoder_hidden, cache.encoder_mask = hidden, mask
-        return self.decoder_start_ids(hidden.shape[0], hidden.device), None, cache
+        return prompt, None, cache
 
     def generation_modules(self) -> nn.ModuleList:
         """The modules every decoding step runs (the encoder runs once): ``generate`` packs only
