@@ -15,8 +15,9 @@ from attnkit.models.outputs import ModelOutput
 from attnkit.models.t5 import T5, T5Config
 from attnkit.models.transformer import Transformer, TransformerConfig
 from attnkit.models.vit import ViT, ViTConfig, ViTForImageClassification
+from attnkit.models.whisper import Whisper, WhisperConfig
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
     "BertForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
-    "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification"]
+    "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig"]

@@ -58,4 +58,16 @@ PRESETS: dict[str, dict[str, dict]] = {
         "vit-digits": dict(image_size=8, patch_size=2, num_channels=1, n_layers=2, n_heads=4, d_model=64, d_ff=128,
                            num_labels=10, label_names=tuple("0123456789")),
     },
+    "whisper": {
+        # Radford et al. 2022, Table 1: the released multilingual checkpoints' shapes (openai/whisper-*),
+        # 80 mel bins, 1500 encoder and 448 decoder positions, 51,865-token vocabulary.
+        "whisper-tiny": dict(d_model=384, n_heads=6, d_ff=1536, n_encoder_layers=4, n_decoder_layers=4),  # 37,760,640
+        "whisper-base": dict(d_model=512, n_heads=8, d_ff=2048, n_encoder_layers=6, n_decoder_layers=6),  # 72,593,920
+        "whisper-small": dict(d_model=768, n_heads=12, d_ff=3072,  # 241,734,912
+                              n_encoder_layers=12, n_decoder_layers=12),
+        # For tests: 2 s windows (200 frames), 8 mel bins, a 96-token vocabulary.
+        "whisper-test": dict(vocab_size=96, num_mel_bins=8, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2,
+                             n_decoder_layers=2, max_source_positions=100, max_target_positions=32,
+                             pad_token_id=90, bos_token_id=90, eos_token_id=90, decoder_start_token_id=91),
+    },
 }
