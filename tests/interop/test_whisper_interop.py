@@ -1,0 +1,195 @@
+"""Whisper parity: random transformers ``WhisperForConditionalGeneration`` / ``WhisperModel``
+checkpoints load into attnkit's Whisper with the same logits, loss, encoder states, hidden
+states, attention weights and generated tokens, and attnkit saves what transformers loads."""
+
+import json
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import ConfigError
+from attnkit.models.whisper import Whisper, WhisperConfig
+
+transformers = pytest.importorskip("transformers")
+V, MELS, FRAMES, START, EOT = 96, 8, 200, 91, 90
+HF_FIELDS = dict(vocab_size=V, num_mel_bins=MELS, d_model=32, encoder_attention_heads=4, decoder_attention_heads=4,
+                 encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=2, decoder_layers=2, max_source_positions=100,
+                 max_target_positions=32, pad_token_id=EOT, bos_token_id=EOT, eos_token_id=EOT,
+                 decoder_start_token_id=START, begin_suppress_tokens=None, suppress_tokens=None)
+
+
+def random_whisper(tmp_path, seed=0, cls="WhisperForConditionalGeneration", **overrides):
+    """A small Whisper saved to ``tmp_path`` (eager attention, so that it returns weights), every
+    weight drawn at a scale where outputs depend on the whole input: norm weights around 1,
+    biases and the stored encoder positions random too (a wrong key mapping shows)."""
+    torch.manual_seed(seed)
+    config = transformers.WhisperConfig(**{**HF_FIELDS, **overrides}, attn_implementation="eager")
+    hf = getattr(transformers, cls)(config).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if "layer_norm" in name and name.endswith("weight"):
+                p.normal_(1.0, 0.3)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.2)
+            elif "embed" in name:
+                p.normal_(0.0, 0.5)
+            else:
+                p.normal_(0.0, p[0].numel() ** -0.5)  # ~unit-variance outputs (fan-in)
+    hf.save_pretrained(tmp_path)
+    return hf
+
+
+def features(B=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, MELS, FRAMES, generator=g)
+
+
+def labels_batch(B=3, T=9):
+    """Labels with ragged lengths (-100 after each row's end) and their decoder padding mask."""
+    labels = torch.randint(0, EOT, (B, T))
+    lengths = torch.tensor([T, 5, 2])[:B]
+    real = torch.arange(T)[None, :] < lengths[:, None]
+    return labels.masked_fill(~real, -100), real.long()
+
+
+def max_diff(a, b) -> float:
+    return (a - b).abs().max().item()
+
+
+def test_logits_loss_states_and_attentions_match_transformers(tmp_path):
+    hf = random_whisper(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    assert isinstance(model, Whisper)
+    feats = features()
+    labels, mask = labels_batch()
+    with torch.no_grad():
+        ref = hf(input_features=feats, labels=labels, decoder_attention_mask=mask, output_attentions=True,
+                 output_hidden_states=True)
+        out = model(feats, labels=labels, decoder_attention_mask=mask, output_attentions=True,
+                    output_hidden_states=True)
+    real = mask.bool()
+    assert max_diff(out.logits[real], ref.logits[real]) < 1e-4
+    assert abs(out.loss.item() - ref.loss.item()) < 1e-5
+    assert max_diff(out.encoder_last_hidden_state, ref.encoder_last_hidden_state) < 1e-4
+    assert max_diff(out.encoder_last_hidden_state[0], out.encoder_last_hidden_state[1]) > 0.1  # depends on the audio
+    for ours, theirs in zip(out.encoder_hidden_states, ref.encoder_hidden_states, strict=True):
+        assert max_diff(ours, theirs) < 1e-4
+    for ours, theirs in zip(out.hidden_states, ref.decoder_hidden_states, strict=True):
+        assert max_diff(ours[real], theirs[real]) < 1e-4
+    for ours, theirs in zip(out.encoder_attentions, ref.encoder_attentions, strict=True):
+        assert max_diff(ours, theirs) < 1e-5
+    for ours, theirs in [*zip(out.cross_attentions, ref.cross_attentions, strict=True),
+                         *zip(out.attentions, ref.decoder_attentions, strict=True)]:
+        # (B, H, T, S) weights of the real target positions
+        assert max_diff(ours.transpose(1, 2)[real], theirs.transpose(1, 2)[real]) < 1e-5
+
+
+def test_gradients_match_transformers(tmp_path):
+    hf = random_whisper(tmp_path).train()  # dropout is 0: train mode changes nothing else
+    model = attnkit.from_pretrained(tmp_path).train()
+    feats = features(2)
+    labels, _ = labels_batch(2)
+    hf(input_features=feats, labels=labels).loss.backward()
+    model(feats, labels=labels).loss.backward()
+    ours = dict(model.named_parameters())
+    theirs = dict(hf.named_parameters())
+    pairs = {"stem.conv1.weight": "model.encoder.conv1.weight", "embed.weight": "model.decoder.embed_tokens.weight",
+             "encoder.layers.0.attn.q_proj.weight": "model.encoder.layers.0.self_attn.q_proj.weight",
+             "decoder.layers.1.cross_attn.k_proj.weight": "model.decoder.layers.1.encoder_attn.k_proj.weight"}
+    for a, b in pairs.items():
+        assert max_diff(ours[a].grad, theirs[b].grad) < 1e-4 * theirs[b].grad.abs().max().item() + 1e-6
+    assert model.encoder_positions.grad is None  # fixed sinusoids: never trained
+
+
+def hf_generate(hf, feats, prompt, **kw):
+    with torch.no_grad():
+        return transformers.GenerationMixin.generate(hf, input_features=feats, decoder_input_ids=prompt,
+                                                     do_sample=False, **kw)
+
+
+def eos_that_ends_a_hypothesis(hf, feats, prompt, **kw) -> int:
+    """A token that, used as EOS, ends the returned hypotheses at different steps (one row
+    stops while another runs on; the tokens of a search without EOS tried first)."""
+    free = hf_generate(hf, feats, prompt, eos_token_id=-1, pad_token_id=0, **kw)[:, prompt.shape[1]:]
+    for eos in dict.fromkeys(free.flatten().tolist() + list(range(V))):
+        out = hf_generate(hf, feats, prompt, eos_token_id=eos, pad_token_id=eos, **kw)
+        new = out[:, prompt.shape[1]:] == eos
+        ends = torch.where(new.any(dim=1), new.int().argmax(dim=1), new.shape[1])  # first EOS, else the end
+        if new.any() and len(set(ends.tolist())) > 1:
+            return eos
+    raise AssertionError("no token ends a hypothesis")
+
+
+@pytest.mark.parametrize("num_beams,length_penalty", [(1, 1.0), (3, 0.0)])
+def test_generated_tokens_match_transformers(tmp_path, num_beams, length_penalty):
+    """Against transformers' shared generation loop (``GenerationMixin.generate``) over its
+    Whisper with the same decoder prompt: ``WhisperForConditionalGeneration.generate`` adds
+    Whisper's own processing (language detection, timestamps, forced ids) on top of it."""
+    hf = random_whisper(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    feats = features()
+    prompt = torch.tensor([[START, 7, 11]] * 3)
+    kw = dict(max_new_tokens=12, num_beams=num_beams, length_penalty=length_penalty)
+    eos = eos_that_ends_a_hypothesis(hf, feats, prompt, **kw)
+    expected = hf_generate(hf, feats, prompt, eos_token_id=eos, pad_token_id=eos, **kw)
+    assert torch.equal(model.generate(feats, decoder_input_ids=prompt, eos_token_id=eos, pad_token_id=eos, **kw),
+                       expected)
+
+
+def test_saved_checkpoint_loads_in_transformers_with_same_logits(tmp_path):
+    random_whisper(tmp_path / "hf")
+    model = attnkit.from_pretrained(tmp_path / "hf")
+    model.save_pretrained(tmp_path / "ours")
+    config = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert config["architectures"] == ["WhisperForConditionalGeneration"]
+    hf, info = transformers.WhisperForConditionalGeneration.from_pretrained(tmp_path / "ours", output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    feats, ids = features(2), torch.tensor([[START, 3, 4, 5]] * 2)
+    with torch.no_grad():
+        assert max_diff(hf.eval()(input_features=feats, decoder_input_ids=ids).logits,
+                        model(feats, ids).logits) < 1e-4
+    again = attnkit.from_pretrained(tmp_path / "ours")
+    assert again.config == model.config
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_whisper_model_checkpoint_loads_with_the_head_tied(tmp_path):
+    """``WhisperModel`` (no ``model.`` prefix, no ``proj_out``): the head is the token embedding."""
+    hf = random_whisper(tmp_path, cls="WhisperModel")
+    model = attnkit.from_pretrained(tmp_path)
+    feats, ids = features(2), torch.tensor([[START, 3, 4]] * 2)
+    with torch.no_grad():
+        ref = hf(input_features=feats, decoder_input_ids=ids).last_hidden_state
+        out = model(feats, ids)
+    assert max_diff(out.last_hidden_state, ref) < 1e-4
+    assert max_diff(out.logits, ref @ hf.decoder.embed_tokens.weight.T) < 1e-4
+
+
+def test_scale_embedding_is_ignored_as_transformers_does_and_attnkit_only_variant_round_trips(tmp_path):
+    hf = random_whisper(tmp_path / "hf", scale_embedding=True)  # transformers reads it and never applies it
+    model = attnkit.from_pretrained(tmp_path / "hf")
+    assert not model.config.scale_embedding
+    feats, ids = features(1), torch.tensor([[START, 3, 4]])
+    with torch.no_grad():
+        assert max_diff(model(feats, ids).logits, hf(input_features=feats, decoder_input_ids=ids).logits) < 1e-4
+    scaled = Whisper(WhisperConfig.from_preset("whisper-test", scale_embedding=True)).eval()
+    scaled.save_pretrained(tmp_path / "scaled")
+    assert json.loads((tmp_path / "scaled" / "config.json").read_text())["model_type"] == "attnkit"
+    again = attnkit.from_pretrained(tmp_path / "scaled")
+    assert again.config.scale_embedding
+    with torch.no_grad():
+        assert torch.equal(again(feats, ids).logits, scaled(feats, ids).logits)
+
+
+@pytest.mark.parametrize("field,value", [("decoder_attention_heads", 2), ("decoder_ffn_dim", 32),
+                                         ("encoder_layerdrop", 0.1), ("use_weighted_layer_sum", True),
+                                         ("tie_word_embeddings", False), ("activation_function", "quick_gelu")])
+def test_unsupported_variants_are_refused_naming_the_field(tmp_path, field, value):
+    config = {**HF_FIELDS, "model_type": "whisper", field: value}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    random_whisper(tmp_path / "weights")
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "weights" / "model.safetensors").read_bytes())
+    with pytest.raises(ConfigError, match=field):
+        attnkit.from_pretrained(tmp_path)
