@@ -238,14 +238,14 @@ def test_checkpoints_saved_by_attnkit_decode_the_same_in_transformers(tmp_path):
 def test_settings_attnkit_does_not_apply_survive_a_load_and_save(tmp_path):
     hf = hf_gpt2()
     hf.generation_config = transformers.GenerationConfig(bos_token_id=EOS, eos_token_id=EOS, pad_token_id=GPT_PAD,
-                                                         bad_words_ids=[[3], [53, 75]], begin_suppress_tokens=[82])
+                                                         bad_words_ids=[[3], [53, 75]], forced_bos_token_id=82)
     hf.save_pretrained(tmp_path / "hf")
-    with pytest.warns(UserWarning, match="sets begin_suppress_tokens, which"):
+    with pytest.warns(UserWarning, match="sets forced_bos_token_id, which"):
         model = attnkit.from_pretrained(tmp_path / "hf")
     assert model.generation_config.bad_words_ids == ((3,), (53, 75))
     model.save_pretrained(tmp_path / "again")
     again = transformers.GenerationConfig.from_pretrained(tmp_path / "again")
-    assert again.bad_words_ids == [[3], [53, 75]] and again.begin_suppress_tokens == [82] and again.bos_token_id == EOS
+    assert again.bad_words_ids == [[3], [53, 75]] and again.forced_bos_token_id == 82 and again.bos_token_id == EOS
 
 
 def test_left_padding_is_not_penalized_and_an_eos_in_bad_words_stays_allowed(tmp_path):

@@ -193,3 +193,22 @@ def test_unsupported_variants_are_refused_naming_the_field(tmp_path, field, valu
     (tmp_path / "model.safetensors").write_bytes((tmp_path / "weights" / "model.safetensors").read_bytes())
     with pytest.raises(ConfigError, match=field):
         attnkit.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_checkpoint_suppress_and_begin_suppress_tokens_are_honoured_as_in_transformers(tmp_path, num_beams):
+    """Whisper checkpoints ban tokens in generation_config.json: ``suppress_tokens`` always,
+    ``begin_suppress_tokens`` (blank, end of text) as the first new token only."""
+    hf = random_whisper(tmp_path / "plain")
+    feats, prompt = features(), torch.tensor([[START, 7, 11]] * 3)
+    plain = hf_generate(hf, feats, prompt, max_new_tokens=6, num_beams=num_beams)[:, 3:]
+    first, later = int(plain[0, 0]), int(plain[0, -1])
+    hf.generation_config.begin_suppress_tokens = [first]
+    hf.generation_config.suppress_tokens = [later] if later != first else []
+    hf.save_pretrained(tmp_path / "banned")
+    model = attnkit.from_pretrained(tmp_path / "banned")
+    assert model.generation_config.begin_suppress_tokens == (first,)
+    expected = hf_generate(hf, feats, prompt, max_new_tokens=6, num_beams=num_beams)
+    got = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=6, num_beams=num_beams)
+    assert torch.equal(got, expected)
+    assert not (got[:, 3] == first).any() and not (got[:, 3:] == later).any()

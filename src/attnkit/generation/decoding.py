@@ -84,25 +84,30 @@ def _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id) -> tupl
 class _Bans(NamedTuple):
     """What ``bad_words_ids`` and ``suppress_tokens`` ban: ``tokens`` ``(N,)``, never generated,
     and for each prefix length of the longer banned sequences, ``(prefixes (G, n), last (G,))``:
-    ``last[g]`` is banned after ``prefixes[g]``."""
+    ``last[g]`` is banned after ``prefixes[g]``; ``first``: what ``begin_suppress_tokens`` bans
+    as the first new token."""
 
     tokens: torch.Tensor | None
     sequences: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    first: torch.Tensor | None = None
 
 
-def _bans(model, bad_words_ids, suppress_tokens, eos: list[int], device) -> _Bans:
-    """``bad_words_ids`` (lists of ids; a single EOS id there stays allowed) and
-    ``suppress_tokens``, each the call's unless None, else the generation config's (Hugging
-    Face's processors)."""
+def _bans(model, bad_words_ids, suppress_tokens, eos: list[int], device, begin_suppress_tokens=None) -> _Bans:
+    """``bad_words_ids`` (lists of ids; a single EOS id there stays allowed), ``suppress_tokens``
+    and ``begin_suppress_tokens``, each the call's unless None, else the generation config's
+    (Hugging Face's processors)."""
     gen, vocab = generation_config(model), getattr(getattr(model, "config", None), "vocab_size", None)
     bad_words_ids = gen.bad_words_ids if bad_words_ids is None else bad_words_ids
     suppress_tokens = gen.suppress_tokens if suppress_tokens is None else suppress_tokens
+    begin = gen.begin_suppress_tokens if begin_suppress_tokens is None else begin_suppress_tokens
     if not isinstance(bad_words_ids, (list, tuple, type(None))) or any(
             not isinstance(w, (list, tuple, torch.Tensor)) or len(w) == 0 for w in bad_words_ids or ()):
         raise InputError("bad_words_ids must be a list of non-empty lists of token ids [[id, ...], ...], "
                          f"got {bad_words_ids!r}")
-    if not isinstance(suppress_tokens, (list, tuple, type(None))):
-        raise InputError(f"suppress_tokens must be a list of token ids, got {suppress_tokens!r}")
+    for name, value in (("suppress_tokens", suppress_tokens), ("begin_suppress_tokens", begin)):
+        if not isinstance(value, (list, tuple, type(None))):
+            raise InputError(f"{name} must be a list of token ids, got {value!r}")
+    first = sorted(set(_token_ids("begin_suppress_tokens", list(begin or ()), vocab)))
     words = [_token_ids("bad_words_ids", w, vocab) for w in bad_words_ids or ()]
     tokens = {w[0] for w in words if len(w) == 1 and w[0] not in eos}
     tokens.update(_token_ids("suppress_tokens", list(suppress_tokens or ()), vocab))
@@ -112,18 +117,21 @@ def _bans(model, bad_words_ids, suppress_tokens, eos: list[int], device) -> _Ban
             by_length.setdefault(len(w) - 1, []).append(w)
     sequences = tuple((torch.tensor([w[:-1] for w in g], device=device), torch.tensor([w[-1] for w in g], device=device))
                       for g in by_length.values())
-    return _Bans(torch.tensor(sorted(tokens), device=device) if tokens else None, sequences)
+    return _Bans(torch.tensor(sorted(tokens), device=device) if tokens else None, sequences,
+                 torch.tensor(first, device=device) if first else None)
 
 
 def _reads_sequence(repetition_penalty: float, no_repeat_ngram_size: int, bans: _Bans) -> bool:
     return repetition_penalty != 1.0 or no_repeat_ngram_size > 0 or bool(bans.sequences)
 
 
-def _process(scores, seq, start, bans: _Bans, eos_t, repetition_penalty: float, no_repeat_ngram_size: int) -> None:
+def _process(scores, seq, start, bans: _Bans, eos_t, repetition_penalty: float, no_repeat_ngram_size: int,
+             first: bool = False) -> None:
     """Hugging Face's logits processors that attnkit offers, in its order, in place on ``scores``
     ``(B, V)``: the repetition penalty (not counting positions before ``start``, the left
     padding), no repeated n-grams and the banned sequences over ``seq`` ``(B, L)`` (the sequence
-    so far), the banned tokens, and EOS (``eos_t``, the ids) before ``min_new_tokens``."""
+    so far), the banned tokens, those banned as the ``first`` new token, and EOS (``eos_t``, the
+    ids) before ``min_new_tokens``."""
     if repetition_penalty != 1.0:
         penalize_repetition(scores, seq, repetition_penalty, start)
     if no_repeat_ngram_size > 0:
@@ -132,6 +140,8 @@ def _process(scores, seq, start, bans: _Bans, eos_t, repetition_penalty: float, 
         ban_sequences(scores, seq, prefixes, last)
     if bans.tokens is not None:
         scores.index_fill_(1, bans.tokens, float("-inf"))
+    if first and bans.first is not None:
+        scores.index_fill_(1, bans.first, float("-inf"))
     if eos_t is not None and eos_t.numel():
         scores.index_fill_(1, eos_t, float("-inf"))
 
@@ -240,6 +250,7 @@ def stream(
     forced_eos_token_id: int | str | None = "config",
     bad_words_ids: Sequence[Sequence[int]] | None = None,
     suppress_tokens: Sequence[int] | None = None,
+    begin_suppress_tokens: Sequence[int] | None = None,
     min_new_tokens: int | None = None,
     repetition_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
@@ -261,7 +272,7 @@ def stream(
                                     no_repeat_ngram_size=no_repeat_ngram_size, max_length=max_length,
                                     min_length=min_length)
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
-    bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
+    bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens)
     with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
         yield from _stream(model, input_ids, attention_mask, generator, bans, *special, **s,
                            decoder_input_ids=decoder_input_ids)
@@ -290,7 +301,7 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
         if logits_out is not None:
             logits_out.append(logits.clone())
         _process(logits, None if seq is None else seq[:, :cur], start, bans,
-                 eos_t if step < min_new_tokens else None, repetition_penalty, no_repeat_ngram_size)
+                 eos_t if step < min_new_tokens else None, repetition_penalty, no_repeat_ngram_size, first=step == 0)
         if forced_eos and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
         if do_sample:
@@ -335,6 +346,7 @@ def generate(
     forced_eos_token_id: int | str | None = "config",
     bad_words_ids: Sequence[Sequence[int]] | None = None,
     suppress_tokens: Sequence[int] | None = None,
+    begin_suppress_tokens: Sequence[int] | None = None,
     min_new_tokens: int | None = None,
     repetition_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
@@ -383,6 +395,8 @@ def generate(
             token is banned where the text so far ends with the rest of it (a one-token sequence:
             always, except an EOS id); ``[]`` turns off a config's.
         suppress_tokens: tokens never generated, ``[id, ...]``; ``[]`` turns off a config's.
+        begin_suppress_tokens: tokens never generated as the first new token (Whisper's blank
+            and end of text), ``[id, ...]``; ``[]`` turns off a config's.
         min_new_tokens: EOS is not generated before this many new tokens (default 0);
             ``min_length`` is a total, counted and ranked as ``max_length`` is.
         repetition_penalty: divides the positive scores of tokens already in the sequence (the
@@ -427,7 +441,7 @@ def generate(
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
-        bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device)
+        bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens)
     except BaseException:
         if streamer is not None:  # a consumer in another thread must not wait forever
             streamer.end()
@@ -583,7 +597,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         logp = torch.log_softmax(logits, dim=-1, out=logits)
         seq = running[:, :, :cur].reshape(B * nb, cur) if reads_sequence else None
         _process(logp, seq, start, bans, eos_t if cur - T0 < min_new_tokens else None, repetition_penalty,
-                 no_repeat_ngram_size)
+                 no_repeat_ngram_size, first=cur == T0)
         if forced_eos and cur == max_len - 1:
             _force_token(logp, forced_eos)
         if do_sample:

@@ -25,7 +25,7 @@ GENERATION_CONFIG_NAME = "generation_config.json"
 UNSUPPORTED_DEFAULTS: dict[str, Any] = {
     "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0, "num_beam_groups": 1,
     "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": None,
-    "forced_bos_token_id": None, "begin_suppress_tokens": None, "sequence_bias": None, "force_words_ids": None,
+    "forced_bos_token_id": None, "sequence_bias": None, "force_words_ids": None,
     "exponential_decay_length_penalty": None, "guidance_scale": None, "stop_strings": None, "max_time": None,
     "penalty_alpha": None, "top_h": None, "dola_layers": None, "constraints": None, "watermarking_config": None,
     "token_healing": False, "forced_decoder_ids": None, "return_dict_in_generate": False, "output_scores": False,
@@ -87,6 +87,7 @@ class GenerationConfig(Config):
     decoder_start_token_id: int | None = None
     bad_words_ids: tuple[tuple[int, ...], ...] | None = None
     suppress_tokens: tuple[int, ...] | None = None
+    begin_suppress_tokens: tuple[int, ...] | None = None
     renormalize_logits: bool | None = None
     repetition_penalty: float | None = None
     no_repeat_ngram_size: int | None = None
@@ -103,7 +104,8 @@ class GenerationConfig(Config):
             self.require(getattr(self, name) is None or ok(getattr(self, name)), name, f"must be None or {allowed}")
         self.require(self.bad_words_ids is None or all(len(w) for w in self.bad_words_ids), "bad_words_ids",
                      "must hold non-empty lists of token ids ([[id, ...], ...])")
-        for name in ("eos_token_id", "pad_token_id", "forced_eos_token_id", "decoder_start_token_id", "suppress_tokens"):
+        for name in ("eos_token_id", "pad_token_id", "forced_eos_token_id", "decoder_start_token_id", "suppress_tokens",
+                     "begin_suppress_tokens"):
             self.require(all(i >= 0 for i in _ids(getattr(self, name))), name, "must hold token ids >= 0")
         self.require(all(i >= 0 for w in self.bad_words_ids or () for i in w), "bad_words_ids",
                      "must hold token ids >= 0")
