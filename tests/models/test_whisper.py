@@ -148,3 +148,18 @@ def test_too_long_decoder_inputs_and_masks_are_refused():
 def test_config_rejects_bad_fields_naming_them(field, value):
     with pytest.raises(ConfigError, match=field):
         WhisperConfig.from_preset("whisper-test", **{field: value})
+
+
+def test_decoder_prompt_reads_the_checkpoints_token_tables():
+    """openai/whisper-* generation configs map languages and tasks to ids."""
+    model = small_model()
+    model.generation_config = attnkit.GenerationConfig(other=dict(
+        lang_to_id={"<|en|>": 80, "<|de|>": 81}, task_to_id={"transcribe": 85, "translate": 84}, no_timestamps_token_id=89))
+    assert model.decoder_prompt("de", "translate").tolist() == [[91, 81, 84, 89]]
+    assert model.decoder_prompt("<|en|>", "transcribe", batch_size=2).tolist() == [[91, 80, 85, 89]] * 2
+    assert model.decoder_prompt(timestamps=True).tolist() == [[91]]
+    with pytest.raises(InputError, match="fr.*known"):
+        model.decoder_prompt("fr")
+    model.generation_config = attnkit.GenerationConfig()
+    with pytest.raises(InputError, match="no_timestamps_token_id"):
+        model.decoder_prompt()

@@ -194,6 +194,38 @@ class Whisper(EncoderDecoderModel):
         return super().forward(input_features, None, decoder_input_ids, labels, decoder_attention_mask,
                                output_attentions, output_hidden_states)
 
+    def decoder_prompt(self, language: str | None = None, task: str | None = None, timestamps: bool = False,
+                       batch_size: int = 1) -> torch.Tensor:
+        """The ``(batch_size, P)`` decoder prompt of Radford et al. 2022 §2.3 (Figure 1):
+        ``<|startoftranscript|>``, then the language (``"en"`` or ``"<|en|>"``) and the task
+        (``"transcribe"`` or ``"translate"``) when given, then ``<|notimestamps|>`` unless
+        ``timestamps``. The ids come from the checkpoint's generation config (``lang_to_id``,
+        ``task_to_id``, ``no_timestamps_token_id``, as in ``openai/whisper-*``); a language left
+        out is the model's to predict. Pass it as ``generate(features, decoder_input_ids=prompt)``."""
+        gen = self.generation_config
+
+        def token(table_name: str, key: str) -> int:
+            table = gen.other.get(table_name)
+            if not isinstance(table, dict) or key not in table:
+                known = sorted(table) if isinstance(table, dict) else "none (an English-only checkpoint?)"
+                raise InputError(f"{key!r} is not in the generation config's {table_name}; known: {known}")
+            return table[key]
+
+        start = self.config.decoder_start_token_id if gen.decoder_start_token_id is None else gen.decoder_start_token_id
+        ids = [start]
+        if language is not None:
+            ids.append(token("lang_to_id", language if language.startswith("<|") else f"<|{language}|>"))
+        if task is not None:
+            ids.append(token("task_to_id", task))
+        if not timestamps:
+            no_timestamps = gen.other.get("no_timestamps_token_id")
+            if not isinstance(no_timestamps, int):
+                raise InputError("the generation config has no no_timestamps_token_id: pass timestamps=True or "
+                                 "build the prompt by hand")
+            ids.append(no_timestamps)
+        check_token_ids(torch.tensor([ids]), "decoder prompt", self.config.vocab_size)
+        return torch.tensor([ids] * batch_size, device=self.device)
+
     def generate(self, input_features: torch.Tensor, **kwargs) -> torch.Tensor:
         """Transcribe ``input_features`` ``(B, num_mel_bins, frames)``: :func:`attnkit.generation.generate`
         with the decoder prompt in ``decoder_input_ids`` ``(B, P)`` (default: the start token).
