@@ -112,6 +112,19 @@ def test_greedy_and_beam_search_return_transformers_tokens(tmp_path, variant, se
     assert (expected[:, 1:-1] == eos).any()  # hypotheses really finish early
 
 
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_a_decoder_prompt_is_continued_as_transformers_does(tmp_path, num_beams):
+    """``decoder_input_ids`` in generate: the output starts with the prompt and max_length counts it."""
+    hf = random_t5(tmp_path, "v1.0", seed=1)
+    model = attnkit.from_pretrained(tmp_path)
+    src, mask = padded_source()
+    prompt = torch.tensor([[0, 17, 23]] * src.shape[0])
+    kw = dict(num_beams=num_beams, max_length=10, eos_token_id=None)
+    expected = hf.generate(input_ids=src, attention_mask=mask, decoder_input_ids=prompt, do_sample=False, **kw)
+    assert expected.shape == (src.shape[0], 10) and torch.equal(expected[:, :3], prompt)
+    assert torch.equal(model.generate(src, attention_mask=mask, decoder_input_ids=prompt, **kw), expected)
+
+
 @pytest.mark.parametrize("kw", [dict(temperature=0.8, top_k=20, top_p=0.9), dict(num_beams=2, top_k=10)])
 def test_seeded_sampling_equals_transformers_with_the_same_seed(tmp_path, kw):
     hf = random_t5(tmp_path, "flan-hf5", seed=1)

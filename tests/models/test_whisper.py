@@ -108,6 +108,11 @@ def test_generate_continues_the_decoder_prompt_and_defaults_to_the_start_token()
     assert torch.equal(beams[:, :3], prompt)
     # max_length counts the decoder prompt, as in transformers
     assert model.generate(feats, decoder_input_ids=prompt, max_length=6, eos_token_id=None).shape == (2, 6)
+    steps = list(model.stream(feats, decoder_input_ids=prompt, max_new_tokens=5, eos_token_id=None))
+    assert torch.equal(torch.stack(steps, dim=1), out[:, 3:])
+    samples = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=4, do_sample=True, num_return_sequences=2,
+                             generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (4, 7) and torch.equal(samples[:, :3], prompt.repeat(2, 1))
 
 
 @pytest.mark.parametrize("shape,dtype,match", [
