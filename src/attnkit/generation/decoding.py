@@ -17,7 +17,8 @@ Decoder-only models return prompt + new tokens; encoder-decoder models return th
 start token (or the call's ``decoder_input_ids``) + new tokens (Hugging Face's conventions). An
 encoder-decoder model whose encoder reads something other than token ids says so in
 ``main_input_name`` (Whisper: ``"input_features"``) and checks that input itself. Arguments a
-call leaves unset come from ``model.generation_config`` (:mod:`attnkit.generation.config`, :mod:`attnkit.models.generation_config`).
+call leaves unset come from ``model.generation_config`` (:mod:`attnkit.generation.config`,
+:mod:`attnkit.models.generation_config`).
 """
 
 from __future__ import annotations
