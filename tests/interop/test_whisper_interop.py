@@ -212,3 +212,27 @@ def test_checkpoint_suppress_and_begin_suppress_tokens_are_honoured_as_in_transf
     got = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=6, num_beams=num_beams)
     assert torch.equal(got, expected)
     assert not (got[:, 3] == first).any() and not (got[:, 3:] == later).any()
+
+
+@pytest.mark.parametrize("num_beams,language,task", [(1, "de", "translate"), (3, "en", "transcribe")])
+def test_transcripts_equal_whisper_generate_for_a_language_and_task(tmp_path, num_beams, language, task):
+    """Against ``WhisperForConditionalGeneration.generate`` itself (short-form, no timestamps),
+    with a checkpoint's token tables and suppressed tokens: attnkit's prompt from
+    ``decoder_prompt`` and the shared loop give its tokens. Whisper's generate returns the new
+    tokens alone, padded to its own length: its first ``max_new_tokens`` columns are compared."""
+    hf = random_whisper(tmp_path)
+    tables = dict(lang_to_id={"<|en|>": 80, "<|de|>": 81}, task_to_id={"transcribe": 85, "translate": 84},
+                  no_timestamps_token_id=89, is_multilingual=True, begin_suppress_tokens=[17, EOT], suppress_tokens=[56],
+                  max_initial_timestamp_index=1, prev_sot_token_id=86, max_length=32)
+    for name, value in tables.items():  # Whisper's own fields, as openai/whisper-* generation configs hold them
+        setattr(hf.generation_config, name, value)
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    feats = features()
+    with torch.no_grad():
+        expected = hf.generate(input_features=feats, language=language, task=task, max_new_tokens=10,
+                               num_beams=num_beams)[:, :10]
+    prompt = model.decoder_prompt(language, task, batch_size=3)
+    assert prompt[0].tolist() == [START, 80 + (language == "de"), 85 - (task == "translate"), 89]
+    got = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=10, num_beams=num_beams)
+    assert torch.equal(got[:, 4:], expected)
