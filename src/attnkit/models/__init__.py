@@ -10,6 +10,7 @@ from attnkit.models.bert import (
     BertForTokenClassification,
 )
 from attnkit.models.config import Config
+from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmForTokenClassification
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.t5 import T5, T5Config
@@ -18,5 +19,6 @@ from attnkit.models.vit import ViT, ViTConfig, ViTForImageClassification
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
+    "BertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
+    "EsmForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification"]
