@@ -55,6 +55,7 @@ FAMILIES: dict[str, str] = {
     "marian": "attnkit.interop.marian",
     "t5": "attnkit.interop.t5",
     "vit": "attnkit.interop.vit",
+    "esm": "attnkit.interop.esm",
 }
 
 
