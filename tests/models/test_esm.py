@@ -192,3 +192,18 @@ def test_tiny_esm_learns_to_recover_masked_residues_of_a_repeated_motif():
     picked = labels != -100
     accuracy = (predicted[picked] == labels[picked]).float().mean().item()
     assert accuracy > 0.6, accuracy
+
+
+def test_masked_log_probs_mask_one_position_at_a_time():
+    model = tiny(cls=EsmForMaskedLM)
+    ids = torch.cat([protein(7, seed=1), torch.cat([protein(5, seed=2), torch.full((1, 2), PAD)], dim=1)])
+    mask = (ids != PAD).long()
+    lp = model.masked_log_probs(ids, mask, batch_size=3)  # batches cut across rows
+    assert lp.shape == (2, 7, 33) and lp[1, 5:].abs().max() == 0
+    for b, t in [(0, 0), (0, 3), (1, 2), (1, 4)]:
+        row = ids[b:b + 1, : int(mask[b].sum())].clone()
+        row[0, t] = MASK
+        with torch.no_grad():
+            expected = model(row).logits[0, t].log_softmax(-1)
+        torch.testing.assert_close(lp[b, t], expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lp[mask.bool()].exp().sum(-1), torch.ones(12))

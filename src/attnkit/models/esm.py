@@ -185,6 +185,38 @@ class EsmForMaskedLM(MaskedLMHead, _EsmHead):
         out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         return self.masked_lm_output(out, labels)
 
+    @torch.no_grad()
+    def masked_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                         batch_size: int = 32) -> torch.Tensor:
+        """``log p(token | the sequence with that position masked)`` at every real position:
+        ``(B, T, V)`` float32 log-probabilities (zeros at padding), one forward pass per position,
+        ``batch_size`` of them at a time.
+
+        What protein LMs are scored with: summed over the residues at the true ids it is the
+        pseudo-log-likelihood (Salazar et al. 2020); at one position,
+        ``lp[b, t, mutant] - lp[b, t, wild_type]`` is the masked-marginal score of a
+        substitution (Meier et al. 2021). Positions of ``<cls>``/``<eos>`` are scored too: slice
+        them off.
+        """
+        c = self.config
+        if c.mask_token_id is None:
+            raise InputError("masked_log_probs needs the model's mask_token_id (EsmConfig.mask_token_id is None)")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        check_token_ids(input_ids, "input_ids", c.vocab_size)
+        B, T = input_ids.shape
+        real = torch.ones(B, T, dtype=torch.bool, device=input_ids.device) if attention_mask is None \
+            else as_padding_mask(attention_mask, B, T)
+        rows, cols = real.nonzero(as_tuple=True)  # one masked copy of its sequence per real position
+        out = torch.zeros(B, T, c.vocab_size, device=input_ids.device)
+        for start in range(0, len(rows), batch_size):
+            r, t = rows[start:start + batch_size], cols[start:start + batch_size]
+            picked = torch.arange(len(r), device=input_ids.device)
+            ids = input_ids[r].index_put((picked, t), torch.tensor(c.mask_token_id, device=input_ids.device))
+            logits = self(ids, attention_mask=real[r]).logits[picked, t]  # (n, V)
+            out[r, t] = logits.float().log_softmax(-1)
+        return out
+
 
 class EsmForSequenceClassification(ClassifierLoss, _EsmHead):
     """Classifier or regressor over the ``<cls>`` state (Hugging Face's ``EsmClassificationHead``:
