@@ -56,6 +56,7 @@ FAMILIES: dict[str, str] = {
     "t5": "attnkit.interop.t5",
     "vit": "attnkit.interop.vit",
     "whisper": "attnkit.interop.whisper",
+    "esm": "attnkit.interop.esm",
 }
 
 

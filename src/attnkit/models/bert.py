@@ -17,7 +17,7 @@ from torch import nn
 
 from attnkit.errors import InputError
 from attnkit.models.base import Model, check_token_ids
-from attnkit.models.classification import ClassifierLoss, ClassLabels, ProblemType, class_ids
+from attnkit.models.classification import ClassifierLoss, ClassLabels, ProblemType, class_ids, token_loss
 from attnkit.models.config import Config
 from attnkit.models.outputs import ModelOutput
 from attnkit.nn import ACTIVATIONS, Encoder, LayerConfig, as_padding_mask, expand_padding_mask, mean_pool
@@ -165,30 +165,45 @@ class _BertHead(Model):
         return self.bert.sentence_embedding(input_ids, attention_mask, token_type_ids, normalize)
 
 
-class BertForMaskedLM(_BertHead):
+class MaskedLMHead:
+    """The masked-LM head BERT and ESM share (Devlin et al. §3.1, task 1), a mixin of their
+    models: ``transform`` (dense), the activation, ``transform_norm`` (LayerNorm), then
+    ``decoder``, whose weight is the word embeddings (tied, as in Google's reference BERT and in
+    ESM) and whose bias is the head's own."""
+
+    def add_masked_lm_head(self, embeddings: nn.Embedding, activation: str, norm_eps: float, std: float) -> None:
+        """Build the head on ``self`` for ``embeddings`` ``(V, C)``, initialised as BERT's."""
+        V, C = embeddings.weight.shape
+        self.transform = nn.Linear(C, C)
+        self.transform_act = ACTIVATIONS[activation]
+        self.transform_norm = nn.LayerNorm(C, eps=norm_eps)
+        self.decoder = nn.Linear(C, V)
+        for m in (self.transform, self.transform_norm, self.decoder):
+            init_bert_weights(m, std)
+        self.decoder.weight = embeddings.weight
+
+    def masked_lm_output(self, out: ModelOutput, labels: torch.Tensor | None) -> ModelOutput:
+        """Set ``out.logits`` ``(B, T, V)`` from ``out.last_hidden_state``, and ``out.loss`` (mean
+        cross-entropy, -100 ignored) when ``labels`` ``(B, T)`` are given."""
+        h = self.transform_norm(self.transform_act(self.transform(out.last_hidden_state)))
+        out.logits = self.decoder(h)
+        if labels is not None:
+            out.loss = token_loss(out.logits, labels, self.decoder.out_features)
+        return out
+
+
+class BertForMaskedLM(MaskedLMHead, _BertHead):
     """Masked language model (Devlin et al. §3.1, task 1). ``logits`` ``(B, T, V)``; ``labels``
     ``(B, T)`` with -100 on unmasked positions give ``loss``."""
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        c = config
-        self.transform = nn.Linear(c.d_model, c.d_model)
-        self.transform_act = ACTIVATIONS[c.activation]
-        self.transform_norm = nn.LayerNorm(c.d_model, eps=c.norm_eps)
-        self.decoder = nn.Linear(c.d_model, c.vocab_size)
-        for m in (self.transform, self.transform_norm, self.decoder):
-            init_bert_weights(m, c.initializer_range)
-        self.decoder.weight = self.bert.word_embeddings.weight  # tied, as in Google's reference BERT
+        self.add_masked_lm_head(self.bert.word_embeddings, config.activation, config.norm_eps, config.initializer_range)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
                 output_hidden_states=False):
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        h = self.transform_norm(self.transform_act(self.transform(out.last_hidden_state)))
-        out.logits = self.decoder(h)
-        if labels is not None:
-            labels = class_ids(labels, input_ids.shape, self.config.vocab_size)
-            out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-        return out
+        return self.masked_lm_output(out, labels)
 
 
 class BertForSequenceClassification(ClassifierLoss, _BertHead):
@@ -217,8 +232,7 @@ class BertForTokenClassification(_BertHead):
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         out.logits = self.classifier(self.head_drop(out.last_hidden_state))
         if labels is not None:
-            labels = class_ids(labels, input_ids.shape, self.config.num_labels)
-            out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+            out.loss = token_loss(out.logits, labels, self.config.num_labels)
         return out
 
 

@@ -54,6 +54,13 @@ def class_ids(labels: torch.Tensor, shape, n_classes: int | None, name: str = "l
     return labels.long()
 
 
+def token_loss(logits: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Mean cross-entropy of per-token ``logits`` ``(B, T, N)`` against class ids ``labels``
+    ``(B, T)``, -100 ignored (masked LM, token classification); fp32 whatever the logits' dtype."""
+    labels = class_ids(labels, logits.shape[:2], n_classes)
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+
+
 class ClassifierLoss:
     """Mixin of models whose ``logits`` are ``(B, num_labels)``, one row per example (BERT's
     sequence classifier, ViT's image classifier). The loss follows ``config.problem_type``, or

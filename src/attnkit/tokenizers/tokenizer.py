@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -39,6 +40,10 @@ TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"  # the Hugging Face name; holds the special-token roles
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard amino acids, one-letter codes
+# ESM-2's vocabulary in id order (Hugging Face's EsmTokenizer vocab.txt, facebook/esm2_*): specials,
+# the residues by frequency, the ambiguous and rare codes X B U Z O, gap tokens, a spare, <mask>.
+ESM_VOCAB = ("<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>")
+_ESM_ROLES = {"cls": "<cls>", "pad": "<pad>", "eos": "<eos>", "unk": "<unk>", "mask": "<mask>"}
 
 
 class Tokenizer:
@@ -129,6 +134,32 @@ class Tokenizer:
         return cls(backend, roles)
 
     @classmethod
+    def esm(cls, vocab: Iterable[str] = ESM_VOCAB) -> Tokenizer:
+        """ESM's protein tokenizer, as Hugging Face's ``EsmTokenizer`` over the same ``vocab``
+        (the lines of its ``vocab.txt``; ESM-2's 33 tokens by default).
+
+        Every vocabulary entry splits off wherever it occurs (``"MK<mask>A"`` is four tokens),
+        whitespace only separates, and any other run of characters is one ``<unk>`` (lower-case
+        letters included: upper-case sequences first). ``encode`` wraps a sequence as
+        ``<cls> ... <eos>`` (a pair as ``<cls> a <eos> b <eos>``); ``decode`` joins tokens with
+        spaces, as ``EsmTokenizer`` does. Special tokens: ``<cls> <pad> <eos> <unk> <mask>``.
+        """
+        vocab = list(vocab)
+        missing = [t for t in _ESM_ROLES.values() if t not in vocab]
+        if missing or len(set(vocab)) != len(vocab):
+            raise ConfigError(f"an ESM vocabulary needs distinct tokens including {list(_ESM_ROLES.values())}; "
+                              f"missing {missing}" if missing else "an ESM vocabulary has a repeated token")
+        backend = _Backend(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
+        entries = "|".join(re.escape(t) for t in sorted(vocab, key=len, reverse=True))  # longest match first
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(entries), behavior="isolated")])
+        backend.add_special_tokens(list(_ESM_ROLES.values()))
+        ids = [("<cls>", vocab.index("<cls>")), ("<eos>", vocab.index("<eos>"))]
+        backend.post_processor = processors.TemplateProcessing(
+            single="<cls> $A <eos>", pair="<cls> $A <eos> $B:0 <eos>:0", special_tokens=ids)
+        return cls(backend, _ESM_ROLES)
+
+    @classmethod
     def from_file(cls, path: str | os.PathLike) -> Tokenizer:
         """Load a Hugging Face ``tokenizer.json`` (WordPiece, BPE, Unigram, WordLevel).
 
@@ -149,8 +180,11 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> Tokenizer:
-        """Load from a directory holding ``tokenizer.json`` (or from the file itself)."""
+        """Load from a directory holding ``tokenizer.json`` (or from the file itself), or the
+        ``vocab.txt`` of an ``EsmTokenizer`` (as the facebook/esm2_* checkpoints ship it)."""
         path = Path(path)
+        if path.is_dir() and not (path / TOKENIZER_FILE).is_file() and _is_esm_vocab_dir(path):
+            return cls.esm(line.strip() for line in (path / "vocab.txt").read_text(encoding="utf-8").splitlines())
         if path.is_dir():
             path = path / TOKENIZER_FILE
             if not path.is_file():
@@ -431,6 +465,17 @@ def _read_roles(directory: Path, backend: _Backend) -> tuple[dict[str, str | Non
         if isinstance(length, int) and length < 10**9:
             max_len = config["model_max_length"]  # transformers writes 1e30 for "no limit"
     return roles, max_len
+
+
+def _is_esm_vocab_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds a ``vocab.txt`` that ``tokenizer_config.json`` says is an ``EsmTokenizer``'s."""
+    config = directory / CONFIG_FILE
+    if not (directory / "vocab.txt").is_file() or not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") == "EsmTokenizer"
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return False
 
 
 def _write_atomic(path: Path, text: str) -> None:
