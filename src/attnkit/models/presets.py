@@ -69,6 +69,11 @@ PRESETS: dict[str, dict[str, dict]] = {
         "whisper-test": dict(vocab_size=96, num_mel_bins=8, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2,
                              n_decoder_layers=2, max_source_positions=100, max_target_positions=32,
                              pad_token_id=90, bos_token_id=90, eos_token_id=90, decoder_start_token_id=91),
+        # The built-in speech task (attnkit.data.speech.spoken_numbers): 2 s windows, 40 mel bins,
+        # tokens 0-9 the digits, 10 the end of text, 11 the start of the transcript.
+        "whisper-numbers": dict(vocab_size=12, num_mel_bins=40, d_model=64, n_heads=4, d_ff=256, n_encoder_layers=2,
+                                n_decoder_layers=2, max_source_positions=100, max_target_positions=8,
+                                pad_token_id=10, bos_token_id=10, eos_token_id=10, decoder_start_token_id=11),
     },
     "esm": {
         # Lin et al. 2023, the released ESM-2 checkpoints (facebook/esm2_*): 20 heads, d_ff = 4 × width,
