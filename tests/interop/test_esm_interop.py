@@ -102,6 +102,28 @@ def test_attentions_and_hidden_states_equal_transformers(tmp_path):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("hf_name", ["EsmModel", "EsmForMaskedLM", "EsmForTokenClassification"])
+def test_predicted_contacts_equal_transformers(tmp_path, hf_name):
+    """``predict_contacts`` on a padded batch (an interior <eos> and padding in the shorter rows)
+    with a regression whose weights are far from zero, so every layer's and head's map counts."""
+    hf = hf_esm(hf_name)
+    with torch.no_grad():
+        base = hf if hf_name == "EsmModel" else hf.esm
+        base.contact_head.regression.weight.normal_(0.0, 50.0)  # the corrected maps are small (~0.01)
+        base.contact_head.regression.bias.zero_()
+    hf.save_pretrained(tmp_path)
+    ours = attnkit.from_pretrained(tmp_path)
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        ref, got = base.predict_contacts(ids, mask), ours.predict_contacts(ids, mask)
+    assert got.shape == ref.shape == (3, 18, 18)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(got, got.transpose(1, 2)) and got[0].std() > 0.05  # symmetric, and not a constant
+    with torch.no_grad():  # no mask: every position is real (HF needs one of ones)
+        torch.testing.assert_close(ours.predict_contacts(ids[:1]), base.predict_contacts(ids[:1], mask[:1]),
+                                   atol=1e-5, rtol=1e-4)
+
+
 def test_masked_lm_loss_and_gradients_equal_transformers(tmp_path):
     hf, ours = load_twin(tmp_path, "EsmForMaskedLM")
     ids, mask = padded_batch()
@@ -146,8 +168,7 @@ def test_attnkit_esm_saved_loads_in_transformers_with_same_outputs(tmp_path, hf_
     hf, info = getattr(transformers, hf_name).from_pretrained(tmp_path, output_loading_info=True,
                                                                attn_implementation="eager")
     assert not info["unexpected_keys"] and not info["mismatched_keys"], info
-    # attnkit has no contact-prediction head; transformers initialises it (and the rotary buffer)
-    assert all("contact_head" in k or "inv_freq" in k for k in info["missing_keys"]), info["missing_keys"]
+    assert all("inv_freq" in k for k in info["missing_keys"]), info["missing_keys"]  # a buffer transformers computes
     diffs = max_diffs(ours, hf.eval(), *padded_batch())
     assert diffs and max(diffs.values()) <= 1e-4, diffs
     again = attnkit.from_pretrained(tmp_path)

@@ -9,9 +9,8 @@ checkpoint has none. The masked-LM head is BERT's (``transform``, ``transform_no
 Not supported, refused with a :class:`~attnkit.ConfigError` naming the field: learned absolute
 positions (ESM-1b, ``position_embedding_type="absolute"``, HF's default), the embedding
 LayerNorm (``emb_layer_norm_before``), ESMFold (``is_folding_model``) and decoder variants.
-Dropped on load: the contact-prediction head (``contact_head.*``), the rotary frequencies
-(``rotary_embeddings.inv_freq``, recomputed from ``rope_theta``) and position-id buffers;
-``transformers`` re-initialises the contact head of a checkpoint attnkit saved.
+Dropped on load: the rotary frequencies (``rotary_embeddings.inv_freq``, recomputed from
+``rope_theta``) and position-id buffers.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ ARCHITECTURES = {
     "EsmForTokenClassification": "EsmForTokenClassification",
 }
 BASE_PREFIX = "esm."
-IGNORED_HF_KEYS = (r"(^|\.)contact_head\.", r"(^|\.)rotary_embeddings\.inv_freq$", r"(^|\.)embeddings\.position_ids$",
+IGNORED_HF_KEYS = (r"(^|\.)rotary_embeddings\.inv_freq$", r"(^|\.)embeddings\.position_ids$",
                    r"(^|\.)embeddings\.position_embeddings\.weight$")  # the last as transformers: unused with rotary
 
 
@@ -44,6 +43,7 @@ def _encoder_rules(pooler: bool) -> list[Rename]:
         *weight_and_bias(n + "ffn.fc_in", h + "intermediate.dense"),
         *weight_and_bias(n + "ffn.fc_out", h + "output.dense"),
         *weight_and_bias("encoder.norm", "encoder.emb_layer_norm_after"),
+        *weight_and_bias("contact_head.regression", "contact_head.regression"),
         # transformers 5 saves these two LayerNorms under their legacy names (the first rule is written)
         Rename(n + "attn_norm.weight", h + "attention.LayerNorm.gamma"),
         Rename(n + "attn_norm.bias", h + "attention.LayerNorm.beta"),

@@ -12,8 +12,10 @@ in training and in evaluation alike, as input dropout of the masked tokens would
 
 Heads: masked LM (dense, GELU, LayerNorm, decoder tied to the word embeddings, bias: BERT's
 head), sequence classification (Hugging Face's ``EsmClassificationHead``: dense + tanh on the
-``<cls>`` state, then a linear layer) and token classification. The contact-prediction head of
-Hugging Face's ``EsmModel`` is not implemented.
+``<cls>`` state, then a linear layer) and token classification. Every ESM also carries the
+contact-prediction head of Rao et al. 2021 ("Transformer protein language models are
+unsupervised structure learners"): ``predict_contacts`` reads residue-residue contacts off the
+attention maps with one logistic regression over every layer's heads.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from attnkit.nn import Encoder, LayerConfig, RotaryEmbedding, as_padding_mask, e
 # Token dropout as in the ESM reference code: 15% of the residues were chosen for prediction in
 # training and 80% of those replaced by <mask>, so 12% of the inputs were <mask>.
 MASK_RATIO_TRAIN = 0.15 * 0.8
+EOS_TOKEN_ID = 2  # ESM's <eos>, whose attention the contact head ignores (fixed, as in Hugging Face)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,29 @@ class EsmConfig(ClassLabels, Config):
         )
 
 
+class ContactPredictionHead(nn.Module):
+    """Contacts from attention maps (Rao et al. 2021 §3): each of the ``L·H`` maps without
+    ``<cls>``, ``<eos>`` and padding, symmetrised (``A + Aᵀ``) and average-product corrected
+    (``F - F_i· F_·j / F_··``, which removes what every map shares along rows and columns), is a
+    feature of each residue pair; ``sigmoid(regression(features))`` is the contact probability."""
+
+    def __init__(self, in_features: int):
+        super().__init__()
+        self.regression = nn.Linear(in_features, 1)
+
+    def forward(self, input_ids: torch.Tensor, attentions: torch.Tensor) -> torch.Tensor:
+        """``attentions`` ``(B, L, H, T, T)`` with padded rows and columns zeroed ->
+        ``(B, T - 2, T - 2)`` probabilities for the residues between ``<cls>`` and the last position."""
+        keep = (input_ids != EOS_TOKEN_ID).to(attentions.dtype)  # (B, T)
+        a = attentions * (keep[:, None, :] * keep[:, :, None])[:, None, None]
+        a = a[..., 1:-1, 1:-1]  # without <cls> (first) and the last position (<eos> or padding)
+        B, L, H, T, _ = a.shape
+        a = a.reshape(B, L * H, T, T)
+        a = a + a.transpose(-1, -2)
+        a = a - a.sum(-1, keepdim=True) * a.sum(-2, keepdim=True) / a.sum((-1, -2), keepdim=True)
+        return torch.sigmoid(self.regression(a.permute(0, 2, 3, 1).to(self.regression.weight.dtype)).squeeze(-1))
+
+
 class Esm(Model):
     """The ESM-2 encoder (Hugging Face's ``EsmModel``).
 
@@ -104,6 +130,7 @@ class Esm(Model):
         self.rotary = RotaryEmbedding(c.d_model // c.n_heads, base=c.rope_theta)
         self.encoder = Encoder(c.layer_config(), c.n_layers, final_norm=True)
         self.pooler = nn.Linear(c.d_model, c.d_model) if add_pooler else None
+        self.contact_head = ContactPredictionHead(c.n_layers * c.n_heads)
         self.apply(lambda m: init_bert_weights(m, c.initializer_range))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -149,6 +176,18 @@ class Esm(Model):
             x = x * attention_mask[..., None].to(x.dtype)
         return x
 
+    def predict_contacts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Residue-residue contact probabilities ``(B, T - 2, T - 2)`` of ``input_ids``
+        (``<cls>`` residues ``<eos>``, padding on the right): entry ``[b, i, j]`` is for residues
+        ``i`` and ``j`` (0-based, ``<cls>`` not counted), symmetric in ``i``, ``j``; rows of
+        padding are meaningless. Hugging Face's ``EsmModel.predict_contacts``."""
+        B, T = input_ids.shape
+        real = torch.ones(B, T, dtype=torch.bool, device=input_ids.device) if attention_mask is None \
+            else as_padding_mask(attention_mask, B, T)
+        attentions = torch.stack(self(input_ids, real, output_attentions=True).attentions, dim=1)  # (B, L, H, T, T)
+        keep = real.to(attentions.dtype)
+        return self.contact_head(input_ids, attentions * (keep[:, :, None] * keep[:, None, :])[:, None, None])
+
     def sentence_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                            normalize: bool = False) -> torch.Tensor:
         """Mean of the last hidden states over real tokens (``<cls>``/``<eos>`` included): ``(B, C)``,
@@ -169,6 +208,10 @@ class _EsmHead(Model):
     def encode(self, input_ids, attention_mask=None, token_type_ids=None, output_attentions=False,
                output_hidden_states=False) -> ModelOutput:
         return self.esm(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+
+    def predict_contacts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """See :meth:`Esm.predict_contacts`."""
+        return self.esm.predict_contacts(input_ids, attention_mask)
 
 
 class EsmForMaskedLM(MaskedLMHead, _EsmHead):

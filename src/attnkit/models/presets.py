@@ -77,11 +77,11 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "esm": {
         # Lin et al. 2023, the released ESM-2 checkpoints (facebook/esm2_*): 20 heads, d_ff = 4 × width,
-        # ESM's 33-token vocabulary; parameter counts of the masked LM (tied head, no contact head).
-        "esm2_t6_8M_UR50D": dict(n_layers=6, d_model=320, d_ff=1280),  # 7,512,353 params
-        "esm2_t12_35M_UR50D": dict(n_layers=12, d_model=480, d_ff=1920),  # 33,501,153 params
-        "esm2_t30_150M_UR50D": dict(n_layers=30, d_model=640, d_ff=2560),  # 148,139,553 params
-        "esm2_t33_650M_UR50D": dict(n_layers=33, d_model=1280, d_ff=5120),  # 651,042,593 params
+        # ESM's 33-token vocabulary; parameter counts of the masked LM (tied head), as transformers counts them.
+        "esm2_t6_8M_UR50D": dict(n_layers=6, d_model=320, d_ff=1280),  # 7,512,474 params
+        "esm2_t12_35M_UR50D": dict(n_layers=12, d_model=480, d_ff=1920),  # 33,501,394 params
+        "esm2_t30_150M_UR50D": dict(n_layers=30, d_model=640, d_ff=2560),  # 148,140,154 params
+        "esm2_t33_650M_UR50D": dict(n_layers=33, d_model=1280, d_ff=5120),  # 651,043,254 params
         "esm-tiny": dict(n_positions=64, n_layers=2, n_heads=4, d_model=32, d_ff=64),
     },
 }
