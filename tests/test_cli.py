@@ -78,15 +78,18 @@ def test_generate_streams_the_same_text_as_greedy_generate(trained):
     assert result.exit_code == 0 and result.output == prompt + penalized + "\n"
 
 
-def test_stream_text_yields_pieces_as_tokens_arrive(trained):
-    from attnkit.cli import stream_text
+def test_text_stream_yields_pieces_as_tokens_arrive(trained):
+    from attnkit.generation.text import TextStream
 
     path = trained / "checkpoints" / "step-6"
     model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
-    pieces = list(stream_text(model, tok, "def", max_new_tokens=10))
+    stream = TextStream(model, tok, "def", max_new_tokens=10)
+    pieces = list(stream)
     ids = torch.tensor([tok.encode("def")])
-    assert len(pieces) > 1 and "".join(pieces) == tok.decode(model.generate(ids, max_new_tokens=10)[0, ids.shape[1]:],
-                                                            skip_special_tokens=True)
+    out = model.generate(ids, max_new_tokens=10, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:]
+    assert len(pieces) > 1 and "".join(pieces) == tok.decode(out, skip_special_tokens=True)
+    assert stream.prompt_tokens == ids.shape[1] and stream.completion_tokens == len(out) == 10
+    assert stream.finish_reason == ("stop" if tok.eos_token_id in out.tolist() else "length")
 
 
 def test_generate_with_beams_matches_beam_search(trained):
@@ -253,3 +256,33 @@ def test_average_never_writes_over_a_training_run_or_its_checkpoints(trained, tm
         others = [c for c in ckpts if c != str(out)] or ckpts
         assert refused(cli("average", *others, "--out", out), "holds a training run or one of its checkpoints")
     assert snapshot(run) == before
+
+
+def test_serve_answers_completions_like_generate(trained):
+    """``attnkit serve`` in its own process on a free port: /health, then a greedy completion
+    equal to ``generate``; Ctrl-C (SIGINT) stops it cleanly."""
+    import http.client
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    path = trained / "checkpoints" / "step-6"
+    proc = subprocess.Popen([sys.executable, "-m", "attnkit.cli", "serve", str(path), "--port", "0", "--name", "lm"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = proc.stdout.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", banner).group(1))
+        assert "serving GPT" in banner and "/v1/completions" in banner
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("POST", "/v1/completions", json.dumps(dict(prompt="def", max_tokens=8, temperature=0)),
+                     {"Content-Type": "application/json"})
+        body = json.loads(conn.getresponse().read())
+        model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+        ids = torch.tensor([tok.encode("def")])
+        out = model.generate(ids, max_new_tokens=8, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:]
+        assert body["model"] == "lm" and body["choices"][0]["text"] == tok.decode(out, skip_special_tokens=True)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0

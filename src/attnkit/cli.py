@@ -35,27 +35,6 @@ def _fail_cleanly(fn):
     return wrapper
 
 
-def stream_text(model, tokenizer, prompt: str, **generate_kwargs):
-    """Yield the text of ``prompt``'s continuation piece by piece as tokens are generated.
-
-    Pieces are cut where the decoded text is stable (byte-level BPE tokens may end inside a
-    UTF-8 character). ``generate_kwargs`` go to :func:`attnkit.generation.stream`.
-    """
-    import torch
-
-    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
-    new, shown = [], ""
-    for tokens in model.stream(ids, **generate_kwargs):
-        new.append(int(tokens[0]))
-        text = tokenizer.decode(new, skip_special_tokens=True)
-        if not text.endswith("\ufffd") and len(text) > len(shown):
-            yield text[len(shown):]
-            shown = text
-    text = tokenizer.decode(new, skip_special_tokens=True)
-    if len(text) > len(shown):
-        yield text[len(shown):]
-
-
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEVICE = typer.Option("auto", "--device", help="cpu, cuda, or auto (CUDA when present)")
 DTYPE = typer.Option("fp32", "--dtype", help="weights and compute: fp32, bf16 or fp16")
@@ -128,6 +107,7 @@ def generate(
     import torch
 
     from attnkit.errors import InputError
+    from attnkit.generation.text import TextStream
 
     if temperature < 0:
         raise InputError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
@@ -148,7 +128,7 @@ def generate(
         out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=1, **sampling)
         typer.echo(prompt + tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
         return
-    pieces = stream_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling)
+    pieces = iter(TextStream(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling))
     typer.echo(prompt + next(pieces, ""), nl=False)  # bad arguments fail here, before anything is printed
     for piece in pieces:
         typer.echo(piece, nl=False)
@@ -198,6 +178,36 @@ def embed(
                                dtype=dt).tolist():
         typer.echo(json.dumps([round(v, 7) for v in row]))
 
+
+
+@app.command()
+@_fail_cleanly
+def serve(
+    path: Path = typer.Argument(..., help="model directory (with tokenizer.json), or a training output directory"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port"),
+    name: str = typer.Option(None, "--name", help="the model's name in responses [default: the directory's name]"),
+    max_tokens_limit: int = typer.Option(1024, "--max-tokens-limit", help="the most tokens one completion may ask for"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+) -> None:
+    """Serve a model over HTTP with OpenAI's API: POST /v1/completions, POST /v1/embeddings."""
+    import logging
+
+    from attnkit.serve import make_server
+
+    model, tokenizer, directory = load_model_dir(path, device, dtype)
+    server = make_server(model, tokenizer, host, port, name or directory.name, max_tokens_limit)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    endpoints = ", ".join(server.app.health()["endpoints"])
+    typer.echo(f"serving {type(model).__name__} from {directory} on http://{host}:{server.server_address[1]} "
+               f"({endpoints}); Ctrl-C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 # -- machine translation: translate / evaluate / average ----------------------------------------

@@ -19,7 +19,8 @@ PROMPT = "def "
 def main() -> None:
     import torch
 
-    from attnkit.cli import load_model_dir, stream_text
+    from attnkit.cli import load_model_dir
+    from attnkit.generation.text import TextStream
     from attnkit.training import run_recipe
     from attnkit.training.checkpoint import latest_checkpoint
 
@@ -41,8 +42,8 @@ def main() -> None:
     model, tokenizer, checkpoint = load_model_dir(out)
     print(f"\nsample (temperature 0.8, top-k 40):\n{'-' * 60}\n{PROMPT}", end="", flush=True)
     torch.manual_seed(0)
-    for piece in stream_text(model, tokenizer, PROMPT, max_new_tokens=120, do_sample=True, temperature=0.8, top_k=40,
-                             eos_token_id=tokenizer.eos_token_id, generator=torch.Generator().manual_seed(0)):
+    for piece in TextStream(model, tokenizer, PROMPT, max_new_tokens=120, do_sample=True, temperature=0.8, top_k=40,
+                            generator=torch.Generator().manual_seed(0)):
         print(piece, end="", flush=True)
     print(f"\n{'-' * 60}\ncheckpoint: {latest_checkpoint(out)}")
     print(f"continue:   attnkit generate {out} --prompt 'import os' --max-new-tokens 100")

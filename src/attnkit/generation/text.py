@@ -1,0 +1,82 @@
+"""Text in, text out: :class:`TextStream` decodes a prompt's continuation piece by piece as the
+tokens arrive, stops at stop strings, and says why it ended (the CLI's ``generate`` and the HTTP
+server's completions both read it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from attnkit.errors import InputError
+
+
+class TextStream:
+    """Iterate for the text of ``prompt``'s continuation, piece by piece.
+
+    Decoder-only models continue the prompt; encoder-decoder models read it as their source and
+    the text is the decoder's output. Pieces are cut where the decoded text is stable: never
+    inside a UTF-8 character that byte-level BPE has split over tokens, and never inside what
+    may be the start of a ``stop`` string. The text ends before the first stop string, at an
+    EOS token, or after ``max_new_tokens``; then ``finish_reason`` is ``"stop"`` (stop string
+    or EOS) or ``"length"``, and ``completion_tokens`` counts the tokens decoded (the EOS
+    included). ``generate_kwargs`` go to :func:`attnkit.generation.stream`, whose ``eos_token_id``
+    defaults to the tokenizer's.
+    """
+
+    def __init__(self, model, tokenizer, prompt: str, stop: Sequence[str] = (), **generate_kwargs):
+        if isinstance(stop, str):
+            stop = [stop]
+        if any(not isinstance(s, str) or not s for s in stop):
+            raise InputError(f"stop strings must be non-empty strings, got {list(stop)!r}")
+        self.model, self.tokenizer, self.stop = model, tokenizer, list(stop)
+        self.prompt_ids = tokenizer.encode(prompt)
+        generate_kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
+        self.generate_kwargs = generate_kwargs
+        self.finish_reason: str | None = None
+        self.completion_tokens = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
+
+    def _stop_at(self, text: str, start: int) -> int:
+        """Index of the first stop string in ``text`` that ends after ``start``, or -1."""
+        longest = max(map(len, self.stop), default=0)
+        hits = [i for i in (text.find(s, max(0, start - longest + 1)) for s in self.stop) if i >= 0]
+        return min(hits, default=-1)
+
+    def _held_back(self, text: str) -> int:
+        """Length of the longest end of ``text`` that begins a stop string (not yet safe to show)."""
+        return max((n for s in self.stop for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+
+    def __iter__(self) -> Iterator[str]:
+        eos = self.generate_kwargs["eos_token_id"]
+        eos = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
+        ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.model.device)
+        new: list[int] = []
+        shown = ""
+        self.finish_reason = "length"
+        for tokens in self.model.stream(ids, **self.generate_kwargs):
+            token = int(tokens[0])
+            self.completion_tokens += 1
+            if token in eos:
+                self.finish_reason = "stop"
+                break
+            new.append(token)
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            cut = self._stop_at(text, len(shown))
+            if cut >= 0:
+                self.finish_reason = "stop"
+                if cut > len(shown):
+                    yield text[len(shown):cut]
+                return
+            if text.endswith("\ufffd"):
+                continue
+            safe = len(text) - self._held_back(text)
+            if safe > len(shown):
+                yield text[len(shown):safe]
+                shown = text[:safe]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        if len(text) > len(shown):
+            yield text[len(shown):]

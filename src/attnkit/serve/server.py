@@ -1,0 +1,328 @@
+"""An HTTP server for one model, with OpenAI's request and response shapes, so existing clients
+work against it:
+
+- ``POST /v1/completions`` — text generation (GPT continues the prompt; an encoder-decoder
+  model such as T5 or the translation Transformer reads it as its source): ``prompt``,
+  ``max_tokens``, ``temperature`` (0 = greedy), ``top_p``, ``stop``, ``seed``, ``stream``
+  (server-sent events), ``echo``; attnkit's ``top_k`` and ``repetition_penalty`` too.
+- ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
+  L2-normalised): ``input`` (a string or a list of strings).
+- ``GET /v1/models`` and ``GET /health``.
+
+Requests are checked before any work: a body that is not a JSON object, a missing or mistyped
+field, an unknown field, a value out of range, a prompt too long for the model are ``400``
+answers whose ``error.message`` names the field and what was expected (``error.param`` names it
+too); unknown paths ``404``, wrong methods ``405``, a missing length ``411``, a body over
+``max_body_bytes`` ``413``, a non-JSON content type ``415``. Nothing in a request can crash the
+server; an unexpected failure is a ``500`` whose details go to the server's log, not the client.
+
+The standard library's threading HTTP server reads requests concurrently; the model runs one
+request at a time (a lock), which keeps results identical to direct calls and leaves PyTorch's
+own threads to use the cores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+import uuid
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import torch
+
+from attnkit.errors import AttnkitError, InputError
+from attnkit.generation.text import TextStream
+
+log = logging.getLogger("attnkit.serve")
+
+MAX_BODY_BYTES = 1 << 20
+COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop",
+                     "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty")
+EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
+
+
+class RequestError(AttnkitError):
+    """A request the server refuses: ``status`` and the ``param`` it names (OpenAI's error shape)."""
+
+    def __init__(self, message: str, status: int = 400, param: str | None = None):
+        super().__init__(message)
+        self.status, self.param = status, param
+
+
+def _field(body: dict, name: str, kinds: tuple[type, ...], default=None, check=None, expected: str = ""):
+    """``body[name]`` if present (``default`` otherwise), of one of ``kinds`` (bool is not a number)
+    and passing ``check``; else a :class:`RequestError` naming the field and ``expected``."""
+    if name not in body or body[name] is None:
+        return default
+    value = body[name]
+    numeric = {int, float} & set(kinds)
+    if not isinstance(value, kinds) or (numeric and isinstance(value, bool) and bool not in kinds) \
+            or (check is not None and not check(value)):
+        raise RequestError(f"'{name}' must be {expected}, got {json.dumps(value)[:80]}", param=name)
+    return value
+
+
+def _texts(body: dict, name: str, max_items: int = 256) -> list[str]:
+    """A required string, or a non-empty list of strings, as a list."""
+    if name not in body:
+        raise RequestError(f"'{name}' is required", param=name)
+    value = body[name]
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or len(items) > max_items \
+            or any(not isinstance(t, str) or not t for t in items):
+        raise RequestError(f"'{name}' must be a non-empty string or a list of 1 to {max_items} non-empty strings "
+                           "(token arrays are not accepted)", param=name)
+    return items
+
+
+class ModelServer:
+    """The model, its tokenizer and the request handling, apart from HTTP (testable alone).
+
+    ``max_new_tokens_limit`` caps ``max_tokens``; ``name`` is what ``/v1/models`` lists and
+    responses carry as ``model``."""
+
+    def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024):
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.max_new_tokens_limit = max_new_tokens_limit
+        self.lock = threading.Lock()
+        self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
+        self.embeds = hasattr(model, "sentence_embedding")
+
+    # -- requests --------------------------------------------------------------------------------
+    def _check_fields(self, body: dict, allowed: tuple[str, ...]) -> None:
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            raise RequestError(f"unknown field '{unknown[0]}'; this endpoint accepts {', '.join(allowed)}",
+                               param=unknown[0])
+
+    def completion_request(self, body: dict) -> dict:
+        """The checked settings of a ``/v1/completions`` body."""
+        if not self.generates:
+            raise RequestError(f"this server's model ({type(self.model).__name__}) does not generate text"
+                               + ("; use POST /v1/embeddings" if self.embeds else ""), status=404)
+        self._check_fields(body, COMPLETION_FIELDS)
+        limit = self.max_new_tokens_limit
+        r = dict(
+            prompts=_texts(body, "prompt"),
+            max_tokens=_field(body, "max_tokens", (int,), 16, lambda v: 1 <= v <= limit, f"an integer from 1 to {limit}"),
+            temperature=_field(body, "temperature", (int, float), 1.0, lambda v: 0 <= v <= 2,
+                               "a number from 0 (greedy) to 2"),
+            top_p=_field(body, "top_p", (int, float), 1.0, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+            top_k=_field(body, "top_k", (int,), 0, lambda v: v >= 0, "an integer >= 0 (0 = all tokens)"),
+            repetition_penalty=_field(body, "repetition_penalty", (int, float), 1.0, lambda v: v > 0,
+                                      "a number > 0 (1 = none)"),
+            seed=_field(body, "seed", (int,), None, lambda v: 0 <= v < 2**63, "an integer from 0 to 2^63 - 1"),
+            stream=_field(body, "stream", (bool,), False, expected="true or false"),
+            echo=_field(body, "echo", (bool,), False, expected="true or false"),
+        )
+        stop = body.get("stop")
+        stop = [stop] if isinstance(stop, str) else stop
+        if stop is not None and (not isinstance(stop, list) or len(stop) > 4
+                                 or any(not isinstance(s, str) or not s for s in stop)):
+            raise RequestError("'stop' must be a non-empty string or a list of up to 4 non-empty strings", param="stop")
+        r["stop"] = stop or []
+        _field(body, "n", (int,), 1, lambda v: v == 1, "1 (one completion per prompt)")
+        _field(body, "logprobs", (int,), None, lambda v: v == 0, "null (log-probabilities are not returned)")
+        for name in ("frequency_penalty", "presence_penalty"):
+            _field(body, name, (int, float), 0, lambda v: v == 0, "0 (use repetition_penalty)")
+        _field(body, "model", (str,), expected="a string")
+        _field(body, "user", (str,), expected="a string")
+        return r
+
+    def text_streams(self, r: dict) -> list[TextStream]:
+        """One :class:`TextStream` per prompt, seeded from the request (or at random)."""
+        seed = r["seed"] if r["seed"] is not None else int(torch.randint(0, 2**62, ()))
+        sample = r["temperature"] > 0
+        streams = []
+        for i, prompt in enumerate(r["prompts"]):
+            generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
+            streams.append(TextStream(
+                self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
+                temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"],
+                repetition_penalty=r["repetition_penalty"], generator=generator))
+        return streams
+
+    def complete(self, body: dict) -> dict:
+        """A non-streaming ``/v1/completions`` response."""
+        r = self.completion_request(body)
+        choices, prompt_tokens, completion_tokens = [], 0, 0
+        with self.lock:
+            for i, (prompt, stream) in enumerate(zip(r["prompts"], self.text_streams(r))):
+                text = "".join(stream)
+                choices.append(dict(index=i, text=(prompt if r["echo"] else "") + text, logprobs=None,
+                                    finish_reason=stream.finish_reason))
+                prompt_tokens += stream.prompt_tokens
+                completion_tokens += stream.completion_tokens
+        return dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name,
+                    choices=choices, usage=dict(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                                total_tokens=prompt_tokens + completion_tokens))
+
+    def complete_stream(self, r: dict):
+        """Server-sent events of a streaming completion: ``(event dict)`` per text piece, each
+        choice ending with an empty piece that carries its ``finish_reason``. The caller holds
+        ``self.lock``."""
+        base = dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name)
+        for i, (prompt, stream) in enumerate(zip(r["prompts"], self.text_streams(r))):
+            if r["echo"]:
+                yield dict(base, choices=[dict(index=i, text=prompt, logprobs=None, finish_reason=None)])
+            for piece in stream:
+                yield dict(base, choices=[dict(index=i, text=piece, logprobs=None, finish_reason=None)])
+            yield dict(base, choices=[dict(index=i, text="", logprobs=None, finish_reason=stream.finish_reason)])
+
+    def embed(self, body: dict) -> dict:
+        """A ``/v1/embeddings`` response: L2-normalised mean-pooled embeddings, one per input."""
+        from attnkit.embeddings import embed
+
+        if not self.embeds:
+            raise RequestError(f"this server's model ({type(self.model).__name__}) does not embed sentences"
+                               + ("; use POST /v1/completions" if self.generates else ""), status=404)
+        self._check_fields(body, EMBEDDING_FIELDS)
+        texts = _texts(body, "input", max_items=2048)
+        _field(body, "encoding_format", (str,), "float", lambda v: v == "float", "'float'")
+        _field(body, "model", (str,), expected="a string")
+        _field(body, "user", (str,), expected="a string")
+        with self.lock:
+            vectors = embed(self.model, texts, tokenizer=self.tokenizer)
+        tokens = sum(len(self.tokenizer.encode(t)) for t in texts)
+        return dict(object="list", model=self.name, usage=dict(prompt_tokens=tokens, total_tokens=tokens),
+                    data=[dict(object="embedding", index=i, embedding=v) for i, v in enumerate(vectors.tolist())])
+
+    def models(self) -> dict:
+        return dict(object="list", data=[dict(id=self.name, object="model", created=0, owned_by="attnkit")])
+
+    def health(self) -> dict:
+        return dict(status="ok", model=self.name, architecture=type(self.model).__name__,
+                    endpoints=[e for e, ok in (("/v1/completions", self.generates), ("/v1/embeddings", self.embeds)) if ok])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP framing around :class:`ModelServer` (set as ``server.app``)."""
+
+    server_version = "attnkit"
+    timeout = 60  # seconds a client may take to send its request
+
+    ROUTES = {"/health": ("GET", "health"), "/v1/models": ("GET", "models"),
+              "/v1/completions": ("POST", "complete"), "/v1/embeddings": ("POST", "embed")}
+
+    def log_message(self, format, *args):  # the access log goes to logging, not stderr
+        log.info("%s %s", self.address_string(), format % args)
+
+    def _send_json(self, status: int, payload: dict, headers: dict | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, e: RequestError, headers: dict | None = None) -> None:
+        kind = "invalid_request_error" if e.status < 500 else "server_error"
+        self._send_json(e.status, dict(error=dict(message=str(e), type=kind, param=e.param, code=None)), headers)
+
+    def _route(self, method: str) -> str:
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        if path not in self.ROUTES:
+            raise RequestError(f"no endpoint {path}; this server has {', '.join(self.ROUTES)}", status=404)
+        allowed, action = self.ROUTES[path]
+        if method != allowed:
+            self.allow = allowed
+            raise RequestError(f"{path} takes {allowed}, not {method}", status=405)
+        return action
+
+    def _read_body(self) -> dict:
+        kind = self.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise RequestError(f"the body must be JSON (Content-Type: application/json), got {kind!r}", status=415)
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise RequestError("Content-Length is required", status=411)
+        if not length.isdigit():
+            raise RequestError(f"Content-Length must be a number of bytes, got {length!r}")
+        limit = self.server.max_body_bytes
+        if int(length) > limit:
+            raise RequestError(f"the body has {int(length)} bytes, more than this server accepts ({limit})", status=413)
+        raw = self.rfile.read(int(length))
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RequestError(f"the body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise RequestError(f"the body must be a JSON object, got a JSON {type(body).__name__}")
+        return body
+
+    def _handle(self, method: str) -> None:
+        app: ModelServer = self.server.app
+        try:
+            action = self._route(method)
+            if method == "GET":
+                return self._send_json(200, getattr(app, action)())
+            body = self._read_body()
+            if action == "complete" and body.get("stream") is True:
+                return self._stream(app, app.completion_request(body))
+            self._send_json(200, getattr(app, action)(body))
+        except RequestError as e:
+            self._send_error(e, {"Allow": self.allow} if e.status == 405 else None)
+        except AttnkitError as e:  # the model's own checks: a prompt too long, a token out of range
+            self._send_error(RequestError(str(e)))
+        except Exception:  # never a traceback to the client, never a dead server
+            log.exception("request %s %s failed", method, self.path)
+            self._send_error(RequestError("internal error; see the server's log", status=500))
+
+    def _stream(self, app: ModelServer, r: dict) -> None:
+        """Server-sent events, then ``data: [DONE]``. Until the first piece exists nothing is
+        sent, so a prompt the model refuses is an ordinary error answer."""
+        with app.lock:
+            events = app.complete_stream(r)
+            try:
+                first = next(events)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                try:
+                    for event in itertools.chain([first], events):
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                except AttnkitError as e:  # a later prompt of the list refused mid-stream
+                    error = dict(error=dict(message=str(e), type="invalid_request_error", param=None, code=None))
+                    self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+            except (BrokenPipeError, ConnectionResetError):
+                log.info("client %s went away during a stream", self.address_string())
+            finally:
+                events.close()  # stops decoding when the client has gone
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def do_PUT(self):
+        self._handle("PUT")
+
+    def do_DELETE(self):
+        self._handle("DELETE")
+
+    def do_PATCH(self):
+        self._handle("PATCH")
+
+
+def make_server(model, tokenizer, host: str = "127.0.0.1", port: int = 8000, name: str = "attnkit",
+                max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES) -> ThreadingHTTPServer:
+    """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop).
+    ``port=0`` picks a free port (``server.server_address[1]``)."""
+    server = ThreadingHTTPServer((host, port), _Handler)
+    server.daemon_threads = True
+    server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit)
+    server.max_body_bytes = max_body_bytes
+    if not (server.app.generates or server.app.embeds):
+        server.server_close()
+        raise InputError(f"{type(model).__name__} neither generates text nor embeds sentences: nothing to serve")
+    return server

