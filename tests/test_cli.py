@@ -1,6 +1,7 @@
 """The ``attnkit`` command: train / generate / info, and bad input that must never touch disk."""
 
 import hashlib
+import json
 import shutil
 
 import pytest
@@ -286,3 +287,20 @@ def test_serve_answers_completions_like_generate(trained):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+
+
+def test_attention_writes_the_viewer_and_heat_maps(trained, tmp_path):
+    from attnkit.viz import attention_maps
+
+    path = trained / "checkpoints" / "step-6"
+    result = cli("attention", path, "def main", "--out", tmp_path / "a.html")
+    assert result.exit_code == 0 and (tmp_path / "a.html").is_file(), result.output
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+    rows = attention_maps(model, tok, "def main")["self"].rows
+    assert json.dumps(rows, ensure_ascii=False)[1:-1].replace("<", "\\u003c") in (tmp_path / "a.html").read_text()
+    pytest.importorskip("matplotlib")
+    result = cli("attention", path, "def main", "--out", tmp_path / "a.png", "--layer", 0, "--head", 1)
+    assert result.exit_code == 0 and (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG", result.output
+    assert refused(cli("attention", path, "def main", "--out", tmp_path / "b.png", "--kind", "cross"),
+                   "--kind must be one of self for GPT")
+    assert refused(cli("attention", path, "def main", "--out", tmp_path / "c.png", "--head", 99), "head must be in")

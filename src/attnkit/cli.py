@@ -210,6 +210,36 @@ def serve(
         server.server_close()
 
 
+@app.command()
+@_fail_cleanly
+def attention(
+    path: Path = typer.Argument(..., help="model directory (with tokenizer.json), or a training output directory"),
+    text: str = typer.Argument(..., help="the text the model reads (an encoder-decoder model's source)"),
+    out: Path = typer.Option(Path("attention.html"), "--out",
+                             help=".html: the interactive viewer (every layer and head); .png/.svg/.pdf: one heat map"),
+    target: str = typer.Option(None, "--target", help="encoder-decoder models: the output to look at [default: "
+                               "what the model generates]"),
+    kind: str = typer.Option(None, "--kind", help="heat maps: self, encoder, decoder or cross [default: self, or cross]"),
+    layer: int = typer.Option(-1, "--layer", help="heat maps: the layer (negative counts from the end)"),
+    head: int = typer.Option(None, "--head", help="heat maps: the head [default: the mean of the heads]"),
+    device: str = DEVICE,
+) -> None:
+    """Write a model's attention weights for a text as an HTML viewer or a heat-map image."""
+    from attnkit.errors import InputError
+    from attnkit.viz import attention_html, attention_maps, plot_attention
+
+    model, tokenizer, directory = load_model_dir(path, device)
+    maps = attention_maps(model, tokenizer, text, target=target)
+    if out.suffix.lower() in (".html", ".htm"):
+        attention_html(maps, out, title=f"attention of {directory.name}")
+    else:
+        kind = kind or ("self" if "self" in maps else "cross")
+        if kind not in maps:
+            raise InputError(f"--kind must be one of {', '.join(maps)} for {type(model).__name__}, got {kind!r}")
+        plot_attention(maps[kind], layer, head, out)
+    typer.echo(f"wrote {out}")
+
+
 # -- machine translation: translate / evaluate / average ----------------------------------------
 @app.command()
 @_fail_cleanly

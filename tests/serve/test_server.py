@@ -283,10 +283,10 @@ def test_encoder_decoder_completions_read_the_prompt_as_source():
         status, body, _ = request(server.server_address[1], "POST", "/v1/completions",
                                   dict(prompt="the quick brown fox", max_tokens=6, temperature=0))
         assert status == 200, body
-        ids = torch.tensor([tok.encode("the quick brown fox")])
+        ids = torch.tensor([tok.encode("the quick brown fox") + [tok.eos_token_id]])  # the source ends with EOS
         out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=tok.eos_token_id)[0, 1:]
         assert body["choices"][0]["text"] == tok.decode(out, skip_special_tokens=True)
-        assert body["usage"]["completion_tokens"] == len(out)
+        assert body["usage"] == dict(prompt_tokens=20, completion_tokens=len(out), total_tokens=20 + len(out))
     finally:
         server.shutdown()
         server.server_close()

@@ -11,11 +11,22 @@ import torch
 from attnkit.errors import InputError
 
 
+def encode_input(model, tokenizer, text: str) -> list[int]:
+    """``text``'s token ids as ``model`` reads them: an encoder-decoder model's source ends with
+    EOS (added when the tokenizer does not add it, as :func:`attnkit.generation.translation.translate`
+    and Hugging Face's T5 tokenizer do); a decoder-only model's prompt is encoded as it is."""
+    ids = tokenizer.encode(text)
+    eos = tokenizer.eos_token_id
+    if hasattr(model, "decoder_start_ids") and eos is not None and (not ids or ids[-1] != eos):
+        ids.append(eos)
+    return ids
+
+
 class TextStream:
     """Iterate for the text of ``prompt``'s continuation, piece by piece.
 
-    Decoder-only models continue the prompt; encoder-decoder models read it as their source and
-    the text is the decoder's output. Pieces are cut where the decoded text is stable: never
+    Decoder-only models continue the prompt; encoder-decoder models read it as their source
+    (:func:`encode_input`) and the text is the decoder's output. Pieces are cut where the decoded text is stable: never
     inside a UTF-8 character that byte-level BPE has split over tokens, and never inside what
     may be the start of a ``stop`` string. The text ends before the first stop string, at an
     EOS token, or after ``max_new_tokens``; then ``finish_reason`` is ``"stop"`` (stop string
@@ -30,7 +41,7 @@ class TextStream:
         if any(not isinstance(s, str) or not s for s in stop):
             raise InputError(f"stop strings must be non-empty strings, got {list(stop)!r}")
         self.model, self.tokenizer, self.stop = model, tokenizer, list(stop)
-        self.prompt_ids = tokenizer.encode(prompt)
+        self.prompt_ids = encode_input(model, tokenizer, prompt)
         generate_kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
         self.generate_kwargs = generate_kwargs
         self.finish_reason: str | None = None
