@@ -304,3 +304,35 @@ def test_attention_writes_the_viewer_and_heat_maps(trained, tmp_path):
     assert refused(cli("attention", path, "def main", "--out", tmp_path / "b.png", "--kind", "cross"),
                    "--kind must be one of self for GPT")
     assert refused(cli("attention", path, "def main", "--out", tmp_path / "c.png", "--head", 99), "head must be in")
+
+
+def test_transcribe_reads_wav_files_like_the_python_api(tmp_path):
+    """A (random) Whisper directory with its tokenizer, a 16-bit WAV at 22,050 Hz: the command
+    prints what ``attnkit.generation.speech.transcribe`` returns for the file's samples."""
+    import wave
+
+    import numpy as np
+
+    from attnkit.audio import read_wav
+    from attnkit.generation.speech import transcribe
+
+    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(90))],
+                               special_tokens=[f"<|special{i}|>" for i in range(6)])
+    torch.manual_seed(0)
+    model = attnkit.Whisper(attnkit.WhisperConfig.from_preset("whisper-test"))
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    samples = (np.sin(np.arange(50000) * 0.05) * 8000).astype("<i2")
+    with wave.open(str(tmp_path / "a.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(22050)
+        f.writeframes(samples.tobytes())
+    result = cli("transcribe", tmp_path / "model", tmp_path / "a.wav", tmp_path / "a.wav")
+    assert result.exit_code == 0, result.output
+    audio, rate = read_wav(tmp_path / "a.wav")
+    expected = transcribe(attnkit.from_pretrained(tmp_path / "model"), tok, audio, rate)[0]
+    assert expected and result.output == f"{expected}\n{expected}\n"
+    assert refused(cli("transcribe", tmp_path / "model", tmp_path / "a.wav", "--language", "en"),
+                   "no language and task tokens")
+    assert refused(cli("transcribe", tmp_path / "model", tmp_path / "missing.wav"), "missing.wav does not exist")

@@ -240,6 +240,28 @@ def attention(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+@_fail_cleanly
+def transcribe(
+    path: Path = typer.Argument(..., help="Whisper model directory (with tokenizer.json), or a training output directory"),
+    files: list[Path] = typer.Argument(..., help="WAV files (PCM, any sampling rate, mono or stereo)"),
+    language: str = typer.Option(None, "--language", help="en, de, ... [default: detected per 30-second window]"),
+    task: str = typer.Option(None, "--task", help="transcribe (default) or translate (into English)"),
+    num_beams: int = typer.Option(1, "--num-beams", help="beam search width (1: greedy)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+) -> None:
+    """Transcribe WAV files with a Whisper model; one line of text per file."""
+    from attnkit.audio import read_wav
+    from attnkit.generation.speech import transcribe as transcribe_audio
+
+    model, tokenizer, _ = load_model_dir(path, device, dtype)
+    for file in files:
+        audio, rate = read_wav(file)
+        typer.echo(transcribe_audio(model, tokenizer, audio, rate, language=language, task=task,
+                                    num_beams=num_beams)[0])
+
+
 # -- machine translation: translate / evaluate / average ----------------------------------------
 @app.command()
 @_fail_cleanly

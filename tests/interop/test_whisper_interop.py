@@ -236,3 +236,68 @@ def test_transcripts_equal_whisper_generate_for_a_language_and_task(tmp_path, nu
     assert prompt[0].tolist() == [START, 80 + (language == "de"), 85 - (task == "translate"), 89]
     got = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=10, num_beams=num_beams)
     assert torch.equal(got[:, 4:], expected)
+
+
+WHISPER_TABLES = dict(lang_to_id={"<|en|>": 80, "<|de|>": 81, "<|fr|>": 82}, task_to_id={"transcribe": 85, "translate": 84},
+                      no_timestamps_token_id=89, is_multilingual=True, begin_suppress_tokens=[EOT], suppress_tokens=[56],
+                      max_initial_timestamp_index=1, prev_sot_token_id=86, max_length=32)
+
+
+def multilingual_whisper(tmp_path):
+    """A random Whisper whose generation config has the released checkpoints' token tables."""
+    hf = random_whisper(tmp_path)
+    for name, value in WHISPER_TABLES.items():
+        setattr(hf.generation_config, name, value)
+    hf.save_pretrained(tmp_path)
+    return hf, attnkit.from_pretrained(tmp_path)
+
+
+def test_detect_language_equals_transformers(tmp_path):
+    hf, model = multilingual_whisper(tmp_path)
+    feats = features(6, seed=3)
+    with torch.no_grad():
+        expected = hf.detect_language(feats)
+    got = model.detect_language(feats)
+    assert torch.equal(got, expected) and set(got.tolist()) <= {80, 81, 82}
+    plain = attnkit.Whisper(WhisperConfig.from_preset("whisper-test"))
+    with pytest.raises(attnkit.InputError, match="no lang_to_id table"):
+        plain.detect_language(feats[:, :, :200])
+
+
+def test_transcribe_long_audio_equals_whisper_generate_window_by_window(tmp_path):
+    """1.6 windows of 44.1 kHz audio: resampled, cut into two 2-second windows (the second padded
+    with silence), each decoded as ``WhisperForConditionalGeneration.generate`` decodes it with
+    language detection, and the texts joined."""
+    from attnkit.audio import log_mel_spectrogram, pad_or_trim, resample
+    from attnkit.generation.speech import transcribe
+    from attnkit.tokenizers import Tokenizer
+
+    hf, model = multilingual_whisper(tmp_path)
+    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(EOT))],
+                               special_tokens=[f"<|special{i}|>" for i in range(V - EOT)])
+    assert tok.vocab_size == V
+    g = torch.Generator().manual_seed(5)
+    audio = 0.1 * torch.randn(int(1.6 * 2 * 44100), generator=g)
+    seen = []  # the features each generate call decodes
+    generate = model.generate
+    model.generate = lambda features, **kw: seen.append(features) or generate(features, **kw)
+    texts = transcribe(model, tok, [audio, audio[:44100]], sampling_rate=44100, max_new_tokens=6, num_beams=2)
+    del model.generate
+    wave = resample(audio, 44100, 16000)
+    short = resample(audio[:44100], 44100, 16000)  # the second waveform, resampled on its own
+    windows = [pad_or_trim(wave[:32000], 32000), pad_or_trim(wave[32000:], 32000), pad_or_trim(short, 32000)]
+    feats = log_mel_spectrogram(torch.stack(windows), n_mels=MELS)
+    assert torch.equal(torch.cat(seen), feats)
+    with torch.no_grad():
+        new = hf.generate(input_features=feats, task="transcribe", max_new_tokens=6, num_beams=2)
+    pieces = [tok.decode(row, skip_special_tokens=True).strip() for row in new]
+    assert texts == [" ".join(p for p in pieces[:2] if p), pieces[2]]
+    assert any(pieces)  # something was decoded, not only special tokens
+    german = transcribe(model, tok, audio, sampling_rate=44100, language="de", task="translate", max_new_tokens=6)
+    with torch.no_grad():
+        new = hf.generate(input_features=feats[:2], language="de", task="translate", max_new_tokens=6)
+    assert german == [" ".join(p for p in (tok.decode(r, skip_special_tokens=True).strip() for r in new) if p)]
+    with pytest.raises(attnkit.InputError, match="needs a speech model"):
+        transcribe(attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny")), tok, audio)
+    with pytest.raises(attnkit.InputError, match="1-D float tensor"):
+        transcribe(model, tok, torch.zeros(100, dtype=torch.int16))

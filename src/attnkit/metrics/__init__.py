@@ -1,5 +1,6 @@
-"""attnkit.metrics: task metrics wrapping the standard packages (sacrebleu, ...), never re-implemented."""
+"""attnkit.metrics: task metrics wrapping the standard packages (sacrebleu, jiwer), never re-implemented."""
 
+from attnkit.metrics.speech import cer, wer
 from attnkit.metrics.translation import bleu, chrf
 
-__all__ = ["bleu", "chrf"]
+__all__ = ["bleu", "cer", "chrf", "wer"]

@@ -226,6 +226,20 @@ class Whisper(EncoderDecoderModel):
         check_token_ids(torch.tensor([ids]), "decoder prompt", self.config.vocab_size)
         return torch.tensor([ids] * batch_size, device=self.device)
 
+    @torch.no_grad()
+    def detect_language(self, input_features: torch.Tensor) -> torch.Tensor:
+        """The ``(B,)`` language token ids the model predicts right after ``<|startoftranscript|>``
+        (Radford et al. 2022 §2.3: the likeliest of the generation config's ``lang_to_id``
+        tokens), as Hugging Face's ``WhisperForConditionalGeneration.detect_language``."""
+        table = self.generation_config.other.get("lang_to_id")
+        if not isinstance(table, dict) or not table:
+            raise InputError("the generation config has no lang_to_id table: this checkpoint cannot detect "
+                             "languages (an English-only or custom model)")
+        start = self.decoder_prompt(batch_size=input_features.shape[0], timestamps=True)  # the start token alone
+        logits = self(input_features, decoder_input_ids=start).logits[:, -1]  # (B, V)
+        languages = torch.tensor(sorted(table.values()), device=logits.device)
+        return languages[logits[:, languages].argmax(-1)]
+
     def generate(self, input_features: torch.Tensor, **kwargs) -> torch.Tensor:
         """Transcribe ``input_features`` ``(B, num_mel_bins, frames)``: :func:`attnkit.generation.generate`
         with the decoder prompt in ``decoder_input_ids`` ``(B, P)`` (default: the start token).
