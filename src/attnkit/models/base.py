@@ -30,9 +30,12 @@ def check_token_ids(ids: torch.Tensor, name: str, vocab_size: int, vocab_field: 
 
 
 class Model(nn.Module):
-    """Base class of attnkit models. Subclasses set ``config_class``."""
+    """Base class of attnkit models. Subclasses set ``config_class``; heads on an encoder also
+    ``base_model_prefix`` (the attribute holding it, Hugging Face's name) and ``base_model_class``."""
 
     config_class: type[Config] = Config
+    base_model_prefix: str | None = None
+    base_model_class: type | None = None
 
     def __init__(self, config: Config):
         super().__init__()
@@ -83,15 +86,37 @@ class Model(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs):
-        """Load a model saved by :meth:`save_pretrained` or by Hugging Face ``transformers``."""
+        """Load a model saved by :meth:`save_pretrained` or by Hugging Face ``transformers``.
+
+        Keyword arguments that are config fields (``num_labels=3``, ``label_names=(...)``,
+        ``dropout=0.2``) change the checkpoint's config. A head class (``base_model_prefix``
+        set: ``BertForSequenceClassification``, ``EsmForTokenClassification``,
+        ``ViTForImageClassification``, ...) also loads a checkpoint of its encoder alone or of
+        another head on it, as ``transformers``' ``AutoModelFor...`` do for fine-tuning: the
+        encoder's weights load, the new head is initialised, and a warning names what was
+        initialised and what the checkpoint held that is not used. Other keyword arguments go to
+        :func:`attnkit.from_pretrained` (``dtype``, ``device``, ...).
+        """
         from attnkit.interop import from_pretrained
 
+        fields = set(cls.config_class.field_names())
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
         model = from_pretrained(path, **kwargs)
-        if not isinstance(model, cls):
+        if isinstance(model, cls) and not overrides:
+            return model
+        prefix = cls.base_model_prefix
+        if prefix is not None and isinstance(model, cls.base_model_class):
+            encoder = model  # the encoder alone (a BertModel checkpoint)
+        elif prefix is not None and getattr(type(model), "base_model_prefix", None) == prefix:
+            encoder = getattr(model, prefix)  # another head on the same encoder
+        elif isinstance(model, cls):
+            encoder = None  # no encoder/head split: rebuilt whole with the new config
+        else:
             from attnkit.errors import CheckpointError
 
-            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
+            what = f"a {cls.__name__}" + (f" or a {cls.base_model_class.__name__}" if prefix is not None else "")
+            raise CheckpointError(f"{path} holds a {type(model).__name__}, not {what}")
+        return _with_new_config(cls, model, encoder, model.config.replace(**overrides), path)
 
     def generate(self, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
         """Decode with greedy search, sampling or beam search; see :func:`attnkit.generation.generate`."""
@@ -111,3 +136,26 @@ class Model(nn.Module):
         from attnkit.generation import stream
 
         return stream(self, input_ids, **kwargs)
+
+
+def _with_new_config(cls, source: Model, encoder: Model | None, config: Config, path) -> Model:
+    """A ``cls(config)`` holding ``source``'s weights where they fit: ``encoder``'s in the new
+    model's encoder (``cls.base_model_prefix``), or, with no encoder, every tensor of the same
+    name and shape. A warning names the tensors initialised afresh and those not used."""
+    import warnings
+
+    new = cls(config).to(device=source.device, dtype=source.dtype)
+    prefix = "" if encoder is None else cls.base_model_prefix + "."
+    target = new if encoder is None else getattr(new, cls.base_model_prefix)
+    state = (source if encoder is None else encoder).state_dict()
+    own = target.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    target.load_state_dict(fits, strict=False)
+    source_prefix = "" if encoder is None or encoder is source else cls.base_model_prefix + "."
+    used = {source_prefix + k for k in fits}
+    fresh = [k for k in new.state_dict() if not k.startswith(prefix) or k[len(prefix):] not in fits]
+    unused = [k for k in source.state_dict() if k not in used]
+    if fresh or unused:
+        warnings.warn(f"{cls.__name__} from {path}: initialised afresh (train them before use): {fresh or 'nothing'}; "
+                      f"in the checkpoint but not used: {unused or 'nothing'}", stacklevel=3)
+    return new.eval()

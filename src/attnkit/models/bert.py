@@ -148,6 +148,7 @@ class _BertHead(Model):
     """A BERT encoder plus a task head; ``self.bert`` is the encoder."""
 
     config_class = BertConfig
+    base_model_prefix, base_model_class = "bert", Bert
     add_pooler = False
     has_classifier = False  # a linear ``classifier`` to num_labels outputs
 

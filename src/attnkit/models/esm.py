@@ -200,6 +200,7 @@ class _EsmHead(Model):
     """An ESM encoder (``self.esm``, without pooler) plus a task head."""
 
     config_class = EsmConfig
+    base_model_prefix, base_model_class = "esm", Esm
 
     def __init__(self, config: EsmConfig):
         super().__init__(config)

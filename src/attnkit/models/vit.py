@@ -162,6 +162,7 @@ class ViTForImageClassification(ClassifierLoss, Model):
     cross-entropy. ``self.vit`` is the encoder (without pooler)."""
 
     config_class = ViTConfig
+    base_model_prefix, base_model_class = "vit", ViT
 
     def __init__(self, config: ViTConfig):
         super().__init__(config)

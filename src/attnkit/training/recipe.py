@@ -42,6 +42,7 @@ else:  # pragma: no cover
 TASKS: dict[str, str] = {
     "lm": "attnkit.training.lm",
     "translation": "attnkit.training.translation",
+    "classification": "attnkit.training.classification",
 }
 
 

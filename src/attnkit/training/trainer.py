@@ -304,19 +304,37 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> float:
         """Mean loss over every target of the data source's fixed validation batches (all ranks)."""
+        return self.evaluate_metrics()["eval_loss"]
+
+    def evaluate_metrics(self) -> dict[str, float]:
+        """``eval_loss`` (as :meth:`evaluate`) and, for data sources that set ``reports_accuracy``
+        (classification: logits ``(..., K)`` over integer labels of their shape, -100 ignored),
+        ``eval_accuracy``: the share of targets whose argmax is right, over all ranks."""
         self.wrapped.eval()
-        sums = torch.zeros(2, dtype=torch.float64, device=self.info.device)  # loss x targets, targets
+        accuracy = getattr(self.data, "reports_accuracy", False)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.info.device)  # loss x targets, targets, correct
         for batch in self.data.eval_batches(self.info.rank, self.info.world_size):
             n = self.model.count_targets(batch)
+            batch = self._to_device(batch)
             with self._autocast():
-                loss = self._loss(self._to_device(batch)).double()
+                out = self.forward(**batch)
+            if out.loss is None:
+                raise TrainingError(f"{type(self.model).__name__} returned no loss for a validation batch")
+            loss = out.loss.double()
+            correct = loss.new_zeros(())
+            if accuracy:
+                labels = batch["labels"]
+                correct = ((out.logits.argmax(-1) == labels) & (labels != -100)).sum().double()
             if n:  # a batch without targets has a nan mean loss: it adds nothing
-                sums += torch.stack([loss * n, loss.new_tensor(n)])
+                sums += torch.stack([loss * n, loss.new_tensor(n), correct])
         self.wrapped.train()
         if hasattr(self.wrapped, "reshard"):  # FSDP keeps the root's parameters gathered after a forward
             self.wrapped.reshard()
-        total, n = sum_over_ranks(sums, self.info).tolist()
-        return total / n if n else float("nan")
+        total, n, correct = sum_over_ranks(sums, self.info).tolist()
+        metrics = {"eval_loss": total / n if n else float("nan")}
+        if accuracy:
+            metrics["eval_accuracy"] = correct / n if n else float("nan")
+        return metrics
 
     def train(self) -> list[dict]:
         """Run until ``max_steps``; returns the metric records of this call."""
@@ -333,11 +351,12 @@ class Trainer:
                 history.append(record)
                 out_of_time = self._out_of_time(start)
                 if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.max_steps or out_of_time):
-                    eval_record = {"step": self.step, "eval_loss": self.evaluate()}
+                    eval_record = {"step": self.step, **self.evaluate_metrics()}
                     self.log(eval_record)
                     history.append(eval_record)
                     if not bar.disable:
-                        bar.write(f"step {self.step}: eval_loss {eval_record['eval_loss']:.4f}")
+                        bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_record.items()
+                                                                    if k != "step"))
                 if (c.save_every and self.step % c.save_every == 0) or self.step == c.max_steps or out_of_time:
                     self.save_checkpoint()
                 if out_of_time:

@@ -1,0 +1,238 @@
+"""Fine-tuning a classifier from a recipe (``task = "classification"``): labelled texts from
+JSONL, CSV or TSV files, a head on a pretrained encoder (``model.pretrained``: a BERT or ESM-2
+checkpoint, its tokenizer alongside) or a model trained from scratch, and the Trainer, which
+reports ``eval_accuracy`` next to ``eval_loss``.
+
+::
+
+    task = "classification"
+    [model]
+    family = "BertForSequenceClassification"
+    pretrained = "path/to/bert-or-minilm"      # or a hub id; omit to train from a preset
+    [data]
+    train = "train.jsonl"                      # {"text": "...", "label": "pos"} per line
+    valid = "valid.jsonl"                      # or leave out: valid_fraction of train is held out
+
+``OUT/checkpoints/step-N/`` are model directories with ``tokenizer.json`` and the label names
+in ``config.json`` (``id2label``), for ``attnkit.from_pretrained`` and ``transformers``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from attnkit.errors import ConfigError, DataError
+from attnkit.models.config import Config
+from attnkit.training import checkpoint as ckpt
+from attnkit.training.distributed import barrier, init_distributed
+from attnkit.training.lm import TokenizerSection, prepare_tokenizer
+from attnkit.training.recipe import ModelSection, recipe_to_dict
+from attnkit.training.trainer import TrainConfig, Trainer
+
+Example = tuple[str, str | None, str]  # text, optional second text, label
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierModelSection(ModelSection):
+    """``[model]``: a sequence-classification class, and ``pretrained``: a checkpoint (directory
+    or hub id) whose encoder it starts from (its config wins over ``preset``; ``config``
+    overrides still apply, e.g. ``dropout``)."""
+
+    family: str = "BertForSequenceClassification"
+    pretrained: str | None = None
+
+    def validate(self) -> None:
+        self.require(self.family.endswith("ForSequenceClassification"), "family",
+                     "must be a sequence classifier (BertForSequenceClassification, EsmForSequenceClassification)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierTokenizerSection(TokenizerSection):
+    """``[tokenizer]``: by default the pretrained checkpoint's own (``kind = "pretrained"``,
+    ``path`` defaulting to ``model.pretrained``); a model from scratch trains one as the LM task does."""
+
+    kind: str = "pretrained"
+    special_tokens: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+    def validate(self) -> None:
+        self.require(self.kind in ("byte_bpe", "char", "pretrained"), "kind", "must be 'byte_bpe', 'char' or 'pretrained'")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection(Config):
+    """``[data]``: ``train``/``valid`` files of labelled texts: ``.jsonl`` (one object per line),
+    ``.csv`` or ``.tsv`` (a header row naming the columns). ``text_pair_field`` names a second
+    text (sentence-pair tasks); ``max_length`` truncates the tokens; without ``valid``,
+    ``valid_fraction`` of the training rows (drawn with ``train.seed``) are held out."""
+
+    train: str = ""
+    valid: str | None = None
+    text_field: str = "text"
+    text_pair_field: str | None = None
+    label_field: str = "label"
+    max_length: int = 128
+    valid_fraction: float = 0.1
+
+    def validate(self) -> None:
+        self.require(self.max_length > 1, "max_length", "must be > 1")
+        self.require(0.0 < self.valid_fraction < 1.0, "valid_fraction", "must be in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A classification recipe: ``[model]``, ``[tokenizer]``, ``[data]``, ``[train]``."""
+
+    model: ClassifierModelSection = ClassifierModelSection()
+    tokenizer: ClassifierTokenizerSection = ClassifierTokenizerSection()
+    data: DataSection = DataSection()
+    train: TrainConfig = TrainConfig(lr=5e-5, schedule="cosine", warmup_steps=20, weight_decay=0.01, batch_size=16,
+                                     max_steps=300, eval_every=50)
+
+
+def read_examples(path: str | Path, text_field: str, label_field: str, pair_field: str | None = None) -> list[Example]:
+    """``[(text, pair or None, label), ...]`` from a JSONL, CSV or TSV file; a missing field, an
+    empty text or a malformed line is a :class:`DataError` naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    kind = path.suffix.lower()
+    if kind not in (".jsonl", ".csv", ".tsv"):
+        raise DataError(f"{path}: expected a .jsonl, .csv or .tsv file")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        if kind == ".jsonl":
+            rows = []
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{line_no}: expected a JSON object per line")
+                rows.append((line_no, row))
+        else:
+            reader = csv.DictReader(f, delimiter="," if kind == ".csv" else "\t")
+            rows = [(line_no, row) for line_no, row in enumerate(reader, start=2)]
+    out = []
+    for line_no, row in rows:
+        values = []
+        for name in (text_field, pair_field, label_field):
+            if name is None:
+                values.append(None)
+                continue
+            value = row.get(name)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise DataError(f"{path}:{line_no}: field {name!r} is missing or empty")
+            if not isinstance(value, (str, int)) or isinstance(value, bool):
+                raise DataError(f"{path}:{line_no}: field {name!r} must be a string (or an integer label), "
+                                f"got {value!r}")
+            values.append(str(value))
+        out.append(tuple(values))
+    if not out:
+        raise DataError(f"{path} holds no examples")
+    return out
+
+
+class ClassificationDataSource:
+    """Random batches of tokenised examples, padded to their longest row; validation batches in
+    file order. Batches are ``{"input_ids", "attention_mask", "labels"}`` (plus
+    ``token_type_ids`` for sentence pairs)."""
+
+    reports_accuracy = True
+
+    def __init__(self, train: list, valid: list, pad_token_id: int, batch_size: int, pairs: bool):
+        self.train, self.valid, self.pad, self.batch_size, self.pairs = train, valid, pad_token_id, batch_size, pairs
+
+    def _collate(self, rows: list) -> dict[str, torch.Tensor]:
+        T = max(len(ids) for ids, _, _ in rows)
+        batch = {"input_ids": torch.full((len(rows), T), self.pad), "attention_mask": torch.zeros(len(rows), T, dtype=torch.long),
+                 "labels": torch.tensor([label for _, _, label in rows])}
+        if self.pairs:
+            batch["token_type_ids"] = torch.zeros(len(rows), T, dtype=torch.long)
+        for i, (ids, types, _) in enumerate(rows):
+            batch["input_ids"][i, : len(ids)] = torch.tensor(ids)
+            batch["attention_mask"][i, : len(ids)] = 1
+            if self.pairs:
+                batch["token_type_ids"][i, : len(ids)] = torch.tensor(types)
+        return batch
+
+    def next_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        if self.batch_size % world_size:
+            raise ConfigError(f"train.batch_size={self.batch_size} must divide over {world_size} processes")
+        picks = torch.randint(len(self.train), (self.batch_size,), generator=generator).tolist()  # the global batch
+        per_rank = self.batch_size // world_size
+        return self._collate([self.train[i] for i in picks[rank * per_rank:(rank + 1) * per_rank]])
+
+    def eval_batches(self, rank: int = 0, world_size: int = 1):
+        mine = self.valid[rank::world_size]
+        for start in range(0, len(mine), self.batch_size):
+            yield self._collate(mine[start:start + self.batch_size])
+
+
+def _encode(examples: list[Example], tokenizer, labels: dict[str, int], max_length: int) -> list:
+    """``[(ids, token_type_ids, label id), ...]``, each cut to ``max_length`` tokens."""
+    texts = [t for t, _, _ in examples]
+    pairs = [p for _, p, _ in examples] if examples[0][1] is not None else None
+    enc = tokenizer(texts, pairs, padding=True, truncation=True, max_length=max_length)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    return [(enc["input_ids"][i, :n].tolist(), enc["token_type_ids"][i, :n].tolist(), labels[label])
+            for i, (n, (_, _, label)) in enumerate(zip(lengths, examples))]
+
+
+def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
+    """Fine-tune (or train) the recipe's classifier into ``out_dir``; returns the finished Trainer."""
+    out = Path(out_dir)
+    d, m = recipe.data, recipe.model
+    if not d.train.strip():
+        raise ConfigError("data.train is required: a .jsonl, .csv or .tsv file of labelled texts")
+    info = init_distributed(recipe.train.device)
+    last = ckpt.prepare_run_dir(out, resume)
+    train = read_examples(d.train, d.text_field, d.label_field, d.text_pair_field)
+    if d.valid is not None:
+        valid = read_examples(d.valid, d.text_field, d.label_field, d.text_pair_field)
+    else:  # hold out a fixed share of the training rows
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(recipe.train.seed)).tolist()
+        n_valid = max(1, round(d.valid_fraction * len(train)))
+        valid, train = [train[i] for i in order[:n_valid]], [train[i] for i in order[n_valid:]]
+    label_names = tuple(sorted({label for *_, label in train}))
+    if len(label_names) < 2:
+        raise DataError(f"{d.train}: found a single label {label_names}; a classifier needs at least two")
+    unknown = sorted({label for *_, label in valid} - set(label_names))
+    if unknown:
+        raise DataError(f"{d.valid}: labels {unknown[:5]} do not occur in the training data (labels: {list(label_names)})")
+    barrier(info)
+    tokenizer_section = recipe.tokenizer
+    if tokenizer_section.kind == "pretrained" and tokenizer_section.path is None:
+        if m.pretrained is None:
+            raise ConfigError("tokenizer.kind = 'pretrained' needs tokenizer.path or model.pretrained")
+        tokenizer_section = dataclasses.replace(tokenizer_section, path=m.pretrained)
+    recipe = dataclasses.replace(recipe, tokenizer=tokenizer_section)
+    with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
+        tokenizer = prepare_tokenizer(recipe, out, info, last, [t for t, _, _ in train])
+        fields = dict(num_labels=len(label_names), label_names=label_names)
+        torch.manual_seed(recipe.train.seed)  # the same new head on every rank
+        cls = m.model_class()
+        if m.pretrained is not None:
+            model = cls.from_pretrained(m.pretrained, **m.config, **fields).train()
+        else:
+            model = cls(m.model_config(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, **fields))
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                              f"{model.config.vocab_size} (vocab_size): use the checkpoint's own tokenizer")
+        labels = {name: i for i, name in enumerate(label_names)}
+        max_length = min(d.max_length, getattr(model.config, "n_positions", d.max_length))
+        source = ClassificationDataSource(_encode(train, tokenizer, labels, max_length),
+                                          _encode(valid, tokenizer, labels, max_length),
+                                          tokenizer.pad_token_id or 0, recipe.train.batch_size,
+                                          pairs=d.text_pair_field is not None)
+        trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
+                          run_info={"task": "classification", "recipe": recipe_to_dict(recipe)})
+    trainer.train()
+    return trainer
