@@ -43,6 +43,7 @@ TASKS: dict[str, str] = {
     "lm": "attnkit.training.lm",
     "translation": "attnkit.training.translation",
     "classification": "attnkit.training.classification",
+    "speech": "attnkit.training.speech",
 }
 
 

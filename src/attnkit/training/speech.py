@@ -1,0 +1,159 @@
+"""Speech-recognition training from a recipe (``task = "speech"``): audio with transcripts, a
+character tokenizer trained on the transcripts, a :class:`~attnkit.Whisper`, and the Trainer.
+
+Data: ``"numbers"`` is the built-in task (:func:`attnkit.data.speech.spoken_numbers`: numbers
+read aloud by espeak-ng in random voices, their digits as transcripts; validation numbers are
+never heard in training); otherwise a TSV file of ``audio.wav<TAB>transcript`` lines, the paths
+relative to the file's folder (any sampling rate: resampled to 16 kHz). Audio is cut or padded
+to the model's window and turned into log-mel features once, before training.
+
+``OUT/checkpoints/step-N/`` are model directories with ``tokenizer.json``, for ``attnkit
+transcribe``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from attnkit.errors import ConfigError, DataError
+from attnkit.models.config import Config
+from attnkit.training import checkpoint as ckpt
+from attnkit.training.distributed import barrier, init_distributed
+from attnkit.training.lm import TokenizerSection, prepare_tokenizer
+from attnkit.training.recipe import ModelSection, recipe_to_dict
+from attnkit.training.trainer import TrainConfig, Trainer
+
+START, END = "<|startoftranscript|>", "<|endoftext|>"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection(Config):
+    """``[data]``: ``train``/``valid`` are ``"numbers"`` (built-in) or TSV files of
+    ``audio.wav<TAB>transcript``. The built-in task reads ``0 .. max_number``, holds out
+    ``valid_numbers`` of them for validation (``valid_readings`` readings each) and reads each
+    training number ``readings`` times; ``seed`` draws the split and the voices."""
+
+    train: str = "numbers"
+    valid: str = "numbers"
+    max_number: int = 99
+    valid_numbers: int = 10
+    readings: int = 6
+    valid_readings: int = 3
+    seed: int = 0
+
+    def validate(self) -> None:
+        self.require_positive("max_number", "valid_numbers", "readings", "valid_readings")
+        self.require(self.valid_numbers <= self.max_number, "valid_numbers", "must leave numbers to train on")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A speech recipe: ``[model]``, ``[tokenizer]``, ``[data]``, ``[train]``."""
+
+    model: ModelSection = ModelSection(family="Whisper", preset="whisper-numbers")
+    tokenizer: TokenizerSection = TokenizerSection(kind="char", special_tokens=(END, START))
+    data: DataSection = DataSection()
+    train: TrainConfig = TrainConfig(lr=2e-3, schedule="cosine", warmup_steps=80, weight_decay=0.01, batch_size=32,
+                                     max_steps=800, eval_every=100)
+
+
+def read_transcribed_audio(path: str | Path) -> list[tuple[torch.Tensor, str]]:
+    """``[(16 kHz audio, transcript), ...]`` from a TSV of ``audio.wav<TAB>transcript`` lines."""
+    from attnkit.audio import read_wav, resample
+    from attnkit.data.translation import read_tsv
+
+    path = Path(path)
+    out = []
+    for audio_path, transcript in read_tsv(path):
+        audio, rate = read_wav(path.parent / audio_path)
+        out.append((resample(audio, rate, 16000), transcript))
+    return out
+
+
+def load_split(section: DataSection, split: str) -> list[tuple[torch.Tensor, str]]:
+    """The audio and transcripts of ``"train"`` or ``"valid"``."""
+    from attnkit.data.speech import spoken_numbers
+
+    spec = section.train if split == "train" else section.valid
+    if spec != "numbers":
+        return read_transcribed_audio(spec)
+    order = torch.randperm(section.max_number + 1, generator=torch.Generator().manual_seed(section.seed)).tolist()
+    held_out, known = order[:section.valid_numbers], order[section.valid_numbers:]
+    if split == "train":
+        return spoken_numbers(known * section.readings, seed=section.seed)
+    return spoken_numbers(held_out * section.valid_readings, seed=section.seed + 1)
+
+
+class SpeechDataSource:
+    """Random batches of precomputed log-mel features with their transcripts' token ids (then
+    EOS, -100 padding): ``{"input_features", "labels"}``; validation batches in order."""
+
+    def __init__(self, train, valid, tokenizer, config, batch_size: int):
+        self.batch_size = batch_size
+        self.train, self.valid = (self._prepare(data, tokenizer, config, name) for data, name in
+                                  ((train, "train"), (valid, "valid")))
+
+    @staticmethod
+    def _prepare(data, tokenizer, config, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        from attnkit.audio import log_mel_spectrogram, pad_or_trim
+
+        if not data:
+            raise DataError(f"the {name} split holds no audio")
+        window = config.n_frames * 160  # 10 ms of 16 kHz audio per frame
+        features = torch.cat([log_mel_spectrogram(torch.stack([pad_or_trim(a, window) for a, _ in data[i:i + 256]]),
+                                                  n_mels=config.num_mel_bins) for i in range(0, len(data), 256)])
+        rows = [tokenizer.encode(text, add_special_tokens=False) + [config.eos_token_id] for _, text in data]
+        longest = max(map(len, rows))
+        if longest > config.max_target_positions:
+            raise DataError(f"a {name} transcript is {longest} tokens with EOS, more than the model's "
+                            f"{config.max_target_positions} decoder positions (max_target_positions)")
+        labels = torch.full((len(rows), longest), -100)
+        for i, row in enumerate(rows):
+            labels[i, : len(row)] = torch.tensor(row)
+        return features, labels
+
+    def next_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        if self.batch_size % world_size:
+            raise ConfigError(f"train.batch_size={self.batch_size} must divide over {world_size} processes")
+        x, y = self.train
+        picks = torch.randint(len(x), (self.batch_size,), generator=generator)  # the global batch
+        per_rank = self.batch_size // world_size
+        mine = picks[rank * per_rank:(rank + 1) * per_rank]
+        return {"input_features": x[mine], "labels": y[mine]}
+
+    def eval_batches(self, rank: int = 0, world_size: int = 1):
+        x, y = self.valid
+        mine = torch.arange(rank, len(x), world_size)
+        for start in range(0, len(mine), self.batch_size):
+            idx = mine[start:start + self.batch_size]
+            yield {"input_features": x[idx], "labels": y[idx]}
+
+
+def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
+    """Train the recipe's speech recogniser into ``out_dir``; returns the finished Trainer."""
+    out = Path(out_dir)
+    if recipe.model.family != "Whisper":
+        raise ConfigError(f"model.family must be 'Whisper' for task 'speech', got {recipe.model.family!r}")
+    recipe.model.model_config()  # check the model config before anything is written
+    info = init_distributed(recipe.train.device)
+    last = ckpt.prepare_run_dir(out, resume)
+    train, valid = load_split(recipe.data, "train"), load_split(recipe.data, "valid")
+    barrier(info)
+    with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
+        tokenizer = prepare_tokenizer(recipe, out, info, last, ["\n".join(text for _, text in train)])
+        end, start = tokenizer.token_to_id(END), tokenizer.token_to_id(START)
+        if end is None or start is None:
+            raise ConfigError(f"tokenizer.special_tokens must include {END!r} and {START!r}")
+        config = recipe.model.model_config(vocab_size=tokenizer.vocab_size, pad_token_id=end, bos_token_id=end,
+                                           eos_token_id=end, decoder_start_token_id=start)
+        source = SpeechDataSource(train, valid, tokenizer, config, recipe.train.batch_size)
+        torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
+        model = recipe.model.model_class()(config)
+        trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
+                          run_info={"task": "speech", "recipe": recipe_to_dict(recipe)})
+    trainer.train()
+    return trainer
