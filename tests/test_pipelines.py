@@ -71,3 +71,24 @@ def test_bad_calls_are_input_errors(tmp_path):
         classify(ours, tok, "text")
     with pytest.raises(InputError, match="non-empty"):
         fill_mask(ours, tok, [])
+
+
+NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC", 5: "MISC"}
+NER_TEXTS = ["Kowalczyk visited New York City and Paris with Anne-Marie Dubois.",
+             "Hugging Face is based in Brooklyn; Zbigniew lives in Szczebrzeszyn."]
+
+
+@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
+def test_classify_tokens_equals_token_classification_pipeline(tmp_path, strategy):
+    from attnkit.pipelines import classify_tokens
+
+    hf, hf_tok, ours, tok = twin(tmp_path, transformers.BertForTokenClassification, num_labels=6, id2label=NER_LABELS)
+    pipe = transformers.pipeline("token-classification", model=hf, tokenizer=hf_tok, device="cpu",
+                                 aggregation_strategy=strategy)
+    expected, got = pipe(NER_TEXTS), classify_tokens(ours, tok, NER_TEXTS, aggregation_strategy=strategy)
+    assert sum(map(len, got)) > 4  # entities were found, not all "O"
+    for e_text, g_text in zip(expected, got):
+        assert len(e_text) == len(g_text)
+        for e, g in zip(e_text, g_text):
+            assert {k: v for k, v in e.items() if k != "score"} == {k: v for k, v in g.items() if k != "score"}
+            assert float(e["score"]) == pytest.approx(g["score"], abs=1e-5)

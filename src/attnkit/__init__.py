@@ -46,6 +46,7 @@ _LAZY = {
     "audio": "attnkit.audio",
     "embed": "attnkit.embeddings",
     "classify": "attnkit.pipelines",
+    "classify_tokens": "attnkit.pipelines",
     "fill_mask": "attnkit.pipelines",
     "metrics": "attnkit.metrics",
     "serve": "attnkit.serve",

@@ -1,5 +1,6 @@
 """Task-level inference in one call, with the outputs of Hugging Face's pipelines of the same
-name: :func:`classify` (``"text-classification"``) and :func:`fill_mask` (``"fill-mask"``).
+name: :func:`classify` (``"text-classification"``), :func:`classify_tokens`
+(``"token-classification"``, named entities) and :func:`fill_mask` (``"fill-mask"``).
 Sentence embeddings are :func:`attnkit.embed`; generation is ``model.generate`` and
 :class:`attnkit.generation.text.TextStream`.
 """
@@ -99,3 +100,109 @@ def fill_mask(model, tokenizer, texts: str | list[str], top_k: int = 5, batch_si
                 per_mask.append(row)
             results.append(per_mask[0] if len(per_mask) == 1 else per_mask)
     return results[0] if single else results
+
+
+AGGREGATIONS = ("none", "simple", "first", "average", "max")
+
+
+def classify_tokens(model, tokenizer, texts: str | list[str], aggregation_strategy: str = "none",
+                    ignore_labels: tuple[str, ...] = ("O",)):
+    """Label each token (named entities, per-residue classes) with a token classifier
+    (``BertForTokenClassification``, ``EsmForTokenClassification``), as Hugging Face's
+    ``"token-classification"`` pipeline does: per text a list of entities with their
+    ``score``, ``word`` and character ``start``/``end``, leaving out ``ignore_labels``.
+
+    ``aggregation_strategy``: ``"none"`` gives every token (``entity``, ``index``);
+    ``"simple"`` groups adjacent tokens of the same type (``B-``/``I-`` tags) into
+    ``entity_group``\ s with the mean score; ``"first"``, ``"average"`` and ``"max"`` first make
+    the sub-word tokens of a word agree (the first token's label, the mean scores, the most
+    confident token's label), then group. A single text gives a single result."""
+    if aggregation_strategy not in AGGREGATIONS:
+        raise InputError(f"aggregation_strategy must be one of {AGGREGATIONS}, got {aggregation_strategy!r}")
+    if not hasattr(model.config, "num_labels") or hasattr(model, "classification_loss"):
+        raise InputError(f"classify_tokens needs a token classifier, got a {type(model).__name__}")
+    texts, single = _texts(texts)
+    c = model.config
+    names = c.label_names or tuple(f"LABEL_{i}" for i in range(c.num_labels))
+    backend = tokenizer.backend
+    word_aware = getattr(backend.model, "continuing_subword_prefix", None) is not None
+    was_training = model.training
+    model.eval()
+    results = []
+    try:
+        for text in texts:
+            enc = backend.encode(text)
+            ids = torch.tensor([enc.ids], device=model.device)
+            with torch.no_grad():
+                scores = model(ids).logits[0].float().softmax(-1).cpu()  # (T, num_labels)
+            tokens = []
+            for i, (token, (start, end), special) in enumerate(zip(enc.tokens, enc.offsets, enc.special_tokens_mask)):
+                if special:
+                    continue
+                piece = text[start:end]
+                subword = len(token) != len(piece) if word_aware else start > 0 and " " not in text[start - 1:start + 1]
+                if enc.ids[i] == tokenizer.unk_token_id:
+                    token, subword = piece, False
+                tokens.append(dict(word=token, scores=scores[i], start=start, end=end, index=i, is_subword=subword))
+            entities = _aggregate(tokens, aggregation_strategy, names, backend)
+            results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in ignore_labels])
+    finally:
+        model.train(was_training)
+    return results[0] if single else results
+
+
+def _aggregate(tokens: list[dict], strategy: str, names, backend) -> list[dict]:
+    if strategy in ("none", "simple"):
+        entities = []
+        for t in tokens:
+            best = int(t["scores"].argmax())
+            entities.append(dict(entity=names[best], score=float(t["scores"][best]), index=t["index"], word=t["word"],
+                                 start=t["start"], end=t["end"]))
+        if strategy == "none":
+            return entities
+    else:  # make the tokens of a word agree first
+        words, group = [], []
+        for t in tokens:
+            if group and not t["is_subword"]:
+                words.append(_word(group, strategy, names, backend))
+                group = []
+            group.append(t)
+        if group:
+            words.append(_word(group, strategy, names, backend))
+        entities = words
+    groups, current = [], []
+    for e in entities:  # adjacent entities of one type, a B- tag starting a new one
+        bi, tag = _tag(e["entity"])
+        if current and not (tag == _tag(current[-1]["entity"])[1] and bi != "B"):
+            groups.append(_group(current, backend))
+            current = []
+        current.append(e)
+    if current:
+        groups.append(_group(current, backend))
+    return groups
+
+
+def _word(tokens: list[dict], strategy: str, names, backend) -> dict:
+    if strategy == "first":
+        scores = tokens[0]["scores"]
+    elif strategy == "max":
+        scores = max(tokens, key=lambda t: float(t["scores"].max()))["scores"]
+    else:  # average
+        scores = torch.stack([t["scores"] for t in tokens]).mean(0)
+    best = int(scores.argmax())
+    return dict(entity=names[best], score=float(scores[best]), word=backend.decoder.decode([t["word"] for t in tokens]),
+                start=tokens[0]["start"], end=tokens[-1]["end"])
+
+
+def _tag(label: str) -> tuple[str, str]:
+    """``("B", "PER")`` of ``"B-PER"``; a label without a B-/I- prefix continues (``"I"``)."""
+    if label.startswith(("B-", "I-")):
+        return label[0], label[2:]
+    return "I", label
+
+
+def _group(entities: list[dict], backend) -> dict:
+    return dict(entity_group=entities[0]["entity"].split("-", 1)[-1],
+                score=sum(e["score"] for e in entities) / len(entities),
+                word=backend.decoder.decode([e["word"] for e in entities]),
+                start=entities[0]["start"], end=entities[-1]["end"])
