@@ -84,6 +84,11 @@ class DataSection(Config):
         self.require(0.0 < self.valid_fraction < 1.0, "valid_fraction", "must be in (0, 1)")
 
 
+# [train] defaults of the fine-tuning tasks: a small learning rate for a pretrained encoder
+FINE_TUNING = TrainConfig(lr=5e-5, schedule="cosine", warmup_steps=20, weight_decay=0.01, batch_size=16, max_steps=300,
+                          eval_every=50)
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """A classification recipe: ``[model]``, ``[tokenizer]``, ``[data]``, ``[train]``."""
@@ -91,8 +96,7 @@ class Recipe:
     model: ClassifierModelSection = ClassifierModelSection()
     tokenizer: ClassifierTokenizerSection = ClassifierTokenizerSection()
     data: DataSection = DataSection()
-    train: TrainConfig = TrainConfig(lr=5e-5, schedule="cosine", warmup_steps=20, weight_decay=0.01, batch_size=16,
-                                     max_steps=300, eval_every=50)
+    train: TrainConfig = FINE_TUNING
 
 
 def read_examples(path: str | Path, text_field: str, label_field: str, pair_field: str | None = None) -> list[Example]:
@@ -141,9 +145,10 @@ def read_examples(path: str | Path, text_field: str, label_field: str, pair_fiel
 
 
 class ClassificationDataSource:
-    """Random batches of tokenised examples, padded to their longest row; validation batches in
-    file order. Batches are ``{"input_ids", "attention_mask", "labels"}`` (plus
-    ``token_type_ids`` for sentence pairs)."""
+    """Random batches of tokenised examples ``(ids, token_type_ids, label)``, padded to their
+    longest row; validation batches in file order. Batches are ``{"input_ids",
+    "attention_mask", "labels"}`` (plus ``token_type_ids`` for sentence pairs). A label is a
+    class id, or a list of one per token (token classification; -100 pads)."""
 
     reports_accuracy = True
 
@@ -152,8 +157,13 @@ class ClassificationDataSource:
 
     def _collate(self, rows: list) -> dict[str, torch.Tensor]:
         T = max(len(ids) for ids, _, _ in rows)
-        batch = {"input_ids": torch.full((len(rows), T), self.pad), "attention_mask": torch.zeros(len(rows), T, dtype=torch.long),
-                 "labels": torch.tensor([label for _, _, label in rows])}
+        batch = {"input_ids": torch.full((len(rows), T), self.pad), "attention_mask": torch.zeros(len(rows), T, dtype=torch.long)}
+        if isinstance(rows[0][2], list):  # a label per token
+            batch["labels"] = torch.full((len(rows), T), -100)
+            for i, (_, _, labels) in enumerate(rows):
+                batch["labels"][i, : len(labels)] = torch.tensor(labels)
+        else:
+            batch["labels"] = torch.tensor([label for _, _, label in rows])
         if self.pairs:
             batch["token_type_ids"] = torch.zeros(len(rows), T, dtype=torch.long)
         for i, (ids, types, _) in enumerate(rows):
@@ -188,34 +198,46 @@ def _encode(examples: list[Example], tokenizer, labels: dict[str, int], max_leng
 
 def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     """Fine-tune (or train) the recipe's classifier into ``out_dir``; returns the finished Trainer."""
+    d = recipe.data
+    return fine_tune(recipe, out_dir, resume, "classification",
+                     read=lambda path: read_examples(path, d.text_field, d.label_field, d.text_pair_field),
+                     labels_of=lambda example: [example[2]], encode=_encode,
+                     corpus=lambda examples: [t for t, _, _ in examples], pairs=d.text_pair_field is not None)
+
+
+def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels_of, encode, corpus,
+              pairs: bool = False) -> Trainer:
+    """What the classification tasks share: read ``data.train`` (and ``data.valid``, or hold out
+    ``valid_fraction`` of train) with ``read(path)``; the label names (sorted; ``labels_of(example)``
+    lists an example's), checked on valid; the tokenizer (the pretrained checkpoint's by
+    default, else trained on ``corpus(examples)``); a new head on ``model.pretrained`` or a model
+    from a preset; rows from ``encode(examples, tokenizer, label ids, max_length)``; the Trainer."""
     out = Path(out_dir)
     d, m = recipe.data, recipe.model
     if not d.train.strip():
-        raise ConfigError("data.train is required: a .jsonl, .csv or .tsv file of labelled texts")
+        raise ConfigError(f"data.train is required: the file of labelled examples for task {task!r}")
     info = init_distributed(recipe.train.device)
     last = ckpt.prepare_run_dir(out, resume)
-    train = read_examples(d.train, d.text_field, d.label_field, d.text_pair_field)
+    train = read(d.train)
     if d.valid is not None:
-        valid = read_examples(d.valid, d.text_field, d.label_field, d.text_pair_field)
+        valid = read(d.valid)
     else:  # hold out a fixed share of the training rows
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(recipe.train.seed)).tolist()
         n_valid = max(1, round(d.valid_fraction * len(train)))
         valid, train = [train[i] for i in order[:n_valid]], [train[i] for i in order[n_valid:]]
-    label_names = tuple(sorted({label for *_, label in train}))
+    label_names = tuple(sorted({label for example in train for label in labels_of(example)}))
     if len(label_names) < 2:
         raise DataError(f"{d.train}: found a single label {label_names}; a classifier needs at least two")
-    unknown = sorted({label for *_, label in valid} - set(label_names))
+    unknown = sorted({label for example in valid for label in labels_of(example)} - set(label_names))
     if unknown:
         raise DataError(f"{d.valid}: labels {unknown[:5]} do not occur in the training data (labels: {list(label_names)})")
     barrier(info)
-    tokenizer_section = recipe.tokenizer
-    if tokenizer_section.kind == "pretrained" and tokenizer_section.path is None:
+    if recipe.tokenizer.kind == "pretrained" and recipe.tokenizer.path is None:
         if m.pretrained is None:
             raise ConfigError("tokenizer.kind = 'pretrained' needs tokenizer.path or model.pretrained")
-        tokenizer_section = dataclasses.replace(tokenizer_section, path=m.pretrained)
-    recipe = dataclasses.replace(recipe, tokenizer=tokenizer_section)
+        recipe = dataclasses.replace(recipe, tokenizer=dataclasses.replace(recipe.tokenizer, path=m.pretrained))
     with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
-        tokenizer = prepare_tokenizer(recipe, out, info, last, [t for t, _, _ in train])
+        tokenizer = prepare_tokenizer(recipe, out, info, last, corpus(train))
         fields = dict(num_labels=len(label_names), label_names=label_names)
         torch.manual_seed(recipe.train.seed)  # the same new head on every rank
         cls = m.model_class()
@@ -228,11 +250,10 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
                               f"{model.config.vocab_size} (vocab_size): use the checkpoint's own tokenizer")
         labels = {name: i for i, name in enumerate(label_names)}
         max_length = min(d.max_length, getattr(model.config, "n_positions", d.max_length))
-        source = ClassificationDataSource(_encode(train, tokenizer, labels, max_length),
-                                          _encode(valid, tokenizer, labels, max_length),
-                                          tokenizer.pad_token_id or 0, recipe.train.batch_size,
-                                          pairs=d.text_pair_field is not None)
+        source = ClassificationDataSource(encode(train, tokenizer, labels, max_length),
+                                          encode(valid, tokenizer, labels, max_length),
+                                          tokenizer.pad_token_id or 0, recipe.train.batch_size, pairs=pairs)
         trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
-                          run_info={"task": "classification", "recipe": recipe_to_dict(recipe)})
+                          run_info={"task": task, "recipe": recipe_to_dict(recipe)})
     trainer.train()
     return trainer

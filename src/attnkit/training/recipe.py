@@ -44,6 +44,7 @@ TASKS: dict[str, str] = {
     "translation": "attnkit.training.translation",
     "classification": "attnkit.training.classification",
     "speech": "attnkit.training.speech",
+    "token_classification": "attnkit.training.token_classification",
 }
 
 
