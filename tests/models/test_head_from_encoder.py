@@ -93,7 +93,8 @@ def test_a_model_without_heads_takes_new_config_values(tmp_path):
     """GPT with more dropout: every tensor loads (nothing warned), the config changes."""
     torch.manual_seed(0)
     gpt = attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny"))
+    gpt.generation_config = attnkit.GenerationConfig(num_beams=3)
     gpt.save_pretrained(tmp_path)
     again, warned = load_warned(attnkit.GPT, tmp_path, dropout=0.2)
-    assert warned == "" and again.config.dropout == 0.2
+    assert warned == "" and again.config.dropout == 0.2 and again.generation_config.num_beams == 3
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), gpt.state_dict().values()))

@@ -151,6 +151,8 @@ def _with_new_config(cls, source: Model, encoder: Model | None, config: Config, 
     own = target.state_dict()
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     target.load_state_dict(fits, strict=False)
+    if hasattr(source, "generation_config") and hasattr(new, "generation_config"):
+        new.generation_config = source.generation_config  # the checkpoint's decoding defaults
     source_prefix = "" if encoder is None or encoder is source else cls.base_model_prefix + "."
     used = {source_prefix + k for k in fits}
     fresh = [k for k in new.state_dict() if not k.startswith(prefix) or k[len(prefix):] not in fits]
