@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from attnkit.errors import InputError
+from attnkit.generation.decoding import _special_ids
 
 
 def encode_input(model, tokenizer, text: str) -> list[int]:
@@ -32,7 +33,7 @@ class TextStream:
     EOS token, or after ``max_new_tokens``; then ``finish_reason`` is ``"stop"`` (stop string
     or EOS) or ``"length"``, and ``completion_tokens`` counts the tokens decoded (the EOS
     included). ``generate_kwargs`` go to :func:`attnkit.generation.stream`, whose ``eos_token_id``
-    defaults to the tokenizer's.
+    defaults to the tokenizer's (else the model's, as ``generate`` resolves it).
     """
 
     def __init__(self, model, tokenizer, prompt: str, stop: Sequence[str] = (), **generate_kwargs):
@@ -42,7 +43,8 @@ class TextStream:
             raise InputError(f"stop strings must be non-empty strings, got {list(stop)!r}")
         self.model, self.tokenizer, self.stop = model, tokenizer, list(stop)
         self.prompt_ids = encode_input(model, tokenizer, prompt)
-        generate_kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
+        if tokenizer.eos_token_id is not None:  # else the model's generation config / config decide
+            generate_kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
         self.generate_kwargs = generate_kwargs
         self.finish_reason: str | None = None
         self.completion_tokens = 0
@@ -62,8 +64,7 @@ class TextStream:
         return max((n for s in self.stop for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
 
     def __iter__(self) -> Iterator[str]:
-        eos = self.generate_kwargs["eos_token_id"]
-        eos = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
+        eos = set(_special_ids(self.model, self.generate_kwargs.get("eos_token_id", "config"), "config", None)[0])
         ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.model.device)
         new: list[int] = []
         shown = ""
