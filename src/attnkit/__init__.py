@@ -45,6 +45,7 @@ _LAZY = {
     "WhisperConfig": "attnkit.models.whisper",
     "audio": "attnkit.audio",
     "embed": "attnkit.embeddings",
+    "answer_question": "attnkit.pipelines",
     "classify": "attnkit.pipelines",
     "classify_tokens": "attnkit.pipelines",
     "fill_mask": "attnkit.pipelines",

@@ -1,6 +1,8 @@
 """Task-level inference in one call, with the outputs of Hugging Face's pipelines of the same
 name: :func:`classify` (``"text-classification"``), :func:`classify_tokens`
-(``"token-classification"``, named entities) and :func:`fill_mask` (``"fill-mask"``).
+(``"token-classification"``, named entities), :func:`fill_mask` (``"fill-mask"``) and
+:func:`answer_question` (extractive question answering, as ``transformers`` 4's
+``"question-answering"`` pipeline).
 Sentence embeddings are :func:`attnkit.embed`; generation is ``model.generate`` and
 :class:`attnkit.generation.text.TextStream`.
 """
@@ -206,3 +208,64 @@ def _group(entities: list[dict], backend) -> dict:
                 score=sum(e["score"] for e in entities) / len(entities),
                 word=backend.decoder.decode([e["word"] for e in entities]),
                 start=entities[0]["start"], end=entities[-1]["end"])
+
+
+def question_windows(tokenizer, question: str, context: str, max_seq_len: int = 384, doc_stride: int = 128):
+    """The encodings of ``question`` paired with windows of ``context`` (``[CLS] question [SEP]
+    window [SEP]`` for BERT), each at most ``max_seq_len`` tokens, consecutive windows sharing
+    ``doc_stride`` context tokens, as Hugging Face's fast tokenizers cut them. Offsets of the
+    context tokens index into ``context``; ``sequence_ids`` tell question (0) from context (1)."""
+    backend = tokenizer.backend
+    q = backend.encode(question, add_special_tokens=False)
+    c = backend.encode(context, add_special_tokens=False)
+    room = max_seq_len - len(q.ids) - backend.num_special_tokens_to_add(True)
+    if room < 1 or doc_stride >= room:
+        raise InputError(f"the question takes {len(q.ids)} tokens: max_seq_len={max_seq_len} leaves {room} for the "
+                         f"context, which must exceed doc_stride={doc_stride}")
+    c.truncate(room, stride=doc_stride)
+    return [backend.post_process(q, window, True) for window in [c, *c.overflowing]]
+
+
+def answer_question(model, tokenizer, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
+                    max_seq_len: int = 384, doc_stride: int = 128):
+    """The likeliest answer spans of ``context`` for ``question`` with an extractive QA model
+    (``BertForQuestionAnswering``): ``{"score", "start", "end", "answer"}`` (character offsets
+    into ``context``), or a list of ``top_k`` of them, best first.
+
+    As ``transformers`` 4's question-answering pipeline: per window (:func:`question_windows`),
+    the start and end logits of everything but context tokens are masked, each is turned into
+    probabilities, and a span ``start <= end < start + max_answer_len`` scores
+    ``p_start · p_end``; the best spans of all windows compete."""
+    if not hasattr(model, "qa_outputs"):
+        raise InputError(f"answer_question needs an extractive QA model (BertForQuestionAnswering), "
+                         f"got a {type(model).__name__}")
+    if not (isinstance(question, str) and question.strip() and isinstance(context, str) and context.strip()):
+        raise InputError("question and context must be non-empty strings")
+    if top_k < 1 or max_answer_len < 1:
+        raise InputError(f"top_k and max_answer_len must be >= 1, got {top_k} and {max_answer_len}")
+    spans = []
+    was_training = model.training
+    model.eval()
+    try:
+        for enc in question_windows(tokenizer, question, context, max_seq_len, doc_stride):
+            ids = torch.tensor([enc.ids], device=model.device)
+            types = torch.tensor([enc.type_ids], device=model.device)
+            with torch.no_grad():
+                out = model(ids, token_type_ids=types)
+            in_context = torch.tensor([s == 1 for s in enc.sequence_ids])
+            probs = []
+            for logits in (out.start_logits[0], out.end_logits[0]):
+                logits = logits.float().cpu().masked_fill(~in_context, -10000.0)
+                probs.append(logits.softmax(-1))
+            scores = probs[0][:, None] * probs[1][None, :]  # (T, T): start x end
+            scores = scores.triu().tril(max_answer_len - 1)
+            scores = scores.masked_fill(~(in_context[:, None] & in_context[None, :]), 0.0)
+            best = scores.flatten().topk(min(top_k, scores.numel()))
+            for score, flat in zip(best.values.tolist(), best.indices.tolist()):
+                s, e = divmod(flat, scores.shape[1])
+                start, end = enc.offsets[s][0], enc.offsets[e][1]
+                spans.append({"score": score, "start": start, "end": end, "answer": context[start:end]})
+    finally:
+        model.train(was_training)
+    spans.sort(key=lambda a: -a["score"])
+    return spans[0] if top_k == 1 else spans[:top_k]

@@ -1,6 +1,5 @@
 """The Trainer against hand-written reference steps, on a synthetic data source (the protocol)."""
 
-import copy
 import json
 import math
 

@@ -148,12 +148,14 @@ class ClassificationDataSource:
     """Random batches of tokenised examples ``(ids, token_type_ids, label)``, padded to their
     longest row; validation batches in file order. Batches are ``{"input_ids",
     "attention_mask", "labels"}`` (plus ``token_type_ids`` for sentence pairs). A label is a
-    class id, or a list of one per token (token classification; -100 pads)."""
+    class id, a list of one per token (token classification; -100 pads), or a dict of named
+    targets that replace ``labels`` (question answering: ``start_positions``, ``end_positions``).
+    ``reports_accuracy``: the Trainer adds ``eval_accuracy`` (argmax of the logits vs labels)."""
 
-    reports_accuracy = True
-
-    def __init__(self, train: list, valid: list, pad_token_id: int, batch_size: int, pairs: bool):
+    def __init__(self, train: list, valid: list, pad_token_id: int, batch_size: int, pairs: bool,
+                 reports_accuracy: bool = True):
         self.train, self.valid, self.pad, self.batch_size, self.pairs = train, valid, pad_token_id, batch_size, pairs
+        self.reports_accuracy = reports_accuracy
 
     def _collate(self, rows: list) -> dict[str, torch.Tensor]:
         T = max(len(ids) for ids, _, _ in rows)
@@ -162,6 +164,8 @@ class ClassificationDataSource:
             batch["labels"] = torch.full((len(rows), T), -100)
             for i, (_, _, labels) in enumerate(rows):
                 batch["labels"][i, : len(labels)] = torch.tensor(labels)
+        elif isinstance(rows[0][2], dict):  # named targets (question answering's start and end positions)
+            batch.update({k: torch.tensor([target[k] for _, _, target in rows]) for k in rows[0][2]})
         else:
             batch["labels"] = torch.tensor([label for _, _, label in rows])
         if self.pairs:
@@ -205,6 +209,17 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
                      corpus=lambda examples: [t for t, _, _ in examples], pairs=d.text_pair_field is not None)
 
 
+def with_pretrained_tokenizer(recipe):
+    """The recipe with ``tokenizer.path`` set to ``model.pretrained`` when the tokenizer is the
+    pretrained checkpoint's (``kind = "pretrained"``) and names no path of its own."""
+    t, m = recipe.tokenizer, recipe.model
+    if t.kind != "pretrained" or t.path is not None:
+        return recipe
+    if m.pretrained is None:
+        raise ConfigError("tokenizer.kind = 'pretrained' needs tokenizer.path or model.pretrained")
+    return dataclasses.replace(recipe, tokenizer=dataclasses.replace(t, path=m.pretrained))
+
+
 def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels_of, encode, corpus,
               pairs: bool = False) -> Trainer:
     """What the classification tasks share: read ``data.train`` (and ``data.valid``, or hold out
@@ -232,10 +247,7 @@ def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels
     if unknown:
         raise DataError(f"{d.valid}: labels {unknown[:5]} do not occur in the training data (labels: {list(label_names)})")
     barrier(info)
-    if recipe.tokenizer.kind == "pretrained" and recipe.tokenizer.path is None:
-        if m.pretrained is None:
-            raise ConfigError("tokenizer.kind = 'pretrained' needs tokenizer.path or model.pretrained")
-        recipe = dataclasses.replace(recipe, tokenizer=dataclasses.replace(recipe.tokenizer, path=m.pretrained))
+    recipe = with_pretrained_tokenizer(recipe)
     with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
         tokenizer = prepare_tokenizer(recipe, out, info, last, corpus(train))
         fields = dict(num_labels=len(label_names), label_names=label_names)

@@ -45,6 +45,7 @@ TASKS: dict[str, str] = {
     "classification": "attnkit.training.classification",
     "speech": "attnkit.training.speech",
     "token_classification": "attnkit.training.token_classification",
+    "question_answering": "attnkit.training.question_answering",
 }
 
 

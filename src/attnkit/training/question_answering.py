@@ -1,0 +1,152 @@
+"""Fine-tuning extractive question answering from a recipe (``task = "question_answering"``,
+Devlin et al. 2019 §4.2): SQuAD-format JSON (``data[].paragraphs[].qas[]`` with ``answers``
+``{"text", "answer_start"}``), a ``BertForQuestionAnswering`` head on a pretrained encoder, and the
+Trainer. Each question is paired with windows of its context
+(:func:`attnkit.pipelines.question_windows`); a window that holds the whole first answer is
+trained to point at its first and last tokens, the others are left out. Answer with
+:func:`attnkit.answer_question`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from attnkit.errors import ConfigError, DataError
+from attnkit.models.config import Config
+from attnkit.training import checkpoint as ckpt
+from attnkit.training.classification import (FINE_TUNING, ClassificationDataSource, ClassifierModelSection,
+                                             ClassifierTokenizerSection, with_pretrained_tokenizer)
+from attnkit.training.distributed import barrier, init_distributed
+from attnkit.training.lm import prepare_tokenizer
+from attnkit.training.recipe import recipe_to_dict
+from attnkit.training.trainer import TrainConfig, Trainer
+
+Question = tuple[str, str, str, int]  # question, context, answer text, answer start (characters)
+
+
+@dataclasses.dataclass(frozen=True)
+class QAModelSection(ClassifierModelSection):
+    """``[model]``: ``BertForQuestionAnswering`` and the ``pretrained`` checkpoint it starts from."""
+
+    family: str = "BertForQuestionAnswering"
+
+    def validate(self) -> None:
+        self.require(self.family.endswith("ForQuestionAnswering"), "family", "must be BertForQuestionAnswering")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection(Config):
+    """``[data]``: SQuAD-format ``train``/``valid`` JSON files; ``max_seq_len`` tokens per window,
+    ``doc_stride`` context tokens shared by consecutive windows."""
+
+    train: str = ""
+    valid: str = ""
+    max_seq_len: int = 384
+    doc_stride: int = 128
+
+    def validate(self) -> None:
+        self.require_positive("max_seq_len", "doc_stride")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A question answering recipe: ``[model]``, ``[tokenizer]``, ``[data]``, ``[train]``."""
+
+    model: QAModelSection = QAModelSection()
+    tokenizer: ClassifierTokenizerSection = ClassifierTokenizerSection()
+    data: DataSection = DataSection()
+    train: TrainConfig = FINE_TUNING
+
+
+def read_squad(path: str | Path) -> list[Question]:
+    """Every answerable question of a SQuAD-format file, with its first answer; an answer whose
+    ``answer_start`` does not point at its ``text`` in the context is a :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))["data"]
+        out = []
+        for article in data:
+            for paragraph in article["paragraphs"]:
+                context = paragraph["context"]
+                for qa in paragraph["qas"]:
+                    if qa.get("is_impossible") or not qa["answers"]:
+                        continue
+                    text, start = qa["answers"][0]["text"], qa["answers"][0]["answer_start"]
+                    if not isinstance(start, int) or context[start:start + len(text)] != text:
+                        raise DataError(f"{path}: question {qa.get('id', qa['question'])!r}: answer_start {start} "
+                                        f"does not point at {text!r} in its context")
+                    out.append((qa["question"], context, text, start))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path} is not SQuAD-format JSON ({type(e).__name__}: {e})") from None
+    if not out:
+        raise DataError(f"{path} holds no answerable questions")
+    return out
+
+
+OUTSIDE = 1 << 30  # a position past any window: the loss ignores it
+
+
+def encode_questions(questions: list[Question], tokenizer, max_seq_len: int, doc_stride: int,
+                     keep_unanswered: bool = False) -> list:
+    """``[(ids, token_type_ids, {"start_positions", "end_positions"}), ...]``, one per window
+    that holds the answer (and, with ``keep_unanswered``, one per window that does not, its
+    positions ``OUTSIDE``: they add no loss)."""
+    from attnkit.pipelines import question_windows
+
+    rows = []
+    for question, context, text, start in questions:
+        end = start + len(text)
+        for enc in question_windows(tokenizer, question, context, max_seq_len, doc_stride):
+            first = last = None
+            for i, (seq, (a, b)) in enumerate(zip(enc.sequence_ids, enc.offsets)):
+                if seq != 1:
+                    continue
+                if first is None and a <= start < b:
+                    first = i
+                if a < end <= b:
+                    last = i
+            if first is not None and last is not None:
+                rows.append((enc.ids, enc.type_ids, {"start_positions": first, "end_positions": last}))
+            elif keep_unanswered:
+                rows.append((enc.ids, enc.type_ids, {"start_positions": OUTSIDE, "end_positions": OUTSIDE}))
+    return rows
+
+
+def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
+    """Fine-tune the recipe's QA model into ``out_dir``; returns the finished Trainer."""
+    out = Path(out_dir)
+    d, m = recipe.data, recipe.model
+    if not d.train.strip() or not d.valid.strip():
+        raise ConfigError("data.train and data.valid are required: SQuAD-format JSON files")
+    info = init_distributed(recipe.train.device)
+    last = ckpt.prepare_run_dir(out, resume)
+    train, valid = read_squad(d.train), read_squad(d.valid)
+    barrier(info)
+    recipe = with_pretrained_tokenizer(recipe)
+    with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
+        tokenizer = prepare_tokenizer(recipe, out, info, last, ["\n".join(q + "\n" + c for q, c, _, _ in train)])
+        torch.manual_seed(recipe.train.seed)  # the same new head on every rank
+        cls = m.model_class()
+        if m.pretrained is not None:
+            model = cls.from_pretrained(m.pretrained, **m.config).train()
+        else:
+            model = cls(m.model_config(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id))
+        max_seq_len = min(d.max_seq_len, model.config.n_positions)
+        train_rows = encode_questions(train, tokenizer, max_seq_len, d.doc_stride)
+        if not train_rows:
+            raise DataError(f"{d.train}: no answer fits in a window of max_seq_len={max_seq_len} tokens")
+        source = ClassificationDataSource(train_rows, encode_questions(valid, tokenizer, max_seq_len, d.doc_stride,
+                                                                       keep_unanswered=True),
+                                          tokenizer.pad_token_id or 0, recipe.train.batch_size, pairs=True,
+                                          reports_accuracy=False)
+        trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
+                          run_info={"task": "question_answering", "recipe": recipe_to_dict(recipe)})
+    trainer.train()
+    return trainer
