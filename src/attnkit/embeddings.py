@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from attnkit.errors import InputError
+from attnkit.models.base import eval_mode
 
 
 def _max_length(directory: Path | None, tokenizer, model) -> int:
@@ -70,14 +71,11 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     max_length = max_length or _max_length(directory, tokenizer, model)
-    out, was_training = [], model.training
-    model.eval()  # no dropout, as sentence-transformers' encode(); the caller's mode is restored
-    try:
+    out = []
+    with eval_mode(model):  # no dropout, as sentence-transformers' encode(); the caller's mode is restored
         for i in range(0, len(sentences), batch_size):
             batch = tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length)
             ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
             pooled = model.sentence_embedding(ids, mask, normalize=False).float()  # normalised in fp32 below
             out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out)

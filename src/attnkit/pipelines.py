@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from attnkit.errors import InputError
+from attnkit.models.base import eval_mode
 
 
 def _texts(texts) -> tuple[list[str], bool]:
@@ -24,16 +25,12 @@ def _texts(texts) -> tuple[list[str], bool]:
 
 def _eval_batches(model, tokenizer, texts: list[str], batch_size: int, max_length: int | None):
     """``(batch, model output)`` for ``texts`` in order, ``batch_size`` at a time, without dropout."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for i in range(0, len(texts), batch_size):
             batch = tokenizer(texts[i:i + batch_size], truncation=max_length is not None, max_length=max_length)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             with torch.no_grad():
                 yield batch, model(**batch)
-    finally:
-        model.train(was_training)
 
 
 def classify(model, tokenizer, texts: str | list[str], top_k: int | None = 1, function_to_apply: str | None = None,
@@ -128,10 +125,8 @@ def classify_tokens(model, tokenizer, texts: str | list[str], aggregation_strate
     names = c.label_names or tuple(f"LABEL_{i}" for i in range(c.num_labels))
     backend = tokenizer.backend
     word_aware = getattr(backend.model, "continuing_subword_prefix", None) is not None
-    was_training = model.training
-    model.eval()
     results = []
-    try:
+    with eval_mode(model):
         for text in texts:
             enc = backend.encode(text)
             ids = torch.tensor([enc.ids], device=model.device)
@@ -148,8 +143,6 @@ def classify_tokens(model, tokenizer, texts: str | list[str], aggregation_strate
                 tokens.append(dict(word=token, scores=scores[i], start=start, end=end, index=i, is_subword=subword))
             entities = _aggregate(tokens, aggregation_strategy, names, backend)
             results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in ignore_labels])
-    finally:
-        model.train(was_training)
     return results[0] if single else results
 
 
@@ -244,9 +237,7 @@ def answer_question(model, tokenizer, question: str, context: str, top_k: int = 
     if top_k < 1 or max_answer_len < 1:
         raise InputError(f"top_k and max_answer_len must be >= 1, got {top_k} and {max_answer_len}")
     spans = []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for enc in question_windows(tokenizer, question, context, max_seq_len, doc_stride):
             ids = torch.tensor([enc.ids], device=model.device)
             types = torch.tensor([enc.type_ids], device=model.device)
@@ -265,7 +256,5 @@ def answer_question(model, tokenizer, question: str, context: str, top_k: int = 
                 s, e = divmod(flat, scores.shape[1])
                 start, end = enc.offsets[s][0], enc.offsets[e][1]
                 spans.append({"score": score, "start": start, "end": end, "answer": context[start:end]})
-    finally:
-        model.train(was_training)
     spans.sort(key=lambda a: -a["score"])
     return spans[0] if top_k == 1 else spans[:top_k]

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espea
 
 
 def features(data, config: WhisperConfig) -> torch.Tensor:
-    audio = torch.stack([pad_or_trim(a, config.n_frames * 160) for a, _ in data])  # 10 ms hops of 16 kHz
+    audio = torch.stack([pad_or_trim(a, config.n_samples) for a, _ in data])
     return log_mel_spectrogram(audio, n_mels=config.num_mel_bins)
 
 

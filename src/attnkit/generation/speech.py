@@ -21,7 +21,6 @@ from attnkit.audio import log_mel_spectrogram, pad_or_trim, resample
 from attnkit.errors import InputError
 
 SAMPLING_RATE = 16000
-HOP_LENGTH = 160  # 10 ms of 16 kHz audio per log-mel frame
 
 
 def _prompts(model, features: torch.Tensor, language: str | None, task: str | None) -> torch.Tensor:
@@ -65,7 +64,7 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
         raise InputError("audio must be a non-empty 1-D float tensor of samples, a (batch, samples) tensor, "
                          "or a list of 1-D tensors")
     c = model.config
-    window = c.n_frames * HOP_LENGTH
+    window = c.n_samples
     chunks, owner = [], []
     for i, wave in enumerate(waves):
         wave = resample(wave.float(), sampling_rate, SAMPLING_RATE)

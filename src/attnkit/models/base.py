@@ -6,6 +6,8 @@ Those two are imported lazily: model files hold no file I/O and no decoding loop
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -27,6 +29,17 @@ def check_token_ids(ids: torch.Tensor, name: str, vocab_size: int, vocab_field: 
     lo, hi = torch.stack(torch.aminmax(ids)).tolist()  # one pass, one device sync
     if lo < 0 or hi >= vocab_size:
         raise InputError(f"{name} must lie in [0, {vocab_size}) ({vocab_field}), got values in [{lo}, {hi}]")
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The block runs with ``model`` in eval mode (no dropout); its own mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class Model(nn.Module):

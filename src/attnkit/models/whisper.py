@@ -73,6 +73,11 @@ class WhisperConfig(Config):
         """Log-mel frames the encoder reads: the stem's stride 2 halves them to ``max_source_positions``."""
         return 2 * self.max_source_positions
 
+    @property
+    def n_samples(self) -> int:
+        """16 kHz audio samples in one window: a log-mel frame every 160 (10 ms)."""
+        return 160 * self.n_frames
+
     def layer_config(self) -> LayerConfig:
         return LayerConfig(
             d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff, activation=self.activation,

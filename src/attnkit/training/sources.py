@@ -14,6 +14,7 @@ from typing import Protocol
 import torch
 
 from attnkit.errors import ConfigError, InputError
+from attnkit.models.base import eval_mode
 
 
 class DataSource(Protocol):
@@ -50,14 +51,11 @@ class LMDataSource:
         model takes a block (no more positions than it has), all as errors saying so."""
         for split in ("train", "val") if evaluate else ("train",):
             batch = self._batch(split, torch.Generator().manual_seed(0), 0, world_size)
-        was_training = model.training
         try:
-            with torch.no_grad():
-                model.eval()(**{k: v[:1] for k, v in batch.items()})
+            with eval_mode(model), torch.no_grad():
+                model(**{k: v[:1] for k, v in batch.items()})
         except InputError as e:
             raise ConfigError(f"data.block_size={self.block_size}: {e}") from None
-        finally:
-            model.train(was_training)
 
     def eval_batches(self, rank: int = 0, world_size: int = 1) -> Iterable[dict[str, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.eval_seed)  # fixed: every evaluation sees the same blocks

@@ -103,7 +103,7 @@ class SpeechDataSource:
 
         if not data:
             raise DataError(f"the {name} split holds no audio")
-        window = config.n_frames * 160  # 10 ms of 16 kHz audio per frame
+        window = config.n_samples
         features = torch.cat([log_mel_spectrogram(torch.stack([pad_or_trim(a, window) for a, _ in data[i:i + 256]]),
                                                   n_mels=config.num_mel_bins) for i in range(0, len(data), 256)])
         rows = [tokenizer.encode(text, add_special_tokens=False) + [config.eos_token_id] for _, text in data]

@@ -230,12 +230,13 @@ class Trainer:
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.info.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    def _loss(self, batch: dict) -> torch.Tensor:
-        loss = self.forward(**batch).loss
-        if loss is None:
+    def _forward(self, batch: dict):
+        """The model's output for ``batch``, which must include a loss."""
+        out = self.forward(**batch)
+        if out.loss is None:
             raise TrainingError(f"{type(self.model).__name__} returned no loss for a batch with keys {sorted(batch)}: "
                                 "training batches need their targets (labels)")
-        return loss
+        return out
 
     def _grad_sync(self, sync: bool):
         """Skip the gradient all-reduce on all but the last micro-batch of an accumulated step."""
@@ -267,7 +268,7 @@ class Trainer:
             tokens += int(batch["input_ids"].numel()) if "input_ids" in batch else 0
             with self._grad_sync(micro == c.grad_accum_steps - 1), self._autocast():
                 # DDP and FSDP average gradients over ranks: hence the world size
-                loss = self._loss(batch) * (n * info.world_size / n_step)
+                loss = self._forward(batch).loss * (n * info.world_size / n_step)
             self.scaler.scale(loss).backward()
             if n:
                 total += loss.detach().float()
@@ -317,9 +318,7 @@ class Trainer:
             n = self.model.count_targets(batch)
             batch = self._to_device(batch)
             with self._autocast():
-                out = self.forward(**batch)
-            if out.loss is None:
-                raise TrainingError(f"{type(self.model).__name__} returned no loss for a validation batch")
+                out = self._forward(batch)
             loss = out.loss.double()
             correct = loss.new_zeros(())
             if accuracy:

@@ -20,6 +20,7 @@ import torch
 
 from attnkit.errors import InputError
 from attnkit.generation.text import encode_input
+from attnkit.models.base import eval_mode
 
 
 @dataclass
@@ -68,9 +69,7 @@ def attention_maps(model, tokenizer, text: str, target: str | None = None,
     if getattr(model, "main_input_name", "input_ids") != "input_ids":
         raise InputError(f"{type(model).__name__} reads {model.main_input_name}, not text: attention_maps takes "
                          "models that read token ids")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         ids = torch.tensor([encode_input(model, tokenizer, text)], device=model.device)
         words = _token_texts(tokenizer, ids[0].tolist())
         if not hasattr(model, "decoder_start_ids"):
@@ -87,8 +86,6 @@ def attention_maps(model, tokenizer, text: str, target: str | None = None,
         return {"encoder": AttentionMaps("encoder", words, words, _stack(out.encoder_attentions)),
                 "decoder": AttentionMaps("decoder", outputs, outputs, _stack(out.attentions)),
                 "cross": AttentionMaps("cross", outputs, words, _stack(out.cross_attentions))}
-    finally:
-        model.train(was_training)
 
 
 def _stack(attentions) -> torch.Tensor:
