@@ -252,6 +252,8 @@ def transcribe(
     dtype: str = DTYPE,
 ) -> None:
     """Transcribe WAV files with a Whisper model; one line of text per file."""
+    import sys
+
     from attnkit.audio import read_wav
     from attnkit.generation.speech import transcribe as transcribe_audio
 
@@ -259,7 +261,7 @@ def transcribe(
     for file in files:
         audio, rate = read_wav(file)
         typer.echo(transcribe_audio(model, tokenizer, audio, rate, language=language, task=task,
-                                    num_beams=num_beams)[0])
+                                    num_beams=num_beams, show_progress=sys.stderr.isatty())[0])
 
 
 # -- machine translation: translate / evaluate / average ----------------------------------------

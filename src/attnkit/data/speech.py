@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from attnkit.audio.wav import read_wav, resample
 from attnkit.errors import DataError
@@ -61,12 +62,12 @@ def speak(text: str, voice: str = "en-us", speed: int = 175, pitch: int = 50,
 
 def spoken_numbers(numbers: Sequence[int], seed: int = 0, sampling_rate: int = 16000,
                    voices: Sequence[str] = VOICES, variants: Sequence[str] = VARIANTS,
-                   speeds: tuple[int, int] = (130, 220), pitches: tuple[int, int] = (25, 75)
-                   ) -> list[tuple[torch.Tensor, str]]:
+                   speeds: tuple[int, int] = (130, 220), pitches: tuple[int, int] = (25, 75),
+                   show_progress: bool = False) -> list[tuple[torch.Tensor, str]]:
     """The built-in speech task: ``[(audio (N,), "47"), ...]``, each number read aloud as English
     words ("forty-seven") by espeak-ng in a voice, variant, speed and pitch drawn from ``seed``.
     Pass a number more than once for several readings of it; the same arguments always give the
-    same audio. Works offline."""
+    same audio. Works offline; ``show_progress`` draws a progress bar (on stderr)."""
     from attnkit.data.translation import english_number
 
     g = torch.Generator().manual_seed(seed)
@@ -75,7 +76,7 @@ def spoken_numbers(numbers: Sequence[int], seed: int = 0, sampling_rate: int = 1
         return options[int(torch.randint(len(options), (), generator=g))]
 
     out = []
-    for n in numbers:
+    for n in tqdm(numbers, desc="speak", unit="utterance", disable=not show_progress):
         voice = f"{draw(voices)}+{draw(variants)}"
         speed = int(torch.randint(speeds[0], speeds[1] + 1, (), generator=g))
         pitch = int(torch.randint(pitches[0], pitches[1] + 1, (), generator=g))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from attnkit.audio import log_mel_spectrogram, pad_or_trim, resample
 from attnkit.errors import InputError
@@ -42,7 +43,7 @@ def _prompts(model, features: torch.Tensor, language: str | None, task: str | No
 @torch.no_grad()
 def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], sampling_rate: int = SAMPLING_RATE,
                language: str | None = None, task: str | None = None, num_beams: int = 1,
-               max_new_tokens: int | None = None, batch_size: int = 8) -> list[str]:
+               max_new_tokens: int | None = None, batch_size: int = 8, show_progress: bool = False) -> list[str]:
     """The text of each waveform in ``audio``: one ``(N,)`` float tensor, a ``(B, N)`` batch, or a list.
 
     Args:
@@ -54,6 +55,7 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
         num_beams: beam search width (1: greedy).
         max_new_tokens: per window; default: as many as the decoder has positions left.
         batch_size: windows decoded together.
+        show_progress: a progress bar over the windows (on stderr).
     Returns one string per waveform.
     """
     if getattr(model, "main_input_name", None) != "input_features":
@@ -72,6 +74,7 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
             chunks.append(pad_or_trim(wave[start:start + window], window))
             owner.append(i)
     texts: list[list[str]] = [[] for _ in waves]
+    bar = tqdm(total=len(chunks), desc="transcribe", unit="window", disable=not show_progress)
     for b in range(0, len(chunks), batch_size):
         features = log_mel_spectrogram(torch.stack(chunks[b:b + batch_size]), n_mels=c.num_mel_bins)
         features = features.to(device=model.device)
@@ -81,4 +84,6 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
                              max_new_tokens=min(max_new_tokens or room, room))
         for row, i in zip(out, owner[b:b + batch_size]):
             texts[i].append(tokenizer.decode(row[prompt.shape[1]:], skip_special_tokens=True).strip())
+        bar.update(len(out))
+    bar.close()
     return [" ".join(t for t in parts if t) for parts in texts]

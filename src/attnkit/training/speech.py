@@ -74,7 +74,7 @@ def read_transcribed_audio(path: str | Path) -> list[tuple[torch.Tensor, str]]:
     return out
 
 
-def load_split(section: DataSection, split: str) -> list[tuple[torch.Tensor, str]]:
+def load_split(section: DataSection, split: str, show_progress: bool = False) -> list[tuple[torch.Tensor, str]]:
     """The audio and transcripts of ``"train"`` or ``"valid"``."""
     from attnkit.data.speech import spoken_numbers
 
@@ -84,8 +84,8 @@ def load_split(section: DataSection, split: str) -> list[tuple[torch.Tensor, str
     order = torch.randperm(section.max_number + 1, generator=torch.Generator().manual_seed(section.seed)).tolist()
     held_out, known = order[:section.valid_numbers], order[section.valid_numbers:]
     if split == "train":
-        return spoken_numbers(known * section.readings, seed=section.seed)
-    return spoken_numbers(held_out * section.valid_readings, seed=section.seed + 1)
+        return spoken_numbers(known * section.readings, seed=section.seed, show_progress=show_progress)
+    return spoken_numbers(held_out * section.valid_readings, seed=section.seed + 1, show_progress=show_progress)
 
 
 class SpeechDataSource:
@@ -141,7 +141,8 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     recipe.model.model_config()  # check the model config before anything is written
     info = init_distributed(recipe.train.device)
     last = ckpt.prepare_run_dir(out, resume)
-    train, valid = load_split(recipe.data, "train"), load_split(recipe.data, "valid")
+    progress = recipe.train.progress and info.is_main
+    train, valid = load_split(recipe.data, "train", progress), load_split(recipe.data, "valid", progress)
     barrier(info)
     with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
         tokenizer = prepare_tokenizer(recipe, out, info, last, ["\n".join(text for _, text in train)])
