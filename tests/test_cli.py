@@ -336,3 +336,30 @@ def test_transcribe_reads_wav_files_like_the_python_api(tmp_path):
     assert refused(cli("transcribe", tmp_path / "model", tmp_path / "a.wav", "--language", "en"),
                    "no language and task tokens")
     assert refused(cli("transcribe", tmp_path / "model", tmp_path / "missing.wav"), "missing.wav does not exist")
+
+
+def test_classify_image_prints_the_python_apis_labels_per_file(tmp_path):
+    """A ViT classifier directory with its image processor: one JSON line per file, as
+    ``attnkit.classify_image`` ranks the file's labels; a file that is not an image is refused."""
+    import numpy as np
+
+    Image = pytest.importorskip("PIL.Image")
+    from attnkit.vision import ImageProcessor
+
+    torch.manual_seed(0)
+    model = attnkit.ViTForImageClassification(attnkit.ViTConfig.from_preset("vit-tiny", num_labels=3,
+                                                                           label_names=("ant", "bee", "cow")))
+    model.save_pretrained(tmp_path / "model")
+    ImageProcessor(size=(32, 32), image_mean=(0.3, 0.4, 0.5)).save_pretrained(tmp_path / "model")
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / name)
+    result = cli("classify-image", tmp_path / "model", tmp_path / "a.png", tmp_path / "b.jpg", "--top-k", "2")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    expected = attnkit.classify_image(attnkit.from_pretrained(tmp_path / "model"),
+                                      [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")], top_k=2)
+    assert [line["file"] for line in lines] == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
+    assert [[d["label"] for d in line["labels"]] for line in lines] == [[d["label"] for d in e] for e in expected]
+    (tmp_path / "c.png").write_text("not an image")
+    assert refused(cli("classify-image", tmp_path / "model", tmp_path / "c.png"), "c.png is not a readable image")

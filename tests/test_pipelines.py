@@ -67,7 +67,7 @@ def test_bad_calls_are_input_errors(tmp_path):
     _, _, ours, tok = twin(tmp_path, transformers.BertForMaskedLM)
     with pytest.raises(InputError, match="has no mask token"):
         fill_mask(ours, tok, "no mask here")
-    with pytest.raises(InputError, match="needs a sequence classifier"):
+    with pytest.raises(InputError, match="classify needs a classifier with one output per label"):
         classify(ours, tok, "text")
     with pytest.raises(InputError, match="non-empty"):
         fill_mask(ours, tok, [])

@@ -264,6 +264,29 @@ def transcribe(
                                     num_beams=num_beams, show_progress=sys.stderr.isatty())[0])
 
 
+@app.command("classify-image")
+@_fail_cleanly
+def classify_image(
+    path: Path = typer.Argument(..., help="image classifier directory (ViTForImageClassification), or a training "
+                                          "output directory"),
+    files: list[Path] = typer.Argument(..., help="image files (PNG, JPEG, ... anything Pillow reads)"),
+    top_k: int = typer.Option(1, "--top-k", help="labels per image, best first"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+) -> None:
+    """Label image files; one JSON line per file: {"file", "labels": [{"label", "score"}, ...]}.
+    Images are prepared by the directory's preprocessor_config.json (else the model's defaults)."""
+    import json
+
+    from attnkit.interop import from_pretrained
+    from attnkit.pipelines import classify_image as classify
+    from attnkit.training.checkpoint import resolve_model_dir
+
+    dev, dt = model_placement(device, dtype)
+    model = from_pretrained(resolve_model_dir(path), dtype=dt, device=dev)
+    for file, labels in zip(files, classify(model, [str(f) for f in files], top_k=top_k)):
+        typer.echo(json.dumps({"file": str(file), "labels": labels}))
+
 # -- machine translation: translate / evaluate / average ----------------------------------------
 @app.command()
 @_fail_cleanly

@@ -2,12 +2,14 @@
 name: :func:`classify` (``"text-classification"``), :func:`classify_tokens`
 (``"token-classification"``, named entities), :func:`fill_mask` (``"fill-mask"``) and
 :func:`answer_question` (extractive question answering, as ``transformers`` 4's
-``"question-answering"`` pipeline).
+``"question-answering"`` pipeline) and :func:`classify_image` (``"image-classification"``).
 Sentence embeddings are :func:`attnkit.embed`; generation is ``model.generate`` and
 :class:`attnkit.generation.text.TextStream`.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -43,11 +45,24 @@ def classify(model, tokenizer, texts: str | list[str], top_k: int | None = 1, fu
     classifiers, sigmoid for multi-label ones (and ``num_labels == 1``), the raw logit for
     regression; ``function_to_apply`` (``"softmax"``, ``"sigmoid"``, ``"none"``) overrides.
     A single text gives a single result."""
+    rank = _label_ranker(model, "classify", top_k, function_to_apply)
+    texts, single = _texts(texts)
+    results = []
+    for _, out in _eval_batches(model, tokenizer, texts, batch_size, max_length):
+        results += rank(out.logits)
+    results = [ranked[0] if top_k == 1 else ranked for ranked in results]
+    return results[0] if single else results
+
+
+def _label_ranker(model, caller: str, top_k: int | None, function_to_apply: str | None):
+    """For a classifier (sequence or image), ``rank(logits (B, num_labels))``: per row the labels'
+    ``{"label", "score"}``, best first, the first ``top_k`` (None: all). Scores as Hugging Face's
+    classification pipelines: softmax for single-label classifiers, sigmoid for multi-label ones
+    (and ``num_labels == 1``), the raw logit for regression, unless ``function_to_apply`` says."""
     if not hasattr(model.config, "num_labels") or not hasattr(model, "classification_loss"):
-        raise InputError(f"classify needs a sequence classifier, got a {type(model).__name__}")
+        raise InputError(f"{caller} needs a classifier with one output per label, got a {type(model).__name__}")
     if top_k is not None and top_k < 1:
         raise InputError(f"top_k must be >= 1 or None (every label), got {top_k}")
-    texts, single = _texts(texts)
     c = model.config
     if function_to_apply is None:
         function_to_apply = ("none" if c.problem_type == "regression" else "sigmoid"
@@ -55,14 +70,44 @@ def classify(model, tokenizer, texts: str | list[str], top_k: int | None = 1, fu
     if function_to_apply not in ("softmax", "sigmoid", "none"):
         raise InputError(f"function_to_apply must be 'softmax', 'sigmoid' or 'none', got {function_to_apply!r}")
     names = c.label_names or tuple(f"LABEL_{i}" for i in range(c.num_labels))
-    results = []
-    for _, out in _eval_batches(model, tokenizer, texts, batch_size, max_length):
-        logits = out.logits.float()
+
+    def rank(logits: torch.Tensor) -> list[list[dict]]:
+        logits = logits.float()
         scores = logits.softmax(-1) if function_to_apply == "softmax" else \
             logits.sigmoid() if function_to_apply == "sigmoid" else logits
-        for row in scores.tolist():
-            ranked = sorted(({"label": names[i], "score": s} for i, s in enumerate(row)), key=lambda d: -d["score"])
-            results.append(ranked[0] if top_k == 1 else ranked[:top_k])
+        return [sorted(({"label": names[i], "score": s} for i, s in enumerate(row)), key=lambda d: -d["score"])[:top_k]
+                for row in scores.tolist()]
+
+    return rank
+
+
+def classify_image(model, images, processor=None, top_k: int | None = 5, function_to_apply: str | None = None,
+                   batch_size: int = 32):
+    """Label images with an image classifier (``ViTForImageClassification``), as Hugging Face's
+    ``"image-classification"`` pipeline does: per image a list of ``{"label", "score"}``, best
+    first, the first ``top_k`` (None: all labels; scores as :func:`classify`'s).
+
+    ``images``: one image or a list (paths, PIL images, uint8 pixel arrays). ``processor``: an
+    :class:`attnkit.vision.ImageProcessor`, by default the model's own (its checkpoint's
+    ``preprocessor_config.json`` when the model was loaded from one, else the default for its
+    config). A single image gives a single result."""
+    from attnkit.vision.images import PROCESSOR_FILE, ImageProcessor
+
+    rank = _label_ranker(model, "classify_image", top_k, function_to_apply)
+    if processor is None:
+        source = getattr(model, "name_or_path", None)
+        has_file = source is not None and (Path(source) / PROCESSOR_FILE).is_file()
+        processor = ImageProcessor.from_pretrained(source) if has_file else ImageProcessor.for_model(model.config)
+    single = not isinstance(images, (list, tuple))
+    images = [images] if single else list(images)
+    if not images:
+        raise InputError("no images given")
+    results = []
+    with eval_mode(model):
+        for i in range(0, len(images), batch_size):
+            pixels = processor(images[i:i + batch_size]).to(model.device)
+            with torch.no_grad():
+                results += rank(model(pixels, interpolate_pos_encoding=True).logits)
     return results[0] if single else results
 
 

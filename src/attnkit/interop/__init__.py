@@ -325,6 +325,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     (:func:`read_generation_config`). Returns the model in eval mode. Weights load from safetensors only;
     ``allow_pickle=True`` accepts ``pytorch_model.bin`` via ``torch.load(weights_only=True)``.
     ``revision``, ``cache_dir``, ``token`` and ``local_files_only`` are ``huggingface_hub``'s, for hub ids.
+    The model's ``name_or_path`` is the (downloaded) directory.
     Raises :class:`~attnkit.CheckpointError` / :class:`~attnkit.ConfigError` on anything malformed.
     """
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -378,6 +379,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
         model.generation_config = read_generation_config(directory, config_json)
     if dtype is not None:
         model = model.to(dtype)  # the buffers a model computes in fp32
+    model.name_or_path = str(directory)
     return model.to(device).eval()
 
 

@@ -193,6 +193,22 @@ def chmod_like_new(path: Path) -> None:
     path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` in UTF-8 through a synced temporary file and ``os.replace``: a
+    crash leaves the old file or the new one, never a partial one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        chmod_like_new(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def fsync_path(path: Path) -> None:
     """Flush a file or directory to disk (directories: so that a rename inside it is durable)."""
     fd = os.open(path, os.O_RDONLY)

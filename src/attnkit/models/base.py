@@ -44,11 +44,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 class Model(nn.Module):
     """Base class of attnkit models. Subclasses set ``config_class``; heads on an encoder also
-    ``base_model_prefix`` (the attribute holding it, Hugging Face's name) and ``base_model_class``."""
+    ``base_model_prefix`` (the attribute holding it, Hugging Face's name) and ``base_model_class``.
+    ``name_or_path`` is the checkpoint directory a model was loaded from (None for a new model),
+    where pipelines find its tokenizer or image processor, as in ``transformers``."""
 
     config_class: type[Config] = Config
     base_model_prefix: str | None = None
     base_model_class: type | None = None
+    name_or_path: str | None = None
 
     def __init__(self, config: Config):
         super().__init__()
@@ -166,6 +169,7 @@ def _with_new_config(cls, source: Model, encoder: Model | None, config: Config, 
     target.load_state_dict(fits, strict=False)
     if hasattr(source, "generation_config") and hasattr(new, "generation_config"):
         new.generation_config = source.generation_config  # the checkpoint's decoding defaults
+    new.name_or_path = source.name_or_path
     source_prefix = "" if encoder is None or encoder is source else cls.base_model_prefix + "."
     used = {source_prefix + k for k in fits}
     fresh = [k for k in new.state_dict() if not k.startswith(prefix) or k[len(prefix):] not in fits]

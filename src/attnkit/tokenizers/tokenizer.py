@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tokenizers import Tokenizer as _Backend
 
 from attnkit.data.corpus import find_text_files, read_text_chunks
 from attnkit.errors import ConfigError, DataError, InputError
-from attnkit.interop.files import chmod_like_new
+from attnkit.interop.files import write_text_atomic
 
 # Token strings recognised as each role when a tokenizer.json comes without a
 # tokenizer_config.json saying so (GPT-2, BERT, T5, ESM and Llama spellings).
@@ -203,8 +202,8 @@ class Tokenizer:
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
-        _write_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
-        _write_atomic(directory / TOKENIZER_FILE, self.backend.to_str(pretty=True))
+        write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        write_text_atomic(directory / TOKENIZER_FILE, self.backend.to_str(pretty=True))
         return directory / TOKENIZER_FILE
 
     # ------------------------------------------------------------------ vocabulary
@@ -476,17 +475,3 @@ def _is_esm_vocab_dir(directory: Path) -> bool:
         return json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") == "EsmTokenizer"
     except (ValueError, UnicodeDecodeError, AttributeError):
         return False
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        chmod_like_new(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

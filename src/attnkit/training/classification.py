@@ -220,23 +220,18 @@ def with_pretrained_tokenizer(recipe):
     return dataclasses.replace(recipe, tokenizer=dataclasses.replace(t, path=m.pretrained))
 
 
-def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels_of, encode, corpus,
-              pairs: bool = False) -> Trainer:
-    """What the classification tasks share: read ``data.train`` (and ``data.valid``, or hold out
-    ``valid_fraction`` of train) with ``read(path)``; the label names (sorted; ``labels_of(example)``
-    lists an example's), checked on valid; the tokenizer (the pretrained checkpoint's by
-    default, else trained on ``corpus(examples)``); a new head on ``model.pretrained`` or a model
-    from a preset; rows from ``encode(examples, tokenizer, label ids, max_length)``; the Trainer."""
-    out = Path(out_dir)
-    d, m = recipe.data, recipe.model
+def split_labelled(recipe, task: str, read, labels_of) -> tuple[list, list, tuple[str, ...]]:
+    """``(train, valid, label names)``: ``read(data.train)`` and ``read(data.valid)``, or, without
+    ``data.valid``, ``data.valid_fraction`` of the training examples held out (drawn with
+    ``train.seed``); the label names sorted (``labels_of(example)`` lists an example's). One
+    label only, or validation labels never seen in training, are a :class:`DataError`."""
+    d = recipe.data
     if not d.train.strip():
-        raise ConfigError(f"data.train is required: the file of labelled examples for task {task!r}")
-    info = init_distributed(recipe.train.device)
-    last = ckpt.prepare_run_dir(out, resume)
+        raise ConfigError(f"data.train is required: the labelled examples for task {task!r}")
     train = read(d.train)
     if d.valid is not None:
         valid = read(d.valid)
-    else:  # hold out a fixed share of the training rows
+    else:  # hold out a fixed share of the training examples
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(recipe.train.seed)).tolist()
         n_valid = max(1, round(d.valid_fraction * len(train)))
         valid, train = [train[i] for i in order[:n_valid]], [train[i] for i in order[n_valid:]]
@@ -246,6 +241,20 @@ def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels
     unknown = sorted({label for example in valid for label in labels_of(example)} - set(label_names))
     if unknown:
         raise DataError(f"{d.valid}: labels {unknown[:5]} do not occur in the training data (labels: {list(label_names)})")
+    return train, valid, label_names
+
+
+def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels_of, encode, corpus,
+              pairs: bool = False) -> Trainer:
+    """What the text classification tasks share: the examples and labels of
+    :func:`split_labelled`; the tokenizer (the pretrained checkpoint's by
+    default, else trained on ``corpus(examples)``); a new head on ``model.pretrained`` or a model
+    from a preset; rows from ``encode(examples, tokenizer, label ids, max_length)``; the Trainer."""
+    out = Path(out_dir)
+    d, m = recipe.data, recipe.model
+    info = init_distributed(recipe.train.device)
+    last = ckpt.prepare_run_dir(out, resume)
+    train, valid, label_names = split_labelled(recipe, task, read, labels_of)
     barrier(info)
     recipe = with_pretrained_tokenizer(recipe)
     with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty

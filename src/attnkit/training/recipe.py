@@ -46,6 +46,7 @@ TASKS: dict[str, str] = {
     "speech": "attnkit.training.speech",
     "token_classification": "attnkit.training.token_classification",
     "question_answering": "attnkit.training.question_answering",
+    "image_classification": "attnkit.training.image_classification",
 }
 
 
