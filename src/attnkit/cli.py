@@ -311,7 +311,7 @@ def translate(
 def evaluate(
     path: Path = typer.Argument(..., help="model directory, or a training output directory"),
     data: str = typer.Option(..., "--data", help="'numbers' (built-in test split), a TSV file, or 'SRC_FILE,TGT_FILE'"),
-    metric: list[str] = typer.Option(["bleu"], "--metric", help="bleu or chrf (repeatable)"),
+    metric: list[str] = typer.Option(["bleu"], "--metric", help="bleu, chrf or rouge (repeatable)"),
     tokenize: str = typer.Option("13a", "--tokenize", help="sacrebleu BLEU tokenizer: 13a, char, intl, none, ..."),
     num_beams: int = typer.Option(4, "--num-beams"),
     length_penalty: float = typer.Option(0.6, "--length-penalty"),
@@ -319,13 +319,15 @@ def evaluate(
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
-    """Translate a test set and score it with sacrebleu (detokenised BLEU / chrF)."""
+    """Translate (or summarise: any text-to-text model) a test set and score it: sacrebleu's
+    detokenised BLEU / chrF, rouge-score's ROUGE-1/2/L/Lsum."""
     from attnkit.data.translation import load_pairs
     from attnkit.errors import InputError
     from attnkit.generation.translation import translate as translate_texts
+    from attnkit.metrics.summarization import rouge
     from attnkit.metrics.translation import check_options, score
 
-    check_options(metric, tokenize)
+    check_options([m for m in metric if m != "rouge"], tokenize)
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         raise InputError(f"--output {output}: " + ("is a directory" if output.is_dir() else
                                                   f"its directory {output.parent} does not exist"))
@@ -339,6 +341,10 @@ def evaluate(
     exact = sum(h == r for h, r in zip(hypotheses, references)) / len(pairs)
     typer.echo(f"{directory}: {len(pairs)} sentences, exact match {100 * exact:.2f}")
     for name in metric:
+        if name == "rouge":
+            for kind, value in rouge(hypotheses, references).items():
+                typer.echo(f"{kind}: {value:.2f}")
+            continue
         label = f"{name} (tokenize={tokenize})" if name == "bleu" else name
         typer.echo(f"{label}: {score(name, hypotheses, references, tokenize):.2f}")
 

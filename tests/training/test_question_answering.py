@@ -70,10 +70,15 @@ device = "cpu"
     checkpoint = tmp_path / "out" / "checkpoints" / "step-100"
     model, tok = attnkit.from_pretrained(checkpoint), Tokenizer.from_pretrained(checkpoint)
     questions = read_squad(data / "valid.json")
-    exact = [answer_question(model, tok, q, c)["answer"] == a for q, c, a, _ in questions]
+    exact = [answer_question(model, tok, q, c, max_seq_len=64, doc_stride=16)["answer"] == a for q, c, a, _ in questions]
     print(f"exact match on unseen people and places: {sum(exact) / len(exact):.3f}",
           [(q, answer_question(model, tok, q, c)["answer"], a) for (q, c, a, _), ok in zip(questions, exact) if not ok])
     assert sum(exact) / len(exact) >= 0.8, sum(exact) / len(exact)
+    # the Trainer's SQuAD scores at the last step are those of the saved checkpoint's answers
+    scores = [r for r in map(json.loads, (tmp_path / "out" / "metrics.jsonl").read_text().splitlines())
+              if "eval_exact_match" in r][-1]
+    assert scores["step"] == 100 and scores["eval_exact_match"] == pytest.approx(100 * sum(exact) / len(exact))
+    assert scores["eval_exact_match"] <= scores["eval_f1"] <= 100.0
 
 
 def test_answer_question_is_the_best_masked_span_over_windows():

@@ -153,6 +153,16 @@ def test_translation_recipe_trains_with_the_paper_schedule_and_the_commands_work
     assert result.exit_code == 0, result.output
     assert "bleu (tokenize=char):" in result.output and "chrf:" in result.output
 
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "avg"), "--data", str(valid), "--metric", "rouge",
+                                 "--output", str(tmp_path / "out.txt")])
+    assert result.exit_code == 0, result.output
+    from attnkit.metrics import rouge
+
+    hypotheses = (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines()
+    expected = rouge(hypotheses, ["dreihunderteinundzwanzig", "fünf"])
+    assert [line for line in result.output.splitlines() if line.startswith("rouge")] == [
+        f"{kind}: {value:.2f}" for kind, value in expected.items()]
+
     result = runner.invoke(app, ["translate", str(tmp_path / "avg"), ""])
     assert result.exit_code == 1 and "empty" in result.output
 

@@ -7,16 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attnkit.errors import InputError
+from attnkit.metrics.pairs import check_pairs
 
 
 def _checked(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[list[str], list[str]]:
-    if isinstance(hypotheses, str) or isinstance(references, str):
-        raise InputError("pass lists of strings (one hypothesis per reference), not single strings")
-    if len(hypotheses) != len(references):
-        raise InputError(f"got {len(hypotheses)} hypotheses but {len(references)} references; they must pair up")
-    if not references or any(not r.strip() for r in references):
+    hypotheses, references = check_pairs(hypotheses, references)
+    if any(not r.strip() for r in references):
         raise InputError("every reference must be a non-empty text (the error rate divides by its length)")
-    return list(hypotheses), list(references)
+    return hypotheses, references
 
 
 def wer(hypotheses: Sequence[str], references: Sequence[str]) -> float:

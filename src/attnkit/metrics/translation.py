@@ -12,15 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attnkit.errors import InputError
+from attnkit.metrics.pairs import check_pairs
 
 METRICS = ("bleu", "chrf")
-
-
-def _check(hypotheses: Sequence[str], references: Sequence[str]) -> None:
-    if len(hypotheses) != len(references):
-        raise InputError(f"got {len(hypotheses)} hypotheses but {len(references)} references; they must pair up")
-    if not hypotheses:
-        raise InputError("no hypotheses to score")
 
 
 def check_options(metrics: Sequence[str], tokenize: str = "13a") -> None:
@@ -38,17 +32,17 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "
     """Corpus BLEU in [0, 100] of detokenised ``hypotheses`` against one reference each."""
     import sacrebleu
 
-    _check(hypotheses, references)
+    hypotheses, references = check_pairs(hypotheses, references)
     check_options(["bleu"], tokenize)
-    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
+    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tokenize).score)
 
 
 def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Corpus chrF (character n-gram F-score, β = 2) in [0, 100]."""
     import sacrebleu
 
-    _check(hypotheses, references)
-    return float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)
+    hypotheses, references = check_pairs(hypotheses, references)
+    return float(sacrebleu.corpus_chrf(hypotheses, [references]).score)
 
 
 def score(metric: str, hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> float:

@@ -3,8 +3,9 @@ Devlin et al. 2019 §4.2): SQuAD-format JSON (``data[].paragraphs[].qas[]`` with
 ``{"text", "answer_start"}``), a ``BertForQuestionAnswering`` head on a pretrained encoder, and the
 Trainer. Each question is paired with windows of its context
 (:func:`attnkit.pipelines.question_windows`); a window that holds the whole first answer is
-trained to point at its first and last tokens, the others are left out. Answer with
-:func:`attnkit.answer_question`.
+trained to point at its first and last tokens, the others are left out. Each evaluation also
+answers the validation questions with :func:`attnkit.answer_question` and reports SQuAD's
+``eval_exact_match`` and ``eval_f1``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,28 @@ def read_squad(path: str | Path) -> list[Question]:
     return out
 
 
+class QuestionAnsweringDataSource(ClassificationDataSource):
+    """Windows with start/end targets (:class:`ClassificationDataSource`), and
+    ``task_metrics(model)``: SQuAD's exact match and F1 (:mod:`attnkit.metrics`) of
+    :func:`attnkit.answer_question` over the validation questions, which the Trainer reports as
+    ``eval_exact_match`` and ``eval_f1``."""
+
+    def __init__(self, train: list, valid: list, questions: list[Question], tokenizer, batch_size: int,
+                 max_seq_len: int, doc_stride: int):
+        super().__init__(train, valid, tokenizer.pad_token_id or 0, batch_size, pairs=True, reports_accuracy=False)
+        self.questions, self.tokenizer, self.max_seq_len, self.doc_stride = questions, tokenizer, max_seq_len, doc_stride
+
+    def task_metrics(self, model) -> dict[str, float]:
+        from attnkit.metrics import answer_f1, exact_match
+        from attnkit.pipelines import answer_question
+
+        with torch.no_grad():
+            answers = [answer_question(model, self.tokenizer, q, c, max_seq_len=self.max_seq_len,
+                                       doc_stride=self.doc_stride)["answer"] for q, c, _, _ in self.questions]
+        gold = [a for _, _, a, _ in self.questions]
+        return {"exact_match": exact_match(answers, gold), "f1": answer_f1(answers, gold)}
+
+
 OUTSIDE = 1 << 30  # a position past any window: the loss ignores it
 
 
@@ -142,10 +165,9 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
         train_rows = encode_questions(train, tokenizer, max_seq_len, d.doc_stride)
         if not train_rows:
             raise DataError(f"{d.train}: no answer fits in a window of max_seq_len={max_seq_len} tokens")
-        source = ClassificationDataSource(train_rows, encode_questions(valid, tokenizer, max_seq_len, d.doc_stride,
-                                                                       keep_unanswered=True),
-                                          tokenizer.pad_token_id or 0, recipe.train.batch_size, pairs=True,
-                                          reports_accuracy=False)
+        valid_rows = encode_questions(valid, tokenizer, max_seq_len, d.doc_stride, keep_unanswered=True)
+        source = QuestionAnsweringDataSource(train_rows, valid_rows, valid, tokenizer, recipe.train.batch_size,
+                                             max_seq_len, d.doc_stride)
         trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
                           run_info={"task": "question_answering", "recipe": recipe_to_dict(recipe)})
     trainer.train()

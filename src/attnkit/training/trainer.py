@@ -310,7 +310,8 @@ class Trainer:
     def evaluate_metrics(self) -> dict[str, float]:
         """``eval_loss`` (as :meth:`evaluate`) and, for data sources that set ``reports_accuracy``
         (classification: logits ``(..., K)`` over integer labels of their shape, -100 ignored),
-        ``eval_accuracy``: the share of targets whose argmax is right, over all ranks."""
+        ``eval_accuracy``: the share of targets whose argmax is right, over all ranks; and
+        ``eval_<name>`` for each score of the data source's ``task_metrics(model)``, if it has one."""
         self.wrapped.eval()
         accuracy = getattr(self.data, "reports_accuracy", False)
         sums = torch.zeros(3, dtype=torch.float64, device=self.info.device)  # loss x targets, targets, correct
@@ -333,6 +334,8 @@ class Trainer:
         metrics = {"eval_loss": total / n if n else float("nan")}
         if accuracy:
             metrics["eval_accuracy"] = correct / n if n else float("nan")
+        if hasattr(self.data, "task_metrics"):  # scores of the task's own output (QA: answers found)
+            metrics.update({f"eval_{k}": v for k, v in self.data.task_metrics(self.model).items()})
         return metrics
 
     def train(self) -> list[dict]:
