@@ -98,3 +98,16 @@ def test_a_model_without_heads_takes_new_config_values(tmp_path):
     again, warned = load_warned(attnkit.GPT, tmp_path, dropout=0.2)
     assert warned == "" and again.config.dropout == 0.2 and again.generation_config.num_beams == 3
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), gpt.state_dict().values()))
+
+
+def test_with_config_keeps_weights_for_shape_free_changes_and_refuses_others():
+    torch.manual_seed(0)
+    model = attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny")).eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 7))
+    changed = model.with_config(dropout=0.3)
+    assert changed.config.dropout == 0.3 and not changed.training
+    torch.testing.assert_close(changed(ids).logits, model(ids).logits, rtol=0, atol=0)  # eval: dropout is off
+    with pytest.raises(attnkit.ConfigError, match=r"\['n_layers'\] would change the model's tensors \(decoder.layers"):
+        model.with_config(n_layers=model.config.n_layers + 1)
+    with pytest.raises(attnkit.ConfigError, match="unknown GPTConfig field"):
+        model.with_config(n_layer=3)

@@ -2,7 +2,7 @@
 data source that forms batches by token count (Vaswani et al. 2017 §5.1).
 
 Readers return ``[(source, target), ...]`` string pairs from a TSV file (``source<TAB>target``
-per line) or from two line-aligned files. Bad input is a :class:`DataError` naming the file
+per line), two line-aligned files, or a JSON-lines file with a source and a target field. Bad input is a :class:`DataError` naming the file
 and line: a line without exactly one tab, an empty source or target line (or pass
 ``skip_empty=True`` to drop such pairs), and source/target files of different line counts.
 
@@ -117,14 +117,33 @@ def number_pairs(split: str, max_number: int = 9999, n_valid: int = 500, n_test:
     return [(english_number(n), german_number(n)) for n in number_splits(max_number, n_valid, n_test, seed)[split]]
 
 
-def load_pairs(spec: str, split: str = "test", skip_empty: bool = False) -> list[Pair]:
+def read_jsonl_pairs(path: str | os.PathLike, source_field: str = "source", target_field: str = "target",
+                     skip_empty: bool = False) -> list[Pair]:
+    """Pairs from a JSON-lines file, one object per line (``{"document": ..., "summary": ...}``
+    with ``source_field="document", target_field="summary"``); texts may span several lines."""
+    from attnkit.data.records import read_records
+
+    rows = []
+    for line_no, record in read_records(path, (".jsonl",)):
+        src, tgt = record.get(source_field), record.get(target_field)
+        if not isinstance(src, str) or not isinstance(tgt, str):
+            raise DataError(f"{path}:{line_no}: fields {source_field!r} and {target_field!r} must be strings")
+        rows.append((f"{path}:{line_no}", src, tgt))
+    return _check_pairs(rows, skip_empty)
+
+
+def load_pairs(spec: str, split: str = "test", skip_empty: bool = False, source_field: str = "source",
+               target_field: str = "target") -> list[Pair]:
     """Pairs named by a data spec: ``"numbers"`` (the built-in task, ``split`` chosen), a TSV
-    file, or ``"SOURCE_FILE,TARGET_FILE"``."""
+    file, a ``.jsonl`` file (texts under ``source_field`` and ``target_field``), or
+    ``"SOURCE_FILE,TARGET_FILE"``."""
     if spec == "numbers":
         return number_pairs(split)
     if "," in spec:
         src, tgt = spec.split(",", 1)
         return read_parallel(src, tgt, skip_empty)
+    if spec.lower().endswith(".jsonl"):
+        return read_jsonl_pairs(spec, source_field, target_field, skip_empty)
     return read_parallel(spec, skip_empty=skip_empty)
 
 

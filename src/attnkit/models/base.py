@@ -134,6 +134,28 @@ class Model(nn.Module):
             raise CheckpointError(f"{path} holds a {type(model).__name__}, not {what}")
         return _with_new_config(cls, model, encoder, model.config.replace(**overrides), path)
 
+    def with_config(self, **changes) -> Model:
+        """A model of ``config.replace(**changes)`` holding this model's weights (and generation
+        config and ``name_or_path``), in this model's mode, device and dtype: for settings that
+        keep every tensor's shape (``dropout``, ``label_smoothing``, ...). A change of shape
+        (layers, widths, vocabulary) is a :class:`ConfigError` naming the tensors it would change."""
+        config = self.config.replace(**changes)
+        with torch.device("meta"):
+            probe = type(self)(config).state_dict()
+        own = self.state_dict()
+        changed = sorted(k for k in probe.keys() | own.keys() if k not in probe or k not in own
+                         or probe[k].shape != own[k].shape)
+        if changed:
+            raise ConfigError(f"{type(self).__name__} config changes {sorted(changes)} would change the model's tensors "
+                              f"({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''}); only settings that keep "
+                              "every tensor's shape can change on a trained model")
+        new = type(self)(config).to(device=self.device, dtype=self.dtype)
+        new.load_state_dict(own)
+        if hasattr(self, "generation_config"):
+            new.generation_config = self.generation_config
+        new.name_or_path = self.name_or_path
+        return new.train(self.training)
+
     def generate(self, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
         """Decode with greedy search, sampling or beam search; see :func:`attnkit.generation.generate`."""
         from attnkit.generation import generate

@@ -19,14 +19,13 @@ in ``config.json`` (``id2label``), for ``attnkit.from_pretrained`` and ``transfo
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from attnkit.data.records import read_text_fields
 from attnkit.errors import ConfigError, DataError
 from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
@@ -45,7 +44,6 @@ class ClassifierModelSection(ModelSection):
     overrides still apply, e.g. ``dropout``)."""
 
     family: str = "BertForSequenceClassification"
-    pretrained: str | None = None
 
     def validate(self) -> None:
         self.require(self.family.endswith("ForSequenceClassification"), "family",
@@ -100,48 +98,9 @@ class Recipe:
 
 
 def read_examples(path: str | Path, text_field: str, label_field: str, pair_field: str | None = None) -> list[Example]:
-    """``[(text, pair or None, label), ...]`` from a JSONL, CSV or TSV file; a missing field, an
-    empty text or a malformed line is a :class:`DataError` naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
-    kind = path.suffix.lower()
-    if kind not in (".jsonl", ".csv", ".tsv"):
-        raise DataError(f"{path}: expected a .jsonl, .csv or .tsv file")
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        if kind == ".jsonl":
-            rows = []
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{line_no}: expected a JSON object per line")
-                rows.append((line_no, row))
-        else:
-            reader = csv.DictReader(f, delimiter="," if kind == ".csv" else "\t")
-            rows = [(line_no, row) for line_no, row in enumerate(reader, start=2)]
-    out = []
-    for line_no, row in rows:
-        values = []
-        for name in (text_field, pair_field, label_field):
-            if name is None:
-                values.append(None)
-                continue
-            value = row.get(name)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                raise DataError(f"{path}:{line_no}: field {name!r} is missing or empty")
-            if not isinstance(value, (str, int)) or isinstance(value, bool):
-                raise DataError(f"{path}:{line_no}: field {name!r} must be a string (or an integer label), "
-                                f"got {value!r}")
-            values.append(str(value))
-        out.append(tuple(values))
-    if not out:
-        raise DataError(f"{path} holds no examples")
-    return out
+    """``[(text, pair or None, label), ...]`` from a JSONL, CSV or TSV file
+    (:func:`attnkit.data.records.read_text_fields`)."""
+    return read_text_fields(path, (text_field, pair_field, label_field))
 
 
 class ClassificationDataSource:
@@ -209,17 +168,6 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
                      corpus=lambda examples: [t for t, _, _ in examples], pairs=d.text_pair_field is not None)
 
 
-def with_pretrained_tokenizer(recipe):
-    """The recipe with ``tokenizer.path`` set to ``model.pretrained`` when the tokenizer is the
-    pretrained checkpoint's (``kind = "pretrained"``) and names no path of its own."""
-    t, m = recipe.tokenizer, recipe.model
-    if t.kind != "pretrained" or t.path is not None:
-        return recipe
-    if m.pretrained is None:
-        raise ConfigError("tokenizer.kind = 'pretrained' needs tokenizer.path or model.pretrained")
-    return dataclasses.replace(recipe, tokenizer=dataclasses.replace(t, path=m.pretrained))
-
-
 def split_labelled(recipe, task: str, read, labels_of) -> tuple[list, list, tuple[str, ...]]:
     """``(train, valid, label names)``: ``read(data.train)`` and ``read(data.valid)``, or, without
     ``data.valid``, ``data.valid_fraction`` of the training examples held out (drawn with
@@ -256,19 +204,11 @@ def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels
     last = ckpt.prepare_run_dir(out, resume)
     train, valid, label_names = split_labelled(recipe, task, read, labels_of)
     barrier(info)
-    recipe = with_pretrained_tokenizer(recipe)
     with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
         tokenizer = prepare_tokenizer(recipe, out, info, last, corpus(train))
-        fields = dict(num_labels=len(label_names), label_names=label_names)
         torch.manual_seed(recipe.train.seed)  # the same new head on every rank
-        cls = m.model_class()
-        if m.pretrained is not None:
-            model = cls.from_pretrained(m.pretrained, **m.config, **fields).train()
-        else:
-            model = cls(m.model_config(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, **fields))
-        if tokenizer.vocab_size > model.config.vocab_size:
-            raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
-                              f"{model.config.vocab_size} (vocab_size): use the checkpoint's own tokenizer")
+        model = m.build(tokenizer, dict(num_labels=len(label_names), label_names=label_names),
+                        vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id)
         labels = {name: i for i, name in enumerate(label_names)}
         max_length = min(d.max_length, getattr(model.config, "n_positions", d.max_length))
         source = ClassificationDataSource(encode(train, tokenizer, labels, max_length),

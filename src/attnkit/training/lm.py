@@ -27,15 +27,15 @@ from attnkit.training.trainer import TrainConfig, Trainer
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerSection(Config):
-    """``[tokenizer]``: train a byte-level BPE or character tokenizer on the data, or load one."""
+    """``[tokenizer]``: train a byte-level BPE or character tokenizer on the data, or load one
+    (``kind = "pretrained"``, from ``path``). With ``model.pretrained`` the tokenizer is always
+    loaded (from ``path``, by default the checkpoint itself): a new vocabulary would not fit the
+    checkpoint's embeddings."""
 
     kind: Literal["byte_bpe", "char", "pretrained"] = "byte_bpe"
     vocab_size: int = 4096
     path: str | None = None
     special_tokens: tuple[str, ...] = ("<|endoftext|>", "<pad>")
-
-    def validate(self) -> None:
-        self.require(self.kind != "pretrained" or self.path is not None, "path", "is required when kind = 'pretrained'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +104,27 @@ def _train_tokenizer(section: TokenizerSection, files: list[Path]):
     return Tokenizer.train_bpe(files, vocab_size=section.vocab_size, special_tokens=section.special_tokens)
 
 
+def with_pretrained_tokenizer(recipe):
+    """The recipe with the tokenizer it will use: with ``model.pretrained``, ``kind =
+    "pretrained"`` and ``path`` defaulting to the checkpoint; ``kind = "pretrained"`` without
+    either is a :class:`ConfigError`."""
+    t, pretrained = recipe.tokenizer, recipe.model.pretrained
+    if pretrained is not None and (t.kind != "pretrained" or t.path is None):
+        return dataclasses.replace(recipe, tokenizer=dataclasses.replace(t, kind="pretrained", path=t.path or pretrained))
+    if t.kind == "pretrained" and t.path is None:
+        raise ConfigError("tokenizer.kind = 'pretrained' needs tokenizer.path or model.pretrained")
+    return recipe
+
+
 def prepare_tokenizer(recipe, out: Path, info, last: Path | None, corpus):
-    """The run's tokenizer: the checkpoint's when resuming (``last``), else trained on ``corpus``
-    (files or texts) by rank 0, saved with ``recipe.json`` into ``out``, and loaded by every rank."""
+    """The run's tokenizer: the checkpoint's when resuming (``last``), else the pretrained one
+    (:func:`with_pretrained_tokenizer`) or one trained on ``corpus`` (files or texts) by rank 0,
+    saved with ``recipe.json`` into ``out``, and loaded by every rank."""
     from attnkit.tokenizers import Tokenizer
 
     if last is not None:
         return Tokenizer.from_pretrained(last)
+    recipe = with_pretrained_tokenizer(recipe)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / ckpt.RECIPE).write_text(json.dumps(recipe_to_dict(recipe), indent=1) + "\n")
@@ -128,8 +142,9 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     from attnkit.data import LMDataset
 
     out = Path(out_dir)
-    # Check the model config before anything is written (the vocabulary comes later, from the tokenizer).
-    recipe.model.model_config(bos_token_id=None, eos_token_id=None)
+    if recipe.model.pretrained is None:  # check the model config before anything is written
+        recipe.model.model_config(bos_token_id=None, eos_token_id=None)  # (the vocabulary comes from the tokenizer)
+    with_pretrained_tokenizer(recipe)
     info = init_distributed(recipe.train.device)
     last = ckpt.prepare_run_dir(out, resume)
     files = recipe.data.files()
@@ -143,13 +158,12 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
         if not info.is_main:
             dataset = LMDataset.load(out / "data")
 
-        config = recipe.model.model_config(vocab_size=tokenizer.vocab_size, bos_token_id=None,
-                                           eos_token_id=tokenizer.eos_token_id)
-        block_size = recipe.data.block_size or getattr(config, "n_positions", None)
+        torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
+        model = recipe.model.build(tokenizer, vocab_size=tokenizer.vocab_size, bos_token_id=None,
+                                   eos_token_id=tokenizer.eos_token_id)
+        block_size = recipe.data.block_size or getattr(model.config, "n_positions", None)
         if block_size is None:
             raise ConfigError("data.block_size is required for a model without n_positions")
-        torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
-        model = recipe.model.model_class()(config)
         source = LMDataSource(dataset, recipe.train.batch_size, block_size, eval_iters=recipe.train.eval_iters)
         source.check(model, info.world_size, evaluate=recipe.train.eval_every > 0)
         trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,

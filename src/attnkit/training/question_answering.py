@@ -21,7 +21,7 @@ from attnkit.errors import ConfigError, DataError
 from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
 from attnkit.training.classification import (FINE_TUNING, ClassificationDataSource, ClassifierModelSection,
-                                             ClassifierTokenizerSection, with_pretrained_tokenizer)
+                                             ClassifierTokenizerSection)
 from attnkit.training.distributed import barrier, init_distributed
 from attnkit.training.lm import prepare_tokenizer
 from attnkit.training.recipe import recipe_to_dict
@@ -152,15 +152,10 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     last = ckpt.prepare_run_dir(out, resume)
     train, valid = read_squad(d.train), read_squad(d.valid)
     barrier(info)
-    recipe = with_pretrained_tokenizer(recipe)
     with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
         tokenizer = prepare_tokenizer(recipe, out, info, last, ["\n".join(q + "\n" + c for q, c, _, _ in train)])
         torch.manual_seed(recipe.train.seed)  # the same new head on every rank
-        cls = m.model_class()
-        if m.pretrained is not None:
-            model = cls.from_pretrained(m.pretrained, **m.config).train()
-        else:
-            model = cls(m.model_config(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id))
+        model = m.build(tokenizer, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id)
         max_seq_len = min(d.max_seq_len, model.config.n_positions)
         train_rows = encode_questions(train, tokenizer, max_seq_len, d.doc_stride)
         if not train_rows:

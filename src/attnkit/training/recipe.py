@@ -52,11 +52,15 @@ TASKS: dict[str, str] = {
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection(Config):
-    """``[model]``: an attnkit model class (``family``), a preset of it, and config overrides."""
+    """``[model]``: an attnkit model class (``family``), a preset of it, and config overrides;
+    or ``pretrained``, a checkpoint directory or hub id to start from (fine-tuning: the
+    checkpoint's config replaces ``preset``, and ``config`` may only change settings that keep
+    the checkpoint's tensors, such as ``dropout``)."""
 
     family: str = "GPT"
     preset: str | None = None
     config: dict = dataclasses.field(default_factory=dict)
+    pretrained: str | None = None
 
     def model_class(self):
         import attnkit
@@ -67,15 +71,42 @@ class ModelSection(Config):
         return cls
 
     def model_config(self, **fixed):
-        """The model config: the preset (or defaults), then ``config`` overrides, then ``fixed``."""
+        """The model config: the preset (or defaults), then ``config`` overrides, then ``fixed``
+        (values a task takes from its data, such as special token ids: those the family's config
+        has, since T5 has no ``bos_token_id``)."""
         config_class = self.model_class().config_class
-        fields = {**self.config, **fixed}
+        names = set(config_class.field_names())
+        fields = {**self.config, **{k: v for k, v in fixed.items() if k in names}}
         try:
             if self.preset is not None:
                 return config_class.from_preset(self.preset, **fields)
             return config_class.from_dict(fields)
         except ConfigError as e:
             raise ConfigError(f"model.config: {e}") from None
+
+    def build(self, tokenizer=None, fields: dict | None = None, **new):
+        """The model, in train mode: ``pretrained`` loaded by ``family``'s ``from_pretrained``
+        with the ``config`` overrides and ``fields`` (a classifier's labels), else a new model
+        of :meth:`model_config` with ``fields`` and ``new`` (what a new model takes from the
+        data: ``vocab_size``, special token ids). A ``tokenizer`` with more tokens than the
+        model's vocabulary is a :class:`ConfigError`."""
+        cls, fields = self.model_class(), fields or {}
+        if self.pretrained is not None:
+            unknown = sorted(set(self.config) - set(cls.config_class.field_names()))
+            if unknown:
+                raise ConfigError(f"model.config: {unknown} are not {cls.config_class.__name__} fields")
+            model = cls.from_pretrained(self.pretrained, **fields).train()
+            if self.config:
+                try:
+                    model = model.with_config(**self.config)
+                except ConfigError as e:
+                    raise ConfigError(f"model.config with model.pretrained: {e}") from None
+        else:
+            model = cls(self.model_config(**fields, **new))
+        if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
+            raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                              f"{model.config.vocab_size} (vocab_size): use the checkpoint's own tokenizer")
+        return model
 
 
 def parse_value(text: str) -> Any:

@@ -138,6 +138,9 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     out = Path(out_dir)
     if recipe.model.family != "Whisper":
         raise ConfigError(f"model.family must be 'Whisper' for task 'speech', got {recipe.model.family!r}")
+    if recipe.model.pretrained is not None:
+        raise ConfigError("model.pretrained is not supported by task 'speech' yet: it trains a Whisper from a preset "
+                          "with a character tokenizer")
     recipe.model.model_config()  # check the model config before anything is written
     info = init_distributed(recipe.train.device)
     last = ckpt.prepare_run_dir(out, resume)

@@ -12,9 +12,9 @@ order, saved as the checkpoint's label names, so :func:`attnkit.classify_tokens`
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
+from attnkit.data.records import read_records
 from attnkit.errors import DataError
 from attnkit.models.config import Config
 from attnkit.training.classification import (FINE_TUNING, ClassifierModelSection, ClassifierTokenizerSection,
@@ -69,17 +69,10 @@ def read_sentences(path: str | Path, tokens_field: str = "tokens", tags_field: s
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
     sentences: list[Sentence] = []
     if path.suffix.lower() == ".jsonl":
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            words, tags = (row.get(tokens_field), row.get(tags_field)) if isinstance(row, dict) else (None, None)
+        for n, row in read_records(path):
+            words, tags = row.get(tokens_field), row.get(tags_field)
             if not (isinstance(words, list) and isinstance(tags, list) and words and len(words) == len(tags)
                     and all(isinstance(x, str) and x.strip() for x in words + tags)):
                 raise DataError(f"{path}:{n}: expected non-empty lists {tokens_field!r} and {tags_field!r} of "
@@ -87,7 +80,7 @@ def read_sentences(path: str | Path, tokens_field: str = "tokens", tags_field: s
             sentences.append((words, tags))
     else:
         words, tags = [], []
-        for n, line in enumerate([*lines, ""], start=1):
+        for n, line in enumerate([*path.read_text(encoding="utf-8-sig").splitlines(), ""], start=1):
             if not line.strip() or line.startswith("-DOCSTART-"):
                 if words:
                     sentences.append((words, tags))
