@@ -46,3 +46,20 @@ def test_bad_inputs_are_input_errors():
         exact_match(["x"], [[]])
     with pytest.raises(InputError, match="no predictions"):
         answer_f1([], [])
+
+
+def test_entity_scores_count_whole_entities():
+    pytest.importorskip("seqeval")
+    from attnkit.metrics import entity_scores
+
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-LOC", "I-LOC", "O"]]
+    # sentence 1: the person right, the place typed ORG; sentence 2: the place cut short (one token)
+    predicted = [["B-PER", "I-PER", "O", "B-ORG"], ["B-LOC", "O", "O"]]
+    # 3 entities predicted, 3 gold, 1 exactly right: P = R = F1 = 1/3 (token accuracy would be 5/7)
+    assert entity_scores(predicted, gold) == pytest.approx({"precision": 1 / 3, "recall": 1 / 3, "f1": 1 / 3})
+    # one more predicted entity that is wrong: P = 1/4, R = 1/3
+    predicted[1][2] = "B-PER"
+    got = entity_scores(predicted, gold)
+    assert got["precision"] == pytest.approx(1 / 4) and got["recall"] == pytest.approx(1 / 3)
+    with pytest.raises(InputError, match="sentence 0: .* same length"):
+        entity_scores([["O"]], [["O", "O"]])

@@ -92,10 +92,18 @@ def test_from_scratch_eval_accuracy_is_the_checkpoints_accuracy(data, tmp_path):
     """A tiny BERT with a character tokenizer: whatever it learns, eval_accuracy in metrics.jsonl
     equals the accuracy of the checkpoint saved at that step."""
     body = '[model]\npreset = "bert-tiny"\n[tokenizer]\nkind = "char"\nspecial_tokens = ["[PAD]", "[UNK]"]\n'
-    run_recipe(recipe(data, body), tmp_path / "out", ["train.lr=1e-3"])
+    run_recipe(recipe(data, body), tmp_path / "out", ["train.lr=3e-3", "data.f1_average=binary"])
     result = last_eval(tmp_path / "out")
     assert result["step"] == 60
-    assert accuracy_of(tmp_path / "out" / "checkpoints" / "step-60", data) == pytest.approx(result["eval_accuracy"])
+    checkpoint = tmp_path / "out" / "checkpoints" / "step-60"
+    assert accuracy_of(checkpoint, data) == pytest.approx(result["eval_accuracy"])
+    # eval_f1: scikit-learn's F1 of the second label ("vehicle") on the checkpoint's predictions
+    model, tok = attnkit.from_pretrained(checkpoint), Tokenizer.from_pretrained(checkpoint)
+    examples = read_examples(data / "valid.jsonl", "text", "label")
+    with torch.no_grad():
+        predicted = model(**tok([t for t, _, _ in examples])).logits.argmax(-1).tolist()
+    gold = [model.config.label_names.index(label) for _, _, label in examples]
+    assert result["eval_f1"] == pytest.approx(attnkit.metrics.f1(predicted, gold, average="binary"))
 
 
 def test_readers_and_their_errors(tmp_path):

@@ -64,7 +64,7 @@ batch_size = 16
 lr = 2e-4
 warmup_steps = 10
 eval_every = 40
-save_every = 80
+save_every = 40
 progress = false
 device = "cpu"
 ''')
@@ -87,6 +87,18 @@ device = "cpu"
         correct += int(((predicted == gold) & (gold != -100)).sum())
         total += int((gold != -100).sum())
     assert correct / total == pytest.approx(result["eval_accuracy"])
+    # the entity scores logged at step 40 are seqeval's on that checkpoint's tags of the validation words
+    halfway = attnkit.from_pretrained(tmp_path / "out" / "checkpoints" / "step-40")
+    predicted_tags = []
+    for ids, _, token_labels in encode_sentences(valid, tok, labels, 128):
+        with torch.no_grad():
+            predicted = halfway(torch.tensor([ids])).logits[0].argmax(-1)
+        keep = torch.tensor(token_labels) != -100
+        predicted_tags.append([halfway.config.label_names[i] for i in predicted[keep].tolist()])
+    entities = attnkit.metrics.entity_scores(predicted_tags, [tags for _, tags in valid])
+    logged = [r for r in records if "eval_f1" in r and r["step"] == 40][0]
+    assert {k: logged[f"eval_{k}"] for k in entities} == pytest.approx(entities)
+    assert result["eval_f1"] >= 0.8, result
     groups = attnkit.classify_tokens(model, tok, "Emma Brown flew to Cape Town yesterday .", aggregation_strategy="simple")
     assert [(g["entity_group"], g["word"]) for g in groups] == [("PER", "emma brown"), ("LOC", "cape town")]
 

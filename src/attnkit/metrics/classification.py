@@ -1,6 +1,8 @@
-"""Classification and extractive question-answering metrics.
+"""Classification, named-entity and extractive question-answering metrics.
 
-``accuracy`` and ``f1`` are scikit-learn's (``sklearn.metrics``), never re-implemented.
+``accuracy`` and ``f1`` are scikit-learn's (``sklearn.metrics``), ``entity_scores`` seqeval's
+(entity-level precision, recall and F1 of B-/I- tag sequences, as CoNLL's conlleval counts
+them), never re-implemented.
 ``exact_match`` and ``answer_f1`` are SQuAD's (Rajpurkar et al. 2016, the official v1.1
 evaluation script): answers are compared after lower-casing and removing punctuation, the
 articles a/an/the and extra whitespace; F1 is over the bag of remaining words; with several
@@ -45,6 +47,23 @@ def f1(predictions: Sequence, references: Sequence, average: str = "macro", pos_
     predictions, references = check_pairs(predictions, references, "predictions")
     return float(_sklearn_metrics().f1_score(references, predictions, average=average,
                                              pos_label=pos_label, zero_division=0))
+
+
+def entity_scores(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Entity-level ``{"precision", "recall", "f1"}`` in [0, 1] of predicted tag sequences
+    (``["B-PER", "I-PER", "O", ...]`` per sentence) against the gold ones, by seqeval: an
+    entity counts only when its type and both ends are right."""
+    try:
+        from seqeval import metrics
+    except ImportError:
+        raise ImportError("entity scores come from seqeval: pip install seqeval") from None
+    predictions, references = check_pairs(predictions, references, "predictions")
+    for i, (p, r) in enumerate(zip(predictions, references)):
+        if isinstance(p, str) or isinstance(r, str) or len(p) != len(r):
+            raise InputError(f"sentence {i}: predictions and references must be lists of tags of the same length")
+    predictions, references = [list(p) for p in predictions], [list(r) for r in references]
+    return {name: float(score(references, predictions, zero_division=0)) for name, score in
+            (("precision", metrics.precision_score), ("recall", metrics.recall_score), ("f1", metrics.f1_score))}
 
 
 def normalize_answer(text: str) -> str:

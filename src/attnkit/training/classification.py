@@ -67,7 +67,9 @@ class DataSection(Config):
     """``[data]``: ``train``/``valid`` files of labelled texts: ``.jsonl`` (one object per line),
     ``.csv`` or ``.tsv`` (a header row naming the columns). ``text_pair_field`` names a second
     text (sentence-pair tasks); ``max_length`` truncates the tokens; without ``valid``,
-    ``valid_fraction`` of the training rows (drawn with ``train.seed``) are held out."""
+    ``valid_fraction`` of the training rows (drawn with ``train.seed``) are held out.
+    ``f1_average`` adds ``eval_f1`` at each evaluation (``binary``: F1 of the second label
+    name in sorted order, e.g. ``pos`` of ``neg``/``pos``)."""
 
     train: str = ""
     valid: str | None = None
@@ -76,10 +78,13 @@ class DataSection(Config):
     label_field: str = "label"
     max_length: int = 128
     valid_fraction: float = 0.1
+    f1_average: str | None = None
 
     def validate(self) -> None:
         self.require(self.max_length > 1, "max_length", "must be > 1")
         self.require(0.0 < self.valid_fraction < 1.0, "valid_fraction", "must be in (0, 1)")
+        self.require(self.f1_average in (None, "binary", "micro", "macro", "weighted"), "f1_average",
+                     "must be 'binary', 'micro', 'macro' or 'weighted' (or left out: no F1)")
 
 
 # [train] defaults of the fine-tuning tasks: a small learning rate for a pretrained encoder
@@ -109,12 +114,40 @@ class ClassificationDataSource:
     "attention_mask", "labels"}`` (plus ``token_type_ids`` for sentence pairs). A label is a
     class id, a list of one per token (token classification; -100 pads), or a dict of named
     targets that replace ``labels`` (question answering: ``start_positions``, ``end_positions``).
-    ``reports_accuracy``: the Trainer adds ``eval_accuracy`` (argmax of the logits vs labels)."""
+    ``reports_accuracy``: the Trainer adds ``eval_accuracy`` (argmax of the logits vs labels).
+    ``task_metrics(model)`` predicts the validation set once more for the scores that need every
+    prediction: ``f1`` with ``f1_average`` (scikit-learn's ``binary``, of the second label, or
+    ``micro``/``macro``/``weighted``), and, with ``entity_scores``, the entity-level
+    ``precision``/``recall``/``f1`` of the predicted B-/I- tags (seqeval) under ``label_names``."""
 
     def __init__(self, train: list, valid: list, pad_token_id: int, batch_size: int, pairs: bool,
-                 reports_accuracy: bool = True):
+                 reports_accuracy: bool = True, label_names: tuple[str, ...] = (), f1_average: str | None = None,
+                 entity_scores: bool = False):
         self.train, self.valid, self.pad, self.batch_size, self.pairs = train, valid, pad_token_id, batch_size, pairs
-        self.reports_accuracy = reports_accuracy
+        self.reports_accuracy, self.label_names = reports_accuracy, label_names
+        self.f1_average, self.entity_scores = f1_average, entity_scores
+
+    def task_metrics(self, model) -> dict[str, float]:
+        if self.f1_average is None and not self.entity_scores:
+            return {}
+        from attnkit import metrics
+        from attnkit.models.base import eval_mode
+
+        predicted, gold = [], []  # per example: the labelled positions' predictions and labels
+        with eval_mode(model), torch.no_grad():
+            for batch in self.eval_batches():
+                labels = batch.pop("labels")
+                guesses = model(**{k: v.to(model.device) for k, v in batch.items()}).logits.argmax(-1).cpu()
+                for guess, label in zip(guesses.reshape(len(labels), -1), labels.reshape(len(labels), -1)):
+                    keep = label != -100
+                    predicted.append(guess[keep].tolist())
+                    gold.append(label[keep].tolist())
+        if self.entity_scores:
+            names = self.label_names
+            return metrics.entity_scores([[names[i] for i in row] for row in predicted],
+                                         [[names[i] for i in row] for row in gold])
+        return {"f1": metrics.f1([i for row in predicted for i in row], [i for row in gold for i in row],
+                                 average=self.f1_average)}
 
     def _collate(self, rows: list) -> dict[str, torch.Tensor]:
         T = max(len(ids) for ids, _, _ in rows)
@@ -165,7 +198,8 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     return fine_tune(recipe, out_dir, resume, "classification",
                      read=lambda path: read_examples(path, d.text_field, d.label_field, d.text_pair_field),
                      labels_of=lambda example: [example[2]], encode=_encode,
-                     corpus=lambda examples: [t for t, _, _ in examples], pairs=d.text_pair_field is not None)
+                     corpus=lambda examples: [t for t, _, _ in examples], pairs=d.text_pair_field is not None,
+                     f1_average=d.f1_average)
 
 
 def split_labelled(recipe, task: str, read, labels_of) -> tuple[list, list, tuple[str, ...]]:
@@ -193,11 +227,12 @@ def split_labelled(recipe, task: str, read, labels_of) -> tuple[list, list, tupl
 
 
 def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels_of, encode, corpus,
-              pairs: bool = False) -> Trainer:
+              pairs: bool = False, f1_average: str | None = None, entity_scores: bool = False) -> Trainer:
     """What the text classification tasks share: the examples and labels of
     :func:`split_labelled`; the tokenizer (the pretrained checkpoint's by
     default, else trained on ``corpus(examples)``); a new head on ``model.pretrained`` or a model
-    from a preset; rows from ``encode(examples, tokenizer, label ids, max_length)``; the Trainer."""
+    from a preset; rows from ``encode(examples, tokenizer, label ids, max_length)``; the Trainer
+    (with ``eval_f1`` for ``f1_average``, entity scores for ``entity_scores`` and B-/I- tags)."""
     out = Path(out_dir)
     d, m = recipe.data, recipe.model
     info = init_distributed(recipe.train.device)
@@ -213,7 +248,9 @@ def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels
         max_length = min(d.max_length, getattr(model.config, "n_positions", d.max_length))
         source = ClassificationDataSource(encode(train, tokenizer, labels, max_length),
                                           encode(valid, tokenizer, labels, max_length),
-                                          tokenizer.pad_token_id or 0, recipe.train.batch_size, pairs=pairs)
+                                          tokenizer.pad_token_id or 0, recipe.train.batch_size, pairs=pairs,
+                                          label_names=label_names, f1_average=f1_average,
+                                          entity_scores=entity_scores and any(n[:2] in ("B-", "I-") for n in label_names))
         trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
                           run_info={"task": task, "recipe": recipe_to_dict(recipe)})
     trainer.train()

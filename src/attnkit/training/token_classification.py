@@ -2,7 +2,9 @@
 entities, part-of-speech tags, per-residue classes): sentences of labelled words from CoNLL-style
 files (one ``word<whitespace>label`` per line, a blank line between sentences) or JSONL
 (``{"tokens": [...], "tags": [...]}``), a ``...ForTokenClassification`` head on a pretrained
-encoder or from a preset, and the Trainer (``eval_accuracy`` over the labelled tokens).
+encoder or from a preset, and the Trainer (``eval_accuracy`` over the labelled tokens; with
+B-/I- tags also the entity-level ``eval_precision``, ``eval_recall`` and ``eval_f1`` of seqeval,
+as CoNLL's conlleval counts entities).
 
 Each word's first sub-word token carries its label and the rest are ignored (-100), as
 Hugging Face's token-classification examples do; the labels are the training file's in sorted
@@ -120,4 +122,5 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     return fine_tune(recipe, out_dir, resume, "token_classification",
                      read=lambda path: read_sentences(path, d.tokens_field, d.tags_field),
                      labels_of=lambda sentence: sentence[1], encode=encode_sentences,
-                     corpus=lambda sentences: ["\n".join(" ".join(words) for words, _ in sentences)])
+                     corpus=lambda sentences: ["\n".join(" ".join(words) for words, _ in sentences)],
+                     entity_scores=True)
