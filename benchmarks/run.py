@@ -32,6 +32,7 @@ BENCHMARKS = {
     "generate": ("bench_generate", "Greedy decoding"),
     "beam": ("bench_beam", "Beam search (encoder-decoder)"),
     "encoder": ("bench_encoder", "Encoder throughput"),
+    "families": ("bench_families", "ViT, T5 and Whisper (no target)"),
 }
 # Issue 6's targets: (headline key, what, ">=" or "<=", threshold, as percent?)
 TARGETS = [

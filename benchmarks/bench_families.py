@@ -1,0 +1,137 @@
+"""The other families against Hugging Face, same weights, same process (no issue-6 target).
+
+- ViT-B/16 image classification (``google/vit-base-patch16-224``'s shape, 1000 classes): a
+  batch of 8 images of 224 × 224, forward only, fp32.
+- T5-small (``t5-small``'s shape): greedy decoding of 32 new tokens from 4 sources of 48
+  tokens, without EOS, fp32.
+- Whisper-tiny (``openai/whisper-tiny``'s shape): greedy decoding of 32 new tokens after a
+  4-token decoder prompt, from one 30-second window, fp32.
+
+Random weights built by ``transformers`` and given to attnkit through ``attnkit.from_pretrained``;
+alternating calls, median of the repeats; the outputs are compared (max |Δ logits| or equal tokens).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+
+from timing import alternate, median, spread, table
+
+
+def _spread(hf, suffixes: tuple[str, ...]) -> None:
+    """Output projections drawn 4x wider than their init, so greedy outputs vary with the input
+    (at ``transformers``' init they are one repeated token, and "same tokens" would say little)."""
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if name.endswith(suffixes):
+                p.normal_(0.0, 4.0 / p.shape[-1] ** 0.5)
+
+
+def _load(hf):
+    import attnkit
+
+    with tempfile.TemporaryDirectory() as d:
+        hf.save_pretrained(d)
+        return attnkit.from_pretrained(d).eval()
+
+
+def vit(repeats: int) -> list:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    hf = ViTForImageClassification(ViTConfig(num_labels=1000)).eval()
+    ak = _load(hf)
+    pixels = torch.randn(8, 3, 224, 224)
+    out = {}
+
+    @torch.inference_mode()
+    def run_ak():
+        out["ak"] = ak(pixels).logits
+
+    @torch.inference_mode()
+    def run_hf():
+        out["hf"] = hf(pixel_values=pixels).logits
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=1)
+    rate = {k: 8 / median(v) for k, v in times.items()}
+    diff = (out["ak"] - out["hf"]).abs().max().item()
+    return ["ViT-B/16, 8 images 224², forward", "images/s", f"{rate['attnkit']:.2f}", f"{rate['hf']:.2f}",
+            rate["attnkit"] / rate["hf"], f"max |Δ logits| {diff:.1e}", times]
+
+
+def t5(repeats: int) -> list:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    hf = T5ForConditionalGeneration(T5Config(decoder_start_token_id=0)).eval()  # the defaults: t5-small's shape
+    _spread(hf, (".o.weight", ".wo.weight", "relative_attention_bias.weight"))
+    ak = _load(hf)
+    hf.generation_config.eos_token_id = None  # every row makes all new tokens
+    src = torch.randint(2, 32000, (4, 48))
+    mask = torch.ones_like(src)
+    out = {}
+
+    def run_ak():
+        out["ak"] = ak.generate(src, attention_mask=mask, max_new_tokens=32, eos_token_id=None)
+
+    def run_hf():
+        out["hf"] = hf.generate(input_ids=src, attention_mask=mask, max_new_tokens=32, do_sample=False)
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=1)
+    rate = {k: 4 * 32 / median(v) for k, v in times.items()}
+    same = out["ak"].shape == out["hf"].shape and torch.equal(out["ak"], out["hf"])
+    return ["T5-small, greedy, 4 × 48 → 32 tokens", "tokens/s", f"{rate['attnkit']:.1f}", f"{rate['hf']:.1f}",
+            rate["attnkit"] / rate["hf"], "same tokens" if same else "**different tokens**", times]
+
+
+def whisper(repeats: int) -> list:
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = WhisperConfig(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
+                        decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=1536)  # whisper-tiny
+    hf = WhisperForConditionalGeneration(cfg).eval()
+    _spread(hf, ("out_proj.weight", "fc2.weight"))
+    ak = _load(hf)
+    for g in (hf.generation_config,):
+        g.eos_token_id = None
+        g.suppress_tokens, g.begin_suppress_tokens, g.forced_decoder_ids = None, None, None
+    features = torch.randn(1, 80, 3000)
+    prompt = torch.tensor([[50258, 50259, 50359, 50363]])  # start, <|en|>, <|transcribe|>, <|notimestamps|>
+    out = {}
+
+    def run_ak():
+        out["ak"] = ak.generate(features, decoder_input_ids=prompt, max_new_tokens=32, eos_token_id=None)
+
+    def run_hf():
+        out["hf"] = hf.generate(input_features=features, decoder_input_ids=prompt, max_new_tokens=32,
+                                do_sample=False)
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=1)
+    rate = {k: 32 / median(v) for k, v in times.items()}
+    n = min(out["ak"].shape[1], out["hf"].shape[1])
+    same = torch.equal(out["ak"][:, -32:], out["hf"][:, -32:]) if n >= 32 else False
+    return ["Whisper-tiny, greedy, 30 s → 32 tokens", "tokens/s", f"{rate['attnkit']:.1f}", f"{rate['hf']:.1f}",
+            rate["attnkit"] / rate["hf"], "same tokens" if same else "**different tokens**", times]
+
+
+def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
+    repeats = 3 if quick else 5
+    rows, numbers = [], {}
+    for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper)):
+        what, unit, ours, theirs, ratio, check, times = fn(repeats)
+        numbers[f"{name}_vs_hf"] = ratio
+        rows.append([what, f"{ours} {unit}", f"{theirs} {unit}", f"**{ratio:.2f}×**", check,
+                     f"{spread(times['attnkit'])} / {spread(times['hf'])}"])
+    md = table(["model", "attnkit", "HF", "ratio", "same output", "spread"], rows)
+    note = (f"Random weights in the released checkpoints' shapes, fp32, median of {repeats} alternating calls after a "
+            "warm-up; no target in issue 6 (for information).")
+    return note + "\n\n" + md, numbers
+
+
+if __name__ == "__main__":
+    import hardware
+
+    hardware.standalone(run)
