@@ -77,3 +77,60 @@ def test_speech_recipe_errors(tmp_path):
     with pytest.raises(ConfigError, match="valid_numbers"):
         run_recipe(RECIPE, tmp_path / "b", ["data.valid_numbers=200"])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def tones(tmp_path, name: str, pairs) -> str:
+    """A TSV of 1-second tones (frequency in Hz) with their transcripts."""
+    lines = []
+    for i, (hz, text) in enumerate(pairs):
+        write_wav(tmp_path / f"{name}{i}.wav", 0.5 * np.sin(2 * np.pi * hz * np.arange(16000) / 16000), 16000)
+        lines.append(f"{name}{i}.wav\t{text}\n")
+    (tmp_path / f"{name}.tsv").write_text("".join(lines))
+    return str(tmp_path / f"{name}.tsv")
+
+
+def test_fine_tuning_a_whisper_checkpoint_starts_from_its_weights_and_tokenizer(tmp_path):
+    """A Whisper trained to name tones, then fine-tuned from its checkpoint (model.pretrained):
+    the first loss is where the first run ended, far below a new model's, and the tokenizer is
+    the checkpoint's."""
+    data = tones(tmp_path, "tones", [(220, "low"), (440, "mid"), (880, "high"), (1760, "top")])
+    common = [f"data.train={data}", f"data.valid={data}", "train.progress=false", "train.eval_every=0",
+              "train.warmup_steps=5", "train.batch_size=4"]
+    run_recipe(RECIPE, tmp_path / "base", [*common, "train.max_steps=60", "train.save_every=60"])
+    checkpoint = tmp_path / "base" / "checkpoints" / "step-60"
+    base = [r["loss"] for r in map(json.loads, (tmp_path / "base" / "metrics.jsonl").read_text().splitlines())
+            if "loss" in r]
+    run_recipe(RECIPE, tmp_path / "tuned", [*common, "train.max_steps=1", "train.save_every=1", "train.lr=1e-5",
+                                            f"model.pretrained={checkpoint}", "model.config={}"])
+    tuned = [r["loss"] for r in map(json.loads, (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines())
+             if "loss" in r]
+    assert tuned[0] < base[0] / 3 and tuned[0] < 2 * max(base[-5:]) + 0.05, (base[:3], base[-5:], tuned)
+    assert (tmp_path / "tuned" / "tokenizer" / "tokenizer.json").read_text() == \
+        (checkpoint / "tokenizer.json").read_text()
+
+
+def test_labels_start_with_the_prompt_transcribe_gives_a_multilingual_checkpoint():
+    from attnkit.generation.speech import whisper_prompt
+    from attnkit.tokenizers import Tokenizer
+    from attnkit.training.speech import SpeechDataSource, label_prefix
+
+    tok = Tokenizer.train_char(["abc "], special_tokens=[f"<|special{i}|>" for i in range(6)])
+    model = attnkit.Whisper(attnkit.WhisperConfig.from_preset("whisper-test"))
+    model.generation_config = attnkit.GenerationConfig(other=dict(
+        lang_to_id={"<|en|>": 80, "<|de|>": 81}, task_to_id={"transcribe": 85, "translate": 84}, no_timestamps_token_id=89))
+    assert label_prefix(model, "de", None) == [81, 85, 89] == whisper_prompt(model, "de")[0, 1:].tolist()
+    assert label_prefix(model, "en", "translate") == [80, 84, 89]
+    with pytest.raises(ConfigError, match="data.language is required to fine-tune a multilingual Whisper"):
+        label_prefix(model, None, None)
+    with pytest.raises(ConfigError, match=r"data.language / data.task: '<\|fr\|>' is not in"):
+        label_prefix(model, "fr", None)
+    audio = [(torch.zeros(4000), "abc"), (torch.zeros(4000), "a b")]
+    source = SpeechDataSource(audio, audio, tok, model.config, 2, label_prefix(model, "de", None))
+    eos = model.config.eos_token_id
+    assert source.train[1][0].tolist() == [81, 85, 89, *tok.encode("abc", add_special_tokens=False), eos]
+    model.generation_config = attnkit.GenerationConfig(other=dict(no_timestamps_token_id=89))  # English-only
+    assert label_prefix(model, None, None) == [89]
+    with pytest.raises(ConfigError, match="no language and task tokens"):
+        label_prefix(model, "en", None)
+    model.generation_config = attnkit.GenerationConfig()  # trained by the speech task: the start token alone
+    assert label_prefix(model, None, None) == []

@@ -24,18 +24,27 @@ from attnkit.errors import InputError
 SAMPLING_RATE = 16000
 
 
-def _prompts(model, features: torch.Tensor, language: str | None, task: str | None) -> torch.Tensor:
-    """``(B, P)`` decoder prompts for ``features`` (one per window)."""
+def whisper_prompt(model, language: str | None = None, task: str | None = None, batch_size: int = 1) -> torch.Tensor:
+    """``(batch_size, P)``: the decoder prompt ``transcribe`` decodes from (and that the speech
+    task's labels start with): for a checkpoint whose generation config has language tables,
+    ``<|startoftranscript|>``, the language if given, the task (``"transcribe"`` by default),
+    ``<|notimestamps|>``; for one without (English-only or custom), the start token and
+    ``<|notimestamps|>`` where it has one."""
     gen = model.generation_config.other
-    B = features.shape[0]
     if not isinstance(gen.get("lang_to_id"), dict):  # English-only or custom: no language and task tokens
         if language is not None or task is not None:
             raise InputError("this checkpoint has no language and task tokens (no lang_to_id in its generation "
-                             "config): transcribe it without language= and task=")
+                             "config): use it without a language and task")
         timestamps = not isinstance(gen.get("no_timestamps_token_id"), int)
-        return model.decoder_prompt(batch_size=B, timestamps=timestamps)
-    prompt = model.decoder_prompt(language, task or "transcribe", batch_size=B)
-    if language is None:  # Whisper's language identification, window by window
+        return model.decoder_prompt(batch_size=batch_size, timestamps=timestamps)
+    return model.decoder_prompt(language, task or "transcribe", batch_size=batch_size)
+
+
+def _prompts(model, features: torch.Tensor, language: str | None, task: str | None) -> torch.Tensor:
+    """``(B, P)`` decoder prompts for ``features`` (one per window): :func:`whisper_prompt`, with
+    the language detected window by window when a multilingual checkpoint is given none."""
+    prompt = whisper_prompt(model, language, task, batch_size=features.shape[0])
+    if language is None and isinstance(model.generation_config.other.get("lang_to_id"), dict):
         prompt = torch.cat([prompt[:, :1], model.detect_language(features)[:, None], prompt[:, 1:]], dim=1)
     return prompt
 
