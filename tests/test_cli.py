@@ -363,3 +363,24 @@ def test_classify_image_prints_the_python_apis_labels_per_file(tmp_path):
     assert [[d["label"] for d in line["labels"]] for line in lines] == [[d["label"] for d in e] for e in expected]
     (tmp_path / "c.png").write_text("not an image")
     assert refused(cli("classify-image", tmp_path / "model", tmp_path / "c.png"), "c.png is not a readable image")
+
+
+def test_generate_follows_the_checkpoints_generation_config(trained, tmp_path):
+    """Without --num-beams / --temperature the command decodes as the checkpoint's
+    generation_config.json says (beams; sampling settings), as ``model.generate`` does."""
+    path = trained / "checkpoints" / "step-6"
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+    ids = torch.tensor([tok.encode("class")])
+    for name, config in (("beams", attnkit.GenerationConfig(num_beams=3)),
+                         ("sampling", attnkit.GenerationConfig(do_sample=True, temperature=0.5, top_k=5))):
+        model.generation_config = config
+        model.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+        out = model.generate(ids, max_new_tokens=8, eos_token_id=tok.eos_token_id,
+                             generator=torch.Generator().manual_seed(3))
+        result = cli("generate", tmp_path / name, "--prompt", "class", "--max-new-tokens", 8, "--seed", 3)
+        assert result.exit_code == 0, result.output
+        assert result.output == "class" + tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True) + "\n", name
+    greedy = model.generate(ids, max_new_tokens=8, eos_token_id=tok.eos_token_id, do_sample=False)
+    result = cli("generate", tmp_path / "sampling", "--prompt", "class", "--max-new-tokens", 8, "--temperature", 0)
+    assert result.output == "class" + tok.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True) + "\n"

@@ -88,11 +88,13 @@ def generate(
     path: Path = typer.Argument(..., help="model directory, or a training output directory"),
     prompt: str = typer.Option(..., "--prompt", help="text to continue"),
     max_new_tokens: int = typer.Option(100, "--max-new-tokens"),
-    temperature: float = typer.Option(0.8, "--temperature", help="0 = greedy decoding"),
+    temperature: float = typer.Option(None, "--temperature", help="0 = greedy decoding [default: as the model's "
+                                      "generation config says, else (none saved) 0.8]"),
     top_k: int = typer.Option(None, "--top-k", help="sample from the k likeliest tokens [default: the model's "
                               "generation config, else 50 as in Hugging Face; 0 = all]"),
     top_p: float = typer.Option(None, "--top-p", help="sample from the smallest set of tokens with this probability"),
-    num_beams: int = typer.Option(1, "--num-beams", help="beam search (prints the result at the end)"),
+    num_beams: int = typer.Option(None, "--num-beams", help="beam search (prints the result at the end) "
+                                  "[default: the model's generation config, else 1]"),
     repetition_penalty: float = typer.Option(
         None, "--repetition-penalty", help="> 1 makes tokens already in the text less likely (1.2 is common)"),
     no_repeat_ngram_size: int = typer.Option(None, "--no-repeat-ngram-size", help="no n-gram of this size twice"),
@@ -109,16 +111,23 @@ def generate(
     from attnkit.errors import InputError
     from attnkit.generation.text import TextStream
 
-    if temperature < 0:
+    if temperature is not None and temperature < 0:
         raise InputError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
-    if num_beams < 1:
+    if num_beams is not None and num_beams < 1:
         raise InputError(f"--num-beams must be >= 1, got {num_beams}")
     model, tokenizer, directory = load_model_dir(path, device, dtype)
     if not hasattr(model, "generation_step") or hasattr(model, "decoder_start_ids"):
         hint = "; use attnkit translate" if hasattr(model, "decoder_start_ids") else ""
         raise InputError(f"attnkit generate continues text with a decoder-only model (GPT); {directory} holds a "
                          f"{type(model).__name__}{hint}")
-    sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
+    gen = model.generation_config
+    num_beams = num_beams or gen.num_beams or 1
+    if temperature is None and gen != type(gen)():  # decode as the checkpoint's generation config says
+        do_sample = None
+    else:
+        temperature = 0.8 if temperature is None else temperature
+        do_sample, temperature = temperature > 0, temperature if temperature > 0 else 1.0
+    sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k,
                     top_p=top_p, eos_token_id=tokenizer.eos_token_id, repetition_penalty=repetition_penalty,
                     no_repeat_ngram_size=no_repeat_ngram_size,
                     generator=torch.Generator(model.device).manual_seed(seed),
