@@ -18,8 +18,9 @@ def main() -> None:
 
 # -- training: train / generate / info ----------------------------------------------------------
 def _fail_cleanly(fn):
-    """Report attnkit's own errors, and the file system's (a path that is not a directory, no
-    permission, a full disk), as one line on stderr with exit status 1 (no traceback)."""
+    """Report attnkit's own errors, the file system's (a path that is not a directory, no
+    permission, a full disk) and a missing optional package (the message names what to pip
+    install) as one line on stderr with exit status 1 (no traceback)."""
     import functools
 
     @functools.wraps(fn)
@@ -28,7 +29,7 @@ def _fail_cleanly(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (AttnkitError, OSError) as e:
+        except (AttnkitError, OSError, ImportError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
 
@@ -333,9 +334,16 @@ def evaluate(
     from attnkit.data.translation import load_pairs
     from attnkit.errors import InputError
     from attnkit.generation.translation import translate as translate_texts
+    from attnkit.metrics import TEXT_METRICS, missing_packages
     from attnkit.metrics.summarization import rouge
     from attnkit.metrics.translation import check_options, score
 
+    unknown = [m for m in metric if m not in TEXT_METRICS]
+    if unknown:
+        raise InputError(f"unknown metric {unknown[0]!r}; expected one of {TEXT_METRICS}")
+    if missing_packages(metric):
+        raise InputError(f"--metric {' '.join(metric)} needs {', '.join(missing_packages(metric))}: pip install "
+                         f"{' '.join(missing_packages(metric))}")
     check_options([m for m in metric if m != "rouge"], tokenize)
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         raise InputError(f"--output {output}: " + ("is a directory" if output.is_dir() else

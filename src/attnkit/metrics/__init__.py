@@ -6,4 +6,19 @@ from attnkit.metrics.speech import cer, wer
 from attnkit.metrics.summarization import rouge
 from attnkit.metrics.translation import bleu, chrf
 
-__all__ = ["accuracy", "answer_f1", "bleu", "cer", "chrf", "entity_scores", "exact_match", "f1", "normalize_answer", "rouge", "wer"]
+TEXT_METRICS = ("bleu", "chrf", "rouge")  # scores of generated text against references (attnkit evaluate, data.metrics)
+# metric -> the module it is computed by, and that module's pip name
+PACKAGES = {"bleu": ("sacrebleu", "sacrebleu"), "chrf": ("sacrebleu", "sacrebleu"), "rouge": ("rouge_score", "rouge-score"),
+            "wer": ("jiwer", "jiwer"), "cer": ("jiwer", "jiwer"), "accuracy": ("sklearn", "scikit-learn"),
+            "f1": ("sklearn", "scikit-learn"), "entity_scores": ("seqeval", "seqeval")}
+
+
+def missing_packages(metrics) -> list[str]:
+    """The pip names of the packages ``metrics`` (names in :data:`PACKAGES`) need that are not
+    installed, so that a run can refuse before it trains rather than fail at its first evaluation."""
+    import importlib.util
+
+    return sorted({pip for module, pip in (PACKAGES[m] for m in metrics) if importlib.util.find_spec(module) is None})
+
+
+__all__ = ["PACKAGES", "TEXT_METRICS", "missing_packages", "accuracy", "answer_f1", "bleu", "cer", "chrf", "entity_scores", "exact_match", "f1", "normalize_answer", "rouge", "wer"]

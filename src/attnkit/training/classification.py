@@ -20,6 +20,7 @@ in ``config.json`` (``id2label``), for ``attnkit.from_pretrained`` and ``transfo
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -233,8 +234,16 @@ def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels
     default, else trained on ``corpus(examples)``); a new head on ``model.pretrained`` or a model
     from a preset; rows from ``encode(examples, tokenizer, label ids, max_length)``; the Trainer
     (with ``eval_f1`` for ``f1_average``, entity scores for ``entity_scores`` and B-/I- tags)."""
+    from attnkit.metrics import missing_packages
+
     out = Path(out_dir)
     d, m = recipe.data, recipe.model
+    if f1_average is not None and missing_packages(["f1"]):
+        raise ConfigError(f"data.f1_average needs {missing_packages(['f1'])[0]}: pip install "
+                          f"{missing_packages(['f1'])[0]} (or leave f1_average out)")
+    if entity_scores and missing_packages(["entity_scores"]):
+        warnings.warn("entity-level precision, recall and F1 are not reported: pip install seqeval", stacklevel=2)
+        entity_scores = False
     info = init_distributed(recipe.train.device)
     last = ckpt.prepare_run_dir(out, resume)
     train, valid, label_names = split_labelled(recipe, task, read, labels_of)

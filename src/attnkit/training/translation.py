@@ -52,11 +52,10 @@ class DataSection(Config):
 
     def validate(self) -> None:
         self.require_positive("max_tokens", "eval_num_beams")
-        unknown = [m for m in self.metrics if m not in DECODED_METRICS]
-        self.require(not unknown, "metrics", f"has {unknown}; expected some of {DECODED_METRICS}")
+        from attnkit.metrics import TEXT_METRICS
 
-
-DECODED_METRICS = ("bleu", "chrf", "rouge")
+        unknown = [m for m in self.metrics if m not in TEXT_METRICS]
+        self.require(not unknown, "metrics", f"has {unknown}; expected some of {TEXT_METRICS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +109,11 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     if m.pretrained is None:  # check the model config before anything is written (the vocabulary comes later)
         m.model_config(pad_token_id=0, bos_token_id=None, eos_token_id=None, decoder_start_token_id=0)
     with_pretrained_tokenizer(recipe)
+    from attnkit.metrics import missing_packages
+
+    if missing_packages(d.metrics):
+        raise ConfigError(f"data.metrics {list(d.metrics)} need {', '.join(missing_packages(d.metrics))}: pip install "
+                          f"{' '.join(missing_packages(d.metrics))}")
     if "bleu" in d.metrics:
         from attnkit.metrics.translation import check_options
 
