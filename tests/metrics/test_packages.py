@@ -46,3 +46,20 @@ def test_a_classification_run_asking_for_f1_without_scikit_learn_stops_first(wit
     with pytest.raises(ConfigError, match="data.f1_average needs scikit-learn"):
         run_recipe(recipe, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_token_classification_run_without_seqeval_drops_only_the_entity_scores(without, tmp_path):
+    import json
+
+    without("seqeval")
+    (tmp_path / "t.conll").write_text("Anna B-PER\nlives O\nhere O\n\nOslo B-LOC\nis O\ncold O\n\n" * 4)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'task = "token_classification"\n[model]\npreset = "bert-tiny"\n[tokenizer]\nkind = "char"\n'
+                      f'special_tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]\n[data]\ntrain = "{tmp_path / "t.conll"}"\n'
+                      '[train]\ndevice = "cpu"\nmax_steps = 2\neval_every = 2\nsave_every = 2\nbatch_size = 2\n'
+                      'progress = false\n')
+    with pytest.warns(UserWarning, match="entity-level precision, recall and F1 are not reported: pip install seqeval"):
+        run_recipe(recipe, tmp_path / "out")
+    evals = [r for r in map(json.loads, (tmp_path / "out" / "metrics.jsonl").read_text().splitlines())
+             if "eval_loss" in r]
+    assert evals and "eval_accuracy" in evals[-1] and "eval_f1" not in evals[-1]
