@@ -384,3 +384,33 @@ def test_generate_follows_the_checkpoints_generation_config(trained, tmp_path):
     greedy = model.generate(ids, max_new_tokens=8, eos_token_id=tok.eos_token_id, do_sample=False)
     result = cli("generate", tmp_path / "sampling", "--prompt", "class", "--max-new-tokens", 8, "--temperature", 0)
     assert result.output == "class" + tok.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True) + "\n"
+
+
+def test_transcribe_with_timestamps_prints_a_line_per_segment(tmp_path):
+    import wave
+
+    import numpy as np
+
+    from attnkit.audio import read_wav
+    from attnkit.generation.speech import transcribe
+
+    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(80))], special_tokens=[f"<|s{i}|>" for i in range(40)])
+    torch.manual_seed(0)
+    model = attnkit.Whisper(attnkit.WhisperConfig.from_preset(
+        "whisper-test", vocab_size=120, pad_token_id=80, bos_token_id=80, eos_token_id=80, decoder_start_token_id=81))
+    model.generation_config = attnkit.GenerationConfig(other=dict(no_timestamps_token_id=87, max_initial_timestamp_index=5))
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    samples = (np.random.default_rng(0).standard_normal(48000) * 3000).astype("<i2")
+    with wave.open(str(tmp_path / "a.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes(samples.tobytes())
+    result = cli("transcribe", tmp_path / "model", tmp_path / "a.wav", "--timestamps")
+    assert result.exit_code == 0, result.output
+    audio, rate = read_wav(tmp_path / "a.wav")
+    chunks = transcribe(attnkit.from_pretrained(tmp_path / "model"), tok, audio, rate, return_timestamps=True)[0]["chunks"]
+    lines = [f"[{c['timestamp'][0]:.2f} --> {'' if c['timestamp'][1] is None else format(c['timestamp'][1], '.2f')}] "
+             f"{c['text']}" for c in chunks]
+    assert chunks and result.output.splitlines() == lines

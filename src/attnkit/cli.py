@@ -258,10 +258,13 @@ def transcribe(
     language: str = typer.Option(None, "--language", help="en, de, ... [default: detected per 30-second window]"),
     task: str = typer.Option(None, "--task", help="transcribe (default) or translate (into English)"),
     num_beams: int = typer.Option(1, "--num-beams", help="beam search width (1: greedy)"),
+    timestamps: bool = typer.Option(False, "--timestamps", help="decode with timestamps: one '[start --> end] text' "
+                                                                "line per segment, in seconds"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
-    """Transcribe WAV files with a Whisper model; one line of text per file."""
+    """Transcribe WAV files with a Whisper model; one line of text per file (with --timestamps,
+    one line per timed segment)."""
     import sys
 
     from attnkit.audio import read_wav
@@ -270,8 +273,14 @@ def transcribe(
     model, tokenizer, _ = load_model_dir(path, device, dtype)
     for file in files:
         audio, rate = read_wav(file)
-        typer.echo(transcribe_audio(model, tokenizer, audio, rate, language=language, task=task,
-                                    num_beams=num_beams, show_progress=sys.stderr.isatty())[0])
+        result = transcribe_audio(model, tokenizer, audio, rate, language=language, task=task, num_beams=num_beams,
+                                  show_progress=sys.stderr.isatty(), return_timestamps=timestamps)[0]
+        if not timestamps:
+            typer.echo(result)
+            continue
+        for chunk in result["chunks"]:
+            start, end = chunk["timestamp"]
+            typer.echo(f"[{start:.2f} --> {'' if end is None else f'{end:.2f}'}] {chunk['text']}")
 
 
 @app.command("classify-image")

@@ -396,3 +396,26 @@ def test_eos_and_pad_default_to_the_model_config_as_in_transformers(hf_gpt2_twin
     assert again.tolist() == free.tolist() != ours.generate(ids, max_new_tokens=8, attention_mask=mask).tolist()
     with pytest.raises(InputError, match='eos_token_id must be a token id'):
         ours.generate(ids, eos_token_id="eos")
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_transformers_logits_processors_run_as_in_transformers_generate(hf_gpt2_twin, num_beams):
+    """``logits_processor=[...]``: Hugging Face's own processor objects, run after the built-in
+    ones, give the tokens ``transformers`` gives with the same processors."""
+    from transformers import LogitsProcessorList, SequenceBiasLogitsProcessor
+
+    ours, hf = hf_gpt2_twin()
+    ids, mask = left_pad([[5, 6, 7, 8, 9, 10], [3, 4, 1]])
+    plain = ours.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=num_beams, eos_token_id=None)
+    bias = {(int(plain[0, 7]),): -50.0, (int(plain[1, 6]), 42): 30.0}  # steer away from greedy's choices
+    kw = dict(attention_mask=mask, max_new_tokens=8, num_beams=num_beams, eos_token_id=None, pad_token_id=1,
+              repetition_penalty=1.3)
+    expected = hf.generate(ids, do_sample=False, logits_processor=LogitsProcessorList(
+        [SequenceBiasLogitsProcessor(bias)]), **kw)
+    got = ours.generate(ids, logits_processor=[SequenceBiasLogitsProcessor(bias)], **kw)
+    assert got.tolist() == expected.tolist() and not torch.equal(got, plain)
+    seen = []
+    ours.generate(ids, attention_mask=mask, max_new_tokens=3, logits_processor=[lambda s, x: seen.append(s.clone()) or x])
+    assert [s.shape for s in seen] == [(2, 6), (2, 7), (2, 8)] and torch.equal(seen[0], ids)  # the sequence so far
+    with pytest.raises(attnkit.InputError, match="logits_processor must be a list of callables"):
+        ours.generate(ids, logits_processor=SequenceBiasLogitsProcessor(bias))

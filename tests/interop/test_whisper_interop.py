@@ -301,3 +301,102 @@ def test_transcribe_long_audio_equals_whisper_generate_window_by_window(tmp_path
         transcribe(attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny")), tok, audio)
     with pytest.raises(attnkit.InputError, match="1-D float tensor"):
         transcribe(model, tok, torch.zeros(100, dtype=torch.int16))
+
+
+# A vocabulary laid out as Whisper's: text below EOT, then the start, language and task tokens,
+# <|notimestamps|>, and 32 timestamp tokens (0.00 .. 0.62 s).
+TS_EOT, TS_START, TS_NO_TIMESTAMPS, TS_V = 80, 81, 87, 120
+TS_TABLES = dict(lang_to_id={"<|en|>": 82, "<|de|>": 83}, task_to_id={"transcribe": 85, "translate": 84},
+                 no_timestamps_token_id=TS_NO_TIMESTAMPS, is_multilingual=True, begin_suppress_tokens=[TS_EOT],
+                 suppress_tokens=[56], max_initial_timestamp_index=5, prev_sot_token_id=86, max_length=32)
+
+
+def timestamped_whisper(tmp_path):
+    hf = random_whisper(tmp_path, vocab_size=TS_V, pad_token_id=TS_EOT, bos_token_id=TS_EOT, eos_token_id=TS_EOT,
+                        decoder_start_token_id=TS_START)
+    for name, value in {**TS_TABLES, "eos_token_id": TS_EOT, "decoder_start_token_id": TS_START}.items():
+        setattr(hf.generation_config, name, value)
+    hf.save_pretrained(tmp_path)
+    return hf, attnkit.from_pretrained(tmp_path)
+
+
+def test_timestamp_rules_equal_transformers_processor(tmp_path):
+    """WhisperTimestamps against WhisperTimeStampLogitsProcessor on the same scores, for
+    sequences at every stage: the first token, after text, after a lone timestamp, after a pair,
+    and scores where the timestamps' total probability wins or loses."""
+    from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
+
+    from attnkit.generation.speech import WhisperTimestamps
+
+    hf, model = timestamped_whisper(tmp_path)
+    theirs = WhisperTimeStampLogitsProcessor(hf.generation_config, begin_index=3)
+    ours = WhisperTimestamps.for_model(model, begin_index=3)
+    tb = TS_NO_TIMESTAMPS + 1
+    prompt = [TS_START, 82, 85]
+    sequences = [prompt, prompt + [tb], prompt + [tb, 50], prompt + [tb, 50, tb + 7], prompt + [tb, 50, tb + 7, tb + 7],
+                 prompt + [tb + 2, 50, 51, tb + 9, tb + 9, 60], prompt + [tb + 3, 50, tb + 3]]
+    g = torch.Generator().manual_seed(0)
+    checked = 0
+    for seq in sequences:
+        ids = torch.tensor([seq] * 4)
+        for scale in (1.0, 8.0):
+            scores = torch.randn(4, TS_V, generator=g) * scale
+            scores[1, tb:] += 6.0  # timestamps likelier than any text token
+            expected = theirs(ids, scores.clone())
+            got = ours(ids, scores.clone())
+            assert torch.equal(got, expected), seq
+            checked += int(torch.isinf(expected).any())
+    assert checked == 2 * len(sequences)  # every case bans something
+
+
+def test_timestamped_decoding_is_transformers_up_to_its_first_seek(tmp_path):
+    """Greedy decoding under the timestamp rules: the tokens equal those of our loop with
+    transformers' processor object, and those of ``generate(return_timestamps=True)`` up to the
+    first closed segment, where transformers' sequential long-form algorithm moves its window
+    (which attnkit does not reimplement)."""
+    from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
+
+    from attnkit.generation.speech import WhisperTimestamps, whisper_prompt
+
+    hf, model = timestamped_whisper(tmp_path)
+    feats = features()
+    prompt = whisper_prompt(model, "en", None, batch_size=3, timestamps=True)
+    assert prompt[0].tolist() == [TS_START, 82, 85]
+    got = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=12,
+                         logits_processor=[WhisperTimestamps.for_model(model, 3)])[:, 3:]
+    with_theirs = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=12,
+                                 logits_processor=[WhisperTimeStampLogitsProcessor(hf.generation_config, begin_index=3)])
+    assert torch.equal(got, with_theirs[:, 3:])
+    with torch.no_grad():
+        expected = hf.generate(input_features=feats, language="en", task="transcribe", return_timestamps=True,
+                               max_new_tokens=12)
+    tb = TS_NO_TIMESTAMPS + 1
+    for ours, theirs in zip(got.tolist(), expected.tolist()):
+        assert ours[0] >= tb  # the first token is a timestamp
+        end = next((i + 1 for i in range(1, len(ours)) if ours[i] >= tb and ours[i - 1] >= tb), len(ours))
+        assert ours[:end] == theirs[:end]
+
+
+def test_timestamped_chunks_and_transcribe_with_timestamps(tmp_path):
+    from attnkit.generation.speech import timestamped_chunks, transcribe
+    from attnkit.tokenizers import Tokenizer
+
+    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(80))], special_tokens=[f"<|s{i}|>" for i in range(40)])
+    a, b, c = (tok.encode(ch, add_special_tokens=False)[0] for ch in "ABC")
+    tb = TS_NO_TIMESTAMPS + 1
+    tokens = [tb, a, b, tb + 10, tb + 10, c, tb + 25, TS_EOT, a]
+    assert timestamped_chunks(tokens, tok, tb, TS_EOT, offset=2.0) == [
+        {"timestamp": (2.0, 2.2), "text": "AB"}, {"timestamp": (2.2, 2.5), "text": "C"}]
+    assert timestamped_chunks([tb + 3, a, tb + 4, tb + 4, b], tok, tb, TS_EOT) == [
+        {"timestamp": (0.06, 0.08), "text": "A"}, {"timestamp": (0.08, None), "text": "B"}]  # cut off by the window
+
+    hf, model = timestamped_whisper(tmp_path)
+    audio = 0.1 * torch.randn(int(1.5 * model.config.n_samples), generator=torch.Generator().manual_seed(2))
+    result = transcribe(model, tok, audio, language="en", max_new_tokens=12, return_timestamps=True)[0]
+    window = model.config.n_samples / 16000
+    starts = [chunk["timestamp"][0] for chunk in result["chunks"]]
+    assert result["chunks"] and starts == sorted(starts)
+    assert any(s >= window for s in starts)  # the second window's times count from its start
+    assert result["text"] == " ".join(chunk["text"] for chunk in result["chunks"])
+    with pytest.raises(attnkit.InputError, match="no timestamp tokens"):
+        transcribe(attnkit.Whisper(WhisperConfig.from_preset("whisper-test")), tok, audio[:1000], return_timestamps=True)

@@ -91,12 +91,18 @@ class _Bans(NamedTuple):
     tokens: torch.Tensor | None
     sequences: tuple[tuple[torch.Tensor, torch.Tensor], ...]
     first: torch.Tensor | None = None
+    custom: tuple = ()  # the call's own logits processors, run after these bans
 
 
-def _bans(model, bad_words_ids, suppress_tokens, eos: list[int], device, begin_suppress_tokens=None) -> _Bans:
+def _bans(model, bad_words_ids, suppress_tokens, eos: list[int], device, begin_suppress_tokens=None,
+          logits_processor=None) -> _Bans:
     """``bad_words_ids`` (lists of ids; a single EOS id there stays allowed), ``suppress_tokens``
     and ``begin_suppress_tokens``, each the call's unless None, else the generation config's
-    (Hugging Face's processors)."""
+    (Hugging Face's processors); and the call's ``logits_processor`` list."""
+    if not isinstance(logits_processor, (list, tuple, type(None))) or not all(map(callable, logits_processor or ())):
+        raise InputError("logits_processor must be a list of callables (input_ids, scores) -> scores, got "
+                         f"{logits_processor!r}")
+    custom = tuple(logits_processor or ())
     gen, vocab = generation_config(model), getattr(getattr(model, "config", None), "vocab_size", None)
     bad_words_ids = gen.bad_words_ids if bad_words_ids is None else bad_words_ids
     suppress_tokens = gen.suppress_tokens if suppress_tokens is None else suppress_tokens
@@ -119,11 +125,11 @@ def _bans(model, bad_words_ids, suppress_tokens, eos: list[int], device, begin_s
     sequences = tuple((torch.tensor([w[:-1] for w in g], device=device), torch.tensor([w[-1] for w in g], device=device))
                       for g in by_length.values())
     return _Bans(torch.tensor(sorted(tokens), device=device) if tokens else None, sequences,
-                 torch.tensor(first, device=device) if first else None)
+                 torch.tensor(first, device=device) if first else None, custom)
 
 
 def _reads_sequence(repetition_penalty: float, no_repeat_ngram_size: int, bans: _Bans) -> bool:
-    return repetition_penalty != 1.0 or no_repeat_ngram_size > 0 or bool(bans.sequences)
+    return repetition_penalty != 1.0 or no_repeat_ngram_size > 0 or bool(bans.sequences) or bool(bans.custom)
 
 
 def _process(scores, seq, start, bans: _Bans, eos_t, repetition_penalty: float, no_repeat_ngram_size: int,
@@ -131,8 +137,9 @@ def _process(scores, seq, start, bans: _Bans, eos_t, repetition_penalty: float, 
     """Hugging Face's logits processors that attnkit offers, in its order, in place on ``scores``
     ``(B, V)``: the repetition penalty (not counting positions before ``start``, the left
     padding), no repeated n-grams and the banned sequences over ``seq`` ``(B, L)`` (the sequence
-    so far), the banned tokens, those banned as the ``first`` new token, and EOS (``eos_t``, the
-    ids) before ``min_new_tokens``."""
+    so far), the banned tokens, those banned as the ``first`` new token, EOS (``eos_t``, the
+    ids) before ``min_new_tokens``, then the call's own processors (``bans.custom``, given
+    ``seq`` and ``scores`` as Hugging Face's ``LogitsProcessor``\ s are)."""
     if repetition_penalty != 1.0:
         penalize_repetition(scores, seq, repetition_penalty, start)
     if no_repeat_ngram_size > 0:
@@ -145,6 +152,10 @@ def _process(scores, seq, start, bans: _Bans, eos_t, repetition_penalty: float, 
         scores.index_fill_(1, bans.first, float("-inf"))
     if eos_t is not None and eos_t.numel():
         scores.index_fill_(1, eos_t, float("-inf"))
+    for processor in bans.custom:
+        out = processor(seq, scores)
+        if out is not scores:
+            scores.copy_(out)
 
 
 def _force_token(scores: torch.Tensor, tokens: list[int]) -> torch.Tensor:
@@ -258,6 +269,7 @@ def stream(
     max_length: int | None = None,
     min_length: int | None = None,
     decoder_input_ids: torch.Tensor | None = None,
+    logits_processor: Sequence | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
 
@@ -273,7 +285,8 @@ def stream(
                                     no_repeat_ngram_size=no_repeat_ngram_size, max_length=max_length,
                                     min_length=min_length)
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
-    bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens)
+    bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
+                 logits_processor)
     with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
         yield from _stream(model, input_ids, attention_mask, generator, bans, *special, **s,
                            decoder_input_ids=decoder_input_ids)
@@ -359,9 +372,10 @@ def generate(
     max_length: int | None = None,
     min_length: int | None = None,
     decoder_input_ids: torch.Tensor | None = None,
+    logits_processor: Sequence | None = None,
 ) -> torch.Tensor | GenerateOutput:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
-    Hugging Face's other logits processors are not offered).
+    Hugging Face's other logits processors can be passed in ``logits_processor``).
 
     An argument left at None (``"config"`` for the special tokens) takes the value of
     ``model.generation_config`` (:class:`~attnkit.GenerationConfig`, read from a
@@ -404,6 +418,11 @@ def generate(
             prompt included, or the decoder's tokens) by it and multiplies the negative ones
             (default 1.0: off; Keskar et al. 2019 use 1.2).
         no_repeat_ngram_size: no n-gram of this size appears twice in the sequence (default 0: off).
+        logits_processor: callables ``(input_ids (B, L), scores (B, V)) -> scores`` run after
+            the processors above on every step's scores, as Hugging Face's ``logits_processor``
+            list (``input_ids``: the sequence so far, the prompt or decoder prompt included;
+            beam search passes log-probabilities, one row per beam); a
+            ``transformers.LogitsProcessor`` works as is.
         renormalize_logits: log-softmax the scores again after the processors (default False):
             beam search ranks with them, and ``output_scores`` reports them.
         num_return_sequences: sequences per input (default 1), in the output's rows
@@ -442,7 +461,8 @@ def generate(
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
-        bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens)
+        bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
+                     logits_processor)
     except BaseException:
         if streamer is not None:  # a consumer in another thread must not wait forever
             streamer.end()
