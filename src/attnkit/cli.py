@@ -283,6 +283,27 @@ def transcribe(
             typer.echo(f"[{start:.2f} --> {'' if end is None else f'{end:.2f}'}] {chunk['text']}")
 
 
+@app.command()
+@_fail_cleanly
+def classify(
+    path: Path = typer.Argument(..., help="text classifier directory with tokenizer.json (BertForSequenceClassification, "
+                                          "EsmForSequenceClassification), or a training output directory"),
+    texts: list[str] = typer.Argument(..., help="texts to label"),
+    top_k: int = typer.Option(1, "--top-k", help="labels per text, best first"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+) -> None:
+    """Label texts; one JSON line per text: {"text", "labels": [{"label", "score"}, ...]}."""
+    import json
+
+    from attnkit.pipelines import classify as classify_texts
+
+    model, tokenizer, _ = load_model_dir(path, device, dtype)
+    results = classify_texts(model, tokenizer, texts, top_k=top_k)
+    for text, labels in zip(texts, results):
+        typer.echo(json.dumps({"text": text, "labels": labels if top_k > 1 else [labels]}, ensure_ascii=False))
+
+
 @app.command("classify-image")
 @_fail_cleanly
 def classify_image(
