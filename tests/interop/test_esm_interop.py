@@ -201,8 +201,7 @@ def test_esm_model_saved_without_its_pooler_loads_and_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,field", [
-    (dict(position_embedding_type="absolute"), "position_embedding_type"),
-    (dict(emb_layer_norm_before=True), "emb_layer_norm_before"),
+    (dict(position_embedding_type="relative_key"), "position_embedding_type"),
     (dict(is_folding_model=True), "is_folding_model"),
     (dict(is_decoder=True), "is_decoder"),
 ])
@@ -214,13 +213,52 @@ def test_unsupported_variants_are_refused_naming_the_field(tmp_path, overrides, 
         attnkit.from_pretrained(tmp_path)
 
 
-def test_missing_position_embedding_type_means_absolute_and_is_refused(tmp_path):
-    hf_esm("EsmForMaskedLM").save_pretrained(tmp_path)
+ESM1B = dict(position_embedding_type="absolute", emb_layer_norm_before=True, max_position_embeddings=40)
+
+
+@pytest.mark.parametrize("hf_name", list(HEADS))
+def test_esm1b_learned_positions_and_embedding_norm_give_transformers_outputs(tmp_path, hf_name):
+    """ESM-1b's variant: a learned position table counted from the padding id (fairseq's), and a
+    LayerNorm on the embeddings, on the padded batch with <mask> tokens (token dropout on)."""
+    hf, ours = load_twin(tmp_path, hf_name, **ESM1B)
+    assert ours.config.position_embedding == "absolute" and ours.config.embed_norm
+    diffs = max_diffs(ours, hf, *padded_batch())
+    assert max(diffs.values()) <= 1e-4, diffs
+    ours.save_pretrained(tmp_path / "again")
+    saved = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert (saved["position_embedding_type"], saved["emb_layer_norm_before"]) == ("absolute", True)
+    again = getattr(transformers, hf_name).from_pretrained(tmp_path / "again").eval()
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        first = next(n for n in OUTPUTS if getattr(hf(ids, attention_mask=mask), n, None) is not None)
+        torch.testing.assert_close(getattr(again(ids, attention_mask=mask), first),
+                                   getattr(hf(ids, attention_mask=mask), first), atol=1e-5, rtol=1e-4)
+
+
+def test_esm1b_contacts_and_the_position_table_limit(tmp_path):
+    hf = hf_esm("EsmForMaskedLM", **ESM1B)
+    with torch.no_grad():
+        hf.esm.contact_head.regression.weight.normal_(0.0, 50.0)
+    hf.save_pretrained(tmp_path)
+    ours = attnkit.from_pretrained(tmp_path)
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(ours.predict_contacts(ids, mask), hf.esm.predict_contacts(ids, mask),
+                                   atol=1e-5, rtol=1e-4)
+    too_long = torch.full((1, 39), 5)  # positions 2 .. 40: past the 40-row table
+    with pytest.raises(attnkit.InputError, match="longer than the model's 38 positions"):
+        ours(too_long)
+
+
+def test_missing_position_embedding_type_means_absolute_as_in_transformers(tmp_path):
+    """transformers' EsmConfig defaults to ESM-1b's learned positions: a config.json without the
+    field loads as such (with the table it then needs)."""
+    hf = hf_esm("EsmForMaskedLM", **ESM1B)
+    hf.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     del config["position_embedding_type"]
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match="position_embedding_type='absolute'"):
-        attnkit.from_pretrained(tmp_path)
+    assert attnkit.from_pretrained(tmp_path).config.position_embedding == "absolute"
 
 
 def test_label_names_round_trip_both_ways(tmp_path):

@@ -23,7 +23,7 @@ def protein(T=10, seed=0):
 
 
 @pytest.mark.parametrize("preset", ["esm2_t6_8M_UR50D", "esm2_t12_35M_UR50D", "esm2_t30_150M_UR50D",
-                                    "esm2_t33_650M_UR50D"])
+                                    "esm2_t33_650M_UR50D", "esm1b_t33_650M_UR50S"])
 def test_presets_match_transformers_parameter_counts(preset):
     transformers = pytest.importorskip("transformers")
     c = EsmConfig.from_preset(preset)
@@ -31,8 +31,8 @@ def test_presets_match_transformers_parameter_counts(preset):
         ours = EsmForMaskedLM(c)
         hf = transformers.EsmForMaskedLM(transformers.EsmConfig(  # the facebook checkpoints' config fields
             vocab_size=33, mask_token_id=32, pad_token_id=1, hidden_size=c.d_model, num_hidden_layers=c.n_layers,
-            num_attention_heads=c.n_heads, intermediate_size=c.d_ff, position_embedding_type="rotary",
-            token_dropout=True, layer_norm_eps=1e-5, emb_layer_norm_before=False, max_position_embeddings=1026))
+            num_attention_heads=c.n_heads, intermediate_size=c.d_ff, position_embedding_type=c.position_embedding,
+            token_dropout=True, layer_norm_eps=1e-5, emb_layer_norm_before=c.embed_norm, max_position_embeddings=1026))
     assert ours.num_parameters() == hf.num_parameters()  # tied weights counted once by both
 
 

@@ -1,16 +1,16 @@
 """ESM <-> attnkit Esm and heads: config fields and state-dict keys (ESM-2: rotary positions,
-no embedding LayerNorm).
+no embedding LayerNorm; ESM-1b: a learned position table and ``emb_layer_norm_before``).
 
 Hugging Face keeps separate ``query``/``key``/``value`` projections; attnkit fuses them into
 one ``qkv_proj``. Head models prefix the encoder's keys with ``esm.``; a bare ``EsmModel``
 checkpoint has none. The masked-LM head is BERT's (``transform``, ``transform_norm``,
 ``decoder`` tied to the word embeddings, whose bias is HF's ``lm_head.bias``).
 
-Not supported, refused with a :class:`~attnkit.ConfigError` naming the field: learned absolute
-positions (ESM-1b, ``position_embedding_type="absolute"``, HF's default), the embedding
-LayerNorm (``emb_layer_norm_before``), ESMFold (``is_folding_model``) and decoder variants.
+Not supported, refused with a :class:`~attnkit.ConfigError` naming the field: relative
+position types (``relative_key``), ESMFold (``is_folding_model``) and decoder variants.
 Dropped on load: the rotary frequencies (``rotary_embeddings.inv_freq``, recomputed from
-``rope_theta``) and position-id buffers.
+``rope_theta``), position-id buffers, and the position table ``transformers`` creates but never
+uses in a rotary model.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ IGNORED_HF_KEYS = (r"(^|\.)rotary_embeddings\.inv_freq$", r"(^|\.)embeddings\.po
                    r"(^|\.)embeddings\.position_embeddings\.weight$")  # the last as transformers: unused with rotary
 
 
-def _encoder_rules(pooler: bool) -> list[Rename]:
+def _encoder_rules(encoder: Esm) -> list[Rename]:
     n, h = "encoder.layers.{i}.", "encoder.layer.{i}."
     rules = [
         Rename("word_embeddings.weight", "embeddings.word_embeddings.weight"),
+        *([Rename("position_embeddings.weight", "embeddings.position_embeddings.weight")]
+          if encoder.position_embeddings is not None else []),
+        *(weight_and_bias("embed_norm", "embeddings.layer_norm") if encoder.embed_norm is not None else []),
         *weight_and_bias(n + "attn_norm", h + "attention.LayerNorm"),
         *weight_and_bias(n + "attn.qkv_proj", tuple(h + f"attention.self.{x}" for x in ("query", "key", "value"))),
         *weight_and_bias(n + "attn.out_proj", h + "attention.output.dense"),
@@ -50,7 +53,7 @@ def _encoder_rules(pooler: bool) -> list[Rename]:
         Rename(n + "ffn_norm.weight", h + "LayerNorm.gamma"),
         Rename(n + "ffn_norm.bias", h + "LayerNorm.beta"),
     ]
-    return rules + (weight_and_bias("pooler", "pooler.dense") if pooler else [])
+    return rules + (weight_and_bias("pooler", "pooler.dense") if encoder.pooler is not None else [])
 
 
 _HEAD_RULES = {
@@ -68,8 +71,8 @@ _HEAD_RULES = {
 
 def key_rules(model) -> list[Rename]:
     if isinstance(model, Esm):
-        return _encoder_rules(pooler=model.pooler is not None)
-    base = with_prefix(_encoder_rules(pooler=False), BASE_PREFIX)
+        return _encoder_rules(model)
+    base = with_prefix(_encoder_rules(model.esm), BASE_PREFIX)
     return base + next(rules for cls, rules in _HEAD_RULES.items() if isinstance(model, cls))
 
 
@@ -86,8 +89,8 @@ def config_to_hf(model) -> dict:
         model_type=MODEL_TYPE, vocab_size=c.vocab_size, hidden_size=c.d_model, num_hidden_layers=c.n_layers,
         num_attention_heads=c.n_heads, intermediate_size=c.d_ff, hidden_act="gelu", hidden_dropout_prob=c.dropout,
         attention_probs_dropout_prob=c.attn_dropout, max_position_embeddings=c.n_positions, rope_theta=c.rope_theta,
-        initializer_range=c.initializer_range, layer_norm_eps=c.norm_eps, position_embedding_type="rotary",
-        emb_layer_norm_before=False, token_dropout=c.token_dropout, mask_token_id=c.mask_token_id,
+        initializer_range=c.initializer_range, layer_norm_eps=c.norm_eps, position_embedding_type=c.position_embedding,
+        emb_layer_norm_before=c.embed_norm, token_dropout=c.token_dropout, mask_token_id=c.mask_token_id,
         pad_token_id=c.pad_token_id, is_folding_model=False, tie_word_embeddings=True,
         **labels_to_hf(c.id2label, c.problem_type),
     )
@@ -96,15 +99,13 @@ def config_to_hf(model) -> dict:
 def config_from_hf(hf: dict, model_class: type) -> EsmConfig:
     """``EsmConfig`` from a HF ESM config dict (HF's defaults for absent fields)."""
     position = hf.get("position_embedding_type", "absolute")  # HF's default: ESM-1b's learned table
-    if position != "rotary":
+    if position not in ("rotary", "absolute"):
         raise ConfigError(f"config.json: position_embedding_type={position!r} is not supported by attnkit's ESM "
-                          "(needs 'rotary', ESM-2's; learned absolute positions are ESM-1b's)")
-    if hf.get("emb_layer_norm_before"):
-        raise ConfigError("config.json: emb_layer_norm_before=True is not supported by attnkit's ESM (ESM-2 has no "
-                          "embedding LayerNorm; needs false)")
+                          "(needs 'rotary', ESM-2's, or 'absolute', ESM-1b's)")
     require_hf_settings(hf, dict(is_folding_model=False, is_decoder=False, add_cross_attention=False), "ESM")
     return EsmConfig(
-        vocab_size=hf.get("vocab_size") or 33, n_positions=hf.get("max_position_embeddings", 1026),
+        vocab_size=hf.get("vocab_size") or 33, position_embedding=position,
+        embed_norm=bool(hf.get("emb_layer_norm_before")), n_positions=hf.get("max_position_embeddings", 1026),
         d_model=hf.get("hidden_size", 768), n_layers=hf.get("num_hidden_layers", 12),
         n_heads=hf.get("num_attention_heads", 12), d_ff=hf.get("intermediate_size", 3072),
         norm_eps=hf.get("layer_norm_eps", 1e-12), dropout=hf.get("hidden_dropout_prob", 0.1),

@@ -1,10 +1,15 @@
 """ESM-2: a protein language model (Lin et al. 2023, "Evolutionary-scale prediction of
-atomic-level protein structure with a language model").
+atomic-level protein structure with a language model"), and ESM-1b (Rives et al. 2021,
+"Biological structure and function emerge from scaling unsupervised learning to 250 million
+protein sequences").
 
 A BERT-style masked language model over amino-acid tokens with a modern encoder: pre-norm
 layers (LayerNorm eps 1e-5, exact GELU), rotary position embeddings on queries and keys (Su et
 al. 2021) instead of a position table, and a final LayerNorm (the reference code's
-``emb_layer_norm_after``). No embedding LayerNorm, no segment embeddings.
+``emb_layer_norm_after``). No segment embeddings. ESM-1b is the same encoder with a learned
+position table (fairseq's positions: counted from ``pad_token_id + 1``, padding at
+``pad_token_id``) and a LayerNorm on the embeddings (``emb_layer_norm_before``):
+``position_embedding="absolute"``, ``embed_norm=True``.
 
 Token dropout (the reference code's, kept by Hugging Face): the embeddings of ``<mask>`` tokens
 are zeroed and every embedding is scaled by ``(1 - 0.15·0.8) / (1 - observed mask ratio)``,
@@ -21,6 +26,7 @@ attention maps with one logistic regression over every layer's heads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -41,14 +47,19 @@ EOS_TOKEN_ID = 2  # ESM's <eos>, whose attention the contact head ignores (fixed
 
 @dataclass(frozen=True)
 class EsmConfig(ClassLabels, Config):
-    """Sizes of an ESM-2 model. Defaults are ``esm2_t33_650M_UR50D`` (Lin et al. 2023: 33 layers,
+    """Sizes of an ESM model. Defaults are ``esm2_t33_650M_UR50D`` (Lin et al. 2023: 33 layers,
     width 1280, 20 heads) with ESM's 33-token vocabulary."""
 
     model_type = "esm"
 
     vocab_size: int = 33
-    # Longest sequence (with <cls> and <eos>) the checkpoint was trained on; recorded, not
-    # enforced: rotary positions have no table, and Hugging Face runs longer sequences too.
+    # Rotary (ESM-2); absolute is ESM-1b's learned table of n_positions rows, the first
+    # pad_token_id + 1 of them never used by a real token.
+    position_embedding: Literal["rotary", "absolute"] = "rotary"
+    embed_norm: bool = False  # a LayerNorm on the embeddings (ESM-1b's emb_layer_norm_before)
+    # Longest sequence (with <cls> and <eos>) the checkpoint was trained on, + the padding offset
+    # of absolute positions. Rotary positions have no table: recorded, not enforced (Hugging Face
+    # runs longer sequences too); absolute ones enforce it.
     n_positions: int = 1026
     d_model: int = 1280
     n_layers: int = 33
@@ -72,8 +83,12 @@ class EsmConfig(ClassLabels, Config):
         self.require_positive("vocab_size", "n_positions", "d_model", "n_layers", "n_heads", "d_ff", "norm_eps",
                               "rope_theta")
         self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
-        self.require((self.d_model // self.n_heads) % 2 == 0, "d_model",
+        self.require(self.position_embedding in ("rotary", "absolute"), "position_embedding",
+                     "must be 'rotary' (ESM-2) or 'absolute' (ESM-1b)")
+        self.require(self.position_embedding != "rotary" or (self.d_model // self.n_heads) % 2 == 0, "d_model",
                      f"must give an even head dimension (d_model / n_heads, {self.n_heads} heads) for rotary positions")
+        self.require(self.position_embedding != "absolute" or self.pad_token_id is not None, "pad_token_id",
+                     "must be set for absolute positions (they are counted from it)")
         self.require_fraction("dropout", "attn_dropout")
         self.require_token_ids("mask_token_id", "pad_token_id")
         self.require(not self.token_dropout or self.mask_token_id is not None, "mask_token_id",
@@ -127,7 +142,11 @@ class Esm(Model):
         super().__init__(config)
         c = config
         self.word_embeddings = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_token_id)
-        self.rotary = RotaryEmbedding(c.d_model // c.n_heads, base=c.rope_theta)
+        absolute = c.position_embedding == "absolute"
+        self.position_embeddings = nn.Embedding(c.n_positions, c.d_model, padding_idx=c.pad_token_id) if absolute \
+            else None
+        self.rotary = None if absolute else RotaryEmbedding(c.d_model // c.n_heads, base=c.rope_theta)
+        self.embed_norm = nn.LayerNorm(c.d_model, eps=c.norm_eps) if c.embed_norm else None
         self.encoder = Encoder(c.layer_config(), c.n_layers, final_norm=True)
         self.pooler = nn.Linear(c.d_model, c.d_model) if add_pooler else None
         self.contact_head = ContactPredictionHead(c.n_layers * c.n_heads)
@@ -152,8 +171,8 @@ class Esm(Model):
             if not bool(attention_mask.all()):  # nothing padded: no mask for the kernel to apply
                 mask = expand_padding_mask(attention_mask)  # (B, 1, 1, T)
         x = self.embed(input_ids, attention_mask)
-        positions = torch.arange(T, device=input_ids.device)[None]  # (1, T)
-        out = self.encoder(x, mask=mask, rotary=self.rotary(positions), output_attentions=output_attentions,
+        rotary = None if self.rotary is None else self.rotary(torch.arange(T, device=input_ids.device)[None])
+        out = self.encoder(x, mask=mask, rotary=rotary, output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states)
         h = out.hidden
         pooled = torch.tanh(self.pooler(h[:, 0])) if self.pooler is not None else None
@@ -161,8 +180,8 @@ class Esm(Model):
                            hidden_states=out.hidden_states)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Word embeddings with token dropout (see the module docstring), padding zeroed: ``(B, T, C)``.
-        ``attention_mask``: ``(B, T)`` bool or None."""
+        """Word embeddings with token dropout (see the module docstring), plus ESM-1b's positions
+        and embedding LayerNorm, padding zeroed: ``(B, T, C)``. ``attention_mask``: ``(B, T)`` bool or None."""
         x = self.word_embeddings(input_ids)
         c = self.config
         if c.token_dropout:
@@ -172,9 +191,25 @@ class Esm(Model):
             # clamp: a row of padding alone, or of <mask> alone, stays finite (zeros) where HF gives NaN
             observed = is_mask.sum(-1).float() / lengths.clamp(min=1)  # (B,)
             x = (x * ((1 - MASK_RATIO_TRAIN) / (1 - observed).clamp(min=1e-6))[:, None, None]).to(x.dtype)
+        if self.position_embeddings is not None:
+            x = x + self.position_embeddings(self.position_ids(input_ids))
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
         if attention_mask is not None:
             x = x * attention_mask[..., None].to(x.dtype)
         return x
+
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """ESM-1b's (fairseq's) positions ``(B, T)``: ``pad_token_id + 1, + 2, ...`` over the
+        tokens that are not padding, ``pad_token_id`` at padding. Longer than the table is an
+        :class:`InputError`."""
+        pad = self.config.pad_token_id
+        real = (input_ids != pad).long()
+        positions = real.cumsum(dim=1) * real + pad
+        if int(positions.max()) >= self.config.n_positions:
+            raise InputError(f"a sequence of {int(real.sum(1).max())} tokens is longer than the model's "
+                             f"{self.config.n_positions - pad - 1} positions (n_positions - pad_token_id - 1)")
+        return positions
 
     def predict_contacts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Residue-residue contact probabilities ``(B, T - 2, T - 2)`` of ``input_ids``

@@ -82,6 +82,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         "esm2_t12_35M_UR50D": dict(n_layers=12, d_model=480, d_ff=1920),  # 33,501,394 params
         "esm2_t30_150M_UR50D": dict(n_layers=30, d_model=640, d_ff=2560),  # 148,140,154 params
         "esm2_t33_650M_UR50D": dict(n_layers=33, d_model=1280, d_ff=5120),  # 651,043,254 params
+        # Rives et al. 2021: ESM-1b (facebook/esm1b_t33_650M_UR50S), learned positions for 1,024
+        # tokens (+ 2: the padding offset) and a LayerNorm on the embeddings.
+        "esm1b_t33_650M_UR50S": dict(n_layers=33, d_model=1280, d_ff=5120, position_embedding="absolute",
+                                     embed_norm=True),
         "esm-tiny": dict(n_positions=64, n_layers=2, n_heads=4, d_model=32, d_ff=64),
     },
 }
