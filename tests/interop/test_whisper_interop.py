@@ -377,26 +377,71 @@ def test_timestamped_decoding_is_transformers_up_to_its_first_seek(tmp_path):
         assert ours[:end] == theirs[:end]
 
 
-def test_timestamped_chunks_and_transcribe_with_timestamps(tmp_path):
-    from attnkit.generation.speech import timestamped_chunks, transcribe
+def test_split_segments_reads_a_window_as_whisper_does():
+    """Whisper's reading of a window (``openai/whisper``'s transcribe loop): segments closed by
+    consecutive timestamps; a lone last timestamp means nothing more was said (move a whole
+    window on), otherwise move to the last closed segment's end and decode the rest again."""
+    from attnkit.generation.speech import split_segments
+
+    tb = TS_NO_TIMESTAMPS + 1
+    a, b, c = 5, 6, 7
+    # <0.00> a b <0.20><0.20> c <0.50> : closed, then a lone last timestamp
+    segments, moved = split_segments([tb, a, b, tb + 10, tb + 10, c, tb + 25], tb, frames=200)
+    assert segments == [(0, 10, [tb, a, b, tb + 10]), (10, 25, [tb + 10, c, tb + 25])] and moved == 200
+    # <0.00> a <0.20><0.20> b c : the last segment is unfinished: decode again from 0.20 s (frame 20)
+    segments, moved = split_segments([tb, a, tb + 10, tb + 10, b, c], tb, frames=200)
+    assert segments == [(0, 10, [tb, a, tb + 10, tb + 10])] and moved == 20
+    # no closed segment: the whole window, ending at its last timestamp or at the window's end
+    assert split_segments([tb, a, b, tb + 7], tb, frames=200) == ([(0, 7, [tb, a, b, tb + 7])], 200)
+    assert split_segments([tb, a, b], tb, frames=120) == ([(0, 60, [tb, a, b])], 120)
+
+
+@pytest.mark.parametrize("scale,seed", [(1.0, 2), (2.0, 3), (3.0, 2)])
+def test_long_form_segments_equal_transformers_long_form_generate(tmp_path, scale, seed):
+    """2.6 windows of audio through Whisper's sequential algorithm: every segment's start, end
+    and tokens equal ``WhisperForConditionalGeneration.generate(return_timestamps=True,
+    return_segments=True)``'s, with the timestamp tokens' embeddings scaled so that the model
+    closes segments often (its windows then start mid-window, at the last segment's end)."""
+    from attnkit.audio import log_mel_spectrogram
+    from attnkit.generation.speech import long_form_segments
+
+    hf = random_whisper(tmp_path, vocab_size=TS_V, pad_token_id=TS_EOT, bos_token_id=TS_EOT, eos_token_id=TS_EOT,
+                        decoder_start_token_id=TS_START)
+    for name, value in {**TS_TABLES, "eos_token_id": TS_EOT, "decoder_start_token_id": TS_START}.items():
+        setattr(hf.generation_config, name, value)
+    with torch.no_grad():
+        hf.model.decoder.embed_tokens.weight[TS_NO_TIMESTAMPS + 1:] *= scale
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    wave = 0.1 * torch.randn(int(2.6 * model.config.n_samples), generator=torch.Generator().manual_seed(seed))
+    feats = log_mel_spectrogram(wave, n_mels=MELS)  # (1, 8, 520): the whole waveform
+    with torch.no_grad():
+        out = hf.generate(input_features=feats, attention_mask=torch.ones(1, feats.shape[-1], dtype=torch.long),
+                          language="en", task="transcribe", return_timestamps=True, return_segments=True,
+                          max_new_tokens=12)
+    expected = [(float(s["start"]), float(s["end"]), s["tokens"].tolist()) for s in out["segments"][0]]
+    got = long_form_segments(model, feats, "en", None, max_new_tokens=12)
+    assert [t for _, _, t in got] == [t for _, _, t in expected]
+    assert [x for s, e, _ in got for x in (s, e)] == pytest.approx([x for s, e, _ in expected for x in (s, e)])
+    starts = [s for s, _, _ in got]
+    if scale > 1:  # segments closed inside windows: some window started off the 2-second grid
+        assert len(got) > 3 and any(round(s % 2.0, 2) not in (0.0, 2.0) for s in starts)
+
+
+def test_transcribe_with_timestamps_gives_the_segments_text(tmp_path):
+    from attnkit.audio import log_mel_spectrogram
+    from attnkit.generation.speech import long_form_segments, transcribe
     from attnkit.tokenizers import Tokenizer
 
     tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(80))], special_tokens=[f"<|s{i}|>" for i in range(40)])
-    a, b, c = (tok.encode(ch, add_special_tokens=False)[0] for ch in "ABC")
-    tb = TS_NO_TIMESTAMPS + 1
-    tokens = [tb, a, b, tb + 10, tb + 10, c, tb + 25, TS_EOT, a]
-    assert timestamped_chunks(tokens, tok, tb, TS_EOT, offset=2.0) == [
-        {"timestamp": (2.0, 2.2), "text": "AB"}, {"timestamp": (2.2, 2.5), "text": "C"}]
-    assert timestamped_chunks([tb + 3, a, tb + 4, tb + 4, b], tok, tb, TS_EOT) == [
-        {"timestamp": (0.06, 0.08), "text": "A"}, {"timestamp": (0.08, None), "text": "B"}]  # cut off by the window
-
     hf, model = timestamped_whisper(tmp_path)
     audio = 0.1 * torch.randn(int(1.5 * model.config.n_samples), generator=torch.Generator().manual_seed(2))
     result = transcribe(model, tok, audio, language="en", max_new_tokens=12, return_timestamps=True)[0]
-    window = model.config.n_samples / 16000
-    starts = [chunk["timestamp"][0] for chunk in result["chunks"]]
-    assert result["chunks"] and starts == sorted(starts)
-    assert any(s >= window for s in starts)  # the second window's times count from its start
-    assert result["text"] == " ".join(chunk["text"] for chunk in result["chunks"])
+    segments = long_form_segments(model, log_mel_spectrogram(audio, n_mels=MELS), "en", max_new_tokens=12)
+    texts = [tok.decode([t for t in tokens if t <= TS_NO_TIMESTAMPS], skip_special_tokens=True).strip()
+             for _, _, tokens in segments]
+    assert result["chunks"] == [{"timestamp": (round(s, 2), round(e, 2)), "text": text}
+                                for (s, e, _), text in zip(segments, texts) if text]
+    assert result["chunks"] and result["text"] == " ".join(chunk["text"] for chunk in result["chunks"])
     with pytest.raises(attnkit.InputError, match="no timestamp tokens"):
         transcribe(attnkit.Whisper(WhisperConfig.from_preset("whisper-test")), tok, audio[:1000], return_timestamps=True)

@@ -6,12 +6,11 @@ features, and decoded from Whisper's prompt (Radford et al. 2022 §2.3):
 task, ``<|notimestamps|>``, for checkpoints whose generation config has those tokens, else the
 start token alone. The windows' texts are joined with spaces.
 
-With ``return_timestamps`` each window is decoded under Whisper's timestamp rules
-(:class:`WhisperTimestamps`, a logits processor) and the text comes in timed chunks.
-
-This is the simple form of long-form transcription: windows are cut at fixed times, so a word
-that straddles a boundary may be lost or doubled; Whisper's own sequential algorithm (which
-moves the window by the predicted timestamps) is not reimplemented.
+Without timestamps this is the simple form of long-form transcription: windows are cut at fixed
+times, so a word that straddles a boundary may be lost or doubled. With ``return_timestamps``
+it is Whisper's own sequential algorithm (:func:`long_form_segments`): windows decoded under
+the timestamp rules (:class:`WhisperTimestamps`, a logits processor), each starting where the
+last closed segment ended, and the text comes in timed chunks.
 """
 
 from __future__ import annotations
@@ -78,7 +77,8 @@ class WhisperTimestamps:
         gen = model.generation_config
         no_timestamps = gen.other.get("no_timestamps_token_id")
         if not isinstance(no_timestamps, int):
-            raise InputError("the generation config has no no_timestamps_token_id: this checkpoint has no timestamps")
+            raise InputError("this checkpoint has no timestamp tokens (no no_timestamps_token_id in its generation "
+                             "config): transcribe it without timestamps")
         eos = gen.eos_token_id if gen.eos_token_id is not None else model.config.eos_token_id
         eos = eos[0] if isinstance(eos, (list, tuple)) else eos
         return cls(no_timestamps, eos, begin_index, gen.other.get("max_initial_timestamp_index"))
@@ -113,33 +113,69 @@ class WhisperTimestamps:
         return scores
 
 
-def timestamped_chunks(tokens: Sequence[int], tokenizer, timestamp_begin: int, eos_token_id: int,
-                       offset: float = 0.0) -> list[dict]:
-    """``[{"timestamp": (start, end), "text"}, ...]`` of a window's new tokens: the text between
-    each pair of timestamp tokens, times in seconds from ``offset`` (the window's start); text
-    after a last lone timestamp ends at None (the window ran out)."""
-    chunks, start, text = [], None, []
+FRAME_SECONDS = 0.01  # one log-mel frame: hop 160 at 16 kHz
+FRAMES_PER_TIMESTAMP = round(TIME_PRECISION / FRAME_SECONDS)
 
-    def close(end):
-        piece = tokenizer.decode(text, skip_special_tokens=True).strip()
-        if piece:
-            chunks.append({"timestamp": (start, end), "text": piece})
 
-    for token in tokens:
-        if token == eos_token_id:
-            break
-        if token < timestamp_begin:
-            text.append(token)
-            continue
-        time = round(offset + (token - timestamp_begin) * TIME_PRECISION, 2)
-        if start is None:
-            start = time
-        else:
-            close(time)
-            start, text = None, []
-    if text:
-        close(None)
-    return chunks
+def split_segments(tokens: list[int], timestamp_begin: int, frames: int) -> tuple[list[tuple[int, int, list[int]]], int]:
+    """Whisper's reading of one window's new tokens (EOS cut off) in the sequential algorithm
+    (the ``openai/whisper`` transcribe loop; Hugging Face's ``_retrieve_segment``): the segments
+    ``(start, end, tokens)`` closed by consecutive timestamps (start and end in timestamp steps
+    from the window's start) and how many frames the window moves on. A window ending in a
+    lone timestamp (nothing said after it) or without closed segments moves on by all its
+    ``frames``; otherwise it moves to the last closed segment's end, so the unfinished speech
+    after it is decoded again at the start of the next window."""
+    is_time = [t >= timestamp_begin for t in tokens]
+    single_ending = is_time[-2:] == [False, True]
+    cuts = [i + 1 for i in range(len(tokens) - 1) if is_time[i] and is_time[i + 1]]
+    if not cuts:  # one segment: to the last timestamp, or to the end of the window
+        times = [t for t, timed in zip(tokens, is_time) if timed]
+        end = times[-1] - timestamp_begin if times and times[-1] != timestamp_begin else frames // FRAMES_PER_TIMESTAMP
+        return [(0, end, tokens)], frames
+    if single_ending:
+        cuts.append(len(tokens))
+    else:
+        cuts[-1] += 1  # the last closed segment keeps both its timestamps
+    segments, last = [], 0
+    for k, cut in enumerate(cuts):
+        piece = tokens[last:cut]
+        end = piece[-1] if k < len(cuts) - 1 or single_ending else piece[-2]
+        segments.append((piece[0] - timestamp_begin, end - timestamp_begin, piece))
+        last = cut
+    if single_ending:
+        return segments, frames
+    return segments, (tokens[last - 2] - timestamp_begin) * FRAMES_PER_TIMESTAMP
+
+
+def long_form_segments(model, features: torch.Tensor, language: str | None = None, task: str | None = None,
+                       num_beams: int = 1, max_new_tokens: int | None = None) -> list[tuple[float, float, list[int]]]:
+    """Whisper's long-form algorithm (Radford et al. 2022 §4.5; Hugging Face's long-form
+    ``generate(return_timestamps=True)``) over the log-mel ``features`` ``(1, n_mels, frames)``
+    of a whole waveform: a window of ``2 × max_source_positions`` frames at ``seek`` (zero-padded
+    at the end) is decoded with timestamps, its closed segments are kept, and ``seek`` moves to
+    the last one's end (:func:`split_segments`). Returns ``[(start s, end s, tokens), ...]``,
+    each segment's tokens with its timestamps."""
+    import torch.nn.functional as F
+
+    c = model.config
+    frames_per_window = 2 * c.max_source_positions
+    total = features.shape[-1]
+    segments, seek = [], 0
+    while seek < total:
+        frames = min(frames_per_window, total - seek)
+        window = F.pad(features[:, :, seek:seek + frames], (0, frames_per_window - frames))
+        prompt = _prompts(model, window, language, task, timestamps=True)
+        P = prompt.shape[1]
+        rules = WhisperTimestamps.for_model(model, P)
+        room = c.max_target_positions - P + 1
+        out = model.generate(window, decoder_input_ids=prompt, num_beams=num_beams, do_sample=False,
+                             max_new_tokens=min(max_new_tokens or room, room), logits_processor=[rules])[0, P:].tolist()
+        tokens = out[:out.index(rules.eos)] if rules.eos in out else out
+        found, moved = split_segments(tokens, rules.timestamp_begin, frames) if tokens else ([], frames)
+        offset = seek * FRAME_SECONDS
+        segments += [(offset + start * TIME_PRECISION, offset + end * TIME_PRECISION, piece) for start, end, piece in found]
+        seek += max(moved, 1)  # a window that closes a segment at 0.00 still moves on
+    return segments
 
 
 def _prompts(model, features: torch.Tensor, language: str | None, task: str | None,
@@ -169,10 +205,11 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
         max_new_tokens: per window; default: as many as the decoder has positions left.
         batch_size: windows decoded together.
         show_progress: a progress bar over the windows (on stderr).
-        return_timestamps: decode with Whisper's timestamp tokens (:class:`WhisperTimestamps`)
-            and return, per waveform, ``{"text", "chunks": [{"timestamp": (start, end), "text"}]}``
-            (Hugging Face's speech-recognition pipeline's form), times in seconds from the
-            waveform's start.
+        return_timestamps: transcribe with Whisper's sequential long-form algorithm
+            (:func:`long_form_segments`: timestamp tokens, each window starting where the last
+            closed segment ended; ``batch_size`` is not used) and return, per waveform,
+            ``{"text", "chunks": [{"timestamp": (start, end), "text"}]}`` (Hugging Face's
+            speech-recognition pipeline's form), times in seconds from the waveform's start.
     Returns one string per waveform (a dict with ``return_timestamps``).
     """
     if getattr(model, "main_input_name", None) != "input_features":
@@ -183,6 +220,20 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
         raise InputError("audio must be a non-empty 1-D float tensor of samples, a (batch, samples) tensor, "
                          "or a list of 1-D tensors")
     c = model.config
+    if return_timestamps:  # Whisper's sequential algorithm, one waveform at a time
+        results = []
+        for wave in tqdm(waves, desc="transcribe", unit="waveform", disable=not show_progress):
+            wave = resample(wave.float(), sampling_rate, SAMPLING_RATE)
+            if wave.numel() < c.n_samples:  # at least one window, as the fixed-window path
+                wave = pad_or_trim(wave, c.n_samples)
+            features = log_mel_spectrogram(wave, n_mels=c.num_mel_bins).to(model.device)  # the whole waveform
+            timed, first_time = [], WhisperTimestamps.for_model(model, 0).timestamp_begin
+            for start, end, tokens in long_form_segments(model, features, language, task, num_beams, max_new_tokens):
+                text = tokenizer.decode([t for t in tokens if t < first_time], skip_special_tokens=True).strip()
+                if text:
+                    timed.append({"timestamp": (round(start, 2), round(end, 2)), "text": text})
+            results.append({"text": " ".join(chunk["text"] for chunk in timed), "chunks": timed})
+        return results
     window = c.n_samples
     chunks, owner = [], []
     for i, wave in enumerate(waves):
@@ -191,27 +242,16 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
             chunks.append(pad_or_trim(wave[start:start + window], window))
             owner.append(i)
     texts: list[list[str]] = [[] for _ in waves]
-    timed: list[list[dict]] = [[] for _ in waves]
-    seen = [0] * len(waves)  # windows of each waveform decoded so far
     bar = tqdm(total=len(chunks), desc="transcribe", unit="window", disable=not show_progress)
     for b in range(0, len(chunks), batch_size):
         features = log_mel_spectrogram(torch.stack(chunks[b:b + batch_size]), n_mels=c.num_mel_bins)
         features = features.to(device=model.device)
-        prompt = _prompts(model, features, language, task, timestamps=return_timestamps)
-        P = prompt.shape[1]
-        room = c.max_target_positions - P + 1
-        rules = [WhisperTimestamps.for_model(model, P)] if return_timestamps else None
+        prompt = _prompts(model, features, language, task)
+        room = c.max_target_positions - prompt.shape[1] + 1
         out = model.generate(features, decoder_input_ids=prompt, num_beams=num_beams, do_sample=False,
-                             max_new_tokens=min(max_new_tokens or room, room), logits_processor=rules)
+                             max_new_tokens=min(max_new_tokens or room, room))
         for row, i in zip(out, owner[b:b + batch_size]):
-            texts[i].append(tokenizer.decode(row[P:], skip_special_tokens=True).strip())
-            if return_timestamps:
-                timed[i] += timestamped_chunks(row[P:].tolist(), tokenizer, rules[0].timestamp_begin, rules[0].eos,
-                                               offset=seen[i] * window / SAMPLING_RATE)
-            seen[i] += 1
+            texts[i].append(tokenizer.decode(row[prompt.shape[1]:], skip_special_tokens=True).strip())
         bar.update(len(out))
     bar.close()
-    joined = [" ".join(t for t in parts if t) for parts in texts]
-    if return_timestamps:
-        return [{"text": " ".join(chunk["text"] for chunk in chunks), "chunks": chunks} for chunks in timed]
-    return joined
+    return [" ".join(t for t in parts if t) for parts in texts]
