@@ -201,7 +201,8 @@ def serve(
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
-    """Serve a model over HTTP with OpenAI's API: POST /v1/completions, POST /v1/embeddings."""
+    """Serve a model over HTTP with OpenAI's API: POST /v1/completions, /v1/embeddings or
+    /v1/audio/transcriptions (WAV uploads), by what the model does."""
     import logging
 
     from attnkit.serve import make_server

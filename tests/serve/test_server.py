@@ -269,7 +269,7 @@ def test_embeddings_equal_attnkit_embed_on_minilm():
 
 def test_a_model_with_nothing_to_serve_is_refused():
     vit = attnkit.ViT(attnkit.ViTConfig.from_preset("vit-tiny"))
-    with pytest.raises(InputError, match="neither generates text nor embeds sentences"):
+    with pytest.raises(InputError, match="neither generates text, embeds sentences nor transcribes speech"):
         make_server(vit, None, port=0)
 
 
@@ -341,3 +341,78 @@ def test_openai_client_embeddings():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def wav_bytes(samples, rate: int = 16000) -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((samples.clamp(-1, 1) * 32767).to(torch.int16).numpy().astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def whisper_server():
+    """A random Whisper with timestamp tokens (text below id 80, timestamps from 88), its tokenizer."""
+    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(80))], special_tokens=[f"<|s{i}|>" for i in range(40)])
+    torch.manual_seed(0)
+    model = attnkit.Whisper(attnkit.WhisperConfig.from_preset(
+        "whisper-test", vocab_size=120, pad_token_id=80, bos_token_id=80, eos_token_id=80, decoder_start_token_id=81))
+    with torch.no_grad():
+        model.embed.weight[88:] *= 3.0  # timestamps often, so that segments close
+    model.generation_config = attnkit.GenerationConfig(other=dict(no_timestamps_token_id=87, max_initial_timestamp_index=5))
+    server = start(model.eval(), tok)
+    yield model, tok, server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_client_transcribes_wav_uploads(whisper_server):
+    """``client.audio.transcriptions.create`` with a WAV file at 22,050 Hz: the text, and with
+    ``verbose_json`` the timed segments, are what ``transcribe`` gives for the same samples."""
+    openai = pytest.importorskip("openai")
+    from attnkit.audio import read_wav
+    from attnkit.generation.speech import transcribe
+
+    model, tok, port = whisper_server
+    data = wav_bytes(0.3 * torch.randn(int(22050 * 3.3), generator=torch.Generator().manual_seed(1)), rate=22050)
+    audio, rate = read_wav(__import__("io").BytesIO(data))
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    reply = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"))
+    assert reply.text == transcribe(model, tok, audio, rate)[0]
+    timed = transcribe(model, tok, audio, rate, return_timestamps=True)[0]
+    verbose = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"),
+                                                 response_format="verbose_json")
+    assert verbose.text == timed["text"] and len(timed["chunks"]) > 1
+    assert [(s.start, s.end, s.text) for s in verbose.segments] == [(*c["timestamp"], c["text"]) for c in timed["chunks"]]
+    assert verbose.duration == pytest.approx(3.3, abs=1e-3)
+    plain = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), response_format="text")
+    assert plain.strip() == reply.text
+    with pytest.raises(openai.BadRequestError, match="'file' must be a PCM WAV file"):
+        client.audio.transcriptions.create(model="tiny", file=("a.mp3", b"ID3\x03not audio", "audio/mpeg"))
+    with pytest.raises(openai.BadRequestError, match="'temperature' must be 0"):
+        client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), temperature=0.5)
+
+
+def test_transcription_requests_are_checked(whisper_server, gpt_server):
+    _, _, port = whisper_server
+    boundary = "xyz"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ntiny\r\n--{boundary}--\r\n").encode()
+    form = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    status, reply, _ = request(port, "POST", "/v1/audio/transcriptions", raw=body, headers=form)
+    assert status == 400 and reply["error"]["param"] == "file" and "'file' is required" in reply["error"]["message"]
+    status, reply, _ = request(port, "POST", "/v1/audio/transcriptions", body=dict(file="a.wav"))
+    assert status == 415 and "multipart/form-data" in reply["error"]["message"]
+    status, reply, _ = request(port, "GET", "/v1/audio/transcriptions")
+    assert status == 405
+    status, reply, _ = request(port, "POST", "/v1/completions", dict(prompt="x"))
+    assert status == 404 and "does not generate text" in reply["error"]["message"]
+    status, reply, _ = request(port, "GET", "/health")
+    assert reply["endpoints"] == ["/v1/audio/transcriptions"]
+    status, reply, _ = request(gpt_server, "POST", "/v1/audio/transcriptions", raw=body, headers=form)
+    assert status == 404 and "does not transcribe speech" in reply["error"]["message"]

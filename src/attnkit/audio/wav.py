@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import wave
+from typing import BinaryIO
 
 import torch
 
@@ -14,13 +15,17 @@ from attnkit.errors import DataError, InputError
 _PCM_DTYPES = {1: torch.uint8, 2: torch.int16, 4: torch.int32}  # sample width in bytes -> dtype
 
 
-def read_wav(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
-    """Samples of a PCM WAV file as float32 in ``[-1, 1)``, channels averaged to mono, and the
-    file's sampling rate: ``(audio (N,), sampling_rate)``. 8-bit files are unsigned, 16- and
-    32-bit signed, as the format defines; other encodings (float, compressed) are a
-    :class:`DataError`."""
+def read_wav(path: str | os.PathLike | BinaryIO) -> tuple[torch.Tensor, int]:
+    """Samples of a PCM WAV file (a path, or a binary file object such as ``io.BytesIO``) as
+    float32 in ``[-1, 1)``, channels averaged to mono, and the file's sampling rate:
+    ``(audio (N,), sampling_rate)``. 8-bit files are unsigned, 16- and 32-bit signed, as the
+    format defines; other encodings (float, compressed) are a :class:`DataError`."""
+    if hasattr(path, "read"):
+        source, path = path, getattr(path, "name", "the audio")
+    else:
+        source = os.fspath(path)
     try:
-        with wave.open(os.fspath(path), "rb") as f:
+        with wave.open(source, "rb") as f:
             channels, width, rate = f.getnchannels(), f.getsampwidth(), f.getframerate()
             frames = f.readframes(f.getnframes())
     except FileNotFoundError:

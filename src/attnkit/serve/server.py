@@ -8,13 +8,18 @@ work against it:
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
   L2-normalised): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
   or ``"base64"``: little-endian float32 bytes).
+- ``POST /v1/audio/transcriptions`` — speech to text with a Whisper model, as a
+  ``multipart/form-data`` upload: ``file`` (a PCM WAV file, any sampling rate), ``language``,
+  ``response_format`` (``json``, ``text``, or ``verbose_json``: timed ``segments`` from
+  Whisper's sequential long-form algorithm), ``temperature`` (0 only).
 - ``GET /v1/models`` and ``GET /health``.
 
 Requests are checked before any work: a body that is not a JSON object, a missing or mistyped
 field, an unknown field, a value out of range, a prompt too long for the model are ``400``
 answers whose ``error.message`` names the field and what was expected (``error.param`` names it
 too); unknown paths ``404``, wrong methods ``405``, a missing length ``411``, a body over
-``max_body_bytes`` ``413``, a non-JSON content type ``415``. Nothing in a request can crash the
+``max_body_bytes`` (``max_audio_bytes`` for uploads) ``413``, a content type the endpoint does
+not take ``415``. Nothing in a request can crash the
 server; an unexpected failure is a ``500`` whose details go to the server's log, not the client.
 
 The standard library's threading HTTP server reads requests concurrently; the model runs one
@@ -44,6 +49,9 @@ MAX_BODY_BYTES = 1 << 20
 COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop",
                      "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty")
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
+TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
+                        "timestamp_granularities[]")
+MAX_AUDIO_BYTES = 25 << 20  # OpenAI's limit for an upload
 
 
 class RequestError(AttnkitError):
@@ -92,6 +100,7 @@ class ModelServer:
         self.lock = threading.Lock()
         self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
         self.embeds = hasattr(model, "sentence_embedding")
+        self.transcribes = getattr(model, "main_input_name", None) == "input_features"
 
     # -- requests --------------------------------------------------------------------------------
     def _check_fields(self, body: dict, allowed: tuple[str, ...]) -> None:
@@ -197,12 +206,69 @@ class ModelServer:
         return dict(object="list", model=self.name, usage=dict(prompt_tokens=tokens, total_tokens=tokens),
                     data=[dict(object="embedding", index=i, embedding=v) for i, v in enumerate(rows)])
 
+    def transcribe(self, form: dict) -> tuple[str, dict | str]:
+        """A ``/v1/audio/transcriptions`` response from the parsed form (field -> bytes):
+        ``("json", payload)`` or ``("text", text)``."""
+        import io
+
+        from attnkit.audio import read_wav
+        from attnkit.generation.speech import transcribe
+
+        if not self.transcribes:
+            raise RequestError(f"this server's model ({type(self.model).__name__}) does not transcribe speech", status=404)
+        self._check_fields(form, TRANSCRIPTION_FIELDS)
+        if "file" not in form or not form["file"]:
+            raise RequestError("'file' is required: the audio, as a PCM WAV file", param="file")
+        text_fields = {}
+        for name in set(form) - {"file"}:
+            try:
+                text_fields[name] = form[name].decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestError(f"'{name}' must be UTF-8 text", param=name) from None
+        fmt = text_fields.get("response_format", "json")
+        if fmt not in ("json", "text", "verbose_json"):
+            raise RequestError(f"'response_format' must be 'json', 'text' or 'verbose_json', got {fmt!r}",
+                               param="response_format")
+        try:
+            temperature = float(text_fields.get("temperature", "0"))
+        except ValueError:
+            temperature = -1.0
+        if temperature != 0:
+            raise RequestError("'temperature' must be 0 (greedy decoding; temperature fallback is not implemented)",
+                               param="temperature")
+        if text_fields.get("prompt"):
+            raise RequestError("'prompt' is not supported (decoding is not conditioned on previous text)", param="prompt")
+        granularity = text_fields.get("timestamp_granularities[]", "segment")
+        if granularity != "segment":
+            raise RequestError("'timestamp_granularities[]' must be 'segment' (word timestamps are not implemented)",
+                               param="timestamp_granularities[]")
+        language = text_fields.get("language") or None
+        try:
+            audio, rate = read_wav(io.BytesIO(form["file"]))
+        except AttnkitError as e:
+            raise RequestError(f"'file' must be a PCM WAV file: {e}", param="file") from None
+        if audio.numel() < 400:
+            raise RequestError("'file' holds less than 25 ms of audio", param="file")
+        with self.lock:
+            result = transcribe(self.model, self.tokenizer, audio, rate, language=language,
+                                return_timestamps=fmt == "verbose_json")[0]
+        if fmt == "text":
+            return "text", result + "\n"
+        if fmt == "json":
+            return "json", dict(text=result)
+        segments = [dict(id=i, seek=0, start=start, end=end, text=chunk["text"], tokens=[], temperature=0.0,
+                         avg_logprob=0.0, compression_ratio=0.0, no_speech_prob=0.0)
+                    for i, chunk in enumerate(result["chunks"]) for start, end in [chunk["timestamp"]]]
+        return "json", dict(task="transcribe", language=language or "", duration=round(audio.numel() / rate, 3),
+                            text=result["text"], segments=segments)
+
     def models(self) -> dict:
         return dict(object="list", data=[dict(id=self.name, object="model", created=0, owned_by="attnkit")])
 
     def health(self) -> dict:
         return dict(status="ok", model=self.name, architecture=type(self.model).__name__,
-                    endpoints=[e for e, ok in (("/v1/completions", self.generates), ("/v1/embeddings", self.embeds)) if ok])
+                    endpoints=[e for e, ok in (("/v1/completions", self.generates), ("/v1/embeddings", self.embeds),
+                                               ("/v1/audio/transcriptions", self.transcribes)) if ok])
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -212,7 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # seconds a client may take to send its request
 
     ROUTES = {"/health": ("GET", "health"), "/v1/models": ("GET", "models"),
-              "/v1/completions": ("POST", "complete"), "/v1/embeddings": ("POST", "embed")}
+              "/v1/completions": ("POST", "complete"), "/v1/embeddings": ("POST", "embed"),
+              "/v1/audio/transcriptions": ("POST", "transcribe")}
 
     def log_message(self, format, *args):  # the access log goes to logging, not stderr
         log.info("%s %s", self.address_string(), format % args)
@@ -224,6 +291,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_text(self, text: str) -> None:
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
@@ -241,19 +316,40 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(f"{path} takes {allowed}, not {method}", status=405)
         return action
 
-    def _read_body(self) -> dict:
-        kind = self.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
-        if kind != "application/json":
-            raise RequestError(f"the body must be JSON (Content-Type: application/json), got {kind!r}", status=415)
+    def _read_raw(self, limit: int) -> bytes:
         length = self.headers.get("Content-Length")
         if length is None:
             raise RequestError("Content-Length is required", status=411)
         if not length.isdigit():
             raise RequestError(f"Content-Length must be a number of bytes, got {length!r}")
-        limit = self.server.max_body_bytes
         if int(length) > limit:
             raise RequestError(f"the body has {int(length)} bytes, more than this server accepts ({limit})", status=413)
-        raw = self.rfile.read(int(length))
+        return self.rfile.read(int(length))
+
+    def _read_form(self) -> dict[str, bytes]:
+        """A ``multipart/form-data`` body as ``{field name: bytes}`` (the standard library's MIME parser)."""
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+            raise RequestError(f"the body must be multipart/form-data (an upload), got {content_type!r}", status=415)
+        raw = self._read_raw(self.server.max_audio_bytes)
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + raw)
+        if not message.is_multipart():
+            raise RequestError("the multipart body could not be parsed (a missing or wrong boundary?)")
+        form = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                form[name] = part.get_payload(decode=True) or b""
+        return form
+
+    def _read_body(self) -> dict:
+        kind = self.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise RequestError(f"the body must be JSON (Content-Type: application/json), got {kind!r}", status=415)
+        raw = self._read_raw(self.server.max_body_bytes)
         try:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -268,6 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
             action = self._route(method)
             if method == "GET":
                 return self._send_json(200, getattr(app, action)())
+            if action == "transcribe":
+                kind, payload = app.transcribe(self._read_form())
+                return self._send_json(200, payload) if kind == "json" else self._send_text(payload)
             body = self._read_body()
             if action == "complete" and body.get("stream") is True:
                 return self._stream(app, app.completion_request(body))
@@ -321,14 +420,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def make_server(model, tokenizer, host: str = "127.0.0.1", port: int = 8000, name: str = "attnkit",
-                max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES) -> ThreadingHTTPServer:
+                max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES,
+                max_audio_bytes: int = MAX_AUDIO_BYTES) -> ThreadingHTTPServer:
     """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop).
     ``port=0`` picks a free port (``server.server_address[1]``)."""
     server = ThreadingHTTPServer((host, port), _Handler)
     server.daemon_threads = True
     server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit)
-    server.max_body_bytes = max_body_bytes
-    if not (server.app.generates or server.app.embeds):
+    server.max_body_bytes, server.max_audio_bytes = max_body_bytes, max_audio_bytes
+    if not (server.app.generates or server.app.embeds or server.app.transcribes):
         server.server_close()
-        raise InputError(f"{type(model).__name__} neither generates text nor embeds sentences: nothing to serve")
+        raise InputError(f"{type(model).__name__} neither generates text, embeds sentences nor transcribes speech: "
+                         "nothing to serve")
     return server
