@@ -52,6 +52,7 @@ _LAZY = {
     "classify_tokens": "attnkit.pipelines",
     "classify_image": "attnkit.pipelines",
     "fill_mask": "attnkit.pipelines",
+    "transcribe": "attnkit.generation.speech",
     "metrics": "attnkit.metrics",
     "serve": "attnkit.serve",
     "viz": "attnkit.viz",

@@ -96,6 +96,11 @@ def test_t5_fine_tunes_with_a_task_prefix_and_reports_decoded_scores(tmp_path):
     assert {k: result[f"eval_{k}"] for k in expected} == pytest.approx(expected)
     print("held-out swaps:", hypotheses, result)
     assert result["eval_chrf"] > 50  # it has learned something of the swap
+    # data.metric_examples: only the first pairs are decoded for the scores
+    from attnkit.training.translation import TextToTextDataSource
+
+    source = TextToTextDataSource(pairs, pairs, tok, 512, None, ("chrf",), metric_examples=2)
+    assert source.task_metrics(model) == {"chrf": pytest.approx(chrf(hypotheses[:2], [t for _, t in pairs[:2]]))}
 
     tuned = tmp_path / "tuned"
     run_recipe(t5_recipe(tmp_path, "tuned", f'pretrained = "{checkpoint}"', "max_steps = 1\nlr = 1e-4\neval_every = 0\n"

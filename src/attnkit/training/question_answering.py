@@ -43,15 +43,20 @@ class QAModelSection(ClassifierModelSection):
 @dataclasses.dataclass(frozen=True)
 class DataSection(Config):
     """``[data]``: SQuAD-format ``train``/``valid`` JSON files; ``max_seq_len`` tokens per window,
-    ``doc_stride`` context tokens shared by consecutive windows."""
+    ``doc_stride`` context tokens shared by consecutive windows; ``score_questions``: the first
+    so many validation questions are answered at each evaluation for ``eval_exact_match`` and
+    ``eval_f1`` (answering is one forward pass per window, so a whole SQuAD dev set takes minutes)."""
 
     train: str = ""
     valid: str = ""
     max_seq_len: int = 384
     doc_stride: int = 128
+    score_questions: int | None = 1000  # validation questions answered for exact match / F1 (None: all)
 
     def validate(self) -> None:
         self.require_positive("max_seq_len", "doc_stride")
+        self.require(self.score_questions is None or self.score_questions >= 0, "score_questions",
+                     "must be >= 0 (0: no exact match / F1) or None (every validation question)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +108,8 @@ class QuestionAnsweringDataSource(ClassificationDataSource):
         self.questions, self.tokenizer, self.max_seq_len, self.doc_stride = questions, tokenizer, max_seq_len, doc_stride
 
     def task_metrics(self, model) -> dict[str, float]:
+        if not self.questions:
+            return {}
         from attnkit.metrics import answer_f1, exact_match
         from attnkit.pipelines import answer_question
 
@@ -161,7 +168,8 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
         if not train_rows:
             raise DataError(f"{d.train}: no answer fits in a window of max_seq_len={max_seq_len} tokens")
         valid_rows = encode_questions(valid, tokenizer, max_seq_len, d.doc_stride, keep_unanswered=True)
-        source = QuestionAnsweringDataSource(train_rows, valid_rows, valid, tokenizer, recipe.train.batch_size,
+        scored = valid if d.score_questions is None else valid[:d.score_questions]
+        source = QuestionAnsweringDataSource(train_rows, valid_rows, scored, tokenizer, recipe.train.batch_size,
                                              max_seq_len, d.doc_stride)
         trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
                           run_info={"task": "question_answering", "recipe": recipe_to_dict(recipe)})

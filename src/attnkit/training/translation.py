@@ -36,8 +36,8 @@ class DataSection(Config):
     longest side); ``train.batch_size`` is not used. ``source_prefix`` is put before every
     source (T5's task prefixes: ``"translate English to German: "``, ``"summarize: "``).
     ``metrics`` (``bleu``, ``chrf``, ``rouge``) decode the validation sources at every
-    evaluation (beam ``eval_num_beams``) and report ``eval_bleu``, ``eval_chrf``,
-    ``eval_rouge1`` ... beside ``eval_loss``."""
+    evaluation (beam ``eval_num_beams``; the first ``metric_examples`` pairs) and report
+    ``eval_bleu``, ``eval_chrf``, ``eval_rouge1`` ... beside ``eval_loss``."""
 
     train: str = "numbers"
     valid: str = "numbers"
@@ -49,9 +49,12 @@ class DataSection(Config):
     metrics: tuple[str, ...] = ()
     eval_num_beams: int = 1
     bleu_tokenize: str = "13a"
+    metric_examples: int | None = 1000  # validation pairs decoded for metrics (None: all)
 
     def validate(self) -> None:
         self.require_positive("max_tokens", "eval_num_beams")
+        self.require(self.metric_examples is None or self.metric_examples >= 1, "metric_examples",
+                     "must be >= 1 or None (every validation pair)")
         from attnkit.metrics import TEXT_METRICS
 
         unknown = [m for m in self.metrics if m not in TEXT_METRICS]
@@ -76,9 +79,9 @@ class TextToTextDataSource(TranslationDataSource):
     ``rougeL``, ``rougeLsum``)."""
 
     def __init__(self, train, valid, tokenizer, max_tokens: int, max_positions: int | None, metrics=(),
-                 num_beams: int = 1, bleu_tokenize: str = "13a"):
+                 num_beams: int = 1, bleu_tokenize: str = "13a", metric_examples: int | None = None):
         super().__init__(train, valid, tokenizer, max_tokens=max_tokens, max_positions=max_positions)
-        self.valid_pairs, self.tokenizer, self.metrics = valid, tokenizer, tuple(metrics)
+        self.valid_pairs, self.tokenizer, self.metrics = valid[:metric_examples], tokenizer, tuple(metrics)
         self.num_beams, self.bleu_tokenize = num_beams, bleu_tokenize
 
     def task_metrics(self, model) -> dict[str, float]:
@@ -137,7 +140,7 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
             raise ConfigError(f"task 'translation' needs an encoder-decoder model (Transformer, T5), "
                               f"got model.family {m.family!r}")
         source = TextToTextDataSource(train, valid, tokenizer, d.max_tokens, getattr(model.config, "n_positions", None),
-                                      d.metrics, d.eval_num_beams, d.bleu_tokenize)
+                                      d.metrics, d.eval_num_beams, d.bleu_tokenize, d.metric_examples)
         trainer = Trainer(model, source, recipe.train, out, tokenizer=tokenizer, resume=last or False, dist=info,
                           run_info={"task": "translation", "recipe": recipe_to_dict(recipe)})
     trainer.train()
