@@ -385,3 +385,75 @@ def test_weights_that_overflow_after_a_finite_loss_are_never_saved_as_a_good_che
     with pytest.raises(TrainingError, match=r"weights are not finite after step 2.*last good checkpoint is .*step-1"):
         trainer.save_checkpoint()
     assert [s for s, _ in complete_checkpoints(tmp_path)] == [1]
+
+
+class HeldOutBatches(FixedBatches):
+    """Training batches in order; validation on a batch never trained on."""
+
+    def __init__(self, batches, held_out):
+        super().__init__(batches)
+        self.held_out = held_out
+
+    def eval_batches(self, rank=0, world_size=1):
+        yield self.held_out
+
+
+def counting(step: int, seed: int, b=8, t=16):
+    """Rows that count up by ``step`` (mod 64) from a random start."""
+    starts = torch.randint(0, 64, (b, 1), generator=torch.Generator().manual_seed(seed))
+    return lm_batch((starts + step * torch.arange(t)) % 64)
+
+
+def best_run(out, resume=False, first_batch=0, **fields):
+    """Six steps of counting by 1, then counting by 3; validation counts by 1: the eval loss falls,
+    then rises as the model learns the other rule."""
+    data = [counting(1, seed=i) for i in range(6)] + [counting(3, seed=10 + i) for i in range(94)]
+    held_out = counting(1, seed=99)
+    cfg = config(**{**dict(max_steps=10, lr=1e-2, schedule="constant", eval_every=2, save_every=2, keep_last=10,
+                           best_metric="eval_loss"),
+                    **fields})
+    source = HeldOutBatches(data, held_out)
+    source.i = first_batch  # a resumed run continues where the data left off
+    trainer = Trainer(tiny_model(), source, cfg, out, resume=resume)
+    trainer.train()
+    return trainer
+
+
+def test_best_metric_keeps_the_best_evaluations_model(tmp_path):
+    from safetensors.torch import load_file
+
+    best_run(tmp_path / "a")
+    evals = [r for r in metrics(tmp_path / "a") if "eval_loss" in r]
+    lowest = min(evals, key=lambda r: r["eval_loss"])
+    assert lowest["step"] not in (2, 10)  # falls, then rises: the best is in between
+    info = json.loads((tmp_path / "a" / "best" / "best.json").read_text())
+    assert info == {"metric": "eval_loss", "value": pytest.approx(lowest["eval_loss"]), "step": lowest["step"]}
+    best = load_file(tmp_path / "a" / "best" / "model.safetensors")
+    same_step = load_file(tmp_path / "a" / "checkpoints" / f"step-{lowest['step']}" / "model.safetensors")
+    assert best.keys() == same_step.keys() and all(torch.equal(best[k], same_step[k]) for k in best)
+    assert isinstance(attnkit.from_pretrained(tmp_path / "a" / "best"), GPT)
+    # resumed half-way, the run keeps the same best
+    best_run(tmp_path / "b", max_steps=6)
+    best_run(tmp_path / "b", resume=True, first_batch=6)
+    assert json.loads((tmp_path / "b" / "best" / "best.json").read_text()) == info
+
+
+def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path):
+    best_run(tmp_path / "a")
+    lowest = min((r for r in metrics(tmp_path / "a") if "eval_loss" in r), key=lambda r: r["eval_loss"])
+    trainer = best_run(tmp_path / "b", early_stopping_patience=2, max_steps=100)
+    assert trainer.step == lowest["step"] + 2 * 2  # two more evaluations, none better
+    assert complete_checkpoints(tmp_path / "b")[-1][0] == trainer.step  # a checkpoint where it stopped
+    assert json.loads((tmp_path / "b" / "best" / "best.json").read_text())["step"] == lowest["step"]
+
+
+def test_best_metric_mistakes_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="best_metric.*must name an evaluation metric"):
+        config(best_metric="loss")
+    with pytest.raises(ConfigError, match="eval_every.*must be > 0 when best_metric is set"):
+        config(best_metric="eval_loss", eval_every=0)
+    with pytest.raises(ConfigError, match="early_stopping_patience.*needs best_metric"):
+        config(early_stopping_patience=3)
+    with pytest.raises(ConfigError, match=r"train.best_metric 'eval_accuracy' is not among this run's evaluation "
+                                          r"metrics: eval_loss"):
+        best_run(tmp_path / "c", best_metric="eval_accuracy")

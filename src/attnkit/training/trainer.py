@@ -30,11 +30,14 @@ from tqdm.auto import tqdm
 
 from attnkit.allocator import keep_freed_memory
 from attnkit.errors import CheckpointError, ConfigError, TrainingError
+from attnkit.interop.files import write_text_atomic
 from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
 from attnkit.training.distributed import DistInfo, barrier, init_distributed, sum_over_ranks, wrap_model
 from attnkit.training.optim import make_optimizer
 from attnkit.training.schedules import SCHEDULES, lr_scheduler, make_schedule
+
+BEST, BEST_INFO = "best", "best.json"  # OUT/best/: the model of the best evaluation (train.best_metric)
 
 
 
@@ -46,6 +49,9 @@ class TrainConfig(Config):
     step sees ``batch_size * grad_accum_steps`` sequences. ``save_every``/``eval_every`` = 0
     disable periodic saves/evaluations (a checkpoint is always written at ``max_steps``).
     ``max_minutes`` > 0 stops early (with a checkpoint) once that much time has passed.
+    ``best_metric`` keeps the model of the best evaluation so far in ``OUT/best/`` (a model
+    directory, with ``best.json``: step, metric, value); ``early_stopping_patience`` stops the
+    run (with a checkpoint) after that many evaluations without improvement.
     """
 
     max_steps: int = 1000
@@ -72,6 +78,11 @@ class TrainConfig(Config):
     keep_last: int = 3
     max_minutes: float = 0.0
     progress: bool = True
+    # Keep the best model by an evaluation metric in OUT/best ("eval_loss", "eval_accuracy",
+    # "eval_f1", "eval_bleu", ...); higher is better unless the name ends in "loss" (or say so).
+    best_metric: str | None = None
+    greater_is_better: bool | None = None
+    early_stopping_patience: int = 0  # stop after this many evaluations without a better best_metric (0: never)
 
     def validate(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_iters", "keep_last"):
@@ -85,6 +96,13 @@ class TrainConfig(Config):
                      "must be >= 1 for the inverse_sqrt schedule")
         self.require(self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}")
         self.require(self.device in ("auto", "cpu", "cuda"), "device", "must be 'auto', 'cpu' or 'cuda'")
+        self.require(self.best_metric is None or self.best_metric.startswith("eval_"), "best_metric",
+                     "must name an evaluation metric (eval_loss, eval_accuracy, eval_f1, ...)")
+        self.require(self.best_metric is None or self.eval_every > 0, "eval_every",
+                     "must be > 0 when best_metric is set (the best model is chosen at evaluations)")
+        self.require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0")
+        self.require(not self.early_stopping_patience or self.best_metric is not None, "early_stopping_patience",
+                     "needs best_metric (the metric whose improvement it waits for)")
 
 
 def _step_of(line: str) -> float:
@@ -141,6 +159,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(c.seed)
         self.forward = torch.compile(self.wrapped) if c.compile else self.wrapped
         self.tb, self.last_metrics = None, {}
+        self.best: dict | None = None  # {"metric", "value", "step", "stale"}: the best evaluation so far
         if resume_dir is not None:
             self._load_training_state(resume_dir)
         if self.info.is_main:
@@ -209,6 +228,7 @@ class Trainer:
         self.generator.set_state(state["data_generator"])
         ckpt.set_rng_state(state["rng"], self.info.device)
         self.step = int(state["step"])
+        self.best = ckpt.read_trainer_state(path).get("best")
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines past the resumed step (written after the checkpoint, before a crash)."""
@@ -352,6 +372,7 @@ class Trainer:
                 self.log(record)
                 history.append(record)
                 out_of_time = self._out_of_time(start)
+                patience_ran_out = False
                 if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.max_steps or out_of_time):
                     eval_record = {"step": self.step, **self.evaluate_metrics()}
                     self.log(eval_record)
@@ -359,16 +380,53 @@ class Trainer:
                     if not bar.disable:
                         bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_record.items()
                                                                     if k != "step"))
-                if (c.save_every and self.step % c.save_every == 0) or self.step == c.max_steps or out_of_time:
+                    patience_ran_out = self._track_best(eval_record)
+                stopping = out_of_time or patience_ran_out
+                if (c.save_every and self.step % c.save_every == 0) or self.step == c.max_steps or stopping:
                     self.save_checkpoint()
                 if out_of_time:
                     bar.write(f"stopping at step {self.step}: train.max_minutes={c.max_minutes} reached")
+                if patience_ran_out:
+                    bar.write(f"stopping at step {self.step}: {c.best_metric} has not improved for "
+                              f"{c.early_stopping_patience} evaluations (best {self.best['value']:.4f} at step "
+                              f"{self.best['step']}, in {self.out_dir / BEST}); train.early_stopping_patience")
+                if stopping:
                     break
         finally:
             bar.close()
             if self.tb is not None:
                 self.tb.flush()
         return history
+
+    def _track_best(self, record: dict) -> bool:
+        """With ``best_metric``: keep ``record``'s model in ``OUT/best`` when it improves on the best
+        so far (every rank calls this: gathering FSDP weights is collective). Returns whether
+        ``early_stopping_patience`` evaluations have passed without improvement."""
+        c = self.config
+        if c.best_metric is None:
+            return False
+        if c.best_metric not in record:
+            known = ", ".join(k for k in record if k != "step")
+            raise ConfigError(f"train.best_metric {c.best_metric!r} is not among this run's evaluation metrics: {known}")
+        value = record[c.best_metric]
+        higher = c.greater_is_better if c.greater_is_better is not None else not c.best_metric.endswith("loss")
+        better = math.isfinite(value) and (
+            self.best is None or (value > self.best["value"] if higher else value < self.best["value"]))
+        if better:
+            self.best = {"metric": c.best_metric, "value": value, "step": self.step, "stale": 0}
+            model = self._model_to_save()
+            if self.info.is_main:
+                best = self.out_dir / BEST
+                model.save_pretrained(best)  # each file replaced atomically; best.json last
+                if self.tokenizer is not None:
+                    self.tokenizer.save_pretrained(best)
+                write_text_atomic(best / BEST_INFO, json.dumps({k: v for k, v in self.best.items() if k != "stale"},
+                                                               indent=1) + "\n")
+            barrier(self.info)
+        elif self.best is not None:
+            self.best["stale"] += 1
+        return bool(c.early_stopping_patience) and self.best is not None \
+            and self.best["stale"] >= c.early_stopping_patience
 
     def _out_of_time(self, start: float) -> bool:
         """Whether ``max_minutes`` has passed (decided by rank 0's clock, so all ranks agree)."""
@@ -399,6 +457,23 @@ class Trainer:
         raise TrainingError(f"{what}; training stopped. The last good checkpoint is "
                             f"{last if last else 'none (no checkpoint was saved yet)'}. Lower train.lr or check the data.")
 
+    def _model_to_save(self):
+        """The model with its full weights, on rank 0 (None elsewhere): the model itself, or under
+        FSDP a plain copy with the gathered shards (collective: every rank calls this)."""
+        sharded = self.info.world_size > 1 and self.config.distributed == "fsdp"
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state = get_model_state_dict(self.wrapped, options=opts) if sharded else None
+        if not self.info.is_main:
+            return None
+        if not sharded:
+            return self.model
+        with torch.random.fork_rng(devices=[]):  # its random init must not move rank 0's RNG (dropout)
+            model = type(self.model)(self.model.config)
+            if hasattr(self.model, "generation_config"):
+                model.generation_config = self.model.generation_config
+        model.load_state_dict(model_state)
+        return model
+
     def save_checkpoint(self) -> Path | None:
         """Write ``OUT/checkpoints/step-N`` (collective under FSDP; only rank 0 writes); never of
         non-finite weights (an update can overflow after a finite loss)."""
@@ -407,17 +482,9 @@ class Trainer:
             self._stop(f"the weights are not finite after step {self.step}, so no checkpoint was written")
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         optim_state = get_optimizer_state_dict(self.wrapped, self.optimizer, options=opts)
-        sharded = self.info.world_size > 1 and self.config.distributed == "fsdp"
-        model_state = get_model_state_dict(self.wrapped, options=opts) if sharded else None
+        model = self._model_to_save()
         path = None
         if self.info.is_main:
-            model = self.model
-            if sharded:  # gather the shards into a plain copy of the model to save it
-                with torch.random.fork_rng(devices=[]):  # its random init must not move rank 0's RNG (dropout)
-                    model = type(self.model)(self.model.config)
-                    if hasattr(self.model, "generation_config"):
-                        model.generation_config = self.model.generation_config
-                model.load_state_dict(model_state)
             state = {
                 "step": self.step, "optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
@@ -425,7 +492,7 @@ class Trainer:
             }
             trainer_state = {"step": self.step, "max_steps": self.config.max_steps, "world_size": self.info.world_size,
                              "model_config": self.model.config.to_dict(), "metrics": self.last_metrics,
-                             **self.run_info}
+                             "best": self.best, **self.run_info}
 
             def write(tmp: Path) -> None:
                 model.save_pretrained(tmp)
