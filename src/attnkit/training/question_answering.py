@@ -11,12 +11,12 @@ answers the validation questions with :func:`attnkit.answer_question` and report
 from __future__ import annotations
 
 import dataclasses
-import json
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from attnkit.data.question_answering import Question, read_squad
 from attnkit.errors import ConfigError, DataError
 from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
@@ -26,9 +26,6 @@ from attnkit.training.distributed import barrier, init_distributed
 from attnkit.training.lm import prepare_tokenizer
 from attnkit.training.recipe import recipe_to_dict
 from attnkit.training.trainer import TrainConfig, Trainer
-
-Question = tuple[str, str, str, int]  # question, context, answer text, answer start (characters)
-
 
 @dataclasses.dataclass(frozen=True)
 class QAModelSection(ClassifierModelSection):
@@ -69,33 +66,6 @@ class Recipe:
     train: TrainConfig = FINE_TUNING
 
 
-def read_squad(path: str | Path) -> list[Question]:
-    """Every answerable question of a SQuAD-format file, with its first answer; an answer whose
-    ``answer_start`` does not point at its ``text`` in the context is a :class:`DataError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))["data"]
-        out = []
-        for article in data:
-            for paragraph in article["paragraphs"]:
-                context = paragraph["context"]
-                for qa in paragraph["qas"]:
-                    if qa.get("is_impossible") or not qa["answers"]:
-                        continue
-                    text, start = qa["answers"][0]["text"], qa["answers"][0]["answer_start"]
-                    if not isinstance(start, int) or context[start:start + len(text)] != text:
-                        raise DataError(f"{path}: question {qa.get('id', qa['question'])!r}: answer_start {start} "
-                                        f"does not point at {text!r} in its context")
-                    out.append((qa["question"], context, text, start))
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DataError(f"{path} is not SQuAD-format JSON ({type(e).__name__}: {e})") from None
-    if not out:
-        raise DataError(f"{path} holds no answerable questions")
-    return out
-
-
 class QuestionAnsweringDataSource(ClassificationDataSource):
     """Windows with start/end targets (:class:`ClassificationDataSource`), and
     ``task_metrics(model)``: SQuAD's exact match and F1 (:mod:`attnkit.metrics`) of
@@ -115,8 +85,8 @@ class QuestionAnsweringDataSource(ClassificationDataSource):
 
         with torch.no_grad():
             answers = [answer_question(model, self.tokenizer, q, c, max_seq_len=self.max_seq_len,
-                                       doc_stride=self.doc_stride)["answer"] for q, c, _, _ in self.questions]
-        gold = [a for _, _, a, _ in self.questions]
+                                       doc_stride=self.doc_stride)["answer"] for q, c, *_ in self.questions]
+        gold = [q.answers for q in self.questions]
         return {"exact_match": exact_match(answers, gold), "f1": answer_f1(answers, gold)}
 
 
@@ -131,7 +101,7 @@ def encode_questions(questions: list[Question], tokenizer, max_seq_len: int, doc
     from attnkit.pipelines import question_windows
 
     rows = []
-    for question, context, text, start in questions:
+    for question, context, text, start, *_ in questions:
         end = start + len(text)
         for enc in question_windows(tokenizer, question, context, max_seq_len, doc_stride):
             first = last = None
@@ -160,7 +130,7 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     train, valid = read_squad(d.train), read_squad(d.valid)
     barrier(info)
     with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
-        tokenizer = prepare_tokenizer(recipe, out, info, last, ["\n".join(q + "\n" + c for q, c, _, _ in train)])
+        tokenizer = prepare_tokenizer(recipe, out, info, last, ["\n".join(q.question + "\n" + q.context for q in train)])
         torch.manual_seed(recipe.train.seed)  # the same new head on every rank
         model = m.build(tokenizer, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id)
         max_seq_len = min(d.max_seq_len, model.config.n_positions)

@@ -68,22 +68,9 @@ class Recipe:
                                      max_steps=800, eval_every=100)
 
 
-def read_transcribed_audio(path: str | Path) -> list[tuple[torch.Tensor, str]]:
-    """``[(16 kHz audio, transcript), ...]`` from a TSV of ``audio.wav<TAB>transcript`` lines."""
-    from attnkit.audio import read_wav, resample
-    from attnkit.data.translation import read_tsv
-
-    path = Path(path)
-    out = []
-    for audio_path, transcript in read_tsv(path):
-        audio, rate = read_wav(path.parent / audio_path)
-        out.append((resample(audio, rate, 16000), transcript))
-    return out
-
-
 def load_split(section: DataSection, split: str, show_progress: bool = False) -> list[tuple[torch.Tensor, str]]:
     """The audio and transcripts of ``"train"`` or ``"valid"``."""
-    from attnkit.data.speech import spoken_numbers
+    from attnkit.data.speech import read_transcribed_audio, spoken_numbers
 
     spec = section.train if split == "train" else section.valid
     if spec != "numbers":

@@ -16,14 +16,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from attnkit.data.records import read_records
-from attnkit.errors import DataError
+from attnkit.data.classification import Sentence, read_sentences
 from attnkit.models.config import Config
 from attnkit.training.classification import (FINE_TUNING, ClassifierModelSection, ClassifierTokenizerSection,
                                              fine_tune)
 from attnkit.training.trainer import TrainConfig, Trainer
 
-Sentence = tuple[list[str], list[str]]  # words, labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,39 +61,6 @@ class Recipe:
     tokenizer: ClassifierTokenizerSection = ClassifierTokenizerSection()
     data: DataSection = DataSection()
     train: TrainConfig = FINE_TUNING
-
-
-def read_sentences(path: str | Path, tokens_field: str = "tokens", tags_field: str = "tags") -> list[Sentence]:
-    """Labelled sentences from a JSONL or CoNLL-style file; malformed lines are a
-    :class:`DataError` naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
-    sentences: list[Sentence] = []
-    if path.suffix.lower() == ".jsonl":
-        for n, row in read_records(path):
-            words, tags = row.get(tokens_field), row.get(tags_field)
-            if not (isinstance(words, list) and isinstance(tags, list) and words and len(words) == len(tags)
-                    and all(isinstance(x, str) and x.strip() for x in words + tags)):
-                raise DataError(f"{path}:{n}: expected non-empty lists {tokens_field!r} and {tags_field!r} of "
-                                "strings, one tag per token")
-            sentences.append((words, tags))
-    else:
-        words, tags = [], []
-        for n, line in enumerate([*path.read_text(encoding="utf-8-sig").splitlines(), ""], start=1):
-            if not line.strip() or line.startswith("-DOCSTART-"):
-                if words:
-                    sentences.append((words, tags))
-                words, tags = [], []
-                continue
-            parts = line.split()
-            if len(parts) < 2:
-                raise DataError(f"{path}:{n}: expected 'word label' (whitespace-separated), got {line!r}")
-            words.append(parts[0])
-            tags.append(parts[-1])
-    if not sentences:
-        raise DataError(f"{path} holds no sentences")
-    return sentences
 
 
 def encode_sentences(sentences: list[Sentence], tokenizer, labels: dict[str, int], max_length: int) -> list:
