@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from attnkit.training.checkpoint import complete_checkpoints, read_trainer_state
 
@@ -56,13 +57,22 @@ def test_two_processes_match_one_process_and_resume_in_one(tiny_lm, tmp_path, st
 
 
 def test_fsdp_with_dropout_resumes_exactly(tiny_lm, tmp_path):
-    """Saving an FSDP checkpoint must not move rank 0's random stream (dropout) away from the others'."""
-    extra = ("train.distributed=fsdp", "model.config.dropout=0.1")
+    """Saving an FSDP checkpoint (or the best model: the shards are gathered for both) must not move
+    rank 0's random stream (dropout) away from the others'."""
+    from safetensors.torch import load_file
+
+    extra = ("train.distributed=fsdp", "model.config.dropout=0.1", "train.best_metric=eval_loss")
     train(tiny_lm, tmp_path / "two", *extra, nproc=2)
     shutil.copytree(tmp_path / "two", tmp_path / "resumed")
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-6")
     train(tiny_lm, tmp_path / "resumed", *extra, nproc=2, resume=True)
     assert losses(tmp_path / "resumed") == losses(tmp_path / "two")
+    best = json.loads((tmp_path / "two" / "best" / "best.json").read_text())
+    evals = dict(zip((3, 6), losses(tmp_path / "two", "eval_loss")))
+    assert best["step"] == min(evals, key=evals.get) and best["value"] == pytest.approx(min(evals.values()))
+    gathered = load_file(tmp_path / "two" / "best" / "model.safetensors")
+    saved = load_file(tmp_path / "two" / "checkpoints" / f"step-{best['step']}" / "model.safetensors")
+    assert gathered.keys() == saved.keys() and all(torch.equal(gathered[k], saved[k]) for k in saved)
 
 
 TRANSLATION = Path(__file__).parents[2] / "recipes" / "translate-numbers.toml"
