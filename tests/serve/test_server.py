@@ -416,3 +416,11 @@ def test_transcription_requests_are_checked(whisper_server, gpt_server):
     assert reply["endpoints"] == ["/v1/audio/transcriptions"]
     status, reply, _ = request(gpt_server, "POST", "/v1/audio/transcriptions", raw=body, headers=form)
     assert status == 404 and "does not transcribe speech" in reply["error"]["message"]
+    model, tok, _ = whisper_server
+    small = start(model, tok, max_audio_bytes=10)
+    try:
+        status, reply, _ = request(small.server_address[1], "POST", "/v1/audio/transcriptions", raw=body, headers=form)
+        assert status == 413 and "more than this server accepts (10)" in reply["error"]["message"]
+    finally:
+        small.shutdown()
+        small.server_close()

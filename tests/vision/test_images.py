@@ -105,3 +105,7 @@ def test_bad_settings_are_config_errors(tmp_path):
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"shortest_edge": 224}}))
     with pytest.raises(ConfigError, match="shortest-edge resizing is not supported"):
         ImageProcessor.from_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"feature_extractor_type": "WhisperFeatureExtractor",
+                                                                   "feature_size": 80}))
+    with pytest.raises(ConfigError, match="describes a WhisperFeatureExtractor, not a ViT image processor"):
+        ImageProcessor.from_pretrained(tmp_path)

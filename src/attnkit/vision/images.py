@@ -119,6 +119,9 @@ class ImageProcessor:
         d = read_json(file)
         if not isinstance(d, dict):
             raise ConfigError(f"{file} must hold a JSON object")
+        kind = d.get("image_processor_type") or d.get("feature_extractor_type")
+        if kind is not None and not str(kind).startswith("ViT"):
+            raise ConfigError(f"{file} describes a {kind}, not a ViT image processor")
         fields: dict[str, Any] = {k: d[k] for k in ("resample", "do_resize", "do_rescale", "rescale_factor",
                                                     "do_normalize") if k in d}
         size = d.get("size", {"height": 224, "width": 224})
