@@ -161,15 +161,29 @@ def test_label_names_round_trip_both_ways(tmp_path):
 
 def test_square_size_lists_are_read_as_sides(tmp_path):
     hf, ours = load_twin(tmp_path, "ViTModel", image_size=[32, 32], patch_size=[8, 8])
-    assert (ours.config.image_size, ours.config.patch_size) == (32, 8)
+    assert (ours.config.image_hw, ours.config.patch_size) == ((32, 32), 8)
     assert max(max_diffs(ours, hf, pixel_values=pixels()).values()) <= 1e-4
+
+
+@pytest.mark.parametrize("hf_name", list(HEADS))
+def test_rectangular_image_sizes_equal_transformers(tmp_path, hf_name):
+    """``image_size=[height, width]`` (transformers takes a pair): the same outputs on 32 × 48
+    images, and the pair written back for transformers."""
+    hf, ours = load_twin(tmp_path, hf_name, image_size=[32, 48])
+    assert ours.config.grid == (4, 6)
+    images = torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(3))
+    assert max(max_diffs(ours, hf, pixel_values=images).values()) <= 1e-4
+    ours.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["image_size"] == [32, 48]
+    again = getattr(transformers, hf_name).from_pretrained(tmp_path / "again").eval()
+    assert max(max_diffs(ours, again, pixel_values=images).values()) <= 1e-4
 
 
 @pytest.mark.parametrize("field,value,error,match", [
     ("hidden_act", "quick_gelu", attnkit.ConfigError, r"hidden_act 'quick_gelu' is not supported; supported: \["),
     ("pooler_act", "relu", attnkit.ConfigError, r"pooler_act='relu' is not supported by attnkit's ViT \(needs 'tanh'\)"),
     ("pooler_output_size", 16, attnkit.ConfigError, r"pooler_output_size=16 is not supported.*hidden_size, 32"),
-    ("image_size", [32, 48], attnkit.ConfigError, r"image_size=\[32, 48\] is not supported: attnkit's ViT takes square"),
+    ("patch_size", [8, 4], attnkit.ConfigError, r"patch_size=\[8, 4\] is not supported: attnkit's ViT takes square patches"),
     ("architectures", ["ViTForMaskedImageModeling"], attnkit.CheckpointError,
      r"architectures \['ViTForMaskedImageModeling'\] are not supported for vit; supported: \['ViTForImageClassification', "
      r"'ViTModel'\]"),

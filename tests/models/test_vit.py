@@ -109,8 +109,11 @@ def test_dropout_is_on_embeddings_and_sublayer_outputs_as_in_transformers():
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(ConfigError, match=r"ViTConfig.image_size: must be divisible by patch_size \(16\), got 100"):
+    with pytest.raises(ConfigError, match=r"ViTConfig.image_size: must be positive and divisible by patch_size \(16\) "
+                                          r"on each side, got 100"):
         ViTConfig(image_size=100)
+    with pytest.raises(ConfigError, match=r"image_size: .* got \(224, 100\)"):
+        ViTConfig(image_size=(224, 100))
     with pytest.raises(ConfigError, match="d_model"):
         ViTConfig(d_model=30, n_heads=4)
     with pytest.raises(ConfigError, match="activation"):
@@ -119,8 +122,8 @@ def test_config_errors_name_the_field():
         ViTConfig(num_channels=0)
     with pytest.raises(ConfigError, match="label_names: must be None or 2 names"):
         ViTConfig(label_names=("cat",))
-    with pytest.raises(ConfigError, match="image_size must be int"):
-        ViTConfig(image_size=(224, 224))
+    with pytest.raises(ConfigError, match=r"image_size must be int or tuple, got \(224, 224, 3\)"):
+        ViTConfig(image_size=(224, 224, 3))
 
 
 def test_input_errors_name_the_expected_and_given_sizes():
@@ -172,3 +175,19 @@ def test_tiny_vit_learns_sklearn_digits():
         accuracy = (model(x[held_out]).logits.argmax(-1) == y[held_out]).float().mean().item()
     print(f"digits: held-out accuracy {accuracy:.3f} after {steps} steps in {time.perf_counter() - start:.1f} s")
     assert accuracy > 0.85
+
+
+def test_rectangular_images_have_a_grid_of_their_own():
+    """``image_size=(height, width)``: a 2 × 6 grid of patches for 16 × 48 images, the position
+    table sized to it, the default image processor resizing to it, and JSON keeping the pair."""
+    from attnkit.vision import ImageProcessor
+
+    model = tiny(ViTForImageClassification, image_size=(16, 48), num_labels=3)
+    assert model.config.grid == (2, 6) and model.vit.position_embeddings.shape == (1, 1 + 12, 32)
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 16, 48)).logits.shape == (2, 3)
+    with pytest.raises(InputError, match="images are 48x16 pixels, the model takes 16x48"):
+        model(torch.randn(1, 3, 48, 16))
+    assert ImageProcessor.for_model(model.config).size == (16, 48)
+    assert ViTConfig.from_json(model.config.to_json()) == model.config
+

@@ -58,19 +58,20 @@ def config_to_hf(model) -> dict:
         model_type=MODEL_TYPE, hidden_size=c.d_model, num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
         intermediate_size=c.d_ff, hidden_act=ACT_TO_HF[c.activation], hidden_dropout_prob=c.dropout,
         attention_probs_dropout_prob=c.attn_dropout, initializer_range=c.initializer_range, layer_norm_eps=c.norm_eps,
-        image_size=c.image_size, patch_size=c.patch_size, num_channels=c.num_channels, qkv_bias=c.qkv_bias,
+        image_size=c.image_size if isinstance(c.image_size, int) else list(c.image_size), patch_size=c.patch_size,
+        num_channels=c.num_channels, qkv_bias=c.qkv_bias,
         encoder_stride=c.patch_size, pooler_output_size=c.d_model, pooler_act="tanh",
         **labels_to_hf(c.id2label, c.problem_type),
     )
 
 
 def _square_side(hf: dict, name: str, default: int):
-    """``image_size``/``patch_size``: HF allows ``[height, width]``; attnkit's ViT takes squares."""
+    """``patch_size``: HF allows ``[height, width]``; attnkit's patches are square."""
     value = hf.get(name, default)
     if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
         return value[0]
     if isinstance(value, list):
-        raise ConfigError(f"config.json: {name}={value} is not supported: attnkit's ViT takes square sizes")
+        raise ConfigError(f"config.json: {name}={value} is not supported: attnkit's ViT takes square patches")
     return value
 
 
@@ -82,7 +83,7 @@ def config_from_hf(hf: dict, model_class: type) -> ViTConfig:
         raise ConfigError(f"config.json: pooler_output_size={hf['pooler_output_size']!r} is not supported by "
                           f"attnkit's ViT (needs hidden_size, {d_model!r})")
     return ViTConfig(
-        image_size=_square_side(hf, "image_size", 224), patch_size=_square_side(hf, "patch_size", 16),
+        image_size=hf.get("image_size", 224), patch_size=_square_side(hf, "patch_size", 16),
         num_channels=hf.get("num_channels", 3), d_model=d_model, n_layers=hf.get("num_hidden_layers", 12),
         n_heads=hf.get("num_attention_heads", 12), d_ff=hf.get("intermediate_size", 3072),
         activation=activation_from_hf(hf, "hidden_act", "gelu"), norm_eps=hf.get("layer_norm_eps", 1e-12),

@@ -30,7 +30,7 @@ class ViTConfig(ClassLabels, Config):
 
     model_type = "vit"
 
-    image_size: int = 224  # square images of image_size × image_size pixels
+    image_size: int | tuple[int, int] = 224  # square images of this side, or (height, width) in pixels
     patch_size: int = 16
     num_channels: int = 3
     d_model: int = 768
@@ -50,19 +50,24 @@ class ViTConfig(ClassLabels, Config):
     label_names: tuple[str, ...] | None = None
 
     def validate(self) -> None:
-        self.require_positive("image_size", "patch_size", "num_channels", "d_model", "n_layers", "n_heads", "d_ff",
-                              "norm_eps")
-        self.require(self.image_size % self.patch_size == 0, "image_size",
-                     f"must be divisible by patch_size ({self.patch_size})")
+        self.require_positive("patch_size", "num_channels", "d_model", "n_layers", "n_heads", "d_ff", "norm_eps")
+        self.require(all(side > 0 and side % self.patch_size == 0 for side in self.image_hw), "image_size",
+                     f"must be positive and divisible by patch_size ({self.patch_size}) on each side")
         self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
         self.require(self.activation in ACTIVATIONS, "activation", f"must be one of {tuple(ACTIVATIONS)}")
         self.require_fraction("dropout", "attn_dropout")
         self.validate_labels()
 
     @property
-    def grid_size(self) -> int:
-        """Patches along each side of an ``image_size`` image."""
-        return self.image_size // self.patch_size
+    def image_hw(self) -> tuple[int, int]:
+        """``(height, width)`` of the images the model takes."""
+        size = self.image_size
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patches down and across an ``image_size`` image."""
+        return self.image_hw[0] // self.patch_size, self.image_hw[1] // self.patch_size
 
     def layer_config(self) -> LayerConfig:
         return LayerConfig(
@@ -90,7 +95,7 @@ class ViT(Model):
         c = config
         self.patch_embed = PatchEmbedding(c.num_channels, c.d_model, c.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.d_model))
-        self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + c.grid_size ** 2, c.d_model))  # [CLS], then the grid
+        self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + c.grid[0] * c.grid[1], c.d_model))  # [CLS], the grid
         self.drop = nn.Dropout(c.dropout)
         self.encoder = Encoder(c.layer_config(), c.n_layers, final_norm=False)
         self.final_norm = nn.LayerNorm(c.d_model, eps=c.norm_eps)
@@ -104,7 +109,8 @@ class ViT(Model):
                 cast to the model's dtype.
             interpolate_pos_encoding: for images of another size than ``image_size`` (sides
                 multiples of ``patch_size``), resize the grid of position embeddings bicubically
-                (§3.2) as Hugging Face does; without it such images are an :class:`InputError`.
+                (§3.2) as Hugging Face does (from a square grid only, as there); without it such
+                images are an :class:`InputError`.
         """
         x = self._embed(pixel_values, interpolate_pos_encoding)
         out = self.encoder(x, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
@@ -123,8 +129,8 @@ class ViT(Model):
         B, channels, H, W = pixel_values.shape
         if channels != c.num_channels:
             raise InputError(f"pixel_values has {channels} channels, the model takes {c.num_channels} (num_channels)")
-        if not interpolate_pos_encoding and (H, W) != (c.image_size, c.image_size):
-            raise InputError(f"images are {H}x{W} pixels, the model takes {c.image_size}x{c.image_size} (image_size); "
+        if not interpolate_pos_encoding and (H, W) != c.image_hw:
+            raise InputError(f"images are {H}x{W} pixels, the model takes {c.image_hw[0]}x{c.image_hw[1]} (image_size); "
                              "pass interpolate_pos_encoding=True to resize its position embeddings to other sizes")
         if H % c.patch_size or W % c.patch_size or H == 0 or W == 0:
             raise InputError(f"images are {H}x{W} pixels; height and width must be positive multiples of patch_size "
@@ -132,7 +138,7 @@ class ViT(Model):
         patches = self.patch_embed(pixel_values.to(self.patch_embed.proj.weight.dtype))  # (B, P, C)
         positions = self.position_embeddings  # (1, 1 + P, C)
         h, w = H // c.patch_size, W // c.patch_size
-        if (h, w) != (c.grid_size, c.grid_size):
+        if (h, w) != c.grid:
             grid = resize_position_grid(positions[:, 1:], h, w)  # (1, h·w, C)
             positions = torch.cat([positions[:, :1], grid], dim=1)  # (1, 1 + h·w, C)
         x = torch.cat([self.cls_token.expand(B, -1, -1), patches], dim=1)  # (B, 1 + P, C)

@@ -104,11 +104,11 @@ class ImageProcessor:
 
     @classmethod
     def for_model(cls, config) -> ImageProcessor:
-        """The processor for a ViT config: ``image_size`` square images of ``num_channels``."""
+        """The processor for a ViT config: images of its ``image_size`` and ``num_channels``."""
         n = config.num_channels
         if n not in _MODES:
             raise ConfigError(f"images of {n} channels have no processor (1 or 3 channels)")
-        return cls(size=(config.image_size, config.image_size), image_mean=(0.5,) * n, image_std=(0.5,) * n)
+        return cls(size=config.image_hw, image_mean=(0.5,) * n, image_std=(0.5,) * n)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> ImageProcessor:
