@@ -202,7 +202,7 @@ def serve(
     dtype: str = DTYPE,
 ) -> None:
     """Serve a model over HTTP with OpenAI's API: POST /v1/completions, /v1/embeddings or
-    /v1/audio/transcriptions (WAV uploads), by what the model does."""
+    /v1/audio/transcriptions and /v1/audio/translations (WAV uploads), by what the model does."""
     import logging
 
     from attnkit.serve import make_server

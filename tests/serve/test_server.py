@@ -413,7 +413,9 @@ def test_transcription_requests_are_checked(whisper_server, gpt_server):
     status, reply, _ = request(port, "POST", "/v1/completions", dict(prompt="x"))
     assert status == 404 and "does not generate text" in reply["error"]["message"]
     status, reply, _ = request(port, "GET", "/health")
-    assert reply["endpoints"] == ["/v1/audio/transcriptions"]
+    assert reply["endpoints"] == ["/v1/audio/transcriptions", "/v1/audio/translations"]
+    status, reply, _ = request(port, "POST", "/v1/audio/translations", raw=body, headers=form)
+    assert status == 404 and "has no translate task" in reply["error"]["message"]
     status, reply, _ = request(gpt_server, "POST", "/v1/audio/transcriptions", raw=body, headers=form)
     assert status == 404 and "does not transcribe speech" in reply["error"]["message"]
     model, tok, _ = whisper_server
@@ -424,3 +426,31 @@ def test_transcription_requests_are_checked(whisper_server, gpt_server):
     finally:
         small.shutdown()
         small.server_close()
+
+
+def test_openai_client_translates_with_a_multilingual_whisper():
+    """``client.audio.translations.create``: Whisper's translate task, the language detected per
+    window, as ``transcribe(task="translate")`` gives for the same samples."""
+    openai = pytest.importorskip("openai")
+    from attnkit.audio import read_wav
+    from attnkit.generation.speech import transcribe
+
+    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(80))], special_tokens=[f"<|s{i}|>" for i in range(40)])
+    torch.manual_seed(1)
+    model = attnkit.Whisper(attnkit.WhisperConfig.from_preset(
+        "whisper-test", vocab_size=120, pad_token_id=80, bos_token_id=80, eos_token_id=80, decoder_start_token_id=81))
+    model.generation_config = attnkit.GenerationConfig(other=dict(
+        lang_to_id={"<|en|>": 82, "<|de|>": 83}, task_to_id={"transcribe": 85, "translate": 84},
+        no_timestamps_token_id=87, max_initial_timestamp_index=5))
+    server = start(model.eval(), tok)
+    try:
+        data = wav_bytes(0.3 * torch.randn(16000 * 3, generator=torch.Generator().manual_seed(4)))
+        audio, rate = read_wav(__import__("io").BytesIO(data))
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="x", max_retries=0)
+        reply = client.audio.translations.create(model="tiny", file=("a.wav", data, "audio/wav"))
+        expected = transcribe(model, tok, audio, rate, task="translate")[0]
+        assert reply.text == expected and expected != transcribe(model, tok, audio, rate)[0]  # the task token counts
+    finally:
+        server.shutdown()
+        server.server_close()
+

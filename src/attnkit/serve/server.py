@@ -12,6 +12,8 @@ work against it:
   ``multipart/form-data`` upload: ``file`` (a PCM WAV file, any sampling rate), ``language``,
   ``response_format`` (``json``, ``text``, or ``verbose_json``: timed ``segments`` from
   Whisper's sequential long-form algorithm), ``temperature`` (0 only).
+- ``POST /v1/audio/translations`` — the same upload, translated into English (Whisper's
+  ``translate`` task; multilingual checkpoints).
 - ``GET /v1/models`` and ``GET /health``.
 
 Requests are checked before any work: a body that is not a JSON object, a missing or mistyped
@@ -51,6 +53,7 @@ COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "t
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
 TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
                         "timestamp_granularities[]")
+TRANSLATION_FIELDS = ("file", "model", "response_format", "temperature", "prompt")
 MAX_AUDIO_BYTES = 25 << 20  # OpenAI's limit for an upload
 
 
@@ -206,7 +209,11 @@ class ModelServer:
         return dict(object="list", model=self.name, usage=dict(prompt_tokens=tokens, total_tokens=tokens),
                     data=[dict(object="embedding", index=i, embedding=v) for i, v in enumerate(rows)])
 
-    def transcribe(self, form: dict) -> tuple[str, dict | str]:
+    def translate(self, form: dict) -> tuple[str, dict | str]:
+        """A ``/v1/audio/translations`` response: :meth:`transcribe` with Whisper's ``translate`` task."""
+        return self.transcribe(form, task="translate")
+
+    def transcribe(self, form: dict, task: str | None = None) -> tuple[str, dict | str]:
         """A ``/v1/audio/transcriptions`` response from the parsed form (field -> bytes):
         ``("json", payload)`` or ``("text", text)``."""
         import io
@@ -216,7 +223,10 @@ class ModelServer:
 
         if not self.transcribes:
             raise RequestError(f"this server's model ({type(self.model).__name__}) does not transcribe speech", status=404)
-        self._check_fields(form, TRANSCRIPTION_FIELDS)
+        if task == "translate" and not isinstance(self.model.generation_config.other.get("task_to_id"), dict):
+            raise RequestError(f"this server's model ({self.name}) has no translate task (no task_to_id in its "
+                               "generation config: an English-only or custom Whisper)", status=404)
+        self._check_fields(form, TRANSCRIPTION_FIELDS if task is None else TRANSLATION_FIELDS)
         if "file" not in form or not form["file"]:
             raise RequestError("'file' is required: the audio, as a PCM WAV file", param="file")
         text_fields = {}
@@ -250,7 +260,7 @@ class ModelServer:
         if audio.numel() < 400:
             raise RequestError("'file' holds less than 25 ms of audio", param="file")
         with self.lock:
-            result = transcribe(self.model, self.tokenizer, audio, rate, language=language,
+            result = transcribe(self.model, self.tokenizer, audio, rate, language=language, task=task,
                                 return_timestamps=fmt == "verbose_json")[0]
         if fmt == "text":
             return "text", result + "\n"
@@ -259,7 +269,7 @@ class ModelServer:
         segments = [dict(id=i, seek=0, start=start, end=end, text=chunk["text"], tokens=[], temperature=0.0,
                          avg_logprob=0.0, compression_ratio=0.0, no_speech_prob=0.0)
                     for i, chunk in enumerate(result["chunks"]) for start, end in [chunk["timestamp"]]]
-        return "json", dict(task="transcribe", language=language or "", duration=round(audio.numel() / rate, 3),
+        return "json", dict(task=task or "transcribe", language=language or "", duration=round(audio.numel() / rate, 3),
                             text=result["text"], segments=segments)
 
     def models(self) -> dict:
@@ -268,7 +278,8 @@ class ModelServer:
     def health(self) -> dict:
         return dict(status="ok", model=self.name, architecture=type(self.model).__name__,
                     endpoints=[e for e, ok in (("/v1/completions", self.generates), ("/v1/embeddings", self.embeds),
-                                               ("/v1/audio/transcriptions", self.transcribes)) if ok])
+                                               ("/v1/audio/transcriptions", self.transcribes),
+                                               ("/v1/audio/translations", self.transcribes)) if ok])
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -279,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     ROUTES = {"/health": ("GET", "health"), "/v1/models": ("GET", "models"),
               "/v1/completions": ("POST", "complete"), "/v1/embeddings": ("POST", "embed"),
-              "/v1/audio/transcriptions": ("POST", "transcribe")}
+              "/v1/audio/transcriptions": ("POST", "transcribe"), "/v1/audio/translations": ("POST", "translate")}
 
     def log_message(self, format, *args):  # the access log goes to logging, not stderr
         log.info("%s %s", self.address_string(), format % args)
@@ -364,8 +375,8 @@ class _Handler(BaseHTTPRequestHandler):
             action = self._route(method)
             if method == "GET":
                 return self._send_json(200, getattr(app, action)())
-            if action == "transcribe":
-                kind, payload = app.transcribe(self._read_form())
+            if action in ("transcribe", "translate"):
+                kind, payload = getattr(app, action)(self._read_form())
                 return self._send_json(200, payload) if kind == "json" else self._send_text(payload)
             body = self._read_body()
             if action == "complete" and body.get("stream") is True:
