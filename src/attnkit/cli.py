@@ -53,16 +53,18 @@ def model_placement(device: str, dtype: str):
     return resolve_device(device, option="--device"), getattr(torch, DTYPES[dtype])
 
 
-def load_model_dir(path: Path, device: str = "cpu", dtype: str = "fp32"):
+def load_model_dir(path: Path, device: str = "cpu", dtype: str = "fp32", tokenizer: bool = True):
     """``(model, tokenizer, directory)`` from a model directory or a training output directory
-    (its newest complete checkpoint), on ``device`` in ``dtype`` (the CLI's option values)."""
+    (its newest complete checkpoint), on ``device`` in ``dtype`` (the CLI's option values); the
+    tokenizer is None with ``tokenizer=False`` (image models have none)."""
     from attnkit.interop import from_pretrained
     from attnkit.tokenizers import Tokenizer
     from attnkit.training.checkpoint import resolve_model_dir
 
     dev, dt = model_placement(device, dtype)
     directory = resolve_model_dir(path)
-    return from_pretrained(directory, dtype=dt, device=dev), Tokenizer.from_pretrained(directory), directory
+    model = from_pretrained(directory, dtype=dt, device=dev)
+    return model, Tokenizer.from_pretrained(directory) if tokenizer else None, directory
 
 
 @app.command()
@@ -351,8 +353,13 @@ def translate(
 @_fail_cleanly
 def evaluate(
     path: Path = typer.Argument(..., help="model directory, or a training output directory"),
-    data: str = typer.Option(..., "--data", help="'numbers' (built-in test split), a TSV file, or 'SRC_FILE,TGT_FILE'"),
-    metric: list[str] = typer.Option(["bleu"], "--metric", help="bleu, chrf or rouge (repeatable)"),
+    data: str = typer.Option(..., "--data", help="text-to-text: 'numbers' (built-in test split), a TSV or JSONL file, "
+                                                 "or 'SRC_FILE,TGT_FILE'; classifiers: a labelled JSONL/CSV/TSV or "
+                                                 "CoNLL file; QA: SQuAD JSON; image classifiers: an image folder"),
+    metric: list[str] = typer.Option(None, "--metric", help="text-to-text: bleu (default), chrf or rouge (repeatable)"),
+    text_field: str = typer.Option("text", "--text-field", help="classifiers: the text's field"),
+    label_field: str = typer.Option("label", "--label-field", help="classifiers: the label's field"),
+    pair_field: str = typer.Option(None, "--pair-field", help="classifiers: a second text's field (sentence pairs)"),
     tokenize: str = typer.Option("13a", "--tokenize", help="sacrebleu BLEU tokenizer: 13a, char, intl, none, ..."),
     num_beams: int = typer.Option(4, "--num-beams"),
     length_penalty: float = typer.Option(0.6, "--length-penalty"),
@@ -360,8 +367,10 @@ def evaluate(
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
-    """Translate (or summarise: any text-to-text model) a test set and score it: sacrebleu's
-    detokenised BLEU / chrF, rouge-score's ROUGE-1/2/L/Lsum."""
+    """Score a model on a labelled test set. Text-to-text models (translation, summarisation)
+    decode it and get sacrebleu's detokenised BLEU / chrF or rouge-score's ROUGE; classifiers,
+    QA and image classifiers get the scores their training task logs (accuracy, F1, entity F1,
+    SQuAD exact match)."""
     from attnkit.data.translation import load_pairs
     from attnkit.errors import InputError
     from attnkit.generation.translation import translate as translate_texts
@@ -369,6 +378,25 @@ def evaluate(
     from attnkit.metrics.summarization import rouge
     from attnkit.metrics.translation import check_options, score
 
+    model, tokenizer, directory = load_model_dir(path, device, dtype, tokenizer=False)
+    if not hasattr(model, "decoder_start_ids"):  # a classifier, QA or image model: its task's scores
+        from attnkit.tokenizers import Tokenizer
+        from attnkit.training.evaluation import evaluate_model
+
+        if metric:
+            raise InputError(f"--metric scores text-to-text models; {directory} holds a {type(model).__name__}, "
+                             "scored by its task's metrics")
+        needs_tokenizer = getattr(model.config, "model_type", None) != "vit"
+        tokenizer = Tokenizer.from_pretrained(directory) if needs_tokenizer else None
+        scores = evaluate_model(model, tokenizer, data, text_field, label_field, pair_field)
+        typer.echo(f"{directory}: {data}")
+        for name, value in scores.items():
+            typer.echo(f"{name}: {value:.4f}")
+        return
+    from attnkit.tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_pretrained(directory)
+    metric = metric or ["bleu"]
     unknown = [m for m in metric if m not in TEXT_METRICS]
     if unknown:
         raise InputError(f"unknown metric {unknown[0]!r}; expected one of {TEXT_METRICS}")
@@ -379,7 +407,6 @@ def evaluate(
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         raise InputError(f"--output {output}: " + ("is a directory" if output.is_dir() else
                                                   f"its directory {output.parent} does not exist"))
-    model, tokenizer, directory = load_model_dir(path, device, dtype)
     pairs = load_pairs(data, "test")
     hypotheses = translate_texts(model, tokenizer, [s for s, _ in pairs], num_beams=num_beams,
                                  length_penalty=length_penalty)

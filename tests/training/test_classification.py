@@ -105,6 +105,16 @@ def test_from_scratch_eval_accuracy_is_the_checkpoints_accuracy(data, tmp_path):
         predicted = model(**tok([t for t, _, _ in examples])).logits.argmax(-1).tolist()
     gold = [model.config.label_names.index(label) for _, _, label in examples]
     assert result["eval_f1"] == pytest.approx(attnkit.metrics.f1(predicted, gold, average="binary"))
+    # attnkit evaluate on the validation file: the same accuracy, and macro F1
+    from typer.testing import CliRunner
+
+    from attnkit.cli import app
+
+    out = CliRunner().invoke(app, ["evaluate", str(checkpoint), "--data", str(data / "valid.jsonl")])
+    assert out.exit_code == 0, out.output
+    scores = dict(line.split(": ") for line in out.output.splitlines()[1:])
+    assert float(scores["accuracy"]) == pytest.approx(result["eval_accuracy"], abs=1e-4)
+    assert float(scores["f1"]) == pytest.approx(attnkit.metrics.f1(predicted, gold, average="macro"), abs=1e-4)
 
 
 def test_readers_and_their_errors(tmp_path):
@@ -130,9 +140,9 @@ def test_readers_and_their_errors(tmp_path):
 
 def test_sentence_pairs_get_segment_ids():
     tok = Tokenizer.from_pretrained(minilm.get_model_path())
-    from attnkit.training.classification import _encode
+    from attnkit.training.classification import encode_examples
 
-    rows = _encode([("a cat", "a dog", "same"), ("red", "a big blue car", "different")], tok,
+    rows = encode_examples([("a cat", "a dog", "same"), ("red", "a big blue car", "different")], tok,
                    {"different": 0, "same": 1}, 32)
     source = ClassificationDataSource(rows, rows, tok.pad_token_id, 2, pairs=True)
     batch = source.next_batch(torch.Generator().manual_seed(0))

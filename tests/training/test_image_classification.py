@@ -67,6 +67,9 @@ def test_a_vit_learns_digits_from_image_folders(digit_folders, tmp_path):
     predicted = attnkit.classify_image(model, [path for path, _ in files], top_k=1)
     accuracy = np.mean([row[0]["label"] == label for row, (_, label) in zip(predicted, files)])
     assert accuracy == pytest.approx(result["eval_accuracy"])
+    from attnkit.training.evaluation import evaluate_model
+
+    assert evaluate_model(model, None, str(valid))["accuracy"] == pytest.approx(result["eval_accuracy"])
 
 
 def test_the_shipped_digits_recipe_learns_the_held_out_tenth(tmp_path):

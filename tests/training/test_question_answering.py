@@ -81,6 +81,10 @@ device = "cpu"
               if "eval_exact_match" in r][-1]
     assert scores["step"] == 100 and scores["eval_exact_match"] == pytest.approx(100 * sum(exact) / len(exact))
     assert scores["eval_exact_match"] <= scores["eval_f1"] <= 100.0
+    from attnkit.training.evaluation import evaluate_model
+
+    assert evaluate_model(model, tok, str(data / "valid.json"), max_seq_len=64, doc_stride=16) == pytest.approx(
+        {"exact_match": scores["eval_exact_match"], "f1": scores["eval_f1"]})
 
 
 def test_answer_question_is_the_best_masked_span_over_windows():

@@ -100,6 +100,10 @@ device = "cpu"
     logged = [r for r in records if "eval_f1" in r and r["step"] == 40][0]
     assert {k: logged[f"eval_{k}"] for k in entities} == pytest.approx(entities)
     assert result["eval_f1"] >= 0.8, result
+    from attnkit.training.evaluation import evaluate_model
+
+    scores = evaluate_model(model, tok, str(data / "valid.conll"))  # the step-80 checkpoint, as attnkit evaluate
+    assert scores == pytest.approx({k: result[f"eval_{k}"] for k in ("accuracy", "precision", "recall", "f1")})
     groups = attnkit.classify_tokens(model, tok, "Emma Brown flew to Cape Town yesterday .", aggregation_strategy="simple")
     assert [(g["entity_group"], g["word"]) for g in groups] == [("PER", "emma brown"), ("LOC", "cape town")]
 

@@ -165,6 +165,13 @@ def test_translation_recipe_trains_with_the_paper_schedule_and_the_commands_work
 
     result = runner.invoke(app, ["translate", str(tmp_path / "avg"), ""])
     assert result.exit_code == 1 and "empty" in result.output
+    # evaluate checks its options before decoding anything
+    for args, message in ((["--tokenize", "foo"], "unknown BLEU tokenizer 'foo'"),
+                          (["--metric", "chrf", "--metric", "ter"], "unknown metric 'ter'"),
+                          (["--output", str(tmp_path / "no" / "out.txt")], "does not exist"),
+                          (["--output", str(tmp_path)], "is a directory")):
+        result = runner.invoke(app, ["evaluate", str(tmp_path / "avg"), "--data", str(valid), *args])
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
 
 
 def test_translate_numbers_recipe_uses_the_papers_training_settings():

@@ -124,10 +124,14 @@ class ClassificationDataSource:
     def task_metrics(self, model) -> dict[str, float]:
         if self.f1_average is None and not self.entity_scores:
             return {}
-        from attnkit import metrics
+        return self.scores(model, accuracy=False)
+
+    def predictions(self, model) -> tuple[list[list[int]], list[list[int]]]:
+        """Per validation example, the model's predicted label ids at its labelled positions
+        (one for a text, one per labelled token) and the gold ones."""
         from attnkit.models.base import eval_mode
 
-        predicted, gold = [], []  # per example: the labelled positions' predictions and labels
+        predicted, gold = [], []
         with eval_mode(model), torch.no_grad():
             for batch in self.eval_batches():
                 labels = batch.pop("labels")
@@ -136,12 +140,23 @@ class ClassificationDataSource:
                     keep = label != -100
                     predicted.append(guess[keep].tolist())
                     gold.append(label[keep].tolist())
+        return predicted, gold
+
+    def scores(self, model, accuracy: bool = True) -> dict[str, float]:
+        """The validation set's ``accuracy`` (over labelled positions) and ``f1`` (``f1_average``),
+        or with ``entity_scores`` the entity-level ``precision``, ``recall`` and ``f1``."""
+        from attnkit import metrics
+
+        predicted, gold = self.predictions(model)
+        flat_predicted, flat_gold = [i for row in predicted for i in row], [i for row in gold for i in row]
+        out = {"accuracy": metrics.accuracy(flat_predicted, flat_gold)} if accuracy else {}
         if self.entity_scores:
             names = self.label_names
-            return metrics.entity_scores([[names[i] for i in row] for row in predicted],
-                                         [[names[i] for i in row] for row in gold])
-        return {"f1": metrics.f1([i for row in predicted for i in row], [i for row in gold for i in row],
-                                 average=self.f1_average)}
+            out.update(metrics.entity_scores([[names[i] for i in row] for row in predicted],
+                                             [[names[i] for i in row] for row in gold]))
+        elif self.f1_average is not None:
+            out["f1"] = metrics.f1(flat_predicted, flat_gold, average=self.f1_average)
+        return out
 
     def _collate(self, rows: list) -> dict[str, torch.Tensor]:
         T = max(len(ids) for ids, _, _ in rows)
@@ -176,7 +191,7 @@ class ClassificationDataSource:
             yield self._collate(mine[start:start + self.batch_size])
 
 
-def _encode(examples: list[Example], tokenizer, labels: dict[str, int], max_length: int) -> list:
+def encode_examples(examples: list[Example], tokenizer, labels: dict[str, int], max_length: int) -> list:
     """``[(ids, token_type_ids, label id), ...]``, each cut to ``max_length`` tokens."""
     texts = [t for t, _, _ in examples]
     pairs = [p for _, p, _ in examples] if examples[0][1] is not None else None
@@ -191,7 +206,7 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     d = recipe.data
     return fine_tune(recipe, out_dir, resume, "classification",
                      read=lambda path: read_examples(path, d.text_field, d.label_field, d.text_pair_field),
-                     labels_of=lambda example: [example[2]], encode=_encode,
+                     labels_of=lambda example: [example[2]], encode=encode_examples,
                      corpus=lambda examples: [t for t, _, _ in examples], pairs=d.text_pair_field is not None,
                      f1_average=d.f1_average)
 
