@@ -166,6 +166,10 @@ def info(path: Path = typer.Argument(..., help="model directory, or a training o
         typer.echo(f"training state: step {state['step']} of {state.get('max_steps')}, "
                    f"world size {state.get('world_size')}")
         typer.echo("last metrics: " + json.dumps(state.get("metrics", {})))
+        best = state.get("best")
+        if best:
+            typer.echo(f"best so far: {best['metric']} {best['value']:.4f} at step {best['step']} "
+                       f"(train.best_metric; the model is in OUT/best)")
     else:
         typer.echo("training state: none (not a training checkpoint)")
 

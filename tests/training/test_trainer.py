@@ -432,6 +432,12 @@ def test_best_metric_keeps_the_best_evaluations_model(tmp_path):
     same_step = load_file(tmp_path / "a" / "checkpoints" / f"step-{lowest['step']}" / "model.safetensors")
     assert best.keys() == same_step.keys() and all(torch.equal(best[k], same_step[k]) for k in best)
     assert isinstance(attnkit.from_pretrained(tmp_path / "a" / "best"), GPT)
+    from typer.testing import CliRunner
+
+    from attnkit.cli import app
+
+    shown = CliRunner().invoke(app, ["info", str(tmp_path / "a")])  # the newest checkpoint tells of the best
+    assert f"best so far: eval_loss {lowest['eval_loss']:.4f} at step {lowest['step']}" in shown.output, shown.output
     # resumed half-way, the run keeps the same best
     best_run(tmp_path / "b", max_steps=6)
     best_run(tmp_path / "b", resume=True, first_batch=6)
