@@ -378,7 +378,7 @@ def evaluate(
     from attnkit.data.translation import load_pairs
     from attnkit.errors import InputError
     from attnkit.generation.translation import translate as translate_texts
-    from attnkit.metrics import TEXT_METRICS, missing_packages
+    from attnkit.metrics import TEXT_METRICS, require_packages
     from attnkit.metrics.summarization import rouge
     from attnkit.metrics.translation import check_options, score
 
@@ -404,9 +404,7 @@ def evaluate(
     unknown = [m for m in metric if m not in TEXT_METRICS]
     if unknown:
         raise InputError(f"unknown metric {unknown[0]!r}; expected one of {TEXT_METRICS}")
-    if missing_packages(metric):
-        raise InputError(f"--metric {' '.join(metric)} needs {', '.join(missing_packages(metric))}: pip install "
-                         f"{' '.join(missing_packages(metric))}")
+    require_packages(metric, f"--metric {' '.join(metric)} needs", InputError)
     check_options([m for m in metric if m != "rouge"], tokenize)
     if output is not None and (output.is_dir() or not output.parent.is_dir()):
         raise InputError(f"--output {output}: " + ("is a directory" if output.is_dir() else

@@ -21,4 +21,12 @@ def missing_packages(metrics) -> list[str]:
     return sorted({pip for module, pip in (PACKAGES[m] for m in metrics) if importlib.util.find_spec(module) is None})
 
 
-__all__ = ["PACKAGES", "TEXT_METRICS", "missing_packages", "accuracy", "answer_f1", "bleu", "cer", "chrf", "entity_scores", "exact_match", "f1", "normalize_answer", "rouge", "wer"]
+def require_packages(metrics, what: str, error: type[Exception]) -> None:
+    """Raise ``error("<what> <packages>: pip install <packages>")`` when ``metrics`` need packages
+    that are not installed; ``what`` names the option asking for them (``"data.metrics ['rouge'] need"``)."""
+    missing = missing_packages(metrics)
+    if missing:
+        raise error(f"{what} {', '.join(missing)}: pip install {' '.join(missing)}")
+
+
+__all__ = ["PACKAGES", "TEXT_METRICS", "missing_packages", "require_packages", "accuracy", "answer_f1", "bleu", "cer", "chrf", "entity_scores", "exact_match", "f1", "normalize_answer", "rouge", "wer"]

@@ -242,13 +242,12 @@ def fine_tune(recipe, out_dir: str | Path, resume: bool, task: str, read, labels
     default, else trained on ``corpus(examples)``); a new head on ``model.pretrained`` or a model
     from a preset; rows from ``encode(examples, tokenizer, label ids, max_length)``; the Trainer
     (with ``eval_f1`` for ``f1_average``, entity scores for ``entity_scores`` and B-/I- tags)."""
-    from attnkit.metrics import missing_packages
+    from attnkit.metrics import missing_packages, require_packages
 
     out = Path(out_dir)
     d, m = recipe.data, recipe.model
-    if f1_average is not None and missing_packages(["f1"]):
-        raise ConfigError(f"data.f1_average needs {missing_packages(['f1'])[0]}: pip install "
-                          f"{missing_packages(['f1'])[0]} (or leave f1_average out)")
+    if f1_average is not None:
+        require_packages(["f1"], "data.f1_average needs", ConfigError)
     if entity_scores and missing_packages(["entity_scores"]):
         warnings.warn("entity-level precision, recall and F1 are not reported: pip install seqeval", stacklevel=2)
         entity_scores = False

@@ -29,12 +29,12 @@ import torch
 from tqdm.auto import tqdm
 
 from attnkit.data.images import digits, read_image_folder
-from attnkit.errors import ConfigError
 from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
 from attnkit.training.classification import split_labelled
 from attnkit.training.distributed import barrier, init_distributed
 from attnkit.training.recipe import ModelSection, recipe_to_dict
+from attnkit.training.sources import TensorDataSource
 from attnkit.training.trainer import TrainConfig, Trainer
 from attnkit.vision.images import PROCESSOR_FILE, ImageProcessor
 
@@ -76,7 +76,7 @@ class Recipe:
                                      max_steps=300, eval_every=100, save_every=300)
 
 
-class ImageDataSource:
+class ImageDataSource(TensorDataSource):
     """Random batches ``{"pixel_values", "labels"}`` of uint8 pixels ``(N, C, H, W)`` and class ids
     ``(N,)``, normalised per batch by ``processor``; validation batches in order."""
 
@@ -84,25 +84,11 @@ class ImageDataSource:
 
     def __init__(self, train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor],
                  processor: ImageProcessor, batch_size: int):
-        self.train, self.valid, self.processor, self.batch_size = train, valid, processor, batch_size
+        super().__init__(train, valid, batch_size)
+        self.processor = processor
 
     def _batch(self, pixels: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.processor.normalize(pixels), "labels": labels}
-
-    def next_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-        if self.batch_size % world_size:
-            raise ConfigError(f"train.batch_size={self.batch_size} must divide over {world_size} processes")
-        picks = torch.randint(len(self.train[1]), (self.batch_size,), generator=generator)  # the global batch
-        per_rank = self.batch_size // world_size
-        mine = picks[rank * per_rank:(rank + 1) * per_rank]
-        return self._batch(self.train[0][mine], self.train[1][mine])
-
-    def eval_batches(self, rank: int = 0, world_size: int = 1):
-        pixels, labels = self.valid
-        mine = torch.arange(rank, len(labels), world_size)
-        for start in range(0, len(mine), self.batch_size):
-            idx = mine[start:start + self.batch_size]
-            yield self._batch(pixels[idx], labels[idx])
 
 
 def _read(path: str) -> list:

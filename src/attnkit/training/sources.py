@@ -61,3 +61,37 @@ class LMDataSource:
         g = torch.Generator().manual_seed(self.eval_seed)  # fixed: every evaluation sees the same blocks
         for _ in range(self.eval_iters):
             yield self._batch("val", g, rank, world_size)
+
+
+class TensorDataSource:
+    """Examples held in memory as tensors, ``(inputs (N, ...), labels (N, ...))`` for ``train``
+    and ``valid``. A training batch is ``batch_size`` rows drawn with replacement from the
+    Trainer's generator (the global batch, then this rank's slice); validation is every row in
+    order, each rank taking every ``world_size``-th. Batches are ``_batch(inputs, labels)``:
+    ``{input_name: inputs, "labels": labels}`` unless a subclass transforms them."""
+
+    input_name = "input_ids"
+
+    def __init__(self, train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor],
+                 batch_size: int):
+        self.train, self.valid, self.batch_size = train, valid, batch_size
+
+    def _batch(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.input_name: inputs, "labels": labels}
+
+    def next_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        if self.batch_size % world_size:
+            raise ConfigError(f"train.batch_size={self.batch_size} must divide over {world_size} processes")
+        inputs, labels = self.train
+        picks = torch.randint(len(labels), (self.batch_size,), generator=generator)  # the global batch
+        per_rank = self.batch_size // world_size
+        mine = picks[rank * per_rank:(rank + 1) * per_rank]
+        return self._batch(inputs[mine], labels[mine])
+
+    def eval_batches(self, rank: int = 0, world_size: int = 1) -> Iterable[dict[str, torch.Tensor]]:
+        inputs, labels = self.valid
+        mine = torch.arange(rank, len(labels), world_size)
+        for start in range(0, len(mine), self.batch_size):
+            idx = mine[start:start + self.batch_size]
+            yield self._batch(inputs[idx], labels[idx])
+

@@ -27,6 +27,7 @@ from attnkit.training import checkpoint as ckpt
 from attnkit.training.distributed import barrier, init_distributed
 from attnkit.training.lm import TokenizerSection, prepare_tokenizer
 from attnkit.training.recipe import ModelSection, recipe_to_dict
+from attnkit.training.sources import TensorDataSource
 from attnkit.training.trainer import TrainConfig, Trainer
 
 START, END = "<|startoftranscript|>", "<|endoftext|>"
@@ -99,14 +100,15 @@ def label_prefix(model, language: str | None, task: str | None) -> list[int]:
         raise ConfigError(f"data.language / data.task: {e}") from None
 
 
-class SpeechDataSource:
+class SpeechDataSource(TensorDataSource):
     """Random batches of precomputed log-mel features with their transcripts' token ids (after
     ``prefix``, then EOS, -100 padding): ``{"input_features", "labels"}``; validation batches in order."""
 
+    input_name = "input_features"
+
     def __init__(self, train, valid, tokenizer, config, batch_size: int, prefix: list[int] = ()):
-        self.batch_size = batch_size
-        self.train, self.valid = (self._prepare(data, tokenizer, config, name, list(prefix)) for data, name in
-                                  ((train, "train"), (valid, "valid")))
+        super().__init__(self._prepare(train, tokenizer, config, "train", list(prefix)),
+                         self._prepare(valid, tokenizer, config, "valid", list(prefix)), batch_size)
 
     @staticmethod
     def _prepare(data, tokenizer, config, name: str, prefix: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,22 +128,6 @@ class SpeechDataSource:
         for i, row in enumerate(rows):
             labels[i, : len(row)] = torch.tensor(row)
         return features, labels
-
-    def next_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-        if self.batch_size % world_size:
-            raise ConfigError(f"train.batch_size={self.batch_size} must divide over {world_size} processes")
-        x, y = self.train
-        picks = torch.randint(len(x), (self.batch_size,), generator=generator)  # the global batch
-        per_rank = self.batch_size // world_size
-        mine = picks[rank * per_rank:(rank + 1) * per_rank]
-        return {"input_features": x[mine], "labels": y[mine]}
-
-    def eval_batches(self, rank: int = 0, world_size: int = 1):
-        x, y = self.valid
-        mine = torch.arange(rank, len(x), world_size)
-        for start in range(0, len(mine), self.batch_size):
-            idx = mine[start:start + self.batch_size]
-            yield {"input_features": x[idx], "labels": y[idx]}
 
 
 def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:

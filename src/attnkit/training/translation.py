@@ -88,7 +88,8 @@ class TextToTextDataSource(TranslationDataSource):
         if not self.metrics:
             return {}
         from attnkit.generation.translation import translate
-        from attnkit.metrics import bleu, chrf, rouge
+        from attnkit.metrics import rouge
+        from attnkit.metrics.translation import score
 
         with torch.no_grad():
             hypotheses = translate(model, self.tokenizer, [s for s, _ in self.valid_pairs], num_beams=self.num_beams)
@@ -98,8 +99,7 @@ class TextToTextDataSource(TranslationDataSource):
             if name == "rouge":
                 scores.update(rouge(hypotheses, references))
             else:
-                scores[name] = bleu(hypotheses, references, self.bleu_tokenize) if name == "bleu" else \
-                    chrf(hypotheses, references)
+                scores[name] = score(name, hypotheses, references, self.bleu_tokenize)
         return scores
 
 
@@ -112,11 +112,9 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     if m.pretrained is None:  # check the model config before anything is written (the vocabulary comes later)
         m.model_config(pad_token_id=0, bos_token_id=None, eos_token_id=None, decoder_start_token_id=0)
     with_pretrained_tokenizer(recipe)
-    from attnkit.metrics import missing_packages
+    from attnkit.metrics import require_packages
 
-    if missing_packages(d.metrics):
-        raise ConfigError(f"data.metrics {list(d.metrics)} need {', '.join(missing_packages(d.metrics))}: pip install "
-                          f"{' '.join(missing_packages(d.metrics))}")
+    require_packages(d.metrics, f"data.metrics {list(d.metrics)} need", ConfigError)
     if "bleu" in d.metrics:
         from attnkit.metrics.translation import check_options
 
