@@ -382,19 +382,20 @@ def test_generate_follows_the_checkpoints_generation_config(trained, tmp_path):
     assert result.output == "class" + tok.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True) + "\n"
 
 
-def test_transcribe_with_timestamps_prints_a_line_per_segment(tmp_path):
+def timestamped_whisper_dir(tmp_path):
+    """A random Whisper with timestamp tokens and ``<|startofprev|>``, its tokenizer, and
+    ``a.wav``: 3 s of noise at 16 kHz."""
     import wave
 
     import numpy as np
 
-    from attnkit.audio import read_wav
-    from attnkit.generation.speech import transcribe
-
-    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(80))], special_tokens=[f"<|s{i}|>" for i in range(40)])
+    tok = Tokenizer.train_char([" " + "".join(chr(0x41 + i) for i in range(79))],
+                               special_tokens=[f"<|s{i}|>" for i in range(40)])
     torch.manual_seed(0)
     model = attnkit.Whisper(attnkit.WhisperConfig.from_preset(
         "whisper-test", vocab_size=120, pad_token_id=80, bos_token_id=80, eos_token_id=80, decoder_start_token_id=81))
-    model.generation_config = attnkit.GenerationConfig(other=dict(no_timestamps_token_id=87, max_initial_timestamp_index=5))
+    model.generation_config = attnkit.GenerationConfig(other=dict(no_timestamps_token_id=87, max_initial_timestamp_index=5,
+                                                                  prev_sot_token_id=85, alignment_heads=[[1, 0], [1, 3]]))
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     samples = (np.random.default_rng(0).standard_normal(48000) * 3000).astype("<i2")
@@ -403,6 +404,14 @@ def test_transcribe_with_timestamps_prints_a_line_per_segment(tmp_path):
         f.setsampwidth(2)
         f.setframerate(16000)
         f.writeframes(samples.tobytes())
+    return tok
+
+
+def test_transcribe_with_timestamps_prints_a_line_per_segment(tmp_path):
+    from attnkit.audio import read_wav
+    from attnkit.generation.speech import transcribe
+
+    tok = timestamped_whisper_dir(tmp_path)
     result = cli("transcribe", tmp_path / "model", tmp_path / "a.wav", "--timestamps")
     assert result.exit_code == 0, result.output
     audio, rate = read_wav(tmp_path / "a.wav")
@@ -410,6 +419,33 @@ def test_transcribe_with_timestamps_prints_a_line_per_segment(tmp_path):
     lines = [f"[{c['timestamp'][0]:.2f} --> {'' if c['timestamp'][1] is None else format(c['timestamp'][1], '.2f')}] "
              f"{c['text']}" for c in chunks]
     assert chunks and result.output.splitlines() == lines
+    result = cli("transcribe", tmp_path / "model", tmp_path / "a.wav", "--word-timestamps")
+    assert result.exit_code == 0, result.output
+    chunks = transcribe(attnkit.from_pretrained(tmp_path / "model"), tok, audio, rate, return_timestamps="word")[0]["chunks"]
+    assert len(chunks) > 1 and result.output.splitlines() == [
+        f"[{c['timestamp'][0]:.2f} --> {c['timestamp'][1]:.2f}] {c['text']}" for c in chunks]
+
+
+def test_transcribe_long_form_options_are_the_python_api_s(tmp_path):
+    """--prompt, --condition-on-previous-text, a --temperature list with the thresholds and a
+    --seed print what ``transcribe`` returns with the same arguments and a generator seeded alike."""
+    from attnkit.audio import read_wav
+    from attnkit.generation.speech import transcribe
+
+    tok = timestamped_whisper_dir(tmp_path)
+    options = ["--prompt", "ABC", "--condition-on-previous-text", "--temperature", "0,0.5,1", "--logprob-threshold",
+               "-0.5", "--compression-ratio-threshold", "1.2", "--seed", "3"]
+    result = cli("transcribe", tmp_path / "model", tmp_path / "a.wav", *options)
+    assert result.exit_code == 0, result.output
+    audio, rate = read_wav(tmp_path / "a.wav")
+    model = attnkit.from_pretrained(tmp_path / "model")
+    kwargs = dict(prompt="ABC", condition_on_prev_tokens=True, temperature=[0.0, 0.5, 1.0], logprob_threshold=-0.5,
+                  compression_ratio_threshold=1.2)
+    expected = transcribe(model, tok, audio, rate, generator=torch.Generator().manual_seed(3), **kwargs)[0]
+    assert expected and result.output == expected + "\n"
+    assert expected != transcribe(model, tok, audio, rate, return_timestamps=True)[0]["text"]
+    assert refused(cli("transcribe", tmp_path / "model", tmp_path / "a.wav", "--temperature", "0,x"),
+                   "--temperature must be a number")
 
 
 def test_classify_prints_the_python_apis_labels_per_text(tmp_path):

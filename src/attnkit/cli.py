@@ -267,22 +267,53 @@ def transcribe(
     num_beams: int = typer.Option(1, "--num-beams", help="beam search width (1: greedy)"),
     timestamps: bool = typer.Option(False, "--timestamps", help="decode with timestamps: one '[start --> end] text' "
                                                                 "line per segment, in seconds"),
+    word_timestamps: bool = typer.Option(False, "--word-timestamps", help="one '[start --> end] word' line per word "
+                                         "(timed from the checkpoint's alignment_heads)"),
+    prompt: str = typer.Option(None, "--prompt", help="text the decoder reads before each window: names, spellings, style"),
+    condition: bool = typer.Option(False, "--condition-on-previous-text",
+                                   help="each window reads the text of the segments before it"),
+    temperature: str = typer.Option("0", "--temperature",
+                                    help="sampling temperature (0: greedy); a comma-separated list is Whisper's "
+                                         "temperature fallback, e.g. 0,0.2,0.4,0.6,0.8,1"),
+    compression_ratio_threshold: float = typer.Option(None, "--compression-ratio-threshold",
+                                                      help="decode a window again at the next temperature when its "
+                                                           "tokens compress better than this (1.35: a loop)"),
+    logprob_threshold: float = typer.Option(None, "--logprob-threshold",
+                                            help="... or when its tokens' mean log-probability is below this (-1.0)"),
+    no_speech_threshold: float = typer.Option(None, "--no-speech-threshold",
+                                              help="skip a window as silence when its <|nospeech|> probability is above "
+                                                   "this (0.6) and its log-probability below --logprob-threshold"),
+    seed: int = typer.Option(None, "--seed", help="random seed for the sampled windows"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
     """Transcribe WAV files with a Whisper model; one line of text per file (with --timestamps,
-    one line per timed segment)."""
+    one line per timed segment; with --word-timestamps, one per word). The long-form options are Whisper's heuristics (Radford et al.
+    2022 §4.5), as in Hugging Face's long-form ``generate``."""
     import sys
 
+    import torch
+
     from attnkit.audio import read_wav
+    from attnkit.errors import InputError
     from attnkit.generation.speech import transcribe as transcribe_audio
 
+    try:
+        temperatures = [float(t) for t in temperature.split(",")]
+    except ValueError:
+        raise InputError(f"--temperature must be a number or comma-separated numbers, got {temperature!r}") from None
     model, tokenizer, _ = load_model_dir(path, device, dtype)
+    generator = None if seed is None else torch.Generator(model.device).manual_seed(seed)
     for file in files:
         audio, rate = read_wav(file)
         result = transcribe_audio(model, tokenizer, audio, rate, language=language, task=task, num_beams=num_beams,
-                                  show_progress=sys.stderr.isatty(), return_timestamps=timestamps)[0]
-        if not timestamps:
+                                  show_progress=sys.stderr.isatty(),
+                                  return_timestamps="word" if word_timestamps else timestamps, prompt=prompt,
+                                  temperature=temperatures[0] if len(temperatures) == 1 else temperatures,
+                                  generator=generator, condition_on_prev_tokens=condition,
+                                  compression_ratio_threshold=compression_ratio_threshold,
+                                  logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold)[0]
+        if not (timestamps or word_timestamps):
             typer.echo(result)
             continue
         for chunk in result["chunks"]:

@@ -396,36 +396,274 @@ def test_split_segments_reads_a_window_as_whisper_does():
     assert split_segments([tb, a, b], tb, frames=120) == ([(0, 60, [tb, a, b])], 120)
 
 
+ALIGNMENT_HEADS = [[1, 0], [1, 2], [0, 3]]  # (decoder layer, head) pairs whose cross-attention times the words
+
+
+def long_form_whisper(tmp_path, scale=1.0, no_speech=1.0):
+    """The timestamped Whisper with its timestamp tokens' embeddings scaled by ``scale`` (the model
+    then closes segments often, and its windows start mid-window, at the last segment's end) and
+    the ``<|nospeech|>`` row (the id before ``<|notimestamps|>``) by ``no_speech``."""
+    hf = random_whisper(tmp_path, vocab_size=TS_V, pad_token_id=TS_EOT, bos_token_id=TS_EOT, eos_token_id=TS_EOT,
+                        decoder_start_token_id=TS_START)
+    for name, value in {**TS_TABLES, "eos_token_id": TS_EOT, "decoder_start_token_id": TS_START,
+                        "alignment_heads": ALIGNMENT_HEADS}.items():
+        setattr(hf.generation_config, name, value)
+    with torch.no_grad():
+        hf.model.decoder.embed_tokens.weight[TS_NO_TIMESTAMPS + 1:] *= scale
+        hf.model.decoder.embed_tokens.weight[TS_NO_TIMESTAMPS - 1] *= no_speech
+    hf.save_pretrained(tmp_path)
+    return hf, attnkit.from_pretrained(tmp_path)
+
+
+def long_form_features(model, windows=2.6, seed=2):
+    from attnkit.audio import log_mel_spectrogram
+
+    wave = 0.1 * torch.randn(int(windows * model.config.n_samples), generator=torch.Generator().manual_seed(seed))
+    return log_mel_spectrogram(wave, n_mels=MELS)  # (1, 8, 520 for 2.6 windows): the whole waveform
+
+
+def hf_long_form(hf, feats, **kwargs):
+    """``(start, end, tokens)`` of every segment of transformers' long-form ``generate``."""
+    with torch.no_grad():
+        out = hf.generate(input_features=feats, attention_mask=torch.ones(1, feats.shape[-1], dtype=torch.long),
+                          language="en", task="transcribe", return_timestamps=True, return_segments=True,
+                          max_new_tokens=12, **kwargs)
+    return [(float(s["start"]), float(s["end"]), s["tokens"].tolist()) for s in out["segments"][0]]
+
+
+def assert_same_segments(got, expected):
+    assert [s.tokens for s in got] == [t for _, _, t in expected]
+    assert [x for s in got for x in (s.start, s.end)] == pytest.approx([x for s, e, _ in expected for x in (s, e)])
+
+
 @pytest.mark.parametrize("scale,seed", [(1.0, 2), (2.0, 3), (3.0, 2)])
 def test_long_form_segments_equal_transformers_long_form_generate(tmp_path, scale, seed):
     """2.6 windows of audio through Whisper's sequential algorithm: every segment's start, end
     and tokens equal ``WhisperForConditionalGeneration.generate(return_timestamps=True,
     return_segments=True)``'s, with the timestamp tokens' embeddings scaled so that the model
     closes segments often (its windows then start mid-window, at the last segment's end)."""
-    from attnkit.audio import log_mel_spectrogram
     from attnkit.generation.speech import long_form_segments
 
-    hf = random_whisper(tmp_path, vocab_size=TS_V, pad_token_id=TS_EOT, bos_token_id=TS_EOT, eos_token_id=TS_EOT,
-                        decoder_start_token_id=TS_START)
-    for name, value in {**TS_TABLES, "eos_token_id": TS_EOT, "decoder_start_token_id": TS_START}.items():
-        setattr(hf.generation_config, name, value)
+    hf, model = long_form_whisper(tmp_path, scale)
+    feats = long_form_features(model, seed=seed)
+    got = long_form_segments(model, feats, "en", None, max_new_tokens=12)
+    assert_same_segments(got, hf_long_form(hf, feats))
+    starts = [s.start for s in got]
+    if scale > 1:  # segments closed inside windows: some window started off the 2-second grid
+        assert len(got) > 3 and any(round(s % 2.0, 2) not in (0.0, 2.0) for s in starts)
+
+
+@pytest.mark.parametrize("condition,prompt", [(True, None), (True, [5, 17, 33]), (False, [5, 17, 33])])
+def test_conditioning_on_previous_text_and_a_prompt_equal_transformers(tmp_path, condition, prompt):
+    """``condition_on_prev_tokens`` (each window reads ``<|startofprev|>`` and the segments before
+    it, the last ``max_target_positions // 2 - 1`` tokens) and ``prompt_ids`` (read before every
+    window, or as the first previous text when conditioning) give transformers' segments; the
+    conditioning changes what is decoded."""
+    from attnkit.generation.speech import long_form_segments
+
+    hf, model = long_form_whisper(tmp_path, scale=3.0)
+    feats = long_form_features(model, windows=3.6, seed=2)
+    got = long_form_segments(model, feats, "en", max_new_tokens=12, condition_on_prev_tokens=condition,
+                             prompt_ids=prompt)
+    hf_prompt = None if prompt is None else torch.tensor([TS_TABLES["prev_sot_token_id"], *prompt])
+    assert_same_segments(got, hf_long_form(hf, feats, condition_on_prev_tokens=condition, prompt_ids=hf_prompt))
+    assert [s.tokens for s in got] != [s.tokens for s in long_form_segments(model, feats, "en", max_new_tokens=12)]
+    with pytest.raises(attnkit.InputError, match="the prompt is 16 tokens; this model reads at most 15"):
+        long_form_segments(model, feats, "en", prompt_ids=[5] * 16)
+    del model.generation_config.other["prev_sot_token_id"]
+    with pytest.raises(attnkit.InputError, match="no <\\|startofprev\\|> token"):
+        long_form_segments(model, feats, "en", condition_on_prev_tokens=condition, prompt_ids=prompt)
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_silent_windows_are_skipped_as_transformers_skips_them(tmp_path, num_beams):
+    """``no_speech_threshold`` with ``logprob_threshold``: a window whose ``<|nospeech|>``
+    probability after ``<|startoftranscript|>`` is above the one and whose tokens' mean
+    log-probability (beam search: its score) is below the other leaves no segment, and the next
+    window starts a whole window later, as in transformers."""
+    from attnkit.generation.speech import long_form_segments, no_speech_probability, whisper_prompt
+
+    hf, model = long_form_whisper(tmp_path, scale=1.0, no_speech=6.0)
+    feats = long_form_features(model, windows=4.0, seed=4)
+    windows = feats.unflatten(-1, (4, -1)).permute(2, 0, 1, 3)[:, 0]  # (4, 8, 200): the four windows
+    odds = no_speech_probability(model, windows, whisper_prompt(model, "en", batch_size=4, timestamps=True), 0)
+    threshold = float(odds.median())  # some windows above, some below
+    assert (odds > threshold).any() and (odds < threshold).any()
+    kwargs = dict(logprob_threshold=0.0, no_speech_threshold=threshold)  # every window is unlikely: odds decide
+    got = long_form_segments(model, feats, "en", num_beams=num_beams, max_new_tokens=12, **kwargs)
+    assert_same_segments(got, hf_long_form(hf, feats, num_beams=num_beams, temperature=0.0, **kwargs))
+    everything = long_form_segments(model, feats, "en", num_beams=num_beams, max_new_tokens=12)
+    assert 0 < len(got) < len(everything)
+    with pytest.raises(attnkit.InputError, match="needs logprob_threshold"):
+        long_form_segments(model, feats, "en", no_speech_threshold=0.5)
+
+
+def test_temperature_fallback_equals_transformers(tmp_path):
+    """A list of temperatures: a window whose tokens compress too well or are too unlikely is
+    decoded again by sampling at the next temperature (conditioning stops after one at 0.5 or
+    more). Under the same seed the samples, and so the segments, are transformers'."""
+    from attnkit.generation.speech import long_form_segments
+
+    hf, model = long_form_whisper(tmp_path, scale=2.0)
+    feats = long_form_features(model, windows=3.0, seed=5)
+    kwargs = dict(temperature=(0.0, 0.4, 0.8), logprob_threshold=-0.4, compression_ratio_threshold=0.7,
+                  condition_on_prev_tokens=True)
+    torch.manual_seed(7)
+    got = long_form_segments(model, feats, "en", max_new_tokens=12, **kwargs)
+    torch.manual_seed(7)
+    expected = hf_long_form(hf, feats, do_sample=False, **kwargs)
+    assert_same_segments(got, expected)
+    greedy = long_form_segments(model, feats, "en", max_new_tokens=12, condition_on_prev_tokens=True)
+    assert [s.tokens for s in got] != [s.tokens for s in greedy]  # some window was sampled
+    with pytest.raises(attnkit.InputError, match="temperature must be"):
+        long_form_segments(model, feats, "en", temperature=[])
+
+
+def test_a_prompt_in_fixed_windows_equals_transformers_prompt_ids(tmp_path):
+    """``transcribe(prompt=...)`` without timestamps: each window's decoder reads
+    ``<|startofprev|>`` and the prompt's tokens first, as with transformers' ``prompt_ids``
+    (``WhisperProcessor.get_prompt_ids``: the text after a space)."""
+    from attnkit.audio import log_mel_spectrogram, pad_or_trim
+    from attnkit.generation.speech import encode_prompt, transcribe
+    from attnkit.tokenizers import Tokenizer
+
+    hf, model = timestamped_whisper(tmp_path)
+    tok = Tokenizer.train_char([" " + "".join(chr(0x41 + i) for i in range(TS_EOT - 1))],
+                               special_tokens=[f"<|s{i}|>" for i in range(TS_V - TS_EOT)])
+    audio = 0.1 * torch.randn(2 * model.config.n_samples, generator=torch.Generator().manual_seed(3))
+    ids = encode_prompt(model, tok, "  CAB DE ")
+    assert ids == tok.encode(" CAB DE", add_special_tokens=False) and len(ids) == 7
+    got = transcribe(model, tok, audio, language="en", prompt="  CAB DE ", max_new_tokens=8)
+    windows = torch.stack([pad_or_trim(audio[i * 32000:(i + 1) * 32000], 32000) for i in range(2)])
     with torch.no_grad():
-        hf.model.decoder.embed_tokens.weight[TS_NO_TIMESTAMPS + 1:] *= scale
+        out = hf.generate(input_features=log_mel_spectrogram(windows, n_mels=MELS), language="en", task="transcribe",
+                          prompt_ids=torch.tensor([TS_TABLES["prev_sot_token_id"], *ids]), max_new_tokens=8)
+    pieces = [tok.decode(row, skip_special_tokens=True).strip() for row in out]
+    assert got == [" ".join(p for p in pieces if p)] and got[0]
+    assert got != transcribe(model, tok, audio, language="en", max_new_tokens=8)  # the prompt counted
+    with pytest.raises(attnkit.InputError, match="contains special tokens"):
+        encode_prompt(model, tok, "AB<|s3|>")
+
+
+def test_token_timestamps_equal_transformers_short_form(tmp_path):
+    """``token_timestamps``: the alignment heads' cross-attention, normalised, median-filtered
+    (``median_filter_width``), averaged and aligned by dynamic time warping, equals
+    ``generate(return_token_timestamps=True)`` for a batch of windows."""
+    from attnkit.generation.alignment import token_timestamps
+    from attnkit.generation.speech import whisper_prompt
+
+    hf = random_whisper(tmp_path, median_filter_width=5)
+    for name, value in {**WHISPER_TABLES, "alignment_heads": ALIGNMENT_HEADS}.items():
+        setattr(hf.generation_config, name, value)
     hf.save_pretrained(tmp_path)
     model = attnkit.from_pretrained(tmp_path)
-    wave = 0.1 * torch.randn(int(2.6 * model.config.n_samples), generator=torch.Generator().manual_seed(seed))
-    feats = log_mel_spectrogram(wave, n_mels=MELS)  # (1, 8, 520): the whole waveform
+    assert model.config.median_filter_width == 5
+    model.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["median_filter_width"] == 5
+    feats = features(3, seed=4)
+    with torch.no_grad():
+        out = hf.generate(input_features=feats, language="en", task="transcribe", max_new_tokens=10,
+                          return_token_timestamps=True)
+    prompt = whisper_prompt(model, "en", batch_size=3)
+    sequences = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=10)
+    assert torch.equal(sequences[:, prompt.shape[1]:], out["sequences"][:, -10:])
+    got = token_timestamps(model, feats, sequences, prompt.shape[1])
+    assert torch.allclose(got[:, prompt.shape[1]:], out["token_timestamps"][:, -10:], atol=1e-6)
+    assert got[:, :prompt.shape[1]].abs().sum() == 0 and len(set(got[:, prompt.shape[1]:].flatten().tolist())) > 3
+    assert (got[:, 1:] >= got[:, :-1]).all()  # monotonic: the warping path never goes back
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_long_form_token_times_equal_transformers_segments(tmp_path, num_beams):
+    """``long_form_segments(word_timestamps=True)``: every segment's ``token_times`` equal the
+    ``token_timestamps`` of transformers' long-form segments (windows that start mid-way, the last
+    one cut to the recording's real frames)."""
+    from attnkit.generation.speech import long_form_segments
+
+    hf, model = long_form_whisper(tmp_path, scale=3.0)
+    feats = long_form_features(model, windows=2.6, seed=2)
+    got = long_form_segments(model, feats, "en", num_beams=num_beams, max_new_tokens=12, word_timestamps=True)
     with torch.no_grad():
         out = hf.generate(input_features=feats, attention_mask=torch.ones(1, feats.shape[-1], dtype=torch.long),
                           language="en", task="transcribe", return_timestamps=True, return_segments=True,
-                          max_new_tokens=12)
-    expected = [(float(s["start"]), float(s["end"]), s["tokens"].tolist()) for s in out["segments"][0]]
-    got = long_form_segments(model, feats, "en", None, max_new_tokens=12)
-    assert [t for _, _, t in got] == [t for _, _, t in expected]
-    assert [x for s, e, _ in got for x in (s, e)] == pytest.approx([x for s, e, _ in expected for x in (s, e)])
-    starts = [s for s, _, _ in got]
-    if scale > 1:  # segments closed inside windows: some window started off the 2-second grid
-        assert len(got) > 3 and any(round(s % 2.0, 2) not in (0.0, 2.0) for s in starts)
+                          return_token_timestamps=True, max_new_tokens=12, num_beams=num_beams)
+    expected = out["segments"][0]
+    assert [s.tokens for s in got] == [s["tokens"].tolist() for s in expected] and len(got) > 3
+    for ours, theirs in zip(got, expected):
+        assert ours.token_times == pytest.approx(theirs["token_timestamps"].tolist(), abs=1e-6)
+    assert all(s.seek * 0.01 - 1e-9 <= s.token_times[0] and s.token_times == sorted(s.token_times) for s in got)
+    assert long_form_segments(model, feats, "en", max_new_tokens=12)[0].token_times is None
+
+
+def test_words_are_grouped_and_timed_as_openai_whisper_groups_them():
+    """Words start at a token with a leading space or a punctuation token; a word lasts until the
+    next word starts; opening quotes and brackets join the word after them, closing punctuation
+    the word before (hand-worked cases of ``openai/whisper``'s ``merge_punctuations``)."""
+    from attnkit.generation.alignment import words
+    from attnkit.tokenizers import Tokenizer
+
+    pieces = [" Hello", ",", " wor", "ld", " \"", "Yes", "!", "\"", " (", " ok", ")"]
+    vocab = {p: i for i, p in enumerate(pieces)}
+
+    class PieceTokenizer:  # decodes one id to its piece, as a BPE tokenizer decodes one token
+        def decode(self, ids):
+            return "".join(pieces[i] for i in ids)
+
+    tokens = [vocab[p] for p in pieces]
+    times = [0.0, 0.4, 0.5, 0.7, 1.0, 1.1, 1.3, 1.4, 1.5, 1.6, 1.8]
+    got = words(PieceTokenizer(), tokens, times, end=2.0)
+    # by hand: words " Hello" | "," | " world" | ' "Yes' | "!" | '"' | " (" | " ok" | ")", each until the next starts;
+    # " (" joins " ok" (which keeps its times), then ",", "!", '"' and ")" join the word before (which keeps its)
+    assert [(w["word"], w["start"], w["end"]) for w in got] == [
+        ("Hello,", 0.0, 0.4), ("world", 0.5, 1.0), ('"Yes!"', 1.0, 1.3), ("( ok)", 1.6, 1.8)]
+    assert [w["tokens"] for w in got] == [[0, 1], [2, 3], [4, 5, 6, 7], [8, 9, 10]]
+    char = Tokenizer.train_char(["ab c"], special_tokens=["<s>"])
+    assert [w["word"] for w in words(char, char.encode("ab c", add_special_tokens=False), [0, 1, 2, 3], 4)] == ["ab", "c"]
+
+
+def test_transcribe_word_timestamps_are_the_words_of_the_timed_tokens(tmp_path):
+    """``return_timestamps="word"``: each segment's ``words`` group its text tokens with their
+    ``token_times`` (the last word ending at the closing timestamp's time), the chunks are those
+    words, and together they spell the segments' text."""
+    from attnkit.generation.alignment import words
+    from attnkit.generation.speech import long_form_segments, transcribe
+    from attnkit.tokenizers import Tokenizer
+    from attnkit.audio import log_mel_spectrogram
+
+    hf, model = long_form_whisper(tmp_path)
+    tok = Tokenizer.train_char([" " + "".join(chr(0x41 + i) for i in range(TS_EOT - 1))],
+                               special_tokens=[f"<|s{i}|>" for i in range(TS_V - TS_EOT)])
+    audio = 0.1 * torch.randn(int(2.6 * model.config.n_samples), generator=torch.Generator().manual_seed(2))
+    result = transcribe(model, tok, audio, language="en", max_new_tokens=20, return_timestamps="word")[0]
+    segments = [s for s in long_form_segments(model, log_mel_spectrogram(audio, n_mels=MELS), "en", max_new_tokens=20,
+                                              word_timestamps=True)
+                if tok.decode([t for t in s.tokens if t < TS_EOT], skip_special_tokens=True).strip()]
+    assert len(result["segments"]) == len(segments) > 1
+    for got, segment in zip(result["segments"], segments):
+        text = [k for k, t in enumerate(segment.tokens) if 40 <= t < TS_EOT]  # the tokenizer's specials are 0-39
+        end = segment.token_times[text[-1] + 1] if text[-1] + 1 < len(segment.tokens) else segment.token_times[-1]
+        assert got["words"] == words(tok, [segment.tokens[k] for k in text], [segment.token_times[k] for k in text], end)
+        assert "".join(w["word"] for w in got["words"]) == got["text"].replace(" ", "")
+    assert result["chunks"] == [{"timestamp": (w["start"], w["end"]), "text": w["word"]}
+                                for s in result["segments"] for w in s["words"]]
+    assert any(len(s["words"]) > 1 for s in result["segments"])
+    with pytest.raises(attnkit.InputError, match="return_timestamps must be"):
+        transcribe(model, tok, audio, return_timestamps="char")
+    del model.generation_config.other["alignment_heads"]
+    with pytest.raises(attnkit.InputError, match="no alignment_heads"):
+        transcribe(model, tok, audio, language="en", return_timestamps="word")
+
+
+def test_compression_ratio_is_transformers():
+    from transformers import WhisperForConditionalGeneration
+
+    from attnkit.generation.speech import compression_ratio
+
+    scattered = torch.randperm(51865, generator=torch.Generator().manual_seed(0))[:200].tolist()
+    for tokens, vocab in (([5, 6, 7] * 30, 120), (scattered, 51865), ([50257, 300, 12] * 4 + [9], 51865)):
+        expected = WhisperForConditionalGeneration._retrieve_compression_ratio(torch.tensor(tokens), vocab)
+        assert compression_ratio(tokens, vocab) == pytest.approx(expected)
+    assert compression_ratio([5, 6, 7] * 30, 120) > 5 > 1.2 > compression_ratio(scattered, 51865)
 
 
 def test_transcribe_with_timestamps_gives_the_segments_text(tmp_path):
@@ -438,10 +676,15 @@ def test_transcribe_with_timestamps_gives_the_segments_text(tmp_path):
     audio = 0.1 * torch.randn(int(1.5 * model.config.n_samples), generator=torch.Generator().manual_seed(2))
     result = transcribe(model, tok, audio, language="en", max_new_tokens=12, return_timestamps=True)[0]
     segments = long_form_segments(model, log_mel_spectrogram(audio, n_mels=MELS), "en", max_new_tokens=12)
-    texts = [tok.decode([t for t in tokens if t <= TS_NO_TIMESTAMPS], skip_special_tokens=True).strip()
-             for _, _, tokens in segments]
-    assert result["chunks"] == [{"timestamp": (round(s, 2), round(e, 2)), "text": text}
-                                for (s, e, _), text in zip(segments, texts) if text]
+    texts = [tok.decode([t for t in s.tokens if t <= TS_NO_TIMESTAMPS], skip_special_tokens=True).strip()
+             for s in segments]
+    assert result["chunks"] == [{"timestamp": (round(s.start, 2), round(s.end, 2)), "text": text}
+                                for s, text in zip(segments, texts) if text]
     assert result["chunks"] and result["text"] == " ".join(chunk["text"] for chunk in result["chunks"])
+    assert result["segments"] == [dict(id=i, **s._asdict(), text=text)
+                                  for i, (s, text) in enumerate((s, text) for s, text in zip(segments, texts) if text)]
+    first = result["segments"][0]
+    assert first["seek"] == 0 and first["temperature"] == 0.0 and first["no_speech_prob"] is None
+    assert first["avg_logprob"] < 0 and first["compression_ratio"] > 0
     with pytest.raises(attnkit.InputError, match="no timestamp tokens"):
         transcribe(attnkit.Whisper(WhisperConfig.from_preset("whisper-test")), tok, audio[:1000], return_timestamps=True)

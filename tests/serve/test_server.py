@@ -359,13 +359,15 @@ def wav_bytes(samples, rate: int = 16000) -> bytes:
 @pytest.fixture(scope="module")
 def whisper_server():
     """A random Whisper with timestamp tokens (text below id 80, timestamps from 88), its tokenizer."""
-    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(80))], special_tokens=[f"<|s{i}|>" for i in range(40)])
+    tok = Tokenizer.train_char([" " + "".join(chr(0x41 + i) for i in range(79))],
+                               special_tokens=[f"<|s{i}|>" for i in range(40)])
     torch.manual_seed(0)
     model = attnkit.Whisper(attnkit.WhisperConfig.from_preset(
         "whisper-test", vocab_size=120, pad_token_id=80, bos_token_id=80, eos_token_id=80, decoder_start_token_id=81))
     with torch.no_grad():
         model.embed.weight[88:] *= 3.0  # timestamps often, so that segments close
-    model.generation_config = attnkit.GenerationConfig(other=dict(no_timestamps_token_id=87, max_initial_timestamp_index=5))
+    model.generation_config = attnkit.GenerationConfig(other=dict(no_timestamps_token_id=87, max_initial_timestamp_index=5,
+                                                                  prev_sot_token_id=85, alignment_heads=[[0, 1], [1, 0]]))
     server = start(model.eval(), tok)
     yield model, tok, server.server_address[1]
     server.shutdown()
@@ -390,13 +392,36 @@ def test_openai_client_transcribes_wav_uploads(whisper_server):
                                                  response_format="verbose_json")
     assert verbose.text == timed["text"] and len(timed["chunks"]) > 1
     assert [(s.start, s.end, s.text) for s in verbose.segments] == [(*c["timestamp"], c["text"]) for c in timed["chunks"]]
+    fields = ("id", "seek", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob")
+    assert [[getattr(s, f) for f in fields] for s in verbose.segments] == [[s[f] for f in fields] for s in timed["segments"]]
+    assert verbose.segments[-1].seek > 0 and verbose.segments[0].avg_logprob < 0
     assert verbose.duration == pytest.approx(3.3, abs=1e-3)
     plain = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), response_format="text")
     assert plain.strip() == reply.text
+    prompted = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), prompt="ABC DEF")
+    assert prompted.text == transcribe(model, tok, audio, rate, prompt="ABC DEF")[0] != reply.text
+    sampled = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), temperature=0.5,
+                                                 response_format="verbose_json")
+    assert sampled.segments and {s.temperature for s in sampled.segments} == {0.5}
+    worded = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"),
+                                                response_format="verbose_json", timestamp_granularities=["word", "segment"])
+    by_word = transcribe(model, tok, audio, rate, return_timestamps="word")[0]
+    assert [(w.word, w.start, w.end) for w in worded.words] == [
+        (w["word"], w["start"], w["end"]) for s in by_word["segments"] for w in s["words"]]
+    assert len(worded.words) >= len(worded.segments) == len(timed["segments"]) > 1
+    words_only = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"),
+                                                    response_format="verbose_json", timestamp_granularities=["word"])
+    assert words_only.words == worded.words and getattr(words_only, "segments", None) is None
+    with pytest.raises(openai.BadRequestError, match="word needs response_format 'verbose_json'"):
+        client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), timestamp_granularities=["word"])
     with pytest.raises(openai.BadRequestError, match="'file' must be a PCM WAV file"):
         client.audio.transcriptions.create(model="tiny", file=("a.mp3", b"ID3\x03not audio", "audio/mpeg"))
-    with pytest.raises(openai.BadRequestError, match="'temperature' must be 0"):
-        client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), temperature=0.5)
+    with pytest.raises(openai.BadRequestError, match="'temperature' must be a number from 0"):
+        client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), temperature=1.5)
+    with pytest.raises(openai.BadRequestError, match="'prompt': .*special tokens"):
+        client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), prompt="A<|s2|>")
+    with pytest.raises(openai.BadRequestError, match="'prompt': the prompt is 301 tokens; this model reads at most 15"):
+        client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), prompt="A" * 300)
 
 
 def test_transcription_requests_are_checked(whisper_server, gpt_server):
@@ -450,6 +475,9 @@ def test_openai_client_translates_with_a_multilingual_whisper():
         reply = client.audio.translations.create(model="tiny", file=("a.wav", data, "audio/wav"))
         expected = transcribe(model, tok, audio, rate, task="translate")[0]
         assert reply.text == expected and expected != transcribe(model, tok, audio, rate)[0]  # the task token counts
+        with pytest.raises(openai.BadRequestError, match="no alignment_heads"):  # no word timing without them
+            client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"),
+                                               response_format="verbose_json", timestamp_granularities=["word"])
     finally:
         server.shutdown()
         server.server_close()

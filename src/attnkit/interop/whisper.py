@@ -72,7 +72,8 @@ def config_to_hf(model) -> dict | None:
         max_target_positions=c.max_target_positions, dropout=c.dropout, attention_dropout=c.attn_dropout,
         activation_dropout=c.ffn_dropout, scale_embedding=False, tie_word_embeddings=True,
         pad_token_id=c.pad_token_id, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
-        decoder_start_token_id=c.decoder_start_token_id, is_encoder_decoder=True,
+        decoder_start_token_id=c.decoder_start_token_id, median_filter_width=c.median_filter_width,
+        is_encoder_decoder=True,
     )
 
 
@@ -102,4 +103,5 @@ def config_from_hf(hf: dict, model_class: type) -> WhisperConfig:
         ffn_dropout=hf.get("activation_dropout", 0.0), pad_token_id=pad,
         bos_token_id=hf.get("bos_token_id", 50256), eos_token_id=single_token_id(hf, "eos_token_id", 50256, "Whisper"),
         decoder_start_token_id=hf.get("decoder_start_token_id", 50257),
+        median_filter_width=hf.get("median_filter_width", 7),
     )

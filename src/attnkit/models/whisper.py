@@ -56,6 +56,7 @@ class WhisperConfig(Config):
     bos_token_id: int | None = 50257
     eos_token_id: int | None = 50257  # <|endoftext|>
     decoder_start_token_id: int = 50258  # <|startoftranscript|>
+    median_filter_width: int = 7  # smoothing of the alignment heads' attention for word timestamps
 
     def validate(self) -> None:
         self.require_positive("vocab_size", "num_mel_bins", "d_model", "n_heads", "d_ff", "n_encoder_layers",
@@ -67,6 +68,8 @@ class WhisperConfig(Config):
                      "must be one of 'gelu', 'gelu_tanh', 'relu', 'silu'")
         self.require_fraction("dropout", "attn_dropout", "ffn_dropout")
         self.require_token_ids("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+        self.require(isinstance(self.median_filter_width, int) and self.median_filter_width > 0
+                     and self.median_filter_width % 2 == 1, "median_filter_width", "must be a positive odd integer")
 
     @property
     def n_frames(self) -> int:

@@ -11,7 +11,10 @@ work against it:
 - ``POST /v1/audio/transcriptions`` — speech to text with a Whisper model, as a
   ``multipart/form-data`` upload: ``file`` (a PCM WAV file, any sampling rate), ``language``,
   ``response_format`` (``json``, ``text``, or ``verbose_json``: timed ``segments`` from
-  Whisper's sequential long-form algorithm), ``temperature`` (0 only).
+  Whisper's sequential long-form algorithm, with ``openai/whisper``'s segment fields, and
+  ``words`` with ``timestamp_granularities[]=word``),
+  ``temperature`` (0: greedy; up to 1: sampled, without OpenAI's fallback from 0 to higher
+  temperatures), ``prompt`` (text the decoder reads before each window).
 - ``POST /v1/audio/translations`` — the same upload, translated into English (Whisper's
   ``translate`` task; multilingual checkpoints).
 - ``GET /v1/models`` and ``GET /health``.
@@ -219,7 +222,8 @@ class ModelServer:
         import io
 
         from attnkit.audio import read_wav
-        from attnkit.generation.speech import transcribe
+        from attnkit.generation.alignment import alignment_heads
+        from attnkit.generation.speech import encode_prompt, transcribe
 
         if not self.transcribes:
             raise RequestError(f"this server's model ({type(self.model).__name__}) does not transcribe speech", status=404)
@@ -243,15 +247,27 @@ class ModelServer:
             temperature = float(text_fields.get("temperature", "0"))
         except ValueError:
             temperature = -1.0
-        if temperature != 0:
-            raise RequestError("'temperature' must be 0 (greedy decoding; temperature fallback is not implemented)",
-                               param="temperature")
-        if text_fields.get("prompt"):
-            raise RequestError("'prompt' is not supported (decoding is not conditioned on previous text)", param="prompt")
-        granularity = text_fields.get("timestamp_granularities[]", "segment")
-        if granularity != "segment":
-            raise RequestError("'timestamp_granularities[]' must be 'segment' (word timestamps are not implemented)",
+        if not 0 <= temperature <= 1:
+            raise RequestError("'temperature' must be a number from 0 (greedy decoding) to 1", param="temperature")
+        prompt = text_fields.get("prompt") or None
+        if prompt is not None:
+            try:
+                encode_prompt(self.model, self.tokenizer, prompt)
+            except AttnkitError as e:
+                raise RequestError(f"'prompt': {e}", param="prompt") from None
+        granularities = set(text_fields.get("timestamp_granularities[]", "segment").split(","))
+        if not granularities <= {"segment", "word"}:
+            raise RequestError(f"'timestamp_granularities[]' must be 'segment' and/or 'word', got "
+                               f"{sorted(granularities)}", param="timestamp_granularities[]")
+        by_word = "word" in granularities
+        if by_word and fmt != "verbose_json":
+            raise RequestError("'timestamp_granularities[]' word needs response_format 'verbose_json'",
                                param="timestamp_granularities[]")
+        if by_word:
+            try:
+                alignment_heads(self.model)
+            except AttnkitError as e:
+                raise RequestError(f"'timestamp_granularities[]': {e}", param="timestamp_granularities[]") from None
         language = text_fields.get("language") or None
         try:
             audio, rate = read_wav(io.BytesIO(form["file"]))
@@ -260,17 +276,22 @@ class ModelServer:
         if audio.numel() < 400:
             raise RequestError("'file' holds less than 25 ms of audio", param="file")
         with self.lock:
-            result = transcribe(self.model, self.tokenizer, audio, rate, language=language, task=task,
-                                return_timestamps=fmt == "verbose_json")[0]
+            result = transcribe(self.model, self.tokenizer, audio, rate, language=language, task=task, prompt=prompt,
+                                temperature=temperature,
+                                return_timestamps=fmt == "verbose_json" and ("word" if by_word else True))[0]
         if fmt == "text":
             return "text", result + "\n"
         if fmt == "json":
             return "json", dict(text=result)
-        segments = [dict(id=i, seek=0, start=start, end=end, text=chunk["text"], tokens=[], temperature=0.0,
-                         avg_logprob=0.0, compression_ratio=0.0, no_speech_prob=0.0)
-                    for i, chunk in enumerate(result["chunks"]) for start, end in [chunk["timestamp"]]]
-        return "json", dict(task=task or "transcribe", language=language or "", duration=round(audio.numel() / rate, 3),
-                            text=result["text"], segments=segments)
+        reply = dict(task=task or "transcribe", language=language or "", duration=round(audio.numel() / rate, 3),
+                     text=result["text"])
+        if "segment" in granularities:
+            reply["segments"] = [{k: round(v, 2) if k in ("start", "end") else v for k, v in segment.items()
+                                  if k not in ("words", "token_times")} for segment in result["segments"]]
+        if by_word:
+            reply["words"] = [dict(word=w["word"], start=w["start"], end=w["end"])
+                              for segment in result["segments"] for w in segment["words"]]
+        return "json", reply
 
     def models(self) -> dict:
         return dict(object="list", data=[dict(id=self.name, object="model", created=0, owned_by="attnkit")])
@@ -353,7 +374,9 @@ class _Handler(BaseHTTPRequestHandler):
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
             if name:
-                form[name] = part.get_payload(decode=True) or b""
+                value = part.get_payload(decode=True) or b""
+                # an array field ("timestamp_granularities[]") may repeat: its values, comma-separated
+                form[name] = form[name] + b"," + value if name.endswith("[]") and name in form else value
         return form
 
     def _read_body(self) -> dict:
