@@ -426,8 +426,8 @@ def hf_long_form(hf, feats, **kwargs):
     """``(start, end, tokens)`` of every segment of transformers' long-form ``generate``."""
     with torch.no_grad():
         out = hf.generate(input_features=feats, attention_mask=torch.ones(1, feats.shape[-1], dtype=torch.long),
-                          language="en", task="transcribe", return_timestamps=True, return_segments=True,
-                          max_new_tokens=12, **kwargs)
+                          **{"language": "en", **kwargs}, task="transcribe", return_timestamps=True,
+                          return_segments=True, max_new_tokens=12)
     return [(float(s["start"]), float(s["end"]), s["tokens"].tolist()) for s in out["segments"][0]]
 
 
@@ -451,6 +451,36 @@ def test_long_form_segments_equal_transformers_long_form_generate(tmp_path, scal
     starts = [s.start for s in got]
     if scale > 1:  # segments closed inside windows: some window started off the 2-second grid
         assert len(got) > 3 and any(round(s % 2.0, 2) not in (0.0, 2.0) for s in starts)
+
+
+def test_a_recording_s_language_is_detected_once_as_transformers_detects_it(tmp_path):
+    """Without a language the sequential algorithm detects it from the first window and keeps it
+    for every window (transformers' long-form ``generate``, ``openai/whisper``'s ``transcribe``),
+    while detection window by window would pick another for some window; ``transcribe`` reports it."""
+    from attnkit.generation.speech import long_form_segments, recording_language, transcribe
+    from attnkit.tokenizers import Tokenizer
+
+    from attnkit.audio import log_mel_spectrogram
+
+    hf, model = long_form_whisper(tmp_path, scale=2.0)
+    with torch.no_grad():  # <|de|> close to <|en|>, so that quiet and loud windows pick differently
+        embed = hf.model.decoder.embed_tokens.weight
+        embed[83] = embed[82] + 0.1 * torch.randn(embed.shape[1], generator=torch.Generator().manual_seed(0))
+        model.embed.weight[83] = embed[83]
+    g = torch.Generator().manual_seed(0)
+    wave = torch.cat([a * torch.randn(model.config.n_samples, generator=g) for a in (0.001, 0.1, 1.0, 0.01, 3.0)])
+    feats = log_mel_spectrogram(wave, n_mels=MELS)
+    per_window = model.detect_language(feats.unflatten(-1, (5, -1)).permute(2, 0, 1, 3)[:, 0]).tolist()
+    assert per_window == [83, 82, 82, 82, 82]  # the windows alone disagree
+    first = recording_language(model, feats)
+    assert first == "<|de|>"
+    got = long_form_segments(model, feats, None, max_new_tokens=12)
+    assert_same_segments(got, hf_long_form(hf, feats, language=None))
+    assert got == long_form_segments(model, feats, first, max_new_tokens=12)
+    assert got != long_form_segments(model, feats, "<|en|>", max_new_tokens=12)  # the language counts
+    tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(TS_EOT))],
+                               special_tokens=[f"<|s{i}|>" for i in range(TS_V - TS_EOT)])
+    assert transcribe(model, tok, wave, max_new_tokens=12, return_timestamps=True)[0]["language"] == first.strip("<|>")
 
 
 @pytest.mark.parametrize("condition,prompt", [(True, None), (True, [5, 17, 33]), (False, [5, 17, 33])])

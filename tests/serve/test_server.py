@@ -475,6 +475,10 @@ def test_openai_client_translates_with_a_multilingual_whisper():
         reply = client.audio.translations.create(model="tiny", file=("a.wav", data, "audio/wav"))
         expected = transcribe(model, tok, audio, rate, task="translate")[0]
         assert reply.text == expected and expected != transcribe(model, tok, audio, rate)[0]  # the task token counts
+        verbose = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"),
+                                                     response_format="verbose_json")
+        detected = transcribe(model, tok, audio, rate, return_timestamps=True)[0]["language"]
+        assert verbose.language == detected and detected in ("en", "de")
         with pytest.raises(openai.BadRequestError, match="no alignment_heads"):  # no word timing without them
             client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"),
                                                response_format="verbose_json", timestamp_granularities=["word"])

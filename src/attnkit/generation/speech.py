@@ -2,15 +2,18 @@
 out. Each waveform is resampled to the model's 16 kHz, cut into windows of the model's length
 (30 s for the released checkpoints; the last one padded with silence), turned into log-mel
 features, and decoded from Whisper's prompt (Radford et al. 2022 §2.3):
-``<|startoftranscript|>``, the language (given, or detected per window as Whisper does), the
-task, ``<|notimestamps|>``, for checkpoints whose generation config has those tokens, else the
-start token alone. The windows' texts are joined with spaces.
+``<|startoftranscript|>``, the language (given, or detected), the task, ``<|notimestamps|>``,
+for checkpoints whose generation config has those tokens, else the start token alone. The
+windows' texts are joined with spaces.
 
 Without timestamps this is the simple form of long-form transcription: windows are cut at fixed
-times, so a word that straddles a boundary may be lost or doubled. With ``return_timestamps``
-it is Whisper's own sequential algorithm (:func:`long_form_segments`): windows decoded under
-the timestamp rules (:class:`WhisperTimestamps`, a logits processor), each starting where the
-last closed segment ended, and the text comes in timed chunks.
+times (each detecting its own language), so a word that straddles a boundary may be lost or
+doubled. With ``return_timestamps`` it is Whisper's own sequential algorithm
+(:func:`long_form_segments`): one language for the recording, windows decoded under the
+timestamp rules (:class:`WhisperTimestamps`, a logits processor), each starting where the last
+closed segment ended, and the text comes in timed chunks; with §4.5's heuristics (a prompt,
+conditioning on the previous text, temperature fallback, silence detection) when asked, and word
+timestamps from the cross-attention (:mod:`attnkit.generation.alignment`).
 """
 
 from __future__ import annotations
@@ -251,7 +254,9 @@ def long_form_segments(model, features: torch.Tensor, language: str | None = Non
     ``generate(return_timestamps=True)``) over the log-mel ``features`` ``(1, n_mels, frames)``
     of a whole waveform: a window of ``2 × max_source_positions`` frames at ``seek`` (zero-padded
     at the end) is decoded with timestamps, its closed segments are kept, and ``seek`` moves to
-    the last one's end (:func:`split_segments`). Returns the :class:`Segment` s, in order.
+    the last one's end (:func:`split_segments`). Returns the :class:`Segment` s, in order. A
+    multilingual checkpoint given no ``language`` detects it once, from the first window
+    (:func:`recording_language`).
 
     The rest is §4.5's heuristics, with Hugging Face's argument names and semantics:
 
@@ -292,6 +297,7 @@ def long_form_segments(model, features: torch.Tensor, language: str | None = Non
     total = features.shape[-1]
     segments, seek = [], 0
     timestamp_begin = WhisperTimestamps.for_model(model, 0).timestamp_begin
+    language = language or recording_language(model, features)  # one language for the recording
     previous = list(prompt_ids)  # the last `cut` tokens the next window may read
     condition = True  # False after a window decoded at a high temperature
     while seek < total:
@@ -341,6 +347,21 @@ def long_form_segments(model, features: torch.Tensor, language: str | None = Non
         del previous[:-cut]
         seek += max(moved, 1)  # a window that closes a segment at 0.00 still moves on
     return segments
+
+
+def recording_language(model, features: torch.Tensor) -> str | None:
+    """The language token (``"<|de|>"``) of a whole recording's log-mel ``features`` ``(1,
+    n_mels, frames)``, detected from its first window as ``openai/whisper``'s ``transcribe`` and
+    Hugging Face's long-form ``generate`` do; None for a checkpoint without language tokens."""
+    import torch.nn.functional as F
+
+    table = model.generation_config.other.get("lang_to_id")
+    if not isinstance(table, dict):
+        return None
+    frames = model.config.n_frames
+    first = F.pad(features[:, :, :frames], (0, max(0, frames - features.shape[-1])))
+    detected = int(model.detect_language(first)[0])
+    return next(token for token, i in table.items() if i == detected)
 
 
 def _prompts(model, features: torch.Tensor, language: str | None, task: str | None,
@@ -400,7 +421,9 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
         model: a :class:`attnkit.Whisper`.
         tokenizer: its tokenizer (``Tokenizer.from_pretrained`` of the checkpoint's ``tokenizer.json``).
         sampling_rate: of ``audio``; resampled to 16 kHz when different.
-        language: ``"en"``, ``"de"``, ... (detected per window when None, on multilingual checkpoints).
+        language: ``"en"``, ``"de"``, ... (detected when None, on multilingual checkpoints: per
+            window in fixed windows, from the first window for the whole recording in the
+            sequential algorithm).
         task: ``"transcribe"`` (default) or ``"translate"`` (into English).
         num_beams: beam search width (1: greedy).
         max_new_tokens: per window; default: as many as the decoder has positions left.
@@ -412,7 +435,8 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
             ``{"text", "chunks": [{"timestamp": (start, end), "text"}], "segments"}``: the chunks
             are Hugging Face's speech-recognition pipeline's form, times in seconds from the
             waveform's start; the segments ``openai/whisper``'s (``id``, ``text`` and the
-            :class:`Segment` fields), for the segments with text. ``"word"``: the chunks are
+            :class:`Segment` fields), for the segments with text; ``"language"``, the code given
+            or detected from the first window (None for checkpoints without languages). ``"word"``: the chunks are
             words (the pipeline's ``return_timestamps="word"``, without the leading space) and
             each segment has ``"words"`` (``{"word", "start", "end", "tokens"}``,
             :func:`attnkit.generation.alignment.words`), timed from the checkpoint's
@@ -454,8 +478,9 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
             if wave.numel() < c.n_samples:  # at least one window, as the fixed-window path
                 wave = pad_or_trim(wave, c.n_samples)
             features = log_mel_spectrogram(wave, n_mels=c.num_mel_bins).to(model.device)  # the whole waveform
+            spoken = language or recording_language(model, features)
             timed, first_time = [], WhisperTimestamps.for_model(model, 0).timestamp_begin  # segments with text
-            for segment in long_form_segments(model, features, language, task, num_beams, max_new_tokens,
+            for segment in long_form_segments(model, features, spoken, task, num_beams, max_new_tokens,
                                               prompt_ids=text_prompt, temperature=temperatures, generator=generator,
                                               word_timestamps=by_word, **long_form):
                 text = tokenizer.decode([t for t in segment.tokens if t < first_time], skip_special_tokens=True).strip()
@@ -468,7 +493,8 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
                 chunks = [{"timestamp": (w["start"], w["end"]), "text": w["word"]} for s in timed for w in s["words"]]
             else:
                 chunks = [{"timestamp": (round(s["start"], 2), round(s["end"], 2)), "text": s["text"]} for s in timed]
-            results.append(dict(text=text, chunks=chunks, segments=timed) if return_timestamps else text)
+            code = None if spoken is None else spoken.removeprefix("<|").removesuffix("|>")
+            results.append(dict(text=text, chunks=chunks, segments=timed, language=code) if return_timestamps else text)
         return results
     window = c.n_samples
     chunks, owner = [], []

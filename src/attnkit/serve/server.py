@@ -283,7 +283,7 @@ class ModelServer:
             return "text", result + "\n"
         if fmt == "json":
             return "json", dict(text=result)
-        reply = dict(task=task or "transcribe", language=language or "", duration=round(audio.numel() / rate, 3),
+        reply = dict(task=task or "transcribe", language=result["language"] or "", duration=round(audio.numel() / rate, 3),
                      text=result["text"])
         if "segment" in granularities:
             reply["segments"] = [{k: round(v, 2) if k in ("start", "end") else v for k, v in segment.items()
