@@ -92,3 +92,49 @@ def test_classify_tokens_equals_token_classification_pipeline(tmp_path, strategy
         for e, g in zip(e_text, g_text):
             assert {k: v for k, v in e.items() if k != "score"} == {k: v for k, v in g.items() if k != "score"}
             assert float(e["score"]) == pytest.approx(g["score"], abs=1e-5)
+
+
+def roberta_twin(tmp_path, hf_class, **config):
+    """A random transformers RoBERTa head saved with a byte-level BPE tokenizer of RoBERTa's kind
+    (``<s> A </s></s> B </s>``, ``<mask>``, ``<pad>`` = 1), and attnkit's load of both."""
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+
+    backend = tokenizers.Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(TEXTS * 10 + ["Paris is the capital of France. The cat sat on the mat."] * 10, trainer)
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    hf_tok = transformers.RobertaTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                               sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
+                                               mask_token="<mask>")
+    hf_tok.save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    hf = hf_class(transformers.RobertaConfig(vocab_size=len(hf_tok), hidden_size=32, num_hidden_layers=2,
+                                             num_attention_heads=4, intermediate_size=64, max_position_embeddings=66,
+                                             type_vocab_size=1, layer_norm_eps=1e-5, **config)).eval()
+    with torch.no_grad():  # logits far from uniform, so the rankings are decided
+        for p in hf.parameters():
+            p.mul_(4.0)
+    hf.save_pretrained(tmp_path)
+    return hf, hf_tok, attnkit.from_pretrained(tmp_path), Tokenizer.from_pretrained(tmp_path)
+
+
+def test_roberta_classify_and_fill_mask_equal_transformers_pipelines(tmp_path):
+    hf, hf_tok, ours, tok = roberta_twin(tmp_path / "cls", transformers.RobertaForSequenceClassification,
+                                         num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"})
+    assert type(ours) is attnkit.RobertaForSequenceClassification
+    pipe = transformers.pipeline("text-classification", model=hf, tokenizer=hf_tok, device="cpu")
+    expected, got = pipe(TEXTS, top_k=None), classify(ours, tok, TEXTS, top_k=None)
+    assert [[e["label"] for e in row] for row in expected] == [[g["label"] for g in row] for row in got]
+    assert [e["score"] for row in expected for e in row] == pytest.approx([g["score"] for row in got for g in row],
+                                                                         abs=1e-5)
+    hf, hf_tok, ours, tok = roberta_twin(tmp_path / "mlm", transformers.RobertaForMaskedLM)
+    pipe = transformers.pipeline("fill-mask", model=hf, tokenizer=hf_tok, device="cpu")
+    text = "Paris is the<mask> of France."
+    expected, got = pipe(text, top_k=4), fill_mask(ours, tok, text, top_k=4)
+    assert [(e["token"], e["token_str"], e["sequence"]) for e in expected] == \
+           [(g["token"], g["token_str"], g["sequence"]) for g in got]
+    assert [e["score"] for e in expected] == pytest.approx([g["score"] for g in got], abs=1e-5)

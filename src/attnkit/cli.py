@@ -325,7 +325,8 @@ def transcribe(
 @_fail_cleanly
 def classify(
     path: Path = typer.Argument(..., help="text classifier directory with tokenizer.json (BertForSequenceClassification, "
-                                          "EsmForSequenceClassification), or a training output directory"),
+                                          "RobertaForSequenceClassification, EsmForSequenceClassification), or a "
+                                          "training output directory"),
     texts: list[str] = typer.Argument(..., help="texts to label"),
     top_k: int = typer.Option(1, "--top-k", help="labels per text, best first"),
     device: str = DEVICE,

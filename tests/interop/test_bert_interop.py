@@ -41,35 +41,18 @@ def padded_batch():
     return ids.masked_fill(mask == 0, 0), mask, types
 
 
-def outputs(model, ids, mask, types):
-    out = model(ids, attention_mask=mask, token_type_ids=types)
-    names = ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits")
-    return {n: getattr(out, n) for n in names if getattr(out, n, None) is not None}
-
-
-def assert_close_on_real_tokens(got: dict, ref: dict, mask):
-    shared = set(got) & set(ref)
-    assert shared
-    for name in shared:
-        a, b = got[name], ref[name]
-        diff = (a - b).abs()
-        if diff.dim() >= 2 and diff.shape[:2] == mask.shape:
-            diff = diff[mask.bool()]
-        assert diff.max() <= 1e-4, name
-
-
 @pytest.mark.parametrize("hf_name", list(HEADS))
-def test_transformers_bert_checkpoint_gives_same_outputs(tmp_path, hf_name):
+def test_transformers_bert_checkpoint_gives_same_outputs(tmp_path, hf_name, outputs_of, close_on_real_tokens):
     hf = hf_bert(hf_name)
     hf.save_pretrained(tmp_path)
     ours = attnkit.from_pretrained(tmp_path)
     assert type(ours) is HEADS[hf_name]
     ids, mask, types = padded_batch()
     with torch.no_grad():
-        got, ref = outputs(ours, ids, mask, types), outputs(hf, ids, mask, types)
+        got, ref = outputs_of(ours, ids, mask, types), outputs_of(hf, ids, mask, types)
     expected = {"BertModel": {"last_hidden_state", "pooler_output"}, "BertForQuestionAnswering": {"start_logits", "end_logits"}}
     assert expected.get(hf_name, {"logits"}) <= set(got) & set(ref)
-    assert_close_on_real_tokens(got, ref, mask)
+    close_on_real_tokens(got, ref, mask)
 
 
 LABELS = {
@@ -108,7 +91,8 @@ def test_regression_and_multilabel_losses_equal_transformers(tmp_path):
 
 
 @pytest.mark.parametrize("hf_name", list(HEADS))
-def test_attnkit_bert_saved_loads_in_transformers_with_same_outputs(tmp_path, hf_name):
+def test_attnkit_bert_saved_loads_in_transformers_with_same_outputs(tmp_path, hf_name, outputs_of,
+                                                                   close_on_real_tokens):
     cfg = attnkit.BertConfig.from_preset("bert-tiny", num_labels=2 if hf_name.endswith("Answering") else 4)
     ours = HEADS[hf_name](cfg).eval()
     ours.save_pretrained(tmp_path)
@@ -117,7 +101,7 @@ def test_attnkit_bert_saved_loads_in_transformers_with_same_outputs(tmp_path, hf
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     ids, mask, types = padded_batch()
     with torch.no_grad():
-        assert_close_on_real_tokens(outputs(ours, ids, mask, types), outputs(hf.eval(), ids, mask, types), mask)
+        close_on_real_tokens(outputs_of(ours, ids, mask, types), outputs_of(hf.eval(), ids, mask, types), mask)
 
 
 def test_pretraining_checkpoint_loads_as_masked_lm(tmp_path):
@@ -138,14 +122,14 @@ def test_unsupported_position_embedding_type_is_refused(tmp_path):
         attnkit.from_pretrained(tmp_path)
 
 
-def test_bert_model_saved_without_its_pooler_loads_and_round_trips(tmp_path):
+def test_bert_model_saved_without_its_pooler_loads_and_round_trips(tmp_path, outputs_of, close_on_real_tokens):
     hf = transformers.BertModel(hf_bert("BertModel").config, add_pooling_layer=False).eval()
     hf.save_pretrained(tmp_path)
     model = attnkit.from_pretrained(tmp_path)
     assert isinstance(model, ours_bert.Bert) and model.pooler is None
     ids, mask, types = padded_batch()
     with torch.no_grad():
-        assert_close_on_real_tokens(outputs(model, ids, mask, types), outputs(hf, ids, mask, types), mask)
+        close_on_real_tokens(outputs_of(model, ids, mask, types), outputs_of(hf, ids, mask, types), mask)
     model.save_pretrained(tmp_path / "again")
     again = attnkit.from_pretrained(tmp_path / "again")
     assert again.pooler is None and all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),

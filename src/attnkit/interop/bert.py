@@ -34,7 +34,7 @@ BASE_PREFIX = "bert."
 IGNORED_HF_KEYS = (r"(^|\.)embeddings\.position_ids$", r"^cls\.predictions\.decoder\.bias$", r"^cls\.seq_relationship\.",
                    r"^bert\.pooler\.")
 
-def _encoder_rules(pooler: bool) -> list[Rename]:
+def encoder_rules(pooler: bool) -> list[Rename]:
     n, h = "encoder.layers.{i}.", "encoder.layer.{i}."
     rules = [
         Rename("word_embeddings.weight", "embeddings.word_embeddings.weight"),
@@ -66,8 +66,8 @@ _HEAD_RULES = {
 
 def key_rules(model) -> list[Rename]:
     if isinstance(model, Bert):
-        return _encoder_rules(pooler=model.pooler is not None)
-    base = with_prefix(_encoder_rules(pooler=model.bert.pooler is not None), BASE_PREFIX)
+        return encoder_rules(pooler=model.pooler is not None)
+    base = with_prefix(encoder_rules(pooler=model.encoder_model.pooler is not None), BASE_PREFIX)
     return base + next(rules for cls, rules in _HEAD_RULES.items() if isinstance(model, cls))
 
 
@@ -96,16 +96,18 @@ def _id2label(c: BertConfig, n_labels: int) -> dict[int, str]:
     return c.id2label if n_labels == c.num_labels else {i: f"LABEL_{i}" for i in range(n_labels)}
 
 
-def config_from_hf(hf: dict, model_class: type) -> BertConfig:
-    """``BertConfig`` from a HF BERT config dict (HF's defaults for absent fields)."""
+def config_from_hf(hf: dict, model_class: type, vocab_size: int = 30522, pad_token_id: int = 0,
+                   family: str = "BERT") -> BertConfig:
+    """``model_class.config_class`` from a HF BERT-style config dict (HF's defaults for absent
+    fields; RoBERTa's differ in ``vocab_size`` and ``pad_token_id``)."""
     require_hf_settings(hf, dict(position_embedding_type="absolute", is_decoder=False, add_cross_attention=False),
-                        "BERT")
-    return BertConfig(
-        vocab_size=hf.get("vocab_size", 30522), n_positions=hf.get("max_position_embeddings", 512),
+                        family)
+    return model_class.config_class(
+        vocab_size=hf.get("vocab_size", vocab_size), n_positions=hf.get("max_position_embeddings", 512),
         type_vocab_size=hf.get("type_vocab_size", 2), d_model=hf.get("hidden_size", 768),
         n_layers=hf.get("num_hidden_layers", 12), n_heads=hf.get("num_attention_heads", 12),
         d_ff=hf.get("intermediate_size", 3072), activation=activation_from_hf(hf, "hidden_act", "gelu"),
         norm_eps=hf.get("layer_norm_eps", 1e-12), dropout=hf.get("hidden_dropout_prob", 0.1), attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
-        initializer_range=hf.get("initializer_range", 0.02), pad_token_id=hf.get("pad_token_id", 0),
+        initializer_range=hf.get("initializer_range", 0.02), pad_token_id=hf.get("pad_token_id", pad_token_id),
         classifier_dropout=hf.get("classifier_dropout"), **labels_from_hf(hf),
     )

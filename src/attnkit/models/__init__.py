@@ -13,6 +13,14 @@ from attnkit.models.config import Config
 from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmForTokenClassification
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.outputs import ModelOutput
+from attnkit.models.roberta import (
+    Roberta,
+    RobertaConfig,
+    RobertaForMaskedLM,
+    RobertaForQuestionAnswering,
+    RobertaForSequenceClassification,
+    RobertaForTokenClassification,
+)
 from attnkit.models.t5 import T5, T5Config
 from attnkit.models.transformer import Transformer, TransformerConfig
 from attnkit.models.vit import ViT, ViTConfig, ViTForImageClassification
@@ -21,5 +29,6 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
     "BertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
-    "EsmForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
+    "EsmForTokenClassification", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+    "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig"]

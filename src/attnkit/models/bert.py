@@ -100,8 +100,9 @@ class Bert(Model):
         check_token_ids(input_ids, "input_ids", self.config.vocab_size)
         B, T = input_ids.shape
         c = self.config
-        if T > c.n_positions:
-            raise InputError(f"sequence of {T} tokens is longer than the model's {c.n_positions} positions (n_positions)")
+        if T > self.max_length:
+            raise InputError(f"sequence of {T} tokens is longer than the model's {self.max_length} positions "
+                             f"(n_positions={c.n_positions})")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         elif token_type_ids.shape != input_ids.shape:
@@ -114,7 +115,7 @@ class Bert(Model):
             if not bool(attention_mask.all()):  # nothing padded: no mask for the kernel to apply
                 mask = expand_padding_mask(attention_mask)  # (B, 1, 1, T)
 
-        positions = torch.arange(T, device=input_ids.device)
+        positions = self.position_ids(input_ids)
         x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
         x = self.drop(self.embed_norm(x))
         out = self.encoder(x, mask=mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
@@ -122,6 +123,15 @@ class Bert(Model):
         pooled = torch.tanh(self.pooler(h[:, 0])) if self.pooler is not None else None  # Devlin et al. §3: [CLS]
         return ModelOutput(last_hidden_state=h, pooler_output=pooled, attentions=out.attentions,
                            hidden_states=out.hidden_states)
+
+    @property
+    def max_length(self) -> int:
+        """The longest input, in tokens."""
+        return self.config.n_positions
+
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The position of each token: ``0 .. T-1`` (``(T,)``, the same for every row)."""
+        return torch.arange(input_ids.shape[1], device=input_ids.device)
 
     def sentence_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                            token_type_ids: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
@@ -145,7 +155,8 @@ def init_bert_weights(module: nn.Module, std: float) -> None:
 
 
 class _BertHead(Model):
-    """A BERT encoder plus a task head; ``self.bert`` is the encoder."""
+    """A BERT encoder plus a task head; the encoder is the attribute named ``base_model_prefix``
+    (``self.bert``; ``self.roberta`` in RoBERTa's heads)."""
 
     config_class = BertConfig
     base_model_prefix, base_model_class = "bert", Bert
@@ -154,16 +165,24 @@ class _BertHead(Model):
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.bert = Bert(config, add_pooler=self.add_pooler)
+        setattr(self, self.base_model_prefix, self.base_model_class(config, add_pooler=self.add_pooler))
         if self.has_classifier:
             p = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
             self.head_drop = nn.Dropout(p)
             self.classifier = nn.Linear(config.d_model, config.num_labels)
             init_bert_weights(self.classifier, config.initializer_range)
 
+    @property
+    def encoder_model(self) -> Bert:
+        return getattr(self, self.base_model_prefix)
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, output_attentions=False,
+               output_hidden_states=False) -> ModelOutput:
+        return self.encoder_model(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+
     def sentence_embedding(self, input_ids, attention_mask=None, token_type_ids=None, normalize: bool = True):
         """See :meth:`Bert.sentence_embedding`."""
-        return self.bert.sentence_embedding(input_ids, attention_mask, token_type_ids, normalize)
+        return self.encoder_model.sentence_embedding(input_ids, attention_mask, token_type_ids, normalize)
 
 
 class MaskedLMHead:
@@ -193,17 +212,40 @@ class MaskedLMHead:
         return out
 
 
+class FirstTokenHead:
+    """The sequence-classification head RoBERTa and ESM share (Hugging Face's
+    ``RobertaClassificationHead`` and ``EsmClassificationHead``), a mixin of their models: on the
+    first token's state, ``head_drop`` (dropout), ``head_dense`` (dense), tanh, dropout again,
+    then ``classifier`` to the labels. BERT instead reads its pooler (the same dense and tanh,
+    inside the encoder, with dropout only after it)."""
+
+    def add_first_token_head(self, d_model: int, num_labels: int, dropout: float, std: float) -> None:
+        self.head_drop = nn.Dropout(dropout)
+        self.head_dense = nn.Linear(d_model, d_model)
+        self.classifier = nn.Linear(d_model, num_labels)
+        for m in (self.head_dense, self.classifier):
+            init_bert_weights(m, std)
+
+    def first_token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, num_labels)`` from the last hidden states ``(B, T, C)``."""
+        h = torch.tanh(self.head_dense(self.head_drop(hidden[:, 0])))
+        return self.classifier(self.head_drop(h))
+
+
 class BertForMaskedLM(MaskedLMHead, _BertHead):
     """Masked language model (Devlin et al. §3.1, task 1). ``logits`` ``(B, T, V)``; ``labels``
     ``(B, T)`` with -100 on unmasked positions give ``loss``."""
 
+    lm_head_activation: str | None = None  # the head's activation; None: the encoder's (BERT's)
+
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.add_masked_lm_head(self.bert.word_embeddings, config.activation, config.norm_eps, config.initializer_range)
+        self.add_masked_lm_head(self.encoder_model.word_embeddings, self.lm_head_activation or config.activation,
+                                config.norm_eps, config.initializer_range)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
                 output_hidden_states=False):
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         return self.masked_lm_output(out, labels)
 
 
@@ -216,7 +258,7 @@ class BertForSequenceClassification(ClassifierLoss, _BertHead):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
                 output_hidden_states=False):
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         out.logits = self.classifier(self.head_drop(out.pooler_output))
         if labels is not None:
             out.loss = self.classification_loss(out.logits, labels)
@@ -230,7 +272,7 @@ class BertForTokenClassification(_BertHead):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
                 output_hidden_states=False):
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         out.logits = self.classifier(self.head_drop(out.last_hidden_state))
         if labels is not None:
             out.loss = token_loss(out.logits, labels, self.config.num_labels)
@@ -249,7 +291,7 @@ class BertForQuestionAnswering(_BertHead):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None, end_positions=None,
                 output_attentions=False, output_hidden_states=False):
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
         start, end = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # (B, T) each
         out.start_logits, out.end_logits = start, end
         if (start_positions is None) != (end_positions is None):

@@ -33,7 +33,7 @@ from torch import nn
 
 from attnkit.errors import InputError
 from attnkit.models.base import Model, check_token_ids
-from attnkit.models.bert import MaskedLMHead, init_bert_weights
+from attnkit.models.bert import FirstTokenHead, MaskedLMHead, init_bert_weights
 from attnkit.models.classification import ClassifierLoss, ClassLabels, ProblemType, token_loss
 from attnkit.models.config import Config
 from attnkit.models.outputs import ModelOutput
@@ -297,25 +297,20 @@ class EsmForMaskedLM(MaskedLMHead, _EsmHead):
         return out
 
 
-class EsmForSequenceClassification(ClassifierLoss, _EsmHead):
+class EsmForSequenceClassification(ClassifierLoss, FirstTokenHead, _EsmHead):
     """Classifier or regressor over the ``<cls>`` state (Hugging Face's ``EsmClassificationHead``:
     dropout, dense, tanh, dropout, linear): ``logits`` ``(B, num_labels)``. The loss follows
     ``config.problem_type`` (see :class:`~attnkit.models.classification.ClassifierLoss`)."""
 
     def __init__(self, config: EsmConfig):
         super().__init__(config)
-        self.head_drop = nn.Dropout(config.dropout)
-        self.head_dense = nn.Linear(config.d_model, config.d_model)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-        for m in (self.head_dense, self.classifier):
-            init_bert_weights(m, config.initializer_range)
+        self.add_first_token_head(config.d_model, config.num_labels, config.dropout, config.initializer_range)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
                 output_hidden_states=False) -> ModelOutput:
         """See :meth:`Esm.forward`; ``labels`` ``(B,)`` class ids (or floats, per ``problem_type``)."""
         out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        h = torch.tanh(self.head_dense(self.head_drop(out.last_hidden_state[:, 0])))  # (B, C) from <cls>
-        out.logits = self.classifier(self.head_drop(h))
+        out.logits = self.first_token_logits(out.last_hidden_state)  # from <cls>
         if labels is not None:
             out.loss = self.classification_loss(out.logits, labels)
         return out

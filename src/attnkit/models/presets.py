@@ -75,6 +75,14 @@ PRESETS: dict[str, dict[str, dict]] = {
                                 n_decoder_layers=2, max_source_positions=100, max_target_positions=8,
                                 pad_token_id=10, bos_token_id=10, eos_token_id=10, decoder_start_token_id=11),
     },
+    "roberta": {
+        # Liu et al. 2019: RoBERTa-base and -large (BERT's sizes, 50,265 BPE tokens, 514 positions);
+        # DistilRoBERTa (Sanh et al. 2019's distillation, 6 layers; the all-distilroberta-v1 encoder).
+        "roberta-base": dict(),  # 124,645,632 params
+        "roberta-large": dict(n_layers=24, n_heads=16, d_model=1024, d_ff=4096),
+        "distilroberta-base": dict(n_layers=6),
+        "roberta-tiny": dict(vocab_size=256, n_positions=66, n_layers=2, n_heads=4, d_model=32, d_ff=64),
+    },
     "esm": {
         # Lin et al. 2023, the released ESM-2 checkpoints (facebook/esm2_*): 20 heads, d_ff = 4 × width,
         # ESM's 33-token vocabulary; parameter counts of the masked LM (tied head), as transformers counts them.

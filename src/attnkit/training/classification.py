@@ -47,7 +47,7 @@ class ClassifierModelSection(ModelSection):
 
     def validate(self) -> None:
         self.require(self.family.endswith("ForSequenceClassification"), "family",
-                     "must be a sequence classifier (BertForSequenceClassification, EsmForSequenceClassification)")
+                     "must be a sequence classifier (BertForSequenceClassification, RobertaForSequenceClassification, EsmForSequenceClassification)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ class QAModelSection(ClassifierModelSection):
     family: str = "BertForQuestionAnswering"
 
     def validate(self) -> None:
-        self.require(self.family.endswith("ForQuestionAnswering"), "family", "must be BertForQuestionAnswering")
+        self.require(self.family.endswith("ForQuestionAnswering"), "family", "must be BertForQuestionAnswering or RobertaForQuestionAnswering")
 
 
 @dataclasses.dataclass(frozen=True)
