@@ -138,3 +138,26 @@ def test_roberta_classify_and_fill_mask_equal_transformers_pipelines(tmp_path):
     assert [(e["token"], e["token_str"], e["sequence"]) for e in expected] == \
            [(g["token"], g["token_str"], g["sequence"]) for g in got]
     assert [e["score"] for e in expected] == pytest.approx([g["score"] for g in got], abs=1e-5)
+
+
+def test_distilbert_classify_equals_text_classification_pipeline(tmp_path):
+    """A DistilBERT classifier (no segment embeddings) with MiniLM's WordPiece tokenizer: the
+    token_type_ids the tokenizer makes are ignored, and the labels and scores are transformers'."""
+    torch.manual_seed(0)
+    hf = transformers.DistilBertForSequenceClassification(transformers.DistilBertConfig(
+        dim=32, n_layers=2, n_heads=4, hidden_dim=64, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"})).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.mul_(4.0)
+    hf.save_pretrained(tmp_path)
+    for name in TOKENIZER_FILES:
+        if (minilm.get_model_path() / name).exists():
+            shutil.copy(minilm.get_model_path() / name, tmp_path / name)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path, model_input_names=["input_ids", "attention_mask"])
+    pipe = transformers.pipeline("text-classification", model=hf, tokenizer=hf_tok, device="cpu")
+    ours, tok = attnkit.from_pretrained(tmp_path), Tokenizer.from_pretrained(tmp_path)
+    assert type(ours) is attnkit.DistilBertForSequenceClassification
+    expected, got = pipe(TEXTS, top_k=None), classify(ours, tok, TEXTS, top_k=None)
+    assert [[e["label"] for e in row] for row in expected] == [[g["label"] for g in row] for row in got]
+    assert [e["score"] for row in expected for e in row] == pytest.approx([g["score"] for row in got for g in row],
+                                                                         abs=1e-5)

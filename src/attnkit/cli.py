@@ -324,9 +324,8 @@ def transcribe(
 @app.command()
 @_fail_cleanly
 def classify(
-    path: Path = typer.Argument(..., help="text classifier directory with tokenizer.json (BertForSequenceClassification, "
-                                          "RobertaForSequenceClassification, EsmForSequenceClassification), or a "
-                                          "training output directory"),
+    path: Path = typer.Argument(..., help="text classifier directory with tokenizer.json ({Bert,Roberta,DistilBert,Esm}"
+                                          "ForSequenceClassification), or a training output directory"),
     texts: list[str] = typer.Argument(..., help="texts to label"),
     top_k: int = typer.Option(1, "--top-k", help="labels per text, best first"),
     device: str = DEVICE,

@@ -29,3 +29,23 @@ def outputs_of():
 def close_on_real_tokens():
     """``check(got, ref, mask)``: outputs of two BERT-style models agree (1e-4) on the real tokens."""
     return _assert_close_on_real_tokens
+
+
+def _check_head_loss_and_gradients(hf, model, hf_base: str, ids, mask, labels):
+    """The head's loss equals transformers' (1e-5), and so do the word embeddings' gradients (1e-4)."""
+    import torch
+
+    got = model(ids, attention_mask=mask, **labels).loss
+    ref = hf(ids, attention_mask=mask, **labels).loss
+    assert torch.allclose(got, ref, atol=1e-5)
+    got.backward()
+    ref.backward()
+    ours = model.encoder_model.word_embeddings.weight.grad
+    theirs = getattr(hf, hf_base).embeddings.word_embeddings.weight.grad
+    assert (ours - theirs).abs().max() < 1e-4 and ours.abs().sum() > 0
+
+
+@pytest.fixture
+def head_loss_and_gradients_match():
+    """``check(hf, model, hf_base_attribute, ids, mask, labels)``: see ``_check_head_loss_and_gradients``."""
+    return _check_head_loss_and_gradients

@@ -93,20 +93,12 @@ LABELS = {
 
 
 @pytest.mark.parametrize("hf_name", list(LABELS))
-def test_head_losses_and_gradients_equal_transformers(tmp_path, hf_name):
+def test_head_losses_and_gradients_equal_transformers(tmp_path, hf_name, head_loss_and_gradients_match):
     hf = hf_roberta(hf_name)
     hf.save_pretrained(tmp_path)
     model = attnkit.from_pretrained(tmp_path)
     ids, mask = padded_batch()
-    labels = LABELS[hf_name](ids, mask)
-    got = model(ids, attention_mask=mask, **labels).loss
-    ref = hf(ids, attention_mask=mask, **labels).loss
-    assert torch.allclose(got, ref, atol=1e-5)
-    got.backward()
-    ref.backward()
-    ours_grad = model.encoder_model.word_embeddings.weight.grad
-    theirs = hf.roberta.embeddings.word_embeddings.weight.grad
-    assert (ours_grad - theirs).abs().max() < 1e-4 and ours_grad.abs().sum() > 0
+    head_loss_and_gradients_match(hf, model, "roberta", ids, mask, LABELS[hf_name](ids, mask))
 
 
 @pytest.mark.parametrize("hf_name", list(HEADS))

@@ -54,6 +54,7 @@ FAMILIES: dict[str, str] = {
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",
+    "distilbert": "attnkit.interop.distilbert",
     "marian": "attnkit.interop.marian",
     "t5": "attnkit.interop.t5",
     "vit": "attnkit.interop.vit",

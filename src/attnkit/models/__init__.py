@@ -10,6 +10,14 @@ from attnkit.models.bert import (
     BertForTokenClassification,
 )
 from attnkit.models.config import Config
+from attnkit.models.distilbert import (
+    DistilBert,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    DistilBertForQuestionAnswering,
+    DistilBertForSequenceClassification,
+    DistilBertForTokenClassification,
+)
 from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmForTokenClassification
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.outputs import ModelOutput
@@ -28,7 +36,8 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
+    "BertForTokenClassification", "DistilBert", "DistilBertConfig", "DistilBertForMaskedLM",
+    "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
     "EsmForTokenClassification", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig"]

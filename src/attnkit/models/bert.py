@@ -50,8 +50,9 @@ class BertConfig(ClassLabels, Config):
     label_names: tuple[str, ...] | None = None
 
     def validate(self) -> None:
-        self.require_positive("vocab_size", "n_positions", "type_vocab_size", "d_model", "n_layers", "n_heads",
-                              "d_ff", "norm_eps")
+        self.require_positive("vocab_size", "n_positions", "d_model", "n_layers", "n_heads", "d_ff", "norm_eps")
+        self.require(isinstance(self.type_vocab_size, int) and self.type_vocab_size >= 0, "type_vocab_size",
+                     "must be an integer >= 0 (0: no segment embeddings, as DistilBERT)")
         self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
         self.require(self.activation in ACTIVATIONS, "activation", f"must be one of {tuple(ACTIVATIONS)}")
         self.require_fraction("dropout", "attn_dropout")
@@ -82,7 +83,7 @@ class Bert(Model):
         c = config
         self.word_embeddings = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_token_id)
         self.position_embeddings = nn.Embedding(c.n_positions, c.d_model)
-        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.d_model)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.d_model) if c.type_vocab_size else None
         self.embed_norm = nn.LayerNorm(c.d_model, eps=c.norm_eps)
         self.drop = nn.Dropout(c.dropout)
         self.encoder = Encoder(c.layer_config(), c.n_layers, final_norm=False)
@@ -103,11 +104,9 @@ class Bert(Model):
         if T > self.max_length:
             raise InputError(f"sequence of {T} tokens is longer than the model's {self.max_length} positions "
                              f"(n_positions={c.n_positions})")
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        elif token_type_ids.shape != input_ids.shape:
+        if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
             raise InputError(f"token_type_ids must have the shape of input_ids {(B, T)}, got {tuple(token_type_ids.shape)}")
-        else:
+        if token_type_ids is not None and c.type_vocab_size:
             check_token_ids(token_type_ids, "token_type_ids", c.type_vocab_size, "type_vocab_size")
         mask = None
         if attention_mask is not None:
@@ -115,8 +114,9 @@ class Bert(Model):
             if not bool(attention_mask.all()):  # nothing padded: no mask for the kernel to apply
                 mask = expand_padding_mask(attention_mask)  # (B, 1, 1, T)
 
-        positions = self.position_ids(input_ids)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(self.position_ids(input_ids))
+        if self.token_type_embeddings is not None:  # a model without segments ignores token_type_ids
+            x = x + self.token_type_embeddings(torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids)
         x = self.drop(self.embed_norm(x))
         out = self.encoder(x, mask=mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         h = out.hidden
@@ -213,23 +213,38 @@ class MaskedLMHead:
 
 
 class FirstTokenHead:
-    """The sequence-classification head RoBERTa and ESM share (Hugging Face's
-    ``RobertaClassificationHead`` and ``EsmClassificationHead``), a mixin of their models: on the
-    first token's state, ``head_drop`` (dropout), ``head_dense`` (dense), tanh, dropout again,
-    then ``classifier`` to the labels. BERT instead reads its pooler (the same dense and tanh,
-    inside the encoder, with dropout only after it)."""
+    """The sequence-classification head RoBERTa, ESM and DistilBERT share, a mixin of their
+    models: on the first token's state, ``head_drop`` (dropout; not DistilBERT's), ``head_dense``
+    (dense), tanh (DistilBERT: ReLU), dropout, then ``classifier`` to the labels (Hugging Face's
+    ``RobertaClassificationHead``, ``EsmClassificationHead``, DistilBERT's ``pre_classifier``).
+    BERT instead reads its pooler (the same dense and tanh, inside the encoder, with dropout only
+    after it)."""
 
-    def add_first_token_head(self, d_model: int, num_labels: int, dropout: float, std: float) -> None:
+    def add_first_token_head(self, d_model: int, num_labels: int, dropout: float, std: float,
+                             activation: str = "tanh", drop_first: bool = True) -> None:
         self.head_drop = nn.Dropout(dropout)
         self.head_dense = nn.Linear(d_model, d_model)
         self.classifier = nn.Linear(d_model, num_labels)
+        self.head_act = torch.tanh if activation == "tanh" else ACTIVATIONS[activation]
+        self.head_drop_first = drop_first
         for m in (self.head_dense, self.classifier):
             init_bert_weights(m, std)
 
     def first_token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(B, num_labels)`` from the last hidden states ``(B, T, C)``."""
-        h = torch.tanh(self.head_dense(self.head_drop(hidden[:, 0])))
+        h = hidden[:, 0]
+        h = self.head_act(self.head_dense(self.head_drop(h) if self.head_drop_first else h))
         return self.classifier(self.head_drop(h))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
+                output_hidden_states=False) -> ModelOutput:
+        """``logits`` ``(B, num_labels)``; ``labels`` ``(B,)`` class ids (or floats, per
+        ``config.problem_type``, :class:`~attnkit.models.classification.ClassifierLoss`) give ``loss``."""
+        out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
+        out.logits = self.first_token_logits(out.last_hidden_state)
+        if labels is not None:
+            out.loss = self.classification_loss(out.logits, labels)
+        return out
 
 
 class BertForMaskedLM(MaskedLMHead, _BertHead):
@@ -286,13 +301,14 @@ class BertForQuestionAnswering(_BertHead):
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
+        self.qa_drop = nn.Dropout(getattr(config, "qa_dropout", 0.0))  # DistilBERT's; BERT has none
         self.qa_outputs = nn.Linear(config.d_model, 2)
         init_bert_weights(self.qa_outputs, config.initializer_range)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None, end_positions=None,
                 output_attentions=False, output_hidden_states=False):
         out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        start, end = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # (B, T) each
+        start, end = self.qa_outputs(self.qa_drop(out.last_hidden_state)).unbind(dim=-1)  # (B, T) each
         out.start_logits, out.end_logits = start, end
         if (start_positions is None) != (end_positions is None):
             raise InputError("pass both start_positions and end_positions, or neither")

@@ -306,15 +306,6 @@ class EsmForSequenceClassification(ClassifierLoss, FirstTokenHead, _EsmHead):
         super().__init__(config)
         self.add_first_token_head(config.d_model, config.num_labels, config.dropout, config.initializer_range)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
-                output_hidden_states=False) -> ModelOutput:
-        """See :meth:`Esm.forward`; ``labels`` ``(B,)`` class ids (or floats, per ``problem_type``)."""
-        out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        out.logits = self.first_token_logits(out.last_hidden_state)  # from <cls>
-        if labels is not None:
-            out.loss = self.classification_loss(out.logits, labels)
-        return out
-
 
 class EsmForTokenClassification(_EsmHead):
     """Per-residue classifier (secondary structure, binding sites): ``logits`` ``(B, T, num_labels)``;

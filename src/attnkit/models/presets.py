@@ -75,6 +75,11 @@ PRESETS: dict[str, dict[str, dict]] = {
                                 n_decoder_layers=2, max_source_positions=100, max_target_positions=8,
                                 pad_token_id=10, bos_token_id=10, eos_token_id=10, decoder_start_token_id=11),
     },
+    "distilbert": {
+        # Sanh et al. 2019: BERT-base's width with 6 layers, no segment embeddings or pooler.
+        "distilbert-base-uncased": dict(),  # 66,362,880 params
+        "distilbert-tiny": dict(vocab_size=256, n_positions=64, n_layers=2, n_heads=4, d_model=32, d_ff=64),
+    },
     "roberta": {
         # Liu et al. 2019: RoBERTa-base and -large (BERT's sizes, 50,265 BPE tokens, 514 positions);
         # DistilRoBERTa (Sanh et al. 2019's distillation, 6 layers; the all-distilroberta-v1 encoder).

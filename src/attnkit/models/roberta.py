@@ -29,7 +29,6 @@ from attnkit.models.bert import (
     _BertHead,
 )
 from attnkit.models.classification import ClassifierLoss
-from attnkit.models.outputs import ModelOutput
 
 
 @dataclass(frozen=True)
@@ -88,14 +87,6 @@ class RobertaForSequenceClassification(ClassifierLoss, FirstTokenHead, _RobertaH
         super().__init__(config)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
         self.add_first_token_head(config.d_model, config.num_labels, p, config.initializer_range)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_attentions=False,
-                output_hidden_states=False) -> ModelOutput:
-        out = self.encode(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states)
-        out.logits = self.first_token_logits(out.last_hidden_state)
-        if labels is not None:
-            out.loss = self.classification_loss(out.logits, labels)
-        return out
 
 
 class RobertaForTokenClassification(_RobertaHead, BertForTokenClassification):

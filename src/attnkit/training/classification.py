@@ -47,7 +47,7 @@ class ClassifierModelSection(ModelSection):
 
     def validate(self) -> None:
         self.require(self.family.endswith("ForSequenceClassification"), "family",
-                     "must be a sequence classifier (BertForSequenceClassification, RobertaForSequenceClassification, EsmForSequenceClassification)")
+                     "must be a sequence classifier ({Bert,Roberta,DistilBert,Esm}ForSequenceClassification)")
 
 
 @dataclasses.dataclass(frozen=True)

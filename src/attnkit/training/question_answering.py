@@ -34,7 +34,7 @@ class QAModelSection(ClassifierModelSection):
     family: str = "BertForQuestionAnswering"
 
     def validate(self) -> None:
-        self.require(self.family.endswith("ForQuestionAnswering"), "family", "must be BertForQuestionAnswering or RobertaForQuestionAnswering")
+        self.require(self.family.endswith("ForQuestionAnswering"), "family", "must be {Bert,Roberta,DistilBert}ForQuestionAnswering")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ class TokenClassifierModelSection(ClassifierModelSection):
 
     def validate(self) -> None:
         self.require(self.family.endswith("ForTokenClassification"), "family",
-                     "must be a token classifier (BertForTokenClassification, RobertaForTokenClassification, EsmForTokenClassification)")
+                     "must be a token classifier ({Bert,Roberta,DistilBert,Esm}ForTokenClassification)")
 
 
 @dataclasses.dataclass(frozen=True)
