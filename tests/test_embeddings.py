@@ -116,3 +116,68 @@ def test_bf16_embeddings_stay_close_to_fp32(embeddings):
     assert result.exit_code == 0, result.output
     alone = attnkit.embed(MODEL_DIR, SENTENCES[0], dtype=torch.bfloat16)  # bf16 rounding depends on the batch
     assert torch.allclose(torch.tensor(json.loads(result.stdout)), alone[0], atol=1e-6)
+
+
+def minilm_with_pooling(directory, mode: str, normalize: bool):
+    """MiniLM's sentence-transformers directory (files linked) with another Pooling mode, and a
+    Normalize module or none."""
+    directory.mkdir()
+    for item in MODEL_DIR.iterdir():
+        if item.is_file() and item.name != "modules.json":
+            (directory / item.name).symlink_to(item)
+    (directory / "1_Pooling").mkdir()
+    fields = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "lasttoken")
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 384, **{f"pooling_mode_{f}": f == mode for f in fields}}))
+    modules = json.loads((MODEL_DIR / "modules.json").read_text())
+    (directory / "modules.json").write_text(json.dumps(modules if normalize else modules[:2]))
+    if normalize:
+        (directory / "2_Normalize").mkdir()
+    return directory
+
+
+@pytest.mark.parametrize("mode,pooling,normalize", [("cls_token", "cls", True), ("max_tokens", "max", False),
+                                                    ("mean_sqrt_len_tokens", "mean_sqrt_len", False),
+                                                    ("lasttoken", "lasttoken", True)])
+def test_sentence_transformers_pooling_and_normalize_modules_are_followed(tmp_path, mode, pooling, normalize):
+    """A sentence-transformers directory's Pooling mode and Normalize module decide ``embed``'s
+    pooling and normalisation, and the vectors are ``SentenceTransformer.encode``'s."""
+    st = pytest.importorskip("sentence_transformers")
+    directory = minilm_with_pooling(tmp_path / mode, mode, normalize)
+    expected = st.SentenceTransformer(str(directory), device="cpu", local_files_only=True).encode(
+        SENTENCES[:6], convert_to_tensor=True, batch_size=4).cpu()
+    got = attnkit.embed(directory, SENTENCES[:6], batch_size=4)
+    assert (got - expected).abs().max() < 1e-5
+    assert torch.allclose(got.norm(dim=-1), torch.ones(6), atol=1e-5) == normalize
+    model, tok = attnkit.from_pretrained(directory), attnkit.Tokenizer.from_pretrained(directory)
+    assert torch.allclose(attnkit.embed(model, SENTENCES[:6], tokenizer=tok, pooling=pooling, normalize=normalize), got,
+                          atol=1e-6)
+    assert not torch.allclose(attnkit.embed(model, SENTENCES[:6], tokenizer=tok, normalize=normalize), got, atol=1e-3)
+
+
+def test_unsupported_sentence_transformers_modules_are_refused(tmp_path):
+    directory = minilm_with_pooling(tmp_path / "two", "cls_token", True)
+    config = json.loads((directory / "1_Pooling" / "config.json").read_text())
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(dict(config, pooling_mode_mean_tokens=True)))
+    with pytest.raises(InputError, match="pooling \\['mean', 'cls'\\] is not supported"):
+        attnkit.embed(directory, "x")
+    modules = json.loads((directory / "modules.json").read_text())
+    (directory / "modules.json").write_text(json.dumps(modules + [{"idx": 3, "name": "3", "path": "3_Dense",
+                                                                    "type": "sentence_transformers.models.Dense"}]))
+    with pytest.raises(InputError, match="modules \\['Dense'\\] are not supported"):
+        attnkit.embed(directory, "x")
+    with pytest.raises(InputError, match="pooling must be one of"):
+        attnkit.embed(MODEL_DIR, "x", pooling="median")
+
+
+def test_cli_embed_follows_the_directory_s_pooling_unless_told(tmp_path):
+    from typer.testing import CliRunner
+
+    from attnkit.cli import app
+
+    directory = minilm_with_pooling(tmp_path / "cls", "cls_token", False)
+    for options, kwargs in (([], {}), (["--pooling", "max", "--normalize"], dict(pooling="max", normalize=True))):
+        result = CliRunner().invoke(app, ["embed", str(directory), SENTENCES[0], *options])
+        assert result.exit_code == 0, result.output
+        got = torch.tensor(json.loads(result.output.splitlines()[0]))
+        assert (got - attnkit.embed(directory, SENTENCES[0], **kwargs)[0]).abs().max() < 1e-6

@@ -179,19 +179,24 @@ def info(path: Path = typer.Argument(..., help="model directory, or a training o
 def embed(
     model_dir: str = typer.Argument(..., help="model directory with tokenizer.json (or a hub id)"),
     texts: list[str] = typer.Argument(..., help="sentences to embed"),
-    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="L2-normalise each embedding"),
+    normalize: bool = typer.Option(None, "--normalize/--no-normalize",
+                                   help="L2-normalise each embedding [default: as a sentence-transformers "
+                                        "directory's modules.json says, else normalise]"),
+    pooling: str = typer.Option(None, "--pooling", help="mean, cls, max, mean_sqrt_len or lasttoken [default: the "
+                                                        "directory's sentence-transformers Pooling, else mean]"),
     batch_size: int = typer.Option(32, "--batch-size"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
-    """Print one sentence embedding per line, as a JSON array (mean pooling, L2-normalised)."""
+    """Print one sentence embedding per line, as a JSON array (mean pooling and L2 normalisation
+    unless the directory's sentence-transformers modules say otherwise)."""
     import json
 
     from attnkit.embeddings import embed as embed_sentences
 
     dev, dt = model_placement(device, dtype)
     for row in embed_sentences(model_dir, texts, batch_size=batch_size, normalize=normalize, device=dev,
-                               dtype=dt).tolist():
+                               dtype=dt, pooling=pooling).tolist():
         typer.echo(json.dumps([round(v, 7) for v in row]))
 
 

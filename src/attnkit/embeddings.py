@@ -1,6 +1,7 @@
 """Sentence embeddings: ``attnkit.embed(model_or_dir, sentences) -> (N, C)``.
 
-Tokenise, run a BERT-style encoder, mean-pool over real tokens and L2-normalise
+Tokenise, run a BERT-style encoder, pool over real tokens (mean by default; the [CLS] state, the
+maximum or the last token where a sentence-transformers checkpoint says so) and L2-normalise
 (Sentence-BERT, Reimers & Gurevych 2019), so that a dot product is the cosine similarity.
 """
 
@@ -13,11 +14,49 @@ import torch
 
 from attnkit.errors import InputError
 from attnkit.models.base import eval_mode
+from attnkit.nn.pooling import POOLING, pool
+
+
+_ST_POOLING_FIELDS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
+                      "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+                      "pooling_mode_lasttoken": "lasttoken"}
+
+
+def sentence_transformers_modules(directory: Path) -> tuple[str | None, bool | None]:
+    """``(pooling, normalize)`` that a sentence-transformers checkpoint's ``modules.json`` (its
+    ``Pooling`` module's ``config.json``, and whether a ``Normalize`` module follows) asks for;
+    ``(None, None)`` for a directory without one. Refuses what :func:`embed` does not implement."""
+    modules_file = directory / "modules.json"
+    if not modules_file.is_file():
+        return None, None
+    try:
+        modules = json.loads(modules_file.read_text())
+        kinds = {m["type"].rsplit(".", 1)[-1]: m.get("path", "") for m in modules}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InputError(f"{modules_file} is not a sentence-transformers module list") from None
+    unknown = sorted(set(kinds) - {"Transformer", "Pooling", "Normalize"})
+    if unknown:
+        raise InputError(f"{modules_file}: modules {unknown} are not supported (attnkit.embed runs Transformer, "
+                         "Pooling and Normalize)")
+    pooling = None
+    if "Pooling" in kinds:
+        try:
+            config = json.loads((directory / kinds["Pooling"] / "config.json").read_text())
+        except (OSError, ValueError):
+            raise InputError(f"{directory / kinds['Pooling'] / 'config.json'} is missing or not JSON") from None
+        modes = [mode for field, mode in _ST_POOLING_FIELDS.items() if config.get(field)]
+        other = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v and k not in _ST_POOLING_FIELDS)
+        if len(modes) != 1 or other:
+            raise InputError(f"{directory / kinds['Pooling']}: pooling {modes + other} is not supported (one of "
+                             f"{', '.join(POOLING)})")
+        pooling = modes[0]
+    return pooling, "Normalize" in kinds
 
 
 def _max_length(directory: Path | None, tokenizer, model) -> int:
     """sentence-transformers' ``max_seq_length`` when the directory has one, else the model's limit."""
-    limits = [model.config.n_positions]
+    encoder = getattr(model, "encoder_model", model)
+    limits = [getattr(encoder, "max_length", model.config.n_positions)]
     if getattr(tokenizer, "model_max_length", None):
         limits.append(tokenizer.model_max_length)
     st_config = directory / "sentence_bert_config.json" if directory is not None else None
@@ -30,9 +69,9 @@ def _max_length(directory: Path | None, tokenizer, model) -> int:
 
 
 @torch.inference_mode()
-def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normalize: bool = True,
+def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normalize: bool | None = None,
           tokenizer=None, max_length: int | None = None, device: str | torch.device = "cpu",
-          dtype: torch.dtype | None = None) -> torch.Tensor:
+          dtype: torch.dtype | None = None, pooling: str | None = None) -> torch.Tensor:
     """Embed sentences with a BERT-style model.
 
     Args:
@@ -40,7 +79,11 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
             with a ``sentence_embedding`` method (then pass ``tokenizer``).
         sentences: one string or a list of ``N`` strings.
         batch_size: sentences per forward pass.
-        normalize: L2-normalise each embedding (cosine similarity = dot product).
+        normalize: L2-normalise each embedding (cosine similarity = dot product). Default: as a
+            sentence-transformers directory's ``modules.json`` says (a ``Normalize`` module),
+            else True.
+        pooling: one of :data:`POOLING` (:func:`pool`). Default: a sentence-transformers
+            directory's ``Pooling`` config, else ``"mean"``.
         tokenizer: an :class:`attnkit.Tokenizer`; read from the directory by default.
         max_length: tokens per sentence; longer ones are truncated. Defaults to the directory's
             ``sentence_bert_config.json`` ``max_seq_length``, else the model's position limit.
@@ -71,11 +114,20 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     max_length = max_length or _max_length(directory, tokenizer, model)
+    st_pooling, st_normalize = sentence_transformers_modules(directory) if directory is not None else (None, None)
+    pooling = pooling or st_pooling or "mean"
+    if pooling not in POOLING:
+        raise InputError(f"pooling must be one of {POOLING}, got {pooling!r}")
+    normalize = normalize if normalize is not None else st_normalize if st_normalize is not None else True
     out = []
     with eval_mode(model):  # no dropout, as sentence-transformers' encode(); the caller's mode is restored
         for i in range(0, len(sentences), batch_size):
             batch = tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length)
             ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-            pooled = model.sentence_embedding(ids, mask, normalize=False).float()  # normalised in fp32 below
+            if pooling == "mean":
+                pooled = model.sentence_embedding(ids, mask, normalize=False)
+            else:
+                pooled = pool(model(ids, attention_mask=mask).last_hidden_state, mask, pooling)
+            pooled = pooled.float()  # normalised in fp32 below
             out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).cpu())
     return torch.cat(out)

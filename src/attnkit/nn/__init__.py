@@ -16,7 +16,7 @@ from attnkit.nn.masks import (
 )
 from attnkit.nn.norm import RMSNorm, build_norm
 from attnkit.nn.patch import PatchEmbedding
-from attnkit.nn.pooling import mean_pool
+from attnkit.nn.pooling import POOLING, mean_pool, pool
 from attnkit.nn.positional import (
     RelativePositionBias,
     RotaryEmbedding,
@@ -34,6 +34,6 @@ __all__ = [
     "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MultiHeadAttention", "PatchEmbedding",
     "RMSNorm", "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
     "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask", "linear_cross_entropy",
-    "mean_pool", "packed_weights", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
+    "POOLING", "mean_pool", "packed_weights", "pool", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
     "resize_position_grid", "scaled_dot_product_attention", "sinusoidal_positions",
 ]
