@@ -20,6 +20,8 @@ _LAZY = {
     "GenerateOutput": "attnkit.models.outputs",
     "GPT": "attnkit.models.gpt",
     "GPTConfig": "attnkit.models.gpt",
+    "Llama": "attnkit.models.llama",
+    "LlamaConfig": "attnkit.models.llama",
     "Transformer": "attnkit.models.transformer",
     "TransformerConfig": "attnkit.models.transformer",
     "T5": "attnkit.models.t5",

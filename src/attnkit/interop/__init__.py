@@ -51,6 +51,7 @@ from attnkit.models.generation_config import GENERATION_CONFIG_NAME, GenerationC
 # HF model_type -> mapping module. One line per family.
 FAMILIES: dict[str, str] = {
     "gpt2": "attnkit.interop.gpt2",
+    "llama": "attnkit.interop.llama",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

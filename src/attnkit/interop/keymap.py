@@ -32,6 +32,7 @@ class Rename:
     native: str
     hf: str | tuple[str, ...]
     transpose: bool = False
+    sizes: tuple[int, ...] | None = None  # rows of each HF tensor in a fused one (default: equal parts)
     _native_re: re.Pattern = field(init=False, repr=False, compare=False)
     _hf_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
 
@@ -82,11 +83,15 @@ def pooler_option(keys) -> dict:
 
 
 def to_hf(rules: list[Rename], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """attnkit state dict -> Hugging Face state dict (fused tensors split into equal parts)."""
+    """attnkit state dict -> Hugging Face state dict (fused tensors split into the rule's
+    ``sizes``, or equal parts)."""
     out = {}
     for name, tensor in state.items():
         rule, groups = _find(rules, name)
-        parts = tensor.chunk(len(rule.hf_names), dim=0) if len(rule.hf_names) > 1 else (tensor,)
+        if len(rule.hf_names) == 1:
+            parts = (tensor,)
+        else:
+            parts = tensor.split(list(rule.sizes), dim=0) if rule.sizes else tensor.chunk(len(rule.hf_names), dim=0)
         for hf_name, part in zip(rule.hf_names, parts):
             out[hf_name.format(**groups)] = rule._flip(part).contiguous()
     return out

@@ -20,6 +20,7 @@ from attnkit.models.distilbert import (
 )
 from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmForTokenClassification
 from attnkit.models.gpt import GPT, GPTConfig
+from attnkit.models.llama import Llama, LlamaConfig
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.roberta import (
     Roberta,
@@ -39,5 +40,6 @@ __all__ = [
     "BertForTokenClassification", "DistilBert", "DistilBertConfig", "DistilBertForMaskedLM",
     "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
     "EsmForTokenClassification", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
-    "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
+    "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
+    "LlamaConfig", "Model", "ModelOutput", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig"]

@@ -16,6 +16,15 @@ PRESETS: dict[str, dict[str, dict]] = {
             vocab_size=4096, n_positions=256, n_layers=6, n_heads=6, d_model=384, bos_token_id=None, eos_token_id=None
         ),
     },
+    "llama": {
+        # Touvron et al. 2023 (Llama 2 7B: Hugging Face's LlamaConfig defaults); TinyLlama-1.1B
+        # (Zhang et al. 2024) and SmolLM-135M (Hugging Face 2024), grouped-query attention.
+        "llama-2-7b": dict(),  # 6,738,415,616 params
+        "tinyllama-1.1b": dict(d_model=2048, d_ff=5632, n_layers=22, n_heads=32, n_kv_heads=4, norm_eps=1e-5),
+        "smollm-135m": dict(vocab_size=49152, d_model=576, d_ff=1536, n_layers=30, n_heads=9, n_kv_heads=3,
+                            norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0),
+        "llama-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2),
+    },
     "transformer": {
         # Vaswani et al. 2017, Table 3 (base and big), shared 37,000-token BPE vocabulary (§5.1).
         "transformer-base": dict(d_model=512, d_ff=2048, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, dropout=0.1),

@@ -1,0 +1,42 @@
+"""Llama (Touvron et al. 2023): the decoder-only Transformer of Llama 1-3, TinyLlama, SmolLM and
+their kin, which :class:`~attnkit.models.gpt.GPT` already composes from config fields: RMSNorm
+before each sublayer, rotary positions (Su et al. 2021, halves rotated), grouped-query
+attention, a SwiGLU feed-forward (Shazeer 2020), no biases, and an LM head that is usually not
+tied to the embeddings. ``Llama`` is that GPT under Hugging Face's ``llama`` model type, so its
+checkpoints load and save in ``LlamaForCausalLM``'s layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from attnkit.models.gpt import GPT, GPTConfig
+
+
+@dataclass(frozen=True)
+class LlamaConfig(GPTConfig):
+    """Sizes of a Llama. Defaults are Hugging Face's ``LlamaConfig`` (Llama-2-7B's shape)."""
+
+    model_type = "llama"
+
+    vocab_size: int = 32000
+    n_positions: int = 2048
+    d_model: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    d_ff: int | None = 11008
+    activation: str = "swiglu"
+    norm: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+    norm_eps: float = 1e-6
+    positional: Literal["learned", "rotary", "alibi"] = "rotary"
+    bias: bool = False
+    tie_word_embeddings: bool = False
+    bos_token_id: int | None = 1
+    eos_token_id: int | None = 2
+
+
+class Llama(GPT):
+    """A Llama-family causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
+
+    config_class = LlamaConfig
