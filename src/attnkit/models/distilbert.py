@@ -40,7 +40,8 @@ class DistilBertConfig(BertConfig):
 
 
 class DistilBert(Bert):
-    """The DistilBERT encoder (:class:`~attnkit.models.bert.Bert` without segments or pooler)."""
+    """The DistilBERT encoder (:class:`~attnkit.models.bert.Bert` without segments or pooler;
+    ``add_pooler`` is accepted for the heads' sake and ignored)."""
 
     config_class = DistilBertConfig
 
