@@ -380,12 +380,11 @@ def _text_token(tokenizer, eos: int | None):
     return lambda i: i not in special and (eos is None or i < eos)
 
 
-def _segment_words(tokenizer, segment: Segment, eos: int) -> list[dict]:
-    """The words of a segment's text tokens, the last ending at the time of the token after it
-    (the segment's closing timestamp)."""
+def _segment_words(tokenizer, segment: Segment, is_text) -> list[dict]:
+    """The words of a segment's text tokens (``is_text``: :func:`_text_token`), the last ending at
+    the time of the token after it (the segment's closing timestamp)."""
     from attnkit.generation.alignment import words
 
-    is_text = _text_token(tokenizer, eos)
     text = [k for k, token in enumerate(segment.tokens) if is_text(token)]
     if not text:
         return []
@@ -461,6 +460,7 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
     if return_timestamps not in (False, True, "segment", "word"):
         raise InputError(f"return_timestamps must be False, True (or 'segment') or 'word', got {return_timestamps!r}")
     by_word = return_timestamps == "word"
+    is_text = _text_token(tokenizer, model.config.eos_token_id) if by_word else None  # once, not per segment
     c = model.config
     temperatures = _temperatures(temperature)
     text_prompt = encode_prompt(model, tokenizer, prompt) if prompt else []
@@ -487,7 +487,7 @@ def transcribe(model, tokenizer, audio: torch.Tensor | Sequence[torch.Tensor], s
                 if text:
                     timed.append(dict(id=len(timed), **segment._asdict(), text=text))
                     if by_word:
-                        timed[-1]["words"] = _segment_words(tokenizer, segment, c.eos_token_id)
+                        timed[-1]["words"] = _segment_words(tokenizer, segment, is_text)
             text = " ".join(segment["text"] for segment in timed)
             if by_word:
                 chunks = [{"timestamp": (w["start"], w["end"]), "text": w["word"]} for s in timed for w in s["words"]]

@@ -88,11 +88,11 @@ def config_to_hf(model) -> dict:
         max_position_embeddings=c.n_positions, type_vocab_size=c.type_vocab_size,
         initializer_range=c.initializer_range, layer_norm_eps=c.norm_eps, pad_token_id=c.pad_token_id,
         classifier_dropout=c.classifier_dropout, position_embedding_type="absolute", tie_word_embeddings=True,
-        **labels_to_hf(_id2label(c, n_labels), c.problem_type),
+        **labels_to_hf(id2label_for(c, n_labels), c.problem_type),
     )
 
 
-def _id2label(c: BertConfig, n_labels: int) -> dict[int, str]:
+def id2label_for(c: BertConfig, n_labels: int) -> dict[int, str]:
     return c.id2label if n_labels == c.num_labels else {i: f"LABEL_{i}" for i in range(n_labels)}
 
 

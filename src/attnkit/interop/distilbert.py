@@ -8,6 +8,7 @@ fixed position table like a learned one and load as such.
 
 from __future__ import annotations
 
+from attnkit.interop import bert
 from attnkit.interop.hf_fields import ACT_TO_HF, activation_from_hf, labels_from_hf, labels_to_hf
 from attnkit.interop.keymap import Rename, require_hf_settings, weight_and_bias, with_prefix
 from attnkit.models.distilbert import (
@@ -67,15 +68,14 @@ def key_rules(model) -> list[Rename]:
 def config_to_hf(model) -> dict:
     """HF ``DistilBertConfig`` fields (every attnkit DistilBERT has an HF equivalent)."""
     c: DistilBertConfig = model.config
-    n_labels = 2 if isinstance(model, DistilBertForQuestionAnswering) else c.num_labels
-    id2label = c.id2label if n_labels == c.num_labels else {i: f"LABEL_{i}" for i in range(n_labels)}
+    n_labels = 2 if isinstance(model, DistilBertForQuestionAnswering) else c.num_labels  # HF's qa_outputs: 2 rows
     return dict(
         model_type=MODEL_TYPE, vocab_size=c.vocab_size, dim=c.d_model, n_layers=c.n_layers, n_heads=c.n_heads,
         hidden_dim=c.d_ff, activation=ACT_TO_HF[c.activation], dropout=c.dropout, attention_dropout=c.attn_dropout,
         max_position_embeddings=c.n_positions, initializer_range=c.initializer_range, pad_token_id=c.pad_token_id,
         seq_classif_dropout=c.classifier_dropout if c.classifier_dropout is not None else c.dropout,
         qa_dropout=c.qa_dropout, sinusoidal_pos_embds=False, tie_word_embeddings=True,
-        **labels_to_hf(id2label, c.problem_type),
+        **labels_to_hf(bert.id2label_for(c, n_labels), c.problem_type),
     )
 
 
