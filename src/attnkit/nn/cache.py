@@ -25,6 +25,7 @@ class KVCache:
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
         self.length = 0
+        self._spare: tuple[torch.Tensor, torch.Tensor] | None = None  # reorder's second buffer
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append ``(B, Hkv, T, D)`` keys/values; return all of them so far."""
@@ -53,14 +54,22 @@ class KVCache:
         return self.k.narrow(2, 0, self.length), self.v.narrow(2, 0, self.length)
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (beam search): row ``i`` becomes old row ``index[i]``."""
+        """Keep batch rows ``index`` (beam search): row ``i`` becomes old row ``index[i]``.
+
+        Rows are gathered into a second buffer kept from the previous reorder, and the two swap:
+        a fresh buffer every step would be faulted in page by page again (OPUS-MT shape, beam 4
+        × 8 sources, 2 cores: 25-34 ms of a 700 ms call)."""
         if self.k is None:
             return
         n = self.k.shape[2] if self.max_len is None else self.length  # only the filled positions
-        k, v = self.k.new_empty(len(index), *self.k.shape[1:]), self.v.new_empty(len(index), *self.v.shape[1:])
-        torch.index_select(self.k[:, :, :n], 0, index, out=k[:, :, :n])
-        torch.index_select(self.v[:, :, :n], 0, index, out=v[:, :, :n])
-        self.k, self.v = k, v
+        shape = (len(index), *self.k.shape[1:])
+        spare = self._spare
+        if spare is None or spare[0].shape != shape or spare[0].dtype != self.k.dtype or spare[0].device != self.k.device:
+            spare = self.k.new_empty(shape), self.v.new_empty(shape)
+        torch.index_select(self.k[:, :, :n], 0, index, out=spare[0][:, :, :n])
+        torch.index_select(self.v[:, :, :n], 0, index, out=spare[1][:, :, :n])
+        self._spare = self.k, self.v
+        self.k, self.v = spare
 
 
 class DecoderCache:
