@@ -23,6 +23,14 @@ def test_causal_mask_is_bottom_right_aligned(T, S):
             assert bool(m[i, j]) == (j <= S - T + i)
 
 
+@pytest.mark.parametrize("T,S,window", [(6, 6, 1), (6, 6, 3), (2, 9, 4), (5, 5, 10)])
+def test_sliding_window_mask_keeps_each_query_and_the_window_minus_one_keys_before_it(T, S, window):
+    m = causal_mask(T, S, window=window)
+    for i in range(T):
+        pos = S - T + i  # the query's position in the sequence
+        assert [j for j in range(S) if m[i, j]] == list(range(max(0, pos - window + 1), pos + 1))
+
+
 def test_causal_mask_offset_and_torch_convention():
     # offset=0 is PyTorch's top-left is_causal convention: tril of ones.
     torch.testing.assert_close(causal_mask(3, 5, offset=0), torch.ones(3, 5, dtype=torch.bool).tril())

@@ -52,6 +52,8 @@ from attnkit.models.generation_config import GENERATION_CONFIG_NAME, GenerationC
 FAMILIES: dict[str, str] = {
     "gpt2": "attnkit.interop.gpt2",
     "llama": "attnkit.interop.llama",
+    "mistral": "attnkit.interop.mistral",
+    "qwen2": "attnkit.interop.qwen2",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

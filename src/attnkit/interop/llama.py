@@ -3,11 +3,13 @@
 back by head counts for grouped-query attention), ``mlp.{gate,up,down}_proj``,
 ``input_layernorm``, ``post_attention_layernorm``, ``model.norm``, ``lm_head`` (absent when tied).
 
+Mistral (:mod:`attnkit.interop.mistral`: ``sliding_window``) and Qwen2
+(:mod:`attnkit.interop.qwen2`: q/k/v biases) use the same keys and build on the functions here.
+
 Refused with a ``ConfigError`` naming the field: RoPE scaling (``rope_scaling`` /
 ``rope_parameters`` other than the default), a ``head_dim`` other than ``hidden_size /
 num_attention_heads``, biases on attention but not the MLP (or the reverse), activations
-other than SiLU/GELU gates. Mistral and Qwen2 checkpoints are not read here (their model types
-differ; Qwen2 has q/k/v biases).
+other than SiLU/GELU gates.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ def key_rules(model) -> list[Rename]:
     c: LlamaConfig = model.config
     n, h = "decoder.layers.{i}.", "model.layers.{i}."
     q, kv = c.n_heads * c.head_dim, (c.n_kv_heads or c.n_heads) * c.head_dim
-    names = ("weight", "bias") if c.bias else ("weight",)
+    qkv_names = ("weight", "bias") if (c.bias if c.qkv_bias is None else c.qkv_bias) else ("weight",)
     rules = [Rename("wte.weight", "model.embed_tokens.weight")]
-    for p in names:
+    for p in qkv_names:
+        rules.append(Rename(n + f"attn.qkv_proj.{p}", tuple(h + f"self_attn.{x}_proj.{p}" for x in "qkv"),
+                            sizes=(q, kv, kv)))
+    for p in ("weight", "bias") if c.bias else ("weight",):
         rules += [
-            Rename(n + f"attn.qkv_proj.{p}", tuple(h + f"self_attn.{x}_proj.{p}" for x in "qkv"), sizes=(q, kv, kv)),
             Rename(n + f"attn.out_proj.{p}", h + f"self_attn.o_proj.{p}"),
             Rename(n + f"ffn.fc_gate.{p}", h + f"mlp.gate_proj.{p}"),
             Rename(n + f"ffn.fc_in.{p}", h + f"mlp.up_proj.{p}"),
@@ -49,15 +53,23 @@ def key_rules(model) -> list[Rename]:
 def config_to_hf(model) -> dict | None:
     """HF ``LlamaConfig`` fields, or None for a variant ``LlamaForCausalLM`` cannot represent."""
     c: LlamaConfig = model.config
+    if c.qkv_bias not in (None, c.bias) or c.sliding_window is not None:
+        return None  # Qwen2's and Mistral's features: their own modules save them
+    fields = llama_fields(c)
+    return None if fields is None else dict(model_type=MODEL_TYPE, **fields, attention_bias=c.bias, mlp_bias=c.bias)
+
+
+def llama_fields(c: LlamaConfig) -> dict | None:
+    """The HF config fields Llama, Mistral and Qwen2 share, or None for a variant none of them
+    represents."""
     act = {v: k for k, v in _GATES.items()}.get(c.activation)
     if c.positional != "rotary" or c.norm != "rmsnorm" or act is None or c.dropout:
         return None
     return dict(
-        model_type=MODEL_TYPE, vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff or 4 * c.d_model,
+        vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff or 4 * c.d_model,
         num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads or c.n_heads,
         head_dim=c.head_dim, hidden_act=act, max_position_embeddings=c.n_positions, rms_norm_eps=c.norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": c.rope_base}, attention_bias=c.bias, mlp_bias=c.bias,
-        attention_dropout=c.attn_dropout, tie_word_embeddings=c.tie_word_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": c.rope_base}, attention_dropout=c.attn_dropout, tie_word_embeddings=c.tie_word_embeddings,
         initializer_range=c.initializer_range, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
         pad_token_id=c.pad_token_id,
     )
@@ -77,23 +89,33 @@ def _rope_base(hf: dict) -> float:
 
 def config_from_hf(hf: dict, model_class: type) -> LlamaConfig:
     """``LlamaConfig`` from a HF Llama config dict (HF's defaults for absent fields)."""
-    d, heads = hf.get("hidden_size", 4096), hf.get("num_attention_heads", 32)
-    if hf.get("head_dim") not in (None, d // heads):
-        raise ConfigError(f"config.json: head_dim={hf['head_dim']} differs from hidden_size / num_attention_heads "
-                          f"({d // heads}); attnkit's Llama derives it from those")
     if bool(hf.get("attention_bias", False)) != bool(hf.get("mlp_bias", False)):
         raise ConfigError("config.json: attention_bias and mlp_bias differ; attnkit's Llama has biases everywhere "
                           "or nowhere")
+    return LlamaConfig(**llama_config_fields(hf, LlamaConfig()), bias=bool(hf.get("attention_bias", False)))
+
+
+def llama_config_fields(hf: dict, defaults: LlamaConfig) -> dict:
+    """attnkit config fields from the HF config fields Llama, Mistral and Qwen2 share; an absent
+    field takes ``defaults``' value (the family's HF default)."""
+    def get(key, default):
+        value = hf.get(key)
+        return default if value is None else value
+
+    d, heads = get("hidden_size", defaults.d_model), get("num_attention_heads", defaults.n_heads)
+    if hf.get("head_dim") not in (None, d // heads):
+        raise ConfigError(f"config.json: head_dim={hf['head_dim']} differs from hidden_size / num_attention_heads "
+                          f"({d // heads}); attnkit's Llama derives it from those")
     act = hf.get("hidden_act", "silu")
     if act not in _GATES:
         raise ConfigError(f"config.json: hidden_act={act!r} is not supported; supported: {sorted(_GATES)}")
-    eos = hf.get("eos_token_id", 2)
-    return LlamaConfig(
-        vocab_size=hf.get("vocab_size", 32000), n_positions=hf.get("max_position_embeddings", 2048), d_model=d,
-        n_layers=hf.get("num_hidden_layers", 32), n_heads=heads, n_kv_heads=hf.get("num_key_value_heads") or heads,
-        d_ff=hf.get("intermediate_size", 11008), activation=_GATES[act], norm_eps=hf.get("rms_norm_eps", 1e-6),
-        rope_base=_rope_base(hf), bias=bool(hf.get("attention_bias", False)), attn_dropout=hf.get("attention_dropout", 0.0),
-        tie_word_embeddings=hf.get("tie_word_embeddings", False), initializer_range=hf.get("initializer_range", 0.02),
-        bos_token_id=hf.get("bos_token_id", 1), eos_token_id=eos[0] if isinstance(eos, list) else eos,
-        pad_token_id=hf.get("pad_token_id"),
+    eos = hf.get("eos_token_id", defaults.eos_token_id)
+    return dict(
+        vocab_size=get("vocab_size", defaults.vocab_size), n_positions=get("max_position_embeddings", defaults.n_positions),
+        d_model=d, n_layers=get("num_hidden_layers", defaults.n_layers), n_heads=heads,
+        n_kv_heads=get("num_key_value_heads", heads), d_ff=get("intermediate_size", defaults.d_ff),
+        activation=_GATES[act], norm_eps=get("rms_norm_eps", defaults.norm_eps), rope_base=_rope_base(hf),
+        attn_dropout=get("attention_dropout", 0.0), tie_word_embeddings=get("tie_word_embeddings", defaults.tie_word_embeddings),
+        initializer_range=get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id", defaults.bos_token_id),
+        eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
     )

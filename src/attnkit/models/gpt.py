@@ -29,6 +29,7 @@ from attnkit.nn import (
     RotaryEmbedding,
     alibi_bias,
     as_padding_mask,
+    causal_mask,
     expand_padding_mask,
     linear_cross_entropy,
     positions_from_padding,
@@ -54,6 +55,8 @@ class GPTConfig(Config):
     positional: Literal["learned", "rotary", "alibi"] = "learned"
     rope_base: float = 10000.0
     bias: bool = True
+    qkv_bias: bool | None = None  # biases on the query/key/value projections alone (Qwen2); None = ``bias``
+    sliding_window: int | None = None  # each position attends itself and the window - 1 before it (Mistral)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -71,6 +74,8 @@ class GPTConfig(Config):
                 f"must be positive and divide n_heads ({self.n_heads})",
             )
         self.require(self.d_ff is None or self.d_ff > 0, "d_ff", "must be None (4 * d_model) or positive")
+        self.require(self.sliding_window is None or self.sliding_window > 0, "sliding_window",
+                     "must be None (full attention) or positive")
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
         self.require_fraction("dropout", "attn_dropout")
         if self.positional == "rotary":
@@ -85,7 +90,7 @@ class GPTConfig(Config):
         return LayerConfig(
             d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
             d_ff=self.d_ff or 4 * self.d_model, activation=self.activation, norm=self.norm,
-            norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, dropout=self.dropout,
+            norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, qkv_bias=self.qkv_bias, dropout=self.dropout,
             attn_dropout=self.attn_dropout,
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
         )
@@ -166,6 +171,9 @@ class GPT(Model):
                 mask = expand_padding_mask(attention_mask)  # (B, 1, 1, S)
         else:
             positions = torch.arange(past, S, device=input_ids.device).expand(B, T)
+        if c.sliding_window is not None and S > c.sliding_window:  # shorter: the window changes nothing
+            window = causal_mask(T, S, device=input_ids.device, window=c.sliding_window)  # (T, S)
+            mask = window if mask is None else mask & window
 
         x = self.wte(input_ids)
         if self.wpe is not None:

@@ -4,6 +4,11 @@ before each sublayer, rotary positions (Su et al. 2021, halves rotated), grouped
 attention, a SwiGLU feed-forward (Shazeer 2020), no biases, and an LM head that is usually not
 tied to the embeddings. ``Llama`` is that GPT under Hugging Face's ``llama`` model type, so its
 checkpoints load and save in ``LlamaForCausalLM``'s layout.
+
+Two kin differ from it by one config field each and load the same way: :class:`Mistral` (Jiang
+et al. 2023) adds sliding-window attention (``sliding_window``: each position attends itself and
+the 4,095 before it in Mistral-7B-v0.1; later versions set none), :class:`Qwen2` (Qwen Team 2024)
+adds biases to the query/key/value projections alone (``qkv_bias``).
 """
 
 from __future__ import annotations
@@ -40,3 +45,41 @@ class Llama(GPT):
     """A Llama-family causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
 
     config_class = LlamaConfig
+
+
+@dataclass(frozen=True)
+class MistralConfig(LlamaConfig):
+    """Sizes of a Mistral. Defaults are Hugging Face's ``MistralConfig`` (Mistral-7B's shape)."""
+
+    model_type = "mistral"
+
+    n_positions: int = 131072
+    d_ff: int | None = 14336
+    n_kv_heads: int | None = 8
+    sliding_window: int | None = 4096
+
+
+class Mistral(GPT):
+    """A Mistral causal LM: a Llama with sliding-window attention (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = MistralConfig
+
+
+@dataclass(frozen=True)
+class Qwen2Config(LlamaConfig):
+    """Sizes of a Qwen2 / Qwen2.5. Defaults are Hugging Face's ``Qwen2Config``."""
+
+    model_type = "qwen2"
+
+    vocab_size: int = 151936
+    n_positions: int = 32768
+    d_ff: int | None = 22016
+    qkv_bias: bool | None = True
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+
+class Qwen2(GPT):
+    """A Qwen2 causal LM: a Llama with query/key/value biases (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Qwen2Config

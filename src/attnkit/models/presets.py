@@ -25,6 +25,21 @@ PRESETS: dict[str, dict[str, dict]] = {
                             norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0),
         "llama-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2),
     },
+    "mistral": {
+        # Jiang et al. 2023: Mistral-7B-v0.1 (4,096-token sliding window, 32,768 positions);
+        # v0.3's shape without the window and with a 32,768-token vocabulary.
+        "mistral-7b-v0.1": dict(n_positions=32768),  # 7,241,732,096 params
+        "mistral-7b-v0.3": dict(vocab_size=32768, n_positions=32768, rope_base=1000000.0,  # 7,248,023,552 params
+                                sliding_window=None),
+        "mistral-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                             sliding_window=8),
+    },
+    "qwen2": {
+        # Qwen Team 2024: Qwen2.5-0.5B (tied embeddings, 14 heads sharing 2 key/value heads).
+        "qwen2.5-0.5b": dict(d_model=896, d_ff=4864, n_layers=24, n_heads=14, n_kv_heads=2, rope_base=1000000.0,
+                             tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151643),  # 494,032,768 params
+        "qwen2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2),
+    },
     "transformer": {
         # Vaswani et al. 2017, Table 3 (base and big), shared 37,000-token BPE vocabulary (§5.1).
         "transformer-base": dict(d_model=512, d_ff=2048, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, dropout=0.1),

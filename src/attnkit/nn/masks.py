@@ -12,8 +12,11 @@ import torch
 from attnkit.errors import InputError
 
 
-def causal_mask(T: int, S: int | None = None, offset: int | None = None, device=None) -> torch.Tensor:
-    """Causal mask ``(T, S)``: query ``i`` may attend key ``j`` iff ``j <= i + offset``.
+def causal_mask(T: int, S: int | None = None, offset: int | None = None, device=None,
+                window: int | None = None) -> torch.Tensor:
+    """Causal mask ``(T, S)``: query ``i`` may attend key ``j`` iff ``j <= i + offset``, and with
+    ``window`` also ``j > i + offset - window`` (sliding-window attention, Beltagy et al. 2020 /
+    Mistral: each query sees itself and the ``window - 1`` keys before it).
 
     ``offset`` defaults to ``S - T`` (bottom-right alignment: the queries are the last ``T``
     positions of an ``S``-long sequence, as in cached decoding). ``offset=0`` gives PyTorch's
@@ -23,7 +26,8 @@ def causal_mask(T: int, S: int | None = None, offset: int | None = None, device=
     offset = S - T if offset is None else offset
     i = torch.arange(T, device=device).unsqueeze(1)
     j = torch.arange(S, device=device).unsqueeze(0)
-    return j <= i + offset
+    allowed = j <= i + offset
+    return allowed if window is None else allowed & (j > i + offset - window)
 
 
 def padding_mask_from_lengths(lengths: torch.Tensor, max_len: int | None = None, left: bool = False) -> torch.Tensor:

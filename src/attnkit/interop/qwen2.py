@@ -1,0 +1,37 @@
+"""Qwen2 / Qwen2.5 <-> attnkit Qwen2 (``Qwen2ForCausalLM``'s layout): Llama's keys and config
+fields (:mod:`attnkit.interop.llama`), with biases on the q/k/v projections alone.
+
+Qwen2's optional sliding-window layers (``use_sliding_window``: a window on the layers from
+``max_window_layers`` on, full attention below) are refused with a ``ConfigError``: attnkit's
+window applies to every layer. The released Qwen2 and Qwen2.5 checkpoints do not use them.
+"""
+
+from __future__ import annotations
+
+from attnkit.errors import ConfigError
+from attnkit.interop.llama import IGNORED_HF_KEYS, key_rules, llama_config_fields, llama_fields  # noqa: F401
+from attnkit.models.llama import Qwen2, Qwen2Config
+
+MODEL_TYPE = "qwen2"
+MODELS = {"Qwen2": Qwen2}
+ARCHITECTURES = {"Qwen2ForCausalLM": "Qwen2"}
+BASE_PREFIX = ""
+
+
+def config_to_hf(model) -> dict | None:
+    """HF ``Qwen2Config`` fields, or None for a variant ``Qwen2ForCausalLM`` cannot represent
+    (biases beyond q/k/v, a sliding window)."""
+    c: Qwen2Config = model.config
+    fields = llama_fields(c)
+    if fields is None or c.bias or not c.qkv_bias or c.sliding_window is not None:
+        return None
+    return dict(model_type=MODEL_TYPE, **fields, use_sliding_window=False)
+
+
+def config_from_hf(hf: dict, model_class: type) -> Qwen2Config:
+    """``Qwen2Config`` from a HF Qwen2 config dict (HF's defaults for absent fields)."""
+    layer_types = hf.get("layer_types") or []
+    if hf.get("use_sliding_window") or any(t != "full_attention" for t in layer_types):
+        raise ConfigError("config.json: use_sliding_window / layer_types ask for sliding-window layers, which "
+                          "attnkit's Qwen2 does not support (full attention on every layer only)")
+    return Qwen2Config(**llama_config_fields(hf, Qwen2Config()))

@@ -1,0 +1,121 @@
+"""Mistral (sliding-window attention) and Qwen2 (q/k/v biases) against `transformers`'
+MistralForCausalLM and Qwen2ForCausalLM with identical weights, both directions."""
+
+import json
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import ConfigError
+
+transformers = pytest.importorskip("transformers")
+
+V = 96
+SMALL = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5,
+             rope_parameters={"rope_type": "default", "rope_theta": 100000.0}, bos_token_id=1, eos_token_id=2)
+
+
+def hf_model(tmp_path, family, **overrides):
+    """A random ``{Mistral,Qwen2}ForCausalLM`` saved to ``tmp_path``, every weight and bias drawn
+    (norm weights around 1) so that a missed or misplaced tensor shows in the logits."""
+    torch.manual_seed(0)
+    config = getattr(transformers, f"{family}Config")(**{**SMALL, **overrides})
+    hf = getattr(transformers, f"{family}ForCausalLM")(config).eval()
+    with torch.no_grad():
+        for n, p in hf.named_parameters():
+            p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5)
+    hf.save_pretrained(tmp_path)
+    return hf
+
+
+def batch(length=12):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, V, (3, length), generator=g)
+    starts = torch.tensor([[0], [4], [length - 3]])
+    mask = (torch.arange(length)[None] >= starts).long()  # left padding
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+def test_qwen2_checkpoint_gives_transformers_logits_loss_and_bias_gradients(tmp_path):
+    hf = hf_model(tmp_path, "Qwen2")
+    model = attnkit.from_pretrained(tmp_path)
+    assert type(model) is attnkit.Qwen2 and model.config.qkv_bias and not model.config.bias
+    attn = model.decoder.layers[0].attn
+    assert attn.qkv_proj.bias is not None and attn.out_proj.bias is None and model.decoder.layers[0].ffn.fc_in.bias is None
+    ids = batch()[0][:1]
+    got, ref = model(ids, labels=ids), hf(ids, labels=ids)
+    assert (got.logits - ref.logits).abs().max() < 1e-4
+    assert torch.allclose(got.loss, ref.loss, atol=1e-5)
+    got.loss.backward()
+    ref.loss.backward()
+    theirs = torch.cat([getattr(hf.model.layers[0].self_attn, f"{x}_proj").bias.grad for x in "qkv"])
+    assert (attn.qkv_proj.bias.grad - theirs).abs().max() < 1e-4
+
+
+def test_mistral_sliding_window_gives_transformers_logits_beyond_the_window(tmp_path):
+    hf = hf_model(tmp_path, "Mistral", sliding_window=4)
+    model = attnkit.from_pretrained(tmp_path)
+    assert type(model) is attnkit.Mistral and model.config.sliding_window == 4
+    ids = batch()[0][:1]  # 12 tokens: 8 of them see only part of the sequence
+    with torch.no_grad():
+        got, ref = model(ids).logits, hf(ids).logits
+        assert (got - ref).abs().max() < 1e-4
+        # The window matters here: without it attnkit gives other logits.
+        full = attnkit.Mistral(model.config.replace(sliding_window=None))
+        full.load_state_dict(model.state_dict())
+        assert (full(ids).logits - ref).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("family,overrides", [("Qwen2", {}), ("Mistral", dict(sliding_window=5))])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
+    hf = hf_model(tmp_path, family, **overrides)
+    model = attnkit.from_pretrained(tmp_path)
+    ids, mask = batch()
+    got = model.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=num_beams, do_sample=False)
+    with torch.no_grad():
+        ref = hf.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=num_beams, do_sample=False,
+                          pad_token_id=0)
+    assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("family,preset", [("Qwen2", "qwen2-tiny"), ("Mistral", "mistral-tiny")])
+def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset):
+    cls = getattr(attnkit, family)
+    model = cls(getattr(attnkit, f"{family}Config").from_preset(preset)).eval()
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == family.lower() and saved["architectures"] == [f"{family}ForCausalLM"]
+    hf, info = getattr(transformers, f"{family}ForCausalLM").from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    ids = batch(length=20)[0]  # longer than mistral-tiny's window of 8
+    with torch.no_grad():
+        assert (model(ids).logits - hf.eval()(ids).logits).abs().max() < 1e-4
+    again = attnkit.from_pretrained(tmp_path)
+    assert type(again) is cls and again.config == model.config
+
+
+@pytest.mark.parametrize("family,overrides,match", [
+    ("Qwen2", dict(use_sliding_window=True, sliding_window=8, max_window_layers=1), "sliding-window layers"),
+    ("Mistral", dict(head_dim=16), "head_dim=16 differs"),
+])
+def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, overrides, match):
+    hf_model(tmp_path, family, **overrides)
+    with pytest.raises(ConfigError, match=match):
+        attnkit.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("family,preset,hf_fields", [
+    ("Mistral", "mistral-7b-v0.1", dict()),
+    ("Mistral", "mistral-7b-v0.3", dict(vocab_size=32768)),
+    ("Qwen2", "qwen2.5-0.5b", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                   num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True)),
+])
+def test_presets_have_the_parameter_counts_of_transformers_models_of_that_shape(family, preset, hf_fields):
+    with torch.device("meta"):
+        ours = getattr(attnkit, family)(getattr(attnkit, f"{family}Config").from_preset(preset))
+        theirs = getattr(transformers, f"{family}ForCausalLM")(getattr(transformers, f"{family}Config")(**hf_fields))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(ours) == count(theirs)
