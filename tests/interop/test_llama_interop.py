@@ -70,6 +70,35 @@ def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, num_bea
     assert torch.equal(got, ref)
 
 
+LLAMA3 = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 0.1,
+          "high_freq_factor": 0.5, "original_max_position_embeddings": 16}
+
+
+@pytest.mark.parametrize("rope", [LLAMA3, {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}])
+def test_scaled_rope_gives_transformers_logits_and_generation_beyond_the_original_context(tmp_path, rope):
+    """Llama 3.1's frequency scaling and linear position interpolation: 40 positions, past the
+    16 of llama3's original context. The wavelengths of an 8-wide head at base 10^4 (6, 63, 628,
+    6283) fall in all three of llama3's bands: below 16 / 0.5 kept, between that and 16 / 0.1
+    blended, above it divided by the factor."""
+    hf = hf_llama(tmp_path, hidden_size=32, num_attention_heads=4, rope_parameters=rope)
+    model = attnkit.from_pretrained(tmp_path)
+    assert model.config.rope_scaling == {k: v for k, v in rope.items() if k != "rope_theta"}
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(3, V, (1, 40), generator=g)
+    with torch.no_grad():
+        ref = hf(ids).logits
+        assert (model(ids).logits - ref).abs().max() < 1e-4
+        plain = attnkit.Llama(model.config.replace(rope_scaling=None))
+        plain.load_state_dict(model.state_dict())
+        assert (plain(ids).logits - ref).abs().max() > 1e-2  # the scaling changes the logits
+        got = model.generate(ids[:, :30], max_new_tokens=12, do_sample=False)
+        assert torch.equal(got, hf.generate(ids[:, :30], max_new_tokens=12, do_sample=False, pad_token_id=0))
+    model.save_pretrained(tmp_path / "again")
+    back = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "again").eval()
+    with torch.no_grad():
+        assert (back(ids).logits - ref).abs().max() < 1e-4
+
+
 @pytest.mark.parametrize("tied", [False, True])
 def test_attnkit_llama_saved_loads_in_transformers_with_same_logits(tmp_path, tied):
     model = attnkit.Llama(attnkit.LlamaConfig.from_preset("llama-tiny", tie_word_embeddings=tied)).eval()
@@ -86,7 +115,7 @@ def test_attnkit_llama_saved_loads_in_transformers_with_same_logits(tmp_path, ti
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (dict(rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}), "RoPE scaling"),
+    (dict(rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}), "RoPE scaling 'dynamic'"),
     (dict(head_dim=16), "head_dim=16 differs"),
     (dict(attention_bias=True), "attention_bias and mlp_bias differ"),
     (dict(hidden_act="tanh"), "hidden_act='tanh' is not supported"),
@@ -98,7 +127,7 @@ def test_unsupported_llama_variants_are_refused_naming_the_field(tmp_path, overr
 
 
 def test_presets_have_the_released_checkpoints_parameter_counts():
-    for name, count in (("tinyllama-1.1b", 1_100_048_384), ("smollm-135m", 134_515_008)):
+    for name, count in (("tinyllama-1.1b", 1_100_048_384), ("smollm-135m", 134_515_008), ("llama-3.2-1b", 1_235_814_400)):
         with torch.device("meta"):
             model = attnkit.Llama(attnkit.LlamaConfig.from_preset(name))
         assert sum(p.numel() for p in model.parameters()) == count, name

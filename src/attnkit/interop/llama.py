@@ -6,8 +6,9 @@ back by head counts for grouped-query attention), ``mlp.{gate,up,down}_proj``,
 Mistral (:mod:`attnkit.interop.mistral`: ``sliding_window``) and Qwen2
 (:mod:`attnkit.interop.qwen2`: q/k/v biases) use the same keys and build on the functions here.
 
-Refused with a ``ConfigError`` naming the field: RoPE scaling (``rope_scaling`` /
-``rope_parameters`` other than the default), a ``head_dim`` other than ``hidden_size /
+RoPE scaling (``rope_parameters`` / ``rope_scaling``) of the ``linear`` and ``llama3`` (Llama 3.1
+and 3.2) kinds is read into ``rope_scaling``. Refused with a ``ConfigError`` naming the field:
+other RoPE scalings (dynamic NTK, YaRN, LongRoPE), a ``head_dim`` other than ``hidden_size /
 num_attention_heads``, biases on attention but not the MLP (or the reverse), activations
 other than SiLU/GELU gates.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from attnkit.errors import ConfigError
 from attnkit.interop.keymap import Rename
+from attnkit.nn.positional import ROPE_SCALINGS, check_rope_scaling
 from attnkit.models.llama import Llama, LlamaConfig
 
 MODEL_TYPE = "llama"
@@ -69,22 +71,32 @@ def llama_fields(c: LlamaConfig) -> dict | None:
         vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff or 4 * c.d_model,
         num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads or c.n_heads,
         head_dim=c.head_dim, hidden_act=act, max_position_embeddings=c.n_positions, rms_norm_eps=c.norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": c.rope_base}, attention_dropout=c.attn_dropout, tie_word_embeddings=c.tie_word_embeddings,
-        initializer_range=c.initializer_range, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
+        rope_parameters={"rope_theta": c.rope_base, **(c.rope_scaling or {"rope_type": "default"})},
+        attention_dropout=c.attn_dropout, tie_word_embeddings=c.tie_word_embeddings, initializer_range=c.initializer_range, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
         pad_token_id=c.pad_token_id,
     )
 
 
-def _rope_base(hf: dict) -> float:
-    """``rope_theta`` from transformers 5's ``rope_parameters`` or the older top-level field;
-    any RoPE scaling is refused (attnkit's rotary embedding is the default one)."""
-    params = hf.get("rope_parameters") or {}
-    scaling = hf.get("rope_scaling") or {}
-    kind = params.get("rope_type", params.get("type", "default")) if params else None
-    if scaling or (kind not in (None, "default")):
-        raise ConfigError(f"config.json: RoPE scaling {scaling or params} is not supported by attnkit's Llama "
-                          "(only the default rotary embedding)")
-    return float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+def _rope(hf: dict, n_positions: int) -> tuple[float, dict | None]:
+    """``(rope_theta, rope_scaling)`` from transformers 5's ``rope_parameters`` or the older
+    top-level ``rope_theta`` and ``rope_scaling``. Linear and Llama 3.1 (``llama3``) scaling are
+    read; other kinds (dynamic NTK, YaRN, LongRoPE) are refused by name."""
+    params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
+    base = float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind == "default":
+        return base, None
+    if kind not in ROPE_SCALINGS:
+        raise ConfigError(f"config.json: RoPE scaling {kind!r} is not supported by attnkit (supported: default, "
+                          f"{', '.join(sorted(ROPE_SCALINGS))})")
+    if params.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ConfigError("config.json: partial_rotary_factor is not supported (attnkit rotates whole heads)")
+    params.setdefault("original_max_position_embeddings", n_positions)  # transformers' fallback
+    scaling = {"rope_type": kind, **{k: params.get(k) for k in ("factor", *ROPE_SCALINGS[kind])}}
+    problem = check_rope_scaling(scaling)
+    if problem:
+        raise ConfigError(f"config.json: RoPE scaling {scaling}: {problem}")
+    return base, scaling
 
 
 def config_from_hf(hf: dict, model_class: type) -> LlamaConfig:
@@ -106,6 +118,7 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig) -> dict:
     if hf.get("head_dim") not in (None, d // heads):
         raise ConfigError(f"config.json: head_dim={hf['head_dim']} differs from hidden_size / num_attention_heads "
                           f"({d // heads}); attnkit's Llama derives it from those")
+    rope_base, rope_scaling = _rope(hf, get("max_position_embeddings", defaults.n_positions))
     act = hf.get("hidden_act", "silu")
     if act not in _GATES:
         raise ConfigError(f"config.json: hidden_act={act!r} is not supported; supported: {sorted(_GATES)}")
@@ -114,7 +127,8 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig) -> dict:
         vocab_size=get("vocab_size", defaults.vocab_size), n_positions=get("max_position_embeddings", defaults.n_positions),
         d_model=d, n_layers=get("num_hidden_layers", defaults.n_layers), n_heads=heads,
         n_kv_heads=get("num_key_value_heads", heads), d_ff=get("intermediate_size", defaults.d_ff),
-        activation=_GATES[act], norm_eps=get("rms_norm_eps", defaults.norm_eps), rope_base=_rope_base(hf),
+        activation=_GATES[act], norm_eps=get("rms_norm_eps", defaults.norm_eps), rope_base=rope_base,
+        rope_scaling=rope_scaling,
         attn_dropout=get("attention_dropout", 0.0), tie_word_embeddings=get("tie_word_embeddings", defaults.tie_word_embeddings),
         initializer_range=get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id", defaults.bos_token_id),
         eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),

@@ -9,6 +9,7 @@ field and what was expected.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import types
@@ -163,4 +164,4 @@ class Config:
         table = PRESETS.get(cls.model_type, {})
         if name not in table:
             raise ConfigError(f"unknown {cls.model_type} preset {name!r}; known presets: {sorted(table)}")
-        return cls.from_dict({**table[name], **overrides})
+        return cls.from_dict(copy.deepcopy({**table[name], **overrides}))  # no dict shared with the table

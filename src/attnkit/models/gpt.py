@@ -30,6 +30,7 @@ from attnkit.nn import (
     alibi_bias,
     as_padding_mask,
     causal_mask,
+    check_rope_scaling,
     expand_padding_mask,
     linear_cross_entropy,
     positions_from_padding,
@@ -54,6 +55,7 @@ class GPTConfig(Config):
     norm_eps: float = 1e-5
     positional: Literal["learned", "rotary", "alibi"] = "learned"
     rope_base: float = 10000.0
+    rope_scaling: dict | None = None  # Hugging Face's rope_parameters beyond rope_theta: linear, llama3 (Llama 3.1)
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections alone (Qwen2); None = ``bias``
     sliding_window: int | None = None  # each position attends itself and the window - 1 before it (Mistral)
@@ -80,6 +82,9 @@ class GPTConfig(Config):
         self.require_fraction("dropout", "attn_dropout")
         if self.positional == "rotary":
             self.require((self.d_model // self.n_heads) % 2 == 0, "positional", "rotary needs an even head dim")
+        problem = check_rope_scaling(self.rope_scaling)
+        self.require(problem is None, "rope_scaling", str(problem))
+        self.require(self.rope_scaling is None or self.positional == "rotary", "rope_scaling", "needs rotary positions")
         self.require_token_ids("bos_token_id", "eos_token_id", "pad_token_id")
 
     @property
@@ -111,7 +116,7 @@ class GPT(Model):
         c = config
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         self.wpe = nn.Embedding(c.n_positions, c.d_model) if c.positional == "learned" else None
-        self.rotary = RotaryEmbedding(c.head_dim, c.rope_base) if c.positional == "rotary" else None
+        self.rotary = RotaryEmbedding(c.head_dim, c.rope_base, c.rope_scaling) if c.positional == "rotary" else None
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True)
         self.lm_head = Linear(c.d_model, c.vocab_size, bias=False)

@@ -23,6 +23,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         "tinyllama-1.1b": dict(d_model=2048, d_ff=5632, n_layers=22, n_heads=32, n_kv_heads=4, norm_eps=1e-5),
         "smollm-135m": dict(vocab_size=49152, d_model=576, d_ff=1536, n_layers=30, n_heads=9, n_kv_heads=3,
                             norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0),
+        # Llama 3.2 1B (Meta 2024): tied embeddings, Llama 3.1's RoPE scaling for 131,072 positions.
+        "llama-3.2-1b": dict(vocab_size=128256, n_positions=131072, d_model=2048, d_ff=8192, n_layers=16, n_heads=32,
+                             n_kv_heads=8, norm_eps=1e-5, rope_base=500000.0, tie_word_embeddings=True,
+                             rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                                           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                             bos_token_id=128000, eos_token_id=128001),
         "llama-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2),
     },
     "mistral": {

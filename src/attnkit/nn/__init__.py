@@ -23,8 +23,10 @@ from attnkit.nn.positional import (
     alibi_bias,
     alibi_slopes,
     apply_rotary,
+    check_rope_scaling,
     relative_position_bucket,
     resize_position_grid,
+    rope_frequencies,
     sinusoidal_positions,
 )
 from attnkit.nn.subsampling import ConvSubsampling
@@ -35,5 +37,5 @@ __all__ = [
     "RMSNorm", "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
     "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask", "linear_cross_entropy",
     "POOLING", "mean_pool", "packed_weights", "pool", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
-    "resize_position_grid", "scaled_dot_product_attention", "sinusoidal_positions",
+    "resize_position_grid", "rope_frequencies", "check_rope_scaling", "scaled_dot_product_attention", "sinusoidal_positions",
 ]

@@ -43,26 +43,79 @@ def sinusoidal_positions(n_positions: int, dim: int, base: float = 10000.0, inte
     return pe.float()
 
 
+ROPE_SCALINGS = {  # rope_type -> its fields besides ``factor`` (Hugging Face's names)
+    "linear": (),
+    "llama3": ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
+
+
+def check_rope_scaling(scaling: dict | None) -> str | None:
+    """Why ``scaling`` is not a RoPE scaling :func:`rope_frequencies` computes, or None when it is."""
+    if scaling is None:
+        return None
+    kind = scaling.get("rope_type")
+    if kind not in ROPE_SCALINGS:
+        return f"rope_type must be one of {sorted(ROPE_SCALINGS)}"
+    needed = ("rope_type", "factor", *ROPE_SCALINGS[kind])
+    if sorted(scaling) != sorted(needed):
+        return f"a {kind} scaling has exactly the fields {list(needed)}"
+    if not all(isinstance(scaling[k], (int, float)) and not isinstance(scaling[k], bool) and scaling[k] > 0
+               for k in needed[1:]):
+        return "its factors and lengths must be positive numbers"
+    if kind == "llama3" and scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
+        return "high_freq_factor must exceed low_freq_factor"
+    return None
+
+
+def rope_frequencies(head_dim: int, base: float, scaling: dict | None = None, device=None) -> torch.Tensor:
+    """The rotary embedding's ``head_dim / 2`` angular frequencies ``base^(-2i/D)``, fp32.
+
+    ``scaling`` stretches them for contexts longer than the training one (Hugging Face's
+    ``rope_parameters`` fields): ``linear`` divides every frequency by ``factor`` (Chen et al.
+    2023, position interpolation); ``llama3`` (Llama 3.1) divides the low frequencies (wavelength
+    above ``original_max_position_embeddings / low_freq_factor``) by ``factor``, keeps the high ones
+    (below ``original_max_position_embeddings / high_freq_factor``) and blends in between.
+    """
+    dims = torch.arange(0, head_dim, 2, dtype=torch.float32, device=device)
+    inv_freq = 1.0 / (base ** (dims / head_dim))
+    if scaling is None:
+        return inv_freq
+    factor = scaling["factor"]
+    if scaling["rope_type"] == "linear":
+        return inv_freq / factor
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    context = scaling["original_max_position_embeddings"]
+    wavelength = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelength > context / low, inv_freq / factor, inv_freq)
+    smooth = (context / wavelength - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelength >= context / high) & (wavelength <= context / low)
+    return torch.where(medium, blended, scaled)
+
+
 class RotaryEmbedding(nn.Module):
-    """Rotary position embedding (Su et al. 2021, RoFormer §3.4), "rotate half" layout.
+    """Rotary position embedding (Su et al. 2021, RoFormer §3.4), "rotate half" layout, with an
+    optional frequency ``scaling`` (:func:`rope_frequencies`).
 
     ``forward(position_ids)`` returns ``(cos, sin)`` of shape ``(B, 1, T, D)`` for
     :func:`apply_rotary`, which rotates q and k so that q·k depends only on their offset.
     """
 
-    def __init__(self, head_dim: int, base: float = 10000.0):
+    def __init__(self, head_dim: int, base: float = 10000.0, scaling: dict | None = None):
         super().__init__()
         if head_dim % 2:
             raise InputError(f"rotary embedding needs an even head_dim, got {head_dim}")
-        self.head_dim, self.base = head_dim, base
+        problem = check_rope_scaling(scaling)
+        if problem:
+            raise InputError(f"rotary scaling {scaling!r}: {problem}")
+        self.head_dim, self.base, self.scaling = head_dim, base, scaling
         # fp32 frequencies kept as a plain attribute, not a buffer that ``model.to(bfloat16)`` would
         # round (the angles pos·freq would be off by up to 1.7 rad at position 4000); per device.
         self._inv_freq: torch.Tensor | None = None
 
     def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._inv_freq is None or self._inv_freq.device != position_ids.device:
-            dims = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=position_ids.device)
-            self._inv_freq = 1.0 / (self.base ** (dims / self.head_dim))
+            self._inv_freq = rope_frequencies(self.head_dim, self.base, self.scaling, position_ids.device)
         freqs = position_ids[..., None].float() * self._inv_freq  # (B, T, D/2)
         emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # (B, 1, T, D)
         return emb.cos(), emb.sin()
