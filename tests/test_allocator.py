@@ -72,3 +72,14 @@ def test_available_memory_is_capped_by_the_container_limit(monkeypatch):
     assert allocator.available_memory() == 4_000_000 * 1024
     del files["/sys/fs/cgroup/memory.max"]  # no cgroup v2
     assert allocator.available_memory() == 4_000_000 * 1024
+
+
+def test_the_attnkit_command_keeps_freed_memory_in_its_own_process():
+    """Every ``attnkit`` subcommand (here one that fails at once) applies the setting first."""
+    script = ("from typer.testing import CliRunner; from attnkit.cli import app; from attnkit import allocator; "
+              "CliRunner().invoke(app, ['info', '/nonexistent']); print(allocator._applied)")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "ATTNKIT_MALLOC_TUNING"}
+    for env, expected in (({}, "True"), ({"ATTNKIT_MALLOC_TUNING": "0"}, "False")):
+        out = subprocess.run([sys.executable, "-c", script], env={**clean, **env}, capture_output=True, text=True,
+                             check=True)
+        assert out.stdout.split()[-1] == expected, out.stderr

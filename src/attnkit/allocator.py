@@ -9,8 +9,9 @@ to serve them from its heap and keep freed memory for reuse, which is what
 ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>`` does from the shell.
 
 The price: the process keeps its peak memory until it exits (it is not returned to the
-kernel). That is what a training process wants and not what a library import should do
-behind a user's back, so attnkit calls this from its training entry point only. Set
+kernel). That is what a training or serving process wants and not what a library import
+should do behind a user's back, so attnkit calls this from its entry points only: the
+``Trainer`` and the ``attnkit`` command (whose process it owns). Set
 ``ATTNKIT_MALLOC_TUNING=0`` to turn it off; glibc's own ``MALLOC_*`` variables, when set,
 win over it.
 """

@@ -177,6 +177,23 @@ def test_packed_weights_match_f_linear_and_are_freed(dtype, tol):
 
 
 @needs_onednn
+def test_a_model_copied_or_pickled_while_packed_leaves_the_packed_copy_behind():
+    import copy
+    import io
+
+    model = torch.nn.Sequential(Linear(256, 512)).to(torch.bfloat16)
+    x = torch.randn(2, 256, dtype=torch.bfloat16)
+    with torch.no_grad(), packed_weights(model):
+        if model[0]._packed is None:
+            pytest.skip("no oneDNN: nothing to pack")
+        twin = copy.deepcopy(model)
+        torch.save(model, buffer := io.BytesIO())
+        assert twin[0]._packed is None and model[0]._packed is not None
+        assert torch.equal(twin(x), F.linear(x, model[0].weight, model[0].bias))
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=False)[0]._packed is None
+
+
 def test_packed_weight_changed_in_place_falls_back_to_the_new_weight():
     lin = Linear(8, 4)
     x = torch.randn(3, 8)

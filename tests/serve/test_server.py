@@ -89,6 +89,34 @@ def test_greedy_completion_equals_generate(gpt, gpt_server):
     assert body["usage"] == dict(prompt_tokens=9, completion_tokens=n, total_tokens=9 + n)
 
 
+def test_the_server_decodes_from_weights_packed_once_and_gives_the_unpacked_tokens():
+    """bf16 on CPU: the layers large enough to pay are packed when the server starts, a greedy
+    completion equals ``generate`` without packing, and closing the server drops the copies."""
+    from attnkit.nn import Linear
+    from attnkit.serve.server import ModelServer
+
+    tok = Tokenizer.train_char([TEXT])
+    torch.manual_seed(5)  # a model that does not stop early: 20 tokens to compare
+    model = GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=tok.vocab_size, n_positions=64, d_model=256))
+    with torch.no_grad():  # large weights: sharp logits, so that a rounding difference would show in the tokens
+        for p in model.parameters():
+            p.mul_(3)
+    model = model.eval().to(torch.bfloat16)
+    packed = lambda: {n for n, m in model.named_modules() if isinstance(m, Linear) and m._packed is not None}  # noqa: E731
+    expected, n = direct(model, tok, "the quick", 20, do_sample=False, pack_weights=False)
+    assert n == 20
+    app = ModelServer(model, tok, pack_weights=True)
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN: nothing to pack")
+    assert "decoder.layers.0.attn.qkv_proj" in packed() and "decoder.layers.0.ffn.fc_in" in packed()
+    body = app.complete(dict(prompt="the quick", max_tokens=20, temperature=0))
+    assert body["choices"][0]["text"] == expected
+    app.close()
+    assert not packed()
+    ModelServer(model, tok, pack_weights=False)
+    assert not packed()
+
+
 def test_seeded_sampling_is_reproducible_and_equals_generate(gpt, gpt_server):
     model, tok = gpt
     req = dict(prompt="pack my", max_tokens=15, temperature=1.5, top_p=0.98, top_k=12, seed=7)

@@ -1,9 +1,9 @@
 """One decoding module for every generative model: greedy, sampling, beam search, streaming."""
 
 from attnkit.models.generation_config import GenerationConfig
-from attnkit.generation.decoding import compute_transition_scores, generate, stream
+from attnkit.generation.decoding import compute_transition_scores, generate, packed_for_decoding, stream
 from attnkit.generation.processors import process_logits
 from attnkit.generation.streamers import TokenIteratorStreamer
 
-__all__ = ["GenerationConfig", "TokenIteratorStreamer", "compute_transition_scores", "generate", "process_logits",
-           "stream"]
+__all__ = ["GenerationConfig", "TokenIteratorStreamer", "compute_transition_scores", "generate", "packed_for_decoding",
+           "process_logits", "stream"]

@@ -533,17 +533,21 @@ def _packing(model, pack_weights: bool | str, rows: int, max_new_tokens: int):
     if pack_weights == "auto":
         if max_new_tokens < AUTO_PACK_MIN_TOKENS:
             return nullcontext()
-        free = available_memory()
-        max_bytes = None if free is None else free // 2
-    elif isinstance(pack_weights, bool):
-        if not pack_weights:
-            return nullcontext()
-        max_bytes = None
-    else:
-        raise InputError(f"pack_weights must be True, False or 'auto', got {pack_weights!r}")
-    # What a step runs: the decoding protocol's optional generation_modules(), else the model.
+        return packed_for_decoding(model, rows)
+    if isinstance(pack_weights, bool):
+        return packed_for_decoding(model, rows, fit=False) if pack_weights else nullcontext()
+    raise InputError(f"pack_weights must be True, False or 'auto', got {pack_weights!r}")
+
+
+def packed_for_decoding(model, rows: int = 1, fit: bool = True):
+    """A :func:`~attnkit.nn.packed_weights` block over what a decoding step of ``model`` runs
+    (the decoding protocol's optional ``generation_modules()``, else the whole model), for
+    ``rows`` sequences per step. With ``fit``, nothing is packed unless the copy fits in half
+    of the memory still available. Hold it around many ``generate`` calls (a server does) to
+    pack once instead of once per call: the calls inside reuse the copies."""
+    free = available_memory() if fit else None
     step_modules = model.generation_modules() if hasattr(model, "generation_modules") else model
-    return packed_weights(step_modules, rows, max_bytes=max_bytes)
+    return packed_weights(step_modules, rows, max_bytes=None if free is None else free // 2)
 
 
 def _decoder_prefix(model, input_ids, decoder_input_ids=None):

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
-from attnkit.interop.llama import IGNORED_HF_KEYS, key_rules, llama_config_fields, llama_fields  # noqa: F401
+from attnkit.interop import llama
+from attnkit.interop.llama import llama_config_fields, llama_fields
 from attnkit.models.llama import Mistral, MistralConfig
 
 MODEL_TYPE = "mistral"
 MODELS = {"Mistral": Mistral}
 ARCHITECTURES = {"MistralForCausalLM": "Mistral"}
 BASE_PREFIX = ""
+IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
+key_rules = llama.key_rules  # the same keys as LlamaForCausalLM
 
 
 def config_to_hf(model) -> dict | None:

@@ -9,13 +9,16 @@ window applies to every layer. The released Qwen2 and Qwen2.5 checkpoints do not
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
-from attnkit.interop.llama import IGNORED_HF_KEYS, key_rules, llama_config_fields, llama_fields  # noqa: F401
+from attnkit.interop import llama
+from attnkit.interop.llama import llama_config_fields, llama_fields
 from attnkit.models.llama import Qwen2, Qwen2Config
 
 MODEL_TYPE = "qwen2"
 MODELS = {"Qwen2": Qwen2}
 ARCHITECTURES = {"Qwen2ForCausalLM": "Qwen2"}
 BASE_PREFIX = ""
+IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
+key_rules = llama.key_rules  # the same keys as LlamaForCausalLM
 
 
 def config_to_hf(model) -> dict | None:

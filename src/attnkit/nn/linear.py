@@ -146,6 +146,12 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.decoding_weight(x), self.bias)
 
+    def __getstate__(self):
+        """Copies and pickles leave the packed copy behind (oneDNN's tensors have no storage to copy)."""
+        state = self.__dict__.copy()
+        state.pop("_packed", None)
+        return state
+
     def decoding_weight(self, x: torch.Tensor) -> torch.Tensor:
         """The packed copy of the weight when one applies to ``x`` (inside :func:`packed_weights`,
         no gradient recorded, same dtype, weight neither replaced nor modified since packing),

@@ -29,12 +29,16 @@ server; an unexpected failure is a ``500`` whose details go to the server's log,
 
 The standard library's threading HTTP server reads requests concurrently; the model runs one
 request at a time (a lock), which keeps results identical to direct calls and leaves PyTorch's
-own threads to use the cores.
+own threads to use the cores. On CPU the server decodes from weights packed once for oneDNN
+(:func:`~attnkit.generation.packed_for_decoding`, for as long as it runs: bf16 layers, where
+packing pays at one sequence per step, and only when the copy fits in half the free memory)
+instead of packing per request or not at all for short ones; ``pack_weights=False`` turns it off.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import logging
@@ -46,6 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import torch
 
 from attnkit.errors import AttnkitError, InputError
+from attnkit.generation.decoding import packed_for_decoding
 from attnkit.generation.text import TextStream
 
 log = logging.getLogger("attnkit.serve")
@@ -98,15 +103,24 @@ class ModelServer:
     """The model, its tokenizer and the request handling, apart from HTTP (testable alone).
 
     ``max_new_tokens_limit`` caps ``max_tokens``; ``name`` is what ``/v1/models`` lists and
-    responses carry as ``model``."""
+    responses carry as ``model``. ``pack_weights``: decode from weights packed once, until
+    :meth:`close` (see the module doc)."""
 
-    def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024):
+    def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024,
+                 pack_weights: bool = True):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self.max_new_tokens_limit = max_new_tokens_limit
         self.lock = threading.Lock()
         self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
         self.embeds = hasattr(model, "sentence_embedding")
         self.transcribes = getattr(model, "main_input_name", None) == "input_features"
+        self._packed = contextlib.ExitStack()
+        if pack_weights and (self.generates or self.transcribes):
+            self._packed.enter_context(packed_for_decoding(model))
+
+    def close(self) -> None:
+        """Drop the packed copy of the weights (the server closes its app when it closes)."""
+        self._packed.close()
 
     # -- requests --------------------------------------------------------------------------------
     def _check_fields(self, body: dict, allowed: tuple[str, ...]) -> None:
@@ -453,14 +467,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("PATCH")
 
 
+class _Server(ThreadingHTTPServer):
+    app: ModelServer | None = None
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.app is not None:
+            self.app.close()
+
+
 def make_server(model, tokenizer, host: str = "127.0.0.1", port: int = 8000, name: str = "attnkit",
                 max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES,
-                max_audio_bytes: int = MAX_AUDIO_BYTES) -> ThreadingHTTPServer:
-    """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop).
-    ``port=0`` picks a free port (``server.server_address[1]``)."""
-    server = ThreadingHTTPServer((host, port), _Handler)
+                max_audio_bytes: int = MAX_AUDIO_BYTES, pack_weights: bool = True) -> ThreadingHTTPServer:
+    """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop,
+    ``server_close()`` to release the port and the packed weights). ``port=0`` picks a free port
+    (``server.server_address[1]``)."""
+    server = _Server((host, port), _Handler)
     server.daemon_threads = True
-    server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit)
+    server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights)
     server.max_body_bytes, server.max_audio_bytes = max_body_bytes, max_audio_bytes
     if not (server.app.generates or server.app.embeds or server.app.transcribes):
         server.server_close()
