@@ -26,6 +26,8 @@ _LAZY = {
     "MistralConfig": "attnkit.models.llama",
     "Qwen2": "attnkit.models.llama",
     "Qwen2Config": "attnkit.models.llama",
+    "Qwen3": "attnkit.models.llama",
+    "Qwen3Config": "attnkit.models.llama",
     "Transformer": "attnkit.models.transformer",
     "TransformerConfig": "attnkit.models.transformer",
     "T5": "attnkit.models.t5",

@@ -54,6 +54,7 @@ FAMILIES: dict[str, str] = {
     "llama": "attnkit.interop.llama",
     "mistral": "attnkit.interop.mistral",
     "qwen2": "attnkit.interop.qwen2",
+    "qwen3": "attnkit.interop.qwen3",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

@@ -1,16 +1,16 @@
 """Llama <-> attnkit Llama (``LlamaForCausalLM``'s layout): ``model.embed_tokens``,
 ``model.layers.{i}.self_attn.{q,k,v,o}_proj`` (q/k/v fused into attnkit's ``qkv_proj``, split
-back by head counts for grouped-query attention), ``mlp.{gate,up,down}_proj``,
+back by head counts for grouped-query attention; ``q_norm``/``k_norm`` for Qwen3), ``mlp.{gate,up,down}_proj``,
 ``input_layernorm``, ``post_attention_layernorm``, ``model.norm``, ``lm_head`` (absent when tied).
 
-Mistral (:mod:`attnkit.interop.mistral`: ``sliding_window``) and Qwen2
-(:mod:`attnkit.interop.qwen2`: q/k/v biases) use the same keys and build on the functions here.
+Mistral (:mod:`attnkit.interop.mistral`: ``sliding_window``), Qwen2 and Qwen3
+(:mod:`attnkit.interop.qwen2`: q/k/v biases; query/key norms) use the same keys and build on the
+functions here.
 
 RoPE scaling (``rope_parameters`` / ``rope_scaling``) of the ``linear`` and ``llama3`` (Llama 3.1
 and 3.2) kinds is read into ``rope_scaling``. Refused with a ``ConfigError`` naming the field:
-other RoPE scalings (dynamic NTK, YaRN, LongRoPE), a ``head_dim`` other than ``hidden_size /
-num_attention_heads``, biases on attention but not the MLP (or the reverse), activations
-other than SiLU/GELU gates.
+other RoPE scalings (dynamic NTK, YaRN, LongRoPE), biases on attention but not the MLP (or the
+reverse), activations other than SiLU/GELU gates.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _GATES = {"silu": "swiglu", "gelu": "geglu", "gelu_pytorch_tanh": "geglu_tanh", 
 def key_rules(model) -> list[Rename]:
     c: LlamaConfig = model.config
     n, h = "decoder.layers.{i}.", "model.layers.{i}."
-    q, kv = c.n_heads * c.head_dim, (c.n_kv_heads or c.n_heads) * c.head_dim
+    q, kv = c.n_heads * c.dim_per_head, (c.n_kv_heads or c.n_heads) * c.dim_per_head
     qkv_names = ("weight", "bias") if (c.bias if c.qkv_bias is None else c.qkv_bias) else ("weight",)
     rules = [Rename("wte.weight", "model.embed_tokens.weight")]
     for p in qkv_names:
@@ -45,6 +45,7 @@ def key_rules(model) -> list[Rename]:
             Rename(n + f"ffn.fc_out.{p}", h + f"mlp.down_proj.{p}"),
         ]
     return rules + [
+        *([Rename(n + f"attn.{x}_norm.weight", h + f"self_attn.{x}_norm.weight") for x in "qk"] if c.qk_norm else []),
         Rename(n + "attn_norm.weight", h + "input_layernorm.weight"),
         Rename(n + "ffn_norm.weight", h + "post_attention_layernorm.weight"),
         Rename("decoder.norm.weight", "model.norm.weight"),
@@ -55,8 +56,8 @@ def key_rules(model) -> list[Rename]:
 def config_to_hf(model) -> dict | None:
     """HF ``LlamaConfig`` fields, or None for a variant ``LlamaForCausalLM`` cannot represent."""
     c: LlamaConfig = model.config
-    if c.qkv_bias not in (None, c.bias) or c.sliding_window is not None:
-        return None  # Qwen2's and Mistral's features: their own modules save them
+    if c.qkv_bias not in (None, c.bias) or c.sliding_window is not None or c.qk_norm:
+        return None  # Qwen2's, Qwen3's and Mistral's features: their own modules save them
     fields = llama_fields(c)
     return None if fields is None else dict(model_type=MODEL_TYPE, **fields, attention_bias=c.bias, mlp_bias=c.bias)
 
@@ -70,7 +71,7 @@ def llama_fields(c: LlamaConfig) -> dict | None:
     return dict(
         vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff or 4 * c.d_model,
         num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads or c.n_heads,
-        head_dim=c.head_dim, hidden_act=act, max_position_embeddings=c.n_positions, rms_norm_eps=c.norm_eps,
+        head_dim=c.dim_per_head, hidden_act=act, max_position_embeddings=c.n_positions, rms_norm_eps=c.norm_eps,
         rope_parameters={"rope_theta": c.rope_base, **(c.rope_scaling or {"rope_type": "default"})},
         attention_dropout=c.attn_dropout, tie_word_embeddings=c.tie_word_embeddings, initializer_range=c.initializer_range, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
         pad_token_id=c.pad_token_id,
@@ -115,9 +116,7 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig) -> dict:
         return default if value is None else value
 
     d, heads = get("hidden_size", defaults.d_model), get("num_attention_heads", defaults.n_heads)
-    if hf.get("head_dim") not in (None, d // heads):
-        raise ConfigError(f"config.json: head_dim={hf['head_dim']} differs from hidden_size / num_attention_heads "
-                          f"({d // heads}); attnkit's Llama derives it from those")
+    head_dim = hf.get("head_dim")
     rope_base, rope_scaling = _rope(hf, get("max_position_embeddings", defaults.n_positions))
     act = hf.get("hidden_act", "silu")
     if act not in _GATES:
@@ -126,6 +125,7 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig) -> dict:
     return dict(
         vocab_size=get("vocab_size", defaults.vocab_size), n_positions=get("max_position_embeddings", defaults.n_positions),
         d_model=d, n_layers=get("num_hidden_layers", defaults.n_layers), n_heads=heads,
+        head_dim=None if head_dim in (None, d // heads) else head_dim,
         n_kv_heads=get("num_key_value_heads", heads), d_ff=get("intermediate_size", defaults.d_ff),
         activation=_GATES[act], norm_eps=get("rms_norm_eps", defaults.norm_eps), rope_base=rope_base,
         rope_scaling=rope_scaling,

@@ -33,8 +33,13 @@ def config_to_hf(model) -> dict | None:
 
 def config_from_hf(hf: dict, model_class: type) -> Qwen2Config:
     """``Qwen2Config`` from a HF Qwen2 config dict (HF's defaults for absent fields)."""
+    refuse_sliding_layers(hf)
+    return Qwen2Config(**llama_config_fields(hf, Qwen2Config()))
+
+
+def refuse_sliding_layers(hf: dict) -> None:
+    """ConfigError when a Qwen config asks for sliding-window layers (Qwen2, Qwen3)."""
     layer_types = hf.get("layer_types") or []
     if hf.get("use_sliding_window") or any(t != "full_attention" for t in layer_types):
-        raise ConfigError("config.json: use_sliding_window / layer_types ask for sliding-window layers, which "
-                          "attnkit's Qwen2 does not support (full attention on every layer only)")
-    return Qwen2Config(**llama_config_fields(hf, Qwen2Config()))
+        raise ConfigError(f"config.json: use_sliding_window / layer_types ask for sliding-window layers, which "
+                          f"attnkit's {hf.get('model_type', 'Qwen')} does not support (full attention on every layer only)")

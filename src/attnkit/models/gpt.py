@@ -49,6 +49,7 @@ class GPTConfig(Config):
     n_layers: int = 12
     n_heads: int = 12
     n_kv_heads: int | None = None
+    head_dim: int | None = None  # per attention head; None = d_model // n_heads (Qwen3, Gemma, Mistral-Nemo differ)
     d_ff: int | None = None
     activation: str = "gelu_tanh"
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
@@ -58,6 +59,7 @@ class GPTConfig(Config):
     rope_scaling: dict | None = None  # Hugging Face's rope_parameters beyond rope_theta: linear, llama3 (Llama 3.1)
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections alone (Qwen2); None = ``bias``
+    qk_norm: bool = False  # a ``norm`` over each head's queries and keys before the rotary embedding (Qwen3)
     sliding_window: int | None = None  # each position attends itself and the window - 1 before it (Mistral)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
@@ -69,7 +71,10 @@ class GPTConfig(Config):
 
     def validate(self) -> None:
         self.require_positive("vocab_size", "n_positions", "d_model", "n_layers", "n_heads", "norm_eps")
-        self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
+        if self.head_dim is None:
+            self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
+        else:
+            self.require(self.head_dim > 0, "head_dim", "must be None (d_model // n_heads) or positive")
         if self.n_kv_heads is not None:
             self.require(
                 self.n_kv_heads > 0 and self.n_heads % self.n_kv_heads == 0, "n_kv_heads",
@@ -81,20 +86,21 @@ class GPTConfig(Config):
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
         self.require_fraction("dropout", "attn_dropout")
         if self.positional == "rotary":
-            self.require((self.d_model // self.n_heads) % 2 == 0, "positional", "rotary needs an even head dim")
+            self.require(self.dim_per_head % 2 == 0, "positional", "rotary needs an even head dim")
         problem = check_rope_scaling(self.rope_scaling)
         self.require(problem is None, "rope_scaling", str(problem))
         self.require(self.rope_scaling is None or self.positional == "rotary", "rope_scaling", "needs rotary positions")
         self.require_token_ids("bos_token_id", "eos_token_id", "pad_token_id")
 
     @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+    def dim_per_head(self) -> int:
+        """``head_dim``, or ``d_model // n_heads`` when that is None."""
+        return self.head_dim or self.d_model // self.n_heads
 
     def layer_config(self) -> LayerConfig:
         return LayerConfig(
-            d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
-            d_ff=self.d_ff or 4 * self.d_model, activation=self.activation, norm=self.norm,
+            d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim,
+            qk_norm=self.qk_norm, d_ff=self.d_ff or 4 * self.d_model, activation=self.activation, norm=self.norm,
             norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, qkv_bias=self.qkv_bias, dropout=self.dropout,
             attn_dropout=self.attn_dropout,
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
@@ -116,7 +122,7 @@ class GPT(Model):
         c = config
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         self.wpe = nn.Embedding(c.n_positions, c.d_model) if c.positional == "learned" else None
-        self.rotary = RotaryEmbedding(c.head_dim, c.rope_base, c.rope_scaling) if c.positional == "rotary" else None
+        self.rotary = RotaryEmbedding(c.dim_per_head, c.rope_base, c.rope_scaling) if c.positional == "rotary" else None
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True)
         self.lm_head = Linear(c.d_model, c.vocab_size, bias=False)

@@ -8,7 +8,9 @@ checkpoints load and save in ``LlamaForCausalLM``'s layout.
 Two kin differ from it by one config field each and load the same way: :class:`Mistral` (Jiang
 et al. 2023) adds sliding-window attention (``sliding_window``: each position attends itself and
 the 4,095 before it in Mistral-7B-v0.1; later versions set none), :class:`Qwen2` (Qwen Team 2024)
-adds biases to the query/key/value projections alone (``qkv_bias``).
+adds biases to the query/key/value projections alone (``qkv_bias``). :class:`Qwen3` (Qwen Team
+2025) drops those biases for an RMSNorm over each head's queries and keys (``qk_norm``) and sets
+its own ``head_dim`` (128 whatever the width).
 """
 
 from __future__ import annotations
@@ -83,3 +85,25 @@ class Qwen2(GPT):
     """A Qwen2 causal LM: a Llama with query/key/value biases (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Qwen2Config
+
+
+@dataclass(frozen=True)
+class Qwen3Config(LlamaConfig):
+    """Sizes of a Qwen3 (dense). Defaults are Hugging Face's ``Qwen3Config``."""
+
+    model_type = "qwen3"
+
+    vocab_size: int = 151936
+    n_positions: int = 32768
+    d_ff: int | None = 22016
+    head_dim: int | None = 128
+    qk_norm: bool = True
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+
+class Qwen3(GPT):
+    """A Qwen3 causal LM: a Llama with query/key norms and its own head size (see
+    :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Qwen3Config

@@ -27,6 +27,7 @@ from attnkit.errors import InputError
 from attnkit.nn.cache import KVCache
 from attnkit.nn.linear import Linear
 from attnkit.nn.masks import causal_mask
+from attnkit.nn.norm import build_norm
 from attnkit.nn.positional import apply_rotary
 
 
@@ -185,6 +186,8 @@ class MultiHeadAttention(nn.Module):
         cross: keys and values come from ``context`` (encoder output).
         dropout: attention-weight dropout (training only).
         scale: score scale; ``None`` is ``1/√D``.
+        qk_norm: ``"rmsnorm"`` or ``"layernorm"`` over each head's queries and keys before the
+            rotary embedding (Qwen3, OLMo 2; Dehghani et al. 2023's QK-norm), with ``norm_eps``.
     """
 
     def __init__(
@@ -200,6 +203,8 @@ class MultiHeadAttention(nn.Module):
         scale: float | None = None,
         qkv_bias: bool | None = None,
         key_bias: bool = True,
+        qk_norm: str | None = None,
+        norm_eps: float = 1e-6,
     ):
         super().__init__()
         in_bias = bias if qkv_bias is None else qkv_bias
@@ -226,6 +231,10 @@ class MultiHeadAttention(nn.Module):
             self.k_proj = Linear(d_model, kv_dim, bias=in_bias and key_bias)
             self.v_proj = Linear(d_model, kv_dim, bias=in_bias)
         self.out_proj = Linear(q_dim, d_model, bias=bias)
+        self.q_norm = self.k_norm = None
+        if qk_norm is not None:
+            self.q_norm = build_norm(qk_norm, head_dim, norm_eps, bias=False)
+            self.k_norm = build_norm(qk_norm, head_dim, norm_eps, bias=False)
 
     def _project(self, x: torch.Tensor, context: torch.Tensor | None):
         if self.fused_qkv and not self.cross:
@@ -262,10 +271,12 @@ class MultiHeadAttention(nn.Module):
             raise InputError("cross-attention needs `context` (the encoder output) on its first call")
         reuse = self.cross and cache is not None and cache.length > 0
         q, k, v = self._project(x, None if reuse else (context if self.cross else x))
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        q = q.view(B, T, self.n_heads, self.head_dim)
+        q = (q if self.q_norm is None else self.q_norm(q)).transpose(1, 2)  # (B, H, T, D)
         if k is not None:
             S_new = k.shape[1]
-            k = k.view(B, S_new, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, S, D)
+            k = k.view(B, S_new, self.n_kv_heads, self.head_dim)
+            k = (k if self.k_norm is None else self.k_norm(k)).transpose(1, 2)  # (B, Hkv, S, D)
             v = v.view(B, S_new, self.n_kv_heads, self.head_dim).transpose(1, 2)
         if rotary is not None:
             cos, sin = rotary

@@ -41,12 +41,14 @@ class LayerConfig:
     ffn_dropout: float | None = None  # inside the feed-forward, after the activation; None = ``dropout``
     fused_qkv: bool = True
     attn_scale: float | None = None
+    qk_norm: bool = False  # a ``norm`` over each head's queries and keys (Qwen3)
 
     def attention(self, cross: bool = False) -> MultiHeadAttention:
         return MultiHeadAttention(
             self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
-            qkv_bias=self.qkv_bias, key_bias=self.key_bias,
+            qkv_bias=self.qkv_bias, key_bias=self.key_bias, qk_norm=self.norm if self.qk_norm else None,
+            norm_eps=self.norm_eps,
         )
 
     def feedforward(self) -> FeedForward:

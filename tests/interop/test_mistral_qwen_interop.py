@@ -1,5 +1,6 @@
-"""Mistral (sliding-window attention) and Qwen2 (q/k/v biases) against `transformers`'
-MistralForCausalLM and Qwen2ForCausalLM with identical weights, both directions."""
+"""Mistral (sliding-window attention), Qwen2 (q/k/v biases) and Qwen3 (query/key norms, its own
+head size) against `transformers`' MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM with
+identical weights, both directions."""
 
 import json
 
@@ -18,7 +19,7 @@ SMALL = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_laye
 
 
 def hf_model(tmp_path, family, **overrides):
-    """A random ``{Mistral,Qwen2}ForCausalLM`` saved to ``tmp_path``, every weight and bias drawn
+    """A random ``{Mistral,Qwen2,Qwen3}ForCausalLM`` saved to ``tmp_path``, every weight and bias drawn
     (norm weights around 1) so that a missed or misplaced tensor shows in the logits."""
     torch.manual_seed(0)
     config = getattr(transformers, f"{family}Config")(**{**SMALL, **overrides})
@@ -54,6 +55,23 @@ def test_qwen2_checkpoint_gives_transformers_logits_loss_and_bias_gradients(tmp_
     assert (attn.qkv_proj.bias.grad - theirs).abs().max() < 1e-4
 
 
+def test_qwen3_query_key_norms_and_head_size_give_transformers_logits_loss_and_gradients(tmp_path):
+    hf = hf_model(tmp_path, "Qwen3", head_dim=16)  # 4 heads of 16 on a 32-wide model
+    model = attnkit.from_pretrained(tmp_path)
+    assert type(model) is attnkit.Qwen3 and model.config.qk_norm and model.config.head_dim == 16
+    attn = model.decoder.layers[1].attn
+    assert attn.qkv_proj.weight.shape == (4 * 16 + 2 * 2 * 16, 32) and attn.out_proj.weight.shape == (32, 64)
+    ids = batch()[0][:1]
+    got, ref = model(ids, labels=ids), hf(ids, labels=ids)
+    assert (got.logits - ref.logits).abs().max() < 1e-4
+    assert torch.allclose(got.loss, ref.loss, atol=1e-5)
+    got.loss.backward()
+    ref.loss.backward()
+    for x in "qk":
+        theirs = getattr(hf.model.layers[1].self_attn, f"{x}_norm").weight.grad
+        assert (getattr(attn, f"{x}_norm").weight.grad - theirs).abs().max() < 1e-4
+
+
 def test_mistral_sliding_window_gives_transformers_logits_beyond_the_window(tmp_path):
     hf = hf_model(tmp_path, "Mistral", sliding_window=4)
     model = attnkit.from_pretrained(tmp_path)
@@ -68,7 +86,8 @@ def test_mistral_sliding_window_gives_transformers_logits_beyond_the_window(tmp_
         assert (full(ids).logits - ref).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("family,overrides", [("Qwen2", {}), ("Mistral", dict(sliding_window=5))])
+@pytest.mark.parametrize("family,overrides", [("Qwen2", {}), ("Mistral", dict(sliding_window=5, head_dim=16)),
+                                              ("Qwen3", dict(head_dim=16))])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
     hf = hf_model(tmp_path, family, **overrides)
@@ -81,7 +100,7 @@ def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family,
     assert torch.equal(got, ref)
 
 
-@pytest.mark.parametrize("family,preset", [("Qwen2", "qwen2-tiny"), ("Mistral", "mistral-tiny")])
+@pytest.mark.parametrize("family,preset", [("Qwen2", "qwen2-tiny"), ("Mistral", "mistral-tiny"), ("Qwen3", "qwen3-tiny")])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset):
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset)).eval()
@@ -99,7 +118,8 @@ def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, fa
 
 @pytest.mark.parametrize("family,overrides,match", [
     ("Qwen2", dict(use_sliding_window=True, sliding_window=8, max_window_layers=1), "sliding-window layers"),
-    ("Mistral", dict(head_dim=16), "head_dim=16 differs"),
+    ("Qwen3", dict(use_sliding_window=True, sliding_window=8, max_window_layers=1), "sliding-window layers"),
+    ("Qwen3", dict(attention_bias=True), "attention_bias=true"),
 ])
 def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, overrides, match):
     hf_model(tmp_path, family, **overrides)
@@ -112,6 +132,10 @@ def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, ove
     ("Mistral", "mistral-7b-v0.3", dict(vocab_size=32768)),
     ("Qwen2", "qwen2.5-0.5b", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                                    num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True)),
+    ("Qwen3", "qwen3-0.6b", dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                                 num_key_value_heads=8, tie_word_embeddings=True)),
+    ("Qwen3", "qwen3-1.7b", dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                                 num_key_value_heads=8, tie_word_embeddings=True)),
 ])
 def test_presets_have_the_parameter_counts_of_transformers_models_of_that_shape(family, preset, hf_fields):
     with torch.device("meta"):
