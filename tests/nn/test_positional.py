@@ -91,7 +91,7 @@ def test_rotary_angles_stay_exact_in_a_model_cast_to_bf16_or_fp16():
     for dtype in (torch.bfloat16, torch.float16):
         model = GPT(GPTConfig.from_preset("gpt-tiny", positional="rotary", n_positions=4096)).to(dtype)
         cos, sin = model.rotary(positions)
-        assert cos.dtype == torch.float32 and model.config.head_dim == 8
+        assert cos.dtype == torch.float32 and model.config.dim_per_head == 8
         assert torch.equal(cos, ref[0]) and torch.equal(sin, ref[1])
 
 

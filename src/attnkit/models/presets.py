@@ -49,9 +49,9 @@ PRESETS: dict[str, dict[str, dict]] = {
     "qwen3": {
         # Qwen Team 2025: Qwen3-0.6B and Qwen3-1.7B (16 query heads of 128 sharing 8 key/value heads,
         # tied embeddings, 40,960 positions).
-        "qwen3-0.6b": dict(d_model=1024, d_ff=3072, n_layers=28, n_heads=16, n_kv_heads=8, n_positions=40960,
+        "qwen3-0.6b": dict(d_model=1024, d_ff=3072, n_layers=28, n_heads=16, n_kv_heads=8, n_positions=40960,  # 596,049,920
                            rope_base=1000000.0, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645),
-        "qwen3-1.7b": dict(d_model=2048, d_ff=6144, n_layers=28, n_heads=16, n_kv_heads=8, n_positions=40960,
+        "qwen3-1.7b": dict(d_model=2048, d_ff=6144, n_layers=28, n_heads=16, n_kv_heads=8, n_positions=40960,  # 1,720,574,976
                            rope_base=1000000.0, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645),
         "qwen3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                            head_dim=16),
