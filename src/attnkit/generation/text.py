@@ -26,8 +26,8 @@ def encode_input(model, tokenizer, text: str) -> list[int]:
 class TextStream:
     """Iterate for the text of ``prompt``'s continuation, piece by piece.
 
-    Decoder-only models continue the prompt; encoder-decoder models read it as their source
-    (:func:`encode_input`) and the text is the decoder's output. Pieces are cut where the decoded text is stable: never
+    Decoder-only models continue the prompt (a text, or its token ids); encoder-decoder models
+    read it as their source (:func:`encode_input`) and the text is the decoder's output. Pieces are cut where the decoded text is stable: never
     inside a UTF-8 character that byte-level BPE has split over tokens, and never inside what
     may be the start of a ``stop`` string. The text ends before the first stop string, at an
     EOS token, or after ``max_new_tokens``; then ``finish_reason`` is ``"stop"`` (stop string
@@ -36,13 +36,14 @@ class TextStream:
     defaults to the tokenizer's (else the model's, as ``generate`` resolves it).
     """
 
-    def __init__(self, model, tokenizer, prompt: str, stop: Sequence[str] = (), **generate_kwargs):
+    def __init__(self, model, tokenizer, prompt: str | list[int], stop: Sequence[str] = (), **generate_kwargs):
         if isinstance(stop, str):
             stop = [stop]
         if any(not isinstance(s, str) or not s for s in stop):
             raise InputError(f"stop strings must be non-empty strings, got {list(stop)!r}")
         self.model, self.tokenizer, self.stop = model, tokenizer, list(stop)
-        self.prompt_ids = encode_input(model, tokenizer, prompt)
+        # A text is encoded here; a list of ids (a chat template's rendering) is read as it is.
+        self.prompt_ids = encode_input(model, tokenizer, prompt) if isinstance(prompt, str) else list(prompt)
         if tokenizer.eos_token_id is not None:  # else the model's generation config / config decide
             generate_kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
         self.generate_kwargs = generate_kwargs

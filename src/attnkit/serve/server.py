@@ -5,6 +5,11 @@ work against it:
   model such as T5 or the translation Transformer reads it as its source): ``prompt``,
   ``max_tokens``, ``temperature`` (0 = greedy), ``top_p``, ``stop``, ``seed``, ``stream``
   (server-sent events), ``echo``; attnkit's ``top_k`` and ``repetition_penalty`` too.
+- ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
+  template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
+  decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
+  config's): the completion fields plus ``max_completion_tokens`` (default: up to the server's
+  limit) and ``chat_template_kwargs``; ``stream`` sends ``chat.completion.chunk`` deltas.
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
   L2-normalised): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
   or ``"base64"``: little-endian float32 bytes).
@@ -58,6 +63,9 @@ log = logging.getLogger("attnkit.serve")
 MAX_BODY_BYTES = 1 << 20
 COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop",
                      "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty")
+CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+               "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "user",
+               "frequency_penalty", "presence_penalty", "chat_template_kwargs")
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
 TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
                         "timestamp_granularities[]")
@@ -84,6 +92,11 @@ def _field(body: dict, name: str, kinds: tuple[type, ...], default=None, check=N
             or (check is not None and not check(value)):
         raise RequestError(f"'{name}' must be {expected}, got {json.dumps(value)[:80]}", param=name)
     return value
+
+
+def _ids(value) -> list:
+    """A token-id field that may be one id, a list of them or None, as a list."""
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _texts(body: dict, name: str, max_items: int = 256) -> list[str]:
@@ -114,6 +127,7 @@ class ModelServer:
         self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
         self.embeds = hasattr(model, "sentence_embedding")
         self.transcribes = getattr(model, "main_input_name", None) == "input_features"
+        self.chats = getattr(tokenizer, "chat_template", None) is not None and not hasattr(model, "decoder_start_ids")
         self._packed = contextlib.ExitStack()
         if pack_weights and (self.generates or self.transcribes):
             self._packed.enter_context(packed_for_decoding(model))
@@ -131,14 +145,36 @@ class ModelServer:
 
     def completion_request(self, body: dict) -> dict:
         """The checked settings of a ``/v1/completions`` body."""
-        if not self.generates:
-            raise RequestError(f"this server's model ({type(self.model).__name__}) does not generate text"
-                               + ("; use POST /v1/embeddings" if self.embeds else ""), status=404)
+        self._check_generates()
         self._check_fields(body, COMPLETION_FIELDS)
         limit = self.max_new_tokens_limit
         r = dict(
             prompts=_texts(body, "prompt"),
             max_tokens=_field(body, "max_tokens", (int,), 16, lambda v: 1 <= v <= limit, f"an integer from 1 to {limit}"),
+            echo=_field(body, "echo", (bool,), False, expected="true or false"),
+            **self._sampling_fields(body),
+        )
+        _field(body, "logprobs", (int,), None, lambda v: v == 0, "null (log-probabilities are not returned)")
+        return r
+
+    def _check_generates(self) -> None:
+        if not self.generates:
+            raise RequestError(f"this server's model ({type(self.model).__name__}) does not generate text"
+                               + ("; use POST /v1/embeddings" if self.embeds else ""), status=404)
+
+    def _sampling_fields(self, body: dict) -> dict:
+        """The fields completions and chat completions share, checked."""
+        stop = body.get("stop")
+        stop = [stop] if isinstance(stop, str) else stop
+        if stop is not None and (not isinstance(stop, list) or len(stop) > 4
+                                 or any(not isinstance(s, str) or not s for s in stop)):
+            raise RequestError("'stop' must be a non-empty string or a list of up to 4 non-empty strings", param="stop")
+        _field(body, "n", (int,), 1, lambda v: v == 1, "1 (one completion per prompt)")
+        for name in ("frequency_penalty", "presence_penalty"):
+            _field(body, name, (int, float), 0, lambda v: v == 0, "0 (use repetition_penalty)")
+        _field(body, "model", (str,), expected="a string")
+        _field(body, "user", (str,), expected="a string")
+        return dict(
             temperature=_field(body, "temperature", (int, float), 1.0, lambda v: 0 <= v <= 2,
                                "a number from 0 (greedy) to 2"),
             top_p=_field(body, "top_p", (int, float), 1.0, lambda v: 0 < v <= 1, "a number in (0, 1]"),
@@ -147,34 +183,87 @@ class ModelServer:
                                       "a number > 0 (1 = none)"),
             seed=_field(body, "seed", (int,), None, lambda v: 0 <= v < 2**63, "an integer from 0 to 2^63 - 1"),
             stream=_field(body, "stream", (bool,), False, expected="true or false"),
-            echo=_field(body, "echo", (bool,), False, expected="true or false"),
+            stop=stop or [],
         )
-        stop = body.get("stop")
-        stop = [stop] if isinstance(stop, str) else stop
-        if stop is not None and (not isinstance(stop, list) or len(stop) > 4
-                                 or any(not isinstance(s, str) or not s for s in stop)):
-            raise RequestError("'stop' must be a non-empty string or a list of up to 4 non-empty strings", param="stop")
-        r["stop"] = stop or []
-        _field(body, "n", (int,), 1, lambda v: v == 1, "1 (one completion per prompt)")
-        _field(body, "logprobs", (int,), None, lambda v: v == 0, "null (log-probabilities are not returned)")
-        for name in ("frequency_penalty", "presence_penalty"):
-            _field(body, name, (int, float), 0, lambda v: v == 0, "0 (use repetition_penalty)")
-        _field(body, "model", (str,), expected="a string")
-        _field(body, "user", (str,), expected="a string")
-        return r
 
-    def text_streams(self, r: dict) -> list[TextStream]:
-        """One :class:`TextStream` per prompt, seeded from the request (or at random)."""
+    def chat_request(self, body: dict) -> dict:
+        """The checked settings of a ``/v1/chat/completions`` body; the conversation rendered by
+        the tokenizer's chat template (with the assistant's turn opened) into ``prompts``."""
+        self._check_generates()
+        if hasattr(self.model, "decoder_start_ids"):
+            raise RequestError(f"chat completions need a decoder-only model; this server's {type(self.model).__name__} "
+                               "reads its prompt as a source: use POST /v1/completions", status=404)
+        if self.tokenizer.chat_template is None:
+            raise RequestError("this model's tokenizer has no chat template (tokenizer_config.json's chat_template); "
+                               "use POST /v1/completions", status=404)
+        self._check_fields(body, CHAT_FIELDS)
+        limit = self.max_new_tokens_limit
+        expected = f"an integer from 1 to {limit}"
+        max_tokens = _field(body, "max_completion_tokens", (int,), None, lambda v: 1 <= v <= limit, expected)
+        if max_tokens is None:
+            max_tokens = _field(body, "max_tokens", (int,), None, lambda v: 1 <= v <= limit, expected)
+        extra = _field(body, "chat_template_kwargs", (dict,), {}, expected="an object (the template's variables)")
+        try:
+            ids = self.tokenizer.apply_chat_template(body.get("messages"), add_generation_prompt=True, tokenize=True,
+                                                     **extra)
+        except InputError as e:
+            raise RequestError(str(e), param="messages") from None
+        if max_tokens is None:  # OpenAI's default: as long as the answer needs, here up to the limit
+            room = getattr(self.model.config, "n_positions", None)
+            max_tokens = limit if room is None or getattr(self.model, "wpe", None) is None else max(1, min(limit, room - len(ids)))
+        _field(body, "logprobs", (bool,), False, lambda v: not v, "false (log-probabilities are not returned)")
+        _field(body, "stream_options", (dict,), None, expected="an object")
+        return dict(prompts=[ids], max_tokens=max_tokens, **self._sampling_fields(body))
+
+    def text_streams(self, r: dict, eos_token_id=None) -> list[TextStream]:
+        """One :class:`TextStream` per prompt (a text, or token ids), seeded from the request (or at random)."""
         seed = r["seed"] if r["seed"] is not None else int(torch.randint(0, 2**62, ()))
         sample = r["temperature"] > 0
         streams = []
+        extra = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
         for i, prompt in enumerate(r["prompts"]):
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
             streams.append(TextStream(
                 self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
                 temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"],
-                repetition_penalty=r["repetition_penalty"], generator=generator))
+                repetition_penalty=r["repetition_penalty"], generator=generator, **extra))
         return streams
+
+    def chat_stream(self, r: dict) -> TextStream:
+        """The :class:`TextStream` of a chat request: it ends at the tokenizer's EOS or any of the
+        model's generation config's (a chat model's end of turn, ``<|im_end|>``, ``<|eot_id|>``)."""
+        ends = [self.tokenizer.eos_token_id, *_ids(self.model.generation_config.eos_token_id),
+                *_ids(getattr(self.model.config, "eos_token_id", None))]
+        return self.text_streams(r, eos_token_id=sorted({i for i in ends if i is not None}) or None)[0]
+
+    def chat(self, body: dict) -> dict:
+        """A non-streaming ``/v1/chat/completions`` response."""
+        r = self.chat_request(body)
+        with self.lock:
+            stream = self.chat_stream(r)
+            text = "".join(stream)
+        return dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=int(time.time()),
+                    model=self.name,
+                    choices=[dict(index=0, message=dict(role="assistant", content=text), logprobs=None,
+                                  finish_reason=stream.finish_reason)],
+                    usage=dict(prompt_tokens=stream.prompt_tokens, completion_tokens=stream.completion_tokens,
+                               total_tokens=stream.prompt_tokens + stream.completion_tokens))
+
+    def chat_events(self, r: dict):
+        """Server-sent events of a streaming chat completion (OpenAI's ``chat.completion.chunk``s):
+        the assistant's role, one ``delta`` per text piece, then the ``finish_reason``. The
+        caller holds ``self.lock``."""
+        base = dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion.chunk", created=int(time.time()),
+                    model=self.name)
+        chunk = lambda delta, reason=None: dict(base, choices=[  # noqa: E731
+            dict(index=0, delta=delta, logprobs=None, finish_reason=reason)])
+        stream = self.chat_stream(r)
+        pieces = iter(stream)
+        first = next(pieces, None)  # decoding starts (and the model checks the prompt) before anything is sent
+        yield chunk(dict(role="assistant", content=""))
+        for piece in itertools.chain([] if first is None else [first], pieces):
+            yield chunk(dict(content=piece))
+        yield chunk({}, stream.finish_reason)
 
     def complete(self, body: dict) -> dict:
         """A non-streaming ``/v1/completions`` response."""
@@ -312,7 +401,9 @@ class ModelServer:
 
     def health(self) -> dict:
         return dict(status="ok", model=self.name, architecture=type(self.model).__name__,
-                    endpoints=[e for e, ok in (("/v1/completions", self.generates), ("/v1/embeddings", self.embeds),
+                    endpoints=[e for e, ok in (("/v1/completions", self.generates),
+                                               ("/v1/chat/completions", self.generates and self.chats),
+                                               ("/v1/embeddings", self.embeds),
                                                ("/v1/audio/transcriptions", self.transcribes),
                                                ("/v1/audio/translations", self.transcribes)) if ok])
 
@@ -324,7 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # seconds a client may take to send its request
 
     ROUTES = {"/health": ("GET", "health"), "/v1/models": ("GET", "models"),
-              "/v1/completions": ("POST", "complete"), "/v1/embeddings": ("POST", "embed"),
+              "/v1/completions": ("POST", "complete"), "/v1/chat/completions": ("POST", "chat"),
+              "/v1/embeddings": ("POST", "embed"),
               "/v1/audio/transcriptions": ("POST", "transcribe"), "/v1/audio/translations": ("POST", "translate")}
 
     def log_message(self, format, *args):  # the access log goes to logging, not stderr
@@ -417,7 +509,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_json(200, payload) if kind == "json" else self._send_text(payload)
             body = self._read_body()
             if action == "complete" and body.get("stream") is True:
-                return self._stream(app, app.completion_request(body))
+                return self._stream(app, app.complete_stream, app.completion_request(body))
+            if action == "chat" and body.get("stream") is True:
+                return self._stream(app, app.chat_events, app.chat_request(body))
             self._send_json(200, getattr(app, action)(body))
         except RequestError as e:
             self._send_error(e, {"Allow": self.allow} if e.status == 405 else None)
@@ -427,11 +521,12 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("request %s %s failed", method, self.path)
             self._send_error(RequestError("internal error; see the server's log", status=500))
 
-    def _stream(self, app: ModelServer, r: dict) -> None:
-        """Server-sent events, then ``data: [DONE]``. Until the first piece exists nothing is
-        sent, so a prompt the model refuses is an ordinary error answer."""
+    def _stream(self, app: ModelServer, make_events, r: dict) -> None:
+        """Server-sent events (``make_events(r)``, the app's generator), then ``data: [DONE]``.
+        Until the first piece exists nothing is sent, so a prompt the model refuses is an
+        ordinary error answer."""
         with app.lock:
-            events = app.complete_stream(r)
+            events = make_events(r)
             try:
                 first = next(events)
                 self.send_response(200)

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer as _Backend
 from attnkit.data.corpus import find_text_files, read_text_chunks
 from attnkit.errors import ConfigError, DataError, InputError
 from attnkit.interop.files import write_text_atomic
+from attnkit.tokenizers.chat import read_chat_template, render_chat
 
 # Token strings recognised as each role when a tokenizer.json comes without a
 # tokenizer_config.json saying so (GPT-2, BERT, T5, ESM and Llama spellings).
@@ -55,7 +56,7 @@ class Tokenizer:
     """
 
     def __init__(self, backend: _Backend, roles: dict[str, str | None] | None = None,
-                 model_max_length: int | None = None):
+                 model_max_length: int | None = None, chat_template: str | None = None):
         # Padding and truncation are per call (never silently from the file), as in transformers.
         backend.no_padding()
         backend.no_truncation()
@@ -68,6 +69,7 @@ class Tokenizer:
                 raise ConfigError(f"special token {role}={token!r} is not in the vocabulary")
         self.special_tokens_map = {role: roles.get(role) for role in ROLES}
         self.model_max_length = model_max_length
+        self.chat_template = chat_template  # Jinja (tokenizer_config.json's chat_template): apply_chat_template
 
     # ------------------------------------------------------------------ construction
 
@@ -174,8 +176,8 @@ class Tokenizer:
         except Exception as e:  # the Rust side raises a plain Exception
             raise DataError(f"tokenizer file {path} is not a valid tokenizer.json: {e}") from None
         _check_loaded(backend, path)
-        roles, max_len = _read_roles(path.parent, backend)
-        return cls(backend, roles, max_len)
+        roles, max_len, chat_template = _read_side_files(path.parent, backend)
+        return cls(backend, roles, max_len, chat_template)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> Tokenizer:
@@ -202,6 +204,8 @@ class Tokenizer:
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
+        if self.chat_template is not None:
+            config["chat_template"] = self.chat_template
         write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
         write_text_atomic(directory / TOKENIZER_FILE, self.backend.to_str(pretty=True))
         return directory / TOKENIZER_FILE
@@ -233,6 +237,24 @@ class Tokenizer:
     cls_token_id = property(lambda self: self._role_id("cls"), doc="Id of BERT's [CLS], or None.")
     sep_token_id = property(lambda self: self._role_id("sep"), doc="Id of BERT's [SEP], or None.")
     mask_token_id = property(lambda self: self._role_id("mask"), doc="Id of the mask token, or None.")
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = False, tokenize: bool = False,
+                            tools: list | None = None, documents: list | None = None, **kwargs) -> str | list[int]:
+        """A conversation as the prompt the model was tuned on, with the tokenizer's
+        ``chat_template`` (Hugging Face's ``apply_chat_template``: same template variables, the
+        special tokens by role, ``kwargs`` such as Qwen3's ``enable_thinking``).
+
+        ``messages``: ``[{"role": "system" | "user" | "assistant" | ..., "content": str}, ...]``.
+        ``add_generation_prompt`` ends the text with the start of the assistant's turn.
+        ``tokenize=True`` returns the ids (encoded without adding special tokens: the template
+        writes them). A tokenizer without a template is an :class:`InputError`.
+        """
+        if self.chat_template is None:
+            raise InputError("this tokenizer has no chat template (tokenizer_config.json's chat_template or "
+                             "chat_template.jinja); set tokenizer.chat_template to a Jinja template")
+        special = {f"{role}_token": token for role, token in self.special_tokens_map.items() if token is not None}
+        text = render_chat(self.chat_template, messages, add_generation_prompt, special, tools, documents, **kwargs)
+        return self.encode(text, add_special_tokens=False) if tokenize else text
 
     def fingerprint(self) -> str:
         """SHA-256 of the serialised tokenizer and its roles: equal fingerprints encode alike."""
@@ -439,12 +461,13 @@ def _guess_roles(backend: _Backend) -> dict[str, str | None]:
     return roles
 
 
-def _read_roles(directory: Path, backend: _Backend) -> tuple[dict[str, str | None], int | None]:
-    """Special-token roles from Hugging Face's side files (exactly, as transformers reads
-    them), or from the usual spellings when there are none."""
+def _read_side_files(directory: Path, backend: _Backend) -> tuple[dict[str, str | None], int | None, str | None]:
+    """``(roles, model_max_length, chat_template)`` from Hugging Face's side files: the
+    special-token roles exactly as transformers reads them (or from the usual spellings when
+    there are none), the length limit, the chat template (:func:`~attnkit.tokenizers.chat.read_chat_template`)."""
     files = [directory / name for name in ("special_tokens_map.json", CONFIG_FILE) if (directory / name).is_file()]
     roles = {} if files else _guess_roles(backend)
-    max_len = None
+    max_len, tokenizer_config = None, {}
     for file in files:
         try:
             config = json.loads(file.read_text(encoding="utf-8"))
@@ -463,7 +486,9 @@ def _read_roles(directory: Path, backend: _Backend) -> tuple[dict[str, str | Non
             raise DataError(f"{file}: model_max_length must be a positive number, got {length!r}")
         if isinstance(length, int) and length < 10**9:
             max_len = config["model_max_length"]  # transformers writes 1e30 for "no limit"
-    return roles, max_len
+        if file.name == CONFIG_FILE:
+            tokenizer_config = config
+    return roles, max_len, read_chat_template(directory, tokenizer_config)
 
 
 def _is_esm_vocab_dir(directory: Path) -> bool:
