@@ -468,3 +468,56 @@ def test_classify_prints_the_python_apis_labels_per_text(tmp_path):
     one = [json.loads(line) for line in cli("classify", tmp_path / "model", texts[0]).output.splitlines()]
     assert len(one) == 1 and [d["label"] for d in one[0]["labels"]] == [expected[0][0]["label"]]  # the best label
     assert refused(cli("classify", tmp_path / "model", "x", "--top-k", "0"), "top_k must be >= 1")
+
+
+TEXT = "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!"
+CHAT = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+
+
+@pytest.fixture(scope="module")
+def chat_model(tmp_path_factory):
+    """A tiny GPT that has learned TEXT by heart (~2 s), saved with a character tokenizer whose
+    chat template joins the turns with spaces: its replies continue the conversation's text."""
+    tok = Tokenizer.train_char([TEXT])
+    torch.manual_seed(0)
+    model = attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny", vocab_size=tok.vocab_size, n_positions=64))
+    ids = torch.tensor(tok.encode(TEXT))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        starts = torch.randint(0, len(ids) - 33, (16,))
+        batch = torch.stack([ids[i:i + 33] for i in starts.tolist()])
+        loss = model(batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("chat") / "model"
+    model.eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_chat_keeps_the_conversation_and_replies_as_generate_does(chat_model):
+    """Two turns, then /reset and a fresh turn: each reply is greedy ``generate`` on the
+    conversation so far, rendered by the chat template; a model without a template is refused."""
+    from attnkit.generation.text import end_of_turn_ids
+
+    path = chat_model
+    refused(cli("chat", path), "has no chat template", "attnkit generate")
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHAT}))
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+
+    def reply(messages):
+        ids = torch.tensor([tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)])
+        out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=end_of_turn_ids(model, tok))
+        return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    first = reply([{"role": "system", "content": "pack my"}, {"role": "user", "content": "the quick"}])
+    second = reply([{"role": "system", "content": "pack my"}, {"role": "user", "content": "the quick"},
+                    {"role": "assistant", "content": first}, {"role": "user", "content": "the"}])
+    fresh = reply([{"role": "system", "content": "pack my"}, {"role": "user", "content": "the"}])
+    assert second != fresh  # the history changes the reply
+    result = runner.invoke(app, ["chat", str(path), "--system", "pack my", "--temperature", "0",
+                                 "--max-new-tokens", "6"], input="the quick\nthe\n/reset\nthe\n")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"> {first}\n> {second}\n> (the conversation is forgotten)\n> {fresh}\n> "

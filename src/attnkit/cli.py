@@ -154,6 +154,77 @@ def generate(
 
 @app.command()
 @_fail_cleanly
+def chat(
+    path: Path = typer.Argument(..., help="an instruction-tuned model directory whose tokenizer has a chat template"),
+    system: str = typer.Option(None, "--system", help="a system message that opens the conversation"),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="the longest reply, in tokens"),
+    temperature: float = typer.Option(0.7, "--temperature", help="sampling temperature; 0 = greedy"),
+    top_k: int = typer.Option(None, "--top-k", help="sample from the k likeliest tokens"),
+    top_p: float = typer.Option(None, "--top-p", help="sample from the smallest set of tokens with this probability"),
+    seed: int = typer.Option(0, "--seed", help="sampling seed"),
+    pack_weights: bool = typer.Option(
+        True, "--pack-weights/--no-pack-weights",
+        help="decode from weights packed once for oneDNN for the whole session (bf16 on CPU; when it fits)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+) -> None:
+    """Chat with an instruction-tuned model in the terminal, with its tokenizer's chat template:
+    type a message, read the reply as it is generated. /reset forgets the conversation, /exit
+    (or the end of the input) quits."""
+    import contextlib
+
+    import torch
+
+    from attnkit.errors import AttnkitError, InputError
+    from attnkit.generation import packed_for_decoding
+    from attnkit.generation.text import TextStream, end_of_turn_ids
+
+    if temperature < 0:
+        raise InputError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    model, tokenizer, directory = load_model_dir(path, device, dtype)
+    if not hasattr(model, "generation_step") or hasattr(model, "decoder_start_ids"):
+        raise InputError(f"attnkit chat needs a decoder-only model; {directory} holds a {type(model).__name__}")
+    if tokenizer.chat_template is None:
+        raise InputError(f"{directory}'s tokenizer has no chat template (tokenizer_config.json's chat_template): "
+                         "use attnkit generate")
+    opening = [{"role": "system", "content": system}] if system else []
+    messages = list(opening)
+    sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
+                    top_p=top_p, generator=torch.Generator(model.device).manual_seed(seed),
+                    eos_token_id=end_of_turn_ids(model, tokenizer), max_new_tokens=max_new_tokens)
+    with contextlib.ExitStack() as session:
+        if pack_weights:
+            session.enter_context(packed_for_decoding(model))
+        while True:
+            try:
+                text = input("> ").strip()
+            except EOFError:
+                break
+            if text in ("/exit", "/quit"):
+                break
+            if text == "/reset":
+                messages = list(opening)
+                typer.echo("(the conversation is forgotten)")
+                continue
+            if not text:
+                continue
+            messages.append({"role": "user", "content": text})
+            try:
+                ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+                reply = ""
+                for piece in TextStream(model, tokenizer, ids, **sampling):
+                    typer.echo(piece, nl=False)
+                    reply += piece
+            except AttnkitError as e:  # the template refused, or the conversation outgrew the model
+                messages.pop()
+                typer.echo(f"error: {e}", err=True)
+                continue
+            typer.echo()
+            messages.append({"role": "assistant", "content": reply})
+
+
+@app.command()
+@_fail_cleanly
 def info(path: Path = typer.Argument(..., help="model directory, or a training output directory")) -> None:
     """Print a model's config, parameter count and training state."""
     import json

@@ -23,6 +23,18 @@ def encode_input(model, tokenizer, text: str) -> list[int]:
     return ids
 
 
+def end_of_turn_ids(model, tokenizer) -> list[int] | None:
+    """The ids that end a chat model's turn: the tokenizer's EOS and every EOS id of the model's
+    generation config and config (an instruct model's ``<|im_end|>`` or ``<|eot_id|>`` is often
+    only there). None when there is none."""
+    def ids(value) -> list:
+        return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+    ends = [tokenizer.eos_token_id, *ids(getattr(model.generation_config, "eos_token_id", None)),
+            *ids(getattr(model.config, "eos_token_id", None))]
+    return sorted({i for i in ends if i is not None}) or None
+
+
 class TextStream:
     """Iterate for the text of ``prompt``'s continuation, piece by piece.
 

@@ -56,7 +56,7 @@ import torch
 
 from attnkit.errors import AttnkitError, InputError
 from attnkit.generation.decoding import packed_for_decoding
-from attnkit.generation.text import TextStream
+from attnkit.generation.text import TextStream, end_of_turn_ids
 
 log = logging.getLogger("attnkit.serve")
 
@@ -92,11 +92,6 @@ def _field(body: dict, name: str, kinds: tuple[type, ...], default=None, check=N
             or (check is not None and not check(value)):
         raise RequestError(f"'{name}' must be {expected}, got {json.dumps(value)[:80]}", param=name)
     return value
-
-
-def _ids(value) -> list:
-    """A token-id field that may be one id, a list of them or None, as a list."""
-    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _texts(body: dict, name: str, max_items: int = 256) -> list[str]:
@@ -232,9 +227,7 @@ class ModelServer:
     def chat_stream(self, r: dict) -> TextStream:
         """The :class:`TextStream` of a chat request: it ends at the tokenizer's EOS or any of the
         model's generation config's (a chat model's end of turn, ``<|im_end|>``, ``<|eot_id|>``)."""
-        ends = [self.tokenizer.eos_token_id, *_ids(self.model.generation_config.eos_token_id),
-                *_ids(getattr(self.model.config, "eos_token_id", None))]
-        return self.text_streams(r, eos_token_id=sorted({i for i in ends if i is not None}) or None)[0]
+        return self.text_streams(r, eos_token_id=end_of_turn_ids(self.model, self.tokenizer))[0]
 
     def chat(self, body: dict) -> dict:
         """A non-streaming ``/v1/chat/completions`` response."""
