@@ -33,6 +33,7 @@ BENCHMARKS = {
     "beam": ("bench_beam", "Beam search (encoder-decoder)"),
     "encoder": ("bench_encoder", "Encoder throughput"),
     "families": ("bench_families", "ViT, T5 and Whisper (no target)"),
+    "lookup": ("bench_lookup", "Prompt lookup decoding (no target)"),
     "serve": ("bench_serve", "Server completions (no target)"),
 }
 # Issue 6's targets: (headline key, what, ">=" or "<=", threshold, as percent?)

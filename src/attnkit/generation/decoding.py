@@ -26,6 +26,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -338,6 +339,82 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
         cur += 1
 
 
+def _check_lookup(model, input_ids, lookup, num_beams: int, do_sample: bool) -> None:
+    if isinstance(lookup, bool) or not isinstance(lookup, int) or lookup < 1:
+        raise InputError(f"prompt_lookup_num_tokens must be a positive integer, got {lookup!r}")
+    if num_beams > 1 or do_sample:
+        raise InputError("prompt_lookup_num_tokens checks guesses against greedy decoding: it needs num_beams=1 "
+                         "and do_sample=False")
+    if hasattr(model, "decoder_start_ids"):
+        raise InputError(f"prompt_lookup_num_tokens is for decoder-only models; {type(model).__name__} is an "
+                         "encoder-decoder model")
+    if input_ids.shape[0] != 1:
+        raise InputError(f"prompt_lookup_num_tokens decodes one prompt at a time (as in Hugging Face); got a batch "
+                         f"of {input_ids.shape[0]}")
+
+
+def _lookup_candidates(seq: torch.Tensor, n: int, max_ngram: int = 2) -> torch.Tensor:
+    """Prompt-lookup candidates (Saxena 2023; Hugging Face's ``PromptLookupCandidateGenerator``):
+    the up to ``n`` tokens that followed the first earlier occurrence of the sequence's last
+    ``max_ngram`` tokens (else of fewer); none when there is no such occurrence. ``seq``: ``(L,)``."""
+    L = seq.shape[0]
+    for size in range(min(max_ngram, L - 1), 0, -1):
+        hits = (seq.unfold(0, size, 1)[:-1] == seq[L - size:]).all(-1).nonzero().flatten()
+        for i in hits.tolist():
+            if i + size < L:
+                return seq[i + size:min(i + size + n, L)]
+    return seq[:0]
+
+
+def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
+                   temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
+                   renormalize_logits=False, record=None, decoder_input_ids=None, lookup: int = 10):
+    """Greedy decoding of one sequence that also checks guesses (Saxena 2023, prompt lookup): each
+    step feeds the last token and up to ``lookup`` tokens that once followed the sequence's last
+    n-gram, keeps the guesses the model's own greedy choices confirm, its choice after them, and
+    forgets the cache positions of the rest. The tokens are greedy decoding's; a step emits 1 to
+    ``lookup + 1`` of them. Yields each ``(1,)`` token. Called as :func:`_stream` (greedy only:
+    the sampling arguments are unused)."""
+    scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
+    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
+    T = ids.shape[1]
+    mask_buf = _mask_buffer(mask, T + max_new_tokens)
+    start = _first_real(mask)
+    eos_t = torch.tensor(eos, device=ids.device)
+    seq = ids.new_empty(T + max_new_tokens)
+    seq[:T] = ids[0]
+    cur = T  # tokens in seq; the cache holds all but the last once decoding runs
+    logits = model.generation_step(ids, None if mask_buf is None else mask_buf[:, :cur], cache).float()[:, None]
+    guesses = seq[:0]
+    while True:  # logits: (1, 1 + len(guesses), V), the rows for the last token and each guess
+        for j in range(logits.shape[1]):
+            produced = cur - T
+            row = logits[:, j]
+            if logits_out is not None:
+                logits_out.append(row.clone())
+            _process(row, seq[None, :cur], start, bans, eos_t if produced < min_new_tokens else None,
+                     repetition_penalty, no_repeat_ngram_size, first=produced == 0)
+            if forced_eos and produced == max_new_tokens - 1:
+                _force_token(row, forced_eos)
+            if renormalize_logits:
+                row = torch.log_softmax(row, dim=-1)
+            if scores_out is not None:
+                scores_out.append(row)
+            token = row.argmax(dim=-1)
+            yield token
+            seq[cur] = token[0]
+            cur += 1
+            if (eos and bool(torch.isin(token, eos_t))) or cur - T == max_new_tokens:
+                return
+            if j >= len(guesses) or int(token) != int(guesses[j]):
+                break  # the rows after a wrong guess were computed for another text
+        cache.truncate(cur - 1)  # the positions of the guesses not kept
+        guesses = _lookup_candidates(seq[:cur], min(lookup, max_new_tokens - (cur - T) - 1))
+        feed = torch.cat([seq[cur - 1:cur], guesses])[None]
+        step_mask = None if mask_buf is None else mask_buf[:, :cur + len(guesses)]
+        logits = model(feed, attention_mask=step_mask, cache=cache, logits_to_keep=feed.shape[1]).logits.float()
+
+
 @torch.inference_mode()
 def generate(
     model,
@@ -373,6 +450,7 @@ def generate(
     min_length: int | None = None,
     decoder_input_ids: torch.Tensor | None = None,
     logits_processor: Sequence | None = None,
+    prompt_lookup_num_tokens: int | None = None,
 ) -> torch.Tensor | GenerateOutput:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors can be passed in ``logits_processor``).
@@ -440,6 +518,14 @@ def generate(
             memory; True packs, False never does. Hold ``with attnkit.nn.packed_weights(model):``
             around many calls instead to pack once.
 
+        prompt_lookup_num_tokens: greedy decoding that also checks up to this many guessed tokens
+            per step (Saxena 2023, Hugging Face's prompt lookup decoding): the tokens that followed
+            an earlier occurrence of the text's last two tokens (else its last one), in the prompt
+            or the output. One forward pass verifies them all; the tokens the model confirms cost
+            no step of their own. The output is greedy decoding's (up to the rounding of a
+            several-token pass); it pays when the output repeats its input (summaries, edits,
+            extraction, code). Greedy, one prompt, decoder-only models.
+
         return_dict_in_generate, output_scores, output_logits: return a
             :class:`~attnkit.models.outputs.GenerateOutput` with the ``sequences`` and, when asked,
             each step's processed ``scores`` and raw ``logits``, and beam search's
@@ -460,6 +546,8 @@ def generate(
         num_beams, n_return = s.pop("num_beams"), s.pop("num_return_sequences")
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
+        if prompt_lookup_num_tokens is not None:
+            _check_lookup(model, input_ids, prompt_lookup_num_tokens, num_beams, s["do_sample"])
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
         bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                      logits_processor)
@@ -488,11 +576,14 @@ def generate(
             decoder_input_ids = decoder_input_ids.repeat_interleave(n_return, dim=0)
     beam_only = ("length_penalty", "early_stopping")
     steps = []
+    decode, rows = _stream, input_ids.shape[0]
+    if prompt_lookup_num_tokens is not None:
+        decode, rows = partial(_prompt_lookup, lookup=prompt_lookup_num_tokens), prompt_lookup_num_tokens + 1
     try:
-        with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
-            for tokens in _stream(model, input_ids, attention_mask, generator, bans, *special,
-                                  **{k: v for k, v in s.items() if k not in beam_only}, record=record,
-                                  decoder_input_ids=decoder_input_ids):
+        with _packing(model, pack_weights, rows, s["max_new_tokens"]):
+            for tokens in decode(model, input_ids, attention_mask, generator, bans, *special,
+                                 **{k: v for k, v in s.items() if k not in beam_only}, record=record,
+                                 decoder_input_ids=decoder_input_ids):
                 if streamer is not None:
                     if not steps:  # as in Hugging Face: first what the output starts with
                         streamer.put(_decoder_prefix(model, input_ids, decoder_input_ids))

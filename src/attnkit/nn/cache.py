@@ -92,6 +92,14 @@ class DecoderCache:
     def layer(self, i: int) -> tuple[KVCache, KVCache | None]:
         return self.self_attn[i], None if self.cross_attn is None else self.cross_attn[i]
 
+    def truncate(self, length: int) -> None:
+        """Forget every self-attention position from ``length`` on (speculative decoding: the
+        candidates the model rejected). The next update writes over them."""
+        if not 0 <= length <= self.length:
+            raise InputError(f"cannot truncate a cache of {self.length} positions to {length}")
+        for c in self.self_attn:
+            c.length = length
+
     def reorder(self, index: torch.Tensor) -> None:
         """Reorder batch rows for beam search. Cross-attention caches are left alone: beams are
         only ever reordered within the same source sentence, whose encoder states are equal."""

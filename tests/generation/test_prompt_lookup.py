@@ -1,0 +1,111 @@
+"""Prompt lookup decoding (``generate(prompt_lookup_num_tokens=...)``): the tokens and scores of
+plain greedy decoding and of `transformers`' prompt lookup, in fewer forward passes when the
+text repeats itself, with the processors, EOS, length limits and rotary positions; misuse refused."""
+
+import tempfile
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import InputError
+
+transformers = pytest.importorskip("transformers")
+
+V = 96
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A GPT-2 with large weights (sharp logits: no near-ties for rounding to flip) in both libraries."""
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=64, n_layer=2, n_head=4,
+                                                              n_positions=80, bos_token_id=0, eos_token_id=0)).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.mul_(4)
+    with tempfile.TemporaryDirectory() as d:
+        hf.save_pretrained(d)
+        return attnkit.from_pretrained(d), hf
+
+
+def prompts(n=4):
+    g = torch.Generator().manual_seed(1)
+    for _ in range(n):
+        ids = torch.randint(1, V, (1, 20), generator=g)
+        yield torch.cat([ids, ids[:, :10]], 1)  # the prompt repeats itself: guesses to find
+
+
+def counting(model):
+    calls = []
+    forward = model.forward
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    return counted, calls
+
+
+@pytest.mark.parametrize("lookup", [1, 3, 10])
+def test_tokens_equal_greedy_and_transformers_prompt_lookup_in_fewer_passes(pair, lookup, monkeypatch):
+    ak, hf = pair
+    counted, calls = counting(ak)
+    monkeypatch.setattr(ak, "forward", counted)
+    steps = 0
+    for ids in prompts():
+        plain = ak.generate(ids, max_new_tokens=40, eos_token_id=None)
+        calls.clear()
+        got = ak.generate(ids, max_new_tokens=40, eos_token_id=None, prompt_lookup_num_tokens=lookup)
+        steps += len(calls)
+        assert torch.equal(got, plain)
+        ref = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=40, do_sample=False,
+                          prompt_lookup_num_tokens=lookup, eos_token_id=None, pad_token_id=0)
+        assert torch.equal(got, ref)
+    assert steps < 4 * 40  # guesses were kept: fewer passes than tokens (benchmarks/bench_lookup.py: the speed)
+
+
+def test_scores_processors_eos_and_the_context_limit(pair):
+    ak, _ = pair
+    ids = next(prompts())
+    kw = dict(max_new_tokens=50, repetition_penalty=1.3, no_repeat_ngram_size=3, min_new_tokens=5,
+              return_dict_in_generate=True, output_scores=True, output_logits=True)
+    for eos in (None, 14, 32):  # ids the model produces: decoding stops there
+        plain = ak.generate(ids, eos_token_id=eos, **kw)
+        got = ak.generate(ids, eos_token_id=eos, prompt_lookup_num_tokens=4, **kw)
+        assert torch.equal(got.sequences, plain.sequences)
+        assert len(got.scores) == len(plain.scores) == got.sequences.shape[1] - ids.shape[1]
+        for a, b, c, d in zip(got.scores, plain.scores, got.logits, plain.logits):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(c, d, atol=1e-4, rtol=1e-4)
+    # 30 + 50 = 80 positions, the model's whole context: the guesses stop at the limit
+    assert got.sequences.shape[1] <= 80
+
+
+def test_rotary_positions_after_rejected_guesses():
+    torch.manual_seed(0)
+    model = attnkit.Llama(attnkit.LlamaConfig.from_preset("llama-tiny", vocab_size=V)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4)
+    for ids in prompts(3):
+        plain = model.generate(ids, max_new_tokens=30, eos_token_id=None)
+        assert torch.equal(model.generate(ids, max_new_tokens=30, eos_token_id=None, prompt_lookup_num_tokens=6),
+                           plain)
+
+
+def test_misuse_is_refused(pair):
+    ak, _ = pair
+    ids = next(prompts())
+    for kw, match in [
+        (dict(prompt_lookup_num_tokens=0), "positive integer"),
+        (dict(prompt_lookup_num_tokens=3, do_sample=True), "do_sample=False"),
+        (dict(prompt_lookup_num_tokens=3, num_beams=2), "num_beams=1"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            ak.generate(ids, max_new_tokens=5, **kw)
+    with pytest.raises(InputError, match="one prompt at a time"):
+        ak.generate(ids.repeat(2, 1), max_new_tokens=5, prompt_lookup_num_tokens=3)
+    t5 = attnkit.T5(attnkit.T5Config.from_preset("t5-tiny")).eval()
+    with pytest.raises(InputError, match="decoder-only"):
+        t5.generate(torch.randint(3, 200, (1, 6)), max_new_tokens=5, prompt_lookup_num_tokens=3)
