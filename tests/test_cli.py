@@ -70,6 +70,8 @@ def test_generate_streams_the_same_text_as_greedy_generate(trained):
     assert result.output == prompt + expected + "\n"
     packed = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0, "--pack-weights")
     assert packed.exit_code == 0 and packed.output == result.output
+    lookup = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0, "--prompt-lookup", 4)
+    assert lookup.exit_code == 0 and lookup.output == result.output
     kw = dict(repetition_penalty=1.5, no_repeat_ngram_size=2)
     penalized = tok.decode(model.generate(ids, max_new_tokens=12, eos_token_id=tok.eos_token_id, **kw)[0, ids.shape[1]:],
                            skip_special_tokens=True)
@@ -521,3 +523,6 @@ def test_chat_keeps_the_conversation_and_replies_as_generate_does(chat_model):
                                  "--max-new-tokens", "6"], input="the quick\nthe\n/reset\nthe\n")
     assert result.exit_code == 0, result.output
     assert result.output == f"> {first}\n> {second}\n> (the conversation is forgotten)\n> {fresh}\n> "
+    guessed = runner.invoke(app, ["chat", str(path), "--system", "pack my", "--temperature", "0", "--max-new-tokens", "6",
+                                  "--prompt-lookup", "4"], input="the quick\nthe\n/reset\nthe\n")
+    assert guessed.exit_code == 0 and guessed.output == result.output

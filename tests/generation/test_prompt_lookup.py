@@ -82,6 +82,14 @@ def test_scores_processors_eos_and_the_context_limit(pair):
     assert got.sequences.shape[1] <= 80
 
 
+def test_stream_yields_the_same_tokens_one_at_a_time(pair):
+    ak, _ = pair
+    ids = next(prompts())
+    plain = ak.generate(ids, max_new_tokens=25, eos_token_id=None)
+    tokens = list(ak.stream(ids, max_new_tokens=25, eos_token_id=None, prompt_lookup_num_tokens=5))
+    assert all(t.shape == (1,) for t in tokens) and torch.equal(torch.cat(tokens), plain[0, ids.shape[1]:])
+
+
 def test_rotary_positions_after_rejected_guesses():
     torch.manual_seed(0)
     model = attnkit.Llama(attnkit.LlamaConfig.from_preset("llama-tiny", vocab_size=V)).eval()

@@ -271,8 +271,10 @@ def stream(
     min_length: int | None = None,
     decoder_input_ids: torch.Tensor | None = None,
     logits_processor: Sequence | None = None,
+    prompt_lookup_num_tokens: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time.
+    """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time (one
+    token at a time with ``prompt_lookup_num_tokens`` too, though a step may confirm several).
 
     Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` until every row is done
     or ``max_new_tokens`` were made. The arguments are :func:`generate`'s; one sequence per
@@ -288,9 +290,19 @@ def stream(
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                  logits_processor)
-    with _packing(model, pack_weights, input_ids.shape[0], s["max_new_tokens"]):
-        yield from _stream(model, input_ids, attention_mask, generator, bans, *special, **s,
-                           decoder_input_ids=decoder_input_ids)
+    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0])
+    if prompt_lookup_num_tokens is not None:
+        _check_lookup(model, input_ids, prompt_lookup_num_tokens, 1, s["do_sample"])
+    with _packing(model, pack_weights, rows, s["max_new_tokens"]):
+        yield from decode(model, input_ids, attention_mask, generator, bans, *special, **s,
+                          decoder_input_ids=decoder_input_ids)
+
+
+def _decoder(prompt_lookup_num_tokens: int | None, batch: int):
+    """``(the one-sequence decoding loop, rows per step)``: :func:`_stream`, or with guesses :func:`_prompt_lookup`."""
+    if prompt_lookup_num_tokens is None:
+        return _stream, batch
+    return partial(_prompt_lookup, lookup=prompt_lookup_num_tokens), prompt_lookup_num_tokens + 1
 
 
 def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
@@ -576,9 +588,7 @@ def generate(
             decoder_input_ids = decoder_input_ids.repeat_interleave(n_return, dim=0)
     beam_only = ("length_penalty", "early_stopping")
     steps = []
-    decode, rows = _stream, input_ids.shape[0]
-    if prompt_lookup_num_tokens is not None:
-        decode, rows = partial(_prompt_lookup, lookup=prompt_lookup_num_tokens), prompt_lookup_num_tokens + 1
+    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0])
     try:
         with _packing(model, pack_weights, rows, s["max_new_tokens"]):
             for tokens in decode(model, input_ids, attention_mask, generator, bans, *special,
