@@ -115,5 +115,5 @@ def test_misuse_is_refused(pair):
     with pytest.raises(InputError, match="one prompt at a time"):
         ak.generate(ids.repeat(2, 1), max_new_tokens=5, prompt_lookup_num_tokens=3)
     t5 = attnkit.T5(attnkit.T5Config.from_preset("t5-tiny")).eval()
-    with pytest.raises(InputError, match="decoder-only"):
+    with pytest.raises(InputError, match="decoder-only models; T5 does not give"):
         t5.generate(torch.randint(3, 200, (1, 6)), max_new_tokens=5, prompt_lookup_num_tokens=3)

@@ -357,9 +357,9 @@ def _check_lookup(model, input_ids, lookup, num_beams: int, do_sample: bool) -> 
     if num_beams > 1 or do_sample:
         raise InputError("prompt_lookup_num_tokens checks guesses against greedy decoding: it needs num_beams=1 "
                          "and do_sample=False")
-    if hasattr(model, "decoder_start_ids"):
-        raise InputError(f"prompt_lookup_num_tokens is for decoder-only models; {type(model).__name__} is an "
-                         "encoder-decoder model")
+    if not hasattr(model, "generation_logits"):  # the decoding protocol's optional third method
+        raise InputError(f"prompt_lookup_num_tokens is for decoder-only models; {type(model).__name__} does not "
+                         "give the logits of several fed tokens (generation_logits)")
     if input_ids.shape[0] != 1:
         raise InputError(f"prompt_lookup_num_tokens decodes one prompt at a time (as in Hugging Face); got a batch "
                          f"of {input_ids.shape[0]}")
@@ -424,7 +424,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
         guesses = _lookup_candidates(seq[:cur], min(lookup, max_new_tokens - (cur - T) - 1))
         feed = torch.cat([seq[cur - 1:cur], guesses])[None]
         step_mask = None if mask_buf is None else mask_buf[:, :cur + len(guesses)]
-        logits = model(feed, attention_mask=step_mask, cache=cache, logits_to_keep=feed.shape[1]).logits.float()
+        logits = model.generation_logits(feed, step_mask, cache).float()
 
 
 @torch.inference_mode()

@@ -239,3 +239,8 @@ class GPT(Model):
     def generation_step(self, input_ids, attention_mask, cache) -> torch.Tensor:
         """Logits ``(B, V)`` for the next token after feeding ``input_ids`` through the cache."""
         return self(input_ids, attention_mask=attention_mask, cache=cache, logits_to_keep=1).logits[:, -1]
+
+    def generation_logits(self, input_ids, attention_mask, cache) -> torch.Tensor:
+        """Logits ``(B, T, V)`` after each of the ``T`` tokens fed through the cache (prompt lookup
+        checks several guesses in one pass)."""
+        return self(input_ids, attention_mask=attention_mask, cache=cache, logits_to_keep=input_ids.shape[1]).logits
