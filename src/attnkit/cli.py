@@ -167,8 +167,9 @@ def chat(
     top_p: float = typer.Option(None, "--top-p", help="sample from the smallest set of tokens with this probability"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
     prompt_lookup: int = typer.Option(
-        None, "--prompt-lookup", help="with --temperature 0: greedy decoding that checks up to this many guessed tokens per step (the "
-        "tokens that followed the text's last two tokens before): the same text, faster where it repeats its input"),
+        None, "--prompt-lookup", help="with --temperature 0: greedy decoding that checks up to this many guessed "
+        "tokens per step (those that followed the text's last two tokens before): the same text, faster where it "
+        "repeats its input"),
     pack_weights: bool = typer.Option(
         True, "--pack-weights/--no-pack-weights",
         help="decode from weights packed once for oneDNN for the whole session (bf16 on CPU; when it fits)"),

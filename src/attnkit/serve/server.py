@@ -205,7 +205,8 @@ class ModelServer:
             raise RequestError(str(e), param="messages") from None
         if max_tokens is None:  # OpenAI's default: as long as the answer needs, here up to the limit
             room = getattr(self.model.config, "n_positions", None)
-            max_tokens = limit if room is None or getattr(self.model, "wpe", None) is None else max(1, min(limit, room - len(ids)))
+            learned = getattr(self.model, "wpe", None) is not None  # a hard context limit (rotary models have none)
+            max_tokens = max(1, min(limit, room - len(ids))) if room is not None and learned else limit
         _field(body, "logprobs", (bool,), False, lambda v: not v, "false (log-probabilities are not returned)")
         _field(body, "stream_options", (dict,), None, expected="an object")
         return dict(prompts=[ids], max_tokens=max_tokens, **self._sampling_fields(body))
