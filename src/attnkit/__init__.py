@@ -28,6 +28,8 @@ _LAZY = {
     "Qwen2Config": "attnkit.models.llama",
     "Qwen3": "attnkit.models.llama",
     "Qwen3Config": "attnkit.models.llama",
+    "Phi3": "attnkit.models.llama",
+    "Phi3Config": "attnkit.models.llama",
     "Transformer": "attnkit.models.transformer",
     "TransformerConfig": "attnkit.models.transformer",
     "T5": "attnkit.models.t5",

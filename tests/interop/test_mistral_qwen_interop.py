@@ -1,6 +1,7 @@
-"""Mistral (sliding-window attention), Qwen2 (q/k/v biases) and Qwen3 (query/key norms, its own
-head size) against `transformers`' MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM with
-identical weights, both directions."""
+"""Mistral (sliding-window attention), Qwen2 (q/k/v biases), Qwen3 (query/key norms, its own
+head size) and Phi-3 (fused q/k/v and gate/up matrices) against `transformers`'
+MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and Phi3ForCausalLM with identical
+weights, both directions."""
 
 import json
 
@@ -19,7 +20,7 @@ SMALL = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_laye
 
 
 def hf_model(tmp_path, family, **overrides):
-    """A random ``{Mistral,Qwen2,Qwen3}ForCausalLM`` saved to ``tmp_path``, every weight and bias drawn
+    """A random ``{Mistral,Qwen2,Qwen3,Phi3}ForCausalLM`` saved to ``tmp_path``, every weight and bias drawn
     (norm weights around 1) so that a missed or misplaced tensor shows in the logits."""
     torch.manual_seed(0)
     config = getattr(transformers, f"{family}Config")(**{**SMALL, **overrides})
@@ -72,6 +73,23 @@ def test_qwen3_query_key_norms_and_head_size_give_transformers_logits_loss_and_g
         assert (getattr(attn, f"{x}_norm").weight.grad - theirs).abs().max() < 1e-4
 
 
+def test_phi3_fused_gate_up_matrix_gives_transformers_logits_loss_and_gradients(tmp_path):
+    hf = hf_model(tmp_path, "Phi3", pad_token_id=0)
+    model = attnkit.from_pretrained(tmp_path)
+    assert type(model) is attnkit.Phi3
+    ids = batch()[0][:1]
+    got, ref = model(ids, labels=ids), hf(ids, labels=ids)
+    assert (got.logits - ref.logits).abs().max() < 1e-4
+    assert torch.allclose(got.loss, ref.loss, atol=1e-5)
+    got.loss.backward()
+    ref.loss.backward()
+    ffn = model.decoder.layers[1].ffn
+    theirs = hf.model.layers[1].mlp.gate_up_proj.weight.grad  # gate rows, then up rows
+    assert (torch.cat([ffn.fc_gate.weight.grad, ffn.fc_in.weight.grad]) - theirs).abs().max() < 1e-4
+    qkv = hf.model.layers[1].self_attn.qkv_proj.weight.grad
+    assert (model.decoder.layers[1].attn.qkv_proj.weight.grad - qkv).abs().max() < 1e-4
+
+
 def test_mistral_sliding_window_gives_transformers_logits_beyond_the_window(tmp_path):
     hf = hf_model(tmp_path, "Mistral", sliding_window=4)
     model = attnkit.from_pretrained(tmp_path)
@@ -87,7 +105,8 @@ def test_mistral_sliding_window_gives_transformers_logits_beyond_the_window(tmp_
 
 
 @pytest.mark.parametrize("family,overrides", [("Qwen2", {}), ("Mistral", dict(sliding_window=5, head_dim=16)),
-                                              ("Qwen3", dict(head_dim=16))])
+                                              ("Qwen3", dict(head_dim=16)),
+                                              ("Phi3", dict(pad_token_id=0, sliding_window=6))])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
     hf = hf_model(tmp_path, family, **overrides)
@@ -100,7 +119,8 @@ def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family,
     assert torch.equal(got, ref)
 
 
-@pytest.mark.parametrize("family,preset", [("Qwen2", "qwen2-tiny"), ("Mistral", "mistral-tiny"), ("Qwen3", "qwen3-tiny")])
+@pytest.mark.parametrize("family,preset", [("Qwen2", "qwen2-tiny"), ("Mistral", "mistral-tiny"), ("Qwen3", "qwen3-tiny"),
+                                           ("Phi3", "phi3-tiny")])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset):
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset)).eval()
@@ -120,6 +140,8 @@ def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, fa
     ("Qwen2", dict(use_sliding_window=True, sliding_window=8, max_window_layers=1), "sliding-window layers"),
     ("Qwen3", dict(use_sliding_window=True, sliding_window=8, max_window_layers=1), "sliding-window layers"),
     ("Qwen3", dict(attention_bias=True), "attention_bias=true"),
+    ("Phi3", dict(pad_token_id=0, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                   "partial_rotary_factor": 0.5}), "partial_rotary_factor"),
 ])
 def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, overrides, match):
     hf_model(tmp_path, family, **overrides)
@@ -132,6 +154,7 @@ def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, ove
     ("Mistral", "mistral-7b-v0.3", dict(vocab_size=32768)),
     ("Qwen2", "qwen2.5-0.5b", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                                    num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True)),
+    ("Phi3", "phi-3-mini-4k", dict()),
     ("Qwen3", "qwen3-0.6b", dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
                                  num_key_value_heads=8, tie_word_embeddings=True)),
     ("Qwen3", "qwen3-1.7b", dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,

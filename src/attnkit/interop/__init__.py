@@ -55,6 +55,7 @@ FAMILIES: dict[str, str] = {
     "mistral": "attnkit.interop.mistral",
     "qwen2": "attnkit.interop.qwen2",
     "qwen3": "attnkit.interop.qwen3",
+    "phi3": "attnkit.interop.phi3",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

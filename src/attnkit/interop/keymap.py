@@ -5,7 +5,9 @@ checks every family's config conversion shares, :func:`require_hf_settings` and
 A family's mapping is a list of :class:`Rename` rules. Names may contain placeholders such
 as ``{i}`` that match a layer number. A rule whose ``hf`` is a tuple fuses several Hugging
 Face tensors into one attnkit tensor by concatenation along dim 0 (BERT's query/key/value
--> attnkit's ``qkv_proj``); ``transpose`` flips 2-D weights (GPT-2's ``Conv1D`` stores
+-> attnkit's ``qkv_proj``); a rule whose ``native`` is a tuple does the reverse, one Hugging
+Face tensor split into several attnkit ones (Phi-3's ``gate_up_proj`` -> attnkit's
+``fc_gate`` and ``fc_in``); ``transpose`` flips 2-D weights (GPT-2's ``Conv1D`` stores
 ``(in, out)``, ``nn.Linear`` stores ``(out, in)``).
 """
 
@@ -29,36 +31,49 @@ def _compile(pattern: str) -> re.Pattern:
 class Rename:
     """One attnkit name pattern and the Hugging Face name(s) it corresponds to."""
 
-    native: str
+    native: str | tuple[str, ...]
     hf: str | tuple[str, ...]
     transpose: bool = False
-    sizes: tuple[int, ...] | None = None  # rows of each HF tensor in a fused one (default: equal parts)
-    _native_re: re.Pattern = field(init=False, repr=False, compare=False)
+    sizes: tuple[int, ...] | None = None  # rows of each part in a fused tensor (default: equal parts)
+    _native_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
     _hf_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "_native_re", _compile(self.native))
+        if len(self.native_names) > 1 and len(self.hf_names) > 1:
+            raise ValueError(f"a rule fuses on one side only: {self.native} <-> {self.hf}")
+        object.__setattr__(self, "_native_res", tuple(_compile(n) for n in self.native_names))
         object.__setattr__(self, "_hf_res", tuple(_compile(h) for h in self.hf_names))
 
     @property
     def hf_names(self) -> tuple[str, ...]:
         return self.hf if isinstance(self.hf, tuple) else (self.hf,)
 
+    @property
+    def native_names(self) -> tuple[str, ...]:
+        return self.native if isinstance(self.native, tuple) else (self.native,)
+
+    def _split(self, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """A fused tensor's parts along dim 0 (``sizes``, else equal)."""
+        n = max(len(self.hf_names), len(self.native_names))
+        return tensor.split(list(self.sizes), dim=0) if self.sizes else tensor.chunk(n, dim=0)
+
     def _flip(self, t: torch.Tensor) -> torch.Tensor:
         return t.t() if self.transpose and t.dim() == 2 else t
 
 
-def _find(rules: list[Rename], name: str) -> tuple[Rename, dict]:
+def _find(rules: list[Rename], name: str) -> tuple[Rename, dict, int]:
+    """The rule for attnkit parameter ``name``, its placeholders, and which of the rule's native names it is."""
     for rule in rules:
-        m = rule._native_re.fullmatch(name)
-        if m:
-            return rule, m.groupdict()
+        for j, rx in enumerate(rule._native_res):
+            m = rx.fullmatch(name)
+            if m:
+                return rule, m.groupdict(), j
     raise CheckpointError(f"no Hugging Face name is known for attnkit parameter {name!r}")
 
 
 def hf_names_of(rules: list[Rename], name: str) -> list[str]:
     """The Hugging Face key(s) that hold attnkit parameter ``name``."""
-    rule, groups = _find(rules, name)
+    rule, groups, _ = _find(rules, name)
     return [h.format(**groups) for h in rule.hf_names]
 
 
@@ -72,8 +87,10 @@ def weight_and_bias(native: str, hf: str | tuple[str, ...]) -> list[Rename]:
 
 def with_prefix(rules: list[Rename], prefix: str) -> list[Rename]:
     """``rules`` of a base model nested under ``prefix`` on both sides (``bert.``, ``vit.``) in a head model."""
-    return [Rename(prefix + r.native, tuple(prefix + h for h in r.hf_names) if isinstance(r.hf, tuple) else prefix + r.hf,
-                   r.transpose) for r in rules]
+    def prefixed(names):
+        return tuple(prefix + n for n in names) if isinstance(names, tuple) else prefix + names
+
+    return [Rename(prefixed(r.native), prefixed(r.hf), r.transpose, r.sizes) for r in rules]
 
 
 def pooler_option(keys) -> dict:
@@ -85,15 +102,22 @@ def pooler_option(keys) -> dict:
 def to_hf(rules: list[Rename], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """attnkit state dict -> Hugging Face state dict (fused tensors split into the rule's
     ``sizes``, or equal parts)."""
-    out = {}
+    out, pending = {}, {}
     for name, tensor in state.items():
-        rule, groups = _find(rules, name)
-        if len(rule.hf_names) == 1:
-            parts = (tensor,)
-        else:
-            parts = tensor.split(list(rule.sizes), dim=0) if rule.sizes else tensor.chunk(len(rule.hf_names), dim=0)
+        rule, groups, j = _find(rules, name)
+        if len(rule.native_names) > 1:  # one part of a tensor HF stores fused: joined once all parts are in
+            hf_name = rule.hf_names[0].format(**groups)
+            parts = pending.setdefault(hf_name, {})
+            parts[j] = tensor
+            if len(parts) == len(rule.native_names):
+                out[hf_name] = rule._flip(torch.cat([parts[k] for k in range(len(parts))], dim=0)).contiguous()
+            continue
+        parts = (tensor,) if len(rule.hf_names) == 1 else rule._split(tensor)
         for hf_name, part in zip(rule.hf_names, parts):
             out[hf_name.format(**groups)] = rule._flip(part).contiguous()
+    missing = sorted(name for name, parts in pending.items() if name not in out)
+    if missing:
+        raise CheckpointError(f"cannot write {missing}: some of the attnkit tensors fused into them are missing")
     return out
 
 
@@ -108,13 +132,25 @@ def from_hf(
     """
     parts: dict[str, dict[int, tuple[str, torch.Tensor]]] = {}
     rule_of: dict[str, Rename] = {}
+    split, split_origin = {}, {}  # attnkit tensors cut from one HF tensor, and that tensor's key
     unmatched = []
     for key, tensor in state.items():
         for rule in rules:
             hit = next(((j, m) for j, rx in enumerate(rule._hf_res) if (m := rx.fullmatch(key))), None)
             if hit is not None:
                 j, m = hit
-                name = rule.native.format(**m.groupdict())
+                if len(rule.native_names) > 1:  # one HF tensor holds several attnkit ones
+                    rows = rule._flip(tensor).shape[0]
+                    if (sum(rule.sizes) != rows) if rule.sizes else rows % len(rule.native_names):
+                        parts = f"parts of {list(rule.sizes)} rows" if rule.sizes else f"{len(rule.native_names)} equal parts"
+                        raise CheckpointError(f"{key} of shape {tuple(tensor.shape)} does not split into {parts} "
+                                              "along its first dimension")
+                    pieces = rule._split(rule._flip(tensor))
+                    for native_name, piece in zip(rule.native_names, pieces):
+                        name = native_name.format(**m.groupdict())
+                        split[name], split_origin[name] = piece, key
+                    break
+                name = rule.native_names[0].format(**m.groupdict())
                 parts.setdefault(name, {})[j] = (key, tensor)
                 rule_of[name] = rule
                 break
@@ -131,6 +167,8 @@ def from_hf(
                 raise CheckpointError(f"cannot fuse tensors of different shapes or dtypes into {name}: {shapes}")
             native[name] = torch.cat(tensors, dim=0) if len(tensors) > 1 else tensors[0]
         origin[name] = " + ".join(got[j][0] for j in sorted(got))
+    native.update(split)
+    origin.update(split_origin)
     return native, origin, unmatched
 
 

@@ -85,13 +85,13 @@ def _rope(hf: dict, n_positions: int) -> tuple[float, dict | None]:
     params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
     base = float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
     kind = params.get("rope_type", params.get("type", "default"))
+    if params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)) != 1.0:
+        raise ConfigError("config.json: partial_rotary_factor is not supported (attnkit rotates whole heads)")
     if kind == "default":
         return base, None
     if kind not in ROPE_SCALINGS:
         raise ConfigError(f"config.json: RoPE scaling {kind!r} is not supported by attnkit (supported: default, "
                           f"{', '.join(sorted(ROPE_SCALINGS))})")
-    if params.get("partial_rotary_factor", 1.0) != 1.0:
-        raise ConfigError("config.json: partial_rotary_factor is not supported (attnkit rotates whole heads)")
     params.setdefault("original_max_position_embeddings", n_positions)  # transformers' fallback
     scaling = {"rope_type": kind, **{k: params.get(k) for k in ("factor", *ROPE_SCALINGS[kind])}}
     problem = check_rope_scaling(scaling)

@@ -20,7 +20,18 @@ from attnkit.models.distilbert import (
 )
 from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmForTokenClassification
 from attnkit.models.gpt import GPT, GPTConfig
-from attnkit.models.llama import Llama, LlamaConfig, Mistral, MistralConfig, Qwen2, Qwen2Config, Qwen3, Qwen3Config
+from attnkit.models.llama import (
+    Llama,
+    LlamaConfig,
+    Mistral,
+    MistralConfig,
+    Phi3,
+    Phi3Config,
+    Qwen2,
+    Qwen2Config,
+    Qwen3,
+    Qwen3Config,
+)
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.roberta import (
     Roberta,
@@ -41,5 +52,5 @@ __all__ = [
     "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
     "EsmForTokenClassification", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
-    "LlamaConfig", "Mistral", "MistralConfig", "Model", "ModelOutput", "Qwen2", "Qwen2Config", "Qwen3", "Qwen3Config", "T5", "T5Config", "Transformer",
+    "LlamaConfig", "Mistral", "MistralConfig", "Model", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen3", "Qwen3Config", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig"]

@@ -10,7 +10,8 @@ et al. 2023) adds sliding-window attention (``sliding_window``: each position at
 the 4,095 before it in Mistral-7B-v0.1; later versions set none), :class:`Qwen2` (Qwen Team 2024)
 adds biases to the query/key/value projections alone (``qkv_bias``). :class:`Qwen3` (Qwen Team
 2025) drops those biases for an RMSNorm over each head's queries and keys (``qk_norm``) and sets
-its own ``head_dim`` (128 whatever the width).
+its own ``head_dim`` (128 whatever the width). :class:`Phi3` (Abdin et al. 2024) is a Llama whose
+checkpoints store q/k/v and gate/up as fused matrices, with an optional ``sliding_window``.
 """
 
 from __future__ import annotations
@@ -107,3 +108,25 @@ class Qwen3(GPT):
     :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Qwen3Config
+
+
+@dataclass(frozen=True)
+class Phi3Config(LlamaConfig):
+    """Sizes of a Phi-3. Defaults are Hugging Face's ``Phi3Config`` (Phi-3-mini's shape)."""
+
+    model_type = "phi3"
+
+    vocab_size: int = 32064
+    n_positions: int = 4096
+    d_model: int = 3072
+    d_ff: int | None = 8192
+    norm_eps: float = 1e-5
+    bos_token_id: int | None = 1
+    eos_token_id: int | None = 32000
+    pad_token_id: int | None = 32000
+
+
+class Phi3(GPT):
+    """A Phi-3 causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Phi3Config

@@ -46,6 +46,13 @@ PRESETS: dict[str, dict[str, dict]] = {
                              tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151643),  # 494,032,768 params
         "qwen2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2),
     },
+    "phi3": {
+        # Abdin et al. 2024: Phi-3-mini with its 4k context (its 2,047-token sliding window; the 128k
+        # variant's LongRoPE is not supported).
+        "phi-3-mini-4k": dict(sliding_window=2047),  # 3,821,079,552 params
+        "phi3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                          eos_token_id=2, pad_token_id=0),
+    },
     "qwen3": {
         # Qwen Team 2025: Qwen3-0.6B and Qwen3-1.7B (16 query heads of 128 sharing 8 key/value heads,
         # tied embeddings, 40,960 positions).

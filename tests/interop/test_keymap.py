@@ -1,0 +1,33 @@
+"""Key tables in both directions: a Hugging Face tensor split into several attnkit tensors
+(Phi-3's gate_up_proj) and joined back, with the checks that keep a bad file from loading half."""
+
+import pytest
+import torch
+
+from attnkit import CheckpointError
+from attnkit.interop.keymap import Rename, from_hf, to_hf
+
+RULES = [Rename(("l.{i}.gate", "l.{i}.up"), "m.{i}.gate_up"), Rename("l.{i}.down", "m.{i}.down"),
+         Rename(("l.{i}.a", "l.{i}.b"), "m.{i}.ab", sizes=(1, 3))]
+
+
+def test_split_on_load_and_joined_on_save_round_trip():
+    hf = {"m.0.gate_up": torch.arange(12.0).view(4, 3), "m.0.down": torch.ones(3, 2),
+          "m.0.ab": torch.arange(8.0).view(4, 2)}
+    native, origin, unmatched = from_hf(RULES, hf)
+    assert not unmatched and origin["l.0.up"] == "m.0.gate_up"
+    assert torch.equal(native["l.0.gate"], hf["m.0.gate_up"][:2]) and torch.equal(native["l.0.up"], hf["m.0.gate_up"][2:])
+    assert native["l.0.a"].shape == (1, 2) and native["l.0.b"].shape == (3, 2)  # unequal parts: sizes
+    back = to_hf(RULES, native)
+    assert back.keys() == hf.keys() and all(torch.equal(back[k], hf[k]) for k in hf)
+
+
+def test_a_tensor_that_does_not_split_evenly_or_a_missing_part_is_an_error():
+    with pytest.raises(CheckpointError, match=r"m.0.gate_up of shape \(5, 3\) does not split into 2 equal parts"):
+        from_hf(RULES, {"m.0.gate_up": torch.zeros(5, 3)})
+    with pytest.raises(CheckpointError, match=r"does not split into parts of \[1, 3\] rows"):
+        from_hf(RULES, {"m.0.ab": torch.zeros(5, 2)})
+    with pytest.raises(CheckpointError, match="some of the attnkit tensors fused into them are missing"):
+        to_hf(RULES, {"l.0.gate": torch.zeros(2, 3)})
+    with pytest.raises(ValueError, match="fuses on one side only"):
+        Rename(("a", "b"), ("c", "d"))
