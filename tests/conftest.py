@@ -84,3 +84,28 @@ def tiny_lm(tmp_path_factory):
     ]
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "gpt-stdlib.toml"
     return SimpleNamespace(recipe=recipe, corpus=corpus, overrides=overrides)
+
+
+PANGRAMS = "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!"
+
+
+@pytest.fixture(scope="session")
+def memorized_gpt():
+    """``(model, tokenizer)``: a tiny GPT that has learned ``PANGRAMS`` by heart with a character
+    tokenizer (~2 s), so that what it generates is text, not noise. Shared: do not modify it."""
+    from attnkit import GPT, GPTConfig
+    from attnkit.tokenizers import Tokenizer
+
+    tok = Tokenizer.train_char([PANGRAMS])
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=tok.vocab_size, n_positions=64))
+    ids = torch.tensor(tok.encode(PANGRAMS))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        starts = torch.randint(0, len(ids) - 33, (16,))
+        batch = torch.stack([ids[i:i + 33] for i in starts.tolist()])
+        loss = model(batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), tok

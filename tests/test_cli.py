@@ -472,28 +472,16 @@ def test_classify_prints_the_python_apis_labels_per_text(tmp_path):
     assert refused(cli("classify", tmp_path / "model", "x", "--top-k", "0"), "top_k must be >= 1")
 
 
-TEXT = "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!"
 CHAT = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
 
 
 @pytest.fixture(scope="module")
-def chat_model(tmp_path_factory):
-    """A tiny GPT that has learned TEXT by heart (~2 s), saved with a character tokenizer whose
-    chat template joins the turns with spaces: its replies continue the conversation's text."""
-    tok = Tokenizer.train_char([TEXT])
-    torch.manual_seed(0)
-    model = attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny", vocab_size=tok.vocab_size, n_positions=64))
-    ids = torch.tensor(tok.encode(TEXT))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        starts = torch.randint(0, len(ids) - 33, (16,))
-        batch = torch.stack([ids[i:i + 33] for i in starts.tolist()])
-        loss = model(batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+def chat_model(memorized_gpt, tmp_path_factory):
+    """The memorized pangram GPT saved with its character tokenizer (a chat template is added
+    by the test): its replies continue the conversation's text."""
+    model, tok = memorized_gpt
     path = tmp_path_factory.mktemp("chat") / "model"
-    model.eval().save_pretrained(path)
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
 

@@ -32,6 +32,15 @@ def hf_model(tmp_path, family, **overrides):
     return hf
 
 
+def lm_loss_and_logits_match(model, hf, ids):
+    """Logits (1e-4) and next-token loss (1e-5) equal transformers'; backpropagates both losses."""
+    got, ref = model(ids, labels=ids), hf(ids, labels=ids)
+    assert (got.logits - ref.logits).abs().max() < 1e-4
+    assert torch.allclose(got.loss, ref.loss, atol=1e-5)
+    got.loss.backward()
+    ref.loss.backward()
+
+
 def batch(length=12):
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(3, V, (3, length), generator=g)
@@ -46,12 +55,7 @@ def test_qwen2_checkpoint_gives_transformers_logits_loss_and_bias_gradients(tmp_
     assert type(model) is attnkit.Qwen2 and model.config.qkv_bias and not model.config.bias
     attn = model.decoder.layers[0].attn
     assert attn.qkv_proj.bias is not None and attn.out_proj.bias is None and model.decoder.layers[0].ffn.fc_in.bias is None
-    ids = batch()[0][:1]
-    got, ref = model(ids, labels=ids), hf(ids, labels=ids)
-    assert (got.logits - ref.logits).abs().max() < 1e-4
-    assert torch.allclose(got.loss, ref.loss, atol=1e-5)
-    got.loss.backward()
-    ref.loss.backward()
+    lm_loss_and_logits_match(model, hf, batch()[0][:1])  # and both have gradients now
     theirs = torch.cat([getattr(hf.model.layers[0].self_attn, f"{x}_proj").bias.grad for x in "qkv"])
     assert (attn.qkv_proj.bias.grad - theirs).abs().max() < 1e-4
 
@@ -62,12 +66,7 @@ def test_qwen3_query_key_norms_and_head_size_give_transformers_logits_loss_and_g
     assert type(model) is attnkit.Qwen3 and model.config.qk_norm and model.config.head_dim == 16
     attn = model.decoder.layers[1].attn
     assert attn.qkv_proj.weight.shape == (4 * 16 + 2 * 2 * 16, 32) and attn.out_proj.weight.shape == (32, 64)
-    ids = batch()[0][:1]
-    got, ref = model(ids, labels=ids), hf(ids, labels=ids)
-    assert (got.logits - ref.logits).abs().max() < 1e-4
-    assert torch.allclose(got.loss, ref.loss, atol=1e-5)
-    got.loss.backward()
-    ref.loss.backward()
+    lm_loss_and_logits_match(model, hf, batch()[0][:1])  # and both have gradients now
     for x in "qk":
         theirs = getattr(hf.model.layers[1].self_attn, f"{x}_norm").weight.grad
         assert (getattr(attn, f"{x}_norm").weight.grad - theirs).abs().max() < 1e-4
@@ -77,12 +76,7 @@ def test_phi3_fused_gate_up_matrix_gives_transformers_logits_loss_and_gradients(
     hf = hf_model(tmp_path, "Phi3", pad_token_id=0)
     model = attnkit.from_pretrained(tmp_path)
     assert type(model) is attnkit.Phi3
-    ids = batch()[0][:1]
-    got, ref = model(ids, labels=ids), hf(ids, labels=ids)
-    assert (got.logits - ref.logits).abs().max() < 1e-4
-    assert torch.allclose(got.loss, ref.loss, atol=1e-5)
-    got.loss.backward()
-    ref.loss.backward()
+    lm_loss_and_logits_match(model, hf, batch()[0][:1])  # and both have gradients now
     ffn = model.decoder.layers[1].ffn
     theirs = hf.model.layers[1].mlp.gate_up_proj.weight.grad  # gate rows, then up rows
     assert (torch.cat([ffn.fc_gate.weight.grad, ffn.fc_in.weight.grad]) - theirs).abs().max() < 1e-4

@@ -15,25 +15,13 @@ from attnkit import GPT, GPTConfig, InputError
 from attnkit.serve import make_server
 from attnkit.tokenizers import Tokenizer
 
-TEXT = "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!"
+TEXT = "the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs!"  # conftest.PANGRAMS
 
 
 @pytest.fixture(scope="module")
-def gpt():
-    """A tiny GPT that has learned TEXT by heart (~2 s), so that completions are text, not noise."""
-    tok = Tokenizer.train_char([TEXT])
-    torch.manual_seed(0)
-    model = GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=tok.vocab_size, n_positions=64))
-    ids = torch.tensor(tok.encode(TEXT))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        starts = torch.randint(0, len(ids) - 33, (16,))
-        batch = torch.stack([ids[i:i + 33] for i in starts.tolist()])
-        loss = model(batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), tok
+def gpt(memorized_gpt):
+    """A tiny GPT that has learned TEXT by heart, so that completions are text, not noise."""
+    return memorized_gpt
 
 
 def start(model, tok, **kw):
