@@ -39,9 +39,9 @@ class TextStream:
     """Iterate for the text of ``prompt``'s continuation, piece by piece.
 
     Decoder-only models continue the prompt (a text, or its token ids); encoder-decoder models
-    read it as their source (:func:`encode_input`) and the text is the decoder's output. Pieces are cut where the decoded text is stable: never
-    inside a UTF-8 character that byte-level BPE has split over tokens, and never inside what
-    may be the start of a ``stop`` string. The text ends before the first stop string, at an
+    read it as their source (:func:`encode_input`) and the text is the decoder's output. Pieces
+    are cut where the decoded text is stable: never inside a UTF-8 character that byte-level BPE
+    has split over tokens, and never inside what may be the start of a ``stop`` string. The text ends before the first stop string, at an
     EOS token, or after ``max_new_tokens``; then ``finish_reason`` is ``"stop"`` (stop string
     or EOS) or ``"length"``, and ``completion_tokens`` counts the tokens decoded (the EOS
     included). ``generate_kwargs`` go to :func:`attnkit.generation.stream`, whose ``eos_token_id``

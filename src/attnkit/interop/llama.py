@@ -73,7 +73,8 @@ def llama_fields(c: LlamaConfig) -> dict | None:
         num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads or c.n_heads,
         head_dim=c.dim_per_head, hidden_act=act, max_position_embeddings=c.n_positions, rms_norm_eps=c.norm_eps,
         rope_parameters={"rope_theta": c.rope_base, **(c.rope_scaling or {"rope_type": "default"})},
-        attention_dropout=c.attn_dropout, tie_word_embeddings=c.tie_word_embeddings, initializer_range=c.initializer_range, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
+        attention_dropout=c.attn_dropout, tie_word_embeddings=c.tie_word_embeddings,
+        initializer_range=c.initializer_range, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
         pad_token_id=c.pad_token_id,
     )
 
@@ -123,13 +124,15 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig) -> dict:
         raise ConfigError(f"config.json: hidden_act={act!r} is not supported; supported: {sorted(_GATES)}")
     eos = hf.get("eos_token_id", defaults.eos_token_id)
     return dict(
-        vocab_size=get("vocab_size", defaults.vocab_size), n_positions=get("max_position_embeddings", defaults.n_positions),
+        vocab_size=get("vocab_size", defaults.vocab_size),
+        n_positions=get("max_position_embeddings", defaults.n_positions),
         d_model=d, n_layers=get("num_hidden_layers", defaults.n_layers), n_heads=heads,
         head_dim=None if head_dim in (None, d // heads) else head_dim,
         n_kv_heads=get("num_key_value_heads", heads), d_ff=get("intermediate_size", defaults.d_ff),
         activation=_GATES[act], norm_eps=get("rms_norm_eps", defaults.norm_eps), rope_base=rope_base,
         rope_scaling=rope_scaling,
-        attn_dropout=get("attention_dropout", 0.0), tie_word_embeddings=get("tie_word_embeddings", defaults.tie_word_embeddings),
+        attn_dropout=get("attention_dropout", 0.0),
+        tie_word_embeddings=get("tie_word_embeddings", defaults.tie_word_embeddings),
         initializer_range=get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id", defaults.bos_token_id),
         eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
     )

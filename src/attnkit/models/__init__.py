@@ -52,5 +52,6 @@ __all__ = [
     "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
     "EsmForTokenClassification", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
-    "LlamaConfig", "Mistral", "MistralConfig", "Model", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen3", "Qwen3Config", "T5", "T5Config", "Transformer",
+    "LlamaConfig", "Mistral", "MistralConfig", "Model", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config",
+    "Qwen3", "Qwen3Config", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig"]

@@ -64,7 +64,7 @@ class KVCache:
         n = self.k.shape[2] if self.max_len is None else self.length  # only the filled positions
         shape = (len(index), *self.k.shape[1:])
         spare = self._spare
-        if spare is None or spare[0].shape != shape or spare[0].dtype != self.k.dtype or spare[0].device != self.k.device:
+        if spare is None or (spare[0].shape, spare[0].dtype, spare[0].device) != (shape, self.k.dtype, self.k.device):
             spare = self.k.new_empty(shape), self.v.new_empty(shape)
         torch.index_select(self.k[:, :, :n], 0, index, out=spare[0][:, :, :n])
         torch.index_select(self.v[:, :, :n], 0, index, out=spare[1][:, :, :n])
