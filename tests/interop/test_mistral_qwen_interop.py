@@ -19,11 +19,14 @@ SMALL = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_laye
              rope_parameters={"rope_type": "default", "rope_theta": 100000.0}, bos_token_id=1, eos_token_id=2)
 
 
+CONFIG_NAMES = {"Gemma3": "Gemma3TextConfig"}
+
+
 def hf_model(tmp_path, family, **overrides):
     """A random ``{Mistral,Qwen2,Qwen3,Phi3}ForCausalLM`` saved to ``tmp_path``, every weight and bias drawn
     (norm weights around 1) so that a missed or misplaced tensor shows in the logits."""
     torch.manual_seed(0)
-    config = getattr(transformers, f"{family}Config")(**{**SMALL, **overrides})
+    config = getattr(transformers, CONFIG_NAMES.get(family, f"{family}Config"))(**{**SMALL, **overrides})
     hf = getattr(transformers, f"{family}ForCausalLM")(config).eval()
     with torch.no_grad():
         for n, p in hf.named_parameters():
@@ -98,7 +101,30 @@ def test_mistral_sliding_window_gives_transformers_logits_beyond_the_window(tmp_
         assert (full(ids).logits - ref).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("family,overrides", [("Qwen2", {}), ("Mistral", dict(sliding_window=5, head_dim=16)),
+QWEN_WINDOW = dict(use_sliding_window=True, sliding_window=4, max_window_layers=1)  # on layer 1 of 2
+
+
+@pytest.mark.parametrize("family", ["Qwen2", "Qwen3"])
+def test_qwen_sliding_window_layers_give_transformers_logits_and_save_back(tmp_path, family):
+    hf = hf_model(tmp_path / "hf", family, **QWEN_WINDOW)
+    model = attnkit.from_pretrained(tmp_path / "hf")
+    assert model.config.sliding_window == 4 and model.config.window_layers == (1,)
+    ids = batch()[0][:1]  # 12 tokens: past the window
+    with torch.no_grad():
+        ref = hf(ids).logits
+        assert (model(ids).logits - ref).abs().max() < 1e-4
+        for layers in ((0, 1), (0,)):  # the window on the wrong layers gives other logits
+            other = type(model)(model.config.replace(sliding_layers=layers))
+            other.load_state_dict(model.state_dict())
+            assert (other(ids).logits - ref).abs().max() > 1e-3
+        model.save_pretrained(tmp_path / "ours")
+        again = getattr(transformers, f"{family}ForCausalLM").from_pretrained(tmp_path / "ours").eval()
+        assert again.config.layer_types == ["full_attention", "sliding_attention"]
+        assert (again(ids).logits - ref).abs().max() < 1e-4
+    assert attnkit.from_pretrained(tmp_path / "ours").config == model.config
+
+
+@pytest.mark.parametrize("family,overrides", [("Qwen2", QWEN_WINDOW), ("Mistral", dict(sliding_window=5, head_dim=16)),
                                               ("Qwen3", dict(head_dim=16)),
                                               ("Phi3", dict(pad_token_id=0, sliding_window=6))])
 @pytest.mark.parametrize("num_beams", [1, 3])
@@ -131,8 +157,8 @@ def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, fa
 
 
 @pytest.mark.parametrize("family,overrides,match", [
-    ("Qwen2", dict(use_sliding_window=True, sliding_window=8, max_window_layers=1), "sliding-window layers"),
-    ("Qwen3", dict(use_sliding_window=True, sliding_window=8, max_window_layers=1), "sliding-window layers"),
+    ("Qwen2", dict(use_sliding_window=True, sliding_window=8, layer_types=["full_attention", "chunked_attention"]),
+     "layer_types"),
     ("Qwen3", dict(attention_bias=True), "attention_bias=true"),
     ("Phi3", dict(pad_token_id=0, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                                    "partial_rotary_factor": 0.5}), "partial_rotary_factor"),

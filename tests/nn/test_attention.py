@@ -517,3 +517,23 @@ def test_qkv_bias_false_drops_only_the_query_key_value_biases(fused_qkv):
     assert all(p.bias is None for p in projections) and attn.out_proj.bias is not None
     assert LayerConfig(d_model=16, n_heads=4, d_ff=32, qkv_bias=False).attention().qkv_proj.bias is None
     assert MultiHeadAttention(16, 4, bias=False, qkv_bias=True).qkv_proj.bias is not None
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_softcapped_scores_equal_the_gemma_formula_masked_after_the_cap(need_weights):
+    """Gemma 2: softmax(c·tanh(q kᵀ · scale / c) + mask) v, on the fused call's interface."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 5, 8) * 4, torch.randn(2, 3, 5, 8) * 4, torch.randn(2, 3, 5, 8)
+    mask = torch.rand(2, 1, 5, 5) > 0.3
+    cap, scale = 2.0, 0.25
+    scores = torch.tanh(q @ k.transpose(-2, -1) * scale / cap) * cap
+    weights = torch.softmax(scores.masked_fill(~mask | ~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf")), -1)
+    weights = torch.nan_to_num(weights)  # rows with no key: zeros, as attnkit returns them
+    out = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=True, scale=scale, softcap=cap,
+                                       need_weights=need_weights)
+    y = out[0] if need_weights else out
+    torch.testing.assert_close(y, weights @ v, atol=1e-5, rtol=1e-5)
+    if need_weights:
+        torch.testing.assert_close(out[1], weights, atol=1e-6, rtol=1e-5)
+    uncapped = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=True, scale=scale)
+    assert (uncapped - y).abs().max() > 1e-2

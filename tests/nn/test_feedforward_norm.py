@@ -114,3 +114,14 @@ def test_build_norm_layernorm_equals_formula_and_refuses_unknown():
     assert isinstance(build_norm("rmsnorm", 6, 1e-6), RMSNorm)
     with pytest.raises(ConfigError, match="norm must be one of"):
         build_norm("batchnorm", 6, 1e-5)
+
+
+def test_offset_rmsnorm_scales_by_one_plus_its_weight_and_starts_as_the_identity_scale():
+    """Gemma's RMSNorm: x / sqrt(mean(x²) + eps) · (1 + w), w initialised to 0."""
+    norm = build_norm("rmsnorm_offset", 6, 1e-6)
+    x = torch.randn(3, 6) * 5
+    unit = x / torch.sqrt((x**2).mean(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(norm(x), unit)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(6))
+    torch.testing.assert_close(norm(x), unit * (1 + norm.weight), atol=1e-5, rtol=1e-5)

@@ -196,3 +196,23 @@ def test_fp16_weight_gradient_of_a_frequent_token_with_a_large_feature_stays_fin
     F.cross_entropy(hidden.double() @ ref.T, targets).backward()
     assert torch.isfinite(w.grad).all()
     assert (w.grad.double() - ref.grad).norm() <= 2e-3 * ref.grad.norm()
+
+
+@pytest.mark.parametrize("chunk_size", [8, 1024])
+def test_softcapped_loss_and_gradients_equal_cross_entropy_of_capped_logits(chunk_size):
+    """Gemma 2's final soft cap: the loss of c·tanh(logits / c), the cap's slope in the gradients."""
+    hidden, weight, targets = inputs()
+    with torch.no_grad():
+        hidden.mul_(3.0)  # logits of ±30 and more: the cap bends them
+    cap = 5.0
+    ours = loss_and_grads(lambda: linear_cross_entropy(hidden, weight, targets, chunk_size=chunk_size, softcap=cap),
+                          hidden, weight)
+    ref = loss_and_grads(lambda: F.cross_entropy(torch.tanh(hidden @ weight.T / cap) * cap, targets), hidden, weight)
+    plain = loss_and_grads(lambda: F.cross_entropy(hidden @ weight.T, targets), hidden, weight)
+    for a, b, c in zip(ours, ref, plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert (b - c).abs().max() > 1e-2  # the cap changed the loss and each gradient
+    with torch.no_grad():  # the forward-only branch caps in place
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets, softcap=cap), ref[0])
+    with pytest.raises(InputError, match="softcap"):
+        linear_cross_entropy(hidden, weight, targets, softcap=0.0)

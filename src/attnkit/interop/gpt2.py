@@ -53,7 +53,8 @@ def config_to_hf(model) -> dict | None:
     """HF ``GPT2Config`` fields, or None when the variant has no GPT-2 equivalent."""
     c: GPTConfig = model.config
     if (c.positional != "learned" or c.norm != "layernorm" or c.n_kv_heads not in (None, c.n_heads)
-            or c.activation not in ACT_TO_HF or not c.bias):
+            or c.activation not in ACT_TO_HF or not c.bias or c.variants()
+            or c.head_dim not in (None, c.d_model // c.n_heads)):
         return None
     return dict(
         model_type=MODEL_TYPE, vocab_size=c.vocab_size, n_positions=c.n_positions, n_embd=c.d_model,

@@ -56,17 +56,16 @@ def key_rules(model) -> list[Rename]:
 def config_to_hf(model) -> dict | None:
     """HF ``LlamaConfig`` fields, or None for a variant ``LlamaForCausalLM`` cannot represent."""
     c: LlamaConfig = model.config
-    if c.qkv_bias not in (None, c.bias) or c.sliding_window is not None or c.qk_norm:
-        return None  # Qwen2's, Qwen3's and Mistral's features: their own modules save them
-    fields = llama_fields(c)
+    fields = llama_fields(c)  # None for Qwen2's, Qwen3's, Mistral's and Gemma's features: their own modules save them
     return None if fields is None else dict(model_type=MODEL_TYPE, **fields, attention_bias=c.bias, mlp_bias=c.bias)
 
 
-def llama_fields(c: LlamaConfig) -> dict | None:
-    """The HF config fields Llama, Mistral and Qwen2 share, or None for a variant none of them
-    represents."""
+def llama_fields(c: LlamaConfig, variants: frozenset | set = frozenset(), norm: str = "rmsnorm") -> dict | None:
+    """The HF config fields Llama, Mistral, Qwen, Phi-3 and Gemma share, or None for a config the
+    caller's family cannot represent: one that uses ``GPTConfig.variant_fields`` beyond
+    ``variants`` (the caller's own) or another ``norm``."""
     act = {v: k for k, v in _GATES.items()}.get(c.activation)
-    if c.positional != "rotary" or c.norm != "rmsnorm" or act is None or c.dropout:
+    if c.positional != "rotary" or c.norm != norm or act is None or c.dropout or c.variants() - set(variants):
         return None
     return dict(
         vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff or 4 * c.d_model,
@@ -99,6 +98,23 @@ def _rope(hf: dict, n_positions: int) -> tuple[float, dict | None]:
     if problem:
         raise ConfigError(f"config.json: RoPE scaling {scaling}: {problem}")
     return base, scaling
+
+
+LAYER_TYPES = ("sliding_attention", "full_attention")  # transformers' names in layer_types
+
+
+def sliding_layers_from_hf(types, n_layers: int) -> tuple[int, ...]:
+    """The indices of the ``"sliding_attention"`` layers in a HF ``layer_types`` list, which must
+    name ``n_layers`` layers of :data:`LAYER_TYPES`."""
+    if not isinstance(types, list) or len(types) != n_layers or any(t not in LAYER_TYPES for t in types):
+        raise ConfigError(f"config.json: layer_types must list {n_layers} of {LAYER_TYPES}, got {types!r}")
+    return tuple(i for i, t in enumerate(types) if t == LAYER_TYPES[0])
+
+
+def layer_types_to_hf(c: LlamaConfig) -> list[str]:
+    """HF ``layer_types``: ``"sliding_attention"`` for ``c.window_layers``, else ``"full_attention"``."""
+    local = set(c.window_layers)
+    return [LAYER_TYPES[0] if i in local else LAYER_TYPES[1] for i in range(c.n_layers)]
 
 
 def config_from_hf(hf: dict, model_class: type) -> LlamaConfig:

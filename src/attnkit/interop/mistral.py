@@ -20,8 +20,8 @@ def config_to_hf(model) -> dict | None:
     """HF ``MistralConfig`` fields, or None for a variant ``MistralForCausalLM`` cannot represent
     (biases)."""
     c: MistralConfig = model.config
-    fields = llama_fields(c)
-    if fields is None or c.bias or c.qkv_bias:
+    fields = llama_fields(c, {"sliding_window"})
+    if fields is None or c.bias:
         return None
     return dict(model_type=MODEL_TYPE, **fields, sliding_window=c.sliding_window)
 

@@ -41,8 +41,8 @@ def config_to_hf(model) -> dict | None:
     """HF ``Phi3Config`` fields, or None for a variant ``Phi3ForCausalLM`` cannot represent
     (biases, query/key norms, a gate other than SiLU's)."""
     c: Phi3Config = model.config
-    fields = llama_fields(c)
-    if fields is None or c.bias or c.qkv_bias or c.qk_norm or c.activation != "swiglu":
+    fields = llama_fields(c, {"sliding_window"})
+    if fields is None or c.bias or c.activation != "swiglu":
         return None
     return dict(model_type=MODEL_TYPE, **fields, sliding_window=c.sliding_window, resid_pdrop=c.dropout,
                 embd_pdrop=c.dropout)

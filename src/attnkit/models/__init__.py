@@ -19,6 +19,7 @@ from attnkit.models.distilbert import (
     DistilBertForTokenClassification,
 )
 from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmForTokenClassification
+from attnkit.models.gemma import Gemma, Gemma2, Gemma2Config, Gemma3, Gemma3Config, GemmaConfig
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.llama import (
     Llama,
@@ -50,7 +51,8 @@ __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
     "BertForTokenClassification", "DistilBert", "DistilBertConfig", "DistilBertForMaskedLM",
     "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
-    "EsmForTokenClassification", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+    "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig",
+    "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
     "LlamaConfig", "Mistral", "MistralConfig", "Model", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config",
     "Qwen3", "Qwen3Config", "T5", "T5Config", "Transformer",

@@ -2,7 +2,9 @@
 
 The defaults are the GPT-2 architecture: learned absolute positions, pre-norm layers,
 GELU (tanh approximation), and an output projection tied to the token embedding. Rotary and
-ALiBi positions, RMSNorm, gated feed-forwards and grouped-query attention are config fields.
+ALiBi positions, RMSNorm, gated feed-forwards, grouped-query attention, sliding windows (on
+every layer or some) and Gemma's soft-capping, sandwich norms and scaled embeddings are config
+fields.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +44,14 @@ class GPTConfig(Config):
     """Sizes and variants of a GPT. Defaults are GPT-2 small (124M parameters)."""
 
     model_type = "gpt2"
+    # With sliding_layers=None: every n-th layer attends globally and the others within the
+    # window (Gemma 2: 2, Gemma 3: 6); None = every layer within the window (Mistral).
+    sliding_pattern: ClassVar[int | None] = None
+    # Fields beyond what GPT-2 and Llama checkpoints share, each None/False when unused: a
+    # checkpoint family must not write a config that sets one it cannot represent (variants()).
+    variant_fields: ClassVar[tuple[str, ...]] = (
+        "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
+        "attn_softcap", "logit_softcap", "sandwich_norm")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -52,7 +62,7 @@ class GPTConfig(Config):
     head_dim: int | None = None  # per attention head; None = d_model // n_heads (Qwen3, Gemma, Mistral-Nemo differ)
     d_ff: int | None = None
     activation: str = "gelu_tanh"
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset"] = "layernorm"
     norm_eps: float = 1e-5
     positional: Literal["learned", "rotary", "alibi"] = "learned"
     rope_base: float = 10000.0
@@ -61,6 +71,13 @@ class GPTConfig(Config):
     qkv_bias: bool | None = None  # biases on the query/key/value projections alone (Qwen2); None = ``bias``
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys before the rotary embedding (Qwen3)
     sliding_window: int | None = None  # each position attends itself and the window - 1 before it (Mistral)
+    sliding_layers: tuple[int, ...] | None = None  # the layers with the window; None: see window_layers
+    rope_local_base: float | None = None  # the RoPE base of the sliding layers; None = rope_base (Gemma 3)
+    embed_scale: bool = False  # token embeddings times sqrt(d_model) (Gemma)
+    attn_scale_dim: int | None = None  # scores scaled by its -1/2 power, not head_dim's (Gemma's query_pre_attn_scalar)
+    attn_softcap: float | None = None  # attention scores soft-capped to c·tanh(s/c) (Gemma 2)
+    logit_softcap: float | None = None  # output logits soft-capped likewise (Gemma 2)
+    sandwich_norm: bool = False  # a norm on each sublayer's output too (Gemma 2/3)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -83,6 +100,15 @@ class GPTConfig(Config):
         self.require(self.d_ff is None or self.d_ff > 0, "d_ff", "must be None (4 * d_model) or positive")
         self.require(self.sliding_window is None or self.sliding_window > 0, "sliding_window",
                      "must be None (full attention) or positive")
+        if self.sliding_layers is not None:
+            self.require(self.sliding_window is not None, "sliding_layers", "needs a sliding_window")
+            self.require(all(0 <= i < self.n_layers for i in self.sliding_layers), "sliding_layers",
+                         f"must be layer indices in [0, {self.n_layers})")
+        self.require(self.rope_local_base is None or (self.positional == "rotary" and self.rope_local_base > 0),
+                     "rope_local_base", "must be None, or positive with rotary positions")
+        for name in ("attn_scale_dim", "attn_softcap", "logit_softcap"):
+            value = getattr(self, name)
+            self.require(value is None or value > 0, name, "must be None or positive")
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
         self.require_fraction("dropout", "attn_dropout")
         if self.positional == "rotary":
@@ -91,6 +117,23 @@ class GPTConfig(Config):
         self.require(problem is None, "rope_scaling", str(problem))
         self.require(self.rope_scaling is None or self.positional == "rotary", "rope_scaling", "needs rotary positions")
         self.require_token_ids("bos_token_id", "eos_token_id", "pad_token_id")
+
+    def variants(self) -> set[str]:
+        """The ``variant_fields`` this config uses (``qkv_bias`` where it differs from ``bias``)."""
+        used = {f for f in self.variant_fields if getattr(self, f) not in (None, False)}
+        used.discard("qkv_bias")
+        return used | ({"qkv_bias"} if self.qkv_bias not in (None, self.bias) else set())
+
+    @property
+    def window_layers(self) -> tuple[int, ...]:
+        """The layers that attend within ``sliding_window``: ``sliding_layers``, else those of the
+        family's ``sliding_pattern``, else all; none without a window."""
+        if self.sliding_window is None:
+            return ()
+        if self.sliding_layers is not None:
+            return self.sliding_layers
+        n, every = self.n_layers, self.sliding_pattern
+        return tuple(i for i in range(n) if (i + 1) % every) if every else tuple(range(n))
 
     @property
     def dim_per_head(self) -> int:
@@ -104,6 +147,8 @@ class GPTConfig(Config):
             norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, qkv_bias=self.qkv_bias, dropout=self.dropout,
             attn_dropout=self.attn_dropout,
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
+            attn_scale=None if self.attn_scale_dim is None else self.attn_scale_dim ** -0.5,
+            attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm,
         )
 
 
@@ -123,8 +168,12 @@ class GPT(Model):
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         self.wpe = nn.Embedding(c.n_positions, c.d_model) if c.positional == "learned" else None
         self.rotary = RotaryEmbedding(c.dim_per_head, c.rope_base, c.rope_scaling) if c.positional == "rotary" else None
+        self.local_rotary = None  # Gemma 3's sliding layers: their own base, no scaling
+        if c.rope_local_base is not None:
+            self.local_rotary = RotaryEmbedding(c.dim_per_head, c.rope_local_base)
         self.drop = nn.Dropout(c.dropout)
-        self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True)
+        self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True,
+                               local_layers=c.window_layers)
         self.lm_head = Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(self._init_weights)
         # GPT-2 §2.3: scale the residual projections by 1/sqrt(number of residual layers).
@@ -182,22 +231,28 @@ class GPT(Model):
                 mask = expand_padding_mask(attention_mask)  # (B, 1, 1, S)
         else:
             positions = torch.arange(past, S, device=input_ids.device).expand(B, T)
+        local_mask = mask  # the mask of the layers in c.window_layers
         if c.sliding_window is not None and S > c.sliding_window:  # shorter: the window changes nothing
             window = causal_mask(T, S, device=input_ids.device, window=c.sliding_window)  # (T, S)
-            mask = window if mask is None else mask & window
+            local_mask = window if mask is None else mask & window
 
         x = self.wte(input_ids)
+        if c.embed_scale:  # sqrt(d_model) in x's dtype, as Gemma rounds it
+            x = x * x.new_tensor(c.d_model ** 0.5)
         if self.wpe is not None:
             x = x + self.wpe(positions)
         x = self.drop(x)
         rotary = self.rotary(positions) if self.rotary is not None else None
         bias = alibi_bias(c.n_heads, T, S, device=x.device).to(x.dtype) if c.positional == "alibi" else None
+        local = None
+        if self.decoder.local_layers:
+            local = (local_mask, self.local_rotary(positions) if self.local_rotary is not None else rotary)
 
-        out = self.decoder(x, mask=mask, bias=bias, is_causal=True, cache=cache, rotary=rotary,
+        out = self.decoder(x, mask=mask, bias=bias, is_causal=True, cache=cache, rotary=rotary, local=local,
                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         h = out.hidden
         if labels is None:
-            logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
+            logits = self._logits(h[:, -logits_to_keep:] if logits_to_keep else h)
             return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions,
                                hidden_states=out.hidden_states)
 
@@ -208,9 +263,16 @@ class GPT(Model):
         # Shift the labels, not the hidden states; the last position gets the ignore index. The
         # loss never materialises the (B, T, V) logits; ``out.logits`` computes them on first use.
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)
-        loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100)
-        return LazyLogitsOutput(lambda: self.lm_head(h), weights=lambda: (self.lm_head.weight,), loss=loss, last_hidden_state=h,
-                                attentions=out.attentions, hidden_states=out.hidden_states)
+        loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100,
+                                    softcap=c.logit_softcap)
+        return LazyLogitsOutput(lambda: self._logits(h), weights=lambda: (self.lm_head.weight,), loss=loss,
+                                last_hidden_state=h, attentions=out.attentions, hidden_states=out.hidden_states)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The LM head, soft-capped when ``logit_softcap`` is set."""
+        logits = self.lm_head(h)
+        cap = self.config.logit_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
     def count_targets(self, batch: dict) -> int:
         """The labels that are targets: each position predicts the next one, so the first is none."""

@@ -35,7 +35,7 @@ class LlamaConfig(GPTConfig):
     n_heads: int = 32
     d_ff: int | None = 11008
     activation: str = "swiglu"
-    norm: Literal["layernorm", "rmsnorm"] = "rmsnorm"
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset"] = "rmsnorm"
     norm_eps: float = 1e-6
     positional: Literal["learned", "rotary", "alibi"] = "rotary"
     bias: bool = False

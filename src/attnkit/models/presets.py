@@ -63,6 +63,29 @@ PRESETS: dict[str, dict[str, dict]] = {
         "qwen3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                            head_dim=16),
     },
+    "gemma": {
+        # Gemma Team 2024a: Gemma 2B (multi-query attention) and 7B (HF's GemmaConfig defaults).
+        "gemma-2b": dict(d_model=2048, d_ff=16384, n_layers=18, n_heads=8, n_kv_heads=1),  # 2,506,172,416 params
+        "gemma-7b": dict(),  # 8,537,680,896 params
+        "gemma-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                           head_dim=16),
+    },
+    "gemma2": {
+        # Gemma Team 2024b: Gemma 2 2B (HF's Gemma2Config defaults) and 9B; a 4,096-token window on
+        # every other layer, soft-capped scores (50) and logits (30).
+        "gemma-2-2b": dict(),  # 2,614,341,888 params
+        "gemma-2-9b": dict(d_model=3584, d_ff=14336, n_layers=42, n_heads=16, n_kv_heads=8),  # 9,241,705,984 params
+        "gemma2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                            head_dim=16, sliding_window=8, attn_scale_dim=16),
+    },
+    "gemma3_text": {
+        # Gemma Team 2025: Gemma 3 1B (text only; 512-token window on five layers of six, RoPE
+        # bases 10,000 local and 1,000,000 global, 32,768 positions).
+        "gemma-3-1b": dict(vocab_size=262144, n_positions=32768, d_model=1152, d_ff=6912, n_layers=26, n_heads=4,
+                           n_kv_heads=1, sliding_window=512),  # 999,885,952 params
+        "gemma3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                            head_dim=16, sliding_window=8, attn_scale_dim=16),
+    },
     "transformer": {
         # Vaswani et al. 2017, Table 3 (base and big), shared 37,000-token BPE vocabulary (§5.1).
         "transformer-base": dict(d_model=512, d_ff=2048, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, dropout=0.1),

@@ -87,6 +87,7 @@ def scaled_dot_product_attention(
     dropout_p: float = 0.0,
     scale: float | None = None,
     need_weights: bool = False,
+    softcap: float | None = None,
 ):
     """softmax(Q Kᵀ · scale + bias) V, with a boolean mask (True = may attend).
 
@@ -97,6 +98,9 @@ def scaled_dot_product_attention(
         is_causal: causal masking, bottom-right aligned when ``T < S`` (cached decoding).
         scale: defaults to ``1/√D``; ``scale=1.0`` gives T5's unscaled attention.
         need_weights: also return the ``(B, H, T, S)`` attention weights (reference path).
+        softcap: soft-cap the scores to ``softcap · tanh(scores / softcap)`` before the mask and
+            bias (Gemma 2). No fused kernel computes it: it takes the reference path, with its
+            ``(B, H, T, S)`` scores.
 
     A query row with no allowed key returns zeros (and zero weights), never NaN.
     Returns ``y`` of shape ``(B, H, T, D)``, or ``(y, weights)`` when ``need_weights``.
@@ -114,7 +118,7 @@ def scaled_dot_product_attention(
             mask = mask.unsqueeze(0)
     if is_causal and T == 1:
         is_causal = False  # one query at the last position (bottom-right): it may see every key
-    if is_causal and (T != S or mask is not None or bias is not None or need_weights):
+    if is_causal and (T != S or mask is not None or bias is not None or need_weights or softcap is not None):
         # PyTorch's is_causal is top-left aligned and exclusive with attn_mask: build it.
         mask = causal_mask(T, S, device=q.device) if mask is None else mask & causal_mask(T, S, device=q.device)
         is_causal = False
@@ -126,7 +130,7 @@ def scaled_dot_product_attention(
         row_ok = mask.any(-1, keepdim=True)
         mask = mask | ~row_ok
 
-    if not need_weights:
+    if not need_weights and softcap is None:
         attn_mask = mask
         if bias is not None:
             attn_mask = bias.to(q.dtype)
@@ -154,6 +158,8 @@ def scaled_dot_product_attention(
     # would run the matmuls in its low dtype).
     with torch.autocast(q.device.type, enabled=False):
         scores = torch.matmul(q.float(), k.float().transpose(-2, -1)) * scale  # (B, H, T, S)
+        if softcap is not None:
+            scores = torch.tanh(scores / softcap) * softcap
         if bias is not None:
             scores = scores + bias.float()
         if mask is not None:
@@ -164,7 +170,7 @@ def scaled_dot_product_attention(
         if dropout_p > 0.0:
             weights = F.dropout(weights, p=dropout_p)
         y = torch.matmul(weights, v.float()).to(q.dtype)
-    return y, weights.to(q.dtype)
+    return (y, weights.to(q.dtype)) if need_weights else y
 
 
 class MultiHeadAttention(nn.Module):
@@ -186,8 +192,9 @@ class MultiHeadAttention(nn.Module):
         cross: keys and values come from ``context`` (encoder output).
         dropout: attention-weight dropout (training only).
         scale: score scale; ``None`` is ``1/√D``.
-        qk_norm: ``"rmsnorm"`` or ``"layernorm"`` over each head's queries and keys before the
-            rotary embedding (Qwen3, OLMo 2; Dehghani et al. 2023's QK-norm), with ``norm_eps``.
+        qk_norm: a norm kind (``"rmsnorm"``, ...) over each head's queries and keys before the
+            rotary embedding (Qwen3, OLMo 2, Gemma 3; Dehghani et al. 2023's QK-norm), with ``norm_eps``.
+        softcap: soft-capped scores (Gemma 2; see :func:`scaled_dot_product_attention`).
     """
 
     def __init__(
@@ -205,6 +212,7 @@ class MultiHeadAttention(nn.Module):
         key_bias: bool = True,
         qk_norm: str | None = None,
         norm_eps: float = 1e-6,
+        softcap: float | None = None,
     ):
         super().__init__()
         in_bias = bias if qkv_bias is None else qkv_bias
@@ -219,6 +227,7 @@ class MultiHeadAttention(nn.Module):
             raise InputError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.cross, self.fused_qkv, self.dropout, self.scale = cross, fused_qkv, dropout, scale
+        self.softcap = softcap
         q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
         self.q_dim, self.kv_dim = q_dim, kv_dim
         if fused_qkv and not cross:
@@ -287,6 +296,7 @@ class MultiHeadAttention(nn.Module):
         out = scaled_dot_product_attention(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal and not self.cross,
             dropout_p=self.dropout if self.training else 0.0, scale=self.scale, need_weights=need_weights,
+            softcap=self.softcap,
         )
         y, weights = out if need_weights else (out, None)
         y = y.transpose(1, 2).reshape(B, T, self.q_dim)  # (B, T, H*D)

@@ -2,7 +2,8 @@
 
 One ``LayerConfig`` describes a layer; every model builds its stacks from one. A sublayer is
 ``x + dropout(f(norm(x)))`` when pre-norm and ``norm(x + dropout(f(x)))`` when post-norm (the
-paper's form, §5.4 for the dropout).
+paper's form, §5.4 for the dropout). ``sandwich_norm`` adds a norm on the output of each
+pre-norm sublayer as well: ``x + dropout(norm'(f(norm(x))))`` (Gemma 2 and 3).
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ class LayerConfig:
     fused_qkv: bool = True
     attn_scale: float | None = None
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys (Qwen3)
+    attn_softcap: float | None = None  # scores soft-capped to c·tanh(s/c) (Gemma 2)
+    sandwich_norm: bool = False  # pre-norm sublayers also norm their output (Gemma 2 and 3)
 
     def attention(self, cross: bool = False) -> MultiHeadAttention:
         return MultiHeadAttention(
             self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
             qkv_bias=self.qkv_bias, key_bias=self.key_bias, qk_norm=self.norm if self.qk_norm else None,
-            norm_eps=self.norm_eps,
+            norm_eps=self.norm_eps, softcap=self.attn_softcap,
         )
 
     def feedforward(self) -> FeedForward:
@@ -67,13 +70,23 @@ class _Sublayers(nn.Module):
         self.pre_norm = cfg.pre_norm
         self.drop = nn.Dropout(cfg.dropout)
 
-    def residual(self, x, norm, fn):
-        """Apply one sublayer; ``fn`` returns ``(output, extra)``."""
+    def residual(self, x, norm, fn, post_norm=None):
+        """Apply one sublayer; ``fn`` returns ``(output, extra)``. ``post_norm`` (sandwich norm)
+        norms a pre-norm sublayer's output before the residual add."""
         if self.pre_norm:
             y, extra = fn(norm(x))
+            if post_norm is not None:
+                y = post_norm(y)
             return x + self.drop(y) if self.training else x + y, extra
         y, extra = fn(x)
         return norm(x + self.drop(y) if self.training else x + y), extra
+
+
+def _post_norms(cfg: LayerConfig) -> tuple[nn.Module | None, nn.Module | None]:
+    """The sandwich norms on the attention and feed-forward outputs, or None."""
+    if not cfg.sandwich_norm:
+        return None, None
+    return cfg.norm_layer(), cfg.norm_layer()
 
 
 class EncoderLayer(_Sublayers):
@@ -85,13 +98,15 @@ class EncoderLayer(_Sublayers):
         self.attn = cfg.attention()
         self.ffn_norm = cfg.norm_layer()
         self.ffn = cfg.feedforward()
+        self.attn_post_norm, self.ffn_post_norm = _post_norms(cfg)
 
     def forward(self, x, mask=None, bias=None, rotary=None, need_weights=False):
         """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``."""
         x, weights = self.residual(
-            x, self.attn_norm, lambda h: self.attn(h, mask=mask, bias=bias, rotary=rotary, need_weights=need_weights)
+            x, self.attn_norm, lambda h: self.attn(h, mask=mask, bias=bias, rotary=rotary, need_weights=need_weights),
+            self.attn_post_norm,
         )
-        x, _ = self.residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
+        x, _ = self.residual(x, self.ffn_norm, lambda h: (self.ffn(h), None), self.ffn_post_norm)
         return x, weights
 
 
@@ -109,6 +124,7 @@ class DecoderLayer(_Sublayers):
             self.cross_norm = self.cross_attn = None
         self.ffn_norm = cfg.norm_layer()
         self.ffn = cfg.feedforward()
+        self.attn_post_norm, self.ffn_post_norm = _post_norms(cfg)
 
     def forward(
         self, x, mask=None, bias=None, is_causal=True, cache: KVCache | None = None, context=None,
@@ -118,6 +134,7 @@ class DecoderLayer(_Sublayers):
             x, self.attn_norm,
             lambda h: self.attn(h, mask=mask, bias=bias, is_causal=is_causal, cache=cache, rotary=rotary,
                                 need_weights=need_weights),
+            self.attn_post_norm,
         )
         cross_w = None
         if self.cross_attn is not None:
@@ -126,7 +143,7 @@ class DecoderLayer(_Sublayers):
                 lambda h: self.cross_attn(h, context=context, mask=context_mask, bias=cross_bias, cache=cross_cache,
                                           need_weights=need_weights),
             )
-        x, _ = self.residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
+        x, _ = self.residual(x, self.ffn_norm, lambda h: (self.ffn(h), None), self.ffn_post_norm)
         return x, self_w, cross_w
 
 
@@ -182,10 +199,12 @@ class Encoder(_Stack):
 class Decoder(_Stack):
     """A stack of :class:`DecoderLayer`; ``cross=True`` adds cross-attention (encoder-decoder)."""
 
-    def __init__(self, cfg: LayerConfig, n_layers: int, cross: bool = False, final_norm: bool | None = None):
+    def __init__(self, cfg: LayerConfig, n_layers: int, cross: bool = False, final_norm: bool | None = None,
+                 local_layers: tuple[int, ...] = ()):
         final_norm = cfg.pre_norm if final_norm is None else final_norm
         super().__init__(cfg, [DecoderLayer(cfg, cross) for _ in range(n_layers)], final_norm)
         self.cross = cross
+        self.local_layers = frozenset(local_layers)
 
     def new_cache(self, max_len: int) -> DecoderCache:
         """An empty cache for incremental decoding of up to ``max_len`` positions."""
@@ -194,9 +213,12 @@ class Decoder(_Stack):
     def forward(
         self, x, mask=None, bias=None, is_causal=True, cache: DecoderCache | None = None, context=None,
         context_mask=None, cross_bias=None, rotary=None, output_attentions=False, output_hidden_states=False,
+        local=None,
     ) -> StackOutput:
         """``x`` ``(B, T, C)``. ``mask`` bool broadcastable to ``(B, H, T, S)`` where ``S`` counts
-        cached positions too; ``is_causal`` adds the (bottom-right aligned) causal mask."""
+        cached positions too; ``is_causal`` adds the (bottom-right aligned) causal mask.
+        ``local``: ``(mask, rotary)`` for the layers in ``local_layers`` instead of ``mask`` and
+        ``rotary`` (Gemma's sliding-window layers, with their own RoPE base in Gemma 3)."""
         self_ws = [] if output_attentions else None
         cross_ws = [] if output_attentions and self.cross else None
         states = [] if output_hidden_states else None
@@ -204,9 +226,10 @@ class Decoder(_Stack):
             if output_hidden_states:
                 states.append(x)
             self_cache, cross_cache = cache.layer(i) if cache is not None else (None, None)
+            layer_mask, layer_rotary = local if local is not None and i in self.local_layers else (mask, rotary)
             x, sw, cw = self._run(
-                layer, x, mask=mask, bias=bias, is_causal=is_causal, cache=self_cache, context=context,
-                context_mask=context_mask, cross_bias=cross_bias, cross_cache=cross_cache, rotary=rotary,
+                layer, x, mask=layer_mask, bias=bias, is_causal=is_causal, cache=self_cache, context=context,
+                context_mask=context_mask, cross_bias=cross_bias, cross_cache=cross_cache, rotary=layer_rotary,
                 need_weights=output_attentions,
             )
             if output_attentions:

@@ -28,7 +28,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     only scaled by the incoming gradient in backward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled):
+    def forward(ctx, hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled, softcap):
         need_h, need_w = grad_enabled and ctx.needs_input_grad[0], grad_enabled and ctx.needs_input_grad[1]
         h, w = hidden.to(compute_dtype), weight.to(compute_dtype)
         valid = targets != ignore_index
@@ -51,6 +51,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
             n = h_c.shape[0]
             z_c = mm_t(h_c, w)  # (n, V) logits
             p32 = z_c if buf is None else buf[:n].copy_(z_c)
+            slope = None  # d capped / d logits = 1 - tanh², kept for the gradient
+            if softcap is not None and (need_h or need_w):
+                slope = torch.tanh(p32 / softcap)
+                p32.copy_(slope).mul_(softcap)
+                slope.square_().neg_().add_(1.0)
+            elif softcap is not None:
+                p32.div_(softcap).tanh_().mul_(softcap)
             torch.softmax(p32, dim=-1, out=p32)  # row-wise, safe in place
             torch.gather(p32, 1, t_c[:, None], out=p_target[i:i + n, None])
             if not (need_h or need_w):
@@ -59,6 +66,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # a confident p = 0.999 is 1.0, and p - 1 would cancel to 0 after the matmuls. The
             # scale s is applied to the (n, C) side, never to (n, V).
             p32.scatter_add_(1, t_c[:, None], p32.new_full((n, 1), -1.0))
+            if slope is not None:
+                p32.mul_(slope)
             d = z_c.copy_(p32)  # (n, V) in the compute dtype (the same buffer in fp32)
             if need_h:
                 grad_h[i:i + n] = s_c * mm_t(d, w.t()).float()
@@ -80,7 +89,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         lost = logp_target < _LOG_MIN_PROB
         if bool(lost.any()):  # the target's probability underflowed or lost digits: its exact log-softmax
             r = lost.nonzero()[:, 0]
-            logp_target[r] = torch.log_softmax(mm_t(h[r], w).float(), dim=-1).gather(1, safe[r, None])[:, 0]
+            z = mm_t(h[r], w).float()
+            z = z if softcap is None else torch.tanh(z / softcap) * softcap
+            logp_target[r] = torch.log_softmax(z, dim=-1).gather(1, safe[r, None])[:, 0]
         total = -(logp_target * scale).sum() / (n_valid > 0)  # nan without targets, as F.cross_entropy
         ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.t() if cv else grad_w, inv_n)
         ctx.dtypes = hidden.dtype, weight.dtype
@@ -94,7 +105,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         gw = None
         if grad_w is not None:  # (V, C), maybe a view of the (C, V) sum: written out contiguous, as the weight is
             gw = torch.mul(grad_w, grad_out * inv_n, out=grad_w.new_empty(grad_w.shape, dtype=w_dtype))
-        return gh, gw, None, None, None, None, None
+        return gh, gw, None, None, None, None, None, None
 
 
 def check_class_ids(ids: torch.Tensor, n_classes: int, ignore_index: int = -100, name: str = "labels",
@@ -112,6 +123,7 @@ def linear_cross_entropy(
     targets: torch.Tensor,
     ignore_index: int = -100,
     chunk_size: int = 1024,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """``F.cross_entropy(hidden @ weight.T, targets, ignore_index=ignore_index)`` (mean over the
     targets that are not ``ignore_index``) without materialising the logits.
@@ -120,7 +132,9 @@ def linear_cross_entropy(
         hidden: ``(N, C)`` inputs of the output projection (e.g. the final hidden states).
         weight: ``(V, C)`` the projection's weight (``nn.Linear(C, V, bias=False).weight``).
         targets: ``(N,)`` class indices in ``[0, V)`` or ``ignore_index``.
-        chunk_size: rows per chunk; peak extra memory is about ``chunk_size × V`` fp32 values.
+        chunk_size: rows per chunk; peak extra memory is about ``chunk_size × V`` fp32 values
+            (twice that with ``softcap`` and gradients).
+        softcap: the loss of soft-capped logits ``softcap · tanh(logits / softcap)`` (Gemma 2).
 
     Returns a scalar fp32 loss, differentiable w.r.t. ``hidden`` and ``weight``. Under autocast
     the matmuls run in the autocast dtype and the softmax in fp32, as with ``F.linear`` followed
@@ -133,6 +147,8 @@ def linear_cross_entropy(
         )
     if chunk_size < 1:
         raise InputError(f"chunk_size must be positive, got {chunk_size}")
+    if softcap is not None and not softcap > 0:
+        raise InputError(f"softcap must be None or positive, got {softcap}")
     if targets.dtype not in (torch.int64, torch.int32):
         raise InputError(f"targets must be int64 or int32 class indices, got {targets.dtype}")
     check_class_ids(targets, weight.shape[0], ignore_index, "targets", ignored_as=f"ignore_index={ignore_index}")
@@ -140,4 +156,5 @@ def linear_cross_entropy(
     compute_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     grad_enabled = torch.is_grad_enabled()  # forward computes the gradients too, unless no_grad
     with torch.autocast(device, enabled=False):
-        return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled)
+        return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled,
+                                         softcap)
