@@ -101,6 +101,58 @@ def test_mistral_sliding_window_gives_transformers_logits_beyond_the_window(tmp_
         assert (full(ids).logits - ref).abs().max() > 1e-2
 
 
+# LongRoPE for heads of 8 (4 frequencies), trained on 16 positions and stretched to 64: the long
+# factors from the 17th position on, cos and sin scaled by sqrt(1 + ln 4 / ln 16).
+LONGROPE = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.5, 3.0, 5.0],
+            "long_factor": [1.0, 4.0, 9.0, 20.0]}
+PHI3_LONG = dict(pad_token_id=0, original_max_position_embeddings=16, rope_parameters=LONGROPE)
+# Phi-4-mini's partial rotary embedding: the first half of each head rotates (2 frequencies).
+PHI4 = dict(pad_token_id=0, original_max_position_embeddings=16,
+            rope_parameters={**LONGROPE, "short_factor": [1.0, 3.0], "long_factor": [2.0, 11.0],
+                             "partial_rotary_factor": 0.5})
+
+
+@pytest.mark.parametrize("length", [12, 20])  # short factors; long ones (past 16 positions)
+def test_phi3_longrope_gives_transformers_logits_with_short_and_long_factors(tmp_path, length):
+    hf = hf_model(tmp_path, "Phi3", **PHI3_LONG)
+    model = attnkit.from_pretrained(tmp_path)
+    scaling = model.config.rope_scaling
+    assert scaling["rope_type"] == "longrope" and scaling["original_max_position_embeddings"] == 16
+    assert scaling["factor"] == 4.0 and abs(scaling["attention_factor"] - 1.5 ** 0.5) < 1e-12
+    ids = batch(length)[0][:1]
+    lm_loss_and_logits_match(model, hf, ids)
+    with torch.no_grad():  # the set of factors that applies matters, and so does the scale
+        ref = hf(ids).logits
+        for change in (dict(short_factor=LONGROPE["long_factor"], long_factor=LONGROPE["short_factor"]),
+                       dict(attention_factor=1.0)):
+            other = attnkit.Phi3(model.config.replace(rope_scaling={**scaling, **change}))
+            other.load_state_dict(model.state_dict())
+            assert (other(ids).logits - ref).abs().max() > 1e-3
+
+
+def test_longrope_factor_lists_of_the_wrong_length_are_refused(tmp_path):
+    hf_model(tmp_path, "Phi3", **PHI3_LONG)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["rope_parameters"]["short_factor"] = [1.0, 2.0]  # heads of 8 have 4 frequencies
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="short_factor needs one factor per frequency: 4, got 2"):
+        attnkit.from_pretrained(tmp_path)
+
+
+def test_phi4_mini_partial_rotary_embedding_gives_transformers_logits_loss_and_gradients(tmp_path):
+    hf = hf_model(tmp_path, "Phi3", **PHI4)
+    model = attnkit.from_pretrained(tmp_path)
+    assert model.config.rotary_dim == 4 and model.config.dim_per_head == 8
+    ids = batch(20)[0][:1]
+    lm_loss_and_logits_match(model, hf, ids)
+    qkv = hf.model.layers[0].self_attn.qkv_proj.weight.grad
+    assert (model.decoder.layers[0].attn.qkv_proj.weight.grad - qkv).abs().max() < 1e-4
+    with torch.no_grad():  # rotating whole heads gives other logits
+        whole = attnkit.Phi3(model.config.replace(rotary_dim=None, rope_scaling=None))
+        whole.load_state_dict(model.state_dict())
+        assert (whole(ids).logits - hf(ids).logits).abs().max() > 1e-3
+
+
 QWEN_WINDOW = dict(use_sliding_window=True, sliding_window=4, max_window_layers=1)  # on layer 1 of 2
 
 
@@ -125,7 +177,7 @@ def test_qwen_sliding_window_layers_give_transformers_logits_and_save_back(tmp_p
 
 
 @pytest.mark.parametrize("family,overrides", [("Qwen2", QWEN_WINDOW), ("Mistral", dict(sliding_window=5, head_dim=16)),
-                                              ("Qwen3", dict(head_dim=16)),
+                                              ("Qwen3", dict(head_dim=16)), ("Phi3", PHI3_LONG), ("Phi3", PHI4),
                                               ("Phi3", dict(pad_token_id=0, sliding_window=6))])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
@@ -139,11 +191,17 @@ def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family,
     assert torch.equal(got, ref)
 
 
-@pytest.mark.parametrize("family,preset", [("Qwen2", "qwen2-tiny"), ("Mistral", "mistral-tiny"), ("Qwen3", "qwen3-tiny"),
-                                           ("Phi3", "phi3-tiny")])
-def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset):
+PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 4.0, "short_factor": [1.0, 3.0],
+                                             "long_factor": [2.0, 11.0], "original_max_position_embeddings": 16,
+                                             "attention_factor": 1.2})  # 20 tokens below: the long factors
+
+
+@pytest.mark.parametrize("family,preset,overrides", [("Qwen2", "qwen2-tiny", {}), ("Mistral", "mistral-tiny", {}),
+                                                     ("Qwen3", "qwen3-tiny", {}), ("Phi3", "phi3-tiny", {}),
+                                                     ("Phi3", "phi3-tiny", PHI4_TINY)])
+def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
     cls = getattr(attnkit, family)
-    model = cls(getattr(attnkit, f"{family}Config").from_preset(preset)).eval()
+    model = cls(getattr(attnkit, f"{family}Config").from_preset(preset, **overrides)).eval()
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == family.lower() and saved["architectures"] == [f"{family}ForCausalLM"]
@@ -160,8 +218,8 @@ def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, fa
     ("Qwen2", dict(use_sliding_window=True, sliding_window=8, layer_types=["full_attention", "chunked_attention"]),
      "layer_types"),
     ("Qwen3", dict(attention_bias=True), "attention_bias=true"),
-    ("Phi3", dict(pad_token_id=0, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                   "partial_rotary_factor": 0.5}), "partial_rotary_factor"),
+    ("Qwen2", dict(rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
+     "partial_rotary_factor"),
 ])
 def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, overrides, match):
     hf_model(tmp_path, family, **overrides)

@@ -12,6 +12,10 @@ A model takes part by implementing two methods (the decoding protocol):
 ``generation_modules() -> nn.Module`` (optional)
     The modules every step runs, whose weights decoding may pack (default: the whole model;
     an encoder-decoder model leaves out its encoder, which runs once).
+``generation_refeed_at() -> int | None`` (optional)
+    A length past which every cached position changes (LongRoPE's original context, where its
+    long factors take over): when a sequence first grows past it, the loop empties the cache
+    and feeds the whole sequence again, as ``transformers``' Phi-3 does. None: never.
 
 Decoder-only models return prompt + new tokens; encoder-decoder models return the decoder's
 start token (or the call's ``decoder_input_ids``) + new tokens (Hugging Face's conventions). An
@@ -305,6 +309,21 @@ def _decoder(prompt_lookup_num_tokens: int | None, batch: int):
     return partial(_prompt_lookup, lookup=prompt_lookup_num_tokens), prompt_lookup_num_tokens + 1
 
 
+def _refeed_limit(model) -> int | None:
+    """The model's ``generation_refeed_at()`` (optional in the protocol), or None."""
+    refeed_at = getattr(model, "generation_refeed_at", None)
+    return None if refeed_at is None else refeed_at()
+
+
+def _must_refeed(limit: int | None, cache, length: int) -> bool:
+    """Whether a feed that brings the sequence to ``length`` positions crosses ``limit`` for the
+    first time; if so, the cache is emptied for the whole sequence to be fed again."""
+    if limit is None or not cache.length <= limit < length:
+        return False
+    cache.truncate(0)
+    return True
+
+
 def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
             temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
             renormalize_logits=False, record=None, decoder_input_ids=None):
@@ -319,11 +338,14 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
     cur = ids.shape[1]
     step_input = ids
-    seq = None  # the sequence so far, for the processors that read it
-    if _reads_sequence(repetition_penalty, no_repeat_ngram_size, bans):
+    seq = None  # the sequence so far, for the processors that read it and for a refeed
+    limit = _refeed_limit(model)
+    if _reads_sequence(repetition_penalty, no_repeat_ngram_size, bans) or limit is not None:
         seq = ids.new_empty(ids.shape[0], cur + max_new_tokens)
         seq[:, :cur] = ids
     for step in range(max_new_tokens):
+        if step and _must_refeed(limit, cache, cur):
+            step_input = seq[:, :cur]
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
         if logits_out is not None:
             logits_out.append(logits.clone())
@@ -396,6 +418,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
     seq = ids.new_empty(T + max_new_tokens)
     seq[:T] = ids[0]
     cur = T  # tokens in seq; the cache holds all but the last once decoding runs
+    limit = _refeed_limit(model)
     logits = model.generation_step(ids, None if mask_buf is None else mask_buf[:, :cur], cache).float()[:, None]
     guesses = seq[:0]
     while True:  # logits: (1, 1 + len(guesses), V), the rows for the last token and each guess
@@ -421,10 +444,13 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
             if j >= len(guesses) or int(token) != int(guesses[j]):
                 break  # the rows after a wrong guess were computed for another text
         cache.truncate(cur - 1)  # the positions of the guesses not kept
-        guesses = _lookup_candidates(seq[:cur], min(lookup, max_new_tokens - (cur - T) - 1))
-        feed = torch.cat([seq[cur - 1:cur], guesses])[None]
-        step_mask = None if mask_buf is None else mask_buf[:, :cur + len(guesses)]
-        logits = model.generation_logits(feed, step_mask, cache).float()
+        # Guesses stop short of a refeed limit, so that the refeed comes where greedy decoding's does.
+        room = limit - cur if limit is not None and cur <= limit else lookup
+        guesses = _lookup_candidates(seq[:cur], min(lookup, room, max_new_tokens - (cur - T) - 1))
+        n = len(guesses)
+        feed = torch.cat([seq[:cur] if _must_refeed(limit, cache, cur + n) else seq[cur - 1:cur], guesses])[None]
+        step_mask = None if mask_buf is None else mask_buf[:, :cur + n]
+        logits = model.generation_logits(feed, step_mask, cache)[:, -1 - n:].float()
 
 
 @torch.inference_mode()
@@ -714,6 +740,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
     batch_offset = (torch.arange(B, device=dev) * nb)[:, None]
 
     cur = T0
+    limit = _refeed_limit(model)
     logits = model.generation_step(ids, None if mask_buf is None else mask_buf[:, :cur], cache).float()
     while True:
         # In place where possible: fresh (B·nb, V) tensors every step cost page faults.
@@ -784,7 +811,8 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
             break
         cache.reorder(beam_idx)
         step_mask = None if mask_buf is None else mask_buf[:, :cur]
-        logits = model.generation_step(running[:, :, cur - 1].reshape(-1, 1), step_mask, cache).float()
+        feed = running[:, :, :cur] if _must_refeed(limit, cache, cur) else running[:, :, cur - 1:cur]
+        logits = model.generation_step(feed.reshape(B * nb, -1), step_mask, cache).float()
 
     new = int(fin_len[:, :n_return].max())
     best = finished[:, :n_return].reshape(B * n_return, width)  # best first, each input's in turn

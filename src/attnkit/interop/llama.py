@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from attnkit.errors import ConfigError
 from attnkit.interop.keymap import Rename
-from attnkit.nn.positional import ROPE_SCALINGS, check_rope_scaling
+from attnkit.nn.positional import ROPE_SCALINGS, check_rope_scaling, longrope_attention_factor
 from attnkit.models.llama import Llama, LlamaConfig
 
 MODEL_TYPE = "llama"
@@ -78,26 +78,40 @@ def llama_fields(c: LlamaConfig, variants: frozenset | set = frozenset(), norm: 
     )
 
 
-def _rope(hf: dict, n_positions: int) -> tuple[float, dict | None]:
+def _rope(hf: dict, n_positions: int, rotary_dim: int | None = None) -> tuple[float, dict | None]:
     """``(rope_theta, rope_scaling)`` from transformers 5's ``rope_parameters`` or the older
-    top-level ``rope_theta`` and ``rope_scaling``. Linear and Llama 3.1 (``llama3``) scaling are
-    read; other kinds (dynamic NTK, YaRN, LongRoPE) are refused by name."""
+    top-level ``rope_theta`` and ``rope_scaling``. Linear, Llama 3.1 (``llama3``) and LongRoPE
+    (Phi-3) scaling are read; other kinds (dynamic NTK, YaRN) are refused by name. A top-level
+    ``original_max_position_embeddings`` wins over the scaling's own (Phi-3's, as transformers
+    reads it). ``rotary_dim``: the rotated dimensions, to check LongRoPE's factor lists."""
     params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
     base = float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
     kind = params.get("rope_type", params.get("type", "default"))
-    if params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)) != 1.0:
-        raise ConfigError("config.json: partial_rotary_factor is not supported (attnkit rotates whole heads)")
     if kind == "default":
         return base, None
     if kind not in ROPE_SCALINGS:
         raise ConfigError(f"config.json: RoPE scaling {kind!r} is not supported by attnkit (supported: default, "
                           f"{', '.join(sorted(ROPE_SCALINGS))})")
+    if hf.get("original_max_position_embeddings") is not None:
+        params["original_max_position_embeddings"] = hf["original_max_position_embeddings"]
     params.setdefault("original_max_position_embeddings", n_positions)  # transformers' fallback
+    if kind == "longrope":  # transformers' defaults: the context's growth, and the paper's scale for it
+        original = params["original_max_position_embeddings"]
+        params["factor"] = params.get("factor") or n_positions / original
+        params["attention_factor"] = params.get("attention_factor") or longrope_attention_factor(params["factor"],
+                                                                                                  original)
     scaling = {"rope_type": kind, **{k: params.get(k) for k in ("factor", *ROPE_SCALINGS[kind])}}
-    problem = check_rope_scaling(scaling)
+    problem = check_rope_scaling(scaling, rotary_dim)
     if problem:
         raise ConfigError(f"config.json: RoPE scaling {scaling}: {problem}")
     return base, scaling
+
+
+def rotary_fraction(hf: dict) -> float:
+    """``partial_rotary_factor`` (the rotated fraction of each head) from ``rope_parameters``,
+    ``rope_scaling`` or the top level; 1.0 when absent."""
+    params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
+    return float(params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)) or 1.0)
 
 
 LAYER_TYPES = ("sliding_attention", "full_attention")  # transformers' names in layer_types
@@ -125,16 +139,25 @@ def config_from_hf(hf: dict, model_class: type) -> LlamaConfig:
     return LlamaConfig(**llama_config_fields(hf, LlamaConfig()), bias=bool(hf.get("attention_bias", False)))
 
 
-def llama_config_fields(hf: dict, defaults: LlamaConfig) -> dict:
+def llama_config_fields(hf: dict, defaults: LlamaConfig, partial_rotary: bool = False) -> dict:
     """attnkit config fields from the HF config fields Llama, Mistral and Qwen2 share; an absent
-    field takes ``defaults``' value (the family's HF default)."""
+    field takes ``defaults``' value (the family's HF default). A ``partial_rotary_factor`` below 1
+    is refused unless the family rotates part of each head (``partial_rotary``: Phi-3's
+    ``int(hidden_size // num_attention_heads * factor)`` dimensions, read into ``rotary_dim``)."""
     def get(key, default):
         value = hf.get(key)
         return default if value is None else value
 
     d, heads = get("hidden_size", defaults.d_model), get("num_attention_heads", defaults.n_heads)
     head_dim = hf.get("head_dim")
-    rope_base, rope_scaling = _rope(hf, get("max_position_embeddings", defaults.n_positions))
+    fraction, rotary_dim = rotary_fraction(hf), None
+    if fraction != 1.0:
+        if not partial_rotary:
+            raise ConfigError("config.json: partial_rotary_factor is not supported by this family (attnkit rotates "
+                              "whole heads)")
+        rotary_dim = int(d // heads * fraction)
+    rope_base, rope_scaling = _rope(hf, get("max_position_embeddings", defaults.n_positions),
+                                    rotary_dim or head_dim or d // heads)
     act = hf.get("hidden_act", "silu")
     if act not in _GATES:
         raise ConfigError(f"config.json: hidden_act={act!r} is not supported; supported: {sorted(_GATES)}")
@@ -146,7 +169,7 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig) -> dict:
         head_dim=None if head_dim in (None, d // heads) else head_dim,
         n_kv_heads=get("num_key_value_heads", heads), d_ff=get("intermediate_size", defaults.d_ff),
         activation=_GATES[act], norm_eps=get("rms_norm_eps", defaults.norm_eps), rope_base=rope_base,
-        rope_scaling=rope_scaling,
+        rope_scaling=rope_scaling, rotary_dim=rotary_dim,
         attn_dropout=get("attention_dropout", 0.0),
         tie_word_embeddings=get("tie_word_embeddings", defaults.tie_word_embeddings),
         initializer_range=get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id", defaults.bos_token_id),

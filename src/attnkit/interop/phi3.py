@@ -2,10 +2,10 @@
 checkpoint stores q/k/v as one ``qkv_proj`` (attnkit's layout already) and the gate and up
 projections as one ``gate_up_proj`` (gate rows first), which is split into attnkit's ``fc_gate``
 and ``fc_in`` and joined back on save. Config fields as Llama's (:mod:`attnkit.interop.llama`)
-plus ``sliding_window`` and the residual dropout.
-
-Refused with a ``ConfigError``: LongRoPE (``rope_scaling`` of the 128k variants and Phi-3.5) and
-a ``partial_rotary_factor`` below 1 (Phi-4-mini), as every RoPE kind attnkit does not compute.
+plus ``sliding_window``, the residual dropout, LongRoPE scaling (the 128k variants, Phi-3.5,
+Phi-4-mini; the legacy ``su`` and ``yarn`` names are LongRoPE, as transformers reads them), the
+top-level ``original_max_position_embeddings`` (4,096 when absent) and a
+``partial_rotary_factor`` below 1 (Phi-4-mini: ``rotary_dim``).
 """
 
 from __future__ import annotations
@@ -39,13 +39,16 @@ def key_rules(model) -> list[Rename]:
 
 def config_to_hf(model) -> dict | None:
     """HF ``Phi3Config`` fields, or None for a variant ``Phi3ForCausalLM`` cannot represent
-    (biases, query/key norms, a gate other than SiLU's)."""
+    (biases, query/key norms, a gate other than SiLU's, RoPE scalings other than LongRoPE)."""
     c: Phi3Config = model.config
-    fields = llama_fields(c, {"sliding_window"})
-    if fields is None or c.bias or c.activation != "swiglu":
+    fields = llama_fields(c, {"sliding_window", "rotary_dim"})
+    scaling = c.rope_scaling or {"rope_type": None}
+    if fields is None or c.bias or c.activation != "swiglu" or scaling["rope_type"] not in (None, "longrope"):
         return None
+    fields["rope_parameters"]["partial_rotary_factor"] = (c.rotary_dim or c.dim_per_head) / c.dim_per_head
     return dict(model_type=MODEL_TYPE, **fields, sliding_window=c.sliding_window, resid_pdrop=c.dropout,
-                embd_pdrop=c.dropout)
+                embd_pdrop=c.dropout,
+                original_max_position_embeddings=scaling.get("original_max_position_embeddings", c.n_positions))
 
 
 def config_from_hf(hf: dict, model_class: type) -> Phi3Config:
@@ -53,5 +56,10 @@ def config_from_hf(hf: dict, model_class: type) -> Phi3Config:
     window = hf.get("sliding_window")
     if window is not None and (not isinstance(window, int) or window <= 0):
         raise ConfigError(f"config.json: sliding_window={window!r} must be a positive integer or null")
-    fields = llama_config_fields(hf, Phi3Config())
+    hf = {**hf, "original_max_position_embeddings": hf.get("original_max_position_embeddings") or 4096}
+    for key in ("rope_scaling", "rope_parameters"):  # transformers' reading of the legacy names
+        params = hf.get(key) or {}
+        if params.get("rope_type", params.get("type")) in ("su", "yarn"):
+            hf[key] = {**params, "rope_type": "longrope", "type": "longrope"}
+    fields = llama_config_fields(hf, Phi3Config(), partial_rotary=True)
     return Phi3Config(**fields, sliding_window=window, dropout=float(hf.get("resid_pdrop", 0.0) or 0.0))

@@ -51,7 +51,7 @@ class GPTConfig(Config):
     # checkpoint family must not write a config that sets one it cannot represent (variants()).
     variant_fields: ClassVar[tuple[str, ...]] = (
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
-        "attn_softcap", "logit_softcap", "sandwich_norm")
+        "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -66,7 +66,8 @@ class GPTConfig(Config):
     norm_eps: float = 1e-5
     positional: Literal["learned", "rotary", "alibi"] = "learned"
     rope_base: float = 10000.0
-    rope_scaling: dict | None = None  # Hugging Face's rope_parameters beyond rope_theta: linear, llama3 (Llama 3.1)
+    rope_scaling: dict | None = None  # Hugging Face's rope_parameters beyond rope_theta: linear, llama3, longrope
+    rotary_dim: int | None = None  # rotate the first rotary_dim dimensions of each head; None = all (Phi-4-mini)
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections alone (Qwen2); None = ``bias``
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys before the rotary embedding (Qwen3)
@@ -113,7 +114,12 @@ class GPTConfig(Config):
         self.require_fraction("dropout", "attn_dropout")
         if self.positional == "rotary":
             self.require(self.dim_per_head % 2 == 0, "positional", "rotary needs an even head dim")
-        problem = check_rope_scaling(self.rope_scaling)
+        if self.rotary_dim is not None:
+            self.require(self.positional == "rotary" and self.rotary_dim % 2 == 0 and 0 < self.rotary_dim
+                         <= self.dim_per_head, "rotary_dim",
+                         f"must be None or even, positive and at most the head size ({self.dim_per_head}), with rotary "
+                         f"positions")
+        problem = check_rope_scaling(self.rope_scaling, self.rotary_dim or self.dim_per_head)
         self.require(problem is None, "rope_scaling", str(problem))
         self.require(self.rope_scaling is None or self.positional == "rotary", "rope_scaling", "needs rotary positions")
         self.require_token_ids("bos_token_id", "eos_token_id", "pad_token_id")
@@ -167,10 +173,11 @@ class GPT(Model):
         c = config
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
         self.wpe = nn.Embedding(c.n_positions, c.d_model) if c.positional == "learned" else None
-        self.rotary = RotaryEmbedding(c.dim_per_head, c.rope_base, c.rope_scaling) if c.positional == "rotary" else None
+        rotary_dim = c.rotary_dim or c.dim_per_head
+        self.rotary = RotaryEmbedding(rotary_dim, c.rope_base, c.rope_scaling) if c.positional == "rotary" else None
         self.local_rotary = None  # Gemma 3's sliding layers: their own base, no scaling
         if c.rope_local_base is not None:
-            self.local_rotary = RotaryEmbedding(c.dim_per_head, c.rope_local_base)
+            self.local_rotary = RotaryEmbedding(rotary_dim, c.rope_local_base)
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True,
                                local_layers=c.window_layers)
@@ -301,6 +308,13 @@ class GPT(Model):
     def generation_step(self, input_ids, attention_mask, cache) -> torch.Tensor:
         """Logits ``(B, V)`` for the next token after feeding ``input_ids`` through the cache."""
         return self(input_ids, attention_mask=attention_mask, cache=cache, logits_to_keep=1).logits[:, -1]
+
+    def generation_refeed_at(self) -> int | None:
+        """LongRoPE's original context: past it the long factors rotate every position anew, so
+        the decoding loop rebuilds the cache from the whole sequence (as ``transformers``' Phi-3
+        does). None for other positions."""
+        rotary = self.rotary
+        return rotary.scaling["original_max_position_embeddings"] if rotary is not None and rotary.longrope else None
 
     def generation_logits(self, input_ids, attention_mask, cache) -> torch.Tensor:
         """Logits ``(B, T, V)`` after each of the ``T`` tokens fed through the cache (prompt lookup

@@ -46,11 +46,18 @@ def sinusoidal_positions(n_positions: int, dim: int, base: float = 10000.0, inte
 ROPE_SCALINGS = {  # rope_type -> its fields besides ``factor`` (Hugging Face's names)
     "linear": (),
     "llama3": ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+    "longrope": ("short_factor", "long_factor", "original_max_position_embeddings", "attention_factor"),
 }
+_FACTOR_LISTS = ("short_factor", "long_factor")  # LongRoPE's: one factor per frequency
 
 
-def check_rope_scaling(scaling: dict | None) -> str | None:
-    """Why ``scaling`` is not a RoPE scaling :func:`rope_frequencies` computes, or None when it is."""
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def check_rope_scaling(scaling: dict | None, rotary_dim: int | None = None) -> str | None:
+    """Why ``scaling`` is not a RoPE scaling :func:`rope_frequencies` computes (for a rotary
+    embedding of ``rotary_dim`` dimensions, when given), or None when it is."""
     if scaling is None:
         return None
     kind = scaling.get("rope_type")
@@ -59,22 +66,37 @@ def check_rope_scaling(scaling: dict | None) -> str | None:
     needed = ("rope_type", "factor", *ROPE_SCALINGS[kind])
     if sorted(scaling) != sorted(needed):
         return f"a {kind} scaling has exactly the fields {list(needed)}"
-    if not all(isinstance(scaling[k], (int, float)) and not isinstance(scaling[k], bool) and scaling[k] > 0
-               for k in needed[1:]):
+    lists = [k for k in needed[1:] if k in _FACTOR_LISTS]
+    if not all(_positive(scaling[k]) for k in needed[1:] if k not in lists):
         return "its factors and lengths must be positive numbers"
+    for k in lists:
+        factors = scaling[k]
+        if not isinstance(factors, (list, tuple)) or not factors or not all(_positive(f) for f in factors):
+            return f"{k} must be a list of positive numbers"
+        if rotary_dim is not None and len(factors) != rotary_dim // 2:
+            return f"{k} needs one factor per frequency: {rotary_dim // 2}, got {len(factors)}"
     if kind == "llama3" and scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
         return "high_freq_factor must exceed low_freq_factor"
     return None
 
 
-def rope_frequencies(head_dim: int, base: float, scaling: dict | None = None, device=None) -> torch.Tensor:
+def longrope_attention_factor(factor: float, original: int) -> float:
+    """LongRoPE's default scale of cos and sin (Ding et al. 2024; Phi-3): sqrt(1 + ln s / ln L)."""
+    return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+
+
+def rope_frequencies(head_dim: int, base: float, scaling: dict | None = None, device=None,
+                     long: bool = False) -> torch.Tensor:
     """The rotary embedding's ``head_dim / 2`` angular frequencies ``base^(-2i/D)``, fp32.
 
     ``scaling`` stretches them for contexts longer than the training one (Hugging Face's
     ``rope_parameters`` fields): ``linear`` divides every frequency by ``factor`` (Chen et al.
     2023, position interpolation); ``llama3`` (Llama 3.1) divides the low frequencies (wavelength
     above ``original_max_position_embeddings / low_freq_factor``) by ``factor``, keeps the high ones
-    (below ``original_max_position_embeddings / high_freq_factor``) and blends in between.
+    (below ``original_max_position_embeddings / high_freq_factor``) and blends in between;
+    ``longrope`` (Ding et al. 2024; Phi-3) divides each frequency by its own factor, from
+    ``long_factor`` when ``long`` (sequences past ``original_max_position_embeddings``), else from
+    ``short_factor``.
     """
     dims = torch.arange(0, head_dim, 2, dtype=torch.float32, device=device)
     inv_freq = 1.0 / (base ** (dims / head_dim))
@@ -83,6 +105,9 @@ def rope_frequencies(head_dim: int, base: float, scaling: dict | None = None, de
     factor = scaling["factor"]
     if scaling["rope_type"] == "linear":
         return inv_freq / factor
+    if scaling["rope_type"] == "longrope":
+        factors = scaling["long_factor" if long else "short_factor"]
+        return inv_freq / torch.tensor(factors, dtype=torch.float32, device=device)
     low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
     context = scaling["original_max_position_embeddings"]
     wavelength = 2 * math.pi / inv_freq
@@ -98,26 +123,40 @@ class RotaryEmbedding(nn.Module):
     optional frequency ``scaling`` (:func:`rope_frequencies`).
 
     ``forward(position_ids)`` returns ``(cos, sin)`` of shape ``(B, 1, T, D)`` for
-    :func:`apply_rotary`, which rotates q and k so that q·k depends only on their offset.
+    :func:`apply_rotary`, which rotates q and k so that q·k depends only on their offset; a ``D``
+    below the head size rotates its first ``D`` dimensions only. LongRoPE picks its long factors
+    for a call whose last position is past ``original_max_position_embeddings`` (as
+    ``transformers`` does, per call) and scales cos and sin by ``attention_factor``.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0, scaling: dict | None = None):
         super().__init__()
         if head_dim % 2:
             raise InputError(f"rotary embedding needs an even head_dim, got {head_dim}")
-        problem = check_rope_scaling(scaling)
+        problem = check_rope_scaling(scaling, head_dim)
         if problem:
             raise InputError(f"rotary scaling {scaling!r}: {problem}")
         self.head_dim, self.base, self.scaling = head_dim, base, scaling
+        self.longrope = scaling is not None and scaling["rope_type"] == "longrope"
         # fp32 frequencies kept as a plain attribute, not a buffer that ``model.to(bfloat16)`` would
         # round (the angles pos·freq would be off by up to 1.7 rad at position 4000); per device.
+        # LongRoPE: the short and the long frequencies, (2, D/2).
         self._inv_freq: torch.Tensor | None = None
 
     def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._inv_freq is None or self._inv_freq.device != position_ids.device:
-            self._inv_freq = rope_frequencies(self.head_dim, self.base, self.scaling, position_ids.device)
-        freqs = position_ids[..., None].float() * self._inv_freq  # (B, T, D/2)
+            sets = (False, True) if self.longrope else (False,)
+            self._inv_freq = torch.stack([rope_frequencies(self.head_dim, self.base, self.scaling, position_ids.device,
+                                                           long=long) for long in sets])
+        inv_freq = self._inv_freq[0]
+        if self.longrope:  # no host sync: a select on the device
+            past = position_ids.max() + 1 > self.scaling["original_max_position_embeddings"]
+            inv_freq = torch.where(past, self._inv_freq[1], inv_freq)
+        freqs = position_ids[..., None].float() * inv_freq  # (B, T, D/2)
         emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # (B, 1, T, D)
+        if self.longrope:
+            scale = self.scaling["attention_factor"]
+            return emb.cos() * scale, emb.sin() * scale
         return emb.cos(), emb.sin()
 
 
@@ -127,7 +166,11 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` ``(B, H, T, D)`` by the angles in ``cos``/``sin`` ``(B, 1, T, D)``."""
+    """Rotate ``x`` ``(B, H, T, D)`` by the angles in ``cos``/``sin`` ``(B, 1, T, R)``: all of it
+    when ``R == D``, else its first ``R`` dimensions (partial rotary embeddings, Phi-4-mini)."""
+    rotated = cos.shape[-1]
+    if rotated < x.shape[-1]:
+        return torch.cat([apply_rotary(x[..., :rotated], cos, sin), x[..., rotated:]], dim=-1)
     return (x * cos + _rotate_half(x) * sin).to(x.dtype)
 
 
