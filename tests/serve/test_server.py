@@ -459,17 +459,24 @@ def whisper_server():
 
 def test_openai_client_transcribes_wav_uploads(whisper_server):
     """``client.audio.transcriptions.create`` with a WAV file at 22,050 Hz: the text, and with
-    ``verbose_json`` the timed segments, are what ``transcribe`` gives for the same samples."""
+    ``verbose_json`` the timed segments, are what ``transcribe`` gives for the same samples with
+    Whisper's defaults (OpenAI's temperature 0: fallback, silence detection, previous text)."""
     openai = pytest.importorskip("openai")
     from attnkit.audio import read_wav
-    from attnkit.generation.speech import transcribe
+    from attnkit.generation.speech import transcribe as transcribe_audio, whisper_defaults
 
     model, tok, port = whisper_server
+
+    def transcribe(*args, **kwargs):  # as the server decodes at temperature 0: from seed 0
+        kwargs = {**whisper_defaults(model), **kwargs}
+        return transcribe_audio(*args, generator=torch.Generator().manual_seed(0), **kwargs)
+
     data = wav_bytes(0.3 * torch.randn(int(22050 * 3.3), generator=torch.Generator().manual_seed(1)), rate=22050)
     audio, rate = read_wav(__import__("io").BytesIO(data))
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
     reply = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"))
     assert reply.text == transcribe(model, tok, audio, rate)[0]
+    assert client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav")).text == reply.text
     timed = transcribe(model, tok, audio, rate, return_timestamps=True)[0]
     verbose = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"),
                                                  response_format="verbose_json")
@@ -478,6 +485,9 @@ def test_openai_client_transcribes_wav_uploads(whisper_server):
     fields = ("id", "seek", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob")
     assert [[getattr(s, f) for f in fields] for s in verbose.segments] == [[s[f] for f in fields] for s in timed["segments"]]
     assert verbose.segments[-1].seek > 0 and verbose.segments[0].avg_logprob < 0
+    # A random model's windows are unlikely (mean log-probability below -1): they fell back to sampling,
+    # and each reports its <|nospeech|> probability.
+    assert all(s.temperature > 0 and 0 < s.no_speech_prob < 1 for s in verbose.segments)
     assert verbose.duration == pytest.approx(3.3, abs=1e-3)
     plain = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), response_format="text")
     assert plain.strip() == reply.text
@@ -486,6 +496,7 @@ def test_openai_client_transcribes_wav_uploads(whisper_server):
     sampled = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"), temperature=0.5,
                                                  response_format="verbose_json")
     assert sampled.segments and {s.temperature for s in sampled.segments} == {0.5}
+    assert {s.no_speech_prob for s in sampled.segments} == {None}  # one temperature: no heuristics
     worded = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"),
                                                 response_format="verbose_json", timestamp_granularities=["word", "segment"])
     by_word = transcribe(model, tok, audio, rate, return_timestamps="word")[0]
@@ -537,11 +548,15 @@ def test_transcription_requests_are_checked(whisper_server, gpt_server):
 
 
 def test_openai_client_translates_with_a_multilingual_whisper():
-    """``client.audio.translations.create``: Whisper's translate task, the language detected per
-    window, as ``transcribe(task="translate")`` gives for the same samples."""
+    """``client.audio.translations.create``: Whisper's translate task, the language detected from
+    the first window, as ``transcribe(task="translate")`` gives for the same samples (with
+    Whisper's defaults, from seed 0, as the server decodes at temperature 0)."""
     openai = pytest.importorskip("openai")
     from attnkit.audio import read_wav
-    from attnkit.generation.speech import transcribe
+    from attnkit.generation.speech import transcribe as transcribe_audio, whisper_defaults
+
+    def transcribe(*args, **kwargs):
+        return transcribe_audio(*args, generator=torch.Generator().manual_seed(0), **whisper_defaults(model), **kwargs)
 
     tok = Tokenizer.train_char(["".join(chr(0x41 + i) for i in range(80))], special_tokens=[f"<|s{i}|>" for i in range(40)])
     torch.manual_seed(1)

@@ -210,6 +210,19 @@ def no_speech_probability(model, features: torch.Tensor, decoder_input_ids: torc
     return logits.float().softmax(dim=-1)[:, no_timestamps - 1]
 
 
+def whisper_defaults(model) -> dict:
+    """:func:`transcribe`'s keyword arguments for Whisper's own defaults (``openai/whisper``'s
+    ``transcribe``, which OpenAI's API follows at temperature 0): temperature fallback from 0 in
+    steps of 0.2, a compression ratio of 1.35 (of the token ids' bytes, as in ``transformers``;
+    ``openai/whisper``'s 2.4 is of the text's), a mean log-probability of -1, silence above a
+    ``<|nospeech|>`` probability of 0.6 and conditioning on the previous text (each for the
+    checkpoints that have the token it needs: ``<|nospeech|>``, ``<|startofprev|>``)."""
+    has = lambda key: isinstance(model.generation_config.other.get(key), int)  # noqa: E731
+    return dict(temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=1.35, logprob_threshold=-1.0,
+                no_speech_threshold=0.6 if has("no_timestamps_token_id") else None,
+                condition_on_prev_tokens=has("prev_sot_token_id"))
+
+
 def _temperatures(temperature: float | Sequence[float]) -> tuple[float, ...]:
     values = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
     if not values or any(isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf

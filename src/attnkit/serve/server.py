@@ -18,8 +18,11 @@ work against it:
   ``response_format`` (``json``, ``text``, or ``verbose_json``: timed ``segments`` from
   Whisper's sequential long-form algorithm, with ``openai/whisper``'s segment fields, and
   ``words`` with ``timestamp_granularities[]=word``),
-  ``temperature`` (0: greedy; up to 1: sampled, without OpenAI's fallback from 0 to higher
-  temperatures), ``prompt`` (text the decoder reads before each window).
+  ``temperature`` (0, the default: as OpenAI's API, Whisper's own decoding, greedy with its
+  fallback to higher temperatures for a window that loops or is unlikely, silence detection and
+  conditioning on the previous text, sampled from a fixed seed so that the same upload gives the
+  same text, :func:`attnkit.generation.speech.whisper_defaults`; up to 1: sampled at that
+  temperature), ``prompt`` (text the decoder reads before each window).
 - ``POST /v1/audio/translations`` — the same upload, translated into English (Whisper's
   ``translate`` task; multilingual checkpoints).
 - ``GET /v1/models`` and ``GET /health``.
@@ -320,7 +323,7 @@ class ModelServer:
 
         from attnkit.audio import read_wav
         from attnkit.generation.alignment import alignment_heads
-        from attnkit.generation.speech import encode_prompt, transcribe
+        from attnkit.generation.speech import encode_prompt, transcribe, whisper_defaults
 
         if not self.transcribes:
             raise RequestError(f"this server's model ({type(self.model).__name__}) does not transcribe speech", status=404)
@@ -372,9 +375,12 @@ class ModelServer:
             raise RequestError(f"'file' must be a PCM WAV file: {e}", param="file") from None
         if audio.numel() < 400:
             raise RequestError("'file' holds less than 25 ms of audio", param="file")
+        # At 0, OpenAI's rule: Whisper's fallback to higher temperatures, sampled from a fixed seed
+        # (the same upload gives the same text); above 0, that one temperature.
+        decoding = dict(temperature=temperature) if temperature > 0 else whisper_defaults(self.model)
         with self.lock:
             result = transcribe(self.model, self.tokenizer, audio, rate, language=language, task=task, prompt=prompt,
-                                temperature=temperature,
+                                generator=torch.Generator(self.model.device).manual_seed(0), **decoding,
                                 return_timestamps=fmt == "verbose_json" and ("word" if by_word else True))[0]
         if fmt == "text":
             return "text", result + "\n"
