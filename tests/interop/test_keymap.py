@@ -31,3 +31,17 @@ def test_a_tensor_that_does_not_split_evenly_or_a_missing_part_is_an_error():
         to_hf(RULES, {"l.0.gate": torch.zeros(2, 3)})
     with pytest.raises(ValueError, match="fuses on one side only"):
         Rename(("a", "b"), ("c", "d"))
+
+
+def test_rows_interleaved_head_by_head_are_regrouped_part_by_part_and_back():
+    """GPT-NeoX's query_key_value: rows (head, q/k/v, dim) in the checkpoint, (q/k/v, head, dim) in attnkit."""
+    rules = [Rename(f"qkv.{p}", f"hf.qkv.{p}", interleaved=(2, 3)) for p in ("weight", "bias")]
+    heads, parts, dim = 2, 3, 4
+    labels = torch.tensor([[h, p, d] for h in range(heads) for p in range(parts) for d in range(dim)], dtype=torch.float)
+    native, _, _ = from_hf(rules, {"hf.qkv.weight": labels, "hf.qkv.bias": labels[:, 1]})
+    expected = torch.tensor([[h, p, d] for p in range(parts) for h in range(heads) for d in range(dim)], dtype=torch.float)
+    assert torch.equal(native["qkv.weight"], expected) and torch.equal(native["qkv.bias"], expected[:, 1])
+    back = to_hf(rules, native)
+    assert torch.equal(back["hf.qkv.weight"], labels) and torch.equal(back["hf.qkv.bias"], labels[:, 1])
+    with pytest.raises(CheckpointError, match=r"shape \(10, 3\) does not split into 2 heads of 3 parts"):
+        from_hf(rules, {"hf.qkv.weight": torch.zeros(10, 3)})

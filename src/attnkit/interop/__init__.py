@@ -59,6 +59,7 @@ FAMILIES: dict[str, str] = {
     "gemma": "attnkit.interop.gemma",
     "gemma2": "attnkit.interop.gemma2",
     "gemma3_text": "attnkit.interop.gemma3",
+    "gpt_neox": "attnkit.interop.gpt_neox",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

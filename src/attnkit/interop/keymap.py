@@ -35,6 +35,9 @@ class Rename:
     hf: str | tuple[str, ...]
     transpose: bool = False
     sizes: tuple[int, ...] | None = None  # rows of each part in a fused tensor (default: equal parts)
+    # (heads, parts): Hugging Face interleaves a fused tensor's parts head by head, rows ordered
+    # (head, part, ...) where attnkit's are (part, head, ...) (GPT-NeoX's query_key_value)
+    interleaved: tuple[int, int] | None = None
     _native_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
     _hf_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
 
@@ -59,6 +62,17 @@ class Rename:
 
     def _flip(self, t: torch.Tensor) -> torch.Tensor:
         return t.t() if self.transpose and t.dim() == 2 else t
+
+    def _regroup(self, t: torch.Tensor, to_hf: bool) -> torch.Tensor:
+        """Rows from attnkit's (part, head) order to Hugging Face's (head, part) one, or back."""
+        if self.interleaved is None:
+            return t
+        heads, parts = self.interleaved
+        if t.shape[0] % (heads * parts):
+            raise CheckpointError(f"a tensor of shape {tuple(t.shape)} does not split into {heads} heads of {parts} "
+                                  "parts along its first dimension")
+        outer = (parts, heads) if to_hf else (heads, parts)
+        return t.reshape(*outer, -1, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
 
 
 def _find(rules: list[Rename], name: str) -> tuple[Rename, dict, int]:
@@ -90,7 +104,7 @@ def with_prefix(rules: list[Rename], prefix: str) -> list[Rename]:
     def prefixed(names):
         return tuple(prefix + n for n in names) if isinstance(names, tuple) else prefix + names
 
-    return [Rename(prefixed(r.native), prefixed(r.hf), r.transpose, r.sizes) for r in rules]
+    return [Rename(prefixed(r.native), prefixed(r.hf), r.transpose, r.sizes, r.interleaved) for r in rules]
 
 
 def pooler_option(keys) -> dict:
@@ -114,7 +128,7 @@ def to_hf(rules: list[Rename], state: dict[str, torch.Tensor]) -> dict[str, torc
             continue
         parts = (tensor,) if len(rule.hf_names) == 1 else rule._split(tensor)
         for hf_name, part in zip(rule.hf_names, parts):
-            out[hf_name.format(**groups)] = rule._flip(part).contiguous()
+            out[hf_name.format(**groups)] = rule._flip(rule._regroup(part, to_hf=True)).contiguous()
     missing = sorted(name for name, parts in pending.items() if name not in out)
     if missing:
         raise CheckpointError(f"cannot write {missing}: some of the attnkit tensors fused into them are missing")
@@ -165,7 +179,7 @@ def from_hf(
             if len({t.shape[1:] for t in tensors}) > 1 or len({t.dtype for t in tensors}) > 1:
                 shapes = {got[j][0]: tuple(got[j][1].shape) for j in range(len(got))}
                 raise CheckpointError(f"cannot fuse tensors of different shapes or dtypes into {name}: {shapes}")
-            native[name] = torch.cat(tensors, dim=0) if len(tensors) > 1 else tensors[0]
+            native[name] = torch.cat(tensors, dim=0) if len(tensors) > 1 else rule._regroup(tensors[0], to_hf=False)
         origin[name] = " + ".join(got[j][0] for j in sorted(got))
     native.update(split)
     origin.update(split_origin)

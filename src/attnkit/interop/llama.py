@@ -107,11 +107,11 @@ def _rope(hf: dict, n_positions: int, rotary_dim: int | None = None) -> tuple[fl
     return base, scaling
 
 
-def rotary_fraction(hf: dict) -> float:
+def rotary_fraction(hf: dict, default: float = 1.0) -> float:
     """``partial_rotary_factor`` (the rotated fraction of each head) from ``rope_parameters``,
-    ``rope_scaling`` or the top level; 1.0 when absent."""
+    ``rope_scaling`` or the top level; ``default`` when absent."""
     params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
-    return float(params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)) or 1.0)
+    return float(params.get("partial_rotary_factor", hf.get("partial_rotary_factor", default)) or default)
 
 
 LAYER_TYPES = ("sliding_attention", "full_attention")  # transformers' names in layer_types

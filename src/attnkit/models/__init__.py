@@ -21,6 +21,7 @@ from attnkit.models.distilbert import (
 from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmForTokenClassification
 from attnkit.models.gemma import Gemma, Gemma2, Gemma2Config, Gemma3, Gemma3Config, GemmaConfig
 from attnkit.models.gpt import GPT, GPTConfig
+from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
 from attnkit.models.llama import (
     Llama,
     LlamaConfig,
@@ -52,7 +53,7 @@ __all__ = [
     "BertForTokenClassification", "DistilBert", "DistilBertConfig", "DistilBertForMaskedLM",
     "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
     "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig",
-    "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+    "GPTNeoX", "GPTNeoXConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
     "LlamaConfig", "Mistral", "MistralConfig", "Model", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config",
     "Qwen3", "Qwen3Config", "T5", "T5Config", "Transformer",

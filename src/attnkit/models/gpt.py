@@ -51,7 +51,7 @@ class GPTConfig(Config):
     # checkpoint family must not write a config that sets one it cannot represent (variants()).
     variant_fields: ClassVar[tuple[str, ...]] = (
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
-        "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim")
+        "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -79,6 +79,7 @@ class GPTConfig(Config):
     attn_softcap: float | None = None  # attention scores soft-capped to c·tanh(s/c) (Gemma 2)
     logit_softcap: float | None = None  # output logits soft-capped likewise (Gemma 2)
     sandwich_norm: bool = False  # a norm on each sublayer's output too (Gemma 2/3)
+    parallel_residual: bool = False  # x + attn(norm(x)) + ffn(norm'(x)) in each layer (GPT-NeoX / Pythia)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -154,7 +155,7 @@ class GPTConfig(Config):
             attn_dropout=self.attn_dropout,
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
             attn_scale=None if self.attn_scale_dim is None else self.attn_scale_dim ** -0.5,
-            attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm,
+            attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm, parallel_residual=self.parallel_residual,
         )
 
 

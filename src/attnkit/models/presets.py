@@ -63,6 +63,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         "qwen3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                            head_dim=16),
     },
+    "gpt_neox": {
+        # Biderman et al. 2023, Table 1: the Pythia suite (rotary on a quarter of each head).
+        "pythia-70m": dict(d_model=512, n_layers=6, n_heads=8),  # 70,426,624 params
+        "pythia-160m": dict(),  # 162,322,944 params
+        "pythia-410m": dict(d_model=1024, n_layers=24, n_heads=16, rotary_dim=16),  # 405,334,016 params
+        "pythia-1b": dict(d_model=2048, n_layers=16, n_heads=8, rotary_dim=64),  # 1,011,781,632 params
+        "pythia-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, rotary_dim=4),
+    },
     "gemma": {
         # Gemma Team 2024a: Gemma 2B (multi-query attention) and 7B (HF's GemmaConfig defaults).
         "gemma-2b": dict(d_model=2048, d_ff=16384, n_layers=18, n_heads=8, n_kv_heads=1),  # 2,506,172,416 params

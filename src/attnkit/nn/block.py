@@ -4,6 +4,8 @@ One ``LayerConfig`` describes a layer; every model builds its stacks from one. A
 ``x + dropout(f(norm(x)))`` when pre-norm and ``norm(x + dropout(f(x)))`` when post-norm (the
 paper's form, §5.4 for the dropout). ``sandwich_norm`` adds a norm on the output of each
 pre-norm sublayer as well: ``x + dropout(norm'(f(norm(x))))`` (Gemma 2 and 3).
+``parallel_residual`` runs a decoder layer's self-attention and feed-forward side by side on
+the same input, ``x + attn(norm(x)) + ffn(norm'(x))`` (GPT-J, GPT-NeoX / Pythia).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from attnkit.errors import InputError
 from attnkit.nn.attention import MultiHeadAttention
 from attnkit.nn.cache import DecoderCache, KVCache
 from attnkit.nn.feedforward import FeedForward
@@ -45,6 +48,7 @@ class LayerConfig:
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys (Qwen3)
     attn_softcap: float | None = None  # scores soft-capped to c·tanh(s/c) (Gemma 2)
     sandwich_norm: bool = False  # pre-norm sublayers also norm their output (Gemma 2 and 3)
+    parallel_residual: bool = False  # decoder layers: x + attn(norm(x)) + ffn(norm'(x)) (GPT-J, GPT-NeoX)
 
     def attention(self, cross: bool = False) -> MultiHeadAttention:
         return MultiHeadAttention(
@@ -118,10 +122,13 @@ class DecoderLayer(_Sublayers):
         self.attn_norm = cfg.norm_layer()
         self.attn = cfg.attention()
         if cross:
+            if cfg.parallel_residual:
+                raise InputError("parallel_residual decoder layers have no cross-attention")
             self.cross_norm = cfg.norm_layer()
             self.cross_attn = cfg.attention(cross=True)
         else:
             self.cross_norm = self.cross_attn = None
+        self.parallel_residual = cfg.parallel_residual
         self.ffn_norm = cfg.norm_layer()
         self.ffn = cfg.feedforward()
         self.attn_post_norm, self.ffn_post_norm = _post_norms(cfg)
@@ -130,6 +137,11 @@ class DecoderLayer(_Sublayers):
         self, x, mask=None, bias=None, is_causal=True, cache: KVCache | None = None, context=None,
         context_mask=None, cross_bias=None, cross_cache: KVCache | None = None, rotary=None, need_weights=False,
     ):
+        if self.parallel_residual:  # both sublayers read x; their outputs are added to it together
+            a, self_w = self.attn(self.attn_norm(x), mask=mask, bias=bias, is_causal=is_causal, cache=cache,
+                                  rotary=rotary, need_weights=need_weights)
+            f = self.ffn(self.ffn_norm(x))
+            return (x + self.drop(a) + self.drop(f) if self.training else x + a + f), self_w, None
         x, self_w = self.residual(
             x, self.attn_norm,
             lambda h: self.attn(h, mask=mask, bias=bias, is_causal=is_causal, cache=cache, rotary=rotary,
