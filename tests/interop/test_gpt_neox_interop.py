@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 import attnkit
 from attnkit import ConfigError
-from tests.interop.test_mistral_qwen_interop import batch, lm_loss_and_logits_match
+from tests.interop.test_mistral_qwen_interop import batch, generation_matches, lm_loss_and_logits_match
 
 transformers = pytest.importorskip("transformers")
 
@@ -54,15 +54,7 @@ def test_checkpoint_gives_transformers_logits_loss_and_gradients(tmp_path, paral
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, num_beams):
     hf = hf_model(tmp_path)
-    model = attnkit.from_pretrained(tmp_path)
-    ids, mask = batch()
-    # transformers' beam search fills finished rows with `pad_token_id or eos`: EOS (2), since the pad is id 0.
-    got = model.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=num_beams, do_sample=False,
-                         pad_token_id=2 if num_beams > 1 else 0)
-    with torch.no_grad():
-        ref = hf.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=num_beams, do_sample=False,
-                          pad_token_id=0)
-    assert torch.equal(got, ref)
+    assert generation_matches(attnkit.from_pretrained(tmp_path), hf, num_beams)
 
 
 def test_attnkit_model_saved_loads_in_transformers_with_same_logits(tmp_path):

@@ -37,9 +37,10 @@ def test_rows_interleaved_head_by_head_are_regrouped_part_by_part_and_back():
     """GPT-NeoX's query_key_value: rows (head, q/k/v, dim) in the checkpoint, (q/k/v, head, dim) in attnkit."""
     rules = [Rename(f"qkv.{p}", f"hf.qkv.{p}", interleaved=(2, 3)) for p in ("weight", "bias")]
     heads, parts, dim = 2, 3, 4
-    labels = torch.tensor([[h, p, d] for h in range(heads) for p in range(parts) for d in range(dim)], dtype=torch.float)
+    rows = lambda order: torch.tensor(order, dtype=torch.float)  # noqa: E731
+    labels = rows([[h, p, d] for h in range(heads) for p in range(parts) for d in range(dim)])
     native, _, _ = from_hf(rules, {"hf.qkv.weight": labels, "hf.qkv.bias": labels[:, 1]})
-    expected = torch.tensor([[h, p, d] for p in range(parts) for h in range(heads) for d in range(dim)], dtype=torch.float)
+    expected = rows([[h, p, d] for p in range(parts) for h in range(heads) for d in range(dim)])
     assert torch.equal(native["qkv.weight"], expected) and torch.equal(native["qkv.bias"], expected[:, 1])
     back = to_hf(rules, native)
     assert torch.equal(back["hf.qkv.weight"], labels) and torch.equal(back["hf.qkv.bias"], labels[:, 1])

@@ -44,6 +44,18 @@ def lm_loss_and_logits_match(model, hf, ids):
     ref.loss.backward()
 
 
+def generation_matches(model, hf, num_beams):
+    """Greedy or beam-search tokens on the left-padded :func:`batch` equal transformers' ``generate``."""
+    ids, mask = batch()
+    # transformers' beam search fills finished rows with `pad_token_id or eos`: EOS (2), since the pad is id 0.
+    got = model.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=num_beams, do_sample=False,
+                         pad_token_id=2 if num_beams > 1 else 0)
+    with torch.no_grad():
+        ref = hf.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=num_beams, do_sample=False,
+                          pad_token_id=0)
+    return torch.equal(got, ref)
+
+
 def batch(length=12):
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(3, V, (3, length), generator=g)
@@ -182,13 +194,7 @@ def test_qwen_sliding_window_layers_give_transformers_logits_and_save_back(tmp_p
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
     hf = hf_model(tmp_path, family, **overrides)
-    model = attnkit.from_pretrained(tmp_path)
-    ids, mask = batch()
-    got = model.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=num_beams, do_sample=False)
-    with torch.no_grad():
-        ref = hf.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=num_beams, do_sample=False,
-                          pad_token_id=0)
-    assert torch.equal(got, ref)
+    assert generation_matches(attnkit.from_pretrained(tmp_path), hf, num_beams)
 
 
 PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 4.0, "short_factor": [1.0, 3.0],
