@@ -176,9 +176,10 @@ def test_models_and_health(gpt_server):
 @pytest.mark.parametrize("body,param,message", [
     (dict(), "prompt", "'prompt' is required"),
     (dict(prompt=""), "prompt", "'prompt' must be a non-empty string"),
-    (dict(prompt=[1, 2, 3]), "prompt", "token arrays are not accepted"),
+    (dict(prompt=[1, 2, 10**6]), "prompt", r"or token ids in \[0, "),
+    (dict(prompt=[[1], "x"]), "prompt", "token ids"),
     (dict(prompt="x", max_tokens="10"), "max_tokens", "'max_tokens' must be an integer from 1 to 40"),
-    (dict(prompt="x", max_tokens=0), "max_tokens", "from 1 to 40"),
+    (dict(prompt="x", max_tokens=0), "max_tokens", r"from 1 to 40 \(0 needs echo\)"),
     (dict(prompt="x", max_tokens=41), "max_tokens", "from 1 to 40"),
     (dict(prompt="x", max_tokens=True), "max_tokens", "an integer"),
     (dict(prompt="x", temperature=-1), "temperature", "from 0 \\(greedy\\) to 2"),
@@ -186,7 +187,8 @@ def test_models_and_health(gpt_server):
     (dict(prompt="x", stop=["a", ""]), "stop", "non-empty strings"),
     (dict(prompt="x", stream="yes"), "stream", "true or false"),
     (dict(prompt="x", n=2), "n", "one completion per prompt"),
-    (dict(prompt="x", logprobs=5), "logprobs", "not returned"),
+    (dict(prompt="x", logprobs=6), "logprobs", "from 0 to 5"),
+    (dict(prompt="x", logprobs=1, stream=True), "logprobs", "stream=false only"),
     (dict(prompt="x", frequency_penalty=0.5), "frequency_penalty", "use repetition_penalty"),
     (dict(prompt="x", best_of=3), "best_of", "unknown field 'best_of'"),
 ])
@@ -384,6 +386,52 @@ def test_openai_client_chat_completions_equal_generate_on_the_rendered_conversat
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": 3}])
 
 
+def test_log_probabilities_are_the_models_own_for_completions_echo_and_chat(gpt, gpt_server, chat_server):
+    """``logprobs``: each returned token's log-probability under the model (its logits'
+    log-softmax over the whole sequence, computed here independently), the top tokens in order,
+    offsets into the text; ``echo`` with ``max_tokens=0`` scores the prompt alone (as evaluation
+    harnesses ask, with token ids); chat's ``logprobs``/``top_logprobs`` likewise."""
+    openai = pytest.importorskip("openai")
+    model, tok = gpt
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{gpt_server}/v1", api_key="unused", max_retries=0)
+
+    def reference(ids):  # log p(ids[k] | ids[:k]) for k >= 1, and each position's best log-probability
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].double(), dim=-1)
+        return logp.gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist(), logp.max(-1).values.tolist()
+
+    prompt = tok.encode("the quick brown")
+    reply = client.completions.create(model="tiny", prompt="the quick brown", max_tokens=8, temperature=0, logprobs=2)
+    lp = reply.choices[0].logprobs
+    new = [tok.encode(t) for t in lp.tokens]
+    assert "".join(lp.tokens) == reply.choices[0].text and all(len(n) == 1 for n in new)
+    expected, best = reference(prompt + [n[0] for n in new])
+    assert lp.token_logprobs == pytest.approx(expected[-8:], abs=1e-4)
+    assert lp.token_logprobs == pytest.approx(best[-8:], abs=1e-4)  # greedy: each token is the most likely
+    assert all(len(top) == 2 and max(top.values()) == pytest.approx(chosen, abs=1e-4)
+               for top, chosen in zip(lp.top_logprobs, lp.token_logprobs))
+    assert lp.text_offset == [sum(map(len, lp.tokens[:k])) for k in range(8)]
+
+    scored = client.completions.create(model="tiny", prompt=[prompt, prompt[:4]], max_tokens=0, echo=True, logprobs=0)
+    for choice, ids in zip(scored.choices, (prompt, prompt[:4])):
+        assert choice.text == tok.decode(ids) and choice.logprobs.tokens == [tok.decode([i]) for i in ids]
+        assert choice.logprobs.token_logprobs[0] is None
+        assert choice.logprobs.token_logprobs[1:] == pytest.approx(reference(ids)[0], abs=1e-4)
+
+    port, chat_tok = chat_server
+    chat = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "pack my box"}]
+    reply = chat.chat.completions.create(model="tiny", messages=messages, temperature=0, max_completion_tokens=6,
+                                         logprobs=True, top_logprobs=3)
+    content = reply.choices[0].logprobs.content
+    assert "".join(c.token for c in content) == reply.choices[0].message.content and len(content) == 6
+    ids = chat_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    expected, _ = reference(ids + [chat_tok.encode(c.token)[0] for c in content])
+    assert [c.logprob for c in content] == pytest.approx(expected[-6:], abs=1e-4)
+    assert all(len(c.top_logprobs) == 3 and c.top_logprobs[0].token == c.token and bytes(c.bytes) == c.token.encode()
+               for c in content)
+
+
 def test_chat_requests_are_checked(gpt_server, chat_server):
     port, _ = chat_server
     ok = [{"role": "user", "content": "the"}]
@@ -392,7 +440,9 @@ def test_chat_requests_are_checked(gpt_server, chat_server):
         (dict(messages=[{"content": "x"}]), "messages", "string 'role'"),
         (dict(messages=ok, max_completion_tokens=31), "max_completion_tokens", "from 1 to 30"),
         (dict(messages=ok, chat_template_kwargs=[1]), "chat_template_kwargs", "an object"),
-        (dict(messages=ok, logprobs=True), "logprobs", "false"),
+        (dict(messages=ok, logprobs=1), "logprobs", "true or false"),
+        (dict(messages=ok, top_logprobs=2), "top_logprobs", "needs logprobs=true"),
+        (dict(messages=ok, logprobs=True, top_logprobs=21), "top_logprobs", "from 0 to 20"),
         (dict(messages=ok, prompt="x"), "prompt", "unknown field"),
     ]:
         status, reply, _ = request(port, "POST", "/v1/chat/completions", body)

@@ -1,10 +1,11 @@
 """Text in, text out: :class:`TextStream` decodes a prompt's continuation piece by piece as the
 tokens arrive, stops at stop strings, and says why it ended (the CLI's ``generate`` and the HTTP
-server's completions both read it)."""
+server's completions both read it); :func:`token_logprobs` scores a text's tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -35,6 +36,38 @@ def end_of_turn_ids(model, tokenizer) -> list[int] | None:
     return sorted({i for i in ends if i is not None}) or None
 
 
+class TokenLogprobs(NamedTuple):
+    """Per token of a scored sequence (from its second on): its id, its text (the decoded text it
+    adds: empty for a piece of a UTF-8 character), its log-probability, and the ``top`` most
+    likely ``(id, log-probability)`` at its position."""
+
+    ids: list[int]
+    texts: list[str]
+    logprobs: list[float]
+    top: list[list[tuple[int, float]]]
+
+
+@torch.inference_mode()
+def token_logprobs(model, tokenizer, ids: Sequence[int], top: int = 0) -> TokenLogprobs:
+    """The log-probability of each token of ``ids`` after the tokens before it, under a
+    decoder-only ``model``'s own distribution (its logits' log-softmax in fp32, before any
+    temperature or sampling processors), in one forward pass."""
+    if hasattr(model, "decoder_start_ids"):
+        raise InputError("token log-probabilities need a decoder-only model")
+    x = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
+    logp = model(x).logits[0, :-1].float().log_softmax(dim=-1)
+    chosen = logp.gather(1, x[0, 1:, None])[:, 0].tolist()
+    best = logp.topk(top, dim=-1) if top else None
+    tops = [[] for _ in chosen] if best is None else [list(zip(i, v)) for i, v in zip(best.indices.tolist(),
+                                                                                     best.values.tolist())]
+    texts, before = [], tokenizer.decode(list(ids[:1]), skip_special_tokens=False)
+    for k in range(2, len(ids) + 1):
+        now = tokenizer.decode(list(ids[:k]), skip_special_tokens=False)
+        texts.append(now[len(before):] if now.startswith(before) else tokenizer.decode([ids[k - 1]]))
+        before = now
+    return TokenLogprobs(list(ids[1:]), texts, chosen, tops)
+
+
 class TextStream:
     """Iterate for the text of ``prompt``'s continuation, piece by piece.
 
@@ -61,6 +94,7 @@ class TextStream:
         self.generate_kwargs = generate_kwargs
         self.finish_reason: str | None = None
         self.completion_tokens = 0
+        self.token_ids: list[int] = []  # the tokens decoded, without the EOS
 
     @property
     def prompt_tokens(self) -> int:
@@ -89,6 +123,7 @@ class TextStream:
                 self.finish_reason = "stop"
                 break
             new.append(token)
+            self.token_ids = new
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             cut = self._stop_at(text, len(shown))
             if cut >= 0:

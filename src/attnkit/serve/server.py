@@ -2,14 +2,18 @@
 work against it:
 
 - ``POST /v1/completions`` — text generation (GPT continues the prompt; an encoder-decoder
-  model such as T5 or the translation Transformer reads it as its source): ``prompt``,
-  ``max_tokens``, ``temperature`` (0 = greedy), ``top_p``, ``stop``, ``seed``, ``stream``
-  (server-sent events), ``echo``; attnkit's ``top_k`` and ``repetition_penalty`` too.
+  model such as T5 or the translation Transformer reads it as its source): ``prompt`` (text or
+  token ids), ``max_tokens`` (0 with ``echo``: the prompt scored alone), ``temperature`` (0 =
+  greedy), ``top_p``, ``stop``, ``seed``, ``stream`` (server-sent events), ``echo``,
+  ``logprobs`` (0-5: each token's log-probability under the model and the most likely tokens,
+  the prompt's too with ``echo``, as evaluation harnesses read them; decoder-only models, not
+  streamed); attnkit's ``top_k`` and ``repetition_penalty`` too.
 - ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
   config's): the completion fields plus ``max_completion_tokens`` (default: up to the server's
-  limit) and ``chat_template_kwargs``; ``stream`` sends ``chat.completion.chunk`` deltas.
+  limit), ``chat_template_kwargs``, ``logprobs`` and ``top_logprobs`` (not streamed); ``stream``
+  sends ``chat.completion.chunk`` deltas.
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
   L2-normalised): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
   or ``"base64"``: little-endian float32 bytes).
@@ -59,7 +63,7 @@ import torch
 
 from attnkit.errors import AttnkitError, InputError
 from attnkit.generation.decoding import packed_for_decoding
-from attnkit.generation.text import TextStream, end_of_turn_ids
+from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
 
 log = logging.getLogger("attnkit.serve")
 
@@ -67,7 +71,7 @@ MAX_BODY_BYTES = 1 << 20
 COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop",
                      "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty")
 CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
-               "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "user",
+               "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs", "user",
                "frequency_penalty", "presence_penalty", "chat_template_kwargs")
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
 TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
@@ -97,16 +101,25 @@ def _field(body: dict, name: str, kinds: tuple[type, ...], default=None, check=N
     return value
 
 
-def _texts(body: dict, name: str, max_items: int = 256) -> list[str]:
-    """A required string, or a non-empty list of strings, as a list."""
+def _texts(body: dict, name: str, max_items: int = 256, vocab: int | None = None) -> list[str | list[int]]:
+    """A required string, or a non-empty list of strings, as a list. With ``vocab``, token ids
+    too: a list of ids in ``[0, vocab)`` (one prompt) or a list of such lists."""
     if name not in body:
         raise RequestError(f"'{name}' is required", param=name)
     value = body[name]
+    is_ids = lambda v: (isinstance(v, list) and v and all(  # noqa: E731
+        isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab for t in v))
+    if vocab is not None and (is_ids(value) or isinstance(value, list) and value and all(map(is_ids, value))):
+        items = [value] if is_ids(value) else value
+        if len(items) <= max_items:
+            return items
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or len(items) > max_items \
             or any(not isinstance(t, str) or not t for t in items):
-        raise RequestError(f"'{name}' must be a non-empty string or a list of 1 to {max_items} non-empty strings "
-                           "(token arrays are not accepted)", param=name)
+        ids = f", or token ids in [0, {vocab}) (a list, or a list of lists)" if vocab is not None else \
+            " (token arrays are not accepted)"
+        raise RequestError(f"'{name}' must be a non-empty string or a list of 1 to {max_items} non-empty strings{ids}",
+                           param=name)
     return items
 
 
@@ -146,14 +159,25 @@ class ModelServer:
         self._check_generates()
         self._check_fields(body, COMPLETION_FIELDS)
         limit = self.max_new_tokens_limit
+        echo = _field(body, "echo", (bool,), False, expected="true or false")
+        least = 0 if echo else 1  # with echo, 0 new tokens scores the prompt alone
         r = dict(
-            prompts=_texts(body, "prompt"),
-            max_tokens=_field(body, "max_tokens", (int,), 16, lambda v: 1 <= v <= limit, f"an integer from 1 to {limit}"),
-            echo=_field(body, "echo", (bool,), False, expected="true or false"),
+            prompts=_texts(body, "prompt", vocab=self.model.config.vocab_size),
+            max_tokens=_field(body, "max_tokens", (int,), 16, lambda v: least <= v <= limit,
+                              f"an integer from {least} to {limit}" + ("" if echo else " (0 needs echo)")),
+            echo=echo,
+            logprobs=_field(body, "logprobs", (int,), None, lambda v: 0 <= v <= 5, "null or an integer from 0 to 5"),
             **self._sampling_fields(body),
         )
-        _field(body, "logprobs", (int,), None, lambda v: v == 0, "null (log-probabilities are not returned)")
+        self._check_logprobs(r, "logprobs")
         return r
+
+    def _check_logprobs(self, r: dict, param: str) -> None:
+        if r["logprobs"] is not None and r["stream"]:
+            raise RequestError(f"'{param}' is returned with stream=false only", param=param)
+        if r["logprobs"] is not None and hasattr(self.model, "decoder_start_ids"):
+            raise RequestError(f"'{param}' needs a decoder-only model; this server's {type(self.model).__name__} reads "
+                               "its prompt as a source", param=param)
 
     def _check_generates(self) -> None:
         if not self.generates:
@@ -210,9 +234,31 @@ class ModelServer:
             room = getattr(self.model.config, "n_positions", None)
             learned = getattr(self.model, "wpe", None) is not None  # a hard context limit (rotary models have none)
             max_tokens = max(1, min(limit, room - len(ids))) if room is not None and learned else limit
-        _field(body, "logprobs", (bool,), False, lambda v: not v, "false (log-probabilities are not returned)")
+        wants = _field(body, "logprobs", (bool,), False, expected="true or false")
+        top = _field(body, "top_logprobs", (int,), None, lambda v: 0 <= v <= 20, "null or an integer from 0 to 20")
+        if top is not None and not wants:
+            raise RequestError("'top_logprobs' needs logprobs=true", param="top_logprobs")
         _field(body, "stream_options", (dict,), None, expected="an object")
-        return dict(prompts=[ids], max_tokens=max_tokens, **self._sampling_fields(body))
+        r = dict(prompts=[ids], max_tokens=max_tokens, logprobs=(top or 0) if wants else None,
+                 **self._sampling_fields(body))
+        self._check_logprobs(r, "logprobs")
+        return r
+
+    def _scored(self, prompt_ids: list[int], stream: TextStream, text: str, top: int, echo: bool):
+        """``(entries, first)``: the :func:`token_logprobs` entries of the tokens behind ``text``
+        (the prompt's first, which has no log-probability, then the rest of the prompt when
+        ``echo``; the new tokens, without any past the text's end: a stop string's), and the
+        prompt's first token."""
+        scored = token_logprobs(self.model, self.tokenizer, prompt_ids + stream.token_ids, top)
+        entries = list(zip(scored.ids, scored.texts, scored.logprobs, scored.top))
+        prompt, new = entries[:len(prompt_ids) - 1], entries[len(prompt_ids) - 1:]
+        kept, offset = [], 0
+        for entry in new:  # the tokens that begin within the returned text
+            if offset >= len(text):
+                break
+            kept.append(entry)
+            offset += len(entry[1])
+        return (prompt if echo else []) + kept, prompt_ids[0]
 
     def text_streams(self, r: dict, eos_token_id=None) -> list[TextStream]:
         """One :class:`TextStream` per prompt (a text, or token ids), seeded from the request (or at random)."""
@@ -236,12 +282,19 @@ class ModelServer:
     def chat(self, body: dict) -> dict:
         """A non-streaming ``/v1/chat/completions`` response."""
         r = self.chat_request(body)
+        logprobs = None
         with self.lock:
             stream = self.chat_stream(r)
             text = "".join(stream)
+            if r["logprobs"] is not None:
+                entries, _ = self._scored(r["prompts"][0], stream, text, r["logprobs"], echo=False)
+                piece = lambda t, lp: dict(token=t, logprob=lp, bytes=list(t.encode()))  # noqa: E731
+                logprobs = dict(content=[dict(piece(t, lp), top_logprobs=[piece(self.tokenizer.decode([j]), v)
+                                                                          for j, v in top])
+                                         for _, t, lp, top in entries])
         return dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=int(time.time()),
                     model=self.name,
-                    choices=[dict(index=0, message=dict(role="assistant", content=text), logprobs=None,
+                    choices=[dict(index=0, message=dict(role="assistant", content=text), logprobs=logprobs,
                                   finish_reason=stream.finish_reason)],
                     usage=dict(prompt_tokens=stream.prompt_tokens, completion_tokens=stream.completion_tokens,
                                total_tokens=stream.prompt_tokens + stream.completion_tokens))
@@ -268,14 +321,31 @@ class ModelServer:
         choices, prompt_tokens, completion_tokens = [], 0, 0
         with self.lock:
             for i, (prompt, stream) in enumerate(zip(r["prompts"], self.text_streams(r))):
-                text = "".join(stream)
-                choices.append(dict(index=i, text=(prompt if r["echo"] else "") + text, logprobs=None,
-                                    finish_reason=stream.finish_reason))
+                text = "".join(stream) if r["max_tokens"] else ""
+                shown = (prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)) if r["echo"] else ""
+                logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r)
+                choices.append(dict(index=i, text=shown + text, logprobs=logprobs,
+                                    finish_reason=stream.finish_reason or "length"))
                 prompt_tokens += stream.prompt_tokens
                 completion_tokens += stream.completion_tokens
         return dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name,
                     choices=choices, usage=dict(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                                 total_tokens=prompt_tokens + completion_tokens))
+
+    def _completion_logprobs(self, stream: TextStream, text: str, r: dict) -> dict:
+        """The legacy completions ``logprobs`` object: ``tokens``, ``token_logprobs``,
+        ``top_logprobs`` (``{token: log-probability}``) and ``text_offset`` (into the choice's text),
+        with the prompt's tokens first when ``echo`` (its first token has no log-probability)."""
+        entries, first = self._scored(stream.prompt_ids, stream, text, r["logprobs"], r["echo"])
+        first_text = self.tokenizer.decode([first], skip_special_tokens=False)
+        tokens = ([first_text] if r["echo"] else []) + [t for _, t, _, _ in entries]
+        offsets, at = [], 0
+        for t in tokens:
+            offsets.append(at)
+            at += len(t)
+        top = [{self.tokenizer.decode([j]): v for j, v in best} for _, _, _, best in entries]
+        return dict(tokens=tokens, token_logprobs=([None] if r["echo"] else []) + [lp for _, _, lp, _ in entries],
+                    top_logprobs=([None] if r["echo"] else []) + top, text_offset=offsets)
 
     def complete_stream(self, r: dict):
         """Server-sent events of a streaming completion: ``(event dict)`` per text piece, each
