@@ -186,7 +186,7 @@ def test_models_and_health(gpt_server):
     (dict(prompt="x", top_p=0), "top_p", "in \\(0, 1\\]"),
     (dict(prompt="x", stop=["a", ""]), "stop", "non-empty strings"),
     (dict(prompt="x", stream="yes"), "stream", "true or false"),
-    (dict(prompt="x", n=2), "n", "one completion per prompt"),
+    (dict(prompt="x", n=17), "n", "from 1 to 16"),
     (dict(prompt="x", logprobs=6), "logprobs", "from 0 to 5"),
     (dict(prompt="x", logprobs=1, stream=True), "logprobs", "stream=false only"),
     (dict(prompt="x", frequency_penalty=0.5), "frequency_penalty", "use repetition_penalty"),
@@ -384,6 +384,34 @@ def test_openai_client_chat_completions_equal_generate_on_the_rendered_conversat
         assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
     with pytest.raises(openai.BadRequestError, match=r"messages\[0\]\.content must be a string"):
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": 3}])
+
+
+def test_n_choices_per_prompt_are_seeded_samples_in_order(gpt, gpt_server, chat_server):
+    """``n``: choices prompt by prompt, the k-th sampled from ``seed + k`` (as a request per choice
+    with that seed gives), streamed in turn; chat completions likewise; prompt tokens counted once."""
+    model, tok = gpt
+    body = dict(prompt=["the quick", "pack my"], max_tokens=10, temperature=1.5, seed=5, n=3)
+    reply = request(gpt_server, "POST", "/v1/completions", body)[1]
+    assert [c["index"] for c in reply["choices"]] == list(range(6))
+    for k, choice in enumerate(reply["choices"]):
+        alone = dict(body, prompt=body["prompt"][k // 3], n=1, seed=5 + k)
+        assert choice["text"] == request(gpt_server, "POST", "/v1/completions", alone)[1]["choices"][0]["text"]
+    assert len({c["text"] for c in reply["choices"]}) > 2  # samples, not copies
+    assert reply["usage"]["prompt_tokens"] == len(tok.encode("the quick")) + len(tok.encode("pack my"))
+    streamed = events(request(gpt_server, "POST", "/v1/completions", dict(body, stream=True))[1])
+    for k, choice in enumerate(reply["choices"]):
+        assert "".join(e["choices"][0]["text"] for e in streamed[:-1] if e["choices"][0]["index"] == k) == choice["text"]
+    port, _ = chat_server
+    chat = dict(messages=[{"role": "user", "content": "pack my"}], max_tokens=8, temperature=1.5, seed=9, n=2)
+    reply = request(port, "POST", "/v1/chat/completions", chat)[1]
+    assert [c["index"] for c in reply["choices"]] == [0, 1]
+    for k, choice in enumerate(reply["choices"]):
+        alone = request(port, "POST", "/v1/chat/completions", dict(chat, n=1, seed=9 + k))[1]
+        assert choice["message"]["content"] == alone["choices"][0]["message"]["content"]
+    streamed = events(request(port, "POST", "/v1/chat/completions", dict(chat, stream=True))[1])
+    for k, choice in enumerate(reply["choices"]):
+        pieces = [e["choices"][0]["delta"].get("content") or "" for e in streamed[:-1] if e["choices"][0]["index"] == k]
+        assert "".join(pieces) == choice["message"]["content"]
 
 
 def test_log_probabilities_are_the_models_own_for_completions_echo_and_chat(gpt, gpt_server, chat_server):

@@ -7,7 +7,8 @@ work against it:
   greedy), ``top_p``, ``stop``, ``seed``, ``stream`` (server-sent events), ``echo``,
   ``logprobs`` (0-5: each token's log-probability under the model and the most likely tokens,
   the prompt's too with ``echo``, as evaluation harnesses read them; decoder-only models, not
-  streamed); attnkit's ``top_k`` and ``repetition_penalty`` too.
+  streamed), ``n`` (choices per prompt, the k-th sampled from ``seed + k``); attnkit's ``top_k``
+  and ``repetition_penalty`` too.
 - ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
@@ -191,7 +192,6 @@ class ModelServer:
         if stop is not None and (not isinstance(stop, list) or len(stop) > 4
                                  or any(not isinstance(s, str) or not s for s in stop)):
             raise RequestError("'stop' must be a non-empty string or a list of up to 4 non-empty strings", param="stop")
-        _field(body, "n", (int,), 1, lambda v: v == 1, "1 (one completion per prompt)")
         for name in ("frequency_penalty", "presence_penalty"):
             _field(body, name, (int, float), 0, lambda v: v == 0, "0 (use repetition_penalty)")
         _field(body, "model", (str,), expected="a string")
@@ -206,6 +206,7 @@ class ModelServer:
             seed=_field(body, "seed", (int,), None, lambda v: 0 <= v < 2**63, "an integer from 0 to 2^63 - 1"),
             stream=_field(body, "stream", (bool,), False, expected="true or false"),
             stop=stop or [],
+            n=_field(body, "n", (int,), 1, lambda v: 1 <= v <= 16, "an integer from 1 to 16 (choices per prompt)"),
         )
 
     def chat_request(self, body: dict) -> dict:
@@ -261,12 +262,13 @@ class ModelServer:
         return (prompt if echo else []) + kept, prompt_ids[0]
 
     def text_streams(self, r: dict, eos_token_id=None) -> list[TextStream]:
-        """One :class:`TextStream` per prompt (a text, or token ids), seeded from the request (or at random)."""
+        """``n`` :class:`TextStream` s per prompt (a text, or token ids), prompt by prompt, the
+        ``k``-th seeded ``seed + k`` (the request's seed, or a random one)."""
         seed = r["seed"] if r["seed"] is not None else int(torch.randint(0, 2**62, ()))
         sample = r["temperature"] > 0
         streams = []
         extra = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
-        for i, prompt in enumerate(r["prompts"]):
+        for i, prompt in enumerate(p for p in r["prompts"] for _ in range(r["n"])):
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
             streams.append(TextStream(
                 self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
@@ -274,63 +276,74 @@ class ModelServer:
                 repetition_penalty=r["repetition_penalty"], generator=generator, **extra))
         return streams
 
-    def chat_stream(self, r: dict) -> TextStream:
-        """The :class:`TextStream` of a chat request: it ends at the tokenizer's EOS or any of the
-        model's generation config's (a chat model's end of turn, ``<|im_end|>``, ``<|eot_id|>``)."""
-        return self.text_streams(r, eos_token_id=end_of_turn_ids(self.model, self.tokenizer))[0]
+    def chat_streams(self, r: dict) -> list[TextStream]:
+        """The ``n`` :class:`TextStream` s of a chat request: each ends at the tokenizer's EOS or any
+        of the model's generation config's (a chat model's end of turn, ``<|im_end|>``, ``<|eot_id|>``)."""
+        return self.text_streams(r, eos_token_id=end_of_turn_ids(self.model, self.tokenizer))
 
     def chat(self, body: dict) -> dict:
         """A non-streaming ``/v1/chat/completions`` response."""
         r = self.chat_request(body)
-        logprobs = None
+        choices = []
+        piece = lambda t, lp: dict(token=t, logprob=lp, bytes=list(t.encode()))  # noqa: E731
         with self.lock:
-            stream = self.chat_stream(r)
-            text = "".join(stream)
-            if r["logprobs"] is not None:
-                entries, _ = self._scored(r["prompts"][0], stream, text, r["logprobs"], echo=False)
-                piece = lambda t, lp: dict(token=t, logprob=lp, bytes=list(t.encode()))  # noqa: E731
-                logprobs = dict(content=[dict(piece(t, lp), top_logprobs=[piece(self.tokenizer.decode([j]), v)
-                                                                          for j, v in top])
-                                         for _, t, lp, top in entries])
+            streams = self.chat_streams(r)
+            for i, stream in enumerate(streams):
+                text, logprobs = "".join(stream), None
+                if r["logprobs"] is not None:
+                    entries, _ = self._scored(r["prompts"][0], stream, text, r["logprobs"], echo=False)
+                    logprobs = dict(content=[dict(piece(t, lp), top_logprobs=[piece(self.tokenizer.decode([j]), v)
+                                                                              for j, v in top])
+                                             for _, t, lp, top in entries])
+                choices.append(dict(index=i, message=dict(role="assistant", content=text), logprobs=logprobs,
+                                    finish_reason=stream.finish_reason))
+        completion = sum(s.completion_tokens for s in streams)
         return dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=int(time.time()),
-                    model=self.name,
-                    choices=[dict(index=0, message=dict(role="assistant", content=text), logprobs=logprobs,
-                                  finish_reason=stream.finish_reason)],
-                    usage=dict(prompt_tokens=stream.prompt_tokens, completion_tokens=stream.completion_tokens,
-                               total_tokens=stream.prompt_tokens + stream.completion_tokens))
+                    model=self.name, choices=choices,
+                    usage=dict(prompt_tokens=streams[0].prompt_tokens, completion_tokens=completion,
+                               total_tokens=streams[0].prompt_tokens + completion))
 
     def chat_events(self, r: dict):
         """Server-sent events of a streaming chat completion (OpenAI's ``chat.completion.chunk``s):
-        the assistant's role, one ``delta`` per text piece, then the ``finish_reason``. The
-        caller holds ``self.lock``."""
+        per choice in turn, the assistant's role, one ``delta`` per text piece, then the
+        ``finish_reason``. The caller holds ``self.lock``."""
         base = dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion.chunk", created=int(time.time()),
                     model=self.name)
-        chunk = lambda delta, reason=None: dict(base, choices=[  # noqa: E731
-            dict(index=0, delta=delta, logprobs=None, finish_reason=reason)])
-        stream = self.chat_stream(r)
-        pieces = iter(stream)
-        first = next(pieces, None)  # decoding starts (and the model checks the prompt) before anything is sent
-        yield chunk(dict(role="assistant", content=""))
-        for piece in itertools.chain([] if first is None else [first], pieces):
-            yield chunk(dict(content=piece))
-        yield chunk({}, stream.finish_reason)
+        for i, stream in enumerate(self.chat_streams(r)):
+            chunk = lambda delta, reason=None: dict(base, choices=[  # noqa: E731
+                dict(index=i, delta=delta, logprobs=None, finish_reason=reason)])
+            pieces = iter(stream)
+            first = next(pieces, None)  # decoding starts (and the model checks the prompt) before anything is sent
+            yield chunk(dict(role="assistant", content=""))
+            for piece in itertools.chain([] if first is None else [first], pieces):
+                yield chunk(dict(content=piece))
+            yield chunk({}, stream.finish_reason)
 
     def complete(self, body: dict) -> dict:
         """A non-streaming ``/v1/completions`` response."""
         r = self.completion_request(body)
         choices, prompt_tokens, completion_tokens = [], 0, 0
         with self.lock:
-            for i, (prompt, stream) in enumerate(zip(r["prompts"], self.text_streams(r))):
+            for i, (prompt, stream) in enumerate(zip(self._each_choice(r), self.text_streams(r))):
                 text = "".join(stream) if r["max_tokens"] else ""
-                shown = (prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)) if r["echo"] else ""
+                shown = self._prompt_text(prompt) if r["echo"] else ""
                 logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r)
                 choices.append(dict(index=i, text=shown + text, logprobs=logprobs,
                                     finish_reason=stream.finish_reason or "length"))
-                prompt_tokens += stream.prompt_tokens
+                prompt_tokens += stream.prompt_tokens if i % r["n"] == 0 else 0  # once per prompt
                 completion_tokens += stream.completion_tokens
         return dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name,
                     choices=choices, usage=dict(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                                 total_tokens=prompt_tokens + completion_tokens))
+
+    def _prompt_text(self, prompt: str | list[int]) -> str:
+        """A prompt as ``echo`` shows it: its text, or its token ids decoded."""
+        return prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)
+
+    @staticmethod
+    def _each_choice(r: dict) -> list:
+        """The prompt of each choice: every prompt ``n`` times, in turn."""
+        return [p for p in r["prompts"] for _ in range(r["n"])]
 
     def _completion_logprobs(self, stream: TextStream, text: str, r: dict) -> dict:
         """The legacy completions ``logprobs`` object: ``tokens``, ``token_logprobs``,
@@ -352,12 +365,14 @@ class ModelServer:
         choice ending with an empty piece that carries its ``finish_reason``. The caller holds
         ``self.lock``."""
         base = dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name)
-        for i, (prompt, stream) in enumerate(zip(r["prompts"], self.text_streams(r))):
+        for i, (prompt, stream) in enumerate(zip(self._each_choice(r), self.text_streams(r))):
             if r["echo"]:
-                yield dict(base, choices=[dict(index=i, text=prompt, logprobs=None, finish_reason=None)])
-            for piece in stream:
+                yield dict(base, choices=[dict(index=i, text=self._prompt_text(prompt), logprobs=None,
+                                               finish_reason=None)])
+            for piece in stream if r["max_tokens"] else ():
                 yield dict(base, choices=[dict(index=i, text=piece, logprobs=None, finish_reason=None)])
-            yield dict(base, choices=[dict(index=i, text="", logprobs=None, finish_reason=stream.finish_reason)])
+            yield dict(base, choices=[dict(index=i, text="", logprobs=None,
+                                           finish_reason=stream.finish_reason or "length")])
 
     def embed(self, body: dict) -> dict:
         """A ``/v1/embeddings`` response: L2-normalised mean-pooled embeddings, one per input."""
