@@ -30,6 +30,8 @@ _LAZY = {
     "Qwen3Config": "attnkit.models.llama",
     "Phi3": "attnkit.models.llama",
     "Phi3Config": "attnkit.models.llama",
+    "Olmo2": "attnkit.models.llama",
+    "Olmo2Config": "attnkit.models.llama",
     "GPTNeoX": "attnkit.models.gpt_neox",
     "GPTNeoXConfig": "attnkit.models.gpt_neox",
     "Gemma": "attnkit.models.gemma",

@@ -87,6 +87,19 @@ def test_qwen3_query_key_norms_and_head_size_give_transformers_logits_loss_and_g
         assert (getattr(attn, f"{x}_norm").weight.grad - theirs).abs().max() < 1e-4
 
 
+def test_olmo2_output_norms_and_whole_projection_qk_norms_give_transformers_logits_loss_and_gradients(tmp_path):
+    hf = hf_model(tmp_path, "Olmo2")
+    model = attnkit.from_pretrained(tmp_path)
+    layer = model.decoder.layers[1]
+    assert type(model) is attnkit.Olmo2 and layer.attn_norm is None and layer.ffn_norm is None
+    assert layer.attn.q_norm.weight.shape == (32,) and layer.attn.k_norm.weight.shape == (16,)  # 4 and 2 heads of 8
+    lm_loss_and_logits_match(model, hf, batch()[0][:1])  # and both have gradients now
+    theirs = hf.model.layers[1]
+    for ours, ref in ((layer.attn.k_norm, theirs.self_attn.k_norm), (layer.ffn_post_norm, theirs.post_feedforward_layernorm),
+                      (layer.attn_post_norm, theirs.post_attention_layernorm)):
+        assert (ours.weight.grad - ref.weight.grad).abs().max() < 1e-4
+
+
 def test_phi3_fused_gate_up_matrix_gives_transformers_logits_loss_and_gradients(tmp_path):
     hf = hf_model(tmp_path, "Phi3", pad_token_id=0)
     model = attnkit.from_pretrained(tmp_path)
@@ -190,7 +203,7 @@ def test_qwen_sliding_window_layers_give_transformers_logits_and_save_back(tmp_p
 
 @pytest.mark.parametrize("family,overrides", [("Qwen2", QWEN_WINDOW), ("Mistral", dict(sliding_window=5, head_dim=16)),
                                               ("Qwen3", dict(head_dim=16)), ("Phi3", PHI3_LONG), ("Phi3", PHI4),
-                                              ("Phi3", dict(pad_token_id=0, sliding_window=6))])
+                                              ("Phi3", dict(pad_token_id=0, sliding_window=6)), ("Olmo2", {})])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
     hf = hf_model(tmp_path, family, **overrides)
@@ -204,7 +217,7 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
 
 @pytest.mark.parametrize("family,preset,overrides", [("Qwen2", "qwen2-tiny", {}), ("Mistral", "mistral-tiny", {}),
                                                      ("Qwen3", "qwen3-tiny", {}), ("Phi3", "phi3-tiny", {}),
-                                                     ("Phi3", "phi3-tiny", PHI4_TINY)])
+                                                     ("Phi3", "phi3-tiny", PHI4_TINY), ("Olmo2", "olmo2-tiny", {})])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset, **overrides)).eval()
@@ -241,6 +254,9 @@ def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, ove
     ("Phi3", "phi-3-mini-4k", dict()),
     ("Qwen3", "qwen3-0.6b", dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
                                  num_key_value_heads=8, tie_word_embeddings=True)),
+    ("Olmo2", "olmo-2-1b", dict(vocab_size=100352, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                num_attention_heads=16)),
+    ("Olmo2", "olmo-2-7b", dict(vocab_size=100352)),
     ("Qwen3", "qwen3-1.7b", dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
                                  num_key_value_heads=8, tie_word_embeddings=True)),
 ])

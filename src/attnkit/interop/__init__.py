@@ -60,6 +60,7 @@ FAMILIES: dict[str, str] = {
     "gemma2": "attnkit.interop.gemma2",
     "gemma3_text": "attnkit.interop.gemma3",
     "gpt_neox": "attnkit.interop.gpt_neox",
+    "olmo2": "attnkit.interop.olmo2",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

@@ -51,7 +51,8 @@ class GPTConfig(Config):
     # checkpoint family must not write a config that sets one it cannot represent (variants()).
     variant_fields: ClassVar[tuple[str, ...]] = (
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
-        "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual")
+        "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual", "input_norm",
+        "qk_norm_per_head")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -80,6 +81,8 @@ class GPTConfig(Config):
     logit_softcap: float | None = None  # output logits soft-capped likewise (Gemma 2)
     sandwich_norm: bool = False  # a norm on each sublayer's output too (Gemma 2/3)
     parallel_residual: bool = False  # x + attn(norm(x)) + ffn(norm'(x)) in each layer (GPT-NeoX / Pythia)
+    input_norm: bool = True  # False (with sandwich_norm): x + norm(f(x)), the sublayers' outputs normed alone (OLMo 2)
+    qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) together (OLMo 2)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -108,6 +111,8 @@ class GPTConfig(Config):
                          f"must be layer indices in [0, {self.n_layers})")
         self.require(self.rope_local_base is None or (self.positional == "rotary" and self.rope_local_base > 0),
                      "rope_local_base", "must be None, or positive with rotary positions")
+        self.require(self.input_norm or (self.sandwich_norm and not self.parallel_residual), "input_norm",
+                     "False needs sandwich_norm (the sublayers' outputs normed) and no parallel_residual")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap"):
             value = getattr(self, name)
             self.require(value is None or value > 0, name, "must be None or positive")
@@ -126,9 +131,13 @@ class GPTConfig(Config):
         self.require_token_ids("bos_token_id", "eos_token_id", "pad_token_id")
 
     def variants(self) -> set[str]:
-        """The ``variant_fields`` this config uses (``qkv_bias`` where it differs from ``bias``)."""
-        used = {f for f in self.variant_fields if getattr(self, f) not in (None, False)}
+        """The ``variant_fields`` this config uses: those set to anything but None or False, except
+        ``qkv_bias`` where it differs from ``bias`` and the two fields whose default is True where
+        they are False."""
+        on_by_default = {"input_norm", "qk_norm_per_head"}
+        used = {f for f in self.variant_fields if f not in on_by_default and getattr(self, f) not in (None, False)}
         used.discard("qkv_bias")
+        used |= {f for f in on_by_default if not getattr(self, f)}
         return used | ({"qkv_bias"} if self.qkv_bias not in (None, self.bias) else set())
 
     @property
@@ -156,6 +165,7 @@ class GPTConfig(Config):
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
             attn_scale=None if self.attn_scale_dim is None else self.attn_scale_dim ** -0.5,
             attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm, parallel_residual=self.parallel_residual,
+            input_norm=self.input_norm, qk_norm_per_head=self.qk_norm_per_head,
         )
 
 

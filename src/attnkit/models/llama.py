@@ -12,6 +12,9 @@ adds biases to the query/key/value projections alone (``qkv_bias``). :class:`Qwe
 2025) drops those biases for an RMSNorm over each head's queries and keys (``qk_norm``) and sets
 its own ``head_dim`` (128 whatever the width). :class:`Phi3` (Abdin et al. 2024) is a Llama whose
 checkpoints store q/k/v and gate/up as fused matrices, with an optional ``sliding_window``.
+:class:`Olmo2` (OLMo et al. 2024) norms each sublayer's output instead of its input
+(``input_norm=False`` with ``sandwich_norm``) and all heads' queries and keys together
+(``qk_norm`` with ``qk_norm_per_head=False``).
 """
 
 from __future__ import annotations
@@ -130,3 +133,28 @@ class Phi3(GPT):
     """A Phi-3 causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Phi3Config
+
+
+@dataclass(frozen=True)
+class Olmo2Config(LlamaConfig):
+    """Sizes of an OLMo 2. Defaults are Hugging Face's ``Olmo2Config``."""
+
+    model_type = "olmo2"
+
+    vocab_size: int = 50304
+    d_ff: int | None = 11008
+    norm_eps: float = 1e-5
+    qk_norm: bool = True
+    qk_norm_per_head: bool = False
+    sandwich_norm: bool = True
+    input_norm: bool = False
+    bos_token_id: int | None = None
+    eos_token_id: int | None = 50279
+    pad_token_id: int | None = 1
+
+
+class Olmo2(GPT):
+    """An OLMo 2 causal LM: a Llama whose sublayers norm their outputs, not their inputs (see
+    :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Olmo2Config

@@ -63,6 +63,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "qwen3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                            head_dim=16),
     },
+    "olmo2": {
+        # OLMo et al. 2024 (OLMo 2): the 1B and 7B shapes, a 100,352-token vocabulary, 4,096 positions.
+        "olmo-2-1b": dict(vocab_size=100352, n_positions=4096, d_model=2048, d_ff=8192, n_layers=16, n_heads=16,
+                          rope_base=500000.0, norm_eps=1e-6, eos_token_id=100257, pad_token_id=100277),
+        "olmo-2-7b": dict(vocab_size=100352, n_positions=4096, rope_base=500000.0, norm_eps=1e-6, eos_token_id=100257,
+                          pad_token_id=100277),  # 7,298,617,344 params
+        "olmo2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                           eos_token_id=2, pad_token_id=0),
+    },
     "gpt_neox": {
         # Biderman et al. 2023, Table 1: the Pythia suite (rotary on a quarter of each head).
         "pythia-70m": dict(d_model=512, n_layers=6, n_heads=8),  # 70,426,624 params

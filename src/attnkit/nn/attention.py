@@ -195,6 +195,8 @@ class MultiHeadAttention(nn.Module):
         qk_norm: a norm kind (``"rmsnorm"``, ...) over each head's queries and keys before the
             rotary embedding (Qwen3, OLMo 2, Gemma 3; Dehghani et al. 2023's QK-norm), with ``norm_eps``.
         softcap: soft-capped scores (Gemma 2; see :func:`scaled_dot_product_attention`).
+        qk_norm_per_head: False normalises all heads' queries together (and all keys), over
+            the whole projection, before it is split into heads (OLMo 2).
     """
 
     def __init__(
@@ -213,6 +215,7 @@ class MultiHeadAttention(nn.Module):
         qk_norm: str | None = None,
         norm_eps: float = 1e-6,
         softcap: float | None = None,
+        qk_norm_per_head: bool = True,
     ):
         super().__init__()
         in_bias = bias if qkv_bias is None else qkv_bias
@@ -241,9 +244,10 @@ class MultiHeadAttention(nn.Module):
             self.v_proj = Linear(d_model, kv_dim, bias=in_bias)
         self.out_proj = Linear(q_dim, d_model, bias=bias)
         self.q_norm = self.k_norm = None
+        self.qk_norm_per_head = qk_norm_per_head
         if qk_norm is not None:
-            self.q_norm = build_norm(qk_norm, head_dim, norm_eps, bias=False)
-            self.k_norm = build_norm(qk_norm, head_dim, norm_eps, bias=False)
+            self.q_norm = build_norm(qk_norm, head_dim if qk_norm_per_head else q_dim, norm_eps, bias=False)
+            self.k_norm = build_norm(qk_norm, head_dim if qk_norm_per_head else kv_dim, norm_eps, bias=False)
 
     def _project(self, x: torch.Tensor, context: torch.Tensor | None):
         if self.fused_qkv and not self.cross:
@@ -280,12 +284,17 @@ class MultiHeadAttention(nn.Module):
             raise InputError("cross-attention needs `context` (the encoder output) on its first call")
         reuse = self.cross and cache is not None and cache.length > 0
         q, k, v = self._project(x, None if reuse else (context if self.cross else x))
+        # The norms act on each head's vector, or on all heads' at once before the split.
+        head_norm = self.q_norm is not None and self.qk_norm_per_head
+        if self.q_norm is not None and not head_norm:
+            q = self.q_norm(q)
+            k = k if k is None else self.k_norm(k)
         q = q.view(B, T, self.n_heads, self.head_dim)
-        q = (q if self.q_norm is None else self.q_norm(q)).transpose(1, 2)  # (B, H, T, D)
+        q = (self.q_norm(q) if head_norm else q).transpose(1, 2)  # (B, H, T, D)
         if k is not None:
             S_new = k.shape[1]
             k = k.view(B, S_new, self.n_kv_heads, self.head_dim)
-            k = (k if self.k_norm is None else self.k_norm(k)).transpose(1, 2)  # (B, Hkv, S, D)
+            k = (self.k_norm(k) if head_norm else k).transpose(1, 2)  # (B, Hkv, S, D)
             v = v.view(B, S_new, self.n_kv_heads, self.head_dim).transpose(1, 2)
         if rotary is not None:
             cos, sin = rotary

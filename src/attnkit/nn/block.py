@@ -3,7 +3,8 @@
 One ``LayerConfig`` describes a layer; every model builds its stacks from one. A sublayer is
 ``x + dropout(f(norm(x)))`` when pre-norm and ``norm(x + dropout(f(x)))`` when post-norm (the
 paper's form, §5.4 for the dropout). ``sandwich_norm`` adds a norm on the output of each
-pre-norm sublayer as well: ``x + dropout(norm'(f(norm(x))))`` (Gemma 2 and 3).
+pre-norm sublayer as well: ``x + dropout(norm'(f(norm(x))))`` (Gemma 2 and 3); without
+``input_norm`` only the output is normed, ``x + dropout(norm'(f(x)))`` (OLMo 2).
 ``parallel_residual`` runs a decoder layer's self-attention and feed-forward side by side on
 the same input, ``x + attn(norm(x)) + ffn(norm'(x))`` (GPT-J, GPT-NeoX / Pythia).
 """
@@ -49,13 +50,15 @@ class LayerConfig:
     attn_softcap: float | None = None  # scores soft-capped to c·tanh(s/c) (Gemma 2)
     sandwich_norm: bool = False  # pre-norm sublayers also norm their output (Gemma 2 and 3)
     parallel_residual: bool = False  # decoder layers: x + attn(norm(x)) + ffn(norm'(x)) (GPT-J, GPT-NeoX)
+    input_norm: bool = True  # False: pre-norm sublayers read x itself; with sandwich_norm, x + norm(f(x)) (OLMo 2)
+    qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) at once (OLMo 2)
 
     def attention(self, cross: bool = False) -> MultiHeadAttention:
         return MultiHeadAttention(
             self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
             qkv_bias=self.qkv_bias, key_bias=self.key_bias, qk_norm=self.norm if self.qk_norm else None,
-            norm_eps=self.norm_eps, softcap=self.attn_softcap,
+            norm_eps=self.norm_eps, softcap=self.attn_softcap, qk_norm_per_head=self.qk_norm_per_head,
         )
 
     def feedforward(self) -> FeedForward:
@@ -64,6 +67,10 @@ class LayerConfig:
 
     def norm_layer(self) -> nn.Module:
         return build_norm(self.norm, self.d_model, self.norm_eps, bias=self.bias)
+
+    def input_norm_layer(self) -> nn.Module | None:
+        """A sublayer's input norm: ``norm_layer()``, or None without ``input_norm`` (pre-norm only)."""
+        return self.norm_layer() if self.input_norm or not self.pre_norm else None
 
 
 class _Sublayers(nn.Module):
@@ -78,7 +85,7 @@ class _Sublayers(nn.Module):
         """Apply one sublayer; ``fn`` returns ``(output, extra)``. ``post_norm`` (sandwich norm)
         norms a pre-norm sublayer's output before the residual add."""
         if self.pre_norm:
-            y, extra = fn(norm(x))
+            y, extra = fn(x if norm is None else norm(x))
             if post_norm is not None:
                 y = post_norm(y)
             return x + self.drop(y) if self.training else x + y, extra
@@ -98,9 +105,9 @@ class EncoderLayer(_Sublayers):
 
     def __init__(self, cfg: LayerConfig):
         super().__init__(cfg)
-        self.attn_norm = cfg.norm_layer()
+        self.attn_norm = cfg.input_norm_layer()
         self.attn = cfg.attention()
-        self.ffn_norm = cfg.norm_layer()
+        self.ffn_norm = cfg.input_norm_layer()
         self.ffn = cfg.feedforward()
         self.attn_post_norm, self.ffn_post_norm = _post_norms(cfg)
 
@@ -119,7 +126,7 @@ class DecoderLayer(_Sublayers):
 
     def __init__(self, cfg: LayerConfig, cross: bool = False):
         super().__init__(cfg)
-        self.attn_norm = cfg.norm_layer()
+        self.attn_norm = cfg.input_norm_layer()
         self.attn = cfg.attention()
         if cross:
             if cfg.parallel_residual:
@@ -129,7 +136,7 @@ class DecoderLayer(_Sublayers):
         else:
             self.cross_norm = self.cross_attn = None
         self.parallel_residual = cfg.parallel_residual
-        self.ffn_norm = cfg.norm_layer()
+        self.ffn_norm = cfg.input_norm_layer()
         self.ffn = cfg.feedforward()
         self.attn_post_norm, self.ffn_post_norm = _post_norms(cfg)
 
