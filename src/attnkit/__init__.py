@@ -31,6 +31,8 @@ _LAZY = {
     "Phi3": "attnkit.models.llama",
     "Phi3Config": "attnkit.models.llama",
     "Olmo2": "attnkit.models.llama",
+    "Mixtral": "attnkit.models.llama",
+    "MixtralConfig": "attnkit.models.llama",
     "Olmo2Config": "attnkit.models.llama",
     "GPTNeoX": "attnkit.models.gpt_neox",
     "GPTNeoXConfig": "attnkit.models.gpt_neox",

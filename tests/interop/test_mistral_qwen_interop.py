@@ -100,6 +100,19 @@ def test_olmo2_output_norms_and_whole_projection_qk_norms_give_transformers_logi
         assert (ours.weight.grad - ref.weight.grad).abs().max() < 1e-4
 
 
+def test_mixtral_experts_give_transformers_logits_loss_and_gradients(tmp_path):
+    hf = hf_model(tmp_path, "Mixtral", num_local_experts=4)
+    model = attnkit.from_pretrained(tmp_path)
+    assert type(model) is attnkit.Mixtral and model.config.n_experts == 4 and model.config.experts_per_token == 2
+    lm_loss_and_logits_match(model, hf, batch(20)[0][:1])  # and both have gradients now
+    ours, theirs = model.decoder.layers[1].ffn, hf.model.layers[1].mlp
+    assert (ours.router.weight.grad - theirs.gate.weight.grad).abs().max() < 1e-4
+    for j, expert in enumerate(ours.experts):  # transformers holds each expert's gate and up rows in one tensor
+        joined = torch.cat([expert.fc_gate.weight.grad, expert.fc_in.weight.grad])
+        assert (joined - theirs.experts.gate_up_proj.grad[j]).abs().max() < 1e-4
+        assert (expert.fc_out.weight.grad - theirs.experts.down_proj.grad[j]).abs().max() < 1e-4
+
+
 def test_phi3_fused_gate_up_matrix_gives_transformers_logits_loss_and_gradients(tmp_path):
     hf = hf_model(tmp_path, "Phi3", pad_token_id=0)
     model = attnkit.from_pretrained(tmp_path)
@@ -203,7 +216,8 @@ def test_qwen_sliding_window_layers_give_transformers_logits_and_save_back(tmp_p
 
 @pytest.mark.parametrize("family,overrides", [("Qwen2", QWEN_WINDOW), ("Mistral", dict(sliding_window=5, head_dim=16)),
                                               ("Qwen3", dict(head_dim=16)), ("Phi3", PHI3_LONG), ("Phi3", PHI4),
-                                              ("Phi3", dict(pad_token_id=0, sliding_window=6)), ("Olmo2", {})])
+                                              ("Phi3", dict(pad_token_id=0, sliding_window=6)), ("Olmo2", {}),
+                                              ("Mixtral", dict(num_local_experts=4, sliding_window=6))])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
     hf = hf_model(tmp_path, family, **overrides)
@@ -217,7 +231,8 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
 
 @pytest.mark.parametrize("family,preset,overrides", [("Qwen2", "qwen2-tiny", {}), ("Mistral", "mistral-tiny", {}),
                                                      ("Qwen3", "qwen3-tiny", {}), ("Phi3", "phi3-tiny", {}),
-                                                     ("Phi3", "phi3-tiny", PHI4_TINY), ("Olmo2", "olmo2-tiny", {})])
+                                                     ("Phi3", "phi3-tiny", PHI4_TINY), ("Olmo2", "olmo2-tiny", {}),
+                                                     ("Mixtral", "mixtral-tiny", {})])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset, **overrides)).eval()
@@ -257,6 +272,7 @@ def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, ove
     ("Olmo2", "olmo-2-1b", dict(vocab_size=100352, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                                 num_attention_heads=16)),
     ("Olmo2", "olmo-2-7b", dict(vocab_size=100352)),
+    ("Mixtral", "mixtral-8x7b", dict(max_position_embeddings=32768)),
     ("Qwen3", "qwen3-1.7b", dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
                                  num_key_value_heads=8, tie_word_embeddings=True)),
 ])

@@ -125,3 +125,29 @@ def test_offset_rmsnorm_scales_by_one_plus_its_weight_and_starts_as_the_identity
     with torch.no_grad():
         norm.weight.copy_(torch.randn(6))
     torch.testing.assert_close(norm(x), unit * (1 + norm.weight), atol=1e-5, rtol=1e-5)
+
+
+def test_mixture_of_experts_equals_the_routing_formula_and_runs_only_chosen_experts():
+    """Mixtral §2.1: y = Σ_{top-k e} softmax(router(x))_e / Σ_top-k · expert_e(x), per token."""
+    from attnkit.nn import MoEFeedForward
+
+    torch.manual_seed(0)
+    moe = MoEFeedForward(8, 12, n_experts=4, top_k=2)
+    x = torch.randn(3, 5, 8, requires_grad=True)
+    calls = []
+    for e, expert in enumerate(moe.experts):
+        expert.register_forward_hook(lambda m, inp, out, e=e: calls.append((e, inp[0].shape[0])))
+    y = moe(x)
+    ran = list(calls)  # before the formula below calls the experts too
+    expected = torch.zeros(15, 8)
+    for t, h in enumerate(x.detach().reshape(15, 8)):
+        p = torch.softmax(moe.router(h), -1)
+        w, chosen = p.topk(2)
+        for weight, e in zip(w / w.sum(), chosen.tolist()):
+            expected[t] += weight * moe.experts[e](h[None])[0]
+    torch.testing.assert_close(y.detach().reshape(15, 8), expected, atol=1e-5, rtol=1e-5)
+    assert sum(rows for _, rows in ran) == 15 * 2 and len({e for e, _ in ran}) == len(ran)  # each once
+    y.sum().backward()
+    assert moe.router.weight.grad.abs().sum() > 0 and x.grad.shape == x.shape
+    with pytest.raises(ConfigError, match="top_k must be between 1 and n_experts"):
+        MoEFeedForward(8, 12, n_experts=2, top_k=3)

@@ -61,6 +61,7 @@ FAMILIES: dict[str, str] = {
     "gemma3_text": "attnkit.interop.gemma3",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",
+    "mixtral": "attnkit.interop.mixtral",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

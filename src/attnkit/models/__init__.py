@@ -27,6 +27,8 @@ from attnkit.models.llama import (
     LlamaConfig,
     Mistral,
     MistralConfig,
+    Mixtral,
+    MixtralConfig,
     Olmo2,
     Olmo2Config,
     Phi3,
@@ -57,6 +59,6 @@ __all__ = [
     "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig",
     "GPTNeoX", "GPTNeoXConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
-    "LlamaConfig", "Mistral", "MistralConfig", "Model", "Olmo2", "Olmo2Config", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config",
+    "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config",
     "Qwen3", "Qwen3Config", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig"]

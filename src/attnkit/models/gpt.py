@@ -52,7 +52,7 @@ class GPTConfig(Config):
     variant_fields: ClassVar[tuple[str, ...]] = (
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
         "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual", "input_norm",
-        "qk_norm_per_head")
+        "qk_norm_per_head", "n_experts")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -83,6 +83,8 @@ class GPTConfig(Config):
     parallel_residual: bool = False  # x + attn(norm(x)) + ffn(norm'(x)) in each layer (GPT-NeoX / Pythia)
     input_norm: bool = True  # False (with sandwich_norm): x + norm(f(x)), the sublayers' outputs normed alone (OLMo 2)
     qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) together (OLMo 2)
+    n_experts: int | None = None  # a sparse mixture of feed-forward experts in each layer (Mixtral)
+    experts_per_token: int = 2  # the experts each token runs on (with n_experts)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -113,6 +115,9 @@ class GPTConfig(Config):
                      "rope_local_base", "must be None, or positive with rotary positions")
         self.require(self.input_norm or (self.sandwich_norm and not self.parallel_residual), "input_norm",
                      "False needs sandwich_norm (the sublayers' outputs normed) and no parallel_residual")
+        self.require(self.n_experts is None or self.n_experts > 0, "n_experts", "must be None (dense) or positive")
+        self.require(self.n_experts is None or 1 <= self.experts_per_token <= self.n_experts, "experts_per_token",
+                     f"must be from 1 to n_experts ({self.n_experts})")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap"):
             value = getattr(self, name)
             self.require(value is None or value > 0, name, "must be None or positive")
@@ -165,7 +170,8 @@ class GPTConfig(Config):
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
             attn_scale=None if self.attn_scale_dim is None else self.attn_scale_dim ** -0.5,
             attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm, parallel_residual=self.parallel_residual,
-            input_norm=self.input_norm, qk_norm_per_head=self.qk_norm_per_head,
+            input_norm=self.input_norm, qk_norm_per_head=self.qk_norm_per_head, n_experts=self.n_experts,
+            experts_per_token=self.experts_per_token,
         )
 
 
@@ -196,7 +202,8 @@ class GPT(Model):
         self.apply(self._init_weights)
         # GPT-2 §2.3: scale the residual projections by 1/sqrt(number of residual layers).
         for layer in self.decoder.layers:
-            for proj in (layer.attn.out_proj, layer.ffn.fc_out):
+            outputs = [m for name, m in layer.named_modules() if name.endswith(("attn.out_proj", "fc_out"))]
+            for proj in outputs:  # the attention's and every feed-forward expert's output
                 nn.init.normal_(proj.weight, std=c.initializer_range / math.sqrt(2 * c.n_layers))
         if c.tie_word_embeddings:
             self.lm_head.weight = self.wte.weight

@@ -12,7 +12,8 @@ adds biases to the query/key/value projections alone (``qkv_bias``). :class:`Qwe
 2025) drops those biases for an RMSNorm over each head's queries and keys (``qk_norm``) and sets
 its own ``head_dim`` (128 whatever the width). :class:`Phi3` (Abdin et al. 2024) is a Llama whose
 checkpoints store q/k/v and gate/up as fused matrices, with an optional ``sliding_window``.
-:class:`Olmo2` (OLMo et al. 2024) norms each sublayer's output instead of its input
+:class:`Mixtral` (Jiang et al. 2024) replaces the feed-forward with a sparse mixture of eight
+SwiGLU experts, two per token (``n_experts``, ``experts_per_token``). :class:`Olmo2` (OLMo et al. 2024) norms each sublayer's output instead of its input
 (``input_norm=False`` with ``sandwich_norm``) and all heads' queries and keys together
 (``qk_norm`` with ``qk_norm_per_head=False``).
 """
@@ -158,3 +159,25 @@ class Olmo2(GPT):
     :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Olmo2Config
+
+
+@dataclass(frozen=True)
+class MixtralConfig(LlamaConfig):
+    """Sizes of a Mixtral. Defaults are Hugging Face's ``MixtralConfig`` (Mixtral-8x7B's shape)."""
+
+    model_type = "mixtral"
+
+    n_positions: int = 131072
+    d_ff: int | None = 14336
+    n_kv_heads: int | None = 8
+    norm_eps: float = 1e-5
+    rope_base: float = 1000000.0
+    n_experts: int | None = 8
+    experts_per_token: int = 2
+
+
+class Mixtral(GPT):
+    """A Mixtral causal LM: a Llama whose feed-forwards are sparse mixtures of experts (see
+    :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = MixtralConfig

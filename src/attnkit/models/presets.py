@@ -63,6 +63,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         "qwen3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                            head_dim=16),
     },
+    "mixtral": {
+        # Jiang et al. 2024: Mixtral 8x7B (HF's MixtralConfig defaults: 8 experts, 2 per token).
+        "mixtral-8x7b": dict(n_positions=32768),  # 46,702,792,704 params
+        "mixtral-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=48, n_layers=2, n_heads=4, n_kv_heads=2,
+                             n_experts=4),
+    },
     "olmo2": {
         # OLMo et al. 2024 (OLMo 2): the 1B and 7B shapes, a 100,352-token vocabulary, 4,096 positions.
         "olmo-2-1b": dict(vocab_size=100352, n_positions=4096, d_model=2048, d_ff=8192, n_layers=16, n_heads=16,

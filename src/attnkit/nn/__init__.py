@@ -3,7 +3,7 @@
 from attnkit.nn.attention import MultiHeadAttention, scaled_dot_product_attention
 from attnkit.nn.block import Decoder, DecoderLayer, Encoder, EncoderLayer, LayerConfig, StackOutput
 from attnkit.nn.cache import DecoderCache, KVCache
-from attnkit.nn.feedforward import ACTIVATIONS, FEEDFORWARD_ACTIVATIONS, GATED, FeedForward
+from attnkit.nn.feedforward import ACTIVATIONS, FEEDFORWARD_ACTIVATIONS, GATED, FeedForward, MoEFeedForward
 from attnkit.nn.linear import Linear, packed_weights
 from attnkit.nn.loss import linear_cross_entropy
 from attnkit.nn.masks import (
@@ -33,7 +33,8 @@ from attnkit.nn.subsampling import ConvSubsampling
 
 __all__ = [
     "ACTIVATIONS", "ConvSubsampling", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer", "Encoder",
-    "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MultiHeadAttention", "PatchEmbedding",
+    "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MoEFeedForward", "MultiHeadAttention",
+    "PatchEmbedding",
     "RMSNorm", "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
     "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask", "linear_cross_entropy",
     "POOLING", "mean_pool", "packed_weights", "pool", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from attnkit.errors import InputError
 from attnkit.nn.attention import MultiHeadAttention
 from attnkit.nn.cache import DecoderCache, KVCache
-from attnkit.nn.feedforward import FeedForward
+from attnkit.nn.feedforward import FeedForward, MoEFeedForward
 from attnkit.nn.norm import build_norm
 
 
@@ -52,6 +52,8 @@ class LayerConfig:
     parallel_residual: bool = False  # decoder layers: x + attn(norm(x)) + ffn(norm'(x)) (GPT-J, GPT-NeoX)
     input_norm: bool = True  # False: pre-norm sublayers read x itself; with sandwich_norm, x + norm(f(x)) (OLMo 2)
     qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) at once (OLMo 2)
+    n_experts: int | None = None  # a sparse mixture of this many feed-forward experts (Mixtral)
+    experts_per_token: int = 2  # the experts each token runs on
 
     def attention(self, cross: bool = False) -> MultiHeadAttention:
         return MultiHeadAttention(
@@ -61,8 +63,11 @@ class LayerConfig:
             norm_eps=self.norm_eps, softcap=self.attn_softcap, qk_norm_per_head=self.qk_norm_per_head,
         )
 
-    def feedforward(self) -> FeedForward:
+    def feedforward(self) -> FeedForward | MoEFeedForward:
         ffn_dropout = self.dropout if self.ffn_dropout is None else self.ffn_dropout
+        if self.n_experts is not None:
+            return MoEFeedForward(self.d_model, self.d_ff, self.n_experts, self.experts_per_token, self.activation,
+                                  self.bias, ffn_dropout)
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:

@@ -1,0 +1,54 @@
+"""Mixtral <-> attnkit Mixtral (``MixtralForCausalLM``'s checkpoint layout): Llama's keys and
+config fields (:mod:`attnkit.interop.llama`), with each layer's feed-forward a sparse mixture:
+``block_sparse_moe.gate`` (attnkit's ``ffn.router``) and ``block_sparse_moe.experts.{j}.w1``,
+``w3``, ``w2`` (each expert's ``fc_gate``, ``fc_in``, ``fc_out``), as the checkpoints on the Hub
+and ``transformers``' ``save_pretrained`` store them. Config: ``num_local_experts``,
+``num_experts_per_tok`` and ``sliding_window``. The router's training-time jitter
+(``router_jitter_noise``) and auxiliary load-balancing loss (``output_router_logits``) are not
+applied: attnkit's loss is ``MixtralForCausalLM``'s default one.
+"""
+
+from __future__ import annotations
+
+from attnkit.errors import ConfigError
+from attnkit.interop import llama
+from attnkit.interop.keymap import Rename
+from attnkit.interop.llama import llama_config_fields, llama_fields
+from attnkit.models.llama import Mixtral, MixtralConfig
+
+MODEL_TYPE = "mixtral"
+MODELS = {"Mixtral": Mixtral}
+ARCHITECTURES = {"MixtralForCausalLM": "Mixtral"}
+BASE_PREFIX = ""
+IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
+
+
+def key_rules(model) -> list[Rename]:
+    n, h = "decoder.layers.{i}.ffn.", "model.layers.{i}.block_sparse_moe."
+    dense = [r for r in llama.key_rules(model) if ".ffn.fc_" not in r.native_names[0]]
+    return dense + [
+        Rename(n + "router.weight", h + "gate.weight"),
+        Rename(n + "experts.{j}.fc_gate.weight", h + "experts.{j}.w1.weight"),
+        Rename(n + "experts.{j}.fc_in.weight", h + "experts.{j}.w3.weight"),
+        Rename(n + "experts.{j}.fc_out.weight", h + "experts.{j}.w2.weight"),
+    ]
+
+
+def config_to_hf(model) -> dict | None:
+    """HF ``MixtralConfig`` fields, or None for a variant ``MixtralForCausalLM`` cannot represent
+    (biases, a dense feed-forward, another gate than SiLU's)."""
+    c: MixtralConfig = model.config
+    fields = llama_fields(c, {"n_experts", "sliding_window"})
+    if fields is None or c.bias or c.n_experts is None or c.activation != "swiglu":
+        return None
+    return dict(model_type=MODEL_TYPE, **fields, num_local_experts=c.n_experts,
+                num_experts_per_tok=c.experts_per_token, sliding_window=c.sliding_window, output_router_logits=False)
+
+
+def config_from_hf(hf: dict, model_class: type) -> MixtralConfig:
+    """``MixtralConfig`` from a HF Mixtral config dict (HF's defaults for absent fields)."""
+    window = hf.get("sliding_window")
+    if window is not None and (not isinstance(window, int) or window <= 0):
+        raise ConfigError(f"config.json: sliding_window={window!r} must be a positive integer or null")
+    return MixtralConfig(**llama_config_fields(hf, MixtralConfig()), sliding_window=window,
+                         n_experts=hf.get("num_local_experts", 8), experts_per_token=hf.get("num_experts_per_tok", 2))
