@@ -32,6 +32,8 @@ _LAZY = {
     "Phi3Config": "attnkit.models.llama",
     "Olmo2": "attnkit.models.llama",
     "Mixtral": "attnkit.models.llama",
+    "Qwen3Moe": "attnkit.models.llama",
+    "Qwen3MoeConfig": "attnkit.models.llama",
     "MixtralConfig": "attnkit.models.llama",
     "Olmo2Config": "attnkit.models.llama",
     "GPTNeoX": "attnkit.models.gpt_neox",

@@ -113,6 +113,32 @@ def test_mixtral_experts_give_transformers_logits_loss_and_gradients(tmp_path):
         assert (expert.fc_out.weight.grad - theirs.experts.down_proj.grad[j]).abs().max() < 1e-4
 
 
+QWEN3_MOE = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=24, head_dim=8)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_qwen3_moe_experts_give_transformers_logits_loss_and_gradients(tmp_path, normalize):
+    hf = hf_model(tmp_path, "Qwen3Moe", **QWEN3_MOE, norm_topk_prob=normalize)
+    model = attnkit.from_pretrained(tmp_path)
+    c = model.config
+    assert type(model) is attnkit.Qwen3Moe and c.n_experts == 4 and c.d_ff == 24
+    assert c.normalize_expert_weights is normalize and c.qk_norm
+    lm_loss_and_logits_match(model, hf, batch(20)[0][:1])
+    ours, theirs = model.decoder.layers[0].ffn, hf.model.layers[0].mlp
+    assert (ours.router.weight.grad - theirs.gate.weight.grad).abs().max() < 1e-4
+    with torch.no_grad():  # whether the weights are renormalised matters
+        other = attnkit.Qwen3Moe(c.replace(normalize_expert_weights=not normalize))
+        other.load_state_dict(model.state_dict())
+        ids = batch(20)[0][:1]
+        assert (other(ids).logits - hf(ids).logits).abs().max() > 1e-3
+
+
+def test_moe_configs_with_dense_layers_are_refused(tmp_path):
+    hf_model(tmp_path, "Qwen3Moe", **QWEN3_MOE, mlp_only_layers=[0])
+    with pytest.raises(ConfigError, match="mlp_only_layers"):
+        attnkit.from_pretrained(tmp_path)
+
+
 def test_phi3_fused_gate_up_matrix_gives_transformers_logits_loss_and_gradients(tmp_path):
     hf = hf_model(tmp_path, "Phi3", pad_token_id=0)
     model = attnkit.from_pretrained(tmp_path)
@@ -217,7 +243,8 @@ def test_qwen_sliding_window_layers_give_transformers_logits_and_save_back(tmp_p
 @pytest.mark.parametrize("family,overrides", [("Qwen2", QWEN_WINDOW), ("Mistral", dict(sliding_window=5, head_dim=16)),
                                               ("Qwen3", dict(head_dim=16)), ("Phi3", PHI3_LONG), ("Phi3", PHI4),
                                               ("Phi3", dict(pad_token_id=0, sliding_window=6)), ("Olmo2", {}),
-                                              ("Mixtral", dict(num_local_experts=4, sliding_window=6))])
+                                              ("Mixtral", dict(num_local_experts=4, sliding_window=6)),
+                                              ("Qwen3Moe", dict(QWEN3_MOE, norm_topk_prob=True))])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
     hf = hf_model(tmp_path, family, **overrides)
@@ -232,13 +259,14 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
 @pytest.mark.parametrize("family,preset,overrides", [("Qwen2", "qwen2-tiny", {}), ("Mistral", "mistral-tiny", {}),
                                                      ("Qwen3", "qwen3-tiny", {}), ("Phi3", "phi3-tiny", {}),
                                                      ("Phi3", "phi3-tiny", PHI4_TINY), ("Olmo2", "olmo2-tiny", {}),
-                                                     ("Mixtral", "mixtral-tiny", {})])
+                                                     ("Mixtral", "mixtral-tiny", {}),
+                                                     ("Qwen3Moe", "qwen3-moe-tiny", {})])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset, **overrides)).eval()
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["model_type"] == family.lower() and saved["architectures"] == [f"{family}ForCausalLM"]
+    assert saved["model_type"] == cls.config_class.model_type and saved["architectures"] == [f"{family}ForCausalLM"]
     hf, info = getattr(transformers, f"{family}ForCausalLM").from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     ids = batch(length=20)[0]  # longer than mistral-tiny's window of 8
@@ -273,6 +301,9 @@ def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, ove
                                 num_attention_heads=16)),
     ("Olmo2", "olmo-2-7b", dict(vocab_size=100352)),
     ("Mixtral", "mixtral-8x7b", dict(max_position_embeddings=32768)),
+    ("Qwen3Moe", "qwen3-30b-a3b", dict(hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
+                                       num_key_value_heads=4, head_dim=128, moe_intermediate_size=768, num_experts=128,
+                                       num_experts_per_tok=8)),
     ("Qwen3", "qwen3-1.7b", dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
                                  num_key_value_heads=8, tie_word_embeddings=True)),
 ])

@@ -62,6 +62,7 @@ FAMILIES: dict[str, str] = {
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",
     "mixtral": "attnkit.interop.mixtral",
+    "qwen3_moe": "attnkit.interop.qwen3_moe",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

@@ -37,6 +37,8 @@ from attnkit.models.llama import (
     Qwen2Config,
     Qwen3,
     Qwen3Config,
+    Qwen3Moe,
+    Qwen3MoeConfig,
 )
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.roberta import (
@@ -60,5 +62,5 @@ __all__ = [
     "GPTNeoX", "GPTNeoXConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
     "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config",
-    "Qwen3", "Qwen3Config", "T5", "T5Config", "Transformer",
+    "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig"]

@@ -52,7 +52,7 @@ class GPTConfig(Config):
     variant_fields: ClassVar[tuple[str, ...]] = (
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
         "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual", "input_norm",
-        "qk_norm_per_head", "n_experts")
+        "qk_norm_per_head", "n_experts", "normalize_expert_weights")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -85,6 +85,7 @@ class GPTConfig(Config):
     qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) together (OLMo 2)
     n_experts: int | None = None  # a sparse mixture of feed-forward experts in each layer (Mixtral)
     experts_per_token: int = 2  # the experts each token runs on (with n_experts)
+    normalize_expert_weights: bool = True  # False: the chosen experts' softmax weights as they are (Qwen-MoE)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -139,7 +140,7 @@ class GPTConfig(Config):
         """The ``variant_fields`` this config uses: those set to anything but None or False, except
         ``qkv_bias`` where it differs from ``bias`` and the two fields whose default is True where
         they are False."""
-        on_by_default = {"input_norm", "qk_norm_per_head"}
+        on_by_default = {"input_norm", "qk_norm_per_head", "normalize_expert_weights"}
         used = {f for f in self.variant_fields if f not in on_by_default and getattr(self, f) not in (None, False)}
         used.discard("qkv_bias")
         used |= {f for f in on_by_default if not getattr(self, f)}
@@ -171,7 +172,7 @@ class GPTConfig(Config):
             attn_scale=None if self.attn_scale_dim is None else self.attn_scale_dim ** -0.5,
             attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm, parallel_residual=self.parallel_residual,
             input_norm=self.input_norm, qk_norm_per_head=self.qk_norm_per_head, n_experts=self.n_experts,
-            experts_per_token=self.experts_per_token,
+            experts_per_token=self.experts_per_token, normalize_expert_weights=self.normalize_expert_weights,
         )
 
 

@@ -181,3 +181,27 @@ class Mixtral(GPT):
     :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = MixtralConfig
+
+
+@dataclass(frozen=True)
+class Qwen3MoeConfig(Qwen3Config):
+    """Sizes of a Qwen3 mixture of experts. Defaults are Qwen3-30B-A3B's (128 experts of 768, 8
+    per token); ``d_ff`` is each expert's size (``moe_intermediate_size``)."""
+
+    model_type = "qwen3_moe"
+
+    n_positions: int = 40960
+    d_model: int = 2048
+    n_layers: int = 48
+    n_heads: int = 32
+    n_kv_heads: int | None = 4
+    d_ff: int | None = 768
+    rope_base: float = 1000000.0
+    n_experts: int | None = 128
+    experts_per_token: int = 8
+
+
+class Qwen3Moe(GPT):
+    """A Qwen3 mixture-of-experts causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Qwen3MoeConfig

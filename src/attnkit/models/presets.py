@@ -69,6 +69,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         "mixtral-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=48, n_layers=2, n_heads=4, n_kv_heads=2,
                              n_experts=4),
     },
+    "qwen3_moe": {
+        # Qwen Team 2025: Qwen3-30B-A3B (128 experts of 768, 8 per token; about 3.3B active per token).
+        "qwen3-30b-a3b": dict(head_dim=128, tie_word_embeddings=False, normalize_expert_weights=True,
+                              bos_token_id=151643, eos_token_id=151645),  # 30,532,122,624 params
+        "qwen3-moe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=24, n_layers=2, n_heads=4,
+                               n_kv_heads=2, head_dim=8, n_experts=4, experts_per_token=2),
+    },
     "olmo2": {
         # OLMo et al. 2024 (OLMo 2): the 1B and 7B shapes, a 100,352-token vocabulary, 4,096 positions.
         "olmo-2-1b": dict(vocab_size=100352, n_positions=4096, d_model=2048, d_ff=8192, n_layers=16, n_heads=16,

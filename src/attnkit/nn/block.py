@@ -54,6 +54,7 @@ class LayerConfig:
     qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) at once (OLMo 2)
     n_experts: int | None = None  # a sparse mixture of this many feed-forward experts (Mixtral)
     experts_per_token: int = 2  # the experts each token runs on
+    normalize_expert_weights: bool = True  # the chosen experts' router weights renormalised to sum to 1
 
     def attention(self, cross: bool = False) -> MultiHeadAttention:
         return MultiHeadAttention(
@@ -67,7 +68,7 @@ class LayerConfig:
         ffn_dropout = self.dropout if self.ffn_dropout is None else self.ffn_dropout
         if self.n_experts is not None:
             return MoEFeedForward(self.d_model, self.d_ff, self.n_experts, self.experts_per_token, self.activation,
-                                  self.bias, ffn_dropout)
+                                  self.bias, ffn_dropout, self.normalize_expert_weights)
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:

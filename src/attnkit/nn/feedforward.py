@@ -60,23 +60,25 @@ class FeedForward(nn.Module):
 class MoEFeedForward(nn.Module):
     """A sparse mixture of experts (Shazeer et al. 2017; Mixtral, Jiang et al. 2024 §2.1): a
     router scores ``n_experts`` :class:`FeedForward` s for each token, the ``top_k`` best run on
-    it, and their outputs are summed, weighted by the router's softmax (in fp32) renormalised
-    over the chosen ones. Each expert runs once per call, on the rows routed to it.
+    it, and their outputs are summed, weighted by the router's softmax (in fp32), renormalised
+    over the chosen ones unless ``normalize=False`` (Qwen-MoE's ``norm_topk_prob``). Each expert
+    runs once per call, on the rows routed to it.
     """
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int = 2, activation: str = "swiglu",
-                 bias: bool = False, dropout: float = 0.0):
+                 bias: bool = False, dropout: float = 0.0, normalize: bool = True):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ConfigError(f"top_k must be between 1 and n_experts ({n_experts}), got {top_k}")
-        self.top_k = top_k
+        self.top_k, self.normalize = top_k, normalize
         self.router = Linear(d_model, n_experts, bias=False)
         self.experts = nn.ModuleList(FeedForward(d_model, d_ff, activation, bias, dropout) for _ in range(n_experts))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(-1, x.shape[-1])
         weights, chosen = self.router(h).float().softmax(dim=-1).topk(self.top_k, dim=-1)  # (N, k)
-        weights = weights / weights.sum(dim=-1, keepdim=True)
+        if self.normalize:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
         out = torch.zeros_like(h)
         for e in chosen.unique().tolist():  # the experts some token chose; one host sync per call
             rows, slot = (chosen == e).nonzero(as_tuple=True)
