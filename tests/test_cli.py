@@ -72,6 +72,10 @@ def test_generate_streams_the_same_text_as_greedy_generate(trained):
     assert packed.exit_code == 0 and packed.output == result.output
     lookup = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0, "--prompt-lookup", 4)
     assert lookup.exit_code == 0 and lookup.output == result.output
+    # an earlier checkpoint of the same run as the assistant: guesses, not the text
+    assisted = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0,
+                   "--assistant", trained / "checkpoints" / "step-3")
+    assert assisted.exit_code == 0 and assisted.output == result.output, assisted.output
     kw = dict(repetition_penalty=1.5, no_repeat_ngram_size=2)
     penalized = tok.decode(model.generate(ids, max_new_tokens=12, eos_token_id=tok.eos_token_id, **kw)[0, ids.shape[1]:],
                            skip_special_tokens=True)

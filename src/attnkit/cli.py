@@ -110,6 +110,9 @@ def generate(
     prompt_lookup: int = typer.Option(
         None, "--prompt-lookup", help="greedy decoding that checks up to this many guessed tokens per step (the "
         "tokens that followed the text's last two tokens before): the same text, faster where it repeats its input"),
+    assistant: Path = typer.Option(
+        None, "--assistant", help="a smaller model directory with the same vocabulary whose greedy guesses are "
+        "checked per step (speculative decoding; with --temperature 0): the same text, faster when it guesses well"),
     pack_weights: bool = typer.Option(
         None, "--pack-weights/--no-pack-weights", show_default="auto",
         help="decode from oneDNN-packed weights: faster on CPU, one more copy in memory (default: when it pays)"),
@@ -143,7 +146,8 @@ def generate(
                     no_repeat_ngram_size=no_repeat_ngram_size,
                     generator=torch.Generator(model.device).manual_seed(seed),
                     pack_weights="auto" if pack_weights is None else pack_weights,
-                    prompt_lookup_num_tokens=prompt_lookup)
+                    prompt_lookup_num_tokens=prompt_lookup,
+                    assistant_model=None if assistant is None else load_model_dir(assistant, device, dtype)[0])
     if num_beams > 1:
         ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
         out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=1, **sampling)

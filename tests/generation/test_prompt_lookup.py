@@ -1,7 +1,10 @@
-"""Prompt lookup decoding (``generate(prompt_lookup_num_tokens=...)``): the tokens and scores of
-plain greedy decoding and of `transformers`' prompt lookup, in fewer forward passes when the
-text repeats itself, with the processors, EOS, length limits and rotary positions; misuse refused."""
+"""Guessed tokens checked in one pass: prompt lookup decoding (``generate(prompt_lookup_num_tokens=...)``)
+and assisted generation (``generate(assistant_model=...)``, speculative decoding with a smaller
+model). The tokens and scores of plain greedy decoding and of `transformers`' prompt lookup and
+assisted generation, in fewer forward passes when the guesses are right, with the processors,
+EOS, length limits and rotary positions; misuse refused."""
 
+import copy
 import tempfile
 
 import pytest
@@ -136,3 +139,47 @@ def test_misuse_is_refused(pair):
     t5 = attnkit.T5(attnkit.T5Config.from_preset("t5-tiny")).eval()
     with pytest.raises(InputError, match="decoder-only models; T5 does not give"):
         t5.generate(torch.randint(3, 200, (1, 6)), max_new_tokens=5, prompt_lookup_num_tokens=3)
+    with pytest.raises(InputError, match="two sources of guesses"):
+        ak.generate(ids, max_new_tokens=5, prompt_lookup_num_tokens=3, assistant_model=ak)
+    with pytest.raises(InputError, match="num_assistant_tokens needs an assistant_model"):
+        ak.generate(ids, max_new_tokens=5, num_assistant_tokens=3)
+    other = attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny", vocab_size=V + 1))
+    with pytest.raises(InputError, match="share the model's vocabulary: it has 97 tokens, the model 96"):
+        ak.generate(ids, max_new_tokens=5, assistant_model=other)
+    with pytest.raises(InputError, match="assistant_model must be a decoder-only attnkit model, got T5"):
+        ak.generate(ids, max_new_tokens=5, assistant_model=t5)
+
+
+@pytest.fixture(scope="module")
+def assistant(pair):
+    """A one-layer GPT-2 with the pair's vocabulary, in both libraries: a poor guesser."""
+    torch.manual_seed(1)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2,
+                                                              n_positions=80, bos_token_id=0, eos_token_id=0)).eval()
+    with tempfile.TemporaryDirectory() as d:
+        hf.save_pretrained(d)
+        return attnkit.from_pretrained(d), hf
+
+
+def test_assisted_generation_gives_greedy_tokens_and_transformers_assisted_generation(pair, assistant, monkeypatch):
+    ak, hf = pair
+    small, hf_small = assistant
+    for ids in prompts(3):
+        plain = ak.generate(ids, max_new_tokens=30, eos_token_id=None)
+        for k in (1, 4):
+            got = ak.generate(ids, max_new_tokens=30, eos_token_id=None, assistant_model=small, num_assistant_tokens=k)
+            assert torch.equal(got, plain)
+        ref = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=30, do_sample=False,
+                          assistant_model=hf_small, eos_token_id=None, pad_token_id=0)
+        assert torch.equal(ak.generate(ids, max_new_tokens=30, eos_token_id=None, assistant_model=small), ref)
+        tokens = list(ak.stream(ids, max_new_tokens=30, eos_token_id=None, assistant_model=small))
+        assert torch.equal(torch.cat(tokens), plain[0, ids.shape[1]:])
+    # An assistant that is always right (a copy of the model): every guess is kept and the rounds grow
+    # (2, 4, 6, ...), so the model itself runs a handful of passes for 40 tokens.
+    ids = next(prompts())
+    plain = ak.generate(ids, max_new_tokens=40, eos_token_id=None)
+    twin = copy.deepcopy(ak)
+    counted, calls = counting(ak)
+    monkeypatch.setattr(ak, "forward", counted)
+    got = ak.generate(ids, max_new_tokens=40, eos_token_id=None, assistant_model=twin, num_assistant_tokens=2)
+    assert torch.equal(got, plain) and len(calls) <= 7

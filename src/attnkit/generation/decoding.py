@@ -276,9 +276,12 @@ def stream(
     decoder_input_ids: torch.Tensor | None = None,
     logits_processor: Sequence | None = None,
     prompt_lookup_num_tokens: int | None = None,
+    assistant_model=None,
+    num_assistant_tokens: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time (one
-    token at a time with ``prompt_lookup_num_tokens`` too, though a step may confirm several).
+    token at a time with ``prompt_lookup_num_tokens`` or ``assistant_model`` too, though a step
+    may confirm several).
 
     Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` until every row is done
     or ``max_new_tokens`` were made. The arguments are :func:`generate`'s; one sequence per
@@ -294,16 +297,24 @@ def stream(
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                  logits_processor)
-    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0])
-    if prompt_lookup_num_tokens is not None:
-        _check_lookup(model, input_ids, prompt_lookup_num_tokens, 1, s["do_sample"])
+    _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, 1,
+                    s["do_sample"])
+    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens)
     with _packing(model, pack_weights, rows, s["max_new_tokens"]):
         yield from decode(model, input_ids, attention_mask, generator, bans, *special, **s,
                           decoder_input_ids=decoder_input_ids)
 
 
-def _decoder(prompt_lookup_num_tokens: int | None, batch: int):
-    """``(the one-sequence decoding loop, rows per step)``: :func:`_stream`, or with guesses :func:`_prompt_lookup`."""
+ASSISTANT_TOKENS = 5  # the first round's guesses from an assistant model (then adapted, as Hugging Face's "heuristic")
+
+
+def _decoder(prompt_lookup_num_tokens: int | None, batch: int, assistant_model=None,
+             num_assistant_tokens: int | None = None):
+    """``(the one-sequence decoding loop, rows per step)``: :func:`_stream`, or with guesses
+    :func:`_prompt_lookup` (from the text itself, or from ``assistant_model``)."""
+    if assistant_model is not None:
+        k = num_assistant_tokens or ASSISTANT_TOKENS
+        return partial(_prompt_lookup, lookup=4 * k, assistant=(assistant_model, k)), 4 * k + 1
     if prompt_lookup_num_tokens is None:
         return _stream, batch
     return partial(_prompt_lookup, lookup=prompt_lookup_num_tokens), prompt_lookup_num_tokens + 1
@@ -373,18 +384,34 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
         cur += 1
 
 
-def _check_lookup(model, input_ids, lookup, num_beams: int, do_sample: bool) -> None:
-    if isinstance(lookup, bool) or not isinstance(lookup, int) or lookup < 1:
-        raise InputError(f"prompt_lookup_num_tokens must be a positive integer, got {lookup!r}")
+def _check_guessing(model, input_ids, lookup, assistant, num_assistant_tokens, num_beams: int,
+                    do_sample: bool) -> None:
+    """The checks of ``prompt_lookup_num_tokens`` and ``assistant_model`` (none when neither is given)."""
+    if lookup is None and assistant is None:
+        if num_assistant_tokens is not None:
+            raise InputError("num_assistant_tokens needs an assistant_model")
+        return
+    name = "prompt_lookup_num_tokens" if assistant is None else "assistant_model"
+    if lookup is not None and assistant is not None:
+        raise InputError("prompt_lookup_num_tokens and assistant_model are two sources of guesses: give one")
+    for arg, value in (("prompt_lookup_num_tokens", lookup), ("num_assistant_tokens", num_assistant_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{arg} must be a positive integer, got {value!r}")
     if num_beams > 1 or do_sample:
-        raise InputError("prompt_lookup_num_tokens checks guesses against greedy decoding: it needs num_beams=1 "
-                         "and do_sample=False")
+        raise InputError(f"{name} checks guesses against greedy decoding: it needs num_beams=1 and do_sample=False")
     if not hasattr(model, "generation_logits"):  # the decoding protocol's optional third method
-        raise InputError(f"prompt_lookup_num_tokens is for decoder-only models; {type(model).__name__} does not "
-                         "give the logits of several fed tokens (generation_logits)")
+        raise InputError(f"{name} is for decoder-only models; {type(model).__name__} does not give the logits of "
+                         "several fed tokens (generation_logits)")
     if input_ids.shape[0] != 1:
-        raise InputError(f"prompt_lookup_num_tokens decodes one prompt at a time (as in Hugging Face); got a batch "
-                         f"of {input_ids.shape[0]}")
+        raise InputError(f"{name} decodes one prompt at a time (as in Hugging Face); got a batch of "
+                         f"{input_ids.shape[0]}")
+    if assistant is not None:
+        if not hasattr(assistant, "generation_logits"):
+            raise InputError(f"assistant_model must be a decoder-only attnkit model, got {type(assistant).__name__}")
+        ours, theirs = model.config.vocab_size, assistant.config.vocab_size
+        if ours != theirs:
+            raise InputError(f"assistant_model must share the model's vocabulary: it has {theirs} tokens, the model "
+                             f"{ours}")
 
 
 def _lookup_candidates(seq: torch.Tensor, n: int, max_ngram: int = 2) -> torch.Tensor:
@@ -400,19 +427,61 @@ def _lookup_candidates(seq: torch.Tensor, n: int, max_ngram: int = 2) -> torch.T
     return seq[:0]
 
 
+class _AssistantGuesses:
+    """Guesses from a smaller model with the same vocabulary (Leviathan et al. 2023, speculative
+    decoding, greedy; Hugging Face's assisted generation): it decodes greedily from its own KV
+    cache, up to ``k`` tokens a round; ``k`` grows by 2 after a round whose guesses were all
+    confirmed and shrinks by 1 otherwise (Hugging Face's "heuristic" schedule). Its cache keeps
+    the positions the sequence confirmed and drops the rest."""
+
+    def __init__(self, assistant, input_ids, attention_mask, max_new_tokens: int, k: int, mask_buf):
+        self.model, self.k, self.mask_buf = assistant, k, mask_buf
+        # A round's guesses stop short of the last new token: the model's own positions suffice.
+        _, _, self.cache = assistant.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
+        self.last: tuple[int, torch.Tensor] | None = None  # (where the last guesses started, the guesses)
+
+    def __call__(self, seq: torch.Tensor, cur: int, n: int) -> torch.Tensor:
+        valid = self.cache.length
+        if self.last is not None and len(self.last[1]):  # keep the cached guesses the sequence confirmed
+            start, guesses = self.last
+            known = min(len(guesses), cur - start)
+            confirmed = int((seq[start:start + known] == guesses[:known]).long().cumprod(0).sum())
+            valid = min(valid, start + confirmed)
+            self.k = self.k + 2 if confirmed == len(guesses) else max(1, self.k - 1)
+        self.cache.truncate(valid)
+        n = min(n, self.k)
+        out, feed = [], seq[valid:cur][None]
+        for _ in range(n):
+            length = self.cache.length + feed.shape[1]
+            logits = self.model.generation_step(feed, None if self.mask_buf is None else self.mask_buf[:, :length],
+                                                self.cache)
+            feed = logits.argmax(dim=-1, keepdim=True)
+            out.append(feed[0])
+        guesses = torch.cat(out) if out else seq[:0]
+        self.last = (cur, guesses)
+        return guesses
+
+
 def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
                    temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
-                   renormalize_logits=False, record=None, decoder_input_ids=None, lookup: int = 10):
-    """Greedy decoding of one sequence that also checks guesses (Saxena 2023, prompt lookup): each
-    step feeds the last token and up to ``lookup`` tokens that once followed the sequence's last
-    n-gram, keeps the guesses the model's own greedy choices confirm, its choice after them, and
-    forgets the cache positions of the rest. The tokens are greedy decoding's; a step emits 1 to
+                   renormalize_logits=False, record=None, decoder_input_ids=None, lookup: int = 10,
+                   assistant: tuple | None = None):
+    """Greedy decoding of one sequence that also checks guesses: each step feeds the last token
+    and up to ``lookup`` guessed tokens, keeps the guesses the model's own greedy choices confirm,
+    its choice after them, and forgets the cache positions of the rest. The guesses are the tokens
+    that once followed the sequence's last n-gram (Saxena 2023, prompt lookup), or with
+    ``assistant`` (``(model, first round's guesses)``) a smaller model's greedy continuation
+    (:class:`_AssistantGuesses`). The tokens are greedy decoding's; a step emits 1 to
     ``lookup + 1`` of them. Yields each ``(1,)`` token. Called as :func:`_stream` (greedy only:
     the sampling arguments are unused)."""
     scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     T = ids.shape[1]
     mask_buf = _mask_buffer(mask, T + max_new_tokens)
+    if assistant is None:
+        guess = lambda seq, cur, n: _lookup_candidates(seq[:cur], n)  # noqa: E731
+    else:
+        guess = _AssistantGuesses(assistant[0], input_ids, attention_mask, max_new_tokens, assistant[1], mask_buf)
     start = _first_real(mask)
     eos_t = torch.tensor(eos, device=ids.device)
     seq = ids.new_empty(T + max_new_tokens)
@@ -446,7 +515,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
         cache.truncate(cur - 1)  # the positions of the guesses not kept
         # Guesses stop short of a refeed limit, so that the refeed comes where greedy decoding's does.
         room = limit - cur if limit is not None and cur <= limit else lookup
-        guesses = _lookup_candidates(seq[:cur], min(lookup, room, max_new_tokens - (cur - T) - 1))
+        guesses = guess(seq, cur, min(lookup, room, max_new_tokens - (cur - T) - 1))
         n = len(guesses)
         feed = torch.cat([seq[:cur] if _must_refeed(limit, cache, cur + n) else seq[cur - 1:cur], guesses])[None]
         step_mask = None if mask_buf is None else mask_buf[:, :cur + n]
@@ -489,6 +558,8 @@ def generate(
     decoder_input_ids: torch.Tensor | None = None,
     logits_processor: Sequence | None = None,
     prompt_lookup_num_tokens: int | None = None,
+    assistant_model=None,
+    num_assistant_tokens: int | None = None,
 ) -> torch.Tensor | GenerateOutput:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors can be passed in ``logits_processor``).
@@ -563,6 +634,12 @@ def generate(
             no step of their own. The output is greedy decoding's (up to the rounding of a
             several-token pass); it pays when the output repeats its input (summaries, edits,
             extraction, code). Greedy, one prompt, decoder-only models.
+        assistant_model: a smaller decoder-only model with the same vocabulary whose greedy
+            continuation supplies the guesses instead (speculative decoding, Leviathan et al.
+            2023; Hugging Face's assisted generation): the output is this model's greedy
+            decoding, faster when the assistant often agrees with it. ``num_assistant_tokens``:
+            its guesses in the first round (default 5), then 2 more after a round it got all
+            right and 1 fewer after one it did not.
 
         return_dict_in_generate, output_scores, output_logits: return a
             :class:`~attnkit.models.outputs.GenerateOutput` with the ``sequences`` and, when asked,
@@ -584,8 +661,8 @@ def generate(
         num_beams, n_return = s.pop("num_beams"), s.pop("num_return_sequences")
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
-        if prompt_lookup_num_tokens is not None:
-            _check_lookup(model, input_ids, prompt_lookup_num_tokens, num_beams, s["do_sample"])
+        _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, num_beams,
+                        s["do_sample"])
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
         bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                      logits_processor)
@@ -614,7 +691,7 @@ def generate(
             decoder_input_ids = decoder_input_ids.repeat_interleave(n_return, dim=0)
     beam_only = ("length_penalty", "early_stopping")
     steps = []
-    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0])
+    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens)
     try:
         with _packing(model, pack_weights, rows, s["max_new_tokens"]):
             for tokens in decode(model, input_ids, attention_mask, generator, bans, *special,
