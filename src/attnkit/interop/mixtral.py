@@ -24,14 +24,7 @@ IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 
 def key_rules(model) -> list[Rename]:
-    n, h = "decoder.layers.{i}.ffn.", "model.layers.{i}.block_sparse_moe."
-    dense = [r for r in llama.key_rules(model) if ".ffn.fc_" not in r.native_names[0]]
-    return dense + [
-        Rename(n + "router.weight", h + "gate.weight"),
-        Rename(n + "experts.{j}.fc_gate.weight", h + "experts.{j}.w1.weight"),
-        Rename(n + "experts.{j}.fc_in.weight", h + "experts.{j}.w3.weight"),
-        Rename(n + "experts.{j}.fc_out.weight", h + "experts.{j}.w2.weight"),
-    ]
+    return llama.moe_key_rules(model, "block_sparse_moe", ("w1", "w3", "w2"))
 
 
 def config_to_hf(model) -> dict | None:

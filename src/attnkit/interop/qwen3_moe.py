@@ -24,13 +24,7 @@ IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 
 def key_rules(model) -> list[Rename]:
-    n, h = "decoder.layers.{i}.ffn.", "model.layers.{i}.mlp."
-    dense = [r for r in llama.key_rules(model) if ".ffn.fc_" not in r.native_names[0]]
-    return dense + [
-        Rename(n + "router.weight", h + "gate.weight"),
-        *[Rename(n + f"experts.{{j}}.{ours}.weight", h + f"experts.{{j}}.{theirs}_proj.weight")
-          for ours, theirs in (("fc_gate", "gate"), ("fc_in", "up"), ("fc_out", "down"))],
-    ]
+    return llama.moe_key_rules(model, "mlp", ("gate_proj", "up_proj", "down_proj"))
 
 
 def config_to_hf(model) -> dict | None:
