@@ -138,8 +138,8 @@ class GPTConfig(Config):
 
     def variants(self) -> set[str]:
         """The ``variant_fields`` this config uses: those set to anything but None or False, except
-        ``qkv_bias`` where it differs from ``bias`` and the two fields whose default is True where
-        they are False."""
+        ``qkv_bias`` where it differs from ``bias`` and the fields whose default is True
+        (``input_norm``, ``qk_norm_per_head``, ``normalize_expert_weights``) where they are False."""
         on_by_default = {"input_norm", "qk_norm_per_head", "normalize_expert_weights"}
         used = {f for f in self.variant_fields if f not in on_by_default and getattr(self, f) not in (None, False)}
         used.discard("qkv_bias")
