@@ -33,6 +33,8 @@ _LAZY = {
     "Olmo2": "attnkit.models.llama",
     "Mixtral": "attnkit.models.llama",
     "Qwen3Moe": "attnkit.models.llama",
+    "Qwen2Moe": "attnkit.models.llama",
+    "Qwen2MoeConfig": "attnkit.models.llama",
     "Qwen3MoeConfig": "attnkit.models.llama",
     "MixtralConfig": "attnkit.models.llama",
     "Olmo2Config": "attnkit.models.llama",

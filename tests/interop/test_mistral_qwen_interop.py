@@ -133,6 +133,21 @@ def test_qwen3_moe_experts_give_transformers_logits_loss_and_gradients(tmp_path,
         assert (other(ids).logits - hf(ids).logits).abs().max() > 1e-3
 
 
+QWEN2_MOE = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=24, shared_expert_intermediate_size=40)
+
+
+def test_qwen2_moe_shared_expert_gives_transformers_logits_loss_and_gradients(tmp_path):
+    hf = hf_model(tmp_path, "Qwen2Moe", **QWEN2_MOE)
+    model = attnkit.from_pretrained(tmp_path)
+    c = model.config
+    assert type(model) is attnkit.Qwen2Moe and c.shared_expert_d_ff == 40 and c.qkv_bias
+    assert not c.normalize_expert_weights
+    lm_loss_and_logits_match(model, hf, batch(20)[0][:1])
+    ours, theirs = model.decoder.layers[1].ffn, hf.model.layers[1].mlp
+    assert (ours.shared_gate.weight.grad - theirs.shared_expert_gate.weight.grad).abs().max() < 1e-4
+    assert (ours.shared_expert.fc_out.weight.grad - theirs.shared_expert.down_proj.weight.grad).abs().max() < 1e-4
+
+
 def test_moe_configs_with_dense_layers_are_refused(tmp_path):
     hf_model(tmp_path, "Qwen3Moe", **QWEN3_MOE, mlp_only_layers=[0])
     with pytest.raises(ConfigError, match="mlp_only_layers"):
@@ -244,7 +259,8 @@ def test_qwen_sliding_window_layers_give_transformers_logits_and_save_back(tmp_p
                                               ("Qwen3", dict(head_dim=16)), ("Phi3", PHI3_LONG), ("Phi3", PHI4),
                                               ("Phi3", dict(pad_token_id=0, sliding_window=6)), ("Olmo2", {}),
                                               ("Mixtral", dict(num_local_experts=4, sliding_window=6)),
-                                              ("Qwen3Moe", dict(QWEN3_MOE, norm_topk_prob=True))])
+                                              ("Qwen3Moe", dict(QWEN3_MOE, norm_topk_prob=True)),
+                                              ("Qwen2Moe", QWEN2_MOE)])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
     hf = hf_model(tmp_path, family, **overrides)
@@ -260,7 +276,8 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("Qwen3", "qwen3-tiny", {}), ("Phi3", "phi3-tiny", {}),
                                                      ("Phi3", "phi3-tiny", PHI4_TINY), ("Olmo2", "olmo2-tiny", {}),
                                                      ("Mixtral", "mixtral-tiny", {}),
-                                                     ("Qwen3Moe", "qwen3-moe-tiny", {})])
+                                                     ("Qwen3Moe", "qwen3-moe-tiny", {}),
+                                                     ("Qwen2Moe", "qwen2-moe-tiny", {})])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset, **overrides)).eval()
@@ -301,6 +318,9 @@ def test_unsupported_variants_are_refused_naming_the_field(tmp_path, family, ove
                                 num_attention_heads=16)),
     ("Olmo2", "olmo-2-7b", dict(vocab_size=100352)),
     ("Mixtral", "mixtral-8x7b", dict(max_position_embeddings=32768)),
+    ("Qwen2Moe", "qwen1.5-moe-a2.7b", dict(
+        hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=16,
+        moe_intermediate_size=1408, shared_expert_intermediate_size=5632, num_experts=60, num_experts_per_tok=4)),
     ("Qwen3Moe", "qwen3-30b-a3b", dict(hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
                                        num_key_value_heads=4, head_dim=128, moe_intermediate_size=768, num_experts=128,
                                        num_experts_per_tok=8)),

@@ -63,6 +63,7 @@ FAMILIES: dict[str, str] = {
     "olmo2": "attnkit.interop.olmo2",
     "mixtral": "attnkit.interop.mixtral",
     "qwen3_moe": "attnkit.interop.qwen3_moe",
+    "qwen2_moe": "attnkit.interop.qwen2_moe",
     "bert": "attnkit.interop.bert",
     "roberta": "attnkit.interop.roberta",
     "xlm-roberta": "attnkit.interop.roberta",

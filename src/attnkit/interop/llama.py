@@ -56,12 +56,16 @@ def key_rules(model) -> list[Rename]:
 def moe_key_rules(model, block: str, experts: tuple[str, str, str]) -> list[Rename]:
     """:func:`key_rules` with each layer's feed-forward a sparse mixture: the router at
     ``model.layers.{i}.{block}.gate``, each expert's gate, up and down projections at
-    ``{block}.experts.{j}.`` + the names in ``experts`` (Mixtral: ``w1``, ``w3``, ``w2``)."""
+    ``{block}.experts.{j}.`` + the names in ``experts`` (Mixtral: ``w1``, ``w3``, ``w2``), and a
+    shared expert at ``{block}.shared_expert.`` with its gate ``{block}.shared_expert_gate``."""
     n, h = "decoder.layers.{i}.ffn.", f"model.layers.{{i}}.{block}."
     dense = [r for r in key_rules(model) if ".ffn.fc_" not in r.native_names[0]]
+    parts = tuple(zip(("fc_gate", "fc_in", "fc_out"), experts))
+    shared = [Rename(n + "shared_gate.weight", h + "shared_expert_gate.weight")] + [
+        Rename(n + f"shared_expert.{ours}.weight", h + f"shared_expert.{theirs}.weight") for ours, theirs in parts]
     return dense + [Rename(n + "router.weight", h + "gate.weight")] + [
-        Rename(n + f"experts.{{j}}.{ours}.weight", h + f"experts.{{j}}.{theirs}.weight")
-        for ours, theirs in zip(("fc_gate", "fc_in", "fc_out"), experts)]
+        Rename(n + f"experts.{{j}}.{ours}.weight", h + f"experts.{{j}}.{theirs}.weight") for ours, theirs in parts
+    ] + (shared if model.config.shared_expert_d_ff is not None else [])
 
 
 def config_to_hf(model) -> dict | None:

@@ -52,7 +52,7 @@ class GPTConfig(Config):
     variant_fields: ClassVar[tuple[str, ...]] = (
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
         "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual", "input_norm",
-        "qk_norm_per_head", "n_experts", "normalize_expert_weights")
+        "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -86,6 +86,7 @@ class GPTConfig(Config):
     n_experts: int | None = None  # a sparse mixture of feed-forward experts in each layer (Mixtral)
     experts_per_token: int = 2  # the experts each token runs on (with n_experts)
     normalize_expert_weights: bool = True  # False: the chosen experts' softmax weights as they are (Qwen-MoE)
+    shared_expert_d_ff: int | None = None  # with n_experts: an expert of this size every token runs, gated (Qwen2-MoE)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -117,6 +118,8 @@ class GPTConfig(Config):
         self.require(self.input_norm or (self.sandwich_norm and not self.parallel_residual), "input_norm",
                      "False needs sandwich_norm (the sublayers' outputs normed) and no parallel_residual")
         self.require(self.n_experts is None or self.n_experts > 0, "n_experts", "must be None (dense) or positive")
+        self.require(self.shared_expert_d_ff is None or (self.n_experts is not None and self.shared_expert_d_ff > 0),
+                     "shared_expert_d_ff", "must be None, or positive with n_experts")
         self.require(self.n_experts is None or 1 <= self.experts_per_token <= self.n_experts, "experts_per_token",
                      f"must be from 1 to n_experts ({self.n_experts})")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap"):
@@ -173,6 +176,7 @@ class GPTConfig(Config):
             attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm, parallel_residual=self.parallel_residual,
             input_norm=self.input_norm, qk_norm_per_head=self.qk_norm_per_head, n_experts=self.n_experts,
             experts_per_token=self.experts_per_token, normalize_expert_weights=self.normalize_expert_weights,
+            shared_expert_d_ff=self.shared_expert_d_ff,
         )
 
 

@@ -205,3 +205,29 @@ class Qwen3Moe(GPT):
     """A Qwen3 mixture-of-experts causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Qwen3MoeConfig
+
+
+@dataclass(frozen=True)
+class Qwen2MoeConfig(Qwen2Config):
+    """Sizes of a Qwen2 mixture of experts (Qwen1.5-MoE, Qwen2-57B-A14B). Defaults are
+    Qwen1.5-MoE-A2.7B's: 60 experts of 1,408, 4 per token, and a shared expert of 5,632 every
+    token runs; ``d_ff`` is each routed expert's size (``moe_intermediate_size``)."""
+
+    model_type = "qwen2_moe"
+
+    n_positions: int = 8192
+    d_model: int = 2048
+    n_layers: int = 24
+    n_heads: int = 16
+    d_ff: int | None = 1408
+    rope_base: float = 1000000.0
+    n_experts: int | None = 60
+    experts_per_token: int = 4
+    normalize_expert_weights: bool = False
+    shared_expert_d_ff: int | None = 5632
+
+
+class Qwen2Moe(GPT):
+    """A Qwen2 mixture-of-experts causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Qwen2MoeConfig

@@ -69,6 +69,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         "mixtral-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=48, n_layers=2, n_heads=4, n_kv_heads=2,
                              n_experts=4),
     },
+    "qwen2_moe": {
+        # Qwen Team 2024: Qwen1.5-MoE-A2.7B (60 experts of 1,408, 4 per token, a shared expert of 5,632).
+        "qwen1.5-moe-a2.7b": dict(bos_token_id=151643, eos_token_id=151643),  # 14,315,784,192 params
+        "qwen2-moe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=24, n_layers=2, n_heads=4,
+                               n_kv_heads=2, n_experts=4, experts_per_token=2, shared_expert_d_ff=40),
+    },
     "qwen3_moe": {
         # Qwen Team 2025: Qwen3-30B-A3B (128 experts of 768, 8 per token; about 3.3B active per token).
         "qwen3-30b-a3b": dict(head_dim=128, tie_word_embeddings=False, normalize_expert_weights=True,

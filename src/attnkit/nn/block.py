@@ -55,6 +55,7 @@ class LayerConfig:
     n_experts: int | None = None  # a sparse mixture of this many feed-forward experts (Mixtral)
     experts_per_token: int = 2  # the experts each token runs on
     normalize_expert_weights: bool = True  # the chosen experts' router weights renormalised to sum to 1
+    shared_expert_d_ff: int | None = None  # an expert every token runs, gated (Qwen2-MoE)
 
     def attention(self, cross: bool = False) -> MultiHeadAttention:
         return MultiHeadAttention(
@@ -68,7 +69,7 @@ class LayerConfig:
         ffn_dropout = self.dropout if self.ffn_dropout is None else self.ffn_dropout
         if self.n_experts is not None:
             return MoEFeedForward(self.d_model, self.d_ff, self.n_experts, self.experts_per_token, self.activation,
-                                  self.bias, ffn_dropout, self.normalize_expert_weights)
+                                  self.bias, ffn_dropout, self.normalize_expert_weights, self.shared_expert_d_ff)
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:

@@ -62,17 +62,22 @@ class MoEFeedForward(nn.Module):
     router scores ``n_experts`` :class:`FeedForward` s for each token, the ``top_k`` best run on
     it, and their outputs are summed, weighted by the router's softmax (in fp32), renormalised
     over the chosen ones unless ``normalize=False`` (Qwen-MoE's ``norm_topk_prob``). Each expert
-    runs once per call, on the rows routed to it.
+    runs once per call, on the rows routed to it. ``shared_d_ff`` adds an expert of that size that
+    every token runs, its output scaled by a sigmoid gate (Qwen2-MoE's ``shared_expert``).
     """
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int = 2, activation: str = "swiglu",
-                 bias: bool = False, dropout: float = 0.0, normalize: bool = True):
+                 bias: bool = False, dropout: float = 0.0, normalize: bool = True, shared_d_ff: int | None = None):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ConfigError(f"top_k must be between 1 and n_experts ({n_experts}), got {top_k}")
         self.top_k, self.normalize = top_k, normalize
         self.router = Linear(d_model, n_experts, bias=False)
         self.experts = nn.ModuleList(FeedForward(d_model, d_ff, activation, bias, dropout) for _ in range(n_experts))
+        self.shared_expert = self.shared_gate = None
+        if shared_d_ff is not None:
+            self.shared_expert = FeedForward(d_model, shared_d_ff, activation, bias, dropout)
+            self.shared_gate = Linear(d_model, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(-1, x.shape[-1])
@@ -84,4 +89,6 @@ class MoEFeedForward(nn.Module):
             rows, slot = (chosen == e).nonzero(as_tuple=True)
             y = self.experts[e](h[rows]) * weights[rows, slot, None]
             out.index_add_(0, rows, y.to(out.dtype))
+        if self.shared_expert is not None:
+            out = out + torch.sigmoid(self.shared_gate(h)) * self.shared_expert(h)
         return out.view_as(x)
