@@ -148,6 +148,25 @@ def test_qwen2_moe_shared_expert_gives_transformers_logits_loss_and_gradients(tm
     assert (ours.shared_expert.fc_out.weight.grad - theirs.shared_expert.down_proj.weight.grad).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("family,overrides", [("Mixtral", dict(num_local_experts=4)), ("Qwen2Moe", QWEN2_MOE)])
+def test_router_balance_loss_is_transformers_auxiliary_loss_with_padding(tmp_path, family, overrides):
+    hf = hf_model(tmp_path, family, **overrides, output_router_logits=True, router_aux_loss_coef=0.5)
+    model = attnkit.from_pretrained(tmp_path)
+    assert model.config.router_aux_loss_coef == 0.5
+    ids, mask = batch(16)
+    labels = ids.masked_fill(mask == 0, -100)
+    got = model(ids, attention_mask=mask, labels=labels).loss
+    ref = hf(ids, attention_mask=mask, labels=labels)
+    assert torch.allclose(got, ref.loss, atol=1e-5) and ref.aux_loss > 1.0  # the auxiliary part counts
+    without = type(model)(model.config.replace(router_aux_loss_coef=0.0))
+    without.load_state_dict(model.state_dict())
+    assert torch.allclose(got - without(ids, attention_mask=mask, labels=labels).loss, 0.5 * ref.aux_loss, atol=1e-5)
+    got.backward()
+    ref.loss.backward()
+    ours, theirs = model.decoder.layers[0].ffn.router.weight.grad, hf.model.layers[0].mlp.gate.weight.grad
+    assert (ours - theirs).abs().max() < 1e-4
+
+
 def test_moe_configs_with_dense_layers_are_refused(tmp_path):
     hf_model(tmp_path, "Qwen3Moe", **QWEN3_MOE, mlp_only_layers=[0])
     with pytest.raises(ConfigError, match="mlp_only_layers"):

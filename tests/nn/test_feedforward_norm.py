@@ -151,3 +151,17 @@ def test_mixture_of_experts_equals_the_routing_formula_and_runs_only_chosen_expe
     assert moe.router.weight.grad.abs().sum() > 0 and x.grad.shape == x.shape
     with pytest.raises(ConfigError, match="top_k must be between 1 and n_experts"):
         MoEFeedForward(8, 12, n_experts=2, top_k=3)
+
+
+def test_router_balance_loss_is_top_k_when_balanced_and_grows_with_imbalance():
+    """Switch Transformer eq. 4: E · Σ f_e P_e is top_k for uniform routing, larger when a few
+    experts take the tokens; padding left out by the mask."""
+    from attnkit.nn import router_balance_loss
+
+    uniform = torch.zeros(12, 4)  # equal router probabilities: ties broken, but P_e = 1/4 each
+    assert router_balance_loss([uniform], top_k=2).item() == pytest.approx(2.0)
+    skewed = torch.tensor([[5.0, 4.0, 0.0, 0.0]]).repeat(12, 1)
+    assert router_balance_loss([skewed], top_k=2) > 3.5
+    padded = torch.cat([skewed, torch.tensor([[0.0, 0.0, 5.0, 4.0]]).repeat(12, 1)])
+    mask = torch.tensor([True] * 12 + [False] * 12)
+    torch.testing.assert_close(router_balance_loss([padded], 2, mask), router_balance_loss([skewed], 2))

@@ -68,6 +68,19 @@ def moe_key_rules(model, block: str, experts: tuple[str, str, str]) -> list[Rena
     ] + (shared if model.config.shared_expert_d_ff is not None else [])
 
 
+def router_loss_fields(hf: dict, default_coef: float) -> dict:
+    """``router_aux_loss_coef`` from a mixture-of-experts HF config: its coefficient when
+    ``output_router_logits`` turns the loss on, else 0."""
+    coef = hf.get("router_aux_loss_coef", default_coef) if hf.get("output_router_logits") else 0.0
+    return dict(router_aux_loss_coef=float(coef or 0.0))
+
+
+def router_loss_to_hf(c: LlamaConfig, default_coef: float) -> dict:
+    """The HF fields of :func:`router_loss_fields`."""
+    coef = c.router_aux_loss_coef
+    return dict(output_router_logits=coef > 0, router_aux_loss_coef=coef or default_coef)
+
+
 def config_to_hf(model) -> dict | None:
     """HF ``LlamaConfig`` fields, or None for a variant ``LlamaForCausalLM`` cannot represent."""
     c: LlamaConfig = model.config

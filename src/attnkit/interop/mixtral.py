@@ -3,9 +3,9 @@ config fields (:mod:`attnkit.interop.llama`), with each layer's feed-forward a s
 ``block_sparse_moe.gate`` (attnkit's ``ffn.router``) and ``block_sparse_moe.experts.{j}.w1``,
 ``w3``, ``w2`` (each expert's ``fc_gate``, ``fc_in``, ``fc_out``), as the checkpoints on the Hub
 and ``transformers``' ``save_pretrained`` store them. Config: ``num_local_experts``,
-``num_experts_per_tok`` and ``sliding_window``. The router's training-time jitter
-(``router_jitter_noise``) and auxiliary load-balancing loss (``output_router_logits``) are not
-applied: attnkit's loss is ``MixtralForCausalLM``'s default one.
+``num_experts_per_tok``, ``sliding_window`` and the auxiliary load-balancing loss
+(``output_router_logits`` with ``router_aux_loss_coef``: attnkit's ``router_aux_loss_coef``). The
+router's training-time jitter (``router_jitter_noise``) is not applied.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
 from attnkit.interop.keymap import Rename
-from attnkit.interop.llama import llama_config_fields, llama_fields
+from attnkit.interop.llama import llama_config_fields, llama_fields, router_loss_fields, router_loss_to_hf
 from attnkit.models.llama import Mixtral, MixtralConfig
 
 MODEL_TYPE = "mixtral"
@@ -35,7 +35,7 @@ def config_to_hf(model) -> dict | None:
     if fields is None or c.bias or c.n_experts is None or c.activation != "swiglu":
         return None
     return dict(model_type=MODEL_TYPE, **fields, num_local_experts=c.n_experts,
-                num_experts_per_tok=c.experts_per_token, sliding_window=c.sliding_window, output_router_logits=False)
+                num_experts_per_tok=c.experts_per_token, sliding_window=c.sliding_window, **router_loss_to_hf(c, 0.001))
 
 
 def config_from_hf(hf: dict, model_class: type) -> MixtralConfig:
@@ -44,4 +44,5 @@ def config_from_hf(hf: dict, model_class: type) -> MixtralConfig:
     if window is not None and (not isinstance(window, int) or window <= 0):
         raise ConfigError(f"config.json: sliding_window={window!r} must be a positive integer or null")
     return MixtralConfig(**llama_config_fields(hf, MixtralConfig()), sliding_window=window,
-                         n_experts=hf.get("num_local_experts", 8), experts_per_token=hf.get("num_experts_per_tok", 2))
+                         n_experts=hf.get("num_local_experts", 8), experts_per_token=hf.get("num_experts_per_tok", 2),
+                         **router_loss_fields(hf, 0.001))

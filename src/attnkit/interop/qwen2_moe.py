@@ -14,7 +14,7 @@ from __future__ import annotations
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
 from attnkit.interop.keymap import Rename
-from attnkit.interop.llama import llama_config_fields, llama_fields
+from attnkit.interop.llama import llama_config_fields, llama_fields, router_loss_fields, router_loss_to_hf
 from attnkit.models.llama import Qwen2Moe, Qwen2MoeConfig
 
 MODEL_TYPE = "qwen2_moe"
@@ -39,7 +39,7 @@ def config_to_hf(model) -> dict | None:
     return dict(model_type=MODEL_TYPE, **fields, moe_intermediate_size=c.d_ff, num_experts=c.n_experts,
                 num_experts_per_tok=c.experts_per_token, norm_topk_prob=c.normalize_expert_weights,
                 shared_expert_intermediate_size=c.shared_expert_d_ff, qkv_bias=bool(c.qkv_bias),
-                decoder_sparse_step=1, mlp_only_layers=[], use_sliding_window=False, output_router_logits=False)
+                decoder_sparse_step=1, mlp_only_layers=[], use_sliding_window=False, **router_loss_to_hf(c, 0.001))
 
 
 def config_from_hf(hf: dict, model_class: type) -> Qwen2MoeConfig:
@@ -55,4 +55,5 @@ def config_from_hf(hf: dict, model_class: type) -> Qwen2MoeConfig:
                           n_experts=hf.get("num_experts", hf.get("num_local_experts", 60)),
                           experts_per_token=hf.get("num_experts_per_tok", 4),
                           normalize_expert_weights=bool(hf.get("norm_topk_prob", False)),
-                          shared_expert_d_ff=hf.get("shared_expert_intermediate_size", 5632))
+                          shared_expert_d_ff=hf.get("shared_expert_intermediate_size", 5632),
+                          **router_loss_fields(hf, 0.001))

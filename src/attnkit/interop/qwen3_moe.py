@@ -13,7 +13,7 @@ from __future__ import annotations
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
 from attnkit.interop.keymap import Rename
-from attnkit.interop.llama import llama_config_fields, llama_fields
+from attnkit.interop.llama import llama_config_fields, llama_fields, router_loss_fields, router_loss_to_hf
 from attnkit.models.llama import Qwen3Moe, Qwen3MoeConfig
 
 MODEL_TYPE = "qwen3_moe"
@@ -37,7 +37,7 @@ def config_to_hf(model) -> dict | None:
     return dict(model_type=MODEL_TYPE, **fields, moe_intermediate_size=c.d_ff, num_experts=c.n_experts,
                 num_experts_per_tok=c.experts_per_token, norm_topk_prob=c.normalize_expert_weights,
                 decoder_sparse_step=1, mlp_only_layers=[], attention_bias=False, use_sliding_window=False,
-                output_router_logits=False)
+                **router_loss_to_hf(c, 0.001))
 
 
 def config_from_hf(hf: dict, model_class: type) -> Qwen3MoeConfig:
@@ -54,4 +54,5 @@ def config_from_hf(hf: dict, model_class: type) -> Qwen3MoeConfig:
                   d_ff=hf.get("moe_intermediate_size", 768))
     experts = hf.get("num_experts", hf.get("num_local_experts", 128))  # transformers writes the latter
     return Qwen3MoeConfig(**fields, n_experts=experts, experts_per_token=hf.get("num_experts_per_tok", 8),
-                          normalize_expert_weights=bool(hf.get("norm_topk_prob", False)))
+                          normalize_expert_weights=bool(hf.get("norm_topk_prob", False)),
+                          **router_loss_fields(hf, 0.001))

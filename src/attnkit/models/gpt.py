@@ -36,6 +36,7 @@ from attnkit.nn import (
     expand_padding_mask,
     linear_cross_entropy,
     positions_from_padding,
+    router_balance_loss,
 )
 
 
@@ -87,6 +88,7 @@ class GPTConfig(Config):
     experts_per_token: int = 2  # the experts each token runs on (with n_experts)
     normalize_expert_weights: bool = True  # False: the chosen experts' softmax weights as they are (Qwen-MoE)
     shared_expert_d_ff: int | None = None  # with n_experts: an expert of this size every token runs, gated (Qwen2-MoE)
+    router_aux_loss_coef: float = 0.0  # with n_experts: the loss adds this times router_balance_loss (Mixtral: 0.02)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -120,6 +122,8 @@ class GPTConfig(Config):
         self.require(self.n_experts is None or self.n_experts > 0, "n_experts", "must be None (dense) or positive")
         self.require(self.shared_expert_d_ff is None or (self.n_experts is not None and self.shared_expert_d_ff > 0),
                      "shared_expert_d_ff", "must be None, or positive with n_experts")
+        self.require(self.router_aux_loss_coef == 0 or (self.n_experts is not None and self.router_aux_loss_coef > 0),
+                     "router_aux_loss_coef", "must be 0, or positive with n_experts")
         self.require(self.n_experts is None or 1 <= self.experts_per_token <= self.n_experts, "experts_per_token",
                      f"must be from 1 to n_experts ({self.n_experts})")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap"):
@@ -295,6 +299,10 @@ class GPT(Model):
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)
         loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100,
                                     softcap=c.logit_softcap)
+        if c.router_aux_loss_coef:  # the experts' load balance (Mixtral's auxiliary loss)
+            routers = [layer.ffn.router_logits for layer in self.decoder.layers]
+            real = None if attention_mask is None else attention_mask[:, past:]
+            loss = loss + c.router_aux_loss_coef * router_balance_loss(routers, c.experts_per_token, real)
         return LazyLogitsOutput(lambda: self._logits(h), weights=lambda: (self.lm_head.weight,), loss=loss,
                                 last_hidden_state=h, attentions=out.attentions, hidden_states=out.hidden_states)
 

@@ -3,7 +3,14 @@
 from attnkit.nn.attention import MultiHeadAttention, scaled_dot_product_attention
 from attnkit.nn.block import Decoder, DecoderLayer, Encoder, EncoderLayer, LayerConfig, StackOutput
 from attnkit.nn.cache import DecoderCache, KVCache
-from attnkit.nn.feedforward import ACTIVATIONS, FEEDFORWARD_ACTIVATIONS, GATED, FeedForward, MoEFeedForward
+from attnkit.nn.feedforward import (
+    ACTIVATIONS,
+    FEEDFORWARD_ACTIVATIONS,
+    GATED,
+    FeedForward,
+    MoEFeedForward,
+    router_balance_loss,
+)
 from attnkit.nn.linear import Linear, packed_weights
 from attnkit.nn.loss import linear_cross_entropy
 from attnkit.nn.masks import (
@@ -32,11 +39,12 @@ from attnkit.nn.positional import (
 from attnkit.nn.subsampling import ConvSubsampling
 
 __all__ = [
-    "ACTIVATIONS", "ConvSubsampling", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer", "Encoder",
-    "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MoEFeedForward", "MultiHeadAttention",
-    "PatchEmbedding",
-    "RMSNorm", "RelativePositionBias", "RotaryEmbedding", "StackOutput", "alibi_bias", "alibi_slopes", "apply_rotary",
-    "as_padding_mask", "build_norm", "causal_mask", "combine_masks", "expand_padding_mask", "linear_cross_entropy",
-    "POOLING", "mean_pool", "packed_weights", "pool", "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket",
-    "resize_position_grid", "rope_frequencies", "check_rope_scaling", "scaled_dot_product_attention", "sinusoidal_positions",
+    "ACTIVATIONS", "ConvSubsampling", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer",
+    "Encoder", "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MoEFeedForward",
+    "MultiHeadAttention", "PatchEmbedding", "RMSNorm", "RelativePositionBias", "RotaryEmbedding", "StackOutput",
+    "alibi_bias", "alibi_slopes", "apply_rotary", "as_padding_mask", "build_norm", "causal_mask", "combine_masks",
+    "expand_padding_mask", "linear_cross_entropy", "POOLING", "mean_pool", "packed_weights", "pool",
+    "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket", "resize_position_grid",
+    "rope_frequencies", "check_rope_scaling", "router_balance_loss", "scaled_dot_product_attention",
+    "sinusoidal_positions",
 ]

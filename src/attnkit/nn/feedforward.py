@@ -81,7 +81,8 @@ class MoEFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(-1, x.shape[-1])
-        weights, chosen = self.router(h).float().softmax(dim=-1).topk(self.top_k, dim=-1)  # (N, k)
+        self.router_logits = self.router(h)  # (N, E), kept for router_balance_loss
+        weights, chosen = self.router_logits.float().softmax(dim=-1).topk(self.top_k, dim=-1)  # (N, k)
         if self.normalize:
             weights = weights / weights.sum(dim=-1, keepdim=True)
         out = torch.zeros_like(h)
@@ -92,3 +93,27 @@ class MoEFeedForward(nn.Module):
         if self.shared_expert is not None:
             out = out + torch.sigmoid(self.shared_gate(h)) * self.shared_expert(h)
         return out.view_as(x)
+
+
+def router_balance_loss(router_logits: list[torch.Tensor], top_k: int,
+                        mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The load-balancing loss of mixtures of experts (Fedus et al. 2022, Switch Transformer eq. 4;
+    Mixtral's auxiliary loss, as ``transformers``' ``load_balancing_loss_func``): ``E · Σ_e f_e · P_e``
+    over every layer's ``(N, E)`` router logits, where ``f_e`` counts the ``top_k`` choices per
+    token that picked expert ``e`` and ``P_e`` is its mean router probability, both averaged over
+    tokens; ``mask`` (``(N,)``, or any shape with N entries; True = real token) leaves padding out.
+    Smallest (``top_k``) when every expert gets the same share."""
+    n_experts = router_logits[0].shape[-1]
+    device = router_logits[0].device
+    weight = None if mask is None else mask.reshape(-1).to(device=device, dtype=torch.float32)
+    counts = torch.zeros(n_experts, device=device)
+    probs = torch.zeros(n_experts, device=device)
+    rows = 0.0
+    for logits in router_logits:
+        p = logits.float().softmax(dim=-1)
+        chosen = p.topk(top_k, dim=-1).indices.reshape(-1)
+        picks = torch.ones_like(chosen, dtype=torch.float32) if weight is None else weight.repeat_interleave(top_k)
+        counts = counts + torch.zeros_like(counts).scatter_add_(0, chosen, picks)
+        probs = probs + (p if weight is None else p * weight[:, None]).sum(dim=0)
+        rows = rows + (p.shape[0] if weight is None else weight.sum())
+    return n_experts * ((counts / rows) * (probs / rows)).sum()
