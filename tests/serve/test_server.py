@@ -386,6 +386,34 @@ def test_openai_client_chat_completions_equal_generate_on_the_rendered_conversat
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": 3}])
 
 
+def test_an_assistant_model_guesses_for_greedy_requests_with_the_same_text(gpt, gpt_server):
+    """``make_server(..., assistant=)``: greedy completions check the assistant's guesses (it runs)
+    and answer exactly as without it; sampled ones do not use it. An encoder-decoder model is refused."""
+    import copy
+
+    model, tok = gpt
+    twin = copy.deepcopy(model)
+    calls = []
+    twin.register_forward_hook(lambda *args: calls.append(1))
+    server = start(model, tok, max_new_tokens_limit=40, assistant=twin)
+    try:
+        port = server.server_address[1]
+        for prompt in ("the quick", "pack my box"):
+            body = dict(prompt=prompt, max_tokens=20, temperature=0)
+            assert request(port, "POST", "/v1/completions", body)[1]["choices"][0]["text"] == \
+                request(gpt_server, "POST", "/v1/completions", body)[1]["choices"][0]["text"]
+        assert calls
+        calls.clear()
+        request(port, "POST", "/v1/completions", dict(prompt="the", max_tokens=5, temperature=1.0, seed=1))
+        assert not calls
+    finally:
+        server.shutdown()
+        server.server_close()
+    t5 = attnkit.T5(attnkit.T5Config.from_preset("t5-tiny"))
+    with pytest.raises(InputError, match="assistant model guesses for a decoder-only model"):
+        make_server(t5, tok, port=0, assistant=twin)
+
+
 def test_n_choices_per_prompt_are_seeded_samples_in_order(gpt, gpt_server, chat_server):
     """``n``: choices prompt by prompt, the k-th sampled from ``seed + k`` (as a request per choice
     with that seed gives), streamed in turn; chat completions likewise; prompt tokens counted once."""

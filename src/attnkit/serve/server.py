@@ -129,11 +129,17 @@ class ModelServer:
 
     ``max_new_tokens_limit`` caps ``max_tokens``; ``name`` is what ``/v1/models`` lists and
     responses carry as ``model``. ``pack_weights``: decode from weights packed once, until
-    :meth:`close` (see the module doc)."""
+    :meth:`close` (see the module doc). ``assistant``: a smaller decoder-only model with the same
+    vocabulary whose guesses greedy requests check (``generate(assistant_model=...)``: the same
+    text, faster when it guesses well)."""
 
     def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024,
-                 pack_weights: bool = True):
+                 pack_weights: bool = True, assistant=None):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.assistant = None if assistant is None else assistant.eval()
+        if assistant is not None and (hasattr(model, "decoder_start_ids") or not hasattr(model, "generation_logits")):
+            raise InputError(f"an assistant model guesses for a decoder-only model; this server's "
+                             f"{type(model).__name__} is not one")
         self.max_new_tokens_limit = max_new_tokens_limit
         self.lock = threading.Lock()
         self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
@@ -268,6 +274,8 @@ class ModelServer:
         sample = r["temperature"] > 0
         streams = []
         extra = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
+        if self.assistant is not None and not sample:  # greedy: the assistant's guesses, the same tokens
+            extra["assistant_model"] = self.assistant
         for i, prompt in enumerate(p for p in r["prompts"] for _ in range(r["n"])):
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
             streams.append(TextStream(
@@ -658,13 +666,18 @@ class _Server(ThreadingHTTPServer):
 
 def make_server(model, tokenizer, host: str = "127.0.0.1", port: int = 8000, name: str = "attnkit",
                 max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES,
-                max_audio_bytes: int = MAX_AUDIO_BYTES, pack_weights: bool = True) -> ThreadingHTTPServer:
+                max_audio_bytes: int = MAX_AUDIO_BYTES, pack_weights: bool = True,
+                assistant=None) -> ThreadingHTTPServer:
     """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop,
     ``server_close()`` to release the port and the packed weights). ``port=0`` picks a free port
-    (``server.server_address[1]``)."""
+    (``server.server_address[1]``). ``assistant``: see :class:`ModelServer`."""
     server = _Server((host, port), _Handler)
     server.daemon_threads = True
-    server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights)
+    try:
+        server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights, assistant)
+    except InputError:
+        server.server_close()
+        raise
     server.max_body_bytes, server.max_audio_bytes = max_body_bytes, max_audio_bytes
     if not (server.app.generates or server.app.embeds or server.app.transcribes):
         server.server_close()
