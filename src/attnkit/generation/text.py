@@ -60,12 +60,17 @@ def token_logprobs(model, tokenizer, ids: Sequence[int], top: int = 0) -> TokenL
     best = logp.topk(top, dim=-1) if top else None
     tops = [[] for _ in chosen] if best is None else [list(zip(i, v)) for i, v in zip(best.indices.tolist(),
                                                                                      best.values.tolist())]
-    texts, before = [], tokenizer.decode(list(ids[:1]), skip_special_tokens=False)
-    for k in range(2, len(ids) + 1):
-        now = tokenizer.decode(list(ids[:k]), skip_special_tokens=False)
-        texts.append(now[len(before):] if now.startswith(before) else tokenizer.decode([ids[k - 1]]))
-        before = now
-    return TokenLogprobs(list(ids[1:]), texts, chosen, tops)
+    # A token's text is what it adds to the decoded text of the few tokens before it (enough for a
+    # UTF-8 character split over byte-level tokens); decoding every prefix would cost O(len²).
+    texts, ids = [], list(ids)
+    for k in range(1, len(ids)):
+        window = ids[max(0, k - _TEXT_CONTEXT):k]
+        before, now = (tokenizer.decode(w, skip_special_tokens=False) for w in (window, window + [ids[k]]))
+        texts.append(now[len(before):] if now.startswith(before) else tokenizer.decode([ids[k]]))
+    return TokenLogprobs(ids[1:], texts, chosen, tops)
+
+
+_TEXT_CONTEXT = 8  # tokens decoded before each one to find its text (token_logprobs)
 
 
 class TextStream:

@@ -68,6 +68,14 @@ def moe_key_rules(model, block: str, experts: tuple[str, str, str]) -> list[Rena
     ] + (shared if model.config.shared_expert_d_ff is not None else [])
 
 
+def refuse_dense_moe_layers(hf: dict, model_name: str) -> None:
+    """ConfigError when a Qwen mixture-of-experts config asks for dense layers among the sparse ones
+    (``mlp_only_layers``, a ``decoder_sparse_step`` other than 1)."""
+    if hf.get("mlp_only_layers") or hf.get("decoder_sparse_step", 1) != 1:
+        raise ConfigError("config.json: mlp_only_layers / decoder_sparse_step ask for dense layers among the sparse "
+                          f"ones, which attnkit's {model_name} does not support (experts in every layer only)")
+
+
 def router_loss_fields(hf: dict, default_coef: float) -> dict:
     """``router_aux_loss_coef`` from a mixture-of-experts HF config: its coefficient when
     ``output_router_logits`` turns the loss on, else 0."""

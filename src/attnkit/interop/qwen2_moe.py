@@ -44,9 +44,7 @@ def config_to_hf(model) -> dict | None:
 
 def config_from_hf(hf: dict, model_class: type) -> Qwen2MoeConfig:
     """``Qwen2MoeConfig`` from a HF Qwen2-MoE config dict (HF's defaults for absent fields)."""
-    if hf.get("mlp_only_layers") or hf.get("decoder_sparse_step", 1) != 1:
-        raise ConfigError("config.json: mlp_only_layers / decoder_sparse_step ask for dense layers among the sparse "
-                          "ones, which attnkit's Qwen2Moe does not support (experts in every layer only)")
+    llama.refuse_dense_moe_layers(hf, "Qwen2Moe")
     if hf.get("use_sliding_window"):
         raise ConfigError("config.json: use_sliding_window=true is not supported by attnkit's Qwen2Moe")
     fields = llama_config_fields(hf, Qwen2MoeConfig())

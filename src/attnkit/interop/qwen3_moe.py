@@ -42,9 +42,7 @@ def config_to_hf(model) -> dict | None:
 
 def config_from_hf(hf: dict, model_class: type) -> Qwen3MoeConfig:
     """``Qwen3MoeConfig`` from a HF Qwen3-MoE config dict (HF's defaults for absent fields)."""
-    if hf.get("mlp_only_layers") or hf.get("decoder_sparse_step", 1) != 1:
-        raise ConfigError("config.json: mlp_only_layers / decoder_sparse_step ask for dense layers among the sparse "
-                          "ones, which attnkit's Qwen3Moe does not support (experts in every layer only)")
+    llama.refuse_dense_moe_layers(hf, "Qwen3Moe")
     if hf.get("attention_bias") or hf.get("use_sliding_window"):
         raise ConfigError("config.json: attention_bias=true and use_sliding_window=true are not supported by "
                           "attnkit's Qwen3Moe (no released checkpoint uses them)")

@@ -144,13 +144,10 @@ class GPTConfig(Config):
         self.require_token_ids("bos_token_id", "eos_token_id", "pad_token_id")
 
     def variants(self) -> set[str]:
-        """The ``variant_fields`` this config uses: those set to anything but None or False, except
-        ``qkv_bias`` where it differs from ``bias`` and the fields whose default is True
-        (``input_norm``, ``qk_norm_per_head``, ``normalize_expert_weights``) where they are False."""
-        on_by_default = {"input_norm", "qk_norm_per_head", "normalize_expert_weights"}
-        used = {f for f in self.variant_fields if f not in on_by_default and getattr(self, f) not in (None, False)}
-        used.discard("qkv_bias")
-        used |= {f for f in on_by_default if not getattr(self, f)}
+        """The ``variant_fields`` this config sets away from ``GPTConfig``'s own defaults (whatever
+        its family's defaults are); ``qkv_bias`` counts where it differs from ``bias``."""
+        base = GPTConfig.__dataclass_fields__
+        used = {f for f in self.variant_fields if f != "qkv_bias" and getattr(self, f) != base[f].default}
         return used | ({"qkv_bias"} if self.qkv_bias not in (None, self.bias) else set())
 
     @property
