@@ -108,11 +108,12 @@ def generate(
     no_repeat_ngram_size: int = typer.Option(None, "--no-repeat-ngram-size", help="no n-gram of this size twice"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
     prompt_lookup: int = typer.Option(
-        None, "--prompt-lookup", help="greedy decoding that checks up to this many guessed tokens per step (the "
-        "tokens that followed the text's last two tokens before): the same text, faster where it repeats its input"),
+        None, "--prompt-lookup", help="check up to this many guessed tokens per step (the tokens that followed the "
+        "text's last two tokens before): the same text, faster where it repeats its input"),
     assistant: Path = typer.Option(
-        None, "--assistant", help="a smaller model directory with the same vocabulary whose greedy guesses are "
-        "checked per step (speculative decoding; with --temperature 0): the same text, faster when it guesses well"),
+        None, "--assistant", help="a smaller model directory with the same vocabulary whose guesses are checked "
+        "per step (speculative decoding): greedy, the same text; sampled, the same distribution; faster when it "
+        "guesses well"),
     pack_weights: bool = typer.Option(
         None, "--pack-weights/--no-pack-weights", show_default="auto",
         help="decode from oneDNN-packed weights: faster on CPU, one more copy in memory (default: when it pays)"),
@@ -171,9 +172,8 @@ def chat(
     top_p: float = typer.Option(None, "--top-p", help="sample from the smallest set of tokens with this probability"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
     prompt_lookup: int = typer.Option(
-        None, "--prompt-lookup", help="with --temperature 0: greedy decoding that checks up to this many guessed "
-        "tokens per step (those that followed the text's last two tokens before): the same text, faster where it "
-        "repeats its input"),
+        None, "--prompt-lookup", help="check up to this many guessed tokens per step (those that followed the text's "
+        "last two tokens before): the same text, faster where it repeats its input"),
     pack_weights: bool = typer.Option(
         True, "--pack-weights/--no-pack-weights",
         help="decode from weights packed once for oneDNN for the whole session (bf16 on CPU; when it fits)"),
@@ -303,8 +303,8 @@ def serve(
         help="decode from weights packed once for oneDNN while serving: faster bf16 decoding on CPU, one more "
              "copy of those weights in memory (skipped when it would not fit)"),
     assistant: Path = typer.Option(
-        None, "--assistant", help="a smaller model directory with the same vocabulary whose guesses greedy requests "
-        "check (speculative decoding): the same text, faster when it guesses well"),
+        None, "--assistant", help="a smaller model directory with the same vocabulary whose guesses every request "
+        "checks (speculative decoding): greedy, the same text; sampled, the same distribution"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:

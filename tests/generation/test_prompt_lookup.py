@@ -129,7 +129,6 @@ def test_misuse_is_refused(pair):
     ids = next(prompts())
     for kw, match in [
         (dict(prompt_lookup_num_tokens=0), "positive integer"),
-        (dict(prompt_lookup_num_tokens=3, do_sample=True), "do_sample=False"),
         (dict(prompt_lookup_num_tokens=3, num_beams=2), "num_beams=1"),
     ]:
         with pytest.raises(InputError, match=match):
@@ -183,3 +182,96 @@ def test_assisted_generation_gives_greedy_tokens_and_transformers_assisted_gener
     monkeypatch.setattr(ak, "forward", counted)
     got = ak.generate(ids, max_new_tokens=40, eos_token_id=None, assistant_model=twin, num_assistant_tokens=2)
     assert torch.equal(got, plain) and len(calls) <= 7
+
+
+def tiny_lm(seed: int, scale: float) -> attnkit.GPT:
+    """A 4-token GPT whose weights are scaled by ``scale`` (larger: sharper distributions)."""
+    torch.manual_seed(seed)
+    model = attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny", vocab_size=4)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+    return model
+
+
+def sampled_counts(model, ids, runs: int, **kw) -> torch.Tensor:
+    """How often each 3-token continuation of ``ids`` was sampled, over ``runs`` seeds, as ``(4, 4, 4)``."""
+    counts = torch.zeros(4, 4, 4)
+    for seed in range(runs):
+        out = model.generate(ids, max_new_tokens=3, do_sample=True, temperature=1.5, top_k=3, eos_token_id=None,
+                             generator=torch.Generator().manual_seed(seed), pack_weights=False, **kw)
+        counts[tuple(out[0, ids.shape[1]:].tolist())] += 1
+    return counts
+
+
+def continuation_probs(model, ids) -> torch.Tensor:
+    """The exact ``(4, 4, 4)`` distribution of 3 sampled tokens (temperature 1.5, top-k 3), from
+    the model's logits over every continuation (the formula, not the decoding loop)."""
+    probs = torch.ones(1)
+    for n in range(3):
+        tails = torch.cartesian_prod(*[torch.arange(4)] * n).reshape(4 ** n, n) if n else torch.zeros(1, 0).long()
+        seqs = torch.cat([ids.expand(len(tails), -1), tails], 1)
+        with torch.no_grad():
+            logits = model(seqs).logits[:, -1]
+        step = attnkit.generation.processors.process_logits(logits, 1.5, 3).softmax(-1)
+        probs = (probs[:, None] * step).reshape(-1)
+    return probs.reshape(4, 4, 4)
+
+
+def chi_square(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson's statistic; infinite when a continuation of probability 0 (removed by top-k) was sampled."""
+    expected = probs * counts.sum()
+    seen = expected > 0
+    if bool(counts[~seen].any()):
+        return float("inf")
+    return float(((counts[seen] - expected[seen]) ** 2 / expected[seen]).sum())
+
+
+def test_speculative_sampling_samples_the_models_own_distribution():
+    """Assisted generation with ``do_sample``: guesses sampled from a very different assistant are
+    kept with probability min(1, p/q), the first rejected one redrawn from max(0, p - q), so the
+    3-token continuations follow the model's own distribution (chi-square against the exact
+    probabilities; 26 degrees of freedom, whose 1e-4 critical value is 62). Redrawing from p
+    instead of max(0, p - q) measures 190 here, keeping every guess is infinite."""
+    model, assistant = tiny_lm(0, 6.0), tiny_lm(1, 6.0)
+    ids = torch.tensor([[1, 2, 3, 1, 2]])
+    probs = continuation_probs(model, ids)
+    assert int((probs > 0).sum()) == 27  # top-k 3 of 4 tokens at each of the 3 steps
+    far = 0.5 * float((probs - continuation_probs(assistant, ids)).abs().sum())
+    assert far > 0.5  # the assistant's guesses are often wrong: rejections and redraws happen
+    runs = 1500
+    assert chi_square(sampled_counts(model, ids, runs, assistant_model=assistant, num_assistant_tokens=2), probs) < 62
+    # The same statistic tells a wrong rule apart: the assistant's own samples are far from the model's.
+    assert chi_square(sampled_counts(assistant, ids, runs), probs) > 200
+
+
+def test_sampled_prompt_lookup_is_plain_sampling(pair):
+    """Prompt lookup's guesses have no distribution of their own: each token is sampled from the
+    model's as in plain sampling, and a guess is kept when it is that token. The generator's draws
+    come in the same order, so the tokens are plain sampling's for the same seed."""
+    ak, _ = pair
+    for i, ids in enumerate(prompts(3)):
+        kw = dict(max_new_tokens=30, eos_token_id=None, do_sample=True, temperature=0.7, top_p=0.9)
+        plain = ak.generate(ids, generator=torch.Generator().manual_seed(i), **kw)
+        got = ak.generate(ids, generator=torch.Generator().manual_seed(i), prompt_lookup_num_tokens=4, **kw)
+        assert torch.equal(got, plain)
+
+
+def test_speculative_sampling_is_seeded_and_keeps_a_twins_guesses(pair, monkeypatch):
+    """With the model's own copy as assistant, p = q and every guess is kept: 40 sampled tokens in
+    a handful of passes, the same for the same seed; sampled assisted generation streams them too."""
+    ak, _ = pair
+    ids = next(prompts())
+    twin = copy.deepcopy(ak)
+    kw = dict(max_new_tokens=40, eos_token_id=None, do_sample=True, top_k=0)
+    counted, calls = counting(ak)
+    monkeypatch.setattr(ak, "forward", counted)
+    got = ak.generate(ids, assistant_model=twin, num_assistant_tokens=2, generator=torch.Generator().manual_seed(3),
+                      **kw)
+    assert len(calls) <= 7
+    again = ak.generate(ids, assistant_model=twin, num_assistant_tokens=2,
+                        generator=torch.Generator().manual_seed(3), **kw)
+    assert torch.equal(got, again)
+    streamed = list(ak.stream(ids, assistant_model=twin, num_assistant_tokens=2,
+                              generator=torch.Generator().manual_seed(3), **kw))
+    assert torch.equal(torch.cat(streamed), got[0, ids.shape[1]:])

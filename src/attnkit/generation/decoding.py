@@ -297,8 +297,7 @@ def stream(
     special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
     bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                  logits_processor)
-    _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, 1,
-                    s["do_sample"])
+    _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, 1)
     decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens)
     with _packing(model, pack_weights, rows, s["max_new_tokens"]):
         yield from decode(model, input_ids, attention_mask, generator, bans, *special, **s,
@@ -384,8 +383,7 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
         cur += 1
 
 
-def _check_guessing(model, input_ids, lookup, assistant, num_assistant_tokens, num_beams: int,
-                    do_sample: bool) -> None:
+def _check_guessing(model, input_ids, lookup, assistant, num_assistant_tokens, num_beams: int) -> None:
     """The checks of ``prompt_lookup_num_tokens`` and ``assistant_model`` (none when neither is given)."""
     if lookup is None and assistant is None:
         if num_assistant_tokens is not None:
@@ -397,8 +395,8 @@ def _check_guessing(model, input_ids, lookup, assistant, num_assistant_tokens, n
     for arg, value in (("prompt_lookup_num_tokens", lookup), ("num_assistant_tokens", num_assistant_tokens)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{arg} must be a positive integer, got {value!r}")
-    if num_beams > 1 or do_sample:
-        raise InputError(f"{name} checks guesses against greedy decoding: it needs num_beams=1 and do_sample=False")
+    if num_beams > 1:
+        raise InputError(f"{name} checks guesses one sequence at a time: it needs num_beams=1")
     if not hasattr(model, "generation_logits"):  # the decoding protocol's optional third method
         raise InputError(f"{name} is for decoder-only models; {type(model).__name__} does not give the logits of "
                          "several fed tokens (generation_logits)")
@@ -429,16 +427,20 @@ def _lookup_candidates(seq: torch.Tensor, n: int, max_ngram: int = 2) -> torch.T
 
 class _AssistantGuesses:
     """Guesses from a smaller model with the same vocabulary (Leviathan et al. 2023, speculative
-    decoding, greedy; Hugging Face's assisted generation): it decodes greedily from its own KV
-    cache, up to ``k`` tokens a round; ``k`` grows by 2 after a round whose guesses were all
-    confirmed and shrinks by 1 otherwise (Hugging Face's "heuristic" schedule). Its cache keeps
-    the positions the sequence confirmed and drops the rest."""
+    decoding; Hugging Face's assisted generation): it decodes from its own KV cache, up to ``k``
+    tokens a round; ``k`` grows by 2 after a round whose guesses were all confirmed and shrinks by
+    1 otherwise (Hugging Face's "heuristic" schedule). Its cache keeps the positions the sequence
+    confirmed and drops the rest. Greedy, or with ``sampling`` (``(temperature, top_k, top_p,
+    generator)``) it samples each guess from its own warped distribution and keeps those
+    distributions in ``q`` ``(n, V)`` for the acceptance test (:func:`_speculative_token`)."""
 
-    def __init__(self, assistant, input_ids, attention_mask, max_new_tokens: int, k: int, mask_buf):
-        self.model, self.k, self.mask_buf = assistant, k, mask_buf
+    def __init__(self, assistant, input_ids, attention_mask, max_new_tokens: int, k: int, mask_buf,
+                 sampling: tuple | None = None):
+        self.model, self.k, self.mask_buf, self.sampling = assistant, k, mask_buf, sampling
         # A round's guesses stop short of the last new token: the model's own positions suffice.
         _, _, self.cache = assistant.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
         self.last: tuple[int, torch.Tensor] | None = None  # (where the last guesses started, the guesses)
+        self.q: torch.Tensor | None = None
 
     def __call__(self, seq: torch.Tensor, cur: int, n: int) -> torch.Tensor:
         valid = self.cache.length
@@ -450,30 +452,52 @@ class _AssistantGuesses:
             self.k = self.k + 2 if confirmed == len(guesses) else max(1, self.k - 1)
         self.cache.truncate(valid)
         n = min(n, self.k)
-        out, feed = [], seq[valid:cur][None]
+        out, q, feed = [], [], seq[valid:cur][None]
         for _ in range(n):
             length = self.cache.length + feed.shape[1]
             logits = self.model.generation_step(feed, None if self.mask_buf is None else self.mask_buf[:, :length],
                                                 self.cache)
-            feed = logits.argmax(dim=-1, keepdim=True)
+            if self.sampling is None:
+                feed = logits.argmax(dim=-1, keepdim=True)
+            else:
+                temperature, top_k, top_p, generator = self.sampling
+                probs = process_logits(logits.float(), temperature, top_k, top_p).softmax(dim=-1)
+                feed = torch.multinomial(probs, 1, generator=generator)
+                q.append(probs[0])
             out.append(feed[0])
         guesses = torch.cat(out) if out else seq[:0]
+        self.q = torch.stack(q) if q else None
         self.last = (cur, guesses)
         return guesses
+
+
+def _speculative_token(p: torch.Tensor, q: torch.Tensor | None, guess: int | None, generator) -> torch.Tensor:
+    """The ``(1,)`` token sampled at a position where the model's distribution is ``p`` ``(V,)``
+    and ``guess`` was drawn from ``q`` ``(V,)`` (None: there is no guess, or it was not drawn from
+    a known distribution). Speculative sampling (Leviathan et al. 2023, Chen et al. 2023): the
+    guess is kept with probability ``min(1, p(guess) / q(guess))``, else a token is drawn from
+    ``max(0, p - q)`` renormalised; either way the token is distributed as ``p``. Without ``q``
+    the token is drawn from ``p`` and a guess survives when it is that token."""
+    if q is not None and guess is not None:
+        u = torch.rand((), generator=generator, device=p.device)
+        if bool(u * q[guess] <= p[guess]):
+            return p.new_tensor([guess], dtype=torch.long)
+        p = (p - q).clamp_(min=0)  # not all zero: the guess was rejected, so p(guess) < q(guess)
+    return torch.multinomial(p, 1, generator=generator)
 
 
 def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
                    temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
                    renormalize_logits=False, record=None, decoder_input_ids=None, lookup: int = 10,
                    assistant: tuple | None = None):
-    """Greedy decoding of one sequence that also checks guesses: each step feeds the last token
-    and up to ``lookup`` guessed tokens, keeps the guesses the model's own greedy choices confirm,
-    its choice after them, and forgets the cache positions of the rest. The guesses are the tokens
-    that once followed the sequence's last n-gram (Saxena 2023, prompt lookup), or with
-    ``assistant`` (``(model, first round's guesses)``) a smaller model's greedy continuation
-    (:class:`_AssistantGuesses`). The tokens are greedy decoding's; a step emits 1 to
-    ``lookup + 1`` of them. Yields each ``(1,)`` token. Called as :func:`_stream` (greedy only:
-    the sampling arguments are unused)."""
+    """Decoding of one sequence that also checks guesses: each step feeds the last token and up to
+    ``lookup`` guessed tokens, keeps the guesses the model confirms, its own token after them, and
+    forgets the cache positions of the rest. The guesses are the tokens that once followed the
+    sequence's last n-gram (Saxena 2023, prompt lookup), or with ``assistant`` (``(model, first
+    round's guesses)``) a smaller model's continuation (:class:`_AssistantGuesses`). Greedy, a
+    guess is confirmed when it is the model's argmax, so the tokens are greedy decoding's; sampled,
+    by :func:`_speculative_token`, so each token is distributed as plain sampling's. A step emits 1
+    to ``lookup + 1`` tokens. Yields each ``(1,)`` token. Called as :func:`_stream`."""
     scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
     T = ids.shape[1]
@@ -481,7 +505,9 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
     if assistant is None:
         guess = lambda seq, cur, n: _lookup_candidates(seq[:cur], n)  # noqa: E731
     else:
-        guess = _AssistantGuesses(assistant[0], input_ids, attention_mask, max_new_tokens, assistant[1], mask_buf)
+        sampling = (temperature, top_k, top_p, generator) if do_sample else None
+        guess = _AssistantGuesses(assistant[0], input_ids, attention_mask, max_new_tokens, assistant[1], mask_buf,
+                                  sampling)
     start = _first_real(mask)
     eos_t = torch.tensor(eos, device=ids.device)
     seq = ids.new_empty(T + max_new_tokens)
@@ -489,7 +515,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
     cur = T  # tokens in seq; the cache holds all but the last once decoding runs
     limit = _refeed_limit(model)
     logits = model.generation_step(ids, None if mask_buf is None else mask_buf[:, :cur], cache).float()[:, None]
-    guesses = seq[:0]
+    guesses, q = seq[:0], None
     while True:  # logits: (1, 1 + len(guesses), V), the rows for the last token and each guess
         for j in range(logits.shape[1]):
             produced = cur - T
@@ -500,22 +526,27 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
                      repetition_penalty, no_repeat_ngram_size, first=produced == 0)
             if forced_eos and produced == max_new_tokens - 1:
                 _force_token(row, forced_eos)
+            if do_sample:
+                row = process_logits(row, temperature, top_k, top_p)
             if renormalize_logits:
                 row = torch.log_softmax(row, dim=-1)
             if scores_out is not None:
                 scores_out.append(row)
-            token = row.argmax(dim=-1)
+            guessed = int(guesses[j]) if j < len(guesses) else None
+            token = (_speculative_token(row[0].softmax(dim=-1), None if guessed is None or q is None else q[j],
+                                        guessed, generator) if do_sample else row.argmax(dim=-1))
             yield token
             seq[cur] = token[0]
             cur += 1
             if (eos and bool(torch.isin(token, eos_t))) or cur - T == max_new_tokens:
                 return
-            if j >= len(guesses) or int(token) != int(guesses[j]):
+            if guessed is None or int(token) != guessed:
                 break  # the rows after a wrong guess were computed for another text
         cache.truncate(cur - 1)  # the positions of the guesses not kept
-        # Guesses stop short of a refeed limit, so that the refeed comes where greedy decoding's does.
+        # Guesses stop short of a refeed limit, so that the refeed comes where plain decoding's does.
         room = limit - cur if limit is not None and cur <= limit else lookup
         guesses = guess(seq, cur, min(lookup, room, max_new_tokens - (cur - T) - 1))
+        q = getattr(guess, "q", None)
         n = len(guesses)
         feed = torch.cat([seq[:cur] if _must_refeed(limit, cache, cur + n) else seq[cur - 1:cur], guesses])[None]
         step_mask = None if mask_buf is None else mask_buf[:, :cur + n]
@@ -627,19 +658,25 @@ def generate(
             memory; True packs, False never does. Hold ``with attnkit.nn.packed_weights(model):``
             around many calls instead to pack once.
 
-        prompt_lookup_num_tokens: greedy decoding that also checks up to this many guessed tokens
-            per step (Saxena 2023, Hugging Face's prompt lookup decoding): the tokens that followed
-            an earlier occurrence of the text's last two tokens (else its last one), in the prompt
-            or the output. One forward pass verifies them all; the tokens the model confirms cost
-            no step of their own. The output is greedy decoding's (up to the rounding of a
-            several-token pass); it pays when the output repeats its input (summaries, edits,
-            extraction, code). Greedy, one prompt, decoder-only models.
-        assistant_model: a smaller decoder-only model with the same vocabulary whose greedy
-            continuation supplies the guesses instead (speculative decoding, Leviathan et al.
-            2023; Hugging Face's assisted generation): the output is this model's greedy
-            decoding, faster when the assistant often agrees with it. ``num_assistant_tokens``:
-            its guesses in the first round (default 5), then 2 more after a round it got all
-            right and 1 fewer after one it did not.
+        prompt_lookup_num_tokens: decoding that also checks up to this many guessed tokens per
+            step (Saxena 2023, Hugging Face's prompt lookup decoding): the tokens that followed an
+            earlier occurrence of the text's last two tokens (else its last one), in the prompt or
+            the output. One forward pass verifies them all; the tokens the model confirms cost no
+            step of their own. Greedy, the output is greedy decoding's (up to the rounding of a
+            several-token pass); sampled, a guess is kept when the sampled token is the guess, so
+            the tokens are plain sampling's for the same ``generator``. It pays when the output
+            repeats its input (summaries, edits, extraction, code). One prompt, no beams,
+            decoder-only models.
+        assistant_model: a smaller decoder-only model with the same vocabulary whose continuation
+            supplies the guesses instead (speculative decoding, Leviathan et al. 2023; Hugging
+            Face's assisted generation), faster when the assistant often agrees with this model.
+            Greedy, the output is this model's greedy decoding. With ``do_sample`` the assistant
+            samples its guesses from its own distribution ``q`` (the same temperature, top-k and
+            top-p), each is kept with probability ``min(1, p / q)`` and the first one rejected is
+            replaced by a draw from ``max(0, p - q)`` (speculative sampling): every token is
+            distributed as plain sampling from this model's ``p``. ``num_assistant_tokens``: its
+            guesses in the first round (default 5), then 2 more after a round it got all right
+            and 1 fewer after one it did not.
 
         return_dict_in_generate, output_scores, output_logits: return a
             :class:`~attnkit.models.outputs.GenerateOutput` with the ``sequences`` and, when asked,
@@ -661,8 +698,7 @@ def generate(
         num_beams, n_return = s.pop("num_beams"), s.pop("num_return_sequences")
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
-        _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, num_beams,
-                        s["do_sample"])
+        _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, num_beams)
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
         bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                      logits_processor)

@@ -130,8 +130,8 @@ class ModelServer:
     ``max_new_tokens_limit`` caps ``max_tokens``; ``name`` is what ``/v1/models`` lists and
     responses carry as ``model``. ``pack_weights``: decode from weights packed once, until
     :meth:`close` (see the module doc). ``assistant``: a smaller decoder-only model with the same
-    vocabulary whose guesses greedy requests check (``generate(assistant_model=...)``: the same
-    text, faster when it guesses well)."""
+    vocabulary whose guesses every request checks (``generate(assistant_model=...)``: greedy, the
+    same text; sampled, speculative sampling, the same distribution; faster when it guesses well)."""
 
     def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024,
                  pack_weights: bool = True, assistant=None):
@@ -274,7 +274,7 @@ class ModelServer:
         sample = r["temperature"] > 0
         streams = []
         extra = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
-        if self.assistant is not None and not sample:  # greedy: the assistant's guesses, the same tokens
+        if self.assistant is not None:  # greedy: the same tokens; sampled: the same distribution
             extra["assistant_model"] = self.assistant
         for i, prompt in enumerate(p for p in r["prompts"] for _ in range(r["n"])):
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
