@@ -188,7 +188,6 @@ def test_models_and_health(gpt_server):
     (dict(prompt="x", stream="yes"), "stream", "true or false"),
     (dict(prompt="x", n=17), "n", "from 1 to 16"),
     (dict(prompt="x", logprobs=6), "logprobs", "from 0 to 5"),
-    (dict(prompt="x", logprobs=1, stream=True), "logprobs", "stream=false only"),
     (dict(prompt="x", frequency_penalty=0.5), "frequency_penalty", "use repetition_penalty"),
     (dict(prompt="x", best_of=3), "best_of", "unknown field 'best_of'"),
 ])
@@ -488,6 +487,38 @@ def test_log_probabilities_are_the_models_own_for_completions_echo_and_chat(gpt,
     assert [c.logprob for c in content] == pytest.approx(expected[-6:], abs=1e-4)
     assert all(len(c.top_logprobs) == 3 and c.top_logprobs[0].token == c.token and bytes(c.bytes) == c.token.encode()
                for c in content)
+
+
+def test_streamed_log_probabilities_are_the_non_streamed_ones_piece_by_piece(gpt_server, chat_server):
+    """With ``stream``, each piece carries the log-probabilities of the tokens that begin in it:
+    together, the same tokens, values and offsets as the non-streamed response (echo included),
+    none past a stop string, and each chunk's tokens spell out a text that its piece completes."""
+    body = dict(prompt="the quick brown", max_tokens=12, temperature=0, logprobs=2, echo=True)
+    whole = request(gpt_server, "POST", "/v1/completions", body)[1]["choices"][0]
+    lp = whole["logprobs"]
+    assert len(lp["tokens"]) > 12 and lp["token_logprobs"][0] is None  # the prompt's tokens, then 12 new ones
+    chunks = events(request(gpt_server, "POST", "/v1/completions", dict(body, stream=True))[1])[:-1]
+    parts = [c["choices"][0]["logprobs"] for c in chunks if c["choices"][0]["text"]]
+    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        assert [x for part in parts for x in part[key]] == lp[key], key
+    assert "".join(c["choices"][0]["text"] for c in chunks) == whole["text"]
+    # A stop string: the tokens behind the returned text only, streamed or not.
+    cut = whole["text"][len("the quick brown"):][4:6]
+    stopped = dict(body, echo=False, stop=[cut])
+    whole = request(gpt_server, "POST", "/v1/completions", stopped)[1]["choices"][0]
+    chunks = events(request(gpt_server, "POST", "/v1/completions", dict(stopped, stream=True))[1])[:-1]
+    tokens = [t for c in chunks if c["choices"][0]["text"] for t in c["choices"][0]["logprobs"]["tokens"]]
+    assert tokens == whole["logprobs"]["tokens"] and whole["finish_reason"] == "stop"
+    assert "".join(tokens).startswith(whole["text"]) and len("".join(tokens[:-1])) < len(whole["text"])
+
+    port, _ = chat_server
+    chat = dict(messages=[{"role": "user", "content": "pack my box"}], temperature=0, max_completion_tokens=8,
+                logprobs=True, top_logprobs=2)
+    whole = request(port, "POST", "/v1/chat/completions", chat)[1]["choices"][0]["logprobs"]["content"]
+    chunks = events(request(port, "POST", "/v1/chat/completions", dict(chat, stream=True))[1])
+    streamed = [item for c in chunks[:-1] if c["choices"][0]["logprobs"] for item in
+                c["choices"][0]["logprobs"]["content"]]
+    assert streamed == whole and len(whole) == 8
 
 
 def test_chat_requests_are_checked(gpt_server, chat_server):

@@ -278,6 +278,7 @@ def stream(
     prompt_lookup_num_tokens: int | None = None,
     assistant_model=None,
     num_assistant_tokens: int | None = None,
+    logits_out: list | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time (one
     token at a time with ``prompt_lookup_num_tokens`` or ``assistant_model`` too, though a step
@@ -286,7 +287,9 @@ def stream(
     Rows that produced ``eos_token_id`` keep yielding ``pad_token_id`` until every row is done
     or ``max_new_tokens`` were made. The arguments are :func:`generate`'s; one sequence per
     prompt, without beams (a generation config's ``num_beams`` and ``num_return_sequences`` do
-    not apply here).
+    not apply here). ``logits_out``: a list that each step's raw fp32 ``(B, V)`` logits (before
+    any processor) are appended to before its tokens are yielded, to read as they come (the
+    server's streamed log-probabilities); the caller may empty it as it goes.
     """
     attention_mask, s = _check_args(model, input_ids, attention_mask, generator, decoder_input_ids,
                                     max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
@@ -301,6 +304,7 @@ def stream(
     decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens)
     with _packing(model, pack_weights, rows, s["max_new_tokens"]):
         yield from decode(model, input_ids, attention_mask, generator, bans, *special, **s,
+                          record=None if logits_out is None else {"logits": logits_out},
                           decoder_input_ids=decoder_input_ids)
 
 

@@ -60,17 +60,30 @@ def token_logprobs(model, tokenizer, ids: Sequence[int], top: int = 0) -> TokenL
     best = logp.topk(top, dim=-1) if top else None
     tops = [[] for _ in chosen] if best is None else [list(zip(i, v)) for i, v in zip(best.indices.tolist(),
                                                                                      best.values.tolist())]
-    # A token's text is what it adds to the decoded text of the few tokens before it (enough for a
-    # UTF-8 character split over byte-level tokens); decoding every prefix would cost O(len²).
-    texts, ids = [], list(ids)
-    for k in range(1, len(ids)):
-        window = ids[max(0, k - _TEXT_CONTEXT):k]
-        before, now = (tokenizer.decode(w, skip_special_tokens=False) for w in (window, window + [ids[k]]))
-        texts.append(now[len(before):] if now.startswith(before) else tokenizer.decode([ids[k]]))
+    ids = list(ids)
+    texts = [token_text(tokenizer, ids[:k], ids[k]) for k in range(1, len(ids))]
     return TokenLogprobs(ids[1:], texts, chosen, tops)
 
 
-_TEXT_CONTEXT = 8  # tokens decoded before each one to find its text (token_logprobs)
+def scored_token(tokenizer, before: Sequence[int], logits: torch.Tensor, token: int, top: int = 0):
+    """``(token, its text, its log-probability, the top (id, log-probability) pairs)`` from the
+    raw ``(V,)`` or ``(1, V)`` logits of its step (a log-softmax in fp32, as :func:`token_logprobs`)."""
+    logp = logits.reshape(-1).float().log_softmax(dim=-1)
+    best = logp.topk(top) if top else None
+    pairs = [] if best is None else list(zip(best.indices.tolist(), best.values.tolist()))
+    return token, token_text(tokenizer, before, token), float(logp[token]), pairs
+
+
+_TEXT_CONTEXT = 8  # tokens decoded before each one to find its text (token_text)
+
+
+def token_text(tokenizer, before: Sequence[int], token: int) -> str:
+    """The text ``token`` adds after the tokens ``before`` it (empty for a piece of a UTF-8
+    character): decoded after the last few of them (enough for a character split over byte-level
+    tokens), as decoding every prefix would cost O(len²)."""
+    window = list(before[len(before) - _TEXT_CONTEXT:] if len(before) > _TEXT_CONTEXT else before)
+    was, now = (tokenizer.decode(w, skip_special_tokens=False) for w in (window, window + [token]))
+    return now[len(was):] if now.startswith(was) else tokenizer.decode([token])
 
 
 class TextStream:
@@ -84,9 +97,14 @@ class TextStream:
     or EOS) or ``"length"``, and ``completion_tokens`` counts the tokens decoded (the EOS
     included). ``generate_kwargs`` go to :func:`attnkit.generation.stream`, whose ``eos_token_id``
     defaults to the tokenizer's (else the model's, as ``generate`` resolves it).
+
+    ``logprobs`` (an int: how many most likely tokens to list): each decoded token's
+    :func:`scored_token` entry is appended to ``scored`` as it comes, from the logits of its own
+    decoding step (the model's own distribution, before temperature or other processors).
     """
 
-    def __init__(self, model, tokenizer, prompt: str | list[int], stop: Sequence[str] = (), **generate_kwargs):
+    def __init__(self, model, tokenizer, prompt: str | list[int], stop: Sequence[str] = (),
+                 logprobs: int | None = None, **generate_kwargs):
         if isinstance(stop, str):
             stop = [stop]
         if any(not isinstance(s, str) or not s for s in stop):
@@ -100,6 +118,8 @@ class TextStream:
         self.finish_reason: str | None = None
         self.completion_tokens = 0
         self.token_ids: list[int] = []  # the tokens decoded, without the EOS
+        self.logprobs = logprobs
+        self.scored: list[tuple[int, str, float, list[tuple[int, float]]]] = []  # with logprobs: per token_ids
 
     @property
     def prompt_tokens(self) -> int:
@@ -121,12 +141,17 @@ class TextStream:
         new: list[int] = []
         shown = ""
         self.finish_reason = "length"
-        for tokens in self.model.stream(ids, **self.generate_kwargs):
+        logits = None if self.logprobs is None else []
+        context = [] if hasattr(self.model, "decoder_start_ids") else self.prompt_ids  # what the new tokens follow
+        for tokens in self.model.stream(ids, **self.generate_kwargs, logits_out=logits):
             token = int(tokens[0])
             self.completion_tokens += 1
             if token in eos:
                 self.finish_reason = "stop"
                 break
+            if logits is not None:
+                before = new[-_TEXT_CONTEXT:] if len(new) >= _TEXT_CONTEXT else (context + new)[-_TEXT_CONTEXT:]
+                self.scored.append(scored_token(self.tokenizer, before, logits.pop(), token, self.logprobs))
             new.append(token)
             self.token_ids = new
             text = self.tokenizer.decode(new, skip_special_tokens=True)

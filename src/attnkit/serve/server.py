@@ -6,14 +6,14 @@ work against it:
   token ids), ``max_tokens`` (0 with ``echo``: the prompt scored alone), ``temperature`` (0 =
   greedy), ``top_p``, ``stop``, ``seed``, ``stream`` (server-sent events), ``echo``,
   ``logprobs`` (0-5: each token's log-probability under the model and the most likely tokens,
-  the prompt's too with ``echo``, as evaluation harnesses read them; decoder-only models, not
-  streamed), ``n`` (choices per prompt, the k-th sampled from ``seed + k``); attnkit's ``top_k``
-  and ``repetition_penalty`` too.
+  the prompt's too with ``echo``, as evaluation harnesses read them; decoder-only models; streamed
+  with the piece each token begins in), ``n`` (choices per prompt, the k-th sampled from
+  ``seed + k``); attnkit's ``top_k`` and ``repetition_penalty`` too.
 - ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
   config's): the completion fields plus ``max_completion_tokens`` (default: up to the server's
-  limit), ``chat_template_kwargs``, ``logprobs`` and ``top_logprobs`` (not streamed); ``stream``
+  limit), ``chat_template_kwargs``, ``logprobs`` and ``top_logprobs`` (streamed too); ``stream``
   sends ``chat.completion.chunk`` deltas.
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
   L2-normalised): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
@@ -180,8 +180,6 @@ class ModelServer:
         return r
 
     def _check_logprobs(self, r: dict, param: str) -> None:
-        if r["logprobs"] is not None and r["stream"]:
-            raise RequestError(f"'{param}' is returned with stream=false only", param=param)
         if r["logprobs"] is not None and hasattr(self.model, "decoder_start_ids"):
             raise RequestError(f"'{param}' needs a decoder-only model; this server's {type(self.model).__name__} reads "
                                "its prompt as a source", param=param)
@@ -251,21 +249,31 @@ class ModelServer:
         self._check_logprobs(r, "logprobs")
         return r
 
-    def _scored(self, prompt_ids: list[int], stream: TextStream, text: str, top: int, echo: bool):
-        """``(entries, first)``: the :func:`token_logprobs` entries of the tokens behind ``text``
-        (the prompt's first, which has no log-probability, then the rest of the prompt when
-        ``echo``; the new tokens, without any past the text's end: a stop string's), and the
-        prompt's first token."""
-        scored = token_logprobs(self.model, self.tokenizer, prompt_ids + stream.token_ids, top)
-        entries = list(zip(scored.ids, scored.texts, scored.logprobs, scored.top))
-        prompt, new = entries[:len(prompt_ids) - 1], entries[len(prompt_ids) - 1:]
-        kept, offset = [], 0
-        for entry in new:  # the tokens that begin within the returned text
-            if offset >= len(text):
-                break
-            kept.append(entry)
-            offset += len(entry[1])
-        return (prompt if echo else []) + kept, prompt_ids[0]
+    def _prompt_scored(self, prompt_ids: list[int], top: int) -> list:
+        """The :func:`token_logprobs` entries ``(id, text, log-probability, top)`` of a prompt's
+        tokens after its first (``echo``), in one forward pass."""
+        scored = token_logprobs(self.model, self.tokenizer, prompt_ids, top)
+        return list(zip(scored.ids, scored.texts, scored.logprobs, scored.top))
+
+    def _chat_logprobs(self, entries: list) -> dict:
+        """Chat's ``logprobs`` object for some scored tokens: ``content``, one item per token."""
+        piece = lambda t, lp: dict(token=t, logprob=lp, bytes=list(t.encode()))  # noqa: E731
+        return dict(content=[dict(piece(t, lp), top_logprobs=[piece(self.tokenizer.decode([j]), v) for j, v in top])
+                             for _, t, lp, top in entries])
+
+    def _legacy_logprobs(self, entries: list, offset: int, first: int | None = None) -> dict:
+        """The legacy completions ``logprobs`` object for some scored tokens: ``tokens``,
+        ``token_logprobs``, ``top_logprobs`` (``{token: log-probability}``) and ``text_offset``
+        (into the choice's text, from ``offset``), after the prompt's ``first`` token when given
+        (``echo``: it has no log-probability)."""
+        tokens = [t for _, t, _, _ in entries]
+        logprobs = [lp for _, _, lp, _ in entries]
+        top = [{self.tokenizer.decode([j]): v for j, v in best} for _, _, _, best in entries]
+        if first is not None:
+            tokens, logprobs, top = [self.tokenizer.decode([first], skip_special_tokens=False)] + tokens, \
+                [None] + logprobs, [None] + top
+        offsets = list(itertools.accumulate(map(len, tokens[:-1]), initial=offset)) if tokens else []
+        return dict(tokens=tokens, token_logprobs=logprobs, top_logprobs=top, text_offset=offsets)
 
     def text_streams(self, r: dict, eos_token_id=None) -> list[TextStream]:
         """``n`` :class:`TextStream` s per prompt (a text, or token ids), prompt by prompt, the
@@ -281,7 +289,7 @@ class ModelServer:
             streams.append(TextStream(
                 self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
                 temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"],
-                repetition_penalty=r["repetition_penalty"], generator=generator, **extra))
+                repetition_penalty=r["repetition_penalty"], generator=generator, logprobs=r["logprobs"], **extra))
         return streams
 
     def chat_streams(self, r: dict) -> list[TextStream]:
@@ -293,16 +301,11 @@ class ModelServer:
         """A non-streaming ``/v1/chat/completions`` response."""
         r = self.chat_request(body)
         choices = []
-        piece = lambda t, lp: dict(token=t, logprob=lp, bytes=list(t.encode()))  # noqa: E731
         with self.lock:
             streams = self.chat_streams(r)
             for i, stream in enumerate(streams):
-                text, logprobs = "".join(stream), None
-                if r["logprobs"] is not None:
-                    entries, _ = self._scored(r["prompts"][0], stream, text, r["logprobs"], echo=False)
-                    logprobs = dict(content=[dict(piece(t, lp), top_logprobs=[piece(self.tokenizer.decode([j]), v)
-                                                                              for j, v in top])
-                                             for _, t, lp, top in entries])
+                text = "".join(stream)
+                logprobs = None if r["logprobs"] is None else self._chat_logprobs(_Shown(stream).upto(len(text)))
                 choices.append(dict(index=i, message=dict(role="assistant", content=text), logprobs=logprobs,
                                     finish_reason=stream.finish_reason))
         completion = sum(s.completion_tokens for s in streams)
@@ -313,18 +316,21 @@ class ModelServer:
 
     def chat_events(self, r: dict):
         """Server-sent events of a streaming chat completion (OpenAI's ``chat.completion.chunk``s):
-        per choice in turn, the assistant's role, one ``delta`` per text piece, then the
-        ``finish_reason``. The caller holds ``self.lock``."""
+        per choice in turn, the assistant's role, one ``delta`` per text piece (with ``logprobs``:
+        the tokens that begin in it), then the ``finish_reason``. The caller holds ``self.lock``."""
         base = dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion.chunk", created=int(time.time()),
                     model=self.name)
         for i, stream in enumerate(self.chat_streams(r)):
-            chunk = lambda delta, reason=None: dict(base, choices=[  # noqa: E731
-                dict(index=i, delta=delta, logprobs=None, finish_reason=reason)])
+            chunk = lambda delta, reason=None, logprobs=None: dict(base, choices=[  # noqa: E731
+                dict(index=i, delta=delta, logprobs=logprobs, finish_reason=reason)])
             pieces = iter(stream)
             first = next(pieces, None)  # decoding starts (and the model checks the prompt) before anything is sent
             yield chunk(dict(role="assistant", content=""))
+            shown, length = _Shown(stream), 0
             for piece in itertools.chain([] if first is None else [first], pieces):
-                yield chunk(dict(content=piece))
+                length += len(piece)
+                logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length))
+                yield chunk(dict(content=piece), logprobs=logprobs)
             yield chunk({}, stream.finish_reason)
 
     def complete(self, body: dict) -> dict:
@@ -335,7 +341,7 @@ class ModelServer:
             for i, (prompt, stream) in enumerate(zip(self._each_choice(r), self.text_streams(r))):
                 text = "".join(stream) if r["max_tokens"] else ""
                 shown = self._prompt_text(prompt) if r["echo"] else ""
-                logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r)
+                logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r["echo"])
                 choices.append(dict(index=i, text=shown + text, logprobs=logprobs,
                                     finish_reason=stream.finish_reason or "length"))
                 prompt_tokens += stream.prompt_tokens if i % r["n"] == 0 else 0  # once per prompt
@@ -353,34 +359,34 @@ class ModelServer:
         """The prompt of each choice: every prompt ``n`` times, in turn."""
         return [p for p in r["prompts"] for _ in range(r["n"])]
 
-    def _completion_logprobs(self, stream: TextStream, text: str, r: dict) -> dict:
-        """The legacy completions ``logprobs`` object: ``tokens``, ``token_logprobs``,
-        ``top_logprobs`` (``{token: log-probability}``) and ``text_offset`` (into the choice's text),
-        with the prompt's tokens first when ``echo`` (its first token has no log-probability)."""
-        entries, first = self._scored(stream.prompt_ids, stream, text, r["logprobs"], r["echo"])
-        first_text = self.tokenizer.decode([first], skip_special_tokens=False)
-        tokens = ([first_text] if r["echo"] else []) + [t for _, t, _, _ in entries]
-        offsets, at = [], 0
-        for t in tokens:
-            offsets.append(at)
-            at += len(t)
-        top = [{self.tokenizer.decode([j]): v for j, v in best} for _, _, _, best in entries]
-        return dict(tokens=tokens, token_logprobs=([None] if r["echo"] else []) + [lp for _, _, lp, _ in entries],
-                    top_logprobs=([None] if r["echo"] else []) + top, text_offset=offsets)
+    def _completion_logprobs(self, stream: TextStream, text: str, echo: bool) -> dict:
+        """A choice's legacy ``logprobs`` object: the new tokens that begin within ``text`` (not a
+        stop string's), after the prompt's tokens when ``echo``."""
+        prompt = self._prompt_scored(stream.prompt_ids, stream.logprobs) if echo else []
+        return self._legacy_logprobs(prompt + _Shown(stream).upto(len(text)), 0, stream.prompt_ids[0] if echo else None)
 
     def complete_stream(self, r: dict):
-        """Server-sent events of a streaming completion: ``(event dict)`` per text piece, each
-        choice ending with an empty piece that carries its ``finish_reason``. The caller holds
-        ``self.lock``."""
+        """Server-sent events of a streaming completion: ``(event dict)`` per text piece (with
+        ``logprobs``: the tokens that begin in it), each choice ending with an empty piece that
+        carries its ``finish_reason``. The caller holds ``self.lock``."""
         base = dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name)
+        scored = r["logprobs"] is not None
         for i, (prompt, stream) in enumerate(zip(self._each_choice(r), self.text_streams(r))):
+            event = lambda text, logprobs=None, reason=None: dict(base, choices=[  # noqa: E731
+                dict(index=i, text=text, logprobs=logprobs, finish_reason=reason)])
+            offset = 0  # where the next token's text begins (text_offset)
             if r["echo"]:
-                yield dict(base, choices=[dict(index=i, text=self._prompt_text(prompt), logprobs=None,
-                                               finish_reason=None)])
+                logprobs = self._legacy_logprobs(self._prompt_scored(stream.prompt_ids, stream.logprobs), 0,
+                                                 stream.prompt_ids[0]) if scored else None
+                yield event(self._prompt_text(prompt), logprobs)
+                offset = sum(map(len, logprobs["tokens"])) if scored else 0
+            shown, length = _Shown(stream), 0
             for piece in stream if r["max_tokens"] else ():
-                yield dict(base, choices=[dict(index=i, text=piece, logprobs=None, finish_reason=None)])
-            yield dict(base, choices=[dict(index=i, text="", logprobs=None,
-                                           finish_reason=stream.finish_reason or "length")])
+                length += len(piece)
+                logprobs = self._legacy_logprobs(shown.upto(length), offset) if scored else None
+                offset += sum(map(len, logprobs["tokens"])) if scored else 0
+                yield event(piece, logprobs)
+            yield event("", reason=stream.finish_reason or "length")
 
     def embed(self, body: dict) -> dict:
         """A ``/v1/embeddings`` response: L2-normalised mean-pooled embeddings, one per input."""
@@ -499,6 +505,23 @@ class ModelServer:
                                                ("/v1/embeddings", self.embeds),
                                                ("/v1/audio/transcriptions", self.transcribes),
                                                ("/v1/audio/translations", self.transcribes)) if ok])
+
+
+class _Shown:
+    """Hands out the scored tokens of a :class:`TextStream` (made with ``logprobs``) that begin
+    within the text shown so far, each once: a choice's log-probabilities cover its text's tokens
+    and none past it (a stop string's)."""
+
+    def __init__(self, stream: TextStream):
+        self.entries, self.sent, self.at = stream.scored, 0, 0  # tokens handed out, where the next one begins
+
+    def upto(self, length: int) -> list:
+        """The tokens not yet handed out that begin before character ``length`` of the text."""
+        start = self.sent
+        while self.sent < len(self.entries) and self.at < length:
+            self.at += len(self.entries[self.sent][1])
+            self.sent += 1
+        return self.entries[start:self.sent]
 
 
 class _Handler(BaseHTTPRequestHandler):
