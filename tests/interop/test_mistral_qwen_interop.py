@@ -167,10 +167,55 @@ def test_router_balance_loss_is_transformers_auxiliary_loss_with_padding(tmp_pat
     assert (ours - theirs).abs().max() < 1e-4
 
 
-def test_moe_configs_with_dense_layers_are_refused(tmp_path):
-    hf_model(tmp_path, "Qwen3Moe", **QWEN3_MOE, mlp_only_layers=[0])
-    with pytest.raises(ConfigError, match="mlp_only_layers"):
+OLMOE = dict(num_experts=4, num_experts_per_tok=2, pad_token_id=0)
+
+
+def test_olmoe_norms_and_experts_give_transformers_logits_loss_and_gradients(tmp_path):
+    """OLMoE: query/key RMSNorms over all heads (the key norm as wide as the key heads) and
+    experts whose weights are not renormalised, against ``OlmoeForCausalLM``."""
+    hf = hf_model(tmp_path, "Olmoe", **OLMOE)
+    model = attnkit.from_pretrained(tmp_path)
+    c = model.config
+    assert type(model) is attnkit.Olmoe and c.n_experts == 4 and c.d_ff == 48 and not c.normalize_expert_weights
+    assert c.qk_norm and not c.qk_norm_per_head
+    ids = batch(20)[0][:1]
+    lm_loss_and_logits_match(model, hf, ids)
+    ours, theirs = model.decoder.layers[1], hf.model.layers[1]
+    assert (ours.attn.k_norm.weight.grad - theirs.self_attn.k_norm.weight.grad).abs().max() < 1e-4
+    assert (ours.ffn.router.weight.grad - theirs.mlp.gate.weight.grad).abs().max() < 1e-4
+    with torch.no_grad():  # renormalising the chosen experts' weights would give other logits
+        other = attnkit.Olmoe(c.replace(normalize_expert_weights=True))
+        other.load_state_dict(model.state_dict())
+        assert (other(ids).logits - hf(ids).logits).abs().max() > 1e-3
+    (tmp_path / "config.json").write_text(json.dumps({**json.loads((tmp_path / "config.json").read_text()),
+                                                      "clip_qkv": 8.0}))
+    with pytest.raises(ConfigError, match="clip_qkv"):
         attnkit.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("family,overrides,sparse", [
+    ("Qwen3Moe", dict(QWEN3_MOE, mlp_only_layers=[0]), (1,)),
+    ("Qwen2Moe", dict(QWEN2_MOE, num_hidden_layers=4, decoder_sparse_step=2, mlp_only_layers=[3]), (1,)),
+])
+def test_moe_dense_layers_give_transformers_logits_and_gradients_and_save_back(tmp_path, family, overrides, sparse):
+    """``mlp_only_layers`` / ``decoder_sparse_step``: the other layers are dense feed-forwards of
+    ``intermediate_size`` (48), read into ``moe_layers`` and ``dense_d_ff`` and written back."""
+    hf = hf_model(tmp_path / "hf", family, **overrides)
+    model = attnkit.from_pretrained(tmp_path / "hf")
+    c = model.config
+    assert c.moe_layers == sparse and c.dense_d_ff == 48 and c.d_ff == 24
+    ids = batch(20)[0][:1]
+    lm_loss_and_logits_match(model, hf, ids)
+    dense, theirs = model.decoder.layers[0].ffn, hf.model.layers[0].mlp
+    assert dense.fc_in.weight.shape == (48, 32)
+    assert (dense.fc_out.weight.grad - theirs.down_proj.weight.grad).abs().max() < 1e-4
+    assert (model.decoder.layers[1].ffn.router.weight.grad - hf.model.layers[1].mlp.gate.weight.grad).abs().max() < 1e-4
+    model.save_pretrained(tmp_path / "ours")
+    again = getattr(transformers, f"{family}ForCausalLM").from_pretrained(tmp_path / "ours").eval()
+    assert [i for i in range(c.n_layers) if i not in sparse] == again.config.mlp_only_layers
+    with torch.no_grad():
+        assert (again(ids).logits - hf(ids).logits).abs().max() < 1e-4
+    assert attnkit.from_pretrained(tmp_path / "ours").config == c
 
 
 def test_phi3_fused_gate_up_matrix_gives_transformers_logits_loss_and_gradients(tmp_path):
@@ -279,7 +324,7 @@ def test_qwen_sliding_window_layers_give_transformers_logits_and_save_back(tmp_p
                                               ("Phi3", dict(pad_token_id=0, sliding_window=6)), ("Olmo2", {}),
                                               ("Mixtral", dict(num_local_experts=4, sliding_window=6)),
                                               ("Qwen3Moe", dict(QWEN3_MOE, norm_topk_prob=True)),
-                                              ("Qwen2Moe", QWEN2_MOE)])
+                                              ("Qwen2Moe", QWEN2_MOE), ("Olmoe", OLMOE)])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_equals_transformers_on_a_left_padded_batch(tmp_path, family, overrides, num_beams):
     hf = hf_model(tmp_path, family, **overrides)
@@ -296,7 +341,8 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("Phi3", "phi3-tiny", PHI4_TINY), ("Olmo2", "olmo2-tiny", {}),
                                                      ("Mixtral", "mixtral-tiny", {}),
                                                      ("Qwen3Moe", "qwen3-moe-tiny", {}),
-                                                     ("Qwen2Moe", "qwen2-moe-tiny", {})])
+                                                     ("Qwen2Moe", "qwen2-moe-tiny", {}),
+                                                     ("Olmoe", "olmoe-tiny", {})])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset, **overrides)).eval()

@@ -154,6 +154,20 @@ def test_heads_not_dividing_width_is_an_error():
         GPTConfig.from_preset("gpt-tiny", n_kv_heads=3)
 
 
+@pytest.mark.parametrize("fields,message", [
+    (dict(n_experts=0), "n_experts: must be None"),
+    (dict(n_experts=4, experts_per_token=5), r"experts_per_token: must be from 1 to n_experts \(4\)"),
+    (dict(shared_expert_d_ff=8), "shared_expert_d_ff: must be None, or positive with n_experts"),
+    (dict(router_aux_loss_coef=0.1), "router_aux_loss_coef: must be 0, or positive with n_experts"),
+    (dict(moe_layers=(0,)), r"moe_layers: must be layer indices in \[0, 2\), with n_experts"),
+    (dict(n_experts=4, moe_layers=(2,)), r"moe_layers: must be layer indices in \[0, 2\)"),
+    (dict(n_experts=4, dense_d_ff=64), "dense_d_ff: must be None, or positive with moe_layers"),
+])
+def test_mixture_of_experts_fields_are_checked(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        GPTConfig.from_preset("gpt-tiny", **fields)
+
+
 def test_masks_of_wrong_shape_or_dtype_are_errors():
     model = tiny()
     ids = torch.zeros(2, 5, dtype=torch.long)

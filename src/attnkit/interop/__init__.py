@@ -61,6 +61,7 @@ FAMILIES: dict[str, str] = {
     "gemma3_text": "attnkit.interop.gemma3",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",
+    "olmoe": "attnkit.interop.olmoe",
     "mixtral": "attnkit.interop.mixtral",
     "qwen3_moe": "attnkit.interop.qwen3_moe",
     "qwen2_moe": "attnkit.interop.qwen2_moe",

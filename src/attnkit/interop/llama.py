@@ -59,7 +59,9 @@ def moe_key_rules(model, block: str, experts: tuple[str, str, str]) -> list[Rena
     ``{block}.experts.{j}.`` + the names in ``experts`` (Mixtral: ``w1``, ``w3``, ``w2``), and a
     shared expert at ``{block}.shared_expert.`` with its gate ``{block}.shared_expert_gate``."""
     n, h = "decoder.layers.{i}.ffn.", f"model.layers.{{i}}.{block}."
-    dense = [r for r in key_rules(model) if ".ffn.fc_" not in r.native_names[0]]
+    # Dense layers among the sparse ones (moe_layers) keep Llama's mlp.{gate,up,down}_proj.
+    dense = key_rules(model) if model.config.moe_layers is not None else \
+        [r for r in key_rules(model) if ".ffn.fc_" not in r.native_names[0]]
     parts = tuple(zip(("fc_gate", "fc_in", "fc_out"), experts))
     shared = [Rename(n + "shared_gate.weight", h + "shared_expert_gate.weight")] + [
         Rename(n + f"shared_expert.{ours}.weight", h + f"shared_expert.{theirs}.weight") for ours, theirs in parts]
@@ -68,12 +70,28 @@ def moe_key_rules(model, block: str, experts: tuple[str, str, str]) -> list[Rena
     ] + (shared if model.config.shared_expert_d_ff is not None else [])
 
 
-def refuse_dense_moe_layers(hf: dict, model_name: str) -> None:
-    """ConfigError when a Qwen mixture-of-experts config asks for dense layers among the sparse ones
-    (``mlp_only_layers``, a ``decoder_sparse_step`` other than 1)."""
-    if hf.get("mlp_only_layers") or hf.get("decoder_sparse_step", 1) != 1:
-        raise ConfigError("config.json: mlp_only_layers / decoder_sparse_step ask for dense layers among the sparse "
-                          f"ones, which attnkit's {model_name} does not support (experts in every layer only)")
+def moe_layers_from_hf(hf: dict, n_layers: int, dense_d_ff: int, dense: tuple[int, ...] = ()) -> dict:
+    """``moe_layers`` and ``dense_d_ff`` from a Qwen mixture-of-experts config: layer ``i`` has
+    experts unless it is in ``mlp_only_layers`` (or ``dense``) or ``(i + 1) % decoder_sparse_step``
+    is not 0; the others are dense feed-forwards of ``intermediate_size`` (default
+    ``dense_d_ff``). Nothing when every layer has experts."""
+    step = hf.get("decoder_sparse_step", 1) or 1
+    if not isinstance(step, int) or step < 1:
+        raise ConfigError(f"config.json: decoder_sparse_step must be a positive integer, got {step!r}")
+    skipped = set(hf.get("mlp_only_layers") or ()) | set(dense)
+    sparse = tuple(i for i in range(n_layers) if i not in skipped and (i + 1) % step == 0)
+    if len(sparse) == n_layers:
+        return {}
+    return dict(moe_layers=sparse, dense_d_ff=hf.get("intermediate_size") or dense_d_ff)
+
+
+def moe_layers_to_hf(c: LlamaConfig) -> dict:
+    """The HF fields of :func:`moe_layers_from_hf`: ``mlp_only_layers`` (a sparse step of 1) and
+    the dense layers' ``intermediate_size``."""
+    if c.moe_layers is None:
+        return dict(decoder_sparse_step=1, mlp_only_layers=[])
+    return dict(decoder_sparse_step=1, mlp_only_layers=[i for i in range(c.n_layers) if i not in c.moe_layers],
+                intermediate_size=c.dense_d_ff or c.d_ff)
 
 
 def router_loss_fields(hf: dict, default_coef: float) -> dict:

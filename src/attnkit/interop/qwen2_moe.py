@@ -5,8 +5,9 @@ shared expert every token runs, ``mlp.shared_expert.*``, gated by ``mlp.shared_e
 Config: ``num_experts``, ``num_experts_per_tok``, ``moe_intermediate_size`` (attnkit's ``d_ff``),
 ``shared_expert_intermediate_size``, ``norm_topk_prob`` and ``qkv_bias``.
 
-Refused with a ``ConfigError``: dense layers among the sparse ones (``mlp_only_layers``, a
-``decoder_sparse_step`` other than 1) and sliding-window layers.
+Dense layers among the sparse ones (``mlp_only_layers``, ``decoder_sparse_step``) are read into
+``moe_layers`` and ``dense_d_ff`` (``intermediate_size``). Refused with a ``ConfigError``:
+sliding-window layers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
 from attnkit.interop.keymap import Rename
-from attnkit.interop.llama import llama_config_fields, llama_fields, router_loss_fields, router_loss_to_hf
+from attnkit.interop.llama import (llama_config_fields, llama_fields, moe_layers_from_hf, moe_layers_to_hf,
+                                  router_loss_fields, router_loss_to_hf)
 from attnkit.models.llama import Qwen2Moe, Qwen2MoeConfig
 
 MODEL_TYPE = "qwen2_moe"
@@ -22,7 +24,7 @@ MODELS = {"Qwen2Moe": Qwen2Moe}
 ARCHITECTURES = {"Qwen2MoeForCausalLM": "Qwen2Moe"}
 BASE_PREFIX = ""
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
-_MOE = {"n_experts", "normalize_expert_weights", "shared_expert_d_ff", "qkv_bias"}
+_MOE = {"n_experts", "normalize_expert_weights", "shared_expert_d_ff", "qkv_bias", "moe_layers", "dense_d_ff"}
 
 
 def key_rules(model) -> list[Rename]:
@@ -36,19 +38,18 @@ def config_to_hf(model) -> dict | None:
     fields = llama_fields(c, _MOE)
     if fields is None or c.bias or c.n_experts is None or c.shared_expert_d_ff is None or c.activation != "swiglu":
         return None
-    return dict(model_type=MODEL_TYPE, **fields, moe_intermediate_size=c.d_ff, num_experts=c.n_experts,
-                num_experts_per_tok=c.experts_per_token, norm_topk_prob=c.normalize_expert_weights,
-                shared_expert_intermediate_size=c.shared_expert_d_ff, qkv_bias=bool(c.qkv_bias),
-                decoder_sparse_step=1, mlp_only_layers=[], use_sliding_window=False, **router_loss_to_hf(c, 0.001))
+    return dict(model_type=MODEL_TYPE, **{**fields, **moe_layers_to_hf(c)}, moe_intermediate_size=c.d_ff,
+                num_experts=c.n_experts, num_experts_per_tok=c.experts_per_token,
+                norm_topk_prob=c.normalize_expert_weights, shared_expert_intermediate_size=c.shared_expert_d_ff,
+                qkv_bias=bool(c.qkv_bias), use_sliding_window=False, **router_loss_to_hf(c, 0.001))
 
 
 def config_from_hf(hf: dict, model_class: type) -> Qwen2MoeConfig:
     """``Qwen2MoeConfig`` from a HF Qwen2-MoE config dict (HF's defaults for absent fields)."""
-    llama.refuse_dense_moe_layers(hf, "Qwen2Moe")
     if hf.get("use_sliding_window"):
         raise ConfigError("config.json: use_sliding_window=true is not supported by attnkit's Qwen2Moe")
     fields = llama_config_fields(hf, Qwen2MoeConfig())
-    fields["d_ff"] = hf.get("moe_intermediate_size", 1408)
+    fields.update(d_ff=hf.get("moe_intermediate_size", 1408), **moe_layers_from_hf(hf, fields["n_layers"], 5632))
     return Qwen2MoeConfig(**fields, qkv_bias=bool(hf.get("qkv_bias", True)),
                           n_experts=hf.get("num_experts", hf.get("num_local_experts", 60)),
                           experts_per_token=hf.get("num_experts_per_tok", 4),

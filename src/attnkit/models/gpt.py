@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import torch
@@ -53,7 +53,7 @@ class GPTConfig(Config):
     variant_fields: ClassVar[tuple[str, ...]] = (
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
         "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual", "input_norm",
-        "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff")
+        "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -89,6 +89,8 @@ class GPTConfig(Config):
     normalize_expert_weights: bool = True  # False: the chosen experts' softmax weights as they are (Qwen-MoE)
     shared_expert_d_ff: int | None = None  # with n_experts: an expert of this size every token runs, gated (Qwen2-MoE)
     router_aux_loss_coef: float = 0.0  # with n_experts: the loss adds this times router_balance_loss (Mixtral: 0.02)
+    moe_layers: tuple[int, ...] | None = None  # with n_experts: the layers with experts; None = all (Qwen-MoE, DeepSeek)
+    dense_d_ff: int | None = None  # with moe_layers: the other layers' feed-forward size; None = d_ff
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -126,6 +128,11 @@ class GPTConfig(Config):
                      "router_aux_loss_coef", "must be 0, or positive with n_experts")
         self.require(self.n_experts is None or 1 <= self.experts_per_token <= self.n_experts, "experts_per_token",
                      f"must be from 1 to n_experts ({self.n_experts})")
+        if self.moe_layers is not None:
+            self.require(self.n_experts is not None and all(0 <= i < self.n_layers for i in self.moe_layers),
+                         "moe_layers", f"must be layer indices in [0, {self.n_layers}), with n_experts")
+        self.require(self.dense_d_ff is None or (self.moe_layers is not None and self.dense_d_ff > 0), "dense_d_ff",
+                     "must be None, or positive with moe_layers")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap"):
             value = getattr(self, name)
             self.require(value is None or value > 0, name, "must be None or positive")
@@ -166,6 +173,15 @@ class GPTConfig(Config):
         """``head_dim``, or ``d_model // n_heads`` when that is None."""
         return self.head_dim or self.d_model // self.n_heads
 
+    def dense_layers(self) -> dict[int, LayerConfig]:
+        """The layer configs of a mixture of experts' dense layers (those not in ``moe_layers``):
+        a plain feed-forward of ``dense_d_ff``; empty without ``moe_layers``."""
+        if self.moe_layers is None:
+            return {}
+        dense = replace(self.layer_config(), n_experts=None, shared_expert_d_ff=None,
+                        d_ff=self.dense_d_ff or self.d_ff or 4 * self.d_model)
+        return {i: dense for i in range(self.n_layers) if i not in self.moe_layers}
+
     def layer_config(self) -> LayerConfig:
         return LayerConfig(
             d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim,
@@ -203,7 +219,7 @@ class GPT(Model):
             self.local_rotary = RotaryEmbedding(rotary_dim, c.rope_local_base)
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True,
-                               local_layers=c.window_layers)
+                               local_layers=c.window_layers, layer_cfgs=c.dense_layers())
         self.lm_head = Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(self._init_weights)
         # GPT-2 §2.3: scale the residual projections by 1/sqrt(number of residual layers).
@@ -297,7 +313,7 @@ class GPT(Model):
         loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100,
                                     softcap=c.logit_softcap)
         if c.router_aux_loss_coef:  # the experts' load balance (Mixtral's auxiliary loss)
-            routers = [layer.ffn.router_logits for layer in self.decoder.layers]
+            routers = [layer.ffn.router_logits for layer in self.decoder.layers if hasattr(layer.ffn, "router")]
             real = None if attention_mask is None else attention_mask[:, past:]
             loss = loss + c.router_aux_loss_coef * router_balance_loss(routers, c.experts_per_token, real)
         return LazyLogitsOutput(lambda: self._logits(h), weights=lambda: (self.lm_head.weight,), loss=loss,

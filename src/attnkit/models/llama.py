@@ -13,9 +13,11 @@ adds biases to the query/key/value projections alone (``qkv_bias``). :class:`Qwe
 its own ``head_dim`` (128 whatever the width). :class:`Phi3` (Abdin et al. 2024) is a Llama whose
 checkpoints store q/k/v and gate/up as fused matrices, with an optional ``sliding_window``.
 :class:`Mixtral` (Jiang et al. 2024) replaces the feed-forward with a sparse mixture of eight
-SwiGLU experts, two per token (``n_experts``, ``experts_per_token``). :class:`Olmo2` (OLMo et al. 2024) norms each sublayer's output instead of its input
-(``input_norm=False`` with ``sandwich_norm``) and all heads' queries and keys together
-(``qk_norm`` with ``qk_norm_per_head=False``).
+SwiGLU experts, two per token (``n_experts``, ``experts_per_token``). :class:`Olmo2` (OLMo et
+al. 2024) norms each sublayer's output instead of its input (``input_norm=False`` with
+``sandwich_norm``) and all heads' queries and keys together (``qk_norm`` with
+``qk_norm_per_head=False``). :class:`Olmoe` (Muennighoff et al. 2024) is a Llama with those
+query/key norms and a mixture of 64 experts, 8 per token, whose weights are not renormalised.
 """
 
 from __future__ import annotations
@@ -159,6 +161,36 @@ class Olmo2(GPT):
     :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Olmo2Config
+
+
+@dataclass(frozen=True)
+class OlmoeConfig(LlamaConfig):
+    """Sizes of an OLMoE. Defaults are Hugging Face's ``OlmoeConfig`` (OLMoE-1B-7B's shape but its
+    1,024-wide experts); ``d_ff`` is each expert's size (``intermediate_size``)."""
+
+    model_type = "olmoe"
+
+    vocab_size: int = 50304
+    n_positions: int = 4096
+    d_model: int = 2048
+    n_layers: int = 16
+    n_heads: int = 16
+    d_ff: int | None = 2048
+    qk_norm: bool = True
+    qk_norm_per_head: bool = False
+    n_experts: int | None = 64
+    experts_per_token: int = 8
+    normalize_expert_weights: bool = False
+    bos_token_id: int | None = None
+    eos_token_id: int | None = 50279
+    pad_token_id: int | None = 1
+
+
+class Olmoe(GPT):
+    """An OLMoE causal LM: a Llama with query/key norms over all heads and a sparse mixture of
+    experts in every layer (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = OlmoeConfig
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         "olmo2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                            eos_token_id=2, pad_token_id=0),
     },
+    "olmoe": {
+        # Muennighoff et al. 2024: OLMoE-1B-7B (64 experts of 1,024, 8 per token; 1.3B active).
+        "olmoe-1b-7b": dict(d_ff=1024),  # 6,919,161,856 params
+        "olmoe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=24, n_layers=2, n_heads=4,
+                           n_experts=4, experts_per_token=2, eos_token_id=2, pad_token_id=0),
+    },
     "gpt_neox": {
         # Biderman et al. 2023, Table 1: the Pythia suite (rotary on a quarter of each head).
         "pythia-70m": dict(d_model=512, n_layers=6, n_heads=8),  # 70,426,624 params

@@ -226,9 +226,12 @@ class Decoder(_Stack):
     """A stack of :class:`DecoderLayer`; ``cross=True`` adds cross-attention (encoder-decoder)."""
 
     def __init__(self, cfg: LayerConfig, n_layers: int, cross: bool = False, final_norm: bool | None = None,
-                 local_layers: tuple[int, ...] = ()):
+                 local_layers: tuple[int, ...] = (), layer_cfgs: dict[int, LayerConfig] | None = None):
+        """``layer_cfgs``: the layers built from a config of their own instead of ``cfg`` (a
+        mixture of experts' dense layers)."""
         final_norm = cfg.pre_norm if final_norm is None else final_norm
-        super().__init__(cfg, [DecoderLayer(cfg, cross) for _ in range(n_layers)], final_norm)
+        layer_cfgs = layer_cfgs or {}
+        super().__init__(cfg, [DecoderLayer(layer_cfgs.get(i, cfg), cross) for i in range(n_layers)], final_norm)
         self.cross = cross
         self.local_layers = frozenset(local_layers)
 
