@@ -2,6 +2,7 @@
 RMSNorm, rotary positions, grouped-query attention, SwiGLU, untied or tied LM head."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -75,15 +76,29 @@ LLAMA3 = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq
           "high_freq_factor": 0.5, "original_max_position_embeddings": 16}
 
 
-@pytest.mark.parametrize("rope", [LLAMA3, {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}])
+# YaRN with transformers' defaults (β 32 and 1, cos and sin scaled by 0.1 ln 4 + 1), and with
+# DeepSeek's fields: the scale from mscale / mscale_all_dim, other βs, the ramp not rounded.
+YARN = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 16}
+YARN_DEEPSEEK = {**YARN, "rope_theta": 1000.0, "mscale": 1.0, "mscale_all_dim": 0.5, "beta_fast": 8, "beta_slow": 2,
+                 "truncate": False}
+
+
+@pytest.mark.parametrize("rope", [LLAMA3, {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}, YARN,
+                                  YARN_DEEPSEEK])
 def test_scaled_rope_gives_transformers_logits_and_generation_beyond_the_original_context(tmp_path, rope):
-    """Llama 3.1's frequency scaling and linear position interpolation: 40 positions, past the
-    16 of llama3's original context. The wavelengths of an 8-wide head at base 10^4 (6, 63, 628,
+    """Llama 3.1's frequency scaling, linear position interpolation and YaRN: 40 positions, past
+    the 16 of the original context. The wavelengths of an 8-wide head at base 10^4 (6, 63, 628,
     6283) fall in all three of llama3's bands: below 16 / 0.5 kept, between that and 16 / 0.1
-    blended, above it divided by the factor."""
+    blended, above it divided by the factor; and on both sides of YaRN's ramp."""
     hf = hf_llama(tmp_path, hidden_size=32, num_attention_heads=4, rope_parameters=rope)
     model = attnkit.from_pretrained(tmp_path)
-    assert model.config.rope_scaling == {k: v for k, v in rope.items() if k != "rope_theta"}
+    scaling = model.config.rope_scaling
+    if rope["rope_type"] == "yarn":  # transformers' defaults and the derived scale are filled in
+        scale = (1 + 0.1 * math.log(4)) / (1 + 0.05 * math.log(4)) if "mscale" in rope else 1 + 0.1 * math.log(4)
+        assert scaling["attention_factor"] == pytest.approx(scale)
+        assert (scaling["beta_fast"], scaling["beta_slow"]) == (rope.get("beta_fast", 32), rope.get("beta_slow", 1))
+    else:
+        assert scaling == {k: v for k, v in rope.items() if k != "rope_theta"}
     g = torch.Generator().manual_seed(2)
     ids = torch.randint(3, V, (1, 40), generator=g)
     with torch.no_grad():

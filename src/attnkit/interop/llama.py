@@ -7,17 +7,17 @@ Mistral (:mod:`attnkit.interop.mistral`: ``sliding_window``), Qwen2 and Qwen3
 (:mod:`attnkit.interop.qwen2`: q/k/v biases; query/key norms) use the same keys and build on the
 functions here.
 
-RoPE scaling (``rope_parameters`` / ``rope_scaling``) of the ``linear`` and ``llama3`` (Llama 3.1
-and 3.2) kinds is read into ``rope_scaling``. Refused with a ``ConfigError`` naming the field:
-other RoPE scalings (dynamic NTK, YaRN, LongRoPE), biases on attention but not the MLP (or the
-reverse), activations other than SiLU/GELU gates.
+RoPE scaling (``rope_parameters`` / ``rope_scaling``) of the ``linear``, ``llama3`` (Llama 3.1
+and 3.2), ``yarn`` and ``longrope`` (Phi-3) kinds is read into ``rope_scaling``. Refused with a
+``ConfigError`` naming the field: other RoPE scalings (dynamic NTK), biases on attention but not
+the MLP (or the reverse), activations other than SiLU/GELU gates.
 """
 
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
 from attnkit.interop.keymap import Rename
-from attnkit.nn.positional import ROPE_SCALINGS, check_rope_scaling, longrope_attention_factor
+from attnkit.nn.positional import ROPE_SCALINGS, check_rope_scaling, longrope_attention_factor, yarn_mscale
 from attnkit.models.llama import Llama, LlamaConfig
 
 MODEL_TYPE = "llama"
@@ -134,8 +134,9 @@ def llama_fields(c: LlamaConfig, variants: frozenset | set = frozenset(), norm: 
 
 def _rope(hf: dict, n_positions: int, rotary_dim: int | None = None) -> tuple[float, dict | None]:
     """``(rope_theta, rope_scaling)`` from transformers 5's ``rope_parameters`` or the older
-    top-level ``rope_theta`` and ``rope_scaling``. Linear, Llama 3.1 (``llama3``) and LongRoPE
-    (Phi-3) scaling are read; other kinds (dynamic NTK, YaRN) are refused by name. A top-level
+    top-level ``rope_theta`` and ``rope_scaling``. Linear, Llama 3.1 (``llama3``), LongRoPE
+    (Phi-3) and YaRN scaling are read, with ``transformers``' defaults for the fields a config
+    leaves out; other kinds (dynamic NTK) are refused by name. A top-level
     ``original_max_position_embeddings`` wins over the scaling's own (Phi-3's, as transformers
     reads it). ``rotary_dim``: the rotated dimensions, to check LongRoPE's factor lists."""
     params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
@@ -149,11 +150,18 @@ def _rope(hf: dict, n_positions: int, rotary_dim: int | None = None) -> tuple[fl
     if hf.get("original_max_position_embeddings") is not None:
         params["original_max_position_embeddings"] = hf["original_max_position_embeddings"]
     params.setdefault("original_max_position_embeddings", n_positions)  # transformers' fallback
-    if kind == "longrope":  # transformers' defaults: the context's growth, and the paper's scale for it
-        original = params["original_max_position_embeddings"]
+    original = params["original_max_position_embeddings"]
+    if kind in ("longrope", "yarn"):  # transformers' defaults: the context's growth, and a scale for it
         params["factor"] = params.get("factor") or n_positions / original
+    if kind == "longrope":
         params["attention_factor"] = params.get("attention_factor") or longrope_attention_factor(params["factor"],
                                                                                                   original)
+    if kind == "yarn":
+        factor, mscale, mscale_all = params["factor"], params.get("mscale"), params.get("mscale_all_dim")
+        scale = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all) if mscale and mscale_all else \
+            yarn_mscale(factor)
+        params.update(attention_factor=params.get("attention_factor") or scale, beta_fast=params.get("beta_fast") or 32,
+                      beta_slow=params.get("beta_slow") or 1, truncate=params.get("truncate", True))
     scaling = {"rope_type": kind, **{k: params.get(k) for k in ("factor", *ROPE_SCALINGS[kind])}}
     problem = check_rope_scaling(scaling, rotary_dim)
     if problem:

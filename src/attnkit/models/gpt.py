@@ -68,7 +68,7 @@ class GPTConfig(Config):
     norm_eps: float = 1e-5
     positional: Literal["learned", "rotary", "alibi"] = "learned"
     rope_base: float = 10000.0
-    rope_scaling: dict | None = None  # Hugging Face's rope_parameters beyond rope_theta: linear, llama3, longrope
+    rope_scaling: dict | None = None  # Hugging Face's rope_parameters beyond rope_theta: linear, llama3, longrope, yarn
     rotary_dim: int | None = None  # rotate the first rotary_dim dimensions of each head; None = all (Phi-4-mini)
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections alone (Qwen2); None = ``bias``
@@ -89,7 +89,7 @@ class GPTConfig(Config):
     normalize_expert_weights: bool = True  # False: the chosen experts' softmax weights as they are (Qwen-MoE)
     shared_expert_d_ff: int | None = None  # with n_experts: an expert of this size every token runs, gated (Qwen2-MoE)
     router_aux_loss_coef: float = 0.0  # with n_experts: the loss adds this times router_balance_loss (Mixtral: 0.02)
-    moe_layers: tuple[int, ...] | None = None  # with n_experts: the layers with experts; None = all (Qwen-MoE, DeepSeek)
+    moe_layers: tuple[int, ...] | None = None  # with n_experts: the layers with experts; None = all
     dense_d_ff: int | None = None  # with moe_layers: the other layers' feed-forward size; None = d_ff
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)

@@ -47,6 +47,7 @@ ROPE_SCALINGS = {  # rope_type -> its fields besides ``factor`` (Hugging Face's 
     "linear": (),
     "llama3": ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
     "longrope": ("short_factor", "long_factor", "original_max_position_embeddings", "attention_factor"),
+    "yarn": ("original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow", "truncate"),
 }
 _FACTOR_LISTS = ("short_factor", "long_factor")  # LongRoPE's: one factor per frequency
 
@@ -67,8 +68,10 @@ def check_rope_scaling(scaling: dict | None, rotary_dim: int | None = None) -> s
     if sorted(scaling) != sorted(needed):
         return f"a {kind} scaling has exactly the fields {list(needed)}"
     lists = [k for k in needed[1:] if k in _FACTOR_LISTS]
-    if not all(_positive(scaling[k]) for k in needed[1:] if k not in lists):
+    if not all(_positive(scaling[k]) for k in needed[1:] if k not in lists and k != "truncate"):
         return "its factors and lengths must be positive numbers"
+    if "truncate" in scaling and not isinstance(scaling["truncate"], bool):
+        return "truncate must be true or false"
     for k in lists:
         factors = scaling[k]
         if not isinstance(factors, (list, tuple)) or not factors or not all(_positive(f) for f in factors):
@@ -85,6 +88,33 @@ def longrope_attention_factor(factor: float, original: int) -> float:
     return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
 
 
+def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """YaRN's attention temperature (Peng et al. 2023, eq. 22): 0.1 · mscale · ln s + 1 (1 when
+    s <= 1). ``transformers`` scales cos and sin by ``yarn_mscale(s, mscale) / yarn_mscale(s,
+    mscale_all_dim)`` when a config gives both, else by ``yarn_mscale(s)``."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def _yarn_frequencies(inv_freq: torch.Tensor, dim: int, base: float, scaling: dict) -> torch.Tensor:
+    """YaRN's "NTK-by-parts" frequencies (Peng et al. 2023, §3.2, as ``transformers``): the
+    frequencies that turn more than ``beta_fast`` times over the original context are kept, those
+    that turn fewer than ``beta_slow`` times are divided by ``factor``, with a linear ramp over
+    the dimensions between (their bounds rounded outwards when ``truncate``)."""
+    original = scaling["original_max_position_embeddings"]
+
+    def dim_of(rotations: float) -> float:  # the dimension whose frequency turns this many times
+        return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = dim_of(scaling["beta_fast"]), dim_of(scaling["beta_slow"])
+    if scaling["truncate"]:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # no division by zero
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32, device=inv_freq.device) - low) / (high - low)).clamp(0, 1)
+    return inv_freq / scaling["factor"] * ramp + inv_freq * (1 - ramp)
+
+
 def rope_frequencies(head_dim: int, base: float, scaling: dict | None = None, device=None,
                      long: bool = False) -> torch.Tensor:
     """The rotary embedding's ``head_dim / 2`` angular frequencies ``base^(-2i/D)``, fp32.
@@ -96,7 +126,8 @@ def rope_frequencies(head_dim: int, base: float, scaling: dict | None = None, de
     (below ``original_max_position_embeddings / high_freq_factor``) and blends in between;
     ``longrope`` (Ding et al. 2024; Phi-3) divides each frequency by its own factor, from
     ``long_factor`` when ``long`` (sequences past ``original_max_position_embeddings``), else from
-    ``short_factor``.
+    ``short_factor``; ``yarn`` (Peng et al. 2023) keeps the high frequencies, divides the low
+    ones by ``factor`` and ramps between (:func:`_yarn_frequencies`).
     """
     dims = torch.arange(0, head_dim, 2, dtype=torch.float32, device=device)
     inv_freq = 1.0 / (base ** (dims / head_dim))
@@ -108,6 +139,8 @@ def rope_frequencies(head_dim: int, base: float, scaling: dict | None = None, de
     if scaling["rope_type"] == "longrope":
         factors = scaling["long_factor" if long else "short_factor"]
         return inv_freq / torch.tensor(factors, dtype=torch.float32, device=device)
+    if scaling["rope_type"] == "yarn":
+        return _yarn_frequencies(inv_freq, head_dim, base, scaling)
     low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
     context = scaling["original_max_position_embeddings"]
     wavelength = 2 * math.pi / inv_freq
@@ -126,7 +159,7 @@ class RotaryEmbedding(nn.Module):
     :func:`apply_rotary`, which rotates q and k so that q·k depends only on their offset; a ``D``
     below the head size rotates its first ``D`` dimensions only. LongRoPE picks its long factors
     for a call whose last position is past ``original_max_position_embeddings`` (as
-    ``transformers`` does, per call) and scales cos and sin by ``attention_factor``.
+    ``transformers`` does, per call); LongRoPE and YaRN scale cos and sin by ``attention_factor``.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0, scaling: dict | None = None):
@@ -154,8 +187,8 @@ class RotaryEmbedding(nn.Module):
             inv_freq = torch.where(past, self._inv_freq[1], inv_freq)
         freqs = position_ids[..., None].float() * inv_freq  # (B, T, D/2)
         emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # (B, 1, T, D)
-        if self.longrope:
-            scale = self.scaling["attention_factor"]
+        scale = None if self.scaling is None else self.scaling.get("attention_factor")
+        if scale is not None:
             return emb.cos() * scale, emb.sin() * scale
         return emb.cos(), emb.sin()
 
