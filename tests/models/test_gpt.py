@@ -162,8 +162,18 @@ def test_heads_not_dividing_width_is_an_error():
     (dict(moe_layers=(0,)), r"moe_layers: must be layer indices in \[0, 2\), with n_experts"),
     (dict(n_experts=4, moe_layers=(2,)), r"moe_layers: must be layer indices in \[0, 2\)"),
     (dict(n_experts=4, dense_d_ff=64), "dense_d_ff: must be None, or positive with moe_layers"),
+    (dict(router_scoring="sigmoid"), "router_scoring: sigmoid needs n_experts"),
+    (dict(n_experts=4, router_scoring="sigmoid", router_aux_loss_coef=0.1), "for softmax routers"),
+    (dict(n_experts=4, expert_groups=3, expert_groups_per_token=1), r"must split n_experts \(4\) into groups"),
+    (dict(n_experts=4, expert_groups=2, expert_groups_per_token=3), r"must be from 1 to expert_groups \(2\)"),
+    (dict(n_experts=4, expert_groups_per_token=2), "expert_groups_per_token: needs expert_groups"),
+    (dict(routed_scaling_factor=2.0), "routed_scaling_factor: must be 1, or positive with n_experts"),
+    (dict(n_experts=4, shared_expert_gated=False), "shared_expert_gated: False needs a shared expert"),
+    (dict(kv_lora_rank=8), "kv_lora_rank: must be positive, with rotary positions on a rotary_dim below head_dim"),
+    (dict(positional="rotary", rotary_dim=8, kv_lora_rank=8), "rotary_dim below head_dim"),
+    (dict(q_lora_rank=8), "q_lora_rank, v_head_dim and rope_interleave need kv_lora_rank"),
 ])
-def test_mixture_of_experts_fields_are_checked(fields, message):
+def test_mixture_of_experts_and_latent_attention_fields_are_checked(fields, message):
     with pytest.raises(ConfigError, match=message):
         GPTConfig.from_preset("gpt-tiny", **fields)
 

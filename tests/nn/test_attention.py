@@ -14,6 +14,7 @@ from attnkit.nn import (
     KVCache,
     LayerConfig,
     MultiHeadAttention,
+    MultiHeadLatentAttention,
     RelativePositionBias,
     RotaryEmbedding,
     causal_mask,
@@ -537,3 +538,42 @@ def test_softcapped_scores_equal_the_gemma_formula_masked_after_the_cap(need_wei
         torch.testing.assert_close(out[1], weights, atol=1e-6, rtol=1e-5)
     uncapped = scaled_dot_product_attention(q, k, v, mask=mask, is_causal=True, scale=scale)
     assert (uncapped - y).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("q_lora_rank,rope_interleave", [(None, False), (12, True)])
+def test_latent_attention_equals_the_expanded_formula(q_lora_rank, rope_interleave):
+    """Multi-head latent attention (queries moved into the latent space) equals the formula of
+    DeepSeek-V2 §2.1 written out: each head's key [W_k c, k_rope] and value W_v c, causal softmax
+    attention with a padding mask, the weights too; a decoding step over the cache (heads folded
+    into one shared-key head) equals the last row of the full pass."""
+    torch.manual_seed(0)
+    H, nope, rope, v_dim, r = 3, 6, 4, 5, 8
+    mla = MultiHeadLatentAttention(16, H, r, nope, rope, v_dim, q_lora_rank, rope_interleave=rope_interleave).eval()
+    x = torch.randn(2, 7, 16)
+    cos, sin = RotaryEmbedding(rope)(torch.arange(7)[None].expand(2, -1))
+    mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    mask[1, ..., :2] = False  # row 1 left-padded
+
+    q = mla.q_proj(x) if q_lora_rank is None else mla.q_b_proj(mla.q_a_norm(mla.q_a_proj(x)))
+    q = q.view(2, 7, H, nope + rope).transpose(1, 2)
+    latent, k_rope = mla.kv_a_proj(x).split([r, rope], dim=-1)
+    kv = mla.kv_b_proj(mla.kv_a_norm(latent)).view(2, 7, H, nope + v_dim).transpose(1, 2)
+    q_rope, k_rope = q[..., nope:], k_rope[:, None]
+    if rope_interleave:  # pairs (x0, x1), (x2, x3) rotate together: evens first, as transformers does
+        q_rope, k_rope = (torch.cat([t[..., 0::2], t[..., 1::2]], -1) for t in (q_rope, k_rope))
+    rotate = lambda t: t * cos + torch.cat([-t[..., rope // 2:], t[..., :rope // 2]], -1) * sin  # noqa: E731
+    queries = torch.cat([q[..., :nope], rotate(q_rope)], -1)
+    keys = torch.cat([kv[..., :nope], rotate(k_rope).expand(-1, H, -1, -1)], -1)
+    scores = queries @ keys.transpose(-1, -2) / math.sqrt(nope + rope)
+    allowed = mask & torch.ones(7, 7, dtype=torch.bool).tril()
+    weights = scores.masked_fill(~allowed, float("-inf")).softmax(-1).nan_to_num(0.0)  # padding rows: zeros
+    expected = mla.out_proj((weights @ kv[..., nope:]).transpose(1, 2).reshape(2, 7, H * v_dim))
+
+    with torch.no_grad():
+        y, w = mla(x, mask=mask, is_causal=True, rotary=(cos, sin), need_weights=True)
+        assert (y - expected).abs().max() < 1e-5 and (w - weights).abs().max() < 1e-5
+        assert (mla(x, mask=mask, is_causal=True, rotary=(cos, sin))[0] - expected).abs().max() < 1e-5
+        cache = KVCache(7)
+        mla(x[:, :6], mask=mask[..., :6], is_causal=True, rotary=(cos[:, :, :6], sin[:, :, :6]), cache=cache)
+        step, _ = mla(x[:, 6:], mask=mask, is_causal=True, rotary=(cos[:, :, 6:], sin[:, :, 6:]), cache=cache)
+        assert (step - expected[:, 6:]).abs().max() < 1e-5

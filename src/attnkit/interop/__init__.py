@@ -62,6 +62,7 @@ FAMILIES: dict[str, str] = {
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",
     "olmoe": "attnkit.interop.olmoe",
+    "deepseek_v3": "attnkit.interop.deepseek_v3",
     "mixtral": "attnkit.interop.mixtral",
     "qwen3_moe": "attnkit.interop.qwen3_moe",
     "qwen2_moe": "attnkit.interop.qwen2_moe",

@@ -53,21 +53,27 @@ def key_rules(model) -> list[Rename]:
     ]
 
 
-def moe_key_rules(model, block: str, experts: tuple[str, str, str]) -> list[Rename]:
-    """:func:`key_rules` with each layer's feed-forward a sparse mixture: the router at
-    ``model.layers.{i}.{block}.gate``, each expert's gate, up and down projections at
+def moe_key_rules(model, block: str, experts: tuple[str, str, str], dense: list[Rename] | None = None,
+                  shared: str = "shared_expert") -> list[Rename]:
+    """``dense`` (default :func:`key_rules`) with each layer's feed-forward a sparse mixture: the
+    router at ``model.layers.{i}.{block}.gate`` (DeepSeek-V3's score bias at
+    ``gate.e_score_correction_bias``), each expert's gate, up and down projections at
     ``{block}.experts.{j}.`` + the names in ``experts`` (Mixtral: ``w1``, ``w3``, ``w2``), and a
-    shared expert at ``{block}.shared_expert.`` with its gate ``{block}.shared_expert_gate``."""
+    shared expert at ``{block}.{shared}.`` with its gate ``{block}.shared_expert_gate``."""
     n, h = "decoder.layers.{i}.ffn.", f"model.layers.{{i}}.{block}."
+    c = model.config
     # Dense layers among the sparse ones (moe_layers) keep Llama's mlp.{gate,up,down}_proj.
-    dense = key_rules(model) if model.config.moe_layers is not None else \
-        [r for r in key_rules(model) if ".ffn.fc_" not in r.native_names[0]]
+    dense = key_rules(model) if dense is None else dense
+    if c.moe_layers is None:
+        dense = [r for r in dense if ".ffn.fc_" not in r.native_names[0]]
     parts = tuple(zip(("fc_gate", "fc_in", "fc_out"), experts))
-    shared = [Rename(n + "shared_gate.weight", h + "shared_expert_gate.weight")] + [
-        Rename(n + f"shared_expert.{ours}.weight", h + f"shared_expert.{theirs}.weight") for ours, theirs in parts]
-    return dense + [Rename(n + "router.weight", h + "gate.weight")] + [
+    shared_rules = [Rename(n + f"shared_expert.{ours}.weight", h + f"{shared}.{theirs}.weight") for ours, theirs in parts]
+    if c.shared_expert_gated:
+        shared_rules.append(Rename(n + "shared_gate.weight", h + "shared_expert_gate.weight"))
+    bias = [Rename(n + "score_bias", h + "gate.e_score_correction_bias")] if c.router_scoring == "sigmoid" else []
+    return dense + [Rename(n + "router.weight", h + "gate.weight")] + bias + [
         Rename(n + f"experts.{{j}}.{ours}.weight", h + f"experts.{{j}}.{theirs}.weight") for ours, theirs in parts
-    ] + (shared if model.config.shared_expert_d_ff is not None else [])
+    ] + (shared_rules if c.shared_expert_d_ff is not None else [])
 
 
 def moe_layers_from_hf(hf: dict, n_layers: int, dense_d_ff: int, dense: tuple[int, ...] = ()) -> dict:

@@ -10,6 +10,7 @@ from attnkit.models.bert import (
     BertForTokenClassification,
 )
 from attnkit.models.config import Config
+from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -60,14 +61,14 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "DistilBert", "DistilBertConfig", "DistilBertForMaskedLM",
-    "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification", "DistilBertForTokenClassification",
-    "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma",
-    "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTNeoX", "GPTNeoXConfig", "Roberta",
-    "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
-    "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig",
-    "Mixtral", "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi3", "Phi3Config", "Qwen2",
-    "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5",
-    "T5Config", "Transformer", "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper",
-    "WhisperConfig",
+    "BertForTokenClassification", "DeepseekV3", "DeepseekV3Config", "DistilBert", "DistilBertConfig",
+    "DistilBertForMaskedLM", "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification",
+    "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
+    "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTNeoX",
+    "GPTNeoXConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+    "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
+    "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmoe",
+    "OlmoeConfig", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3",
+    "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT",
+    "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
 ]

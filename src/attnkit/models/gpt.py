@@ -53,7 +53,9 @@ class GPTConfig(Config):
     variant_fields: ClassVar[tuple[str, ...]] = (
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
         "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual", "input_norm",
-        "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff")
+        "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff",
+        "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
+        "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -77,7 +79,7 @@ class GPTConfig(Config):
     sliding_layers: tuple[int, ...] | None = None  # the layers with the window; None: see window_layers
     rope_local_base: float | None = None  # the RoPE base of the sliding layers; None = rope_base (Gemma 3)
     embed_scale: bool = False  # token embeddings times sqrt(d_model) (Gemma)
-    attn_scale_dim: int | None = None  # scores scaled by its -1/2 power, not head_dim's (Gemma's query_pre_attn_scalar)
+    attn_scale_dim: float | None = None  # scores scaled by its -1/2 power, not head_dim's
     attn_softcap: float | None = None  # attention scores soft-capped to c·tanh(s/c) (Gemma 2)
     logit_softcap: float | None = None  # output logits soft-capped likewise (Gemma 2)
     sandwich_norm: bool = False  # a norm on each sublayer's output too (Gemma 2/3)
@@ -91,6 +93,15 @@ class GPTConfig(Config):
     router_aux_loss_coef: float = 0.0  # with n_experts: the loss adds this times router_balance_loss (Mixtral: 0.02)
     moe_layers: tuple[int, ...] | None = None  # with n_experts: the layers with experts; None = all
     dense_d_ff: int | None = None  # with moe_layers: the other layers' feed-forward size; None = d_ff
+    shared_expert_gated: bool = True  # False: the shared expert's output is added ungated (DeepSeek)
+    router_scoring: Literal["softmax", "sigmoid"] = "softmax"  # sigmoid: a score bias for the choice too (DeepSeek-V3)
+    expert_groups: int | None = None  # with n_experts: the choice limited to the best groups (DeepSeek-V3's n_group)
+    expert_groups_per_token: int | None = None  # with expert_groups: how many (DeepSeek-V3's topk_group)
+    routed_scaling_factor: float = 1.0  # with n_experts: the routed experts' weights times this (DeepSeek-V3: 2.5)
+    kv_lora_rank: int | None = None  # multi-head latent attention, keys/values from latents this wide (DeepSeek)
+    q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide; None = directly
+    v_head_dim: int | None = None  # with kv_lora_rank: each head's value size; None = head_dim
+    rope_interleave: bool = False  # with kv_lora_rank: rotary dimensions as interleaved pairs (DeepSeek)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -133,6 +144,33 @@ class GPTConfig(Config):
                          "moe_layers", f"must be layer indices in [0, {self.n_layers}), with n_experts")
         self.require(self.dense_d_ff is None or (self.moe_layers is not None and self.dense_d_ff > 0), "dense_d_ff",
                      "must be None, or positive with moe_layers")
+        sparse = self.n_experts is not None
+        self.require(self.router_scoring == "softmax" or sparse, "router_scoring", "sigmoid needs n_experts")
+        self.require(self.router_aux_loss_coef == 0 or self.router_scoring == "softmax", "router_aux_loss_coef",
+                     "the load-balancing loss is for softmax routers: must be 0 with router_scoring='sigmoid'")
+        if self.expert_groups is not None:
+            groups, per = self.expert_groups, self.expert_groups_per_token
+            self.require(sparse and groups > 0 and self.n_experts % groups == 0 and self.n_experts // groups >= 2,
+                         "expert_groups", f"must split n_experts ({self.n_experts}) into groups of at least 2")
+            self.require(per is not None and 1 <= per <= groups, "expert_groups_per_token",
+                         f"must be from 1 to expert_groups ({groups})")
+        else:
+            self.require(self.expert_groups_per_token is None, "expert_groups_per_token", "needs expert_groups")
+        self.require(self.routed_scaling_factor == 1.0 or (sparse and self.routed_scaling_factor > 0),
+                     "routed_scaling_factor", "must be 1, or positive with n_experts")
+        self.require(self.shared_expert_gated or self.shared_expert_d_ff is not None, "shared_expert_gated",
+                     "False needs a shared expert (shared_expert_d_ff)")
+        if self.kv_lora_rank is not None:
+            self.require(self.kv_lora_rank > 0 and self.positional == "rotary" and self.rotary_dim is not None
+                         and self.rotary_dim < self.dim_per_head, "kv_lora_rank",
+                         "must be positive, with rotary positions on a rotary_dim below head_dim (the rest of each "
+                         "query/key head has none)")
+        else:
+            self.require(self.q_lora_rank is None and self.v_head_dim is None and not self.rope_interleave,
+                         "kv_lora_rank", "q_lora_rank, v_head_dim and rope_interleave need kv_lora_rank (multi-head "
+                         "latent attention)")
+        for name in ("q_lora_rank", "v_head_dim"):
+            self.require(getattr(self, name) is None or getattr(self, name) > 0, name, "must be None or positive")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap"):
             value = getattr(self, name)
             self.require(value is None or value > 0, name, "must be None or positive")
@@ -193,7 +231,11 @@ class GPTConfig(Config):
             attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm, parallel_residual=self.parallel_residual,
             input_norm=self.input_norm, qk_norm_per_head=self.qk_norm_per_head, n_experts=self.n_experts,
             experts_per_token=self.experts_per_token, normalize_expert_weights=self.normalize_expert_weights,
-            shared_expert_d_ff=self.shared_expert_d_ff,
+            shared_expert_d_ff=self.shared_expert_d_ff, shared_expert_gated=self.shared_expert_gated,
+            router_scoring=self.router_scoring, expert_groups=self.expert_groups,
+            expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
+            kv_lora_rank=self.kv_lora_rank, q_lora_rank=self.q_lora_rank, rope_head_dim=self.rotary_dim,
+            v_head_dim=self.v_head_dim or self.dim_per_head, rope_interleave=self.rope_interleave,
         )
 
 

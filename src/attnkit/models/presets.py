@@ -91,6 +91,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         "olmo2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                            eos_token_id=2, pad_token_id=0),
     },
+    "deepseek_v3": {
+        # DeepSeek-AI 2024: DeepSeek-V3 (HF's DeepseekV3Config defaults; 37B active).
+        "deepseek-v3": dict(),  # 671,026,404,352 params
+        "deepseek-v3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=3, n_heads=4, head_dim=12,
+                                 rotary_dim=4, v_head_dim=8, kv_lora_rank=16, q_lora_rank=24, d_ff=16, n_experts=8,
+                                 experts_per_token=2, expert_groups=4, expert_groups_per_token=2, shared_expert_d_ff=16,
+                                 moe_layers=(1, 2), dense_d_ff=48, eos_token_id=2, pad_token_id=0),
+    },
     "olmoe": {
         # Muennighoff et al. 2024: OLMoE-1B-7B (64 experts of 1,024, 8 per token; 1.3B active).
         "olmoe-1b-7b": dict(d_ff=1024),  # 6,919,161,856 params

@@ -1,6 +1,6 @@
 """attnkit.nn: the components every model is built from, each written once."""
 
-from attnkit.nn.attention import MultiHeadAttention, scaled_dot_product_attention
+from attnkit.nn.attention import MultiHeadAttention, MultiHeadLatentAttention, scaled_dot_product_attention
 from attnkit.nn.block import Decoder, DecoderLayer, Encoder, EncoderLayer, LayerConfig, StackOutput
 from attnkit.nn.cache import DecoderCache, KVCache
 from attnkit.nn.feedforward import (
@@ -41,7 +41,8 @@ from attnkit.nn.subsampling import ConvSubsampling
 __all__ = [
     "ACTIVATIONS", "ConvSubsampling", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer",
     "Encoder", "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MoEFeedForward",
-    "MultiHeadAttention", "PatchEmbedding", "RMSNorm", "RelativePositionBias", "RotaryEmbedding", "StackOutput",
+    "MultiHeadAttention", "MultiHeadLatentAttention", "PatchEmbedding", "RMSNorm", "RelativePositionBias",
+    "RotaryEmbedding", "StackOutput",
     "alibi_bias", "alibi_slopes", "apply_rotary", "as_padding_mask", "build_norm", "causal_mask", "combine_masks",
     "expand_padding_mask", "linear_cross_entropy", "POOLING", "mean_pool", "packed_weights", "pool",
     "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket", "resize_position_grid",

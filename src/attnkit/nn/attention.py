@@ -310,3 +310,81 @@ class MultiHeadAttention(nn.Module):
         y, weights = out if need_weights else (out, None)
         y = y.transpose(1, 2).reshape(B, T, self.q_dim)  # (B, T, H*D)
         return self.out_proj(y), weights
+
+
+class MultiHeadLatentAttention(nn.Module):
+    """Multi-head latent attention (DeepSeek-AI 2024, DeepSeek-V2 §2.1; DeepSeek-V3).
+
+    Keys and values come from one ``kv_lora_rank``-wide latent ``c`` per position (RMS-normed),
+    which all heads share, plus a ``rope_dim``-wide key ``k_rope`` that all heads share and that
+    carries the rotary position. Head ``h``'s key is ``[W_k^h c, k_rope]`` and its value
+    ``W_v^h c`` (``kv_b_proj`` stacks the ``W_k^h`` and ``W_v^h``); its query
+    ``[q_nope, q_rope]`` comes from ``x`` directly, or through a ``q_lora_rank``-wide latent
+    (RMS-normed). A score ``q_nope·W_k^h c + q_rope·k_rope`` equals ``(W_k^hᵀ q_nope)·c +
+    q_rope·k_rope``, so the queries are moved into the latent space instead of the keys out of
+    it (the "absorbed" form of §2.1.2): attention runs as multi-query attention over
+    ``[c, k_rope]`` with the values ``c``, and each head's output is then mapped by ``W_v^h``.
+    The KV cache holds those two, ``kv_lora_rank + rope_dim`` and ``kv_lora_rank`` numbers per
+    position and layer, whatever the number of heads. Same interface as
+    :class:`MultiHeadAttention` (self-attention only); ``rotary`` is ``(cos, sin)`` of width
+    ``rope_dim``, and ``scale`` defaults to ``(nope_dim + rope_dim) ** -0.5``. ``rope_interleave``:
+    the projections give the rotary dimensions as interleaved pairs ``(x0, x1), (x2, x3), ...``
+    (DeepSeek's checkpoints), which are regrouped evens first before the "rotate half" rotation,
+    as ``transformers`` does.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, kv_lora_rank: int, nope_dim: int, rope_dim: int, v_dim: int,
+                 q_lora_rank: int | None = None, bias: bool = False, dropout: float = 0.0,
+                 scale: float | None = None, norm_eps: float = 1e-6, rope_interleave: bool = False):
+        super().__init__()
+        self.rope_interleave = rope_interleave
+        self.n_heads, self.kv_lora_rank, self.nope_dim, self.rope_dim, self.v_dim = (n_heads, kv_lora_rank, nope_dim,
+                                                                                      rope_dim, v_dim)
+        self.dropout = dropout
+        self.scale = (nope_dim + rope_dim) ** -0.5 if scale is None else scale
+        q_dim = n_heads * (nope_dim + rope_dim)
+        if q_lora_rank is None:
+            self.q_proj = Linear(d_model, q_dim, bias=False)
+        else:
+            self.q_a_proj = Linear(d_model, q_lora_rank, bias=bias)
+            self.q_a_norm = build_norm("rmsnorm", q_lora_rank, norm_eps, bias=False)
+            self.q_b_proj = Linear(q_lora_rank, q_dim, bias=False)
+        self.q_lora_rank = q_lora_rank
+        self.kv_a_proj = Linear(d_model, kv_lora_rank + rope_dim, bias=bias)
+        self.kv_a_norm = build_norm("rmsnorm", kv_lora_rank, norm_eps, bias=False)
+        # Read as a matrix per head, never called: a plain nn.Linear, which packed_weights leaves alone.
+        self.kv_b_proj = nn.Linear(kv_lora_rank, n_heads * (nope_dim + v_dim), bias=False)
+        self.out_proj = Linear(n_heads * v_dim, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None, is_causal: bool = False, cache: KVCache | None = None,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None, need_weights: bool = False):
+        """Attend from ``x`` ``(B, T, C)`` to itself; returns ``(y, weights)`` as
+        :meth:`MultiHeadAttention.forward` does."""
+        if context is not None:
+            raise InputError("multi-head latent attention is self-attention only")
+        B, T, _ = x.shape
+        H = self.n_heads
+        q = self.q_proj(x) if self.q_lora_rank is None else self.q_b_proj(self.q_a_norm(self.q_a_proj(x)))
+        q_nope, q_rope = q.view(B, T, H, -1).transpose(1, 2).split([self.nope_dim, self.rope_dim], dim=-1)
+        latent, k_rope = self.kv_a_proj(x).split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        latent, k_rope = self.kv_a_norm(latent)[:, None], k_rope[:, None]  # (B, 1, T, ·): one head, shared
+        if self.rope_interleave:
+            q_rope, k_rope = (torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1) for t in (q_rope, k_rope))
+        if rotary is not None:
+            q_rope, k_rope = apply_rotary(q_rope, *rotary), apply_rotary(k_rope, *rotary)
+        w = self.kv_b_proj.weight.view(H, self.nope_dim + self.v_dim, self.kv_lora_rank)
+        q = torch.cat([torch.matmul(q_nope, w[:, :self.nope_dim]), q_rope], dim=-1)  # (B, H, T, r + rope)
+        k, v = torch.cat([latent, k_rope], dim=-1), latent
+        if cache is not None:
+            k, v = cache.update(k, v)
+        # One query per head (a decoding step): the heads become the query rows of one head, so the
+        # shared keys are not copied per head. That query sees every key: no causal mask.
+        fold = T == 1 and bias is None and not need_weights
+        out = scaled_dot_product_attention(
+            q.transpose(1, 2) if fold else q, k, v, mask=mask, bias=bias, is_causal=is_causal and not fold,
+            dropout_p=self.dropout if self.training else 0.0, scale=self.scale, need_weights=need_weights)
+        y, weights = out if need_weights else (out, None)
+        y = y.transpose(1, 2) if fold else y  # (B, H, T, r)
+        y = torch.matmul(y, w[:, self.nope_dim:].transpose(1, 2))  # (B, H, T, v): each head's W_v
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, H * self.v_dim)), weights

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from attnkit.errors import InputError
-from attnkit.nn.attention import MultiHeadAttention
+from attnkit.nn.attention import MultiHeadAttention, MultiHeadLatentAttention
 from attnkit.nn.cache import DecoderCache, KVCache
 from attnkit.nn.feedforward import FeedForward, MoEFeedForward
 from attnkit.nn.norm import build_norm
@@ -56,8 +56,26 @@ class LayerConfig:
     experts_per_token: int = 2  # the experts each token runs on
     normalize_expert_weights: bool = True  # the chosen experts' router weights renormalised to sum to 1
     shared_expert_d_ff: int | None = None  # an expert every token runs, gated (Qwen2-MoE)
+    shared_expert_gated: bool = True  # False: the shared expert's output added as it is (DeepSeek)
+    router_scoring: str = "softmax"  # or "sigmoid", with a score bias for the choice (DeepSeek-V3)
+    expert_groups: int | None = None  # the choice limited to the best expert_groups_per_token groups
+    expert_groups_per_token: int | None = None
+    routed_scaling_factor: float = 1.0  # the routed experts' weights multiplied by it (DeepSeek-V3)
+    kv_lora_rank: int | None = None  # multi-head latent attention with latents this wide (DeepSeek)
+    q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide
+    rope_head_dim: int | None = None  # with kv_lora_rank: the rotary part of each query/key head
+    v_head_dim: int | None = None  # with kv_lora_rank: each head's value size
+    rope_interleave: bool = False  # with kv_lora_rank: rotary dimensions as interleaved pairs (DeepSeek)
 
-    def attention(self, cross: bool = False) -> MultiHeadAttention:
+    def attention(self, cross: bool = False) -> MultiHeadAttention | MultiHeadLatentAttention:
+        if self.kv_lora_rank is not None:
+            if cross:
+                raise InputError("multi-head latent attention is self-attention only")
+            head = self.head_dim or self.d_model // self.n_heads
+            return MultiHeadLatentAttention(
+                self.d_model, self.n_heads, self.kv_lora_rank, head - self.rope_head_dim, self.rope_head_dim,
+                self.v_head_dim, self.q_lora_rank, bias=self.bias, dropout=self.attn_dropout, scale=self.attn_scale,
+                norm_eps=self.norm_eps, rope_interleave=self.rope_interleave)
         return MultiHeadAttention(
             self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
@@ -69,7 +87,9 @@ class LayerConfig:
         ffn_dropout = self.dropout if self.ffn_dropout is None else self.ffn_dropout
         if self.n_experts is not None:
             return MoEFeedForward(self.d_model, self.d_ff, self.n_experts, self.experts_per_token, self.activation,
-                                  self.bias, ffn_dropout, self.normalize_expert_weights, self.shared_expert_d_ff)
+                                  self.bias, ffn_dropout, self.normalize_expert_weights, self.shared_expert_d_ff,
+                                  self.router_scoring, self.expert_groups, self.expert_groups_per_token,
+                                  self.routed_scaling_factor, self.shared_expert_gated)
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:

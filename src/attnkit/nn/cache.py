@@ -14,7 +14,8 @@ from attnkit.errors import InputError
 
 
 class KVCache:
-    """Keys and values of one attention layer, ``(B, Hkv, S, D)`` each.
+    """Keys and values of one attention layer, ``(B, Hkv, S, D)`` each (the values may have
+    another ``D``).
 
     ``max_len=None`` makes a static cache (cross-attention): the first ``update`` stores the
     keys/values and later steps reuse them.
@@ -35,7 +36,7 @@ class KVCache:
         if self.k is None:
             B, H, _, D = k.shape
             self.k = k.new_empty(B, H, self.max_len, D)
-            self.v = v.new_empty(B, H, self.max_len, D)
+            self.v = v.new_empty(B, H, self.max_len, v.shape[-1])  # values may be narrower (latent attention)
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise InputError(f"KV cache overflow: {end} positions requested, cache holds {self.max_len}")
@@ -65,7 +66,7 @@ class KVCache:
         shape = (len(index), *self.k.shape[1:])
         spare = self._spare
         if spare is None or (spare[0].shape, spare[0].dtype, spare[0].device) != (shape, self.k.dtype, self.k.device):
-            spare = self.k.new_empty(shape), self.v.new_empty(shape)
+            spare = self.k.new_empty(shape), self.v.new_empty(len(index), *self.v.shape[1:])
         torch.index_select(self.k[:, :, :n], 0, index, out=spare[0][:, :, :n])
         torch.index_select(self.v[:, :, :n], 0, index, out=spare[1][:, :, :n])
         self._spare = self.k, self.v

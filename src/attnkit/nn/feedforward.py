@@ -63,35 +63,70 @@ class MoEFeedForward(nn.Module):
     it, and their outputs are summed, weighted by the router's softmax (in fp32), renormalised
     over the chosen ones unless ``normalize=False`` (Qwen-MoE's ``norm_topk_prob``). Each expert
     runs once per call, on the rows routed to it. ``shared_d_ff`` adds an expert of that size that
-    every token runs, its output scaled by a sigmoid gate (Qwen2-MoE's ``shared_expert``).
+    every token runs, its output scaled by a sigmoid gate (Qwen2-MoE's ``shared_expert``), or
+    added as it is with ``shared_gated=False`` (DeepSeek's ``shared_experts``).
+
+    DeepSeek-V3's router (DeepSeek-AI 2024, §2.1.2): ``scoring="sigmoid"`` scores each expert
+    with a sigmoid; a per-expert ``score_bias`` (a buffer, ``e_score_correction_bias``) shifts
+    the scores for the choice only; with ``groups`` the experts are split into that many groups,
+    each scored by its two best experts, and the choice is limited to the ``groups_per_token``
+    best groups; the chosen scores (renormalised, or not) are multiplied by ``scale``.
     """
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int = 2, activation: str = "swiglu",
-                 bias: bool = False, dropout: float = 0.0, normalize: bool = True, shared_d_ff: int | None = None):
+                 bias: bool = False, dropout: float = 0.0, normalize: bool = True, shared_d_ff: int | None = None,
+                 scoring: str = "softmax", groups: int | None = None, groups_per_token: int | None = None,
+                 scale: float = 1.0, shared_gated: bool = True):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ConfigError(f"top_k must be between 1 and n_experts ({n_experts}), got {top_k}")
-        self.top_k, self.normalize = top_k, normalize
+        if scoring not in ("softmax", "sigmoid"):
+            raise ConfigError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
+        if groups is not None and not (n_experts % groups == 0 and n_experts // groups >= 2
+                                       and groups_per_token is not None and 1 <= groups_per_token <= groups):
+            raise ConfigError(f"groups ({groups}) must split the {n_experts} experts into groups of at least 2, and "
+                              f"groups_per_token ({groups_per_token}) must be from 1 to groups")
+        self.top_k, self.normalize, self.scoring, self.scale = top_k, normalize, scoring, scale
+        self.groups, self.groups_per_token = groups, groups_per_token
         self.router = Linear(d_model, n_experts, bias=False)
+        if scoring == "sigmoid":
+            self.register_buffer("score_bias", torch.zeros(n_experts))
         self.experts = nn.ModuleList(FeedForward(d_model, d_ff, activation, bias, dropout) for _ in range(n_experts))
         self.shared_expert = self.shared_gate = None
         if shared_d_ff is not None:
             self.shared_expert = FeedForward(d_model, shared_d_ff, activation, bias, dropout)
-            self.shared_gate = Linear(d_model, 1, bias=False)
+            self.shared_gate = Linear(d_model, 1, bias=False) if shared_gated else None
+
+    def route(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weights, chosen)``, ``(N, top_k)`` each: the experts each token runs on, and the
+        weights of their outputs (fp32), from the router's ``(N, E)`` logits."""
+        scores = logits.float().softmax(dim=-1) if self.scoring == "softmax" else logits.float().sigmoid()
+        choice = scores if self.scoring == "softmax" else scores + self.score_bias.float()
+        if self.groups is not None:  # only the best groups' experts compete
+            N, E = choice.shape
+            best = choice.view(N, self.groups, E // self.groups).topk(2, dim=-1).values.sum(dim=-1)  # (N, groups)
+            kept = torch.zeros_like(best, dtype=torch.bool).scatter_(
+                1, best.topk(self.groups_per_token, dim=-1).indices, True)
+            choice = choice.masked_fill(~kept.repeat_interleave(E // self.groups, dim=1), float("-inf"))
+        chosen = choice.topk(self.top_k, dim=-1).indices
+        weights = scores.gather(1, chosen)
+        if self.normalize:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + (1e-20 if self.scoring == "sigmoid" else 0.0))
+        return weights * self.scale if self.scale != 1.0 else weights, chosen
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(-1, x.shape[-1])
         self.router_logits = self.router(h)  # (N, E), kept for router_balance_loss
-        weights, chosen = self.router_logits.float().softmax(dim=-1).topk(self.top_k, dim=-1)  # (N, k)
-        if self.normalize:
-            weights = weights / weights.sum(dim=-1, keepdim=True)
+        weights, chosen = self.route(self.router_logits)
         out = torch.zeros_like(h)
         for e in chosen.unique().tolist():  # the experts some token chose; one host sync per call
             rows, slot = (chosen == e).nonzero(as_tuple=True)
             y = self.experts[e](h[rows]) * weights[rows, slot, None]
             out.index_add_(0, rows, y.to(out.dtype))
-        if self.shared_expert is not None:
+        if self.shared_gate is not None:
             out = out + torch.sigmoid(self.shared_gate(h)) * self.shared_expert(h)
+        elif self.shared_expert is not None:
+            out = out + self.shared_expert(h)
         return out.view_as(x)
 
 

@@ -1,0 +1,69 @@
+"""DeepSeek-V3 (DeepSeek-AI 2024): a Llama-style decoder (RMSNorm, rotary positions, SwiGLU,
+untied head) with two changes, both built from :class:`~attnkit.models.gpt.GPTConfig` fields.
+
+- **Multi-head latent attention** (``kv_lora_rank``, ``q_lora_rank``, ``v_head_dim``;
+  :class:`attnkit.nn.MultiHeadLatentAttention`): keys and values come from one 512-wide latent
+  per position, queries from a 1,536-wide one; each 192-wide query/key head has 128 dimensions
+  without a position and ``rotary_dim`` = 64 rotary ones, and the values are 128 wide. The KV
+  cache holds the latent and the shared rotary key: 576 + 512 numbers per position and layer
+  for 128 heads.
+- **DeepSeekMoE** (``n_experts`` = 256, 8 per token): the first three layers are dense
+  (``moe_layers``, ``dense_d_ff``); the others route with sigmoid scores (``router_scoring``)
+  shifted by a learned bias for the choice, limited to the best 4 of 8 expert groups
+  (``expert_groups``, ``expert_groups_per_token``), the chosen weights renormalised and
+  multiplied by ``routed_scaling_factor`` (2.5), plus an ungated shared expert
+  (``shared_expert_d_ff``, ``shared_expert_gated=False``).
+
+The scores are scaled by ``head_dim ** -0.5`` times YaRN's ``mscale_all_dim`` correction squared
+(``attn_scale_dim``). Checkpoints load and save in ``DeepseekV3ForCausalLM``'s layout
+(:mod:`attnkit.interop.deepseek_v3`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from attnkit.models.gpt import GPT
+from attnkit.models.llama import LlamaConfig
+
+
+@dataclass(frozen=True)
+class DeepseekV3Config(LlamaConfig):
+    """Sizes of a DeepSeek-V3. Defaults are Hugging Face's ``DeepseekV3Config`` (DeepSeek-V3's
+    shape, 671B parameters); ``d_ff`` is each routed expert's size (``moe_intermediate_size``)."""
+
+    model_type = "deepseek_v3"
+
+    vocab_size: int = 129280
+    n_positions: int = 4096
+    d_model: int = 7168
+    n_layers: int = 61
+    n_heads: int = 128
+    head_dim: int | None = 192
+    rotary_dim: int | None = 64
+    d_ff: int | None = 2048
+    norm_eps: float = 1e-6
+    kv_lora_rank: int | None = 512
+    q_lora_rank: int | None = 1536
+    v_head_dim: int | None = 128
+    rope_interleave: bool = True
+    n_experts: int | None = 256
+    experts_per_token: int = 8
+    router_scoring: Literal["softmax", "sigmoid"] = "sigmoid"
+    expert_groups: int | None = 8
+    expert_groups_per_token: int | None = 4
+    routed_scaling_factor: float = 2.5
+    shared_expert_d_ff: int | None = 2048
+    shared_expert_gated: bool = False
+    moe_layers: tuple[int, ...] | None = tuple(range(3, 61))
+    dense_d_ff: int | None = 18432
+    bos_token_id: int | None = 0
+    eos_token_id: int | None = 1
+
+
+class DeepseekV3(GPT):
+    """A DeepSeek-V3 causal LM: multi-head latent attention and DeepSeekMoE (see the module doc
+    and :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = DeepseekV3Config

@@ -1,0 +1,137 @@
+"""DeepSeek-V3 against `transformers`' DeepseekV3ForCausalLM with identical weights, both
+directions: multi-head latent attention (queries through a latent or not, interleaved rotary
+pairs or not, YaRN with DeepSeek's score correction) and DeepSeekMoE (dense first layers, sigmoid
+scores with a bias for the choice, group-limited routing, scaled weights, ungated shared experts)."""
+
+import json
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import ConfigError
+from tests.interop.test_mistral_qwen_interop import batch, generation_matches, lm_loss_and_logits_match
+
+transformers = pytest.importorskip("transformers")
+
+V = 96
+# 3 layers, the first dense; 8 experts in 4 groups, 2 groups and 2 experts per token; 4 heads of
+# 8 + 4 (rotary) query/key dimensions and 6 value dimensions.
+DEEPSEEK = dict(vocab_size=V, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=3,
+                num_attention_heads=4, num_key_value_heads=4, n_shared_experts=2, n_routed_experts=8,
+                routed_scaling_factor=2.5, kv_lora_rank=16, q_lora_rank=24, qk_rope_head_dim=4, qk_nope_head_dim=8,
+                v_head_dim=6, n_group=4, topk_group=2, num_experts_per_tok=2, first_k_dense_replace=1,
+                max_position_embeddings=64, rms_norm_eps=1e-6, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+YARN = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 16,
+        "mscale": 1.0, "mscale_all_dim": 1.0, "beta_fast": 32, "beta_slow": 1}
+VARIANTS = {"latent queries, interleaved": {}, "direct queries, halves": dict(q_lora_rank=None, rope_interleave=False),
+            "yarn": dict(rope_parameters=YARN)}
+
+
+def hf_deepseek(path, **overrides):
+    """A random ``DeepseekV3ForCausalLM`` saved to ``path``: every weight drawn (norm weights
+    around 1), and the routers' score biases too, so that a missed tensor shows in the logits."""
+    torch.manual_seed(0)
+    hf = transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(**{**DEEPSEEK, **overrides})).eval()
+    with torch.no_grad():
+        for n, p in hf.named_parameters():
+            p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5)
+        for n, b in hf.named_buffers():
+            if n.endswith("e_score_correction_bias"):
+                b.normal_(0.0, 0.3)
+    hf.save_pretrained(path)
+    return hf
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_deepseek_v3_gives_transformers_logits_loss_and_gradients(tmp_path, variant):
+    hf = hf_deepseek(tmp_path, **VARIANTS[variant])
+    model = attnkit.from_pretrained(tmp_path)
+    c = model.config
+    assert type(model) is attnkit.DeepseekV3 and c.kv_lora_rank == 16 and c.head_dim == 12 and c.rotary_dim == 4
+    assert c.moe_layers == (1, 2) and c.dense_d_ff == 48 and c.shared_expert_d_ff == 32 and c.expert_groups == 4
+    ids = batch(20)[0][:1]  # 20 tokens: past YaRN's original 16
+    lm_loss_and_logits_match(model, hf, ids)
+    ours, theirs = model.decoder.layers[1], hf.model.layers[1]
+    for a, b in [(ours.attn.kv_b_proj, theirs.self_attn.kv_b_proj), (ours.attn.kv_a_norm, theirs.self_attn.kv_a_layernorm),
+                 (ours.attn.kv_a_proj, theirs.self_attn.kv_a_proj_with_mqa), (ours.attn.out_proj, theirs.self_attn.o_proj),
+                 (ours.ffn.router, theirs.mlp.gate), (ours.ffn.shared_expert.fc_out, theirs.mlp.shared_experts.down_proj),
+                 (model.decoder.layers[0].ffn.fc_gate, hf.model.layers[0].mlp.gate_proj)]:
+        assert (a.weight.grad - b.weight.grad).abs().max() < 1e-4
+    experts = theirs.mlp.experts.down_proj.grad  # (8, 32, 16): transformers' fused expert tensors
+    ran = [j for j in range(8) if ours.ffn.experts[j].fc_out.weight.grad is not None]  # the others: no token chose them
+    assert len(ran) >= 4 and all(experts[j].abs().max() == 0 for j in range(8) if j not in ran)
+    assert max((ours.ffn.experts[j].fc_out.weight.grad - experts[j]).abs().max() for j in ran) < 1e-4
+    if c.q_lora_rank is not None:
+        assert (ours.attn.q_a_norm.weight.grad - theirs.self_attn.q_a_layernorm.weight.grad).abs().max() < 1e-4
+    if variant == "yarn":  # transformers scales the scores by mscale(4, mscale_all_dim)² too
+        assert c.attn_scale_dim == pytest.approx(12 / (1 + 0.1 * torch.log(torch.tensor(4.0)).item()) ** 4)
+
+
+def test_each_deepseek_feature_matters(tmp_path):
+    """Leaving out any one feature gives other logits than transformers': the group limit, the
+    score bias, the routed scaling, the renormalisation, the interleaved rotary pairs, YaRN's score
+    correction."""
+    hf = hf_deepseek(tmp_path, rope_parameters=YARN)
+    model = attnkit.from_pretrained(tmp_path)
+    ids = batch(20)[0][:1]
+    with torch.no_grad():
+        ref = hf(ids).logits
+        assert (model(ids).logits - ref).abs().max() < 1e-4
+        state = model.state_dict()
+        for change in [dict(expert_groups=None, expert_groups_per_token=None), dict(routed_scaling_factor=1.0),
+                       dict(normalize_expert_weights=False), dict(rope_interleave=False), dict(attn_scale_dim=None)]:
+            other = attnkit.DeepseekV3(model.config.replace(**change))
+            other.load_state_dict(state)
+            assert (other(ids).logits - ref).abs().max() > 1e-3, change
+        other = attnkit.DeepseekV3(model.config)
+        other.load_state_dict({k: torch.zeros_like(v) if k.endswith("score_bias") else v for k, v in state.items()})
+        assert (other(ids).logits - ref).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_deepseek_generation_equals_transformers_on_a_left_padded_batch(tmp_path, num_beams):
+    hf = hf_deepseek(tmp_path, rope_parameters=YARN)
+    assert generation_matches(attnkit.from_pretrained(tmp_path), hf, num_beams)
+
+
+def test_cached_decoding_equals_the_full_forward_and_the_cache_holds_latents():
+    """Each decoding step (the heads folded into one shared-key head) gives the logits of the
+    full forward; the cache holds a latent of kv_lora_rank + rotary_dim keys and kv_lora_rank
+    values per position, one head, whatever the number of heads."""
+    model = attnkit.DeepseekV3(attnkit.DeepseekV3Config.from_preset("deepseek-v3-tiny")).eval()
+    ids = torch.randint(3, 256, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(ids).logits
+        cache = model.new_cache(2, 12)
+        steps = [model(ids[:, :5], cache=cache).logits]
+        steps += [model(ids[:, t:t + 1], cache=cache).logits for t in range(5, 12)]
+    assert (torch.cat(steps, dim=1) - full).abs().max() < 1e-5
+    k, v = cache.layer(0)[0].keys_values()
+    assert k.shape == (2, 1, 12, 16 + 4) and v.shape == (2, 1, 12, 16)
+
+
+def test_saved_deepseek_loads_in_transformers_with_same_logits(tmp_path):
+    model = attnkit.DeepseekV3(attnkit.DeepseekV3Config.from_preset("deepseek-v3-tiny")).eval()
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            if name.endswith("score_bias"):
+                b.normal_(0.0, 0.3)
+    model.save_pretrained(tmp_path)
+    hf, info = transformers.DeepseekV3ForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    ids = torch.randint(3, 256, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (model(ids).logits - hf.eval()(ids).logits).abs().max() < 1e-4
+    assert attnkit.from_pretrained(tmp_path).config == model.config
+
+
+def test_unsupported_deepseek_configs_are_refused(tmp_path):
+    hf_deepseek(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for change, match in [(dict(attention_bias=True), "attention_bias"), (dict(output_router_logits=True), "auxiliary"),
+                          (dict(rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}), "YaRN")]:
+        (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(ConfigError, match=match):
+            attnkit.from_pretrained(tmp_path)
