@@ -305,6 +305,9 @@ def serve(
     assistant: Path = typer.Option(
         None, "--assistant", help="a smaller model directory with the same vocabulary whose guesses every request "
         "checks (speculative decoding): greedy, the same text; sampled, the same distribution"),
+    tool_format: str = typer.Option(
+        "auto", "--tool-format", help="how the model writes tool calls for chat requests with 'tools': hermes "
+        "(<tool_call>{json}</tool_call>: Qwen2.5, Qwen3), llama3_json, none, or auto (read from the chat template)"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
@@ -317,7 +320,8 @@ def serve(
     model, tokenizer, directory = load_model_dir(path, device, dtype)
     helper = None if assistant is None else load_model_dir(assistant, device, dtype)[0]
     server = make_server(model, tokenizer, host, port, name or directory.name, max_tokens_limit,
-                         pack_weights=pack_weights, assistant=helper)
+                         pack_weights=pack_weights, assistant=helper,
+                         tool_format=None if tool_format == "none" else tool_format)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     endpoints = ", ".join(server.app.health()["endpoints"])
     typer.echo(f"serving {type(model).__name__} from {directory} on http://{host}:{server.server_address[1]} "

@@ -5,6 +5,7 @@ and a message naming what was wrong, with the server still answering afterwards.
 
 import http.client
 import json
+import re
 import threading
 
 import pytest
@@ -723,3 +724,103 @@ def test_openai_client_translates_with_a_multilingual_whisper():
         server.shutdown()
         server.server_close()
 
+
+
+# A template that renders the tools' names, the turns (an assistant's calls as Hermes blocks), and
+# opens the assistant's turn with ":"; TOOL_TEXT is what a model taught on it says after it.
+TOOL_TEMPLATE = ("{% if tools %}{% for t in tools %}{{ t.function.name }} {% endfor %}{% endif %}"
+                 "{% for m in messages %}{% if m.tool_calls %}{% for c in m.tool_calls %}"
+                 "<tool_call>{{ c.function.arguments | tojson }}</tool_call>{% endfor %}"
+                 "{% else %}{{ m.content }}{% endif %} {% endfor %}{% if add_generation_prompt %}:{% endif %}")
+TOOL_PROMPT = "get_weather weather in paris? :"
+TOOL_TEXT = TOOL_PROMPT + '<tool_call>\n{"name": "get_weather", "arguments": {"city": "paris"}}\n</tool_call>'
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "the weather in a city",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+
+
+@pytest.fixture(scope="module")
+def tool_server():
+    """A server for a tiny GPT that has learned TOOL_TEXT and its end by heart (~1 s, the whole
+    text each step), with a template that mentions ``<tool_call>`` (so the Hermes format is read
+    from it)."""
+    tok = Tokenizer.train_char([TOOL_TEXT + "sunny"])
+    tok.chat_template = "{# calls are written <tool_call>{json}</tool_call> #}" + TOOL_TEMPLATE
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=tok.vocab_size, n_positions=128))
+    ids = torch.tensor(tok.encode(TOOL_TEXT) + [tok.eos_token_id])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(200):
+        loss = model(ids[None], labels=ids[None]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    server = start(model.eval(), tok, max_new_tokens_limit=100)
+    yield server.server_address[1], tok
+    server.shutdown()
+    server.server_close()
+
+
+def test_tool_calls_are_parsed_from_the_reply_plain_and_streamed(tool_server):
+    """``tools`` reach the template; the Hermes block the model writes comes back as OpenAI's
+    ``tool_calls`` (finish_reason ``tool_calls``, no content), through the official client, and
+    streamed as one ``tool_calls`` delta after the content before it (none here)."""
+    openai = pytest.importorskip("openai")
+    port, tok = tool_server
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "weather in paris?"}]
+    assert tok.apply_chat_template(messages, add_generation_prompt=True, tools=[WEATHER]) == TOOL_PROMPT
+    reply = client.chat.completions.create(model="tiny", messages=messages, tools=[WEATHER], temperature=0)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_") and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "paris"}
+    assert reply.usage.prompt_tokens == len(TOOL_PROMPT)
+
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, tools=[WEATHER], temperature=0,
+                                                 stream=True))
+    deltas = [c.choices[0].delta for c in chunks]
+    assert "".join(d.content or "" for d in deltas) == ""
+    (streamed,) = [d.tool_calls for d in deltas if d.tool_calls]
+    assert streamed[0].index == 0 and streamed[0].function.name == "get_weather"
+    assert json.loads(streamed[0].function.arguments) == {"city": "paris"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+    # tool_choice "none": the template gets no tools and the reply is not read for calls.
+    plain = client.chat.completions.create(model="tiny", messages=messages, tools=[WEATHER], tool_choice="none",
+                                           temperature=0, max_tokens=5)
+    assert plain.choices[0].message.tool_calls is None and plain.usage.prompt_tokens == len(TOOL_PROMPT) - 12
+
+
+def test_a_conversation_with_calls_and_results_is_rendered_with_arguments_as_objects(tool_server):
+    """An assistant turn's ``tool_calls`` (arguments as the JSON string OpenAI's API sends) and the
+    ``tool`` result reach the template with the arguments as an object, as transformers' templates
+    expect: the prompt is the hand-written rendering."""
+    port, _ = tool_server
+    messages = [{"role": "user", "content": "weather in paris?"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": '{"city": "paris"}'}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    status, body, _ = request(port, "POST", "/v1/chat/completions",
+                              dict(messages=messages, tools=[WEATHER], max_tokens=2, temperature=0))
+    expected = 'get_weather weather in paris? <tool_call>{"city": "paris"}</tool_call> sunny :'
+    assert status == 200 and body["usage"]["prompt_tokens"] == len(expected)
+
+
+@pytest.mark.parametrize("body,param,message", [
+    (dict(tools=[{"type": "function", "function": {}}]), "tools", r"tools\[0\] must be"),
+    (dict(tools=[WEATHER], tool_choice="required"), "tool_choice", "is not supported: use 'auto'"),
+    (dict(tools="get_weather"), "tools", "must be a list"),
+    (dict(tools=[WEATHER], parallel_tool_calls="yes"), "parallel_tool_calls", "true or false"),
+])
+def test_bad_tool_fields_are_400s(tool_server, body, param, message):
+    status, reply, _ = request(tool_server[0], "POST", "/v1/chat/completions",
+                               dict(messages=[{"role": "user", "content": "x"}], **body))
+    assert status == 400 and reply["error"]["param"] == param and re.search(message, reply["error"]["message"])
+
+
+def test_tools_need_a_template_that_renders_them(chat_server):
+    status, reply, _ = request(chat_server[0], "POST", "/v1/chat/completions",
+                               dict(messages=[{"role": "user", "content": "the"}], tools=[WEATHER]))
+    assert status == 400 and reply["error"]["param"] == "tools" and "known tool-call format" in reply["error"]["message"]

@@ -13,8 +13,9 @@ work against it:
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
   config's): the completion fields plus ``max_completion_tokens`` (default: up to the server's
-  limit), ``chat_template_kwargs``, ``logprobs`` and ``top_logprobs`` (streamed too); ``stream``
-  sends ``chat.completion.chunk`` deltas.
+  limit), ``chat_template_kwargs``, ``logprobs`` and ``top_logprobs`` (streamed too), ``tools``
+  with ``tool_choice`` (``auto`` or ``none``) and ``parallel_tool_calls`` (calls read back out of
+  the reply, :mod:`attnkit.serve.tools`); ``stream`` sends ``chat.completion.chunk`` deltas.
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
   L2-normalised): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
   or ``"base64"``: little-endian float32 bytes).
@@ -65,6 +66,8 @@ import torch
 from attnkit.errors import AttnkitError, InputError
 from attnkit.generation.decoding import packed_for_decoding
 from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
+from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_format, openai_tool_calls,
+                                 parse_tool_calls, template_messages)
 
 log = logging.getLogger("attnkit.serve")
 
@@ -73,7 +76,8 @@ COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "t
                      "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty")
 CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
                "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs", "user",
-               "frequency_penalty", "presence_penalty", "chat_template_kwargs")
+               "frequency_penalty", "presence_penalty", "chat_template_kwargs", "tools", "tool_choice",
+               "parallel_tool_calls")
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
 TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
                         "timestamp_granularities[]")
@@ -131,11 +135,17 @@ class ModelServer:
     responses carry as ``model``. ``pack_weights``: decode from weights packed once, until
     :meth:`close` (see the module doc). ``assistant``: a smaller decoder-only model with the same
     vocabulary whose guesses every request checks (``generate(assistant_model=...)``: greedy, the
-    same text; sampled, speculative sampling, the same distribution; faster when it guesses well)."""
+    same text; sampled, speculative sampling, the same distribution; faster when it guesses well).
+    ``tool_format``: how the model writes tool calls (:data:`attnkit.serve.tools.TOOL_FORMATS`);
+    ``"auto"`` reads it from the chat template, None serves no ``tools``."""
 
     def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024,
-                 pack_weights: bool = True, assistant=None):
+                 pack_weights: bool = True, assistant=None, tool_format: str | None = "auto"):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        if tool_format not in (None, "auto", *TOOL_FORMATS):
+            raise InputError(f"tool_format must be 'auto', None or one of {TOOL_FORMATS}, got {tool_format!r}")
+        self.tool_format = detect_tool_format(getattr(tokenizer, "chat_template", None)) if tool_format == "auto" \
+            else tool_format
         self.assistant = None if assistant is None else assistant.eval()
         if assistant is not None and (hasattr(model, "decoder_start_ids") or not hasattr(model, "generation_logits")):
             raise InputError(f"an assistant model guesses for a decoder-only model; this server's "
@@ -230,9 +240,12 @@ class ModelServer:
         if max_tokens is None:
             max_tokens = _field(body, "max_tokens", (int,), None, lambda v: 1 <= v <= limit, expected)
         extra = _field(body, "chat_template_kwargs", (dict,), {}, expected="an object (the template's variables)")
+        tools = self._tools(body)
+        messages = body.get("messages")
         try:
-            ids = self.tokenizer.apply_chat_template(body.get("messages"), add_generation_prompt=True, tokenize=True,
-                                                     **extra)
+            ids = self.tokenizer.apply_chat_template(template_messages(messages) if isinstance(messages, list) else
+                                                     messages, add_generation_prompt=True, tokenize=True,
+                                                     tools=tools, **extra)
         except InputError as e:
             raise RequestError(str(e), param="messages") from None
         if max_tokens is None:  # OpenAI's default: as long as the answer needs, here up to the limit
@@ -245,9 +258,40 @@ class ModelServer:
             raise RequestError("'top_logprobs' needs logprobs=true", param="top_logprobs")
         _field(body, "stream_options", (dict,), None, expected="an object")
         r = dict(prompts=[ids], max_tokens=max_tokens, logprobs=(top or 0) if wants else None,
+                 tools={t["function"]["name"] for t in tools} if tools else None,
+                 parallel_tool_calls=_field(body, "parallel_tool_calls", (bool,), True, expected="true or false"),
                  **self._sampling_fields(body))
         self._check_logprobs(r, "logprobs")
         return r
+
+    def _tools(self, body: dict) -> list | None:
+        """The checked ``tools`` of a chat request, for the template, or None when there are none
+        or ``tool_choice`` is ``"none"``."""
+        tools = _field(body, "tools", (list,), None, expected="a list of {'type': 'function', 'function': {...}}")
+        choice = _field(body, "tool_choice", (str, dict), "auto", expected="'none', 'auto', 'required' or an object")
+        for i, t in enumerate(tools or ()):
+            f = t.get("function") if isinstance(t, dict) else None
+            if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(f, dict) \
+                    or not isinstance(f.get("name"), str) or not f["name"]:
+                raise RequestError(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': str, "
+                                   f"'description': ..., 'parameters': {{...}}}}}}, got {json.dumps(t)[:80]}",
+                                   param="tools")
+        if choice == "none" or not tools:
+            return None
+        if choice != "auto":  # "required" and a named function need constrained decoding
+            raise RequestError(f"tool_choice {json.dumps(choice)[:60]} is not supported: use 'auto' (the model "
+                               "decides) or 'none'", param="tool_choice")
+        if self.tool_format is None:
+            raise RequestError("this model's chat template does not render tools in a known tool-call format "
+                               f"({', '.join(TOOL_FORMATS)}); start the server with a tool format, or leave out "
+                               "'tools'", param="tools")
+        return tools
+
+    def _tool_calls(self, text: str, r: dict) -> tuple[str | None, list[dict]]:
+        """``(content, OpenAI tool calls)`` of a reply to a request with tools (one call at most
+        without ``parallel_tool_calls``)."""
+        content, calls = parse_tool_calls(text, self.tool_format, r["tools"])
+        return content, openai_tool_calls(calls if r["parallel_tool_calls"] else calls[:1])
 
     def _prompt_scored(self, prompt_ids: list[int], top: int) -> list:
         """The :func:`token_logprobs` entries ``(id, text, log-probability, top)`` of a prompt's
@@ -306,8 +350,12 @@ class ModelServer:
             for i, stream in enumerate(streams):
                 text = "".join(stream)
                 logprobs = None if r["logprobs"] is None else self._chat_logprobs(_Shown(stream).upto(len(text)))
-                choices.append(dict(index=i, message=dict(role="assistant", content=text), logprobs=logprobs,
-                                    finish_reason=stream.finish_reason))
+                message, reason = dict(role="assistant", content=text), stream.finish_reason
+                if r["tools"]:
+                    content, calls = self._tool_calls(text, r)
+                    if calls:
+                        message, reason = dict(role="assistant", content=content, tool_calls=calls), "tool_calls"
+                choices.append(dict(index=i, message=message, logprobs=logprobs, finish_reason=reason))
         completion = sum(s.completion_tokens for s in streams)
         return dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=int(time.time()),
                     model=self.name, choices=choices,
@@ -317,7 +365,10 @@ class ModelServer:
     def chat_events(self, r: dict):
         """Server-sent events of a streaming chat completion (OpenAI's ``chat.completion.chunk``s):
         per choice in turn, the assistant's role, one ``delta`` per text piece (with ``logprobs``:
-        the tokens that begin in it), then the ``finish_reason``. The caller holds ``self.lock``."""
+        the tokens that begin in it), then the ``finish_reason``. With ``tools``, the text from
+        where a tool call may begin is held back (:class:`~attnkit.serve.tools.ToolCallFilter`)
+        and sent at the end as one ``tool_calls`` delta (or as content, if it holds no calls). The
+        caller holds ``self.lock``."""
         base = dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion.chunk", created=int(time.time()),
                     model=self.name)
         for i, stream in enumerate(self.chat_streams(r)):
@@ -327,11 +378,24 @@ class ModelServer:
             first = next(pieces, None)  # decoding starts (and the model checks the prompt) before anything is sent
             yield chunk(dict(role="assistant", content=""))
             shown, length = _Shown(stream), 0
+            held = ToolCallFilter(self.tool_format) if r["tools"] else None
             for piece in itertools.chain([] if first is None else [first], pieces):
-                length += len(piece)
-                logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length))
-                yield chunk(dict(content=piece), logprobs=logprobs)
-            yield chunk({}, stream.finish_reason)
+                piece = piece if held is None else held.feed(piece)
+                if piece:
+                    length += len(piece)
+                    logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length))
+                    yield chunk(dict(content=piece), logprobs=logprobs)
+            reason = stream.finish_reason
+            if held is not None and held.held:
+                content, calls = self._tool_calls(held.held, r)
+                logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length + len(held.held)))
+                if calls:
+                    delta = dict(tool_calls=[dict(c, index=k) for k, c in enumerate(calls)])
+                    yield chunk(dict(delta, content=content) if content else delta, logprobs=logprobs)
+                    reason = "tool_calls"
+                else:
+                    yield chunk(dict(content=held.held), logprobs=logprobs)
+            yield chunk({}, reason)
 
     def complete(self, body: dict) -> dict:
         """A non-streaming ``/v1/completions`` response."""
@@ -690,14 +754,14 @@ class _Server(ThreadingHTTPServer):
 def make_server(model, tokenizer, host: str = "127.0.0.1", port: int = 8000, name: str = "attnkit",
                 max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES,
                 max_audio_bytes: int = MAX_AUDIO_BYTES, pack_weights: bool = True,
-                assistant=None) -> ThreadingHTTPServer:
+                assistant=None, tool_format: str | None = "auto") -> ThreadingHTTPServer:
     """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop,
     ``server_close()`` to release the port and the packed weights). ``port=0`` picks a free port
-    (``server.server_address[1]``). ``assistant``: see :class:`ModelServer`."""
+    (``server.server_address[1]``). ``assistant``, ``tool_format``: see :class:`ModelServer`."""
     server = _Server((host, port), _Handler)
     server.daemon_threads = True
     try:
-        server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights, assistant)
+        server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights, assistant, tool_format)
     except InputError:
         server.server_close()
         raise

@@ -1,0 +1,150 @@
+"""Tool calls for chat completions (OpenAI's ``tools``): the request's function definitions go
+to the chat template (its ``tools`` variable, as ``transformers`` passes them), and the calls
+are read back out of the generated text in the format the model was tuned to write:
+
+- ``hermes`` (Qwen2.5, Qwen3, Hermes, and most templates that mention ``<tool_call>``): each
+  call is ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``; text before the first one
+  is the message's content;
+- ``llama3_json`` (Llama 3.1-3.3): the whole reply is a JSON object ``{"name": ...,
+  "parameters": {...}}`` (or several separated by ``;``), after an optional ``<|python_tag|>``.
+
+A reply that does not parse as calls (invalid JSON, an unknown function) is returned as plain
+content, as vLLM does. :func:`template_messages` turns OpenAI-style history (assistant
+``tool_calls`` with JSON-string ``arguments``, ``tool`` results) into what templates read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+TOOL_FORMATS = ("hermes", "llama3_json")
+_HERMES = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+def detect_tool_format(chat_template: str | None) -> str | None:
+    """The tool-call format a chat template teaches its model, or None when it renders no tools:
+    ``hermes`` when it mentions ``<tool_call>``, ``llama3_json`` when it mentions Llama 3.1's
+    ``<|python_tag|>`` or ``ipython`` turn."""
+    if not chat_template or "tools" not in chat_template:
+        return None
+    if "<tool_call>" in chat_template:
+        return "hermes"
+    if "<|python_tag|>" in chat_template or "ipython" in chat_template:
+        return "llama3_json"
+    return None
+
+
+def tool_call_start(fmt: str) -> str:
+    """The text a reply's tool calls begin with (for ``llama3_json``: the JSON object's brace)."""
+    return "<tool_call>" if fmt == "hermes" else "{"
+
+
+def _call(obj, names: set[str], arguments_key: str) -> dict | None:
+    """One ``{"name", "arguments"}`` call from a parsed JSON object, or None if it is not one."""
+    if not isinstance(obj, dict) or obj.get("name") not in names:
+        return None
+    args = obj.get(arguments_key, obj.get("arguments", {}))
+    if isinstance(args, str):  # some models write the arguments as a JSON string already
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(args, dict):
+        return None
+    return dict(name=obj["name"], arguments=json.dumps(args, ensure_ascii=False))
+
+
+def parse_tool_calls(text: str, fmt: str, names: set[str]) -> tuple[str | None, list[dict]]:
+    """``(content, calls)`` of a reply in format ``fmt`` (:data:`TOOL_FORMATS`), each call
+    ``{"name", "arguments"}`` with the arguments as a JSON string (OpenAI's shape) and ``name``
+    one of ``names``. No calls: ``(text, [])``. ``content`` is the text before the calls, or None
+    when that is blank."""
+    if fmt == "hermes":
+        found = _HERMES.findall(text)
+        if not found:
+            return text, []
+        try:
+            calls = [_call(json.loads(body), names, "arguments") for body in found]
+        except json.JSONDecodeError:
+            return text, []
+        before = text[:text.index("<tool_call>")]
+    elif fmt == "llama3_json":
+        body = text.strip().removeprefix("<|python_tag|>").strip()
+        if not body.startswith("{"):
+            return text, []
+        try:
+            calls = [_call(json.loads(part), names, "parameters") for part in body.split(";") if part.strip()]
+        except json.JSONDecodeError:
+            return text, []
+        before = ""
+    else:
+        raise ValueError(f"unknown tool-call format {fmt!r}; known: {TOOL_FORMATS}")
+    if not calls or any(c is None for c in calls):
+        return text, []
+    return before if before.strip() else None, calls
+
+
+def openai_tool_calls(calls: list[dict]) -> list[dict]:
+    """Calls in OpenAI's response shape: ``{"id", "type": "function", "function": {...}}``."""
+    return [dict(id=f"call_{uuid.uuid4().hex[:24]}", type="function", function=call) for call in calls]
+
+
+def template_messages(messages: list) -> list:
+    """OpenAI-style messages for a chat template: an assistant's ``tool_calls`` arguments parsed
+    from their JSON strings into objects (templates write ``arguments | tojson`` or read their
+    fields), as ``transformers``' chat templates expect; everything else as it is."""
+    out = []
+    for m in messages:
+        calls = m.get("tool_calls") if isinstance(m, dict) else None
+        if isinstance(calls, list):
+            m = dict(m, tool_calls=[_parsed_arguments(c) for c in calls])
+        out.append(m)
+    return out
+
+
+def _parsed_arguments(call):
+    function = call.get("function") if isinstance(call, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+        try:
+            function = dict(function, arguments=json.loads(function["arguments"]))
+        except json.JSONDecodeError:
+            pass  # left as the string the client sent
+        call = dict(call, function=function)
+    return call
+
+
+class ToolCallFilter:
+    """Splits a streamed reply into the content to send now and the text held back because it is
+    (or may become) tool calls: from ``<tool_call>`` on (``hermes``, with any end of the text that
+    could begin it held until it cannot), or the whole reply when it opens with ``{`` or
+    ``<|python_tag|>`` (``llama3_json``). :meth:`feed` returns the content to send; ``held`` is
+    what :func:`parse_tool_calls` reads at the end."""
+
+    def __init__(self, fmt: str):
+        self.fmt, self.held, self.calling, self.plain = fmt, "", False, False
+
+    def feed(self, piece: str) -> str:
+        if self.plain:
+            return piece
+        self.held += piece
+        if self.calling:
+            return ""
+        if self.fmt == "llama3_json":
+            start = self.held.lstrip()
+            if not start or "<|python_tag|>".startswith(start):
+                return ""  # not decided yet
+            self.calling = start.startswith(("{", "<|python_tag|>"))
+            self.plain = not self.calling
+            out, self.held = ("", self.held) if self.calling else (self.held, "")
+            return out
+        marker = "<tool_call>"
+        i = self.held.find(marker)
+        if i >= 0:
+            self.calling = True
+            out, self.held = self.held[:i], self.held[i:]
+            return out
+        keep = max((n for n in range(1, len(marker)) if self.held.endswith(marker[:n])), default=0)
+        out, self.held = self.held[:len(self.held) - keep], self.held[len(self.held) - keep:]
+        return out
