@@ -54,6 +54,7 @@ from attnkit.models.roberta import (
     RobertaForSequenceClassification,
     RobertaForTokenClassification,
 )
+from attnkit.models.starcoder2 import Starcoder2, Starcoder2Config
 from attnkit.models.t5 import T5, T5Config
 from attnkit.models.transformer import Transformer, TransformerConfig
 from attnkit.models.vit import ViT, ViTConfig, ViTForImageClassification
@@ -66,9 +67,9 @@ __all__ = [
     "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
     "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTNeoX",
     "GPTNeoXConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
-    "RobertaForSequenceClassification", "RobertaForTokenClassification", "GPT", "Config", "GPTConfig", "Llama",
-    "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmoe",
-    "OlmoeConfig", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3",
-    "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT",
-    "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
+    "RobertaForSequenceClassification", "RobertaForTokenClassification", "Starcoder2", "Starcoder2Config", "GPT",
+    "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model",
+    "Olmo2", "Olmo2Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config",
+    "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer",
+    "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
 ]

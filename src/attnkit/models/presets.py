@@ -99,6 +99,12 @@ PRESETS: dict[str, dict[str, dict]] = {
                                  experts_per_token=2, expert_groups=4, expert_groups_per_token=2, shared_expert_d_ff=16,
                                  moe_layers=(1, 2), dense_d_ff=48, eos_token_id=2, pad_token_id=0),
     },
+    "starcoder2": {
+        # Lozhkov et al. 2024: StarCoder2-3B (a 4,096-position window over 16,384 positions).
+        "starcoder2-3b": dict(n_positions=16384, rope_base=999999.4420358813, sliding_window=4096),  # 3,030,371,328
+        "starcoder2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4,
+                                n_kv_heads=2, sliding_window=8, bos_token_id=1, eos_token_id=2),
+    },
     "olmoe": {
         # Muennighoff et al. 2024: OLMoE-1B-7B (64 experts of 1,024, 8 per token; 1.3B active).
         "olmoe-1b-7b": dict(d_ff=1024),  # 6,919,161,856 params
