@@ -24,6 +24,8 @@ from attnkit.models.gemma import Gemma, Gemma2, Gemma2Config, Gemma3, Gemma3Conf
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
 from attnkit.models.llama import (
+    Granite,
+    GraniteConfig,
     Llama,
     LlamaConfig,
     Mistral,
@@ -66,10 +68,11 @@ __all__ = [
     "DistilBertForMaskedLM", "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification",
     "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
     "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTNeoX",
-    "GPTNeoXConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
-    "RobertaForSequenceClassification", "RobertaForTokenClassification", "Starcoder2", "Starcoder2Config", "GPT",
-    "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model",
-    "Olmo2", "Olmo2Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config",
-    "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer",
-    "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
+    "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM",
+    "RobertaForQuestionAnswering", "RobertaForSequenceClassification", "RobertaForTokenClassification", "Starcoder2",
+    "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral",
+    "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi3", "Phi3Config",
+    "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5",
+    "T5Config", "Transformer", "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper",
+    "WhisperConfig",
 ]

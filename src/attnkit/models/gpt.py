@@ -55,7 +55,8 @@ class GPTConfig(Config):
         "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual", "input_norm",
         "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff",
         "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
-        "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave")
+        "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
+        "logits_scaling")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -79,6 +80,9 @@ class GPTConfig(Config):
     sliding_layers: tuple[int, ...] | None = None  # the layers with the window; None: see window_layers
     rope_local_base: float | None = None  # the RoPE base of the sliding layers; None = rope_base (Gemma 3)
     embed_scale: bool = False  # token embeddings times sqrt(d_model) (Gemma)
+    embedding_multiplier: float = 1.0  # token embeddings times this (Granite)
+    residual_multiplier: float = 1.0  # each sublayer's output times this before the residual add (Granite)
+    logits_scaling: float = 1.0  # the LM head's logits divided by this (Granite)
     attn_scale_dim: float | None = None  # scores scaled by its -1/2 power, not head_dim's
     attn_softcap: float | None = None  # attention scores soft-capped to c·tanh(s/c) (Gemma 2)
     logit_softcap: float | None = None  # output logits soft-capped likewise (Gemma 2)
@@ -130,6 +134,8 @@ class GPTConfig(Config):
                          f"must be layer indices in [0, {self.n_layers})")
         self.require(self.rope_local_base is None or (self.positional == "rotary" and self.rope_local_base > 0),
                      "rope_local_base", "must be None, or positive with rotary positions")
+        self.require(self.residual_multiplier == 1.0 or not self.parallel_residual, "residual_multiplier",
+                     "must be 1 with parallel_residual")
         self.require(self.input_norm or (self.sandwich_norm and not self.parallel_residual), "input_norm",
                      "False needs sandwich_norm (the sublayers' outputs normed) and no parallel_residual")
         self.require(self.n_experts is None or self.n_experts > 0, "n_experts", "must be None (dense) or positive")
@@ -171,7 +177,8 @@ class GPTConfig(Config):
                          "latent attention)")
         for name in ("q_lora_rank", "v_head_dim"):
             self.require(getattr(self, name) is None or getattr(self, name) > 0, name, "must be None or positive")
-        for name in ("attn_scale_dim", "attn_softcap", "logit_softcap"):
+        for name in ("attn_scale_dim", "attn_softcap", "logit_softcap", "embedding_multiplier", "residual_multiplier",
+                     "logits_scaling"):
             value = getattr(self, name)
             self.require(value is None or value > 0, name, "must be None or positive")
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
@@ -231,6 +238,7 @@ class GPTConfig(Config):
             attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm, parallel_residual=self.parallel_residual,
             input_norm=self.input_norm, qk_norm_per_head=self.qk_norm_per_head, n_experts=self.n_experts,
             experts_per_token=self.experts_per_token, normalize_expert_weights=self.normalize_expert_weights,
+            residual_multiplier=self.residual_multiplier,
             shared_expert_d_ff=self.shared_expert_d_ff, shared_expert_gated=self.shared_expert_gated,
             router_scoring=self.router_scoring, expert_groups=self.expert_groups,
             expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
@@ -328,6 +336,8 @@ class GPT(Model):
         x = self.wte(input_ids)
         if c.embed_scale:  # sqrt(d_model) in x's dtype, as Gemma rounds it
             x = x * x.new_tensor(c.d_model ** 0.5)
+        if c.embedding_multiplier != 1.0:
+            x = x * c.embedding_multiplier
         if self.wpe is not None:
             x = x + self.wpe(positions)
         x = self.drop(x)
@@ -340,8 +350,10 @@ class GPT(Model):
         out = self.decoder(x, mask=mask, bias=bias, is_causal=True, cache=cache, rotary=rotary, local=local,
                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         h = out.hidden
+        # The LM head's input: logits / s = lm_head(h / s), for the logits and the loss alike.
+        head = h / c.logits_scaling if c.logits_scaling != 1.0 else h
         if labels is None:
-            logits = self._logits(h[:, -logits_to_keep:] if logits_to_keep else h)
+            logits = self._logits(head[:, -logits_to_keep:] if logits_to_keep else head)
             return ModelOutput(logits=logits, last_hidden_state=h, attentions=out.attentions,
                                hidden_states=out.hidden_states)
 
@@ -352,13 +364,13 @@ class GPT(Model):
         # Shift the labels, not the hidden states; the last position gets the ignore index. The
         # loss never materialises the (B, T, V) logits; ``out.logits`` computes them on first use.
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)
-        loss = linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100,
+        loss = linear_cross_entropy(head.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100,
                                     softcap=c.logit_softcap)
         if c.router_aux_loss_coef:  # the experts' load balance (Mixtral's auxiliary loss)
             routers = [layer.ffn.router_logits for layer in self.decoder.layers if hasattr(layer.ffn, "router")]
             real = None if attention_mask is None else attention_mask[:, past:]
             loss = loss + c.router_aux_loss_coef * router_balance_loss(routers, c.experts_per_token, real)
-        return LazyLogitsOutput(lambda: self._logits(h), weights=lambda: (self.lm_head.weight,), loss=loss,
+        return LazyLogitsOutput(lambda: self._logits(head), weights=lambda: (self.lm_head.weight,), loss=loss,
                                 last_hidden_state=h, attentions=out.attentions, hidden_states=out.hidden_states)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,9 @@ al. 2024) norms each sublayer's output instead of its input (``input_norm=False`
 ``sandwich_norm``) and all heads' queries and keys together (``qk_norm`` with
 ``qk_norm_per_head=False``). :class:`Olmoe` (Muennighoff et al. 2024) is a Llama with those
 query/key norms and a mixture of 64 experts, 8 per token, whose weights are not renormalised.
+:class:`Granite` (IBM Granite 3) scales the embeddings, each sublayer's output, the attention
+scores and the logits by constants (``embedding_multiplier``, ``residual_multiplier``,
+``attn_scale_dim``, ``logits_scaling``).
 """
 
 from __future__ import annotations
@@ -161,6 +164,25 @@ class Olmo2(GPT):
     :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Olmo2Config
+
+
+@dataclass(frozen=True)
+class GraniteConfig(LlamaConfig):
+    """Sizes of a Granite. Defaults are Hugging Face's ``GraniteConfig``: a Llama-2-7B shape with
+    every multiplier 1, the attention's too (scores unscaled: ``attn_scale_dim`` 1). The released
+    Granite 3 models set ``embedding_multiplier`` (12), ``residual_multiplier`` (0.22),
+    ``logits_scaling`` (8) and ``attention_multiplier`` (1/128: ``attn_scale_dim`` = 128²)."""
+
+    model_type = "granite"
+
+    attn_scale_dim: float | None = 1.0
+
+
+class Granite(GPT):
+    """A Granite causal LM: a Llama with scaled embeddings, residual branches, scores and logits
+    (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = GraniteConfig
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class LayerConfig:
     attn_softcap: float | None = None  # scores soft-capped to c·tanh(s/c) (Gemma 2)
     sandwich_norm: bool = False  # pre-norm sublayers also norm their output (Gemma 2 and 3)
     parallel_residual: bool = False  # decoder layers: x + attn(norm(x)) + ffn(norm'(x)) (GPT-J, GPT-NeoX)
+    residual_multiplier: float = 1.0  # each sublayer's output scaled before the residual add (Granite)
     input_norm: bool = True  # False: pre-norm sublayers read x itself; with sandwich_norm, x + norm(f(x)) (OLMo 2)
     qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) at once (OLMo 2)
     n_experts: int | None = None  # a sparse mixture of this many feed-forward experts (Mixtral)
@@ -107,14 +108,18 @@ class _Sublayers(nn.Module):
         super().__init__()
         self.pre_norm = cfg.pre_norm
         self.drop = nn.Dropout(cfg.dropout)
+        self.residual_multiplier = cfg.residual_multiplier
 
     def residual(self, x, norm, fn, post_norm=None):
         """Apply one sublayer; ``fn`` returns ``(output, extra)``. ``post_norm`` (sandwich norm)
-        norms a pre-norm sublayer's output before the residual add."""
+        norms a pre-norm sublayer's output before the residual add; ``residual_multiplier``
+        scales it (Granite)."""
         if self.pre_norm:
             y, extra = fn(x if norm is None else norm(x))
             if post_norm is not None:
                 y = post_norm(y)
+            if self.residual_multiplier != 1.0:
+                y = y * self.residual_multiplier
             return x + self.drop(y) if self.training else x + y, extra
         y, extra = fn(x)
         return norm(x + self.drop(y) if self.training else x + y), extra
