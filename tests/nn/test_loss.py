@@ -216,3 +216,27 @@ def test_softcapped_loss_and_gradients_equal_cross_entropy_of_capped_logits(chun
         torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets, softcap=cap), ref[0])
     with pytest.raises(InputError, match="softcap"):
         linear_cross_entropy(hidden, weight, targets, softcap=0.0)
+
+
+@pytest.mark.parametrize("softcap", [None, 2.0])
+def test_a_bias_gives_cross_entropy_of_the_biased_logits_and_its_gradient(softcap):
+    """An LM head with a bias (Phi's): the loss of hidden @ weight.T + bias, soft-capped or not,
+    and the gradients of all three, over chunks and ignored targets."""
+    hidden, weight, targets = inputs()
+    bias = torch.randn(101, generator=torch.Generator().manual_seed(1), requires_grad=True)
+
+    def run(fn):
+        hidden.grad = weight.grad = bias.grad = None
+        loss = fn()
+        (3.0 * loss).backward()
+        return loss.detach(), hidden.grad.clone(), weight.grad.clone(), bias.grad.clone()
+
+    def reference():
+        z = hidden @ weight.T + bias
+        return F.cross_entropy(z if softcap is None else torch.tanh(z / softcap) * softcap, targets)
+
+    ours = run(lambda: linear_cross_entropy(hidden, weight, targets, chunk_size=8, softcap=softcap, bias=bias))
+    for a, b in zip(ours, run(reference)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match=r"bias must be \(V,\) = \(101,\)"):
+        linear_cross_entropy(hidden, weight, targets, bias=bias[:5])

@@ -65,6 +65,7 @@ FAMILIES: dict[str, str] = {
     "deepseek_v3": "attnkit.interop.deepseek_v3",
     "starcoder2": "attnkit.interop.starcoder2",
     "granite": "attnkit.interop.granite",
+    "phi": "attnkit.interop.phi",
     "mixtral": "attnkit.interop.mixtral",
     "qwen3_moe": "attnkit.interop.qwen3_moe",
     "qwen2_moe": "attnkit.interop.qwen2_moe",

@@ -48,6 +48,7 @@ from attnkit.models.llama import (
     Qwen3MoeConfig,
 )
 from attnkit.models.outputs import ModelOutput
+from attnkit.models.phi import Phi, PhiConfig
 from attnkit.models.roberta import (
     Roberta,
     RobertaConfig,
@@ -71,8 +72,8 @@ __all__ = [
     "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM",
     "RobertaForQuestionAnswering", "RobertaForSequenceClassification", "RobertaForTokenClassification", "Starcoder2",
     "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral",
-    "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi3", "Phi3Config",
-    "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5",
-    "T5Config", "Transformer", "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper",
-    "WhisperConfig",
+    "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi", "PhiConfig", "Phi3",
+    "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe",
+    "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT", "ViTConfig",
+    "ViTForImageClassification", "Whisper", "WhisperConfig",
 ]

@@ -56,7 +56,7 @@ class GPTConfig(Config):
         "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff",
         "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
-        "logits_scaling")
+        "logits_scaling", "shared_norm", "lm_head_bias")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -83,11 +83,13 @@ class GPTConfig(Config):
     embedding_multiplier: float = 1.0  # token embeddings times this (Granite)
     residual_multiplier: float = 1.0  # each sublayer's output times this before the residual add (Granite)
     logits_scaling: float = 1.0  # the LM head's logits divided by this (Granite)
+    lm_head_bias: bool = False  # a bias on the LM head (Phi)
     attn_scale_dim: float | None = None  # scores scaled by its -1/2 power, not head_dim's
     attn_softcap: float | None = None  # attention scores soft-capped to c·tanh(s/c) (Gemma 2)
     logit_softcap: float | None = None  # output logits soft-capped likewise (Gemma 2)
     sandwich_norm: bool = False  # a norm on each sublayer's output too (Gemma 2/3)
     parallel_residual: bool = False  # x + attn(norm(x)) + ffn(norm'(x)) in each layer (GPT-NeoX / Pythia)
+    shared_norm: bool = False  # with parallel_residual: one norm for both, x + attn(norm(x)) + ffn(norm(x)) (Phi)
     input_norm: bool = True  # False (with sandwich_norm): x + norm(f(x)), the sublayers' outputs normed alone (OLMo 2)
     qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) together (OLMo 2)
     n_experts: int | None = None  # a sparse mixture of feed-forward experts in each layer (Mixtral)
@@ -136,6 +138,7 @@ class GPTConfig(Config):
                      "rope_local_base", "must be None, or positive with rotary positions")
         self.require(self.residual_multiplier == 1.0 or not self.parallel_residual, "residual_multiplier",
                      "must be 1 with parallel_residual")
+        self.require(not self.shared_norm or self.parallel_residual, "shared_norm", "needs parallel_residual")
         self.require(self.input_norm or (self.sandwich_norm and not self.parallel_residual), "input_norm",
                      "False needs sandwich_norm (the sublayers' outputs normed) and no parallel_residual")
         self.require(self.n_experts is None or self.n_experts > 0, "n_experts", "must be None (dense) or positive")
@@ -237,6 +240,7 @@ class GPTConfig(Config):
             attn_scale=None if self.attn_scale_dim is None else self.attn_scale_dim ** -0.5,
             attn_softcap=self.attn_softcap, sandwich_norm=self.sandwich_norm, parallel_residual=self.parallel_residual,
             input_norm=self.input_norm, qk_norm_per_head=self.qk_norm_per_head, n_experts=self.n_experts,
+            shared_norm=self.shared_norm,
             experts_per_token=self.experts_per_token, normalize_expert_weights=self.normalize_expert_weights,
             residual_multiplier=self.residual_multiplier,
             shared_expert_d_ff=self.shared_expert_d_ff, shared_expert_gated=self.shared_expert_gated,
@@ -270,7 +274,7 @@ class GPT(Model):
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True,
                                local_layers=c.window_layers, layer_cfgs=c.dense_layers())
-        self.lm_head = Linear(c.d_model, c.vocab_size, bias=False)
+        self.lm_head = Linear(c.d_model, c.vocab_size, bias=c.lm_head_bias)
         self.apply(self._init_weights)
         # GPT-2 §2.3: scale the residual projections by 1/sqrt(number of residual layers).
         for layer in self.decoder.layers:
@@ -365,13 +369,14 @@ class GPT(Model):
         # loss never materialises the (B, T, V) logits; ``out.logits`` computes them on first use.
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)
         loss = linear_cross_entropy(head.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-100,
-                                    softcap=c.logit_softcap)
+                                    softcap=c.logit_softcap, bias=self.lm_head.bias)
         if c.router_aux_loss_coef:  # the experts' load balance (Mixtral's auxiliary loss)
             routers = [layer.ffn.router_logits for layer in self.decoder.layers if hasattr(layer.ffn, "router")]
             real = None if attention_mask is None else attention_mask[:, past:]
             loss = loss + c.router_aux_loss_coef * router_balance_loss(routers, c.experts_per_token, real)
-        return LazyLogitsOutput(lambda: self._logits(head), weights=lambda: (self.lm_head.weight,), loss=loss,
-                                last_hidden_state=h, attentions=out.attentions, hidden_states=out.hidden_states)
+        return LazyLogitsOutput(lambda: self._logits(head), weights=lambda: tuple(self.lm_head.parameters()),
+                                loss=loss, last_hidden_state=h, attentions=out.attentions,
+                                hidden_states=out.hidden_states)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         """The LM head, soft-capped when ``logit_softcap`` is set."""

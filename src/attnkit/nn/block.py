@@ -50,6 +50,7 @@ class LayerConfig:
     attn_softcap: float | None = None  # scores soft-capped to c·tanh(s/c) (Gemma 2)
     sandwich_norm: bool = False  # pre-norm sublayers also norm their output (Gemma 2 and 3)
     parallel_residual: bool = False  # decoder layers: x + attn(norm(x)) + ffn(norm'(x)) (GPT-J, GPT-NeoX)
+    shared_norm: bool = False  # with parallel_residual: one norm for both sublayers (GPT-J, Phi)
     residual_multiplier: float = 1.0  # each sublayer's output scaled before the residual add (Granite)
     input_norm: bool = True  # False: pre-norm sublayers read x itself; with sandwich_norm, x + norm(f(x)) (OLMo 2)
     qk_norm_per_head: bool = True  # False: qk_norm over all heads' queries (keys) at once (OLMo 2)
@@ -168,7 +169,7 @@ class DecoderLayer(_Sublayers):
         else:
             self.cross_norm = self.cross_attn = None
         self.parallel_residual = cfg.parallel_residual
-        self.ffn_norm = cfg.input_norm_layer()
+        self.ffn_norm = None if cfg.shared_norm else cfg.input_norm_layer()
         self.ffn = cfg.feedforward()
         self.attn_post_norm, self.ffn_post_norm = _post_norms(cfg)
 
@@ -177,9 +178,10 @@ class DecoderLayer(_Sublayers):
         context_mask=None, cross_bias=None, cross_cache: KVCache | None = None, rotary=None, need_weights=False,
     ):
         if self.parallel_residual:  # both sublayers read x; their outputs are added to it together
-            a, self_w = self.attn(self.attn_norm(x), mask=mask, bias=bias, is_causal=is_causal, cache=cache,
-                                  rotary=rotary, need_weights=need_weights)
-            f = self.ffn(self.ffn_norm(x))
+            normed = self.attn_norm(x)
+            a, self_w = self.attn(normed, mask=mask, bias=bias, is_causal=is_causal, cache=cache, rotary=rotary,
+                                  need_weights=need_weights)
+            f = self.ffn(normed if self.ffn_norm is None else self.ffn_norm(x))
             return (x + self.drop(a) + self.drop(f) if self.training else x + a + f), self_w, None
         x, self_w = self.residual(
             x, self.attn_norm,

@@ -28,9 +28,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
     only scaled by the incoming gradient in backward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled, softcap):
+    def forward(ctx, hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled, softcap, bias):
         need_h, need_w = grad_enabled and ctx.needs_input_grad[0], grad_enabled and ctx.needs_input_grad[1]
+        need_b = bias is not None and grad_enabled and ctx.needs_input_grad[8]
         h, w = hidden.to(compute_dtype), weight.to(compute_dtype)
+        b = None if bias is None else bias.to(compute_dtype)
         valid = targets != ignore_index
         safe = torch.where(valid, targets, 0)  # ignored rows pick class 0 and are zeroed below
         n_valid = valid.sum()
@@ -42,6 +44,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # fast as pᵀ @ sh, and as (V, C), the weight's own layout, in bf16, where both are as fast.
         cv = compute_dtype == torch.float32
         grad_w = None
+        grad_b = torch.zeros(w.shape[0], dtype=torch.float32, device=w.device) if need_b else None
         # The fp32 softmax is computed in place: in the logits themselves in fp32, in one buffer
         # reused by every chunk otherwise.
         rows = min(chunk_size, h.shape[0])
@@ -50,6 +53,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h_c, t_c, s_c = h[i:i + chunk_size], safe[i:i + chunk_size], scale[i:i + chunk_size, None]
             n = h_c.shape[0]
             z_c = mm_t(h_c, w)  # (n, V) logits
+            if b is not None:
+                z_c += b
             p32 = z_c if buf is None else buf[:n].copy_(z_c)
             slope = None  # d capped / d logits = 1 - tanh², kept for the gradient
             if softcap is not None and (need_h or need_w):
@@ -60,7 +65,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 p32.div_(softcap).tanh_().mul_(softcap)
             torch.softmax(p32, dim=-1, out=p32)  # row-wise, safe in place
             torch.gather(p32, 1, t_c[:, None], out=p_target[i:i + n, None])
-            if not (need_h or need_w):
+            if not (need_h or need_w or need_b):
                 continue
             # d loss / d logits = s * (p - onehot(t)), formed in fp32 before any rounding: in bf16
             # a confident p = 0.999 is 1.0, and p - 1 would cancel to 0 after the matmuls. The
@@ -68,6 +73,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             p32.scatter_add_(1, t_c[:, None], p32.new_full((n, 1), -1.0))
             if slope is not None:
                 p32.mul_(slope)
+            if need_b:  # summed over the real targets in fp32, divided by their count in backward
+                grad_b += (p32 * valid[i:i + n, None]).sum(dim=0)
             d = z_c.copy_(p32)  # (n, V) in the compute dtype (the same buffer in fp32)
             if need_h:
                 grad_h[i:i + n] = s_c * mm_t(d, w.t()).float()
@@ -89,23 +96,24 @@ class _LinearCrossEntropy(torch.autograd.Function):
         lost = logp_target < _LOG_MIN_PROB
         if bool(lost.any()):  # the target's probability underflowed or lost digits: its exact log-softmax
             r = lost.nonzero()[:, 0]
-            z = mm_t(h[r], w).float()
+            z = mm_t(h[r], w).float() if b is None else (mm_t(h[r], w) + b).float()
             z = z if softcap is None else torch.tanh(z / softcap) * softcap
             logp_target[r] = torch.log_softmax(z, dim=-1).gather(1, safe[r, None])[:, 0]
         total = -(logp_target * scale).sum() / (n_valid > 0)  # nan without targets, as F.cross_entropy
-        ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.t() if cv else grad_w, inv_n)
-        ctx.dtypes = hidden.dtype, weight.dtype
+        ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.t() if cv else grad_w, inv_n, grad_b)
+        ctx.dtypes = hidden.dtype, weight.dtype, None if bias is None else bias.dtype
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w, inv_n = ctx.saved_tensors
-        h_dtype, w_dtype = ctx.dtypes
+        grad_h, grad_w, inv_n, grad_b = ctx.saved_tensors
+        h_dtype, w_dtype, b_dtype = ctx.dtypes
         gh = (grad_h * grad_out).to(h_dtype) if grad_h is not None else None
         gw = None
         if grad_w is not None:  # (V, C), maybe a view of the (C, V) sum: written out contiguous, as the weight is
             gw = torch.mul(grad_w, grad_out * inv_n, out=grad_w.new_empty(grad_w.shape, dtype=w_dtype))
-        return gh, gw, None, None, None, None, None, None
+        gb = None if grad_b is None else (grad_b * (grad_out * inv_n)).to(b_dtype)
+        return gh, gw, None, None, None, None, None, None, gb
 
 
 def check_class_ids(ids: torch.Tensor, n_classes: int, ignore_index: int = -100, name: str = "labels",
@@ -124,9 +132,10 @@ def linear_cross_entropy(
     ignore_index: int = -100,
     chunk_size: int = 1024,
     softcap: float | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``F.cross_entropy(hidden @ weight.T, targets, ignore_index=ignore_index)`` (mean over the
-    targets that are not ``ignore_index``) without materialising the logits.
+    """``F.cross_entropy(hidden @ weight.T + bias, targets, ignore_index=ignore_index)`` (mean over
+    the targets that are not ``ignore_index``) without materialising the logits.
 
     Args:
         hidden: ``(N, C)`` inputs of the output projection (e.g. the final hidden states).
@@ -135,8 +144,9 @@ def linear_cross_entropy(
         chunk_size: rows per chunk; peak extra memory is about ``chunk_size × V`` fp32 values
             (twice that with ``softcap`` and gradients).
         softcap: the loss of soft-capped logits ``softcap · tanh(logits / softcap)`` (Gemma 2).
+        bias: ``(V,)`` the projection's bias, if it has one (Phi's LM head).
 
-    Returns a scalar fp32 loss, differentiable w.r.t. ``hidden`` and ``weight``. Under autocast
+    Returns a scalar fp32 loss, differentiable w.r.t. ``hidden``, ``weight`` and ``bias``. Under autocast
     the matmuls run in the autocast dtype and the softmax in fp32, as with ``F.linear`` followed
     by ``F.cross_entropy(logits.float(), ...)``.
     """
@@ -147,6 +157,8 @@ def linear_cross_entropy(
         )
     if chunk_size < 1:
         raise InputError(f"chunk_size must be positive, got {chunk_size}")
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise InputError(f"bias must be (V,) = ({weight.shape[0]},), got {tuple(bias.shape)}")
     if softcap is not None and not softcap > 0:
         raise InputError(f"softcap must be None or positive, got {softcap}")
     if targets.dtype not in (torch.int64, torch.int32):
@@ -157,4 +169,4 @@ def linear_cross_entropy(
     grad_enabled = torch.is_grad_enabled()  # forward computes the gradients too, unless no_grad
     with torch.autocast(device, enabled=False):
         return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, chunk_size, compute_dtype, grad_enabled,
-                                         softcap)
+                                         softcap, bias)
