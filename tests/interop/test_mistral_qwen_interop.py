@@ -342,10 +342,19 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("Mixtral", "mixtral-tiny", {}),
                                                      ("Qwen3Moe", "qwen3-moe-tiny", {}),
                                                      ("Qwen2Moe", "qwen2-moe-tiny", {}),
-                                                     ("Olmoe", "olmoe-tiny", {})])
+                                                     ("Olmoe", "olmoe-tiny", {}), ("Granite", "granite-tiny", {}),
+                                                     ("Phi", "phi-tiny", {}), ("Starcoder2", "starcoder2-tiny", {}),
+                                                     ("DeepseekV3", "deepseek-v3-tiny", {})])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
+    """Saves of each family's preset (its zero-initialised biases and DeepSeek's score biases
+    drawn, so that a dropped one shows) load in transformers with the same logits, and in attnkit
+    with the same config."""
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset, **overrides)).eval()
+    with torch.no_grad():
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            if name.endswith(("bias", "score_bias")) and not t.any():
+                t.normal_(0.0, 0.3)
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == cls.config_class.model_type and saved["architectures"] == [f"{family}ForCausalLM"]

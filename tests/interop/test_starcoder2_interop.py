@@ -2,8 +2,6 @@
 directions: rotary positions, grouped-query attention, biases and LayerNorms, the ungated
 feed-forward, the sliding window."""
 
-import json
-
 import pytest
 import torch
 
@@ -42,18 +40,8 @@ def test_starcoder2_generation_equals_transformers_on_a_left_padded_batch(tmp_pa
     assert generation_matches(attnkit.from_pretrained(tmp_path), hf, num_beams)
 
 
-def test_saved_starcoder2_loads_in_transformers_with_same_logits(tmp_path):
-    model = attnkit.Starcoder2(attnkit.Starcoder2Config.from_preset("starcoder2-tiny")).eval()
-    model.save_pretrained(tmp_path)
-    hf, info = transformers.Starcoder2ForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    ids = torch.randint(3, 256, (1, 12), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert (model(ids).logits - hf.eval()(ids).logits).abs().max() < 1e-4
-    assert attnkit.from_pretrained(tmp_path).config == model.config
-    config = json.loads((tmp_path / "config.json").read_text())
-    config.pop("attnkit")  # as transformers writes it: the Hugging Face fields alone
-    (tmp_path / "config.json").write_text(json.dumps({**config, "use_bias": False}))
+def test_starcoder2_without_biases_is_refused(tmp_path):
+    hf_model(tmp_path, "Starcoder2", **WINDOW, use_bias=False)
     with pytest.raises(ConfigError, match="use_bias=false"):
         attnkit.from_pretrained(tmp_path)
 
