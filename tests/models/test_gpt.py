@@ -171,7 +171,8 @@ def test_heads_not_dividing_width_is_an_error():
     (dict(n_experts=4, shared_expert_gated=False), "shared_expert_gated: False needs a shared expert"),
     (dict(kv_lora_rank=8), "kv_lora_rank: must be positive, with rotary positions on a rotary_dim below head_dim"),
     (dict(positional="rotary", rotary_dim=8, kv_lora_rank=8), "rotary_dim below head_dim"),
-    (dict(q_lora_rank=8), "q_lora_rank, v_head_dim and rope_interleave need kv_lora_rank"),
+    (dict(q_lora_rank=8), "q_lora_rank and v_head_dim need kv_lora_rank"),
+    (dict(rope_interleave=True), "rope_interleave: needs rotary positions"),
 ])
 def test_mixture_of_experts_and_latent_attention_fields_are_checked(fields, message):
     with pytest.raises(ConfigError, match=message):

@@ -66,6 +66,7 @@ FAMILIES: dict[str, str] = {
     "starcoder2": "attnkit.interop.starcoder2",
     "granite": "attnkit.interop.granite",
     "phi": "attnkit.interop.phi",
+    "cohere": "attnkit.interop.cohere",
     "mixtral": "attnkit.interop.mixtral",
     "qwen3_moe": "attnkit.interop.qwen3_moe",
     "qwen2_moe": "attnkit.interop.qwen2_moe",

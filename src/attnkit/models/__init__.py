@@ -9,6 +9,7 @@ from attnkit.models.bert import (
     BertForSequenceClassification,
     BertForTokenClassification,
 )
+from attnkit.models.cohere import Cohere, CohereConfig
 from attnkit.models.config import Config
 from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
 from attnkit.models.distilbert import (
@@ -65,15 +66,15 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "DeepseekV3", "DeepseekV3Config", "DistilBert", "DistilBertConfig",
-    "DistilBertForMaskedLM", "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification",
-    "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
-    "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTNeoX",
-    "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM",
-    "RobertaForQuestionAnswering", "RobertaForSequenceClassification", "RobertaForTokenClassification", "Starcoder2",
-    "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral",
-    "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi", "PhiConfig", "Phi3",
-    "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe",
-    "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT", "ViTConfig",
-    "ViTForImageClassification", "Whisper", "WhisperConfig",
+    "BertForTokenClassification", "Cohere", "CohereConfig", "DeepseekV3", "DeepseekV3Config", "DistilBert",
+    "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
+    "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM",
+    "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3",
+    "Gemma3Config", "GemmaConfig", "GPTNeoX", "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig",
+    "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
+    "RobertaForTokenClassification", "Starcoder2", "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama",
+    "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmoe",
+    "OlmoeConfig", "ModelOutput", "Phi", "PhiConfig", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe",
+    "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer",
+    "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
 ]

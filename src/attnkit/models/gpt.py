@@ -107,7 +107,7 @@ class GPTConfig(Config):
     kv_lora_rank: int | None = None  # multi-head latent attention, keys/values from latents this wide (DeepSeek)
     q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide; None = directly
     v_head_dim: int | None = None  # with kv_lora_rank: each head's value size; None = head_dim
-    rope_interleave: bool = False  # with kv_lora_rank: rotary dimensions as interleaved pairs (DeepSeek)
+    rope_interleave: bool = False  # rotary dimensions as interleaved pairs (GPT-J, Cohere, DeepSeek)
     dropout: float = 0.0
     attn_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop)
     tie_word_embeddings: bool = True
@@ -175,9 +175,9 @@ class GPTConfig(Config):
                          "must be positive, with rotary positions on a rotary_dim below head_dim (the rest of each "
                          "query/key head has none)")
         else:
-            self.require(self.q_lora_rank is None and self.v_head_dim is None and not self.rope_interleave,
-                         "kv_lora_rank", "q_lora_rank, v_head_dim and rope_interleave need kv_lora_rank (multi-head "
-                         "latent attention)")
+            self.require(self.q_lora_rank is None and self.v_head_dim is None, "kv_lora_rank",
+                         "q_lora_rank and v_head_dim need kv_lora_rank (multi-head latent attention)")
+        self.require(not self.rope_interleave or self.positional == "rotary", "rope_interleave", "needs rotary positions")
         for name in ("q_lora_rank", "v_head_dim"):
             self.require(getattr(self, name) is None or getattr(self, name) > 0, name, "must be None or positive")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap", "embedding_multiplier", "residual_multiplier",

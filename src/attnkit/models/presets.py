@@ -111,6 +111,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         "phi-2": dict(d_model=2560, d_ff=10240, n_layers=32, bos_token_id=50256, eos_token_id=50256),  # 2,779,683,840
         "phi-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, rotary_dim=4),
     },
+    "cohere": {
+        "cohere-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                            bos_token_id=1, eos_token_id=2),
+    },
     "granite": {
         "granite-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                              embedding_multiplier=12.0, residual_multiplier=0.22, logits_scaling=8.0,

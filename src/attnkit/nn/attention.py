@@ -67,6 +67,13 @@ def _matmul_attention(q, k, v, attn_mask, is_causal: bool, scale: float) -> torc
     return torch.matmul(scores.softmax(dim=-1), v)
 
 
+def _halves(x: torch.Tensor, rotary: int) -> torch.Tensor:
+    """The first ``rotary`` dimensions of ``x``, stored as interleaved pairs ``(x0, x1), (x2, x3),
+    ...``, regrouped as halves, evens first, for "rotate half" (:func:`apply_rotary`); the rest as
+    they are. Applied to queries and keys alike, it changes no score."""
+    return torch.cat([x[..., 0:rotary:2], x[..., 1:rotary:2], x[..., rotary:]], dim=-1)
+
+
 def _repeat_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """Grouped-query attention: share each key/value head across ``n_heads // Hkv`` query heads."""
     Hkv = x.shape[1]
@@ -197,6 +204,9 @@ class MultiHeadAttention(nn.Module):
         softcap: soft-capped scores (Gemma 2; see :func:`scaled_dot_product_attention`).
         qk_norm_per_head: False normalises all heads' queries together (and all keys), over
             the whole projection, before it is split into heads (OLMo 2).
+        rope_interleave: the rotary dimensions of each query/key head rotate in interleaved pairs
+            ``(x0, x1), (x2, x3), ...`` (GPT-J, Cohere) rather than halves; they are regrouped
+            evens first before the rotation, which changes no score (queries and keys alike).
     """
 
     def __init__(
@@ -216,8 +226,10 @@ class MultiHeadAttention(nn.Module):
         norm_eps: float = 1e-6,
         softcap: float | None = None,
         qk_norm_per_head: bool = True,
+        rope_interleave: bool = False,
     ):
         super().__init__()
+        self.rope_interleave = rope_interleave
         in_bias = bias if qkv_bias is None else qkv_bias
         if not key_bias and fused_qkv:
             raise InputError("key_bias=False needs separate projections (fused_qkv=False)")
@@ -298,6 +310,8 @@ class MultiHeadAttention(nn.Module):
             v = v.view(B, S_new, self.n_kv_heads, self.head_dim).transpose(1, 2)
         if rotary is not None:
             cos, sin = rotary
+            if self.rope_interleave:
+                q, k = _halves(q, cos.shape[-1]), _halves(k, cos.shape[-1])
             q = apply_rotary(q, cos, sin)
             k = apply_rotary(k, cos, sin)
         if cache is not None:
@@ -370,7 +384,7 @@ class MultiHeadLatentAttention(nn.Module):
         latent, k_rope = self.kv_a_proj(x).split([self.kv_lora_rank, self.rope_dim], dim=-1)
         latent, k_rope = self.kv_a_norm(latent)[:, None], k_rope[:, None]  # (B, 1, T, ·): one head, shared
         if self.rope_interleave:
-            q_rope, k_rope = (torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1) for t in (q_rope, k_rope))
+            q_rope, k_rope = _halves(q_rope, self.rope_dim), _halves(k_rope, self.rope_dim)
         if rotary is not None:
             q_rope, k_rope = apply_rotary(q_rope, *rotary), apply_rotary(k_rope, *rotary)
         w = self.kv_b_proj.weight.view(H, self.nope_dim + self.v_dim, self.kv_lora_rank)

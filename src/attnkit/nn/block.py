@@ -67,7 +67,7 @@ class LayerConfig:
     q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide
     rope_head_dim: int | None = None  # with kv_lora_rank: the rotary part of each query/key head
     v_head_dim: int | None = None  # with kv_lora_rank: each head's value size
-    rope_interleave: bool = False  # with kv_lora_rank: rotary dimensions as interleaved pairs (DeepSeek)
+    rope_interleave: bool = False  # rotary dimensions as interleaved pairs (GPT-J, Cohere, DeepSeek)
 
     def attention(self, cross: bool = False) -> MultiHeadAttention | MultiHeadLatentAttention:
         if self.kv_lora_rank is not None:
@@ -83,6 +83,7 @@ class LayerConfig:
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
             qkv_bias=self.qkv_bias, key_bias=self.key_bias, qk_norm=self.norm if self.qk_norm else None,
             norm_eps=self.norm_eps, softcap=self.attn_softcap, qk_norm_per_head=self.qk_norm_per_head,
+            rope_interleave=self.rope_interleave,
         )
 
     def feedforward(self) -> FeedForward | MoEFeedForward:
