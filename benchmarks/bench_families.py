@@ -6,6 +6,10 @@
   tokens, without EOS, fp32.
 - Whisper-tiny (``openai/whisper-tiny``'s shape): greedy decoding of 32 new tokens after a
   4-token decoder prompt, from one 30-second window, fp32.
+- A Mixtral-style mixture of experts (4 layers of 512, 8 SwiGLU experts of 1,024, 2 per token,
+  grouped-query attention): a forward pass over 8 × 128 tokens, and greedy decoding of 64 new
+  tokens after 16, fp32. ``transformers`` runs its experts with ``grouped_mm``; attnkit runs each
+  chosen expert once on its rows.
 
 Random weights built by ``transformers`` and given to attnkit through ``attnkit.from_pretrained``;
 alternating calls, median of the repeats; the outputs are compared (max |Δ logits| or equal tokens).
@@ -117,10 +121,61 @@ def whisper(repeats: int) -> list:
             rate["attnkit"] / rate["hf"], "same tokens" if same else "**different tokens**", times]
 
 
+def _mixtral():
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    hf = MixtralForCausalLM(MixtralConfig(vocab_size=32000, hidden_size=512, intermediate_size=1024,
+                                          num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4,
+                                          num_local_experts=8, num_experts_per_tok=2,
+                                          max_position_embeddings=512)).eval()
+    _spread(hf, ("o_proj.weight", "w2.weight", "down_proj"))
+    return hf, _load(hf)
+
+
+def moe(repeats: int) -> list:
+    hf, ak = _mixtral()
+    ids = torch.randint(0, 32000, (8, 128), generator=torch.Generator().manual_seed(1))
+    out = {}
+
+    @torch.inference_mode()
+    def run_ak():
+        out["ak"] = ak(ids).logits
+
+    @torch.inference_mode()
+    def run_hf():
+        out["hf"] = hf(ids).logits
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=1)
+    rate = {k: ids.numel() / median(v) for k, v in times.items()}
+    diff = (out["ak"] - out["hf"]).abs().max().item()
+    return ["Mixtral-style MoE (8 experts, top 2), forward 8 × 128 tokens", "tokens/s", f"{rate['attnkit']:.0f}",
+            f"{rate['hf']:.0f}", rate["attnkit"] / rate["hf"], f"max |Δ logits| {diff:.1e}", times]
+
+
+def moe_greedy(repeats: int) -> list:
+    hf, ak = _mixtral()
+    prompt = torch.randint(0, 32000, (1, 16), generator=torch.Generator().manual_seed(1))
+    out = {}
+
+    def run_ak():
+        out["ak"] = ak.generate(prompt, max_new_tokens=64, eos_token_id=None)
+
+    def run_hf():
+        out["hf"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=64, do_sample=False,
+                                eos_token_id=None, pad_token_id=0)
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=1)
+    rate = {k: 64 / median(v) for k, v in times.items()}
+    same = out["ak"].shape == out["hf"].shape and torch.equal(out["ak"], out["hf"])
+    return ["Mixtral-style MoE, greedy, 16 → 64 tokens", "tokens/s", f"{rate['attnkit']:.1f}", f"{rate['hf']:.1f}",
+            rate["attnkit"] / rate["hf"], "same tokens" if same else "**different tokens**", times]
+
+
 def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     repeats = 3 if quick else 5
     rows, numbers = [], {}
-    for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper)):
+    for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper), ("moe", moe), ("moe_greedy", moe_greedy)):
         what, unit, ours, theirs, ratio, check, times = fn(repeats)
         numbers[f"{name}_vs_hf"] = ratio
         rows.append([what, f"{ours} {unit}", f"{theirs} {unit}", f"**{ratio:.2f}×**", check,
