@@ -345,7 +345,10 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("Olmoe", "olmoe-tiny", {}), ("Granite", "granite-tiny", {}),
                                                      ("Phi", "phi-tiny", {}), ("Starcoder2", "starcoder2-tiny", {}),
                                                      ("DeepseekV3", "deepseek-v3-tiny", {}),
-                                                     ("Cohere", "cohere-tiny", {})])
+                                                     ("Cohere", "cohere-tiny", {}), ("Olmo3", "olmo3-tiny", {}),
+                                                     ("Olmo3", "olmo3-tiny", dict(
+                                                         rope_local_base=1000.0, rope_scaling={
+                                                             "rope_type": "linear", "factor": 2.0}))])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
     """Saves of each family's preset (its zero-initialised biases and DeepSeek's score biases
     drawn, so that a dropped one shows) load in transformers with the same logits, and in attnkit

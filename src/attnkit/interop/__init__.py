@@ -62,6 +62,7 @@ FAMILIES: dict[str, str] = {
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",
     "olmoe": "attnkit.interop.olmoe",
+    "olmo3": "attnkit.interop.olmo3",
     "deepseek_v3": "attnkit.interop.deepseek_v3",
     "starcoder2": "attnkit.interop.starcoder2",
     "granite": "attnkit.interop.granite",

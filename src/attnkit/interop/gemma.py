@@ -128,19 +128,20 @@ def windowed_gemma_fields(c: GemmaConfig, variants: set[str]) -> dict | None:
     return dict(fields, **windowed_to_hf(c))
 
 
-def rope_by_layer_type(hf: dict, n_positions: int) -> dict:
-    """Gemma 3's ``rope_base``, ``rope_scaling`` (global layers) and ``rope_local_base``, from
-    ``rope_parameters`` keyed by layer type or the older ``rope_theta``, ``rope_scaling`` and
-    ``rope_local_base_freq``."""
+def rope_by_layer_type(hf: dict, n_positions: int, full_theta: float = 1000000.0, local_theta: float = 10000.0) -> dict:
+    """Gemma 3's (and OLMo 3's) ``rope_base``, ``rope_scaling`` (global layers) and
+    ``rope_local_base``, from ``rope_parameters`` keyed by layer type or the older ``rope_theta``,
+    ``rope_scaling`` and ``rope_local_base_freq``; the bases default to ``full_theta`` and
+    ``local_theta``."""
     params = hf.get("rope_parameters") or {}
     if LAYER_TYPES[1] in params or LAYER_TYPES[0] in params:
         full, local = params.get(LAYER_TYPES[1]) or {}, params.get(LAYER_TYPES[0]) or {}
     else:
         full = {**(hf.get("rope_scaling") or {}), **params}
-        full.setdefault("rope_theta", hf.get("rope_theta", 1000000.0))
-        local = {"rope_theta": hf.get("rope_local_base_freq", 10000.0)}
-    base, scaling = _rope({"rope_parameters": {"rope_theta": 1000000.0, **full}}, n_positions)
-    local_base, local_scaling = _rope({"rope_parameters": {"rope_theta": 10000.0, **local}}, n_positions)
+        full.setdefault("rope_theta", hf.get("rope_theta", full_theta))
+        local = {"rope_theta": hf.get("rope_local_base_freq", local_theta)}
+    base, scaling = _rope({"rope_parameters": {"rope_theta": full_theta, **full}}, n_positions)
+    local_base, local_scaling = _rope({"rope_parameters": {"rope_theta": local_theta, **local}}, n_positions)
     if local_scaling is not None:
         raise ConfigError(f"config.json: RoPE scaling on the sliding layers ({local_scaling}) is not supported")
     return dict(rope_base=base, rope_scaling=scaling, rope_local_base=local_base)

@@ -31,14 +31,19 @@ def key_rules(model) -> list[Rename]:
     ]
 
 
-def config_to_hf(model) -> dict | None:
-    """HF ``Olmo2Config`` fields, or None for a variant ``Olmo2ForCausalLM`` cannot represent
-    (biases, norms placed otherwise, a head size of its own)."""
-    c: Olmo2Config = model.config
-    fields = llama_fields(c, _NORMS)
+def olmo2_fields(c: Olmo2Config, variants: set[str] = frozenset()) -> dict | None:
+    """The HF config fields of OLMo 2 (and OLMo 3, with its ``variants``), or None for a variant
+    they cannot represent (biases, norms placed otherwise, a head size of its own)."""
+    fields = llama_fields(c, _NORMS | set(variants))
     if (fields is None or c.bias or c.variants() & _NORMS != _NORMS or c.head_dim not in (None, c.d_model // c.n_heads)):
         return None
-    return dict(model_type=MODEL_TYPE, **fields, attention_bias=False)
+    return dict(fields, attention_bias=False)
+
+
+def config_to_hf(model) -> dict | None:
+    """HF ``Olmo2Config`` fields, or None for a variant ``Olmo2ForCausalLM`` cannot represent."""
+    fields = olmo2_fields(model.config)
+    return None if fields is None else dict(model_type=MODEL_TYPE, **fields)
 
 
 def config_from_hf(hf: dict, model_class: type) -> Olmo2Config:

@@ -18,7 +18,7 @@ al. 2024) norms each sublayer's output instead of its input (``input_norm=False`
 ``sandwich_norm``) and all heads' queries and keys together (``qk_norm`` with
 ``qk_norm_per_head=False``). :class:`Olmoe` (Muennighoff et al. 2024) is a Llama with those
 query/key norms and a mixture of 64 experts, 8 per token, whose weights are not renormalised.
-:class:`Granite` (IBM Granite 3) scales the embeddings, each sublayer's output, the attention
+:class:`Olmo3` adds sliding-window attention on three layers of four. :class:`Granite` (IBM Granite 3) scales the embeddings, each sublayer's output, the attention
 scores and the logits by constants (``embedding_multiplier``, ``residual_multiplier``,
 ``attn_scale_dim``, ``logits_scaling``).
 """
@@ -26,7 +26,7 @@ scores and the logits by constants (``embedding_multiplier``, ``residual_multipl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from attnkit.models.gpt import GPT, GPTConfig
 
@@ -164,6 +164,26 @@ class Olmo2(GPT):
     :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Olmo2Config
+
+
+@dataclass(frozen=True)
+class Olmo3Config(Olmo2Config):
+    """Sizes of an OLMo 3. Defaults are Hugging Face's ``Olmo3Config``: OLMo 2 with a window of 4,096
+    positions on three layers of four (every fourth attends globally) and a RoPE base of 500,000;
+    RoPE scaling applies to the global layers only (``rope_local_base``)."""
+
+    model_type = "olmo3"
+    sliding_pattern: ClassVar[int | None] = 4
+
+    rope_base: float = 500000.0
+    sliding_window: int | None = 4096
+
+
+class Olmo3(GPT):
+    """An OLMo 3 causal LM: OLMo 2 with sliding-window attention on most layers (see
+    :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Olmo3Config
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,10 @@ PRESETS: dict[str, dict[str, dict]] = {
                              embedding_multiplier=12.0, residual_multiplier=0.22, logits_scaling=8.0,
                              attn_scale_dim=64.0, tie_word_embeddings=True),
     },
+    "olmo3": {
+        "olmo3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=4, n_heads=4, n_kv_heads=2,
+                           sliding_window=8, eos_token_id=2, pad_token_id=0),
+    },
     "olmoe": {
         # Muennighoff et al. 2024: OLMoE-1B-7B (64 experts of 1,024, 8 per token; 1.3B active).
         "olmoe-1b-7b": dict(d_ff=1024),  # 6,919,161,856 params
