@@ -346,6 +346,7 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("Phi", "phi-tiny", {}), ("Starcoder2", "starcoder2-tiny", {}),
                                                      ("DeepseekV3", "deepseek-v3-tiny", {}),
                                                      ("Cohere", "cohere-tiny", {}), ("Olmo3", "olmo3-tiny", {}),
+                                                     ("SmolLM3", "smollm3-tiny", {}),
                                                      ("Olmo3", "olmo3-tiny", dict(
                                                          rope_local_base=1000.0, rope_scaling={
                                                              "rope_type": "linear", "factor": 2.0}))])

@@ -173,6 +173,7 @@ def test_heads_not_dividing_width_is_an_error():
     (dict(positional="rotary", rotary_dim=8, kv_lora_rank=8), "rotary_dim below head_dim"),
     (dict(q_lora_rank=8), "q_lora_rank and v_head_dim need kv_lora_rank"),
     (dict(rope_interleave=True), "rope_interleave: needs rotary positions"),
+    (dict(nope_layers=(0,)), r"nope_layers: must be layer indices in \[0, 2\), with rotary positions"),
 ])
 def test_mixture_of_experts_and_latent_attention_fields_are_checked(fields, message):
     with pytest.raises(ConfigError, match=message):

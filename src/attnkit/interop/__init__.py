@@ -63,6 +63,7 @@ FAMILIES: dict[str, str] = {
     "olmo2": "attnkit.interop.olmo2",
     "olmoe": "attnkit.interop.olmoe",
     "olmo3": "attnkit.interop.olmo3",
+    "smollm3": "attnkit.interop.smollm3",
     "deepseek_v3": "attnkit.interop.deepseek_v3",
     "starcoder2": "attnkit.interop.starcoder2",
     "granite": "attnkit.interop.granite",

@@ -49,6 +49,8 @@ from attnkit.models.llama import (
     Qwen3Config,
     Qwen3Moe,
     Qwen3MoeConfig,
+    SmolLM3,
+    SmolLM3Config,
 )
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.phi import Phi, PhiConfig
@@ -74,9 +76,10 @@ __all__ = [
     "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3",
     "Gemma3Config", "GemmaConfig", "GPTNeoX", "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig",
     "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
-    "RobertaForTokenClassification", "Starcoder2", "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama",
-    "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmo3",
-    "Olmo3Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi", "PhiConfig", "Phi3", "Phi3Config", "Qwen2",
-    "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config",
-    "Transformer", "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
+    "RobertaForTokenClassification", "SmolLM3", "SmolLM3Config", "Starcoder2", "Starcoder2Config", "GPT", "Config",
+    "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2",
+    "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi", "PhiConfig", "Phi3",
+    "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe",
+    "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT", "ViTConfig",
+    "ViTForImageClassification", "Whisper", "WhisperConfig",
 ]

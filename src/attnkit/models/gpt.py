@@ -56,7 +56,7 @@ class GPTConfig(Config):
         "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff",
         "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
-        "logits_scaling", "shared_norm", "lm_head_bias")
+        "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -79,6 +79,7 @@ class GPTConfig(Config):
     sliding_window: int | None = None  # each position attends itself and the window - 1 before it (Mistral)
     sliding_layers: tuple[int, ...] | None = None  # the layers with the window; None: see window_layers
     rope_local_base: float | None = None  # the RoPE base of the sliding layers; None = rope_base (Gemma 3)
+    nope_layers: tuple[int, ...] | None = None  # layers without rotary positions (SmolLM3's NoPE layers)
     embed_scale: bool = False  # token embeddings times sqrt(d_model) (Gemma)
     embedding_multiplier: float = 1.0  # token embeddings times this (Granite)
     residual_multiplier: float = 1.0  # each sublayer's output times this before the residual add (Granite)
@@ -134,6 +135,9 @@ class GPTConfig(Config):
             self.require(self.sliding_window is not None, "sliding_layers", "needs a sliding_window")
             self.require(all(0 <= i < self.n_layers for i in self.sliding_layers), "sliding_layers",
                          f"must be layer indices in [0, {self.n_layers})")
+        if self.nope_layers is not None:
+            self.require(self.positional == "rotary" and all(0 <= i < self.n_layers for i in self.nope_layers),
+                         "nope_layers", f"must be layer indices in [0, {self.n_layers}), with rotary positions")
         self.require(self.rope_local_base is None or (self.positional == "rotary" and self.rope_local_base > 0),
                      "rope_local_base", "must be None, or positive with rotary positions")
         self.require(self.residual_multiplier == 1.0 or not self.parallel_residual, "residual_multiplier",
@@ -273,7 +277,8 @@ class GPT(Model):
             self.local_rotary = RotaryEmbedding(rotary_dim, c.rope_local_base)
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True,
-                               local_layers=c.window_layers, layer_cfgs=c.dense_layers())
+                               local_layers=c.window_layers, layer_cfgs=c.dense_layers(),
+                               nope_layers=c.nope_layers or ())
         self.lm_head = Linear(c.d_model, c.vocab_size, bias=c.lm_head_bias)
         self.apply(self._init_weights)
         # GPT-2 §2.3: scale the residual projections by 1/sqrt(number of residual layers).

@@ -18,7 +18,8 @@ al. 2024) norms each sublayer's output instead of its input (``input_norm=False`
 ``sandwich_norm``) and all heads' queries and keys together (``qk_norm`` with
 ``qk_norm_per_head=False``). :class:`Olmoe` (Muennighoff et al. 2024) is a Llama with those
 query/key norms and a mixture of 64 experts, 8 per token, whose weights are not renormalised.
-:class:`Olmo3` adds sliding-window attention on three layers of four. :class:`Granite` (IBM Granite 3) scales the embeddings, each sublayer's output, the attention
+:class:`Olmo3` adds sliding-window attention on three layers of four. :class:`SmolLM3` drops
+the rotary embedding from every fourth layer (``nope_layers``). :class:`Granite` (IBM Granite 3) scales the embeddings, each sublayer's output, the attention
 scores and the logits by constants (``embedding_multiplier``, ``residual_multiplier``,
 ``attn_scale_dim``, ``logits_scaling``).
 """
@@ -184,6 +185,34 @@ class Olmo3(GPT):
     :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Olmo3Config
+
+
+@dataclass(frozen=True)
+class SmolLM3Config(LlamaConfig):
+    """Sizes of a SmolLM3. Defaults are Hugging Face's ``SmolLM3Config`` (SmolLM3-3B's shape): every
+    fourth layer has no rotary positions (``nope_layers``)."""
+
+    model_type = "smollm3"
+
+    vocab_size: int = 128256
+    n_positions: int = 32768
+    d_model: int = 2048
+    n_layers: int = 36
+    n_heads: int = 16
+    n_kv_heads: int | None = 4
+    rope_base: float = 2000000.0
+    nope_layers: tuple[int, ...] | None = tuple(range(3, 36, 4))
+    tie_word_embeddings: bool = True
+    bos_token_id: int | None = 128000
+    eos_token_id: int | None = 128001
+    pad_token_id: int | None = 128004
+
+
+class SmolLM3(GPT):
+    """A SmolLM3 causal LM: a Llama whose every fourth layer attends without positions (see
+    :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = SmolLM3Config
 
 
 @dataclass(frozen=True)

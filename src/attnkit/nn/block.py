@@ -254,14 +254,17 @@ class Decoder(_Stack):
     """A stack of :class:`DecoderLayer`; ``cross=True`` adds cross-attention (encoder-decoder)."""
 
     def __init__(self, cfg: LayerConfig, n_layers: int, cross: bool = False, final_norm: bool | None = None,
-                 local_layers: tuple[int, ...] = (), layer_cfgs: dict[int, LayerConfig] | None = None):
+                 local_layers: tuple[int, ...] = (), layer_cfgs: dict[int, LayerConfig] | None = None,
+                 nope_layers: tuple[int, ...] = ()):
         """``layer_cfgs``: the layers built from a config of their own instead of ``cfg`` (a
-        mixture of experts' dense layers)."""
+        mixture of experts' dense layers). ``nope_layers``: the layers that get no rotary
+        positions (SmolLM3's "NoPE" layers)."""
         final_norm = cfg.pre_norm if final_norm is None else final_norm
         layer_cfgs = layer_cfgs or {}
         super().__init__(cfg, [DecoderLayer(layer_cfgs.get(i, cfg), cross) for i in range(n_layers)], final_norm)
         self.cross = cross
         self.local_layers = frozenset(local_layers)
+        self.nope_layers = frozenset(nope_layers)
 
     def new_cache(self, max_len: int) -> DecoderCache:
         """An empty cache for incremental decoding of up to ``max_len`` positions."""
@@ -284,6 +287,8 @@ class Decoder(_Stack):
                 states.append(x)
             self_cache, cross_cache = cache.layer(i) if cache is not None else (None, None)
             layer_mask, layer_rotary = local if local is not None and i in self.local_layers else (mask, rotary)
+            if i in self.nope_layers:
+                layer_rotary = None
             x, sw, cw = self._run(
                 layer, x, mask=layer_mask, bias=bias, is_causal=is_causal, cache=self_cache, context=context,
                 context_mask=context_mask, cross_bias=cross_bias, cross_cache=cross_cache, rotary=layer_rotary,
