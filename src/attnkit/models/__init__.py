@@ -25,6 +25,8 @@ from attnkit.models.gemma import Gemma, Gemma2, Gemma2Config, Gemma3, Gemma3Conf
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
 from attnkit.models.llama import (
+    Ernie4_5,
+    Ernie4_5Config,
     Granite,
     GraniteConfig,
     Llama,
@@ -49,6 +51,8 @@ from attnkit.models.llama import (
     Qwen3Config,
     Qwen3Moe,
     Qwen3MoeConfig,
+    SeedOss,
+    SeedOssConfig,
     SmolLM3,
     SmolLM3Config,
 )
@@ -72,14 +76,14 @@ __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
     "BertForTokenClassification", "Cohere", "CohereConfig", "DeepseekV3", "DeepseekV3Config", "DistilBert",
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
-    "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Esm", "EsmConfig", "EsmForMaskedLM",
-    "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2", "Gemma2Config", "Gemma3",
-    "Gemma3Config", "GemmaConfig", "GPTNeoX", "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig",
-    "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
-    "RobertaForTokenClassification", "SmolLM3", "SmolLM3Config", "Starcoder2", "Starcoder2Config", "GPT", "Config",
-    "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2",
-    "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "ModelOutput", "Phi", "PhiConfig", "Phi3",
-    "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe",
-    "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT", "ViTConfig",
-    "ViTForImageClassification", "Whisper", "WhisperConfig",
+    "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config", "Esm",
+    "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2",
+    "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTNeoX", "GPTNeoXConfig", "Granite", "GraniteConfig",
+    "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
+    "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3", "SmolLM3Config", "Starcoder2",
+    "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral",
+    "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "ModelOutput",
+    "Phi", "PhiConfig", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3",
+    "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT",
+    "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
 ]

@@ -18,7 +18,8 @@ al. 2024) norms each sublayer's output instead of its input (``input_norm=False`
 ``sandwich_norm``) and all heads' queries and keys together (``qk_norm`` with
 ``qk_norm_per_head=False``). :class:`Olmoe` (Muennighoff et al. 2024) is a Llama with those
 query/key norms and a mixture of 64 experts, 8 per token, whose weights are not renormalised.
-:class:`Olmo3` adds sliding-window attention on three layers of four. :class:`SmolLM3` drops
+:class:`Olmo3` adds sliding-window attention on three layers of four. :class:`Ernie4_5`
+rotates interleaved pairs (``rope_interleave``); :class:`SeedOss` has q/k/v biases (``qkv_bias``). :class:`SmolLM3` drops
 the rotary embedding from every fourth layer (``nope_layers``). :class:`Granite` (IBM Granite 3) scales the embeddings, each sublayer's output, the attention
 scores and the logits by constants (``embedding_multiplier``, ``residual_multiplier``,
 ``attn_scale_dim``, ``logits_scaling``).
@@ -213,6 +214,62 @@ class SmolLM3(GPT):
     :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = SmolLM3Config
+
+
+@dataclass(frozen=True)
+class Ernie4_5Config(LlamaConfig):
+    """Sizes of an ERNIE 4.5 (dense). Defaults are Hugging Face's ``Ernie4_5Config`` (ERNIE-4.5-0.3B's
+    shape): heads of 128 whatever the width, rotary pairs interleaved (``rope_interleave``)."""
+
+    model_type = "ernie4_5"
+
+    vocab_size: int = 103424
+    n_positions: int = 131072
+    d_model: int = 1024
+    n_layers: int = 18
+    n_heads: int = 16
+    n_kv_heads: int | None = 2
+    head_dim: int | None = 128
+    d_ff: int | None = 3072
+    norm_eps: float = 1e-5
+    rope_base: float = 500000.0
+    rope_interleave: bool = True
+    tie_word_embeddings: bool = True
+    pad_token_id: int | None = 0
+
+
+class Ernie4_5(GPT):
+    """An ERNIE 4.5 causal LM: a Llama whose rotary pairs are interleaved (see
+    :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Ernie4_5Config
+
+
+@dataclass(frozen=True)
+class SeedOssConfig(LlamaConfig):
+    """Sizes of a Seed-OSS (ByteDance Seed). Defaults are Hugging Face's ``SeedOssConfig``: biases on
+    the query/key/value projections alone (``qkv_bias``), heads of 128."""
+
+    model_type = "seed_oss"
+
+    vocab_size: int = 155136
+    n_positions: int = 524288
+    d_model: int = 4096
+    n_layers: int = 64
+    n_heads: int = 80
+    n_kv_heads: int | None = 8
+    head_dim: int | None = 128
+    d_ff: int | None = 27648
+    qkv_bias: bool | None = True
+    bos_token_id: int | None = 0
+    eos_token_id: int | None = 2
+    pad_token_id: int | None = 1
+
+
+class SeedOss(GPT):
+    """A Seed-OSS causal LM: a Llama with q/k/v biases (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = SeedOssConfig
 
 
 @dataclass(frozen=True)

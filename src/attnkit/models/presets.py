@@ -128,6 +128,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "smollm3-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=4, n_heads=4, n_kv_heads=2,
                              nope_layers=(3,), bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "ernie4_5": {
+        "ernie-4.5-0.3b": dict(),  # 360,748,032 params: HF's Ernie4_5Config defaults
+        "ernie4_5-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                              head_dim=8, bos_token_id=1, eos_token_id=2),
+    },
+    "seed_oss": {
+        "seed-oss-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4,
+                              n_kv_heads=2, head_dim=8, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
     "olmoe": {
         # Muennighoff et al. 2024: OLMoE-1B-7B (64 experts of 1,024, 8 per token; 1.3B active).
         "olmoe-1b-7b": dict(d_ff=1024),  # 6,919,161,856 params
