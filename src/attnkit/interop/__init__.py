@@ -71,6 +71,7 @@ FAMILIES: dict[str, str] = {
     "granite": "attnkit.interop.granite",
     "phi": "attnkit.interop.phi",
     "cohere": "attnkit.interop.cohere",
+    "gptj": "attnkit.interop.gptj",
     "mixtral": "attnkit.interop.mixtral",
     "qwen3_moe": "attnkit.interop.qwen3_moe",
     "qwen2_moe": "attnkit.interop.qwen2_moe",

@@ -24,6 +24,7 @@ from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceCla
 from attnkit.models.gemma import Gemma, Gemma2, Gemma2Config, Gemma3, Gemma3Config, GemmaConfig
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
+from attnkit.models.gptj import GPTJ, GPTJConfig
 from attnkit.models.llama import (
     Ernie4_5,
     Ernie4_5Config,
@@ -78,12 +79,12 @@ __all__ = [
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config", "Esm",
     "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2",
-    "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTNeoX", "GPTNeoXConfig", "Granite", "GraniteConfig",
-    "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
-    "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3", "SmolLM3Config", "Starcoder2",
-    "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral",
-    "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "ModelOutput",
-    "Phi", "PhiConfig", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3",
-    "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT",
-    "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
+    "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTJ", "GPTJConfig", "GPTNeoX", "GPTNeoXConfig",
+    "Granite", "GraniteConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+    "RobertaForSequenceClassification", "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3",
+    "SmolLM3Config", "Starcoder2", "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral",
+    "MistralConfig", "Mixtral", "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe",
+    "OlmoeConfig", "ModelOutput", "Phi", "PhiConfig", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe",
+    "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer",
+    "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",
 ]

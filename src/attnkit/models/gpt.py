@@ -56,7 +56,7 @@ class GPTConfig(Config):
         "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff",
         "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
-        "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers")
+        "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -75,6 +75,7 @@ class GPTConfig(Config):
     rotary_dim: int | None = None  # rotate the first rotary_dim dimensions of each head; None = all (Phi-4-mini)
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections alone (Qwen2); None = ``bias``
+    attn_out_bias: bool | None = None  # a bias on the attention's output projection; None = ``bias`` (GPT-J: none)
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys before the rotary embedding (Qwen3)
     sliding_window: int | None = None  # each position attends itself and the window - 1 before it (Mistral)
     sliding_layers: tuple[int, ...] | None = None  # the layers with the window; None: see window_layers
@@ -204,10 +205,12 @@ class GPTConfig(Config):
 
     def variants(self) -> set[str]:
         """The ``variant_fields`` this config sets away from ``GPTConfig``'s own defaults (whatever
-        its family's defaults are); ``qkv_bias`` counts where it differs from ``bias``."""
+        its family's defaults are); ``qkv_bias`` and ``attn_out_bias`` count where they differ from
+        ``bias``."""
         base = GPTConfig.__dataclass_fields__
-        used = {f for f in self.variant_fields if f != "qkv_bias" and getattr(self, f) != base[f].default}
-        return used | ({"qkv_bias"} if self.qkv_bias not in (None, self.bias) else set())
+        tied = ("qkv_bias", "attn_out_bias")  # variants where they differ from ``bias``
+        used = {f for f in self.variant_fields if f not in tied and getattr(self, f) != base[f].default}
+        return used | {f for f in tied if getattr(self, f) not in (None, self.bias)}
 
     @property
     def window_layers(self) -> tuple[int, ...]:
@@ -239,6 +242,7 @@ class GPTConfig(Config):
             d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim,
             qk_norm=self.qk_norm, d_ff=self.d_ff or 4 * self.d_model, activation=self.activation, norm=self.norm,
             norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, qkv_bias=self.qkv_bias, dropout=self.dropout,
+            attn_out_bias=self.attn_out_bias,
             attn_dropout=self.attn_dropout,
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
             attn_scale=None if self.attn_scale_dim is None else self.attn_scale_dim ** -0.5,

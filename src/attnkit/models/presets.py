@@ -105,6 +105,11 @@ PRESETS: dict[str, dict[str, dict]] = {
         "starcoder2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4,
                                 n_kv_heads=2, sliding_window=8, bos_token_id=1, eos_token_id=2),
     },
+    "gptj": {
+        "gpt-j-6b": dict(),  # 6,050,882,784 params: HF's GPTJConfig defaults
+        "gptj-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, rotary_dim=4, bos_token_id=1,
+                          eos_token_id=2),
+    },
     "phi": {
         # Li et al. 2023 (Phi-1.5: HF's PhiConfig shape) and Phi-2 (2,560 wide, 32 layers, 40% of each head rotated).
         "phi-1.5": dict(bos_token_id=50256, eos_token_id=50256),  # 1,418,270,720 params

@@ -204,6 +204,8 @@ class MultiHeadAttention(nn.Module):
         softcap: soft-capped scores (Gemma 2; see :func:`scaled_dot_product_attention`).
         qk_norm_per_head: False normalises all heads' queries together (and all keys), over
             the whole projection, before it is split into heads (OLMo 2).
+        out_bias: a bias on the output projection (``bias`` when None; GPT-J has none there but
+            biases elsewhere).
         rope_interleave: the rotary dimensions of each query/key head rotate in interleaved pairs
             ``(x0, x1), (x2, x3), ...`` (GPT-J, Cohere) rather than halves; they are regrouped
             evens first before the rotation, which changes no score (queries and keys alike).
@@ -227,6 +229,7 @@ class MultiHeadAttention(nn.Module):
         softcap: float | None = None,
         qk_norm_per_head: bool = True,
         rope_interleave: bool = False,
+        out_bias: bool | None = None,
     ):
         super().__init__()
         self.rope_interleave = rope_interleave
@@ -254,7 +257,7 @@ class MultiHeadAttention(nn.Module):
             self.q_proj = Linear(d_model, q_dim, bias=in_bias)
             self.k_proj = Linear(d_model, kv_dim, bias=in_bias and key_bias)
             self.v_proj = Linear(d_model, kv_dim, bias=in_bias)
-        self.out_proj = Linear(q_dim, d_model, bias=bias)
+        self.out_proj = Linear(q_dim, d_model, bias=bias if out_bias is None else out_bias)
         self.q_norm = self.k_norm = None
         self.qk_norm_per_head = qk_norm_per_head
         if qk_norm is not None:

@@ -40,6 +40,7 @@ class LayerConfig:
     pre_norm: bool = True
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections; None = ``bias``
+    attn_out_bias: bool | None = None  # a bias on the attention's output projection; None = ``bias``
     key_bias: bool = True  # False: none on the key projection alone (Whisper; needs fused_qkv=False)
     dropout: float = 0.0
     attn_dropout: float = 0.0
@@ -83,7 +84,7 @@ class LayerConfig:
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
             qkv_bias=self.qkv_bias, key_bias=self.key_bias, qk_norm=self.norm if self.qk_norm else None,
             norm_eps=self.norm_eps, softcap=self.attn_softcap, qk_norm_per_head=self.qk_norm_per_head,
-            rope_interleave=self.rope_interleave,
+            rope_interleave=self.rope_interleave, out_bias=self.attn_out_bias,
         )
 
     def feedforward(self) -> FeedForward | MoEFeedForward:
