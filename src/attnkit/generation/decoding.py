@@ -278,6 +278,8 @@ def stream(
     prompt_lookup_num_tokens: int | None = None,
     assistant_model=None,
     num_assistant_tokens: int | None = None,
+    stop_strings: str | Sequence[str] | None = None,
+    tokenizer=None,
     logits_out: list | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time (one
@@ -301,11 +303,12 @@ def stream(
     bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                  logits_processor)
     _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, 1)
+    stop = _stop_strings(stop_strings, tokenizer, 1)
     decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens)
     with _packing(model, pack_weights, rows, s["max_new_tokens"]):
         yield from decode(model, input_ids, attention_mask, generator, bans, *special, **s,
                           record=None if logits_out is None else {"logits": logits_out},
-                          decoder_input_ids=decoder_input_ids)
+                          decoder_input_ids=decoder_input_ids, stop=stop)
 
 
 ASSISTANT_TOKENS = 5  # the first round's guesses from an assistant model (then adapted, as Hugging Face's "heuristic")
@@ -340,9 +343,10 @@ def _must_refeed(limit: int | None, cache, length: int) -> bool:
 
 def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
             temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
-            renormalize_logits=False, record=None, decoder_input_ids=None):
+            renormalize_logits=False, record=None, decoder_input_ids=None, stop=None):
     """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
-    key) collects each step's processed scores / raw logits."""
+    key) collects each step's processed scores / raw logits; ``stop`` (:class:`_StopStrings`)
+    ends the rows whose text reaches a stop string."""
     scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
     ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens,
                                                 **_prompt(decoder_input_ids))
@@ -354,7 +358,8 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
     step_input = ids
     seq = None  # the sequence so far, for the processors that read it and for a refeed
     limit = _refeed_limit(model)
-    if _reads_sequence(repetition_penalty, no_repeat_ngram_size, bans) or limit is not None:
+    ends = bool(eos) or stop is not None  # rows can finish early
+    if _reads_sequence(repetition_penalty, no_repeat_ngram_size, bans) or limit is not None or stop is not None:
         seq = ids.new_empty(ids.shape[0], cur + max_new_tokens)
         seq[:, :cur] = ids
     for step in range(max_new_tokens):
@@ -375,16 +380,19 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
                        else logits.argmax(dim=-1))
         if scores_out is not None:
             scores_out.append(logits)
-        if eos:
+        if ends:
             next_tokens = torch.where(unfinished, next_tokens, pad)
+        if eos:
             unfinished &= ~torch.isin(next_tokens, eos_t)
-        yield next_tokens
-        if eos and not bool(unfinished.any()):
-            return
-        step_input = next_tokens[:, None]
         if seq is not None:
             seq[:, cur] = next_tokens
         cur += 1
+        if stop is not None:
+            unfinished &= ~stop(seq[:, :cur], unfinished)
+        yield next_tokens
+        if ends and not bool(unfinished.any()):
+            return
+        step_input = next_tokens[:, None]
 
 
 def _check_guessing(model, input_ids, lookup, assistant, num_assistant_tokens, num_beams: int) -> None:
@@ -414,6 +422,41 @@ def _check_guessing(model, input_ids, lookup, assistant, num_assistant_tokens, n
         if ours != theirs:
             raise InputError(f"assistant_model must share the model's vocabulary: it has {theirs} tokens, the model "
                              f"{ours}")
+
+
+class _StopStrings:
+    """Which rows' text has just come to contain a stop string (Hugging Face's
+    ``StopStringCriteria``): one that ends after the text of the tokens before the newest one,
+    i.e. overlaps it. Each check decodes the last few tokens of a row (enough for the longest stop
+    string, whatever the tokens' lengths), not the whole text."""
+
+    def __init__(self, stops: list[str], tokenizer):
+        self.stops, self.tokenizer = stops, tokenizer
+        self.window = max(map(len, stops)) + 8  # tokens: at least one character each, but for UTF-8 pieces
+
+    def __call__(self, seq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` bool: the ``rows`` of ``seq`` ``(B, L)`` whose newest token completes a stop string."""
+        hits = torch.zeros_like(rows)
+        for r in rows.nonzero().flatten().tolist():
+            ids = seq[r, -self.window:].tolist()
+            before, text = (self.tokenizer.decode(t, skip_special_tokens=False) for t in (ids[:-1], ids))
+            start = len(before) if text.startswith(before) else 0
+            hits[r] = any(text.find(s, max(0, start - len(s) + 1)) >= 0 for s in self.stops)
+        return hits
+
+
+def _stop_strings(stop_strings, tokenizer, num_beams: int) -> _StopStrings | None:
+    """The checked ``stop_strings`` of a call as a :class:`_StopStrings`, or None."""
+    if stop_strings is None:
+        return None
+    stops = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+    if not stops or any(not isinstance(s, str) or not s for s in stops):
+        raise InputError(f"stop_strings must be a non-empty string or a list of them, got {stop_strings!r}")
+    if tokenizer is None or not hasattr(tokenizer, "decode"):
+        raise InputError("stop_strings needs the tokenizer (tokenizer=...) to read the generated text")
+    if num_beams > 1:
+        raise InputError("stop_strings is not supported with beam search (num_beams > 1)")
+    return _StopStrings(stops, tokenizer)
 
 
 def _lookup_candidates(seq: torch.Tensor, n: int, max_ngram: int = 2) -> torch.Tensor:
@@ -493,7 +536,7 @@ def _speculative_token(p: torch.Tensor, q: torch.Tensor | None, guess: int | Non
 def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
                    temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
                    renormalize_logits=False, record=None, decoder_input_ids=None, lookup: int = 10,
-                   assistant: tuple | None = None):
+                   assistant: tuple | None = None, stop=None):
     """Decoding of one sequence that also checks guesses: each step feeds the last token and up to
     ``lookup`` guessed tokens, keeps the guesses the model confirms, its own token after them, and
     forgets the cache positions of the rest. The guesses are the tokens that once followed the
@@ -543,6 +586,8 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
             seq[cur] = token[0]
             cur += 1
             if (eos and bool(torch.isin(token, eos_t))) or cur - T == max_new_tokens:
+                return
+            if stop is not None and bool(stop(seq[None, :cur], token.new_ones(1, dtype=torch.bool))):
                 return
             if guessed is None or int(token) != guessed:
                 break  # the rows after a wrong guess were computed for another text
@@ -595,6 +640,8 @@ def generate(
     prompt_lookup_num_tokens: int | None = None,
     assistant_model=None,
     num_assistant_tokens: int | None = None,
+    stop_strings: str | Sequence[str] | None = None,
+    tokenizer=None,
 ) -> torch.Tensor | GenerateOutput:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors can be passed in ``logits_processor``).
@@ -682,6 +729,11 @@ def generate(
             guesses in the first round (default 5), then 2 more after a round it got all right
             and 1 fewer after one it did not.
 
+        stop_strings, tokenizer: a string or a list of strings that end a row when its text (read
+            with ``tokenizer.decode``) comes to contain one, overlapping the newest token, as
+            Hugging Face's ``StopStringCriteria``; the token that completes it is kept, then the row
+            is padded as after EOS. Not with beam search.
+
         return_dict_in_generate, output_scores, output_logits: return a
             :class:`~attnkit.models.outputs.GenerateOutput` with the ``sequences`` and, when asked,
             each step's processed ``scores`` and raw ``logits``, and beam search's
@@ -703,6 +755,7 @@ def generate(
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, num_beams)
+        stop = _stop_strings(stop_strings, tokenizer, num_beams)
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
         bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                      logits_processor)
@@ -736,7 +789,7 @@ def generate(
         with _packing(model, pack_weights, rows, s["max_new_tokens"]):
             for tokens in decode(model, input_ids, attention_mask, generator, bans, *special,
                                  **{k: v for k, v in s.items() if k not in beam_only}, record=record,
-                                 decoder_input_ids=decoder_input_ids):
+                                 decoder_input_ids=decoder_input_ids, stop=stop):
                 if streamer is not None:
                     if not steps:  # as in Hugging Face: first what the output starts with
                         streamer.put(_decoder_prefix(model, input_ids, decoder_input_ids))
