@@ -101,6 +101,8 @@ def generate(
     top_k: int = typer.Option(None, "--top-k", help="sample from the k likeliest tokens [default: the model's "
                               "generation config, else 50 as in Hugging Face; 0 = all]"),
     top_p: float = typer.Option(None, "--top-p", help="sample from the smallest set of tokens with this probability"),
+    min_p: float = typer.Option(None, "--min-p", help="sample only tokens at least this fraction as likely as the "
+                                "likeliest one"),
     num_beams: int = typer.Option(None, "--num-beams", help="beam search (prints the result at the end) "
                                   "[default: the model's generation config, else 1]"),
     repetition_penalty: float = typer.Option(
@@ -142,8 +144,8 @@ def generate(
     else:
         temperature = 0.8 if temperature is None else temperature
         do_sample, temperature = temperature > 0, temperature if temperature > 0 else 1.0
-    sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k,
-                    top_p=top_p, eos_token_id=tokenizer.eos_token_id, repetition_penalty=repetition_penalty,
+    sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                    eos_token_id=tokenizer.eos_token_id, repetition_penalty=repetition_penalty,
                     no_repeat_ngram_size=no_repeat_ngram_size,
                     generator=torch.Generator(model.device).manual_seed(seed),
                     pack_weights="auto" if pack_weights is None else pack_weights,
@@ -170,6 +172,8 @@ def chat(
     temperature: float = typer.Option(0.7, "--temperature", help="sampling temperature; 0 = greedy"),
     top_k: int = typer.Option(None, "--top-k", help="sample from the k likeliest tokens"),
     top_p: float = typer.Option(None, "--top-p", help="sample from the smallest set of tokens with this probability"),
+    min_p: float = typer.Option(None, "--min-p", help="sample only tokens at least this fraction as likely as the "
+                                "likeliest one"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
     prompt_lookup: int = typer.Option(
         None, "--prompt-lookup", help="check up to this many guessed tokens per step (those that followed the text's "
@@ -202,7 +206,7 @@ def chat(
     opening = [{"role": "system", "content": system}] if system else []
     messages = list(opening)
     sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
-                    top_p=top_p, generator=torch.Generator(model.device).manual_seed(seed),
+                    top_p=top_p, min_p=min_p, generator=torch.Generator(model.device).manual_seed(seed),
                     eos_token_id=end_of_turn_ids(model, tokenizer), max_new_tokens=max_new_tokens,
                     prompt_lookup_num_tokens=prompt_lookup)
     with contextlib.ExitStack() as session:

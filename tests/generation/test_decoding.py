@@ -144,6 +144,8 @@ def test_greedy_and_beam_search_equal_transformers_generate(hf_gpt2_twin):
     dict(num_beams=3, top_k=20),
     dict(num_beams=2, temperature=0.7, top_p=0.9, top_k=0),
     dict(num_beams=3, top_k=1),  # beam sampling keeps at least 1 + (number of EOS ids) tokens
+    dict(temperature=1.2, top_k=0, min_p=0.1),
+    dict(num_beams=2, top_k=0, top_p=0.95, min_p=0.05),
 ])
 def test_seeded_sampling_equals_transformers_with_the_same_seed(hf_gpt2_twin, kw):
     ours, hf = hf_gpt2_twin()
@@ -156,12 +158,13 @@ def test_seeded_sampling_equals_transformers_with_the_same_seed(hf_gpt2_twin, kw
     assert ours.generate(ids, **kw).tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p,keep", [
-    (1.0, None, None, 1), (0.7, None, None, 1), (1.0, 5, None, 1), (1.0, None, 0.8, 1), (1.3, 10, 0.6, 1),
-    (0.5, 1, 0.99, 1), (1.0, 500, 0.05, 1), (1.0, 1, None, 2), (1.0, None, 0.05, 3),
+@pytest.mark.parametrize("temperature,top_k,top_p,keep,min_p", [
+    (1.0, None, None, 1, None), (0.7, None, None, 1, None), (1.0, 5, None, 1, None), (1.0, None, 0.8, 1, None),
+    (1.3, 10, 0.6, 1, None), (0.5, 1, 0.99, 1, None), (1.0, 500, 0.05, 1, None), (1.0, 1, None, 2, None),
+    (1.0, None, 0.05, 3, None), (1.0, None, None, 1, 0.1), (0.7, 20, 0.9, 1, 0.05), (1.0, None, None, 3, 0.9),
 ])
-def test_process_logits_equals_transformers_warpers(temperature, top_k, top_p, keep):
-    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+def test_process_logits_equals_transformers_warpers(temperature, top_k, top_p, keep, min_p):
+    from transformers import MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     logits = torch.randn(4, 300) * 3
     logits[0, :10] = 2.0  # ties at the top
@@ -173,7 +176,9 @@ def test_process_logits_equals_transformers_warpers(temperature, top_k, top_p, k
         expected = TopKLogitsWarper(top_k, min_tokens_to_keep=keep)(None, expected)
     if top_p is not None:
         expected = TopPLogitsWarper(top_p, min_tokens_to_keep=keep)(None, expected)
-    ours = process_logits(logits, temperature, top_k, top_p, min_tokens_to_keep=keep)
+    if min_p is not None:
+        expected = MinPLogitsWarper(min_p, min_tokens_to_keep=keep)(None, expected)
+    ours = process_logits(logits, temperature, top_k, top_p, min_tokens_to_keep=keep, min_p=min_p)
     assert torch.equal(torch.isinf(ours), torch.isinf(expected))
     torch.testing.assert_close(ours[~torch.isinf(ours)], expected[~torch.isinf(expected)])
 

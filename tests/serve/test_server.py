@@ -116,6 +116,11 @@ def test_seeded_sampling_is_reproducible_and_equals_generate(gpt, gpt_server):
     assert first == expected
     other = request(gpt_server, "POST", "/v1/completions", dict(req, seed=8))[1]["choices"][0]["text"]
     assert other != first
+    min_p = dict(req, top_p=1.0, top_k=0, temperature=2.0, min_p=0.2)  # vLLM's extra field
+    got = request(gpt_server, "POST", "/v1/completions", min_p)[1]["choices"][0]["text"]
+    expected, _ = direct(model, tok, "pack my", 15, do_sample=True, temperature=2.0, top_p=1.0, top_k=0, min_p=0.2,
+                         generator=torch.Generator().manual_seed(7))
+    assert got == expected
 
 
 def test_prompt_lists_echo_and_stop_strings(gpt, gpt_server):
@@ -188,6 +193,7 @@ def test_models_and_health(gpt_server):
     (dict(prompt="x", stop=["a", ""]), "stop", "non-empty strings"),
     (dict(prompt="x", stream="yes"), "stream", "true or false"),
     (dict(prompt="x", n=17), "n", "from 1 to 16"),
+    (dict(prompt="x", min_p=1.5), "min_p", r"in \[0, 1\]"),
     (dict(prompt="x", logprobs=6), "logprobs", "from 0 to 5"),
     (dict(prompt="x", frequency_penalty=0.5), "frequency_penalty", "use repetition_penalty"),
     (dict(prompt="x", best_of=3), "best_of", "unknown field 'best_of'"),

@@ -259,6 +259,7 @@ def stream(
     temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
+    min_p: float | None = None,
     eos_token_id: int | Sequence[int] | str | None = "config",
     pad_token_id: int | str | None = "config",
     attention_mask: torch.Tensor | None = None,
@@ -295,7 +296,7 @@ def stream(
     """
     attention_mask, s = _check_args(model, input_ids, attention_mask, generator, decoder_input_ids,
                                     max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-                                    top_k=top_k, top_p=top_p,
+                                    top_k=top_k, top_p=top_p, min_p=min_p,
                                     min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty,
                                     no_repeat_ngram_size=no_repeat_ngram_size, max_length=max_length,
                                     min_length=min_length)
@@ -342,7 +343,7 @@ def _must_refeed(limit: int | None, cache, length: int) -> bool:
 
 
 def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
-            temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
+            temperature, top_k, top_p, min_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
             renormalize_logits=False, record=None, decoder_input_ids=None, stop=None):
     """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
     key) collects each step's processed scores / raw logits; ``stop`` (:class:`_StopStrings`)
@@ -373,7 +374,7 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
         if forced_eos and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
         if do_sample:
-            logits = process_logits(logits, temperature, top_k, top_p)
+            logits = process_logits(logits, temperature, top_k, top_p, min_p=min_p)
         if renormalize_logits:  # the scores a step reports (Hugging Face's last processor)
             logits = torch.log_softmax(logits, dim=-1)
         next_tokens = (torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1) if do_sample
@@ -477,7 +478,7 @@ class _AssistantGuesses:
     decoding; Hugging Face's assisted generation): it decodes from its own KV cache, up to ``k``
     tokens a round; ``k`` grows by 2 after a round whose guesses were all confirmed and shrinks by
     1 otherwise (Hugging Face's "heuristic" schedule). Its cache keeps the positions the sequence
-    confirmed and drops the rest. Greedy, or with ``sampling`` (``(temperature, top_k, top_p,
+    confirmed and drops the rest. Greedy, or with ``sampling`` (``(temperature, top_k, top_p, min_p,
     generator)``) it samples each guess from its own warped distribution and keeps those
     distributions in ``q`` ``(n, V)`` for the acceptance test (:func:`_speculative_token`)."""
 
@@ -507,8 +508,8 @@ class _AssistantGuesses:
             if self.sampling is None:
                 feed = logits.argmax(dim=-1, keepdim=True)
             else:
-                temperature, top_k, top_p, generator = self.sampling
-                probs = process_logits(logits.float(), temperature, top_k, top_p).softmax(dim=-1)
+                temperature, top_k, top_p, min_p, generator = self.sampling
+                probs = process_logits(logits.float(), temperature, top_k, top_p, min_p=min_p).softmax(dim=-1)
                 feed = torch.multinomial(probs, 1, generator=generator)
                 q.append(probs[0])
             out.append(feed[0])
@@ -534,7 +535,7 @@ def _speculative_token(p: torch.Tensor, q: torch.Tensor | None, guess: int | Non
 
 
 def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
-                   temperature, top_k, top_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
+                   temperature, top_k, top_p, min_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
                    renormalize_logits=False, record=None, decoder_input_ids=None, lookup: int = 10,
                    assistant: tuple | None = None, stop=None):
     """Decoding of one sequence that also checks guesses: each step feeds the last token and up to
@@ -552,7 +553,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
     if assistant is None:
         guess = lambda seq, cur, n: _lookup_candidates(seq[:cur], n)  # noqa: E731
     else:
-        sampling = (temperature, top_k, top_p, generator) if do_sample else None
+        sampling = (temperature, top_k, top_p, min_p, generator) if do_sample else None
         guess = _AssistantGuesses(assistant[0], input_ids, attention_mask, max_new_tokens, assistant[1], mask_buf,
                                   sampling)
     start = _first_real(mask)
@@ -574,7 +575,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
             if forced_eos and produced == max_new_tokens - 1:
                 _force_token(row, forced_eos)
             if do_sample:
-                row = process_logits(row, temperature, top_k, top_p)
+                row = process_logits(row, temperature, top_k, top_p, min_p=min_p)
             if renormalize_logits:
                 row = torch.log_softmax(row, dim=-1)
             if scores_out is not None:
@@ -611,6 +612,7 @@ def generate(
     temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
+    min_p: float | None = None,
     num_beams: int | None = None,
     length_penalty: float | None = None,
     length_penalty_style: str = "hf",
@@ -661,8 +663,10 @@ def generate(
             prompt counts (decoder-only) or the decoder's start token (encoder-decoder);
             a ``max_new_tokens`` from the call or the generation config wins over the call's
             ``max_length``, which wins over the config's.
-        do_sample, temperature, top_k, top_p: sampling (default greedy; temperature 1; top-k 50 and
-            no top-p, Hugging Face's defaults); ``top_k=0`` / ``top_p=1.0`` turn them off.
+        do_sample, temperature, top_k, top_p, min_p: sampling (default greedy; temperature 1; top-k
+            50, no top-p and no min-p, Hugging Face's defaults); ``top_k=0`` / ``top_p=1.0`` /
+            ``min_p=0`` turn them off. ``min_p`` removes the tokens less likely than ``min_p``
+            times the most likely one (Nguyen et al. 2024), after temperature, top-k and top-p.
         num_beams, length_penalty, early_stopping: beam search (default 1 beam, 1.0, False);
             finished hypotheses are scored ``sum log p / len ** length_penalty``;
             ``length_penalty_style="gnmt"`` divides by ``((5 + len) / 6) ** length_penalty``
@@ -747,7 +751,8 @@ def generate(
         attention_mask, s = _check_args(
             model, input_ids, attention_mask, generator, decoder_input_ids, max_new_tokens=max_new_tokens,
             do_sample=do_sample,
-            temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams, length_penalty=length_penalty,
+            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, num_beams=num_beams,
+            length_penalty=length_penalty,
             early_stopping=early_stopping, renormalize_logits=renormalize_logits, min_new_tokens=min_new_tokens,
             repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
             num_return_sequences=num_return_sequences, max_length=max_length, min_length=min_length)
@@ -871,7 +876,8 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 
 
 def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, bans, eos, fill,
-                 forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, length_penalty, early_stopping,
+                 forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, min_p, length_penalty,
+                 early_stopping,
                  renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None,
                  decoder_input_ids=None):
     """Beam search with Hugging Face's rules (``GenerationMixin._beam_search``), vectorised over
@@ -924,7 +930,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         if forced_eos and cur == max_len - 1:
             _force_token(logp, forced_eos)
         if do_sample:
-            logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)))
+            logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)), min_p=min_p)
         if renormalize_logits:
             logp = torch.log_softmax(logp, dim=-1)
         if scores_out is not None:

@@ -1,5 +1,6 @@
-"""Logit transforms: the sampling warpers temperature, top-k (Fan et al. 2018) and top-p /
-nucleus (Holtzman et al. 2020), with Hugging Face's order and tie rules; and the processors that
+"""Logit transforms: the sampling warpers temperature, top-k (Fan et al. 2018), top-p /
+nucleus (Holtzman et al. 2020) and min-p (Nguyen et al. 2024), with Hugging Face's order and tie
+rules; and the processors that
 read the sequence so far: a repetition penalty (Keskar et al. 2019), no repeated n-grams
 (Paulus et al. 2017) and banned token sequences, equal to Hugging Face's
 ``RepetitionPenaltyLogitsProcessor``, ``NoRepeatNGramLogitsProcessor`` and
@@ -11,11 +12,12 @@ import torch
 
 
 def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                   top_p: float | None = None, min_tokens_to_keep: int = 1) -> torch.Tensor:
+                   top_p: float | None = None, min_tokens_to_keep: int = 1, min_p: float | None = None) -> torch.Tensor:
     """Return ``(B, V)`` logits with removed tokens set to ``-inf``.
 
-    Top-k and top-p always keep the ``min_tokens_to_keep`` most likely tokens (beam sampling
-    keeps ``1 + number of EOS ids`` so a non-EOS continuation survives, as Hugging Face does).
+    Top-k, top-p and min-p (tokens less likely than ``min_p`` times the most likely one are
+    removed) always keep the ``min_tokens_to_keep`` most likely tokens (beam sampling keeps
+    ``1 + number of EOS ids`` so a non-EOS continuation survives, as Hugging Face does).
     """
     if temperature != 1.0:
         logits = logits / temperature
@@ -29,6 +31,12 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | 
         remove_sorted = cum <= (1 - top_p)
         remove_sorted[..., -min_tokens_to_keep:] = False  # always keep the most likely tokens
         remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
+        logits = logits.masked_fill(remove, float("-inf"))
+    if min_p is not None and min_p > 0.0:
+        probs = logits.softmax(dim=-1)
+        remove = probs < min_p * probs.amax(dim=-1, keepdim=True)
+        keep = torch.topk(logits, min(min_tokens_to_keep, logits.size(-1)), dim=-1).indices
+        remove.scatter_(-1, keep, False)
         logits = logits.masked_fill(remove, float("-inf"))
     return logits
 

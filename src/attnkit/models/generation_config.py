@@ -24,7 +24,7 @@ GENERATION_CONFIG_NAME = "generation_config.json"
 # they change nothing; a checkpoint that sets another value is loaded with a warning.
 UNSUPPORTED_DEFAULTS: dict[str, Any] = {
     "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0, "num_beam_groups": 1,
-    "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": None,
+    "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
     "forced_bos_token_id": None, "sequence_bias": None, "force_words_ids": None,
     "exponential_decay_length_penalty": None, "guidance_scale": None, "stop_strings": None, "max_time": None,
     "penalty_alpha": None, "top_h": None, "dola_layers": None, "constraints": None, "watermarking_config": None,
@@ -52,6 +52,7 @@ RANGES: dict[str, tuple[Any, str]] = {
     "repetition_penalty": (lambda v: _number(v) and v > 0, "> 0 (1.0 = off)"),
     "temperature": (lambda v: _number(v) and v >= 0, ">= 0"),
     "top_p": (lambda v: _number(v) and 0 < v <= 1, "in (0, 1]"),
+    "min_p": (lambda v: _number(v) and 0 <= v <= 1, "in [0, 1]"),
 }
 
 
@@ -78,6 +79,7 @@ class GenerationConfig(Config):
     temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
+    min_p: float | None = None
     num_beams: int | None = None
     length_penalty: float | None = None
     early_stopping: bool | Literal["never"] | None = None

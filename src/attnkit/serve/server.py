@@ -8,7 +8,7 @@ work against it:
   ``logprobs`` (0-5: each token's log-probability under the model and the most likely tokens,
   the prompt's too with ``echo``, as evaluation harnesses read them; decoder-only models; streamed
   with the piece each token begins in), ``n`` (choices per prompt, the k-th sampled from
-  ``seed + k``); attnkit's ``top_k`` and ``repetition_penalty`` too.
+  ``seed + k``); ``top_k``, ``min_p`` and ``repetition_penalty`` too (vLLM's extra fields).
 - ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
@@ -72,9 +72,9 @@ from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_forma
 log = logging.getLogger("attnkit.serve")
 
 MAX_BODY_BYTES = 1 << 20
-COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop",
-                     "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty")
-CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
+                     "stop", "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty")
+CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
                "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs", "user",
                "frequency_penalty", "presence_penalty", "chat_template_kwargs", "tools", "tool_choice",
                "parallel_tool_calls")
@@ -215,6 +215,7 @@ class ModelServer:
                                "a number from 0 (greedy) to 2"),
             top_p=_field(body, "top_p", (int, float), 1.0, lambda v: 0 < v <= 1, "a number in (0, 1]"),
             top_k=_field(body, "top_k", (int,), 0, lambda v: v >= 0, "an integer >= 0 (0 = all tokens)"),
+            min_p=_field(body, "min_p", (int, float), 0.0, lambda v: 0 <= v <= 1, "a number in [0, 1] (0 = off)"),
             repetition_penalty=_field(body, "repetition_penalty", (int, float), 1.0, lambda v: v > 0,
                                       "a number > 0 (1 = none)"),
             seed=_field(body, "seed", (int,), None, lambda v: 0 <= v < 2**63, "an integer from 0 to 2^63 - 1"),
@@ -332,7 +333,7 @@ class ModelServer:
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
             streams.append(TextStream(
                 self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
-                temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"],
+                temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"], min_p=r["min_p"],
                 repetition_penalty=r["repetition_penalty"], generator=generator, logprobs=r["logprobs"], **extra))
         return streams
 
