@@ -424,3 +424,22 @@ def test_transformers_logits_processors_run_as_in_transformers_generate(hf_gpt2_
     assert [s.shape for s in seen] == [(2, 6), (2, 7), (2, 8)] and torch.equal(seen[0], ids)  # the sequence so far
     with pytest.raises(attnkit.InputError, match="logits_processor must be a list of callables"):
         ours.generate(ids, logits_processor=SequenceBiasLogitsProcessor(bias))
+
+
+def test_openai_penalties_follow_openais_formula():
+    """frequency_penalty · count + presence_penalty · [count > 0] subtracted over the generated
+    tokens only (after the prompt), and logit_bias added, token by token as OpenAI writes it."""
+    from attnkit.generation.processors import OpenAIPenalties
+
+    ids = torch.tensor([[5, 5, 7, 5, 9, 9], [1, 2, 3, 3, 3, 4]])  # the first 2 of each row are the prompt
+    scores = torch.randn(2, 12)
+    out = OpenAIPenalties(2, frequency=0.5, presence=0.25, logit_bias={3: -100.0, 11: 2.5})(ids, scores)
+    expected = scores.clone()
+    for b in range(2):
+        generated = ids[b, 2:].tolist()
+        for t in set(generated):
+            expected[b, t] -= 0.5 * generated.count(t) + 0.25
+        expected[b, 3] -= 100.0
+        expected[b, 11] += 2.5
+    torch.testing.assert_close(out, expected)
+    assert torch.equal(OpenAIPenalties(6, frequency=1.0)(ids, scores), scores)  # nothing generated yet

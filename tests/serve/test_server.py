@@ -121,6 +121,16 @@ def test_seeded_sampling_is_reproducible_and_equals_generate(gpt, gpt_server):
     expected, _ = direct(model, tok, "pack my", 15, do_sample=True, temperature=2.0, top_p=1.0, top_k=0, min_p=0.2,
                          generator=torch.Generator().manual_seed(7))
     assert got == expected
+    # OpenAI's penalties and logit bias: equal to generate with the same processor; a bias of -100
+    # on the likeliest first token keeps it out.
+    penalized = dict(req, frequency_penalty=1.5, presence_penalty=0.5, logit_bias={"3": -100})
+    got = request(gpt_server, "POST", "/v1/completions", penalized)[1]["choices"][0]["text"]
+    from attnkit.generation.processors import OpenAIPenalties
+
+    processor = OpenAIPenalties(len(tok.encode("pack my")), 1.5, 0.5, {3: -100.0})
+    expected, _ = direct(model, tok, "pack my", 15, do_sample=True, temperature=1.5, top_p=0.98, top_k=12,
+                         generator=torch.Generator().manual_seed(7), logits_processor=[processor])
+    assert got == expected and tok.decode([3]) not in got and got != first
 
 
 def test_prompt_lists_echo_and_stop_strings(gpt, gpt_server):
@@ -195,7 +205,9 @@ def test_models_and_health(gpt_server):
     (dict(prompt="x", n=17), "n", "from 1 to 16"),
     (dict(prompt="x", min_p=1.5), "min_p", r"in \[0, 1\]"),
     (dict(prompt="x", logprobs=6), "logprobs", "from 0 to 5"),
-    (dict(prompt="x", frequency_penalty=0.5), "frequency_penalty", "use repetition_penalty"),
+    (dict(prompt="x", frequency_penalty=2.5), "frequency_penalty", "from -2 to 2"),
+    (dict(prompt="x", logit_bias={"x": 1}), "logit_bias", "token ids in"),
+    (dict(prompt="x", logit_bias={"3": 101}), "logit_bias", "numbers from -100 to 100"),
     (dict(prompt="x", best_of=3), "best_of", "unknown field 'best_of'"),
 ])
 def test_bad_completion_fields_are_400s_naming_the_field(gpt_server, body, param, message):

@@ -77,3 +77,26 @@ def ban_sequences(scores: torch.Tensor, seq: torch.Tensor, prefixes: torch.Tenso
     rows, groups = hit.nonzero(as_tuple=True)
     scores[rows, last[groups]] = float("-inf")
     return scores
+
+
+class OpenAIPenalties:
+    """OpenAI's ``frequency_penalty``, ``presence_penalty`` and ``logit_bias`` as a
+    ``logits_processor`` (``(input_ids (B, L), scores (B, V)) -> scores``): each token's score
+    minus ``frequency`` times its count among the generated tokens (those after the first
+    ``prompt_length`` of ``input_ids``) and minus ``presence`` if it is among them at all, plus
+    ``logit_bias[token]``; as OpenAI's API documents them (and vLLM applies them)."""
+
+    def __init__(self, prompt_length: int, frequency: float = 0.0, presence: float = 0.0,
+                 logit_bias: dict[int, float] | None = None):
+        self.prompt_length, self.frequency, self.presence = prompt_length, frequency, presence
+        self.logit_bias = dict(logit_bias or {})
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        generated = input_ids[:, self.prompt_length:]
+        if generated.shape[1] and (self.frequency or self.presence):
+            counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+            scores = scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
+        if self.logit_bias:
+            ids = torch.tensor(list(self.logit_bias), device=scores.device)
+            scores = scores.index_add(1, ids, scores.new_tensor(list(self.logit_bias.values())).expand(len(scores), -1))
+        return scores

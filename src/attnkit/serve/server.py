@@ -8,7 +8,9 @@ work against it:
   ``logprobs`` (0-5: each token's log-probability under the model and the most likely tokens,
   the prompt's too with ``echo``, as evaluation harnesses read them; decoder-only models; streamed
   with the piece each token begins in), ``n`` (choices per prompt, the k-th sampled from
-  ``seed + k``); ``top_k``, ``min_p`` and ``repetition_penalty`` too (vLLM's extra fields).
+  ``seed + k``), ``frequency_penalty``, ``presence_penalty`` and ``logit_bias`` (OpenAI's
+  formula over the generated tokens); ``top_k``, ``min_p`` and ``repetition_penalty`` too (vLLM's
+  extra fields).
 - ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
@@ -65,7 +67,8 @@ import torch
 
 from attnkit.errors import AttnkitError, InputError
 from attnkit.generation.decoding import packed_for_decoding
-from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
+from attnkit.generation.processors import OpenAIPenalties
+from attnkit.generation.text import TextStream, encode_input, end_of_turn_ids, token_logprobs
 from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_format, openai_tool_calls,
                                  parse_tool_calls, template_messages)
 
@@ -73,10 +76,11 @@ log = logging.getLogger("attnkit.serve")
 
 MAX_BODY_BYTES = 1 << 20
 COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
-                     "stop", "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty")
+                     "stop", "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty",
+                     "logit_bias")
 CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
                "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs", "user",
-               "frequency_penalty", "presence_penalty", "chat_template_kwargs", "tools", "tool_choice",
+               "frequency_penalty", "presence_penalty", "logit_bias", "chat_template_kwargs", "tools", "tool_choice",
                "parallel_tool_calls")
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
 TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
@@ -206,8 +210,17 @@ class ModelServer:
         if stop is not None and (not isinstance(stop, list) or len(stop) > 4
                                  or any(not isinstance(s, str) or not s for s in stop)):
             raise RequestError("'stop' must be a non-empty string or a list of up to 4 non-empty strings", param="stop")
-        for name in ("frequency_penalty", "presence_penalty"):
-            _field(body, name, (int, float), 0, lambda v: v == 0, "0 (use repetition_penalty)")
+        penalties = {name: _field(body, name, (int, float), 0.0, lambda v: -2 <= v <= 2, "a number from -2 to 2")
+                     for name in ("frequency_penalty", "presence_penalty")}
+        bias = _field(body, "logit_bias", (dict,), {}, expected="an object of token ids and numbers")
+        vocab = getattr(self.model.config, "vocab_size", None)
+        try:
+            bias = {int(k): float(v) for k, v in bias.items()}
+        except (TypeError, ValueError):
+            bias = None
+        if bias is None or any(not (0 <= k < (vocab or 2**31) and -100 <= v <= 100) for k, v in bias.items()):
+            raise RequestError(f"'logit_bias' must map token ids in [0, {vocab}) to numbers from -100 to 100, got "
+                               f"{json.dumps(body.get('logit_bias'))[:80]}", param="logit_bias")
         _field(body, "model", (str,), expected="a string")
         _field(body, "user", (str,), expected="a string")
         return dict(
@@ -222,6 +235,7 @@ class ModelServer:
             stream=_field(body, "stream", (bool,), False, expected="true or false"),
             stop=stop or [],
             n=_field(body, "n", (int,), 1, lambda v: 1 <= v <= 16, "an integer from 1 to 16 (choices per prompt)"),
+            logit_bias=bias, **penalties,
         )
 
     def chat_request(self, body: dict) -> dict:
@@ -331,6 +345,13 @@ class ModelServer:
             extra["assistant_model"] = self.assistant
         for i, prompt in enumerate(p for p in r["prompts"] for _ in range(r["n"])):
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
+            if r["frequency_penalty"] or r["presence_penalty"] or r["logit_bias"]:
+                # the tokens before the generated ones: the prompt, or an encoder-decoder's start tokens
+                start = getattr(self.model, "decoder_start_ids", None)
+                length = start(1).shape[1] if start is not None else len(
+                    encode_input(self.model, self.tokenizer, prompt) if isinstance(prompt, str) else prompt)
+                extra["logits_processor"] = [OpenAIPenalties(length, r["frequency_penalty"], r["presence_penalty"],
+                                                             r["logit_bias"])]
             streams.append(TextStream(
                 self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
                 temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"], min_p=r["min_p"],
