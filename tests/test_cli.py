@@ -272,8 +272,11 @@ def test_serve_answers_completions_like_generate(trained):
     import sys
 
     path = trained / "checkpoints" / "step-6"
+    # SIGINT as a terminal delivers it, even when this test runs where SIGINT is ignored (a shell's
+    # background job), which the child would inherit.
     proc = subprocess.Popen([sys.executable, "-m", "attnkit.cli", "serve", str(path), "--port", "0", "--name", "lm"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         banner = proc.stdout.readline()
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)", banner).group(1))
