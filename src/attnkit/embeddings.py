@@ -3,6 +3,9 @@
 Tokenise, run a BERT-style encoder, pool over real tokens (mean by default; the [CLS] state, the
 maximum or the last token where a sentence-transformers checkpoint says so) and L2-normalise
 (Sentence-BERT, Reimers & Gurevych 2019), so that a dot product is the cosine similarity.
+Decoder-only models (Qwen3-Embedding, gte-Qwen2, e5-mistral: a Qwen3, Qwen2 or Mistral whose
+checkpoint may hold the base model alone) pool the last real token's state by default, which is
+the only one that has read the whole sentence.
 """
 
 from __future__ import annotations
@@ -72,18 +75,19 @@ def _max_length(directory: Path | None, tokenizer, model) -> int:
 def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normalize: bool | None = None,
           tokenizer=None, max_length: int | None = None, device: str | torch.device = "cpu",
           dtype: torch.dtype | None = None, pooling: str | None = None) -> torch.Tensor:
-    """Embed sentences with a BERT-style model.
+    """Embed sentences with a BERT-style model, or a decoder-only one (last-token pooling).
 
     Args:
         model_or_dir: a checkpoint directory (model + ``tokenizer.json``) or hub id, or a model
-            with a ``sentence_embedding`` method (then pass ``tokenizer``).
+            with a ``sentence_embedding`` method or a decoder-only one (then pass ``tokenizer``).
         sentences: one string or a list of ``N`` strings.
         batch_size: sentences per forward pass.
         normalize: L2-normalise each embedding (cosine similarity = dot product). Default: as a
             sentence-transformers directory's ``modules.json`` says (a ``Normalize`` module),
             else True.
         pooling: one of :data:`POOLING` (:func:`pool`). Default: a sentence-transformers
-            directory's ``Pooling`` config, else ``"mean"``.
+            directory's ``Pooling`` config, else ``"mean"`` (``"lasttoken"`` for a decoder-only
+            model).
         tokenizer: an :class:`attnkit.Tokenizer`; read from the directory by default.
         max_length: tokens per sentence; longer ones are truncated. Defaults to the directory's
             ``sentence_bert_config.json`` ``max_seq_length``, else the model's position limit.
@@ -105,8 +109,10 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         model = model_or_dir
         if tokenizer is None:
             raise InputError("embed(model, ...) needs tokenizer=...; or pass a checkpoint directory with tokenizer.json")
-    if not hasattr(model, "sentence_embedding"):
-        raise InputError(f"{type(model).__name__} does not produce sentence embeddings (needs an encoder such as Bert)")
+    decoder = hasattr(model, "generation_logits")  # a decoder-only LM: its states read only what came before
+    if not (hasattr(model, "sentence_embedding") or decoder):
+        raise InputError(f"{type(model).__name__} does not produce sentence embeddings (needs an encoder such as Bert, "
+                         "or a decoder-only model)")
     if isinstance(sentences, str):
         sentences = [sentences]
     if not sentences:
@@ -115,7 +121,7 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     max_length = max_length or _max_length(directory, tokenizer, model)
     st_pooling, st_normalize = sentence_transformers_modules(directory) if directory is not None else (None, None)
-    pooling = pooling or st_pooling or "mean"
+    pooling = pooling or st_pooling or ("lasttoken" if decoder else "mean")
     if pooling not in POOLING:
         raise InputError(f"pooling must be one of {POOLING}, got {pooling!r}")
     normalize = normalize if normalize is not None else st_normalize if st_normalize is not None else True
@@ -124,10 +130,11 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         for i in range(0, len(sentences), batch_size):
             batch = tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length)
             ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-            if pooling == "mean":
+            if pooling == "mean" and not decoder:
                 pooled = model.sentence_embedding(ids, mask, normalize=False)
-            else:
-                pooled = pool(model(ids, attention_mask=mask).last_hidden_state, mask, pooling)
+            else:  # a decoder's LM head runs on the last position only: its logits are not needed
+                states = model(ids, attention_mask=mask, **({"logits_to_keep": 1} if decoder else {})).last_hidden_state
+                pooled = pool(states, mask, pooling)
             pooled = pooled.float()  # normalised in fp32 below
             out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).cpu())
     return torch.cat(out)

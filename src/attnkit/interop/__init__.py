@@ -244,7 +244,10 @@ def _parse_config(config: dict, directory: Path, state: dict[str, torch.Tensor])
     archs = config.get("architectures") or []
     if not isinstance(archs, list):
         raise ConfigError(f"{directory / CONFIG_NAME}: architectures must be a list, got {archs!r}")
-    known = [a for a in archs if isinstance(a, str) and a in fam.ARCHITECTURES]
+    # A decoder's base model (Qwen3Model: an embedding checkpoint) loads as its causal LM, whose
+    # head is tied to the embeddings or reported missing by the key check.
+    known = [a if a in fam.ARCHITECTURES else f"{a[:-5]}ForCausalLM" for a in archs if isinstance(a, str)
+             and (a in fam.ARCHITECTURES or a.endswith("Model") and f"{a[:-5]}ForCausalLM" in fam.ARCHITECTURES)]
     if archs and not known:
         raise CheckpointError(
             f"{directory / CONFIG_NAME}: architectures {archs} are not supported for {model_type}; "

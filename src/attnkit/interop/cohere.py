@@ -18,7 +18,7 @@ from attnkit.models.cohere import Cohere, CohereConfig
 MODEL_TYPE = "cohere"
 MODELS = {"Cohere": Cohere}
 ARCHITECTURES = {"CohereForCausalLM": "Cohere"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 _VARIANTS = {"parallel_residual", "shared_norm", "rope_interleave", "logits_scaling"}
 

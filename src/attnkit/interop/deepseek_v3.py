@@ -36,7 +36,7 @@ from attnkit.nn.positional import yarn_mscale
 MODEL_TYPE = "deepseek_v3"
 MODELS = {"DeepseekV3": DeepseekV3}
 ARCHITECTURES = {"DeepseekV3ForCausalLM": "DeepseekV3"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 _VARIANTS = {"rotary_dim", "attn_scale_dim", "n_experts", "normalize_expert_weights", "shared_expert_d_ff",
              "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token",

@@ -13,7 +13,7 @@ from attnkit.models.llama import Ernie4_5, Ernie4_5Config
 MODEL_TYPE = "ernie4_5"
 MODELS = {"Ernie4_5": Ernie4_5}
 ARCHITECTURES = {"Ernie4_5ForCausalLM": "Ernie4_5"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 

@@ -30,7 +30,7 @@ from attnkit.models.gemma import Gemma, GemmaConfig
 MODEL_TYPE = "gemma"
 MODELS = {"Gemma": Gemma}
 ARCHITECTURES = {"GemmaForCausalLM": "Gemma"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 

@@ -8,7 +8,7 @@ from attnkit.models.gemma import Gemma2, Gemma2Config
 MODEL_TYPE = "gemma2"
 MODELS = {"Gemma2": Gemma2}
 ARCHITECTURES = {"Gemma2ForCausalLM": "Gemma2"}
-BASE_PREFIX = ""
+BASE_PREFIX = gemma.BASE_PREFIX
 IGNORED_HF_KEYS = gemma.IGNORED_HF_KEYS
 key_rules = gemma.key_rules  # Llama's keys with the four norms per layer
 

@@ -10,7 +10,7 @@ from attnkit.models.gemma import Gemma3, Gemma3Config
 MODEL_TYPE = "gemma3_text"
 MODELS = {"Gemma3": Gemma3}
 ARCHITECTURES = {"Gemma3ForCausalLM": "Gemma3"}
-BASE_PREFIX = ""
+BASE_PREFIX = gemma.BASE_PREFIX
 IGNORED_HF_KEYS = gemma.IGNORED_HF_KEYS
 key_rules = gemma.key_rules  # Llama's keys with the four norms per layer and the q/k norms
 

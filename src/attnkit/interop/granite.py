@@ -15,7 +15,7 @@ from attnkit.models.llama import Granite, GraniteConfig
 MODEL_TYPE = "granite"
 MODELS = {"Granite": Granite}
 ARCHITECTURES = {"GraniteForCausalLM": "Granite"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 _MULTIPLIERS = {"embedding_multiplier", "residual_multiplier", "logits_scaling", "attn_scale_dim"}
 

@@ -23,7 +23,7 @@ from attnkit.models.llama import Llama, LlamaConfig
 MODEL_TYPE = "llama"
 MODELS = {"Llama": Llama}
 ARCHITECTURES = {"LlamaForCausalLM": "Llama"}
-BASE_PREFIX = ""
+BASE_PREFIX = "model."  # HF base models (LlamaModel, Qwen3Model, ...) save their keys without it
 IGNORED_HF_KEYS = (r"rotary_emb\.inv_freq$",)
 _GATES = {"silu": "swiglu", "gelu": "geglu", "gelu_pytorch_tanh": "geglu_tanh", "relu": "reglu"}
 

@@ -11,7 +11,7 @@ from attnkit.models.llama import Mistral, MistralConfig
 MODEL_TYPE = "mistral"
 MODELS = {"Mistral": Mistral}
 ARCHITECTURES = {"MistralForCausalLM": "Mistral"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 key_rules = llama.key_rules  # the same keys as LlamaForCausalLM
 

@@ -19,7 +19,7 @@ from attnkit.models.llama import Mixtral, MixtralConfig
 MODEL_TYPE = "mixtral"
 MODELS = {"Mixtral": Mixtral}
 ARCHITECTURES = {"MixtralForCausalLM": "Mixtral"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 

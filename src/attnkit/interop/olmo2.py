@@ -17,7 +17,7 @@ from attnkit.models.llama import Olmo2, Olmo2Config
 MODEL_TYPE = "olmo2"
 MODELS = {"Olmo2": Olmo2}
 ARCHITECTURES = {"Olmo2ForCausalLM": "Olmo2"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 _NORMS = {"qk_norm", "qk_norm_per_head", "sandwich_norm", "input_norm"}
 

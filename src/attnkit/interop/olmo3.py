@@ -16,7 +16,7 @@ from attnkit.models.llama import Olmo3, Olmo3Config
 MODEL_TYPE = "olmo3"
 MODELS = {"Olmo3": Olmo3}
 ARCHITECTURES = {"Olmo3ForCausalLM": "Olmo3"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 

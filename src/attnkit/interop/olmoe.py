@@ -21,7 +21,7 @@ from attnkit.models.llama import Olmoe, OlmoeConfig
 MODEL_TYPE = "olmoe"
 MODELS = {"Olmoe": Olmoe}
 ARCHITECTURES = {"OlmoeForCausalLM": "Olmoe"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 _VARIANTS = {"qk_norm", "qk_norm_per_head", "n_experts", "normalize_expert_weights"}
 

@@ -20,7 +20,7 @@ from attnkit.models.phi import Phi, PhiConfig
 MODEL_TYPE = "phi"
 MODELS = {"Phi": Phi}
 ARCHITECTURES = {"PhiForCausalLM": "Phi"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu": "gelu"}
 

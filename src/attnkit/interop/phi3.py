@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from attnkit.errors import ConfigError
 from attnkit.interop.keymap import Rename
+from attnkit.interop import llama
 from attnkit.interop.llama import llama_config_fields, llama_fields
 from attnkit.models.llama import Phi3, Phi3Config
 
 MODEL_TYPE = "phi3"
 MODELS = {"Phi3": Phi3}
 ARCHITECTURES = {"Phi3ForCausalLM": "Phi3"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = (r"rotary_emb\.inv_freq$",)
 
 

@@ -17,7 +17,7 @@ from attnkit.models.llama import Qwen2, Qwen2Config
 MODEL_TYPE = "qwen2"
 MODELS = {"Qwen2": Qwen2}
 ARCHITECTURES = {"Qwen2ForCausalLM": "Qwen2"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 key_rules = llama.key_rules  # the same keys as LlamaForCausalLM
 

@@ -22,7 +22,7 @@ from attnkit.models.llama import Qwen2Moe, Qwen2MoeConfig
 MODEL_TYPE = "qwen2_moe"
 MODELS = {"Qwen2Moe": Qwen2Moe}
 ARCHITECTURES = {"Qwen2MoeForCausalLM": "Qwen2Moe"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 _MOE = {"n_experts", "normalize_expert_weights", "shared_expert_d_ff", "qkv_bias", "moe_layers", "dense_d_ff"}
 

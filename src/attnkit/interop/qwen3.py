@@ -16,7 +16,7 @@ from attnkit.models.llama import Qwen3, Qwen3Config
 MODEL_TYPE = "qwen3"
 MODELS = {"Qwen3": Qwen3}
 ARCHITECTURES = {"Qwen3ForCausalLM": "Qwen3"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 key_rules = llama.key_rules  # LlamaForCausalLM's keys and the q/k norms
 

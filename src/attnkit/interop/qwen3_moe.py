@@ -21,7 +21,7 @@ from attnkit.models.llama import Qwen3Moe, Qwen3MoeConfig
 MODEL_TYPE = "qwen3_moe"
 MODELS = {"Qwen3Moe": Qwen3Moe}
 ARCHITECTURES = {"Qwen3MoeForCausalLM": "Qwen3Moe"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 

@@ -15,7 +15,7 @@ from attnkit.models.llama import SeedOss, SeedOssConfig
 MODEL_TYPE = "seed_oss"
 MODELS = {"SeedOss": SeedOss}
 ARCHITECTURES = {"SeedOssForCausalLM": "SeedOss"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 

@@ -16,7 +16,7 @@ from attnkit.models.llama import SmolLM3, SmolLM3Config
 MODEL_TYPE = "smollm3"
 MODELS = {"SmolLM3": SmolLM3}
 ARCHITECTURES = {"SmolLM3ForCausalLM": "SmolLM3"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 
 

@@ -21,7 +21,7 @@ from attnkit.models.starcoder2 import Starcoder2, Starcoder2Config
 MODEL_TYPE = "starcoder2"
 MODELS = {"Starcoder2": Starcoder2}
 ARCHITECTURES = {"Starcoder2ForCausalLM": "Starcoder2"}
-BASE_PREFIX = ""
+BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 _ACTIVATIONS = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu": "gelu"}
 
