@@ -349,6 +349,7 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("SmolLM3", "smollm3-tiny", {}),
                                                      ("Ernie4_5", "ernie4_5-tiny", dict(bias=True)),
                                                      ("SeedOss", "seed-oss-tiny", {}), ("GPTJ", "gptj-tiny", {}),
+                                                     ("Glm", "glm-tiny", {}), ("Glm4", "glm4-tiny", {}),
                                                      ("Olmo3", "olmo3-tiny", dict(
                                                          rope_local_base=1000.0, rope_scaling={
                                                              "rope_type": "linear", "factor": 2.0}))])

@@ -64,6 +64,8 @@ FAMILIES: dict[str, str] = {
     "olmoe": "attnkit.interop.olmoe",
     "olmo3": "attnkit.interop.olmo3",
     "smollm3": "attnkit.interop.smollm3",
+    "glm": "attnkit.interop.glm",
+    "glm4": "attnkit.interop.glm4",
     "ernie4_5": "attnkit.interop.ernie4_5",
     "seed_oss": "attnkit.interop.seed_oss",
     "deepseek_v3": "attnkit.interop.deepseek_v3",

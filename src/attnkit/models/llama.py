@@ -18,7 +18,9 @@ al. 2024) norms each sublayer's output instead of its input (``input_norm=False`
 ``sandwich_norm``) and all heads' queries and keys together (``qk_norm`` with
 ``qk_norm_per_head=False``). :class:`Olmoe` (Muennighoff et al. 2024) is a Llama with those
 query/key norms and a mixture of 64 experts, 8 per token, whose weights are not renormalised.
-:class:`Olmo3` adds sliding-window attention on three layers of four. :class:`Ernie4_5`
+:class:`Glm` (GLM-4) rotates the first half of each head in interleaved pairs, with q/k/v
+biases; :class:`Glm4` (GLM-4-0414) adds sandwich norms. :class:`Olmo3` adds sliding-window
+attention on three layers of four. :class:`Ernie4_5`
 rotates interleaved pairs (``rope_interleave``); :class:`SeedOss` has q/k/v biases (``qkv_bias``). :class:`SmolLM3` drops
 the rotary embedding from every fourth layer (``nope_layers``). :class:`Granite` (IBM Granite 3) scales the embeddings, each sublayer's output, the attention
 scores and the logits by constants (``embedding_multiplier``, ``residual_multiplier``,
@@ -270,6 +272,51 @@ class SeedOss(GPT):
     """A Seed-OSS causal LM: a Llama with q/k/v biases (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = SeedOssConfig
+
+
+@dataclass(frozen=True)
+class GlmConfig(LlamaConfig):
+    """Sizes of a GLM-4 (``glm``: GLM-4-9B). Defaults are Hugging Face's ``GlmConfig``: heads of 128
+    whose first half rotates in interleaved pairs (``rotary_dim``, ``rope_interleave``), q/k/v
+    biases (``qkv_bias``), grouped-query attention with 2 key/value heads."""
+
+    model_type = "glm"
+
+    vocab_size: int = 151552
+    n_positions: int = 131072
+    n_layers: int = 40
+    n_kv_heads: int | None = 2
+    head_dim: int | None = 128
+    d_ff: int | None = 13696
+    norm_eps: float = 1.5625e-07
+    rotary_dim: int | None = 64
+    rope_interleave: bool = True
+    qkv_bias: bool | None = True
+    bos_token_id: int | None = None
+    eos_token_id: int | None = 151329
+    pad_token_id: int | None = 151329
+
+
+class Glm(GPT):
+    """A GLM-4 causal LM (``glm``; see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = GlmConfig
+
+
+@dataclass(frozen=True)
+class Glm4Config(GlmConfig):
+    """Sizes of a GLM-4-0414 (``glm4``). Defaults are Hugging Face's ``Glm4Config``: GLM's layers
+    with a norm on each sublayer's output too (``sandwich_norm``)."""
+
+    model_type = "glm4"
+
+    sandwich_norm: bool = True
+
+
+class Glm4(GPT):
+    """A GLM-4-0414 causal LM (``glm4``; see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Glm4Config
 
 
 @dataclass(frozen=True)

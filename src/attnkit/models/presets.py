@@ -142,6 +142,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "seed-oss-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4,
                               n_kv_heads=2, head_dim=8, bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "glm": {
+        "glm-4-9b": dict(),  # 9,399,951,360 params: HF's GlmConfig defaults
+        "glm-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                         head_dim=8, rotary_dim=4, eos_token_id=2, pad_token_id=0),
+    },
+    "glm4": {
+        "glm4-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                          head_dim=8, rotary_dim=4, eos_token_id=2, pad_token_id=0),
+    },
     "olmoe": {
         # Muennighoff et al. 2024: OLMoE-1B-7B (64 experts of 1,024, 8 per token; 1.3B active).
         "olmoe-1b-7b": dict(d_ff=1024),  # 6,919,161,856 params
