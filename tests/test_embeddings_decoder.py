@@ -66,3 +66,31 @@ def test_an_untied_base_model_is_refused_naming_the_missing_head(tmp_path):
     transformers.Qwen3Model(config).save_pretrained(tmp_path)
     with pytest.raises(attnkit.CheckpointError, match="lm_head.weight"):
         attnkit.from_pretrained(tmp_path)
+
+
+def test_the_server_embeds_with_a_decoder_when_asked(qwen3_embedding):
+    """``make_server(..., embeddings=True)`` (``attnkit serve`` does it for a sentence-transformers
+    directory): ``/v1/embeddings`` gives attnkit.embed's vectors through the official client; a
+    decoder's server without it answers 404."""
+    openai = pytest.importorskip("openai")
+    import threading
+
+    from attnkit.serve import make_server
+
+    model, tok = attnkit.from_pretrained(qwen3_embedding), Tokenizer.from_pretrained(qwen3_embedding)
+    for embeddings in (True, False):
+        server = make_server(model, tok, port=0, name="emb", embeddings=embeddings)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="-",
+                                   max_retries=0)
+            if embeddings:
+                got = client.embeddings.create(model="emb", input=SENTENCES[:3])
+                vectors = torch.tensor([d.embedding for d in got.data])
+                assert torch.allclose(vectors, attnkit.embed(model, SENTENCES[:3], tokenizer=tok), atol=1e-6)
+            else:
+                with pytest.raises(openai.NotFoundError, match="does not embed sentences"):
+                    client.embeddings.create(model="emb", input=["x"])
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -312,6 +312,10 @@ def serve(
     tool_format: str = typer.Option(
         "auto", "--tool-format", help="how the model writes tool calls for chat requests with 'tools': hermes "
         "(<tool_call>{json}</tool_call>: Qwen2.5, Qwen3), llama3_json, none, or auto (read from the chat template)"),
+    embeddings: bool = typer.Option(
+        None, "--embeddings/--no-embeddings", show_default="auto",
+        help="serve /v1/embeddings with a decoder-only model (an embedding model: its last token's state); default: "
+             "when the directory is a sentence-transformers one (modules.json)"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
@@ -325,7 +329,8 @@ def serve(
     helper = None if assistant is None else load_model_dir(assistant, device, dtype)[0]
     server = make_server(model, tokenizer, host, port, name or directory.name, max_tokens_limit,
                          pack_weights=pack_weights, assistant=helper,
-                         tool_format=None if tool_format == "none" else tool_format)
+                         tool_format=None if tool_format == "none" else tool_format,
+                         embeddings=(directory / "modules.json").is_file() if embeddings is None else embeddings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     endpoints = ", ".join(server.app.health()["endpoints"])
     typer.echo(f"serving {type(model).__name__} from {directory} on http://{host}:{server.server_address[1]} "

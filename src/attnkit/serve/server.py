@@ -79,9 +79,9 @@ COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "t
                      "stop", "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty",
                      "logit_bias")
 CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
-               "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs", "user",
-               "frequency_penalty", "presence_penalty", "logit_bias", "chat_template_kwargs", "tools", "tool_choice",
-               "parallel_tool_calls")
+               "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs",
+               "user", "frequency_penalty", "presence_penalty", "logit_bias", "chat_template_kwargs", "tools",
+               "tool_choice", "parallel_tool_calls")
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
 TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
                         "timestamp_granularities[]")
@@ -141,10 +141,13 @@ class ModelServer:
     vocabulary whose guesses every request checks (``generate(assistant_model=...)``: greedy, the
     same text; sampled, speculative sampling, the same distribution; faster when it guesses well).
     ``tool_format``: how the model writes tool calls (:data:`attnkit.serve.tools.TOOL_FORMATS`);
-    ``"auto"`` reads it from the chat template, None serves no ``tools``."""
+    ``"auto"`` reads it from the chat template, None serves no ``tools``. ``embeddings``: serve
+    ``/v1/embeddings`` with a decoder-only model too (an embedding model such as Qwen3-Embedding:
+    its last token's state, normalised; :func:`attnkit.embed`); encoders always serve it."""
 
     def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024,
-                 pack_weights: bool = True, assistant=None, tool_format: str | None = "auto"):
+                 pack_weights: bool = True, assistant=None, tool_format: str | None = "auto",
+                 embeddings: bool = False):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         if tool_format not in (None, "auto", *TOOL_FORMATS):
             raise InputError(f"tool_format must be 'auto', None or one of {TOOL_FORMATS}, got {tool_format!r}")
@@ -157,7 +160,7 @@ class ModelServer:
         self.max_new_tokens_limit = max_new_tokens_limit
         self.lock = threading.Lock()
         self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
-        self.embeds = hasattr(model, "sentence_embedding")
+        self.embeds = hasattr(model, "sentence_embedding") or (embeddings and hasattr(model, "generation_logits"))
         self.transcribes = getattr(model, "main_input_name", None) == "input_features"
         self.chats = getattr(tokenizer, "chat_template", None) is not None and not hasattr(model, "decoder_start_ids")
         self._packed = contextlib.ExitStack()
@@ -475,7 +478,8 @@ class ModelServer:
             yield event("", reason=stream.finish_reason or "length")
 
     def embed(self, body: dict) -> dict:
-        """A ``/v1/embeddings`` response: L2-normalised mean-pooled embeddings, one per input."""
+        """A ``/v1/embeddings`` response: L2-normalised embeddings, one per input (mean-pooled by an
+        encoder, a decoder's last token)."""
         from attnkit.embeddings import embed
 
         if not self.embeds:
@@ -776,14 +780,16 @@ class _Server(ThreadingHTTPServer):
 def make_server(model, tokenizer, host: str = "127.0.0.1", port: int = 8000, name: str = "attnkit",
                 max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES,
                 max_audio_bytes: int = MAX_AUDIO_BYTES, pack_weights: bool = True,
-                assistant=None, tool_format: str | None = "auto") -> ThreadingHTTPServer:
+                assistant=None, tool_format: str | None = "auto", embeddings: bool = False) -> ThreadingHTTPServer:
     """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop,
     ``server_close()`` to release the port and the packed weights). ``port=0`` picks a free port
-    (``server.server_address[1]``). ``assistant``, ``tool_format``: see :class:`ModelServer`."""
+    (``server.server_address[1]``). ``assistant``, ``tool_format``, ``embeddings``: see
+    :class:`ModelServer`."""
     server = _Server((host, port), _Handler)
     server.daemon_threads = True
     try:
-        server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights, assistant, tool_format)
+        server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights, assistant, tool_format,
+                                 embeddings)
     except InputError:
         server.server_close()
         raise
