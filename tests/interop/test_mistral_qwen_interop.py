@@ -167,6 +167,29 @@ def test_router_balance_loss_is_transformers_auxiliary_loss_with_padding(tmp_pat
     assert (ours - theirs).abs().max() < 1e-4
 
 
+def test_mixtral_router_jitter_equals_transformers_in_training(tmp_path):
+    """``router_jitter_noise``: in training, the same noise for the same seed (drawn in the same
+    order) gives transformers' loss and gradients; in evaluation there is none."""
+    hf = hf_model(tmp_path, "Mixtral", num_local_experts=4, router_jitter_noise=0.3)
+    model = attnkit.from_pretrained(tmp_path)
+    assert model.config.router_jitter_noise == 0.3
+    ids = batch(16)[0][:1]
+    with torch.no_grad():
+        assert (model(ids).logits - hf(ids).logits).abs().max() < 1e-4  # eval: no jitter
+    model.train(), hf.train()
+    torch.manual_seed(5)
+    got = model(ids, labels=ids).loss
+    torch.manual_seed(5)
+    ref = hf(ids, labels=ids).loss
+    assert torch.allclose(got, ref, atol=1e-5)
+    torch.manual_seed(6)
+    assert not torch.allclose(model(ids, labels=ids).loss, got, atol=1e-5)  # other noise, another loss
+    got.backward()
+    ref.backward()
+    ours, theirs = model.decoder.layers[1].ffn.router.weight.grad, hf.model.layers[1].mlp.gate.weight.grad
+    assert (ours - theirs).abs().max() < 1e-4
+
+
 OLMOE = dict(num_experts=4, num_experts_per_tok=2, pad_token_id=0)
 
 

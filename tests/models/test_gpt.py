@@ -168,6 +168,7 @@ def test_heads_not_dividing_width_is_an_error():
     (dict(n_experts=4, expert_groups=2, expert_groups_per_token=3), r"must be from 1 to expert_groups \(2\)"),
     (dict(n_experts=4, expert_groups_per_token=2), "expert_groups_per_token: needs expert_groups"),
     (dict(routed_scaling_factor=2.0), "routed_scaling_factor: must be 1, or positive with n_experts"),
+    (dict(n_experts=4, router_jitter_noise=1.5), r"router_jitter_noise: must be 0, or in \(0, 1\) with n_experts"),
     (dict(n_experts=4, shared_expert_gated=False), "shared_expert_gated: False needs a shared expert"),
     (dict(kv_lora_rank=8), "kv_lora_rank: must be positive, with rotary positions on a rotary_dim below head_dim"),
     (dict(positional="rotary", rotary_dim=8, kv_lora_rank=8), "rotary_dim below head_dim"),

@@ -4,8 +4,8 @@ config fields (:mod:`attnkit.interop.llama`), with each layer's feed-forward a s
 ``w3``, ``w2`` (each expert's ``fc_gate``, ``fc_in``, ``fc_out``), as the checkpoints on the Hub
 and ``transformers``' ``save_pretrained`` store them. Config: ``num_local_experts``,
 ``num_experts_per_tok``, ``sliding_window`` and the auxiliary load-balancing loss
-(``output_router_logits`` with ``router_aux_loss_coef``: attnkit's ``router_aux_loss_coef``). The
-router's training-time jitter (``router_jitter_noise``) is not applied.
+(``output_router_logits`` with ``router_aux_loss_coef``: attnkit's ``router_aux_loss_coef``) and the
+router's training-time jitter (``router_jitter_noise``).
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ def config_to_hf(model) -> dict | None:
     """HF ``MixtralConfig`` fields, or None for a variant ``MixtralForCausalLM`` cannot represent
     (biases, a dense feed-forward, another gate than SiLU's)."""
     c: MixtralConfig = model.config
-    fields = llama_fields(c, {"n_experts", "sliding_window"})
+    fields = llama_fields(c, {"n_experts", "sliding_window", "router_jitter_noise"})
     if fields is None or c.bias or c.n_experts is None or c.activation != "swiglu":
         return None
     return dict(model_type=MODEL_TYPE, **fields, num_local_experts=c.n_experts,
-                num_experts_per_tok=c.experts_per_token, sliding_window=c.sliding_window, **router_loss_to_hf(c, 0.001))
+                num_experts_per_tok=c.experts_per_token, sliding_window=c.sliding_window,
+                router_jitter_noise=c.router_jitter_noise, **router_loss_to_hf(c, 0.001))
 
 
 def config_from_hf(hf: dict, model_class: type) -> MixtralConfig:
@@ -45,4 +46,4 @@ def config_from_hf(hf: dict, model_class: type) -> MixtralConfig:
         raise ConfigError(f"config.json: sliding_window={window!r} must be a positive integer or null")
     return MixtralConfig(**llama_config_fields(hf, MixtralConfig()), sliding_window=window,
                          n_experts=hf.get("num_local_experts", 8), experts_per_token=hf.get("num_experts_per_tok", 2),
-                         **router_loss_fields(hf, 0.001))
+                         router_jitter_noise=float(hf.get("router_jitter_noise") or 0.0), **router_loss_fields(hf, 0.001))

@@ -56,7 +56,7 @@ class GPTConfig(Config):
         "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff",
         "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
-        "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias")
+        "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -106,6 +106,7 @@ class GPTConfig(Config):
     expert_groups: int | None = None  # with n_experts: the choice limited to the best groups (DeepSeek-V3's n_group)
     expert_groups_per_token: int | None = None  # with expert_groups: how many (DeepSeek-V3's topk_group)
     routed_scaling_factor: float = 1.0  # with n_experts: the routed experts' weights times this (DeepSeek-V3: 2.5)
+    router_jitter_noise: float = 0.0  # with n_experts, in training: their input times U(1 - j, 1 + j) (Mixtral)
     kv_lora_rank: int | None = None  # multi-head latent attention, keys/values from latents this wide (DeepSeek)
     q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide; None = directly
     v_head_dim: int | None = None  # with kv_lora_rank: each head's value size; None = head_dim
@@ -172,6 +173,8 @@ class GPTConfig(Config):
             self.require(self.expert_groups_per_token is None, "expert_groups_per_token", "needs expert_groups")
         self.require(self.routed_scaling_factor == 1.0 or (sparse and self.routed_scaling_factor > 0),
                      "routed_scaling_factor", "must be 1, or positive with n_experts")
+        self.require(self.router_jitter_noise == 0.0 or (sparse and 0 < self.router_jitter_noise < 1),
+                     "router_jitter_noise", "must be 0, or in (0, 1) with n_experts")
         self.require(self.shared_expert_gated or self.shared_expert_d_ff is not None, "shared_expert_gated",
                      "False needs a shared expert (shared_expert_d_ff)")
         if self.kv_lora_rank is not None:
@@ -254,6 +257,7 @@ class GPTConfig(Config):
             shared_expert_d_ff=self.shared_expert_d_ff, shared_expert_gated=self.shared_expert_gated,
             router_scoring=self.router_scoring, expert_groups=self.expert_groups,
             expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
+            router_jitter_noise=self.router_jitter_noise,
             kv_lora_rank=self.kv_lora_rank, q_lora_rank=self.q_lora_rank, rope_head_dim=self.rotary_dim,
             v_head_dim=self.v_head_dim or self.dim_per_head, rope_interleave=self.rope_interleave,
         )

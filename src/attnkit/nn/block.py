@@ -64,6 +64,7 @@ class LayerConfig:
     expert_groups: int | None = None  # the choice limited to the best expert_groups_per_token groups
     expert_groups_per_token: int | None = None
     routed_scaling_factor: float = 1.0  # the routed experts' weights multiplied by it (DeepSeek-V3)
+    router_jitter_noise: float = 0.0  # training: the mixture's input times U(1 - j, 1 + j) (Mixtral)
     kv_lora_rank: int | None = None  # multi-head latent attention with latents this wide (DeepSeek)
     q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide
     rope_head_dim: int | None = None  # with kv_lora_rank: the rotary part of each query/key head
@@ -93,7 +94,7 @@ class LayerConfig:
             return MoEFeedForward(self.d_model, self.d_ff, self.n_experts, self.experts_per_token, self.activation,
                                   self.bias, ffn_dropout, self.normalize_expert_weights, self.shared_expert_d_ff,
                                   self.router_scoring, self.expert_groups, self.expert_groups_per_token,
-                                  self.routed_scaling_factor, self.shared_expert_gated)
+                                  self.routed_scaling_factor, self.shared_expert_gated, self.router_jitter_noise)
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:

@@ -71,12 +71,15 @@ class MoEFeedForward(nn.Module):
     the scores for the choice only; with ``groups`` the experts are split into that many groups,
     each scored by its two best experts, and the choice is limited to the ``groups_per_token``
     best groups; the chosen scores (renormalised, or not) are multiplied by ``scale``.
+
+    ``jitter`` (Mixtral's ``router_jitter_noise``): in training, the block's input is multiplied
+    by noise drawn uniformly from ``[1 - jitter, 1 + jitter]``, for the router and the experts.
     """
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int = 2, activation: str = "swiglu",
                  bias: bool = False, dropout: float = 0.0, normalize: bool = True, shared_d_ff: int | None = None,
                  scoring: str = "softmax", groups: int | None = None, groups_per_token: int | None = None,
-                 scale: float = 1.0, shared_gated: bool = True):
+                 scale: float = 1.0, shared_gated: bool = True, jitter: float = 0.0):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ConfigError(f"top_k must be between 1 and n_experts ({n_experts}), got {top_k}")
@@ -86,7 +89,7 @@ class MoEFeedForward(nn.Module):
                                        and groups_per_token is not None and 1 <= groups_per_token <= groups):
             raise ConfigError(f"groups ({groups}) must split the {n_experts} experts into groups of at least 2, and "
                               f"groups_per_token ({groups_per_token}) must be from 1 to groups")
-        self.top_k, self.normalize, self.scoring, self.scale = top_k, normalize, scoring, scale
+        self.top_k, self.normalize, self.scoring, self.scale, self.jitter = top_k, normalize, scoring, scale, jitter
         self.groups, self.groups_per_token = groups, groups_per_token
         self.router = Linear(d_model, n_experts, bias=False)
         if scoring == "sigmoid":
@@ -116,6 +119,8 @@ class MoEFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(-1, x.shape[-1])
+        if self.training and self.jitter:  # Mixtral's router jitter: the block's input times U(1 - j, 1 + j)
+            h = h * torch.empty_like(h).uniform_(1.0 - self.jitter, 1.0 + self.jitter)
         self.router_logits = self.router(h)  # (N, E), kept for router_balance_loss
         weights, chosen = self.route(self.router_logits)
         out = torch.zeros_like(h)
