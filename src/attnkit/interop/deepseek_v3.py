@@ -28,7 +28,7 @@ import math
 
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
-from attnkit.interop.keymap import Rename
+from attnkit.interop.keymap import Rename, hf_getter
 from attnkit.interop.llama import llama_config_fields, llama_fields
 from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
 from attnkit.nn.positional import yarn_mscale
@@ -96,10 +96,7 @@ def config_from_hf(hf: dict, model_class: type) -> DeepseekV3Config:
         raise ConfigError("config.json: attention_bias=true and output_router_logits=true are not supported by "
                           "attnkit's DeepseekV3 (DeepSeek-V3 has no attention biases and no auxiliary loss)")
     d = DeepseekV3Config()
-
-    def get(key, default):
-        value = hf.get(key)
-        return default if value is None else value
+    get = hf_getter(hf)
 
     rope, nope = get("qk_rope_head_dim", d.rotary_dim), get("qk_nope_head_dim", d.dim_per_head - d.rotary_dim)
     fields = llama_config_fields({**hf, "head_dim": nope + rope}, d)

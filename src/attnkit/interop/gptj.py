@@ -9,7 +9,7 @@ dropped. Config: ``n_embd``, ``n_layer``, ``n_head``, ``rotary_dim``, ``n_inner`
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
-from attnkit.interop.keymap import Rename, weight_and_bias
+from attnkit.interop.keymap import Rename, hf_getter, weight_and_bias
 from attnkit.models.gptj import GPTJ, GPTJConfig
 
 MODEL_TYPE = "gptj"
@@ -58,10 +58,7 @@ def config_to_hf(model) -> dict | None:
 def config_from_hf(hf: dict, model_class: type) -> GPTJConfig:
     """``GPTJConfig`` from a HF GPT-J config dict (HF's defaults for absent fields)."""
     d = GPTJConfig()
-
-    def get(key, default):
-        value = hf.get(key)
-        return default if value is None else value
+    get = hf_getter(hf)
 
     act = get("activation_function", "gelu_new")
     if act not in _ACTIVATIONS:

@@ -186,6 +186,12 @@ def from_hf(
     return native, origin, unmatched
 
 
+def hf_getter(hf: dict):
+    """``get(key, default)`` for a HF config dict: ``hf[key]``, or ``default`` when the key is
+    absent or null (configs write null for a field left unset)."""
+    return lambda key, default: default if hf.get(key) is None else hf[key]
+
+
 def require_hf_settings(hf: dict, supported: dict, model_name: str) -> None:
     """Refuse HF config fields whose value attnkit's model does not implement.
 

@@ -16,7 +16,7 @@ the MLP (or the reverse), activations other than SiLU/GELU gates.
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
-from attnkit.interop.keymap import Rename
+from attnkit.interop.keymap import Rename, hf_getter
 from attnkit.nn.positional import ROPE_SCALINGS, check_rope_scaling, longrope_attention_factor, yarn_mscale
 from attnkit.models.llama import Llama, LlamaConfig
 
@@ -212,10 +212,7 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig, partial_rotary: bool = 
     field takes ``defaults``' value (the family's HF default). A ``partial_rotary_factor`` below 1
     is refused unless the family rotates part of each head (``partial_rotary``: Phi-3's
     ``int(hidden_size // num_attention_heads * factor)`` dimensions, read into ``rotary_dim``)."""
-    def get(key, default):
-        value = hf.get(key)
-        return default if value is None else value
-
+    get = hf_getter(hf)
     d, heads = get("hidden_size", defaults.d_model), get("num_attention_heads", defaults.n_heads)
     head_dim = hf.get("head_dim")
     fraction, rotary_dim = rotary_fraction(hf), None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
-from attnkit.interop.keymap import Rename, weight_and_bias
+from attnkit.interop.keymap import Rename, hf_getter, weight_and_bias
 from attnkit.interop.llama import _rope, rotary_fraction
 from attnkit.models.phi import Phi, PhiConfig
 
@@ -62,10 +62,7 @@ def config_to_hf(model) -> dict | None:
 def config_from_hf(hf: dict, model_class: type) -> PhiConfig:
     """``PhiConfig`` from a HF Phi config dict (HF's defaults for absent fields)."""
     d = PhiConfig()
-
-    def get(key, default):
-        value = hf.get(key)
-        return default if value is None else value
+    get = hf_getter(hf)
 
     if get("qk_layernorm", False):
         raise ConfigError("config.json: qk_layernorm=true is not supported by attnkit's Phi (the released Phi-1, 1.5 "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
-from attnkit.interop.keymap import Rename, weight_and_bias
+from attnkit.interop.keymap import Rename, hf_getter, weight_and_bias
 from attnkit.interop.llama import _rope
 from attnkit.models.starcoder2 import Starcoder2, Starcoder2Config
 
@@ -62,10 +62,7 @@ def config_to_hf(model) -> dict | None:
 def config_from_hf(hf: dict, model_class: type) -> Starcoder2Config:
     """``Starcoder2Config`` from a HF StarCoder2 config dict (HF's defaults for absent fields)."""
     d = Starcoder2Config()
-
-    def get(key, default):
-        value = hf.get(key)
-        return default if value is None else value
+    get = hf_getter(hf)
 
     if not get("use_bias", True):
         raise ConfigError("config.json: use_bias=false is not supported by attnkit's Starcoder2 (its LayerNorms would "
