@@ -54,10 +54,11 @@ def test_deepseek_v3_gives_transformers_logits_loss_and_gradients(tmp_path, vari
     ids = batch(20)[0][:1]  # 20 tokens: past YaRN's original 16
     lm_loss_and_logits_match(model, hf, ids)
     ours, theirs = model.decoder.layers[1], hf.model.layers[1]
-    for a, b in [(ours.attn.kv_b_proj, theirs.self_attn.kv_b_proj), (ours.attn.kv_a_norm, theirs.self_attn.kv_a_layernorm),
-                 (ours.attn.kv_a_proj, theirs.self_attn.kv_a_proj_with_mqa), (ours.attn.out_proj, theirs.self_attn.o_proj),
-                 (ours.ffn.router, theirs.mlp.gate), (ours.ffn.shared_expert.fc_out, theirs.mlp.shared_experts.down_proj),
-                 (model.decoder.layers[0].ffn.fc_gate, hf.model.layers[0].mlp.gate_proj)]:
+    pairs = [(ours.attn.kv_b_proj, theirs.self_attn.kv_b_proj), (ours.attn.kv_a_norm, theirs.self_attn.kv_a_layernorm),
+             (ours.attn.kv_a_proj, theirs.self_attn.kv_a_proj_with_mqa), (ours.attn.out_proj, theirs.self_attn.o_proj),
+             (ours.ffn.router, theirs.mlp.gate), (ours.ffn.shared_expert.fc_out, theirs.mlp.shared_experts.down_proj),
+             (model.decoder.layers[0].ffn.fc_gate, hf.model.layers[0].mlp.gate_proj)]
+    for a, b in pairs:
         assert (a.weight.grad - b.weight.grad).abs().max() < 1e-4
     experts = theirs.mlp.experts.down_proj.grad  # (8, 32, 16): transformers' fused expert tensors
     ran = [j for j in range(8) if ours.ffn.experts[j].fc_out.weight.grad is not None]  # the others: no token chose them

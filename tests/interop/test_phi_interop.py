@@ -25,8 +25,8 @@ def test_phi_gives_transformers_logits_loss_and_gradients(tmp_path):
     ids = batch()[0][:1]
     lm_loss_and_logits_match(model, hf, ids)
     ours, theirs = layer, hf.model.layers[1]
-    for a, b in [(model.lm_head, hf.lm_head), (ours.attn_norm, theirs.input_layernorm), (ours.ffn.fc_in, theirs.mlp.fc1),
-                 (ours.attn.out_proj, theirs.self_attn.dense)]:
+    for a, b in [(model.lm_head, hf.lm_head), (ours.attn_norm, theirs.input_layernorm),
+                 (ours.ffn.fc_in, theirs.mlp.fc1), (ours.attn.out_proj, theirs.self_attn.dense)]:
         assert (a.weight.grad - b.weight.grad).abs().max() < 1e-4 and (a.bias.grad - b.bias.grad).abs().max() < 1e-4
     with torch.no_grad():  # sequential sublayers, or a head without its bias, give other logits
         ref = hf(ids).logits

@@ -752,8 +752,9 @@ TOOL_TEMPLATE = ("{% if tools %}{% for t in tools %}{{ t.function.name }} {% end
                  "{% else %}{{ m.content }}{% endif %} {% endfor %}{% if add_generation_prompt %}:{% endif %}")
 TOOL_PROMPT = "get_weather weather in paris? :"
 TOOL_TEXT = TOOL_PROMPT + '<tool_call>\n{"name": "get_weather", "arguments": {"city": "paris"}}\n</tool_call>'
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "the weather in a city",
-                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "the weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 
 
 @pytest.fixture(scope="module")
@@ -841,4 +842,5 @@ def test_bad_tool_fields_are_400s(tool_server, body, param, message):
 def test_tools_need_a_template_that_renders_them(chat_server):
     status, reply, _ = request(chat_server[0], "POST", "/v1/chat/completions",
                                dict(messages=[{"role": "user", "content": "the"}], tools=[WEATHER]))
-    assert status == 400 and reply["error"]["param"] == "tools" and "known tool-call format" in reply["error"]["message"]
+    assert status == 400 and reply["error"]["param"] == "tools"
+    assert "known tool-call format" in reply["error"]["message"]

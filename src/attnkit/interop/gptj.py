@@ -73,6 +73,7 @@ def config_from_hf(hf: dict, model_class: type) -> GPTJConfig:
         rotary_dim=None if rotary == width // heads else rotary, activation=_ACTIVATIONS[act],
         norm_eps=get("layer_norm_epsilon", d.norm_eps), dropout=float(get("resid_pdrop", 0.0)),
         attn_dropout=float(get("attn_pdrop", 0.0)), tie_word_embeddings=bool(get("tie_word_embeddings", False)),
-        initializer_range=get("initializer_range", d.initializer_range), bos_token_id=hf.get("bos_token_id", d.bos_token_id),
+        initializer_range=get("initializer_range", d.initializer_range),
+        bos_token_id=hf.get("bos_token_id", d.bos_token_id),
         eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
     )

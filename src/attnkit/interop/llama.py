@@ -67,7 +67,8 @@ def moe_key_rules(model, block: str, experts: tuple[str, str, str], dense: list[
     if c.moe_layers is None:
         dense = [r for r in dense if ".ffn.fc_" not in r.native_names[0]]
     parts = tuple(zip(("fc_gate", "fc_in", "fc_out"), experts))
-    shared_rules = [Rename(n + f"shared_expert.{ours}.weight", h + f"{shared}.{theirs}.weight") for ours, theirs in parts]
+    shared_rules = [Rename(n + f"shared_expert.{ours}.weight", h + f"{shared}.{theirs}.weight")
+                    for ours, theirs in parts]
     if c.shared_expert_gated:
         shared_rules.append(Rename(n + "shared_gate.weight", h + "shared_expert_gate.weight"))
     bias = [Rename(n + "score_bias", h + "gate.e_score_correction_bias")] if c.router_scoring == "sigmoid" else []

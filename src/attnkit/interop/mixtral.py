@@ -46,4 +46,5 @@ def config_from_hf(hf: dict, model_class: type) -> MixtralConfig:
         raise ConfigError(f"config.json: sliding_window={window!r} must be a positive integer or null")
     return MixtralConfig(**llama_config_fields(hf, MixtralConfig()), sliding_window=window,
                          n_experts=hf.get("num_local_experts", 8), experts_per_token=hf.get("num_experts_per_tok", 2),
-                         router_jitter_noise=float(hf.get("router_jitter_noise") or 0.0), **router_loss_fields(hf, 0.001))
+                         router_jitter_noise=float(hf.get("router_jitter_noise") or 0.0),
+                         **router_loss_fields(hf, 0.001))

@@ -48,7 +48,8 @@ def config_to_hf(model) -> dict | None:
         return None
     head = c.dim_per_head
     return dict(
-        model_type=MODEL_TYPE, vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff or 4 * c.d_model,
+        model_type=MODEL_TYPE, vocab_size=c.vocab_size, hidden_size=c.d_model,
+        intermediate_size=c.d_ff or 4 * c.d_model,
         num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads or c.n_heads,
         hidden_act=act, max_position_embeddings=c.n_positions, layer_norm_eps=c.norm_eps,
         rope_parameters={"rope_type": "default", "rope_theta": c.rope_base,
@@ -83,6 +84,7 @@ def config_from_hf(hf: dict, model_class: type) -> PhiConfig:
         rope_base=base, rope_scaling=scaling, rotary_dim=None if rotary_dim == width // heads else rotary_dim,
         dropout=float(get("resid_pdrop", 0.0)), attn_dropout=float(get("attention_dropout", 0.0)),
         tie_word_embeddings=bool(get("tie_word_embeddings", False)),
-        initializer_range=get("initializer_range", d.initializer_range), bos_token_id=hf.get("bos_token_id", d.bos_token_id),
+        initializer_range=get("initializer_range", d.initializer_range),
+        bos_token_id=hf.get("bos_token_id", d.bos_token_id),
         eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
     )

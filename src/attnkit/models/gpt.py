@@ -185,7 +185,8 @@ class GPTConfig(Config):
         else:
             self.require(self.q_lora_rank is None and self.v_head_dim is None, "kv_lora_rank",
                          "q_lora_rank and v_head_dim need kv_lora_rank (multi-head latent attention)")
-        self.require(not self.rope_interleave or self.positional == "rotary", "rope_interleave", "needs rotary positions")
+        self.require(not self.rope_interleave or self.positional == "rotary", "rope_interleave",
+                     "needs rotary positions")
         for name in ("q_lora_rank", "v_head_dim"):
             self.require(getattr(self, name) is None or getattr(self, name) > 0, name, "must be None or positive")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap", "embedding_multiplier", "residual_multiplier",

@@ -20,11 +20,11 @@ al. 2024) norms each sublayer's output instead of its input (``input_norm=False`
 query/key norms and a mixture of 64 experts, 8 per token, whose weights are not renormalised.
 :class:`Glm` (GLM-4) rotates the first half of each head in interleaved pairs, with q/k/v
 biases; :class:`Glm4` (GLM-4-0414) adds sandwich norms. :class:`Olmo3` adds sliding-window
-attention on three layers of four. :class:`Ernie4_5`
-rotates interleaved pairs (``rope_interleave``); :class:`SeedOss` has q/k/v biases (``qkv_bias``). :class:`SmolLM3` drops
-the rotary embedding from every fourth layer (``nope_layers``). :class:`Granite` (IBM Granite 3) scales the embeddings, each sublayer's output, the attention
-scores and the logits by constants (``embedding_multiplier``, ``residual_multiplier``,
-``attn_scale_dim``, ``logits_scaling``).
+attention on three layers of four. :class:`Ernie4_5` rotates interleaved pairs
+(``rope_interleave``); :class:`SeedOss` has q/k/v biases (``qkv_bias``). :class:`SmolLM3` drops
+the rotary embedding from every fourth layer (``nope_layers``). :class:`Granite` (IBM Granite 3)
+scales the embeddings, each sublayer's output, the attention scores and the logits by constants
+(``embedding_multiplier``, ``residual_multiplier``, ``attn_scale_dim``, ``logits_scaling``).
 """
 
 from __future__ import annotations

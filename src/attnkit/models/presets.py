@@ -107,8 +107,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "gptj": {
         "gpt-j-6b": dict(),  # 6,050,882,784 params: HF's GPTJConfig defaults
-        "gptj-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, rotary_dim=4, bos_token_id=1,
-                          eos_token_id=2),
+        "gptj-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, rotary_dim=4,
+                          bos_token_id=1, eos_token_id=2),
     },
     "phi": {
         # Li et al. 2023 (Phi-1.5: HF's PhiConfig shape) and Phi-2 (2,560 wide, 32 layers, 40% of each head rotated).
