@@ -530,7 +530,9 @@ def _speculative_token(p: torch.Tensor, q: torch.Tensor | None, guess: int | Non
         u = torch.rand((), generator=generator, device=p.device)
         if bool(u * q[guess] <= p[guess]):
             return p.new_tensor([guess], dtype=torch.long)
-        p = (p - q).clamp_(min=0)  # not all zero: the guess was rejected, so p(guess) < q(guess)
+        residual = (p - q).clamp_(min=0)  # positive somewhere, as p(guess) < q(guess), up to rounding:
+        if bool(residual.sum() > 0):  # where p and q agree but for rounding, p itself
+            p = residual
     return torch.multinomial(p, 1, generator=generator)
 
 
