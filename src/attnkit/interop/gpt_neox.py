@@ -14,7 +14,7 @@ biases are always there: a config without attention biases is refused), the drop
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
-from attnkit.interop.keymap import Rename, weight_and_bias
+from attnkit.interop.keymap import Rename, first_token_id, weight_and_bias
 from attnkit.interop.llama import _rope, rotary_fraction
 from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
 
@@ -78,7 +78,6 @@ def config_from_hf(hf: dict, model_class: type) -> GPTNeoXConfig:
     rotary_dim = int(d // heads * rotary_fraction(hf, default=hf.get("rotary_pct", 0.25)))
     base, scaling = _rope({"rope_theta": hf.get("rotary_emb_base", 10000.0), **hf},
                           hf.get("max_position_embeddings", 2048), rotary_dim)
-    eos = hf.get("eos_token_id", 2)
     return GPTNeoXConfig(
         vocab_size=hf.get("vocab_size", 50432), n_positions=hf.get("max_position_embeddings", 2048), d_model=d,
         n_layers=hf.get("num_hidden_layers", 44), n_heads=heads, d_ff=hf.get("intermediate_size", 24576),
@@ -88,5 +87,5 @@ def config_from_hf(hf: dict, model_class: type) -> GPTNeoXConfig:
         dropout=float(hf.get("hidden_dropout", 0.0) or 0.0), attn_dropout=float(hf.get("attention_dropout", 0.0) or 0.0),
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
         initializer_range=hf.get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id", 0),
-        eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
+        eos_token_id=first_token_id(hf, "eos_token_id", 2), pad_token_id=hf.get("pad_token_id"),
     )

@@ -9,7 +9,7 @@ dropped. Config: ``n_embd``, ``n_layer``, ``n_head``, ``rotary_dim``, ``n_inner`
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
-from attnkit.interop.keymap import Rename, hf_getter, weight_and_bias
+from attnkit.interop.keymap import Rename, first_token_id, hf_getter, weight_and_bias
 from attnkit.models.gptj import GPTJ, GPTJConfig
 
 MODEL_TYPE = "gptj"
@@ -66,7 +66,6 @@ def config_from_hf(hf: dict, model_class: type) -> GPTJConfig:
                           f"{sorted(_ACTIVATIONS)}")
     width, heads = get("n_embd", d.d_model), get("n_head", d.n_heads)
     rotary = get("rotary_dim", d.rotary_dim)
-    eos = hf.get("eos_token_id", d.eos_token_id)
     return GPTJConfig(
         vocab_size=get("vocab_size", d.vocab_size), n_positions=get("n_positions", d.n_positions), d_model=width,
         n_layers=get("n_layer", d.n_layers), n_heads=heads, d_ff=hf.get("n_inner"),
@@ -75,5 +74,5 @@ def config_from_hf(hf: dict, model_class: type) -> GPTJConfig:
         attn_dropout=float(get("attn_pdrop", 0.0)), tie_word_embeddings=bool(get("tie_word_embeddings", False)),
         initializer_range=get("initializer_range", d.initializer_range),
         bos_token_id=hf.get("bos_token_id", d.bos_token_id),
-        eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
+        eos_token_id=first_token_id(hf, "eos_token_id", d.eos_token_id), pad_token_id=hf.get("pad_token_id"),
     )

@@ -192,6 +192,13 @@ def hf_getter(hf: dict):
     return lambda key, default: default if hf.get(key) is None else hf[key]
 
 
+def first_token_id(hf: dict, name: str, default: int | None) -> int | None:
+    """A token-id field of an HF config that may be a list (``eos_token_id``: a chat model's ends
+    of turn): its first id, the one a decoder's config keeps (the generation config has them all)."""
+    value = hf.get(name, default)
+    return value[0] if isinstance(value, list) and value else value
+
+
 def require_hf_settings(hf: dict, supported: dict, model_name: str) -> None:
     """Refuse HF config fields whose value attnkit's model does not implement.
 

@@ -16,7 +16,7 @@ the MLP (or the reverse), activations other than SiLU/GELU gates.
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
-from attnkit.interop.keymap import Rename, hf_getter
+from attnkit.interop.keymap import Rename, first_token_id, hf_getter
 from attnkit.nn.positional import ROPE_SCALINGS, check_rope_scaling, longrope_attention_factor, yarn_mscale
 from attnkit.models.llama import Llama, LlamaConfig
 
@@ -227,7 +227,6 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig, partial_rotary: bool = 
     act = hf.get("hidden_act", "silu")
     if act not in _GATES:
         raise ConfigError(f"config.json: hidden_act={act!r} is not supported; supported: {sorted(_GATES)}")
-    eos = hf.get("eos_token_id", defaults.eos_token_id)
     return dict(
         vocab_size=get("vocab_size", defaults.vocab_size),
         n_positions=get("max_position_embeddings", defaults.n_positions),
@@ -239,5 +238,5 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig, partial_rotary: bool = 
         attn_dropout=get("attention_dropout", 0.0),
         tie_word_embeddings=get("tie_word_embeddings", defaults.tie_word_embeddings),
         initializer_range=get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id", defaults.bos_token_id),
-        eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
+        eos_token_id=first_token_id(hf, "eos_token_id", defaults.eos_token_id), pad_token_id=hf.get("pad_token_id"),
     )

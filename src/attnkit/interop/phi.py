@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
-from attnkit.interop.keymap import Rename, hf_getter, weight_and_bias
+from attnkit.interop.keymap import Rename, first_token_id, hf_getter, weight_and_bias
 from attnkit.interop.llama import _rope, rotary_fraction
 from attnkit.models.phi import Phi, PhiConfig
 
@@ -75,7 +75,6 @@ def config_from_hf(hf: dict, model_class: type) -> PhiConfig:
     rotary_dim = int(width // heads * rotary_fraction(hf, default=0.5))
     n_positions = get("max_position_embeddings", d.n_positions)
     base, scaling = _rope(hf, n_positions, rotary_dim)
-    eos = hf.get("eos_token_id", d.eos_token_id)
     return PhiConfig(
         vocab_size=get("vocab_size", d.vocab_size), n_positions=n_positions, d_model=width,
         n_layers=get("num_hidden_layers", d.n_layers), n_heads=heads,
@@ -86,5 +85,5 @@ def config_from_hf(hf: dict, model_class: type) -> PhiConfig:
         tie_word_embeddings=bool(get("tie_word_embeddings", False)),
         initializer_range=get("initializer_range", d.initializer_range),
         bos_token_id=hf.get("bos_token_id", d.bos_token_id),
-        eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
+        eos_token_id=first_token_id(hf, "eos_token_id", d.eos_token_id), pad_token_id=hf.get("pad_token_id"),
     )

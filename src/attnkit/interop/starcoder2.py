@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from attnkit.errors import ConfigError
 from attnkit.interop import llama
-from attnkit.interop.keymap import Rename, hf_getter, weight_and_bias
+from attnkit.interop.keymap import Rename, first_token_id, hf_getter, weight_and_bias
 from attnkit.interop.llama import _rope
 from attnkit.models.starcoder2 import Starcoder2, Starcoder2Config
 
@@ -73,7 +73,6 @@ def config_from_hf(hf: dict, model_class: type) -> Starcoder2Config:
         raise ConfigError(f"config.json: hidden_act={act!r} is not supported; supported: {sorted(_ACTIVATIONS)}")
     n_positions = get("max_position_embeddings", d.n_positions)
     base, scaling = _rope(hf, n_positions)
-    eos = hf.get("eos_token_id", d.eos_token_id)
     return Starcoder2Config(
         vocab_size=get("vocab_size", d.vocab_size), n_positions=n_positions, d_model=get("hidden_size", d.d_model),
         n_layers=get("num_hidden_layers", d.n_layers), n_heads=get("num_attention_heads", d.n_heads),
@@ -83,5 +82,5 @@ def config_from_hf(hf: dict, model_class: type) -> Starcoder2Config:
         attn_dropout=float(get("attention_dropout", 0.0)), tie_word_embeddings=bool(get("tie_word_embeddings", True)),
         initializer_range=get("initializer_range", d.initializer_range),
         bos_token_id=hf.get("bos_token_id", d.bos_token_id),
-        eos_token_id=eos[0] if isinstance(eos, list) else eos, pad_token_id=hf.get("pad_token_id"),
+        eos_token_id=first_token_id(hf, "eos_token_id", d.eos_token_id), pad_token_id=hf.get("pad_token_id"),
     )

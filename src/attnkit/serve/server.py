@@ -68,7 +68,7 @@ import torch
 from attnkit.errors import AttnkitError, InputError
 from attnkit.generation.decoding import packed_for_decoding
 from attnkit.generation.processors import OpenAIPenalties
-from attnkit.generation.text import TextStream, encode_input, end_of_turn_ids, token_logprobs
+from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
 from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_format, openai_tool_calls,
                                  parse_tool_calls, template_messages)
 
@@ -348,17 +348,17 @@ class ModelServer:
             extra["assistant_model"] = self.assistant
         for i, prompt in enumerate(p for p in r["prompts"] for _ in range(r["n"])):
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
+            stream = TextStream(
+                self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
+                temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"], min_p=r["min_p"],
+                repetition_penalty=r["repetition_penalty"], generator=generator, logprobs=r["logprobs"], **extra)
             if r["frequency_penalty"] or r["presence_penalty"] or r["logit_bias"]:
                 # the tokens before the generated ones: the prompt, or an encoder-decoder's start tokens
                 start = getattr(self.model, "decoder_start_ids", None)
-                length = start(1).shape[1] if start is not None else len(
-                    encode_input(self.model, self.tokenizer, prompt) if isinstance(prompt, str) else prompt)
-                extra["logits_processor"] = [OpenAIPenalties(length, r["frequency_penalty"], r["presence_penalty"],
-                                                             r["logit_bias"])]
-            streams.append(TextStream(
-                self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
-                temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"], min_p=r["min_p"],
-                repetition_penalty=r["repetition_penalty"], generator=generator, logprobs=r["logprobs"], **extra))
+                length = start(1).shape[1] if start is not None else stream.prompt_tokens
+                stream.generate_kwargs["logits_processor"] = [OpenAIPenalties(
+                    length, r["frequency_penalty"], r["presence_penalty"], r["logit_bias"])]
+            streams.append(stream)
         return streams
 
     def chat_streams(self, r: dict) -> list[TextStream]:
