@@ -8,7 +8,9 @@ Face tensors into one attnkit tensor by concatenation along dim 0 (BERT's query/
 -> attnkit's ``qkv_proj``); a rule whose ``native`` is a tuple does the reverse, one Hugging
 Face tensor split into several attnkit ones (Phi-3's ``gate_up_proj`` -> attnkit's
 ``fc_gate`` and ``fc_in``); ``transpose`` flips 2-D weights (GPT-2's ``Conv1D`` stores
-``(in, out)``, ``nn.Linear`` stores ``(out, in)``).
+``(in, out)``, ``nn.Linear`` stores ``(out, in)``); ``stacked`` reads a 3-D Hugging Face tensor
+``(E, in, out)`` as ``E`` blocks of ``(out, in)`` rows (Llama 4's experts, each expert's
+``gate_up_proj`` one block).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class Rename:
     # (heads, parts): Hugging Face interleaves a fused tensor's parts head by head, rows ordered
     # (head, part, ...) where attnkit's are (part, head, ...) (GPT-NeoX's query_key_value)
     interleaved: tuple[int, int] | None = None
+    # E: Hugging Face stacks the parts in one (E, in, out) tensor, attnkit's (out, in) Linear
+    # weights E blocks after another along dim 0 (Llama 4's fused experts)
+    stacked: int | None = None
     _native_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
     _hf_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
 
@@ -61,6 +66,9 @@ class Rename:
         return tensor.split(list(self.sizes), dim=0) if self.sizes else tensor.chunk(n, dim=0)
 
     def _flip(self, t: torch.Tensor) -> torch.Tensor:
+        if self.stacked:  # (E, in, out) <-> (E * out, in)
+            return t.transpose(1, 2).reshape(-1, t.shape[1]) if t.dim() == 3 else \
+                t.view(self.stacked, -1, t.shape[-1]).transpose(1, 2)
         return t.t() if self.transpose and t.dim() == 2 else t
 
     def _regroup(self, t: torch.Tensor, to_hf: bool) -> torch.Tensor:
@@ -104,7 +112,7 @@ def with_prefix(rules: list[Rename], prefix: str) -> list[Rename]:
     def prefixed(names):
         return tuple(prefix + n for n in names) if isinstance(names, tuple) else prefix + names
 
-    return [Rename(prefixed(r.native), prefixed(r.hf), r.transpose, r.sizes, r.interleaved) for r in rules]
+    return [Rename(prefixed(r.native), prefixed(r.hf), r.transpose, r.sizes, r.interleaved, r.stacked) for r in rules]
 
 
 def pooler_option(keys) -> dict:
@@ -154,6 +162,9 @@ def from_hf(
             if hit is not None:
                 j, m = hit
                 if len(rule.native_names) > 1:  # one HF tensor holds several attnkit ones
+                    if rule.stacked and (tensor.dim() != 3 or tensor.shape[0] != rule.stacked):
+                        raise CheckpointError(f"{key} of shape {tuple(tensor.shape)} is not {rule.stacked} stacked "
+                                              "blocks (a 3-D tensor)")
                     rows = rule._flip(tensor).shape[0]
                     if (sum(rule.sizes) != rows) if rule.sizes else rows % len(rule.native_names):
                         parts = f"parts of {list(rule.sizes)} rows" if rule.sizes else f"{len(rule.native_names)} equal parts"

@@ -12,6 +12,7 @@ from attnkit.models.bert import (
 from attnkit.models.cohere import Cohere, CohereConfig
 from attnkit.models.config import Config
 from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
+from attnkit.models.llama4 import Llama4, Llama4Config
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -87,7 +88,8 @@ __all__ = [
     "Glm4Config", "GPTNeoX", "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig",
     "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
     "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3", "SmolLM3Config", "Starcoder2",
-    "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Mistral", "MistralConfig", "Mixtral",
+    "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Llama4",
+    "Llama4Config", "Mistral", "MistralConfig", "Mixtral",
     "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "ModelOutput",
     "Phi", "PhiConfig", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3",
     "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT",

@@ -56,7 +56,8 @@ class GPTConfig(Config):
         "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff",
         "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
-        "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise")
+        "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise",
+        "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -81,6 +82,10 @@ class GPTConfig(Config):
     sliding_layers: tuple[int, ...] | None = None  # the layers with the window; None: see window_layers
     rope_local_base: float | None = None  # the RoPE base of the sliding layers; None = rope_base (Gemma 3)
     nope_layers: tuple[int, ...] | None = None  # layers without rotary positions (SmolLM3's NoPE layers)
+    attention_chunk_size: int | None = None  # the rotary layers attend within chunks of this many positions (Llama 4)
+    qk_l2_norm: bool = False  # a weightless RMS norm of each query/key head, on the rotary layers only (Llama 4)
+    attn_temperature_floor: int | None = None  # nope_layers' query at slot p times 1 + scale·log(1 + ⌊(p+1)/floor⌋)
+    attn_temperature_scale: float = 0.1  # the scale of that temperature (Llama 4's attn_scale)
     embed_scale: bool = False  # token embeddings times sqrt(d_model) (Gemma)
     embedding_multiplier: float = 1.0  # token embeddings times this (Granite)
     residual_multiplier: float = 1.0  # each sublayer's output times this before the residual add (Granite)
@@ -107,6 +112,8 @@ class GPTConfig(Config):
     expert_groups_per_token: int | None = None  # with expert_groups: how many (DeepSeek-V3's topk_group)
     routed_scaling_factor: float = 1.0  # with n_experts: the routed experts' weights times this (DeepSeek-V3: 2.5)
     router_jitter_noise: float = 0.0  # with n_experts, in training: their input times U(1 - j, 1 + j) (Mixtral)
+    router_score_bias: bool = True  # with router_scoring="sigmoid": a learned bias for the choice (Llama 4: none)
+    expert_input_weights: bool = False  # with n_experts: the router's weights scale each expert's input (Llama 4)
     kv_lora_rank: int | None = None  # multi-head latent attention, keys/values from latents this wide (DeepSeek)
     q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide; None = directly
     v_head_dim: int | None = None  # with kv_lora_rank: each head's value size; None = head_dim
@@ -140,6 +147,17 @@ class GPTConfig(Config):
         if self.nope_layers is not None:
             self.require(self.positional == "rotary" and all(0 <= i < self.n_layers for i in self.nope_layers),
                          "nope_layers", f"must be layer indices in [0, {self.n_layers}), with rotary positions")
+        self.require(self.attention_chunk_size is None or (self.attention_chunk_size > 0 and self.sliding_window is None
+                                                           and self.positional == "rotary"), "attention_chunk_size",
+                     "must be None or positive, with rotary positions and no sliding_window")
+        self.require(not self.qk_l2_norm or (self.positional == "rotary" and not self.qk_norm), "qk_l2_norm",
+                     "needs rotary positions and no qk_norm")
+        self.require(self.attn_temperature_floor is None or (self.attn_temperature_floor > 0 and self.nope_layers),
+                     "attn_temperature_floor", "must be None, or positive with nope_layers (the layers it tunes)")
+        self.require(self.router_score_bias or self.router_scoring == "sigmoid", "router_score_bias",
+                     "False needs router_scoring='sigmoid'")
+        self.require(not self.expert_input_weights or self.n_experts is not None, "expert_input_weights",
+                     "needs n_experts")
         self.require(self.rope_local_base is None or (self.positional == "rotary" and self.rope_local_base > 0),
                      "rope_local_base", "must be None, or positive with rotary positions")
         self.require(self.residual_multiplier == 1.0 or not self.parallel_residual, "residual_multiplier",
@@ -228,24 +246,45 @@ class GPTConfig(Config):
         return tuple(i for i in range(n) if (i + 1) % every) if every else tuple(range(n))
 
     @property
+    def local_layers(self) -> tuple[int, ...]:
+        """The layers whose attention is local: :attr:`window_layers`, or with
+        ``attention_chunk_size`` every layer with rotary positions (Llama 4's chunked layers)."""
+        if self.attention_chunk_size is None:
+            return self.window_layers
+        return tuple(i for i in range(self.n_layers) if i not in (self.nope_layers or ()))
+
+    @property
     def dim_per_head(self) -> int:
         """``head_dim``, or ``d_model // n_heads`` when that is None."""
         return self.head_dim or self.d_model // self.n_heads
 
-    def dense_layers(self) -> dict[int, LayerConfig]:
-        """The layer configs of a mixture of experts' dense layers (those not in ``moe_layers``):
-        a plain feed-forward of ``dense_d_ff``; empty without ``moe_layers``."""
-        if self.moe_layers is None:
-            return {}
-        dense = replace(self.layer_config(), n_experts=None, shared_expert_d_ff=None,
+    def layer_configs(self) -> dict[int, LayerConfig]:
+        """The layers whose config is not :meth:`layer_config`: a mixture of experts' dense layers
+        (those not in ``moe_layers``: a plain feed-forward of ``dense_d_ff``), and with
+        ``qk_l2_norm`` or ``attn_temperature_floor`` the ``nope_layers`` (no query/key norm; the
+        temperature)."""
+        base = self.layer_config()
+        dense = replace(base, n_experts=None, shared_expert_d_ff=None,
                         d_ff=self.dense_d_ff or self.d_ff or 4 * self.d_model)
-        return {i: dense for i in range(self.n_layers) if i not in self.moe_layers}
+        nope = set(self.nope_layers or ()) if self.qk_l2_norm or self.attn_temperature_floor else set()
+        temperature = None if self.attn_temperature_floor is None else (float(self.attn_temperature_floor),
+                                                                         self.attn_temperature_scale)
+        out = {}
+        for i in range(self.n_layers):
+            cfg = dense if self.moe_layers is not None and i not in self.moe_layers else base
+            if i in nope:
+                cfg = replace(cfg, qk_norm=False, qk_norm_kind=None, attn_temperature=temperature)
+            if cfg is not base:
+                out[i] = cfg
+        return out
 
     def layer_config(self) -> LayerConfig:
         return LayerConfig(
             d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim,
-            qk_norm=self.qk_norm, d_ff=self.d_ff or 4 * self.d_model, activation=self.activation, norm=self.norm,
+            qk_norm=self.qk_norm or self.qk_l2_norm, d_ff=self.d_ff or 4 * self.d_model, activation=self.activation,
+            norm=self.norm,
             norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, qkv_bias=self.qkv_bias, dropout=self.dropout,
+            qk_norm_kind="rmsnorm_unweighted" if self.qk_l2_norm else None,
             attn_out_bias=self.attn_out_bias,
             attn_dropout=self.attn_dropout,
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
@@ -258,7 +297,8 @@ class GPTConfig(Config):
             shared_expert_d_ff=self.shared_expert_d_ff, shared_expert_gated=self.shared_expert_gated,
             router_scoring=self.router_scoring, expert_groups=self.expert_groups,
             expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
-            router_jitter_noise=self.router_jitter_noise,
+            router_jitter_noise=self.router_jitter_noise, router_score_bias=self.router_score_bias,
+            expert_input_weights=self.expert_input_weights,
             kv_lora_rank=self.kv_lora_rank, q_lora_rank=self.q_lora_rank, rope_head_dim=self.rotary_dim,
             v_head_dim=self.v_head_dim or self.dim_per_head, rope_interleave=self.rope_interleave,
         )
@@ -286,7 +326,7 @@ class GPT(Model):
             self.local_rotary = RotaryEmbedding(rotary_dim, c.rope_local_base)
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True,
-                               local_layers=c.window_layers, layer_cfgs=c.dense_layers(),
+                               local_layers=c.local_layers, layer_cfgs=c.layer_configs(),
                                nope_layers=c.nope_layers or ())
         self.lm_head = Linear(c.d_model, c.vocab_size, bias=c.lm_head_bias)
         self.apply(self._init_weights)
@@ -341,15 +381,20 @@ class GPT(Model):
         mask = None
         if attention_mask is not None:
             attention_mask = as_padding_mask(attention_mask, B, S)
-            positions = positions_from_padding(attention_mask)[:, past:]
+            all_positions = positions_from_padding(attention_mask)  # (B, S)
             if not bool(attention_mask.all()):
                 mask = expand_padding_mask(attention_mask)  # (B, 1, 1, S)
         else:
-            positions = torch.arange(past, S, device=input_ids.device).expand(B, T)
-        local_mask = mask  # the mask of the layers in c.window_layers
+            all_positions = torch.arange(S, device=input_ids.device).expand(B, S)
+        positions = all_positions[:, past:]
+        local_mask = mask  # the mask of the layers in c.local_layers
         if c.sliding_window is not None and S > c.sliding_window:  # shorter: the window changes nothing
             window = causal_mask(T, S, device=input_ids.device, window=c.sliding_window)  # (T, S)
             local_mask = window if mask is None else mask & window
+        if c.attention_chunk_size is not None and S > c.attention_chunk_size:  # Llama 4: a query's own chunk
+            chunk = all_positions // c.attention_chunk_size  # of positions, counted from each row's first token
+            same = (chunk[:, past:, None] == chunk[:, None, :])[:, None]  # (B, 1, T, S)
+            local_mask = same if mask is None else mask & same
 
         x = self.wte(input_ids)
         if c.embed_scale:  # sqrt(d_model) in x's dtype, as Gemma rounds it

@@ -99,6 +99,17 @@ PRESETS: dict[str, dict[str, dict]] = {
                                  experts_per_token=2, expert_groups=4, expert_groups_per_token=2, shared_expert_d_ff=16,
                                  moe_layers=(1, 2), dense_d_ff=48, eos_token_id=2, pad_token_id=0),
     },
+    "llama4_text": {
+        # Meta 2025: Llama 4 Scout (16 experts in every layer) and Maverick (128 experts on every
+        # other layer, no query/key norms), the text models, without Scout's RoPE scaling.
+        "llama-4-scout-17b-16e": dict(),  # 107,769,861,120 params
+        "llama-4-maverick-17b-128e": dict(n_experts=128, moe_layers=tuple(range(1, 48, 2)), dense_d_ff=16384,
+                                          qk_l2_norm=False),  # 400,711,848,960 params
+        "llama4-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=4, n_heads=4, n_kv_heads=2,
+                            head_dim=8, d_ff=16, shared_expert_d_ff=16, n_experts=4, experts_per_token=2,
+                            moe_layers=(1, 3), dense_d_ff=48, nope_layers=(3,), attention_chunk_size=4,
+                            attn_temperature_floor=4, attn_temperature_scale=0.5, eos_token_id=2, pad_token_id=0),
+    },
     "starcoder2": {
         # Lozhkov et al. 2024: StarCoder2-3B (a 4,096-position window over 16,384 positions).
         "starcoder2-3b": dict(n_positions=16384, rope_base=999999.4420358813, sliding_window=4096),  # 3,030,371,328

@@ -209,6 +209,9 @@ class MultiHeadAttention(nn.Module):
         rope_interleave: the rotary dimensions of each query/key head rotate in interleaved pairs
             ``(x0, x1), (x2, x3), ...`` (GPT-J, Cohere) rather than halves; they are regrouped
             evens first before the rotation, which changes no score (queries and keys alike).
+        temperature: ``(floor, strength)``: the query at cache slot ``p`` (counting from 0, left
+            padding included) is multiplied by ``1 + strength · log(1 + ⌊(p + 1) / floor⌋)``
+            (Llama 4's temperature tuning of its layers without positions; Nakanishi 2025).
     """
 
     def __init__(
@@ -230,9 +233,10 @@ class MultiHeadAttention(nn.Module):
         qk_norm_per_head: bool = True,
         rope_interleave: bool = False,
         out_bias: bool | None = None,
+        temperature: tuple[float, float] | None = None,
     ):
         super().__init__()
-        self.rope_interleave = rope_interleave
+        self.rope_interleave, self.temperature = rope_interleave, temperature
         in_bias = bias if qkv_bias is None else qkv_bias
         if not key_bias and fused_qkv:
             raise InputError("key_bias=False needs separate projections (fused_qkv=False)")
@@ -317,6 +321,11 @@ class MultiHeadAttention(nn.Module):
                 q, k = _halves(q, cos.shape[-1]), _halves(k, cos.shape[-1])
             q = apply_rotary(q, cos, sin)
             k = apply_rotary(k, cos, sin)
+        if self.temperature is not None:
+            floor, strength = self.temperature
+            past = cache.length if cache is not None else 0
+            slots = torch.arange(past + 1, past + T + 1, device=q.device, dtype=torch.float32)
+            q = (q * (torch.log1p(torch.floor(slots / floor)) * strength + 1.0)[:, None]).to(q.dtype)
         if cache is not None:
             k, v = cache.keys_values() if reuse else cache.update(k, v)
         out = scaled_dot_product_attention(

@@ -48,6 +48,8 @@ class LayerConfig:
     fused_qkv: bool = True
     attn_scale: float | None = None
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys (Qwen3)
+    qk_norm_kind: str | None = None  # the kind of that norm; None = ``norm`` (Llama 4: "rmsnorm_unweighted")
+    attn_temperature: tuple[float, float] | None = None  # (floor, strength): Llama 4's query temperature
     attn_softcap: float | None = None  # scores soft-capped to c·tanh(s/c) (Gemma 2)
     sandwich_norm: bool = False  # pre-norm sublayers also norm their output (Gemma 2 and 3)
     parallel_residual: bool = False  # decoder layers: x + attn(norm(x)) + ffn(norm'(x)) (GPT-J, GPT-NeoX)
@@ -65,6 +67,8 @@ class LayerConfig:
     expert_groups_per_token: int | None = None
     routed_scaling_factor: float = 1.0  # the routed experts' weights multiplied by it (DeepSeek-V3)
     router_jitter_noise: float = 0.0  # training: the mixture's input times U(1 - j, 1 + j) (Mixtral)
+    router_score_bias: bool = True  # with router_scoring="sigmoid": the score bias (False: Llama 4's, none)
+    expert_input_weights: bool = False  # the router's weights scale each chosen expert's input (Llama 4)
     kv_lora_rank: int | None = None  # multi-head latent attention with latents this wide (DeepSeek)
     q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide
     rope_head_dim: int | None = None  # with kv_lora_rank: the rotary part of each query/key head
@@ -83,9 +87,10 @@ class LayerConfig:
         return MultiHeadAttention(
             self.d_model, self.n_heads, self.n_kv_heads, self.head_dim, bias=self.bias,
             fused_qkv=self.fused_qkv, cross=cross, dropout=self.attn_dropout, scale=self.attn_scale,
-            qkv_bias=self.qkv_bias, key_bias=self.key_bias, qk_norm=self.norm if self.qk_norm else None,
+            qkv_bias=self.qkv_bias, key_bias=self.key_bias,
+            qk_norm=(self.qk_norm_kind or self.norm) if self.qk_norm else None,
             norm_eps=self.norm_eps, softcap=self.attn_softcap, qk_norm_per_head=self.qk_norm_per_head,
-            rope_interleave=self.rope_interleave, out_bias=self.attn_out_bias,
+            rope_interleave=self.rope_interleave, out_bias=self.attn_out_bias, temperature=self.attn_temperature,
         )
 
     def feedforward(self) -> FeedForward | MoEFeedForward:
@@ -94,7 +99,8 @@ class LayerConfig:
             return MoEFeedForward(self.d_model, self.d_ff, self.n_experts, self.experts_per_token, self.activation,
                                   self.bias, ffn_dropout, self.normalize_expert_weights, self.shared_expert_d_ff,
                                   self.router_scoring, self.expert_groups, self.expert_groups_per_token,
-                                  self.routed_scaling_factor, self.shared_expert_gated, self.router_jitter_noise)
+                                  self.routed_scaling_factor, self.shared_expert_gated, self.router_jitter_noise,
+                                  self.router_score_bias, self.expert_input_weights)
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:

@@ -72,6 +72,10 @@ class MoEFeedForward(nn.Module):
     each scored by its two best experts, and the choice is limited to the ``groups_per_token``
     best groups; the chosen scores (renormalised, or not) are multiplied by ``scale``.
 
+    Llama 4's router: ``scoring="sigmoid"`` with ``score_bias=False`` (no bias buffer),
+    ``normalize=False``, and ``input_weights=True``: each chosen expert runs on the token times its
+    weight, instead of its output being weighted.
+
     ``jitter`` (Mixtral's ``router_jitter_noise``): in training, the block's input is multiplied
     by noise drawn uniformly from ``[1 - jitter, 1 + jitter]``, for the router and the experts.
     """
@@ -79,7 +83,8 @@ class MoEFeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int = 2, activation: str = "swiglu",
                  bias: bool = False, dropout: float = 0.0, normalize: bool = True, shared_d_ff: int | None = None,
                  scoring: str = "softmax", groups: int | None = None, groups_per_token: int | None = None,
-                 scale: float = 1.0, shared_gated: bool = True, jitter: float = 0.0):
+                 scale: float = 1.0, shared_gated: bool = True, jitter: float = 0.0, score_bias: bool = True,
+                 input_weights: bool = False):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ConfigError(f"top_k must be between 1 and n_experts ({n_experts}), got {top_k}")
@@ -90,10 +95,9 @@ class MoEFeedForward(nn.Module):
             raise ConfigError(f"groups ({groups}) must split the {n_experts} experts into groups of at least 2, and "
                               f"groups_per_token ({groups_per_token}) must be from 1 to groups")
         self.top_k, self.normalize, self.scoring, self.scale, self.jitter = top_k, normalize, scoring, scale, jitter
-        self.groups, self.groups_per_token = groups, groups_per_token
+        self.groups, self.groups_per_token, self.input_weights = groups, groups_per_token, input_weights
         self.router = Linear(d_model, n_experts, bias=False)
-        if scoring == "sigmoid":
-            self.register_buffer("score_bias", torch.zeros(n_experts))
+        self.register_buffer("score_bias", torch.zeros(n_experts) if scoring == "sigmoid" and score_bias else None)
         self.experts = nn.ModuleList(FeedForward(d_model, d_ff, activation, bias, dropout) for _ in range(n_experts))
         self.shared_expert = self.shared_gate = None
         if shared_d_ff is not None:
@@ -104,7 +108,7 @@ class MoEFeedForward(nn.Module):
         """``(weights, chosen)``, ``(N, top_k)`` each: the experts each token runs on, and the
         weights of their outputs (fp32), from the router's ``(N, E)`` logits."""
         scores = logits.float().softmax(dim=-1) if self.scoring == "softmax" else logits.float().sigmoid()
-        choice = scores if self.scoring == "softmax" else scores + self.score_bias.float()
+        choice = scores if self.score_bias is None else scores + self.score_bias.float()
         if self.groups is not None:  # only the best groups' experts compete
             N, E = choice.shape
             best = choice.view(N, self.groups, E // self.groups).topk(2, dim=-1).values.sum(dim=-1)  # (N, groups)
@@ -126,7 +130,8 @@ class MoEFeedForward(nn.Module):
         out = torch.zeros_like(h)
         for e in chosen.unique().tolist():  # the experts some token chose; one host sync per call
             rows, slot = (chosen == e).nonzero(as_tuple=True)
-            y = self.experts[e](h[rows]) * weights[rows, slot, None]
+            w = weights[rows, slot, None]
+            y = self.experts[e](h[rows] * w.to(h.dtype)) if self.input_weights else self.experts[e](h[rows]) * w
             out.index_add_(0, rows, y.to(out.dtype))
         if self.shared_gate is not None:
             out = out + torch.sigmoid(self.shared_gate(h)) * self.shared_expert(h)

@@ -1,0 +1,40 @@
+"""The text model of a Llama 4 ``Llama4ForConditionalGeneration`` checkpoint (Llama 4 Scout and
+Maverick as released; ``model_type`` ``llama4``) -> attnkit Llama4: the config's
+``text_config`` read as :mod:`attnkit.interop.llama4_text` reads a ``Llama4TextConfig``, the
+weights under ``language_model.``; the vision encoder and projector (``vision_model.``,
+``multi_modal_projector.``) are left out. attnkit saves the text model as ``Llama4ForCausalLM``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from attnkit.errors import ConfigError
+from attnkit.interop import llama4_text
+from attnkit.interop.keymap import Rename
+from attnkit.models.llama4 import Llama4, Llama4Config
+
+MODEL_TYPE = "llama4"
+MODELS = {"Llama4": Llama4}
+ARCHITECTURES = {"Llama4ForConditionalGeneration": "Llama4"}
+BASE_PREFIX = ""
+IGNORED_HF_KEYS = (*llama4_text.IGNORED_HF_KEYS, r"^vision_model\.", r"^multi_modal_projector\.")
+
+
+def key_rules(model) -> list[Rename]:
+    prefixed = lambda names: tuple("language_model." + h for h in names)  # noqa: E731
+    return [replace(r, hf=prefixed(r.hf_names) if len(r.hf_names) > 1 else prefixed(r.hf_names)[0])
+            for r in llama4_text.key_rules(model)]
+
+
+def config_to_hf(model) -> None:
+    """None: attnkit writes the text model in ``Llama4ForCausalLM``'s layout (``llama4_text``)."""
+    return None
+
+
+def config_from_hf(hf: dict, model_class: type) -> Llama4Config:
+    """``Llama4Config`` from the ``text_config`` of a HF ``Llama4Config`` dict."""
+    text = hf.get("text_config")
+    if not isinstance(text, dict):
+        raise ConfigError(f"config.json: a llama4 config needs a text_config object, got {text!r}")
+    return llama4_text.config_from_hf(text, model_class)
