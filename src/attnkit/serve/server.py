@@ -9,8 +9,9 @@ work against it:
   the prompt's too with ``echo``, as evaluation harnesses read them; decoder-only models; streamed
   with the piece each token begins in), ``n`` (choices per prompt, the k-th sampled from
   ``seed + k``), ``frequency_penalty``, ``presence_penalty`` and ``logit_bias`` (OpenAI's
-  formula over the generated tokens); ``top_k``, ``min_p`` and ``repetition_penalty`` too (vLLM's
-  extra fields).
+  formula over the generated tokens), ``response_format`` (``{"type": "json_object"}``: JSON
+  mode, the reply constrained to a JSON object, :mod:`attnkit.generation.constraints`; JSON
+  schemas are refused); ``top_k``, ``min_p`` and ``repetition_penalty`` too (vLLM's extra fields).
 - ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
@@ -67,6 +68,7 @@ import torch
 
 from attnkit.errors import AttnkitError, InputError
 from attnkit.generation.decoding import packed_for_decoding
+from attnkit.generation.constraints import JSONLogitsProcessor
 from attnkit.generation.processors import OpenAIPenalties
 from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
 from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_format, openai_tool_calls,
@@ -77,11 +79,11 @@ log = logging.getLogger("attnkit.serve")
 MAX_BODY_BYTES = 1 << 20
 COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                      "stop", "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty",
-                     "logit_bias")
+                     "logit_bias", "response_format")
 CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
                "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs",
                "user", "frequency_penalty", "presence_penalty", "logit_bias", "chat_template_kwargs", "tools",
-               "tool_choice", "parallel_tool_calls")
+               "tool_choice", "parallel_tool_calls", "response_format")
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
 TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
                         "timestamp_granularities[]")
@@ -159,6 +161,7 @@ class ModelServer:
                              f"{type(model).__name__} is not one")
         self.max_new_tokens_limit = max_new_tokens_limit
         self.lock = threading.Lock()
+        self._json = None  # the JSON mode's processor, built on the first request that asks for it
         self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
         self.embeds = hasattr(model, "sentence_embedding") or (embeddings and hasattr(model, "generation_logits"))
         self.transcribes = getattr(model, "main_input_name", None) == "input_features"
@@ -226,7 +229,13 @@ class ModelServer:
                                f"{json.dumps(body.get('logit_bias'))[:80]}", param="logit_bias")
         _field(body, "model", (str,), expected="a string")
         _field(body, "user", (str,), expected="a string")
-        return dict(
+        fmt = _field(body, "response_format", (dict,), {"type": "text"}, expected="an object with a 'type'")
+        if fmt.get("type") not in ("text", "json_object"):
+            raise RequestError(f"'response_format' type must be 'text' or 'json_object' (JSON mode), got "
+                               f"{json.dumps(fmt.get('type'))[:60]}" + ("; JSON schemas are not supported"
+                                                                       if fmt.get("type") == "json_schema" else ""),
+                               param="response_format")
+        return dict(json=fmt["type"] == "json_object",
             temperature=_field(body, "temperature", (int, float), 1.0, lambda v: 0 <= v <= 2,
                                "a number from 0 (greedy) to 2"),
             top_p=_field(body, "top_p", (int, float), 1.0, lambda v: 0 < v <= 1, "a number in (0, 1]"),
@@ -343,6 +352,8 @@ class ModelServer:
         seed = r["seed"] if r["seed"] is not None else int(torch.randint(0, 2**62, ()))
         sample = r["temperature"] > 0
         streams = []
+        if r["json"]:  # the ends the constraint allows once the object is whole, and the stream stops at
+            eos_token_id = eos_token_id or end_of_turn_ids(self.model, self.tokenizer)
         extra = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
         if self.assistant is not None:  # greedy: the same tokens; sampled: the same distribution
             extra["assistant_model"] = self.assistant
@@ -352,14 +363,27 @@ class ModelServer:
                 self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
                 temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"], min_p=r["min_p"],
                 repetition_penalty=r["repetition_penalty"], generator=generator, logprobs=r["logprobs"], **extra)
+            # the tokens before the generated ones: the prompt, or an encoder-decoder's start tokens
+            start = getattr(self.model, "decoder_start_ids", None)
+            length = start(1).shape[1] if start is not None else stream.prompt_tokens
+            processors = []
             if r["frequency_penalty"] or r["presence_penalty"] or r["logit_bias"]:
-                # the tokens before the generated ones: the prompt, or an encoder-decoder's start tokens
-                start = getattr(self.model, "decoder_start_ids", None)
-                length = start(1).shape[1] if start is not None else stream.prompt_tokens
-                stream.generate_kwargs["logits_processor"] = [OpenAIPenalties(
-                    length, r["frequency_penalty"], r["presence_penalty"], r["logit_bias"])]
+                processors.append(OpenAIPenalties(length, r["frequency_penalty"], r["presence_penalty"],
+                                                  r["logit_bias"]))
+            if r["json"]:
+                processors.append(self._json_mode(eos_token_id).for_prompt(length))
+            if processors:
+                stream.generate_kwargs["logits_processor"] = processors
             streams.append(stream)
         return streams
+
+    def _json_mode(self, eos_token_id) -> JSONLogitsProcessor:
+        """The JSON mode's processor (``response_format: {"type": "json_object"}``): built once,
+        its token bytes and masks shared by the requests; rebuilt if the ends differ."""
+        eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+        if self._json is None or self._json.eos != eos:
+            self._json = JSONLogitsProcessor(self.tokenizer, 0, eos, vocab_size=self.model.config.vocab_size)
+        return self._json
 
     def chat_streams(self, r: dict) -> list[TextStream]:
         """The ``n`` :class:`TextStream` s of a chat request: each ends at the tokenizer's EOS or any

@@ -1,0 +1,278 @@
+"""JSON mode: the byte grammar accepts exactly what ``json.loads`` accepts (on random documents
+and mutations of them), token bytes join to the decoded text for byte-level BPE, SentencePiece
+and character vocabularies, the cached masks equal checking every token, and constrained
+decoding (greedy, sampled, beam search; left-padded batches; the server's ``response_format``)
+writes JSON objects where the same model unconstrained does not."""
+
+import copy
+import json
+import random
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import InputError
+from attnkit.generation.constraints import (JSONLogitsProcessor, json_complete, json_feed, json_start,
+                                            token_bytes)
+from attnkit.tokenizers import Tokenizer
+
+
+def _accepts(data: bytes, root: str = "any") -> bool:
+    state = json_feed(json_start(root), data, max_whitespace=10**9)
+    return state is not None and json_complete(state)
+
+
+def _json_loads_accepts(data: bytes) -> bool:
+    def no_constants(name):  # Python's NaN / Infinity extension is not JSON
+        raise ValueError(name)
+
+    try:
+        json.loads(data.decode("utf-8"), parse_constant=no_constants)
+        return True
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _random_value(rng: random.Random, depth: int = 0):
+    kind = rng.randrange(7 if depth < 3 else 4)
+    if kind == 0:
+        return rng.choice([True, False, None])
+    if kind == 1:
+        return rng.choice([0, -1, 12, 3.5, -0.25, 1e-7, 6.02e23, 10**20, rng.random()])
+    if kind in (2, 3):
+        return "".join(rng.choice('ab "\\/\n\té€😀\u0001\u2028') for _ in range(rng.randrange(6)))
+    if kind in (4, 5):
+        return {str(_random_value(rng, depth + 1))[:5]: _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+def test_the_grammar_accepts_exactly_what_json_loads_accepts():
+    """Random documents (ASCII-escaped or UTF-8, compact or indented) are accepted, and of their
+    random one-byte mutations (a byte deleted, inserted or replaced: structure, digits, escapes,
+    stray UTF-8) exactly those ``json.loads`` accepts."""
+    rng = random.Random(0)
+    mutations = b'{}[]",:0123456789-+.eE tfnrul\\\x00\x7f\x80\xbf\xc3\xa9\xe0\xed\xa0\xf0\xf4\x90\x9f'
+    checked = 0
+    for _ in range(1500):
+        doc = json.dumps(_random_value(rng), ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 2])).encode()
+        assert _accepts(doc), doc
+        for _ in range(4):
+            b, pos = bytearray(doc), rng.randrange(len(doc))
+            kind = rng.randrange(3)
+            if kind == 0:
+                del b[pos]
+            elif kind == 1:
+                b.insert(pos, rng.choice(mutations))
+            else:
+                b[pos] = rng.choice(mutations) if rng.random() < 0.7 else rng.randrange(256)
+            assert _accepts(bytes(b)) == _json_loads_accepts(bytes(b)), bytes(b)
+            checked += 1
+    assert checked == 6000
+
+
+def test_the_vocabularies_have_tokens_with_escapes(bpe, sentencepiece):
+    """The tokenizers of the tests below have tokens holding quotes mid-string and escapes, and
+    (SentencePiece's) backslashes that no JSON string may hold."""
+    data = [d for d in token_bytes(bpe) if d]
+    assert any(b'"' in d and len(d) > 2 for d in data) and any(b'\\"' in d for d in data)
+    data = [d for d in token_bytes(sentencepiece) if d]
+    assert any(b'"' in d and len(d) > 2 for d in data) and any(b'\\"' in d or b"\\n" in d for d in data)
+    assert any(json_feed(json_start(), b'{"a": "' + d) is None and b'"' not in d and b"\\" in d for d in data)
+
+
+def test_objects_at_the_root_and_bounded_whitespace():
+    assert _accepts(b'{"a": [1, {"b": null}]}', root="object")
+    for doc in (b"[1]", b'"x"', b"1", b"true"):
+        assert _accepts(doc) and not _accepts(doc, root="object")
+    assert json_feed(json_start(), b"{" + b" " * 16) is not None
+    assert json_feed(json_start(), b"{" + b" " * 17) is None  # 16 whitespace bytes in a row at most
+    assert json_feed(json_start(), b'{"' + b" " * 100) is not None  # inside a string it is text
+    state = json_feed(json_start("any"), b"12")
+    assert json_complete(state) and not json_complete(json_feed(json_start("any"), b"12."))
+    with pytest.raises(InputError, match="root"):
+        json_start("array")
+
+
+DOCS = [json.dumps({"name": "x" * (i % 5), "n": i * 7 % 100, "ok": i % 3 == 0, "tags": ["a", "b"][:i % 3],
+                    "note": "naïve € 😀"[:i % 11]}, ensure_ascii=False) for i in range(300)]
+
+
+ESCAPED = [json.dumps({"path": "C:\\dir\\x", "quote": 'say "hi"\n', "e": "é"})] * 20  # \\ \" \n \u00e9
+PATHS = ["C:\\dir\\x\\data"] * 20  # raw: tokens such as \d, which no JSON string may hold
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return Tokenizer.train_bpe(DOCS + ESCAPED + ["the quick brown fox jumps over the lazy dog"], vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def sentencepiece():
+    from tokenizers import SentencePieceBPETokenizer
+
+    sp = SentencePieceBPETokenizer()
+    sp.train_from_iterator(DOCS + ESCAPED + PATHS, vocab_size=400, special_tokens=["<unk>", "</s>"])
+    return Tokenizer(sp._tokenizer)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "sentencepiece", "char"])
+def test_token_bytes_join_to_the_decoded_text(kind, bpe, sentencepiece):
+    """Byte-level pieces of a UTF-8 character, SentencePiece's word-initial spaces, single
+    characters: the tokens' bytes join to the decoded text (a SentencePiece text's first space
+    aside, which its decoder drops); special tokens have none."""
+    tok = {"bpe": bpe, "sentencepiece": sentencepiece, "char": Tokenizer.train_char(DOCS)}[kind]
+    data = token_bytes(tok, size=tok.vocab_size + 3)
+    assert len(data) == tok.vocab_size + 3 and data[-3:] == [None] * 3  # ids past the tokenizer's
+    for text in ['{"name": "xx", "note": "naïve € 😀"}', DOCS[17], ' {"tags": ["a", "b"]}']:
+        ids = tok.encode(text, add_special_tokens=False)
+        joined = b"".join(data[i] for i in ids).decode()
+        assert joined == tok.decode(ids) or (kind == "sentencepiece" and joined.lstrip(" ") == tok.decode(ids))
+    if kind == "bpe":
+        assert data[tok.eos_token_id] is None
+        assert any(d is not None and len(d) == 1 and d[0] >= 0x80 for d in data)  # a lone UTF-8 byte
+
+
+@pytest.mark.parametrize("kind", ["bpe", "sentencepiece"])
+def test_the_cached_masks_equal_checking_every_token(kind, bpe, sentencepiece):
+    """Inside strings (plain text at once), after escapes, within numbers, literals and between
+    tokens: each state's mask is exactly the tokens whose bytes can follow, plus EOS when whole
+    (or when no token can follow: SentencePiece has no token to finish a UTF-8 character that
+    only a byte-level vocabulary could have begun)."""
+    tok = bpe if kind == "bpe" else sentencepiece
+    proc = JSONLogitsProcessor(tok, prompt_length=0)
+    data = token_bytes(tok)
+    prefixes = ["", "{", ' {"na', '{"name"', '{"name": ', '{"n": 4', '{"n": 4.', '{"n": -0', '{"ok": tr',
+                '{"a": "x\\', '{"a": "x\\u0', '{"a": "\xe2', '{"tags": ["a", ', '{"a": {}', '{"a": 1}', '{"a": 1} ']
+    for prefix in prefixes:
+        state = json_feed(json_start(), prefix.encode("latin-1") if "\xe2" in prefix else prefix.encode())
+        assert state is not None, prefix
+        expected = torch.tensor([d is not None and json_feed(state, d) is not None for d in data])
+        expected[tok.eos_token_id] = json_complete(state) or not expected.any()  # stuck: it may end
+        assert torch.equal(proc.allowed(state), expected), prefix
+        assert proc.allowed(state) is proc.allowed(state)  # cached
+
+
+@pytest.fixture(scope="module")
+def random_gpt(bpe):
+    torch.manual_seed(0)
+    return attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny", vocab_size=bpe.vocab_size, n_positions=128)).eval()
+
+
+def _closing_bias(tok):
+    """A processor that makes an untrained model close strings and containers and end more
+    often, so that its documents end within a few dozen tokens."""
+    data = token_bytes(tok)
+    close = [i for i, d in enumerate(data) if d and (b"}" in d or b'"' in d)]
+
+    def bias(ids, scores):
+        scores[:, close] += 2.0
+        scores[:, tok.eos_token_id] += 4.0
+        return scores
+    return bias
+
+
+def _finished_texts(tok, rows):
+    """Each row's text up to its EOS, and whether it had one."""
+    out = []
+    for row in rows.tolist():
+        ended = tok.eos_token_id in row
+        out.append((tok.decode(row[:row.index(tok.eos_token_id)] if ended else row), ended))
+    return out
+
+
+def test_sampled_rows_are_json_objects_where_unconstrained_ones_are_not(bpe, random_gpt):
+    prompt = torch.tensor([bpe.encode("give json:")] * 8)
+    outs = {}
+    for constrained in (True, False):
+        procs = [_closing_bias(bpe)] + ([JSONLogitsProcessor(bpe, prompt.shape[1])] if constrained else [])
+        out = random_gpt.generate(prompt, max_new_tokens=80, do_sample=True, top_k=0, eos_token_id=bpe.eos_token_id,
+                                  pad_token_id=bpe.pad_token_id, logits_processor=procs,
+                                  generator=torch.Generator().manual_seed(1))
+        outs[constrained] = _finished_texts(bpe, out[:, prompt.shape[1]:])
+    ended = [text for text, done in outs[True] if done]
+    assert len(ended) >= 5 and all(isinstance(json.loads(text), dict) for text in ended)
+    assert all(json_feed(json_start(), text.encode()) is not None for text, _ in outs[True])  # the rest: on course
+    assert not any(_json_loads_accepts(text.encode()) for text, _ in outs[False])
+
+
+def test_greedy_takes_the_most_likely_token_that_keeps_the_json(bpe, random_gpt):
+    """Left-padded rows decoded together: each step's token is the model's best among those whose
+    bytes keep the text a JSON prefix (EOS once it is whole), checked by a loop of full forwards."""
+    tok, model = bpe, random_gpt
+    texts = ["give json:", "{", "the quick brown fox"]
+    enc = tok(texts, padding_side="left")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    proc = JSONLogitsProcessor(tok, ids.shape[1])
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, logits_processor=[_closing_bias(tok), proc])
+    data = token_bytes(tok)
+    for r, text in enumerate(texts):
+        seq = tok.encode(text)
+        state = json_start()
+        while len(seq) < len(tok.encode(text)) + 12:
+            with torch.no_grad():
+                scores = _closing_bias(tok)(None, model(torch.tensor([seq])).logits[:, -1])[0]
+            ok = [i for i in scores.argsort(descending=True).tolist()
+                  if (i == tok.eos_token_id and json_complete(state))
+                  or (data[i] is not None and json_feed(state, data[i]) is not None)]
+            seq.append(ok[0])
+            if ok[0] == tok.eos_token_id:
+                break
+            state = json_feed(state, data[ok[0]])
+        got = out[r, ids.shape[1]:].tolist()
+        assert got[:len(seq) - len(tok.encode(text))] == seq[len(tok.encode(text)):]
+
+
+def test_beam_search_keeps_every_beam_on_course(bpe, random_gpt):
+    prompt = torch.tensor([bpe.encode("give json:")])
+    proc = JSONLogitsProcessor(bpe, prompt.shape[1])
+    out = random_gpt.generate(prompt, max_new_tokens=30, num_beams=4, num_return_sequences=4,
+                              eos_token_id=bpe.eos_token_id, pad_token_id=bpe.pad_token_id,
+                              logits_processor=[_closing_bias(bpe), proc])
+    for text, ended in _finished_texts(bpe, out[:, prompt.shape[1]:]):
+        assert isinstance(json.loads(text), dict) if ended else json_feed(json_start(), text.encode()) is not None
+
+
+def test_the_server_answers_in_json_mode(bpe, random_gpt):
+    """``response_format: {"type": "json_object"}`` on /v1/completions, plain and streamed, and on
+    /v1/chat/completions: the text is a JSON object (the request's ``logit_bias`` helps the untrained model close it);
+    other formats are 400s naming the field."""
+    from tests.serve.test_server import events, request, start
+
+    data = token_bytes(bpe)
+    bias = {str(i): 2.0 for i, d in enumerate(data) if d and (b"}" in d or b'"' in d)}
+    bias[str(bpe.eos_token_id)] = 4.0
+    chat_tok = copy.copy(bpe)
+    chat_tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    server = start(random_gpt, chat_tok, max_new_tokens_limit=100)
+    port = server.server_address[1]
+    try:
+        body = dict(prompt="give json:", max_tokens=100, temperature=1.0, seed=3, logit_bias=bias,
+                    response_format={"type": "json_object"})
+        status, reply, _ = request(port, "POST", "/v1/completions", body)
+        assert status == 200 and reply["choices"][0]["finish_reason"] == "stop", reply
+        text = reply["choices"][0]["text"]
+        assert isinstance(json.loads(text), dict)
+        status, raw, _ = request(port, "POST", "/v1/completions", dict(body, stream=True))
+        pieces = [e["choices"][0]["text"] for e in events(raw) if e != "[DONE]"]
+        assert status == 200 and "".join(pieces) == text
+        chat = dict(messages=[{"role": "user", "content": "give json:"}], **{k: v for k, v in body.items()
+                                                                            if k != "prompt"})
+        status, reply, _ = request(port, "POST", "/v1/chat/completions", chat)
+        assert status == 200 and isinstance(json.loads(reply["choices"][0]["message"]["content"]), dict), reply
+        status, reply, _ = request(port, "POST", "/v1/completions", dict(body, response_format={"type": "text"}))
+        assert status == 200 and not _json_loads_accepts(reply["choices"][0]["text"].encode())
+        for fmt, match in [({"type": "json_schema", "json_schema": {}}, "JSON schemas are not supported"),
+                           ("json", "an object"), ({"type": "yaml"}, "'text' or 'json_object'")]:
+            status, reply, _ = request(port, "POST", "/v1/completions", dict(body, response_format=fmt))
+            assert status == 400 and reply["error"]["param"] == "response_format" and match in reply["error"][
+                "message"], reply
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_json_mode_needs_an_attnkit_tokenizer():
+    with pytest.raises(InputError, match="attnkit Tokenizer"):
+        JSONLogitsProcessor(object(), 0)
