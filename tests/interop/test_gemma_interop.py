@@ -152,3 +152,32 @@ def test_gemma_features_on_other_families_save_in_attnkit_layout_not_theirs(tmp_
         assert saved["model_type"] == "attnkit"
         again = attnkit.from_pretrained(tmp_path / type(model).__name__)
         assert again.config == model.config
+
+
+def test_gemma3_text_model_loads_from_a_conditional_generation_checkpoint(tmp_path):
+    """A released-layout Gemma 3 checkpoint (``Gemma3ForConditionalGeneration``: a vision tower
+    and the text model under ``language_model.``, the head tied) loads as the text model with the
+    same text logits, and saves as ``Gemma3ForCausalLM``."""
+    torch.manual_seed(0)
+    text = dict(GEMMA3, vocab_size=96, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    hf = transformers.Gemma3ForConditionalGeneration(transformers.Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=4)).eval()
+    with torch.no_grad():
+        for n, p in hf.named_parameters():
+            p.normal_(0.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5)
+    hf.save_pretrained(tmp_path / "hf")
+    model = attnkit.from_pretrained(tmp_path / "hf")
+    assert type(model) is attnkit.Gemma3 and model.config.window_layers == (0, 2) and model.config.rope_local_base
+    ids = batch()[0]
+    with torch.no_grad():
+        ref = hf(input_ids=ids).logits
+        assert (model(ids).logits - ref).abs().max() < 1e-4
+    model.save_pretrained(tmp_path / "ours")
+    saved = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert saved["model_type"] == "gemma3_text" and saved["architectures"] == ["Gemma3ForCausalLM"]
+    with torch.no_grad():
+        again = transformers.Gemma3ForCausalLM.from_pretrained(tmp_path / "ours").eval()
+        assert (again(ids).logits - ref).abs().max() < 1e-4

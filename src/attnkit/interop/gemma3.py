@@ -1,6 +1,7 @@
 """Gemma 3, text only <-> attnkit Gemma3 (``Gemma3ForCausalLM``'s layout, ``model_type``
 ``gemma3_text``: Gemma 3 1B and the language model of the larger ones): see
-:mod:`attnkit.interop.gemma`. The multimodal checkpoints (``gemma3``) are not read."""
+:mod:`attnkit.interop.gemma`. The text model of the multimodal checkpoints (``gemma3``) is read
+by :mod:`attnkit.interop.gemma3_multimodal`."""
 
 from __future__ import annotations
 

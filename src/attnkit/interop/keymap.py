@@ -107,12 +107,23 @@ def weight_and_bias(native: str, hf: str | tuple[str, ...]) -> list[Rename]:
     return [Rename(f"{native}.{p}", f"{hf}.{p}") for p in ("weight", "bias")]
 
 
-def with_prefix(rules: list[Rename], prefix: str) -> list[Rename]:
-    """``rules`` of a base model nested under ``prefix`` on both sides (``bert.``, ``vit.``) in a head model."""
+def with_prefix(rules: list[Rename], prefix: str, native: bool = True) -> list[Rename]:
+    """``rules`` of a base model nested under ``prefix`` on both sides (``bert.``, ``vit.``) in a
+    head model; with ``native=False`` on the Hugging Face side alone (``language_model.``: the
+    text model inside a multimodal checkpoint)."""
     def prefixed(names):
         return tuple(prefix + n for n in names) if isinstance(names, tuple) else prefix + names
 
-    return [Rename(prefixed(r.native), prefixed(r.hf), r.transpose, r.sizes, r.interleaved, r.stacked) for r in rules]
+    return [Rename(prefixed(r.native) if native else r.native, prefixed(r.hf), r.transpose, r.sizes, r.interleaved,
+                   r.stacked) for r in rules]
+
+
+def text_config(hf: dict) -> dict:
+    """The ``text_config`` of a multimodal HF config (Llama 4's, Gemma 3's), checked."""
+    text = hf.get("text_config")
+    if not isinstance(text, dict):
+        raise ConfigError(f"config.json: a {hf.get('model_type')} config needs a text_config object, got {text!r}")
+    return text
 
 
 def pooler_option(keys) -> dict:

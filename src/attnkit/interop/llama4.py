@@ -7,11 +7,8 @@ weights under ``language_model.``; the vision encoder and projector (``vision_mo
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from attnkit.errors import ConfigError
 from attnkit.interop import llama4_text
-from attnkit.interop.keymap import Rename
+from attnkit.interop.keymap import Rename, text_config, with_prefix
 from attnkit.models.llama4 import Llama4, Llama4Config
 
 MODEL_TYPE = "llama4"
@@ -22,9 +19,7 @@ IGNORED_HF_KEYS = (*llama4_text.IGNORED_HF_KEYS, r"^vision_model\.", r"^multi_mo
 
 
 def key_rules(model) -> list[Rename]:
-    prefixed = lambda names: tuple("language_model." + h for h in names)  # noqa: E731
-    return [replace(r, hf=prefixed(r.hf_names) if len(r.hf_names) > 1 else prefixed(r.hf_names)[0])
-            for r in llama4_text.key_rules(model)]
+    return with_prefix(llama4_text.key_rules(model), "language_model.", native=False)
 
 
 def config_to_hf(model) -> None:
@@ -34,7 +29,4 @@ def config_to_hf(model) -> None:
 
 def config_from_hf(hf: dict, model_class: type) -> Llama4Config:
     """``Llama4Config`` from the ``text_config`` of a HF ``Llama4Config`` dict."""
-    text = hf.get("text_config")
-    if not isinstance(text, dict):
-        raise ConfigError(f"config.json: a llama4 config needs a text_config object, got {text!r}")
-    return llama4_text.config_from_hf(text, model_class)
+    return llama4_text.config_from_hf(text_config(hf), model_class)
