@@ -60,6 +60,7 @@ FAMILIES: dict[str, str] = {
     "gemma2": "attnkit.interop.gemma2",
     "gemma3_text": "attnkit.interop.gemma3",  # before gemma3: attnkit saves Gemma3ForCausalLM
     "gemma3": "attnkit.interop.gemma3_multimodal",
+    "gpt_neo": "attnkit.interop.gpt_neo",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",
     "olmoe": "attnkit.interop.olmoe",

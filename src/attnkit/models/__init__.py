@@ -13,6 +13,7 @@ from attnkit.models.cohere import Cohere, CohereConfig
 from attnkit.models.config import Config
 from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
 from attnkit.models.llama4 import Llama4, Llama4Config
+from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -84,7 +85,8 @@ __all__ = [
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config", "Esm",
     "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2",
-    "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTJ", "GPTJConfig", "Glm", "GlmConfig", "Glm4",
+    "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTJ", "GPTJConfig", "GPTNeo", "GPTNeoConfig", "Glm",
+    "GlmConfig", "Glm4",
     "Glm4Config", "GPTNeoX", "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig",
     "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
     "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3", "SmolLM3Config", "Starcoder2",

@@ -116,6 +116,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "starcoder2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4,
                                 n_kv_heads=2, sliding_window=8, bos_token_id=1, eos_token_id=2),
     },
+    "gpt_neo": {
+        # Black et al. 2021 (EleutherAI GPT-Neo): a window of 256 on every other layer.
+        "gpt-neo-125m": dict(d_model=768, n_layers=12, n_heads=12, sliding_layers=tuple(range(1, 12, 2))),  # 125,198,592
+        "gpt-neo-1.3b": dict(),  # 1,315,575,808 params
+        "gpt-neo-2.7b": dict(d_model=2560, n_layers=32, n_heads=20,
+                             sliding_layers=tuple(range(1, 32, 2))),  # 2,651,307,520 params
+        "gpt-neo-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, sliding_window=4,
+                             sliding_layers=(1,), bos_token_id=1, eos_token_id=2),
+    },
     "gptj": {
         "gpt-j-6b": dict(),  # 6,050,882,784 params: HF's GPTJConfig defaults
         "gptj-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, rotary_dim=4,
