@@ -61,6 +61,8 @@ from attnkit.models.llama import (
     SeedOss,
     SeedOssConfig,
     SmolLM3,
+    StableLm,
+    StableLmConfig,
     SmolLM3Config,
 )
 from attnkit.models.outputs import ModelOutput
@@ -89,7 +91,8 @@ __all__ = [
     "GlmConfig", "Glm4",
     "Glm4Config", "GPTNeoX", "GPTNeoXConfig", "Granite", "GraniteConfig", "Roberta", "RobertaConfig",
     "RobertaForMaskedLM", "RobertaForQuestionAnswering", "RobertaForSequenceClassification",
-    "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3", "SmolLM3Config", "Starcoder2",
+    "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3", "SmolLM3Config", "StableLm",
+    "StableLmConfig", "Starcoder2",
     "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Llama4",
     "Llama4Config", "Mistral", "MistralConfig", "Mixtral",
     "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "ModelOutput",

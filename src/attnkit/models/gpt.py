@@ -57,7 +57,8 @@ class GPTConfig(Config):
         "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
         "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise",
-        "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights")
+        "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights",
+        "norm_bias")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -77,6 +78,7 @@ class GPTConfig(Config):
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections alone (Qwen2); None = ``bias``
     attn_out_bias: bool | None = None  # a bias on the attention's output projection; None = ``bias`` (GPT-J: none)
+    norm_bias: bool | None = None  # biases on the LayerNorms; None = ``bias`` (StableLM: there, and nowhere else)
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys before the rotary embedding (Qwen3)
     sliding_window: int | None = None  # each position attends itself and the window - 1 before it (Mistral)
     sliding_layers: tuple[int, ...] | None = None  # the layers with the window; None: see window_layers
@@ -227,10 +229,10 @@ class GPTConfig(Config):
 
     def variants(self) -> set[str]:
         """The ``variant_fields`` this config sets away from ``GPTConfig``'s own defaults (whatever
-        its family's defaults are); ``qkv_bias`` and ``attn_out_bias`` count where they differ from
-        ``bias``."""
+        its family's defaults are); ``qkv_bias``, ``attn_out_bias`` and ``norm_bias`` count where they
+        differ from ``bias``."""
         base = GPTConfig.__dataclass_fields__
-        tied = ("qkv_bias", "attn_out_bias")  # variants where they differ from ``bias``
+        tied = ("qkv_bias", "attn_out_bias", "norm_bias")  # variants where they differ from ``bias``
         used = {f for f in self.variant_fields if f not in tied and getattr(self, f) != base[f].default}
         return used | {f for f in tied if getattr(self, f) not in (None, self.bias)}
 
@@ -285,7 +287,7 @@ class GPTConfig(Config):
             norm=self.norm,
             norm_eps=self.norm_eps, pre_norm=True, bias=self.bias, qkv_bias=self.qkv_bias, dropout=self.dropout,
             qk_norm_kind="rmsnorm_unweighted" if self.qk_l2_norm else None,
-            attn_out_bias=self.attn_out_bias,
+            attn_out_bias=self.attn_out_bias, norm_bias=self.norm_bias,
             attn_dropout=self.attn_dropout,
             ffn_dropout=0.0,  # GPT-2 drops out the sublayer outputs only, not the feed-forward's hidden units
             attn_scale=None if self.attn_scale_dim is None else self.attn_scale_dim ** -0.5,

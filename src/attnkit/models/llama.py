@@ -25,6 +25,8 @@ attention on three layers of four. :class:`Ernie4_5` rotates interleaved pairs
 the rotary embedding from every fourth layer (``nope_layers``). :class:`Granite` (IBM Granite 3)
 scales the embeddings, each sublayer's output, the attention scores and the logits by constants
 (``embedding_multiplier``, ``residual_multiplier``, ``attn_scale_dim``, ``logits_scaling``).
+:class:`StableLm` (Stability AI 2023-24) has LayerNorms with biases (``norm_bias``), rotates a
+quarter of each head (``rotary_dim``) and, in StableLM 2, has q/k/v biases.
 """
 
 from __future__ import annotations
@@ -438,3 +440,32 @@ class Qwen2Moe(GPT):
     """A Qwen2 mixture-of-experts causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Qwen2MoeConfig
+
+
+@dataclass(frozen=True)
+class StableLmConfig(LlamaConfig):
+    """Sizes of a StableLM. Defaults are Hugging Face's ``StableLmConfig`` (StableLM-3B-4E1T's
+    shape): LayerNorms with biases (``norm_bias``) and none on the linear layers, a quarter of each
+    head rotated (``rotary_dim``)."""
+
+    model_type = "stablelm"
+
+    vocab_size: int = 50304
+    n_positions: int = 4096
+    d_model: int = 2560
+    n_layers: int = 32
+    n_heads: int = 32
+    d_ff: int | None = 6912
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset"] = "layernorm"
+    norm_eps: float = 1e-5
+    norm_bias: bool | None = True
+    rotary_dim: int | None = 20
+    bos_token_id: int | None = 0
+    eos_token_id: int | None = 0
+
+
+class StableLm(GPT):
+    """A StableLM causal LM (StableLM-3B-4E1T, StableLM 2, Stable Code): a Llama with LayerNorms,
+    partial rotary positions and, in StableLM 2, q/k/v biases (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = StableLmConfig

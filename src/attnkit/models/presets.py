@@ -116,6 +116,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         "starcoder2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4,
                                 n_kv_heads=2, sliding_window=8, bos_token_id=1, eos_token_id=2),
     },
+    "stablelm": {
+        # Stability AI: StableLM-3B-4E1T (HF's StableLmConfig defaults) and StableLM 2 1.6B (q/k/v biases).
+        "stablelm-3b-4e1t": dict(),  # 2,795,443,200 params
+        "stablelm-2-1.6b": dict(vocab_size=100352, d_model=2048, d_ff=5632, n_layers=24, n_heads=32, rotary_dim=16,
+                                qkv_bias=True, eos_token_id=100257, bos_token_id=100257),  # 1,644,515,328 params
+        "stablelm-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                              rotary_dim=2, qkv_bias=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
     "gpt_neo": {
         # Black et al. 2021 (EleutherAI GPT-Neo): a window of 256 on every other layer.
         "gpt-neo-125m": dict(d_model=768, n_layers=12, n_heads=12, sliding_layers=tuple(range(1, 12, 2))),  # 125,198,592

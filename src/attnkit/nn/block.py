@@ -41,6 +41,7 @@ class LayerConfig:
     bias: bool = True
     qkv_bias: bool | None = None  # biases on the query/key/value projections; None = ``bias``
     attn_out_bias: bool | None = None  # a bias on the attention's output projection; None = ``bias``
+    norm_bias: bool | None = None  # biases on the LayerNorms; None = ``bias`` (StableLM: LayerNorm biases alone)
     key_bias: bool = True  # False: none on the key projection alone (Whisper; needs fused_qkv=False)
     dropout: float = 0.0
     attn_dropout: float = 0.0
@@ -104,7 +105,8 @@ class LayerConfig:
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:
-        return build_norm(self.norm, self.d_model, self.norm_eps, bias=self.bias)
+        return build_norm(self.norm, self.d_model, self.norm_eps, bias=self.bias if self.norm_bias is None
+                          else self.norm_bias)
 
     def input_norm_layer(self) -> nn.Module | None:
         """A sublayer's input norm: ``norm_layer()``, or None without ``input_norm`` (pre-norm only)."""
