@@ -76,7 +76,7 @@ def test_attnkit_gpt_neo_saved_loads_in_transformers_with_same_logits(tmp_path):
 
 
 @pytest.mark.parametrize("change,match", [(dict(attention_types=[[["global", "sparse"], 1]]), "attention_types"),
-                                          (dict(activation_function="swish"), "activation_function"),
+                                          (dict(activation_function="mish"), "activation_function"),
                                           (dict(tie_word_embeddings=False), "tie_word_embeddings")])
 def test_unsupported_gpt_neo_configs_are_refused(tmp_path, change, match):
     hf_neo(tmp_path)

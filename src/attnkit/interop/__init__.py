@@ -61,6 +61,7 @@ FAMILIES: dict[str, str] = {
     "gemma3_text": "attnkit.interop.gemma3",  # before gemma3: attnkit saves Gemma3ForCausalLM
     "gemma3": "attnkit.interop.gemma3_multimodal",
     "gpt_neo": "attnkit.interop.gpt_neo",
+    "opt": "attnkit.interop.opt",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",

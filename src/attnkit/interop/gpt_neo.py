@@ -12,6 +12,7 @@ expanded ``attention_layers``, read into ``sliding_layers``; ``window_size``; th
 from __future__ import annotations
 
 from attnkit.errors import ConfigError
+from attnkit.interop.hf_fields import ACT_TO_HF, activation_from_hf
 from attnkit.interop.keymap import Rename, first_token_id, hf_getter, weight_and_bias
 from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
 
@@ -20,9 +21,6 @@ MODELS = {"GPTNeo": GPTNeo}
 ARCHITECTURES = {"GPTNeoForCausalLM": "GPTNeo"}
 BASE_PREFIX = "transformer."
 IGNORED_HF_KEYS = (r"attn\.attention\.bias$", r"attn\.attention\.masked_bias$")
-_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
-                "relu": "relu", "silu": "silu"}
-_ACTIVATIONS_TO_HF = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
 
 
 def key_rules(model) -> list[Rename]:
@@ -44,7 +42,7 @@ def key_rules(model) -> list[Rename]:
 def config_to_hf(model) -> dict | None:
     """HF ``GPTNeoConfig`` fields, or None for a variant ``GPTNeoForCausalLM`` cannot represent."""
     c: GPTNeoConfig = model.config
-    act = _ACTIVATIONS_TO_HF.get(c.activation)
+    act = ACT_TO_HF.get(c.activation)
     if (c.positional != "learned" or c.norm != "layernorm" or not c.bias or c.qkv_bias is not False or act is None
             or c.attn_scale_dim != 1.0 or c.n_kv_heads not in (None, c.n_heads) or not c.tie_word_embeddings
             or c.head_dim not in (None, c.d_model // c.n_heads) or c.sliding_window is None
@@ -81,10 +79,7 @@ def config_from_hf(hf: dict, model_class: type) -> GPTNeoConfig:
     """``GPTNeoConfig`` from a HF GPT-Neo config dict (HF's defaults for absent fields)."""
     d = GPTNeoConfig()
     get = hf_getter(hf)
-    act = get("activation_function", "gelu_new")
-    if act not in _ACTIVATIONS:
-        raise ConfigError(f"config.json: activation_function={act!r} is not supported; supported: "
-                          f"{sorted(_ACTIVATIONS)}")
+    act = activation_from_hf(hf, "activation_function", "gelu_new")
     if hf.get("tie_word_embeddings") is False:
         raise ConfigError("config.json: tie_word_embeddings=false is not supported by attnkit's GPTNeo (its LM "
                           "head is the token embedding)")
@@ -94,7 +89,7 @@ def config_from_hf(hf: dict, model_class: type) -> GPTNeoConfig:
     return GPTNeoConfig(
         vocab_size=get("vocab_size", d.vocab_size), n_positions=get("max_position_embeddings", d.n_positions),
         d_model=get("hidden_size", d.d_model), n_layers=n, n_heads=get("num_heads", d.n_heads),
-        d_ff=hf.get("intermediate_size"), activation=_ACTIVATIONS[act], norm_eps=get("layer_norm_epsilon", 1e-5),
+        d_ff=hf.get("intermediate_size"), activation=act, norm_eps=get("layer_norm_epsilon", 1e-5),
         sliding_window=get("window_size", 256) if local else None, sliding_layers=local or None,
         dropout=dropout, attn_dropout=float(get("attention_dropout", 0.0)),
         initializer_range=get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id", 50256),

@@ -14,6 +14,7 @@ from attnkit.models.config import Config
 from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
 from attnkit.models.llama4 import Llama4, Llama4Config
 from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
+from attnkit.models.opt import OPT, OPTConfig
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -95,7 +96,8 @@ __all__ = [
     "StableLmConfig", "Starcoder2",
     "Starcoder2Config", "GPT", "Config", "GPTConfig", "Llama", "LlamaConfig", "Llama4",
     "Llama4Config", "Mistral", "MistralConfig", "Mixtral",
-    "MixtralConfig", "Model", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "ModelOutput",
+    "MixtralConfig", "Model", "OPT", "OPTConfig", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe",
+    "OlmoeConfig", "ModelOutput",
     "Phi", "PhiConfig", "Phi3", "Phi3Config", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3",
     "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "T5", "T5Config", "Transformer", "TransformerConfig", "ViT",
     "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",

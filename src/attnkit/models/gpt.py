@@ -58,7 +58,7 @@ class GPTConfig(Config):
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
         "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise",
         "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights",
-        "norm_bias")
+        "norm_bias", "position_offset")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -72,6 +72,7 @@ class GPTConfig(Config):
     norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset"] = "layernorm"
     norm_eps: float = 1e-5
     positional: Literal["learned", "rotary", "alibi"] = "learned"
+    position_offset: int = 0  # learned positions: position p reads row p + offset of n_positions + offset (OPT: 2)
     rope_base: float = 10000.0
     rope_scaling: dict | None = None  # Hugging Face's rope_parameters beyond rope_theta: linear, llama3, longrope, yarn
     rotary_dim: int | None = None  # rotate the first rotary_dim dimensions of each head; None = all (Phi-4-mini)
@@ -130,6 +131,8 @@ class GPTConfig(Config):
 
     def validate(self) -> None:
         self.require_positive("vocab_size", "n_positions", "d_model", "n_layers", "n_heads", "norm_eps")
+        self.require(self.position_offset == 0 or (self.position_offset > 0 and self.positional == "learned"),
+                     "position_offset", "must be 0, or positive with learned positions")
         if self.head_dim is None:
             self.require(self.d_model % self.n_heads == 0, "d_model", f"must be divisible by n_heads ({self.n_heads})")
         else:
@@ -320,7 +323,7 @@ class GPT(Model):
         super().__init__(config)
         c = config
         self.wte = nn.Embedding(c.vocab_size, c.d_model)
-        self.wpe = nn.Embedding(c.n_positions, c.d_model) if c.positional == "learned" else None
+        self.wpe = nn.Embedding(c.n_positions + c.position_offset, c.d_model) if c.positional == "learned" else None
         rotary_dim = c.rotary_dim or c.dim_per_head
         self.rotary = RotaryEmbedding(rotary_dim, c.rope_base, c.rope_scaling) if c.positional == "rotary" else None
         self.local_rotary = None  # Gemma 3's sliding layers: their own base, no scaling
@@ -404,7 +407,7 @@ class GPT(Model):
         if c.embedding_multiplier != 1.0:
             x = x * c.embedding_multiplier
         if self.wpe is not None:
-            x = x + self.wpe(positions)
+            x = x + self.wpe(positions + c.position_offset if c.position_offset else positions)
         x = self.drop(x)
         rotary = self.rotary(positions) if self.rotary is not None else None
         bias = alibi_bias(c.n_heads, T, S, device=x.device).to(x.dtype) if c.positional == "alibi" else None

@@ -124,6 +124,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "stablelm-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                               rotary_dim=2, qkv_bias=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "opt": {
+        # Zhang et al. 2022, Table 1 (OPT-350M's post-norm layout is not supported).
+        "opt-125m": dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072),  # 125,239,296 params
+        "opt-1.3b": dict(d_model=2048, n_layers=24, n_heads=32, d_ff=8192),
+        "opt-2.7b": dict(d_model=2560, n_layers=32, n_heads=32, d_ff=10240),
+        "opt-6.7b": dict(d_model=4096, n_layers=32, n_heads=32, d_ff=16384),
+        "opt-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, d_ff=64, dropout=0.0,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
     "gpt_neo": {
         # Black et al. 2021 (EleutherAI GPT-Neo): a window of 256 on every other layer.
         "gpt-neo-125m": dict(d_model=768, n_layers=12, n_heads=12, sliding_layers=tuple(range(1, 12, 2))),  # 125,198,592
