@@ -62,6 +62,7 @@ FAMILIES: dict[str, str] = {
     "gemma3": "attnkit.interop.gemma3_multimodal",
     "gpt_neo": "attnkit.interop.gpt_neo",
     "opt": "attnkit.interop.opt",
+    "bloom": "attnkit.interop.bloom",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",

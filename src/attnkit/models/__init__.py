@@ -15,6 +15,7 @@ from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
 from attnkit.models.llama4 import Llama4, Llama4Config
 from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
 from attnkit.models.opt import OPT, OPTConfig
+from attnkit.models.bloom import Bloom, BloomConfig
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -84,7 +85,8 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "Cohere", "CohereConfig", "DeepseekV3", "DeepseekV3Config", "DistilBert",
+    "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "CohereConfig", "DeepseekV3", "DeepseekV3Config",
+    "DistilBert",
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config", "Esm",
     "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2",

@@ -58,7 +58,7 @@ class GPTConfig(Config):
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
         "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise",
         "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights",
-        "norm_bias", "position_offset")
+        "norm_bias", "position_offset", "embedding_norm")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -90,6 +90,7 @@ class GPTConfig(Config):
     attn_temperature_floor: int | None = None  # nope_layers' query at slot p times 1 + scale·log(1 + ⌊(p+1)/floor⌋)
     attn_temperature_scale: float = 0.1  # the scale of that temperature (Llama 4's attn_scale)
     embed_scale: bool = False  # token embeddings times sqrt(d_model) (Gemma)
+    embedding_norm: bool = False  # a ``norm`` of the token embeddings (BLOOM's word_embeddings_layernorm)
     embedding_multiplier: float = 1.0  # token embeddings times this (Granite)
     residual_multiplier: float = 1.0  # each sublayer's output times this before the residual add (Granite)
     logits_scaling: float = 1.0  # the LM head's logits divided by this (Granite)
@@ -329,6 +330,7 @@ class GPT(Model):
         self.local_rotary = None  # Gemma 3's sliding layers: their own base, no scaling
         if c.rope_local_base is not None:
             self.local_rotary = RotaryEmbedding(rotary_dim, c.rope_local_base)
+        self.embed_norm = c.layer_config().norm_layer() if c.embedding_norm else None
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.layer_config(), c.n_layers, cross=False, final_norm=True,
                                local_layers=c.local_layers, layer_cfgs=c.layer_configs(),
@@ -408,6 +410,8 @@ class GPT(Model):
             x = x * c.embedding_multiplier
         if self.wpe is not None:
             x = x + self.wpe(positions + c.position_offset if c.position_offset else positions)
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
         x = self.drop(x)
         rotary = self.rotary(positions) if self.rotary is not None else None
         bias = alibi_bias(c.n_heads, T, S, device=x.device).to(x.dtype) if c.positional == "alibi" else None

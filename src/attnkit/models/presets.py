@@ -124,6 +124,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         "stablelm-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                               rotary_dim=2, qkv_bias=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "bloom": {
+        # BigScience 2022 (BLOOM): 560M to 176B, a 250,880-token vocabulary.
+        "bloom-560m": dict(),  # 559,214,592 params
+        "bloom-1b7": dict(d_model=2048, n_layers=24, n_heads=16),
+        "bloom-7b1": dict(d_model=4096, n_layers=30, n_heads=32),
+        "bloom-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, bos_token_id=1,
+                           eos_token_id=2, pad_token_id=0),
+    },
     "opt": {
         # Zhang et al. 2022, Table 1 (OPT-350M's post-norm layout is not supported).
         "opt-125m": dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072),  # 125,239,296 params
