@@ -44,5 +44,17 @@ def test_rows_interleaved_head_by_head_are_regrouped_part_by_part_and_back():
     assert torch.equal(native["qkv.weight"], expected) and torch.equal(native["qkv.bias"], expected[:, 1])
     back = to_hf(rules, native)
     assert torch.equal(back["hf.qkv.weight"], labels) and torch.equal(back["hf.qkv.bias"], labels[:, 1])
-    with pytest.raises(CheckpointError, match=r"shape \(10, 3\) does not split into 2 heads of 3 parts"):
+    with pytest.raises(CheckpointError, match=r"shape \(10, 3\) does not split into 2 groups of 3 heads"):
         from_hf(rules, {"hf.qkv.weight": torch.zeros(10, 3)})
+
+
+def test_grouped_query_rows_are_regrouped_and_back():
+    """Falcon's grouped query_key_value: per key/value group, its query heads, then its key and
+    value head; attnkit's: the query heads in order (group by group), then the keys, the values."""
+    rules = [Rename("qkv.weight", "hf.qkv.weight", interleaved=(2, 4))]  # 2 groups of 2 query heads
+    labels = torch.tensor([[g, part] for g in range(2) for part in range(4) for _ in range(3)], dtype=torch.float)
+    native, _, _ = from_hf(rules, {"hf.qkv.weight": labels})
+    heads = [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (1, 2), (0, 3), (1, 3)]  # q0 q1 q2 q3, k0 k1, v0 v1
+    expected = torch.tensor([[g, part] for g, part in heads for _ in range(3)], dtype=torch.float)
+    assert torch.equal(native["qkv.weight"], expected)
+    assert torch.equal(to_hf(rules, native)["hf.qkv.weight"], labels)

@@ -63,6 +63,7 @@ FAMILIES: dict[str, str] = {
     "gpt_neo": "attnkit.interop.gpt_neo",
     "opt": "attnkit.interop.opt",
     "bloom": "attnkit.interop.bloom",
+    "falcon": "attnkit.interop.falcon",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",

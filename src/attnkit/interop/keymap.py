@@ -37,8 +37,9 @@ class Rename:
     hf: str | tuple[str, ...]
     transpose: bool = False
     sizes: tuple[int, ...] | None = None  # rows of each part in a fused tensor (default: equal parts)
-    # (heads, parts): Hugging Face interleaves a fused tensor's parts head by head, rows ordered
-    # (head, part, ...) where attnkit's are (part, head, ...) (GPT-NeoX's query_key_value)
+    # (groups, parts): Hugging Face orders a fused q/k/v tensor's rows group by group, each group's
+    # parts - 2 query heads, then its key and value heads, where attnkit's are all queries, all keys,
+    # all values (GPT-NeoX's and BLOOM's query_key_value: (heads, 3); Falcon's: (kv heads, q per kv + 2))
     interleaved: tuple[int, int] | None = None
     # E: Hugging Face stacks the parts in one (E, in, out) tensor, attnkit's (out, in) Linear
     # weights E blocks after another along dim 0 (Llama 4's fused experts)
@@ -72,15 +73,23 @@ class Rename:
         return t.t() if self.transpose and t.dim() == 2 else t
 
     def _regroup(self, t: torch.Tensor, to_hf: bool) -> torch.Tensor:
-        """Rows from attnkit's (part, head) order to Hugging Face's (head, part) one, or back."""
+        """Rows from attnkit's q/k/v order (all query heads, all key heads, all value heads) to
+        Hugging Face's group by group (each group's ``parts - 2`` query heads, its key head, its
+        value head), or back."""
         if self.interleaved is None:
             return t
-        heads, parts = self.interleaved
-        if t.shape[0] % (heads * parts):
-            raise CheckpointError(f"a tensor of shape {tuple(t.shape)} does not split into {heads} heads of {parts} "
-                                  "parts along its first dimension")
-        outer = (parts, heads) if to_hf else (heads, parts)
-        return t.reshape(*outer, -1, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+        groups, parts = self.interleaved
+        if t.shape[0] % (groups * parts):
+            raise CheckpointError(f"a tensor of shape {tuple(t.shape)} does not split into {groups} groups of {parts} "
+                                  "heads along its first dimension")
+        q = parts - 2
+        if to_hf:
+            heads = t.reshape(groups * parts, -1, *t.shape[1:])
+            by_group = [heads[:groups * q].reshape(groups, q, *heads.shape[1:]),
+                        heads[groups * q:].reshape(2, groups, *heads.shape[1:]).transpose(0, 1)]
+            return torch.cat(by_group, dim=1).reshape(t.shape)
+        heads = t.reshape(groups, parts, -1, *t.shape[1:])
+        return torch.cat([heads[:, :q].flatten(0, 1), heads[:, q], heads[:, q + 1]]).reshape(t.shape)
 
 
 def _find(rules: list[Rename], name: str) -> tuple[Rename, dict, int]:

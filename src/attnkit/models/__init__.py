@@ -16,6 +16,7 @@ from attnkit.models.llama4 import Llama4, Llama4Config
 from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
 from attnkit.models.opt import OPT, OPTConfig
 from attnkit.models.bloom import Bloom, BloomConfig
+from attnkit.models.falcon import Falcon, FalconConfig
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -86,7 +87,7 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
     "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "CohereConfig", "DeepseekV3", "DeepseekV3Config",
-    "DistilBert",
+    "DistilBert", "Falcon", "FalconConfig",
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config", "Esm",
     "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2",

@@ -124,6 +124,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         "stablelm-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                               rotary_dim=2, qkv_bias=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "falcon": {
+        # Almazrouei et al. 2023: Falcon-7B (multi-query, one norm) and Falcon-40B (8 key/value heads, two norms).
+        "falcon-7b": dict(),  # 6,921,720,704 params
+        "falcon-40b": dict(d_model=8192, n_layers=60, n_heads=128, n_kv_heads=8, d_ff=32768,
+                           shared_norm=False),  # 41,303,293,952 params
+        "falcon-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                            bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
     "bloom": {
         # BigScience 2022 (BLOOM): 560M to 176B, a 250,880-token vocabulary.
         "bloom-560m": dict(),  # 559,214,592 params
