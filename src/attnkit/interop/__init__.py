@@ -64,6 +64,7 @@ FAMILIES: dict[str, str] = {
     "opt": "attnkit.interop.opt",
     "bloom": "attnkit.interop.bloom",
     "falcon": "attnkit.interop.falcon",
+    "gpt_oss": "attnkit.interop.gpt_oss",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",
@@ -247,6 +248,12 @@ def _parse_config(config: dict, directory: Path, state: dict[str, torch.Tensor])
         fam, cls = _class_named(block["architecture"])
         return fam, cls, cls.config_class.from_dict(block["config"]), block["weights"]
     model_type = config.get("model_type")
+    quantization = config.get("quantization_config")
+    if quantization is not None:  # GPTQ, AWQ, bitsandbytes, MXFP4 (gpt-oss), FP8 (DeepSeek-V3): packed weights
+        method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
+        raise CheckpointError(f"{directory / CONFIG_NAME}: quantized weights (quantization_config: {method!r}) are not "
+                              "supported; attnkit reads float weights (fp32, bf16, fp16): use an unquantized "
+                              "checkpoint of the model, or dequantize it with transformers and save_pretrained")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise CheckpointError(
             f"{directory / CONFIG_NAME}: model_type {model_type!r} is not supported; supported: {sorted(FAMILIES)}")

@@ -10,7 +10,8 @@ Face tensor split into several attnkit ones (Phi-3's ``gate_up_proj`` -> attnkit
 ``fc_gate`` and ``fc_in``); ``transpose`` flips 2-D weights (GPT-2's ``Conv1D`` stores
 ``(in, out)``, ``nn.Linear`` stores ``(out, in)``); ``stacked`` reads a 3-D Hugging Face tensor
 ``(E, in, out)`` as ``E`` blocks of ``(out, in)`` rows (Llama 4's experts, each expert's
-``gate_up_proj`` one block).
+``gate_up_proj`` one block; biases ``(E, out)``), with ``pairs`` its two parts alternating
+output by output (GPT-OSS).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class Rename:
     # parts - 2 query heads, then its key and value heads, where attnkit's are all queries, all keys,
     # all values (GPT-NeoX's and BLOOM's query_key_value: (heads, 3); Falcon's: (kv heads, q per kv + 2))
     interleaved: tuple[int, int] | None = None
-    # E: Hugging Face stacks the parts in one (E, in, out) tensor, attnkit's (out, in) Linear
-    # weights E blocks after another along dim 0 (Llama 4's fused experts)
+    # E: Hugging Face stacks the parts in one (E, in, out) tensor (biases: (E, out)), attnkit's
+    # (out, in) Linear weights E blocks after another along dim 0 (Llama 4's and GPT-OSS's experts)
     stacked: int | None = None
+    # with stacked: each block's two parts alternate output by output (GPT-OSS's gate, up, gate, ...)
+    pairs: bool = False
     _native_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
     _hf_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
 
@@ -67,10 +70,26 @@ class Rename:
         return tensor.split(list(self.sizes), dim=0) if self.sizes else tensor.chunk(n, dim=0)
 
     def _flip(self, t: torch.Tensor) -> torch.Tensor:
-        if self.stacked:  # (E, in, out) <-> (E * out, in)
-            return t.transpose(1, 2).reshape(-1, t.shape[1]) if t.dim() == 3 else \
-                t.view(self.stacked, -1, t.shape[-1]).transpose(1, 2)
         return t.t() if self.transpose and t.dim() == 2 else t
+
+    def _unstack(self, t: torch.Tensor) -> torch.Tensor:
+        """A stacked Hugging Face tensor ``(E, in, out)`` (bias ``(E, out)``) as attnkit's parts
+        one after another, ``(E * out, in)`` (``(E * out,)``)."""
+        bias = t.dim() == 2
+        t = (t.unsqueeze(1) if bias else t).transpose(1, 2)  # (E, out, in)
+        if self.pairs:  # outputs alternate between the two parts: the first part's, then the second's
+            t = t.unflatten(1, (-1, 2)).transpose(1, 2)
+        t = t.reshape(-1, t.shape[-1])
+        return t.squeeze(-1) if bias else t
+
+    def _stack(self, t: torch.Tensor) -> torch.Tensor:
+        """:meth:`_unstack` reversed."""
+        bias = t.dim() == 1
+        t = (t.unsqueeze(-1) if bias else t).reshape(self.stacked, -1, 1 if bias else t.shape[-1])  # (E, out, in)
+        if self.pairs:
+            t = t.unflatten(1, (2, -1)).transpose(1, 2).flatten(1, 2)
+        t = t.transpose(1, 2)  # (E, in, out)
+        return t.squeeze(1) if bias else t
 
     def _regroup(self, t: torch.Tensor, to_hf: bool) -> torch.Tensor:
         """Rows from attnkit's q/k/v order (all query heads, all key heads, all value heads) to
@@ -124,7 +143,7 @@ def with_prefix(rules: list[Rename], prefix: str, native: bool = True) -> list[R
         return tuple(prefix + n for n in names) if isinstance(names, tuple) else prefix + names
 
     return [Rename(prefixed(r.native) if native else r.native, prefixed(r.hf), r.transpose, r.sizes, r.interleaved,
-                   r.stacked) for r in rules]
+                   r.stacked, r.pairs) for r in rules]
 
 
 def text_config(hf: dict) -> dict:
@@ -152,7 +171,8 @@ def to_hf(rules: list[Rename], state: dict[str, torch.Tensor]) -> dict[str, torc
             parts = pending.setdefault(hf_name, {})
             parts[j] = tensor
             if len(parts) == len(rule.native_names):
-                out[hf_name] = rule._flip(torch.cat([parts[k] for k in range(len(parts))], dim=0)).contiguous()
+                joined = torch.cat([parts[k] for k in range(len(parts))], dim=0)
+                out[hf_name] = (rule._stack(joined) if rule.stacked else rule._flip(joined)).contiguous()
             continue
         parts = (tensor,) if len(rule.hf_names) == 1 else rule._split(tensor)
         for hf_name, part in zip(rule.hf_names, parts):
@@ -182,15 +202,16 @@ def from_hf(
             if hit is not None:
                 j, m = hit
                 if len(rule.native_names) > 1:  # one HF tensor holds several attnkit ones
-                    if rule.stacked and (tensor.dim() != 3 or tensor.shape[0] != rule.stacked):
+                    if rule.stacked and (tensor.dim() not in (2, 3) or tensor.shape[0] != rule.stacked):
                         raise CheckpointError(f"{key} of shape {tuple(tensor.shape)} is not {rule.stacked} stacked "
-                                              "blocks (a 3-D tensor)")
-                    rows = rule._flip(tensor).shape[0]
+                                              "blocks")
+                    flat = rule._unstack(tensor) if rule.stacked else rule._flip(tensor)
+                    rows = flat.shape[0]
                     if (sum(rule.sizes) != rows) if rule.sizes else rows % len(rule.native_names):
                         parts = f"parts of {list(rule.sizes)} rows" if rule.sizes else f"{len(rule.native_names)} equal parts"
                         raise CheckpointError(f"{key} of shape {tuple(tensor.shape)} does not split into {parts} "
                                               "along its first dimension")
-                    pieces = rule._split(rule._flip(tensor))
+                    pieces = rule._split(flat)
                     for native_name, piece in zip(rule.native_names, pieces):
                         name = native_name.format(**m.groupdict())
                         split[name], split_origin[name] = piece, key

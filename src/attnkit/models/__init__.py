@@ -17,6 +17,7 @@ from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
 from attnkit.models.opt import OPT, OPTConfig
 from attnkit.models.bloom import Bloom, BloomConfig
 from attnkit.models.falcon import Falcon, FalconConfig
+from attnkit.models.gpt_oss import GptOss, GptOssConfig
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -87,7 +88,7 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
     "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "CohereConfig", "DeepseekV3", "DeepseekV3Config",
-    "DistilBert", "Falcon", "FalconConfig",
+    "DistilBert", "Falcon", "FalconConfig", "GptOss", "GptOssConfig",
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config", "Esm",
     "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2",

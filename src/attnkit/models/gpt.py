@@ -58,7 +58,7 @@ class GPTConfig(Config):
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
         "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise",
         "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights",
-        "norm_bias", "position_offset", "embedding_norm")
+        "norm_bias", "position_offset", "embedding_norm", "attn_sinks", "router_bias")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -97,6 +97,7 @@ class GPTConfig(Config):
     lm_head_bias: bool = False  # a bias on the LM head (Phi)
     attn_scale_dim: float | None = None  # scores scaled by its -1/2 power, not head_dim's
     attn_softcap: float | None = None  # attention scores soft-capped to c·tanh(s/c) (Gemma 2)
+    attn_sinks: bool = False  # a learned sink logit per head: a share of each softmax with no value (GPT-OSS)
     logit_softcap: float | None = None  # output logits soft-capped likewise (Gemma 2)
     sandwich_norm: bool = False  # a norm on each sublayer's output too (Gemma 2/3)
     parallel_residual: bool = False  # x + attn(norm(x)) + ffn(norm'(x)) in each layer (GPT-NeoX / Pythia)
@@ -118,6 +119,7 @@ class GPTConfig(Config):
     router_jitter_noise: float = 0.0  # with n_experts, in training: their input times U(1 - j, 1 + j) (Mixtral)
     router_score_bias: bool = True  # with router_scoring="sigmoid": a learned bias for the choice (Llama 4: none)
     expert_input_weights: bool = False  # with n_experts: the router's weights scale each expert's input (Llama 4)
+    router_bias: bool = False  # with n_experts: a bias on the router's logits (GPT-OSS)
     kv_lora_rank: int | None = None  # multi-head latent attention, keys/values from latents this wide (DeepSeek)
     q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide; None = directly
     v_head_dim: int | None = None  # with kv_lora_rank: each head's value size; None = head_dim
@@ -164,6 +166,9 @@ class GPTConfig(Config):
                      "False needs router_scoring='sigmoid'")
         self.require(not self.expert_input_weights or self.n_experts is not None, "expert_input_weights",
                      "needs n_experts")
+        self.require(not self.router_bias or self.n_experts is not None, "router_bias", "needs n_experts")
+        self.require(not self.attn_sinks or (self.kv_lora_rank is None and self.attn_softcap is None), "attn_sinks",
+                     "does not go with latent attention or attn_softcap")
         self.require(self.rope_local_base is None or (self.positional == "rotary" and self.rope_local_base > 0),
                      "rope_local_base", "must be None, or positive with rotary positions")
         self.require(self.residual_multiplier == 1.0 or not self.parallel_residual, "residual_multiplier",
@@ -304,7 +309,7 @@ class GPTConfig(Config):
             router_scoring=self.router_scoring, expert_groups=self.expert_groups,
             expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
             router_jitter_noise=self.router_jitter_noise, router_score_bias=self.router_score_bias,
-            expert_input_weights=self.expert_input_weights,
+            expert_input_weights=self.expert_input_weights, router_bias=self.router_bias, attn_sinks=self.attn_sinks,
             kv_lora_rank=self.kv_lora_rank, q_lora_rank=self.q_lora_rank, rope_head_dim=self.rotary_dim,
             v_head_dim=self.v_head_dim or self.dim_per_head, rope_interleave=self.rope_interleave,
         )

@@ -124,6 +124,20 @@ PRESETS: dict[str, dict[str, dict]] = {
         "stablelm-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                               rotary_dim=2, qkv_bias=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "gpt_oss": {
+        # OpenAI 2025: gpt-oss-120b (HF's GptOssConfig defaults) and gpt-oss-20b (24 layers, 32 experts).
+        "gpt-oss-120b": dict(eos_token_id=200002, pad_token_id=199999),  # 116,829,156,672 params
+        "gpt-oss-20b": dict(n_layers=24, n_experts=32, sliding_layers=tuple(range(0, 24, 2)), eos_token_id=200002,
+                            pad_token_id=199999),  # 20,914,757,184 params
+        "gpt-oss-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
+                             head_dim=8, d_ff=16, n_experts=4, experts_per_token=2, sliding_window=4,
+                             sliding_layers=(0,), rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                                                "original_max_position_embeddings": 16,
+                                                                "attention_factor": 1.1386294361119891,
+                                                                "beta_fast": 32.0, "beta_slow": 1.0,
+                                                                "truncate": False},
+                             eos_token_id=2, pad_token_id=0),
+    },
     "falcon": {
         # Almazrouei et al. 2023: Falcon-7B (multi-query, one norm) and Falcon-40B (8 key/value heads, two norms).
         "falcon-7b": dict(),  # 6,921,720,704 params

@@ -95,6 +95,7 @@ def scaled_dot_product_attention(
     scale: float | None = None,
     need_weights: bool = False,
     softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
 ):
     """softmax(Q Kᵀ · scale + bias) V, with a boolean mask (True = may attend).
 
@@ -108,6 +109,12 @@ def scaled_dot_product_attention(
         softcap: soft-cap the scores to ``softcap · tanh(scores / softcap)`` before the mask and
             bias (Gemma 2). No fused kernel computes it: it takes the reference path, with its
             ``(B, H, T, S)`` scores.
+
+        sinks: ``(H,)`` attention-sink logits (GPT-OSS): each head's softmax also counts one more
+            score, ``sinks[h]``, whose value is zero, so a query may attend to "nothing". Run as
+            one more key that every query sees, on any kernel: the queries gain a dimension
+            holding ``sinks[h] / scale``, the keys a zero there, and the sink key is ``(0, ..., 1)``
+            with a zero value. The returned weights leave the sink out (rows sum to less than 1).
 
     A query row with no allowed key returns zeros (and zero weights), never NaN.
     Returns ``y`` of shape ``(B, H, T, D)``, or ``(y, weights)`` when ``need_weights``.
@@ -129,6 +136,8 @@ def scaled_dot_product_attention(
         # PyTorch's is_causal is top-left aligned and exclusive with attn_mask: build it.
         mask = causal_mask(T, S, device=q.device) if mask is None else mask & causal_mask(T, S, device=q.device)
         is_causal = False
+    if sinks is not None:
+        q, k, v, mask, bias, is_causal = _with_sink_key(q, k, v, mask, bias, is_causal, sinks, scale)
 
     row_ok = None
     if mask is not None:
@@ -177,7 +186,29 @@ def scaled_dot_product_attention(
         if dropout_p > 0.0:
             weights = F.dropout(weights, p=dropout_p)
         y = torch.matmul(weights, v.float()).to(q.dtype)
+    if sinks is not None:
+        weights = weights[..., 1:]  # the sink's share goes nowhere
     return (y, weights.to(q.dtype)) if need_weights else y
+
+
+def _with_sink_key(q, k, v, mask, bias, is_causal: bool, sinks: torch.Tensor, scale: float):
+    """Attention sinks as one more key in front (see :func:`scaled_dot_product_attention`):
+    ``(q, k, v, mask, bias, is_causal)`` with the sink key, its column always allowed."""
+    B, H, T, _ = q.shape
+    S = k.shape[-2]
+    if is_causal:  # the sink key shifts the keys: the causal mask is built
+        causal = causal_mask(T, S, device=q.device)
+        mask, is_causal = causal if mask is None else mask & causal, False
+    q = torch.cat([q, (sinks.to(q.dtype) / scale).view(1, H, 1, 1).expand(B, H, T, 1)], dim=-1)
+    k = F.pad(k, (0, 1))
+    sink_key = F.pad(k.new_ones(B, H, 1, 1), (k.shape[-1] - 1, 0))  # (0, ..., 0, 1)
+    k = torch.cat([sink_key, k], dim=2)
+    v = torch.cat([v.new_zeros(B, H, 1, v.shape[-1]), v], dim=2)
+    if mask is not None:
+        mask = torch.cat([torch.ones_like(mask[..., :1]), mask], dim=-1)
+    if bias is not None:
+        bias = F.pad(bias, (1, 0))
+    return q, k, v, mask, bias, is_causal
 
 
 class MultiHeadAttention(nn.Module):
@@ -212,6 +243,8 @@ class MultiHeadAttention(nn.Module):
         temperature: ``(floor, strength)``: the query at cache slot ``p`` (counting from 0, left
             padding included) is multiplied by ``1 + strength · log(1 + ⌊(p + 1) / floor⌋)``
             (Llama 4's temperature tuning of its layers without positions; Nakanishi 2025).
+        sinks: a learned attention-sink logit per head (GPT-OSS; see
+            :func:`scaled_dot_product_attention`), ``sinks`` ``(H,)``, initialised to 0.
     """
 
     def __init__(
@@ -234,9 +267,11 @@ class MultiHeadAttention(nn.Module):
         rope_interleave: bool = False,
         out_bias: bool | None = None,
         temperature: tuple[float, float] | None = None,
+        sinks: bool = False,
     ):
         super().__init__()
         self.rope_interleave, self.temperature = rope_interleave, temperature
+        self.sinks = nn.Parameter(torch.zeros(n_heads)) if sinks else None
         in_bias = bias if qkv_bias is None else qkv_bias
         if not key_bias and fused_qkv:
             raise InputError("key_bias=False needs separate projections (fused_qkv=False)")
@@ -331,7 +366,7 @@ class MultiHeadAttention(nn.Module):
         out = scaled_dot_product_attention(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal and not self.cross,
             dropout_p=self.dropout if self.training else 0.0, scale=self.scale, need_weights=need_weights,
-            softcap=self.softcap,
+            softcap=self.softcap, sinks=self.sinks,
         )
         y, weights = out if need_weights else (out, None)
         y = y.transpose(1, 2).reshape(B, T, self.q_dim)  # (B, T, H*D)

@@ -51,6 +51,7 @@ class LayerConfig:
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys (Qwen3)
     qk_norm_kind: str | None = None  # the kind of that norm; None = ``norm`` (Llama 4: "rmsnorm_unweighted")
     attn_temperature: tuple[float, float] | None = None  # (floor, strength): Llama 4's query temperature
+    attn_sinks: bool = False  # a learned attention-sink logit per head (GPT-OSS)
     attn_softcap: float | None = None  # scores soft-capped to c·tanh(s/c) (Gemma 2)
     sandwich_norm: bool = False  # pre-norm sublayers also norm their output (Gemma 2 and 3)
     parallel_residual: bool = False  # decoder layers: x + attn(norm(x)) + ffn(norm'(x)) (GPT-J, GPT-NeoX)
@@ -70,6 +71,7 @@ class LayerConfig:
     router_jitter_noise: float = 0.0  # training: the mixture's input times U(1 - j, 1 + j) (Mixtral)
     router_score_bias: bool = True  # with router_scoring="sigmoid": the score bias (False: Llama 4's, none)
     expert_input_weights: bool = False  # the router's weights scale each chosen expert's input (Llama 4)
+    router_bias: bool = False  # a bias on the router's logits (GPT-OSS)
     kv_lora_rank: int | None = None  # multi-head latent attention with latents this wide (DeepSeek)
     q_lora_rank: int | None = None  # with kv_lora_rank: queries through a latent this wide
     rope_head_dim: int | None = None  # with kv_lora_rank: the rotary part of each query/key head
@@ -92,6 +94,7 @@ class LayerConfig:
             qk_norm=(self.qk_norm_kind or self.norm) if self.qk_norm else None,
             norm_eps=self.norm_eps, softcap=self.attn_softcap, qk_norm_per_head=self.qk_norm_per_head,
             rope_interleave=self.rope_interleave, out_bias=self.attn_out_bias, temperature=self.attn_temperature,
+            sinks=self.attn_sinks,
         )
 
     def feedforward(self) -> FeedForward | MoEFeedForward:
@@ -101,7 +104,7 @@ class LayerConfig:
                                   self.bias, ffn_dropout, self.normalize_expert_weights, self.shared_expert_d_ff,
                                   self.router_scoring, self.expert_groups, self.expert_groups_per_token,
                                   self.routed_scaling_factor, self.shared_expert_gated, self.router_jitter_noise,
-                                  self.router_score_bias, self.expert_input_weights)
+                                  self.router_score_bias, self.expert_input_weights, self.router_bias)
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:

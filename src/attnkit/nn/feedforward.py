@@ -16,8 +16,18 @@ def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+SWIGLU_ALPHA, SWIGLU_LIMIT = 1.702, 7.0  # GPT-OSS's clamped SwiGLU
+
+
+def _swiglu_clamped(gate: torch.Tensor) -> torch.Tensor:
+    """GPT-OSS's gate: ``g · σ(1.702 g)`` with ``g`` clamped at 7 from above."""
+    gate = gate.clamp(max=SWIGLU_LIMIT)
+    return gate * torch.sigmoid(gate * SWIGLU_ALPHA)
+
+
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh, "silu": F.silu}
-GATED = {"geglu": F.gelu, "geglu_tanh": _gelu_tanh, "swiglu": F.silu, "reglu": F.relu}
+GATED = {"geglu": F.gelu, "geglu_tanh": _gelu_tanh, "swiglu": F.silu, "reglu": F.relu,
+         "swiglu_clamped": _swiglu_clamped}
 FEEDFORWARD_ACTIVATIONS = tuple(ACTIVATIONS) + tuple(GATED)
 
 # The activations as oneDNN post-ops (name, algorithm): for fp32 CPU inputs outside autograd
@@ -32,7 +42,9 @@ class FeedForward(nn.Module):
     """FFN(x) = fc_out(act(fc_in(x))), or fc_out(act(fc_gate(x)) * fc_in(x)) for gated variants.
 
     ``activation`` is one of ``relu``, ``gelu`` (exact), ``gelu_tanh``, ``silu``, or the gated
-    ``geglu``, ``geglu_tanh``, ``swiglu``, ``reglu``.
+    ``geglu``, ``geglu_tanh``, ``swiglu``, ``reglu`` and ``swiglu_clamped`` (GPT-OSS's:
+    ``fc_out(g · σ(1.702 g) · (u + 1))`` with the gate ``g`` clamped at 7 from above and the input
+    ``u`` to ±7).
     """
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True, dropout: float = 0.0):
@@ -41,7 +53,8 @@ class FeedForward(nn.Module):
             raise ConfigError(f"activation must be one of {FEEDFORWARD_ACTIVATIONS}, got {activation!r}")
         self.gated = activation in GATED
         self.act = GATED[activation] if self.gated else ACTIVATIONS[activation]
-        self.postop = _ONEDNN_POSTOPS[activation]
+        self.postop = _ONEDNN_POSTOPS.get(activation)
+        self.clamped = activation == "swiglu_clamped"
         self.fc_in = Linear(d_model, d_ff, bias=bias)
         self.fc_gate = Linear(d_model, d_ff, bias=bias) if self.gated else None
         self.fc_out = Linear(d_ff, d_model, bias=bias)
@@ -53,7 +66,12 @@ class FeedForward(nn.Module):
         return self.act(layer(x)) if y is None else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self._linear_act(x, self.fc_gate) * self.fc_in(x) if self.gated else self._linear_act(x, self.fc_in)
+        if self.clamped:
+            h = self.act(self.fc_gate(x)) * (self.fc_in(x).clamp(-SWIGLU_LIMIT, SWIGLU_LIMIT) + 1)
+        elif self.gated:
+            h = self._linear_act(x, self.fc_gate) * self.fc_in(x)
+        else:
+            h = self._linear_act(x, self.fc_in)
         return self.fc_out(self.dropout(h) if self.training else h)
 
 
@@ -72,6 +90,8 @@ class MoEFeedForward(nn.Module):
     each scored by its two best experts, and the choice is limited to the ``groups_per_token``
     best groups; the chosen scores (renormalised, or not) are multiplied by ``scale``.
 
+    ``router_bias``: a bias on the router's logits (GPT-OSS).
+
     Llama 4's router: ``scoring="sigmoid"`` with ``score_bias=False`` (no bias buffer),
     ``normalize=False``, and ``input_weights=True``: each chosen expert runs on the token times its
     weight, instead of its output being weighted.
@@ -84,7 +104,7 @@ class MoEFeedForward(nn.Module):
                  bias: bool = False, dropout: float = 0.0, normalize: bool = True, shared_d_ff: int | None = None,
                  scoring: str = "softmax", groups: int | None = None, groups_per_token: int | None = None,
                  scale: float = 1.0, shared_gated: bool = True, jitter: float = 0.0, score_bias: bool = True,
-                 input_weights: bool = False):
+                 input_weights: bool = False, router_bias: bool = False):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ConfigError(f"top_k must be between 1 and n_experts ({n_experts}), got {top_k}")
@@ -96,7 +116,7 @@ class MoEFeedForward(nn.Module):
                               f"groups_per_token ({groups_per_token}) must be from 1 to groups")
         self.top_k, self.normalize, self.scoring, self.scale, self.jitter = top_k, normalize, scoring, scale, jitter
         self.groups, self.groups_per_token, self.input_weights = groups, groups_per_token, input_weights
-        self.router = Linear(d_model, n_experts, bias=False)
+        self.router = Linear(d_model, n_experts, bias=router_bias)
         self.register_buffer("score_bias", torch.zeros(n_experts) if scoring == "sigmoid" and score_bias else None)
         self.experts = nn.ModuleList(FeedForward(d_model, d_ff, activation, bias, dropout) for _ in range(n_experts))
         self.shared_expert = self.shared_gate = None
