@@ -38,7 +38,8 @@ def key_rules(model) -> list[Rename]:
     c: GptOssConfig = model.config
     n, h = "decoder.layers.{i}.", "model.layers.{i}."
     experts = range(c.n_experts)
-    gate_up = lambda p: tuple(n + f"ffn.experts.{j}.{x}.{p}" for j in experts for x in ("fc_gate", "fc_in"))  # noqa: E731
+    gate_up = lambda p: tuple(n + f"ffn.experts.{j}.{x}.{p}"  # noqa: E731
+                              for j in experts for x in ("fc_gate", "fc_in"))
     down = lambda p: tuple(n + f"ffn.experts.{j}.fc_out.{p}" for j in experts)  # noqa: E731
     return [r for r in llama.key_rules(model) if ".ffn." not in r.native_names[0]] + [
         Rename(n + "attn.sinks", h + "self_attn.sinks"),
