@@ -65,6 +65,7 @@ FAMILIES: dict[str, str] = {
     "bloom": "attnkit.interop.bloom",
     "falcon": "attnkit.interop.falcon",
     "gpt_oss": "attnkit.interop.gpt_oss",
+    "cohere2": "attnkit.interop.cohere2",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",

@@ -9,7 +9,7 @@ from attnkit.models.bert import (
     BertForSequenceClassification,
     BertForTokenClassification,
 )
-from attnkit.models.cohere import Cohere, CohereConfig
+from attnkit.models.cohere import Cohere, Cohere2, Cohere2Config, CohereConfig
 from attnkit.models.config import Config
 from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
 from attnkit.models.llama4 import Llama4, Llama4Config
@@ -87,7 +87,7 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "CohereConfig", "DeepseekV3", "DeepseekV3Config",
+    "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "Cohere2", "Cohere2Config", "CohereConfig", "DeepseekV3", "DeepseekV3Config",
     "DistilBert", "Falcon", "FalconConfig", "GptOss", "GptOssConfig",
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config", "Esm",

@@ -4,12 +4,14 @@ SwiGLU feed-forward side by side on one shared LayerNorm without bias (``paralle
 tied embeddings and logits multiplied by ``logit_scale`` (attnkit's ``logits_scaling`` is its
 inverse). :class:`~attnkit.models.gpt.GPT` composes it from config fields; ``Cohere`` is that GPT
 under Hugging Face's ``cohere`` model type, so ``CohereForCausalLM`` checkpoints load and save.
+``Cohere2`` (Command R7B, Command A) adds a window of 4,096 positions on three layers of four and
+drops the rotary positions from the fourth (``nope_layers``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from attnkit.models.gpt import GPT, GPTConfig
 
@@ -45,3 +47,25 @@ class Cohere(GPT):
     """A Command R / Aya causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
 
     config_class = CohereConfig
+
+
+@dataclass(frozen=True)
+class Cohere2Config(CohereConfig):
+    """Sizes of a Cohere 2 model (Command R7B, Command A). Defaults are Hugging Face's
+    ``Cohere2Config``: three layers of four attend within a window of 4,096 positions with rotary
+    positions (``sliding_pattern``), the fourth over the whole context without positions
+    (``nope_layers``)."""
+
+    model_type = "cohere2"
+    sliding_pattern: ClassVar[int | None] = 4
+
+    rope_base: float = 10000.0
+    sliding_window: int | None = 4096
+    nope_layers: tuple[int, ...] | None = tuple(range(3, 40, 4))
+
+
+class Cohere2(GPT):
+    """A Command R7B / Command A causal LM: Command R's layers, windowed with rotary positions on
+    three of four, global without positions on the fourth (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Cohere2Config

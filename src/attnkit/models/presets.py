@@ -124,6 +124,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         "stablelm-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                               rotary_dim=2, qkv_bias=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "cohere2": {
+        # Cohere For AI 2024-25: Command R7B (a 4,096-position window on three layers of four).
+        "command-r7b": dict(vocab_size=256000, n_positions=8192, d_model=4096, n_layers=32, n_heads=32, n_kv_heads=8,
+                            d_ff=14336, rope_base=50000.0, logits_scaling=4.0,
+                            nope_layers=tuple(range(3, 32, 4))),  # 8,028,033,024 params
+        "cohere2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=64,
+                             sliding_window=4, nope_layers=(3,), bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
     "gpt_oss": {
         # OpenAI 2025: gpt-oss-120b (HF's GptOssConfig defaults) and gpt-oss-20b (24 layers, 32 experts).
         "gpt-oss-120b": dict(eos_token_id=200002, pad_token_id=199999),  # 116,829,156,672 params
