@@ -112,8 +112,8 @@ def test_untied_lm_head_that_differs_is_refused_for_a_tied_model(ckpt):
 
 
 def test_unsupported_model_type_lists_supported_ones(ckpt):
-    edit_config(ckpt, lambda c: (drop_attnkit_block(c), c.update(model_type="falcon")))
-    with pytest.raises(CheckpointError, match=r"model_type 'falcon' is not supported; supported: \[.*'bert'.*'gpt2'"):
+    edit_config(ckpt, lambda c: (drop_attnkit_block(c), c.update(model_type="mamba")))
+    with pytest.raises(CheckpointError, match=r"model_type 'mamba' is not supported; supported: \[.*'bert'.*'gpt2'"):
         attnkit.from_pretrained(ckpt)
 
 

@@ -66,6 +66,8 @@ FAMILIES: dict[str, str] = {
     "falcon": "attnkit.interop.falcon",
     "gpt_oss": "attnkit.interop.gpt_oss",
     "cohere2": "attnkit.interop.cohere2",
+    "exaone4": "attnkit.interop.exaone4",
+    "helium": "attnkit.interop.helium",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",

@@ -25,7 +25,10 @@ attention on three layers of four. :class:`Ernie4_5` rotates interleaved pairs
 the rotary embedding from every fourth layer (``nope_layers``). :class:`Granite` (IBM Granite 3)
 scales the embeddings, each sublayer's output, the attention scores and the logits by constants
 (``embedding_multiplier``, ``residual_multiplier``, ``attn_scale_dim``, ``logits_scaling``).
-:class:`StableLm` (Stability AI 2023-24) has LayerNorms with biases (``norm_bias``), rotates a
+:class:`Exaone4` (LG AI 2025) has OLMo 2's output norms with per-head query/key norms, and windows
+with rotary positions on three layers of four, the fourth global without positions;
+:class:`Helium` (Kyutai) rotates interleaved pairs. :class:`StableLm` (Stability AI 2023-24) has
+LayerNorms with biases (``norm_bias``), rotates a
 quarter of each head (``rotary_dim``) and, in StableLM 2, has q/k/v biases.
 """
 
@@ -469,3 +472,56 @@ class StableLm(GPT):
     partial rotary positions and, in StableLM 2, q/k/v biases (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = StableLmConfig
+
+
+@dataclass(frozen=True)
+class Exaone4Config(Olmo2Config):
+    """Sizes of an EXAONE 4.0. Defaults are Hugging Face's ``Exaone4Config``: OLMo 2's norms on the
+    sublayers' outputs, query/key norms per head, a window of 4,096 positions with rotary
+    positions on three layers of four and global attention without positions on the fourth."""
+
+    model_type = "exaone4"
+    sliding_pattern: ClassVar[int | None] = 4
+
+    vocab_size: int = 102400
+    d_ff: int | None = 16384
+    norm_eps: float = 1e-5
+    qk_norm_per_head: bool = True
+    sliding_window: int | None = 4096
+    nope_layers: tuple[int, ...] | None = tuple(range(3, 32, 4))
+    bos_token_id: int | None = 0
+    eos_token_id: int | None = 2
+    pad_token_id: int | None = None
+
+
+class Exaone4(GPT):
+    """An EXAONE 4.0 causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
+
+    config_class = Exaone4Config
+
+
+@dataclass(frozen=True)
+class HeliumConfig(LlamaConfig):
+    """Sizes of a Helium (Kyutai 2025). Defaults are Hugging Face's ``HeliumConfig`` (Helium 1's
+    2B shape): a Llama with rotary positions in interleaved pairs (``rope_interleave``)."""
+
+    model_type = "helium"
+
+    vocab_size: int = 48000
+    n_positions: int = 4096
+    d_model: int = 2560
+    n_layers: int = 24
+    n_heads: int = 20
+    head_dim: int | None = 128
+    d_ff: int | None = 7040
+    norm_eps: float = 1e-8
+    rope_interleave: bool = True
+    bos_token_id: int | None = 1
+    eos_token_id: int | None = 2
+    pad_token_id: int | None = 3
+
+
+class Helium(GPT):
+    """A Helium causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
+
+    config_class = HeliumConfig

@@ -124,6 +124,19 @@ PRESETS: dict[str, dict[str, dict]] = {
         "stablelm-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                               rotary_dim=2, qkv_bias=True, bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "exaone4": {
+        # LG AI Research 2025: EXAONE 4.0 1.2B (no windows: every layer global, with rotary positions).
+        "exaone-4.0-1.2b": dict(d_model=2048, d_ff=4096, n_layers=30, n_heads=32, n_kv_heads=8, head_dim=64,
+                                n_positions=65536, rope_base=1000000.0, sliding_window=None, nope_layers=None,
+                                tie_word_embeddings=True, eos_token_id=361),
+        "exaone4-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=4, n_heads=4, n_kv_heads=2,
+                             sliding_window=4, nope_layers=(3,), bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
+    "helium": {
+        "helium-1-2b": dict(),  # HF's HeliumConfig defaults
+        "helium-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                            head_dim=8, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
     "cohere2": {
         # Cohere For AI 2024-25: Command R7B (a 4,096-position window on three layers of four).
         "command-r7b": dict(vocab_size=256000, n_positions=8192, d_model=4096, n_layers=32, n_heads=32, n_kv_heads=8,
