@@ -37,13 +37,11 @@ def config_to_hf(model) -> dict | None:
 
 def config_from_hf(hf: dict, model_class: type) -> GraniteConfig:
     """``GraniteConfig`` from a HF Granite config dict (HF's defaults for absent fields)."""
-    if bool(hf.get("attention_bias", False)) != bool(hf.get("mlp_bias", False)):
-        raise ConfigError("config.json: attention_bias and mlp_bias differ; attnkit's Granite has biases everywhere "
-                          "or nowhere")
+    bias = llama.uniform_bias(hf, "Granite")
     multiplier = hf.get("attention_multiplier", 1.0)
     if not isinstance(multiplier, (int, float)) or multiplier <= 0:
         raise ConfigError(f"config.json: attention_multiplier must be a positive number, got {multiplier!r}")
-    return GraniteConfig(**llama_config_fields(hf, GraniteConfig()), bias=bool(hf.get("attention_bias", False)),
+    return GraniteConfig(**llama_config_fields(hf, GraniteConfig()), bias=bias,
                          embedding_multiplier=float(hf.get("embedding_multiplier", 1.0)),
                          residual_multiplier=float(hf.get("residual_multiplier", 1.0)),
                          logits_scaling=float(hf.get("logits_scaling", 1.0)), attn_scale_dim=float(multiplier) ** -2)

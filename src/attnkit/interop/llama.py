@@ -121,11 +121,13 @@ def config_to_hf(model) -> dict | None:
     return None if fields is None else dict(model_type=MODEL_TYPE, **fields, attention_bias=c.bias, mlp_bias=c.bias)
 
 
-def llama_fields(c: LlamaConfig, variants: frozenset | set = frozenset(), norm: str = "rmsnorm") -> dict | None:
+def llama_fields(c: LlamaConfig, variants: frozenset | set = frozenset(), norm: str = "rmsnorm",
+                 activations: dict[str, str] | None = None) -> dict | None:
     """The HF config fields Llama, Mistral, Qwen, Phi-3 and Gemma share, or None for a config the
     caller's family cannot represent: one that uses ``GPTConfig.variant_fields`` beyond
-    ``variants`` (the caller's own) or another ``norm``."""
-    act = {v: k for k, v in _GATES.items()}.get(c.activation)
+    ``variants`` (the caller's own) or another ``norm``. ``activations``: the family's HF
+    activation names by attnkit's (default: the gated ones of Llama's MLP)."""
+    act = ({v: k for k, v in _GATES.items()} if activations is None else activations).get(c.activation)
     if c.positional != "rotary" or c.norm != norm or act is None or c.dropout or c.variants() - set(variants):
         return None
     return dict(
@@ -200,19 +202,27 @@ def layer_types_to_hf(c: LlamaConfig) -> list[str]:
     return [LAYER_TYPES[0] if i in local else LAYER_TYPES[1] for i in range(c.n_layers)]
 
 
+def uniform_bias(hf: dict, family: str) -> bool:
+    """The one ``bias`` of a config whose ``attention_bias`` and ``mlp_bias`` must agree (attnkit's
+    ``family`` has biases everywhere or nowhere)."""
+    if bool(hf.get("attention_bias", False)) != bool(hf.get("mlp_bias", False)):
+        raise ConfigError(f"config.json: attention_bias and mlp_bias differ; attnkit's {family} has biases everywhere "
+                          "or nowhere")
+    return bool(hf.get("attention_bias", False))
+
+
 def config_from_hf(hf: dict, model_class: type) -> LlamaConfig:
     """``LlamaConfig`` from a HF Llama config dict (HF's defaults for absent fields)."""
-    if bool(hf.get("attention_bias", False)) != bool(hf.get("mlp_bias", False)):
-        raise ConfigError("config.json: attention_bias and mlp_bias differ; attnkit's Llama has biases everywhere "
-                          "or nowhere")
-    return LlamaConfig(**llama_config_fields(hf, LlamaConfig()), bias=bool(hf.get("attention_bias", False)))
+    return LlamaConfig(**llama_config_fields(hf, LlamaConfig()), bias=uniform_bias(hf, "Llama"))
 
 
-def llama_config_fields(hf: dict, defaults: LlamaConfig, partial_rotary: bool = False) -> dict:
+def llama_config_fields(hf: dict, defaults: LlamaConfig, partial_rotary: bool = False,
+                        activations: dict[str, str] | None = None) -> dict:
     """attnkit config fields from the HF config fields Llama, Mistral and Qwen2 share; an absent
     field takes ``defaults``' value (the family's HF default). A ``partial_rotary_factor`` below 1
     is refused unless the family rotates part of each head (``partial_rotary``: Phi-3's
-    ``int(hidden_size // num_attention_heads * factor)`` dimensions, read into ``rotary_dim``)."""
+    ``int(hidden_size // num_attention_heads * factor)`` dimensions, read into ``rotary_dim``).
+    ``activations``: attnkit's names of the family's HF activations (default: Llama's gated MLP)."""
     get = hf_getter(hf)
     d, heads = get("hidden_size", defaults.d_model), get("num_attention_heads", defaults.n_heads)
     head_dim = hf.get("head_dim")
@@ -224,16 +234,17 @@ def llama_config_fields(hf: dict, defaults: LlamaConfig, partial_rotary: bool = 
         rotary_dim = int(d // heads * fraction)
     rope_base, rope_scaling = _rope(hf, get("max_position_embeddings", defaults.n_positions),
                                     rotary_dim or head_dim or d // heads)
+    acts = _GATES if activations is None else activations
     act = hf.get("hidden_act", "silu")
-    if act not in _GATES:
-        raise ConfigError(f"config.json: hidden_act={act!r} is not supported; supported: {sorted(_GATES)}")
+    if act not in acts:
+        raise ConfigError(f"config.json: hidden_act={act!r} is not supported; supported: {sorted(acts)}")
     return dict(
         vocab_size=get("vocab_size", defaults.vocab_size),
         n_positions=get("max_position_embeddings", defaults.n_positions),
         d_model=d, n_layers=get("num_hidden_layers", defaults.n_layers), n_heads=heads,
         head_dim=None if head_dim in (None, d // heads) else head_dim,
         n_kv_heads=get("num_key_value_heads", heads), d_ff=get("intermediate_size", defaults.d_ff),
-        activation=_GATES[act], norm_eps=get("rms_norm_eps", defaults.norm_eps), rope_base=rope_base,
+        activation=acts[act], norm_eps=get("rms_norm_eps", defaults.norm_eps), rope_base=rope_base,
         rope_scaling=rope_scaling, rotary_dim=rotary_dim,
         attn_dropout=get("attention_dropout", 0.0),
         tie_word_embeddings=get("tie_word_embeddings", defaults.tie_word_embeddings),

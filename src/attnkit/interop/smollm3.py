@@ -39,9 +39,7 @@ def config_from_hf(hf: dict, model_class: type) -> SmolLM3Config:
     """``SmolLM3Config`` from a HF SmolLM3 config dict (HF's defaults for absent fields)."""
     if hf.get("use_sliding_window"):
         raise ConfigError("config.json: use_sliding_window=true is not supported by attnkit's SmolLM3")
-    if bool(hf.get("attention_bias", False)) != bool(hf.get("mlp_bias", False)):
-        raise ConfigError("config.json: attention_bias and mlp_bias differ; attnkit's SmolLM3 has biases everywhere "
-                          "or nowhere")
+    bias = llama.uniform_bias(hf, "SmolLM3")
     fields = llama_config_fields(hf, SmolLM3Config())
     n = fields["n_layers"]
     flags = hf.get("no_rope_layers")
@@ -50,5 +48,5 @@ def config_from_hf(hf: dict, model_class: type) -> SmolLM3Config:
         flags = [int((i + 1) % every != 0) for i in range(n)]
     if not isinstance(flags, list) or len(flags) != n or any(f not in (0, 1) for f in flags):
         raise ConfigError(f"config.json: no_rope_layers must list {n} flags of 0 or 1, got {flags!r}")
-    return SmolLM3Config(**fields, bias=bool(hf.get("attention_bias", False)),
+    return SmolLM3Config(**fields, bias=bias,
                          nope_layers=tuple(i for i, f in enumerate(flags) if not f))

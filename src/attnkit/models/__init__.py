@@ -32,6 +32,8 @@ from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
 from attnkit.models.gptj import GPTJ, GPTJConfig
 from attnkit.models.llama import (
+    Arcee,
+    ArceeConfig,
     Ernie4_5,
     Ernie4_5Config,
     Exaone4,
@@ -47,9 +49,13 @@ from attnkit.models.llama import (
     Llama,
     LlamaConfig,
     Mistral,
+    MinistralConfig,
+    Ministral,
     MistralConfig,
     Mixtral,
     MixtralConfig,
+    Nemotron,
+    NemotronConfig,
     Olmo2,
     Olmo2Config,
     Olmo3,
@@ -95,7 +101,8 @@ __all__ = [
     "DistilBert", "Falcon", "FalconConfig", "GptOss", "GptOssConfig",
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config",
-    "Exaone4", "Exaone4Config", "Helium", "HeliumConfig", "Esm",
+    "Exaone4", "Exaone4Config", "Helium", "HeliumConfig", "Arcee", "ArceeConfig", "Nemotron", "NemotronConfig",
+    "Ministral", "MinistralConfig", "Esm",
     "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Gemma", "Gemma2",
     "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "GPTJ", "GPTJConfig", "GPTNeo", "GPTNeoConfig", "Glm",
     "GlmConfig", "Glm4",

@@ -69,7 +69,7 @@ class GPTConfig(Config):
     head_dim: int | None = None  # per attention head; None = d_model // n_heads (Qwen3, Gemma, Mistral-Nemo differ)
     d_ff: int | None = None
     activation: str = "gelu_tanh"
-    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset"] = "layernorm"
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset", "layernorm_offset"] = "layernorm"
     norm_eps: float = 1e-5
     positional: Literal["learned", "rotary", "alibi"] = "learned"
     position_offset: int = 0  # learned positions: position p reads row p + offset of n_positions + offset (OPT: 2)

@@ -27,7 +27,10 @@ scales the embeddings, each sublayer's output, the attention scores and the logi
 (``embedding_multiplier``, ``residual_multiplier``, ``attn_scale_dim``, ``logits_scaling``).
 :class:`Exaone4` (LG AI 2025) has OLMo 2's output norms with per-head query/key norms, and windows
 with rotary positions on three layers of four, the fourth global without positions;
-:class:`Helium` (Kyutai) rotates interleaved pairs. :class:`StableLm` (Stability AI 2023-24) has
+:class:`Helium` (Kyutai) rotates interleaved pairs. :class:`Arcee` has a squared-ReLU feed-forward
+without a gate (``relu2``); :class:`Nemotron` too, with LayerNorms stored as offsets from 1
+(``layernorm_offset``) and half of each head rotated. :class:`Ministral` is Mistral with the
+window on the layers ``layer_types`` names. :class:`StableLm` (Stability AI 2023-24) has
 LayerNorms with biases (``norm_bias``), rotates a
 quarter of each head (``rotary_dim``) and, in StableLM 2, has q/k/v biases.
 """
@@ -525,3 +528,74 @@ class Helium(GPT):
     """A Helium causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
 
     config_class = HeliumConfig
+
+
+@dataclass(frozen=True)
+class ArceeConfig(LlamaConfig):
+    """Sizes of an Arcee (AFM-4.5B). Defaults are Hugging Face's ``ArceeConfig`` but for the special
+    tokens (its 128000 and 128001 lie past its own 32,000-token vocabulary): a Llama whose
+    feed-forward is a squared ReLU without a gate (``activation="relu2"``)."""
+
+    model_type = "arcee"
+
+    n_positions: int = 4096
+    d_model: int = 2560
+    n_layers: int = 32
+    n_heads: int = 32
+    head_dim: int | None = 80
+    d_ff: int | None = 18432
+    activation: str = "relu2"
+    norm_eps: float = 1e-5
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+
+class Arcee(GPT):
+    """An Arcee causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
+
+    config_class = ArceeConfig
+
+
+@dataclass(frozen=True)
+class NemotronConfig(LlamaConfig):
+    """Sizes of a Nemotron (NVIDIA Nemotron-4, Minitron). Defaults are Hugging Face's
+    ``NemotronConfig`` (Nemotron-4 15B's shape): LayerNorms whose weights are stored as an offset
+    from 1 (``layernorm_offset``) with biases where the linear layers have none, a squared ReLU
+    without a gate, half of each head rotated."""
+
+    model_type = "nemotron"
+
+    vocab_size: int = 256000
+    n_positions: int = 4096
+    d_model: int = 6144
+    n_layers: int = 32
+    n_heads: int = 48
+    d_ff: int | None = 24576
+    activation: str = "relu2"
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset", "layernorm_offset"] = "layernorm_offset"
+    norm_eps: float = 1e-5
+    norm_bias: bool | None = True
+    rotary_dim: int | None = 64
+    initializer_range: float = 0.0134
+    bos_token_id: int | None = 2
+    eos_token_id: int | None = 3
+
+
+class Nemotron(GPT):
+    """A Nemotron causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
+
+    config_class = NemotronConfig
+
+
+@dataclass(frozen=True)
+class MinistralConfig(MistralConfig):
+    """Sizes of a Ministral. Defaults are Hugging Face's ``MinistralConfig``: Mistral's, with the
+    window on the layers ``layer_types`` names (all by default)."""
+
+    model_type = "ministral"
+
+
+class Ministral(GPT):
+    """A Ministral causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
+
+    config_class = MinistralConfig

@@ -133,9 +133,21 @@ PRESETS: dict[str, dict[str, dict]] = {
                              sliding_window=4, nope_layers=(3,), bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
     "helium": {
-        "helium-1-2b": dict(),  # HF's HeliumConfig defaults
+        "helium-1-preview": dict(),  # HF's HeliumConfig defaults (kyutai/helium-1-preview, 2B)
         "helium-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                             head_dim=8, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
+    "arcee": {
+        "arcee-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                           head_dim=8, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
+    "nemotron": {
+        "nemotron-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                              rotary_dim=4, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
+    "ministral": {
+        "ministral-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=3, n_heads=4, n_kv_heads=2,
+                               sliding_window=4, sliding_layers=(0, 2), bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
     "cohere2": {
         # Cohere For AI 2024-25: Command R7B (a 4,096-position window on three layers of four).

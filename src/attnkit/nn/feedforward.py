@@ -25,7 +25,12 @@ def _swiglu_clamped(gate: torch.Tensor) -> torch.Tensor:
     return gate * torch.sigmoid(gate * SWIGLU_ALPHA)
 
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh, "silu": F.silu}
+def _relu2(x: torch.Tensor) -> torch.Tensor:
+    """Squared ReLU (So et al. 2021, Primer): Nemotron's and Arcee's feed-forward."""
+    return F.relu(x).square()
+
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh, "silu": F.silu, "relu2": _relu2}
 GATED = {"geglu": F.gelu, "geglu_tanh": _gelu_tanh, "swiglu": F.silu, "reglu": F.relu,
          "swiglu_clamped": _swiglu_clamped}
 FEEDFORWARD_ACTIVATIONS = tuple(ACTIVATIONS) + tuple(GATED)
@@ -41,7 +46,7 @@ _ONEDNN_POSTOPS.update(reglu=_ONEDNN_POSTOPS["relu"], geglu=_ONEDNN_POSTOPS["gel
 class FeedForward(nn.Module):
     """FFN(x) = fc_out(act(fc_in(x))), or fc_out(act(fc_gate(x)) * fc_in(x)) for gated variants.
 
-    ``activation`` is one of ``relu``, ``gelu`` (exact), ``gelu_tanh``, ``silu``, or the gated
+    ``activation`` is one of ``relu``, ``relu2`` (squared), ``gelu`` (exact), ``gelu_tanh``, ``silu``, or the gated
     ``geglu``, ``geglu_tanh``, ``swiglu``, ``reglu`` and ``swiglu_clamped`` (GPT-OSS's:
     ``fc_out(g · σ(1.702 g) · (u + 1))`` with the gate ``g`` clamped at 7 from above and the input
     ``u`` to ±7).
@@ -62,6 +67,8 @@ class FeedForward(nn.Module):
 
     def _linear_act(self, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
         """``act(linear(x))``, fused into one oneDNN call where :func:`~attnkit.nn.linear.linear` can."""
+        if self.postop is None:  # no oneDNN post-op for this activation (squared ReLU)
+            return self.act(layer(x))
         y = linear(x, layer.decoding_weight(x), layer.bias, self.postop)
         return self.act(layer(x)) if y is None else y
 

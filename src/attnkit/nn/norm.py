@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import ConfigError
 
-NORMS = ("layernorm", "rmsnorm", "rmsnorm_offset", "rmsnorm_unweighted")
+NORMS = ("layernorm", "rmsnorm", "rmsnorm_offset", "rmsnorm_unweighted", "layernorm_offset")
 
 
 class RMSNorm(nn.Module):
@@ -30,11 +31,26 @@ class RMSNorm(nn.Module):
         return (y * (w + self.offset if self.offset else w)).to(x.dtype)
 
 
+class OffsetLayerNorm(nn.LayerNorm):
+    """LayerNorm whose weights are stored as an offset from 1 (initialised to 0): Nemotron's
+    ``LayerNorm1P``, ``layer_norm(x) · (1 + weight) + bias``."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True):
+        super().__init__(dim, eps=eps, bias=bias)
+        nn.init.zeros_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight + 1.0, self.bias, self.eps)
+
+
 def build_norm(kind: str, dim: int, eps: float, bias: bool = True) -> nn.Module:
     """``"layernorm"``, ``"rmsnorm"``, ``"rmsnorm_offset"`` (Gemma's: weights stored as an offset
-    from 1) or ``"rmsnorm_unweighted"`` (no weight) over the last dimension."""
+    from 1), ``"rmsnorm_unweighted"`` (no weight) or ``"layernorm_offset"`` (Nemotron's) over the
+    last dimension."""
     if kind == "layernorm":
         return nn.LayerNorm(dim, eps=eps, bias=bias)
+    if kind == "layernorm_offset":
+        return OffsetLayerNorm(dim, eps=eps, bias=bias)
     if kind == "rmsnorm_unweighted":
         return RMSNorm(dim, eps=eps, weight=False)
     if kind in ("rmsnorm", "rmsnorm_offset"):
