@@ -41,7 +41,8 @@ def config_to_hf(model) -> dict | None:
 def config_from_hf(hf: dict, model_class: type) -> NemotronConfig:
     """``NemotronConfig`` from a HF Nemotron config dict (HF's defaults for absent fields)."""
     bias = llama.uniform_bias(hf, "Nemotron")
-    source = {"hidden_act": "relu2", "partial_rotary_factor": 0.5, **hf, "rms_norm_eps": hf_getter(hf)("norm_eps", 1e-5)}
+    eps = hf_getter(hf)("norm_eps", 1e-5)
+    source = {"hidden_act": "relu2", "partial_rotary_factor": 0.5, **hf, "rms_norm_eps": eps}
     fields = llama_config_fields(source, NemotronConfig(), partial_rotary=True, activations=arcee.ACTIVATIONS)
     # the rotated part of each head, of head_dim (not hidden_size // num_attention_heads, as Phi-3 counts it)
     head = fields["head_dim"] or fields["d_model"] // fields["n_heads"]
