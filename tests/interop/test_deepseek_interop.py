@@ -121,3 +121,70 @@ def test_unsupported_deepseek_configs_are_refused(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
         with pytest.raises(ConfigError, match=match):
             attnkit.from_pretrained(tmp_path)
+
+
+# GLM-4.5 in small: 3 layers, the first dense; 8 experts in 4 groups; q/k/v biases and per-head
+# query/key norms; half of each 8-wide head rotated.
+GLM = dict(vocab_size=V, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=3,
+           num_attention_heads=4, num_key_value_heads=2, head_dim=8, n_shared_experts=1, n_routed_experts=8,
+           routed_scaling_factor=2.5, n_group=4, topk_group=2, num_experts_per_tok=2, first_k_dense_replace=1,
+           attention_bias=True, use_qk_norm=True, max_position_embeddings=64, rms_norm_eps=1e-5, bos_token_id=1,
+           eos_token_id=2, pad_token_id=0,
+           rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5})
+
+
+def hf_glm(path, **overrides):
+    """A random ``Glm4MoeForCausalLM`` saved to ``path``, weights, biases and score biases drawn."""
+    torch.manual_seed(0)
+    hf = transformers.Glm4MoeForCausalLM(transformers.Glm4MoeConfig(**{**GLM, **overrides})).eval()
+    with torch.no_grad():
+        for n, p in hf.named_parameters():
+            p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5 if p.dim() > 1 else 0.5)
+        for n, b in hf.named_buffers():
+            if n.endswith("e_score_correction_bias"):
+                b.normal_(0.0, 0.3)
+    hf.save_pretrained(path)
+    return hf
+
+
+def test_glm4_moe_gives_transformers_logits_loss_and_gradients(tmp_path):
+    hf = hf_glm(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    c = model.config
+    assert type(model) is attnkit.Glm4Moe and c.rotary_dim == 4 and c.qkv_bias and c.qk_norm and c.moe_layers == (1, 2)
+    assert c.expert_groups == 4 and c.routed_scaling_factor == 2.5 and c.shared_expert_d_ff == 16
+    ids = batch(20)[0][:1]
+    lm_loss_and_logits_match(model, hf, ids)
+    ours, theirs = model.decoder.layers[1], hf.model.layers[1]
+    for a, b in [(ours.attn.q_norm, theirs.self_attn.q_norm), (ours.ffn.router, theirs.mlp.gate),
+                 (ours.ffn.shared_expert.fc_out, theirs.mlp.shared_experts.down_proj)]:
+        assert (a.weight.grad - b.weight.grad).abs().max() < 1e-4
+    with torch.no_grad():  # the partial rotation, the norms, the score bias matter
+        ref = hf(ids).logits
+        for change in [dict(rotary_dim=None), dict(expert_groups=None, expert_groups_per_token=None)]:
+            other = attnkit.Glm4Moe(c.replace(**change))
+            other.load_state_dict(model.state_dict())
+            assert (other(ids).logits - ref).abs().max() > 1e-3, change
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_glm4_moe_generation_equals_transformers_on_a_left_padded_batch(tmp_path, num_beams):
+    hf = hf_glm(tmp_path)
+    assert generation_matches(attnkit.from_pretrained(tmp_path), hf, num_beams)
+
+
+def test_multi_token_prediction_layers_are_skipped(tmp_path):
+    """A checkpoint with a layer past num_hidden_layers (GLM-4.5's and DeepSeek-V3's
+    multi-token-prediction layer, with keys of its own) loads, with the same logits."""
+    from safetensors.torch import load_file, save_file
+
+    hf = hf_glm(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    extra = {k.replace("model.layers.2.", "model.layers.3."): v.clone() for k, v in state.items()
+             if "model.layers.2." in k}
+    extra.update({"model.layers.3.eh_proj.weight": torch.zeros(32, 64), "model.layers.3.enorm.weight": torch.ones(32)})
+    save_file({**state, **extra}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    model = attnkit.from_pretrained(tmp_path)
+    ids = batch(12)[0][:1]
+    with torch.no_grad():
+        assert (model(ids).logits - hf(ids).logits).abs().max() < 1e-4

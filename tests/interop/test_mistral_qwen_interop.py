@@ -370,6 +370,7 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("DeepseekV3", "deepseek-v3-tiny", {}),
                                                      ("Llama4", "llama4-tiny", {}),
                                                      ("Cohere2", "cohere2-tiny", {}),
+                                                     ("Glm4Moe", "glm4-moe-tiny", {}),
                                                      ("Cohere", "cohere-tiny", {}), ("Olmo3", "olmo3-tiny", {}),
                                                      ("SmolLM3", "smollm3-tiny", {}),
                                                      ("Ernie4_5", "ernie4_5-tiny", dict(bias=True)),

@@ -28,6 +28,8 @@ Write ``attnkit/interop/<family>.py`` defining::
     def config_from_hf(hf: dict, model_class) -> Config
     def model_options(model_class, keys) -> dict  # optional: constructor options the checkpoint's keys decide
     def config_from_state(config, state) -> Config  # optional: config fields an HF checkpoint's tensors decide
+    EXTRA_LAYERS = "model.layers."          # optional: this prefix's layers past n_layers are dropped on load
+                                            # (DeepSeek-V3's and GLM-4.5's multi-token-prediction layers)
 
 and register it with one line in ``FAMILIES`` below (or ``register("whisper", "attnkit.interop.whisper")``).
 """
@@ -71,6 +73,7 @@ FAMILIES: dict[str, str] = {
     "arcee": "attnkit.interop.arcee",
     "nemotron": "attnkit.interop.nemotron",
     "ministral": "attnkit.interop.ministral",
+    "glm4_moe": "attnkit.interop.glm4_moe",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",
     "olmo2": "attnkit.interop.olmo2",
@@ -320,6 +323,13 @@ def _add_or_strip_prefix(rules, state: dict, prefix: str) -> dict:
     return state
 
 
+def _drop_extra_layers(state: dict, prefix: str, n_layers: int) -> dict:
+    """``state`` without the layers under ``prefix`` numbered ``n_layers`` or more (a
+    multi-token-prediction layer after the model's own, which generation does not use)."""
+    extra = re.compile(re.escape(prefix) + r"(\d+)\.")
+    return {k: v for k, v in state.items() if not ((m := extra.match(k)) and int(m.group(1)) >= n_layers)}
+
+
 def check_state(model, state: dict[str, torch.Tensor], origin: dict[str, str] | None = None,
                 unexpected: list[str] | None = None) -> None:
     """Raise CheckpointError unless ``state`` fits ``model`` exactly (``model`` may live on "meta").
@@ -412,6 +422,8 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     if layout == "hf":
         rules = fam.key_rules(skeleton)
         state = _add_or_strip_prefix(rules, state, fam.BASE_PREFIX)
+        if hasattr(fam, "EXTRA_LAYERS"):
+            state = _drop_extra_layers(state, fam.EXTRA_LAYERS, config.n_layers)
         state, origin, unmatched = keymap.from_hf(rules, state, fam.IGNORED_HF_KEYS)
         for name in skeleton.state_dict():
             if name not in state:  # report missing tensors by the names the checkpoint should have used

@@ -11,7 +11,7 @@ from attnkit.models.bert import (
 )
 from attnkit.models.cohere import Cohere, Cohere2, Cohere2Config, CohereConfig
 from attnkit.models.config import Config
-from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config
+from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config, Glm4Moe, Glm4MoeConfig
 from attnkit.models.llama4 import Llama4, Llama4Config
 from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
 from attnkit.models.opt import OPT, OPTConfig
@@ -97,7 +97,7 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 
 __all__ = [
     "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "Cohere2", "Cohere2Config", "CohereConfig", "DeepseekV3", "DeepseekV3Config",
+    "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "Cohere2", "Cohere2Config", "CohereConfig", "DeepseekV3", "DeepseekV3Config", "Glm4Moe", "Glm4MoeConfig",
     "DistilBert", "Falcon", "FalconConfig", "GptOss", "GptOssConfig",
     "DistilBertConfig", "DistilBertForMaskedLM", "DistilBertForQuestionAnswering",
     "DistilBertForSequenceClassification", "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config",

@@ -67,3 +67,41 @@ class DeepseekV3(GPT):
     and :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = DeepseekV3Config
+
+
+@dataclass(frozen=True)
+class Glm4MoeConfig(LlamaConfig):
+    """Sizes of a GLM-4.5 (Zhipu AI 2025; GLM-4.5, 4.6, 4.5-Air). Defaults are Hugging Face's
+    ``Glm4MoeConfig`` with GLM-4.5-Air's ``head_dim`` of 128 (``transformers``' default is
+    ``hidden_size // num_attention_heads``): grouped-query attention with half of each head
+    rotated, and DeepSeekMoE (sigmoid scores with a score bias, a shared expert, the first layer
+    dense); ``d_ff`` is each routed expert's size. The released checkpoints add q/k/v biases
+    (``qkv_bias``) and, in GLM-4.5, per-head query/key norms (``qk_norm``)."""
+
+    model_type = "glm4_moe"
+
+    vocab_size: int = 151552
+    n_positions: int = 131072
+    d_model: int = 4096
+    n_layers: int = 46
+    n_heads: int = 96
+    n_kv_heads: int | None = 8
+    head_dim: int | None = 128
+    rotary_dim: int | None = 64
+    d_ff: int | None = 1408
+    norm_eps: float = 1e-5
+    n_experts: int | None = 128
+    experts_per_token: int = 8
+    router_scoring: Literal["softmax", "sigmoid"] = "sigmoid"
+    shared_expert_d_ff: int | None = 1408
+    shared_expert_gated: bool = False
+    moe_layers: tuple[int, ...] | None = tuple(range(1, 46))
+    dense_d_ff: int | None = 10944
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+
+class Glm4Moe(GPT):
+    """A GLM-4.5 causal LM: GQA attention and DeepSeekMoE (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Glm4MoeConfig

@@ -110,6 +110,18 @@ PRESETS: dict[str, dict[str, dict]] = {
                             moe_layers=(1, 3), dense_d_ff=48, nope_layers=(3,), attention_chunk_size=4,
                             attn_temperature_floor=4, attn_temperature_scale=0.5, eos_token_id=2, pad_token_id=0),
     },
+    "glm4_moe": {
+        # Zhipu AI 2025: GLM-4.5-Air (106B, 12B active) and GLM-4.5 (355B, 32B active); q/k/v biases, and in
+        # GLM-4.5 query/key norms.
+        "glm-4.5-air": dict(vocab_size=151552, d_model=4096, n_layers=46, n_heads=96, n_kv_heads=8, head_dim=128,
+                            d_ff=1408, dense_d_ff=10944, n_experts=128, experts_per_token=8, shared_expert_d_ff=1408,
+                            moe_layers=tuple(range(1, 46)), qkv_bias=True, eos_token_id=151329,
+                            pad_token_id=151329),  # 106,852,245,504 params (and a multi-token-prediction layer)
+        "glm4-moe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=3, n_heads=4, n_kv_heads=2,
+                              head_dim=8, rotary_dim=4, d_ff=16, dense_d_ff=48, n_experts=8, experts_per_token=2,
+                              expert_groups=4, expert_groups_per_token=2, shared_expert_d_ff=16, moe_layers=(1, 2),
+                              qkv_bias=True, qk_norm=True, eos_token_id=2, pad_token_id=0),
+    },
     "starcoder2": {
         # Lozhkov et al. 2024: StarCoder2-3B (a 4,096-position window over 16,384 positions).
         "starcoder2-3b": dict(n_positions=16384, rope_base=999999.4420358813, sliding_window=4096),  # 3,030,371,328
