@@ -9,15 +9,10 @@ from attnkit.models.bert import (
     BertForSequenceClassification,
     BertForTokenClassification,
 )
+from attnkit.models.bloom import Bloom, BloomConfig
 from attnkit.models.cohere import Cohere, Cohere2, Cohere2Config, CohereConfig
 from attnkit.models.config import Config
 from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config, Glm4Moe, Glm4MoeConfig
-from attnkit.models.llama4 import Llama4, Llama4Config
-from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
-from attnkit.models.opt import OPT, OPTConfig
-from attnkit.models.bloom import Bloom, BloomConfig
-from attnkit.models.falcon import Falcon, FalconConfig
-from attnkit.models.gpt_oss import GptOss, GptOssConfig
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -27,9 +22,12 @@ from attnkit.models.distilbert import (
     DistilBertForTokenClassification,
 )
 from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmForTokenClassification
+from attnkit.models.falcon import Falcon, FalconConfig
 from attnkit.models.gemma import Gemma, Gemma2, Gemma2Config, Gemma3, Gemma3Config, GemmaConfig
 from attnkit.models.gpt import GPT, GPTConfig
+from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
 from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
+from attnkit.models.gpt_oss import GptOss, GptOssConfig
 from attnkit.models.gptj import GPTJ, GPTJConfig
 from attnkit.models.llama import (
     Arcee,
@@ -79,6 +77,8 @@ from attnkit.models.llama import (
     StableLm,
     StableLmConfig,
 )
+from attnkit.models.llama4 import Llama4, Llama4Config
+from attnkit.models.opt import OPT, OPTConfig
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.phi import Phi, PhiConfig
 from attnkit.models.roberta import (
