@@ -37,3 +37,29 @@ def test_granite_gives_transformers_logits_loss_and_gradients(tmp_path):
 def test_granite_generation_equals_transformers_on_a_left_padded_batch(tmp_path, num_beams):
     hf = hf_model(tmp_path, "Granite", **GRANITE)
     assert generation_matches(attnkit.from_pretrained(tmp_path), hf, num_beams)
+
+
+GRANITE_MOE = dict(GRANITE, num_local_experts=4, num_experts_per_tok=2, intermediate_size=16)
+
+
+def test_granitemoe_gives_transformers_logits_loss_and_gradients(tmp_path):
+    """GraniteMoE: the multipliers with 4 experts, 2 per token, stacked gate-then-up in
+    ``input_linear``."""
+    hf = hf_model(tmp_path, "GraniteMoe", **GRANITE_MOE)
+    model = attnkit.from_pretrained(tmp_path)
+    c = model.config
+    assert type(model) is attnkit.GraniteMoe and c.n_experts == 4 and c.d_ff == 16 and c.residual_multiplier == 0.22
+    ids = batch(20)[0][:1]
+    lm_loss_and_logits_match(model, hf, ids)
+    ours, theirs = model.decoder.layers[1].ffn, hf.model.layers[1].block_sparse_moe
+    assert (ours.router.weight.grad - theirs.router.weight.grad).abs().max() < 1e-4
+    gate_up = theirs.experts.gate_up_proj.grad  # (E, 2 · d_ff, d_model): gate, then up
+    for j in [j for j in range(4) if ours.experts[j].fc_gate.weight.grad is not None]:
+        assert (torch.cat([ours.experts[j].fc_gate.weight.grad, ours.experts[j].fc_in.weight.grad]) - gate_up[j]
+                ).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_granitemoe_generation_equals_transformers_on_a_left_padded_batch(tmp_path, num_beams):
+    hf = hf_model(tmp_path, "GraniteMoe", **GRANITE_MOE)
+    assert generation_matches(attnkit.from_pretrained(tmp_path), hf, num_beams)

@@ -45,10 +45,10 @@ def key_rules(model) -> list[Rename]:
         Rename(n + "attn.sinks", h + "self_attn.sinks"),
         Rename(n + "ffn.router.weight", h + "mlp.router.weight"),
         Rename(n + "ffn.router.bias", h + "mlp.router.bias"),
-        Rename(gate_up("weight"), h + "mlp.experts.gate_up_proj", stacked=c.n_experts, pairs=True),
-        Rename(gate_up("bias"), h + "mlp.experts.gate_up_proj_bias", stacked=c.n_experts, pairs=True),
-        Rename(down("weight"), h + "mlp.experts.down_proj", stacked=c.n_experts),
-        Rename(down("bias"), h + "mlp.experts.down_proj_bias", stacked=c.n_experts),
+        *[Rename(gate_up(p), h + f"mlp.experts.gate_up_proj{suffix}", transpose=True, stacked=c.n_experts, pairs=True)
+          for p, suffix in (("weight", ""), ("bias", "_bias"))],
+        *[Rename(down(p), h + f"mlp.experts.down_proj{suffix}", transpose=True, stacked=c.n_experts)
+          for p, suffix in (("weight", ""), ("bias", "_bias"))],
     ]
 
 

@@ -9,9 +9,9 @@ Face tensors into one attnkit tensor by concatenation along dim 0 (BERT's query/
 Face tensor split into several attnkit ones (Phi-3's ``gate_up_proj`` -> attnkit's
 ``fc_gate`` and ``fc_in``); ``transpose`` flips 2-D weights (GPT-2's ``Conv1D`` stores
 ``(in, out)``, ``nn.Linear`` stores ``(out, in)``); ``stacked`` reads a 3-D Hugging Face tensor
-``(E, in, out)`` as ``E`` blocks of ``(out, in)`` rows (Llama 4's experts, each expert's
-``gate_up_proj`` one block; biases ``(E, out)``), with ``pairs`` its two parts alternating
-output by output (GPT-OSS).
+``(E, out, in)`` (``(E, in, out)`` with ``transpose``) as ``E`` blocks of ``(out, in)`` rows (the
+experts of GraniteMoE, Llama 4 and GPT-OSS, each expert's gate and up projections one block;
+biases ``(E, out)``), with ``pairs`` its two parts alternating output by output (GPT-OSS).
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ class Rename:
     # parts - 2 query heads, then its key and value heads, where attnkit's are all queries, all keys,
     # all values (GPT-NeoX's and BLOOM's query_key_value: (heads, 3); Falcon's: (kv heads, q per kv + 2))
     interleaved: tuple[int, int] | None = None
-    # E: Hugging Face stacks the parts in one (E, in, out) tensor (biases: (E, out)), attnkit's
-    # (out, in) Linear weights E blocks after another along dim 0 (Llama 4's and GPT-OSS's experts)
+    # E: Hugging Face stacks the parts in one (E, out, in) tensor ((E, in, out) with transpose;
+    # biases (E, out)), attnkit's (out, in) Linear weights E blocks after another along dim 0
+    # (the experts of Llama 4 and GPT-OSS, transposed, and of GraniteMoE)
     stacked: int | None = None
     # with stacked: each block's two parts alternate output by output (GPT-OSS's gate, up, gate, ...)
     pairs: bool = False
@@ -73,10 +74,10 @@ class Rename:
         return t.t() if self.transpose and t.dim() == 2 else t
 
     def _unstack(self, t: torch.Tensor) -> torch.Tensor:
-        """A stacked Hugging Face tensor ``(E, in, out)`` (bias ``(E, out)``) as attnkit's parts
-        one after another, ``(E * out, in)`` (``(E * out,)``)."""
+        """A stacked Hugging Face tensor ``(E, out, in)`` (``(E, in, out)`` with ``transpose``;
+        biases ``(E, out)``) as attnkit's parts one after another, ``(E * out, in)`` (``(E * out,)``)."""
         bias = t.dim() == 2
-        t = (t.unsqueeze(1) if bias else t).transpose(1, 2)  # (E, out, in)
+        t = t.unsqueeze(-1) if bias else t.transpose(1, 2) if self.transpose else t  # (E, out, in)
         if self.pairs:  # outputs alternate between the two parts: the first part's, then the second's
             t = t.unflatten(1, (-1, 2)).transpose(1, 2)
         t = t.reshape(-1, t.shape[-1])
@@ -88,8 +89,7 @@ class Rename:
         t = (t.unsqueeze(-1) if bias else t).reshape(self.stacked, -1, 1 if bias else t.shape[-1])  # (E, out, in)
         if self.pairs:
             t = t.unflatten(1, (2, -1)).transpose(1, 2).flatten(1, 2)
-        t = t.transpose(1, 2)  # (E, in, out)
-        return t.squeeze(1) if bias else t
+        return t.squeeze(-1) if bias else t.transpose(1, 2) if self.transpose else t
 
     def _regroup(self, t: torch.Tensor, to_hf: bool) -> torch.Tensor:
         """Rows from attnkit's q/k/v order (all query heads, all key heads, all value heads) to

@@ -46,8 +46,9 @@ def key_rules(model) -> list[Rename]:
         *[Rename(n + f"{ours}.weight", h + f"{theirs}.weight") for ours, theirs in _MLP],  # dense layers
         Rename(n + "router.weight", h + "router.weight"),
         Rename(tuple(n + f"experts.{j}.{p}.weight" for j in experts for p in ("fc_gate", "fc_in")),
-               h + "experts.gate_up_proj", stacked=c.n_experts),
-        Rename(tuple(n + f"experts.{j}.fc_out.weight" for j in experts), h + "experts.down_proj", stacked=c.n_experts),
+               h + "experts.gate_up_proj", transpose=True, stacked=c.n_experts),
+        Rename(tuple(n + f"experts.{j}.fc_out.weight" for j in experts), h + "experts.down_proj", transpose=True,
+               stacked=c.n_experts),
         *[Rename(n + f"shared_expert.{ours}.weight", h + f"shared_expert.{theirs}.weight") for ours, theirs in _MLP],
     ]
 

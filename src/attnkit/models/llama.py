@@ -599,3 +599,22 @@ class Ministral(GPT):
     """A Ministral causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
 
     config_class = MinistralConfig
+
+
+@dataclass(frozen=True)
+class GraniteMoeConfig(GraniteConfig):
+    """Sizes of a Granite mixture of experts (Granite 3.0/3.1 1B-A400M, 3B-A800M). Defaults are
+    Hugging Face's ``GraniteMoeConfig``: Granite's multipliers and 8 experts, 2 per token, in every
+    layer; ``d_ff`` is each expert's size."""
+
+    model_type = "granitemoe"
+
+    d_ff: int | None = 11008
+    n_experts: int | None = 8
+    experts_per_token: int = 2
+
+
+class GraniteMoe(GPT):
+    """A Granite mixture-of-experts causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = GraniteMoeConfig

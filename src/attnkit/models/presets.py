@@ -110,6 +110,12 @@ PRESETS: dict[str, dict[str, dict]] = {
                             moe_layers=(1, 3), dense_d_ff=48, nope_layers=(3,), attention_chunk_size=4,
                             attn_temperature_floor=4, attn_temperature_scale=0.5, eos_token_id=2, pad_token_id=0),
     },
+    "granitemoe": {
+        "granitemoe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=16, n_layers=2, n_heads=4, n_kv_heads=2,
+                                n_experts=4, experts_per_token=2, embedding_multiplier=2.0, residual_multiplier=0.5,
+                                logits_scaling=2.0, attn_scale_dim=16.0, bos_token_id=1, eos_token_id=2,
+                                pad_token_id=0),
+    },
     "glm4_moe": {
         # Zhipu AI 2025: GLM-4.5-Air (106B, 12B active) and GLM-4.5 (355B, 32B active); q/k/v biases, and in
         # GLM-4.5 query/key norms.
