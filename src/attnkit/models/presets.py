@@ -111,8 +111,8 @@ PRESETS: dict[str, dict[str, dict]] = {
                             attn_temperature_floor=4, attn_temperature_scale=0.5, eos_token_id=2, pad_token_id=0),
     },
     "granitemoe": {
-        "granitemoe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=16, n_layers=2, n_heads=4, n_kv_heads=2,
-                                n_experts=4, experts_per_token=2, embedding_multiplier=2.0, residual_multiplier=0.5,
+        "granitemoe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=16, n_layers=2, n_heads=4,
+                                n_kv_heads=2, n_experts=4, experts_per_token=2, embedding_multiplier=2.0, residual_multiplier=0.5,
                                 logits_scaling=2.0, attn_scale_dim=16.0, bos_token_id=1, eos_token_id=2,
                                 pad_token_id=0),
     },
