@@ -188,3 +188,32 @@ def test_multi_token_prediction_layers_are_skipped(tmp_path):
     ids = batch(12)[0][:1]
     with torch.no_grad():
         assert (model(ids).logits - hf(ids).logits).abs().max() < 1e-4
+
+
+DOTS = dict(vocab_size=V, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=8, n_shared_experts=2, n_routed_experts=8,
+            num_experts_per_tok=2, first_k_dense_replace=1, routed_scaling_factor=2.0, max_position_embeddings=64,
+            bos_token_id=1, eos_token_id=2, pad_token_id=0, sliding_window=4,
+            layer_types=["full_attention", "sliding_attention", "full_attention"])
+
+
+def test_dots1_gives_transformers_logits_loss_gradients_and_generation(tmp_path):
+    """dots.llm1: Qwen3's attention (per-head query/key norms, a window on layer 1 here) and
+    DeepSeekMoE without renormalised weights."""
+    torch.manual_seed(0)
+    hf = transformers.Dots1ForCausalLM(transformers.Dots1Config(**DOTS)).eval()
+    with torch.no_grad():
+        for n, p in hf.named_parameters():
+            p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5)
+        for n, b in hf.named_buffers():
+            if n.endswith("e_score_correction_bias"):
+                b.normal_(0.0, 0.3)
+    hf.save_pretrained(tmp_path)
+    model = attnkit.from_pretrained(tmp_path)
+    c = model.config
+    assert type(model) is attnkit.Dots1 and c.qk_norm and not c.normalize_expert_weights and c.window_layers == (1,)
+    assert c.shared_expert_d_ff == 32 and c.moe_layers == (1, 2) and c.routed_scaling_factor == 2.0
+    lm_loss_and_logits_match(model, hf, batch(20)[0][:1])
+    theirs = hf.model.layers[1].self_attn.k_norm.weight.grad
+    assert (model.decoder.layers[1].attn.k_norm.weight.grad - theirs).abs().max() < 1e-4
+    assert generation_matches(model, hf, num_beams=1)

@@ -372,6 +372,7 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("Cohere2", "cohere2-tiny", {}),
                                                      ("Glm4Moe", "glm4-moe-tiny", {}),
                                                      ("GraniteMoe", "granitemoe-tiny", {}),
+                                                     ("Dots1", "dots1-tiny", {}),
                                                      ("Cohere", "cohere-tiny", {}), ("Olmo3", "olmo3-tiny", {}),
                                                      ("SmolLM3", "smollm3-tiny", {}),
                                                      ("Ernie4_5", "ernie4_5-tiny", dict(bias=True)),

@@ -74,6 +74,7 @@ FAMILIES: dict[str, str] = {
     "nemotron": "attnkit.interop.nemotron",
     "ministral": "attnkit.interop.ministral",
     "glm4_moe": "attnkit.interop.glm4_moe",
+    "dots1": "attnkit.interop.dots1",
     "granitemoe": "attnkit.interop.granitemoe",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",

@@ -12,7 +12,7 @@ from attnkit.models.bert import (
 from attnkit.models.bloom import Bloom, BloomConfig
 from attnkit.models.cohere import Cohere, Cohere2, Cohere2Config, CohereConfig
 from attnkit.models.config import Config
-from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config, Glm4Moe, Glm4MoeConfig
+from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config, Dots1, Dots1Config, Glm4Moe, Glm4MoeConfig
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -102,16 +102,16 @@ __all__ = [
     "BertForSequenceClassification", "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "Cohere2",
     "Cohere2Config", "CohereConfig", "Config", "DeepseekV3", "DeepseekV3Config", "DistilBert", "DistilBertConfig",
     "DistilBertForMaskedLM", "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification",
-    "DistilBertForTokenClassification", "Ernie4_5", "Ernie4_5Config", "Esm", "EsmConfig", "EsmForMaskedLM",
-    "EsmForSequenceClassification", "EsmForTokenClassification", "Exaone4", "Exaone4Config", "Falcon", "FalconConfig",
-    "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "Glm", "Glm4", "Glm4Config", "Glm4Moe",
-    "Glm4MoeConfig", "GlmConfig", "GPT", "GPTConfig", "GPTJ", "GPTJConfig", "GPTNeo", "GPTNeoConfig", "GPTNeoX",
-    "GPTNeoXConfig", "GptOss", "GptOssConfig", "Granite", "GraniteConfig", "GraniteMoe", "GraniteMoeConfig", "Helium",
-    "HeliumConfig", "Llama", "Llama4", "Llama4Config", "LlamaConfig", "Ministral", "MinistralConfig", "Mistral",
-    "MistralConfig", "Mixtral", "MixtralConfig", "Model", "ModelOutput", "Nemotron", "NemotronConfig", "Olmo2",
-    "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "OPT", "OPTConfig", "Phi", "Phi3", "Phi3Config",
-    "PhiConfig", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe",
-    "Qwen3MoeConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+    "DistilBertForTokenClassification", "Dots1", "Dots1Config", "Ernie4_5", "Ernie4_5Config", "Esm", "EsmConfig",
+    "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification", "Exaone4", "Exaone4Config", "Falcon",
+    "FalconConfig", "Gemma", "Gemma2", "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "Glm", "Glm4",
+    "Glm4Config", "Glm4Moe", "Glm4MoeConfig", "GlmConfig", "GPT", "GPTConfig", "GPTJ", "GPTJConfig", "GPTNeo",
+    "GPTNeoConfig", "GPTNeoX", "GPTNeoXConfig", "GptOss", "GptOssConfig", "Granite", "GraniteConfig", "GraniteMoe",
+    "GraniteMoeConfig", "Helium", "HeliumConfig", "Llama", "Llama4", "Llama4Config", "LlamaConfig", "Ministral",
+    "MinistralConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "ModelOutput", "Nemotron",
+    "NemotronConfig", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "Olmoe", "OlmoeConfig", "OPT", "OPTConfig", "Phi",
+    "Phi3", "Phi3Config", "PhiConfig", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config",
+    "Qwen3Moe", "Qwen3MoeConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3",
     "SmolLM3Config", "StableLm", "StableLmConfig", "Starcoder2", "Starcoder2Config", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",

@@ -105,3 +105,37 @@ class Glm4Moe(GPT):
     """A GLM-4.5 causal LM: GQA attention and DeepSeekMoE (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Glm4MoeConfig
+
+
+@dataclass(frozen=True)
+class Dots1Config(LlamaConfig):
+    """Sizes of a dots.llm1 (rednote hi lab 2025). Defaults are Hugging Face's ``Dots1Config`` but
+    for its unset mixture (dots.llm1's 128 experts, 6 per token, 2 shared, the first layer dense):
+    Qwen3's attention (per-head query/key norms) and DeepSeekMoE; ``d_ff`` is each routed
+    expert's size."""
+
+    model_type = "dots1"
+
+    vocab_size: int = 152064
+    n_positions: int = 2048
+    d_model: int = 4608
+    n_layers: int = 62
+    n_heads: int = 32
+    d_ff: int | None = 1408
+    qk_norm: bool = True
+    n_experts: int | None = 128
+    experts_per_token: int = 6
+    normalize_expert_weights: bool = False
+    router_scoring: Literal["softmax", "sigmoid"] = "sigmoid"
+    shared_expert_d_ff: int | None = 2816
+    shared_expert_gated: bool = False
+    moe_layers: tuple[int, ...] | None = tuple(range(1, 62))
+    dense_d_ff: int | None = 10944
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+
+class Dots1(GPT):
+    """A dots.llm1 causal LM: Qwen3's attention and DeepSeekMoE (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Dots1Config

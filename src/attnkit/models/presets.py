@@ -110,6 +110,11 @@ PRESETS: dict[str, dict[str, dict]] = {
                             moe_layers=(1, 3), dense_d_ff=48, nope_layers=(3,), attention_chunk_size=4,
                             attn_temperature_floor=4, attn_temperature_scale=0.5, eos_token_id=2, pad_token_id=0),
     },
+    "dots1": {
+        "dots1-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=3, n_heads=4, n_kv_heads=2, head_dim=8,
+                           d_ff=16, dense_d_ff=48, n_experts=8, experts_per_token=2, shared_expert_d_ff=32,
+                           moe_layers=(1, 2), eos_token_id=2, pad_token_id=0),
+    },
     "granitemoe": {
         "granitemoe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=16, n_layers=2, n_heads=4,
                                 n_kv_heads=2, n_experts=4, experts_per_token=2, embedding_multiplier=2.0, residual_multiplier=0.5,
