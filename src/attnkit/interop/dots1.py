@@ -48,5 +48,6 @@ def config_from_hf(hf: dict, model_class: type) -> Dots1Config:
     n = fields["n_layers"]
     types = hf.get("layer_types") or ["full_attention"] * n
     local = sliding_layers_from_hf(types, n)
-    return Dots1Config(**{**fields, **deepseek_v3.moe_from_hf({"norm_topk_prob": False, "first_k_dense_replace": 0, **hf}, n, d)},
+    moe = deepseek_v3.moe_from_hf({"norm_topk_prob": False, "first_k_dense_replace": 0, **hf}, n, d)
+    return Dots1Config(**{**fields, **moe},
                        sliding_window=get("sliding_window", 4096) if local else None, sliding_layers=local or None)
