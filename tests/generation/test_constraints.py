@@ -1,8 +1,9 @@
 """JSON mode: the byte grammar accepts exactly what ``json.loads`` accepts (on random documents
-and mutations of them), token bytes join to the decoded text for byte-level BPE, SentencePiece
-and character vocabularies, the cached masks equal checking every token, and constrained
-decoding (greedy, sampled, beam search; left-padded batches; the server's ``response_format``)
-writes JSON objects where the same model unconstrained does not."""
+and mutations of them), and the schema grammar exactly what ``jsonschema`` validates; token
+bytes join to the decoded text for byte-level BPE, SentencePiece and character vocabularies, the
+cached masks equal checking every token, and constrained decoding (greedy, sampled, beam search;
+left-padded batches; the server's ``response_format``) writes JSON objects (valid under the
+schema) where the same model unconstrained does not."""
 
 import copy
 import json
@@ -13,9 +14,11 @@ import torch
 
 import attnkit
 from attnkit import InputError
-from attnkit.generation.constraints import (JSONLogitsProcessor, json_complete, json_feed, json_start,
-                                            token_bytes)
+from attnkit.generation.constraints import (JSONLogitsProcessor, JSONSchemaGrammar, json_complete, json_feed,
+                                            json_start, token_bytes)
 from attnkit.tokenizers import Tokenizer
+
+jsonschema = pytest.importorskip("jsonschema")  # the reference validator (a dev dependency)
 
 
 def _accepts(data: bytes, root: str = "any") -> bool:
@@ -236,8 +239,9 @@ def test_beam_search_keeps_every_beam_on_course(bpe, random_gpt):
 
 def test_the_server_answers_in_json_mode(bpe, random_gpt):
     """``response_format: {"type": "json_object"}`` on /v1/completions, plain and streamed, and on
-    /v1/chat/completions: the text is a JSON object (the request's ``logit_bias`` helps the untrained model close it);
-    other formats are 400s naming the field."""
+    /v1/chat/completions: the text is a JSON object (the request's ``logit_bias`` helps the
+    untrained model close it); with a ``json_schema``, one the schema accepts; other formats and
+    unsupported schemas are 400s naming the field."""
     from tests.serve.test_server import events, request, start
 
     data = token_bytes(bpe)
@@ -263,8 +267,14 @@ def test_the_server_answers_in_json_mode(bpe, random_gpt):
         assert status == 200 and isinstance(json.loads(reply["choices"][0]["message"]["content"]), dict), reply
         status, reply, _ = request(port, "POST", "/v1/completions", dict(body, response_format={"type": "text"}))
         assert status == 200 and not _json_loads_accepts(reply["choices"][0]["text"].encode())
-        for fmt, match in [({"type": "json_schema", "json_schema": {}}, "JSON schemas are not supported"),
-                           ("json", "an object"), ({"type": "yaml"}, "'text' or 'json_object'")]:
+        schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+                  "additionalProperties": False}
+        status, reply, _ = request(port, "POST", "/v1/completions", dict(body, response_format={
+            "type": "json_schema", "json_schema": {"name": "a", "schema": schema, "strict": True}}))
+        assert status == 200 and _valid(schema, json.loads(reply["choices"][0]["text"])), reply
+        for fmt, match in [({"type": "json_schema", "json_schema": {}}, "'schema'"),
+                           ({"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a"}}},
+                            "'pattern'"), ("json", "an object"), ({"type": "yaml"}, "'json_object'")]:
             status, reply, _ = request(port, "POST", "/v1/completions", dict(body, response_format=fmt))
             assert status == 400 and reply["error"]["param"] == "response_format" and match in reply["error"][
                 "message"], reply
@@ -276,3 +286,146 @@ def test_the_server_answers_in_json_mode(bpe, random_gpt):
 def test_json_mode_needs_an_attnkit_tokenizer():
     with pytest.raises(InputError, match="attnkit Tokenizer"):
         JSONLogitsProcessor(object(), 0)
+
+
+# -- JSON schemas -------------------------------------------------------------------------------
+
+PERSON = {  # as Pydantic writes them: $defs and $ref, Optional as anyOf with null, an enum
+    "$defs": {"Pet": {"type": "object", "properties": {"kind": {"enum": ["cat", "dog"]},
+                                                        "age": {"type": "integer"}},
+                      "required": ["kind"], "additionalProperties": False}},
+    "type": "object",
+    "properties": {"name": {"type": "string", "title": "Name"}, "age": {"type": "integer"},
+                   "height": {"type": "number"}, "ok": {"type": "boolean"},
+                   "nick": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                   "pets": {"type": "array", "items": {"$ref": "#/$defs/Pet"}},
+                   "tags": {"type": "array", "items": {"type": "string"}}, "level": {"const": 3},
+                   "extra": {"type": "object", "additionalProperties": {"type": "integer"}}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+NODE = {"type": "array", "items": {"$ref": "#/$defs/Node"}}
+TREE = {"$defs": {"Node": {"type": "object", "properties": {"v": {"type": "number"}, "kids": NODE},
+                           "required": ["v"]}},
+        "$ref": "#/$defs/Node"}  # recursive, and other keys allowed (additionalProperties absent)
+
+
+def _accepts_schema(schema: dict, data: bytes) -> bool:
+    grammar = JSONSchemaGrammar(schema, max_whitespace=10**9)
+    state = grammar.start
+    for b in data:
+        state = grammar.step(state, b)
+        if state is None:
+            return False
+    return grammar.complete(state)
+
+
+def _valid(schema: dict, doc) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid(doc)
+
+
+def _random_doc(rng: random.Random, schema: dict, root: dict, depth: int = 0):
+    """A document shaped like ``schema``, with random slips (a wrong kind of value, a key left out
+    or added, a value outside an enum), so that some are valid and some are not."""
+    if "$ref" in schema:
+        return _random_doc(rng, root["$defs"][schema["$ref"].rsplit("/", 1)[1]], root, depth)
+    scalars = ["x", "é😀", "", 'a,b}"]: {c', 0, -7, 42, 2.5, -0.125, True, False, None, "cat", "dog", "bird", 3]
+    if rng.random() < 0.08 or depth > 4:
+        return rng.choice(scalars + [[], {}])
+    if "anyOf" in schema:
+        return _random_doc(rng, rng.choice(schema["anyOf"]), root, depth)
+    if "enum" in schema or "const" in schema:
+        return rng.choice(schema.get("enum", [schema.get("const")]) + ["bird"])
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties", {})
+        keys = [k for k in props if k in schema.get("required", []) or rng.random() < 0.6]
+        doc = {k: _random_doc(rng, props[k], root, depth + 1) for k in keys}
+        extra = schema.get("additionalProperties", True)
+        if rng.random() < 0.15 or (isinstance(extra, dict) and rng.random() < 0.5):
+            doc["more"] = _random_doc(rng, extra if isinstance(extra, dict) else {}, root, depth + 1)
+        if doc and rng.random() < 0.1:
+            doc.pop(rng.choice(list(doc)))
+        return doc
+    if kind == "array":
+        return [_random_doc(rng, schema.get("items", {}), root, depth + 1) for _ in range(rng.randrange(3))]
+    if kind == "integer":
+        return rng.choice([0, -7, 42, 2.5])
+    if kind == "number":
+        return rng.choice([0, -7, 2.5, -0.125, 1e-7])
+    if kind == "string":
+        return rng.choice(["x", "é😀", "", 'a,b}"]: [{', 5])
+    if kind == "boolean":
+        return rng.choice([True, False, None])
+    return rng.choice(scalars)
+
+
+@pytest.mark.parametrize("schema", [PERSON, TREE], ids=["person", "tree"])
+def test_the_schema_grammar_accepts_exactly_what_jsonschema_validates(schema):
+    """Random documents shaped like the schema, with slips, written by ``json.dumps`` (compact or
+    indented): the grammar accepts exactly those the reference validator (``jsonschema``) finds
+    valid, and some of each kind are met."""
+    rng = random.Random(0)
+    verdicts = []
+    for _ in range(600):
+        doc = _random_doc(rng, schema, schema)
+        text = json.dumps(doc, ensure_ascii=False, indent=rng.choice([None, 2])).encode()
+        verdicts.append(_valid(schema, doc))
+        assert _accepts_schema(schema, text) == verdicts[-1], text
+    assert 30 < sum(verdicts) < 570
+
+
+def test_schema_features_each_constrain():
+    """Keys outside the properties, a key twice, a missing required key, an integer with a
+    fraction, a value outside the enum, the wrong branch of an anyOf are refused byte by byte."""
+    for text in ['{"name": "a", "age": 1, "color": 1}', '{"name": "a", "name": "b", "age": 1}', '{"name": "a"}',
+                 '{"name": "a", "age": 1.5}', '{"name": "a", "age": 1, "pets": [{"kind": "bird"}]}',
+                 '{"name": "a", "age": 1, "nick": 3}', '{"name": "a", "age": 1, "level": 4}',
+                 '{"name": "a", "age": 1, "extra": {"k": "v"}}']:
+        assert not _accepts_schema(PERSON, text.encode()), text
+    assert _accepts_schema(PERSON, '{"age": -2, "name": "é", "nick": null, "pets": [{"kind": "dog", "age": 3}], '
+                                   '"extra": {"k": 1}, "level": 3}'.encode())
+    grammar = JSONSchemaGrammar(PERSON)
+    state = grammar.start
+    for b in b'{"name": "a", "age": 1':
+        state = grammar.step(state, b)
+    assert grammar.step(state, ord("}")) is not None and not grammar.complete(state)
+
+
+@pytest.mark.parametrize("schema,match", [
+    ({"type": "string", "pattern": "^a"}, "'pattern'"), ({"anyOf": [{"type": "integer"}, {"type": "number"}]}, "anyOf"),
+    ({"$ref": "#/$defs/Missing"}, "points at nothing"), ({"type": "object", "required": ["x"]}, "required"),
+    ({"enum": [{"a": 1}]}, "scalars"), ({"type": "text"}, "type"),
+])
+def test_unsupported_schemas_are_refused_by_name(schema, match):
+    with pytest.raises(InputError, match=match):
+        JSONSchemaGrammar(schema)
+
+
+def test_schema_masks_equal_checking_every_token(bpe):
+    proc = JSONLogitsProcessor(bpe, prompt_length=0, schema=PERSON)
+    data = token_bytes(bpe)
+    grammar = proc.grammar
+    for prefix in [b"", b"{", b'{"na', b'{"name": "x', b'{"name": "x", "age": 4', b'{"name": "x", "pets": [{"kind": "c',
+                   b'{"name": "x", "age": 1, "ok": ', b'{"name": "x", "age": 1}']:
+        state = grammar.start
+        for b in prefix:
+            state = grammar.step(state, b)
+        assert state is not None, prefix
+        expected = torch.tensor([d is not None and proc._feed(state, d) is not None for d in data])
+        expected[bpe.eos_token_id] = grammar.complete(state) or not expected.any()
+        assert torch.equal(proc.allowed(state), expected), prefix
+
+
+def test_sampled_rows_follow_the_schema(bpe, random_gpt):
+    """An untrained model, sampled under a schema: every row that ends is valid under it."""
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"},
+                                               "ok": {"type": "boolean"}},
+              "required": ["name", "n"], "additionalProperties": False}
+    prompt = torch.tensor([bpe.encode("give json:")] * 8)
+    proc = JSONLogitsProcessor(bpe, prompt.shape[1], schema=schema)
+    out = random_gpt.generate(prompt, max_new_tokens=80, do_sample=True, top_k=0, eos_token_id=bpe.eos_token_id,
+                              pad_token_id=bpe.pad_token_id, logits_processor=[_closing_bias(bpe), proc],
+                              generator=torch.Generator().manual_seed(1))
+    ended = [text for text, done in _finished_texts(bpe, out[:, prompt.shape[1]:]) if done]
+    assert len(ended) >= 4 and all(_valid(schema, json.loads(text)) for text in ended)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from typing import NamedTuple
 
 import torch
 
@@ -147,6 +148,265 @@ def json_feed(state: tuple | None, data: bytes, max_whitespace: int = 16) -> tup
     return state
 
 
+class JSONGrammar:
+    """Any JSON document (``root="object"``: an object) as a byte grammar: :func:`json_step` with
+    the whitespace bound, for :class:`JSONLogitsProcessor`."""
+
+    def __init__(self, root: str = "object", max_whitespace: int = 16):
+        self.start, self.max_whitespace = json_start(root), max_whitespace
+
+    def step(self, state: tuple, b: int) -> tuple | None:
+        return json_step(state, b, self.max_whitespace)
+
+    def complete(self, state: tuple) -> bool:
+        return json_complete(state)
+
+    def plain_string(self, state: tuple) -> bool:
+        """Inside a string whose content is free, no escape or UTF-8 character open: every token
+        of plain text may follow."""
+        return state[0] == STRING and state[2][1:] == (0, 0)
+
+
+class _Node(NamedTuple):
+    """One compiled schema: the kinds of value it admits (None: any), and per kind what it asks."""
+
+    kinds: frozenset | None
+    properties: dict  # escaped key bytes -> node id
+    required: frozenset
+    additional: int | bool  # a node id for the other keys, True (any) or False (none)
+    items: int | None  # a node id, or None (any)
+    values: tuple | None  # enum/const: the allowed scalars, serialized
+    branches: tuple  # anyOf: node ids with disjoint kinds
+
+
+_KINDS = ("object", "array", "string", "number", "integer", "boolean", "null")
+_IGNORED_KEYWORDS = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "format",
+                     "strict", "name", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"}
+_ANY = -1  # the node id of "any value"
+
+
+def _kind_of(b: int) -> str | None:
+    return {0x7B: "object", 0x5B: "array", 0x22: "string", 0x74: "boolean", 0x66: "boolean",
+            0x6E: "null"}.get(b, "number" if b == 0x2D or b in _DIGITS else None)
+
+
+def _admits(node: _Node, kind: str) -> bool:
+    return node.kinds is None or kind in node.kinds or (kind == "number" and "integer" in node.kinds)
+
+
+class JSONSchemaGrammar:
+    """JSON documents that a JSON schema accepts, as a byte grammar (OpenAI's structured outputs,
+    ``response_format: {"type": "json_schema"}``): :func:`json_step` for the syntax, and the
+    schema checked at each value's first byte, each key, each scalar of an ``enum``, each close.
+
+    The schema keywords read: ``type`` (a kind or a list), ``properties``, ``required``,
+    ``additionalProperties`` (true, false or a schema), ``items``, ``enum`` and ``const`` (of
+    scalars), ``anyOf``/``oneOf`` of schemas whose kinds differ (``Optional[X]``: X or null), and
+    ``$ref`` to ``#/$defs/...`` (recursion included); annotations (``title``, ``description``,
+    ``format``, ...) are ignored. Any other keyword is an :class:`~attnkit.InputError` naming it,
+    never silently dropped. Keys must be written as ``json.dumps`` writes them, in any order, each
+    once; ``integer`` numbers have no fraction or exponent."""
+
+    def __init__(self, schema: dict, max_whitespace: int = 16):
+        if not isinstance(schema, dict):
+            raise InputError(f"a JSON schema must be an object, got {type(schema).__name__}")
+        self.max_whitespace, self._document, self.nodes, self._compiled = max_whitespace, schema, [], {}
+        self.root = self._compile(schema, "#")
+        self.start = (json_start("any"), (), None)
+
+    # -- compiling ---------------------------------------------------------------------------
+    def _compile(self, schema, where: str) -> int:
+        if schema is True or schema == {}:
+            return _ANY
+        if not isinstance(schema, dict):
+            raise InputError(f"JSON schema at {where} must be an object or true, got {json.dumps(schema)[:60]}")
+        if "$ref" in schema:
+            return self._ref(schema["$ref"], where)
+        if id(schema) in self._compiled:
+            return self._compiled[id(schema)]
+        known = {"type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "oneOf"}
+        unknown = sorted(set(schema) - known - _IGNORED_KEYWORDS)
+        if unknown:
+            raise InputError(f"JSON schema keyword {unknown[0]!r} at {where} is not supported (supported: "
+                             f"{', '.join(sorted(known))}, $ref, and annotations)")
+        index = len(self.nodes)
+        self._compiled[id(schema)] = index
+        self.nodes.append(None)  # reserved: a $ref inside may point back here
+        kinds = schema.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if kinds is not None and (not isinstance(kinds, list) or any(k not in _KINDS for k in kinds)):
+            raise InputError(f"JSON schema type at {where} must be one of {_KINDS} or a list of them, got {kinds!r}")
+        values = None
+        if "enum" in schema or "const" in schema:
+            options = schema["enum"] if "enum" in schema else [schema["const"]]
+            if not isinstance(options, list) or not options or any(isinstance(v, (dict, list)) for v in options):
+                raise InputError(f"JSON schema enum/const at {where} must list scalars (strings, numbers, booleans, "
+                                 "null)")
+            values = tuple(json.dumps(v, ensure_ascii=False).encode() for v in options)
+            kinds = kinds or sorted({_kind_of(v[0]) for v in values})
+        branches = ()
+        alternatives = schema.get("anyOf", schema.get("oneOf"))
+        if alternatives is not None:
+            if not isinstance(alternatives, list) or not alternatives:
+                raise InputError(f"JSON schema anyOf at {where} must be a non-empty list")
+            branches = tuple(self._compile(a, f"{where}/anyOf/{i}") for i, a in enumerate(alternatives))
+            seen: set = set()
+            for b in branches:
+                node_kinds = set(_KINDS) if b == _ANY or self.nodes[b].kinds is None else set(self.nodes[b].kinds)
+                node_kinds |= {"number", "integer"} if node_kinds & {"number", "integer"} else set()
+                if seen & node_kinds:
+                    raise InputError(f"JSON schema anyOf at {where}: its schemas must admit different kinds of value "
+                                     f"({sorted(seen & node_kinds)[0]} twice)")
+                seen |= node_kinds
+            kinds = sorted(seen - ({"integer"} if "number" in seen else set()))
+        props = schema.get("properties", {})
+        if not isinstance(props, dict):
+            raise InputError(f"JSON schema properties at {where} must be an object")
+        properties = {json.dumps(k, ensure_ascii=False)[1:-1].encode(): self._compile(v, f"{where}/properties/{k}")
+                      for k, v in props.items()}
+        required = schema.get("required", [])
+        if not isinstance(required, list) or any(k not in props for k in required):
+            raise InputError(f"JSON schema required at {where} must list some of its properties, got {required!r}")
+        extra = schema.get("additionalProperties", True)
+        additional = extra if isinstance(extra, bool) else self._compile(extra, f"{where}/additionalProperties")
+        items = self._compile(schema["items"], f"{where}/items") if "items" in schema else None
+        self.nodes[index] = _Node(None if kinds is None else frozenset(kinds), properties,
+                                  frozenset(json.dumps(k, ensure_ascii=False)[1:-1].encode() for k in required),
+                                  additional, None if items == _ANY else items, values, branches)
+        return index
+
+    def _ref(self, ref, where: str) -> int:
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            raise InputError(f"JSON schema $ref at {where} must point inside the schema (#/$defs/...), got {ref!r}")
+        target = self._document
+        for part in ref[2:].split("/"):
+            if not isinstance(target, dict) or part not in target:
+                raise InputError(f"JSON schema $ref {ref!r} at {where} points at nothing")
+            target = target[part]
+        return self._compile(target, ref)
+
+    # -- the grammar -------------------------------------------------------------------------
+    def _node(self, index: int | None) -> _Node | None:
+        return None if index is None or index == _ANY else self.nodes[index]
+
+    def _value_node(self, frames: tuple) -> int | None:
+        """The schema of the value that may start here."""
+        if not frames:
+            return self.root
+        top = frames[-1]
+        if top[0] == "a":
+            node = self._node(top[1])
+            return None if node is None else node.items
+        return top[3]
+
+    def step(self, state: tuple, b: int) -> tuple | None:
+        js, frames, scalar = state
+        nxt = json_step(js, b, self.max_whitespace)
+        if nxt is None:
+            return None
+        before, after = js[0], nxt[0]
+        if scalar is not None and scalar[0] == "key":
+            if before == STRING and after == COLON:  # the key is whole
+                return self._key(nxt, frames, scalar[1])
+            return self._key_byte(nxt, frames, scalar[1] + bytes([b]))
+        if scalar is not None:
+            node, typed = self._node(scalar[0]), scalar[1]
+            inside = after in (STRING, NUMBER, LITERAL)
+            if inside or before in (STRING, LITERAL):  # b belongs to the value
+                typed = None if typed is None else typed + bytes([b])
+                if before == NUMBER and b in b".eE" and "number" not in node.kinds:
+                    return None  # an integer
+                if typed is not None and not any(v.startswith(typed) for v in node.values):
+                    return None
+                if inside:
+                    return (nxt, frames, (scalar[0], typed))
+                return (nxt, frames, None) if typed is None or typed in node.values else None
+            if typed is not None and typed not in node.values:  # a number ended by b
+                return None
+            scalar, before = None, AFTER
+        elif before in (STRING, LITERAL) or (before == NUMBER and after == NUMBER):
+            return (nxt, frames, None)  # inside (or closing) a value the schema leaves free
+        elif before == NUMBER:
+            before = AFTER  # a free number ended by b
+        return self._structure(before, nxt, frames, b)
+
+    def _structure(self, before: int, nxt: tuple, frames: tuple, b: int) -> tuple | None:
+        """The schema's say on a byte outside any scalar: a value's start, a key's, a close, a comma."""
+        if b in _WS:
+            return (nxt, frames, None)
+        if before in (ROOT, VALUE, ARRAY_FIRST) and not (before == ARRAY_FIRST and b == 0x5D):
+            return self._start(nxt, frames, b)
+        top = frames[-1] if frames else None
+        node = self._node(top[1]) if top is not None else None
+        if before in (OBJECT_FIRST, KEY) and b == 0x22:
+            return (nxt, frames, ("key", b""))
+        if b == 0x7D:  # an object closes: every required key is there
+            return (nxt, frames[:-1], None) if node is None or node.required <= top[2] else None
+        if b == 0x5D:
+            return (nxt, frames[:-1], None)
+        if b == 0x2C and top[0] == "o" and node is not None and node.additional is False \
+                and not set(node.properties) - top[2]:
+            return None  # no key left to write
+        return (nxt, frames, None)
+
+    def _start(self, nxt: tuple, frames: tuple, b: int) -> tuple | None:
+        kind = _kind_of(b)
+        index = self._value_node(frames)
+        node = self._node(index)
+        if node is not None and node.branches:  # the one branch that admits this kind of value
+            index = next((i for i in node.branches if i == _ANY or _admits(self.nodes[i], kind)), None)
+            if index is None:
+                return None
+            node = self._node(index)
+        if node is not None and not _admits(node, kind):
+            return None
+        if kind == "object":
+            return (nxt, frames + (("o", index, frozenset(), None),), None)
+        if kind == "array":
+            return (nxt, frames + (("a", index),), None)
+        if node is not None and node.values is not None:
+            typed = bytes([b])
+            if not any(v.startswith(typed) for v in node.values):
+                return None
+            return (nxt, frames, (index, typed)) if nxt[0] in (STRING, NUMBER, LITERAL) else (nxt, frames, None)
+        if kind == "number" and node is not None and "number" not in node.kinds:
+            return (nxt, frames, (index, None))  # an integer: watched for a fraction or an exponent
+        return (nxt, frames, None)
+
+    def _key_byte(self, nxt: tuple, frames: tuple, typed: bytes) -> tuple | None:
+        top = frames[-1]
+        node = self._node(top[1])
+        if node is not None and node.additional is False \
+                and not any(k.startswith(typed) for k in node.properties if k not in top[2]):
+            return None
+        return (nxt, frames, ("key", typed))
+
+    def _key(self, nxt: tuple, frames: tuple, key: bytes) -> tuple | None:
+        top = frames[-1]
+        node = self._node(top[1])
+        if key in top[2]:
+            return None  # each key once
+        if node is None:
+            value = None
+        elif key in node.properties:
+            value = node.properties[key]
+        elif node.additional is False:
+            return None
+        else:
+            value = None if node.additional is True else node.additional
+        return (nxt, frames[:-1] + (("o", top[1], top[2] | {key}, value),), None)
+
+    def complete(self, state: tuple) -> bool:
+        js, frames, scalar = state
+        if not json_complete(js) or frames:
+            return False
+        return scalar is None or scalar[1] is None or scalar[1] in self._node(scalar[0]).values
+
+    def plain_string(self, state: tuple) -> bool:
+        js, _, scalar = state
+        return scalar is None and js[0] == STRING and js[2][1:] == (0, 0)
+
+
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
@@ -204,7 +464,8 @@ class JSONLogitsProcessor:
     that keeps each row's generated text a prefix of a JSON document: every token whose bytes
     could not go on one gets ``-inf``, and the ``eos_token_id`` s are allowed only once the
     document is whole (then nothing else is, but whitespace). ``root="object"`` asks for an
-    object (OpenAI's JSON mode), ``"any"`` for any value.
+    object (OpenAI's JSON mode), ``"any"`` for any value; ``schema`` (a JSON schema) for a
+    document it accepts (:class:`JSONSchemaGrammar`: OpenAI's structured outputs).
 
     ``prompt_length``: the tokens of ``input_ids`` before the generated ones (the padded prompt's
     width; an encoder-decoder's start tokens). Rows that have ended (an EOS or another special
@@ -219,12 +480,15 @@ class JSONLogitsProcessor:
     """
 
     def __init__(self, tokenizer, prompt_length: int, eos_token_id: int | list[int] | None = None,
-                 vocab_size: int | None = None, root: str = "object", max_whitespace: int = 16):
+                 vocab_size: int | None = None, root: str = "object", max_whitespace: int = 16,
+                 schema: dict | None = None):
         if not hasattr(tokenizer, "backend"):
             raise InputError("JSONLogitsProcessor needs an attnkit Tokenizer (tokenizer=...) to read token bytes")
         eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         self.eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-        self.prompt_length, self.max_whitespace, self.start = prompt_length, max_whitespace, json_start(root)
+        self.grammar = (JSONGrammar(root, max_whitespace) if schema is None
+                        else JSONSchemaGrammar(schema, max_whitespace))
+        self.prompt_length = prompt_length
         self.tokens = token_bytes(tokenizer, vocab_size or tokenizer.vocab_size)
         V = len(self.tokens)
         self._by_first: dict[int, list[int]] = {}
@@ -242,20 +506,33 @@ class JSONLogitsProcessor:
         self._masks: dict[tuple, torch.Tensor] = {}
         self._rows: dict[tuple, tuple | None] = {}
 
-    def for_prompt(self, prompt_length: int) -> JSONLogitsProcessor:
+    def for_prompt(self, prompt_length: int, schema: dict | None = None) -> JSONLogitsProcessor:
         """This processor for generated ids after ``prompt_length`` tokens, sharing the token
-        bytes and the masks."""
+        bytes and the masks; with ``schema``, for documents that JSON schema accepts instead
+        (masks of its own)."""
         other = copy.copy(self)
         other.prompt_length, other._rows = prompt_length, {}
+        if schema is not None:
+            other.grammar, other._masks = JSONSchemaGrammar(schema, self.grammar.max_whitespace), {}
         return other
+
+    def _feed(self, state: tuple | None, data: bytes | None) -> tuple | None:
+        """The grammar state after ``data`` (a token's bytes; None: a special token, which ends
+        the row), or None."""
+        if data is None:
+            return None
+        for b in data:
+            if state is None:
+                return None
+            state = self.grammar.step(state, b)
+        return state
 
     def state(self, generated: list[int]) -> tuple | None:
         """The grammar state after the ``generated`` ids, or None once the row has ended (or
         left the grammar)."""
-        state = self.start
+        state = self.grammar.start
         for t in generated:
-            data = self.tokens[t] if 0 <= t < len(self.tokens) else None
-            state = None if data is None else json_feed(state, data, self.max_whitespace)
+            state = self._feed(state, self.tokens[t] if 0 <= t < len(self.tokens) else None)
             if state is None:
                 return None
         return state
@@ -265,17 +542,16 @@ class JSONLogitsProcessor:
         mask = self._masks.get(state)
         if mask is not None:
             return mask
-        mode, _, aux = state
-        if mode == STRING and aux[1:] == (0, 0):  # inside a string, no escape or UTF-8 character open
+        if self.grammar.plain_string(state):  # inside free string content: all plain text at once
             mask, candidates = self._plain.clone(), self._string_rest
         else:
             mask = torch.zeros(len(self.tokens), dtype=torch.bool)
-            firsts = [b for b in self._by_first if json_step(state, b, self.max_whitespace) is not None]
+            firsts = [b for b in self._by_first if self.grammar.step(state, b) is not None]
             candidates = [i for b in firsts for i in self._by_first[b]]
         for i in candidates:
-            if json_feed(state, self.tokens[i], self.max_whitespace) is not None:
+            if self._feed(state, self.tokens[i]) is not None:
                 mask[i] = True
-        if json_complete(state) or not mask.any():  # whole (or, against all odds, stuck): it may end
+        if self.grammar.complete(state) or not mask.any():  # whole (or, against all odds, stuck): it may end
             mask[[i for i in self.eos if i < len(mask)]] = True
         if len(self._masks) >= 4096:
             self._masks.clear()
@@ -290,8 +566,7 @@ class JSONLogitsProcessor:
                 state = rows[key]
             elif key[:-1] in self._rows and key:  # the row one token ago: one more token to feed
                 before = self._rows[key[:-1]]
-                data = self.tokens[key[-1]] if before is not None and 0 <= key[-1] < len(self.tokens) else None
-                state = None if data is None else json_feed(before, data, self.max_whitespace)
+                state = self._feed(before, self.tokens[key[-1]] if 0 <= key[-1] < len(self.tokens) else None)
             else:
                 state = self.state(ids)
             rows[key] = state

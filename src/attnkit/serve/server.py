@@ -10,8 +10,9 @@ work against it:
   with the piece each token begins in), ``n`` (choices per prompt, the k-th sampled from
   ``seed + k``), ``frequency_penalty``, ``presence_penalty`` and ``logit_bias`` (OpenAI's
   formula over the generated tokens), ``response_format`` (``{"type": "json_object"}``: JSON
-  mode, the reply constrained to a JSON object, :mod:`attnkit.generation.constraints`; JSON
-  schemas are refused); ``top_k``, ``min_p`` and ``repetition_penalty`` too (vLLM's extra fields).
+  mode, the reply constrained to a JSON object; ``{"type": "json_schema", "json_schema":
+  {"schema": ...}}``: to a document the schema accepts; :mod:`attnkit.generation.constraints`);
+  ``top_k``, ``min_p`` and ``repetition_penalty`` too (vLLM's extra fields).
 - ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
@@ -68,7 +69,7 @@ import torch
 
 from attnkit.errors import AttnkitError, InputError
 from attnkit.generation.decoding import packed_for_decoding
-from attnkit.generation.constraints import JSONLogitsProcessor
+from attnkit.generation.constraints import JSONLogitsProcessor, JSONSchemaGrammar
 from attnkit.generation.processors import OpenAIPenalties
 from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
 from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_format, openai_tool_calls,
@@ -230,12 +231,22 @@ class ModelServer:
         _field(body, "model", (str,), expected="a string")
         _field(body, "user", (str,), expected="a string")
         fmt = _field(body, "response_format", (dict,), {"type": "text"}, expected="an object with a 'type'")
-        if fmt.get("type") not in ("text", "json_object"):
-            raise RequestError(f"'response_format' type must be 'text' or 'json_object' (JSON mode), got "
-                               f"{json.dumps(fmt.get('type'))[:60]}" + ("; JSON schemas are not supported"
-                                                                       if fmt.get("type") == "json_schema" else ""),
-                               param="response_format")
-        return dict(json=fmt["type"] == "json_object",
+        kind = fmt.get("type")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise RequestError(f"'response_format' type must be 'text', 'json_object' (JSON mode) or 'json_schema', "
+                               f"got {json.dumps(kind)[:60]}", param="response_format")
+        schema = None
+        if kind == "json_schema":
+            spec = fmt.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            if not isinstance(schema, dict):
+                raise RequestError("'response_format' json_schema must be {'name': ..., 'schema': {...}}",
+                                   param="response_format")
+            try:
+                JSONSchemaGrammar(schema)
+            except InputError as e:
+                raise RequestError(f"'response_format' schema: {e}", param="response_format") from None
+        return dict(json=schema if schema is not None else kind == "json_object",
             temperature=_field(body, "temperature", (int, float), 1.0, lambda v: 0 <= v <= 2,
                                "a number from 0 (greedy) to 2"),
             top_p=_field(body, "top_p", (int, float), 1.0, lambda v: 0 < v <= 1, "a number in (0, 1]"),
@@ -371,7 +382,8 @@ class ModelServer:
                 processors.append(OpenAIPenalties(length, r["frequency_penalty"], r["presence_penalty"],
                                                   r["logit_bias"]))
             if r["json"]:
-                processors.append(self._json_mode(eos_token_id).for_prompt(length))
+                schema = r["json"] if isinstance(r["json"], dict) else None
+                processors.append(self._json_mode(eos_token_id).for_prompt(length, schema=schema))
             if processors:
                 stream.generate_kwargs["logits_processor"] = processors
             streams.append(stream)
