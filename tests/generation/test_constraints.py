@@ -429,3 +429,38 @@ def test_sampled_rows_follow_the_schema(bpe, random_gpt):
                               generator=torch.Generator().manual_seed(1))
     ended = [text for text, done in _finished_texts(bpe, out[:, prompt.shape[1]:]) if done]
     assert len(ended) >= 4 and all(_valid(schema, json.loads(text)) for text in ended)
+
+
+def test_tool_choice_forces_a_call_in_the_models_format(bpe, random_gpt):
+    """``tool_choice: "required"`` or a named function on a Hermes-format model: the reply is
+    constrained to one ``<tool_call>`` block, so even an untrained model answers with a call of
+    one of the tools (the named one), its arguments valid under the function's parameters when it
+    is the only one callable."""
+    from tests.serve.test_server import request, start
+
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+        "additionalProperties": False}}}
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {
+        "type": "object", "properties": {"zone": {"type": "string", "pattern": "^[A-Z]+$"}}}}}  # pattern: unread
+    chat_tok = copy.copy(bpe)
+    chat_tok.chat_template = ("{# <tool_call> #}{% for t in tools %}{{ t.function.name }} {% endfor %}"
+                              "{% for m in messages %}{{ m.content }}\n{% endfor %}")
+    bias = {str(i): 2.0 for i, d in enumerate(token_bytes(bpe)) if d and (b"}" in d or b'"' in d)}
+    server = start(random_gpt, chat_tok, max_new_tokens_limit=100)
+    port = server.server_address[1]
+    try:
+        for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+            body = dict(messages=[{"role": "user", "content": "weather?"}], tools=[weather, clock], tool_choice=choice,
+                        temperature=1.0, seed=5, logit_bias=bias, max_tokens=100)
+            status, reply, _ = request(port, "POST", "/v1/chat/completions", body)
+            assert status == 200 and reply["choices"][0]["finish_reason"] == "tool_calls", reply
+            (call,) = reply["choices"][0]["message"]["tool_calls"]
+            arguments = json.loads(call["function"]["arguments"])
+            assert call["function"]["name"] in ("get_weather", "get_time") and isinstance(arguments, dict)
+            if choice != "required":
+                assert call["function"]["name"] == "get_weather"
+                assert _valid(weather["function"]["parameters"], arguments)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -829,7 +829,8 @@ def test_a_conversation_with_calls_and_results_is_rendered_with_arguments_as_obj
 
 @pytest.mark.parametrize("body,param,message", [
     (dict(tools=[{"type": "function", "function": {}}]), "tools", r"tools\[0\] must be"),
-    (dict(tools=[WEATHER], tool_choice="required"), "tool_choice", "is not supported: use 'auto'"),
+    (dict(tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_time"}}), "tool_choice",
+     r"one of \['get_weather'\]"),
     (dict(tools="get_weather"), "tools", "must be a list"),
     (dict(tools=[WEATHER], parallel_tool_calls="yes"), "parallel_tool_calls", "true or false"),
 ])

@@ -407,6 +407,40 @@ class JSONSchemaGrammar:
         return scalar is None and js[0] == STRING and js[2][1:] == (0, 0)
 
 
+class FramedGrammar:
+    """Fixed text, then a document of ``inner`` (a :class:`JSONGrammar` or
+    :class:`JSONSchemaGrammar`), then fixed text: a tool call in a chat model's format
+    (``<tool_call>\n{...}</tool_call>``). The document's trailing whitespace belongs to it;
+    ``suffix`` begins where the document can take no more."""
+
+    def __init__(self, prefix: bytes, inner, suffix: bytes = b""):
+        self.prefix, self.inner, self.suffix = prefix, inner, suffix
+        self.start = ("pre", 0) if prefix else ("in", inner.start)
+
+    def step(self, state: tuple, b: int) -> tuple | None:
+        part, at = state
+        if part == "pre":
+            if b != self.prefix[at]:
+                return None
+            return ("pre", at + 1) if at + 1 < len(self.prefix) else ("in", self.inner.start)
+        if part == "in":
+            nxt = self.inner.step(at, b)
+            if nxt is not None:
+                return ("in", nxt)
+            if self.suffix and self.inner.complete(at) and b == self.suffix[0]:
+                return ("post", 1)
+            return None
+        return ("post", at + 1) if at < len(self.suffix) and b == self.suffix[at] else None
+
+    def complete(self, state: tuple) -> bool:
+        part, at = state
+        return (part == "post" and at == len(self.suffix)) or (part == "in" and not self.suffix
+                                                                and self.inner.complete(at))
+
+    def plain_string(self, state: tuple) -> bool:
+        return state[0] == "in" and self.inner.plain_string(state[1])
+
+
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
@@ -506,14 +540,16 @@ class JSONLogitsProcessor:
         self._masks: dict[tuple, torch.Tensor] = {}
         self._rows: dict[tuple, tuple | None] = {}
 
-    def for_prompt(self, prompt_length: int, schema: dict | None = None) -> JSONLogitsProcessor:
+    def for_prompt(self, prompt_length: int, schema: dict | None = None, grammar=None) -> JSONLogitsProcessor:
         """This processor for generated ids after ``prompt_length`` tokens, sharing the token
-        bytes and the masks; with ``schema``, for documents that JSON schema accepts instead
-        (masks of its own)."""
+        bytes and the masks; with ``schema``, for documents that JSON schema accepts instead, or
+        with ``grammar`` (:class:`FramedGrammar`, ...) for its texts (masks of their own)."""
         other = copy.copy(self)
         other.prompt_length, other._rows = prompt_length, {}
         if schema is not None:
-            other.grammar, other._masks = JSONSchemaGrammar(schema, self.grammar.max_whitespace), {}
+            grammar = JSONSchemaGrammar(schema, self.grammar.max_whitespace)
+        if grammar is not None:
+            other.grammar, other._masks = grammar, {}
         return other
 
     def _feed(self, state: tuple | None, data: bytes | None) -> tuple | None:

@@ -18,7 +18,8 @@ work against it:
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
   config's): the completion fields plus ``max_completion_tokens`` (default: up to the server's
   limit), ``chat_template_kwargs``, ``logprobs`` and ``top_logprobs`` (streamed too), ``tools``
-  with ``tool_choice`` (``auto`` or ``none``) and ``parallel_tool_calls`` (calls read back out of
+  with ``tool_choice`` (``auto``, ``none``, ``required`` or a named function: the reply is then
+  constrained to one call in the model's format) and ``parallel_tool_calls`` (calls read back out of
   the reply, :mod:`attnkit.serve.tools`); ``stream`` sends ``chat.completion.chunk`` deltas.
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
   L2-normalised): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
@@ -73,7 +74,7 @@ from attnkit.generation.constraints import JSONLogitsProcessor, JSONSchemaGramma
 from attnkit.generation.processors import OpenAIPenalties
 from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
 from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_format, openai_tool_calls,
-                                 parse_tool_calls, template_messages)
+                                 parse_tool_calls, template_messages, tool_call_grammar)
 
 log = logging.getLogger("attnkit.serve")
 
@@ -278,7 +279,7 @@ class ModelServer:
         if max_tokens is None:
             max_tokens = _field(body, "max_tokens", (int,), None, lambda v: 1 <= v <= limit, expected)
         extra = _field(body, "chat_template_kwargs", (dict,), {}, expected="an object (the template's variables)")
-        tools = self._tools(body)
+        tools, forced = self._tools(body)
         messages = body.get("messages")
         try:
             ids = self.tokenizer.apply_chat_template(template_messages(messages) if isinstance(messages, list) else
@@ -297,14 +298,16 @@ class ModelServer:
         _field(body, "stream_options", (dict,), None, expected="an object")
         r = dict(prompts=[ids], max_tokens=max_tokens, logprobs=(top or 0) if wants else None,
                  tools={t["function"]["name"] for t in tools} if tools else None,
+                 tool_grammar=None if forced is None else tool_call_grammar(self.tool_format, tools, forced or None),
                  parallel_tool_calls=_field(body, "parallel_tool_calls", (bool,), True, expected="true or false"),
                  **self._sampling_fields(body))
         self._check_logprobs(r, "logprobs")
         return r
 
-    def _tools(self, body: dict) -> list | None:
-        """The checked ``tools`` of a chat request, for the template, or None when there are none
-        or ``tool_choice`` is ``"none"``."""
+    def _tools(self, body: dict) -> tuple[list | None, str | None]:
+        """The checked ``tools`` of a chat request, for the template (None when there are none or
+        ``tool_choice`` is ``"none"``), and the call ``tool_choice`` forces: None (the model
+        decides), ``""`` (``"required"``: some function) or a function's name."""
         tools = _field(body, "tools", (list,), None, expected="a list of {'type': 'function', 'function': {...}}")
         choice = _field(body, "tool_choice", (str, dict), "auto", expected="'none', 'auto', 'required' or an object")
         for i, t in enumerate(tools or ()):
@@ -315,15 +318,18 @@ class ModelServer:
                                    f"'description': ..., 'parameters': {{...}}}}}}, got {json.dumps(t)[:80]}",
                                    param="tools")
         if choice == "none" or not tools:
-            return None
-        if choice != "auto":  # "required" and a named function need constrained decoding
-            raise RequestError(f"tool_choice {json.dumps(choice)[:60]} is not supported: use 'auto' (the model "
-                               "decides) or 'none'", param="tool_choice")
+            return None, None
+        names = [t["function"]["name"] for t in tools]
+        named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+        if choice not in ("auto", "required") and not (isinstance(choice, dict) and choice.get("type") == "function"
+                                                       and named in names):
+            raise RequestError(f"tool_choice must be 'none', 'auto', 'required' or {{'type': 'function', 'function': "
+                               f"{{'name': one of {names}}}}}, got {json.dumps(choice)[:80]}", param="tool_choice")
         if self.tool_format is None:
             raise RequestError("this model's chat template does not render tools in a known tool-call format "
                                f"({', '.join(TOOL_FORMATS)}); start the server with a tool format, or leave out "
                                "'tools'", param="tools")
-        return tools
+        return tools, None if choice == "auto" else named or ""
 
     def _tool_calls(self, text: str, r: dict) -> tuple[str | None, list[dict]]:
         """``(content, OpenAI tool calls)`` of a reply to a request with tools (one call at most
@@ -363,7 +369,7 @@ class ModelServer:
         seed = r["seed"] if r["seed"] is not None else int(torch.randint(0, 2**62, ()))
         sample = r["temperature"] > 0
         streams = []
-        if r["json"]:  # the ends the constraint allows once the object is whole, and the stream stops at
+        if r["json"] or r.get("tool_grammar") is not None:  # the ends the constraint allows, where the stream stops
             eos_token_id = eos_token_id or end_of_turn_ids(self.model, self.tokenizer)
         extra = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
         if self.assistant is not None:  # greedy: the same tokens; sampled: the same distribution
@@ -384,6 +390,8 @@ class ModelServer:
             if r["json"]:
                 schema = r["json"] if isinstance(r["json"], dict) else None
                 processors.append(self._json_mode(eos_token_id).for_prompt(length, schema=schema))
+            elif r.get("tool_grammar") is not None:  # tool_choice: the reply is the call
+                processors.append(self._json_mode(eos_token_id).for_prompt(length, grammar=r["tool_grammar"]))
             if processors:
                 stream.generate_kwargs["logits_processor"] = processors
             streams.append(stream)

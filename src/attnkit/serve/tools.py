@@ -86,6 +86,29 @@ def parse_tool_calls(text: str, fmt: str, names: set[str]) -> tuple[str | None, 
     return before if before.strip() else None, calls
 
 
+def tool_call_grammar(fmt: str, tools: list[dict], name: str | None = None):
+    """The texts a reply forced to call a tool may be (``tool_choice``: ``"required"``, or the
+    function ``name``), as a :class:`~attnkit.generation.constraints.FramedGrammar`: one call in
+    ``fmt``, its ``name`` one of the tools' (or ``name``), its arguments an object, under the
+    function's ``parameters`` schema when one function can be called and attnkit reads that
+    schema (else any object)."""
+    from attnkit.errors import InputError
+    from attnkit.generation.constraints import FramedGrammar, JSONSchemaGrammar
+
+    functions = [t["function"] for t in tools if name is None or t["function"]["name"] == name]
+    arguments = functions[0].get("parameters") if len(functions) == 1 else None
+    key = "arguments" if fmt == "hermes" else "parameters"
+
+    def call(args: dict) -> dict:
+        return {"type": "object", "properties": {"name": {"enum": [f["name"] for f in functions]}, key: args},
+                "required": ["name", key], "additionalProperties": False}
+    try:
+        inner = JSONSchemaGrammar(call(arguments if isinstance(arguments, dict) else {"type": "object"}))
+    except InputError:  # a parameters schema with keywords attnkit does not read: any object
+        inner = JSONSchemaGrammar(call({"type": "object"}))
+    return FramedGrammar(b"<tool_call>\n", inner, b"</tool_call>") if fmt == "hermes" else FramedGrammar(b"", inner)
+
+
 def openai_tool_calls(calls: list[dict]) -> list[dict]:
     """Calls in OpenAI's response shape: ``{"id", "type": "function", "function": {...}}``."""
     return [dict(id=f"call_{uuid.uuid4().hex[:24]}", type="function", function=call) for call in calls]
