@@ -75,6 +75,7 @@ FAMILIES: dict[str, str] = {
     "ministral": "attnkit.interop.ministral",
     "glm4_moe": "attnkit.interop.glm4_moe",
     "dots1": "attnkit.interop.dots1",
+    "ernie4_5_moe": "attnkit.interop.ernie4_5_moe",
     "granitemoe": "attnkit.interop.granitemoe",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",

@@ -70,7 +70,7 @@ def moe_to_hf(c) -> dict | None:
     sparse = c.moe_layers if c.moe_layers is not None else tuple(range(c.n_layers))
     first_sparse = sparse[0] if sparse else c.n_layers  # DeepSeek's dense layers come first
     if (c.n_experts is None or c.shared_expert_d_ff is None or c.shared_expert_gated or c.router_scoring != "sigmoid"
-            or not c.router_score_bias or c.activation != "swiglu" or c.shared_expert_d_ff % c.d_ff
+            or not c.score_bias or c.activation != "swiglu" or c.shared_expert_d_ff % c.d_ff
             or tuple(sparse) != tuple(range(first_sparse, c.n_layers))):
         return None
     return dict(intermediate_size=c.dense_d_ff or c.d_ff, moe_intermediate_size=c.d_ff, n_routed_experts=c.n_experts,

@@ -48,6 +48,8 @@ class Rename:
     stacked: int | None = None
     # with stacked: each block's two parts alternate output by output (GPT-OSS's gate, up, gate, ...)
     pairs: bool = False
+    # Hugging Face keeps a leading dimension of 1 (ERNIE 4.5's (1, E) score bias for attnkit's (E,))
+    squeeze: bool = False
     _native_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
     _hf_res: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
 
@@ -143,7 +145,7 @@ def with_prefix(rules: list[Rename], prefix: str, native: bool = True) -> list[R
         return tuple(prefix + n for n in names) if isinstance(names, tuple) else prefix + names
 
     return [Rename(prefixed(r.native) if native else r.native, prefixed(r.hf), r.transpose, r.sizes, r.interleaved,
-                   r.stacked, r.pairs) for r in rules]
+                   r.stacked, r.pairs, r.squeeze) for r in rules]
 
 
 def text_config(hf: dict) -> dict:
@@ -176,7 +178,8 @@ def to_hf(rules: list[Rename], state: dict[str, torch.Tensor]) -> dict[str, torc
             continue
         parts = (tensor,) if len(rule.hf_names) == 1 else rule._split(tensor)
         for hf_name, part in zip(rule.hf_names, parts):
-            out[hf_name.format(**groups)] = rule._flip(rule._regroup(part, to_hf=True)).contiguous()
+            part = rule._flip(rule._regroup(part, to_hf=True))
+            out[hf_name.format(**groups)] = (part.unsqueeze(0) if rule.squeeze else part).contiguous()
     missing = sorted(name for name, parts in pending.items() if name not in out)
     if missing:
         raise CheckpointError(f"cannot write {missing}: some of the attnkit tensors fused into them are missing")
@@ -232,6 +235,11 @@ def from_hf(
                 shapes = {got[j][0]: tuple(got[j][1].shape) for j in range(len(got))}
                 raise CheckpointError(f"cannot fuse tensors of different shapes or dtypes into {name}: {shapes}")
             native[name] = torch.cat(tensors, dim=0) if len(tensors) > 1 else rule._regroup(tensors[0], to_hf=False)
+            if rule.squeeze:
+                if native[name].shape[0] != 1:
+                    raise CheckpointError(f"{got[0][0]} of shape {tuple(tensors[0].shape)} should have a first "
+                                          "dimension of 1")
+                native[name] = native[name].squeeze(0)
         origin[name] = " + ".join(got[j][0] for j in sorted(got))
     native.update(split)
     origin.update(split_origin)

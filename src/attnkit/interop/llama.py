@@ -71,7 +71,7 @@ def moe_key_rules(model, block: str, experts: tuple[str, str, str], dense: list[
                     for ours, theirs in parts]
     if c.shared_expert_gated:
         shared_rules.append(Rename(n + "shared_gate.weight", h + "shared_expert_gate.weight"))
-    bias = [Rename(n + "score_bias", h + "gate.e_score_correction_bias")] if c.router_scoring == "sigmoid" else []
+    bias = [Rename(n + "score_bias", h + "gate.e_score_correction_bias")] if c.score_bias else []
     return dense + [Rename(n + "router.weight", h + "gate.weight")] + bias + [
         Rename(n + f"experts.{{j}}.{ours}.weight", h + f"experts.{{j}}.{theirs}.weight") for ours, theirs in parts
     ] + (shared_rules if c.shared_expert_d_ff is not None else [])

@@ -117,7 +117,8 @@ class GPTConfig(Config):
     expert_groups_per_token: int | None = None  # with expert_groups: how many (DeepSeek-V3's topk_group)
     routed_scaling_factor: float = 1.0  # with n_experts: the routed experts' weights times this (DeepSeek-V3: 2.5)
     router_jitter_noise: float = 0.0  # with n_experts, in training: their input times U(1 - j, 1 + j) (Mixtral)
-    router_score_bias: bool = True  # with router_scoring="sigmoid": a learned bias for the choice (Llama 4: none)
+    router_score_bias: bool | None = None  # a learned bias on the scores for the choice; None: with sigmoid scores
+    # (DeepSeek-V3), not softmax ones; False: none (Llama 4); True with softmax scores: ERNIE 4.5's
     expert_input_weights: bool = False  # with n_experts: the router's weights scale each expert's input (Llama 4)
     router_bias: bool = False  # with n_experts: a bias on the router's logits (GPT-OSS)
     kv_lora_rank: int | None = None  # multi-head latent attention, keys/values from latents this wide (DeepSeek)
@@ -162,8 +163,8 @@ class GPTConfig(Config):
                      "needs rotary positions and no qk_norm")
         self.require(self.attn_temperature_floor is None or (self.attn_temperature_floor > 0 and self.nope_layers),
                      "attn_temperature_floor", "must be None, or positive with nope_layers (the layers it tunes)")
-        self.require(self.router_score_bias or self.router_scoring == "sigmoid", "router_score_bias",
-                     "False needs router_scoring='sigmoid'")
+        self.require(self.router_score_bias is None or self.n_experts is not None, "router_score_bias",
+                     "must be None without n_experts")
         self.require(not self.expert_input_weights or self.n_experts is not None, "expert_input_weights",
                      "needs n_experts")
         self.require(not self.router_bias or self.n_experts is not None, "router_bias", "needs n_experts")
@@ -257,6 +258,11 @@ class GPTConfig(Config):
         return tuple(i for i in range(n) if (i + 1) % every) if every else tuple(range(n))
 
     @property
+    def score_bias(self) -> bool:
+        """Whether the router has a score bias: ``router_score_bias``, or by default with sigmoid scores."""
+        return self.router_scoring == "sigmoid" if self.router_score_bias is None else self.router_score_bias
+
+    @property
     def local_layers(self) -> tuple[int, ...]:
         """The layers whose attention is local: :attr:`window_layers`, or with
         ``attention_chunk_size`` every layer with rotary positions (Llama 4's chunked layers)."""
@@ -308,7 +314,7 @@ class GPTConfig(Config):
             shared_expert_d_ff=self.shared_expert_d_ff, shared_expert_gated=self.shared_expert_gated,
             router_scoring=self.router_scoring, expert_groups=self.expert_groups,
             expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
-            router_jitter_noise=self.router_jitter_noise, router_score_bias=self.router_score_bias,
+            router_jitter_noise=self.router_jitter_noise, router_score_bias=self.score_bias,
             expert_input_weights=self.expert_input_weights, router_bias=self.router_bias, attn_sinks=self.attn_sinks,
             kv_lora_rank=self.kv_lora_rank, q_lora_rank=self.q_lora_rank, rope_head_dim=self.rotary_dim,
             v_head_dim=self.v_head_dim or self.dim_per_head, rope_interleave=self.rope_interleave,

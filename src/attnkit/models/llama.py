@@ -618,3 +618,35 @@ class GraniteMoe(GPT):
     """A Granite mixture-of-experts causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = GraniteMoeConfig
+
+
+@dataclass(frozen=True)
+class Ernie4_5MoeConfig(Ernie4_5Config):
+    """Sizes of an ERNIE 4.5 mixture of experts. Defaults are Hugging Face's ``Ernie4_5_MoeConfig``
+    (ERNIE-4.5-21B-A3B's shape): 64 experts of 1,536, 6 per token, chosen by softmax scores shifted
+    by a learned bias (``router_score_bias``), two shared experts, the first layer dense; ``d_ff``
+    is each expert's size."""
+
+    model_type = "ernie4_5_moe"
+
+    d_model: int = 2560
+    n_layers: int = 28
+    n_heads: int = 20
+    n_kv_heads: int | None = 4
+    head_dim: int | None = None
+    d_ff: int | None = 1536
+    n_experts: int | None = 64
+    experts_per_token: int = 6
+    router_score_bias: bool | None = True
+    shared_expert_d_ff: int | None = 3072
+    shared_expert_gated: bool = False
+    moe_layers: tuple[int, ...] | None = tuple(range(1, 28))
+    dense_d_ff: int | None = 12288
+    bos_token_id: int | None = 1
+    eos_token_id: int | None = 2
+
+
+class Ernie4_5Moe(GPT):
+    """An ERNIE 4.5 mixture-of-experts causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = Ernie4_5MoeConfig

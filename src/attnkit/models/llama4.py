@@ -58,7 +58,7 @@ class Llama4Config(LlamaConfig):
     experts_per_token: int = 1
     normalize_expert_weights: bool = False
     router_scoring: Literal["softmax", "sigmoid"] = "sigmoid"
-    router_score_bias: bool = False
+    router_score_bias: bool | None = False
     expert_input_weights: bool = True
     shared_expert_d_ff: int | None = 8192
     shared_expert_gated: bool = False

@@ -110,6 +110,14 @@ PRESETS: dict[str, dict[str, dict]] = {
                             moe_layers=(1, 3), dense_d_ff=48, nope_layers=(3,), attention_chunk_size=4,
                             attn_temperature_floor=4, attn_temperature_scale=0.5, eos_token_id=2, pad_token_id=0),
     },
+    "ernie4_5_moe": {
+        # HF's Ernie4_5_MoeConfig defaults: 21,825,436,160 params (transformers counts 1,728 more: its
+        # score biases are parameters, attnkit's buffers)
+        "ernie-4.5-21b-a3b": dict(),
+        "ernie4_5-moe-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=3, n_heads=4, n_kv_heads=2,
+                                  d_ff=16, dense_d_ff=48, n_experts=4, experts_per_token=2, shared_expert_d_ff=16,
+                                  moe_layers=(1, 2), eos_token_id=2, pad_token_id=0),
+    },
     "dots1": {
         "dots1-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=3, n_heads=4, n_kv_heads=2, head_dim=8,
                            d_ff=16, dense_d_ff=48, n_experts=8, experts_per_token=2, shared_expert_d_ff=32,

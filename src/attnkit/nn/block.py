@@ -69,7 +69,7 @@ class LayerConfig:
     expert_groups_per_token: int | None = None
     routed_scaling_factor: float = 1.0  # the routed experts' weights multiplied by it (DeepSeek-V3)
     router_jitter_noise: float = 0.0  # training: the mixture's input times U(1 - j, 1 + j) (Mixtral)
-    router_score_bias: bool = True  # with router_scoring="sigmoid": the score bias (False: Llama 4's, none)
+    router_score_bias: bool = False  # a learned bias on the router's scores for the choice (DeepSeek-V3, ERNIE 4.5)
     expert_input_weights: bool = False  # the router's weights scale each chosen expert's input (Llama 4)
     router_bias: bool = False  # a bias on the router's logits (GPT-OSS)
     kv_lora_rank: int | None = None  # multi-head latent attention with latents this wide (DeepSeek)

@@ -92,8 +92,9 @@ class MoEFeedForward(nn.Module):
     added as it is with ``shared_gated=False`` (DeepSeek's ``shared_experts``).
 
     DeepSeek-V3's router (DeepSeek-AI 2024, §2.1.2): ``scoring="sigmoid"`` scores each expert
-    with a sigmoid; a per-expert ``score_bias`` (a buffer, ``e_score_correction_bias``) shifts
-    the scores for the choice only; with ``groups`` the experts are split into that many groups,
+    with a sigmoid; a per-expert ``score_bias`` (a buffer, ``e_score_correction_bias``; by default
+    with sigmoid scores only, ERNIE 4.5 has one on softmax scores) shifts the scores for the choice
+    only; with ``groups`` the experts are split into that many groups,
     each scored by its two best experts, and the choice is limited to the ``groups_per_token``
     best groups; the chosen scores (renormalised, or not) are multiplied by ``scale``.
 
@@ -110,7 +111,7 @@ class MoEFeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int = 2, activation: str = "swiglu",
                  bias: bool = False, dropout: float = 0.0, normalize: bool = True, shared_d_ff: int | None = None,
                  scoring: str = "softmax", groups: int | None = None, groups_per_token: int | None = None,
-                 scale: float = 1.0, shared_gated: bool = True, jitter: float = 0.0, score_bias: bool = True,
+                 scale: float = 1.0, shared_gated: bool = True, jitter: float = 0.0, score_bias: bool | None = None,
                  input_weights: bool = False, router_bias: bool = False):
         super().__init__()
         if not 1 <= top_k <= n_experts:
@@ -124,7 +125,8 @@ class MoEFeedForward(nn.Module):
         self.top_k, self.normalize, self.scoring, self.scale, self.jitter = top_k, normalize, scoring, scale, jitter
         self.groups, self.groups_per_token, self.input_weights = groups, groups_per_token, input_weights
         self.router = Linear(d_model, n_experts, bias=router_bias)
-        self.register_buffer("score_bias", torch.zeros(n_experts) if scoring == "sigmoid" and score_bias else None)
+        score_bias = scoring == "sigmoid" if score_bias is None else score_bias
+        self.register_buffer("score_bias", torch.zeros(n_experts) if score_bias else None)
         self.experts = nn.ModuleList(FeedForward(d_model, d_ff, activation, bias, dropout) for _ in range(n_experts))
         self.shared_expert = self.shared_gate = None
         if shared_d_ff is not None:
