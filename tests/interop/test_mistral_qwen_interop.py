@@ -373,6 +373,14 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("Glm4Moe", "glm4-moe-tiny", {}),
                                                      ("GraniteMoe", "granitemoe-tiny", {}),
                                                      ("Dots1", "dots1-tiny", {}),
+                                                     ("GptOss", "gpt-oss-tiny", {}), ("GPTNeo", "gpt-neo-tiny", {}),
+                                                     ("OPT", "opt-tiny", {}), ("Bloom", "bloom-tiny", {}),
+                                                     ("Falcon", "falcon-tiny", {}), ("StableLm", "stablelm-tiny", {}),
+                                                     ("StableLm", "stablelm-tiny", dict(parallel_residual=True,
+                                                                                        shared_norm=True)),
+                                                     ("Exaone4", "exaone4-tiny", {}), ("Helium", "helium-tiny", {}),
+                                                     ("Arcee", "arcee-tiny", {}), ("Nemotron", "nemotron-tiny", {}),
+                                                     ("Ministral", "ministral-tiny", {}),
                                                      ("Cohere", "cohere-tiny", {}), ("Olmo3", "olmo3-tiny", {}),
                                                      ("SmolLM3", "smollm3-tiny", {}),
                                                      ("Ernie4_5", "ernie4_5-tiny", dict(bias=True)),
@@ -382,15 +390,18 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                          rope_local_base=1000.0, rope_scaling={
                                                              "rope_type": "linear", "factor": 2.0}))])
 def test_attnkit_models_saved_load_in_transformers_with_same_logits(tmp_path, family, preset, overrides):
-    """Saves of each family's preset (its zero-initialised biases and DeepSeek's score biases
-    drawn, so that a dropped one shows) load in transformers with the same logits, and in attnkit
+    """Saves of each family's preset (its zero-initialised biases, DeepSeek's score biases and
+    GPT-OSS's sinks drawn, and the norms' weights moved off their initial values, so that a
+    dropped one or a lost offset shows) load in transformers with the same logits, and in attnkit
     with the same config."""
     cls = getattr(attnkit, family)
     model = cls(getattr(attnkit, f"{family}Config").from_preset(preset, **overrides)).eval()
     with torch.no_grad():
         for name, t in [*model.named_parameters(), *model.named_buffers()]:
-            if name.endswith(("bias", "score_bias")) and not t.any():
+            if name.endswith(("bias", "score_bias", "sinks")) and not t.any():
                 t.normal_(0.0, 0.3)
+            elif "norm" in name and name.endswith("weight"):
+                t.add_(torch.randn_like(t) * 0.2)
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == cls.config_class.model_type and saved["architectures"] == [f"{family}ForCausalLM"]
