@@ -44,11 +44,13 @@ def key_rules(model) -> list[Rename]:
             Rename(n + f"ffn.fc_in.{p}", h + f"mlp.up_proj.{p}"),
             Rename(n + f"ffn.fc_out.{p}", h + f"mlp.down_proj.{p}"),
         ]
+    norms = [(n + "attn_norm", h + "input_layernorm"), (n + "ffn_norm", h + "post_attention_layernorm"),
+             ("decoder.norm", "model.norm")]
+    layer_norm_bias = c.norm.startswith("layernorm") and (c.bias if c.norm_bias is None else c.norm_bias)
     return rules + [
         *([Rename(n + f"attn.{x}_norm.weight", h + f"self_attn.{x}_norm.weight") for x in "qk"] if c.qk_norm else []),
-        Rename(n + "attn_norm.weight", h + "input_layernorm.weight"),
-        Rename(n + "ffn_norm.weight", h + "post_attention_layernorm.weight"),
-        Rename("decoder.norm.weight", "model.norm.weight"),
+        *[Rename(f"{ours}.{p}", f"{theirs}.{p}") for ours, theirs in norms
+          for p in (("weight", "bias") if layer_norm_bias else ("weight",))],
         Rename("lm_head.weight", "lm_head.weight"),
     ]
 

@@ -18,13 +18,9 @@ MODELS = {"Nemotron": Nemotron}
 ARCHITECTURES = {"NemotronForCausalLM": "Nemotron"}
 BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
-_NORMS = (("decoder.layers.{i}.attn_norm", "model.layers.{i}.input_layernorm"),
-          ("decoder.layers.{i}.ffn_norm", "model.layers.{i}.post_attention_layernorm"),
-          ("decoder.norm", "model.norm"))
-
 
 def key_rules(model) -> list[Rename]:
-    return llama.key_rules(model) + [Rename(f"{ours}.bias", f"{theirs}.bias") for ours, theirs in _NORMS]
+    return llama.key_rules(model)  # with the LayerNorms' biases
 
 
 def config_to_hf(model) -> dict | None:
