@@ -211,8 +211,8 @@ def test_olmoe_norms_and_experts_give_transformers_logits_loss_and_gradients(tmp
         other.load_state_dict(model.state_dict())
         assert (other(ids).logits - hf(ids).logits).abs().max() > 1e-3
     (tmp_path / "config.json").write_text(json.dumps({**json.loads((tmp_path / "config.json").read_text()),
-                                                      "clip_qkv": 8.0}))
-    with pytest.raises(ConfigError, match="clip_qkv"):
+                                                      "attention_bias": True}))
+    with pytest.raises(ConfigError, match="attention_bias"):
         attnkit.from_pretrained(tmp_path)
 
 
@@ -380,7 +380,7 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                                                         shared_norm=True)),
                                                      ("Exaone4", "exaone4-tiny", {}), ("Helium", "helium-tiny", {}),
                                                      ("Arcee", "arcee-tiny", {}), ("Nemotron", "nemotron-tiny", {}),
-                                                     ("Ministral", "ministral-tiny", {}),
+                                                     ("Ministral", "ministral-tiny", {}), ("Olmo", "olmo-tiny", {}),
                                                      ("Cohere", "cohere-tiny", {}), ("Olmo3", "olmo3-tiny", {}),
                                                      ("SmolLM3", "smollm3-tiny", {}),
                                                      ("Ernie4_5", "ernie4_5-tiny", dict(bias=True)),

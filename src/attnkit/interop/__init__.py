@@ -76,6 +76,7 @@ FAMILIES: dict[str, str] = {
     "glm4_moe": "attnkit.interop.glm4_moe",
     "dots1": "attnkit.interop.dots1",
     "ernie4_5_moe": "attnkit.interop.ernie4_5_moe",
+    "olmo": "attnkit.interop.olmo",
     "granitemoe": "attnkit.interop.granitemoe",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",

@@ -58,7 +58,7 @@ class GPTConfig(Config):
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
         "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise",
         "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights",
-        "norm_bias", "position_offset", "embedding_norm", "attn_sinks", "router_bias")
+        "norm_bias", "position_offset", "embedding_norm", "attn_sinks", "router_bias", "clip_qkv")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -69,7 +69,7 @@ class GPTConfig(Config):
     head_dim: int | None = None  # per attention head; None = d_model // n_heads (Qwen3, Gemma, Mistral-Nemo differ)
     d_ff: int | None = None
     activation: str = "gelu_tanh"
-    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset", "layernorm_offset"] = "layernorm"
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset", "layernorm_offset", "layernorm_unweighted"] = "layernorm"
     norm_eps: float = 1e-5
     positional: Literal["learned", "rotary", "alibi"] = "learned"
     position_offset: int = 0  # learned positions: position p reads row p + offset of n_positions + offset (OPT: 2)
@@ -98,6 +98,7 @@ class GPTConfig(Config):
     attn_scale_dim: float | None = None  # scores scaled by its -1/2 power, not head_dim's
     attn_softcap: float | None = None  # attention scores soft-capped to c·tanh(s/c) (Gemma 2)
     attn_sinks: bool = False  # a learned sink logit per head: a share of each softmax with no value (GPT-OSS)
+    clip_qkv: float | None = None  # queries, keys and values clamped to ±clip_qkv after their projections (OLMo)
     logit_softcap: float | None = None  # output logits soft-capped likewise (Gemma 2)
     sandwich_norm: bool = False  # a norm on each sublayer's output too (Gemma 2/3)
     parallel_residual: bool = False  # x + attn(norm(x)) + ffn(norm'(x)) in each layer (GPT-NeoX / Pythia)
@@ -219,8 +220,10 @@ class GPTConfig(Config):
                      "needs rotary positions")
         for name in ("q_lora_rank", "v_head_dim"):
             self.require(getattr(self, name) is None or getattr(self, name) > 0, name, "must be None or positive")
+        self.require(self.clip_qkv is None or self.kv_lora_rank is None, "clip_qkv",
+                     "does not go with latent attention")
         for name in ("attn_scale_dim", "attn_softcap", "logit_softcap", "embedding_multiplier", "residual_multiplier",
-                     "logits_scaling"):
+                     "logits_scaling", "clip_qkv"):
             value = getattr(self, name)
             self.require(value is None or value > 0, name, "must be None or positive")
         self.require(self.activation in FEEDFORWARD_ACTIVATIONS, "activation", f"must be one of {FEEDFORWARD_ACTIVATIONS}")
@@ -316,6 +319,7 @@ class GPTConfig(Config):
             expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
             router_jitter_noise=self.router_jitter_noise, router_score_bias=self.score_bias,
             expert_input_weights=self.expert_input_weights, router_bias=self.router_bias, attn_sinks=self.attn_sinks,
+            clip_qkv=self.clip_qkv,
             kv_lora_rank=self.kv_lora_rank, q_lora_rank=self.q_lora_rank, rope_head_dim=self.rotary_dim,
             v_head_dim=self.v_head_dim or self.dim_per_head, rope_interleave=self.rope_interleave,
         )

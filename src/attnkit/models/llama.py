@@ -650,3 +650,26 @@ class Ernie4_5Moe(GPT):
     """An ERNIE 4.5 mixture-of-experts causal LM (see :class:`~attnkit.models.gpt.GPT`)."""
 
     config_class = Ernie4_5MoeConfig
+
+
+@dataclass(frozen=True)
+class OlmoConfig(LlamaConfig):
+    """Sizes of an OLMo (Groeneveld et al. 2024, OLMo 1). Defaults are Hugging Face's
+    ``OlmoConfig`` (OLMo-7B's shape): a Llama whose LayerNorms have neither weight nor bias
+    (``layernorm_unweighted``), its queries, keys and values optionally clamped (``clip_qkv``)."""
+
+    model_type = "olmo"
+
+    vocab_size: int = 50304
+    norm: Literal["layernorm", "rmsnorm", "rmsnorm_offset", "layernorm_offset",
+                  "layernorm_unweighted"] = "layernorm_unweighted"
+    norm_eps: float = 1e-5
+    bos_token_id: int | None = None
+    eos_token_id: int | None = 50279
+    pad_token_id: int | None = 1
+
+
+class Olmo(GPT):
+    """An OLMo (1) causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
+
+    config_class = OlmoConfig

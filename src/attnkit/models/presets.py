@@ -110,6 +110,11 @@ PRESETS: dict[str, dict[str, dict]] = {
                             moe_layers=(1, 3), dense_d_ff=48, nope_layers=(3,), attention_chunk_size=4,
                             attn_temperature_floor=4, attn_temperature_scale=0.5, eos_token_id=2, pad_token_id=0),
     },
+    "olmo": {
+        "olmo-7b": dict(),  # HF's OlmoConfig defaults: 6,888,095,744 params
+        "olmo-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                          clip_qkv=0.5, eos_token_id=2, pad_token_id=0),
+    },
     "ernie4_5_moe": {
         # HF's Ernie4_5_MoeConfig defaults: 21,825,436,160 params (transformers counts 1,728 more: its
         # score biases are parameters, attnkit's buffers)

@@ -243,6 +243,8 @@ class MultiHeadAttention(nn.Module):
         temperature: ``(floor, strength)``: the query at cache slot ``p`` (counting from 0, left
             padding included) is multiplied by ``1 + strength · log(1 + ⌊(p + 1) / floor⌋)``
             (Llama 4's temperature tuning of its layers without positions; Nakanishi 2025).
+        clip_qkv: queries, keys and values clamped to ``±clip_qkv`` after their projections (OLMo;
+            after the all-heads query/key norms with ``qk_norm_per_head=False``, as OLMoE).
         sinks: a learned attention-sink logit per head (GPT-OSS; see
             :func:`scaled_dot_product_attention`), ``sinks`` ``(H,)``, initialised to 0.
     """
@@ -268,8 +270,10 @@ class MultiHeadAttention(nn.Module):
         out_bias: bool | None = None,
         temperature: tuple[float, float] | None = None,
         sinks: bool = False,
+        clip_qkv: float | None = None,
     ):
         super().__init__()
+        self.clip_qkv = clip_qkv
         self.rope_interleave, self.temperature = rope_interleave, temperature
         self.sinks = nn.Parameter(torch.zeros(n_heads)) if sinks else None
         in_bias = bias if qkv_bias is None else qkv_bias
@@ -343,6 +347,8 @@ class MultiHeadAttention(nn.Module):
         if self.q_norm is not None and not head_norm:
             q = self.q_norm(q)
             k = k if k is None else self.k_norm(k)
+        if self.clip_qkv is not None:  # OLMo's clamp, after OLMoE's all-heads norms
+            q, k, v = (None if t is None else t.clamp(-self.clip_qkv, self.clip_qkv) for t in (q, k, v))
         q = q.view(B, T, self.n_heads, self.head_dim)
         q = (self.q_norm(q) if head_norm else q).transpose(1, 2)  # (B, H, T, D)
         if k is not None:

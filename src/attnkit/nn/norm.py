@@ -8,7 +8,7 @@ from torch import nn
 
 from attnkit.errors import ConfigError
 
-NORMS = ("layernorm", "rmsnorm", "rmsnorm_offset", "rmsnorm_unweighted", "layernorm_offset")
+NORMS = ("layernorm", "rmsnorm", "rmsnorm_offset", "rmsnorm_unweighted", "layernorm_offset", "layernorm_unweighted")
 
 
 class RMSNorm(nn.Module):
@@ -45,10 +45,12 @@ class OffsetLayerNorm(nn.LayerNorm):
 
 def build_norm(kind: str, dim: int, eps: float, bias: bool = True) -> nn.Module:
     """``"layernorm"``, ``"rmsnorm"``, ``"rmsnorm_offset"`` (Gemma's: weights stored as an offset
-    from 1), ``"rmsnorm_unweighted"`` (no weight) or ``"layernorm_offset"`` (Nemotron's) over the
-    last dimension."""
+    from 1), ``"rmsnorm_unweighted"`` (no weight), ``"layernorm_offset"`` (Nemotron's) or
+    ``"layernorm_unweighted"`` (OLMo's: neither weight nor bias) over the last dimension."""
     if kind == "layernorm":
         return nn.LayerNorm(dim, eps=eps, bias=bias)
+    if kind == "layernorm_unweighted":
+        return nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
     if kind == "layernorm_offset":
         return OffsetLayerNorm(dim, eps=eps, bias=bias)
     if kind == "rmsnorm_unweighted":
