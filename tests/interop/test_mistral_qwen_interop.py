@@ -381,6 +381,7 @@ PHI4_TINY = dict(rotary_dim=4, rope_scaling={"rope_type": "longrope", "factor": 
                                                      ("Exaone4", "exaone4-tiny", {}), ("Helium", "helium-tiny", {}),
                                                      ("Arcee", "arcee-tiny", {}), ("Nemotron", "nemotron-tiny", {}),
                                                      ("Ministral", "ministral-tiny", {}), ("Olmo", "olmo-tiny", {}),
+                                                     ("Mpt", "mpt-tiny", {}),
                                                      ("Cohere", "cohere-tiny", {}), ("Olmo3", "olmo3-tiny", {}),
                                                      ("SmolLM3", "smollm3-tiny", {}),
                                                      ("Ernie4_5", "ernie4_5-tiny", dict(bias=True)),

@@ -77,6 +77,7 @@ FAMILIES: dict[str, str] = {
     "dots1": "attnkit.interop.dots1",
     "ernie4_5_moe": "attnkit.interop.ernie4_5_moe",
     "olmo": "attnkit.interop.olmo",
+    "mpt": "attnkit.interop.mpt",
     "granitemoe": "attnkit.interop.granitemoe",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",

@@ -83,6 +83,7 @@ from attnkit.models.llama import (
     StableLmConfig,
 )
 from attnkit.models.llama4 import Llama4, Llama4Config
+from attnkit.models.mpt import Mpt, MptConfig
 from attnkit.models.opt import OPT, OPTConfig
 from attnkit.models.outputs import ModelOutput
 from attnkit.models.phi import Phi, PhiConfig
@@ -112,10 +113,10 @@ __all__ = [
     "GlmConfig", "GPT", "GPTConfig", "GPTJ", "GPTJConfig", "GPTNeo", "GPTNeoConfig", "GPTNeoX", "GPTNeoXConfig",
     "GptOss", "GptOssConfig", "Granite", "GraniteConfig", "GraniteMoe", "GraniteMoeConfig", "Helium", "HeliumConfig",
     "Llama", "Llama4", "Llama4Config", "LlamaConfig", "Ministral", "MinistralConfig", "Mistral", "MistralConfig",
-    "Mixtral", "MixtralConfig", "Model", "ModelOutput", "Nemotron", "NemotronConfig", "Olmo", "Olmo2", "Olmo2Config",
-    "Olmo3", "Olmo3Config", "OlmoConfig", "Olmoe", "OlmoeConfig", "OPT", "OPTConfig", "Phi", "Phi3", "Phi3Config",
-    "PhiConfig", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe",
-    "Qwen3MoeConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
+    "Mixtral", "MixtralConfig", "Model", "ModelOutput", "Mpt", "MptConfig", "Nemotron", "NemotronConfig", "Olmo",
+    "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "OlmoConfig", "Olmoe", "OlmoeConfig", "OPT", "OPTConfig", "Phi",
+    "Phi3", "Phi3Config", "PhiConfig", "Qwen2", "Qwen2Config", "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config",
+    "Qwen3Moe", "Qwen3MoeConfig", "Roberta", "RobertaConfig", "RobertaForMaskedLM", "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification", "RobertaForTokenClassification", "SeedOss", "SeedOssConfig", "SmolLM3",
     "SmolLM3Config", "StableLm", "StableLmConfig", "Starcoder2", "Starcoder2Config", "T5", "T5Config", "Transformer",
     "TransformerConfig", "ViT", "ViTConfig", "ViTForImageClassification", "Whisper", "WhisperConfig",

@@ -215,6 +215,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         "falcon-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, d_ff=64,
                             bos_token_id=1, eos_token_id=2, pad_token_id=0),
     },
+    "mpt": {
+        # MosaicML 2023: MPT-7B (32 heads of 128, a 50,432-token vocabulary).
+        "mpt-7b": dict(vocab_size=50432, d_model=4096, n_layers=32, n_heads=32),  # 6,649,286,656 params
+        "mpt-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, clip_qkv=0.5,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
     "bloom": {
         # BigScience 2022 (BLOOM): 560M to 176B, a 250,880-token vocabulary.
         "bloom-560m": dict(),  # 559,214,592 params
