@@ -35,7 +35,8 @@ def config_to_hf(model) -> dict | None:
     """HF ``MptConfig`` fields, or None for a variant ``MptForCausalLM`` cannot represent."""
     c: MptConfig = model.config
     if (c.positional != "alibi" or c.norm != "layernorm" or c.bias or c.activation != "gelu"
-            or not c.tie_word_embeddings or c.n_kv_heads not in (None, c.n_heads) or c.head_dim not in (None, c.d_model // c.n_heads)
+            or not c.tie_word_embeddings or c.n_kv_heads not in (None, c.n_heads)
+            or c.head_dim not in (None, c.d_model // c.n_heads)
             or c.d_ff not in (None, 4 * c.d_model) or c.n_heads & (c.n_heads - 1) or c.variants() - {"clip_qkv"}):
         return None
     return dict(model_type=MODEL_TYPE, vocab_size=c.vocab_size, d_model=c.d_model, n_heads=c.n_heads,
