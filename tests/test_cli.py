@@ -521,3 +521,34 @@ def test_chat_keeps_the_conversation_and_replies_as_generate_does(chat_model):
     guessed = runner.invoke(app, ["chat", str(path), "--system", "pack my", "--temperature", "0", "--max-new-tokens", "6",
                                   "--prompt-lookup", "4"], input="the quick\nthe\n/reset\nthe\n")
     assert guessed.exit_code == 0 and guessed.output == result.output
+
+
+def test_generate_json_mode_and_schema(trained, tmp_path):
+    """``--json`` keeps the continuation a JSON object's beginning (the model is barely trained:
+    it need not finish one in 24 tokens); ``--json-schema`` reads the schema, and refuses one it
+    cannot use by name."""
+    from attnkit.generation.constraints import JSONSchemaGrammar, json_feed, json_start
+
+    prompt = "data = "
+    for extra in ([], ["--num-beams", 2]):
+        result = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 24, "--temperature", 0, "--json",
+                     *extra)
+        assert result.exit_code == 0, result.output
+        text = result.output[len(prompt):].rstrip("\n")
+        assert text and json_feed(json_start(), text.encode()) is not None, text
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+              "additionalProperties": False}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    result = cli("generate", trained, "--prompt", prompt, "--max-new-tokens", 24, "--temperature", 0,
+                 "--json-schema", tmp_path / "schema.json")
+    assert result.exit_code == 0, result.output
+    grammar = JSONSchemaGrammar(schema)
+    state = grammar.start
+    for b in result.output[len(prompt):].rstrip("\n").encode():
+        state = grammar.step(state, b)
+        assert state is not None, result.output
+    (tmp_path / "bad.json").write_text(json.dumps({"type": "string", "pattern": "x"}))
+    assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "bad.json"), "'pattern'")
+    (tmp_path / "broken.json").write_text("{")
+    assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "broken.json"),
+                   "cannot read a JSON schema")

@@ -90,6 +90,28 @@ def train(
         typer.echo(f"checkpoint: {latest_checkpoint(out)}")
 
 
+def _json_constraint(model, tokenizer, json_mode: bool, json_schema: Path | None):
+    """``attnkit generate``'s ``--json`` / ``--json-schema``: a
+    :class:`~attnkit.generation.constraints.JSONLogitsProcessor` (for prompt length 0; see its
+    ``for_prompt``), or None."""
+    import json
+
+    from attnkit.errors import InputError
+    from attnkit.generation.constraints import JSONLogitsProcessor
+
+    if not json_mode and json_schema is None:
+        return None
+    if tokenizer.eos_token_id is None:
+        raise InputError("--json and --json-schema need a tokenizer with an end-of-text token to end the document")
+    schema = None
+    if json_schema is not None:
+        try:
+            schema = json.loads(Path(json_schema).read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"--json-schema {json_schema}: cannot read a JSON schema from it ({e})") from None
+    return JSONLogitsProcessor(tokenizer, 0, tokenizer.eos_token_id, vocab_size=model.config.vocab_size, schema=schema)
+
+
 @app.command()
 @_fail_cleanly
 def generate(
@@ -119,6 +141,9 @@ def generate(
     pack_weights: bool = typer.Option(
         None, "--pack-weights/--no-pack-weights", show_default="auto",
         help="decode from oneDNN-packed weights: faster on CPU, one more copy in memory (default: when it pays)"),
+    json_mode: bool = typer.Option(False, "--json", help="JSON mode: the text is constrained to a JSON object"),
+    json_schema: Path = typer.Option(None, "--json-schema", help="a JSON schema file: the text is constrained to a "
+                                     "JSON document it accepts"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
@@ -151,12 +176,18 @@ def generate(
                     pack_weights="auto" if pack_weights is None else pack_weights,
                     prompt_lookup_num_tokens=prompt_lookup,
                     assistant_model=None if assistant is None else load_model_dir(assistant, device, dtype)[0])
+    constraint = _json_constraint(model, tokenizer, json_mode, json_schema)
     if num_beams > 1:
         ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
+        if constraint is not None:
+            sampling["logits_processor"] = [constraint.for_prompt(ids.shape[1])]
         out = model.generate(ids, max_new_tokens=max_new_tokens, num_beams=num_beams, num_return_sequences=1, **sampling)
         typer.echo(prompt + tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
         return
-    pieces = iter(TextStream(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling))
+    stream = TextStream(model, tokenizer, prompt, max_new_tokens=max_new_tokens, **sampling)
+    if constraint is not None:
+        stream.generate_kwargs["logits_processor"] = [constraint.for_prompt(stream.prompt_tokens)]
+    pieces = iter(stream)
     typer.echo(prompt + next(pieces, ""), nl=False)  # bad arguments fail here, before anything is printed
     for piece in pieces:
         typer.echo(piece, nl=False)
