@@ -12,6 +12,7 @@ import attnkit
 from attnkit import GPT, GPTConfig
 from attnkit.errors import InputError
 from attnkit.generation import TokenIteratorStreamer, generate, process_logits
+from attnkit.generation.processors import Warpers
 
 
 def tiny(**fields) -> GPT:
@@ -146,6 +147,8 @@ def test_greedy_and_beam_search_equal_transformers_generate(hf_gpt2_twin):
     dict(num_beams=3, top_k=1),  # beam sampling keeps at least 1 + (number of EOS ids) tokens
     dict(temperature=1.2, top_k=0, min_p=0.1),
     dict(num_beams=2, top_k=0, top_p=0.95, min_p=0.05),
+    dict(top_k=0, typical_p=0.6), dict(top_k=0, epsilon_cutoff=0.01), dict(top_k=0, eta_cutoff=0.005),
+    dict(num_beams=2, top_k=30, typical_p=0.8, epsilon_cutoff=0.002, eta_cutoff=0.002),
 ])
 def test_seeded_sampling_equals_transformers_with_the_same_seed(hf_gpt2_twin, kw):
     ours, hf = hf_gpt2_twin()
@@ -180,6 +183,34 @@ def test_process_logits_equals_transformers_warpers(temperature, top_k, top_p, k
         expected = MinPLogitsWarper(min_p, min_tokens_to_keep=keep)(None, expected)
     ours = process_logits(logits, temperature, top_k, top_p, min_tokens_to_keep=keep, min_p=min_p)
     assert torch.equal(torch.isinf(ours), torch.isinf(expected))
+    torch.testing.assert_close(ours[~torch.isinf(ours)], expected[~torch.isinf(expected)])
+
+
+@pytest.mark.parametrize("typical_p,epsilon,eta,keep,top_k", [
+    (0.5, None, None, 1, None), (0.95, None, None, 3, None), (0.05, None, None, 1, None),
+    (None, 0.01, None, 1, None), (None, 0.3, None, 2, None), (None, None, 0.01, 1, None), (None, None, 0.3, 3, None),
+    (0.7, 0.001, 0.002, 1, 40),  # after top-k's -inf: entropies and masses of what is left
+])
+def test_typical_epsilon_and_eta_equal_transformers_warpers(typical_p, epsilon, eta, keep, top_k):
+    """Typical (Meister et al. 2023), epsilon and eta sampling (Hewitt et al. 2022) remove the
+    tokens ``transformers``' warpers remove, in their order, keeping ``min_tokens_to_keep``."""
+    from transformers import EpsilonLogitsWarper, EtaLogitsWarper, TopKLogitsWarper, TypicalLogitsWarper
+
+    logits = torch.randn(4, 300) * 3
+    logits[0, :10] = 2.0  # ties
+    logits[1, 0] = 30.0  # one dominant token: near-zero entropy
+    expected = logits.clone()
+    if top_k is not None:
+        expected = TopKLogitsWarper(top_k, min_tokens_to_keep=keep)(None, expected)
+    if typical_p is not None:
+        expected = TypicalLogitsWarper(typical_p, min_tokens_to_keep=keep)(None, expected)
+    if epsilon is not None:
+        expected = EpsilonLogitsWarper(epsilon, min_tokens_to_keep=keep)(None, expected)
+    if eta is not None:
+        expected = EtaLogitsWarper(eta, min_tokens_to_keep=keep)(None, expected)
+    ours = Warpers(top_k=top_k, typical_p=typical_p, epsilon_cutoff=epsilon, eta_cutoff=eta)(logits, keep)
+    assert torch.equal(torch.isinf(ours), torch.isinf(expected))
+    assert torch.isinf(ours).any()  # each setting removes something here
     torch.testing.assert_close(ours[~torch.isinf(ours)], expected[~torch.isinf(expected)])
 
 

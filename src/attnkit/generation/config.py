@@ -10,7 +10,8 @@ from attnkit.models.generation_config import generation_config
 
 # generate's own defaults, for what neither the call nor the generation config sets
 DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "min_new_tokens": 0, "do_sample": False, "temperature": 1.0,
-                            "top_k": 50, "top_p": None, "min_p": None, "num_beams": 1, "length_penalty": 1.0,
+                            "top_k": 50, "top_p": None, "min_p": None, "typical_p": None, "epsilon_cutoff": None,
+                            "eta_cutoff": None, "num_beams": 1, "length_penalty": 1.0,
                             "early_stopping": False,
                             "renormalize_logits": False, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
                             "num_return_sequences": 1}

@@ -38,7 +38,7 @@ import torch
 from attnkit.allocator import available_memory
 from attnkit.errors import InputError
 from attnkit.generation.config import generation_config, resolve
-from attnkit.generation.processors import ban_repeated_ngrams, ban_sequences, penalize_repetition, process_logits
+from attnkit.generation.processors import Warpers, ban_repeated_ngrams, ban_sequences, penalize_repetition
 from attnkit.nn.linear import packed_weights
 from attnkit.models.base import check_token_ids
 from attnkit.models.generation_config import RANGES
@@ -232,6 +232,7 @@ def _check_args(model, input_ids, attention_mask, generator, decoder_input_ids=N
         attention_mask = as_padding_mask(attention_mask, *input_ids.shape)
     if vocab is not None and reads_ids:
         check_token_ids(input_ids, "input_ids", vocab)
+    s["warpers"] = Warpers(*(s.pop(name) for name in Warpers._fields))
     return attention_mask, s
 
 
@@ -260,6 +261,9 @@ def stream(
     top_k: int | None = None,
     top_p: float | None = None,
     min_p: float | None = None,
+    typical_p: float | None = None,
+    epsilon_cutoff: float | None = None,
+    eta_cutoff: float | None = None,
     eos_token_id: int | Sequence[int] | str | None = "config",
     pad_token_id: int | str | None = "config",
     attention_mask: torch.Tensor | None = None,
@@ -296,7 +300,8 @@ def stream(
     """
     attention_mask, s = _check_args(model, input_ids, attention_mask, generator, decoder_input_ids,
                                     max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-                                    top_k=top_k, top_p=top_p, min_p=min_p,
+                                    top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
+                                    epsilon_cutoff=epsilon_cutoff, eta_cutoff=eta_cutoff,
                                     min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty,
                                     no_repeat_ngram_size=no_repeat_ngram_size, max_length=max_length,
                                     min_length=min_length)
@@ -343,7 +348,7 @@ def _must_refeed(limit: int | None, cache, length: int) -> bool:
 
 
 def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
-            temperature, top_k, top_p, min_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
+            warpers, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
             renormalize_logits=False, record=None, decoder_input_ids=None, stop=None):
     """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
     key) collects each step's processed scores / raw logits; ``stop`` (:class:`_StopStrings`)
@@ -374,7 +379,7 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
         if forced_eos and step == max_new_tokens - 1:
             _force_token(logits, forced_eos)
         if do_sample:
-            logits = process_logits(logits, temperature, top_k, top_p, min_p=min_p)
+            logits = warpers(logits)
         if renormalize_logits:  # the scores a step reports (Hugging Face's last processor)
             logits = torch.log_softmax(logits, dim=-1)
         next_tokens = (torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1) if do_sample
@@ -478,9 +483,9 @@ class _AssistantGuesses:
     decoding; Hugging Face's assisted generation): it decodes from its own KV cache, up to ``k``
     tokens a round; ``k`` grows by 2 after a round whose guesses were all confirmed and shrinks by
     1 otherwise (Hugging Face's "heuristic" schedule). Its cache keeps the positions the sequence
-    confirmed and drops the rest. Greedy, or with ``sampling`` (``(temperature, top_k, top_p, min_p,
-    generator)``) it samples each guess from its own warped distribution and keeps those
-    distributions in ``q`` ``(n, V)`` for the acceptance test (:func:`_speculative_token`)."""
+    confirmed and drops the rest. Greedy, or with ``sampling`` (``(warpers, generator)``) it samples
+    each guess from its own warped distribution and keeps those distributions in ``q`` ``(n, V)``
+    for the acceptance test (:func:`_speculative_token`)."""
 
     def __init__(self, assistant, input_ids, attention_mask, max_new_tokens: int, k: int, mask_buf,
                  sampling: tuple | None = None):
@@ -508,8 +513,8 @@ class _AssistantGuesses:
             if self.sampling is None:
                 feed = logits.argmax(dim=-1, keepdim=True)
             else:
-                temperature, top_k, top_p, min_p, generator = self.sampling
-                probs = process_logits(logits.float(), temperature, top_k, top_p, min_p=min_p).softmax(dim=-1)
+                warpers, generator = self.sampling
+                probs = warpers(logits.float()).softmax(dim=-1)
                 feed = torch.multinomial(probs, 1, generator=generator)
                 q.append(probs[0])
             out.append(feed[0])
@@ -537,7 +542,7 @@ def _speculative_token(p: torch.Tensor, q: torch.Tensor | None, guess: int | Non
 
 
 def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
-                   temperature, top_k, top_p, min_p, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
+                   warpers, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
                    renormalize_logits=False, record=None, decoder_input_ids=None, lookup: int = 10,
                    assistant: tuple | None = None, stop=None):
     """Decoding of one sequence that also checks guesses: each step feeds the last token and up to
@@ -555,7 +560,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
     if assistant is None:
         guess = lambda seq, cur, n: _lookup_candidates(seq[:cur], n)  # noqa: E731
     else:
-        sampling = (temperature, top_k, top_p, min_p, generator) if do_sample else None
+        sampling = (warpers, generator) if do_sample else None
         guess = _AssistantGuesses(assistant[0], input_ids, attention_mask, max_new_tokens, assistant[1], mask_buf,
                                   sampling)
     start = _first_real(mask)
@@ -577,7 +582,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
             if forced_eos and produced == max_new_tokens - 1:
                 _force_token(row, forced_eos)
             if do_sample:
-                row = process_logits(row, temperature, top_k, top_p, min_p=min_p)
+                row = warpers(row)
             if renormalize_logits:
                 row = torch.log_softmax(row, dim=-1)
             if scores_out is not None:
@@ -615,6 +620,9 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     min_p: float | None = None,
+    typical_p: float | None = None,
+    epsilon_cutoff: float | None = None,
+    eta_cutoff: float | None = None,
     num_beams: int | None = None,
     length_penalty: float | None = None,
     length_penalty_style: str = "hf",
@@ -669,6 +677,11 @@ def generate(
             50, no top-p and no min-p, Hugging Face's defaults); ``top_k=0`` / ``top_p=1.0`` /
             ``min_p=0`` turn them off. ``min_p`` removes the tokens less likely than ``min_p``
             times the most likely one (Nguyen et al. 2024), after temperature, top-k and top-p.
+        typical_p, epsilon_cutoff, eta_cutoff: Hugging Face's other warpers, after min-p in this
+            order (off by default): typical sampling keeps the tokens whose surprisal is closest to
+            the entropy, up to ``typical_p`` of the mass (Meister et al. 2023); epsilon sampling
+            drops tokens below probability ``epsilon_cutoff``, eta sampling those below
+            ``min(eta, √eta · exp(-entropy))`` (Hewitt et al. 2022).
         num_beams, length_penalty, early_stopping: beam search (default 1 beam, 1.0, False);
             finished hypotheses are scored ``sum log p / len ** length_penalty``;
             ``length_penalty_style="gnmt"`` divides by ``((5 + len) / 6) ** length_penalty``
@@ -753,7 +766,8 @@ def generate(
         attention_mask, s = _check_args(
             model, input_ids, attention_mask, generator, decoder_input_ids, max_new_tokens=max_new_tokens,
             do_sample=do_sample,
-            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, num_beams=num_beams,
+            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
+            epsilon_cutoff=epsilon_cutoff, eta_cutoff=eta_cutoff, num_beams=num_beams,
             length_penalty=length_penalty,
             early_stopping=early_stopping, renormalize_logits=renormalize_logits, min_new_tokens=min_new_tokens,
             repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
@@ -878,7 +892,7 @@ def _length_norm(length: int, alpha: float, style: str) -> float:
 
 
 def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_style, generator, bans, eos, fill,
-                 forced_eos, n_return, max_new_tokens, do_sample, temperature, top_k, top_p, min_p, length_penalty,
+                 forced_eos, n_return, max_new_tokens, do_sample, warpers, length_penalty,
                  early_stopping,
                  renormalize_logits, min_new_tokens, repetition_penalty, no_repeat_ngram_size, record=None,
                  decoder_input_ids=None):
@@ -932,7 +946,7 @@ def _beam_search(model, input_ids, attention_mask, num_beams, length_penalty_sty
         if forced_eos and cur == max_len - 1:
             _force_token(logp, forced_eos)
         if do_sample:
-            logp = process_logits(logp, temperature, top_k, top_p, min_tokens_to_keep=1 + max(1, len(eos)), min_p=min_p)
+            logp = warpers(logp, min_tokens_to_keep=1 + max(1, len(eos)))
         if renormalize_logits:
             logp = torch.log_softmax(logp, dim=-1)
         if scores_out is not None:

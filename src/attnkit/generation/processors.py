@@ -1,6 +1,7 @@
 """Logit transforms: the sampling warpers temperature, top-k (Fan et al. 2018), top-p /
-nucleus (Holtzman et al. 2020) and min-p (Nguyen et al. 2024), with Hugging Face's order and tie
-rules; and the processors that
+nucleus (Holtzman et al. 2020), min-p (Nguyen et al. 2024), typical sampling (Meister et al.
+2023), epsilon and eta sampling (Hewitt et al. 2022), with Hugging Face's order and tie rules
+(:class:`Warpers` holds one call's); and the processors that
 read the sequence so far: a repetition penalty (Keskar et al. 2019), no repeated n-grams
 (Paulus et al. 2017) and banned token sequences, equal to Hugging Face's
 ``RepetitionPenaltyLogitsProcessor``, ``NoRepeatNGramLogitsProcessor`` and
@@ -8,15 +9,45 @@ read the sequence so far: a repetition penalty (Keskar et al. 2019), no repeated
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 
-def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                   top_p: float | None = None, min_tokens_to_keep: int = 1, min_p: float | None = None) -> torch.Tensor:
-    """Return ``(B, V)`` logits with removed tokens set to ``-inf``.
+class Warpers(NamedTuple):
+    """One call's sampling warpers (:func:`process_logits`' arguments): ``warpers(logits,
+    min_tokens_to_keep)`` applies them."""
 
-    Top-k, top-p and min-p (tokens less likely than ``min_p`` times the most likely one are
-    removed) always keep the ``min_tokens_to_keep`` most likely tokens (beam sampling keeps
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    typical_p: float | None = None
+    epsilon_cutoff: float | None = None
+    eta_cutoff: float | None = None
+
+    def __call__(self, logits: torch.Tensor, min_tokens_to_keep: int = 1) -> torch.Tensor:
+        return process_logits(logits, self.temperature, self.top_k, self.top_p, min_tokens_to_keep, self.min_p,
+                              self.typical_p, self.epsilon_cutoff, self.eta_cutoff)
+
+
+def _keep_top(remove: torch.Tensor, logits: torch.Tensor, keep: int) -> torch.Tensor:
+    """``remove`` with the ``keep`` most likely tokens kept whatever it says."""
+    kth = torch.topk(logits, min(keep, logits.size(-1)), dim=-1).values[..., -1:]
+    return remove & (logits < kth)
+
+
+def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None, min_tokens_to_keep: int = 1, min_p: float | None = None,
+                   typical_p: float | None = None, epsilon_cutoff: float | None = None,
+                   eta_cutoff: float | None = None) -> torch.Tensor:
+    """Return ``(B, V)`` logits with removed tokens set to ``-inf``, the warpers in Hugging
+    Face's order: temperature, top-k, top-p, min-p (tokens less likely than ``min_p`` times the
+    most likely one are removed), typical (the tokens whose surprisal is closest to the entropy,
+    up to ``typical_p`` of the mass), epsilon (tokens below probability ``epsilon_cutoff``), eta
+    (below ``min(eta, √eta · exp(-entropy))``).
+
+    Each always keeps the ``min_tokens_to_keep`` most likely tokens (beam sampling keeps
     ``1 + number of EOS ids`` so a non-EOS continuation survives, as Hugging Face does).
     """
     if temperature != 1.0:
@@ -38,6 +69,23 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | 
         keep = torch.topk(logits, min(min_tokens_to_keep, logits.size(-1)), dim=-1).indices
         remove.scatter_(-1, keep, False)
         logits = logits.masked_fill(remove, float("-inf"))
+    if typical_p is not None and typical_p < 1.0:
+        logp = logits.log_softmax(dim=-1)
+        entropy = -(logp * logp.exp()).nansum(dim=-1, keepdim=True)
+        shifted, order = (-logp - entropy).abs().sort(dim=-1)  # closest to the entropy first
+        cum = logits.gather(-1, order).softmax(dim=-1).cumsum(dim=-1)
+        last = (cum < typical_p).sum(dim=-1, keepdim=True).clamp(max=logits.size(-1) - 1)
+        remove_sorted = shifted > shifted.gather(-1, last)
+        remove_sorted[..., :min_tokens_to_keep] = False
+        logits = logits.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), float("-inf"))
+    if epsilon_cutoff is not None and 0.0 < epsilon_cutoff < 1.0:
+        remove = _keep_top(logits.softmax(dim=-1) < epsilon_cutoff, logits, min_tokens_to_keep)
+        logits = logits.masked_fill(remove, float("-inf"))
+    if eta_cutoff is not None and 0.0 < eta_cutoff < 1.0:
+        probs = logits.softmax(dim=-1)
+        entropy = torch.distributions.Categorical(logits=logits).entropy()[..., None]
+        eta = torch.minimum(torch.tensor(eta_cutoff, device=logits.device), eta_cutoff ** 0.5 * torch.exp(-entropy))
+        logits = logits.masked_fill(_keep_top(probs < eta, logits, min_tokens_to_keep), float("-inf"))
     return logits
 
 

@@ -24,7 +24,7 @@ GENERATION_CONFIG_NAME = "generation_config.json"
 # they change nothing; a checkpoint that sets another value is loaded with a warning.
 UNSUPPORTED_DEFAULTS: dict[str, Any] = {
     "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0, "num_beam_groups": 1,
-    "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+    "diversity_penalty": 0.0,
     "forced_bos_token_id": None, "sequence_bias": None, "force_words_ids": None,
     "exponential_decay_length_penalty": None, "guidance_scale": None, "stop_strings": None, "max_time": None,
     "penalty_alpha": None, "top_h": None, "dola_layers": None, "constraints": None, "watermarking_config": None,
@@ -53,6 +53,8 @@ RANGES: dict[str, tuple[Any, str]] = {
     "temperature": (lambda v: _number(v) and v >= 0, ">= 0"),
     "top_p": (lambda v: _number(v) and 0 < v <= 1, "in (0, 1]"),
     "min_p": (lambda v: _number(v) and 0 <= v <= 1, "in [0, 1]"),
+    "typical_p": (lambda v: _number(v) and 0 < v <= 1, "in (0, 1]"),
+    **{name: (lambda v: _number(v) and 0 <= v < 1, "in [0, 1)") for name in ("epsilon_cutoff", "eta_cutoff")},
 }
 
 
@@ -80,6 +82,9 @@ class GenerationConfig(Config):
     top_k: int | None = None
     top_p: float | None = None
     min_p: float | None = None
+    typical_p: float | None = None
+    epsilon_cutoff: float | None = None
+    eta_cutoff: float | None = None
     num_beams: int | None = None
     length_penalty: float | None = None
     early_stopping: bool | Literal["never"] | None = None
