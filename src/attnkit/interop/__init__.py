@@ -78,6 +78,7 @@ FAMILIES: dict[str, str] = {
     "ernie4_5_moe": "attnkit.interop.ernie4_5_moe",
     "olmo": "attnkit.interop.olmo",
     "mpt": "attnkit.interop.mpt",
+    "hunyuan_v1_dense": "attnkit.interop.hunyuan_v1_dense",
     "granitemoe": "attnkit.interop.granitemoe",
     "stablelm": "attnkit.interop.stablelm",
     "gpt_neox": "attnkit.interop.gpt_neox",

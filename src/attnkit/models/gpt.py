@@ -58,7 +58,8 @@ class GPTConfig(Config):
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
         "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise",
         "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights",
-        "norm_bias", "position_offset", "embedding_norm", "attn_sinks", "router_bias", "clip_qkv")
+        "norm_bias", "position_offset", "embedding_norm", "attn_sinks", "router_bias", "clip_qkv",
+        "qk_norm_after_rope")
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -81,6 +82,7 @@ class GPTConfig(Config):
     attn_out_bias: bool | None = None  # a bias on the attention's output projection; None = ``bias`` (GPT-J: none)
     norm_bias: bool | None = None  # biases on the LayerNorms; None = ``bias`` (StableLM: there, and nowhere else)
     qk_norm: bool = False  # a ``norm`` over each head's queries and keys before the rotary embedding (Qwen3)
+    qk_norm_after_rope: bool = False  # with qk_norm: after the rotary embedding instead (HunYuan)
     sliding_window: int | None = None  # each position attends itself and the window - 1 before it (Mistral)
     sliding_layers: tuple[int, ...] | None = None  # the layers with the window; None: see window_layers
     rope_local_base: float | None = None  # the RoPE base of the sliding layers; None = rope_base (Gemma 3)
@@ -162,6 +164,8 @@ class GPTConfig(Config):
                      "must be None or positive, with rotary positions and no sliding_window")
         self.require(not self.qk_l2_norm or (self.positional == "rotary" and not self.qk_norm), "qk_l2_norm",
                      "needs rotary positions and no qk_norm")
+        self.require(not self.qk_norm_after_rope or (self.qk_norm and self.qk_norm_per_head), "qk_norm_after_rope",
+                     "needs qk_norm, per head")
         self.require(self.attn_temperature_floor is None or (self.attn_temperature_floor > 0 and self.nope_layers),
                      "attn_temperature_floor", "must be None, or positive with nope_layers (the layers it tunes)")
         self.require(self.router_score_bias is None or self.n_experts is not None, "router_score_bias",
@@ -319,7 +323,7 @@ class GPTConfig(Config):
             expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
             router_jitter_noise=self.router_jitter_noise, router_score_bias=self.score_bias,
             expert_input_weights=self.expert_input_weights, router_bias=self.router_bias, attn_sinks=self.attn_sinks,
-            clip_qkv=self.clip_qkv,
+            clip_qkv=self.clip_qkv, qk_norm_after_rope=self.qk_norm_after_rope,
             kv_lora_rank=self.kv_lora_rank, q_lora_rank=self.q_lora_rank, rope_head_dim=self.rotary_dim,
             v_head_dim=self.v_head_dim or self.dim_per_head, rope_interleave=self.rope_interleave,
         )

@@ -673,3 +673,23 @@ class Olmo(GPT):
     """An OLMo (1) causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
 
     config_class = OlmoConfig
+
+
+@dataclass(frozen=True)
+class HunYuanDenseConfig(LlamaConfig):
+    """Sizes of a Hunyuan dense model (Tencent 2025: Hunyuan-0.5B to 7B). Defaults are Hugging
+    Face's ``HunYuanDenseV1Config``: a Llama whose per-head query/key norms come after the rotary
+    embedding (``qk_norm_after_rope``)."""
+
+    model_type = "hunyuan_v1_dense"
+
+    vocab_size: int = 290943
+    norm_eps: float = 1e-5
+    qk_norm: bool = True
+    qk_norm_after_rope: bool = True
+
+
+class HunYuanDense(GPT):
+    """A Hunyuan dense causal LM (see :class:`~attnkit.models.gpt.GPT` for the interface)."""
+
+    config_class = HunYuanDenseConfig

@@ -110,6 +110,10 @@ PRESETS: dict[str, dict[str, dict]] = {
                             moe_layers=(1, 3), dense_d_ff=48, nope_layers=(3,), attention_chunk_size=4,
                             attn_temperature_floor=4, attn_temperature_scale=0.5, eos_token_id=2, pad_token_id=0),
     },
+    "hunyuan_v1_dense": {
+        "hunyuan-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                             head_dim=8, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+    },
     "olmo": {
         "olmo-7b": dict(),  # HF's OlmoConfig defaults: 6,888,095,744 params
         "olmo-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,

@@ -243,6 +243,8 @@ class MultiHeadAttention(nn.Module):
         temperature: ``(floor, strength)``: the query at cache slot ``p`` (counting from 0, left
             padding included) is multiplied by ``1 + strength · log(1 + ⌊(p + 1) / floor⌋)``
             (Llama 4's temperature tuning of its layers without positions; Nakanishi 2025).
+        qk_norm_after_rope: the per-head query/key norms after the rotary embedding, not before
+            (HunYuan).
         clip_qkv: queries, keys and values clamped to ``±clip_qkv`` after their projections (OLMo;
             after the all-heads query/key norms with ``qk_norm_per_head=False``, as OLMoE).
         sinks: a learned attention-sink logit per head (GPT-OSS; see
@@ -271,9 +273,10 @@ class MultiHeadAttention(nn.Module):
         temperature: tuple[float, float] | None = None,
         sinks: bool = False,
         clip_qkv: float | None = None,
+        qk_norm_after_rope: bool = False,
     ):
         super().__init__()
-        self.clip_qkv = clip_qkv
+        self.clip_qkv, self.qk_norm_after_rope = clip_qkv, qk_norm_after_rope
         self.rope_interleave, self.temperature = rope_interleave, temperature
         self.sinks = nn.Parameter(torch.zeros(n_heads)) if sinks else None
         in_bias = bias if qkv_bias is None else qkv_bias
@@ -342,9 +345,10 @@ class MultiHeadAttention(nn.Module):
             raise InputError("cross-attention needs `context` (the encoder output) on its first call")
         reuse = self.cross and cache is not None and cache.length > 0
         q, k, v = self._project(x, None if reuse else (context if self.cross else x))
-        # The norms act on each head's vector, or on all heads' at once before the split.
-        head_norm = self.q_norm is not None and self.qk_norm_per_head
-        if self.q_norm is not None and not head_norm:
+        # The norms act on each head's vector (before the rotary embedding, or after it), or on all
+        # heads' at once before the split.
+        head_norm = self.q_norm is not None and self.qk_norm_per_head and not self.qk_norm_after_rope
+        if self.q_norm is not None and not self.qk_norm_per_head:
             q = self.q_norm(q)
             k = k if k is None else self.k_norm(k)
         if self.clip_qkv is not None:  # OLMo's clamp, after OLMoE's all-heads norms
@@ -362,6 +366,9 @@ class MultiHeadAttention(nn.Module):
                 q, k = _halves(q, cos.shape[-1]), _halves(k, cos.shape[-1])
             q = apply_rotary(q, cos, sin)
             k = apply_rotary(k, cos, sin)
+        if self.qk_norm_after_rope and self.q_norm is not None:
+            q = self.q_norm(q)
+            k = self.k_norm(k) if k is not None and not reuse else k
         if self.temperature is not None:
             floor, strength = self.temperature
             past = cache.length if cache is not None else 0

@@ -53,6 +53,7 @@ class LayerConfig:
     attn_temperature: tuple[float, float] | None = None  # (floor, strength): Llama 4's query temperature
     attn_sinks: bool = False  # a learned attention-sink logit per head (GPT-OSS)
     clip_qkv: float | None = None  # queries, keys and values clamped to ±clip_qkv (OLMo)
+    qk_norm_after_rope: bool = False  # the per-head query/key norms after the rotary embedding (HunYuan)
     attn_softcap: float | None = None  # scores soft-capped to c·tanh(s/c) (Gemma 2)
     sandwich_norm: bool = False  # pre-norm sublayers also norm their output (Gemma 2 and 3)
     parallel_residual: bool = False  # decoder layers: x + attn(norm(x)) + ffn(norm'(x)) (GPT-J, GPT-NeoX)
@@ -95,7 +96,7 @@ class LayerConfig:
             qk_norm=(self.qk_norm_kind or self.norm) if self.qk_norm else None,
             norm_eps=self.norm_eps, softcap=self.attn_softcap, qk_norm_per_head=self.qk_norm_per_head,
             rope_interleave=self.rope_interleave, out_bias=self.attn_out_bias, temperature=self.attn_temperature,
-            sinks=self.attn_sinks, clip_qkv=self.clip_qkv,
+            sinks=self.attn_sinks, clip_qkv=self.clip_qkv, qk_norm_after_rope=self.qk_norm_after_rope,
         )
 
     def feedforward(self) -> FeedForward | MoEFeedForward:
