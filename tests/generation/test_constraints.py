@@ -396,6 +396,8 @@ def test_schema_features_each_constrain():
     ({"type": "string", "pattern": "^a"}, "'pattern'"), ({"anyOf": [{"type": "integer"}, {"type": "number"}]}, "anyOf"),
     ({"$ref": "#/$defs/Missing"}, "points at nothing"), ({"type": "object", "required": ["x"]}, "required"),
     ({"enum": [{"a": 1}]}, "scalars"), ({"type": "text"}, "type"),
+    ({"type": "object", "anyOf": [{"type": "string"}, {"type": "null"}]}, "no other keyword beside it"),
+    ({"$defs": {"A": {"anyOf": [{"$ref": "#/$defs/A"}, {"type": "null"}]}}, "$ref": "#/$defs/A"}, "refers back"),
 ])
 def test_unsupported_schemas_are_refused_by_name(schema, match):
     with pytest.raises(InputError, match=match):

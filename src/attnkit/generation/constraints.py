@@ -247,11 +247,15 @@ class JSONSchemaGrammar:
         branches = ()
         alternatives = schema.get("anyOf", schema.get("oneOf"))
         if alternatives is not None:
-            if not isinstance(alternatives, list) or not alternatives:
-                raise InputError(f"JSON schema anyOf at {where} must be a non-empty list")
+            beside = sorted(set(schema) & (known - {"anyOf", "oneOf"}))
+            if not isinstance(alternatives, list) or not alternatives or beside:
+                raise InputError(f"JSON schema anyOf at {where} must be a non-empty list, with no other keyword beside "
+                                 f"it{f' (here {beside[0]!r})' if beside else ''}")
             branches = tuple(self._compile(a, f"{where}/anyOf/{i}") for i, a in enumerate(alternatives))
             seen: set = set()
             for b in branches:
+                if b != _ANY and self.nodes[b] is None:
+                    raise InputError(f"JSON schema anyOf at {where} refers back to itself")
                 node_kinds = set(_KINDS) if b == _ANY or self.nodes[b].kinds is None else set(self.nodes[b].kinds)
                 node_kinds |= {"number", "integer"} if node_kinds & {"number", "integer"} else set()
                 if seen & node_kinds:
