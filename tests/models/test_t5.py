@@ -154,7 +154,18 @@ def test_stream_and_packed_weights_give_the_tokens_of_generate():
     streamed = torch.stack(list(model.stream(src, attention_mask=mask, max_new_tokens=8)), dim=1)
     assert torch.equal(streamed, expected[:, 1:1 + streamed.shape[1]])
     assert torch.equal(model.generate(src, attention_mask=mask, max_new_tokens=8, pack_weights=True), expected)
-    assert [type(m).__name__ for m in model.generation_modules()] == ["Decoder", "Linear"]
+
+
+def test_beam_search_projects_each_source_once_for_cross_attention():
+    model = tiny(**FLAN)
+    src, mask = padded_batch()
+    rows = []
+    hook = model.decoder.layers[0].cross_attn.kv_proj.register_forward_hook(lambda m, a, out: rows.append(a[0].shape[0]))
+    try:
+        out = model.generate(src, attention_mask=mask, max_new_tokens=5, num_beams=3, num_return_sequences=3)
+    finally:
+        hook.remove()
+    assert rows == [src.shape[0]] and out.shape[0] == 3 * src.shape[0]
 
 
 def test_bad_inputs_are_input_errors():

@@ -283,7 +283,7 @@ def test_config_validation_names_the_field():
 
 def test_logits_with_the_final_bias_are_fp32_under_bf16_autocast_with_or_without_grad():
     """As transformers' Marian (fp32 bias added out of place): the dtype must not depend on
-    whether a graph is recorded (decoding adds the bias in place)."""
+    whether a graph is recorded (outside autocast the matmul adds the bias)."""
     model = tiny(final_logits_bias=True)
     src, mask = padded_batch()
     dec = torch.randint(1, 50, (3, 4))

@@ -475,6 +475,21 @@ def test_cross_attention_cache_reuses_encoder_keys():
         attn(x)
 
 
+@pytest.mark.parametrize("fused_qkv", [True, False])
+def test_cross_attention_cache_repeats_a_shared_context(fused_qkv):
+    """Beam search: each source's encoder output serves ``repeat`` query rows; a cache with
+    ``repeat`` projects it once and must attend like the context repeated row by row."""
+    B, beams, T, S, C, H = 2, 3, 2, 5, 8, 2
+    attn = MultiHeadAttention(C, H, cross=True, fused_qkv=fused_qkv).eval()
+    x, ctx = torch.randn(B * beams, T, C), torch.randn(B, S, C)
+    full, _ = attn(x, context=ctx.repeat_interleave(beams, 0))
+    cache = KVCache(repeat=beams)
+    first, _ = attn(x[:, :1], context=ctx, cache=cache)
+    rest, _ = attn(x[:, 1:], cache=cache)
+    assert cache.k.shape[0] == B * beams
+    torch.testing.assert_close(torch.cat([first, rest], 1), full, atol=1e-6, rtol=1e-5)
+
+
 def test_t5_style_attention_equals_formula():
     """Separate head_dim, no projection biases, scale=1.0 and a T5 relative bias (Raffel et al. 2020)."""
     B, T, C, H, D = 2, 5, 16, 4, 6

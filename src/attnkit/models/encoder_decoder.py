@@ -14,6 +14,8 @@ features) embeds it in ``_embed_source``, checks it in ``_check_source`` and nam
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,7 +23,7 @@ from torch import nn
 from attnkit.errors import InputError
 from attnkit.models.base import Model, check_token_ids
 from attnkit.models.outputs import ModelOutput
-from attnkit.nn import DecoderCache, as_padding_mask, expand_padding_mask
+from attnkit.nn import DecoderCache, Linear, as_padding_mask, expand_padding_mask
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -187,10 +189,10 @@ class EncoderDecoderModel(Model):
 
     def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int,
                            decoder_input_ids: torch.Tensor | None = None):
-        """Run the encoder once, repeat its output for ``expand`` beams, and store it (with the
-        source mask) in a fresh cache whose cross-attention keys/values are computed on the
-        first step. ``decoder_input_ids`` ``(B, P)`` is a decoder prompt the new tokens continue
-        (default: the start token). Returns ``(prompt, None, cache)``."""
+        """Run the encoder once and store its output (with the source mask) in a fresh cache
+        whose cross-attention keys/values are computed on the first step, once per source, and
+        repeated for its ``expand`` beams. ``decoder_input_ids`` ``(B, P)`` is a decoder prompt
+        the new tokens continue (default: the start token). Returns ``(prompt, None, cache)``."""
         if decoder_input_ids is not None:
             self._check_ids(decoder_input_ids, "decoder_input_ids")
         self._check_new_tokens(max_new_tokens + (0 if decoder_input_ids is None else decoder_input_ids.shape[1] - 1))
@@ -202,17 +204,19 @@ class EncoderDecoderModel(Model):
         mask = None if attention_mask is None else as_padding_mask(attention_mask, *hidden.shape[:2])
         mask = None if mask is None or bool(mask.all()) else mask  # nothing padded: no mask at every step
         if expand > 1:
-            hidden = hidden.repeat_interleave(expand, dim=0)
             mask = None if mask is None else mask.repeat_interleave(expand, dim=0)
             prompt = prompt.repeat_interleave(expand, dim=0)
-        cache = self.decoder.new_cache(prompt.shape[1] + max_new_tokens - 1)
+        cache = self.decoder.new_cache(prompt.shape[1] + max_new_tokens - 1, context_repeat=expand)
         cache.encoder_hidden, cache.encoder_mask = hidden, mask
         return prompt, None, cache
 
     def generation_modules(self) -> nn.ModuleList:
-        """The modules every decoding step runs (the encoder runs once): ``generate`` packs only
-        their weights (:func:`attnkit.nn.packed_weights`)."""
-        return nn.ModuleList([self.decoder, self.lm_head])
+        """The modules every decoding step runs (the encoder and the cross-attention key/value
+        projections run once): ``generate`` packs only their weights
+        (:func:`attnkit.nn.packed_weights`)."""
+        once = re.compile(r"cross_attn\.(k|v|kv)_proj$")
+        steps = [m for name, m in self.decoder.named_modules() if isinstance(m, Linear) and not once.search(name)]
+        return nn.ModuleList([*steps, self.lm_head])
 
     def generation_step(self, input_ids, attention_mask, cache: DecoderCache) -> torch.Tensor:
         """Logits ``(B, V)`` for the next target token after feeding ``input_ids`` through the cache."""

@@ -23,6 +23,7 @@ from attnkit.models.base import check_token_ids
 from attnkit.models.config import Config
 from attnkit.models.encoder_decoder import EncoderDecoderModel, shift_tokens_right
 from attnkit.nn import FEEDFORWARD_ACTIVATIONS, Decoder, Encoder, LayerConfig, Linear, sinusoidal_positions
+from attnkit.nn.linear import linear
 
 __all__ = ["Transformer", "TransformerConfig", "shift_tokens_right"]
 
@@ -144,12 +145,10 @@ class Transformer(EncoderDecoderModel):
         return self._embed(self.tgt_embed, decoder_input_ids, offset)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.lm_head(hidden)
-        if self.final_logits_bias is not None:
-            bias = self.final_logits_bias  # in place when decoding (no graph) and the dtypes agree
-            in_place = not torch.is_grad_enabled() and logits.dtype == bias.dtype
-            logits = logits.add_(bias) if in_place else logits + bias
-        return logits
+        bias = self.final_logits_bias
+        if bias is not None and torch.is_autocast_enabled(hidden.device.type):
+            return self.lm_head(hidden) + bias  # as Marian: low-precision logits plus the fp32 bias, in fp32
+        return linear(hidden, self.lm_head.decoding_weight(hidden), None if bias is None else bias[0])
 
     def _label_smoothing(self) -> float:
         return self.config.label_smoothing  # §5.4

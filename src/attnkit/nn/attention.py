@@ -355,11 +355,11 @@ class MultiHeadAttention(nn.Module):
             q, k, v = (None if t is None else t.clamp(-self.clip_qkv, self.clip_qkv) for t in (q, k, v))
         q = q.view(B, T, self.n_heads, self.head_dim)
         q = (self.q_norm(q) if head_norm else q).transpose(1, 2)  # (B, H, T, D)
-        if k is not None:
-            S_new = k.shape[1]
-            k = k.view(B, S_new, self.n_kv_heads, self.head_dim)
+        if k is not None:  # a cross-attention context may have fewer rows (see KVCache's repeat)
+            Bk, S_new = k.shape[:2]
+            k = k.view(Bk, S_new, self.n_kv_heads, self.head_dim)
             k = (self.k_norm(k) if head_norm else k).transpose(1, 2)  # (B, Hkv, S, D)
-            v = v.view(B, S_new, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(Bk, S_new, self.n_kv_heads, self.head_dim).transpose(1, 2)
         if rotary is not None:
             cos, sin = rotary
             if self.rope_interleave:

@@ -281,9 +281,10 @@ class Decoder(_Stack):
         self.local_layers = frozenset(local_layers)
         self.nope_layers = frozenset(nope_layers)
 
-    def new_cache(self, max_len: int) -> DecoderCache:
-        """An empty cache for incremental decoding of up to ``max_len`` positions."""
-        return DecoderCache(len(self.layers), max_len, cross=self.cross)
+    def new_cache(self, max_len: int, context_repeat: int = 1) -> DecoderCache:
+        """An empty cache for incremental decoding of up to ``max_len`` positions (``context_repeat``:
+        see :class:`DecoderCache`)."""
+        return DecoderCache(len(self.layers), max_len, cross=self.cross, context_repeat=context_repeat)
 
     def forward(
         self, x, mask=None, bias=None, is_causal=True, cache: DecoderCache | None = None, context=None,

@@ -18,11 +18,13 @@ class KVCache:
     another ``D``).
 
     ``max_len=None`` makes a static cache (cross-attention): the first ``update`` stores the
-    keys/values and later steps reuse them.
+    keys/values and later steps reuse them. With ``repeat``, the keys/values it is given have
+    one row per ``repeat`` query rows (beam search: one encoder output per source, shared by its
+    beams) and it stores each row ``repeat`` times, so the projections run once per source.
     """
 
-    def __init__(self, max_len: int | None = None):
-        self.max_len = max_len
+    def __init__(self, max_len: int | None = None, repeat: int = 1):
+        self.max_len, self.repeat = max_len, repeat
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
         self.length = 0
@@ -31,6 +33,8 @@ class KVCache:
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append ``(B, Hkv, T, D)`` keys/values; return all of them so far."""
         if self.max_len is None:
+            if self.repeat > 1:
+                k, v = k.repeat_interleave(self.repeat, dim=0), v.repeat_interleave(self.repeat, dim=0)
             self.k, self.v, self.length = k, v, k.shape[2]
             return k, v
         if self.k is None:
@@ -75,13 +79,15 @@ class KVCache:
 
 class DecoderCache:
     """The caches of a decoder stack: one self-attention cache per layer, and for
-    encoder-decoder models one cross-attention cache per layer plus the encoder's padding mask.
+    encoder-decoder models one cross-attention cache per layer plus the encoder's output and
+    padding mask. With ``context_repeat``, the encoder output has one row per
+    ``context_repeat`` decoder rows (see :class:`KVCache`'s ``repeat``).
     """
 
-    def __init__(self, n_layers: int, max_len: int, cross: bool = False):
+    def __init__(self, n_layers: int, max_len: int, cross: bool = False, context_repeat: int = 1):
         self.max_len = max_len
         self.self_attn = [KVCache(max_len) for _ in range(n_layers)]
-        self.cross_attn = [KVCache() for _ in range(n_layers)] if cross else None
+        self.cross_attn = [KVCache(repeat=context_repeat) for _ in range(n_layers)] if cross else None
         self.encoder_hidden: torch.Tensor | None = None
         self.encoder_mask: torch.Tensor | None = None
 
