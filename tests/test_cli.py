@@ -523,6 +523,26 @@ def test_chat_keeps_the_conversation_and_replies_as_generate_does(chat_model):
     assert guessed.exit_code == 0 and guessed.output == result.output
 
 
+def test_generate_regex(trained):
+    """``--regex`` keeps the continuation a beginning of a match (a whole one if it ended), and
+    refuses a pattern it cannot read, or a second constraint, by name."""
+    from attnkit.generation.regex import RegexGrammar
+
+    pattern = r"( ?[a-z]{1,6}){2,5}\.[0-9]?"
+    result = cli("generate", trained, "--prompt", "the", "--max-new-tokens", 12, "--temperature", 0.8,
+                 "--regex", pattern)
+    assert result.exit_code == 0, result.output
+    text = result.output[len("the"):].rstrip("\n")
+    grammar = RegexGrammar(pattern)
+    state = grammar.start
+    for b in text.encode():
+        state = grammar.step(state, b)
+        assert state is not None, text
+    assert len(text) > 3
+    assert refused(cli("generate", trained, "--prompt", "the", "--regex", "(?=a)b"), "lookaround")
+    assert refused(cli("generate", trained, "--prompt", "the", "--regex", "a", "--json"), "one of --json")
+
+
 def test_generate_json_mode_and_schema(trained, tmp_path):
     """``--json`` keeps the continuation a JSON object's beginning (the model is barely trained:
     it need not finish one in 24 tokens); ``--json-schema`` reads the schema, and refuses one it
@@ -547,8 +567,8 @@ def test_generate_json_mode_and_schema(trained, tmp_path):
     for b in result.output[len(prompt):].rstrip("\n").encode():
         state = grammar.step(state, b)
         assert state is not None, result.output
-    (tmp_path / "bad.json").write_text(json.dumps({"type": "string", "pattern": "x"}))
-    assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "bad.json"), "'pattern'")
+    (tmp_path / "bad.json").write_text(json.dumps({"type": "string", "minLength": 3}))
+    assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "bad.json"), "'minLength'")
     (tmp_path / "broken.json").write_text("{")
     assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "broken.json"),
                    "cannot read a JSON schema")

@@ -90,26 +90,30 @@ def train(
         typer.echo(f"checkpoint: {latest_checkpoint(out)}")
 
 
-def _json_constraint(model, tokenizer, json_mode: bool, json_schema: Path | None):
-    """``attnkit generate``'s ``--json`` / ``--json-schema``: a
-    :class:`~attnkit.generation.constraints.JSONLogitsProcessor` (for prompt length 0; see its
+def _constraint(model, tokenizer, json_mode: bool, json_schema: Path | None, regex: str | None):
+    """``attnkit generate``'s ``--json`` / ``--json-schema`` / ``--regex``: a
+    :class:`~attnkit.generation.constraints.GrammarLogitsProcessor` (for prompt length 0; see its
     ``for_prompt``), or None."""
     import json
 
     from attnkit.errors import InputError
-    from attnkit.generation.constraints import JSONLogitsProcessor
+    from attnkit.generation.constraints import GrammarLogitsProcessor
 
-    if not json_mode and json_schema is None:
+    given = [name for name, v in (("--json", json_mode), ("--json-schema", json_schema), ("--regex", regex)) if v]
+    if not given:
         return None
+    if len(given) > 1:
+        raise InputError(f"give one of --json, --json-schema and --regex, not {' and '.join(given)}")
     if tokenizer.eos_token_id is None:
-        raise InputError("--json and --json-schema need a tokenizer with an end-of-text token to end the document")
+        raise InputError(f"{given[0]} needs a tokenizer with an end-of-text token to end the text")
     schema = None
     if json_schema is not None:
         try:
             schema = json.loads(Path(json_schema).read_text())
         except (OSError, ValueError) as e:
             raise InputError(f"--json-schema {json_schema}: cannot read a JSON schema from it ({e})") from None
-    return JSONLogitsProcessor(tokenizer, 0, tokenizer.eos_token_id, vocab_size=model.config.vocab_size, schema=schema)
+    return GrammarLogitsProcessor(tokenizer, 0, tokenizer.eos_token_id, vocab_size=model.config.vocab_size,
+                                  schema=schema, regex=regex)
 
 
 @app.command()
@@ -144,6 +148,8 @@ def generate(
     json_mode: bool = typer.Option(False, "--json", help="JSON mode: the text is constrained to a JSON object"),
     json_schema: Path = typer.Option(None, "--json-schema", help="a JSON schema file: the text is constrained to a "
                                      "JSON document it accepts"),
+    regex: str = typer.Option(None, "--regex", help="a regular expression (Python's syntax, a subset): the text is "
+                              "constrained to a whole match of it"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
@@ -176,7 +182,7 @@ def generate(
                     pack_weights="auto" if pack_weights is None else pack_weights,
                     prompt_lookup_num_tokens=prompt_lookup,
                     assistant_model=None if assistant is None else load_model_dir(assistant, device, dtype)[0])
-    constraint = _json_constraint(model, tokenizer, json_mode, json_schema)
+    constraint = _constraint(model, tokenizer, json_mode, json_schema, regex)
     if num_beams > 1:
         ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model.device)
         if constraint is not None:

@@ -14,8 +14,8 @@ import torch
 
 import attnkit
 from attnkit import InputError
-from attnkit.generation.constraints import (JSONLogitsProcessor, JSONSchemaGrammar, json_complete, json_feed,
-                                            json_start, token_bytes)
+from attnkit.generation.constraints import (GrammarLogitsProcessor, JSONLogitsProcessor, JSONSchemaGrammar,
+                                            json_complete, json_feed, json_start, token_bytes)
 from attnkit.tokenizers import Tokenizer
 
 jsonschema = pytest.importorskip("jsonschema")  # the reference validator (a dev dependency)
@@ -273,8 +273,8 @@ def test_the_server_answers_in_json_mode(bpe, random_gpt):
             "type": "json_schema", "json_schema": {"name": "a", "schema": schema, "strict": True}}))
         assert status == 200 and _valid(schema, json.loads(reply["choices"][0]["text"])), reply
         for fmt, match in [({"type": "json_schema", "json_schema": {}}, "'schema'"),
-                           ({"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a"}}},
-                            "'pattern'"), ("json", "an object"), ({"type": "yaml"}, "'json_object'")]:
+                           ({"type": "json_schema", "json_schema": {"schema": {"type": "string", "minLength": 1}}},
+                            "'minLength'"), ("json", "an object"), ({"type": "yaml"}, "'json_object'")]:
             status, reply, _ = request(port, "POST", "/v1/completions", dict(body, response_format=fmt))
             assert status == 400 and reply["error"]["param"] == "response_format" and match in reply["error"][
                 "message"], reply
@@ -393,7 +393,9 @@ def test_schema_features_each_constrain():
 
 
 @pytest.mark.parametrize("schema,match", [
-    ({"type": "string", "pattern": "^a"}, "'pattern'"), ({"anyOf": [{"type": "integer"}, {"type": "number"}]}, "anyOf"),
+    ({"type": "string", "minLength": 2}, "'minLength'"), ({"type": "string", "pattern": "(?=a)"}, "lookaround"),
+    ({"enum": ["a", "b"], "pattern": "c"}, "no value of its enum"),
+    ({"anyOf": [{"type": "integer"}, {"type": "number"}]}, "anyOf"),
     ({"$ref": "#/$defs/Missing"}, "points at nothing"), ({"type": "object", "required": ["x"]}, "required"),
     ({"enum": [{"a": 1}]}, "scalars"), ({"type": "text"}, "type"),
     ({"type": "object", "anyOf": [{"type": "string"}, {"type": "null"}]}, "no other keyword beside it"),
@@ -402,6 +404,62 @@ def test_schema_features_each_constrain():
 def test_unsupported_schemas_are_refused_by_name(schema, match):
     with pytest.raises(InputError, match=match):
         JSONSchemaGrammar(schema)
+
+
+CODES = {"type": "object", "properties": {
+    "code": {"type": "string", "pattern": r"^[A-Z]{2}-\d{2,3}$"}, "word": {"type": "string", "pattern": r"é|x\n"},
+    "pick": {"enum": ["ab", "cd", 3], "pattern": "^a"}, "any": {"type": "string"},
+    "many": {"type": "array", "items": {"type": "string", "pattern": r"^\w*$"}}}}
+
+
+def _random_string(rng: random.Random) -> str:
+    return "".join(rng.choice('AZ-0159 éx\n"\\\t😀ab') for _ in range(rng.randrange(8)))
+
+
+def test_schema_patterns_accept_exactly_what_jsonschema_validates():
+    """Strings under ``pattern`` (``re.search``, anchored or not), written with and without
+    ``\\uXXXX`` escapes; an enum whose strings must match the pattern too."""
+    rng = random.Random(0)
+    verdicts = []
+    for _ in range(1500):
+        key = rng.choice(["code", "word", "pick", "any", "many"])
+        if key == "many":
+            value = [_random_string(rng) for _ in range(rng.randrange(3))]
+        elif key == "pick":
+            value = rng.choice(["ab", "cd", 3, "a"])
+        else:
+            matches = ["AB-12", "XY-123", "é", "x\n", "AB-1234"]
+            value = _random_string(rng) if rng.random() < 0.7 else rng.choice(matches)
+        doc = {key: value}
+        text = json.dumps(doc, ensure_ascii=rng.random() < 0.5).encode()
+        verdicts.append(_valid(CODES, doc))
+        assert _accepts_schema(CODES, text) == verdicts[-1], text
+    assert 300 < sum(verdicts) < 1200
+
+
+def test_regex_masks_and_sampled_rows(bpe, random_gpt):
+    """``regex=``: each state's mask is exactly the tokens whose bytes can go on (plus EOS once
+    the text matches), and sampled rows that end match the pattern whole."""
+    import re
+
+    pattern = r"(the|a) (quick|lazy) [a-z]{2,5}( [a-z]{1,4})?\."  # bounded: every row ends within 40 tokens
+    proc = GrammarLogitsProcessor(bpe, prompt_length=0, regex=pattern)
+    data = token_bytes(bpe)
+    grammar = proc.grammar
+    for prefix in [b"", b"th", b"the ", b"a lazy do", b"a lazy dog", b"a lazy dog."]:
+        state = grammar.start
+        for b in prefix:
+            state = grammar.step(state, b)
+        expected = torch.tensor([d is not None and proc._feed(state, d) is not None for d in data])
+        expected[bpe.eos_token_id] = grammar.complete(state) or not expected.any()
+        assert torch.equal(proc.allowed(state), expected), prefix
+    prompt = torch.tensor([bpe.encode("say:")] * 8)
+    out = random_gpt.generate(prompt, max_new_tokens=40, do_sample=True, top_k=0, eos_token_id=bpe.eos_token_id,
+                              pad_token_id=bpe.pad_token_id, logits_processor=[proc.for_prompt(prompt.shape[1])],
+                              generator=torch.Generator().manual_seed(3))
+    ended = [text for text, done in _finished_texts(bpe, out[:, prompt.shape[1]:]) if done]
+    assert len(ended) == 8 and all(re.fullmatch(pattern, text) for text in ended), ended
+    assert len(set(ended)) > 4
 
 
 def test_schema_masks_equal_checking_every_token(bpe):
@@ -444,7 +502,7 @@ def test_tool_choice_forces_a_call_in_the_models_format(bpe, random_gpt):
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
         "additionalProperties": False}}}
     clock = {"type": "function", "function": {"name": "get_time", "parameters": {
-        "type": "object", "properties": {"zone": {"type": "string", "pattern": "^[A-Z]+$"}}}}}  # pattern: unread
+        "type": "object", "properties": {"zone": {"type": "string", "minLength": 1}}}}}  # minLength: unread
     chat_tok = copy.copy(bpe)
     chat_tok.chat_template = ("{# <tool_call> #}{% for t in tools %}{{ t.function.name }} {% endfor %}"
                               "{% for m in messages %}{{ m.content }}\n{% endfor %}")

@@ -1,5 +1,7 @@
-"""Constrained decoding: JSON mode. :class:`JSONLogitsProcessor` lets a model write only text
-that can still become a JSON document (RFC 8259), and end only once it is one.
+"""Constrained decoding: JSON mode, JSON schemas and regular expressions.
+:class:`GrammarLogitsProcessor` (also named ``JSONLogitsProcessor``) lets a model write only
+text that can still become a JSON document (RFC 8259), one a JSON schema accepts, or a match of
+a regex (:mod:`attnkit.generation.regex`), and end only once it is one.
 
 The grammar is a pushdown automaton over bytes (:func:`json_step`): a state is ``(mode, stack,
 aux)``, ``stack`` the open containers (``"o"`` objects, ``"a"`` arrays) and ``aux`` what the mode
@@ -21,6 +23,7 @@ from typing import NamedTuple
 import torch
 
 from attnkit.errors import InputError
+from attnkit.generation.regex import RegexGrammar, utf8_lead
 
 ROOT, VALUE, ARRAY_FIRST, OBJECT_FIRST, KEY, COLON, AFTER, STRING, NUMBER, LITERAL = range(10)
 _WS = frozenset(b" \t\n\r")
@@ -44,18 +47,6 @@ def _number_step(part: int, b: int) -> int | None:
         return 5 if part in (1, 2, 4) else None
     if b in (0x2B, 0x2D):
         return 6 if part == 5 else None
-    return None
-
-
-def _utf8_lead(b: int) -> tuple[int, int, int] | None:
-    """``(continuation bytes, lowest, highest allowed next byte)`` after a UTF-8 lead byte, as
-    the Unicode standard's table 3-7 (no overlong forms, no surrogates, nothing past U+10FFFF)."""
-    if 0xC2 <= b <= 0xDF:
-        return 1, 0x80, 0xBF
-    if 0xE0 <= b <= 0xEF:
-        return 2, 0xA0 if b == 0xE0 else 0x80, 0x9F if b == 0xED else 0xBF
-    if 0xF0 <= b <= 0xF4:
-        return 3, 0x90 if b == 0xF0 else 0x80, 0x8F if b == 0xF4 else 0xBF
     return None
 
 
@@ -96,7 +87,7 @@ def json_step(state: tuple, b: int, max_whitespace: int = 16) -> tuple | None:
             return None
         if b < 0x80:
             return state
-        lead = _utf8_lead(b)
+        lead = utf8_lead(b)
         return None if lead is None else (STRING, stack, (key, 0, lead))
     if mode == NUMBER:
         part = _number_step(aux, b)
@@ -177,6 +168,7 @@ class _Node(NamedTuple):
     items: int | None  # a node id, or None (any)
     values: tuple | None  # enum/const: the allowed scalars, serialized
     branches: tuple  # anyOf: node ids with disjoint kinds
+    pattern: RegexGrammar | None  # what its strings must hold (re.search)
 
 
 _KINDS = ("object", "array", "string", "number", "integer", "boolean", "null")
@@ -201,8 +193,10 @@ class JSONSchemaGrammar:
 
     The schema keywords read: ``type`` (a kind or a list), ``properties``, ``required``,
     ``additionalProperties`` (true, false or a schema), ``items``, ``enum`` and ``const`` (of
-    scalars), ``anyOf``/``oneOf`` of schemas whose kinds differ (``Optional[X]``: X or null), and
-    ``$ref`` to ``#/$defs/...`` (recursion included); annotations (``title``, ``description``,
+    scalars), ``anyOf``/``oneOf`` of schemas whose kinds differ (``Optional[X]``: X or null),
+    ``pattern`` (a regex a string must hold somewhere, as ``re.search``; the syntax of
+    :mod:`attnkit.generation.regex`), and ``$ref`` to ``#/$defs/...`` (recursion included);
+    annotations (``title``, ``description``,
     ``format``, ...) are ignored. Any other keyword is an :class:`~attnkit.InputError` naming it,
     never silently dropped. Keys must be written as ``json.dumps`` writes them, in any order, each
     once; ``integer`` numbers have no fraction or exponent."""
@@ -224,7 +218,8 @@ class JSONSchemaGrammar:
             return self._ref(schema["$ref"], where)
         if id(schema) in self._compiled:
             return self._compiled[id(schema)]
-        known = {"type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "oneOf"}
+        known = {"type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "oneOf",
+                 "pattern"}
         unknown = sorted(set(schema) - known - _IGNORED_KEYWORDS)
         if unknown:
             raise InputError(f"JSON schema keyword {unknown[0]!r} at {where} is not supported (supported: "
@@ -242,6 +237,10 @@ class JSONSchemaGrammar:
             if not isinstance(options, list) or not options or any(isinstance(v, (dict, list)) for v in options):
                 raise InputError(f"JSON schema enum/const at {where} must list scalars (strings, numbers, booleans, "
                                  "null)")
+            if isinstance(schema.get("pattern"), str):  # strings must match too
+                options = [v for v in options if not isinstance(v, str) or re.search(schema["pattern"], v)]
+                if not options:
+                    raise InputError(f"JSON schema at {where}: no value of its enum/const matches its pattern")
             values = tuple(json.dumps(v, ensure_ascii=False).encode() for v in options)
             kinds = kinds or sorted({_kind_of(v[0]) for v in values})
         branches = ()
@@ -274,9 +273,13 @@ class JSONSchemaGrammar:
         extra = schema.get("additionalProperties", True)
         additional = extra if isinstance(extra, bool) else self._compile(extra, f"{where}/additionalProperties")
         items = self._compile(schema["items"], f"{where}/items") if "items" in schema else None
+        pattern = schema.get("pattern")
+        if pattern is not None and not isinstance(pattern, str):
+            raise InputError(f"JSON schema pattern at {where} must be a string, got {json.dumps(pattern)[:60]}")
         self.nodes[index] = _Node(None if kinds is None else frozenset(kinds), properties,
                                   frozenset(json.dumps(k, ensure_ascii=False)[1:-1].encode() for k in required),
-                                  additional, None if items == _ANY else items, values, branches)
+                                  additional, None if items == _ANY else items, values, branches,
+                                  None if pattern is None else RegexGrammar(pattern, search=True))
         return index
 
     def _ref(self, ref, where: str) -> int:
@@ -313,6 +316,8 @@ class JSONSchemaGrammar:
             if before == STRING and after == COLON:  # the key is whole
                 return self._key(nxt, frames, scalar[1])
             return self._key_byte(nxt, frames, scalar[1] + bytes([b]))
+        if scalar is not None and scalar[0] == "pattern":
+            return self._pattern_byte(nxt, frames, scalar, b)
         if scalar is not None:
             node, typed = self._node(scalar[0]), scalar[1]
             inside = after in (STRING, NUMBER, LITERAL)
@@ -368,6 +373,8 @@ class JSONSchemaGrammar:
             return (nxt, frames + (("o", index, frozenset(), None),), None)
         if kind == "array":
             return (nxt, frames + (("a", index),), None)
+        if kind == "string" and node is not None and node.values is None and node.pattern is not None:
+            return (nxt, frames, ("pattern", index, node.pattern.start[0], b""))
         if node is not None and node.values is not None:
             typed = bytes([b])
             if not any(v.startswith(typed) for v in node.values):
@@ -376,6 +383,27 @@ class JSONSchemaGrammar:
         if kind == "number" and node is not None and "number" not in node.kinds:
             return (nxt, frames, (index, None))  # an integer: watched for a fraction or an exponent
         return (nxt, frames, None)
+
+    def _pattern_byte(self, nxt: tuple, frames: tuple, scalar: tuple, b: int) -> tuple | None:
+        """A byte of a string that must match a pattern: its characters, once whole (escapes
+        decoded as ``json.loads`` decodes them, a ``\\u`` surrogate pair as one character), step
+        the pattern; the closing quote only where the pattern has matched."""
+        _, index, states, pending = scalar
+        rx = self.nodes[index].pattern
+        closing = nxt[0] != STRING
+        data = pending if closing else pending + bytes([b])
+        if not closing and (nxt[2][1] or nxt[2][2]):  # an escape or a UTF-8 character, not whole yet
+            return (nxt, frames, ("pattern", index, states, data))
+        text = json.loads(b'"' + data + b'"')
+        if not closing and text and 0xD800 <= ord(text[-1]) <= 0xDBFF:
+            return (nxt, frames, ("pattern", index, states, data))  # a low surrogate may follow
+        for ch in text:
+            states = rx.step_char(states, ch)
+            if states is None:
+                return None
+        if closing:
+            return (nxt, frames, None) if rx.accepts(states) else None
+        return (nxt, frames, ("pattern", index, states, b""))
 
     def _key_byte(self, nxt: tuple, frames: tuple, typed: bytes) -> tuple | None:
         top = frames[-1]
@@ -497,13 +525,16 @@ def token_bytes(tokenizer, size: int | None = None) -> list[bytes | None]:
     return [b or None for b in out]
 
 
-class JSONLogitsProcessor:
+class GrammarLogitsProcessor:
     """A ``logits_processor`` for ``generate``/``stream`` (and the server's ``response_format``)
     that keeps each row's generated text a prefix of a JSON document: every token whose bytes
     could not go on one gets ``-inf``, and the ``eos_token_id`` s are allowed only once the
     document is whole (then nothing else is, but whitespace). ``root="object"`` asks for an
     object (OpenAI's JSON mode), ``"any"`` for any value; ``schema`` (a JSON schema) for a
-    document it accepts (:class:`JSONSchemaGrammar`: OpenAI's structured outputs).
+    document it accepts (:class:`JSONSchemaGrammar`: OpenAI's structured outputs); ``regex``
+    for a text that matches it whole (:class:`~attnkit.generation.regex.RegexGrammar`);
+    ``grammar`` for the texts of any byte grammar (``start``, ``step``, ``complete``,
+    ``plain_string``, as those). ``JSONLogitsProcessor`` is its other name.
 
     ``prompt_length``: the tokens of ``input_ids`` before the generated ones (the padded prompt's
     width; an encoder-decoder's start tokens). Rows that have ended (an EOS or another special
@@ -519,13 +550,17 @@ class JSONLogitsProcessor:
 
     def __init__(self, tokenizer, prompt_length: int, eos_token_id: int | list[int] | None = None,
                  vocab_size: int | None = None, root: str = "object", max_whitespace: int = 16,
-                 schema: dict | None = None):
+                 schema: dict | None = None, regex: str | None = None, grammar=None):
         if not hasattr(tokenizer, "backend"):
-            raise InputError("JSONLogitsProcessor needs an attnkit Tokenizer (tokenizer=...) to read token bytes")
+            raise InputError("constrained decoding needs an attnkit Tokenizer (tokenizer=...) to read token bytes")
+        if sum(x is not None for x in (schema, regex, grammar)) > 1:
+            raise InputError("give one of schema, regex and grammar")
         eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         self.eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-        self.grammar = (JSONGrammar(root, max_whitespace) if schema is None
-                        else JSONSchemaGrammar(schema, max_whitespace))
+        if grammar is None:
+            grammar = (JSONSchemaGrammar(schema, max_whitespace) if schema is not None
+                       else RegexGrammar(regex) if regex is not None else JSONGrammar(root, max_whitespace))
+        self.grammar, self.max_whitespace = grammar, max_whitespace
         self.prompt_length = prompt_length
         self.tokens = token_bytes(tokenizer, vocab_size or tokenizer.vocab_size)
         V = len(self.tokens)
@@ -544,14 +579,14 @@ class JSONLogitsProcessor:
         self._masks: dict[tuple, torch.Tensor] = {}
         self._rows: dict[tuple, tuple | None] = {}
 
-    def for_prompt(self, prompt_length: int, schema: dict | None = None, grammar=None) -> JSONLogitsProcessor:
+    def for_prompt(self, prompt_length: int, schema: dict | None = None, grammar=None) -> GrammarLogitsProcessor:
         """This processor for generated ids after ``prompt_length`` tokens, sharing the token
         bytes and the masks; with ``schema``, for documents that JSON schema accepts instead, or
         with ``grammar`` (:class:`FramedGrammar`, ...) for its texts (masks of their own)."""
         other = copy.copy(self)
         other.prompt_length, other._rows = prompt_length, {}
         if schema is not None:
-            grammar = JSONSchemaGrammar(schema, self.grammar.max_whitespace)
+            grammar = JSONSchemaGrammar(schema, self.max_whitespace)
         if grammar is not None:
             other.grammar, other._masks = grammar, {}
         return other
@@ -614,6 +649,9 @@ class JSONLogitsProcessor:
                 scores[r].masked_fill_(~self.allowed(state).to(scores.device), float("-inf"))
         self._rows = rows
         return scores
+
+
+JSONLogitsProcessor = GrammarLogitsProcessor  # its name from when it knew JSON alone
 
 
 def _plain_text(data: bytes) -> bool:
