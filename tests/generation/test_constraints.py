@@ -273,8 +273,8 @@ def test_the_server_answers_in_json_mode(bpe, random_gpt):
             "type": "json_schema", "json_schema": {"name": "a", "schema": schema, "strict": True}}))
         assert status == 200 and _valid(schema, json.loads(reply["choices"][0]["text"])), reply
         for fmt, match in [({"type": "json_schema", "json_schema": {}}, "'schema'"),
-                           ({"type": "json_schema", "json_schema": {"schema": {"type": "string", "minLength": 1}}},
-                            "'minLength'"), ("json", "an object"), ({"type": "yaml"}, "'json_object'")]:
+                           ({"type": "json_schema", "json_schema": {"schema": {"type": "number", "minimum": 1}}},
+                            "'minimum'"), ("json", "an object"), ({"type": "yaml"}, "'json_object'")]:
             status, reply, _ = request(port, "POST", "/v1/completions", dict(body, response_format=fmt))
             assert status == 400 and reply["error"]["param"] == "response_format" and match in reply["error"][
                 "message"], reply
@@ -310,14 +310,19 @@ TREE = {"$defs": {"Node": {"type": "object", "properties": {"v": {"type": "numbe
         "$ref": "#/$defs/Node"}  # recursive, and other keys allowed (additionalProperties absent)
 
 
-def _accepts_schema(schema: dict, data: bytes) -> bool:
-    grammar = JSONSchemaGrammar(schema, max_whitespace=10**9)
+def _feed_schema(grammar: JSONSchemaGrammar, data: bytes):
     state = grammar.start
     for b in data:
         state = grammar.step(state, b)
         if state is None:
-            return False
-    return grammar.complete(state)
+            return None
+    return state
+
+
+def _accepts_schema(schema: dict, data: bytes) -> bool:
+    grammar = JSONSchemaGrammar(schema, max_whitespace=10**9)
+    state = _feed_schema(grammar, data)
+    return state is not None and grammar.complete(state)
 
 
 def _valid(schema: dict, doc) -> bool:
@@ -393,7 +398,9 @@ def test_schema_features_each_constrain():
 
 
 @pytest.mark.parametrize("schema,match", [
-    ({"type": "string", "minLength": 2}, "'minLength'"), ({"type": "string", "pattern": "(?=a)"}, "lookaround"),
+    ({"type": "integer", "minimum": 2}, "'minimum'"), ({"type": "string", "minLength": -1}, "whole number"),
+    ({"type": "array", "minItems": 3, "maxItems": 2}, "over maxItems"),
+    ({"type": "string", "pattern": "(?=a)"}, "lookaround"),
     ({"enum": ["a", "b"], "pattern": "c"}, "no value of its enum"),
     ({"anyOf": [{"type": "integer"}, {"type": "number"}]}, "anyOf"),
     ({"$ref": "#/$defs/Missing"}, "points at nothing"), ({"type": "object", "required": ["x"]}, "required"),
@@ -409,7 +416,11 @@ def test_unsupported_schemas_are_refused_by_name(schema, match):
 CODES = {"type": "object", "properties": {
     "code": {"type": "string", "pattern": r"^[A-Z]{2}-\d{2,3}$"}, "word": {"type": "string", "pattern": r"é|x\n"},
     "pick": {"enum": ["ab", "cd", 3], "pattern": "^a"}, "any": {"type": "string"},
-    "many": {"type": "array", "items": {"type": "string", "pattern": r"^\w*$"}}}}
+    "many": {"type": "array", "items": {"type": "string", "pattern": r"^\w*$"}},
+    "name": {"type": "string", "minLength": 2, "maxLength": 4},
+    "tags": {"type": "array", "minItems": 1, "maxItems": 2,
+             "items": {"type": "string", "maxLength": 3, "pattern": "a"}},
+    "short": {"enum": ["a", "abc", "ab"], "maxLength": 2}}}
 
 
 def _random_string(rng: random.Random) -> str:
@@ -417,14 +428,17 @@ def _random_string(rng: random.Random) -> str:
 
 
 def test_schema_patterns_accept_exactly_what_jsonschema_validates():
-    """Strings under ``pattern`` (``re.search``, anchored or not), written with and without
-    ``\\uXXXX`` escapes; an enum whose strings must match the pattern too."""
+    """Strings under ``pattern`` (``re.search``, anchored or not) and lengths, written with and
+    without ``\\uXXXX`` escapes (surrogate pairs counted as one character); arrays with item
+    counts; an enum whose strings must match the pattern and lengths too."""
     rng = random.Random(0)
     verdicts = []
-    for _ in range(1500):
-        key = rng.choice(["code", "word", "pick", "any", "many"])
-        if key == "many":
-            value = [_random_string(rng) for _ in range(rng.randrange(3))]
+    for _ in range(2000):
+        key = rng.choice(["code", "word", "pick", "any", "many", "name", "tags", "short"])
+        if key in ("many", "tags"):
+            value = [rng.choice([_random_string(rng), "a", "ab"]) for _ in range(rng.randrange(4))]
+        elif key == "short":
+            value = rng.choice(["a", "abc", "ab", "b"])
         elif key == "pick":
             value = rng.choice(["ab", "cd", 3, "a"])
         else:
@@ -434,7 +448,12 @@ def test_schema_patterns_accept_exactly_what_jsonschema_validates():
         text = json.dumps(doc, ensure_ascii=rng.random() < 0.5).encode()
         verdicts.append(_valid(CODES, doc))
         assert _accepts_schema(CODES, text) == verdicts[-1], text
-    assert 300 < sum(verdicts) < 1200
+    assert 400 < sum(verdicts) < 1600
+    grammar = JSONSchemaGrammar(CODES)  # refused at the byte that oversteps, not at the close
+    full, long = _feed_schema(grammar, b'{"tags": ["a", "ba"'), _feed_schema(grammar, b'{"name": "abcd')
+    assert grammar.step(full, ord(",")) is None and grammar.step(full, ord("]")) is not None
+    assert grammar.step(long, ord("x")) is None and grammar.step(long, ord('"')) is not None
+    assert _feed_schema(grammar, b'{"code": "AB-1') is not None and _feed_schema(grammar, b'{"code": "ABC') is None
 
 
 def test_regex_masks_and_sampled_rows(bpe, random_gpt):
@@ -502,7 +521,7 @@ def test_tool_choice_forces_a_call_in_the_models_format(bpe, random_gpt):
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
         "additionalProperties": False}}}
     clock = {"type": "function", "function": {"name": "get_time", "parameters": {
-        "type": "object", "properties": {"zone": {"type": "string", "minLength": 1}}}}}  # minLength: unread
+        "type": "object", "properties": {"zone": {"type": "integer", "minimum": 1}}}}}  # minimum: unread
     chat_tok = copy.copy(bpe)
     chat_tok.chat_template = ("{# <tool_call> #}{% for t in tools %}{{ t.function.name }} {% endfor %}"
                               "{% for m in messages %}{{ m.content }}\n{% endfor %}")

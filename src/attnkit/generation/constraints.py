@@ -169,6 +169,8 @@ class _Node(NamedTuple):
     values: tuple | None  # enum/const: the allowed scalars, serialized
     branches: tuple  # anyOf: node ids with disjoint kinds
     pattern: RegexGrammar | None  # what its strings must hold (re.search)
+    lengths: tuple[int, int | None]  # its strings' fewest and most characters
+    counts: tuple[int, int | None]  # its arrays' fewest and most items
 
 
 _KINDS = ("object", "array", "string", "number", "integer", "boolean", "null")
@@ -195,7 +197,8 @@ class JSONSchemaGrammar:
     ``additionalProperties`` (true, false or a schema), ``items``, ``enum`` and ``const`` (of
     scalars), ``anyOf``/``oneOf`` of schemas whose kinds differ (``Optional[X]``: X or null),
     ``pattern`` (a regex a string must hold somewhere, as ``re.search``; the syntax of
-    :mod:`attnkit.generation.regex`), and ``$ref`` to ``#/$defs/...`` (recursion included);
+    :mod:`attnkit.generation.regex`), ``minLength``/``maxLength`` (characters, as Python counts
+    them), ``minItems``/``maxItems``, and ``$ref`` to ``#/$defs/...`` (recursion included);
     annotations (``title``, ``description``,
     ``format``, ...) are ignored. Any other keyword is an :class:`~attnkit.InputError` naming it,
     never silently dropped. Keys must be written as ``json.dumps`` writes them, in any order, each
@@ -219,7 +222,7 @@ class JSONSchemaGrammar:
         if id(schema) in self._compiled:
             return self._compiled[id(schema)]
         known = {"type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "oneOf",
-                 "pattern"}
+                 "pattern", "minLength", "maxLength", "minItems", "maxItems"}
         unknown = sorted(set(schema) - known - _IGNORED_KEYWORDS)
         if unknown:
             raise InputError(f"JSON schema keyword {unknown[0]!r} at {where} is not supported (supported: "
@@ -237,10 +240,12 @@ class JSONSchemaGrammar:
             if not isinstance(options, list) or not options or any(isinstance(v, (dict, list)) for v in options):
                 raise InputError(f"JSON schema enum/const at {where} must list scalars (strings, numbers, booleans, "
                                  "null)")
-            if isinstance(schema.get("pattern"), str):  # strings must match too
-                options = [v for v in options if not isinstance(v, str) or re.search(schema["pattern"], v)]
-                if not options:
-                    raise InputError(f"JSON schema at {where}: no value of its enum/const matches its pattern")
+            lo, hi = self._bounds(schema, "minLength", "maxLength", where)
+            pattern = schema.get("pattern") if isinstance(schema.get("pattern"), str) else None
+            options = [v for v in options if not isinstance(v, str) or (  # strings must match and fit too
+                (pattern is None or re.search(pattern, v)) and lo <= len(v) <= (len(v) if hi is None else hi))]
+            if not options:
+                raise InputError(f"JSON schema at {where}: no value of its enum/const meets its pattern and lengths")
             values = tuple(json.dumps(v, ensure_ascii=False).encode() for v in options)
             kinds = kinds or sorted({_kind_of(v[0]) for v in values})
         branches = ()
@@ -279,8 +284,21 @@ class JSONSchemaGrammar:
         self.nodes[index] = _Node(None if kinds is None else frozenset(kinds), properties,
                                   frozenset(json.dumps(k, ensure_ascii=False)[1:-1].encode() for k in required),
                                   additional, None if items == _ANY else items, values, branches,
-                                  None if pattern is None else RegexGrammar(pattern, search=True))
+                                  None if pattern is None else RegexGrammar(pattern, search=True),
+                                  self._bounds(schema, "minLength", "maxLength", where),
+                                  self._bounds(schema, "minItems", "maxItems", where))
         return index
+
+    @staticmethod
+    def _bounds(schema: dict, low: str, high: str, where: str) -> tuple[int, int | None]:
+        """``(schema[low], schema[high])``: counts, 0 and None when absent."""
+        lo, hi = schema.get(low, 0), schema.get(high)
+        for name, v in ((low, lo), (high, hi)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise InputError(f"JSON schema {name} at {where} must be a whole number >= 0, got {json.dumps(v)[:60]}")
+        if hi is not None and lo > hi:
+            raise InputError(f"JSON schema at {where}: {low} ({lo}) is over {high} ({hi})")
+        return lo, hi
 
     def _ref(self, ref, where: str) -> int:
         if not isinstance(ref, str) or not ref.startswith("#/"):
@@ -316,8 +334,8 @@ class JSONSchemaGrammar:
             if before == STRING and after == COLON:  # the key is whole
                 return self._key(nxt, frames, scalar[1])
             return self._key_byte(nxt, frames, scalar[1] + bytes([b]))
-        if scalar is not None and scalar[0] == "pattern":
-            return self._pattern_byte(nxt, frames, scalar, b)
+        if scalar is not None and scalar[0] == "string":
+            return self._string_byte(nxt, frames, scalar, b)
         if scalar is not None:
             node, typed = self._node(scalar[0]), scalar[1]
             inside = after in (STRING, NUMBER, LITERAL)
@@ -351,15 +369,24 @@ class JSONSchemaGrammar:
             return (nxt, frames, ("key", b""))
         if b == 0x7D:  # an object closes: every required key is there
             return (nxt, frames[:-1], None) if node is None or node.required <= top[2] else None
-        if b == 0x5D:
-            return (nxt, frames[:-1], None)
+        if b == 0x5D:  # an array closes: with enough items
+            return (nxt, frames[:-1], None) if node is None or node.counts[0] <= top[2] else None
         if b == 0x2C and top[0] == "o" and node is not None and node.additional is False \
                 and not set(node.properties) - top[2]:
             return None  # no key left to write
+        if b == 0x2C and top[0] == "a" and node is not None and node.counts[1] is not None \
+                and top[2] >= node.counts[1]:
+            return None  # no item left to write
         return (nxt, frames, None)
 
     def _start(self, nxt: tuple, frames: tuple, b: int) -> tuple | None:
         kind = _kind_of(b)
+        if frames and frames[-1][0] == "a":  # one more item
+            _, array, count = frames[-1]
+            node = self._node(array)
+            if node is not None and node.counts[1] is not None and count >= node.counts[1]:
+                return None
+            frames = frames[:-1] + (("a", array, count + 1),)
         index = self._value_node(frames)
         node = self._node(index)
         if node is not None and node.branches:  # the one branch that admits this kind of value
@@ -372,9 +399,10 @@ class JSONSchemaGrammar:
         if kind == "object":
             return (nxt, frames + (("o", index, frozenset(), None),), None)
         if kind == "array":
-            return (nxt, frames + (("a", index),), None)
-        if kind == "string" and node is not None and node.values is None and node.pattern is not None:
-            return (nxt, frames, ("pattern", index, node.pattern.start[0], b""))
+            return (nxt, frames + (("a", index, 0),), None)
+        if kind == "string" and node is not None and node.values is None and (
+                node.pattern is not None or node.lengths != (0, None)):  # watched character by character
+            return (nxt, frames, ("string", index, None if node.pattern is None else node.pattern.start[0], b"", 0))
         if node is not None and node.values is not None:
             typed = bytes([b])
             if not any(v.startswith(typed) for v in node.values):
@@ -384,26 +412,31 @@ class JSONSchemaGrammar:
             return (nxt, frames, (index, None))  # an integer: watched for a fraction or an exponent
         return (nxt, frames, None)
 
-    def _pattern_byte(self, nxt: tuple, frames: tuple, scalar: tuple, b: int) -> tuple | None:
-        """A byte of a string that must match a pattern: its characters, once whole (escapes
+    def _string_byte(self, nxt: tuple, frames: tuple, scalar: tuple, b: int) -> tuple | None:
+        """A byte of a string with a pattern or lengths: its characters, once whole (escapes
         decoded as ``json.loads`` decodes them, a ``\\u`` surrogate pair as one character), step
-        the pattern; the closing quote only where the pattern has matched."""
-        _, index, states, pending = scalar
-        rx = self.nodes[index].pattern
+        the pattern and are counted; the closing quote only where the pattern has matched and the
+        string is long enough."""
+        _, index, states, pending, count = scalar
+        node = self.nodes[index]
         closing = nxt[0] != STRING
         data = pending if closing else pending + bytes([b])
         if not closing and (nxt[2][1] or nxt[2][2]):  # an escape or a UTF-8 character, not whole yet
-            return (nxt, frames, ("pattern", index, states, data))
+            return (nxt, frames, ("string", index, states, data, count))
         text = json.loads(b'"' + data + b'"')
         if not closing and text and 0xD800 <= ord(text[-1]) <= 0xDBFF:
-            return (nxt, frames, ("pattern", index, states, data))  # a low surrogate may follow
-        for ch in text:
-            states = rx.step_char(states, ch)
+            return (nxt, frames, ("string", index, states, data, count))  # a low surrogate may follow
+        count += len(text)
+        if node.lengths[1] is not None and count > node.lengths[1]:
+            return None
+        for ch in text if states is not None else ():
+            states = node.pattern.step_char(states, ch)
             if states is None:
                 return None
         if closing:
-            return (nxt, frames, None) if rx.accepts(states) else None
-        return (nxt, frames, ("pattern", index, states, b""))
+            whole = count >= node.lengths[0] and (states is None or node.pattern.accepts(states))
+            return (nxt, frames, None) if whole else None
+        return (nxt, frames, ("string", index, states, b"", count))
 
     def _key_byte(self, nxt: tuple, frames: tuple, typed: bytes) -> tuple | None:
         top = frames[-1]
