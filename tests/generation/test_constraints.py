@@ -283,6 +283,42 @@ def test_the_server_answers_in_json_mode(bpe, random_gpt):
         server.server_close()
 
 
+def test_the_server_takes_guided_regex_and_guided_choice(bpe, random_gpt):
+    """vLLM's ``guided_regex`` and ``guided_choice``: completions and chat replies, sampled with
+    n = 3, are whole matches / one of the choices; a regex it cannot read, two constraints at once
+    and an empty choice list are 400s naming the field."""
+    import re
+
+    from tests.serve.test_server import request, start
+
+    chat_tok = copy.copy(bpe)
+    chat_tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    server = start(random_gpt, chat_tok, max_new_tokens_limit=60)
+    port = server.server_address[1]
+    pattern, choices = r"(the|a) [a-z]{2,4}( [a-z]{1,3})?\.", ["yes", "no", "maybe so"]
+    try:
+        for path, base in (("/v1/completions", dict(prompt="say:")),
+                           ("/v1/chat/completions", dict(messages=[{"role": "user", "content": "say:"}]))):
+            base = dict(base, max_tokens=60, temperature=1.0, seed=2, n=3)
+            status, reply, _ = request(port, "POST", path, dict(base, guided_regex=pattern))
+            texts = [c.get("text", c.get("message", {}).get("content")) for c in reply["choices"]]
+            assert status == 200 and all(re.fullmatch(pattern, t) for t in texts), reply
+            assert all(c["finish_reason"] == "stop" for c in reply["choices"])
+            status, reply, _ = request(port, "POST", path, dict(base, guided_choice=choices))
+            texts = [c.get("text", c.get("message", {}).get("content")) for c in reply["choices"]]
+            assert status == 200 and all(t in choices for t in texts), reply
+        for extra, param, match in [({"guided_regex": "(?=a)"}, "guided_regex", "lookaround"),
+                                    ({"guided_choice": []}, "guided_choice", "1 to 256"),
+                                    ({"guided_regex": "a", "guided_choice": ["a"]}, "guided_choice", "not both"),
+                                    ({"guided_regex": "a", "response_format": {"type": "json_object"}}, "guided_regex",
+                                     "not both")]:
+            status, reply, _ = request(port, "POST", "/v1/completions", dict(prompt="x", **extra))
+            assert status == 400 and reply["error"]["param"] == param and match in reply["error"]["message"], reply
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_json_mode_needs_an_attnkit_tokenizer():
     with pytest.raises(InputError, match="attnkit Tokenizer"):
         JSONLogitsProcessor(object(), 0)

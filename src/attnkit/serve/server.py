@@ -12,7 +12,9 @@ work against it:
   formula over the generated tokens), ``response_format`` (``{"type": "json_object"}``: JSON
   mode, the reply constrained to a JSON object; ``{"type": "json_schema", "json_schema":
   {"schema": ...}}``: to a document the schema accepts; :mod:`attnkit.generation.constraints`);
-  ``top_k``, ``min_p`` and ``repetition_penalty`` too (vLLM's extra fields).
+  ``top_k``, ``min_p``, ``repetition_penalty``, ``guided_regex`` (the reply matches the regex
+  whole, :mod:`attnkit.generation.regex`) and ``guided_choice`` (the reply is one of the listed
+  strings) too (vLLM's extra fields).
 - ``POST /v1/chat/completions`` — a conversation (``messages``) rendered with the tokenizer's chat
   template (``Tokenizer.apply_chat_template``, the assistant's turn opened) and continued by a
   decoder-only model until its end-of-turn token (the tokenizer's EOS or the generation
@@ -61,6 +63,7 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -71,6 +74,7 @@ import torch
 from attnkit.errors import AttnkitError, InputError
 from attnkit.generation.decoding import packed_for_decoding
 from attnkit.generation.constraints import JSONLogitsProcessor, JSONSchemaGrammar
+from attnkit.generation.regex import RegexGrammar
 from attnkit.generation.processors import OpenAIPenalties
 from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
 from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_format, openai_tool_calls,
@@ -81,11 +85,11 @@ log = logging.getLogger("attnkit.serve")
 MAX_BODY_BYTES = 1 << 20
 COMPLETION_FIELDS = ("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                      "stop", "seed", "stream", "echo", "n", "logprobs", "user", "frequency_penalty", "presence_penalty",
-                     "logit_bias", "response_format")
+                     "logit_bias", "response_format", "guided_regex", "guided_choice")
 CHAT_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
                "repetition_penalty", "stop", "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs",
                "user", "frequency_penalty", "presence_penalty", "logit_bias", "chat_template_kwargs", "tools",
-               "tool_choice", "parallel_tool_calls", "response_format")
+               "tool_choice", "parallel_tool_calls", "response_format", "guided_regex", "guided_choice")
 EMBEDDING_FIELDS = ("model", "input", "encoding_format", "user")
 TRANSCRIPTION_FIELDS = ("file", "model", "language", "response_format", "temperature", "prompt",
                         "timestamp_granularities[]")
@@ -236,7 +240,10 @@ class ModelServer:
         if kind not in ("text", "json_object", "json_schema"):
             raise RequestError(f"'response_format' type must be 'text', 'json_object' (JSON mode) or 'json_schema', "
                                f"got {json.dumps(kind)[:60]}", param="response_format")
-        schema = None
+        schema, grammar = None, self._guided(body)
+        if grammar is not None and kind != "text":
+            raise RequestError("give response_format or guided_regex / guided_choice, not both",
+                               param="guided_regex" if "guided_regex" in body else "guided_choice")
         if kind == "json_schema":
             spec = fmt.get("json_schema")
             schema = spec.get("schema") if isinstance(spec, dict) else None
@@ -247,7 +254,7 @@ class ModelServer:
                 JSONSchemaGrammar(schema)
             except InputError as e:
                 raise RequestError(f"'response_format' schema: {e}", param="response_format") from None
-        return dict(json=schema if schema is not None else kind == "json_object",
+        return dict(json=schema if schema is not None else kind == "json_object", grammar=grammar,
             temperature=_field(body, "temperature", (int, float), 1.0, lambda v: 0 <= v <= 2,
                                "a number from 0 (greedy) to 2"),
             top_p=_field(body, "top_p", (int, float), 1.0, lambda v: 0 < v <= 1, "a number in (0, 1]"),
@@ -261,6 +268,23 @@ class ModelServer:
             n=_field(body, "n", (int,), 1, lambda v: 1 <= v <= 16, "an integer from 1 to 16 (choices per prompt)"),
             logit_bias=bias, **penalties,
         )
+
+    @staticmethod
+    def _guided(body: dict) -> RegexGrammar | None:
+        """vLLM's ``guided_regex`` (the reply matches it whole) or ``guided_choice`` (the reply is
+        one of the strings), as a grammar; None when neither is given."""
+        regex = _field(body, "guided_regex", (str,), None, expected="a regular expression")
+        choice = _field(body, "guided_choice", (list,), None, expected="a list of strings")
+        if regex is not None and choice is not None:
+            raise RequestError("give guided_regex or guided_choice, not both", param="guided_choice")
+        if choice is not None:
+            if not 1 <= len(choice) <= 256 or any(not isinstance(c, str) or not c for c in choice):
+                raise RequestError("'guided_choice' must list 1 to 256 non-empty strings", param="guided_choice")
+            regex = "|".join(map(re.escape, choice))
+        try:
+            return None if regex is None else RegexGrammar(regex)
+        except InputError as e:
+            raise RequestError(f"'guided_regex': {e}", param="guided_regex") from None
 
     def chat_request(self, body: dict) -> dict:
         """The checked settings of a ``/v1/chat/completions`` body; the conversation rendered by
@@ -298,9 +322,13 @@ class ModelServer:
         _field(body, "stream_options", (dict,), None, expected="an object")
         r = dict(prompts=[ids], max_tokens=max_tokens, logprobs=(top or 0) if wants else None,
                  tools={t["function"]["name"] for t in tools} if tools else None,
-                 tool_grammar=None if forced is None else tool_call_grammar(self.tool_format, tools, forced or None),
                  parallel_tool_calls=_field(body, "parallel_tool_calls", (bool,), True, expected="true or false"),
                  **self._sampling_fields(body))
+        if forced is not None:  # tool_choice: the reply is the call
+            if r["json"] or r["grammar"] is not None:
+                raise RequestError("a tool_choice that forces a call leaves no room for response_format or guided_*",
+                                   param="tool_choice")
+            r["grammar"] = tool_call_grammar(self.tool_format, tools, forced or None)
         self._check_logprobs(r, "logprobs")
         return r
 
@@ -369,7 +397,7 @@ class ModelServer:
         seed = r["seed"] if r["seed"] is not None else int(torch.randint(0, 2**62, ()))
         sample = r["temperature"] > 0
         streams = []
-        if r["json"] or r.get("tool_grammar") is not None:  # the ends the constraint allows, where the stream stops
+        if r["json"] or r["grammar"] is not None:  # the ends the constraint allows, where the stream stops
             eos_token_id = eos_token_id or end_of_turn_ids(self.model, self.tokenizer)
         extra = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
         if self.assistant is not None:  # greedy: the same tokens; sampled: the same distribution
@@ -390,8 +418,8 @@ class ModelServer:
             if r["json"]:
                 schema = r["json"] if isinstance(r["json"], dict) else None
                 processors.append(self._json_mode(eos_token_id).for_prompt(length, schema=schema))
-            elif r.get("tool_grammar") is not None:  # tool_choice: the reply is the call
-                processors.append(self._json_mode(eos_token_id).for_prompt(length, grammar=r["tool_grammar"]))
+            elif r["grammar"] is not None:  # a forced tool call, guided_regex, guided_choice
+                processors.append(self._json_mode(eos_token_id).for_prompt(length, grammar=r["grammar"]))
             if processors:
                 stream.generate_kwargs["logits_processor"] = processors
             streams.append(stream)
