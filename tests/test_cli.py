@@ -567,8 +567,8 @@ def test_generate_json_mode_and_schema(trained, tmp_path):
     for b in result.output[len(prompt):].rstrip("\n").encode():
         state = grammar.step(state, b)
         assert state is not None, result.output
-    (tmp_path / "bad.json").write_text(json.dumps({"type": "integer", "minimum": 3}))
-    assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "bad.json"), "'minimum'")
+    (tmp_path / "bad.json").write_text(json.dumps({"type": "integer", "multipleOf": 3}))
+    assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "bad.json"), "'multipleOf'")
     (tmp_path / "broken.json").write_text("{")
     assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "broken.json"),
                    "cannot read a JSON schema")

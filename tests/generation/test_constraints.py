@@ -273,8 +273,8 @@ def test_the_server_answers_in_json_mode(bpe, random_gpt):
             "type": "json_schema", "json_schema": {"name": "a", "schema": schema, "strict": True}}))
         assert status == 200 and _valid(schema, json.loads(reply["choices"][0]["text"])), reply
         for fmt, match in [({"type": "json_schema", "json_schema": {}}, "'schema'"),
-                           ({"type": "json_schema", "json_schema": {"schema": {"type": "number", "minimum": 1}}},
-                            "'minimum'"), ("json", "an object"), ({"type": "yaml"}, "'json_object'")]:
+                           ({"type": "json_schema", "json_schema": {"schema": {"type": "number", "multipleOf": 2}}},
+                            "'multipleOf'"), ("json", "an object"), ({"type": "yaml"}, "'json_object'")]:
             status, reply, _ = request(port, "POST", "/v1/completions", dict(body, response_format=fmt))
             assert status == 400 and reply["error"]["param"] == "response_format" and match in reply["error"][
                 "message"], reply
@@ -434,7 +434,9 @@ def test_schema_features_each_constrain():
 
 
 @pytest.mark.parametrize("schema,match", [
-    ({"type": "integer", "minimum": 2}, "'minimum'"), ({"type": "string", "minLength": -1}, "whole number"),
+    ({"type": "integer", "multipleOf": 2}, "'multipleOf'"), ({"type": "integer", "minimum": True}, "a number"),
+    ({"type": "integer", "minimum": 2.2, "exclusiveMaximum": 3}, "no integer"),
+    ({"enum": [1, 5], "maximum": 0}, "no value of its enum"), ({"type": "string", "minLength": -1}, "whole number"),
     ({"type": "array", "minItems": 3, "maxItems": 2}, "over maxItems"),
     ({"type": "string", "pattern": "(?=a)"}, "lookaround"),
     ({"enum": ["a", "b"], "pattern": "c"}, "no value of its enum"),
@@ -490,6 +492,45 @@ def test_schema_patterns_accept_exactly_what_jsonschema_validates():
     assert grammar.step(full, ord(",")) is None and grammar.step(full, ord("]")) is not None
     assert grammar.step(long, ord("x")) is None and grammar.step(long, ord('"')) is not None
     assert _feed_schema(grammar, b'{"code": "AB-1') is not None and _feed_schema(grammar, b'{"code": "ABC') is None
+
+
+BOUNDED = [{"type": "integer", "minimum": 0, "maximum": 120},
+           {"type": "number", "exclusiveMinimum": -1.5, "maximum": 2.25},
+           {"type": "integer", "exclusiveMinimum": 5}, {"type": "number", "maximum": -3, "exclusiveMaximum": -3},
+           {"type": "number", "minimum": 0.001, "exclusiveMaximum": 0.0125},
+           {"type": "integer", "minimum": -20, "exclusiveMaximum": 999, "maximum": 1000}]
+
+
+@pytest.mark.parametrize("schema", BOUNDED, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items() if k != "type"))
+def test_bounded_numbers_accept_what_jsonschema_validates_and_never_stall(schema):
+    """Numbers without an exponent, as values and inside an array: the grammar accepts exactly the
+    valid ones; and a random walk over the bytes it allows never reaches a number it cannot end
+    (each one it ends is valid)."""
+    rng = random.Random(str(schema))
+    numbers = [rng.choice([0, -0.0, 1, 5, 6, 7, 119, 120, 121, 999, 1000, -3, -3.5, -20, -21, 2.25, 2.26, -1.5, -1.49,
+                           0.001, 0.0125, 0.0124, 0.01, 130, 12, 1.5, -7])
+               for _ in range(200)] + [round(rng.uniform(-50, 1500), rng.choice([0, 1, 3])) for _ in range(300)]
+    if schema["type"] == "integer":  # 2.0 is an integer to jsonschema, and a fraction the grammar refuses (its doc)
+        numbers = [x for x in numbers if not (isinstance(x, float) and x.is_integer())]
+    verdicts = []
+    for x in numbers:
+        for doc in (x, [x, x]):
+            text = json.dumps(doc).encode()
+            verdicts.append(_valid(schema, doc) if isinstance(doc, (int, float)) else _valid({"items": schema}, doc))
+            grammar_schema = schema if isinstance(doc, (int, float)) else {"type": "array", "items": schema}
+            assert _accepts_schema(grammar_schema, text) == verdicts[-1], text
+    assert any(verdicts) and not all(verdicts)
+    grammar = JSONSchemaGrammar(schema)
+    for _ in range(300):
+        state, text = grammar.start, b""
+        while True:
+            allowed = [c for c in b"0123456789-.e" if grammar.step(state, c) is not None]
+            if grammar.complete(state) and (not allowed or rng.random() < 0.3):
+                break
+            assert allowed, text  # stuck inside a number that cannot end
+            c = rng.choice(allowed)
+            state, text = grammar.step(state, c), text + bytes([c])
+        assert _valid(schema, json.loads(text)), text
 
 
 def test_regex_masks_and_sampled_rows(bpe, random_gpt):
@@ -557,7 +598,7 @@ def test_tool_choice_forces_a_call_in_the_models_format(bpe, random_gpt):
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
         "additionalProperties": False}}}
     clock = {"type": "function", "function": {"name": "get_time", "parameters": {
-        "type": "object", "properties": {"zone": {"type": "integer", "minimum": 1}}}}}  # minimum: unread
+        "type": "object", "properties": {"zone": {"type": "integer", "multipleOf": 2}}}}}  # multipleOf: unread
     chat_tok = copy.copy(bpe)
     chat_tok.chat_template = ("{# <tool_call> #}{% for t in tools %}{{ t.function.name }} {% endfor %}"
                               "{% for m in messages %}{{ m.content }}\n{% endfor %}")

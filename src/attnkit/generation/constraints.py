@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
+from fractions import Fraction
 from typing import NamedTuple
 
 import torch
@@ -158,6 +160,81 @@ class JSONGrammar:
         return state[0] == STRING and state[2][1:] == (0, 0)
 
 
+def _later_start(a: tuple, b: tuple) -> tuple:
+    """The later of two interval starts ``(value, included)``; value None is -inf."""
+    if a[0] is None or b[0] is None:
+        return b if a[0] is None else a
+    return (a[0], a[1] and b[1]) if a[0] == b[0] else max(a, b, key=lambda e: e[0])
+
+
+def _earlier_end(a: tuple, b: tuple) -> tuple:
+    """The earlier of two interval ends ``(value, included)``; value None is +inf."""
+    if a[0] is None or b[0] is None:
+        return b if a[0] is None else a
+    return (a[0], a[1] and b[1]) if a[0] == b[0] else min(a, b, key=lambda e: e[0])
+
+
+def _decimal(x: int | float | str) -> Fraction:
+    """A JSON number as the decimal it is written as (a float as its shortest repr: ``0.1`` is
+    1/10). Shortest reprs order as their floats do, so comparing these agrees with comparing
+    floats, as ``jsonschema`` does, for every number ``json.dumps`` writes."""
+    return Fraction(repr(x)) if isinstance(x, float) else Fraction(x)
+
+
+class _Range(NamedTuple):
+    """A schema's bounds on its numbers (``minimum``, ``exclusiveMinimum``, ...): the start and
+    end ``(decimal, included)`` (decimal None: none), for what a number being written can still
+    become and for where it ends."""
+
+    start: tuple
+    end: tuple
+
+    @classmethod
+    def make(cls, low, low_open: bool, high, high_open: bool, integer: bool) -> _Range:
+        start = (None if low is None else _decimal(low), not low_open)
+        end = (None if high is None else _decimal(high), not high_open)
+        if integer:  # the integers inside, both ends included
+            if start[0] is not None:
+                start = (math.floor(start[0]) + 1 if low_open or start[0].denominator > 1 else start[0], True)
+            if end[0] is not None:
+                end = (math.ceil(end[0]) - 1 if high_open or end[0].denominator > 1 else end[0], True)
+        return cls(start, end)
+
+    def holds(self, x: int | float | str) -> bool:
+        """Whether a number (a JSON number's text, or a Python number) is inside."""
+        x = _decimal(x) if not isinstance(x, str) else Fraction(x)
+        return self._meets((x, True), (x, True))
+
+    def _meets(self, start: tuple, end: tuple) -> bool:
+        (a, a_in), (b, b_in) = _later_start(start, self.start), _earlier_end(end, self.end)
+        return a is None or b is None or a < b or (a == b and a_in and b_in)
+
+    def reaches(self, text: str) -> bool:
+        """Whether a JSON number that begins with ``text`` (no exponent) can end inside."""
+        negative, body = text.startswith("-"), text.lstrip("-")
+
+        def meets(a, b, b_in: bool = False) -> bool:  # magnitudes from a (included) to b; None: no end
+            return (self._meets((None if b is None else -b, b_in), (-a, True)) if negative
+                    else self._meets((a, True), (b, b_in)))
+        if not body:
+            return meets(0, None)
+        if "." in body:
+            whole, fraction = body.split(".")
+            base = Fraction(f"{whole}.{fraction or 0}")
+            return meets(base, base + Fraction(1, 10 ** len(fraction)))
+        if body == "0":
+            return meets(0, 1)
+        digits, scale = int(body), 1  # more digits may follow: [D·10^m, (D+1)·10^m) for every m
+        while True:
+            a = digits * scale
+            if meets(a, (digits + 1) * scale):
+                return True
+            if (self.end[0] is not None and not negative and a > self.end[0]) or \
+                    (self.start[0] is not None and negative and -a < self.start[0]):
+                return False
+            scale *= 10
+
+
 class _Node(NamedTuple):
     """One compiled schema: the kinds of value it admits (None: any), and per kind what it asks."""
 
@@ -171,6 +248,7 @@ class _Node(NamedTuple):
     pattern: RegexGrammar | None  # what its strings must hold (re.search)
     lengths: tuple[int, int | None]  # its strings' fewest and most characters
     counts: tuple[int, int | None]  # its arrays' fewest and most items
+    range: _Range | None  # its numbers' bounds
 
 
 _KINDS = ("object", "array", "string", "number", "integer", "boolean", "null")
@@ -198,7 +276,10 @@ class JSONSchemaGrammar:
     scalars), ``anyOf``/``oneOf`` of schemas whose kinds differ (``Optional[X]``: X or null),
     ``pattern`` (a regex a string must hold somewhere, as ``re.search``; the syntax of
     :mod:`attnkit.generation.regex`), ``minLength``/``maxLength`` (characters, as Python counts
-    them), ``minItems``/``maxItems``, and ``$ref`` to ``#/$defs/...`` (recursion included);
+    them), ``minItems``/``maxItems``, ``minimum``/``maximum``/``exclusiveMinimum``/
+    ``exclusiveMaximum`` (numbers with bounds are written without an exponent, and refused at
+    the first digit after which they could no longer end inside), and ``$ref`` to
+    ``#/$defs/...`` (recursion included);
     annotations (``title``, ``description``,
     ``format``, ...) are ignored. Any other keyword is an :class:`~attnkit.InputError` naming it,
     never silently dropped. Keys must be written as ``json.dumps`` writes them, in any order, each
@@ -222,7 +303,8 @@ class JSONSchemaGrammar:
         if id(schema) in self._compiled:
             return self._compiled[id(schema)]
         known = {"type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "oneOf",
-                 "pattern", "minLength", "maxLength", "minItems", "maxItems"}
+                 "pattern", "minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum", "exclusiveMinimum",
+                 "exclusiveMaximum"}
         unknown = sorted(set(schema) - known - _IGNORED_KEYWORDS)
         if unknown:
             raise InputError(f"JSON schema keyword {unknown[0]!r} at {where} is not supported (supported: "
@@ -242,10 +324,13 @@ class JSONSchemaGrammar:
                                  "null)")
             lo, hi = self._bounds(schema, "minLength", "maxLength", where)
             pattern = schema.get("pattern") if isinstance(schema.get("pattern"), str) else None
+            numbers = self._range(schema, where, integer=False)
             options = [v for v in options if not isinstance(v, str) or (  # strings must match and fit too
                 (pattern is None or re.search(pattern, v)) and lo <= len(v) <= (len(v) if hi is None else hi))]
+            options = [v for v in options if numbers is None or isinstance(v, (str, bool)) or v is None
+                       or numbers.holds(v)]  # numbers within the bounds
             if not options:
-                raise InputError(f"JSON schema at {where}: no value of its enum/const meets its pattern and lengths")
+                raise InputError(f"JSON schema at {where}: no value of its enum/const meets its other keywords")
             values = tuple(json.dumps(v, ensure_ascii=False).encode() for v in options)
             kinds = kinds or sorted({_kind_of(v[0]) for v in values})
         branches = ()
@@ -286,7 +371,8 @@ class JSONSchemaGrammar:
                                   additional, None if items == _ANY else items, values, branches,
                                   None if pattern is None else RegexGrammar(pattern, search=True),
                                   self._bounds(schema, "minLength", "maxLength", where),
-                                  self._bounds(schema, "minItems", "maxItems", where))
+                                  self._bounds(schema, "minItems", "maxItems", where),
+                                  self._range(schema, where, integer=kinds is not None and "number" not in kinds))
         return index
 
     @staticmethod
@@ -299,6 +385,25 @@ class JSONSchemaGrammar:
         if hi is not None and lo > hi:
             raise InputError(f"JSON schema at {where}: {low} ({lo}) is over {high} ({hi})")
         return lo, hi
+
+    @staticmethod
+    def _range(schema: dict, where: str, integer: bool) -> _Range | None:
+        """The bounds of ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``
+        (the tighter of each pair), or None when there are none."""
+        given = {k: schema[k] for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum") if k in schema}
+        for k, v in given.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise InputError(f"JSON schema {k} at {where} must be a number, got {json.dumps(v)[:60]}")
+        if not given:
+            return None
+        lows = [(v, k == "exclusiveMinimum") for k, v in given.items() if k in ("minimum", "exclusiveMinimum")]
+        highs = [(v, k == "exclusiveMaximum") for k, v in given.items() if k in ("maximum", "exclusiveMaximum")]
+        low = max(lows, key=lambda e: (e[0], e[1])) if lows else (None, False)
+        high = min(highs, key=lambda e: (e[0], not e[1])) if highs else (None, False)
+        bounds = _Range.make(*low, *high, integer)
+        if bounds.start[0] is not None and bounds.end[0] is not None and not bounds._meets(bounds.start, bounds.end):
+            raise InputError(f"JSON schema at {where}: no {'integer' if integer else 'number'} is within its bounds")
+        return bounds
 
     def _ref(self, ref, where: str) -> int:
         if not isinstance(ref, str) or not ref.startswith("#/"):
@@ -336,6 +441,8 @@ class JSONSchemaGrammar:
             return self._key_byte(nxt, frames, scalar[1] + bytes([b]))
         if scalar is not None and scalar[0] == "string":
             return self._string_byte(nxt, frames, scalar, b)
+        if scalar is not None and scalar[0] == "number":
+            return self._number_byte(nxt, frames, scalar, b)
         if scalar is not None:
             node, typed = self._node(scalar[0]), scalar[1]
             inside = after in (STRING, NUMBER, LITERAL)
@@ -408,6 +515,8 @@ class JSONSchemaGrammar:
             if not any(v.startswith(typed) for v in node.values):
                 return None
             return (nxt, frames, (index, typed)) if nxt[0] in (STRING, NUMBER, LITERAL) else (nxt, frames, None)
+        if kind == "number" and node is not None and node.range is not None:  # watched against its bounds
+            return (nxt, frames, ("number", index, bytes([b]))) if node.range.reaches(chr(b)) else None
         if kind == "number" and node is not None and "number" not in node.kinds:
             return (nxt, frames, (index, None))  # an integer: watched for a fraction or an exponent
         return (nxt, frames, None)
@@ -438,6 +547,21 @@ class JSONSchemaGrammar:
             return (nxt, frames, None) if whole else None
         return (nxt, frames, ("string", index, states, b"", count))
 
+    def _number_byte(self, nxt: tuple, frames: tuple, scalar: tuple, b: int) -> tuple | None:
+        """A byte of a number with bounds, or the byte after it: the number must still be able to
+        end inside them (written without an exponent; an integer without a fraction), and be
+        inside once it ends."""
+        _, index, typed = scalar
+        node = self.nodes[index]
+        if nxt[0] == NUMBER:
+            if b in b"eE" or (b == 0x2E and "number" not in node.kinds):
+                return None
+            typed += bytes([b])
+            return (nxt, frames, ("number", index, typed)) if node.range.reaches(typed.decode()) else None
+        if not node.range.holds(typed.decode()):
+            return None
+        return self._structure(AFTER, nxt, frames, b)
+
     def _key_byte(self, nxt: tuple, frames: tuple, typed: bytes) -> tuple | None:
         top = frames[-1]
         node = self._node(top[1])
@@ -465,6 +589,8 @@ class JSONSchemaGrammar:
         js, frames, scalar = state
         if not json_complete(js) or frames:
             return False
+        if scalar is not None and scalar[0] == "number":
+            return self.nodes[scalar[1]].range.holds(scalar[2].decode())
         return scalar is None or scalar[1] is None or scalar[1] in self._node(scalar[0]).values
 
     def plain_string(self, state: tuple) -> bool:
