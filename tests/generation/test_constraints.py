@@ -533,6 +533,61 @@ def test_bounded_numbers_accept_what_jsonschema_validates_and_never_stall(schema
         assert _valid(schema, json.loads(text)), text
 
 
+# What Pydantic 2 writes for a model with a pattern, lengths, a tuple, a list with item counts, an
+# enum behind a $ref with a description, an optional nested model with bounds, a Literal; plus
+# an enum behind allOf (older Pydantic's wrapper) and a tuple with nothing after it.
+ORDER = json.loads(r"""{"$defs": {"Color": {"enum": ["red", "green"], "title": "Color", "type": "string"},
+ "Point": {"properties": {"x": {"maximum": 100, "minimum": 0, "title": "X", "type": "integer"},
+ "y": {"exclusiveMaximum": 2.5, "exclusiveMinimum": -1.5, "title": "Y", "type": "number"}}, "required": ["x", "y"],
+ "title": "Point", "type": "object"}}, "properties": {"id": {"pattern": "^[A-Z]{3}-\\d{4}$", "title": "Id",
+ "type": "string"}, "name": {"maxLength": 5, "minLength": 2, "title": "Name", "type": "string"}, "pair": {"maxItems": 2,
+ "minItems": 2, "prefixItems": [{"type": "integer"}, {"type": "string"}], "title": "Pair", "type": "array"}, "tags":
+ {"items": {"type": "string"}, "maxItems": 3, "minItems": 1, "title": "Tags", "type": "array"}, "color": {"$ref":
+ "#/$defs/Color", "description": "the color"}, "where": {"anyOf": [{"$ref": "#/$defs/Point"}, {"type": "null"}],
+ "default": null}, "kind": {"default": "a", "enum": ["a", "b"], "title": "Kind", "type": "string"},
+ "shade": {"allOf": [{"$ref": "#/$defs/Color"}], "description": "older Pydantic"},
+ "flag": {"type": "array", "prefixItems": [{"type": "boolean"}], "items": false}},
+ "required": ["id", "name", "pair", "tags", "color"], "title": "Order", "type": "object"}""")
+
+
+def _random_order(rng: random.Random) -> dict:
+    """A document shaped like ORDER: each field's first option is valid, the others are slips."""
+    def pick(options):
+        return options[0] if rng.random() < 0.75 else rng.choice(options)
+
+    doc = {"id": pick(["ABC-1234", "AB-1234", "ABC-12345", "xABC-1234"]), "name": pick(["ab", "abcde", "a", "abcdef"]),
+           "pair": pick([[1, "x"], [1], [1, "x", 2], ["x", 1], [-3, ""]]), "tags": pick([["a"], [], ["a", "b", "c"],
+                                                                                       ["a"] * 4, [1]]),
+           "color": pick(["red", "green", "blue"])}
+    if rng.random() < 0.5:
+        doc["where"] = pick([None, {"x": 0, "y": -1.4}, {"x": 101, "y": 0}, {"x": 5, "y": 2.5}, {"x": 100, "y": 2.49},
+                             {"x": -1, "y": 0}, {"x": 3}])
+    if rng.random() < 0.3:
+        doc["kind"] = pick(["a", "b", "c"])
+    if rng.random() < 0.3:
+        doc["shade"] = pick(["red", "blue"])
+    if rng.random() < 0.3:
+        doc["flag"] = pick([[], [True], [True, False], [1]])
+    if rng.random() < 0.1:
+        doc.pop(rng.choice(list(doc)))
+    return doc
+
+
+def test_a_pydantic_schema_accepts_exactly_what_jsonschema_validates():
+    rng = random.Random(0)
+    verdicts = []
+    for _ in range(800):
+        doc = _random_order(rng)
+        text = json.dumps(doc, indent=rng.choice([None, 1])).encode()
+        verdicts.append(_valid(ORDER, doc))
+        assert _accepts_schema(ORDER, text) == verdicts[-1], text
+    assert 40 < sum(verdicts) < 760
+    for schema, match in [({"$ref": "#/$defs/A", "maxLength": 3, "$defs": {"A": {"type": "string"}}}, "beside \\$ref"),
+                          ({"allOf": [{"type": "string"}, {"maxLength": 2}]}, "one schema")]:
+        with pytest.raises(InputError, match=match):
+            JSONSchemaGrammar(schema)
+
+
 def test_regex_masks_and_sampled_rows(bpe, random_gpt):
     """``regex=``: each state's mask is exactly the tokens whose bytes can go on (plus EOS once
     the text matches), and sampled rows that end match the pattern whole."""

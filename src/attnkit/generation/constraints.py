@@ -248,6 +248,7 @@ class _Node(NamedTuple):
     pattern: RegexGrammar | None  # what its strings must hold (re.search)
     lengths: tuple[int, int | None]  # its strings' fewest and most characters
     counts: tuple[int, int | None]  # its arrays' fewest and most items
+    prefix: tuple  # prefixItems: the node ids of its arrays' first items
     range: _Range | None  # its numbers' bounds
 
 
@@ -272,7 +273,8 @@ class JSONSchemaGrammar:
     schema checked at each value's first byte, each key, each scalar of an ``enum``, each close.
 
     The schema keywords read: ``type`` (a kind or a list), ``properties``, ``required``,
-    ``additionalProperties`` (true, false or a schema), ``items``, ``enum`` and ``const`` (of
+    ``additionalProperties`` (true, false or a schema), ``items`` (a schema, or false after
+    ``prefixItems``), ``prefixItems`` (tuples), ``allOf`` of one schema, ``enum`` and ``const`` (of
     scalars), ``anyOf``/``oneOf`` of schemas whose kinds differ (``Optional[X]``: X or null),
     ``pattern`` (a regex a string must hold somewhere, as ``re.search``; the syntax of
     :mod:`attnkit.generation.regex`), ``minLength``/``maxLength`` (characters, as Python counts
@@ -298,11 +300,22 @@ class JSONSchemaGrammar:
             return _ANY
         if not isinstance(schema, dict):
             raise InputError(f"JSON schema at {where} must be an object or true, got {json.dumps(schema)[:60]}")
+        for keyword in ("$ref", "allOf"):  # alone, or with annotations beside it
+            if keyword in schema:
+                beside = sorted(set(schema) - {keyword} - _IGNORED_KEYWORDS)
+                if beside:
+                    raise InputError(f"JSON schema keyword {beside[0]!r} beside {keyword} at {where} is not supported")
         if "$ref" in schema:
             return self._ref(schema["$ref"], where)
+        if "allOf" in schema:  # Pydantic's wrapper of a $ref with a description
+            parts = schema["allOf"]
+            if not isinstance(parts, list) or len(parts) != 1:
+                raise InputError(f"JSON schema allOf at {where} must hold one schema (more are not supported)")
+            return self._compile(parts[0], f"{where}/allOf/0")
         if id(schema) in self._compiled:
             return self._compiled[id(schema)]
-        known = {"type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "oneOf",
+        known = {"type", "properties", "required", "additionalProperties", "items", "prefixItems", "enum", "const",
+                 "anyOf", "oneOf",
                  "pattern", "minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum", "exclusiveMinimum",
                  "exclusiveMaximum"}
         unknown = sorted(set(schema) - known - _IGNORED_KEYWORDS)
@@ -362,7 +375,18 @@ class JSONSchemaGrammar:
             raise InputError(f"JSON schema required at {where} must list some of its properties, got {required!r}")
         extra = schema.get("additionalProperties", True)
         additional = extra if isinstance(extra, bool) else self._compile(extra, f"{where}/additionalProperties")
-        items = self._compile(schema["items"], f"{where}/items") if "items" in schema else None
+        prefix = schema.get("prefixItems", [])
+        if not isinstance(prefix, list):
+            raise InputError(f"JSON schema prefixItems at {where} must be a list of schemas")
+        prefix = tuple(self._compile(p, f"{where}/prefixItems/{i}") for i, p in enumerate(prefix))
+        counts = self._bounds(schema, "minItems", "maxItems", where)
+        items = schema.get("items", True)
+        if items is False:  # no item after the prefix
+            counts = (counts[0], len(prefix) if counts[1] is None else min(counts[1], len(prefix)))
+            if counts[0] > counts[1]:
+                raise InputError(f"JSON schema at {where}: minItems ({counts[0]}) is over the {len(prefix)} "
+                                 "prefixItems")
+        items = None if isinstance(items, bool) else self._compile(items, f"{where}/items")
         pattern = schema.get("pattern")
         if pattern is not None and not isinstance(pattern, str):
             raise InputError(f"JSON schema pattern at {where} must be a string, got {json.dumps(pattern)[:60]}")
@@ -371,7 +395,7 @@ class JSONSchemaGrammar:
                                   additional, None if items == _ANY else items, values, branches,
                                   None if pattern is None else RegexGrammar(pattern, search=True),
                                   self._bounds(schema, "minLength", "maxLength", where),
-                                  self._bounds(schema, "minItems", "maxItems", where),
+                                  counts, prefix,
                                   self._range(schema, where, integer=kinds is not None and "number" not in kinds))
         return index
 
@@ -424,9 +448,11 @@ class JSONSchemaGrammar:
         if not frames:
             return self.root
         top = frames[-1]
-        if top[0] == "a":
+        if top[0] == "a":  # the item just begun, the top[2]-th
             node = self._node(top[1])
-            return None if node is None else node.items
+            if node is None:
+                return None
+            return node.prefix[top[2] - 1] if top[2] <= len(node.prefix) else node.items
         return top[3]
 
     def step(self, state: tuple, b: int) -> tuple | None:
