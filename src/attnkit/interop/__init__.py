@@ -267,11 +267,12 @@ def _parse_config(config: dict, directory: Path, state: dict[str, torch.Tensor])
         return fam, cls, cls.config_class.from_dict(block["config"]), block["weights"]
     model_type = config.get("model_type")
     quantization = config.get("quantization_config")
-    if quantization is not None:  # GPTQ, AWQ, bitsandbytes, MXFP4 (gpt-oss), FP8 (DeepSeek-V3): packed weights
+    if quantization is not None:  # GPTQ, AWQ, bitsandbytes, MXFP4 (gpt-oss): packed weights
         method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization
         raise CheckpointError(f"{directory / CONFIG_NAME}: quantized weights (quantization_config: {method!r}) are not "
-                              "supported; attnkit reads float weights (fp32, bf16, fp16): use an unquantized "
-                              "checkpoint of the model, or dequantize it with transformers and save_pretrained")
+                              "supported; attnkit reads float weights (fp32, bf16, fp16) and dequantizes FP8 ones "
+                              "(quant_method 'fp8'): use an unquantized checkpoint of the model, or dequantize it with "
+                              "transformers and save_pretrained")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise CheckpointError(
             f"{directory / CONFIG_NAME}: model_type {model_type!r} is not supported; supported: {sorted(FAMILIES)}")
@@ -289,6 +290,55 @@ def _parse_config(config: dict, directory: Path, state: dict[str, torch.Tensor])
             f"supported: {sorted(fam.ARCHITECTURES)}")
     cls = fam.MODELS[fam.ARCHITECTURES[known[0] if known else next(iter(fam.ARCHITECTURES))]]
     return fam, cls, _config_from_hf(fam, config, cls, state), "hf"
+
+
+FP8_SCALE = ".weight_scale_inv"
+
+
+def _dequantized(config: dict, state: dict[str, torch.Tensor], directory: Path,
+                 dtype: torch.dtype | None) -> tuple[dict, dict]:
+    """``(config, state)`` of an FP8 checkpoint (``quantization_config.quant_method == "fp8"``:
+    DeepSeek-V3, Qwen3-FP8 and the like) as float weights: each float8 ``W`` times its
+    ``weight_scale_inv``, one scale per ``weight_block_size`` block (or one for the tensor),
+    computed in fp32 as DeepSeek's ``weight_dequant`` and stored in ``dtype`` (the dtype the model
+    is loaded in; fp32 by default); the activation scales dropped. Anything else as it is."""
+    quantization = config.get("quantization_config") if isinstance(config, dict) else None
+    if not (isinstance(quantization, dict) and quantization.get("quant_method") == "fp8"):
+        return config, state
+    where = directory / CONFIG_NAME
+    block = quantization.get("weight_block_size")
+    if block is not None and not (isinstance(block, list) and len(block) == 2
+                                  and all(type(b) is int and b > 0 for b in block)):
+        raise CheckpointError(f"{where}: quantization_config.weight_block_size must be two positive integers, got "
+                              f"{block!r}")
+    out = {}
+    for name, tensor in state.items():
+        if name.endswith(FP8_SCALE) or name.endswith(".input_scale") or name.endswith(".activation_scale"):
+            continue
+        scale = state.get(name.removesuffix(".weight") + FP8_SCALE) if name.endswith(".weight") else None
+        if tensor.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            if scale is None:
+                raise CheckpointError(f"{directory}: {name} is float8 but the checkpoint has no {name[:-7]}{FP8_SCALE}")
+            out[name] = _fp8_weight(tensor, scale, block, name, directory).to(dtype or torch.float32)
+        else:
+            out[name] = tensor
+    return {k: v for k, v in config.items() if k != "quantization_config"}, out
+
+
+def _fp8_weight(w: torch.Tensor, scale: torch.Tensor, block: list[int] | None, name: str, directory: Path):
+    """One float8 weight ``(out, in)`` times its scales, in fp32."""
+    if w.dim() != 2 or not scale.dtype.is_floating_point:
+        raise CheckpointError(f"{directory}: {name} must be a float8 matrix with floating scales, got shapes "
+                              f"{tuple(w.shape)} and {tuple(scale.shape)} ({scale.dtype})")
+    if scale.numel() == 1:
+        return w.float() * scale.float().reshape(())
+    rows, cols = block or [-(-w.shape[0] // scale.shape[0]), -(-w.shape[1] // scale.shape[-1])]
+    expected = (-(-w.shape[0] // rows), -(-w.shape[1] // cols))
+    if tuple(scale.shape) != expected:
+        raise CheckpointError(f"{directory}: {name[:-7]}{FP8_SCALE} has shape {tuple(scale.shape)}; a {tuple(w.shape)} "
+                              f"weight in {rows}x{cols} blocks needs {expected}")
+    full = scale.float().repeat_interleave(rows, 0)[:w.shape[0]].repeat_interleave(cols, 1)[:, :w.shape[1]]
+    return w.float() * full
 
 
 def _check_layer_counts(config, n_tensors: int, directory: Path) -> None:
@@ -406,6 +456,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
                                        token=token, local_files_only=local_files_only)
     config_json = read_json(directory / CONFIG_NAME)
     state = read_weights(directory, allow_pickle=allow_pickle)
+    config_json, state = _dequantized(config_json, state, directory, dtype)
     try:
         fam, cls, config, layout = _parse_config(config_json, directory, state)
         _check_layer_counts(config, len(state), directory)
