@@ -47,8 +47,9 @@ import torch
 from attnkit.allocator import available_memory
 from attnkit.errors import AttnkitError, CheckpointError, ConfigError, InputError
 from attnkit.interop import keymap
-from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
+from attnkit.interop.files import CONFIG_NAME, read_json, read_safetensors, read_weights, write_checkpoint
 from attnkit.models.generation_config import GENERATION_CONFIG_NAME, GenerationConfig, generation_config
+from attnkit.nn.lora import LORA_CONFIG_NAME, LORA_WEIGHTS_NAME, add_lora, lora_state
 
 # HF model_type -> mapping module. One line per family.
 FAMILIES: dict[str, str] = {
@@ -151,7 +152,7 @@ def check_saveable(model) -> None:
     fam, _ = checkpoint_family(model)
     if fam.config_to_hf(model) is not None:  # Hugging Face's names: every tensor needs one
         rules = fam.key_rules(model)
-        for name in _canonical_state(model)[0]:
+        for name in _weights_state(model):
             keymap.hf_names_of(rules, name)
 
 
@@ -176,18 +177,26 @@ def _canonical_state(model) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return state, aliases
 
 
+def _weights_state(model) -> dict[str, torch.Tensor]:
+    """What ``model.safetensors`` holds: the state without tied duplicates and without LoRA
+    adapters (they go beside it)."""
+    adapters = lora_state(model)[1]
+    return {k: v for k, v in _canonical_state(model)[0].items() if k not in adapters}
+
+
 # -- saving ------------------------------------------------------------------------------------
 def save_pretrained(model, path: str | Path) -> None:
     """Write ``model`` to directory ``path`` as ``config.json`` + ``model.safetensors`` (atomically).
 
     Hugging Face names and config fields are used when the model has an HF equivalent;
     ``model.generation_config`` goes to ``generation_config.json`` when anything is set in it;
-    other files in ``path`` (tokenizer.json, ...) are left in place.
+    LoRA adapters (:mod:`attnkit.nn.lora`) to ``lora_config.json`` + ``lora.safetensors``, the
+    base weights staying as they are; other files in ``path`` (tokenizer.json, ...) are left in place.
     """
     model = _unwrap(model)
     fam, arch = checkpoint_family(model)
-    state, _ = _canonical_state(model)
-    state = {k: v.detach() for k, v in state.items()}
+    lora_config, lora_tensors = lora_state(model)
+    state = {k: v.detach() for k, v in _weights_state(model).items()}
     hf_config = fam.config_to_hf(model)
     block = {"architecture": arch, "config": model.config.to_dict(), "weights": "hf" if hf_config else "attnkit"}
     if hf_config is not None:
@@ -199,7 +208,9 @@ def save_pretrained(model, path: str | Path) -> None:
         config = {"model_type": "attnkit", "architectures": [arch], "attnkit": block}
         tensors = state
     # No generation config: one left by another model must not change how this one decodes.
-    write_checkpoint(path, config, tensors, {GENERATION_CONFIG_NAME: _generation_file(model) or None})
+    write_checkpoint(path, config, tensors,
+                     {GENERATION_CONFIG_NAME: _generation_file(model) or None, LORA_CONFIG_NAME: lora_config},
+                     {LORA_WEIGHTS_NAME: lora_tensors or None})
 
 
 _SPECIAL_TOKENS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_eos_token_id")
@@ -500,12 +511,38 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     finally:
         torch.set_default_dtype(previous)
     load_state(model, state, origin)
+    _load_lora(model, directory)
     if hasattr(model, "generation_step"):
         model.generation_config = read_generation_config(directory, config_json)
     if dtype is not None:
         model = model.to(dtype)  # the buffers a model computes in fp32
     model.name_or_path = str(directory)
     return model.to(device).eval()
+
+
+def _load_lora(model, directory: Path) -> None:
+    """Put back the LoRA adapters saved beside the weights (``lora_config.json``), if any."""
+    path = directory / LORA_CONFIG_NAME
+    if not path.is_file():
+        return
+    cfg = read_json(path)
+    fields = ("r", "alpha", "dropout", "modules", "trainable")
+    if not isinstance(cfg, dict) or sorted(cfg) != sorted(fields) or not isinstance(cfg["modules"], list):
+        raise CheckpointError(f"{path} must hold an object with {', '.join(fields)}")
+    try:
+        add_lora(model, **cfg)
+    except InputError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    tensors = read_safetensors(directory / LORA_WEIGHTS_NAME) if (directory / LORA_WEIGHTS_NAME).is_file() else {}
+    _, expected = lora_state(model)
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    bad = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or bad:
+        raise CheckpointError(f"{directory / LORA_WEIGHTS_NAME} does not match {path}: missing {missing[:3]}, "
+                              f"unexpected {extra[:3]}, misshapen {bad[:3]}")
+    with torch.no_grad():
+        for name, t in tensors.items():
+            expected[name].copy_(t)
 
 
 def read_generation_config(directory: Path, config_json: dict) -> GenerationConfig:

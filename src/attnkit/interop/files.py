@@ -219,10 +219,11 @@ def fsync_path(path: Path) -> None:
 
 
 def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, torch.Tensor],
-                     extra_json: dict[str, dict | None] | None = None) -> None:
-    """Write ``config.json`` + ``model.safetensors`` (+ the JSON files ``extra_json``, by name;
-    a name mapped to None is a file this checkpoint has not, removed if ``directory`` holds one
-    from an earlier save) into ``directory`` atomically.
+                     extra_json: dict[str, dict | None] | None = None,
+                     extra_tensors: dict[str, dict[str, torch.Tensor] | None] | None = None) -> None:
+    """Write ``config.json`` + ``model.safetensors`` (+ the JSON files ``extra_json`` and the
+    safetensors files ``extra_tensors``, by name; a name mapped to None is a file this checkpoint
+    has not, removed if ``directory`` holds one from an earlier save) into ``directory`` atomically.
 
     Both files are written and fsynced in a temporary directory beside the target, then moved
     in: a new ``directory`` appears whole in one ``os.rename``; into an existing one each file is
@@ -238,10 +239,12 @@ def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, tor
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
         chmod_like_new(tmp)  # a saved model is an ordinary directory, not a private one
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        weights = {WEIGHTS_NAME: tensors, **{k: v for k, v in (extra_tensors or {}).items() if v is not None}}
+        for name, part in weights.items():
+            part = {k: v.detach().to("cpu").contiguous() for k, v in part.items()}
+            save_file(part, str(tmp / name), metadata={"format": "pt"})
         extra = {k: v for k, v in (extra_json or {}).items() if v is not None}
-        names = [WEIGHTS_NAME, CONFIG_NAME, *extra]
+        names = [*weights, CONFIG_NAME, *extra]
         for name, content in {CONFIG_NAME: config, **extra}.items():
             (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
         for name in names:
@@ -254,7 +257,7 @@ def write_checkpoint(directory: str | Path, config: dict, tensors: dict[str, tor
                 raise
             for name in names:  # existing target: replace file by file
                 os.replace(tmp / name, directory / name)
-            for name in set(extra_json or {}) - set(extra):
+            for name in (set(extra_json or {}) - set(extra)) | (set(extra_tensors or {}) - set(weights)):
                 (directory / name).unlink(missing_ok=True)
             tmp.rmdir()
         fsync_path(directory)

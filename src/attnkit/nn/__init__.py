@@ -13,6 +13,7 @@ from attnkit.nn.feedforward import (
 )
 from attnkit.nn.linear import Linear, packed_weights
 from attnkit.nn.loss import linear_cross_entropy
+from attnkit.nn.lora import LoRALinear, add_lora, merge_lora
 from attnkit.nn.masks import (
     as_padding_mask,
     causal_mask,
@@ -40,11 +41,12 @@ from attnkit.nn.subsampling import ConvSubsampling
 
 __all__ = [
     "ACTIVATIONS", "ConvSubsampling", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer",
-    "Encoder", "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "MoEFeedForward",
+    "Encoder", "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "LoRALinear", "MoEFeedForward",
     "MultiHeadAttention", "MultiHeadLatentAttention", "PatchEmbedding", "RMSNorm", "RelativePositionBias",
     "RotaryEmbedding", "StackOutput",
-    "alibi_bias", "alibi_slopes", "apply_rotary", "as_padding_mask", "build_norm", "causal_mask", "combine_masks",
-    "expand_padding_mask", "linear_cross_entropy", "POOLING", "mean_pool", "packed_weights", "pool",
+    "add_lora", "alibi_bias", "alibi_slopes", "apply_rotary", "as_padding_mask", "build_norm", "causal_mask",
+    "combine_masks",
+    "expand_padding_mask", "linear_cross_entropy", "POOLING", "mean_pool", "merge_lora", "packed_weights", "pool",
     "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket", "resize_position_grid",
     "rope_frequencies", "check_rope_scaling", "router_balance_loss", "scaled_dot_product_attention",
     "sinusoidal_positions",

@@ -18,6 +18,7 @@ import torch
 from attnkit.errors import CheckpointError
 from attnkit.interop.files import CONFIG_NAME, read_json, read_weights, write_checkpoint
 from attnkit.models.generation_config import GENERATION_CONFIG_NAME
+from attnkit.nn.lora import LORA_CONFIG_NAME
 from attnkit.training.checkpoint import CHECKPOINTS, COMPLETE, METRICS, verify_checkpoint
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -43,6 +44,9 @@ def average_checkpoints(paths: Sequence[str | Path], out_dir: str | Path) -> Pat
     for p in paths:
         if not (p / CONFIG_NAME).is_file():
             raise CheckpointError(f"{p} is not a model directory (no {CONFIG_NAME})")
+        if (p / LORA_CONFIG_NAME).is_file():  # the mean of the A's times the mean of the B's is not the mean update
+            raise CheckpointError(f"{p} holds LoRA adapters ({LORA_CONFIG_NAME}), which averaging would drop: load "
+                                  "each checkpoint, merge_lora it, save it, and average those")
         if (p / COMPLETE).is_file():  # a training checkpoint: its files must match their checksums
             verify_checkpoint(p)
     for name, what in SIDE_FILES.items():  # one vocabulary and one way to decode, kept from the last checkpoint

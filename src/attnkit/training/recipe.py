@@ -30,7 +30,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from attnkit.errors import ConfigError
+from attnkit.errors import ConfigError, InputError
 from attnkit.models.config import Config, _describe, _type_ok
 
 if sys.version_info >= (3, 11):
@@ -55,12 +55,15 @@ class ModelSection(Config):
     """``[model]``: an attnkit model class (``family``), a preset of it, and config overrides;
     or ``pretrained``, a checkpoint directory or hub id to start from (fine-tuning: the
     checkpoint's config replaces ``preset``, and ``config`` may only change settings that keep
-    the checkpoint's tensors, such as ``dropout``)."""
+    the checkpoint's tensors, such as ``dropout``). ``lora`` (``r``, ``alpha``, ``dropout``,
+    ``targets``, ``trainable``: :func:`attnkit.nn.add_lora`'s arguments) trains low-rank adapters
+    instead of the whole model."""
 
     family: str = "GPT"
     preset: str | None = None
     config: dict = dataclasses.field(default_factory=dict)
     pretrained: str | None = None
+    lora: dict = dataclasses.field(default_factory=dict)
 
     def model_class(self):
         import attnkit
@@ -103,6 +106,17 @@ class ModelSection(Config):
                     raise ConfigError(f"model.config with model.pretrained: {e}") from None
         else:
             model = cls(self.model_config(**fields, **new))
+        if self.lora:
+            from attnkit.nn.lora import add_lora
+
+            unknown = sorted(set(self.lora) - {"r", "alpha", "dropout", "targets", "trainable"})
+            if unknown:
+                raise ConfigError(f"model.lora: unknown field {unknown[0]!r}; valid: r, alpha, dropout, targets, "
+                                  "trainable")
+            try:
+                add_lora(model, **self.lora)
+            except InputError as e:
+                raise ConfigError(f"model.lora: {e}") from None
         if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
             raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                               f"{model.config.vocab_size} (vocab_size): use the checkpoint's own tokenizer")

@@ -29,6 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
 from tqdm.auto import tqdm
 
 from attnkit.allocator import keep_freed_memory
+from attnkit.nn.lora import add_lora
 from attnkit.errors import CheckpointError, ConfigError, TrainingError
 from attnkit.interop.files import write_text_atomic
 from attnkit.models.config import Config
@@ -471,6 +472,8 @@ class Trainer:
             model = type(self.model)(self.model.config)
             if hasattr(self.model, "generation_config"):
                 model.generation_config = self.model.generation_config
+            if hasattr(self.model, "lora_config"):  # the same adapters, to receive their gathered values
+                add_lora(model, **self.model.lora_config)
         model.load_state_dict(model_state)
         return model
 
