@@ -43,11 +43,12 @@ def _walk(grammar, rng: random.Random, steps: int) -> str:
     return text
 
 
-@pytest.mark.parametrize("search", [False, True], ids=["fullmatch", "search"])
-@pytest.mark.parametrize("pattern", PATTERNS)
+CASES = [(p, search) for search in (False, True) for p in PATTERNS
+         if not (search and p == r"\Aa|b")]  # refused in search mode: an anchor beside a top-level "|"
+
+
+@pytest.mark.parametrize("pattern,search", CASES, ids=[f"{p}-{'search' if s else 'fullmatch'}" for p, s in CASES])
 def test_the_grammar_accepts_exactly_what_re_accepts(pattern, search):
-    if search and pattern == r"\Aa|b":
-        pytest.skip("refused in search mode (test_unsupported_syntax_is_refused_by_name)")
     grammar = RegexGrammar(pattern, search=search)
     reference = re.compile(pattern).search if search else re.compile(pattern).fullmatch
     rng = random.Random(pattern)
