@@ -451,7 +451,9 @@ def load_state(model, state: dict[str, torch.Tensor], origin: dict[str, str] | N
 def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
                     allow_pickle: bool = False, revision: str | None = None, cache_dir: str | Path | None = None,
                     token: str | bool | None = None, local_files_only: bool = False):
-    """Load an attnkit model from a checkpoint directory (HF layout) or a hub id.
+    """Load an attnkit model from a checkpoint directory (HF layout) or a hub id; a PEFT LoRA
+    adapter's directory loads its ``base_model_name_or_path`` with the adapter merged in
+    (:func:`attnkit.interop.peft.load_peft_adapter`).
 
     The family comes from config.json (the ``attnkit`` block, else ``model_type`` /
     ``architectures``); a generative model's ``generation_config`` from ``generation_config.json``
@@ -463,8 +465,17 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     """
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise InputError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
-    directory = resolve_checkpoint_dir(path_or_hub_id, allow_pickle, revision=revision, cache_dir=cache_dir,
-                                       token=token, local_files_only=local_files_only)
+    hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+    directory = resolve_checkpoint_dir(path_or_hub_id, allow_pickle, **hub)
+    if not (directory / CONFIG_NAME).is_file() and (directory / "adapter_config.json").is_file():
+        from attnkit.interop.peft import load_peft_adapter  # a PEFT adapter: its base model, adapted
+
+        base = read_json(directory / "adapter_config.json")
+        base = base.get("base_model_name_or_path") if isinstance(base, dict) else None
+        if not isinstance(base, str) or not base:
+            raise CheckpointError(f"{directory / 'adapter_config.json'} names no base_model_name_or_path to adapt")
+        model = from_pretrained(base, dtype=dtype, device="cpu", allow_pickle=allow_pickle, **hub)
+        return load_peft_adapter(model, directory).to(device)
     config_json = read_json(directory / CONFIG_NAME)
     state = read_weights(directory, allow_pickle=allow_pickle)
     config_json, state = _dequantized(config_json, state, directory, dtype)

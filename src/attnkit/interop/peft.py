@@ -1,0 +1,94 @@
+"""PEFT LoRA adapters (``adapter_config.json`` + ``adapter_model.safetensors``, as the ``peft``
+package saves them) merged into an attnkit model's weights.
+
+An adapter names the Hugging Face modules it adapts (``base_model.model.<HF module>.lora_A``
+/ ``lora_B``): each update ``(α / r) · B A`` (``α / √r`` with rsLoRA; transposed for GPT-2's
+``Conv1D`` layers, ``fan_in_fan_out``) is added to that module's weight in Hugging Face's layout,
+and the model's family key map turns the result back into attnkit's (splitting, fusing or
+transposing as the family does), so any family attnkit reads takes any adapter ``peft`` writes
+for it. Other tensors in the adapter (``modules_to_save``, trained biases) replace the model's.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from attnkit.errors import CheckpointError
+from attnkit.interop import _weights_state, checkpoint_family, keymap, load_state, resolve_checkpoint_dir
+from attnkit.interop.files import read_json, read_safetensors
+
+ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"
+_PREFIX = "base_model.model."
+
+
+def _adapter_settings(cfg, where: Path) -> tuple[float, bool, bool]:
+    """``(lora_alpha, use_rslora, fan_in_fan_out)`` of an adapter config, after refusing what is
+    not a plain LoRA adapter."""
+    if not isinstance(cfg, dict) or cfg.get("peft_type") != "LORA":
+        raise CheckpointError(f"{where}: peft_type {cfg.get('peft_type') if isinstance(cfg, dict) else cfg!r} is "
+                              "not supported; attnkit merges LoRA adapters (peft_type 'LORA')")
+    for key in ("use_dora", "lora_bias"):
+        if cfg.get(key):
+            raise CheckpointError(f"{where}: {key} adapters are not supported (plain LoRA only)")
+    if cfg.get("alpha_pattern"):
+        raise CheckpointError(f"{where}: alpha_pattern (a lora_alpha per module) is not supported")
+    alpha = cfg.get("lora_alpha", 8)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+        raise CheckpointError(f"{where}: lora_alpha must be a number, got {alpha!r}")
+    return float(alpha), bool(cfg.get("use_rslora", False)), bool(cfg.get("fan_in_fan_out", False))
+
+
+def load_peft_adapter(model, adapter: str | Path, **hub_options):
+    """Merge the PEFT LoRA adapter in directory (or hub id) ``adapter`` into ``model``'s weights,
+    in place; returns ``model``. ``hub_options`` go to ``huggingface_hub`` (``revision``, ...).
+
+    Raises :class:`~attnkit.CheckpointError` for an adapter that is not plain LoRA (DoRA,
+    embedding adapters, per-module alphas), or that names a module the model does not have or
+    with another shape."""
+    directory = resolve_checkpoint_dir(adapter, **hub_options)
+    where = directory / ADAPTER_CONFIG_NAME
+    alpha, rslora, transposed = _adapter_settings(read_json(where), where)
+    if not (directory / ADAPTER_WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"{directory} has no {ADAPTER_WEIGHTS_NAME} (adapters are read from safetensors only)")
+    tensors = read_safetensors(directory / ADAPTER_WEIGHTS_NAME)
+    factors: dict[str, dict[str, torch.Tensor]] = {}
+    replaced: dict[str, torch.Tensor] = {}
+    for key, t in tensors.items():
+        name = key.removeprefix(_PREFIX).replace(".default.", ".").replace(".base_layer.", ".")
+        if "lora_embedding" in name or "lora_magnitude" in name:
+            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {key} (embedding or DoRA adapters) is not "
+                                  "supported")
+        if ".lora_A." in name or ".lora_B." in name:
+            module, part = name.rsplit(".lora_", 1)
+            factors.setdefault(module, {})[part.split(".")[0]] = t
+        else:
+            replaced[name] = t
+    fam, _ = checkpoint_family(model)
+    rules = fam.key_rules(model)
+    hf = keymap.to_hf(rules, {k: v.detach() for k, v in _weights_state(model).items()})
+    for module, ab in factors.items():
+        target = f"{module}.weight"
+        if set(ab) != {"A", "B"}:
+            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {module} has lora_{''.join(sorted(ab))} only")
+        if target not in hf:
+            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: the adapter changes {target}, which the "
+                                  f"model's checkpoint layout ({type(model).__name__}) does not have")
+        A, B = ab["A"].float(), ab["B"].float()
+        r = A.shape[0]
+        delta = (B @ A) * (alpha / (math.sqrt(r) if rslora else r))
+        delta = delta.T if transposed else delta
+        if delta.shape != hf[target].shape:
+            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {module}'s update is {tuple(delta.shape)} "
+                                  f"but {target} is {tuple(hf[target].shape)}")
+        hf[target] = (hf[target].float() + delta).to(hf[target].dtype)
+    for name, t in replaced.items():
+        if name not in hf or hf[name].shape != t.shape:
+            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {name} {tuple(t.shape)} replaces no tensor of "
+                                  "that shape in the model")
+        hf[name] = t.to(hf[name].dtype)
+    state, origin, unmatched = keymap.from_hf(rules, hf)
+    load_state(model, state, origin, unmatched)
+    return model
