@@ -2,7 +2,8 @@
 same adapter, on a Qwen3 (attnkit fuses the query/key/value projections an adapter updates one by
 one), with rsLoRA and a trained head (``modules_to_save``), and on GPT-2 (``Conv1D`` layers,
 ``fan_in_fan_out``, trained biases); ``from_pretrained`` of an adapter's directory loads its base
-adapted; what is not plain LoRA is refused by name."""
+adapted; what is not plain LoRA is refused by name. attnkit's own adapters written in PEFT's
+format give ``peft`` the logits attnkit computes (fused, interleaved and transposed layouts)."""
 
 import json
 
@@ -11,7 +12,8 @@ import torch
 
 import attnkit
 from attnkit import CheckpointError
-from attnkit.interop.peft import load_peft_adapter
+from attnkit.interop.peft import load_peft_adapter, save_peft_adapter
+from attnkit.nn import add_lora
 from tests.interop.test_mistral_qwen_interop import batch, hf_model
 
 transformers = pytest.importorskip("transformers")
@@ -86,3 +88,55 @@ def test_adapters_that_are_not_plain_lora_are_refused(tmp_path):
     other = attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny", vocab_size=96))
     with pytest.raises(CheckpointError, match="q_proj.weight, which the model's checkpoint layout"):
         load_peft_adapter(other, tmp_path / "adapter")
+
+
+def _randomized(model):
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("lora_B"):
+                p.normal_(0.0, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("family", ["Qwen3", "GPT2", "GPTNeoX"])
+def test_attnkit_adapters_written_for_peft_give_attnkit_logits(tmp_path, family):
+    """Qwen3: a fused q/k/v adapter as three; GPT-2: Conv1D (fan_in_fan_out); GPT-NeoX: q/k/v
+    rows interleaved head by head in Hugging Face's tensor."""
+    torch.manual_seed(0)
+    if family == "Qwen3":
+        hf_model(tmp_path / "base", "Qwen3")
+    else:
+        config = (transformers.GPT2Config(vocab_size=96, n_positions=32, n_embd=32, n_layer=2, n_head=4, bos_token_id=1,
+                                          eos_token_id=2) if family == "GPT2" else
+                  transformers.GPTNeoXConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, max_position_embeddings=32, bos_token_id=1,
+                                             eos_token_id=2))
+        head = "GPT2LMHeadModel" if family == "GPT2" else f"{family}ForCausalLM"
+        getattr(transformers, head)(config).save_pretrained(tmp_path / "base")
+    model = _randomized(add_lora(attnkit.from_pretrained(tmp_path / "base"), r=4, alpha=12,
+                                 targets=("qkv_proj", "out_proj", "fc_in")))
+    save_peft_adapter(model, tmp_path / "adapter")
+    written = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert written["fan_in_fan_out"] == (family == "GPT2")
+    assert written["base_model_name_or_path"] == str(tmp_path / "base")
+    base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    theirs = peft.PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    ids = batch(16)[0][:2]
+    with torch.no_grad():
+        assert (theirs(ids).logits - model(ids).logits).abs().max() < 1e-4
+        assert (attnkit.from_pretrained(tmp_path / "adapter")(ids).logits - model(ids).logits).abs().max() < 1e-4
+
+
+def test_what_peft_cannot_hold_is_refused_by_name(tmp_path):
+    model = attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny", vocab_size=96))
+    with pytest.raises(attnkit.InputError, match="no LoRA adapters"):
+        save_peft_adapter(model, tmp_path)
+    add_lora(model, trainable=("lm_head",))
+    with pytest.raises(CheckpointError, match="trainable modules"):
+        save_peft_adapter(model, tmp_path)
+    phi3 = attnkit.Phi3(attnkit.Phi3Config.from_preset("phi3-tiny"))
+    add_lora(phi3, targets=("fc_gate",))
+    with pytest.raises(CheckpointError, match="no low-rank form"):
+        save_peft_adapter(phi3, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing was written

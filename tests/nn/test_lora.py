@@ -66,11 +66,12 @@ def test_only_the_adapters_and_the_trainable_modules_learn():
 
 def test_merging_gives_the_same_outputs_from_plain_layers():
     model = tiny()
-    add_lora(model, r=4, alpha=16)
+    add_lora(model, r=4, alpha=16, targets=("qkv_proj", "fc_in", "fc_out"))  # fc_in: GELU fused after it
     _randomize_adapters(model)
-    ids = torch.randint(0, 64, (2, 12))
+    ids = torch.randint(0, 64, (4, 16))  # rows enough for oneDNN's fused linear + GELU
     with torch.no_grad():
         adapted = model(ids).logits
+        assert torch.allclose(adapted[1], model(ids[1:2]).logits[0], atol=1e-5)  # each row as if alone
         merge_lora(model)
         merged = model(ids).logits
     assert (merged - adapted).abs().max() < 1e-5 and (adapted - tiny()(ids).logits).abs().max() > 1e-2
@@ -106,7 +107,8 @@ def test_saving_keeps_a_plain_base_checkpoint_and_loading_puts_the_adapters_back
 def test_bad_settings_and_files_are_refused_by_name(tmp_path):
     for kwargs, match in [(dict(r=0), "rank"), (dict(alpha=-1), "alpha"), (dict(dropout=1.0), "dropout"),
                           (dict(targets=("nope",)), "name no linear layer"), (dict(trainable=("nope",)), "trainable"),
-                          (dict(modules=["ln_f"]), "not linear layers")]:
+                          (dict(modules=["ln_f"]), "not linear layers"),
+                          (dict(targets=("out_proj", "lm_head")), "LoRA on lm_head is not supported")]:
         with pytest.raises(InputError, match=match):
             add_lora(tiny(), **kwargs)
     model = add_lora(tiny())

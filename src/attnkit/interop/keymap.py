@@ -129,6 +129,20 @@ def hf_names_of(rules: list[Rename], name: str) -> list[str]:
     return [h.format(**groups) for h in rule.hf_names]
 
 
+def lora_to_hf(rules: list[Rename], name: str, A: torch.Tensor, B: torch.Tensor) -> tuple[list[tuple], bool]:
+    """A low-rank update ``B A`` of attnkit weight ``name`` as updates of the Hugging Face weights
+    that hold it: ``([(hf name, A, B part)], transposed)``: the rows of ``B`` split and regrouped
+    as :func:`to_hf` splits and regroups the weight's (``A`` shared by the parts), and whether
+    Hugging Face stores those weights transposed. A weight that is part of a fused Hugging Face
+    tensor, or stacked, has no such form: :class:`CheckpointError`."""
+    rule, groups, _ = _find(rules, name)
+    if len(rule.native_names) > 1 or rule.stacked or rule.squeeze:
+        raise CheckpointError(f"a low-rank update of {name} has no low-rank form in Hugging Face's layout "
+                              f"({rule.hf_names[0].format(**groups)} holds it with other tensors)")
+    parts = (B,) if len(rule.hf_names) == 1 else rule._split(B)
+    return [(h.format(**groups), A, rule._regroup(b, to_hf=True)) for h, b in zip(rule.hf_names, parts)], rule.transpose
+
+
 def weight_and_bias(native: str, hf: str | tuple[str, ...]) -> list[Rename]:
     """The rules for ``.weight`` and ``.bias`` of one linear, norm or convolution layer (``hf`` a
     tuple: the attnkit layer fuses those Hugging Face layers)."""

@@ -1,5 +1,6 @@
 """PEFT LoRA adapters (``adapter_config.json`` + ``adapter_model.safetensors``, as the ``peft``
-package saves them) merged into an attnkit model's weights.
+package saves them): merged into an attnkit model's weights (:func:`load_peft_adapter`), and
+attnkit's own adapters written in that format (:func:`save_peft_adapter`).
 
 An adapter names the Hugging Face modules it adapts (``base_model.model.<HF module>.lora_A``
 / ``lora_B``): each update ``(α / r) · B A`` (``α / √r`` with rsLoRA; transposed for GPT-2's
@@ -11,14 +12,18 @@ for it. Other tensors in the adapter (``modules_to_save``, trained biases) repla
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import torch
 
-from attnkit.errors import CheckpointError
+from attnkit.errors import CheckpointError, InputError
 from attnkit.interop import _weights_state, checkpoint_family, keymap, load_state, resolve_checkpoint_dir
-from attnkit.interop.files import read_json, read_safetensors
+from attnkit.interop.files import chmod_like_new, fsync_path, read_json, read_safetensors
+from attnkit.nn.lora import lora_layers
 
 ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"
 _PREFIX = "base_model.model."
@@ -92,3 +97,66 @@ def load_peft_adapter(model, adapter: str | Path, **hub_options):
     state, origin, unmatched = keymap.from_hf(rules, hf)
     load_state(model, state, origin, unmatched)
     return model
+
+
+def save_peft_adapter(model, directory: str | Path, base_model_name_or_path: str | None = None) -> None:
+    """Write ``model``'s LoRA adapters (:func:`attnkit.nn.add_lora`) to ``directory`` in PEFT's
+    format, for ``peft.PeftModel.from_pretrained`` on the `transformers` model of the base
+    checkpoint (``base_model_name_or_path``: default, where ``model`` was loaded from). Each
+    adapter becomes one per Hugging Face module that holds its weight: a fused query/key/value
+    projection's adapter three, sharing ``A``, each with its rows of ``B`` (exact: the updates
+    are the same). Each file is replaced atomically.
+
+    Raises :class:`~attnkit.InputError` for a model without adapters, and
+    :class:`~attnkit.CheckpointError` for what PEFT's format cannot hold: ``trainable`` modules,
+    an adapter on a layer that is one part of a fused Hugging Face tensor (Phi-3's
+    ``gate_up_proj``), ``Conv1D`` and linear layers together."""
+    layers = lora_layers(model)
+    if not layers:
+        raise InputError("the model has no LoRA adapters (attnkit.nn.add_lora)")
+    cfg = model.lora_config
+    if cfg["trainable"]:
+        raise CheckpointError(f"trainable modules {cfg['trainable']} are not written in PEFT's format; merge_lora and "
+                              "save the model instead")
+    fam, _ = checkpoint_family(model)
+    rules = fam.key_rules(model)
+    tensors, targets, flipped = {}, [], set()
+    for name, layer in layers.items():
+        updates, transposed = keymap.lora_to_hf(rules, f"{name}.weight", layer.lora_A.detach(), layer.lora_B.detach())
+        flipped.add(transposed)
+        for hf_weight, A, B in updates:
+            module = hf_weight.removesuffix(".weight")
+            tensors[f"{_PREFIX}{module}.lora_A.weight"], tensors[f"{_PREFIX}{module}.lora_B.weight"] = A, B
+            targets.append(module)
+    if len(flipped) > 1:
+        raise CheckpointError("the adapters are on Conv1D and linear layers together, which PEFT's one "
+                              "fan_in_fan_out setting cannot describe")
+    generative = hasattr(model, "generation_step")
+    config = dict(peft_type="LORA", r=cfg["r"], lora_alpha=cfg["alpha"], lora_dropout=cfg["dropout"],
+                  target_modules=targets, fan_in_fan_out=flipped.pop(), bias="none", use_rslora=False,
+                  modules_to_save=None, inference_mode=True,
+                  task_type=("SEQ_2_SEQ_LM" if hasattr(model, "decoder_start_ids") else "CAUSAL_LM") if generative
+                  else None, base_model_name_or_path=base_model_name_or_path or getattr(model, "name_or_path", None))
+    _write_adapter(Path(directory), config, tensors)
+
+
+def _write_adapter(directory: Path, config: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """The two adapter files, each written beside its final name and moved in atomically."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".adapter.", dir=directory)
+    os.close(fd)
+    try:
+        save_file({k: v.to("cpu").clone() for k, v in tensors.items()}, tmp, metadata={"format": "pt"})  # A is shared
+        chmod_like_new(Path(tmp))
+        fsync_path(Path(tmp))
+        os.replace(tmp, directory / ADAPTER_WEIGHTS_NAME)
+        with open(tmp, "w") as f:
+            f.write(json.dumps(config, indent=2) + "\n")
+        chmod_like_new(Path(tmp))
+        fsync_path(Path(tmp))
+        os.replace(tmp, directory / ADAPTER_CONFIG_NAME)
+        fsync_path(directory)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

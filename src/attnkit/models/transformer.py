@@ -23,7 +23,6 @@ from attnkit.models.base import check_token_ids
 from attnkit.models.config import Config
 from attnkit.models.encoder_decoder import EncoderDecoderModel, shift_tokens_right
 from attnkit.nn import FEEDFORWARD_ACTIVATIONS, Decoder, Encoder, LayerConfig, Linear, sinusoidal_positions
-from attnkit.nn.linear import linear
 
 __all__ = ["Transformer", "TransformerConfig", "shift_tokens_right"]
 
@@ -146,9 +145,10 @@ class Transformer(EncoderDecoderModel):
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         bias = self.final_logits_bias
-        if bias is not None and torch.is_autocast_enabled(hidden.device.type):
-            return self.lm_head(hidden) + bias  # as Marian: low-precision logits plus the fp32 bias, in fp32
-        return linear(hidden, self.lm_head.decoding_weight(hidden), None if bias is None else bias[0])
+        if bias is None:
+            return self.lm_head(hidden)
+        fused = None if torch.is_autocast_enabled(hidden.device.type) else self.lm_head.fused(hidden, bias=bias[0])
+        return self.lm_head(hidden) + bias if fused is None else fused  # as Marian under autocast: fp32 bias, fp32 sum
 
     def _label_smoothing(self) -> float:
         return self.config.label_smoothing  # §5.4

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import ConfigError
-from attnkit.nn.linear import Linear, linear
+from attnkit.nn.linear import Linear
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +69,7 @@ class FeedForward(nn.Module):
         """``act(linear(x))``, fused into one oneDNN call where :func:`~attnkit.nn.linear.linear` can."""
         if self.postop is None:  # no oneDNN post-op for this activation (squared ReLU)
             return self.act(layer(x))
-        y = linear(x, layer.decoding_weight(x), layer.bias, self.postop)
+        y = layer.fused(x, self.postop)
         return self.act(layer(x)) if y is None else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -146,6 +146,15 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.decoding_weight(x), self.bias)
 
+    def fused(self, x: torch.Tensor, postop: tuple[str, str] | None = None,
+              bias: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``postop(self(x) + bias)`` in one kernel call where :func:`linear` can fuse it (``bias``
+        an extra ``(out,)`` term, for a layer without its own), else None: the caller computes it
+        from ``self(x)``."""
+        if bias is not None and self.bias is not None:
+            return None
+        return linear(x, self.decoding_weight(x), self.bias if bias is None else bias, postop)
+
     def __getstate__(self):
         """Copies and pickles leave the packed copy behind (oneDNN's tensors have no storage to copy)."""
         state = self.__dict__.copy()

@@ -25,6 +25,9 @@ from attnkit.errors import InputError
 from attnkit.nn.linear import Linear
 
 DEFAULT_TARGETS = ("qkv_proj", "q_proj", "k_proj", "v_proj", "kv_proj", "out_proj")
+# layers whose weight the model reads directly, not through the layer (the LM head's chunked loss,
+# latent attention's absorbed form): an adapter there would be skipped
+READ_DIRECTLY = ("lm_head", "kv_b_proj")
 LORA_CONFIG_NAME, LORA_WEIGHTS_NAME = "lora_config.json", "lora.safetensors"  # beside a checkpoint's weights
 
 
@@ -47,6 +50,10 @@ class LoRALinear(Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         update = F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B)
         return super().forward(x) + update * self.scaling
+
+    def fused(self, x: torch.Tensor, postop=None, bias=None) -> None:
+        """Never fused: the update comes between the matmul and what would be fused after it."""
+        return None
 
     def delta(self) -> torch.Tensor:
         """``(alpha / r) · B A``, the update of the weight, in fp32."""
@@ -94,6 +101,11 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float =
     if lora_layers(model):
         raise InputError("the model has LoRA adapters already (merge_lora(model) folds them in)")
     linears = {name: m for name, m in model.named_modules() if isinstance(m, Linear)}
+    direct = [n for n in (modules or linears) if n.rpartition(".")[2] in READ_DIRECTLY
+              and (modules is not None or n.rpartition(".")[2] in targets)]
+    if direct:
+        raise InputError(f"LoRA on {direct[0]} is not supported: the model reads its weight directly, past the "
+                         "adapter (train it in full with trainable=(...) instead)")
     if modules is not None:
         unknown = sorted(set(modules) - set(linears))
         if unknown:
