@@ -572,3 +572,26 @@ def test_generate_json_mode_and_schema(trained, tmp_path):
     (tmp_path / "broken.json").write_text("{")
     assert refused(cli("generate", trained, "--prompt", prompt, "--json-schema", tmp_path / "broken.json"),
                    "cannot read a JSON schema")
+
+
+def test_a_lora_run_merges_and_exports(tiny_lm, tmp_path):
+    """``--set model.lora={...}`` trains adapters; ``merge-lora`` folds them into a plain model with
+    the run's tokenizer (the logits of the checkpoint with adapters), ``export-peft`` writes them
+    in PEFT's format; a model without adapters is refused."""
+    out = tmp_path / "run"
+    result = cli(*train_args(tiny_lm, out, 'model.lora={r = 2, alpha = 4, targets = ["qkv_proj", "fc_in"]}'))
+    assert result.exit_code == 0, result.output
+    checkpoint = out / "checkpoints" / "step-6"
+    assert (checkpoint / "lora_config.json").is_file()
+    assert cli("merge-lora", out, "--out", tmp_path / "merged").exit_code == 0
+    merged, adapted = attnkit.from_pretrained(tmp_path / "merged"), attnkit.from_pretrained(checkpoint)
+    assert not (tmp_path / "merged" / "lora_config.json").exists()
+    assert (tmp_path / "merged" / "tokenizer.json").is_file()
+    ids = torch.randint(0, 300, (2, 16))
+    with torch.no_grad():
+        assert (merged(ids).logits - adapted(ids).logits).abs().max() < 1e-5
+    result = cli("export-peft", out, "--out", tmp_path / "peft", "--base", "my/base")
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert written["base_model_name_or_path"] == "my/base" and written["r"] == 2
+    assert refused(cli("merge-lora", tmp_path / "merged", "--out", tmp_path / "again"), "no LoRA adapters")

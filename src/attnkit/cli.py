@@ -634,5 +634,56 @@ def average(
     average_checkpoints(checkpoints, out)
     typer.echo(f"averaged {len(checkpoints)} checkpoints into {out}")
 
+def _with_adapters(path: Path):
+    """``(model, directory)``: a model directory, or a training run's newest checkpoint, that has
+    LoRA adapters."""
+    from attnkit.errors import InputError
+    from attnkit.interop import from_pretrained
+    from attnkit.nn.lora import lora_layers
+    from attnkit.training.checkpoint import resolve_model_dir
+
+    directory = resolve_model_dir(path)
+    model = from_pretrained(directory)
+    if not lora_layers(model):
+        raise InputError(f"{directory} has no LoRA adapters (lora_config.json); nothing to merge or export")
+    return model, directory
+
+
+@app.command("merge-lora")
+@_fail_cleanly
+def merge_lora(
+    path: Path = typer.Argument(..., help="model directory with LoRA adapters, or a training output directory"),
+    out: Path = typer.Option(..., "--out", help="directory for the merged model"),
+) -> None:
+    """Fold LoRA adapters into the weights: a plain model (Hugging Face's layout) with the tokenizer."""
+    import shutil
+
+    from attnkit.nn.lora import merge_lora as merge
+    from attnkit.training.averaging import TOKENIZER_FILES
+
+    model, directory = _with_adapters(path)
+    merge(model).save_pretrained(out)
+    for name in TOKENIZER_FILES:
+        if (directory / name).is_file():
+            shutil.copyfile(directory / name, out / name)
+    typer.echo(f"merged the adapters of {directory} into {out}")
+
+
+@app.command("export-peft")
+@_fail_cleanly
+def export_peft(
+    path: Path = typer.Argument(..., help="model directory with LoRA adapters, or a training output directory"),
+    out: Path = typer.Option(..., "--out", help="directory for adapter_config.json and adapter_model.safetensors"),
+    base: str = typer.Option(None, "--base", help="base_model_name_or_path to write [default: where the run's model "
+                             "came from]"),
+) -> None:
+    """Write LoRA adapters in PEFT's format (for peft.PeftModel.from_pretrained on the base model)."""
+    from attnkit.interop.peft import save_peft_adapter
+
+    model, directory = _with_adapters(path)
+    save_peft_adapter(model, out, base)
+    typer.echo(f"wrote the adapters of {directory} to {out} in PEFT's format")
+
+
 if __name__ == "__main__":
     app()
