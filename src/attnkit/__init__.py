@@ -48,6 +48,8 @@ _LAZY = {
     "Glm4Moe": "attnkit.models.deepseek",
     "Dots1": "attnkit.models.deepseek",
     "GPTNeo": "attnkit.models.gpt_neo",
+    "GPTBigCode": "attnkit.models.gpt_bigcode",
+    "GPTBigCodeConfig": "attnkit.models.gpt_bigcode",
     "OPT": "attnkit.models.opt",
     "Bloom": "attnkit.models.bloom",
     "Mpt": "attnkit.models.mpt",

@@ -64,6 +64,7 @@ FAMILIES: dict[str, str] = {
     "gemma3_text": "attnkit.interop.gemma3",  # before gemma3: attnkit saves Gemma3ForCausalLM
     "gemma3": "attnkit.interop.gemma3_multimodal",
     "gpt_neo": "attnkit.interop.gpt_neo",
+    "gpt_bigcode": "attnkit.interop.gpt_bigcode",
     "opt": "attnkit.interop.opt",
     "bloom": "attnkit.interop.bloom",
     "falcon": "attnkit.interop.falcon",

@@ -25,6 +25,7 @@ from attnkit.models.esm import Esm, EsmConfig, EsmForMaskedLM, EsmForSequenceCla
 from attnkit.models.falcon import Falcon, FalconConfig
 from attnkit.models.gemma import Gemma, Gemma2, Gemma2Config, Gemma3, Gemma3Config, GemmaConfig
 from attnkit.models.gpt import GPT, GPTConfig
+from attnkit.models.gpt_bigcode import GPTBigCode, GPTBigCodeConfig
 from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
 from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
 from attnkit.models.gpt_oss import GptOss, GptOssConfig
@@ -112,7 +113,8 @@ __all__ = [
     "Ernie4_5MoeConfig", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",
     "EsmForTokenClassification", "Exaone4", "Exaone4Config", "Falcon", "FalconConfig", "Gemma", "Gemma2",
     "Gemma2Config", "Gemma3", "Gemma3Config", "GemmaConfig", "Glm", "Glm4", "Glm4Config", "Glm4Moe", "Glm4MoeConfig",
-    "GlmConfig", "GPT", "GPTConfig", "GPTJ", "GPTJConfig", "GPTNeo", "GPTNeoConfig", "GPTNeoX", "GPTNeoXConfig",
+    "GlmConfig", "GPT", "GPTBigCode", "GPTBigCodeConfig", "GPTConfig", "GPTJ", "GPTJConfig", "GPTNeo", "GPTNeoConfig",
+    "GPTNeoX", "GPTNeoXConfig",
     "GptOss", "GptOssConfig", "Granite", "GraniteConfig", "GraniteMoe", "GraniteMoeConfig", "Helium", "HeliumConfig",
     "HunYuanDense", "HunYuanDenseConfig", "Llama", "Llama4", "Llama4Config", "LlamaConfig", "Ministral",
     "MinistralConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "ModelOutput", "Mpt",

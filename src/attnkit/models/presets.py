@@ -251,6 +251,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "gpt-neo-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, sliding_window=4,
                              sliding_layers=(1,), bos_token_id=1, eos_token_id=2),
     },
+    "gpt_bigcode": {
+        # BigCode 2023: multi-query attention on GPT-2's layout.
+        "santacoder": dict(vocab_size=49280, n_positions=2048, d_model=2048, n_layers=24, n_heads=16, d_ff=8192,
+                           bos_token_id=49152, eos_token_id=49152),  # 1,124,886,528 params
+        "starcoder": dict(vocab_size=49152, n_positions=8192, d_model=6144, n_layers=40, n_heads=48, d_ff=24576,
+                          bos_token_id=0, eos_token_id=0),  # 15,517,456,384 params
+        "gpt-bigcode-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4,
+                                 bos_token_id=1, eos_token_id=2),
+    },
     "gptj": {
         "gpt-j-6b": dict(),  # 6,050,882,784 params: HF's GPTJConfig defaults
         "gptj-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=2, n_heads=4, rotary_dim=4,
