@@ -595,3 +595,11 @@ def test_a_lora_run_merges_and_exports(tiny_lm, tmp_path):
     written = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert written["base_model_name_or_path"] == "my/base" and written["r"] == 2
     assert refused(cli("merge-lora", tmp_path / "merged", "--out", tmp_path / "again"), "no LoRA adapters")
+    # inference commands fold the adapters in on load: the run and its merged copy write the same text
+    texts = [cli("generate", d, "--prompt", "def ", "--max-new-tokens", 8, "--temperature", 0).output
+             for d in (out, tmp_path / "merged")]
+    assert texts[0] == texts[1] and len(texts[0]) > 5
+    from attnkit.cli import load_model_dir
+    from attnkit.nn import LoRALinear
+
+    assert not any(isinstance(m, LoRALinear) for m in load_model_dir(out)[0].modules())

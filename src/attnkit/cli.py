@@ -60,15 +60,17 @@ def model_placement(device: str, dtype: str):
 
 def load_model_dir(path: Path, device: str = "cpu", dtype: str = "fp32", tokenizer: bool = True):
     """``(model, tokenizer, directory)`` from a model directory or a training output directory
-    (its newest complete checkpoint), on ``device`` in ``dtype`` (the CLI's option values); the
-    tokenizer is None with ``tokenizer=False`` (image models have none)."""
+    (its newest complete checkpoint), on ``device`` in ``dtype`` (the CLI's option values), LoRA
+    adapters folded into the weights (these commands only run the model: the same outputs, no
+    adapter cost per token); the tokenizer is None with ``tokenizer=False`` (image models have none)."""
     from attnkit.interop import from_pretrained
+    from attnkit.nn.lora import merge_lora
     from attnkit.tokenizers import Tokenizer
     from attnkit.training.checkpoint import resolve_model_dir
 
     dev, dt = model_placement(device, dtype)
     directory = resolve_model_dir(path)
-    model = from_pretrained(directory, dtype=dt, device=dev)
+    model = merge_lora(from_pretrained(directory, dtype=dt, device=dev))
     return model, Tokenizer.from_pretrained(directory) if tokenizer else None, directory
 
 
