@@ -65,6 +65,7 @@ FAMILIES: dict[str, str] = {
     "gemma3": "attnkit.interop.gemma3_multimodal",
     "gpt_neo": "attnkit.interop.gpt_neo",
     "gpt_bigcode": "attnkit.interop.gpt_bigcode",
+    "modernbert": "attnkit.interop.modernbert",
     "opt": "attnkit.interop.opt",
     "bloom": "attnkit.interop.bloom",
     "falcon": "attnkit.interop.falcon",

@@ -27,6 +27,8 @@ from attnkit.models.gemma import Gemma, Gemma2, Gemma2Config, Gemma3, Gemma3Conf
 from attnkit.models.gpt import GPT, GPTConfig
 from attnkit.models.gpt_bigcode import GPTBigCode, GPTBigCodeConfig
 from attnkit.models.gpt_neo import GPTNeo, GPTNeoConfig
+from attnkit.models.modernbert import (ModernBert, ModernBertConfig, ModernBertForMaskedLM,
+                                       ModernBertForSequenceClassification, ModernBertForTokenClassification)
 from attnkit.models.gpt_neox import GPTNeoX, GPTNeoXConfig
 from attnkit.models.gpt_oss import GptOss, GptOssConfig
 from attnkit.models.gptj import GPTJ, GPTJConfig
@@ -117,7 +119,9 @@ __all__ = [
     "GPTNeoX", "GPTNeoXConfig",
     "GptOss", "GptOssConfig", "Granite", "GraniteConfig", "GraniteMoe", "GraniteMoeConfig", "Helium", "HeliumConfig",
     "HunYuanDense", "HunYuanDenseConfig", "Llama", "Llama4", "Llama4Config", "LlamaConfig", "Ministral",
-    "MinistralConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "ModelOutput", "Mpt",
+    "MinistralConfig", "Mistral", "MistralConfig", "Mixtral", "MixtralConfig", "Model", "ModelOutput", "ModernBert",
+    "ModernBertConfig", "ModernBertForMaskedLM", "ModernBertForSequenceClassification",
+    "ModernBertForTokenClassification", "Mpt",
     "MptConfig", "Nemotron", "NemotronConfig", "Olmo", "Olmo2", "Olmo2Config", "Olmo3", "Olmo3Config", "OlmoConfig",
     "Olmoe", "OlmoeConfig", "OPT", "OPTConfig", "Phi", "Phi3", "Phi3Config", "PhiConfig", "Qwen2", "Qwen2Config",
     "Qwen2Moe", "Qwen2MoeConfig", "Qwen3", "Qwen3Config", "Qwen3Moe", "Qwen3MoeConfig", "Roberta", "RobertaConfig",

@@ -151,7 +151,8 @@ def init_bert_weights(module: nn.Module, std: float) -> None:
             module.weight[module.padding_idx].zero_()
     if isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 class _BertHead(Model):

@@ -415,6 +415,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         "distilroberta-base": dict(n_layers=6),
         "roberta-tiny": dict(vocab_size=256, n_positions=66, n_layers=2, n_heads=4, d_model=32, d_ff=64),
     },
+    "modernbert": {
+        # Warner et al. 2024 (answerdotai/ModernBERT-*); parameter counts of the masked LM (tied head).
+        "modernbert-base": dict(),  # 149,655,232 params
+        "modernbert-large": dict(d_model=1024, d_ff=2624, n_layers=28, n_heads=16),  # 395,881,664 params
+        "modernbert-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=48, n_layers=4, n_heads=4,
+                                local_attention=8, pad_token_id=0, cls_token_id=1, sep_token_id=2),
+    },
     "esm": {
         # Lin et al. 2023, the released ESM-2 checkpoints (facebook/esm2_*): 20 heads, d_ff = 4 × width,
         # ESM's 33-token vocabulary; parameter counts of the masked LM (tied head), as transformers counts them.

@@ -245,21 +245,27 @@ class _Stack(nn.Module):
 
 
 class Encoder(_Stack):
-    """A stack of :class:`EncoderLayer` with an optional final norm (pre-norm models)."""
+    """A stack of :class:`EncoderLayer` with an optional final norm (pre-norm models).
+    ``local_layers``: the layers that take ``forward``'s ``local`` mask and rotary embedding
+    (ModernBERT's windowed layers)."""
 
-    def __init__(self, cfg: LayerConfig, n_layers: int, final_norm: bool | None = None):
+    def __init__(self, cfg: LayerConfig, n_layers: int, final_norm: bool | None = None,
+                 local_layers: tuple[int, ...] = ()):
         final_norm = cfg.pre_norm if final_norm is None else final_norm
         super().__init__(cfg, [EncoderLayer(cfg) for _ in range(n_layers)], final_norm)
+        self.local_layers = frozenset(local_layers)
 
     def forward(self, x, mask=None, bias=None, rotary=None, output_attentions=False,
-                output_hidden_states=False) -> StackOutput:
-        """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``."""
+                output_hidden_states=False, local=None) -> StackOutput:
+        """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``. ``local``:
+        ``(mask, rotary)`` for the layers in ``local_layers`` instead of ``mask`` and ``rotary``."""
         attentions = [] if output_attentions else None
         states = [] if output_hidden_states else None
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 states.append(x)
-            x, w = self._run(layer, x, mask=mask, bias=bias, rotary=rotary, need_weights=output_attentions)
+            layer_mask, layer_rotary = local if local is not None and i in self.local_layers else (mask, rotary)
+            x, w = self._run(layer, x, mask=layer_mask, bias=bias, rotary=layer_rotary, need_weights=output_attentions)
             if output_attentions:
                 attentions.append(w)
         return StackOutput(self._finish(x, states), attentions, hidden_states=states)
