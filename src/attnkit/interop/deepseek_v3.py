@@ -18,8 +18,9 @@ scores by ``mscale²`` (``attn_scale_dim``).
 
 Refused with a ``ConfigError``: ``attention_bias`` and the auxiliary loss (``output_router_logits``;
 DeepSeek-V3 balances its experts with the score bias instead). The released DeepSeek-V3 weights
-are FP8 with their scales (refused, as every quantised checkpoint); the multi-token-prediction
-layer after the last (``model.layers.61``) is skipped, as ``transformers`` skips it.
+are FP8 with their block scales, dequantized on load (:func:`attnkit.interop._dequantized`); the
+multi-token-prediction layer after the last (``model.layers.61``) is skipped, as ``transformers``
+skips it.
 """
 
 from __future__ import annotations
