@@ -45,6 +45,8 @@ _LAZY = {
     "GraniteMoe": "attnkit.models.llama",
     "StableLm": "attnkit.models.llama",
     "DeepseekV3": "attnkit.models.deepseek",
+    "DeepseekV2": "attnkit.models.deepseek",
+    "DeepseekV2Config": "attnkit.models.deepseek",
     "Glm4Moe": "attnkit.models.deepseek",
     "Dots1": "attnkit.models.deepseek",
     "GPTNeo": "attnkit.models.gpt_neo",

@@ -97,6 +97,7 @@ FAMILIES: dict[str, str] = {
     "ernie4_5": "attnkit.interop.ernie4_5",
     "seed_oss": "attnkit.interop.seed_oss",
     "deepseek_v3": "attnkit.interop.deepseek_v3",
+    "deepseek_v2": "attnkit.interop.deepseek_v2",
     "llama4_text": "attnkit.interop.llama4_text",  # before llama4: attnkit saves Llama4ForCausalLM
     "llama4": "attnkit.interop.llama4",
     "starcoder2": "attnkit.interop.starcoder2",

@@ -12,7 +12,8 @@ from attnkit.models.bert import (
 from attnkit.models.bloom import Bloom, BloomConfig
 from attnkit.models.cohere import Cohere, Cohere2, Cohere2Config, CohereConfig
 from attnkit.models.config import Config
-from attnkit.models.deepseek import DeepseekV3, DeepseekV3Config, Dots1, Dots1Config, Glm4Moe, Glm4MoeConfig
+from attnkit.models.deepseek import (DeepseekV2, DeepseekV2Config, DeepseekV3, DeepseekV3Config, Dots1, Dots1Config,
+                                     Glm4Moe, Glm4MoeConfig)
 from attnkit.models.distilbert import (
     DistilBert,
     DistilBertConfig,
@@ -109,7 +110,8 @@ from attnkit.models.whisper import Whisper, WhisperConfig
 __all__ = [
     "Arcee", "ArceeConfig", "Bert", "BertConfig", "BertForMaskedLM", "BertForQuestionAnswering",
     "BertForSequenceClassification", "BertForTokenClassification", "Bloom", "BloomConfig", "Cohere", "Cohere2",
-    "Cohere2Config", "CohereConfig", "Config", "DeepseekV3", "DeepseekV3Config", "DistilBert", "DistilBertConfig",
+    "Cohere2Config", "CohereConfig", "Config", "DeepseekV2", "DeepseekV2Config", "DeepseekV3", "DeepseekV3Config",
+    "DistilBert", "DistilBertConfig",
     "DistilBertForMaskedLM", "DistilBertForQuestionAnswering", "DistilBertForSequenceClassification",
     "DistilBertForTokenClassification", "Dots1", "Dots1Config", "Ernie4_5", "Ernie4_5Config", "Ernie4_5Moe",
     "Ernie4_5MoeConfig", "Esm", "EsmConfig", "EsmForMaskedLM", "EsmForSequenceClassification",

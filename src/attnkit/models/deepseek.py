@@ -70,6 +70,44 @@ class DeepseekV3(GPT):
 
 
 @dataclass(frozen=True)
+class DeepseekV2Config(DeepseekV3Config):
+    """Sizes of a DeepSeek-V2 (DeepSeek-AI 2024, "DeepSeek-V2"). Defaults are DeepSeek-V2-Lite's
+    (15.7B parameters): DeepSeek-V3's latent attention (queries straight from the input, no
+    latent) and DeepSeekMoE as V2 routes it: softmax scores without a score bias, the chosen
+    weights as they are (not renormalised), and, where there are ``expert_groups`` (DeepSeek-V2's
+    ``group_limited_greedy``), each group scored by its best expert (``expert_group_score="max"``)."""
+
+    model_type = "deepseek_v2"
+
+    vocab_size: int = 102400
+    n_positions: int = 163840
+    d_model: int = 2048
+    n_layers: int = 27
+    n_heads: int = 16
+    d_ff: int | None = 1408
+    q_lora_rank: int | None = None
+    n_experts: int | None = 64
+    experts_per_token: int = 6
+    normalize_expert_weights: bool = False
+    router_scoring: Literal["softmax", "sigmoid"] = "softmax"
+    router_score_bias: bool | None = False
+    expert_groups: int | None = None
+    expert_groups_per_token: int | None = None
+    routed_scaling_factor: float = 1.0
+    shared_expert_d_ff: int | None = 2816
+    moe_layers: tuple[int, ...] | None = tuple(range(1, 27))
+    dense_d_ff: int | None = 10944
+    bos_token_id: int | None = 100000
+    eos_token_id: int | None = 100001
+
+
+class DeepseekV2(GPT):
+    """A DeepSeek-V2 causal LM (see :class:`DeepseekV2Config` and :class:`~attnkit.models.gpt.GPT`)."""
+
+    config_class = DeepseekV2Config
+
+
+@dataclass(frozen=True)
 class Glm4MoeConfig(LlamaConfig):
     """Sizes of a GLM-4.5 (Zhipu AI 2025; GLM-4.5, 4.6, 4.5-Air). Defaults are Hugging Face's
     ``Glm4MoeConfig`` with GLM-4.5-Air's ``head_dim`` of 128 (``transformers``' default is

@@ -54,7 +54,8 @@ class GPTConfig(Config):
         "qkv_bias", "qk_norm", "sliding_window", "sliding_layers", "rope_local_base", "embed_scale", "attn_scale_dim",
         "attn_softcap", "logit_softcap", "sandwich_norm", "rotary_dim", "parallel_residual", "input_norm",
         "qk_norm_per_head", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "moe_layers", "dense_d_ff",
-        "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
+        "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token", "expert_group_score",
+        "routed_scaling_factor",
         "kv_lora_rank", "q_lora_rank", "v_head_dim", "rope_interleave", "embedding_multiplier", "residual_multiplier",
         "logits_scaling", "shared_norm", "lm_head_bias", "nope_layers", "attn_out_bias", "router_jitter_noise",
         "attention_chunk_size", "qk_l2_norm", "attn_temperature_floor", "router_score_bias", "expert_input_weights",
@@ -118,6 +119,7 @@ class GPTConfig(Config):
     router_scoring: Literal["softmax", "sigmoid"] = "softmax"  # sigmoid: a score bias for the choice too (DeepSeek-V3)
     expert_groups: int | None = None  # with n_experts: the choice limited to the best groups (DeepSeek-V3's n_group)
     expert_groups_per_token: int | None = None  # with expert_groups: how many (DeepSeek-V3's topk_group)
+    expert_group_score: str | None = None  # with expert_groups: None (its two best experts') or "max" (DeepSeek-V2)
     routed_scaling_factor: float = 1.0  # with n_experts: the routed experts' weights times this (DeepSeek-V3: 2.5)
     router_jitter_noise: float = 0.0  # with n_experts, in training: their input times U(1 - j, 1 + j) (Mixtral)
     router_score_bias: bool | None = None  # a learned bias on the scores for the choice; None: with sigmoid scores
@@ -204,8 +206,10 @@ class GPTConfig(Config):
                          "expert_groups", f"must split n_experts ({self.n_experts}) into groups of at least 2")
             self.require(per is not None and 1 <= per <= groups, "expert_groups_per_token",
                          f"must be from 1 to expert_groups ({groups})")
+            self.require(self.expert_group_score in (None, "max"), "expert_group_score", "must be None or 'max'")
         else:
             self.require(self.expert_groups_per_token is None, "expert_groups_per_token", "needs expert_groups")
+            self.require(self.expert_group_score is None, "expert_group_score", "needs expert_groups")
         self.require(self.routed_scaling_factor == 1.0 or (sparse and self.routed_scaling_factor > 0),
                      "routed_scaling_factor", "must be 1, or positive with n_experts")
         self.require(self.router_jitter_noise == 0.0 or (sparse and 0 < self.router_jitter_noise < 1),
@@ -320,7 +324,8 @@ class GPTConfig(Config):
             residual_multiplier=self.residual_multiplier,
             shared_expert_d_ff=self.shared_expert_d_ff, shared_expert_gated=self.shared_expert_gated,
             router_scoring=self.router_scoring, expert_groups=self.expert_groups,
-            expert_groups_per_token=self.expert_groups_per_token, routed_scaling_factor=self.routed_scaling_factor,
+            expert_groups_per_token=self.expert_groups_per_token, expert_group_score=self.expert_group_score or "top2",
+            routed_scaling_factor=self.routed_scaling_factor,
             router_jitter_noise=self.router_jitter_noise, router_score_bias=self.score_bias,
             expert_input_weights=self.expert_input_weights, router_bias=self.router_bias, attn_sinks=self.attn_sinks,
             clip_qkv=self.clip_qkv, qk_norm_after_rope=self.qk_norm_after_rope,

@@ -91,6 +91,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         "olmo2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, d_ff=64, n_layers=2, n_heads=4, n_kv_heads=2,
                            eos_token_id=2, pad_token_id=0),
     },
+    "deepseek_v2": {
+        # DeepSeek-AI 2024: DeepSeek-V2-Lite (the class defaults; 2.4B active).
+        "deepseek-v2-lite": dict(),  # 15,706,484,224 params
+        "deepseek-v2-tiny": dict(vocab_size=256, n_positions=64, d_model=32, n_layers=3, n_heads=4, head_dim=12,
+                                 rotary_dim=4, v_head_dim=8, kv_lora_rank=16, d_ff=16, n_experts=8, experts_per_token=2,
+                                 expert_groups=4, expert_groups_per_token=2, expert_group_score="max",
+                                 shared_expert_d_ff=16, moe_layers=(1, 2), dense_d_ff=48, bos_token_id=1,
+                                 eos_token_id=2, pad_token_id=0),
+    },
     "deepseek_v3": {
         # DeepSeek-AI 2024: DeepSeek-V3 (HF's DeepseekV3Config defaults; 37B active).
         "deepseek-v3": dict(),  # 671,026,404,352 params

@@ -69,6 +69,7 @@ class LayerConfig:
     router_scoring: str = "softmax"  # or "sigmoid", with a score bias for the choice (DeepSeek-V3)
     expert_groups: int | None = None  # the choice limited to the best expert_groups_per_token groups
     expert_groups_per_token: int | None = None
+    expert_group_score: str = "top2"  # a group's score: its two best experts' ("max": its best, DeepSeek-V2)
     routed_scaling_factor: float = 1.0  # the routed experts' weights multiplied by it (DeepSeek-V3)
     router_jitter_noise: float = 0.0  # training: the mixture's input times U(1 - j, 1 + j) (Mixtral)
     router_score_bias: bool = False  # a learned bias on the router's scores for the choice (DeepSeek-V3, ERNIE 4.5)
@@ -106,7 +107,8 @@ class LayerConfig:
                                   self.bias, ffn_dropout, self.normalize_expert_weights, self.shared_expert_d_ff,
                                   self.router_scoring, self.expert_groups, self.expert_groups_per_token,
                                   self.routed_scaling_factor, self.shared_expert_gated, self.router_jitter_noise,
-                                  self.router_score_bias, self.expert_input_weights, self.router_bias)
+                                  self.router_score_bias, self.expert_input_weights, self.router_bias,
+                                  self.expert_group_score)
         return FeedForward(self.d_model, self.d_ff, self.activation, self.bias, ffn_dropout)
 
     def norm_layer(self) -> nn.Module:

@@ -94,9 +94,10 @@ class MoEFeedForward(nn.Module):
     DeepSeek-V3's router (DeepSeek-AI 2024, §2.1.2): ``scoring="sigmoid"`` scores each expert
     with a sigmoid; a per-expert ``score_bias`` (a buffer, ``e_score_correction_bias``; by default
     with sigmoid scores only, ERNIE 4.5 has one on softmax scores) shifts the scores for the choice
-    only; with ``groups`` the experts are split into that many groups,
-    each scored by its two best experts, and the choice is limited to the ``groups_per_token``
-    best groups; the chosen scores (renormalised, or not) are multiplied by ``scale``.
+    only; with ``groups`` the experts are split into that many groups, each scored by its two best
+    experts (``group_score="top2"``; DeepSeek-V2's ``"max"``: by its best), and the choice is
+    limited to the ``groups_per_token`` best groups; the chosen scores (renormalised, or not) are
+    multiplied by ``scale``.
 
     ``router_bias``: a bias on the router's logits (GPT-OSS).
 
@@ -112,7 +113,7 @@ class MoEFeedForward(nn.Module):
                  bias: bool = False, dropout: float = 0.0, normalize: bool = True, shared_d_ff: int | None = None,
                  scoring: str = "softmax", groups: int | None = None, groups_per_token: int | None = None,
                  scale: float = 1.0, shared_gated: bool = True, jitter: float = 0.0, score_bias: bool | None = None,
-                 input_weights: bool = False, router_bias: bool = False):
+                 input_weights: bool = False, router_bias: bool = False, group_score: str = "top2"):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ConfigError(f"top_k must be between 1 and n_experts ({n_experts}), got {top_k}")
@@ -123,7 +124,10 @@ class MoEFeedForward(nn.Module):
             raise ConfigError(f"groups ({groups}) must split the {n_experts} experts into groups of at least 2, and "
                               f"groups_per_token ({groups_per_token}) must be from 1 to groups")
         self.top_k, self.normalize, self.scoring, self.scale, self.jitter = top_k, normalize, scoring, scale, jitter
+        if group_score not in ("top2", "max"):
+            raise ConfigError(f"group_score must be 'top2' or 'max', got {group_score!r}")
         self.groups, self.groups_per_token, self.input_weights = groups, groups_per_token, input_weights
+        self.group_score = group_score
         self.router = Linear(d_model, n_experts, bias=router_bias)
         score_bias = scoring == "sigmoid" if score_bias is None else score_bias
         self.register_buffer("score_bias", torch.zeros(n_experts) if score_bias else None)
@@ -140,7 +144,8 @@ class MoEFeedForward(nn.Module):
         choice = scores if self.score_bias is None else scores + self.score_bias.float()
         if self.groups is not None:  # only the best groups' experts compete
             N, E = choice.shape
-            best = choice.view(N, self.groups, E // self.groups).topk(2, dim=-1).values.sum(dim=-1)  # (N, groups)
+            grouped = choice.view(N, self.groups, E // self.groups)
+            best = grouped.amax(-1) if self.group_score == "max" else grouped.topk(2, dim=-1).values.sum(-1)  # (N, G)
             kept = torch.zeros_like(best, dtype=torch.bool).scatter_(
                 1, best.topk(self.groups_per_token, dim=-1).indices, True)
             choice = choice.masked_fill(~kept.repeat_interleave(E // self.groups, dim=1), float("-inf"))
