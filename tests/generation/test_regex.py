@@ -79,7 +79,7 @@ def test_a_byte_no_match_can_follow_is_refused_at_once():
 @pytest.mark.parametrize("pattern,match", [
     (r"(a)\1", r"escape '\\1'"), (r"(?=a)a", "lookaround"), (r"\bword", r"escape '\\b'"), (r"(?i)a", "lookaround"),
     (r"a^b", "anchor '\\^'"), (r"a$b", "anchor '\\$'"), (r"a*+", "possessive"), (r"a{2000}", "repeat count"),
-    (r"a(", "invalid"),
+    (r"a(", "invalid"), (r"(a{900}){900}", "too large"),
 ])
 def test_unsupported_syntax_is_refused_by_name(pattern, match):
     with pytest.raises(InputError, match=match):

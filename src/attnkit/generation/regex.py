@@ -25,6 +25,7 @@ from typing import NamedTuple
 from attnkit.errors import InputError
 
 MAX_REPEAT = 1000  # a bounded quantifier copies its operand this many times at most
+MAX_STATES = 100_000  # NFA states in all (nested counted repeats multiply)
 
 
 def utf8_lead(b: int) -> tuple[int, int, int] | None:
@@ -247,12 +248,14 @@ class RegexGrammar:
         self.pattern, self.search = pattern, search
         self._edges: list[list[tuple[CharSet | None, int]]] = []
         first, self._accept = self._emit(tree)
-        self._closures: dict[frozenset, frozenset] = {}
         self._moves: dict[tuple[frozenset, str], frozenset] = {}
         self.start = (self._closure({first}), b"")
 
     # -- the NFA -----------------------------------------------------------------------------
     def _state(self) -> int:
+        if len(self._edges) >= MAX_STATES:
+            raise InputError(f"regex {self.pattern!r} is too large: over {MAX_STATES} NFA states (nested counted "
+                             "repeats multiply)")
         self._edges.append([])
         return len(self._edges) - 1
 
