@@ -29,18 +29,24 @@ VARIANTS = {"latent queries, interleaved": {}, "direct queries, halves": dict(q_
             "yarn": dict(rope_parameters=YARN)}
 
 
+@torch.no_grad()
+def draw_weights(hf, vector_std: float | None = None):
+    """Every weight of ``hf`` drawn (norm weights around 1; 1-D ones with ``vector_std`` when given),
+    and the routers' score biases too, so that a missed tensor shows in the logits. Returns ``hf``."""
+    for n, p in hf.named_parameters():
+        std = vector_std if vector_std is not None and p.dim() == 1 else p.shape[-1] ** -0.5
+        p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, std)
+    for n, b in hf.named_buffers():
+        if n.endswith("e_score_correction_bias"):
+            b.normal_(0.0, 0.3)
+    return hf
+
+
 def hf_deepseek(path, **overrides):
-    """A random ``DeepseekV3ForCausalLM`` saved to ``path``: every weight drawn (norm weights
-    around 1), and the routers' score biases too, so that a missed tensor shows in the logits."""
+    """A random ``DeepseekV3ForCausalLM`` saved to ``path`` (:func:`draw_weights`)."""
     torch.manual_seed(0)
-    hf = transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(**{**DEEPSEEK, **overrides})).eval()
-    with torch.no_grad():
-        for n, p in hf.named_parameters():
-            p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5)
-        for n, b in hf.named_buffers():
-            if n.endswith("e_score_correction_bias"):
-                b.normal_(0.0, 0.3)
-    hf.save_pretrained(path)
+    hf = draw_weights(transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(**{**DEEPSEEK, **overrides})))
+    hf.eval().save_pretrained(path)
     return hf
 
 
@@ -136,14 +142,8 @@ GLM = dict(vocab_size=V, hidden_size=32, intermediate_size=48, moe_intermediate_
 def hf_glm(path, **overrides):
     """A random ``Glm4MoeForCausalLM`` saved to ``path``, weights, biases and score biases drawn."""
     torch.manual_seed(0)
-    hf = transformers.Glm4MoeForCausalLM(transformers.Glm4MoeConfig(**{**GLM, **overrides})).eval()
-    with torch.no_grad():
-        for n, p in hf.named_parameters():
-            p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5 if p.dim() > 1 else 0.5)
-        for n, b in hf.named_buffers():
-            if n.endswith("e_score_correction_bias"):
-                b.normal_(0.0, 0.3)
-    hf.save_pretrained(path)
+    hf = draw_weights(transformers.Glm4MoeForCausalLM(transformers.Glm4MoeConfig(**{**GLM, **overrides})), 0.5)
+    hf.eval().save_pretrained(path)
     return hf
 
 
@@ -201,13 +201,7 @@ def test_dots1_gives_transformers_logits_loss_gradients_and_generation(tmp_path)
     """dots.llm1: Qwen3's attention (per-head query/key norms, a window on layer 1 here) and
     DeepSeekMoE without renormalised weights."""
     torch.manual_seed(0)
-    hf = transformers.Dots1ForCausalLM(transformers.Dots1Config(**DOTS)).eval()
-    with torch.no_grad():
-        for n, p in hf.named_parameters():
-            p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5)
-        for n, b in hf.named_buffers():
-            if n.endswith("e_score_correction_bias"):
-                b.normal_(0.0, 0.3)
+    hf = draw_weights(transformers.Dots1ForCausalLM(transformers.Dots1Config(**DOTS))).eval()
     hf.save_pretrained(tmp_path)
     model = attnkit.from_pretrained(tmp_path)
     c = model.config

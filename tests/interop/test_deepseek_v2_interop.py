@@ -10,7 +10,7 @@ import torch
 
 import attnkit
 from attnkit import ConfigError
-from tests.interop.test_deepseek_interop import DEEPSEEK, YARN
+from tests.interop.test_deepseek_interop import DEEPSEEK, YARN, draw_weights
 from tests.interop.test_mistral_qwen_interop import batch, generation_matches, lm_loss_and_logits_match
 
 transformers = pytest.importorskip("transformers")
@@ -23,13 +23,10 @@ ROUTERS = {"greedy": dict(topk_method="greedy"),
 
 
 def hf_deepseek_v2(path, **overrides):
-    """A random ``DeepseekV2ForCausalLM`` saved to ``path``, every weight drawn (norm weights around 1)."""
+    """A random ``DeepseekV2ForCausalLM`` saved to ``path`` (``draw_weights``)."""
     torch.manual_seed(0)
-    hf = transformers.DeepseekV2ForCausalLM(transformers.DeepseekV2Config(**{**V2, **overrides})).eval()
-    with torch.no_grad():
-        for n, p in hf.named_parameters():
-            p.normal_(1.0, 0.3) if "norm" in n else p.normal_(0.0, p.shape[-1] ** -0.5)
-    hf.save_pretrained(path)
+    hf = draw_weights(transformers.DeepseekV2ForCausalLM(transformers.DeepseekV2Config(**{**V2, **overrides})))
+    hf.eval().save_pretrained(path)
     return hf
 
 
