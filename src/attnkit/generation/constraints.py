@@ -65,6 +65,12 @@ def json_complete(state: tuple) -> bool:
     return not stack and (mode == AFTER or (mode == NUMBER and aux in _NUMBER_ENDS))
 
 
+def json_plain_string(state: tuple) -> bool:
+    """Whether ``state`` is inside a string, no escape or UTF-8 character open: there every token
+    of plain text may follow (when the string's content is free)."""
+    return state[0] == STRING and state[2][1:] == (0, 0)
+
+
 def json_step(state: tuple, b: int, max_whitespace: int = 16) -> tuple | None:
     """The state after byte ``b``, or None when no JSON document goes on that way. Runs of more
     than ``max_whitespace`` whitespace bytes between tokens are refused (a model must not pad
@@ -155,9 +161,7 @@ class JSONGrammar:
         return json_complete(state)
 
     def plain_string(self, state: tuple) -> bool:
-        """Inside a string whose content is free, no escape or UTF-8 character open: every token
-        of plain text may follow."""
-        return state[0] == STRING and state[2][1:] == (0, 0)
+        return json_plain_string(state)
 
 
 def _later_start(a: tuple, b: tuple) -> tuple:
@@ -621,7 +625,7 @@ class JSONSchemaGrammar:
 
     def plain_string(self, state: tuple) -> bool:
         js, _, scalar = state
-        return scalar is None and js[0] == STRING and js[2][1:] == (0, 0)
+        return scalar is None and json_plain_string(js)
 
 
 class FramedGrammar:

@@ -22,7 +22,7 @@ import torch
 
 from attnkit.errors import CheckpointError, InputError
 from attnkit.interop import _weights_state, checkpoint_family, keymap, load_state, resolve_checkpoint_dir
-from attnkit.interop.files import chmod_like_new, fsync_path, read_json, read_safetensors
+from attnkit.interop.files import chmod_like_new, fsync_path, read_json, read_safetensors, write_text_atomic
 from attnkit.nn.lora import lora_layers
 
 ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"
@@ -152,11 +152,7 @@ def _write_adapter(directory: Path, config: dict, tensors: dict[str, torch.Tenso
         chmod_like_new(Path(tmp))
         fsync_path(Path(tmp))
         os.replace(tmp, directory / ADAPTER_WEIGHTS_NAME)
-        with open(tmp, "w") as f:
-            f.write(json.dumps(config, indent=2) + "\n")
-        chmod_like_new(Path(tmp))
-        fsync_path(Path(tmp))
-        os.replace(tmp, directory / ADAPTER_CONFIG_NAME)
-        fsync_path(directory)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    write_text_atomic(directory / ADAPTER_CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    fsync_path(directory)

@@ -25,7 +25,8 @@ from attnkit.models.bert import init_bert_weights
 from attnkit.models.classification import ClassifierLoss, ClassLabels, ProblemType, token_loss
 from attnkit.models.config import Config
 from attnkit.models.outputs import ModelOutput
-from attnkit.nn import ACTIVATIONS, Encoder, LayerConfig, RotaryEmbedding, as_padding_mask, mean_pool
+from attnkit.nn import (ACTIVATIONS, Encoder, LayerConfig, RotaryEmbedding, as_padding_mask, expand_padding_mask,
+                        mean_pool, window_mask)
 
 
 # the feed-forward's gated kind for each activation Hugging Face's ``hidden_activation`` names:
@@ -98,12 +99,6 @@ class ModernBertConfig(ClassLabels, Config):
         )
 
 
-def window_mask(T: int, half: int, device=None) -> torch.Tensor:
-    """``(T, T)`` bool: True where two positions are at most ``half`` apart (a bidirectional window)."""
-    i = torch.arange(T, device=device)
-    return (i[:, None] - i[None, :]).abs() <= half
-
-
 class ModernBert(Model):
     """The ModernBERT encoder (Hugging Face's ``ModernBertModel``).
 
@@ -141,7 +136,7 @@ class ModernBert(Model):
         mask = None
         if attention_mask is not None:
             attention_mask = as_padding_mask(attention_mask, B, T)
-            mask = attention_mask[:, None, None, :]  # (B, 1, 1, T)
+            mask = expand_padding_mask(attention_mask)  # (B, 1, 1, T)
         local = window_mask(T, self.config.local_attention // 2, input_ids.device)
         local = local if mask is None else local & mask
         positions = torch.arange(T, device=input_ids.device)[None]

@@ -21,6 +21,7 @@ from attnkit.nn.masks import (
     expand_padding_mask,
     padding_mask_from_lengths,
     positions_from_padding,
+    window_mask,
 )
 from attnkit.nn.norm import RMSNorm, build_norm
 from attnkit.nn.patch import PatchEmbedding
@@ -49,5 +50,5 @@ __all__ = [
     "expand_padding_mask", "linear_cross_entropy", "POOLING", "mean_pool", "merge_lora", "packed_weights", "pool",
     "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket", "resize_position_grid",
     "rope_frequencies", "check_rope_scaling", "router_balance_loss", "scaled_dot_product_attention",
-    "sinusoidal_positions",
+    "sinusoidal_positions", "window_mask",
 ]

@@ -30,6 +30,13 @@ def causal_mask(T: int, S: int | None = None, offset: int | None = None, device=
     return allowed if window is None else allowed & (j > i + offset - window)
 
 
+def window_mask(T: int, half: int, device=None) -> torch.Tensor:
+    """``(T, T)`` bool: True where two positions are at most ``half`` apart (a bidirectional
+    window, ModernBERT's local attention; :func:`causal_mask`'s ``window`` is the causal one)."""
+    i = torch.arange(T, device=device)
+    return (i[:, None] - i[None, :]).abs() <= half
+
+
 def padding_mask_from_lengths(lengths: torch.Tensor, max_len: int | None = None, left: bool = False) -> torch.Tensor:
     """Padding mask ``(B, S)`` from sequence lengths ``(B,)``; ``left=True`` for left padding."""
     lengths = torch.as_tensor(lengths)
