@@ -40,10 +40,12 @@ ARCHITECTURES = {"DeepseekV3ForCausalLM": "DeepseekV3"}
 BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 EXTRA_LAYERS = "model.layers."  # the multi-token-prediction layer after the last one: not used to generate
-_VARIANTS = {"rotary_dim", "attn_scale_dim", "n_experts", "normalize_expert_weights", "shared_expert_d_ff",
-             "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token",
-             "routed_scaling_factor", "moe_layers", "dense_d_ff", "kv_lora_rank", "q_lora_rank", "v_head_dim",
-             "rope_interleave"}
+# the GPTConfig fields DeepSeekMoE sets (moe_to_hf writes them), for the families that use it
+MOE_VARIANTS = frozenset({"n_experts", "normalize_expert_weights", "shared_expert_d_ff", "shared_expert_gated",
+                          "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor",
+                          "moe_layers", "dense_d_ff"})
+_VARIANTS = MOE_VARIANTS | {"rotary_dim", "attn_scale_dim", "kv_lora_rank", "q_lora_rank", "v_head_dim",
+                            "rope_interleave"}
 _ATTENTION = {"q_proj": "q_proj", "q_a_proj": "q_a_proj", "q_a_norm": "q_a_layernorm", "q_b_proj": "q_b_proj",
               "kv_a_proj": "kv_a_proj_with_mqa", "kv_a_norm": "kv_a_layernorm", "kv_b_proj": "kv_b_proj",
               "out_proj": "o_proj"}

@@ -18,9 +18,7 @@ MODELS = {"Dots1": Dots1}
 ARCHITECTURES = {"Dots1ForCausalLM": "Dots1"}
 BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
-_VARIANTS = {"qk_norm", "n_experts", "normalize_expert_weights", "shared_expert_d_ff", "shared_expert_gated",
-             "router_scoring", "expert_groups", "expert_groups_per_token", "routed_scaling_factor", "moe_layers",
-             "dense_d_ff", "sliding_window", "sliding_layers"}
+_VARIANTS = deepseek_v3.MOE_VARIANTS | {"qk_norm", "sliding_window", "sliding_layers"}
 
 
 def key_rules(model) -> list[Rename]:

@@ -22,9 +22,7 @@ ARCHITECTURES = {"Glm4MoeForCausalLM": "Glm4Moe"}
 BASE_PREFIX = llama.BASE_PREFIX
 IGNORED_HF_KEYS = llama.IGNORED_HF_KEYS
 EXTRA_LAYERS = "model.layers."  # the multi-token-prediction layer
-_VARIANTS = {"rotary_dim", "qkv_bias", "qk_norm", "n_experts", "normalize_expert_weights", "shared_expert_d_ff",
-             "shared_expert_gated", "router_scoring", "expert_groups", "expert_groups_per_token",
-             "routed_scaling_factor", "moe_layers", "dense_d_ff"}
+_VARIANTS = deepseek_v3.MOE_VARIANTS | {"rotary_dim", "qkv_bias", "qk_norm"}
 
 
 def key_rules(model) -> list[Rename]:
