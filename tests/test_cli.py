@@ -262,8 +262,8 @@ def test_average_never_writes_over_a_training_run_or_its_checkpoints(trained, tm
 
 
 def test_serve_answers_completions_like_generate(trained):
-    """``attnkit serve`` in its own process on a free port: /health, then a greedy completion
-    equal to ``generate``; Ctrl-C (SIGINT) stops it cleanly."""
+    """``attnkit serve`` in its own process on a free port: a greedy completion equal to
+    ``generate`` (through the continuous batching, at its size); Ctrl-C (SIGINT) stops it cleanly."""
     import http.client
     import json
     import re
@@ -274,13 +274,14 @@ def test_serve_answers_completions_like_generate(trained):
     path = trained / "checkpoints" / "step-6"
     # SIGINT as a terminal delivers it, even when this test runs where SIGINT is ignored (a shell's
     # background job), which the child would inherit.
-    proc = subprocess.Popen([sys.executable, "-m", "attnkit.cli", "serve", str(path), "--port", "0", "--name", "lm"],
+    proc = subprocess.Popen([sys.executable, "-m", "attnkit.cli", "serve", str(path), "--port", "0", "--name", "lm",
+                             "--max-batch-size", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         banner = proc.stdout.readline()
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)", banner).group(1))
-        assert "serving GPT" in banner and "/v1/completions" in banner
+        assert "serving GPT" in banner and "/v1/completions" in banner and "batching up to 3 sequences" in banner
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.request("POST", "/v1/completions", json.dumps(dict(prompt="def", max_tokens=8, temperature=0)),
                      {"Content-Type": "application/json"})

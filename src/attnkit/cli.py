@@ -355,6 +355,9 @@ def serve(
         None, "--embeddings/--no-embeddings", show_default="auto",
         help="serve /v1/embeddings with a decoder-only model (an embedding model: its last token's state); default: "
              "when the directory is a sentence-transformers one (modules.json)"),
+    max_batch_size: int = typer.Option(
+        8, "--max-batch-size", min=1, help="the most sequences decoded together across concurrent requests "
+        "(continuous batching, decoder-only models); 1: one request at a time"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
@@ -369,11 +372,14 @@ def serve(
     server = make_server(model, tokenizer, host, port, name or directory.name, max_tokens_limit,
                          pack_weights=pack_weights, assistant=helper,
                          tool_format=None if tool_format == "none" else tool_format,
-                         embeddings=(directory / "modules.json").is_file() if embeddings is None else embeddings)
+                         embeddings=(directory / "modules.json").is_file() if embeddings is None else embeddings,
+                         max_batch_size=max_batch_size)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     endpoints = ", ".join(server.app.health()["endpoints"])
+    batching = server.app.batching
     typer.echo(f"serving {type(model).__name__} from {directory} on http://{host}:{server.server_address[1]} "
-               f"({endpoints}); Ctrl-C stops")
+               f"({endpoints}{'' if batching is None else f'; batching up to {batching.max_batch_size} sequences'}); "
+               "Ctrl-C stops")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -182,6 +182,38 @@ def test_concurrent_requests_get_their_own_results(gpt, gpt_server):
     assert results == {p: direct(model, tok, p, 10, do_sample=False)[0] for p in prompts}
 
 
+def test_concurrent_requests_and_choices_decode_together_and_get_the_replies_they_get_alone(gpt):
+    """Continuous batching: requests that arrive together, and the ``n`` choices of one request,
+    share forward passes (the batching's counts show it), and each reply equals the one a server
+    that decodes one request at a time gives (greedy, seeded sampling, a stop string, JSON mode)."""
+    from attnkit.serve.server import ModelServer
+
+    model, tok = gpt
+    batched, alone = (ModelServer(model, tok, pack_weights=False, max_batch_size=k) for k in (8, 1))
+    assert alone.batching is None
+    bodies = [dict(prompt=["the quick", "pack my"], n=3, max_tokens=30, temperature=1.2, seed=3),
+              dict(prompt="five dozen", max_tokens=30, temperature=0),
+              dict(prompt="jumps", max_tokens=30, temperature=0.8, top_p=0.9, seed=1, stop=["o"]),
+              dict(prompt="the lazy", max_tokens=20, temperature=1.0, seed=2, response_format={"type": "json_object"})]
+    replies = [None] * len(bodies)
+
+    def ask(i):
+        replies[i] = batched.complete(dict(bodies[i]))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for body, reply in zip(bodies, replies):
+        expected = alone.complete(dict(body))
+        assert [c["text"] for c in reply["choices"]] == [c["text"] for c in expected["choices"]]
+        assert reply["usage"] == expected["usage"]
+    assert batched.batching.stats["largest"] > 1
+    assert batched.batching.stats["tokens"] >= 2 * batched.batching.stats["steps"]
+    batched.close()
+
+
 def test_models_and_health(gpt_server):
     status, body, _ = request(gpt_server, "GET", "/v1/models")
     assert status == 200 and [m["id"] for m in body["data"]] == ["tiny"]

@@ -1,9 +1,11 @@
-"""One decoding module for every generative model: greedy, sampling, beam search, streaming."""
+"""One decoding module for every generative model: greedy, sampling, beam search, streaming, and
+continuous batching of concurrent decoding loops."""
 
 from attnkit.models.generation_config import GenerationConfig
+from attnkit.generation.batching import BatchedDecoding
 from attnkit.generation.decoding import compute_transition_scores, generate, packed_for_decoding, stream
 from attnkit.generation.processors import process_logits
 from attnkit.generation.streamers import TokenIteratorStreamer
 
-__all__ = ["GenerationConfig", "TokenIteratorStreamer", "compute_transition_scores", "generate", "packed_for_decoding",
-           "process_logits", "stream"]
+__all__ = ["BatchedDecoding", "GenerationConfig", "TokenIteratorStreamer", "compute_transition_scores", "generate",
+           "packed_for_decoding", "process_logits", "stream"]

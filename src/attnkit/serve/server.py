@@ -48,9 +48,17 @@ too); unknown paths ``404``, wrong methods ``405``, a missing length ``411``, a 
 not take ``415``. Nothing in a request can crash the
 server; an unexpected failure is a ``500`` whose details go to the server's log, not the client.
 
-The standard library's threading HTTP server reads requests concurrently; the model runs one
-request at a time (a lock), which keeps results identical to direct calls and leaves PyTorch's
-own threads to use the cores. On CPU the server decodes from weights packed once for oneDNN
+The standard library's threading HTTP server reads requests concurrently. Text generation with a
+decoder-only model is batched across them (continuous batching,
+:class:`~attnkit.generation.batching.BatchedDecoding`): each request keeps its own sampling
+settings, seed, constraints and stop strings, while one forward pass per step serves every
+request decoding at that moment (up to ``max_batch_size``; the ``n`` choices of one request decode
+side by side too), and a request that arrives joins the others at their next step. Each reply is
+the one the request gets alone, up to float rounding (greedy decoding can differ where two tokens
+tie to the last bits). Everything else (embeddings, transcription, encoder-decoder models, a
+server with an assistant model, ``max_batch_size=1``) runs one request at a time (a lock), which
+keeps results identical to direct calls and leaves PyTorch's own threads to use the cores. On
+CPU the server decodes from weights packed once for oneDNN
 (:func:`~attnkit.generation.packed_for_decoding`, for as long as it runs: bf16 layers, where
 packing pays at one sequence per step, and only when the copy fits in half the free memory)
 instead of packing per request or not at all for short ones; ``pack_weights=False`` turns it off.
@@ -67,11 +75,13 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
 from attnkit.errors import AttnkitError, InputError
+from attnkit.generation.batching import BatchedDecoding
 from attnkit.generation.decoding import packed_for_decoding
 from attnkit.generation.constraints import JSONLogitsProcessor, JSONSchemaGrammar
 from attnkit.generation.regex import RegexGrammar
@@ -151,11 +161,14 @@ class ModelServer:
     ``tool_format``: how the model writes tool calls (:data:`attnkit.serve.tools.TOOL_FORMATS`);
     ``"auto"`` reads it from the chat template, None serves no ``tools``. ``embeddings``: serve
     ``/v1/embeddings`` with a decoder-only model too (an embedding model such as Qwen3-Embedding:
-    its last token's state, normalised; :func:`attnkit.embed`); encoders always serve it."""
+    its last token's state, normalised; :func:`attnkit.embed`); encoders always serve it.
+    ``max_batch_size``: the most sequences a decoder-only model decodes at once across requests
+    (continuous batching, see the module doc); 1 decodes one request at a time. :meth:`close`
+    stops the batching worker and drops the packed weights."""
 
     def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024,
                  pack_weights: bool = True, assistant=None, tool_format: str | None = "auto",
-                 embeddings: bool = False):
+                 embeddings: bool = False, max_batch_size: int = 8):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         if tool_format not in (None, "auto", *TOOL_FORMATS):
             raise InputError(f"tool_format must be 'auto', None or one of {TOOL_FORMATS}, got {tool_format!r}")
@@ -175,10 +188,32 @@ class ModelServer:
         self._packed = contextlib.ExitStack()
         if pack_weights and (self.generates or self.transcribes):
             self._packed.enter_context(packed_for_decoding(model))
+        self.batching = None  # the continuous batching of decoder-only generation, when it applies
+        if not (isinstance(max_batch_size, int) and max_batch_size >= 1):
+            raise InputError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+        refeeds = getattr(model, "generation_refeed_at", lambda: None)() is not None
+        if max_batch_size > 1 and self.generates and assistant is None and not refeeds \
+                and hasattr(model, "generation_logits") and not hasattr(model, "decoder_start_ids"):
+            self.batching = BatchedDecoding(model, max_batch_size)
+        self.decoder = model if self.batching is None else self.batching.model  # what text generation runs on
 
     def close(self) -> None:
-        """Drop the packed copy of the weights (the server closes its app when it closes)."""
+        """Stop the batching worker and drop the packed copy of the weights (the server closes
+        its app when it closes)."""
+        if self.batching is not None:
+            self.batching.close()
         self._packed.close()
+
+    def decoding(self):
+        """The block text generation runs in: none when requests are batched, else the lock."""
+        return contextlib.nullcontext() if self.batching is not None else self.lock
+
+    def _texts(self, streams: list[TextStream]) -> list[str]:
+        """Each stream's whole text; side by side when requests are batched (``n`` choices, several prompts)."""
+        if self.batching is None or len(streams) == 1:
+            return ["".join(s) for s in streams]
+        with ThreadPoolExecutor(len(streams), thread_name_prefix="attnkit-choice") as pool:
+            return list(pool.map("".join, streams))
 
     # -- requests --------------------------------------------------------------------------------
     def _check_fields(self, body: dict, allowed: tuple[str, ...]) -> None:
@@ -405,7 +440,7 @@ class ModelServer:
         for i, prompt in enumerate(p for p in r["prompts"] for _ in range(r["n"])):
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
             stream = TextStream(
-                self.model, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
+                self.decoder, self.tokenizer, prompt, r["stop"], max_new_tokens=r["max_tokens"], do_sample=sample,
                 temperature=r["temperature"] if sample else 1.0, top_k=r["top_k"], top_p=r["top_p"], min_p=r["min_p"],
                 repetition_penalty=r["repetition_penalty"], generator=generator, logprobs=r["logprobs"], **extra)
             # the tokens before the generated ones: the prompt, or an encoder-decoder's start tokens
@@ -442,10 +477,9 @@ class ModelServer:
         """A non-streaming ``/v1/chat/completions`` response."""
         r = self.chat_request(body)
         choices = []
-        with self.lock:
+        with self.decoding():
             streams = self.chat_streams(r)
-            for i, stream in enumerate(streams):
-                text = "".join(stream)
+            for i, (stream, text) in enumerate(zip(streams, self._texts(streams))):
                 logprobs = None if r["logprobs"] is None else self._chat_logprobs(_Shown(stream).upto(len(text)))
                 message, reason = dict(role="assistant", content=text), stream.finish_reason
                 if r["tools"]:
@@ -465,7 +499,7 @@ class ModelServer:
         the tokens that begin in it), then the ``finish_reason``. With ``tools``, the text from
         where a tool call may begin is held back (:class:`~attnkit.serve.tools.ToolCallFilter`)
         and sent at the end as one ``tool_calls`` delta (or as content, if it holds no calls). The
-        caller holds ``self.lock``."""
+        caller is inside :meth:`decoding`."""
         base = dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion.chunk", created=int(time.time()),
                     model=self.name)
         for i, stream in enumerate(self.chat_streams(r)):
@@ -498,9 +532,10 @@ class ModelServer:
         """A non-streaming ``/v1/completions`` response."""
         r = self.completion_request(body)
         choices, prompt_tokens, completion_tokens = [], 0, 0
-        with self.lock:
-            for i, (prompt, stream) in enumerate(zip(self._each_choice(r), self.text_streams(r))):
-                text = "".join(stream) if r["max_tokens"] else ""
+        with self.decoding():
+            streams = self.text_streams(r)
+            texts = self._texts(streams) if r["max_tokens"] else [""] * len(streams)
+            for i, (prompt, stream, text) in enumerate(zip(self._each_choice(r), streams, texts)):
                 shown = self._prompt_text(prompt) if r["echo"] else ""
                 logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r["echo"])
                 choices.append(dict(index=i, text=shown + text, logprobs=logprobs,
@@ -529,7 +564,7 @@ class ModelServer:
     def complete_stream(self, r: dict):
         """Server-sent events of a streaming completion: ``(event dict)`` per text piece (with
         ``logprobs``: the tokens that begin in it), each choice ending with an empty piece that
-        carries its ``finish_reason``. The caller holds ``self.lock``."""
+        carries its ``finish_reason``. The caller is inside :meth:`decoding`."""
         base = dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name)
         scored = r["logprobs"] is not None
         for i, (prompt, stream) in enumerate(zip(self._each_choice(r), self.text_streams(r))):
@@ -803,7 +838,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Server-sent events (``make_events(r)``, the app's generator), then ``data: [DONE]``.
         Until the first piece exists nothing is sent, so a prompt the model refuses is an
         ordinary error answer."""
-        with app.lock:
+        with app.decoding():
             events = make_events(r)
             try:
                 first = next(events)
@@ -852,16 +887,17 @@ class _Server(ThreadingHTTPServer):
 def make_server(model, tokenizer, host: str = "127.0.0.1", port: int = 8000, name: str = "attnkit",
                 max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES,
                 max_audio_bytes: int = MAX_AUDIO_BYTES, pack_weights: bool = True,
-                assistant=None, tool_format: str | None = "auto", embeddings: bool = False) -> ThreadingHTTPServer:
+                assistant=None, tool_format: str | None = "auto", embeddings: bool = False,
+                max_batch_size: int = 8) -> ThreadingHTTPServer:
     """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop,
     ``server_close()`` to release the port and the packed weights). ``port=0`` picks a free port
-    (``server.server_address[1]``). ``assistant``, ``tool_format``, ``embeddings``: see
-    :class:`ModelServer`."""
+    (``server.server_address[1]``). ``assistant``, ``tool_format``, ``embeddings``,
+    ``max_batch_size``: see :class:`ModelServer`."""
     server = _Server((host, port), _Handler)
     server.daemon_threads = True
     try:
         server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights, assistant, tool_format,
-                                 embeddings)
+                                 embeddings, max_batch_size)
     except InputError:
         server.server_close()
         raise

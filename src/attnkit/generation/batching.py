@@ -1,0 +1,292 @@
+"""Continuous batching: concurrent decoding loops that share each forward pass.
+
+Every caller keeps its own decoding loop — :func:`~attnkit.generation.stream`, ``generate`` or a
+:class:`~attnkit.generation.text.TextStream`, with its own sampling settings, processors, stop
+strings, seed and length — and passes ``batched.model`` where it would pass the model. The
+decoding steps of those loops meet in one worker thread, which runs every sequence waiting for
+its next token through one forward pass (iteration-level scheduling, Yu et al. 2022, "Orca"):
+eight requests at once cost about one batch of eight per token instead of eight batches of one,
+and a request that arrives while others decode joins them at their next step.
+
+How. A new sequence's prompt runs alone (its prefill), into a cache of its own. The sequences
+then decode as one left-padded batch, as ``generate`` decodes a padded batch: their keys and
+values right-aligned in a shared cache, the columns before each one's first token masked, its
+positions counted from that token. When sequences join or leave, the shared cache is rebuilt
+for the rows of the next step (columns that no row uses any more are dropped). A loop that is
+not back for its next step within ``wait`` seconds (its client reads slowly) leaves the batch
+with its keys and values and joins again when it returns, so it never holds the others up for
+longer. At most ``max_batch_size`` sequences hold a cache at once; a new one waits for a place
+before its prefill.
+
+A sequence's tokens are those its loop makes alone, up to float rounding (a row of a batch goes
+through kernels sized for the batch; greedy decoding can differ where two tokens tie to the
+last bits). Decoder-only models (every GPT-class model), one sequence per loop: beams, a padded
+prompt, prompt lookup and assistant models are refused by :attr:`BatchedDecoding.model`, and so
+are models that refeed their cache (LongRoPE past its original context).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import Counter
+
+import torch
+
+from attnkit.errors import InputError
+from attnkit.nn.cache import DecoderCache
+
+IDLE_SECONDS = 5.0  # the worker thread ends after this long with no sequence
+
+
+class _Sequence:
+    """One decoding loop as the worker sees it."""
+
+    def __init__(self, cache: DecoderCache, max_len: int):
+        self.cache: DecoderCache | None = cache  # its own cache, until its prefill has run
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer (1, H, length, D), out of the batch
+        self.length = 0  # positions it holds
+        self.max_len = max_len  # positions it may hold
+        self.input: torch.Tensor | None = None  # the tokens waiting for a step
+        self.logits: torch.Tensor | None = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self.released = False
+        self.broken = False  # its keys and values were lost with a failed step
+
+
+class _Slot:
+    """What a loop holds as its ``cache``; when the loop ends (or its generator is closed) and
+    this is freed, its sequence gives up its place."""
+
+    def __init__(self, engine: BatchedDecoding, seq: _Sequence):
+        self.seq = seq
+        weakref.finalize(self, engine._release, seq)
+
+
+class BatchedModel:
+    """The model as the loops of one :class:`BatchedDecoding` see it: its decoding steps are
+    batched with the other loops'; everything else is the model's (attributes pass through)."""
+
+    def __init__(self, engine: BatchedDecoding):
+        self._engine, self._model = engine, engine.base
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def prepare_generation(self, input_ids, attention_mask, expand: int, max_new_tokens: int):
+        if expand != 1 or input_ids.shape[0] != 1 or (attention_mask is not None and not bool(attention_mask.all())):
+            raise InputError("batched decoding runs one unpadded sequence per loop, without beams; give each prompt "
+                             "its own loop (thread)")
+        ids, mask, cache = self._model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
+        return ids, mask, _Slot(self._engine, _Sequence(cache, ids.shape[1] + max_new_tokens - 1))
+
+    def generation_step(self, input_ids, attention_mask, cache: _Slot) -> torch.Tensor:
+        return self._engine._run(cache.seq, input_ids)
+
+    def generation_logits(self, input_ids, attention_mask, cache):
+        raise InputError(_GUESSES)
+
+    def stream(self, input_ids: torch.Tensor, **kwargs):
+        """:func:`attnkit.generation.stream` on the batch (the engine's owner packs weights, not each loop)."""
+        from attnkit.generation import stream
+
+        return stream(self, input_ids, **_batchable(kwargs))
+
+    def generate(self, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        """:func:`attnkit.generation.generate` on the batch: greedy or sampled, one sequence."""
+        from attnkit.generation import generate
+
+        return generate(self, input_ids, **_batchable(kwargs))
+
+
+_GUESSES = "batched decoding takes one token per step: no prompt lookup or assistant model"
+
+
+def _batchable(kwargs: dict) -> dict:
+    """A loop's decoding arguments, checked; weights are packed by the engine's owner, not per loop."""
+    if kwargs.get("prompt_lookup_num_tokens") is not None or kwargs.get("assistant_model") is not None:
+        raise InputError(_GUESSES)
+    return {"pack_weights": False, **kwargs}
+
+
+class BatchedDecoding:
+    """Decode the sequences of concurrent loops together (see the module doc).
+
+    ``model``: a decoder-only model in eval mode. ``max_batch_size``: sequences holding a cache
+    at once. ``wait``: how long (seconds) a step waits for a loop of the batch that is not back
+    yet before it runs without it. Pass :attr:`model` to the loops; :meth:`close` stops the worker.
+    ``stats`` counts ``steps`` (batched forward passes), ``tokens`` (rows over those steps),
+    ``prefills``, ``rebuilds`` of the shared cache, ``left`` (loops that left the batch while
+    still decoding) and ``largest`` (the most rows in one step).
+    """
+
+    def __init__(self, model, max_batch_size: int = 8, wait: float = 0.05):
+        if hasattr(model, "decoder_start_ids") or not hasattr(model, "generation_logits"):
+            raise InputError(f"batched decoding serves decoder-only models; {type(model).__name__} is not one")
+        refeed = getattr(model, "generation_refeed_at", None)
+        if refeed is not None and refeed() is not None:
+            raise InputError(f"{type(model).__name__} refeeds its cache past {refeed()} positions (LongRoPE), "
+                             "which batched decoding does not")
+        if not (isinstance(max_batch_size, int) and max_batch_size >= 1):
+            raise InputError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+        self.base, self.max_batch_size, self.wait = model, max_batch_size, wait
+        self.model = BatchedModel(self)
+        self.stats: Counter = Counter()
+        self._cond = threading.Condition()
+        self._pending: list[_Sequence] = []  # loops waiting for their step
+        self._holding: set[_Sequence] = set()  # sequences with keys and values (prefilled, not released)
+        self._members: list[_Sequence] = []  # the shared cache's rows
+        self._cache: DecoderCache | None = None
+        self._pad: torch.Tensor | None = None  # (B,) masked columns before each row's first token
+        self._closed = False
+        self._worker: threading.Thread | None = None  # started by the first step, ends when idle
+
+    def close(self) -> None:
+        """Stop the worker; loops still waiting get an error, later ones too."""
+        with self._cond:
+            self._closed = True
+            worker = self._worker
+            self._cond.notify_all()
+        if worker is not None:
+            worker.join()
+
+    # -- the loops' side ---------------------------------------------------------------------------
+    def _run(self, seq: _Sequence, input_ids: torch.Tensor) -> torch.Tensor:
+        """Hand one step to the worker and wait for its ``(1, V)`` logits (any loop's thread)."""
+        if seq.cache is None and input_ids.shape != (1, 1):
+            raise InputError(f"batched decoding feeds one token per step after the prompt, got "
+                             f"{tuple(input_ids.shape)}")
+        with self._cond:
+            if self._closed or seq.broken:
+                raise InputError("this batched decoding was closed" if self._closed else
+                                 "this sequence's cache was lost when a batched step failed")
+            seq.input, seq.error = input_ids, None
+            seq.ready.clear()
+            self._pending.append(seq)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="attnkit-batching", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+        seq.ready.wait()
+        if seq.error is not None:
+            raise seq.error
+        logits, seq.logits = seq.logits, None
+        return logits
+
+    def _release(self, seq: _Sequence) -> None:
+        """A loop ended: its place and keys/values go (any thread, on garbage collection)."""
+        with self._cond:
+            seq.released, seq.kv, seq.cache = True, None, None
+            self._holding.discard(seq)
+            self._cond.notify_all()
+
+    # -- the worker ------------------------------------------------------------------------------
+    def _ready(self) -> tuple[list[_Sequence], list[_Sequence]]:
+        """The prefills that have a place and the steps that can run now (under the lock)."""
+        room = self.max_batch_size - len(self._holding)
+        prefills = [s for s in self._pending if s.cache is not None][:max(room, 0)]
+        return prefills, [s for s in self._pending if s.cache is None]
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._closed or any(self._ready()), timeout=IDLE_SECONDS) \
+                        and not self._pending and not self._holding:
+                    self._worker = None  # idle: an unused engine keeps no thread (the next step starts one)
+                    return
+                if self._closed:
+                    return self._fail_pending(InputError("this batched decoding was closed"))
+                # the rows of the batch that are still decoding get `wait` seconds to come back
+                late = lambda: [s for s in self._members if not s.released and s not in self._pending]  # noqa: E731
+                self._cond.wait_for(lambda: self._closed or not late(), timeout=self.wait)
+                prefills, steps = self._ready()
+                for s in prefills + steps:
+                    self._pending.remove(s)
+                self._holding.update(prefills)
+            with torch.inference_mode():
+                for s in prefills:
+                    self._prefill(s)
+                if steps:
+                    self._step(steps)
+            for s in prefills + steps:
+                s.ready.set()
+
+    def _fail_pending(self, error: BaseException) -> None:
+        for s in self._pending:
+            s.error = error
+            s.ready.set()
+        self._pending.clear()
+
+    def _prefill(self, s: _Sequence) -> None:
+        """Feed a new sequence's prompt alone, into its own cache."""
+        try:
+            s.logits = self.base.generation_step(s.input, None, s.cache)
+            s.length = s.input.shape[1]
+            s.kv = [c.keys_values() for c in s.cache.self_attn]
+            self.stats["prefills"] += 1
+        except Exception as e:  # a prompt the model refuses: that loop's error
+            s.error = e
+        finally:
+            s.cache = None
+
+    def _step(self, rows: list[_Sequence]) -> None:
+        """One token for each of ``rows`` in one forward pass."""
+        rows = [s for s in self._members if s in rows] + [s for s in rows if s not in self._members]
+        try:
+            if rows != self._members:
+                self._rebuild(rows)
+            width = self._cache.length
+            ids = torch.cat([s.input for s in rows])  # (B, 1)
+            mask = None
+            if self._pad is not None:  # (B, width + 1): True from each row's first token
+                mask = torch.arange(width + 1, device=ids.device) >= self._pad[:, None]
+            logits = self.base.generation_step(ids, mask, self._cache)  # (B, V)
+        except Exception as e:  # the keys and values in the batch are lost with it
+            for s in rows:
+                s.error = e
+            for s in set(rows) | set(self._members):
+                s.broken = s.broken or s.kv is None
+            self._members, self._cache, self._pad = [], None, None
+            return
+        for i, s in enumerate(rows):
+            s.length += 1
+            s.logits = logits[i:i + 1].clone()  # its own: the loop's processors write in place
+        self.stats.update(steps=1, tokens=len(rows))
+        self.stats["largest"] = max(self.stats["largest"], len(rows))
+
+    def _rebuild(self, rows: list[_Sequence]) -> None:
+        """Make the shared cache hold ``rows`` (in order), right-aligned; members not among
+        them leave with their own copy of their keys and values."""
+        old, cache = self._members, self._cache
+        width_old = 0 if cache is None else cache.length
+
+        def own(s: _Sequence, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+            if s.kv is not None:
+                return s.kv[layer]
+            i, c = old.index(s), cache.self_attn[layer]
+            return c.k[i:i + 1, :, width_old - s.length:width_old], c.v[i:i + 1, :, width_old - s.length:width_old]
+
+        for s in old:
+            if s not in rows and not s.released:
+                s.kv = [tuple(t.clone() for t in own(s, layer)) for layer in range(len(cache.self_attn))]
+                self.stats["left"] += 1
+        width = max(s.length for s in rows)
+        end = width + max(s.max_len - s.length for s in rows)  # the last column any row may write
+        new = DecoderCache(len(cache.self_attn) if cache is not None else len(rows[0].kv), end)
+        for layer, c in enumerate(new.self_attn):
+            parts = [own(s, layer) for s in rows]
+            (k0, v0), B = parts[0], len(rows)
+            # zeros, not empty memory: masked columns get zero weight, and 0 × NaN would not be 0
+            c.k = k0.new_zeros(B, k0.shape[1], end, k0.shape[3])
+            c.v = v0.new_zeros(B, v0.shape[1], end, v0.shape[3])
+            for i, (s, (k, v)) in enumerate(zip(rows, parts)):
+                c.k[i, :, width - s.length:width] = k[0]
+                c.v[i, :, width - s.length:width] = v[0]
+            c.length = width
+        for s in rows:
+            s.kv = None
+        pad = [width - s.length for s in rows]
+        self._members, self._cache = rows, new
+        self._pad = torch.tensor(pad, device=new.self_attn[0].k.device) if any(pad) else None
+        self.stats["rebuilds"] += 1

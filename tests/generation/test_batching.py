@@ -1,0 +1,180 @@
+"""Continuous batching against the loops run alone: concurrent ``generate`` and ``stream`` calls on
+``BatchedDecoding.model`` give each call the tokens it gets by itself (greedy and seeded sampling,
+other prompt lengths and lengths, learned, rotary and ALiBi positions, windows), while their steps
+share forward passes; a late loop leaves the batch without holding the others up, a closed one
+gives up its place, and what batching cannot do is refused."""
+
+import threading
+
+import pytest
+import torch
+
+from attnkit import GPT, GPTConfig, InputError
+from attnkit.generation import BatchedDecoding
+
+V = 97
+CONFIGS = {
+    "learned": dict(),
+    "rotary-gqa-window": dict(positional="rotary", n_kv_heads=2, sliding_window=6, norm="rmsnorm"),
+    "alibi": dict(positional="alibi"),
+}
+
+
+def tiny(**kw) -> GPT:
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=V, n_layers=2, d_model=64, n_heads=4, n_positions=96, bos_token_id=None,
+                    eos_token_id=None, **kw)
+    model = GPT(cfg).eval()
+    with torch.no_grad():  # large weights: sharp attention, so that a key or a mask out of place shows
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.4)
+    return model
+
+
+def in_threads(*calls, timeout: float = 120) -> list:
+    """Run each call in its own thread, all started together; their results (an exception re-raised)."""
+    results, start = [None] * len(calls), threading.Barrier(len(calls))
+
+    def run(i):
+        start.wait()
+        try:
+            results[i] = calls[i]()
+        except Exception as e:  # re-raised by the test, in the main thread
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+        assert not t.is_alive(), "a decoding loop never finished"
+    return results
+
+
+def in_step(barrier: threading.Barrier, at: int):
+    """A logits processor that makes its loop wait for the others at its ``at``-th step, so that
+    the loops are all between steps at once (their next steps are then batched)."""
+    calls = []
+
+    def processor(ids, scores):
+        calls.append(1)
+        if len(calls) == at:
+            barrier.wait(60)
+        return scores
+
+    return processor
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_concurrent_loops_get_the_tokens_each_gets_alone(kind):
+    model = tiny(**CONFIGS[kind])
+    batched = BatchedDecoding(model, max_batch_size=8, wait=1.0)
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(0, V, (1, n), generator=g) for n in (3, 11, 6, 17, 1)]
+    lengths = [25, 9, 40, 18, 30]  # other lengths: rows leave while others decode
+    sync = threading.Barrier(len(prompts))
+
+    def settings(i):  # odd rows sampled from their own seed, even rows greedy
+        return dict(max_new_tokens=lengths[i], do_sample=bool(i % 2), temperature=1.3, eos_token_id=None,
+                    generator=torch.Generator().manual_seed(10 + i) if i % 2 else None)
+
+    got = in_threads(*[lambda i=i: batched.model.generate(prompts[i], **settings(i),
+                                                          logits_processor=[in_step(sync, 2)])
+                       for i in range(len(prompts))])
+    for i, out in enumerate(got):
+        assert torch.equal(out, model.generate(prompts[i], **settings(i))), f"row {i}"
+    stats = batched.stats
+    assert stats["largest"] == len(prompts)  # every loop was in one forward pass at some step
+    assert stats["tokens"] == sum(lengths) - len(prompts)  # one row per token after each prefill
+    assert stats["steps"] < stats["tokens"] / 2
+    batched.close()
+
+
+def test_a_loop_that_is_late_leaves_the_batch_and_rejoins_with_its_own_tokens():
+    """Loop A stops taking tokens until loop B has finished: B must finish without A (else A's
+    wait runs out), and A then continues from its own keys and values."""
+    model = tiny()
+    batched = BatchedDecoding(model, wait=0.02)
+    a, b = torch.tensor([[5, 6, 7]]), torch.tensor([[8, 9, 10, 11, 12]])
+    b_done = threading.Event()
+
+    def loop_a():
+        tokens = []
+        for step, t in enumerate(batched.model.stream(a, max_new_tokens=30, eos_token_id=None)):
+            tokens.append(int(t))
+            if step == 3:
+                assert b_done.wait(60), "B was held up by A"
+        return tokens
+
+    def loop_b():
+        out = batched.model.generate(b, max_new_tokens=20, eos_token_id=None)
+        b_done.set()
+        return out
+
+    tokens_a, out_b = in_threads(loop_a, loop_b)
+    assert not isinstance(tokens_a, Exception), tokens_a
+    assert tokens_a == model.generate(a, max_new_tokens=30, eos_token_id=None)[0, 3:].tolist()
+    assert torch.equal(out_b, model.generate(b, max_new_tokens=20, eos_token_id=None))
+    assert batched.stats["left"] >= 1
+    batched.close()
+
+
+def test_a_closed_loop_gives_up_its_place():
+    """With room for one sequence, a second loop can only start once the first one's generator
+    is closed (a client that went away)."""
+    model = tiny()
+    batched = BatchedDecoding(model, max_batch_size=1)
+    first = batched.model.stream(torch.tensor([[1, 2]]), max_new_tokens=50, eos_token_id=None)
+    next(first), next(first)
+    first.close()
+    (out,) = in_threads(lambda: batched.model.generate(torch.tensor([[3, 4]]), max_new_tokens=5, eos_token_id=None),
+                        timeout=60)
+    assert torch.equal(out, model.generate(torch.tensor([[3, 4]]), max_new_tokens=5, eos_token_id=None))
+    batched.close()
+
+
+def test_max_batch_size_caps_the_rows_of_a_step():
+    model = tiny()
+    batched = BatchedDecoding(model, max_batch_size=2, wait=1.0)
+    prompts = [torch.tensor([[i + 1, i + 2]]) for i in range(4)]
+    got = in_threads(*[lambda p=p: batched.model.generate(p, max_new_tokens=12, eos_token_id=None) for p in prompts])
+    for p, out in zip(prompts, got):
+        assert torch.equal(out, model.generate(p, max_new_tokens=12, eos_token_id=None))
+    assert batched.stats["largest"] == 2 and batched.stats["prefills"] == 4
+    batched.close()
+
+
+def test_a_prompt_the_model_refuses_fails_its_own_loop_only():
+    model = tiny()  # learned positions: 96 at most
+    batched = BatchedDecoding(model)
+    long, short = torch.zeros(1, 90, dtype=torch.long), torch.tensor([[4, 5, 6]])
+    bad, good = in_threads(lambda: batched.model.generate(long, max_new_tokens=20, eos_token_id=None),
+                           lambda: batched.model.generate(short, max_new_tokens=10, eos_token_id=None))
+    assert isinstance(bad, InputError) and "context" in str(bad)
+    assert torch.equal(good, model.generate(short, max_new_tokens=10, eos_token_id=None))
+    batched.close()
+    with pytest.raises(InputError, match="closed"):
+        batched.model.generate(short, max_new_tokens=3, eos_token_id=None)
+
+
+def test_what_batching_cannot_run_is_refused():
+    model = tiny()
+    batched = BatchedDecoding(model)
+    ids = torch.tensor([[1, 2, 3]])
+    with pytest.raises(InputError, match="without beams"):
+        batched.model.generate(ids, num_beams=2, max_new_tokens=3)
+    with pytest.raises(InputError, match="one unpadded sequence"):
+        batched.model.generate(torch.tensor([[1, 2], [3, 4]]), max_new_tokens=3)
+    with pytest.raises(InputError, match="one unpadded sequence"):
+        batched.model.generate(ids, attention_mask=torch.tensor([[0, 1, 1]]), max_new_tokens=3)
+    with pytest.raises(InputError, match="one token per step"):
+        batched.model.generate(ids, prompt_lookup_num_tokens=2, max_new_tokens=3)
+    with pytest.raises(InputError, match="max_batch_size"):
+        BatchedDecoding(model, max_batch_size=0)
+    from attnkit import Transformer, TransformerConfig
+
+    with pytest.raises(InputError, match="decoder-only"):
+        BatchedDecoding(Transformer(TransformerConfig(vocab_size=20, d_model=16, n_heads=2, d_ff=32,
+                                                      n_encoder_layers=1, n_decoder_layers=1)))
+    batched.close()
