@@ -1,9 +1,10 @@
 """PEFT LoRA adapters merged into attnkit models: the logits equal those of ``peft``'s model with the
 same adapter, on a Qwen3 (attnkit fuses the query/key/value projections an adapter updates one by
-one), with rsLoRA and a trained head (``modules_to_save``), and on GPT-2 (``Conv1D`` layers,
-``fan_in_fan_out``, trained biases); ``from_pretrained`` of an adapter's directory loads its base
-adapted; what is not plain LoRA is refused by name. attnkit's own adapters written in PEFT's
-format give ``peft`` the logits attnkit computes (fused, interleaved and transposed layouts)."""
+one), with rsLoRA and a trained head (``modules_to_save``), with DoRA, and on GPT-2 (``Conv1D``
+layers, ``fan_in_fan_out``, trained biases, DoRA); ``from_pretrained`` of an adapter's directory
+loads its base adapted; what is not LoRA or DoRA is refused by name. attnkit's own adapters
+(LoRA and DoRA) written in PEFT's format give ``peft`` the logits attnkit computes (fused,
+interleaved and transposed layouts)."""
 
 import json
 
@@ -26,7 +27,9 @@ def _adapted(hf, path, **lora):
     model = peft.get_peft_model(hf, peft.LoraConfig(**lora)).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "lora_" in name or "modules_to_save" in name:
+            if "lora_magnitude" in name:  # DoRA: magnitudes away from the base's norms
+                p.mul_(torch.rand_like(p) + 0.5)
+            elif "lora_" in name or "modules_to_save" in name:
                 p.normal_(0.0, 0.2)
     model.save_pretrained(path)
     return model
@@ -35,7 +38,8 @@ def _adapted(hf, path, **lora):
 @pytest.mark.parametrize("lora", [
     dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]),
     dict(r=2, lora_alpha=3, use_rslora=True, target_modules=["k_proj", "gate_proj"], modules_to_save=["lm_head"]),
-], ids=["attention and mlp", "rslora, trained head"])
+    dict(r=4, lora_alpha=8, use_dora=True, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]),
+], ids=["attention and mlp", "rslora, trained head", "dora"])
 def test_a_qwen3_adapter_gives_peft_logits(tmp_path, lora):
     hf_model(tmp_path / "base", "Qwen3")
     model = attnkit.from_pretrained(tmp_path / "base")
@@ -53,14 +57,15 @@ def test_a_qwen3_adapter_gives_peft_logits(tmp_path, lora):
         assert (again(ids).logits - ref).abs().max() < 1e-4
 
 
-def test_a_gpt2_adapter_on_conv1d_layers_with_trained_biases(tmp_path):
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_a_gpt2_adapter_on_conv1d_layers_with_trained_biases(tmp_path, dora):
     config = transformers.GPT2Config(vocab_size=96, n_positions=32, n_embd=32, n_layer=2, n_head=4, bos_token_id=1,
                                      eos_token_id=2)
     torch.manual_seed(0)
     transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "base")
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "base")
     adapted = _adapted(hf, tmp_path / "adapter", r=4, lora_alpha=16, target_modules=["c_attn", "c_fc"],
-                       fan_in_fan_out=True, bias="lora_only")
+                       fan_in_fan_out=True, bias="lora_only", use_dora=dora)
     with torch.no_grad():
         for name, p in adapted.named_parameters():
             if name.endswith("c_attn.bias"):
@@ -79,7 +84,8 @@ def test_adapters_that_are_not_plain_lora_are_refused(tmp_path):
     config_path = tmp_path / "adapter" / "adapter_config.json"
     config = json.loads(config_path.read_text())
     model = attnkit.from_pretrained(tmp_path / "base")
-    for change, match in [({"use_dora": True}, "use_dora"), ({"peft_type": "IA3"}, "peft_type 'IA3'"),
+    for change, match in [({"lora_bias": True}, "lora_bias"), ({"peft_type": "IA3"}, "peft_type 'IA3'"),
+                          ({"use_dora": True}, "q_proj has lora_A, lora_B, not lora_A, lora_B, lora_magnitude_vector"),
                           ({"alpha_pattern": {"q_proj": 4}}, "alpha_pattern")]:
         config_path.write_text(json.dumps({**config, **change}))
         with pytest.raises(CheckpointError, match=match):
@@ -96,11 +102,14 @@ def _randomized(model):
         for name, p in model.named_parameters():
             if name.endswith("lora_B"):
                 p.normal_(0.0, 0.2)
+            if name.endswith("lora_magnitude"):
+                p.mul_(torch.rand_like(p) + 0.5)
     return model
 
 
-@pytest.mark.parametrize("family", ["Qwen3", "GPT2", "GPTNeoX"])
-def test_attnkit_adapters_written_for_peft_give_attnkit_logits(tmp_path, family):
+@pytest.mark.parametrize("family,dora", [("Qwen3", False), ("GPT2", False), ("GPTNeoX", False), ("Qwen3", True),
+                                         ("GPT2", True), ("GPTNeoX", True)])
+def test_attnkit_adapters_written_for_peft_give_attnkit_logits(tmp_path, family, dora):
     """Qwen3: a fused q/k/v adapter as three; GPT-2: Conv1D (fan_in_fan_out); GPT-NeoX: q/k/v
     rows interleaved head by head in Hugging Face's tensor."""
     torch.manual_seed(0)
@@ -115,10 +124,10 @@ def test_attnkit_adapters_written_for_peft_give_attnkit_logits(tmp_path, family)
         head = "GPT2LMHeadModel" if family == "GPT2" else f"{family}ForCausalLM"
         getattr(transformers, head)(config).save_pretrained(tmp_path / "base")
     model = _randomized(add_lora(attnkit.from_pretrained(tmp_path / "base"), r=4, alpha=12,
-                                 targets=("qkv_proj", "out_proj", "fc_in")))
+                                 targets=("qkv_proj", "out_proj", "fc_in"), dora=dora))
     save_peft_adapter(model, tmp_path / "adapter")
     written = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
-    assert written["fan_in_fan_out"] == (family == "GPT2")
+    assert written["fan_in_fan_out"] == (family == "GPT2") and written["use_dora"] == dora
     assert written["base_model_name_or_path"] == str(tmp_path / "base")
     base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base")
     theirs = peft.PeftModel.from_pretrained(base, tmp_path / "adapter").eval()

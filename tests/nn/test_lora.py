@@ -1,7 +1,8 @@
 """LoRA (Hu et al. 2021): the adapted layer computes x Wᵀ + b + (α/r)·x Aᵀ Bᵀ and starts equal to
 the base layer; only the adapters (and the named trainable modules) train; merging gives the same
 outputs from plain layers; saving keeps the base checkpoint plain (transformers reads it) with the
-adapters beside it, and loading puts them back."""
+adapters beside it, and loading puts them back. DoRA (Liu et al. 2024) equals ``peft``'s
+``use_dora`` layer in outputs and gradients, with and without adapter dropout."""
 
 import json
 
@@ -23,6 +24,8 @@ def _randomize_adapters(model):
         for name, p in model.named_parameters():
             if name.endswith("lora_B"):
                 p.normal_(0.0, 0.1)
+            if name.endswith("lora_magnitude"):
+                p.mul_(torch.rand_like(p) + 0.5)
 
 
 def test_the_adapted_layer_is_the_papers_formula_and_starts_as_the_base():
@@ -38,6 +41,56 @@ def test_the_adapted_layer_is_the_papers_formula_and_starts_as_the_base():
     expected = x @ base.weight.T + base.bias + 2.0 * (x @ layer.lora_A.T @ layer.lora_B.T)  # α/r = 2
     torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
     assert set(layer.state_dict()) == {"weight", "bias", "lora_A", "lora_B"}
+
+
+def _peft_dora(layer: LoRALinear):
+    """``peft``'s DoRA layer over an ``nn.Linear`` with ``layer``'s weights."""
+    peft = pytest.importorskip("peft")
+    plain = torch.nn.Sequential(torch.nn.Linear(layer.in_features, layer.out_features))
+    theirs = peft.get_peft_model(plain, peft.LoraConfig(r=layer.r, lora_alpha=layer.alpha, target_modules=["0"],
+                                                        use_dora=True, lora_dropout=layer.lora_dropout.p))
+    with torch.no_grad():
+        for name, value in (("base_layer.weight", layer.weight), ("base_layer.bias", layer.bias),
+                            ("lora_A.default.weight", layer.lora_A), ("lora_B.default.weight", layer.lora_B),
+                            ("lora_magnitude_vector.default.weight", layer.lora_magnitude)):
+            theirs.get_parameter(f"base_model.model.0.{name}").copy_(value)
+    return theirs
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_dora_equals_peft_in_outputs_and_gradients(dropout):
+    """The magnitude starts at each output row's norm (the layer starts as the base); with
+    trained factors and magnitude, outputs and the gradients of x, A, B and m equal peft's
+    (whose norm ‖W + ΔW‖ is a constant in backward), in training with dropout and in eval."""
+    torch.manual_seed(0)
+    base = Linear(12, 7)
+    x = torch.randn(3, 5, 12)
+    before = base(x)
+    layer = LoRALinear(base, r=4, alpha=6.0, dropout=dropout, dora=True)
+    assert torch.allclose(layer(x), before, atol=1e-6)  # B = 0, m = ‖W‖
+    assert set(layer.state_dict()) == {"weight", "bias", "lora_A", "lora_B", "lora_magnitude"}
+    with torch.no_grad():
+        layer.lora_B.normal_(0, 0.5)
+        layer.lora_magnitude.mul_(torch.rand(7) + 0.5)
+    theirs = _peft_dora(layer)
+    for mode in ("train", "eval"):
+        layer.train(mode == "train"), theirs.train(mode == "train")
+        outs, grads = [], []
+        for module, prefix in ((layer, ""), (theirs, "base_model.model.0.")):
+            xi = x.clone().requires_grad_()
+            torch.manual_seed(1)  # the same dropout mask
+            out = module(xi)
+            out.pow(2).sum().backward()
+            params = {n: p for n, p in module.named_parameters()}
+            names = ("lora_A", "lora_B", "lora_magnitude") if not prefix else \
+                ("lora_A.default.weight", "lora_B.default.weight", "lora_magnitude_vector.default.weight")
+            grads.append([xi.grad] + [params[prefix + n].grad.clone() for n in names])
+            outs.append(out.detach())
+            module.zero_grad()
+        torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+        for mine, ref in zip(*grads):
+            torch.testing.assert_close(mine, ref, atol=1e-4, rtol=1e-4)
+    assert (outs[0] - before).abs().max() > 1e-2
 
 
 def test_only_the_adapters_and_the_trainable_modules_learn():
@@ -64,9 +117,10 @@ def test_only_the_adapters_and_the_trainable_modules_learn():
         assert torch.equal(after[name], value) == (not name.startswith("decoder.norm.")), name
 
 
-def test_merging_gives_the_same_outputs_from_plain_layers():
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_merging_gives_the_same_outputs_from_plain_layers(dora):
     model = tiny()
-    add_lora(model, r=4, alpha=16, targets=("qkv_proj", "fc_in", "fc_out"))  # fc_in: GELU fused after it
+    add_lora(model, r=4, alpha=16, targets=("qkv_proj", "fc_in", "fc_out"), dora=dora)  # fc_in: GELU fused after it
     _randomize_adapters(model)
     ids = torch.randint(0, 64, (4, 16))  # rows enough for oneDNN's fused linear + GELU
     with torch.no_grad():
@@ -87,10 +141,10 @@ def test_saving_keeps_a_plain_base_checkpoint_and_loading_puts_the_adapters_back
     ids = torch.randint(0, 64, (2, 12))
     with torch.no_grad():
         base_logits = model(ids).logits
-    add_lora(model, r=4, alpha=8, dropout=0.1)
+    add_lora(model, r=4, alpha=8, dropout=0.1, dora=True)
     _randomize_adapters(model)
     model.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "lora_config.json").read_text())["r"] == 4
+    assert json.loads((tmp_path / "lora_config.json").read_text())["dora"] is True
     again = attnkit.from_pretrained(tmp_path)
     with torch.no_grad():
         assert torch.equal(again(ids).logits, model(ids).logits)
@@ -106,6 +160,7 @@ def test_saving_keeps_a_plain_base_checkpoint_and_loading_puts_the_adapters_back
 
 def test_bad_settings_and_files_are_refused_by_name(tmp_path):
     for kwargs, match in [(dict(r=0), "rank"), (dict(alpha=-1), "alpha"), (dict(dropout=1.0), "dropout"),
+                          (dict(dora="yes"), "dora must be true or false"),
                           (dict(targets=("nope",)), "name no linear layer"), (dict(trainable=("nope",)), "trainable"),
                           (dict(modules=["ln_f"]), "not linear layers"),
                           (dict(targets=("out_proj", "lm_head")), "LoRA on lm_head is not supported")]:

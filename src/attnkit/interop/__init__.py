@@ -541,8 +541,9 @@ def _load_lora(model, directory: Path) -> None:
         return
     cfg = read_json(path)
     fields = ("r", "alpha", "dropout", "modules", "trainable")
-    if not isinstance(cfg, dict) or sorted(cfg) != sorted(fields) or not isinstance(cfg["modules"], list):
-        raise CheckpointError(f"{path} must hold an object with {', '.join(fields)}")
+    if not isinstance(cfg, dict) or sorted(set(cfg) - {"dora"}) != sorted(fields) \
+            or not isinstance(cfg["modules"], list):
+        raise CheckpointError(f"{path} must hold an object with {', '.join(fields)} (and dora)")
     try:
         add_lora(model, **cfg)
     except InputError as e:

@@ -1,4 +1,4 @@
-"""PEFT LoRA adapters (``adapter_config.json`` + ``adapter_model.safetensors``, as the ``peft``
+"""PEFT LoRA and DoRA adapters (``adapter_config.json`` + ``adapter_model.safetensors``, as the ``peft``
 package saves them): merged into an attnkit model's weights (:func:`load_peft_adapter`), and
 attnkit's own adapters written in that format (:func:`save_peft_adapter`).
 
@@ -29,33 +29,36 @@ ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME = "adapter_config.json", "adapter_mode
 _PREFIX = "base_model.model."
 
 
-def _adapter_settings(cfg, where: Path) -> tuple[float, bool, bool]:
-    """``(lora_alpha, use_rslora, fan_in_fan_out)`` of an adapter config, after refusing what is
-    not a plain LoRA adapter."""
+def _adapter_settings(cfg, where: Path) -> tuple[float, bool, bool, bool]:
+    """``(lora_alpha, use_rslora, fan_in_fan_out, use_dora)`` of an adapter config, after refusing
+    what is not a LoRA or DoRA adapter."""
     if not isinstance(cfg, dict) or cfg.get("peft_type") != "LORA":
         raise CheckpointError(f"{where}: peft_type {cfg.get('peft_type') if isinstance(cfg, dict) else cfg!r} is "
                               "not supported; attnkit merges LoRA adapters (peft_type 'LORA')")
-    for key in ("use_dora", "lora_bias"):
-        if cfg.get(key):
-            raise CheckpointError(f"{where}: {key} adapters are not supported (plain LoRA only)")
+    if cfg.get("lora_bias"):
+        raise CheckpointError(f"{where}: lora_bias adapters are not supported (LoRA and DoRA only)")
     if cfg.get("alpha_pattern"):
         raise CheckpointError(f"{where}: alpha_pattern (a lora_alpha per module) is not supported")
     alpha = cfg.get("lora_alpha", 8)
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
         raise CheckpointError(f"{where}: lora_alpha must be a number, got {alpha!r}")
-    return float(alpha), bool(cfg.get("use_rslora", False)), bool(cfg.get("fan_in_fan_out", False))
+    return (float(alpha), bool(cfg.get("use_rslora", False)), bool(cfg.get("fan_in_fan_out", False)),
+            bool(cfg.get("use_dora", False)))
 
 
 def load_peft_adapter(model, adapter: str | Path, **hub_options):
     """Merge the PEFT LoRA adapter in directory (or hub id) ``adapter`` into ``model``'s weights,
     in place; returns ``model``. ``hub_options`` go to ``huggingface_hub`` (``revision``, ...).
 
-    Raises :class:`~attnkit.CheckpointError` for an adapter that is not plain LoRA (DoRA,
-    embedding adapters, per-module alphas), or that names a module the model does not have or
-    with another shape."""
+    A DoRA adapter (``use_dora``) sets each adapted weight to ``m · (W + ΔW) / ‖W + ΔW‖`` (norms
+    per output feature), as ``peft`` merges it.
+
+    Raises :class:`~attnkit.CheckpointError` for an adapter that is not LoRA or DoRA on linear
+    layers (embedding adapters, per-module alphas), or that names a module the model does not
+    have or with another shape."""
     directory = resolve_checkpoint_dir(adapter, **hub_options)
     where = directory / ADAPTER_CONFIG_NAME
-    alpha, rslora, transposed = _adapter_settings(read_json(where), where)
+    alpha, rslora, transposed, dora = _adapter_settings(read_json(where), where)
     if not (directory / ADAPTER_WEIGHTS_NAME).is_file():
         raise CheckpointError(f"{directory} has no {ADAPTER_WEIGHTS_NAME} (adapters are read from safetensors only)")
     tensors = read_safetensors(directory / ADAPTER_WEIGHTS_NAME)
@@ -63,10 +66,9 @@ def load_peft_adapter(model, adapter: str | Path, **hub_options):
     replaced: dict[str, torch.Tensor] = {}
     for key, t in tensors.items():
         name = key.removeprefix(_PREFIX).replace(".default.", ".").replace(".base_layer.", ".")
-        if "lora_embedding" in name or "lora_magnitude" in name:
-            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {key} (embedding or DoRA adapters) is not "
-                                  "supported")
-        if ".lora_A." in name or ".lora_B." in name:
+        if "lora_embedding" in name:
+            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {key} (an embedding adapter) is not supported")
+        if ".lora_A." in name or ".lora_B." in name or ".lora_magnitude_vector" in name:
             module, part = name.rsplit(".lora_", 1)
             factors.setdefault(module, {})[part.split(".")[0]] = t
         else:
@@ -76,19 +78,23 @@ def load_peft_adapter(model, adapter: str | Path, **hub_options):
     hf = keymap.to_hf(rules, {k: v.detach() for k, v in _weights_state(model).items()})
     for module, ab in factors.items():
         target = f"{module}.weight"
-        if set(ab) != {"A", "B"}:
-            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {module} has lora_{''.join(sorted(ab))} only")
+        parts = {"A", "B", "magnitude_vector"} if dora else {"A", "B"}
+        if set(ab) != parts:
+            have, need = (", ".join(f"lora_{p}" for p in sorted(x)) for x in (ab, parts))
+            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {module} has {have}, not {need}")
         if target not in hf:
             raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: the adapter changes {target}, which the "
                                   f"model's checkpoint layout ({type(model).__name__}) does not have")
         A, B = ab["A"].float(), ab["B"].float()
         r = A.shape[0]
-        delta = (B @ A) * (alpha / (math.sqrt(r) if rslora else r))
-        delta = delta.T if transposed else delta
-        if delta.shape != hf[target].shape:
-            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {module}'s update is {tuple(delta.shape)} "
-                                  f"but {target} is {tuple(hf[target].shape)}")
-        hf[target] = (hf[target].float() + delta).to(hf[target].dtype)
+        w = hf[target].float().T if transposed else hf[target].float()  # (out, in)
+        if (B @ A).shape != w.shape or (dora and ab["magnitude_vector"].shape != w.shape[:1]):
+            raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {module}'s update is {tuple((B @ A).shape)} "
+                                  f"but {target} is {tuple(w.shape)} (out, in)")
+        w = w + (B @ A) * (alpha / (math.sqrt(r) if rslora else r))
+        if dora:  # rescaled to the magnitude of each output feature
+            w = w * (ab["magnitude_vector"].float() / torch.linalg.norm(w, dim=1))[:, None]
+        hf[target] = (w.T if transposed else w).to(hf[target].dtype)
     for name, t in replaced.items():
         if name not in hf or hf[name].shape != t.shape:
             raise CheckpointError(f"{directory / ADAPTER_WEIGHTS_NAME}: {name} {tuple(t.shape)} replaces no tensor of "
@@ -124,9 +130,15 @@ def save_peft_adapter(model, directory: str | Path, base_model_name_or_path: str
     for name, layer in layers.items():
         updates, transposed = keymap.lora_to_hf(rules, f"{name}.weight", layer.lora_A.detach(), layer.lora_B.detach())
         flipped.add(transposed)
-        for hf_weight, A, B in updates:
+        magnitudes = [None] * len(updates)
+        if cfg.get("dora"):  # one per output feature: split and regrouped as the rows of B
+            m = layer.lora_magnitude.detach()[:, None]
+            magnitudes = [part[:, 0] for _, _, part in keymap.lora_to_hf(rules, f"{name}.weight", m[:0], m)[0]]
+        for (hf_weight, A, B), m in zip(updates, magnitudes):
             module = hf_weight.removesuffix(".weight")
             tensors[f"{_PREFIX}{module}.lora_A.weight"], tensors[f"{_PREFIX}{module}.lora_B.weight"] = A, B
+            if m is not None:
+                tensors[f"{_PREFIX}{module}.lora_magnitude_vector"] = m
             targets.append(module)
     if len(flipped) > 1:
         raise CheckpointError("the adapters are on Conv1D and linear layers together, which PEFT's one "
@@ -134,6 +146,7 @@ def save_peft_adapter(model, directory: str | Path, base_model_name_or_path: str
     generative = hasattr(model, "generation_step")
     config = dict(peft_type="LORA", r=cfg["r"], lora_alpha=cfg["alpha"], lora_dropout=cfg["dropout"],
                   target_modules=targets, fan_in_fan_out=flipped.pop(), bias="none", use_rslora=False,
+                  use_dora=bool(cfg.get("dora")),
                   modules_to_save=None, inference_mode=True,
                   task_type=("SEQ_2_SEQ_LM" if hasattr(model, "decoder_start_ids") else "CAUSAL_LM") if generative
                   else None, base_model_name_or_path=base_model_name_or_path or getattr(model, "name_or_path", None))

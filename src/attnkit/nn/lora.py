@@ -8,6 +8,11 @@ head) is frozen, so an optimizer over the parameters that need gradients trains 
 :func:`merge_lora` folds ``(α / r) · B A`` into each ``W`` and leaves plain layers (a model that
 decodes as fast as before, and saves as a plain checkpoint).
 
+With ``dora=True``, weight-decomposed adapters (DoRA; Liu et al. 2024): each output feature
+also gets a learned magnitude ``m``, and the layer computes with ``m · (W + ΔW) / ‖W + ΔW‖``
+(the norm of each output row, Eq. 5), the norm treated as a constant in backward (§4.3), as
+``peft``'s ``use_dora`` does; ``m`` starts at ``‖W‖``, so the model again starts as it was.
+
 A model with adapters saves its base weights as any model does and the adapters beside them
 (``lora_config.json`` + ``lora.safetensors``, attnkit's names); ``from_pretrained`` puts them
 back, so a training run with adapters resumes exactly.
@@ -22,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import InputError
-from attnkit.nn.linear import Linear
+from attnkit.nn.linear import Linear, linear
 
 DEFAULT_TARGETS = ("qkv_proj", "q_proj", "k_proj", "v_proj", "kv_proj", "out_proj")
 # layers whose weight the model reads directly, not through the layer (the LM head's chunked loss,
@@ -34,9 +39,10 @@ LORA_CONFIG_NAME, LORA_WEIGHTS_NAME = "lora_config.json", "lora.safetensors"  # 
 class LoRALinear(Linear):
     """A :class:`~attnkit.nn.Linear` plus a low-rank update: ``linear(x) + (alpha / r) ·
     dropout(x) @ lora_Aᵀ @ lora_Bᵀ``. Its ``weight`` and ``bias`` are the base layer's own
-    tensors (same names in the state dict), beside ``lora_A`` and ``lora_B``."""
+    tensors (same names in the state dict), beside ``lora_A`` and ``lora_B`` (and with ``dora``,
+    ``lora_magnitude``, ``(out,)``: see the module doc)."""
 
-    def __init__(self, base: Linear, r: int, alpha: float, dropout: float = 0.0):
+    def __init__(self, base: Linear, r: int, alpha: float, dropout: float = 0.0, dora: bool = False):
         nn.Module.__init__(self)
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight, self.bias = base.weight, base.bias
@@ -46,21 +52,44 @@ class LoRALinear(Linear):
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, dtype=w.dtype, device=w.device))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # nn.Linear's initialisation, as the paper's code
         self.lora_dropout = nn.Dropout(dropout)
+        self.lora_magnitude = nn.Parameter(torch.linalg.norm(w.detach().float(), dim=1).to(w.dtype)) if dora else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        update = F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B)
-        return super().forward(x) + update * self.scaling
+        dropped = self.lora_dropout(x)
+        update = F.linear(F.linear(dropped, self.lora_A), self.lora_B) * self.scaling
+        if self.lora_magnitude is None:
+            return super().forward(x) + update
+        # DoRA: m · (W + ΔW) / ‖W + ΔW‖ per output feature, the norm a constant (§4.3)
+        scale = self.lora_magnitude / self._norm().to(self.lora_magnitude.dtype)
+        if self.training and self.lora_dropout.p > 0:  # W's rescaling sees the dropped-out input too, as in peft
+            return super().forward(x) + (scale - 1) * linear(dropped, self.weight) + scale * update
+        out = scale * (linear(x, self.decoding_weight(x)) + update)
+        return out if self.bias is None else out + self.bias
+
+    def _norm(self) -> torch.Tensor:
+        """``‖W + ΔW‖`` of each output feature, ``(out,)`` in fp32, without gradient."""
+        with torch.no_grad():
+            return torch.linalg.norm(self.weight.float() + self.delta(), dim=1)
 
     def fused(self, x: torch.Tensor, postop=None, bias=None) -> None:
         """Never fused: the update comes between the matmul and what would be fused after it."""
         return None
 
     def delta(self) -> torch.Tensor:
-        """``(alpha / r) · B A``, the update of the weight, in fp32."""
+        """``(alpha / r) · B A``, the low-rank update of the weight, in fp32."""
         return (self.lora_B.float() @ self.lora_A.float()) * self.scaling
 
+    def merged_weight(self) -> torch.Tensor:
+        """The weight that computes what the layer does (without dropout), in fp32: ``W + ΔW``,
+        with DoRA scaled to ``m`` per output feature."""
+        w = self.weight.float() + self.delta()
+        if self.lora_magnitude is None:
+            return w
+        return w * (self.lora_magnitude.float() / torch.linalg.norm(w, dim=1))[:, None]
+
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, r={self.r}, alpha={self.alpha}"
+        dora = ", dora" if self.lora_magnitude is not None else ""
+        return f"{super().extra_repr()}, r={self.r}, alpha={self.alpha}{dora}"
 
 
 def _plain(layer: LoRALinear) -> Linear:
@@ -84,10 +113,11 @@ def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
 
 def add_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float = 0.0,
              targets: tuple[str, ...] | list[str] = DEFAULT_TARGETS, modules: list[str] | None = None,
-             trainable: tuple[str, ...] | list[str] = ()) -> nn.Module:
+             trainable: tuple[str, ...] | list[str] = (), dora: bool = False) -> nn.Module:
     """Give ``model``'s linear layers named ``...{target}`` (or exactly ``modules``, by full name)
-    rank-``r`` adapters scaled by ``alpha / r``, and freeze everything else but the modules named
-    in ``trainable`` (full names or last parts). In place; returns ``model``.
+    rank-``r`` adapters scaled by ``alpha / r`` (weight-decomposed with ``dora``), and freeze
+    everything else but the modules named in ``trainable`` (full names or last parts). In place;
+    returns ``model``.
 
     The default targets are the attention projections (the paper's choice, §7.1). Raises
     :class:`~attnkit.InputError` for a rank below 1, a negative ``alpha``, a dropout outside
@@ -98,6 +128,8 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float =
         raise InputError(f"LoRA alpha must be a number >= 0, got {alpha!r}")
     if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
         raise InputError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
+    if not isinstance(dora, bool):
+        raise InputError(f"dora must be true or false, got {dora!r}")
     if lora_layers(model):
         raise InputError("the model has LoRA adapters already (merge_lora(model) folds them in)")
     linears = {name: m for name, m in model.named_modules() if isinstance(m, Linear)}
@@ -124,23 +156,26 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float =
     for p in model.parameters():
         p.requires_grad_(False)
     for name in chosen:  # in the mode of the layer it replaces (no adapter dropout in an eval model)
-        _replace(model, name, LoRALinear(linears[name], r, float(alpha), float(dropout)).train(linears[name].training))
+        layer = LoRALinear(linears[name], r, float(alpha), float(dropout), dora)
+        _replace(model, name, layer.train(linears[name].training))
     for name, m in model.named_modules():
         if name in trainable or name.rpartition(".")[2] in trainable:
             for p in m.parameters():
                 p.requires_grad_(True)
-    model.lora_config = dict(r=r, alpha=float(alpha), dropout=float(dropout), modules=chosen, trainable=list(trainable))
+    model.lora_config = dict(r=r, alpha=float(alpha), dropout=float(dropout), modules=chosen, trainable=list(trainable),
+                             dora=dora)
     return model
 
 
 @torch.no_grad()
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold every adapter into its weight (``W += (alpha / r) · B A``) and put plain layers back;
+    """Fold every adapter into its weight (``W += (alpha / r) · B A``; with DoRA, the sum scaled
+    to its magnitudes: :meth:`LoRALinear.merged_weight`) and put plain layers back;
     every parameter needs gradients again, as in a model that never had adapters. In place;
     returns ``model``. A model without adapters is returned as it is."""
     layers = lora_layers(model)
     for name, layer in layers.items():
-        layer.weight.add_(layer.delta().to(layer.weight.dtype))
+        layer.weight.copy_(layer.merged_weight())
         _replace(model, name, _plain(layer))
     if layers:
         for p in model.parameters():
@@ -155,5 +190,5 @@ def lora_state(model: nn.Module) -> tuple[dict | None, dict[str, torch.Tensor]]:
     if not layers:
         return None, {}
     tensors = {f"{name}.{part}": getattr(m, part).detach() for name, m in layers.items()
-               for part in ("lora_A", "lora_B")}
+               for part in ("lora_A", "lora_B", "lora_magnitude") if getattr(m, part) is not None}
     return dict(model.lora_config), tensors

@@ -56,8 +56,8 @@ class ModelSection(Config):
     or ``pretrained``, a checkpoint directory or hub id to start from (fine-tuning: the
     checkpoint's config replaces ``preset``, and ``config`` may only change settings that keep
     the checkpoint's tensors, such as ``dropout``). ``lora`` (``r``, ``alpha``, ``dropout``,
-    ``targets``, ``trainable``: :func:`attnkit.nn.add_lora`'s arguments) trains low-rank adapters
-    instead of the whole model."""
+    ``targets``, ``trainable``, ``dora``: :func:`attnkit.nn.add_lora`'s arguments) trains low-rank
+    adapters instead of the whole model."""
 
     family: str = "GPT"
     preset: str | None = None
@@ -109,10 +109,10 @@ class ModelSection(Config):
         if self.lora:
             from attnkit.nn.lora import add_lora
 
-            unknown = sorted(set(self.lora) - {"r", "alpha", "dropout", "targets", "trainable"})
+            unknown = sorted(set(self.lora) - {"r", "alpha", "dropout", "targets", "trainable", "dora"})
             if unknown:
                 raise ConfigError(f"model.lora: unknown field {unknown[0]!r}; valid: r, alpha, dropout, targets, "
-                                  "trainable")
+                                  "trainable, dora")
             try:
                 add_lora(model, **self.lora)
             except InputError as e:
