@@ -814,7 +814,7 @@ def tool_server():
 def test_tool_calls_are_parsed_from_the_reply_plain_and_streamed(tool_server):
     """``tools`` reach the template; the Hermes block the model writes comes back as OpenAI's
     ``tool_calls`` (finish_reason ``tool_calls``, no content), through the official client, and
-    streamed as one ``tool_calls`` delta after the content before it (none here)."""
+    streamed as OpenAI streams a call: its id and name, then its arguments piece by piece."""
     openai = pytest.importorskip("openai")
     port, tok = tool_server
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
@@ -832,9 +832,12 @@ def test_tool_calls_are_parsed_from_the_reply_plain_and_streamed(tool_server):
                                                  stream=True))
     deltas = [c.choices[0].delta for c in chunks]
     assert "".join(d.content or "" for d in deltas) == ""
-    (streamed,) = [d.tool_calls for d in deltas if d.tool_calls]
-    assert streamed[0].index == 0 and streamed[0].function.name == "get_weather"
-    assert json.loads(streamed[0].function.arguments) == {"city": "paris"}
+    streamed = [d.tool_calls for d in deltas if d.tool_calls]
+    assert all(len(calls) == 1 and calls[0].index == 0 for calls in streamed)
+    head, *pieces = [calls[0] for calls in streamed]  # the name first, then the arguments as they are written
+    assert head.id.startswith("call_") and head.type == "function" and head.function.name == "get_weather"
+    assert head.function.arguments == "" and len(pieces) > 1 and all(p.id is None for p in pieces)
+    assert json.loads("".join(p.function.arguments for p in pieces)) == {"city": "paris"}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
     # tool_choice "none": the template gets no tools and the reply is not read for calls.

@@ -87,8 +87,8 @@ from attnkit.generation.constraints import JSONLogitsProcessor, JSONSchemaGramma
 from attnkit.generation.regex import RegexGrammar
 from attnkit.generation.processors import OpenAIPenalties
 from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
-from attnkit.serve.tools import (TOOL_FORMATS, ToolCallFilter, detect_tool_format, openai_tool_calls,
-                                 parse_tool_calls, template_messages, tool_call_grammar)
+from attnkit.serve.tools import (TOOL_FORMATS, ToolCallDeltas, ToolCallFilter, detect_tool_format,
+                                 openai_tool_calls, parse_tool_calls, template_messages, tool_call_grammar)
 
 log = logging.getLogger("attnkit.serve")
 
@@ -497,9 +497,12 @@ class ModelServer:
         """Server-sent events of a streaming chat completion (OpenAI's ``chat.completion.chunk``s):
         per choice in turn, the assistant's role, one ``delta`` per text piece (with ``logprobs``:
         the tokens that begin in it), then the ``finish_reason``. With ``tools``, the text from
-        where a tool call may begin is held back (:class:`~attnkit.serve.tools.ToolCallFilter`)
-        and sent at the end as one ``tool_calls`` delta (or as content, if it holds no calls). The
-        caller is inside :meth:`decoding`."""
+        where a tool call may begin is held back from the content
+        (:class:`~attnkit.serve.tools.ToolCallFilter`); each call in it streams as ``tool_calls``
+        deltas, its name and then its arguments piece by piece
+        (:class:`~attnkit.serve.tools.ToolCallDeltas`), and the calls that could not stream go
+        whole at the end (the held text goes as content if it holds no calls). The caller is
+        inside :meth:`decoding`."""
         base = dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion.chunk", created=int(time.time()),
                     model=self.name)
         for i, stream in enumerate(self.chat_streams(r)):
@@ -510,19 +513,29 @@ class ModelServer:
             yield chunk(dict(role="assistant", content=""))
             shown, length = _Shown(stream), 0
             held = ToolCallFilter(self.tool_format) if r["tools"] else None
+            calls_out = ToolCallDeltas(self.tool_format, r["tools"], None if r["parallel_tool_calls"] else 1) \
+                if r["tools"] else None
             for piece in itertools.chain([] if first is None else [first], pieces):
                 piece = piece if held is None else held.feed(piece)
                 if piece:
                     length += len(piece)
                     logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length))
                     yield chunk(dict(content=piece), logprobs=logprobs)
+                if held is not None and held.calling:
+                    for delta in calls_out.feed(held.held):
+                        yield chunk(dict(tool_calls=[delta]))
             reason = stream.finish_reason
             if held is not None and held.held:
                 content, calls = self._tool_calls(held.held, r)
                 logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length + len(held.held)))
-                if calls:
-                    delta = dict(tool_calls=[dict(c, index=k) for k, c in enumerate(calls)])
-                    yield chunk(dict(delta, content=content) if content else delta, logprobs=logprobs)
+                if calls or calls_out.sent:  # the calls not streamed yet go whole
+                    delta = {}
+                    if calls and content:
+                        delta["content"] = content
+                    if calls[calls_out.sent:]:
+                        delta["tool_calls"] = [dict(c, index=k) for k, c in enumerate(calls) if k >= calls_out.sent]
+                    if delta or logprobs is not None:
+                        yield chunk(delta, logprobs=logprobs)
                     reason = "tool_calls"
                 else:
                     yield chunk(dict(content=held.held), logprobs=logprobs)

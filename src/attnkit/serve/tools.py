@@ -9,8 +9,10 @@ are read back out of the generated text in the format the model was tuned to wri
   "parameters": {...}}`` (or several separated by ``;``), after an optional ``<|python_tag|>``.
 
 A reply that does not parse as calls (invalid JSON, an unknown function) is returned as plain
-content, as vLLM does. :func:`template_messages` turns OpenAI-style history (assistant
-``tool_calls`` with JSON-string ``arguments``, ``tool`` results) into what templates read.
+content, as vLLM does. Streamed, :class:`ToolCallDeltas` sends each call as OpenAI streams one:
+its id and name once the name is written, then its arguments piece by piece.
+:func:`template_messages` turns OpenAI-style history (assistant ``tool_calls`` with JSON-string
+``arguments``, ``tool`` results) into what templates read.
 """
 
 from __future__ import annotations
@@ -171,3 +173,78 @@ class ToolCallFilter:
         keep = max((n for n in range(1, len(marker)) if self.held.endswith(marker[:n])), default=0)
         out, self.held = self.held[:len(self.held) - keep], self.held[len(self.held) - keep:]
         return out
+
+
+_HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(?:arguments|parameters)"\s*:\s*(?=\{)')
+
+
+class ToolCallDeltas:
+    """OpenAI's streamed ``tool_calls`` deltas for the held-back text of a reply (what
+    :class:`ToolCallFilter` holds): for each call, once ``{"name": "...", "arguments": {`` is
+    written with the name one of ``names``, ``{index, id, type, function: {name, arguments: ""}}``;
+    then ``{index, function: {arguments: piece}}`` as the arguments object is written, up to its
+    closing brace (the model's own text: ``json.loads`` of the pieces joined gives the
+    arguments). A call written otherwise (other key order, arguments as a string, an unknown
+    name) stops the streaming: it and the calls after it are left for the end (``sent`` says
+    how many calls were streamed). ``limit``: the most calls to stream (1 without
+    ``parallel_tool_calls``)."""
+
+    def __init__(self, fmt: str, names: set[str], limit: int | None = None):
+        self.fmt, self.names, self.limit = fmt, names, limit
+        self.sent, self.pos, self.stopped = 0, 0, False
+        self.depth, self.in_string, self.escaped = None, False, False  # depth: None between calls
+
+    def feed(self, held: str) -> list[dict]:
+        """The deltas that ``held`` (all the text held so far) adds."""
+        out = []
+        while not self.stopped:
+            if self.depth is None:  # between calls: the next one's head
+                start = self._next_call(held)
+                head = None if start is None else _HEAD.match(held, start)
+                if head is None:
+                    break  # not written yet (or written otherwise: the end will tell)
+                name = json.loads(f'"{head[1]}"')
+                if name not in self.names or (self.limit is not None and self.sent >= self.limit):
+                    self.stopped = True
+                    break
+                out.append(dict(index=self.sent, id=f"call_{uuid.uuid4().hex[:24]}", type="function",
+                                function=dict(name=name, arguments="")))
+                self.pos, self.depth = head.end(), 0
+            end = self._scan(held)
+            if end > self.pos:
+                out.append(dict(index=self.sent, function=dict(arguments=held[self.pos:end])))
+                self.pos = end
+            if self.depth is not None:
+                break  # the arguments go on
+            self.sent += 1
+        return out
+
+    def _next_call(self, held: str) -> int | None:
+        """Where the next call's object may begin: after ``<tool_call>`` (hermes), or at the
+        start (after ``<|python_tag|>``) or after ``;`` (llama3_json); None when not written yet."""
+        if self.fmt == "hermes":
+            i = held.find("<tool_call>", self.pos)
+            return None if i < 0 else i + len("<tool_call>")
+        if self.sent == 0:
+            body = held.lstrip()
+            return len(held) - len(body) + (len("<|python_tag|>") if body.startswith("<|python_tag|>") else 0)
+        i = held.find(";", self.pos)
+        return None if i < 0 else i + 1
+
+    def _scan(self, held: str) -> int:
+        """Follow the arguments object from ``pos``: where it ends (after its closing brace, and
+        ``depth`` becomes None) or the end of ``held``."""
+        for i in range(self.pos, len(held)):
+            c = held[i]
+            if self.in_string:
+                self.escaped, self.in_string = (False, True) if self.escaped else (c == "\\", c != '"')
+            elif c == '"':
+                self.in_string = True
+            elif c in "{[":
+                self.depth += 1
+            elif c in "}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.depth = None
+                    return i + 1
+        return len(held)
