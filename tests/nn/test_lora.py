@@ -135,6 +135,35 @@ def test_merging_gives_the_same_outputs_from_plain_layers(dora):
                                                                               pack_weights=False))
 
 
+def test_the_experts_of_a_mixture_take_adapters_and_merge(tmp_path):
+    """A mixture's experts are linear layers: adapters go on each expert's, train there, and merge
+    to the same outputs; PEFT's format, whose experts are stacked tensors, is refused by name."""
+    from attnkit.interop.peft import save_peft_adapter
+
+    torch.manual_seed(0)
+    model = attnkit.Mixtral(attnkit.MixtralConfig.from_preset("mixtral-tiny")).eval()
+    add_lora(model, r=2, targets=("fc_in", "fc_gate", "fc_out"))
+    experts = [n for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+    assert len(experts) == 3 * model.config.n_experts * model.config.n_layers and all(".experts." in n for n in experts)
+    ids = torch.randint(0, 256, (2, 12))
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    learning = [m.lora_B.grad is not None and bool(m.lora_B.grad.any()) for m in model.modules()
+                if isinstance(m, LoRALinear)]
+    assert sum(learning) >= len(learning) // 2  # the adapters of the experts the tokens chose
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == \
+        {f"{n}.lora_{p}" for n in experts for p in "AB"}
+    _randomize_adapters(model)
+    model.eval()
+    with torch.no_grad():
+        adapted = model(ids).logits
+        merged = merge_lora(model)(ids).logits
+    assert (merged - adapted).abs().max() < 1e-5
+    add_lora(model, r=2, targets=("fc_in",))
+    with pytest.raises(CheckpointError, match="experts.0.fc_in is a mixture-of-experts weight"):
+        save_peft_adapter(model, tmp_path)
+
+
 def test_saving_keeps_a_plain_base_checkpoint_and_loading_puts_the_adapters_back(tmp_path):
     transformers = pytest.importorskip("transformers")
     model = tiny()

@@ -116,7 +116,8 @@ def save_peft_adapter(model, directory: str | Path, base_model_name_or_path: str
     Raises :class:`~attnkit.InputError` for a model without adapters, and
     :class:`~attnkit.CheckpointError` for what PEFT's format cannot hold: ``trainable`` modules,
     an adapter on a layer that is one part of a fused Hugging Face tensor (Phi-3's
-    ``gate_up_proj``), ``Conv1D`` and linear layers together."""
+    ``gate_up_proj``) or on an expert of a mixture (stacked in ``transformers``), ``Conv1D`` and
+    linear layers together."""
     layers = lora_layers(model)
     if not layers:
         raise InputError("the model has no LoRA adapters (attnkit.nn.add_lora)")
@@ -124,6 +125,11 @@ def save_peft_adapter(model, directory: str | Path, base_model_name_or_path: str
     if cfg["trainable"]:
         raise CheckpointError(f"trainable modules {cfg['trainable']} are not written in PEFT's format; merge_lora and "
                               "save the model instead")
+    experts = [name for name in layers if ".experts." in name]
+    if experts:
+        raise CheckpointError(f"{experts[0]} is a mixture-of-experts weight, which transformers holds stacked (one "
+                              "tensor for all experts, PEFT's target_parameters): not written in PEFT's format; "
+                              "merge_lora and save the model instead")
     fam, _ = checkpoint_family(model)
     rules = fam.key_rules(model)
     tensors, targets, flipped = {}, [], set()
