@@ -507,9 +507,12 @@ def classify(
 @_fail_cleanly
 def classify_image(
     path: Path = typer.Argument(..., help="image classifier directory (ViTForImageClassification), or a training "
-                                          "output directory"),
+                                          "output directory; with --labels, a CLIP directory with its tokenizer"),
     files: list[Path] = typer.Argument(..., help="image files (PNG, JPEG, ... anything Pillow reads)"),
     top_k: int = typer.Option(1, "--top-k", help="labels per image, best first"),
+    labels: str = typer.Option(None, "--labels", help="comma-separated labels for zero-shot classification with "
+                               "an image-text model (CLIP): each written into --template"),
+    template: str = typer.Option("This is a photo of {}.", "--template", help="the text each label is written into"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
@@ -519,12 +522,19 @@ def classify_image(
 
     from attnkit.interop import from_pretrained
     from attnkit.pipelines import classify_image as classify
+    from attnkit.pipelines import zero_shot_classify_image
     from attnkit.training.checkpoint import resolve_model_dir
 
-    dev, dt = model_placement(device, dtype)
-    model = from_pretrained(resolve_model_dir(path), dtype=dt, device=dev)
-    for file, labels in zip(files, classify(model, [str(f) for f in files], top_k=top_k)):
-        typer.echo(json.dumps({"file": str(file), "labels": labels}))
+    images = [str(f) for f in files]
+    if labels is not None:
+        model, tokenizer, _ = load_model_dir(path, device, dtype)
+        names = [name.strip() for name in labels.split(",") if name.strip()]
+        results = [ranked[:top_k] for ranked in zero_shot_classify_image(model, tokenizer, images, names, template)]
+    else:
+        dev, dt = model_placement(device, dtype)
+        results = classify(from_pretrained(resolve_model_dir(path), dtype=dt, device=dev), images, top_k=top_k)
+    for file, ranked in zip(files, results):
+        typer.echo(json.dumps({"file": str(file), "labels": ranked}))
 
 # -- machine translation: translate / evaluate / average ----------------------------------------
 @app.command()

@@ -91,23 +91,67 @@ def classify_image(model, images, processor=None, top_k: int | None = 5, functio
     :class:`attnkit.vision.ImageProcessor`, by default the model's own (its checkpoint's
     ``preprocessor_config.json`` when the model was loaded from one, else the default for its
     config). A single image gives a single result."""
-    from attnkit.vision.images import PROCESSOR_FILE, ImageProcessor
-
     rank = _label_ranker(model, "classify_image", top_k, function_to_apply)
-    if processor is None:
-        source = getattr(model, "name_or_path", None)
-        has_file = source is not None and (Path(source) / PROCESSOR_FILE).is_file()
-        processor = ImageProcessor.from_pretrained(source) if has_file else ImageProcessor.for_model(model.config)
-    single = not isinstance(images, (list, tuple))
-    images = [images] if single else list(images)
-    if not images:
-        raise InputError("no images given")
+    processor = processor or _image_processor(model)
+    images, single = _images(images)
     results = []
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
             pixels = processor(images[i:i + batch_size]).to(model.device)
             with torch.no_grad():
                 results += rank(model(pixels, interpolate_pos_encoding=True).logits)
+    return results[0] if single else results
+
+
+def _image_processor(model):
+    """The model's own image processor: its checkpoint's ``preprocessor_config.json`` when it was
+    loaded from one, else the default for its config."""
+    from attnkit.vision.images import PROCESSOR_FILE, ImageProcessor
+
+    source = getattr(model, "name_or_path", None)
+    has_file = source is not None and (Path(source) / PROCESSOR_FILE).is_file()
+    return ImageProcessor.from_pretrained(source) if has_file else ImageProcessor.for_model(model.config)
+
+
+def _images(images) -> tuple[list, bool]:
+    single = not isinstance(images, (list, tuple))
+    images = [images] if single else list(images)
+    if not images:
+        raise InputError("no images given")
+    return images, single
+
+
+def zero_shot_classify_image(model, tokenizer, images, candidate_labels: list[str],
+                             hypothesis_template: str = "This is a photo of {}.", processor=None, batch_size: int = 32):
+    """Label images with any labels, untrained (Radford et al. 2021 §3.1.2), as Hugging Face's
+    ``"zero-shot-image-classification"`` pipeline does: each label is written into
+    ``hypothesis_template`` and an image-text dual encoder (:class:`~attnkit.Clip`,
+    :class:`~attnkit.Siglip`) scores every image against every text; per image a list of
+    ``{"score", "label"}``, best first: the softmax over the labels of CLIP's logits, the sigmoid
+    of each of SigLIP's (its texts padded to its full length without a mask, as it was trained).
+    ``images``: one or a list (paths, PIL images, uint8 pixel arrays); ``processor``: by default
+    the model's own (see :func:`classify_image`). A single image gives a single result."""
+    if not hasattr(model, "get_image_features") or not hasattr(model, "get_text_features"):
+        raise InputError(f"zero_shot_classify_image needs an image-text dual encoder (Clip, Siglip), got a "
+                         f"{type(model).__name__}")
+    labels, _ = _texts(candidate_labels)
+    if "{}" not in hypothesis_template:
+        raise InputError(f"hypothesis_template must hold '{{}}' where the label goes, got {hypothesis_template!r}")
+    processor = processor or _image_processor(model)
+    images, single = _images(images)
+    sigmoid = model.config.model_type == "siglip"
+    results = []
+    with eval_mode(model), torch.no_grad():
+        texts = [hypothesis_template.format(label) for label in labels]
+        text = tokenizer(texts, padding="max_length", max_length=model.config.n_positions, truncation=True) if sigmoid \
+            else tokenizer(texts)
+        ids, mask = text["input_ids"].to(model.device), None if sigmoid else text["attention_mask"].to(model.device)
+        for i in range(0, len(images), batch_size):
+            pixels = processor(images[i:i + batch_size]).to(model.device)
+            scores = model(ids, pixels, attention_mask=mask).logits_per_image.float()
+            for row in (scores.sigmoid() if sigmoid else scores.softmax(-1)).tolist():
+                results.append(sorted(({"score": p, "label": label} for p, label in zip(row, labels)),
+                                      key=lambda d: -d["score"]))
     return results[0] if single else results
 
 

@@ -180,7 +180,7 @@ def test_rectangular_image_sizes_equal_transformers(tmp_path, hf_name):
 
 
 @pytest.mark.parametrize("field,value,error,match", [
-    ("hidden_act", "quick_gelu", attnkit.ConfigError, r"hidden_act 'quick_gelu' is not supported; supported: \["),
+    ("hidden_act", "mish", attnkit.ConfigError, r"hidden_act 'mish' is not supported; supported: \["),
     ("pooler_act", "relu", attnkit.ConfigError, r"pooler_act='relu' is not supported by attnkit's ViT \(needs 'tanh'\)"),
     ("pooler_output_size", 16, attnkit.ConfigError, r"pooler_output_size=16 is not supported.*hidden_size, 32"),
     ("patch_size", [8, 4], attnkit.ConfigError, r"patch_size=\[8, 4\] is not supported: attnkit's ViT takes square patches"),

@@ -185,7 +185,7 @@ def test_scale_embedding_is_ignored_as_transformers_does_and_attnkit_only_varian
 
 @pytest.mark.parametrize("field,value", [("decoder_attention_heads", 2), ("decoder_ffn_dim", 32),
                                          ("encoder_layerdrop", 0.1), ("use_weighted_layer_sum", True),
-                                         ("tie_word_embeddings", False), ("activation_function", "quick_gelu")])
+                                         ("tie_word_embeddings", False), ("activation_function", "mish")])
 def test_unsupported_variants_are_refused_naming_the_field(tmp_path, field, value):
     config = {**HF_FIELDS, "model_type": "whisper", field: value}
     (tmp_path / "config.json").write_text(json.dumps(config))

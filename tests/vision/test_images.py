@@ -102,10 +102,17 @@ def test_bad_settings_are_config_errors(tmp_path):
         ImageProcessor(image_mean=(0.5, 0.5), image_std=(0.5, 0.5))
     with pytest.raises(ConfigError, match="image_std must be positive"):
         ImageProcessor(image_std=(0.5, 0.0, 0.5))
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"shortest_edge": 224}}))
-    with pytest.raises(ConfigError, match="shortest-edge resizing is not supported"):
+    with pytest.raises(ConfigError, match="shortest_edge must be a positive number"):
+        ImageProcessor(shortest_edge=0)
+    with pytest.raises(ConfigError, match="crop_size must be"):
+        ImageProcessor(crop_size=(224,))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"longest_edge": 224}}))
+    with pytest.raises(ConfigError, match="or {'shortest_edge': N}"):
+        ImageProcessor.from_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"do_center_crop": True, "crop_size": [1, 2]}))
+    with pytest.raises(ConfigError, match="crop_size must be"):
         ImageProcessor.from_pretrained(tmp_path)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"feature_extractor_type": "WhisperFeatureExtractor",
                                                                    "feature_size": 80}))
-    with pytest.raises(ConfigError, match="describes a WhisperFeatureExtractor, not a ViT image processor"):
+    with pytest.raises(ConfigError, match="describes a WhisperFeatureExtractor, not a ViT, CLIP or SigLIP image"):
         ImageProcessor.from_pretrained(tmp_path)

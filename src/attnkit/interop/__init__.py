@@ -115,6 +115,8 @@ FAMILIES: dict[str, str] = {
     "marian": "attnkit.interop.marian",
     "t5": "attnkit.interop.t5",
     "vit": "attnkit.interop.vit",
+    "clip": "attnkit.interop.clip",
+    "siglip": "attnkit.interop.siglip",
     "whisper": "attnkit.interop.whisper",
     "esm": "attnkit.interop.esm",
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from attnkit.errors import ConfigError
 
 # attnkit activation <-> Hugging Face's name (gelu_new is the tanh approximation)
-ACT_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
+ACT_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu", "quick_gelu": "quick_gelu"}
 ACT_FROM_HF = {**{v: k for k, v in ACT_TO_HF.items()}, "gelu_pytorch_tanh": "gelu_tanh", "swish": "silu"}
 
 

@@ -106,6 +106,20 @@ class ModelOutput(_Fields):
         return self.hidden_states
 
 
+@dataclass
+class ContrastiveOutput(_Fields):
+    """What an image-text dual encoder (CLIP, SigLIP) returns, Hugging Face's ``CLIPOutput``
+    fields: ``logits_per_image`` ``(images, texts)`` and ``logits_per_text`` (its transpose),
+    ``text_embeds`` and ``image_embeds`` (normalised projected features), and with
+    ``return_loss`` the contrastive ``loss``."""
+
+    loss: torch.Tensor | None = None
+    logits_per_image: torch.Tensor | None = None
+    logits_per_text: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    image_embeds: torch.Tensor | None = None
+
+
 class LazyLogitsOutput(ModelOutput):
     """A :class:`ModelOutput` whose ``logits`` are computed on first access, by ``make_logits``,
     under the grad/inference/autocast modes of the forward that made it. Lets the training loss

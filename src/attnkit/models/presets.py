@@ -394,6 +394,36 @@ PRESETS: dict[str, dict[str, dict]] = {
         "vit-digits": dict(image_size=8, patch_size=2, num_channels=1, n_layers=2, n_heads=4, d_model=64, d_ff=128,
                            num_labels=10, label_names=tuple("0123456789")),
     },
+    "clip": {
+        # Radford et al. 2021, Tables 19-20: the released ViT CLIPs (openai/clip-vit-*), a 12-layer
+        # text encoder over 77 positions and a 49,408-token vocabulary.
+        "clip-vit-base-patch32": dict(),  # 151,277,313 params
+        "clip-vit-base-patch16": dict(patch_size=16),  # 149,620,737
+        "clip-vit-large-patch14": dict(text_d_model=768, text_n_heads=12, text_d_ff=3072, patch_size=14,
+                                       vision_d_model=1024, vision_n_layers=24, vision_n_heads=16, vision_d_ff=4096,
+                                       projection_dim=768),  # 427,616,513
+        "clip-vit-large-patch14-336": dict(text_d_model=768, text_n_heads=12, text_d_ff=3072, patch_size=14,
+                                           image_size=336, vision_d_model=1024, vision_n_layers=24, vision_n_heads=16,
+                                           vision_d_ff=4096, projection_dim=768),
+        "clip-tiny": dict(vocab_size=99, n_positions=20, text_d_model=32, text_n_layers=2, text_n_heads=4, text_d_ff=37,
+                          image_size=32, patch_size=8, vision_d_model=32, vision_n_layers=2, vision_n_heads=4,
+                          vision_d_ff=37, projection_dim=16, pad_token_id=0, bos_token_id=97, eos_token_id=98),
+    },
+    "siglip": {
+        # Zhai et al. 2023: the released SigLIPs (google/siglip-*), 64 text positions, a 32,000-token
+        # vocabulary (so400m: the shape-optimised 400M vision tower of Alabdulmohsin et al. 2023).
+        "siglip-base-patch16-224": dict(),
+        "siglip-base-patch16-256": dict(image_size=256),
+        "siglip-large-patch16-256": dict(image_size=256, text_d_model=1024, text_n_layers=24, text_n_heads=16,
+                                         text_d_ff=4096, vision_d_model=1024, vision_n_layers=24, vision_n_heads=16,
+                                         vision_d_ff=4096, projection_dim=1024),
+        "siglip-so400m-patch14-384": dict(image_size=384, patch_size=14, text_d_model=1152, text_n_layers=27,
+                                          text_n_heads=16, text_d_ff=4304, vision_d_model=1152, vision_n_layers=27,
+                                          vision_n_heads=16, vision_d_ff=4304, projection_dim=1152),
+        "siglip-tiny": dict(vocab_size=64, n_positions=16, text_d_model=32, text_n_layers=2, text_n_heads=4,
+                            text_d_ff=37, image_size=32, patch_size=8, vision_d_model=32, vision_n_layers=2,
+                            vision_n_heads=4, vision_d_ff=37, projection_dim=32),
+    },
     "whisper": {
         # Radford et al. 2022, Table 1: the released multilingual checkpoints' shapes (openai/whisper-*),
         # 80 mel bins, 1500 encoder and 448 decoder positions, 51,865-token vocabulary.

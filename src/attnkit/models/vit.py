@@ -122,19 +122,8 @@ class ViT(Model):
     def _embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool) -> torch.Tensor:
         """Eq. 1: ``[x_class; x_p¹E; ...; x_pᴾE] + E_pos``, then dropout. Returns ``(B, 1 + P, C)``."""
         c = self.config
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or not pixel_values.is_floating_point():
-            raise InputError(f"pixel_values must be a float tensor (batch, channels, height, width), got "
-                             f"{getattr(pixel_values, 'dtype', type(pixel_values))} "
-                             f"{tuple(getattr(pixel_values, 'shape', ()))}")
-        B, channels, H, W = pixel_values.shape
-        if channels != c.num_channels:
-            raise InputError(f"pixel_values has {channels} channels, the model takes {c.num_channels} (num_channels)")
-        if not interpolate_pos_encoding and (H, W) != c.image_hw:
-            raise InputError(f"images are {H}x{W} pixels, the model takes {c.image_hw[0]}x{c.image_hw[1]} (image_size); "
-                             "pass interpolate_pos_encoding=True to resize its position embeddings to other sizes")
-        if H % c.patch_size or W % c.patch_size or H == 0 or W == 0:
-            raise InputError(f"images are {H}x{W} pixels; height and width must be positive multiples of patch_size "
-                             f"({c.patch_size}), or pixels at the borders would be dropped")
+        B, _, H, W = check_pixel_values(pixel_values, c.num_channels, c.image_hw, c.patch_size,
+                                        interpolate_pos_encoding)
         patches = self.patch_embed(pixel_values.to(self.patch_embed.proj.weight.dtype))  # (B, P, C)
         positions = self.position_embeddings  # (1, 1 + P, C)
         h, w = H // c.patch_size, W // c.patch_size
@@ -143,6 +132,28 @@ class ViT(Model):
             positions = torch.cat([positions[:, :1], grid], dim=1)  # (1, 1 + h·w, C)
         x = torch.cat([self.cls_token.expand(B, -1, -1), patches], dim=1)  # (B, 1 + P, C)
         return self.drop(x + positions)
+
+
+def check_pixel_values(pixel_values, channels: int, image_hw: tuple[int, int], patch_size: int,
+                       interpolate_pos_encoding: bool) -> tuple[int, int, int, int]:
+    """``(B, channels, H, W)`` of images a Vision Transformer takes, after checking them: float
+    ``(batch, channels, height, width)``, the model's channels, its ``image_hw`` (any size with
+    ``interpolate_pos_encoding``), sides that are positive multiples of ``patch_size`` (or the
+    trained size, whose border the patches leave out as in training: SigLIP so400m's 384 pixels
+    in 14-pixel patches). Else an :class:`InputError` naming the problem."""
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or not pixel_values.is_floating_point():
+        got = f"{getattr(pixel_values, 'dtype', type(pixel_values))} {tuple(getattr(pixel_values, 'shape', ()))}"
+        raise InputError(f"pixel_values must be a float tensor (batch, channels, height, width), got {got}")
+    B, n, H, W = pixel_values.shape
+    if n != channels:
+        raise InputError(f"pixel_values has {n} channels, the model takes {channels} (num_channels)")
+    if not interpolate_pos_encoding and (H, W) != tuple(image_hw):
+        raise InputError(f"images are {H}x{W} pixels, the model takes {image_hw[0]}x{image_hw[1]} (image_size); "
+                         "pass interpolate_pos_encoding=True to resize its position embeddings to other sizes")
+    if (H % patch_size or W % patch_size or H == 0 or W == 0) and (H, W) != tuple(image_hw):
+        raise InputError(f"images are {H}x{W} pixels; height and width must be positive multiples of patch_size "
+                         f"({patch_size}), or pixels at the borders would be dropped")
+    return B, n, H, W
 
 
 def init_vit_weights(module: nn.Module, std: float) -> None:

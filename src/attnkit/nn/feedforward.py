@@ -25,12 +25,18 @@ def _swiglu_clamped(gate: torch.Tensor) -> torch.Tensor:
     return gate * torch.sigmoid(gate * SWIGLU_ALPHA)
 
 
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """CLIP's sigmoid approximation of GELU: ``x · σ(1.702 x)`` (Hendrycks & Gimpel 2016 §2)."""
+    return x * torch.sigmoid(1.702 * x)
+
+
 def _relu2(x: torch.Tensor) -> torch.Tensor:
     """Squared ReLU (So et al. 2021, Primer): Nemotron's and Arcee's feed-forward."""
     return F.relu(x).square()
 
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh, "silu": F.silu, "relu2": _relu2}
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh, "silu": F.silu, "relu2": _relu2,
+               "quick_gelu": _quick_gelu}
 GATED = {"geglu": F.gelu, "geglu_tanh": _gelu_tanh, "swiglu": F.silu, "reglu": F.relu,
          "swiglu_clamped": _swiglu_clamped}
 FEEDFORWARD_ACTIVATIONS = tuple(ACTIVATIONS) + tuple(GATED)
@@ -46,7 +52,8 @@ _ONEDNN_POSTOPS.update(reglu=_ONEDNN_POSTOPS["relu"], geglu=_ONEDNN_POSTOPS["gel
 class FeedForward(nn.Module):
     """FFN(x) = fc_out(act(fc_in(x))), or fc_out(act(fc_gate(x)) * fc_in(x)) for gated variants.
 
-    ``activation`` is one of ``relu``, ``relu2`` (squared), ``gelu`` (exact), ``gelu_tanh``, ``silu``, or the gated
+    ``activation`` is one of ``relu``, ``relu2`` (squared), ``gelu`` (exact), ``gelu_tanh``,
+    ``quick_gelu`` (CLIP's ``x · σ(1.702 x)``), ``silu``, or the gated
     ``geglu``, ``geglu_tanh``, ``swiglu``, ``reglu`` and ``swiglu_clamped`` (GPT-OSS's:
     ``fc_out(g · σ(1.702 g) · (u + 1))`` with the gate ``g`` clamped at 7 from above and the input
     ``u`` to ±7).
@@ -67,7 +74,7 @@ class FeedForward(nn.Module):
 
     def _linear_act(self, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
         """``act(linear(x))``, fused into one oneDNN call where :func:`~attnkit.nn.linear.linear` can."""
-        if self.postop is None:  # no oneDNN post-op for this activation (squared ReLU)
+        if self.postop is None:  # no oneDNN post-op for this activation (squared ReLU, quick GELU)
             return self.act(layer(x))
         y = layer.fused(x, self.postop)
         return self.act(layer(x)) if y is None else y

@@ -15,10 +15,10 @@ class PatchEmbedding(nn.Module):
     patches in row-major order.
     """
 
-    def __init__(self, channels: int, d_model: int, patch_size: int):
+    def __init__(self, channels: int, d_model: int, patch_size: int, bias: bool = True):
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(channels, d_model, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(channels, d_model, kernel_size=patch_size, stride=patch_size, bias=bias)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         x = self.proj(pixel_values)  # (B, C, H / patch_size, W / patch_size)
