@@ -91,6 +91,29 @@ def test_concurrent_loops_get_the_tokens_each_gets_alone(kind):
     batched.close()
 
 
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_prompts_that_arrive_together_are_fed_as_one_padded_batch(kind):
+    """A burst's prompts (other lengths) in one left-padded pass: each gets the next-token logits
+    and the keys and values it gets alone (the rows of the batch's cache after its padding)."""
+    model = tiny(**CONFIGS[kind])
+    batched = BatchedDecoding(model)
+    prompts = [torch.randint(0, V, (1, n), generator=torch.Generator().manual_seed(n)) for n in (7, 2, 12)]
+    slots = [batched.model.prepare_generation(p, None, 1, 5)[2] for p in prompts]  # held: a freed slot leaves
+    seqs = [slot.seq for slot in slots]
+    for s, p in zip(seqs, prompts):
+        s.input = p
+    with torch.inference_mode():
+        batched._prefill(seqs)
+        for s, p in zip(seqs, prompts):
+            cache = model.new_cache(1, p.shape[1] + 4)
+            alone = model.generation_step(p, None, cache)
+            torch.testing.assert_close(s.logits, alone, atol=1e-5, rtol=1e-5)
+            for (k, v), c in zip(s.kv, cache.self_attn):
+                torch.testing.assert_close(k, c.keys_values()[0], atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(v, c.keys_values()[1], atol=1e-5, rtol=1e-5)
+    assert batched.stats["prefill_batches"] == 1 and batched.stats["prefills"] == 3
+
+
 def test_a_loop_that_is_late_leaves_the_batch_and_rejoins_with_its_own_tokens():
     """Loop A stops taking tokens until loop B has finished: B must finish without A (else A's
     wait runs out), and A then continues from its own keys and values."""

@@ -8,7 +8,8 @@ its next token through one forward pass (iteration-level scheduling, Yu et al. 2
 eight requests at once cost about one batch of eight per token instead of eight batches of one,
 and a request that arrives while others decode joins them at their next step.
 
-How. A new sequence's prompt runs alone (its prefill), into a cache of its own. The sequences
+How. A new sequence's prompt runs into a cache of its own (its prefill; prompts that arrive
+together run as one left-padded batch, and each keeps its rows of that cache). The sequences
 then decode as one left-padded batch, as ``generate`` decodes a padded batch: their keys and
 values right-aligned in a shared cache, the columns before each one's first token masked, its
 positions counted from that token. When sequences join or leave, the shared cache is rebuilt
@@ -117,7 +118,8 @@ class BatchedDecoding:
     at once. ``wait``: how long (seconds) a step waits for a loop of the batch that is not back
     yet before it runs without it. Pass :attr:`model` to the loops; :meth:`close` stops the worker.
     ``stats`` counts ``steps`` (batched forward passes), ``tokens`` (rows over those steps),
-    ``prefills``, ``rebuilds`` of the shared cache, ``left`` (loops that left the batch while
+    ``prefills`` (and ``prefill_batches``: passes that fed several prompts), ``rebuilds`` of the
+    shared cache, ``left`` (loops that left the batch while
     still decoding) and ``largest`` (the most rows in one step).
     """
 
@@ -205,8 +207,8 @@ class BatchedDecoding:
                     self._pending.remove(s)
                 self._holding.update(prefills)
             with torch.inference_mode():
-                for s in prefills:
-                    self._prefill(s)
+                if prefills:
+                    self._prefill(prefills)
                 if steps:
                     self._step(steps)
             for s in prefills + steps:
@@ -218,17 +220,41 @@ class BatchedDecoding:
             s.ready.set()
         self._pending.clear()
 
-    def _prefill(self, s: _Sequence) -> None:
-        """Feed a new sequence's prompt alone, into its own cache."""
-        try:
-            s.logits = self.base.generation_step(s.input, None, s.cache)
-            s.length = s.input.shape[1]
-            s.kv = [c.keys_values() for c in s.cache.self_attn]
-            self.stats["prefills"] += 1
-        except Exception as e:  # a prompt the model refuses: that loop's error
-            s.error = e
-        finally:
-            s.cache = None
+    def _prefill(self, seqs: list[_Sequence]) -> None:
+        """Feed new sequences' prompts, into caches of their own: several at once as one
+        left-padded batch (one pass instead of one each: a burst of requests gets its first tokens
+        sooner); alone when there is one, or when the batch fails (so that a prompt the model
+        refuses fails its own loop only)."""
+        if len(seqs) > 1:
+            try:
+                return self._prefill_together(seqs)
+            except Exception:  # each alone, each with its own error
+                pass
+        for s in seqs:
+            try:
+                s.logits = self.base.generation_step(s.input, None, s.cache)
+                s.length = s.input.shape[1]
+                s.kv = [c.keys_values() for c in s.cache.self_attn]
+                self.stats["prefills"] += 1
+            except Exception as e:  # a prompt the model refuses: that loop's error
+                s.error = e
+            finally:
+                s.cache = None
+
+    def _prefill_together(self, seqs: list[_Sequence]) -> None:
+        lengths = [s.input.shape[1] for s in seqs]
+        T, device = max(lengths), seqs[0].input.device
+        ids = torch.zeros(len(seqs), T, dtype=seqs[0].input.dtype, device=device)
+        pad = torch.tensor([T - n for n in lengths], device=device)
+        for i, s in enumerate(seqs):
+            ids[i, T - lengths[i]:] = s.input[0]
+        mask = torch.arange(T, device=device) >= pad[:, None]  # (B, T): True from each prompt's first token
+        cache = DecoderCache(len(seqs[0].cache.self_attn), T)
+        logits = self.base.generation_step(ids, mask, cache)  # (B, V)
+        for i, (s, n) in enumerate(zip(seqs, lengths)):
+            s.logits, s.length, s.cache = logits[i:i + 1].clone(), n, None
+            s.kv = [(c.k[i:i + 1, :, T - n:], c.v[i:i + 1, :, T - n:]) for c in cache.self_attn]
+        self.stats.update(prefills=len(seqs), prefill_batches=1)
 
     def _step(self, rows: list[_Sequence]) -> None:
         """One token for each of ``rows`` in one forward pass."""
