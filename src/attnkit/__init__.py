@@ -164,6 +164,7 @@ _LAZY = {
     "vision": "attnkit.vision",
     "ImageProcessor": "attnkit.vision",
     "embed": "attnkit.embeddings",
+    "embed_images": "attnkit.embeddings",
     "answer_question": "attnkit.pipelines",
     "classify": "attnkit.pipelines",
     "classify_tokens": "attnkit.pipelines",

@@ -1,11 +1,14 @@
-"""Sentence embeddings: ``attnkit.embed(model_or_dir, sentences) -> (N, C)``.
+"""Sentence embeddings: ``attnkit.embed(model_or_dir, sentences) -> (N, C)``; image embeddings:
+``attnkit.embed_images(model_or_dir, images) -> (N, C)``.
 
 Tokenise, run a BERT-style encoder, pool over real tokens (mean by default; the [CLS] state, the
 maximum or the last token where a sentence-transformers checkpoint says so) and L2-normalise
 (Sentence-BERT, Reimers & Gurevych 2019), so that a dot product is the cosine similarity.
 Decoder-only models (Qwen3-Embedding, gte-Qwen2, e5-mistral: a Qwen3, Qwen2 or Mistral whose
 checkpoint may hold the base model alone) pool the last real token's state by default, which is
-the only one that has read the whole sentence.
+the only one that has read the whole sentence. Image-text dual encoders (CLIP, SigLIP) embed
+texts and images into one space, where a text's embedding is close to those of the images it
+describes (:func:`embed_images`).
 """
 
 from __future__ import annotations
@@ -110,9 +113,11 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         if tokenizer is None:
             raise InputError("embed(model, ...) needs tokenizer=...; or pass a checkpoint directory with tokenizer.json")
     decoder = hasattr(model, "generation_logits")  # a decoder-only LM: its states read only what came before
+    if hasattr(model, "get_text_features"):  # an image-text dual encoder: its text features
+        return _dual_encoder_texts(model, tokenizer, sentences, batch_size, normalize)
     if not (hasattr(model, "sentence_embedding") or decoder):
         raise InputError(f"{type(model).__name__} does not produce sentence embeddings (needs an encoder such as Bert, "
-                         "or a decoder-only model)")
+                         "a decoder-only model, or an image-text model such as Clip)")
     if isinstance(sentences, str):
         sentences = [sentences]
     if not sentences:
@@ -137,4 +142,61 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
                 pooled = pool(states, mask, pooling)
             pooled = pooled.float()  # normalised in fp32 below
             out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).cpu())
+    return torch.cat(out)
+
+
+def _checked(items, batch_size: int, what: str) -> list:
+    items = [items] if isinstance(items, (str, Path)) or not isinstance(items, (list, tuple)) else list(items)
+    if not items:
+        raise InputError(f"{what} is empty")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    return items
+
+
+def _dual_encoder_texts(model, tokenizer, sentences, batch_size: int, normalize: bool | None) -> torch.Tensor:
+    """A CLIP's or SigLIP's text features, as its ``get_text_features`` (SigLIP's texts padded to
+    its full length without a mask, as it was trained)."""
+    sentences = _checked(sentences, batch_size, "sentences")
+    siglip, n = model.config.model_type == "siglip", model.config.n_positions
+    out = []
+    with eval_mode(model):
+        for i in range(0, len(sentences), batch_size):
+            texts = sentences[i:i + batch_size]
+            batch = tokenizer(texts, padding="max_length", max_length=n, truncation=True) if siglip else \
+                tokenizer(texts, truncation=True, max_length=n)
+            mask = None if siglip else batch["attention_mask"].to(model.device)
+            features = model.get_text_features(batch["input_ids"].to(model.device), mask).float()
+            out.append((torch.nn.functional.normalize(features, dim=-1) if normalize is not False else features).cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def embed_images(model_or_dir, images, batch_size: int = 32, normalize: bool = True, processor=None,
+                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Embed images with an image-text dual encoder (CLIP, SigLIP): its image features
+    (``get_image_features``), L2-normalised unless ``normalize=False``, in the space where
+    :func:`embed` puts texts.
+
+    ``model_or_dir``: a model or a checkpoint directory (or hub id); ``images``: one or a list
+    (paths, PIL images, uint8 pixel arrays); ``processor``: an
+    :class:`attnkit.vision.ImageProcessor`, by default the checkpoint's
+    ``preprocessor_config.json`` (else the model's defaults). Returns ``(N, C)`` float on the CPU."""
+    from attnkit.pipelines import _image_processor
+
+    if isinstance(model_or_dir, (str, Path)):
+        from attnkit.interop import from_pretrained, resolve_checkpoint_dir
+
+        model = from_pretrained(resolve_checkpoint_dir(model_or_dir), dtype=dtype, device=device)
+    else:
+        model = model_or_dir
+    if not hasattr(model, "get_image_features"):
+        raise InputError(f"{type(model).__name__} does not embed images (needs an image-text model such as Clip)")
+    images = _checked(images, batch_size, "images")
+    processor = processor or _image_processor(model)
+    out = []
+    with eval_mode(model):
+        for i in range(0, len(images), batch_size):
+            features = model.get_image_features(processor(images[i:i + batch_size]).to(model.device)).float()
+            out.append((torch.nn.functional.normalize(features, dim=-1) if normalize else features).cpu())
     return torch.cat(out)

@@ -4,7 +4,7 @@ end-of-text tokens sit in different places (and old configs' highest-id rule), i
 trained size and, with resized position embeddings, another one; saved checkpoints that
 `transformers` loads with no missing or unexpected keys; the presets' parameter counts; the image
 processor against ``CLIPImageProcessorPil``; zero-shot image classification against the softmax
-of `transformers`' logits."""
+of `transformers`' logits; text and image embeddings (and the server's) against its features."""
 
 import json
 
@@ -179,3 +179,20 @@ def test_zero_shot_classification_is_the_softmax_of_the_image_text_logits(tmp_pa
                                                    for d in got[1][:2]]
     with pytest.raises(attnkit.InputError, match="dual encoder"):
         attnkit.zero_shot_classify_image(attnkit.ViT(attnkit.ViTConfig.from_preset("vit-tiny")), tok, images, labels)
+    # embeddings: texts and images in one space, transformers' features normalised; the server serves the texts'
+    texts = [f"a photo of {label}." for label in labels]
+    with torch.no_grad():
+        ref_text = hf.get_text_features(**{k: batch[k] for k in ("input_ids", "attention_mask")}).pooler_output
+        ref_image = hf.get_image_features(pixel_values=processor(images)).pooler_output
+    assert torch.allclose(attnkit.embed(model, texts, tokenizer=tok, batch_size=2),
+                          torch.nn.functional.normalize(ref_text, dim=-1), atol=1e-5)
+    assert torch.allclose(attnkit.embed_images(tmp_path / "model", images),
+                          torch.nn.functional.normalize(ref_image, dim=-1), atol=1e-5)
+    from attnkit.serve.server import ModelServer
+
+    app = ModelServer(model, tok)
+    assert app.health()["endpoints"] == ["/v1/embeddings"]
+    served = app.embed(dict(input=texts))["data"]
+    assert torch.allclose(torch.tensor([d["embedding"] for d in served]), attnkit.embed(model, texts, tokenizer=tok))
+    with pytest.raises(attnkit.InputError, match="does not embed images"):
+        attnkit.embed_images(attnkit.ViT(attnkit.ViTConfig.from_preset("vit-tiny")), images)

@@ -121,3 +121,6 @@ def test_the_image_processor_and_zero_shot_classification(tmp_path):
     for ranked, row in zip(got, probs.tolist()):
         assert [d["label"] for d in ranked] == [labels[i] for i in np.argsort(row)[::-1]]
         assert np.allclose([d["score"] for d in ranked], sorted(row, reverse=True), atol=1e-5)
+    with torch.no_grad():  # the texts' embeddings: padded the same way
+        ref = torch.nn.functional.normalize(hf.get_text_features(input_ids=ids).pooler_output, dim=-1)
+    assert torch.allclose(attnkit.embed(model, [f"{label}." for label in labels], tokenizer=tok), ref, atol=1e-5)

@@ -24,7 +24,8 @@ work against it:
   constrained to one call in the model's format) and ``parallel_tool_calls`` (calls read back out of
   the reply, :mod:`attnkit.serve.tools`); ``stream`` sends ``chat.completion.chunk`` deltas.
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
-  L2-normalised): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
+  L2-normalised; a CLIP's or SigLIP's text features, for searching images embedded by
+  :func:`attnkit.embed_images`): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
   or ``"base64"``: little-endian float32 bytes).
 - ``POST /v1/audio/transcriptions`` — speech to text with a Whisper model, as a
   ``multipart/form-data`` upload: ``file`` (a PCM WAV file, any sampling rate), ``language``,
@@ -182,7 +183,8 @@ class ModelServer:
         self.lock = threading.Lock()
         self._json = None  # the JSON mode's processor, built on the first request that asks for it
         self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
-        self.embeds = hasattr(model, "sentence_embedding") or (embeddings and hasattr(model, "generation_logits"))
+        self.embeds = hasattr(model, "sentence_embedding") or hasattr(model, "get_text_features") or \
+            (embeddings and hasattr(model, "generation_logits"))
         self.transcribes = getattr(model, "main_input_name", None) == "input_features"
         self.chats = getattr(tokenizer, "chat_template", None) is not None and not hasattr(model, "decoder_start_ids")
         self._packed = contextlib.ExitStack()
