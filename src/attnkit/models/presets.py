@@ -405,6 +405,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         "clip-vit-large-patch14-336": dict(text_d_model=768, text_n_heads=12, text_d_ff=3072, patch_size=14,
                                            image_size=336, vision_d_model=1024, vision_n_layers=24, vision_n_heads=16,
                                            vision_d_ff=4096, projection_dim=768),
+        # scikit-learn's digits: 8 × 8 grey images in 2 × 2 patches, captions of a few characters.
+        "clip-digits": dict(vocab_size=64, n_positions=24, text_d_model=64, text_n_layers=2, text_n_heads=4,
+                            text_d_ff=128, image_size=8, patch_size=2, num_channels=1, vision_d_model=64,
+                            vision_n_layers=2, vision_n_heads=4, vision_d_ff=128, projection_dim=32),
         "clip-tiny": dict(vocab_size=99, n_positions=20, text_d_model=32, text_n_layers=2, text_n_heads=4, text_d_ff=37,
                           image_size=32, patch_size=8, vision_d_model=32, vision_n_layers=2, vision_n_heads=4,
                           vision_d_ff=37, projection_dim=16, pad_token_id=0, bos_token_id=97, eos_token_id=98),

@@ -47,6 +47,7 @@ TASKS: dict[str, str] = {
     "token_classification": "attnkit.training.token_classification",
     "question_answering": "attnkit.training.question_answering",
     "image_classification": "attnkit.training.image_classification",
+    "image_text": "attnkit.training.image_text",
 }
 
 

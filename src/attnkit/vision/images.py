@@ -123,7 +123,7 @@ class ImageProcessor:
         n = config.num_channels
         if n not in _MODES:
             raise ConfigError(f"images of {n} channels have no processor (1 or 3 channels)")
-        if config.model_type == "clip":
+        if config.model_type == "clip" and n == 3:
             side = config.image_size
             return cls(size=(side, side), resample=3, shortest_edge=side, crop_size=(side, side),
                        image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD)
