@@ -211,6 +211,15 @@ def test_concurrent_requests_and_choices_decode_together_and_get_the_replies_the
         assert reply["usage"] == expected["usage"]
     assert batched.batching.stats["largest"] > 1
     assert batched.batching.stats["tokens"] >= 2 * batched.batching.stats["steps"]
+    # streamed, the choices decode side by side too: their events interleave, each choice's pieces
+    # joining to its text
+    body = dict(bodies[0], stream=True)
+    streamed = list(batched.complete_stream(batched.completion_request(dict(body))))
+    index = [e["choices"][0]["index"] for e in streamed]
+    assert index.index(5) < len(index) - 1 - index[::-1].index(0)  # the last choice began before the first ended
+    expected = alone.complete(dict(bodies[0]))
+    for k, choice in enumerate(expected["choices"]):
+        assert "".join(e["choices"][0]["text"] for e in streamed if e["choices"][0]["index"] == k) == choice["text"]
     batched.close()
 
 

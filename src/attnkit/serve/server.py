@@ -54,7 +54,7 @@ decoder-only model is batched across them (continuous batching,
 :class:`~attnkit.generation.batching.BatchedDecoding`): each request keeps its own sampling
 settings, seed, constraints and stop strings, while one forward pass per step serves every
 request decoding at that moment (up to ``max_batch_size``; the ``n`` choices of one request decode
-side by side too), and a request that arrives joins the others at their next step. Each reply is
+side by side too, streamed or not), and a request that arrives joins the others at their next step. Each reply is
 the one the request gets alone, up to float rounding (greedy decoding can differ where two tokens
 tie to the last bits). Everything else (embeddings, transcription, encoder-decoder models, a
 server with an assistant model, ``max_batch_size=1``) runs one request at a time (a lock), which
@@ -72,6 +72,7 @@ import contextlib
 import itertools
 import json
 import logging
+import queue
 import re
 import threading
 import time
@@ -497,9 +498,10 @@ class ModelServer:
 
     def chat_events(self, r: dict):
         """Server-sent events of a streaming chat completion (OpenAI's ``chat.completion.chunk``s):
-        per choice in turn, the assistant's role, one ``delta`` per text piece (with ``logprobs``:
-        the tokens that begin in it), then the ``finish_reason``. With ``tools``, the text from
-        where a tool call may begin is held back from the content
+        per choice, the assistant's role, one ``delta`` per text piece (with ``logprobs``: the
+        tokens that begin in it), then the ``finish_reason``; the choices in turn, or side by side
+        when requests are batched (:meth:`_side_by_side`). With ``tools``, the text from where a
+        tool call may begin is held back from the content
         (:class:`~attnkit.serve.tools.ToolCallFilter`); each call in it streams as ``tool_calls``
         deltas, its name and then its arguments piece by piece
         (:class:`~attnkit.serve.tools.ToolCallDeltas`), and the calls that could not stream go
@@ -507,41 +509,83 @@ class ModelServer:
         inside :meth:`decoding`."""
         base = dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion.chunk", created=int(time.time()),
                     model=self.name)
-        for i, stream in enumerate(self.chat_streams(r)):
-            chunk = lambda delta, reason=None, logprobs=None: dict(base, choices=[  # noqa: E731
-                dict(index=i, delta=delta, logprobs=logprobs, finish_reason=reason)])
-            pieces = iter(stream)
-            first = next(pieces, None)  # decoding starts (and the model checks the prompt) before anything is sent
-            yield chunk(dict(role="assistant", content=""))
-            shown, length = _Shown(stream), 0
-            held = ToolCallFilter(self.tool_format) if r["tools"] else None
-            calls_out = ToolCallDeltas(self.tool_format, r["tools"], None if r["parallel_tool_calls"] else 1) \
-                if r["tools"] else None
-            for piece in itertools.chain([] if first is None else [first], pieces):
-                piece = piece if held is None else held.feed(piece)
-                if piece:
-                    length += len(piece)
-                    logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length))
-                    yield chunk(dict(content=piece), logprobs=logprobs)
-                if held is not None and held.calling:
-                    for delta in calls_out.feed(held.held):
-                        yield chunk(dict(tool_calls=[delta]))
-            reason = stream.finish_reason
-            if held is not None and held.held:
-                content, calls = self._tool_calls(held.held, r)
-                logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length + len(held.held)))
-                if calls or calls_out.sent:  # the calls not streamed yet go whole
-                    delta = {}
-                    if calls and content:
-                        delta["content"] = content
-                    if calls[calls_out.sent:]:
-                        delta["tool_calls"] = [dict(c, index=k) for k, c in enumerate(calls) if k >= calls_out.sent]
-                    if delta or logprobs is not None:
-                        yield chunk(delta, logprobs=logprobs)
-                    reason = "tool_calls"
+        return self._side_by_side([self._chat_choice_events(base, r, i, stream)
+                                   for i, stream in enumerate(self.chat_streams(r))])
+
+    def _chat_choice_events(self, base: dict, r: dict, i: int, stream: TextStream):
+        """The events of one choice of :meth:`chat_events`."""
+        chunk = lambda delta, reason=None, logprobs=None: dict(base, choices=[  # noqa: E731
+            dict(index=i, delta=delta, logprobs=logprobs, finish_reason=reason)])
+        pieces = iter(stream)
+        first = next(pieces, None)  # decoding starts (and the model checks the prompt) before anything is sent
+        yield chunk(dict(role="assistant", content=""))
+        shown, length = _Shown(stream), 0
+        held = ToolCallFilter(self.tool_format) if r["tools"] else None
+        calls_out = ToolCallDeltas(self.tool_format, r["tools"], None if r["parallel_tool_calls"] else 1) \
+            if r["tools"] else None
+        for piece in itertools.chain([] if first is None else [first], pieces):
+            piece = piece if held is None else held.feed(piece)
+            if piece:
+                length += len(piece)
+                logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length))
+                yield chunk(dict(content=piece), logprobs=logprobs)
+            if held is not None and held.calling:
+                for delta in calls_out.feed(held.held):
+                    yield chunk(dict(tool_calls=[delta]))
+        reason = stream.finish_reason
+        if held is not None and held.held:
+            content, calls = self._tool_calls(held.held, r)
+            logprobs = None if r["logprobs"] is None else self._chat_logprobs(shown.upto(length + len(held.held)))
+            if calls or calls_out.sent:  # the calls not streamed yet go whole
+                delta = {}
+                if calls and content:
+                    delta["content"] = content
+                if calls[calls_out.sent:]:
+                    delta["tool_calls"] = [dict(c, index=k) for k, c in enumerate(calls) if k >= calls_out.sent]
+                if delta or logprobs is not None:
+                    yield chunk(delta, logprobs=logprobs)
+                reason = "tool_calls"
+            else:
+                yield chunk(dict(content=held.held), logprobs=logprobs)
+        yield chunk({}, reason)
+
+    def _side_by_side(self, choices: list):
+        """The events of every choice's generator: in turn, or, when requests are batched, as
+        they come from one thread per choice (so that the choices decode together; each event
+        names its choice's ``index``). The first error of any choice is raised here; when this
+        generator is closed (the client went away), the choices stop at their next event."""
+        if self.batching is None or len(choices) < 2:
+            yield from itertools.chain.from_iterable(choices)
+            return
+        events, stop = queue.Queue(), threading.Event()
+
+        def run(choice) -> None:
+            try:
+                for event in choice:
+                    if stop.is_set():
+                        break
+                    events.put((True, event))
+            except BaseException as e:  # handed to the consumer, which raises it
+                events.put((False, e))
+            finally:
+                choice.close()
+                events.put((False, None))
+
+        threads = [threading.Thread(target=run, args=(c,), name="attnkit-choice", daemon=True) for c in choices]
+        for t in threads:
+            t.start()
+        try:
+            running = len(threads)
+            while running:
+                ok, item = events.get()
+                if ok:
+                    yield item
+                elif item is None:
+                    running -= 1
                 else:
-                    yield chunk(dict(content=held.held), logprobs=logprobs)
-            yield chunk({}, reason)
+                    raise item
+        finally:
+            stop.set()
 
     def complete(self, body: dict) -> dict:
         """A non-streaming ``/v1/completions`` response."""
@@ -579,25 +623,30 @@ class ModelServer:
     def complete_stream(self, r: dict):
         """Server-sent events of a streaming completion: ``(event dict)`` per text piece (with
         ``logprobs``: the tokens that begin in it), each choice ending with an empty piece that
-        carries its ``finish_reason``. The caller is inside :meth:`decoding`."""
+        carries its ``finish_reason``; the choices in turn, or side by side when requests are
+        batched (:meth:`_side_by_side`). The caller is inside :meth:`decoding`."""
         base = dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name)
+        return self._side_by_side([self._completion_choice_events(base, r, i, prompt, stream) for i, (prompt, stream)
+                                   in enumerate(zip(self._each_choice(r), self.text_streams(r)))])
+
+    def _completion_choice_events(self, base: dict, r: dict, i: int, prompt, stream: TextStream):
+        """The events of one choice of :meth:`complete_stream`."""
         scored = r["logprobs"] is not None
-        for i, (prompt, stream) in enumerate(zip(self._each_choice(r), self.text_streams(r))):
-            event = lambda text, logprobs=None, reason=None: dict(base, choices=[  # noqa: E731
-                dict(index=i, text=text, logprobs=logprobs, finish_reason=reason)])
-            offset = 0  # where the next token's text begins (text_offset)
-            if r["echo"]:
-                logprobs = self._legacy_logprobs(self._prompt_scored(stream.prompt_ids, stream.logprobs), 0,
-                                                 stream.prompt_ids[0]) if scored else None
-                yield event(self._prompt_text(prompt), logprobs)
-                offset = sum(map(len, logprobs["tokens"])) if scored else 0
-            shown, length = _Shown(stream), 0
-            for piece in stream if r["max_tokens"] else ():
-                length += len(piece)
-                logprobs = self._legacy_logprobs(shown.upto(length), offset) if scored else None
-                offset += sum(map(len, logprobs["tokens"])) if scored else 0
-                yield event(piece, logprobs)
-            yield event("", reason=stream.finish_reason or "length")
+        event = lambda text, logprobs=None, reason=None: dict(base, choices=[  # noqa: E731
+            dict(index=i, text=text, logprobs=logprobs, finish_reason=reason)])
+        offset = 0  # where the next token's text begins (text_offset)
+        if r["echo"]:
+            logprobs = self._legacy_logprobs(self._prompt_scored(stream.prompt_ids, stream.logprobs), 0,
+                                             stream.prompt_ids[0]) if scored else None
+            yield event(self._prompt_text(prompt), logprobs)
+            offset = sum(map(len, logprobs["tokens"])) if scored else 0
+        shown, length = _Shown(stream), 0
+        for piece in stream if r["max_tokens"] else ():
+            length += len(piece)
+            logprobs = self._legacy_logprobs(shown.upto(length), offset) if scored else None
+            offset += sum(map(len, logprobs["tokens"])) if scored else 0
+            yield event(piece, logprobs)
+        yield event("", reason=stream.finish_reason or "length")
 
     def embed(self, body: dict) -> dict:
         """A ``/v1/embeddings`` response: L2-normalised embeddings, one per input (mean-pooled by an
