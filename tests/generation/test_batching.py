@@ -181,6 +181,46 @@ def test_a_prompt_the_model_refuses_fails_its_own_loop_only():
         batched.model.generate(short, max_new_tokens=3, eos_token_id=None)
 
 
+def test_an_owning_thread_runs_every_forward_pass_until_closed():
+    """own() + run_forever(): the steps of loops in other threads run in the owner (the thread
+    where PyTorch's CPU thread pool is), none starts a worker; close() from a loop ends it."""
+    model = tiny()
+    batched = BatchedDecoding(model)
+    ran_in, step = set(), model.generation_step
+
+    def recording_step(*args):
+        ran_in.add(threading.current_thread().name)
+        return step(*args)
+
+    model.generation_step = recording_step
+    batched.own()
+    prompts = [torch.tensor([[1, 2, 3]]), torch.tensor([[4, 5]])]
+    results = []
+
+    def loops():
+        try:
+            results.extend(in_threads(*[lambda p=p: batched.model.generate(p, max_new_tokens=6, eos_token_id=None)
+                                        for p in prompts]))
+        finally:
+            batched.close()
+
+    client = threading.Thread(target=loops)
+    client.start()
+    batched.run_forever()  # returns once the loops' thread closes it
+    client.join(60)
+    del model.generation_step
+    assert ran_in == {threading.current_thread().name}
+    for p, out in zip(prompts, results):
+        assert torch.equal(out, model.generate(p, max_new_tokens=6, eos_token_id=None))
+    other = BatchedDecoding(model)
+    other.own()
+    refused = []
+    t = threading.Thread(target=lambda: refused.append(pytest.raises(InputError, other.own)))
+    t.start()
+    t.join()
+    assert refused and "already has a worker" in str(refused[0].value)
+
+
 def test_what_batching_cannot_run_is_refused():
     model = tiny()
     batched = BatchedDecoding(model)

@@ -3,6 +3,7 @@ seeded sampling, batches of prompts, stop strings, streaming), embeddings equal
 ``attnkit.embed`` (the real all-MiniLM-L6-v2), and every malformed request gets the status
 and a message naming what was wrong, with the server still answering afterwards."""
 
+import copy
 import http.client
 import json
 import re
@@ -221,6 +222,31 @@ def test_concurrent_requests_and_choices_decode_together_and_get_the_replies_the
     for k, choice in enumerate(expected["choices"]):
         assert "".join(e["choices"][0]["text"] for e in streamed if e["choices"][0]["index"] == k) == choice["text"]
     batched.close()
+
+
+def test_serve_forever_decodes_in_its_own_thread_and_shutdown_stops_it(gpt):
+    """With batching, the thread that calls serve_forever runs the forward passes (as `attnkit
+    serve`'s main thread, where PyTorch's CPU thread pool is) while HTTP runs in another; the
+    replies are generate's; shutdown() from elsewhere returns serve_forever."""
+    model, tok = gpt
+    server = make_server(copy.deepcopy(model), tok, port=0, name="tiny")
+    ran_in, step = set(), server.app.model.generation_step
+
+    def recording_step(*args):
+        ran_in.add(threading.current_thread().name)
+        return step(*args)
+
+    server.app.model.generation_step = recording_step
+    serving = threading.Thread(target=server.serve_forever, name="serving")
+    serving.start()
+    port = server.server_address[1]
+    status, body, _ = request(port, "POST", "/v1/completions", dict(prompt="the quick", max_tokens=8, temperature=0))
+    assert status == 200 and body["choices"][0]["text"] == direct(model, tok, "the quick", 8, do_sample=False)[0]
+    assert ran_in == {"serving"}
+    server.shutdown()
+    serving.join(30)
+    assert not serving.is_alive()
+    server.server_close()
 
 
 def test_models_and_health(gpt_server):

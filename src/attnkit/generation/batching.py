@@ -38,6 +38,7 @@ from attnkit.errors import InputError
 from attnkit.nn.cache import DecoderCache
 
 IDLE_SECONDS = 5.0  # the worker thread ends after this long with no sequence
+WORKER_NAME = "attnkit-batching"
 
 
 class _Sequence:
@@ -144,14 +145,34 @@ class BatchedDecoding:
         self._closed = False
         self._worker: threading.Thread | None = None  # started by the first step, ends when idle
 
+    def own(self) -> None:
+        """Make the calling thread the one that runs the forward passes: steps wait for its
+        :meth:`run_forever` instead of starting a worker thread. Call before the loops start."""
+        with self._cond:
+            if self._worker is not None and self._worker is not threading.current_thread():
+                raise InputError("this batched decoding already has a worker thread")
+            self._worker = threading.current_thread()
+
+    def run_forever(self) -> None:
+        """Decode in the calling thread until :meth:`close` (from another thread). Which thread
+        matters on CPU: the main one when it has run PyTorch before (loaded the model). OpenMP
+        keeps a pool of worker threads per thread that has run parallel work, and with two pools
+        on the machine's cores each small parallel region waits for sleeping workers (a bf16
+        GPT-2-small step takes 1.5× as long in another thread). ``attnkit serve`` runs its HTTP
+        server in another thread and this in the main one (:meth:`own` first, so that no request
+        starts a worker thread meanwhile)."""
+        self.own()
+        self._work(forever=True)
+
     def close(self) -> None:
         """Stop the worker; loops still waiting get an error, later ones too."""
         with self._cond:
             self._closed = True
             worker = self._worker
+            self._fail_pending(InputError("this batched decoding was closed"))
             self._cond.notify_all()
-        if worker is not None:
-            worker.join()
+        if worker is not None and worker.name == WORKER_NAME and worker is not threading.current_thread():
+            worker.join()  # a thread of ours; an owner's run_forever returns by itself
 
     # -- the loops' side ---------------------------------------------------------------------------
     def _run(self, seq: _Sequence, input_ids: torch.Tensor) -> torch.Tensor:
@@ -167,7 +188,7 @@ class BatchedDecoding:
             seq.ready.clear()
             self._pending.append(seq)
             if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="attnkit-batching", daemon=True)
+                self._worker = threading.Thread(target=self._work, name=WORKER_NAME, daemon=True)
                 self._worker.start()
             self._cond.notify_all()
         seq.ready.wait()
@@ -190,11 +211,11 @@ class BatchedDecoding:
         prefills = [s for s in self._pending if s.cache is not None][:max(room, 0)]
         return prefills, [s for s in self._pending if s.cache is None]
 
-    def _work(self) -> None:
+    def _work(self, forever: bool = False) -> None:
         while True:
             with self._cond:
                 if not self._cond.wait_for(lambda: self._closed or any(self._ready()), timeout=IDLE_SECONDS) \
-                        and not self._pending and not self._holding:
+                        and not self._pending and not self._holding and not forever:
                     self._worker = None  # idle: an unused engine keeps no thread (the next step starts one)
                     return
                 if self._closed:

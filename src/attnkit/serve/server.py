@@ -54,8 +54,10 @@ decoder-only model is batched across them (continuous batching,
 :class:`~attnkit.generation.batching.BatchedDecoding`): each request keeps its own sampling
 settings, seed, constraints and stop strings, while one forward pass per step serves every
 request decoding at that moment (up to ``max_batch_size``; the ``n`` choices of one request decode
-side by side too, streamed or not), and a request that arrives joins the others at their next step. Each reply is
-the one the request gets alone, up to float rounding (greedy decoding can differ where two tokens
+side by side too, streamed or not), and a request that arrives joins the others at their next
+step. ``serve_forever`` runs those forward passes in its calling thread (the main one, for
+``attnkit serve``: where PyTorch's CPU thread pool is) and HTTP in another. Each reply is the
+one the request gets alone, up to float rounding (greedy decoding can differ where two tokens
 tie to the last bits). Everything else (embeddings, transcription, encoder-decoder models, a
 server with an assistant model, ``max_batch_size=1``) runs one request at a time (a lock), which
 keeps results identical to direct calls and leaves PyTorch's own threads to use the cores. On
@@ -941,6 +943,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     app: ModelServer | None = None
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until :meth:`shutdown`. With batched decoding, the HTTP loop runs in a thread of
+        its own and the calling thread runs the forward passes
+        (:meth:`~attnkit.generation.batching.BatchedDecoding.run_forever`): call this from the
+        thread that loaded the model (the main one), where PyTorch's CPU thread pool already is."""
+        batching = None if self.app is None else self.app.batching
+        if batching is None:
+            return super().serve_forever(poll_interval)
+        batching.own()  # before any request can arrive
+        http = threading.Thread(target=super().serve_forever, args=(poll_interval,), name="attnkit-http", daemon=True)
+        http.start()
+        try:
+            batching.run_forever()
+        finally:
+            super().shutdown()
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` (from another thread) and the batched decoding with it."""
+        if self.app is not None and self.app.batching is not None:
+            self.app.batching.close()
+        super().shutdown()
 
     def server_close(self) -> None:
         super().server_close()
