@@ -154,19 +154,28 @@ def _checked(items, batch_size: int, what: str) -> list:
     return items
 
 
+def dual_encoder_text_inputs(model, tokenizer, texts: list[str],
+                             truncation: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(input_ids, attention_mask or None)`` of texts as an image-text dual encoder reads them:
+    CLIP's padded to the longest (cut to ``n_positions`` with ``truncation``), SigLIP's padded to
+    its full length without a mask, as it was trained (and as ``transformers``' pipeline pads them)."""
+    n = model.config.n_positions
+    if model.config.model_type == "siglip":
+        return tokenizer(texts, padding="max_length", max_length=n, truncation=True)["input_ids"], None
+    batch = tokenizer(texts, truncation=truncation, max_length=n if truncation else None)
+    return batch["input_ids"], batch["attention_mask"]
+
+
 def _dual_encoder_texts(model, tokenizer, sentences, batch_size: int, normalize: bool | None) -> torch.Tensor:
-    """A CLIP's or SigLIP's text features, as its ``get_text_features`` (SigLIP's texts padded to
-    its full length without a mask, as it was trained)."""
+    """A CLIP's or SigLIP's text features, as its ``get_text_features`` (texts encoded by
+    :func:`dual_encoder_text_inputs`)."""
     sentences = _checked(sentences, batch_size, "sentences")
-    siglip, n = model.config.model_type == "siglip", model.config.n_positions
     out = []
     with eval_mode(model):
         for i in range(0, len(sentences), batch_size):
-            texts = sentences[i:i + batch_size]
-            batch = tokenizer(texts, padding="max_length", max_length=n, truncation=True) if siglip else \
-                tokenizer(texts, truncation=True, max_length=n)
-            mask = None if siglip else batch["attention_mask"].to(model.device)
-            features = model.get_text_features(batch["input_ids"].to(model.device), mask).float()
+            ids, mask = dual_encoder_text_inputs(model, tokenizer, sentences[i:i + batch_size])
+            features = model.get_text_features(ids.to(model.device), None if mask is None else mask.to(model.device))
+            features = features.float()
             out.append((torch.nn.functional.normalize(features, dim=-1) if normalize is not False else features).cpu())
     return torch.cat(out)
 

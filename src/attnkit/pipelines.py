@@ -131,6 +131,8 @@ def zero_shot_classify_image(model, tokenizer, images, candidate_labels: list[st
     of each of SigLIP's (its texts padded to its full length without a mask, as it was trained).
     ``images``: one or a list (paths, PIL images, uint8 pixel arrays); ``processor``: by default
     the model's own (see :func:`classify_image`). A single image gives a single result."""
+    from attnkit.embeddings import dual_encoder_text_inputs
+
     if not hasattr(model, "get_image_features") or not hasattr(model, "get_text_features"):
         raise InputError(f"zero_shot_classify_image needs an image-text dual encoder (Clip, Siglip), got a "
                          f"{type(model).__name__}")
@@ -142,10 +144,9 @@ def zero_shot_classify_image(model, tokenizer, images, candidate_labels: list[st
     sigmoid = model.config.model_type == "siglip"
     results = []
     with eval_mode(model), torch.no_grad():
-        texts = [hypothesis_template.format(label) for label in labels]
-        text = tokenizer(texts, padding="max_length", max_length=model.config.n_positions, truncation=True) if sigmoid \
-            else tokenizer(texts)
-        ids, mask = text["input_ids"].to(model.device), None if sigmoid else text["attention_mask"].to(model.device)
+        ids, mask = dual_encoder_text_inputs(model, tokenizer, [hypothesis_template.format(label) for label in labels],
+                                             truncation=False)  # a CLIP text too long for the model is an error
+        ids, mask = ids.to(model.device), None if mask is None else mask.to(model.device)
         for i in range(0, len(images), batch_size):
             pixels = processor(images[i:i + batch_size]).to(model.device)
             scores = model(ids, pixels, attention_mask=mask).logits_per_image.float()

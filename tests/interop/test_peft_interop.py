@@ -16,6 +16,7 @@ from attnkit import CheckpointError
 from attnkit.interop.peft import load_peft_adapter, save_peft_adapter
 from attnkit.nn import add_lora
 from tests.interop.test_mistral_qwen_interop import batch, hf_model
+from tests.nn.test_lora import randomize_adapters
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -98,12 +99,7 @@ def test_adapters_that_are_not_plain_lora_are_refused(tmp_path):
 
 def _randomized(model):
     torch.manual_seed(5)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("lora_B"):
-                p.normal_(0.0, 0.2)
-            if name.endswith("lora_magnitude"):
-                p.mul_(torch.rand_like(p) + 0.5)
+    randomize_adapters(model, std=0.2)
     return model
 
 

@@ -19,11 +19,12 @@ def tiny(seed=0):
     return attnkit.GPT(attnkit.GPTConfig.from_preset("gpt-tiny", vocab_size=64)).eval()
 
 
-def _randomize_adapters(model):
+def randomize_adapters(model, std: float = 0.1):
+    """Trained-looking adapters: B drawn (it starts at zero), DoRA's magnitudes moved off the norms."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("lora_B"):
-                p.normal_(0.0, 0.1)
+                p.normal_(0.0, std)
             if name.endswith("lora_magnitude"):
                 p.mul_(torch.rand_like(p) + 0.5)
 
@@ -121,7 +122,7 @@ def test_only_the_adapters_and_the_trainable_modules_learn():
 def test_merging_gives_the_same_outputs_from_plain_layers(dora):
     model = tiny()
     add_lora(model, r=4, alpha=16, targets=("qkv_proj", "fc_in", "fc_out"), dora=dora)  # fc_in: GELU fused after it
-    _randomize_adapters(model)
+    randomize_adapters(model)
     ids = torch.randint(0, 64, (4, 16))  # rows enough for oneDNN's fused linear + GELU
     with torch.no_grad():
         adapted = model(ids).logits
@@ -153,7 +154,7 @@ def test_the_experts_of_a_mixture_take_adapters_and_merge(tmp_path):
     assert sum(learning) >= len(learning) // 2  # the adapters of the experts the tokens chose
     assert {n for n, p in model.named_parameters() if p.requires_grad} == \
         {f"{n}.lora_{p}" for n in experts for p in "AB"}
-    _randomize_adapters(model)
+    randomize_adapters(model)
     model.eval()
     with torch.no_grad():
         adapted = model(ids).logits
@@ -171,7 +172,7 @@ def test_saving_keeps_a_plain_base_checkpoint_and_loading_puts_the_adapters_back
     with torch.no_grad():
         base_logits = model(ids).logits
     add_lora(model, r=4, alpha=8, dropout=0.1, dora=True)
-    _randomize_adapters(model)
+    randomize_adapters(model)
     model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "lora_config.json").read_text())["dora"] is True
     again = attnkit.from_pretrained(tmp_path)

@@ -4,7 +4,6 @@ captions, well above chance; the checkpoint carries its tokenizer and image proc
 in transformers; a SigLIP checkpoint fine-tunes on a captions file; bad files are clear errors."""
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,8 @@ import attnkit
 from attnkit import DataError
 from attnkit.tokenizers import Tokenizer
 from attnkit.training import run_recipe
+from attnkit.training.classification import hold_out
+from attnkit.training.recipe import load_recipe
 from tests.training.test_trainer import metrics
 
 Image = pytest.importorskip("PIL.Image")
@@ -32,10 +33,7 @@ def test_clip_learns_digits_and_labels_unseen_ones_zero_shot(tmp_path):
     losses = [row["eval_loss"] for row in metrics(tmp_path / "run") if "eval_loss" in row]
     assert losses[-1] < losses[0] < 4.2  # ln(64) = 4.16: a batch's pairings at chance
     # the recipe's held-out tenth (valid_fraction 0.1, seed 0): never trained on
-    examples = digits()
-    order = list(range(len(examples)))
-    random.Random(0).shuffle(order)
-    held = [examples[i] for i in order[:180]]
+    _, held = hold_out(load_recipe(RECIPE), lambda path: digits())
     ranked = attnkit.zero_shot_classify_image(model, tok, [image for image, _ in held], [str(d) for d in range(10)],
                                               hypothesis_template="a handwritten {}")
     accuracy = np.mean([r[0]["label"] == label for r, (_, label) in zip(ranked, held)])

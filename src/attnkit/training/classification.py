@@ -211,21 +211,27 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
                      f1_average=d.f1_average)
 
 
-def split_labelled(recipe, task: str, read, labels_of) -> tuple[list, list, tuple[str, ...]]:
-    """``(train, valid, label names)``: ``read(data.train)`` and ``read(data.valid)``, or, without
+def hold_out(recipe, read) -> tuple[list, list]:
+    """``(train, valid)``: ``read(data.train)`` and ``read(data.valid)``, or, without
     ``data.valid``, ``data.valid_fraction`` of the training examples held out (drawn with
-    ``train.seed``); the label names sorted (``labels_of(example)`` lists an example's). One
-    label only, or validation labels never seen in training, are a :class:`DataError`."""
+    ``train.seed``)."""
+    d = recipe.data
+    train = read(d.train)
+    if d.valid is not None:
+        return train, read(d.valid)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(recipe.train.seed)).tolist()
+    n_valid = max(1, round(d.valid_fraction * len(train)))
+    return [train[i] for i in order[n_valid:]], [train[i] for i in order[:n_valid]]
+
+
+def split_labelled(recipe, task: str, read, labels_of) -> tuple[list, list, tuple[str, ...]]:
+    """``(train, valid, label names)``: the examples of :func:`hold_out`; the label names sorted
+    (``labels_of(example)`` lists an example's). One label only, or validation labels never seen
+    in training, are a :class:`DataError`."""
     d = recipe.data
     if not d.train.strip():
         raise ConfigError(f"data.train is required: the labelled examples for task {task!r}")
-    train = read(d.train)
-    if d.valid is not None:
-        valid = read(d.valid)
-    else:  # hold out a fixed share of the training examples
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(recipe.train.seed)).tolist()
-        n_valid = max(1, round(d.valid_fraction * len(train)))
-        valid, train = [train[i] for i in order[:n_valid]], [train[i] for i in order[n_valid:]]
+    train, valid = hold_out(recipe, read)
     label_names = tuple(sorted({label for example in train for label in labels_of(example)}))
     if len(label_names) < 2:
         raise DataError(f"{d.train}: found a single label {label_names}; a classifier needs at least two")

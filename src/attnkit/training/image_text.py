@@ -23,15 +23,16 @@ Image paths are relative to the data file. ``OUT/checkpoints/step-N/`` are model
 from __future__ import annotations
 
 import dataclasses
-import random
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from attnkit.embeddings import dual_encoder_text_inputs
 from attnkit.errors import ConfigError, DataError
 from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
+from attnkit.training.classification import hold_out
 from attnkit.training.distributed import barrier, init_distributed
 from attnkit.training.lm import TokenizerSection, prepare_tokenizer
 from attnkit.training.recipe import ModelSection, recipe_to_dict
@@ -138,17 +139,6 @@ class ImageTextSource(TensorDataSource):
                 "attention_mask": None if mask is None else mask[rows], "return_loss": True}
 
 
-def encode_captions(texts: list[str], tokenizer, model) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(ids (N, T), mask or None)`` as the model reads captions (as :func:`attnkit.embed` and
-    :func:`attnkit.zero_shot_classify_image` encode them): CLIP's padded to the longest, SigLIP's
-    to its full length, without a mask."""
-    n = model.config.n_positions
-    if model.config.model_type == "siglip":
-        return tokenizer(texts, padding="max_length", max_length=n, truncation=True)["input_ids"], None
-    batch = tokenizer(texts, truncation=True, max_length=n)
-    return batch["input_ids"], batch["attention_mask"]
-
-
 def end_with_eos(tokenizer) -> None:
     """Make a tokenizer trained here end every text with its end-of-text token, as CLIP's does
     (CLIP reads a text's feature there)."""
@@ -168,16 +158,9 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
     out, m, d = Path(out_dir), recipe.model, recipe.data
     info = init_distributed(recipe.train.device)
     last = ckpt.prepare_run_dir(out, resume)
-    train = read_pairs(d.train, d)
-    if d.valid is not None:
-        valid = read_pairs(d.valid, d)
-    else:
-        order = list(range(len(train)))
-        random.Random(recipe.train.seed).shuffle(order)
-        cut = max(1, round(len(train) * d.valid_fraction))
-        if len(train) - cut < 2:
-            raise ConfigError(f"data.valid_fraction={d.valid_fraction} leaves fewer than 2 training pairs")
-        valid, train = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
+    train, valid = hold_out(recipe, lambda path: read_pairs(path, d))
+    if len(train) < 2:
+        raise ConfigError(f"data.valid_fraction={d.valid_fraction} leaves fewer than 2 training pairs")
     barrier(info)
     with nullcontext() if resume else ckpt.removed_on_failure(out, info.is_main):  # a failed set-up leaves OUT empty
         tokenizer = prepare_tokenizer(recipe, out, info, last, [text for _, text in train])
@@ -196,7 +179,7 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
 
         def tensors(pairs: list) -> tuple:
             pixels = torch.stack([processor.pixels(image, i) for i, (image, _) in enumerate(pairs)])
-            return (pixels, *encode_captions([text for _, text in pairs], tokenizer, model))
+            return (pixels, *dual_encoder_text_inputs(model, tokenizer, [text for _, text in pairs]))
 
         source = ImageTextSource(tensors(train), tensors(valid), processor, recipe.train.batch_size)
         trainer = Trainer(model, source, recipe.train, out, tokenizer=_Processors(tokenizer, processor),
