@@ -95,11 +95,16 @@ def _read(path: str) -> list:
     return digits() if path == "digits" else read_image_folder(path)
 
 
+def read_pixels(images: list, processor: ImageProcessor, what: str, progress: bool) -> torch.Tensor:
+    """Every image's resized uint8 pixels ``(N, C, H, W)``, with a progress bar for many."""
+    images = tqdm(images, desc=f"reading {what} images", unit="image", disable=not progress or len(images) < 500)
+    return torch.stack([processor.pixels(image, i) for i, image in enumerate(images)])
+
+
 def _pixels(examples: list, processor: ImageProcessor, labels: dict[str, int], what: str,
             progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Every example's resized uint8 pixels ``(N, C, H, W)`` and class ids ``(N,)``."""
-    images = tqdm(examples, desc=f"reading {what} images", unit="image", disable=not progress or len(examples) < 500)
-    pixels = torch.stack([processor.pixels(image, i) for i, (image, _) in enumerate(images)])
+    pixels = read_pixels([image for image, _ in examples], processor, what, progress)
     return pixels, torch.tensor([labels[label] for _, label in examples])
 
 

@@ -34,6 +34,7 @@ from attnkit.models.config import Config
 from attnkit.training import checkpoint as ckpt
 from attnkit.training.classification import hold_out
 from attnkit.training.distributed import barrier, init_distributed
+from attnkit.training.image_classification import read_pixels
 from attnkit.training.lm import TokenizerSection, prepare_tokenizer
 from attnkit.training.recipe import ModelSection, recipe_to_dict
 from attnkit.training.sources import TensorDataSource
@@ -177,11 +178,14 @@ def run(recipe: Recipe, out_dir: str | Path, resume: bool = False) -> Trainer:
         processor = ImageProcessor.from_pretrained(directory) if directory is not None and \
             (directory / PROCESSOR_FILE).is_file() else ImageProcessor.for_model(model.config)
 
-        def tensors(pairs: list) -> tuple:
-            pixels = torch.stack([processor.pixels(image, i) for i, (image, _) in enumerate(pairs)])
+        progress = recipe.train.progress and info.is_main
+
+        def tensors(pairs: list, what: str) -> tuple:
+            pixels = read_pixels([image for image, _ in pairs], processor, what, progress)
             return (pixels, *dual_encoder_text_inputs(model, tokenizer, [text for _, text in pairs]))
 
-        source = ImageTextSource(tensors(train), tensors(valid), processor, recipe.train.batch_size)
+        source = ImageTextSource(tensors(train, "training"), tensors(valid, "validation"), processor,
+                                 recipe.train.batch_size)
         trainer = Trainer(model, source, recipe.train, out, tokenizer=_Processors(tokenizer, processor),
                           resume=last or False, dist=info, run_info={"task": "image_text",
                                                                      "recipe": recipe_to_dict(recipe)})
