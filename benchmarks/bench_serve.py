@@ -3,9 +3,9 @@ the server's life vs never, and concurrent requests decoded together (continuous
 one at a time.
 
 ``attnkit serve`` decodes from weights packed once for oneDNN when it starts (``ModelServer(...,
-pack_weights=True)``, the default). Its forward passes run in the main thread (the batched
-decoding's :meth:`~attnkit.generation.batching.BatchedDecoding.run_forever`, which
-``serve_forever`` calls) while requests arrive in threads of their own; here each request comes
+pack_weights=True)``, the default). Its forward passes run in the main thread (the app's model
+thread, :meth:`~attnkit.generation.batching.ModelThread.run_forever`, which ``serve_forever``
+calls) while requests arrive in threads of their own; here each request comes
 from a client thread, to ``ModelServer.complete`` (the server's own request path without the
 HTTP transport), and the main thread decodes. No peer: this is attnkit against itself, the same
 model and requests, alternating rounds, each on a fresh server.
@@ -16,9 +16,8 @@ no stop (``max_tokens`` new tokens every time).
 
 Concurrent requests: ``CLIENTS`` threads each send one greedy request at once (other prompts,
 ``CONCURRENT_TOKENS`` new tokens each) to a server that batches them (``max_batch_size=8``, the
-default) and to one that decodes one request at a time (``max_batch_size=1``: each request
-decodes in its own thread, as its HTTP handler thread would); throughput is all new tokens over
-the time until the last reply.
+default) and to one that decodes one request at a time (``max_batch_size=1``, in the same main
+thread); throughput is all new tokens over the time until the last reply.
 """
 
 from __future__ import annotations
@@ -49,8 +48,7 @@ def build(dtype: torch.dtype):
 
 def served(app, requests) -> float:
     """Seconds that ``requests(app)`` takes in a client thread while this thread runs the app's
-    batched decoding (as ``attnkit serve``'s main thread does; without batching, the requests
-    decode in the client thread). Closes the app."""
+    model thread (as ``attnkit serve``'s main thread does). Closes the app."""
     elapsed = []
 
     def client():
@@ -59,15 +57,12 @@ def served(app, requests) -> float:
             requests(app)
             elapsed.append(time.perf_counter() - start)
         finally:
-            if app.batching is not None:
-                app.batching.close()
+            app.model_thread.close()
 
-    if app.batching is not None:
-        app.batching.own()  # before the client's first step
+    app.model_thread.own()  # before the client's first call
     thread = threading.Thread(target=client)
     thread.start()
-    if app.batching is not None:
-        app.batching.run_forever()
+    app.model_thread.run_forever()
     thread.join()
     app.close()
     if not elapsed:
@@ -127,8 +122,8 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     note2 = (f"{CLIENTS} concurrent requests (one thread each, prompts of 2-9 words), {CONCURRENT_TOKENS} greedy "
              f"tokens each; all new tokens over the time to the last reply, median of {min(repeats, 3)} alternating "
              "rounds after a warm-up; 'batched' is the default `max_batch_size=8` (continuous batching, the forward "
-             "passes in the main thread), 'one at a time' `max_batch_size=1` (each request decodes in its own "
-             "thread, as its HTTP handler would), both from packed weights.")
+             "passes in the main thread), 'one at a time' `max_batch_size=1` (one request after another, in the "
+             "same thread), both from packed weights.")
     return note + "\n\n" + md + "\n\n" + note2 + "\n\n" + md2, headline
 
 

@@ -2,7 +2,8 @@
 ``BatchedDecoding.model`` give each call the tokens it gets by itself (greedy and seeded sampling,
 other prompt lengths and lengths, learned, rotary and ALiBi positions, windows), while their steps
 share forward passes; a late loop leaves the batch without holding the others up, a closed one
-gives up its place, and what batching cannot do is refused."""
+gives up its place, and what batching cannot do is refused. The thread it decodes in (a
+``ModelThread``) runs other calls one at a time, in that thread."""
 
 import threading
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from attnkit import GPT, GPTConfig, InputError
-from attnkit.generation import BatchedDecoding
+from attnkit.generation import BatchedDecoding, ModelThread
+from attnkit.generation import batching
 
 V = 97
 CONFIGS = {
@@ -241,3 +243,82 @@ def test_what_batching_cannot_run_is_refused():
         BatchedDecoding(Transformer(TransformerConfig(vocab_size=20, d_model=16, n_heads=2, d_ff=32,
                                                       n_encoder_layers=1, n_decoder_layers=1)))
     batched.close()
+
+
+def test_a_model_thread_runs_calls_one_at_a_time_in_its_thread(monkeypatch):
+    """Calls from several threads run in the model thread, never two at once, each caller getting
+    its own result or error; a call made inside a call runs at once; an idle worker ends and the
+    next call starts another; an owner's run_forever runs them in the owning thread until close,
+    after which calls are refused."""
+    monkeypatch.setattr(batching, "IDLE_SECONDS", 0.2)
+    runner, running, most, ran_in = ModelThread(), [0], [0], []
+    lock = threading.Lock()
+
+    def work(i):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        ran_in.append(threading.current_thread().name)
+        torch.randn(64, 64) @ torch.randn(64, 64)  # time for the others to arrive
+        with lock:
+            running[0] -= 1
+        if i == 3:
+            raise ValueError("call 3 fails")
+        return runner.call(lambda: i * i)  # nested: runs at once in the model thread
+
+    results = in_threads(*[lambda i=i: runner.call(lambda: work(i)) for i in range(6)])
+    assert results[:3] + results[4:] == [0, 1, 4, 16, 25]
+    assert isinstance(results[3], ValueError) and str(results[3]) == "call 3 fails"
+    assert most[0] == 1 and set(ran_in) == {batching.WORKER_NAME}
+    first = runner._worker
+    first.join(5)  # idle: the worker ends
+    assert not first.is_alive() and runner._worker is None
+    assert runner.call(lambda: threading.current_thread().name) == batching.WORKER_NAME
+    assert runner._worker is not first
+    runner.close()
+    with pytest.raises(InputError, match="ModelThread was closed"):
+        runner.call(lambda: 1)
+
+    owned = ModelThread()
+    owned.own()
+    names = []
+
+    def client():
+        try:
+            names.extend(in_threads(*[lambda: owned.call(lambda: threading.current_thread().name)] * 3))
+        finally:
+            owned.close()
+
+    t = threading.Thread(target=client)
+    t.start()
+    owned.run_forever()  # returns once the client closes it
+    t.join(30)
+    assert names == [threading.current_thread().name] * 3
+
+
+def test_calls_run_in_the_batching_thread_between_steps():
+    """A call handed to a BatchedDecoding runs in the thread that runs its forward passes, while
+    loops decode, and they still get their own tokens."""
+    model = tiny()
+    batched = BatchedDecoding(model)
+    prompts = [torch.tensor([[3, 1, 4, 1, 5]]), torch.tensor([[2, 7]])]
+    step_threads, call_threads = set(), []
+    step = model.generation_step
+
+    def recording_step(*args):
+        step_threads.add(threading.current_thread().name)
+        return step(*args)
+
+    model.generation_step = recording_step
+    try:
+        results = in_threads(*[lambda p=p: batched.model.generate(p, max_new_tokens=12, eos_token_id=None)
+                               for p in prompts],
+                             *[lambda: batched.call(lambda: call_threads.append(threading.current_thread().name)
+                                                    or model(prompts[0]).logits)] * 3)
+    finally:
+        del model.generation_step
+        batched.close()
+    assert step_threads == set(call_threads) == {batching.WORKER_NAME} and len(call_threads) == 3
+    for p, out in zip(prompts, results):
+        assert torch.equal(out, model.generate(p, max_new_tokens=12, eos_token_id=None))
+    assert torch.allclose(results[2], model(prompts[0]).logits)

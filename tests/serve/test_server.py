@@ -28,7 +28,7 @@ def gpt(memorized_gpt):
 
 def start(model, tok, **kw):
     server = make_server(model, tok, port=0, name="tiny", **kw)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True, name="serving").start()
     return server
 
 
@@ -247,6 +247,57 @@ def test_serve_forever_decodes_in_its_own_thread_and_shutdown_stops_it(gpt):
     serving.join(30)
     assert not serving.is_alive()
     server.server_close()
+
+
+def recording_threads(model) -> set:
+    """The names of the threads in which ``model``'s modules run (a pre-hook on each)."""
+    names = set()
+    for m in model.modules():
+        m.register_forward_pre_hook(lambda *_: names.add(threading.current_thread().name))
+    return names
+
+
+@pytest.mark.parametrize("kind", ["t5", "gpt one at a time", "gpt batched"])
+def test_every_forward_pass_runs_in_the_thread_that_serves(gpt, kind):
+    """Whatever runs on the model (completions, streamed or not, with echoed log-probabilities,
+    and embeddings) runs in the thread that called serve_forever, on an encoder-decoder model,
+    a decoder-only one decoding one request at a time, and a batched one; replies equal direct
+    calls."""
+    if kind == "t5":
+        tok = Tokenizer.train_char([TEXT])
+        torch.manual_seed(0)
+        model = attnkit.T5(attnkit.T5Config.from_preset("t5-tiny", vocab_size=tok.vocab_size)).eval()
+        ids = torch.tensor([tok.encode("the quick") + [tok.eos_token_id]])
+        expected = tok.decode(model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=tok.eos_token_id)
+                              [0, 1:], skip_special_tokens=True)
+    else:
+        model, tok = copy.deepcopy(gpt[0]), gpt[1]
+        expected = direct(model, tok, "the quick", 6, do_sample=False)[0]
+        vectors = attnkit.embed(model, ["the quick", "box"], tokenizer=tok)
+    server = make_server(model, tok, port=0, name="tiny", embeddings=kind != "t5",
+                         max_batch_size=8 if kind == "gpt batched" else 1)
+    assert (server.app.batching is not None) == (kind == "gpt batched")
+    ran_in = recording_threads(model)
+    serving = threading.Thread(target=server.serve_forever, name="serving")
+    serving.start()
+    port = server.server_address[1]
+    try:
+        body = dict(prompt="the quick", max_tokens=6, temperature=0)
+        status, reply, _ = request(port, "POST", "/v1/completions", body)
+        assert status == 200 and reply["choices"][0]["text"] == expected
+        status, text, _ = request(port, "POST", "/v1/completions", dict(body, stream=True))
+        assert "".join(e["choices"][0]["text"] for e in events(text)[:-1]) == expected
+        if kind != "t5":
+            status, reply, _ = request(port, "POST", "/v1/completions", dict(body, echo=True, logprobs=1))
+            assert status == 200 and reply["choices"][0]["logprobs"]["token_logprobs"][1] < 0
+            status, reply, _ = request(port, "POST", "/v1/embeddings", dict(input=["the quick", "box"]))
+            served = torch.tensor([d["embedding"] for d in reply["data"]])
+            assert status == 200 and torch.allclose(served, vectors, atol=1e-6)
+    finally:
+        server.shutdown()
+        serving.join(30)
+        server.server_close()
+    assert ran_in == {"serving"}
 
 
 def test_models_and_health(gpt_server):
@@ -677,7 +728,7 @@ def whisper_server():
     model.generation_config = attnkit.GenerationConfig(other=dict(no_timestamps_token_id=87, max_initial_timestamp_index=5,
                                                                   prev_sot_token_id=85, alignment_heads=[[0, 1], [1, 0]]))
     server = start(model.eval(), tok)
-    yield model, tok, server.server_address[1]
+    yield model, tok, server.server_address[1], recording_threads(model)
     server.shutdown()
     server.server_close()
 
@@ -690,7 +741,7 @@ def test_openai_client_transcribes_wav_uploads(whisper_server):
     from attnkit.audio import read_wav
     from attnkit.generation.speech import transcribe as transcribe_audio, whisper_defaults
 
-    model, tok, port = whisper_server
+    model, tok, port, ran_in = whisper_server
 
     def transcribe(*args, **kwargs):  # as the server decodes at temperature 0: from seed 0
         kwargs = {**whisper_defaults(model), **kwargs}
@@ -699,7 +750,9 @@ def test_openai_client_transcribes_wav_uploads(whisper_server):
     data = wav_bytes(0.3 * torch.randn(int(22050 * 3.3), generator=torch.Generator().manual_seed(1)), rate=22050)
     audio, rate = read_wav(__import__("io").BytesIO(data))
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    ran_in.clear()
     reply = client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav"))
+    assert ran_in == {"serving"}  # the thread that serves, as for every request
     assert reply.text == transcribe(model, tok, audio, rate)[0]
     assert client.audio.transcriptions.create(model="tiny", file=("a.wav", data, "audio/wav")).text == reply.text
     timed = transcribe(model, tok, audio, rate, return_timestamps=True)[0]
@@ -744,7 +797,7 @@ def test_openai_client_transcribes_wav_uploads(whisper_server):
 
 
 def test_transcription_requests_are_checked(whisper_server, gpt_server):
-    _, _, port = whisper_server
+    _, _, port, _ = whisper_server
     boundary = "xyz"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ntiny\r\n--{boundary}--\r\n").encode()
     form = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
@@ -762,7 +815,7 @@ def test_transcription_requests_are_checked(whisper_server, gpt_server):
     assert status == 404 and "has no translate task" in reply["error"]["message"]
     status, reply, _ = request(gpt_server, "POST", "/v1/audio/transcriptions", raw=body, headers=form)
     assert status == 404 and "does not transcribe speech" in reply["error"]["message"]
-    model, tok, _ = whisper_server
+    model, tok, _, _ = whisper_server
     small = start(model, tok, max_audio_bytes=10)
     try:
         status, reply, _ = request(small.server_address[1], "POST", "/v1/audio/transcriptions", raw=body, headers=form)

@@ -24,6 +24,10 @@ through kernels sized for the batch; greedy decoding can differ where two tokens
 last bits). Decoder-only models (every GPT-class model), one sequence per loop: beams, a padded
 prompt, prompt lookup and assistant models are refused by :attr:`BatchedDecoding.model`, and so
 are models that refeed their cache (LongRoPE past its original context).
+
+The thread that runs the forward passes is a :class:`ModelThread`, which runs other work on the
+model too (:meth:`ModelThread.call`, between two steps): the server's embeddings, and with a model
+that is not batched, every request's decoding.
 """
 
 from __future__ import annotations
@@ -112,7 +116,136 @@ def _batchable(kwargs: dict) -> dict:
     return {"pack_weights": False, **kwargs}
 
 
-class BatchedDecoding:
+class _Job:
+    """A call handed to a :class:`ModelThread`."""
+
+    def __init__(self, fn):
+        self.fn, self.result, self.error = fn, None, None
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as e:  # the caller's error, raised in its thread
+            self.error = e
+            if not isinstance(e, Exception):  # Ctrl-C or an exit stops the thread as well
+                raise
+        finally:
+            self.ready.set()
+
+    def wait(self):
+        """The call's result (its error raised here), once it has run."""
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class ModelThread:
+    """One thread that runs a model's work for callers in other threads, one call at a time.
+
+    Which thread computes matters on CPU: PyTorch's OpenMP keeps a pool of worker threads per
+    thread that has run parallel work, and once a second pool exists each small parallel region
+    waits for sleeping workers (a bf16 GPT-2-small decoding step takes 1.5× as long, an fp32
+    Marian one 1.4×). The thread that loaded the model (the main one) already has a pool:
+    :meth:`own` + :meth:`run_forever` there make it this thread (``attnkit serve`` does, and runs
+    HTTP elsewhere). Without an owner a worker thread starts on the first call and ends after
+    ``IDLE_SECONDS`` without work.
+
+    :meth:`call` runs a function there and returns its result; :meth:`submit` hands it over
+    without waiting. :meth:`close` stops the thread; calls still waiting get an error.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._jobs: list[_Job] = []
+        self._closed = False
+        self._worker: threading.Thread | None = None  # an owner, or a worker started by the first call
+
+    def own(self) -> None:
+        """Make the calling thread the one that runs the work: calls wait for its
+        :meth:`run_forever` instead of starting a worker thread. Call before any call arrives."""
+        with self._cond:
+            if self._worker is not None and self._worker is not threading.current_thread():
+                raise InputError(f"this {type(self).__name__} already has a worker thread")
+            self._worker = threading.current_thread()
+
+    def run_forever(self) -> None:
+        """Run the work in the calling thread until :meth:`close` (from another thread)."""
+        self.own()
+        self._work(forever=True)
+
+    def close(self) -> None:
+        """Stop the thread; work still waiting gets an error, later calls too."""
+        with self._cond:
+            self._closed = True
+            worker = self._worker
+            self._fail_pending(InputError(f"this {type(self).__name__} was closed"))
+            self._cond.notify_all()
+        if worker is not None and worker.name == WORKER_NAME and worker is not threading.current_thread():
+            worker.join()  # a thread of ours; an owner's run_forever returns by itself
+
+    def submit(self, fn) -> _Job:
+        """Hand ``fn()`` to the thread (after the work before it); ``.wait()`` on the returned job
+        gives its result or raises its error."""
+        job = _Job(fn)
+        with self._cond:
+            if self._closed:
+                raise InputError(f"this {type(self).__name__} was closed")
+            self._jobs.append(job)
+            self._start()
+        return job
+
+    def call(self, fn):
+        """``fn()`` run in the thread: its result, or its error raised here. From the thread
+        itself (a call inside a call), it runs at once."""
+        if threading.current_thread() is self._worker:
+            return fn()
+        return self.submit(fn).wait()
+
+    def _start(self) -> None:
+        """Wake the thread for new work, starting a worker if there is none (under the lock)."""
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name=WORKER_NAME, daemon=True)
+            self._worker.start()
+        self._cond.notify_all()
+
+    def _fail_pending(self, error: BaseException) -> None:
+        for job in self._jobs:
+            job.error = error
+            job.ready.set()
+        self._jobs.clear()
+
+    # what the work loop asks; BatchedDecoding adds its decoding steps
+    def _has_work(self) -> bool:
+        return bool(self._jobs)
+
+    def _busy(self) -> bool:
+        """Whether the thread holds state that keeps it alive while idle."""
+        return bool(self._jobs)
+
+    def _take(self):
+        jobs, self._jobs = self._jobs, []
+        return jobs
+
+    def _do(self, jobs) -> None:
+        for job in jobs:
+            job.run()
+
+    def _work(self, forever: bool = False) -> None:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._closed or self._has_work(), timeout=IDLE_SECONDS) \
+                        and not self._busy() and not forever:
+                    self._worker = None  # idle: an unused one keeps no thread (the next call starts one)
+                    return
+                if self._closed:
+                    return self._fail_pending(InputError(f"this {type(self).__name__} was closed"))
+                work = self._take()
+            self._do(work)
+
+
+class BatchedDecoding(ModelThread):
     """Decode the sequences of concurrent loops together (see the module doc).
 
     ``model``: a decoder-only model in eval mode. ``max_batch_size``: sequences holding a cache
@@ -133,46 +266,15 @@ class BatchedDecoding:
                              "which batched decoding does not")
         if not (isinstance(max_batch_size, int) and max_batch_size >= 1):
             raise InputError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+        super().__init__()
         self.base, self.max_batch_size, self.wait = model, max_batch_size, wait
         self.model = BatchedModel(self)
         self.stats: Counter = Counter()
-        self._cond = threading.Condition()
         self._pending: list[_Sequence] = []  # loops waiting for their step
         self._holding: set[_Sequence] = set()  # sequences with keys and values (prefilled, not released)
         self._members: list[_Sequence] = []  # the shared cache's rows
         self._cache: DecoderCache | None = None
         self._pad: torch.Tensor | None = None  # (B,) masked columns before each row's first token
-        self._closed = False
-        self._worker: threading.Thread | None = None  # started by the first step, ends when idle
-
-    def own(self) -> None:
-        """Make the calling thread the one that runs the forward passes: steps wait for its
-        :meth:`run_forever` instead of starting a worker thread. Call before the loops start."""
-        with self._cond:
-            if self._worker is not None and self._worker is not threading.current_thread():
-                raise InputError("this batched decoding already has a worker thread")
-            self._worker = threading.current_thread()
-
-    def run_forever(self) -> None:
-        """Decode in the calling thread until :meth:`close` (from another thread). Which thread
-        matters on CPU: the main one when it has run PyTorch before (loaded the model). OpenMP
-        keeps a pool of worker threads per thread that has run parallel work, and with two pools
-        on the machine's cores each small parallel region waits for sleeping workers (a bf16
-        GPT-2-small step takes 1.5× as long in another thread). ``attnkit serve`` runs its HTTP
-        server in another thread and this in the main one (:meth:`own` first, so that no request
-        starts a worker thread meanwhile)."""
-        self.own()
-        self._work(forever=True)
-
-    def close(self) -> None:
-        """Stop the worker; loops still waiting get an error, later ones too."""
-        with self._cond:
-            self._closed = True
-            worker = self._worker
-            self._fail_pending(InputError("this batched decoding was closed"))
-            self._cond.notify_all()
-        if worker is not None and worker.name == WORKER_NAME and worker is not threading.current_thread():
-            worker.join()  # a thread of ours; an owner's run_forever returns by itself
 
     # -- the loops' side ---------------------------------------------------------------------------
     def _run(self, seq: _Sequence, input_ids: torch.Tensor) -> torch.Tensor:
@@ -187,10 +289,7 @@ class BatchedDecoding:
             seq.input, seq.error = input_ids, None
             seq.ready.clear()
             self._pending.append(seq)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name=WORKER_NAME, daemon=True)
-                self._worker.start()
-            self._cond.notify_all()
+            self._start()
         seq.ready.wait()
         if seq.error is not None:
             raise seq.error
@@ -211,31 +310,35 @@ class BatchedDecoding:
         prefills = [s for s in self._pending if s.cache is not None][:max(room, 0)]
         return prefills, [s for s in self._pending if s.cache is None]
 
-    def _work(self, forever: bool = False) -> None:
-        while True:
-            with self._cond:
-                if not self._cond.wait_for(lambda: self._closed or any(self._ready()), timeout=IDLE_SECONDS) \
-                        and not self._pending and not self._holding and not forever:
-                    self._worker = None  # idle: an unused engine keeps no thread (the next step starts one)
-                    return
-                if self._closed:
-                    return self._fail_pending(InputError("this batched decoding was closed"))
-                # the rows of the batch that are still decoding get `wait` seconds to come back
-                late = lambda: [s for s in self._members if not s.released and s not in self._pending]  # noqa: E731
-                self._cond.wait_for(lambda: self._closed or not late(), timeout=self.wait)
-                prefills, steps = self._ready()
-                for s in prefills + steps:
-                    self._pending.remove(s)
-                self._holding.update(prefills)
-            with torch.inference_mode():
-                if prefills:
-                    self._prefill(prefills)
-                if steps:
-                    self._step(steps)
-            for s in prefills + steps:
-                s.ready.set()
+    def _has_work(self) -> bool:
+        return super()._has_work() or any(self._ready())
+
+    def _busy(self) -> bool:
+        return super()._busy() or bool(self._pending or self._holding)
+
+    def _take(self):
+        # the rows of the batch that are still decoding get `wait` seconds to come back
+        late = lambda: [s for s in self._members if not s.released and s not in self._pending]  # noqa: E731
+        self._cond.wait_for(lambda: self._closed or not late(), timeout=self.wait)
+        prefills, steps = self._ready()
+        for s in prefills + steps:
+            self._pending.remove(s)
+        self._holding.update(prefills)
+        return super()._take(), prefills, steps
+
+    def _do(self, work) -> None:
+        jobs, prefills, steps = work
+        super()._do(jobs)
+        with torch.inference_mode():
+            if prefills:
+                self._prefill(prefills)
+            if steps:
+                self._step(steps)
+        for s in prefills + steps:
+            s.ready.set()
 
     def _fail_pending(self, error: BaseException) -> None:
+        super()._fail_pending(error)
         for s in self._pending:
             s.error = error
             s.ready.set()

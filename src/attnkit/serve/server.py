@@ -55,12 +55,14 @@ decoder-only model is batched across them (continuous batching,
 settings, seed, constraints and stop strings, while one forward pass per step serves every
 request decoding at that moment (up to ``max_batch_size``; the ``n`` choices of one request decode
 side by side too, streamed or not), and a request that arrives joins the others at their next
-step. ``serve_forever`` runs those forward passes in its calling thread (the main one, for
-``attnkit serve``: where PyTorch's CPU thread pool is) and HTTP in another. Each reply is the
-one the request gets alone, up to float rounding (greedy decoding can differ where two tokens
-tie to the last bits). Everything else (embeddings, transcription, encoder-decoder models, a
-server with an assistant model, ``max_batch_size=1``) runs one request at a time (a lock), which
-keeps results identical to direct calls and leaves PyTorch's own threads to use the cores. On
+step. Each reply is the one the request gets alone, up to float rounding (greedy decoding can
+differ where two tokens tie to the last bits). Everything else (embeddings, transcription,
+encoder-decoder models, a server with an assistant model, ``max_batch_size=1``) runs one request
+at a time, which keeps results identical to direct calls and leaves PyTorch's own threads to use
+the cores. The model computes in one thread (:class:`~attnkit.generation.batching.ModelThread`),
+and ``serve_forever`` makes that its calling thread (the main one, for ``attnkit serve``: where
+PyTorch's CPU thread pool is) and runs HTTP in another: on CPU a thread that computes while the
+main thread's pool exists waits on every small parallel region (decoding 1.4-1.5× slower). On
 CPU the server decodes from weights packed once for oneDNN
 (:func:`~attnkit.generation.packed_for_decoding`, for as long as it runs: bf16 layers, where
 packing pays at one sequence per step, and only when the copy fits in half the free memory)
@@ -71,6 +73,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -85,7 +88,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import torch
 
 from attnkit.errors import AttnkitError, InputError
-from attnkit.generation.batching import BatchedDecoding
+from attnkit.generation.batching import BatchedDecoding, ModelThread
 from attnkit.generation.decoding import packed_for_decoding
 from attnkit.generation.constraints import JSONLogitsProcessor, JSONSchemaGrammar
 from attnkit.generation.regex import RegexGrammar
@@ -167,8 +170,10 @@ class ModelServer:
     ``/v1/embeddings`` with a decoder-only model too (an embedding model such as Qwen3-Embedding:
     its last token's state, normalised; :func:`attnkit.embed`); encoders always serve it.
     ``max_batch_size``: the most sequences a decoder-only model decodes at once across requests
-    (continuous batching, see the module doc); 1 decodes one request at a time. :meth:`close`
-    stops the batching worker and drops the packed weights."""
+    (continuous batching, see the module doc); 1 decodes one request at a time. The model's work
+    runs in :attr:`model_thread` (the batching's, or a :class:`~attnkit.generation.batching.ModelThread`
+    that runs one request's work at a time); ``serve_forever`` makes its calling thread that one.
+    :meth:`close` stops it and drops the packed weights."""
 
     def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024,
                  pack_weights: bool = True, assistant=None, tool_format: str | None = "auto",
@@ -183,7 +188,6 @@ class ModelServer:
             raise InputError(f"an assistant model guesses for a decoder-only model; this server's "
                              f"{type(model).__name__} is not one")
         self.max_new_tokens_limit = max_new_tokens_limit
-        self.lock = threading.Lock()
         self._json = None  # the JSON mode's processor, built on the first request that asks for it
         self.generates = hasattr(model, "generation_step") and getattr(model, "main_input_name", "input_ids") == "input_ids"
         self.embeds = hasattr(model, "sentence_embedding") or hasattr(model, "get_text_features") or \
@@ -201,24 +205,33 @@ class ModelServer:
                 and hasattr(model, "generation_logits") and not hasattr(model, "decoder_start_ids"):
             self.batching = BatchedDecoding(model, max_batch_size)
         self.decoder = model if self.batching is None else self.batching.model  # what text generation runs on
+        # where the model computes: one thread, so that PyTorch's CPU thread pool is the one it
+        # already has (ModelThread's doc); it runs one request's work at a time, as a lock would
+        self.model_thread = self.batching if self.batching is not None else ModelThread()
 
     def close(self) -> None:
-        """Stop the batching worker and drop the packed copy of the weights (the server closes
-        its app when it closes)."""
-        if self.batching is not None:
-            self.batching.close()
+        """Stop the model thread and drop the packed copy of the weights (the server closes its
+        app when it closes)."""
+        self.model_thread.close()
         self._packed.close()
 
-    def decoding(self):
-        """The block text generation runs in: none when requests are batched, else the lock."""
-        return contextlib.nullcontext() if self.batching is not None else self.lock
-
     def _texts(self, streams: list[TextStream]) -> list[str]:
-        """Each stream's whole text; side by side when requests are batched (``n`` choices, several prompts)."""
-        if self.batching is None or len(streams) == 1:
-            return ["".join(s) for s in streams]
+        """Each stream's whole text: side by side when requests are batched (``n`` choices,
+        several prompts; their steps go to the batching), else in turn in the model thread."""
+        if self.batching is None:
+            return self.model_thread.call(lambda: ["".join(s) for s in streams])
+        if len(streams) == 1:
+            return ["".join(streams[0])]
         with ThreadPoolExecutor(len(streams), thread_name_prefix="attnkit-choice") as pool:
             return list(pool.map("".join, streams))
+
+    def events(self, make_events, r: dict):
+        """The events of a streamed request (``make_events(r)``: :meth:`complete_stream`,
+        :meth:`chat_events`): made here when requests are batched (their steps go to the
+        batching), else made in the model thread and handed over as they come."""
+        if self.batching is not None:
+            return make_events(r)
+        return _relayed([lambda: make_events(r)], self.model_thread.submit)
 
     # -- requests --------------------------------------------------------------------------------
     def _check_fields(self, body: dict, allowed: tuple[str, ...]) -> None:
@@ -408,7 +421,7 @@ class ModelServer:
     def _prompt_scored(self, prompt_ids: list[int], top: int) -> list:
         """The :func:`token_logprobs` entries ``(id, text, log-probability, top)`` of a prompt's
         tokens after its first (``echo``), in one forward pass."""
-        scored = token_logprobs(self.model, self.tokenizer, prompt_ids, top)
+        scored = self.model_thread.call(lambda: token_logprobs(self.model, self.tokenizer, prompt_ids, top))
         return list(zip(scored.ids, scored.texts, scored.logprobs, scored.top))
 
     def _chat_logprobs(self, entries: list) -> dict:
@@ -482,16 +495,15 @@ class ModelServer:
         """A non-streaming ``/v1/chat/completions`` response."""
         r = self.chat_request(body)
         choices = []
-        with self.decoding():
-            streams = self.chat_streams(r)
-            for i, (stream, text) in enumerate(zip(streams, self._texts(streams))):
-                logprobs = None if r["logprobs"] is None else self._chat_logprobs(_Shown(stream).upto(len(text)))
-                message, reason = dict(role="assistant", content=text), stream.finish_reason
-                if r["tools"]:
-                    content, calls = self._tool_calls(text, r)
-                    if calls:
-                        message, reason = dict(role="assistant", content=content, tool_calls=calls), "tool_calls"
-                choices.append(dict(index=i, message=message, logprobs=logprobs, finish_reason=reason))
+        streams = self.chat_streams(r)
+        for i, (stream, text) in enumerate(zip(streams, self._texts(streams))):
+            logprobs = None if r["logprobs"] is None else self._chat_logprobs(_Shown(stream).upto(len(text)))
+            message, reason = dict(role="assistant", content=text), stream.finish_reason
+            if r["tools"]:
+                content, calls = self._tool_calls(text, r)
+                if calls:
+                    message, reason = dict(role="assistant", content=content, tool_calls=calls), "tool_calls"
+            choices.append(dict(index=i, message=message, logprobs=logprobs, finish_reason=reason))
         completion = sum(s.completion_tokens for s in streams)
         return dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=int(time.time()),
                     model=self.name, choices=choices,
@@ -507,8 +519,8 @@ class ModelServer:
         (:class:`~attnkit.serve.tools.ToolCallFilter`); each call in it streams as ``tool_calls``
         deltas, its name and then its arguments piece by piece
         (:class:`~attnkit.serve.tools.ToolCallDeltas`), and the calls that could not stream go
-        whole at the end (the held text goes as content if it holds no calls). The caller is
-        inside :meth:`decoding`."""
+        whole at the end (the held text goes as content if it holds no calls). Served through
+        :meth:`events`."""
         base = dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion.chunk", created=int(time.time()),
                     model=self.name)
         return self._side_by_side([self._chat_choice_events(base, r, i, stream)
@@ -554,55 +566,27 @@ class ModelServer:
     def _side_by_side(self, choices: list):
         """The events of every choice's generator: in turn, or, when requests are batched, as
         they come from one thread per choice (so that the choices decode together; each event
-        names its choice's ``index``). The first error of any choice is raised here; when this
-        generator is closed (the client went away), the choices stop at their next event."""
+        names its choice's ``index``)."""
         if self.batching is None or len(choices) < 2:
-            yield from itertools.chain.from_iterable(choices)
-            return
-        events, stop = queue.Queue(), threading.Event()
-
-        def run(choice) -> None:
-            try:
-                for event in choice:
-                    if stop.is_set():
-                        break
-                    events.put((True, event))
-            except BaseException as e:  # handed to the consumer, which raises it
-                events.put((False, e))
-            finally:
-                choice.close()
-                events.put((False, None))
-
-        threads = [threading.Thread(target=run, args=(c,), name="attnkit-choice", daemon=True) for c in choices]
-        for t in threads:
-            t.start()
-        try:
-            running = len(threads)
-            while running:
-                ok, item = events.get()
-                if ok:
-                    yield item
-                elif item is None:
-                    running -= 1
-                else:
-                    raise item
-        finally:
-            stop.set()
+            for choice in choices:
+                yield from choice
+        else:
+            yield from _relayed([lambda c=c: c for c in choices],
+                                lambda run: threading.Thread(target=run, name="attnkit-choice", daemon=True).start())
 
     def complete(self, body: dict) -> dict:
         """A non-streaming ``/v1/completions`` response."""
         r = self.completion_request(body)
         choices, prompt_tokens, completion_tokens = [], 0, 0
-        with self.decoding():
-            streams = self.text_streams(r)
-            texts = self._texts(streams) if r["max_tokens"] else [""] * len(streams)
-            for i, (prompt, stream, text) in enumerate(zip(self._each_choice(r), streams, texts)):
-                shown = self._prompt_text(prompt) if r["echo"] else ""
-                logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r["echo"])
-                choices.append(dict(index=i, text=shown + text, logprobs=logprobs,
-                                    finish_reason=stream.finish_reason or "length"))
-                prompt_tokens += stream.prompt_tokens if i % r["n"] == 0 else 0  # once per prompt
-                completion_tokens += stream.completion_tokens
+        streams = self.text_streams(r)
+        texts = self._texts(streams) if r["max_tokens"] else [""] * len(streams)
+        for i, (prompt, stream, text) in enumerate(zip(self._each_choice(r), streams, texts)):
+            shown = self._prompt_text(prompt) if r["echo"] else ""
+            logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r["echo"])
+            choices.append(dict(index=i, text=shown + text, logprobs=logprobs,
+                                finish_reason=stream.finish_reason or "length"))
+            prompt_tokens += stream.prompt_tokens if i % r["n"] == 0 else 0  # once per prompt
+            completion_tokens += stream.completion_tokens
         return dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name,
                     choices=choices, usage=dict(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                                 total_tokens=prompt_tokens + completion_tokens))
@@ -626,7 +610,7 @@ class ModelServer:
         """Server-sent events of a streaming completion: ``(event dict)`` per text piece (with
         ``logprobs``: the tokens that begin in it), each choice ending with an empty piece that
         carries its ``finish_reason``; the choices in turn, or side by side when requests are
-        batched (:meth:`_side_by_side`). The caller is inside :meth:`decoding`."""
+        batched (:meth:`_side_by_side`). Served through :meth:`events`."""
         base = dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name)
         return self._side_by_side([self._completion_choice_events(base, r, i, prompt, stream) for i, (prompt, stream)
                                    in enumerate(zip(self._each_choice(r), self.text_streams(r)))])
@@ -664,8 +648,7 @@ class ModelServer:
                           "'float' or 'base64'")
         _field(body, "model", (str,), expected="a string")
         _field(body, "user", (str,), expected="a string")
-        with self.lock:
-            vectors = embed(self.model, texts, tokenizer=self.tokenizer)
+        vectors = self.model_thread.call(lambda: embed(self.model, texts, tokenizer=self.tokenizer))
         tokens = sum(len(self.tokenizer.encode(t)) for t in texts)
         if encoding == "base64":  # little-endian float32 bytes, as OpenAI's API (its client asks for this)
             rows = [base64.b64encode(v.numpy().astype("<f4").tobytes()).decode() for v in vectors]
@@ -740,10 +723,10 @@ class ModelServer:
         # At 0, OpenAI's rule: Whisper's fallback to higher temperatures, sampled from a fixed seed
         # (the same upload gives the same text); above 0, that one temperature.
         decoding = dict(temperature=temperature) if temperature > 0 else whisper_defaults(self.model)
-        with self.lock:
-            result = transcribe(self.model, self.tokenizer, audio, rate, language=language, task=task, prompt=prompt,
-                                generator=torch.Generator(self.model.device).manual_seed(0), **decoding,
-                                return_timestamps=fmt == "verbose_json" and ("word" if by_word else True))[0]
+        result = self.model_thread.call(lambda: transcribe(
+            self.model, self.tokenizer, audio, rate, language=language, task=task, prompt=prompt,
+            generator=torch.Generator(self.model.device).manual_seed(0), **decoding,
+            return_timestamps=fmt == "verbose_json" and ("word" if by_word else True))[0])
         if fmt == "text":
             return "text", result + "\n"
         if fmt == "json":
@@ -768,6 +751,45 @@ class ModelServer:
                                                ("/v1/embeddings", self.embeds),
                                                ("/v1/audio/transcriptions", self.transcribes),
                                                ("/v1/audio/translations", self.transcribes)) if ok])
+
+
+def _relayed(sources: list, start):
+    """The events of the generators that ``sources`` make (functions, each called where it
+    runs), each run by ``start(run)`` elsewhere (a thread of its own, or the model thread) and
+    handed over through a queue as they come. The first error of any is raised here; when this
+    generator is closed (the client went away), the others stop at their next event."""
+    events, stop = queue.Queue(), threading.Event()
+
+    def run(source) -> None:
+        made = None
+        try:
+            if not stop.is_set():  # not if the client left while this waited for its turn
+                made = source()
+                for event in made:
+                    events.put((True, event))
+                    if stop.is_set():
+                        break
+        except Exception as e:  # handed to the consumer, which raises it
+            events.put((False, e))
+        finally:
+            if made is not None:
+                made.close()
+            events.put((False, None))
+
+    for source in sources:
+        start(functools.partial(run, source))
+    try:
+        running = len(sources)
+        while running:
+            ok, item = events.get()
+            if ok:
+                yield item
+            elif item is None:
+                running -= 1
+            else:
+                raise item
+    finally:
+        stop.set()
 
 
 class _Shown:
@@ -901,29 +923,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(RequestError("internal error; see the server's log", status=500))
 
     def _stream(self, app: ModelServer, make_events, r: dict) -> None:
-        """Server-sent events (``make_events(r)``, the app's generator), then ``data: [DONE]``.
-        Until the first piece exists nothing is sent, so a prompt the model refuses is an
-        ordinary error answer."""
-        with app.decoding():
-            events = make_events(r)
+        """Server-sent events (``make_events(r)``, the app's generator, through
+        :meth:`ModelServer.events`), then ``data: [DONE]``. Until the first piece exists nothing
+        is sent, so a prompt the model refuses is an ordinary error answer."""
+        events = app.events(make_events, r)
+        try:
+            first = next(events)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
             try:
-                first = next(events)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.end_headers()
-                try:
-                    for event in itertools.chain([first], events):
-                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                        self.wfile.flush()
-                except AttnkitError as e:  # a later prompt of the list refused mid-stream
-                    error = dict(error=dict(message=str(e), type="invalid_request_error", param=None, code=None))
-                    self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
-                self.wfile.write(b"data: [DONE]\n\n")
-            except (BrokenPipeError, ConnectionResetError):
-                log.info("client %s went away during a stream", self.address_string())
-            finally:
-                events.close()  # stops decoding when the client has gone
+                for event in itertools.chain([first], events):
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+            except AttnkitError as e:  # a later prompt of the list refused mid-stream
+                error = dict(error=dict(message=str(e), type="invalid_request_error", param=None, code=None))
+                self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("client %s went away during a stream", self.address_string())
+        finally:
+            events.close()  # stops decoding when the client has gone
 
     def do_GET(self):
         self._handle("GET")
@@ -945,25 +966,25 @@ class _Server(ThreadingHTTPServer):
     app: ModelServer | None = None
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Serve until :meth:`shutdown`. With batched decoding, the HTTP loop runs in a thread of
-        its own and the calling thread runs the forward passes
-        (:meth:`~attnkit.generation.batching.BatchedDecoding.run_forever`): call this from the
-        thread that loaded the model (the main one), where PyTorch's CPU thread pool already is."""
-        batching = None if self.app is None else self.app.batching
-        if batching is None:
+        """Serve until :meth:`shutdown`. The HTTP loop runs in a thread of its own and the calling
+        thread runs the model's work (the app's
+        :attr:`~ModelServer.model_thread`, :meth:`~attnkit.generation.batching.ModelThread.run_forever`):
+        call this from the thread that loaded the model (the main one), where PyTorch's CPU
+        thread pool already is."""
+        if self.app is None:
             return super().serve_forever(poll_interval)
-        batching.own()  # before any request can arrive
+        self.app.model_thread.own()  # before any request can arrive
         http = threading.Thread(target=super().serve_forever, args=(poll_interval,), name="attnkit-http", daemon=True)
         http.start()
         try:
-            batching.run_forever()
+            self.app.model_thread.run_forever()
         finally:
             super().shutdown()
 
     def shutdown(self) -> None:
-        """Stop :meth:`serve_forever` (from another thread) and the batched decoding with it."""
-        if self.app is not None and self.app.batching is not None:
-            self.app.batching.close()
+        """Stop :meth:`serve_forever` (from another thread) and the model thread with it."""
+        if self.app is not None:
+            self.app.model_thread.close()
         super().shutdown()
 
     def server_close(self) -> None:
