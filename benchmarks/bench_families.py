@@ -10,6 +10,9 @@
   grouped-query attention): a forward pass over 8 × 128 tokens, and greedy decoding of 64 new
   tokens after 16, fp32. ``transformers`` runs its experts with ``grouped_mm``; attnkit runs each
   chosen expert once on its rows.
+- ModernBERT-base (``answerdotai/ModernBERT-base``'s shape: 22 layers of 768, two of every three
+  attending within 128 tokens): one sequence of ``MODERNBERT_TOKENS`` tokens, forward, fp32.
+  attnkit computes the windowed layers block by block; ``transformers`` (SDPA) with a band mask.
 
 Random weights built by ``transformers`` and given to attnkit through ``attnkit.from_pretrained``;
 alternating calls, median of the repeats; the outputs are compared (max |Δ logits| or equal tokens).
@@ -172,10 +175,39 @@ def moe_greedy(repeats: int) -> list:
             rate["attnkit"] / rate["hf"], "same tokens" if same else "**different tokens**", times]
 
 
+MODERNBERT_TOKENS = 2048
+
+
+def modernbert(repeats: int) -> list:
+    from transformers import ModernBertConfig, ModernBertModel
+
+    torch.manual_seed(0)
+    hf = ModernBertModel(ModernBertConfig()).eval()
+    ak = _load(hf)
+    ids = torch.randint(5, 50000, (1, MODERNBERT_TOKENS), generator=torch.Generator().manual_seed(0))
+    out = {}
+
+    @torch.inference_mode()
+    def run_ak():
+        out["ak"] = ak(ids).last_hidden_state
+
+    @torch.inference_mode()
+    def run_hf():
+        out["hf"] = hf(input_ids=ids).last_hidden_state
+
+    repeats = min(repeats, 3)  # seconds per call
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=1)
+    rate = {k: MODERNBERT_TOKENS / median(v) for k, v in times.items()}
+    diff = (out["ak"] - out["hf"]).abs().max().item()
+    return [f"ModernBERT-base, 1 × {MODERNBERT_TOKENS} tokens, forward", "tokens/s", f"{rate['attnkit']:.0f}",
+            f"{rate['hf']:.0f}", rate["attnkit"] / rate["hf"], f"max |Δ hidden| {diff:.1e}", times]
+
+
 def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     repeats = 3 if quick else 5
     rows, numbers = [], {}
-    for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper), ("moe", moe), ("moe_greedy", moe_greedy)):
+    for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper), ("moe", moe), ("moe_greedy", moe_greedy),
+                     ("modernbert", modernbert)):
         what, unit, ours, theirs, ratio, check, times = fn(repeats)
         numbers[f"{name}_vs_hf"] = ratio
         rows.append([what, f"{ours} {unit}", f"{theirs} {unit}", f"**{ratio:.2f}×**", check,

@@ -11,6 +11,7 @@ import torch
 
 import attnkit
 from attnkit import ConfigError
+from attnkit.nn import attention as attention_module
 
 transformers = pytest.importorskip("transformers")
 
@@ -41,7 +42,11 @@ def padded_batch(T=20):
     return ids.masked_fill(mask == 0, 0), mask
 
 
-def test_masked_lm_gives_transformers_logits_loss_gradients_and_saves(tmp_path):
+@pytest.mark.parametrize("block", [128, 1])
+def test_masked_lm_gives_transformers_logits_loss_gradients_and_saves(tmp_path, monkeypatch, block):
+    """In one block of queries or several (``WINDOW_BLOCK``: the windowed attention's blocks, of
+    8 queries here, 3 for 20 tokens)."""
+    monkeypatch.setattr(attention_module, "WINDOW_BLOCK", block)
     hf = hf_modernbert(tmp_path)
     model = attnkit.from_pretrained(tmp_path)
     c = model.config

@@ -7,6 +7,7 @@ import torch
 
 import attnkit
 from attnkit import ConfigError
+from attnkit.nn import attention as attention_module
 from tests.interop.test_mistral_qwen_interop import batch, generation_matches, hf_model, lm_loss_and_logits_match
 
 transformers = pytest.importorskip("transformers")
@@ -14,7 +15,11 @@ transformers = pytest.importorskip("transformers")
 WINDOW = dict(sliding_window=4, norm_epsilon=1e-5, hidden_act="gelu_pytorch_tanh")
 
 
-def test_starcoder2_gives_transformers_logits_loss_and_gradients_past_the_window(tmp_path):
+@pytest.mark.parametrize("block", [128, 1])
+def test_starcoder2_gives_transformers_logits_loss_and_gradients_past_the_window(tmp_path, monkeypatch, block):
+    """Past the window, in one block of queries or several (``WINDOW_BLOCK``: the windowed
+    attention's blocks of at least ``max(block, window - 1)`` queries, here 3 for 12 tokens)."""
+    monkeypatch.setattr(attention_module, "WINDOW_BLOCK", block)
     hf = hf_model(tmp_path, "Starcoder2", **WINDOW)
     model = attnkit.from_pretrained(tmp_path)
     c = model.config

@@ -300,6 +300,78 @@ def test_bf16_decoding_step_runs_the_fused_kernel_in_fp32(monkeypatch):
     torch.testing.assert_close(y.float(), expected, atol=1e-2, rtol=1e-2)  # bf16 rounding of the output only
 
 
+def band(T: int, S: int, left: int, right: int) -> torch.Tensor:
+    """``(T, S)``: key ``j`` within ``left`` before and ``right`` after query ``i``'s position ``S - T + i``."""
+    return torch.tensor([[-left <= j - (S - T + i) <= right for j in range(S)] for i in range(T)])
+
+
+@st.composite
+def window_case(draw):
+    """Random shapes past the window, windows, blocks (several per sequence), padding or a mask
+    that is not a key-padding one, a bias, causal flags."""
+    B, Hkv = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    H, T = Hkv * draw(st.integers(1, 2)), draw(st.integers(1, 40))
+    S, D = T + draw(st.sampled_from([0, 0, 3, 17])), draw(st.integers(1, 8))
+    left, right, causal = draw(st.integers(0, 12)), draw(st.integers(0, 12)), draw(st.booleans())
+    kind = draw(st.sampled_from(["none", "padding", "padding", "per query", "bias"]))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    q, k, v = (torch.randn(B, h, n, D, generator=g) for h, n in ((H, T), (Hkv, S), (Hkv, S)))
+    mask = bias = None
+    if kind == "padding":
+        mask = torch.rand(B, 1, 1, S, generator=g) < 0.7
+    elif kind == "per query":
+        mask = torch.rand(B, 1, T, S, generator=g) < 0.7
+    elif kind == "bias":
+        bias = torch.randn(1, H, T, S, generator=g)
+    block = draw(st.sampled_from([1, 4, 128]))
+    return q, k, v, dict(mask=mask, bias=bias, is_causal=causal), (left, right), block
+
+
+@PROPERTY
+@given(window_case())
+def test_a_window_is_the_band_mask_without_building_it(case):
+    """``window=(left, right)`` equals the independent formula with the band as a mask (and the
+    causal mask), values and gradients, for one block or many; on its blockwise path no mask or
+    score matrix of the whole (T, S) is made."""
+    q, k, v, kw, (left, right), block = case
+    T, S = q.shape[2], k.shape[2]
+    allowed = band(T, S, left, 0 if kw["is_causal"] else right)
+    allowed = allowed if kw["mask"] is None else kw["mask"] & allowed
+    expected = naive_attention(q, k, v, mask=allowed, bias=kw["bias"], is_causal=kw["is_causal"])[0]
+    shapes, real_band = [], attention_module.band_mask
+    attention_module.WINDOW_BLOCK, attention_module.band_mask = block, lambda *a, **k: (
+        shapes.append(a[:2]) or real_band(*a, **k))
+    try:
+        q, k, v = (t.clone().requires_grad_() for t in (q, k, v))
+        y = scaled_dot_product_attention(q, k, v, window=(left, right), **kw)
+    finally:
+        attention_module.WINDOW_BLOCK, attention_module.band_mask = 128, real_band
+    assert torch.allclose(y, expected, atol=1e-5)
+    g = torch.randn_like(y)
+    ref = scaled_dot_product_attention(q, k, v, mask=allowed, bias=kw["bias"], is_causal=kw["is_causal"],
+                                       need_weights=True)[0]
+    for a, b in zip(torch.autograd.grad(y, (q, k, v), g), torch.autograd.grad(ref, (q, k, v), g)):
+        assert torch.allclose(a, b, atol=1e-5)
+    blockwise = kw["bias"] is None and (kw["mask"] is None or kw["mask"].shape[2] == 1)
+    if blockwise and S > left + right + max(block, left + right) and T > 1:
+        assert shapes and all(t * s < T * S for t, s in shapes)
+
+
+def test_a_window_checks_its_sides_spans_everything_or_not_and_runs_in_bf16():
+    q, k, v = torch.randn(1, 2, 5, 4), torch.randn(1, 2, 9, 4), torch.randn(1, 2, 9, 4)
+    with pytest.raises(InputError, match="window must be"):
+        scaled_dot_product_attention(q, k, v, window=(-1, 0))
+    assert torch.equal(scaled_dot_product_attention(q, k, v, is_causal=True, window=(8, 0)),
+                       scaled_dot_product_attention(q, k, v, is_causal=True))
+    assert not torch.allclose(scaled_dot_product_attention(q, k, v, is_causal=True, window=(7, 0)),
+                              scaled_dot_product_attention(q, k, v, is_causal=True))
+    # bf16, blockwise (3 blocks of 100 queries), stays close to float32
+    q, k, v = torch.randn(2, 4, 300, 16), torch.randn(2, 2, 300, 16), torch.randn(2, 2, 300, 16)
+    expected = scaled_dot_product_attention(q, k, v, window=(5, 7))
+    low = scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), window=(5, 7))
+    assert low.dtype == torch.bfloat16 and (low.float() - expected).abs().max() < 3e-2
+
+
 def test_scale_one_is_unscaled_dot_product():
     q, k, v = torch.randn(1, 1, 2, 16), torch.randn(1, 1, 3, 16), torch.randn(1, 1, 3, 16)
     _, w = scaled_dot_product_attention(q, k, v, scale=1.0, need_weights=True)

@@ -31,7 +31,6 @@ from attnkit.nn import (
     RotaryEmbedding,
     alibi_bias,
     as_padding_mask,
-    causal_mask,
     check_rope_scaling,
     expand_padding_mask,
     linear_cross_entropy,
@@ -418,10 +417,9 @@ class GPT(Model):
         else:
             all_positions = torch.arange(S, device=input_ids.device).expand(B, S)
         positions = all_positions[:, past:]
-        local_mask = mask  # the mask of the layers in c.local_layers
+        local_mask, window = mask, None  # the mask and window of the layers in c.local_layers
         if c.sliding_window is not None and S > c.sliding_window:  # shorter: the window changes nothing
-            window = causal_mask(T, S, device=input_ids.device, window=c.sliding_window)  # (T, S)
-            local_mask = window if mask is None else mask & window
+            window = (c.sliding_window - 1, 0)  # itself and the window - 1 keys before it, no (T, S) mask
         if c.attention_chunk_size is not None and S > c.attention_chunk_size:  # Llama 4: a query's own chunk
             chunk = all_positions // c.attention_chunk_size  # of positions, counted from each row's first token
             same = (chunk[:, past:, None] == chunk[:, None, :])[:, None]  # (B, 1, T, S)
@@ -441,7 +439,7 @@ class GPT(Model):
         bias = alibi_bias(c.n_heads, T, S, device=x.device).to(x.dtype) if c.positional == "alibi" else None
         local = None
         if self.decoder.local_layers:
-            local = (local_mask, self.local_rotary(positions) if self.local_rotary is not None else rotary)
+            local = (local_mask, self.local_rotary(positions) if self.local_rotary is not None else rotary, window)
 
         out = self.decoder(x, mask=mask, bias=bias, is_causal=True, cache=cache, rotary=rotary, local=local,
                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)

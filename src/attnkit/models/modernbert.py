@@ -26,7 +26,7 @@ from attnkit.models.classification import ClassifierLoss, ClassLabels, ProblemTy
 from attnkit.models.config import Config
 from attnkit.models.outputs import ModelOutput
 from attnkit.nn import (ACTIVATIONS, Encoder, LayerConfig, RotaryEmbedding, as_padding_mask, expand_padding_mask,
-                        mean_pool, window_mask)
+                        mean_pool)
 
 
 # the feed-forward's gated kind for each activation Hugging Face's ``hidden_activation`` names:
@@ -137,12 +137,12 @@ class ModernBert(Model):
         if attention_mask is not None:
             attention_mask = as_padding_mask(attention_mask, B, T)
             mask = expand_padding_mask(attention_mask)  # (B, 1, 1, T)
-        local = window_mask(T, self.config.local_attention // 2, input_ids.device)
-        local = local if mask is None else local & mask
+        half = self.config.local_attention // 2  # local layers: the keys at most `half` away, no (T, T) mask
         positions = torch.arange(T, device=input_ids.device)[None]
         x = self.embed_drop(self.embed_norm(self.tok_embeddings(input_ids)))
         out = self.encoder(x, mask=mask, rotary=self.rotary(positions), output_attentions=output_attentions,
-                           output_hidden_states=output_hidden_states, local=(local, self.local_rotary(positions)))
+                           output_hidden_states=output_hidden_states,
+                           local=(mask, self.local_rotary(positions), (half, half)))
         return ModelOutput(last_hidden_state=out.hidden, attentions=out.attentions, hidden_states=out.hidden_states)
 
     def sentence_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

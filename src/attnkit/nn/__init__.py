@@ -16,12 +16,12 @@ from attnkit.nn.loss import linear_cross_entropy
 from attnkit.nn.lora import LoRALinear, add_lora, merge_lora
 from attnkit.nn.masks import (
     as_padding_mask,
+    band_mask,
     causal_mask,
     combine_masks,
     expand_padding_mask,
     padding_mask_from_lengths,
     positions_from_padding,
-    window_mask,
 )
 from attnkit.nn.norm import RMSNorm, build_norm
 from attnkit.nn.patch import PatchEmbedding
@@ -45,10 +45,10 @@ __all__ = [
     "Encoder", "EncoderLayer", "FeedForward", "KVCache", "LayerConfig", "Linear", "LoRALinear", "MoEFeedForward",
     "MultiHeadAttention", "MultiHeadLatentAttention", "PatchEmbedding", "RMSNorm", "RelativePositionBias",
     "RotaryEmbedding", "StackOutput",
-    "add_lora", "alibi_bias", "alibi_slopes", "apply_rotary", "as_padding_mask", "build_norm", "causal_mask",
-    "combine_masks",
+    "add_lora", "alibi_bias", "alibi_slopes", "apply_rotary", "as_padding_mask", "band_mask", "build_norm",
+    "causal_mask", "combine_masks",
     "expand_padding_mask", "linear_cross_entropy", "POOLING", "mean_pool", "merge_lora", "packed_weights", "pool",
     "padding_mask_from_lengths", "positions_from_padding", "relative_position_bucket", "resize_position_grid",
     "rope_frequencies", "check_rope_scaling", "router_balance_loss", "scaled_dot_product_attention",
-    "sinusoidal_positions", "window_mask",
+    "sinusoidal_positions",
 ]

@@ -26,7 +26,7 @@ from torch import nn
 from attnkit.errors import InputError
 from attnkit.nn.cache import KVCache
 from attnkit.nn.linear import Linear
-from attnkit.nn.masks import causal_mask
+from attnkit.nn.masks import band_mask, causal_mask
 from attnkit.nn.norm import build_norm
 from attnkit.nn.positional import apply_rotary
 
@@ -96,6 +96,7 @@ def scaled_dot_product_attention(
     need_weights: bool = False,
     softcap: float | None = None,
     sinks: torch.Tensor | None = None,
+    window: tuple[int, int] | None = None,
 ):
     """softmax(Q Kᵀ · scale + bias) V, with a boolean mask (True = may attend).
 
@@ -115,6 +116,14 @@ def scaled_dot_product_attention(
             one more key that every query sees, on any kernel: the queries gain a dimension
             holding ``sinks[h] / scale``, the keys a zero there, and the sink key is ``(0, ..., 1)``
             with a zero value. The returned weights leave the sink out (rows sum to less than 1).
+        window: ``(left, right)``: query ``i``, at position ``S - T + i``, sees only the keys from
+            ``left`` before it to ``right`` after it (a sliding window: Mistral's causal one is
+            ``(W - 1, 0)`` with ``is_causal``, ModernBERT's local attention ``(W/2, W/2)``; the
+            band of :func:`~attnkit.nn.masks.band_mask`). Computed block by block over the
+            queries, each block on the keys it can see (:func:`_windowed`): time and memory grow
+            with ``T · (left + right)``, not ``T · S``, and no ``(T, S)`` mask is built, unless
+            the weights, a bias, a soft cap, sinks or a mask other than a key-padding one need
+            the whole score matrix anyway.
 
     A query row with no allowed key returns zeros (and zero weights), never NaN.
     Returns ``y`` of shape ``(B, H, T, D)``, or ``(y, weights)`` when ``need_weights``.
@@ -124,12 +133,25 @@ def scaled_dot_product_attention(
     H, T, S = q.shape[1], q.shape[-2], k.shape[-2]
     if v.shape[-2] != S or k.shape[:2] != v.shape[:2]:
         raise InputError(f"k and v must have the same (B, Hkv, S); got {tuple(k.shape)} and {tuple(v.shape)}")
-    k, v = _repeat_kv(k, H), _repeat_kv(v, H)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     if mask is not None:
         _check_mask(mask, q, k)
         while mask.dim() < 2:  # PyTorch's fused kernel needs at least (T, S)
             mask = mask.unsqueeze(0)
+    if window is not None:
+        left, right = window
+        if left < 0 or right < 0:
+            raise InputError(f"window must be (left, right) with both >= 0, got {window}")
+        right = 0 if is_causal else right
+        if left >= S - 1 and (is_causal or right >= T - 1):
+            pass  # every query sees every key anyway
+        elif (_masks_keys(mask) and not (need_weights or softcap is not None or bias is not None or sinks is not None)
+              and _window_pays(T, S, left, right)):
+            return _windowed(q, k, v, mask, left, right, dropout_p, scale)
+        else:
+            band = band_mask(T, S, left, right, device=q.device)
+            mask = band if mask is None else mask & band
+    k, v = _repeat_kv(k, H), _repeat_kv(v, H)
     if is_causal and T == 1:
         is_causal = False  # one query at the last position (bottom-right): it may see every key
     if is_causal and (T != S or mask is not None or bias is not None or need_weights or softcap is not None):
@@ -189,6 +211,59 @@ def scaled_dot_product_attention(
     if sinks is not None:
         weights = weights[..., 1:]  # the sink's share goes nowhere
     return (y, weights.to(q.dtype)) if need_weights else y
+
+
+def _masks_keys(mask: torch.Tensor | None) -> bool:
+    """Whether ``mask`` masks keys alone, the same for every head and query: none, ``(B, 1, 1, S)``
+    (a padding mask) or ``(1, ..., S)``."""
+    return mask is None or all(d == 1 for d in (mask.shape[1:-1] if mask.dim() == 4 else mask.shape[:-1]))
+
+
+WINDOW_BLOCK = 128  # queries per block of windowed attention, at least (else a quarter of left + right)
+
+
+def _window_blocks(T: int, left: int, right: int) -> tuple[int, int, int]:
+    """``(block, n, L)``: queries per block, blocks, keys per block of :func:`_windowed`. Blocks of
+    a quarter of the band make each block read 1.25× the keys one query sees: fewer wasted scores
+    than blocks as wide as the band (2×), in blocks still large enough for the kernels."""
+    n = -(-T // max((left + right) // 4, WINDOW_BLOCK))
+    block = -(-T // n)  # the queries shared evenly: the last block is not mostly padding
+    return block, n, block + left + right
+
+
+def _window_pays(T: int, S: int, left: int, right: int) -> bool:
+    """Whether :func:`_windowed` computes at most 70% of the scores the whole (T, S) would (2
+    cores: below that, the band as a mask was as fast at 512 tokens), or decodes (one query: its
+    keys are sliced out, and no mask is built each step)."""
+    block, n, L = _window_blocks(T, left, right)
+    return T == 1 or n * block * L <= 0.7 * T * S
+
+
+def _windowed(q, k, v, key_mask, left: int, right: int, dropout_p: float, scale: float) -> torch.Tensor:
+    """Attention within a band (``scaled_dot_product_attention``'s ``window``), block by block:
+    the queries are cut into ``n`` blocks of ``block``, and block ``b`` attends to the ``L = block +
+    left + right`` keys from ``left`` before its first query to ``right`` after its last, with
+    one ``(block, L)`` band shared by every block (and the key-padding mask, ``(B, 1, 1, S)`` or
+    none). The blocks are a batch of one fused attention call over the keys unfolded per block
+    (``n · L`` keys: about twice ``S``)."""
+    B, H, T, D = q.shape
+    S = k.shape[-2]
+    block, n, L = _window_blocks(T, left, right)
+    start, end = S - T - left, S - T + n * block + right  # the key positions the blocks read
+    front, back = max(0, -start), max(0, end - S)
+
+    def per_block(x: torch.Tensor) -> torch.Tensor:
+        """(B, h, S, D) keys or values -> (B·n, h, L, D), each block's own."""
+        x = F.pad(x[:, :, max(start, 0):min(end, S)], (0, 0, front, back))
+        return x.unfold(2, L, block).permute(0, 2, 1, 4, 3).reshape(B * n, x.shape[1], L, D)
+
+    valid = torch.ones(1, S, dtype=torch.bool, device=q.device) if key_mask is None else key_mask.reshape(-1, S)
+    valid = F.pad(valid[:, max(start, 0):min(end, S)], (front, back))  # keys outside the sequence: masked
+    valid = valid.unfold(1, L, block).expand(B, n, L).reshape(B * n, 1, 1, L)
+    mask = band_mask(block, L, left, right, offset=left, device=q.device) & valid  # (B·n, 1, block, L)
+    queries = F.pad(q, (0, 0, 0, n * block - T)).view(B, H, n, block, D).transpose(1, 2).reshape(B * n, H, block, D)
+    y = scaled_dot_product_attention(queries, per_block(k), per_block(v), mask=mask, dropout_p=dropout_p, scale=scale)
+    return y.view(B, n, H, block, D).transpose(1, 2).reshape(B, H, n * block, D)[:, :, :T]
 
 
 def _with_sink_key(q, k, v, mask, bias, is_causal: bool, sinks: torch.Tensor, scale: float):
@@ -332,11 +407,13 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         need_weights: bool = False,
+        window: tuple[int, int] | None = None,
     ):
         """Attend from ``x`` ``(B, T, C)`` to itself, or to ``context`` ``(B, S, C)`` when cross.
 
         ``mask`` is bool, broadcastable to ``(B, H, T, S)``. ``rotary`` is ``(cos, sin)`` for the
-        positions of ``x``. With ``cache``, new keys/values are written into it (self-attention)
+        positions of ``x``. ``window``: ``(left, right)``, a sliding window
+        (:func:`scaled_dot_product_attention`'s). With ``cache``, new keys/values are written into it (self-attention)
         or computed once from ``context`` and reused (cross-attention).
         Returns ``(y, weights)``: ``y`` is ``(B, T, C)``, ``weights`` ``(B, H, T, S)`` or None.
         """
@@ -379,7 +456,7 @@ class MultiHeadAttention(nn.Module):
         out = scaled_dot_product_attention(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal and not self.cross,
             dropout_p=self.dropout if self.training else 0.0, scale=self.scale, need_weights=need_weights,
-            softcap=self.softcap, sinks=self.sinks,
+            softcap=self.softcap, sinks=self.sinks, window=window,
         )
         y, weights = out if need_weights else (out, None)
         y = y.transpose(1, 2).reshape(B, T, self.q_dim)  # (B, T, H*D)
@@ -432,7 +509,8 @@ class MultiHeadLatentAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 bias: torch.Tensor | None = None, is_causal: bool = False, cache: KVCache | None = None,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None, need_weights: bool = False):
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None, need_weights: bool = False,
+                window: tuple[int, int] | None = None):
         """Attend from ``x`` ``(B, T, C)`` to itself; returns ``(y, weights)`` as
         :meth:`MultiHeadAttention.forward` does."""
         if context is not None:
@@ -454,10 +532,11 @@ class MultiHeadLatentAttention(nn.Module):
             k, v = cache.update(k, v)
         # One query per head (a decoding step): the heads become the query rows of one head, so the
         # shared keys are not copied per head. That query sees every key: no causal mask.
-        fold = T == 1 and bias is None and not need_weights
+        fold = T == 1 and bias is None and not need_weights and window is None
         out = scaled_dot_product_attention(
             q.transpose(1, 2) if fold else q, k, v, mask=mask, bias=bias, is_causal=is_causal and not fold,
-            dropout_p=self.dropout if self.training else 0.0, scale=self.scale, need_weights=need_weights)
+            dropout_p=self.dropout if self.training else 0.0, scale=self.scale, need_weights=need_weights,
+            window=window)
         y, weights = out if need_weights else (out, None)
         y = y.transpose(1, 2) if fold else y  # (B, H, T, r)
         y = torch.matmul(y, w[:, self.nope_dim:].transpose(1, 2))  # (B, H, T, v): each head's W_v

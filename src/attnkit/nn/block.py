@@ -162,10 +162,12 @@ class EncoderLayer(_Sublayers):
         self.ffn = cfg.feedforward()
         self.attn_post_norm, self.ffn_post_norm = _post_norms(cfg)
 
-    def forward(self, x, mask=None, bias=None, rotary=None, need_weights=False):
-        """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``."""
+    def forward(self, x, mask=None, bias=None, rotary=None, need_weights=False, window=None):
+        """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``; ``window``: a
+        sliding window ``(left, right)`` (:func:`~attnkit.nn.attention.scaled_dot_product_attention`'s)."""
         x, weights = self.residual(
-            x, self.attn_norm, lambda h: self.attn(h, mask=mask, bias=bias, rotary=rotary, need_weights=need_weights),
+            x, self.attn_norm,
+            lambda h: self.attn(h, mask=mask, bias=bias, rotary=rotary, need_weights=need_weights, window=window),
             self.attn_post_norm,
         )
         x, _ = self.residual(x, self.ffn_norm, lambda h: (self.ffn(h), None), self.ffn_post_norm)
@@ -194,17 +196,20 @@ class DecoderLayer(_Sublayers):
     def forward(
         self, x, mask=None, bias=None, is_causal=True, cache: KVCache | None = None, context=None,
         context_mask=None, cross_bias=None, cross_cache: KVCache | None = None, rotary=None, need_weights=False,
+        window=None,
     ):
+        """``window``: the self-attention's sliding window ``(left, right)``
+        (:func:`~attnkit.nn.attention.scaled_dot_product_attention`'s)."""
         if self.parallel_residual:  # both sublayers read x; their outputs are added to it together
             normed = self.attn_norm(x)
             a, self_w = self.attn(normed, mask=mask, bias=bias, is_causal=is_causal, cache=cache, rotary=rotary,
-                                  need_weights=need_weights)
+                                  need_weights=need_weights, window=window)
             f = self.ffn(normed if self.ffn_norm is None else self.ffn_norm(x))
             return (x + self.drop(a) + self.drop(f) if self.training else x + a + f), self_w, None
         x, self_w = self.residual(
             x, self.attn_norm,
             lambda h: self.attn(h, mask=mask, bias=bias, is_causal=is_causal, cache=cache, rotary=rotary,
-                                need_weights=need_weights),
+                                need_weights=need_weights, window=window),
             self.attn_post_norm,
         )
         cross_w = None
@@ -260,14 +265,18 @@ class Encoder(_Stack):
     def forward(self, x, mask=None, bias=None, rotary=None, output_attentions=False,
                 output_hidden_states=False, local=None) -> StackOutput:
         """``x`` ``(B, T, C)``; ``mask`` bool broadcastable to ``(B, H, T, T)``. ``local``:
-        ``(mask, rotary)`` for the layers in ``local_layers`` instead of ``mask`` and ``rotary``."""
+        ``(mask, rotary, window)`` for the layers in ``local_layers`` instead of ``mask``,
+        ``rotary`` and no window (``window``: ``(left, right)``, see
+        :func:`~attnkit.nn.attention.scaled_dot_product_attention`)."""
         attentions = [] if output_attentions else None
         states = [] if output_hidden_states else None
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 states.append(x)
-            layer_mask, layer_rotary = local if local is not None and i in self.local_layers else (mask, rotary)
-            x, w = self._run(layer, x, mask=layer_mask, bias=bias, rotary=layer_rotary, need_weights=output_attentions)
+            layer_mask, layer_rotary, window = local if local is not None and i in self.local_layers \
+                else (mask, rotary, None)
+            x, w = self._run(layer, x, mask=layer_mask, bias=bias, rotary=layer_rotary, need_weights=output_attentions,
+                             window=window)
             if output_attentions:
                 attentions.append(w)
         return StackOutput(self._finish(x, states), attentions, hidden_states=states)
@@ -301,8 +310,9 @@ class Decoder(_Stack):
     ) -> StackOutput:
         """``x`` ``(B, T, C)``. ``mask`` bool broadcastable to ``(B, H, T, S)`` where ``S`` counts
         cached positions too; ``is_causal`` adds the (bottom-right aligned) causal mask.
-        ``local``: ``(mask, rotary)`` for the layers in ``local_layers`` instead of ``mask`` and
-        ``rotary`` (Gemma's sliding-window layers, with their own RoPE base in Gemma 3)."""
+        ``local``: ``(mask, rotary, window)`` for the layers in ``local_layers`` instead of ``mask``,
+        ``rotary`` and no window (Gemma's sliding-window layers, with their own RoPE base in Gemma
+        3; ``window``: ``(left, right)``, see :func:`~attnkit.nn.attention.scaled_dot_product_attention`)."""
         self_ws = [] if output_attentions else None
         cross_ws = [] if output_attentions and self.cross else None
         states = [] if output_hidden_states else None
@@ -310,13 +320,14 @@ class Decoder(_Stack):
             if output_hidden_states:
                 states.append(x)
             self_cache, cross_cache = cache.layer(i) if cache is not None else (None, None)
-            layer_mask, layer_rotary = local if local is not None and i in self.local_layers else (mask, rotary)
+            layer_mask, layer_rotary, window = local if local is not None and i in self.local_layers \
+                else (mask, rotary, None)
             if i in self.nope_layers:
                 layer_rotary = None
             x, sw, cw = self._run(
                 layer, x, mask=layer_mask, bias=bias, is_causal=is_causal, cache=self_cache, context=context,
                 context_mask=context_mask, cross_bias=cross_bias, cross_cache=cross_cache, rotary=layer_rotary,
-                need_weights=output_attentions,
+                need_weights=output_attentions, window=window,
             )
             if output_attentions:
                 self_ws.append(sw)

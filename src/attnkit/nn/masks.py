@@ -30,11 +30,17 @@ def causal_mask(T: int, S: int | None = None, offset: int | None = None, device=
     return allowed if window is None else allowed & (j > i + offset - window)
 
 
-def window_mask(T: int, half: int, device=None) -> torch.Tensor:
-    """``(T, T)`` bool: True where two positions are at most ``half`` apart (a bidirectional
-    window, ModernBERT's local attention; :func:`causal_mask`'s ``window`` is the causal one)."""
-    i = torch.arange(T, device=device)
-    return (i[:, None] - i[None, :]).abs() <= half
+def band_mask(T: int, S: int | None = None, left: int = 0, right: int = 0, offset: int | None = None,
+              device=None) -> torch.Tensor:
+    """``(T, S)`` bool: query ``i`` may attend key ``j`` iff ``i + offset - left <= j <= i + offset
+    + right`` (a band around each query's own position; ``offset`` as :func:`causal_mask`'s,
+    bottom-right by default). ModernBERT's local attention is ``(half, half)``; a causal sliding
+    window of ``W`` keys is ``left = W - 1`` with the causal mask. :func:`scaled_dot_product_attention`
+    takes the band as ``window=(left, right)`` and computes it block by block instead."""
+    S = T if S is None else S
+    offset = S - T if offset is None else offset
+    d = torch.arange(S, device=device)[None, :] - torch.arange(T, device=device)[:, None] - offset  # j - (i + offset)
+    return (d >= -left) & (d <= right)
 
 
 def padding_mask_from_lengths(lengths: torch.Tensor, max_len: int | None = None, left: bool = False) -> torch.Tensor:
