@@ -10,6 +10,7 @@ import torch
 
 import attnkit
 from attnkit import ConfigError
+from attnkit.nn import attention as attention_module
 from tests.interop.test_mistral_qwen_interop import batch, generation_matches, hf_model, lm_loss_and_logits_match
 
 transformers = pytest.importorskip("transformers")
@@ -37,8 +38,13 @@ def test_gemma_checkpoint_gives_transformers_logits_loss_and_gradients(tmp_path)
     assert (model.decoder.norm.weight.grad - hf.model.norm.weight.grad).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("block", [128, 1])
 @pytest.mark.parametrize("family", ["Gemma2", "Gemma3"])
-def test_windowed_gemmas_give_transformers_logits_loss_and_gradients_beyond_the_window(tmp_path, family):
+def test_windowed_gemmas_give_transformers_logits_loss_and_gradients_beyond_the_window(tmp_path, family, block,
+                                                                                       monkeypatch):
+    """With the window as a band mask, and block by block (``WINDOW_BLOCK`` 1: blocks of one
+    query, Gemma 2's soft cap applied in each)."""
+    monkeypatch.setattr(attention_module, "WINDOW_BLOCK", block)
     hf = hf_model(tmp_path, family, **FAMILIES[family])
     model = attnkit.from_pretrained(tmp_path)
     c = model.config

@@ -10,7 +10,7 @@ import torch
 
 import attnkit
 from attnkit import CheckpointError, ConfigError
-from attnkit.nn import scaled_dot_product_attention
+from attnkit.nn import attention as attention_module, scaled_dot_product_attention
 from tests.interop.test_mistral_qwen_interop import batch, generation_matches, lm_loss_and_logits_match
 
 transformers = pytest.importorskip("transformers")
@@ -54,7 +54,11 @@ def test_sinks_equal_the_softmax_with_one_more_logit():
     assert (w - full).abs().max() < 1e-6 and (w.sum(-1) < 1).all()
 
 
-def test_gpt_oss_gives_transformers_logits_loss_and_gradients(tmp_path):
+@pytest.mark.parametrize("block", [128, 1])
+def test_gpt_oss_gives_transformers_logits_loss_and_gradients(tmp_path, monkeypatch, block):
+    """With the window as a band mask, and block by block (``WINDOW_BLOCK`` 1: blocks of one
+    query, the sinks in each)."""
+    monkeypatch.setattr(attention_module, "WINDOW_BLOCK", block)
     hf = hf_gpt_oss(tmp_path)
     model = attnkit.from_pretrained(tmp_path)
     c = model.config

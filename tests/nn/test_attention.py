@@ -313,7 +313,7 @@ def window_case(draw):
     H, T = Hkv * draw(st.integers(1, 2)), draw(st.integers(1, 40))
     S, D = T + draw(st.sampled_from([0, 0, 3, 17])), draw(st.integers(1, 8))
     left, right, causal = draw(st.integers(0, 12)), draw(st.integers(0, 12)), draw(st.booleans())
-    kind = draw(st.sampled_from(["none", "padding", "padding", "per query", "bias"]))
+    kind = draw(st.sampled_from(["none", "padding", "padding", "per query", "bias", "softcap", "sinks"]))
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
     q, k, v = (torch.randn(B, h, n, D, generator=g) for h, n in ((H, T), (Hkv, S), (Hkv, S)))
     mask = bias = None
@@ -323,21 +323,29 @@ def window_case(draw):
         mask = torch.rand(B, 1, T, S, generator=g) < 0.7
     elif kind == "bias":
         bias = torch.randn(1, H, T, S, generator=g)
+    extra = dict(softcap=0.7) if kind == "softcap" else dict(sinks=torch.randn(H, generator=g)) if kind == "sinks" \
+        else {}
     block = draw(st.sampled_from([1, 4, 128]))
-    return q, k, v, dict(mask=mask, bias=bias, is_causal=causal), (left, right), block
+    return q, k, v, dict(mask=mask, bias=bias, is_causal=causal, **extra), (left, right), block
 
 
-@PROPERTY
+@settings(max_examples=150, deadline=None)
 @given(window_case())
 def test_a_window_is_the_band_mask_without_building_it(case):
     """``window=(left, right)`` equals the independent formula with the band as a mask (and the
-    causal mask), values and gradients, for one block or many; on its blockwise path no mask or
-    score matrix of the whole (T, S) is made."""
+    causal mask), values and gradients, for one block or many (with a soft cap or sinks: the
+    reference path with that mask); on its blockwise path no mask or score matrix of the whole
+    (T, S) is made."""
     q, k, v, kw, (left, right), block = case
     T, S = q.shape[2], k.shape[2]
     allowed = band(T, S, left, 0 if kw["is_causal"] else right)
     allowed = allowed if kw["mask"] is None else kw["mask"] & allowed
-    expected = naive_attention(q, k, v, mask=allowed, bias=kw["bias"], is_causal=kw["is_causal"])[0]
+    extra = {name: kw[name] for name in ("softcap", "sinks") if name in kw}
+    if extra:
+        expected = scaled_dot_product_attention(q, k, v, mask=allowed, is_causal=kw["is_causal"], need_weights=True,
+                                                **extra)[0]
+    else:
+        expected = naive_attention(q, k, v, mask=allowed, bias=kw["bias"], is_causal=kw["is_causal"])[0]
     shapes, real_band = [], attention_module.band_mask
     attention_module.WINDOW_BLOCK, attention_module.band_mask = block, lambda *a, **k: (
         shapes.append(a[:2]) or real_band(*a, **k))
@@ -349,7 +357,7 @@ def test_a_window_is_the_band_mask_without_building_it(case):
     assert torch.allclose(y, expected, atol=1e-5)
     g = torch.randn_like(y)
     ref = scaled_dot_product_attention(q, k, v, mask=allowed, bias=kw["bias"], is_causal=kw["is_causal"],
-                                       need_weights=True)[0]
+                                       need_weights=True, **extra)[0]
     for a, b in zip(torch.autograd.grad(y, (q, k, v), g), torch.autograd.grad(ref, (q, k, v), g)):
         assert torch.allclose(a, b, atol=1e-5)
     blockwise = kw["bias"] is None and (kw["mask"] is None or kw["mask"].shape[2] == 1)

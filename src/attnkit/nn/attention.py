@@ -120,10 +120,10 @@ def scaled_dot_product_attention(
             ``left`` before it to ``right`` after it (a sliding window: Mistral's causal one is
             ``(W - 1, 0)`` with ``is_causal``, ModernBERT's local attention ``(W/2, W/2)``; the
             band of :func:`~attnkit.nn.masks.band_mask`). Computed block by block over the
-            queries, each block on the keys it can see (:func:`_windowed`): time and memory grow
-            with ``T · (left + right)``, not ``T · S``, and no ``(T, S)`` mask is built, unless
-            the weights, a bias, a soft cap, sinks or a mask other than a key-padding one need
-            the whole score matrix anyway.
+            queries, each block on the keys it can see (:func:`_windowed`, soft caps and sinks
+            too): time and memory grow with ``T · (left + right)``, not ``T · S``, and no
+            ``(T, S)`` mask is built, unless the weights, a bias or a mask other than a
+            key-padding one need the whole score matrix anyway.
 
     A query row with no allowed key returns zeros (and zero weights), never NaN.
     Returns ``y`` of shape ``(B, H, T, D)``, or ``(y, weights)`` when ``need_weights``.
@@ -145,9 +145,8 @@ def scaled_dot_product_attention(
         right = 0 if is_causal else right
         if left >= S - 1 and (is_causal or right >= T - 1):
             pass  # every query sees every key anyway
-        elif (_masks_keys(mask) and not (need_weights or softcap is not None or bias is not None or sinks is not None)
-              and _window_pays(T, S, left, right)):
-            return _windowed(q, k, v, mask, left, right, dropout_p, scale)
+        elif _masks_keys(mask) and not need_weights and bias is None and _window_pays(T, S, left, right):
+            return _windowed(q, k, v, mask, left, right, dropout_p, scale, softcap, sinks)
         else:
             band = band_mask(T, S, left, right, device=q.device)
             mask = band if mask is None else mask & band
@@ -239,13 +238,15 @@ def _window_pays(T: int, S: int, left: int, right: int) -> bool:
     return T == 1 or n * block * L <= 0.7 * T * S
 
 
-def _windowed(q, k, v, key_mask, left: int, right: int, dropout_p: float, scale: float) -> torch.Tensor:
+def _windowed(q, k, v, key_mask, left: int, right: int, dropout_p: float, scale: float, softcap: float | None = None,
+              sinks: torch.Tensor | None = None) -> torch.Tensor:
     """Attention within a band (``scaled_dot_product_attention``'s ``window``), block by block:
     the queries are cut into ``n`` blocks of ``block``, and block ``b`` attends to the ``L = block +
     left + right`` keys from ``left`` before its first query to ``right`` after its last, with
     one ``(block, L)`` band shared by every block (and the key-padding mask, ``(B, 1, 1, S)`` or
     none). The blocks are a batch of one fused attention call over the keys unfolded per block
-    (``n · L`` keys: about twice ``S``)."""
+    (``n · L`` keys: about ``T + n (left + right)``, at most about ``5 T`` with the blocks of
+    :func:`_window_blocks`), with the soft cap and the sinks applied in each block."""
     B, H, T, D = q.shape
     S = k.shape[-2]
     block, n, L = _window_blocks(T, left, right)
@@ -262,7 +263,8 @@ def _windowed(q, k, v, key_mask, left: int, right: int, dropout_p: float, scale:
     valid = valid.unfold(1, L, block).expand(B, n, L).reshape(B * n, 1, 1, L)
     mask = band_mask(block, L, left, right, offset=left, device=q.device) & valid  # (B·n, 1, block, L)
     queries = F.pad(q, (0, 0, 0, n * block - T)).view(B, H, n, block, D).transpose(1, 2).reshape(B * n, H, block, D)
-    y = scaled_dot_product_attention(queries, per_block(k), per_block(v), mask=mask, dropout_p=dropout_p, scale=scale)
+    y = scaled_dot_product_attention(queries, per_block(k), per_block(v), mask=mask, dropout_p=dropout_p, scale=scale,
+                                     softcap=softcap, sinks=sinks)
     return y.view(B, n, H, block, D).transpose(1, 2).reshape(B, H, n * block, D)[:, :, :T]
 
 
