@@ -18,6 +18,12 @@ Concurrent requests: ``CLIENTS`` threads each send one greedy request at once (o
 ``CONCURRENT_TOKENS`` new tokens each) to a server that batches them (``max_batch_size=8``, the
 default) and to one that decodes one request at a time (``max_batch_size=1``, in the same main
 thread); throughput is all new tokens over the time until the last reply.
+
+Where the model computes: the same requests, one after another, with the forward passes in the
+main thread (the app's model thread owned there, as ``serve_forever`` does) or in a worker
+thread (a model thread nobody owns starts one: where they ran when each request decoded in its
+own HTTP thread), for the GPT in bf16 and a translation Transformer of OPUS-MT's shape
+(``transformer-base``, 6 + 6 layers of 512, the same vocabulary) in fp32, which is never batched.
 """
 
 from __future__ import annotations
@@ -46,9 +52,10 @@ def build(dtype: torch.dtype):
     return model.eval().to(dtype), tok
 
 
-def served(app, requests) -> float:
+def served(app, requests, own: bool = True) -> float:
     """Seconds that ``requests(app)`` takes in a client thread while this thread runs the app's
-    model thread (as ``attnkit serve``'s main thread does). Closes the app."""
+    model thread (as ``attnkit serve``'s main thread does; ``own=False``: a worker thread of its
+    own runs it). Closes the app."""
     elapsed = []
 
     def client():
@@ -59,10 +66,12 @@ def served(app, requests) -> float:
         finally:
             app.model_thread.close()
 
-    app.model_thread.own()  # before the client's first call
+    if own:
+        app.model_thread.own()  # before the client's first call
     thread = threading.Thread(target=client)
     thread.start()
-    app.model_thread.run_forever()
+    if own:
+        app.model_thread.run_forever()
     thread.join()
     app.close()
     if not elapsed:
@@ -72,11 +81,11 @@ def served(app, requests) -> float:
 
 def rounds(contenders: dict, repeats: int) -> dict[str, list[float]]:
     """Alternating rounds (A B A B ...) after a warm-up round, each on a fresh app:
-    ``contenders[name] = (make_app, requests)``."""
+    ``contenders[name] = (make_app, requests[, own])``."""
     times = {name: [] for name in contenders}
     for r in range(repeats + 1):
-        for name, (make_app, requests) in contenders.items():
-            t = served(make_app(), requests)
+        for name, (make_app, requests, *own) in contenders.items():
+            t = served(make_app(), requests, *own)
             if r:
                 times[name].append(t)
     return times
@@ -85,7 +94,7 @@ def rounds(contenders: dict, repeats: int) -> dict[str, list[float]]:
 def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     from attnkit.serve.server import ModelServer
 
-    rows, concurrent, headline = [], [], {}
+    rows, concurrent, where, headline = [], [], [], {}
     repeats = 3 if quick else 5
     for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
         model, tok = build(dtype)
@@ -111,6 +120,9 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
                          f"**{ratio:.2f}×**", "yes" if texts[True] == texts[False] else "no",
                          f"{spread(times['packed once'])} / {spread(times['unpacked'])}"])
         concurrent.append(_concurrent(model, tok, label, min(repeats, 3), headline))
+        if dtype == torch.bfloat16:
+            where.append(_where(model, tok, "GPT-2 small shape, bf16", repeats, headline))
+    where.append(_where(_translator(tok), tok, "Transformer, OPUS-MT shape, fp32", repeats, headline))
     md = table(["weights, completion", "packed once tokens/s", "unpacked tokens/s", "ratio", "same text", "spread"],
                rows)
     note = (f"GPT-2 small shape with a 30,522-token vocabulary, one {len(PROMPT.split())}-word prompt per request, "
@@ -124,7 +136,47 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
              "rounds after a warm-up; 'batched' is the default `max_batch_size=8` (continuous batching, the forward "
              "passes in the main thread), 'one at a time' `max_batch_size=1` (one request after another, in the "
              "same thread), both from packed weights.")
-    return note + "\n\n" + md + "\n\n" + note2 + "\n\n" + md2, headline
+    md3 = table(["model", "main thread tokens/s", "worker thread tokens/s", "ratio", "same texts", "spread"], where)
+    note3 = (f"Where the forward passes run: {WHERE_REQUESTS} requests of {WHERE_TOKENS} greedy tokens one after "
+             f"another, median of {repeats} alternating rounds after a warm-up, each on a fresh server from packed "
+             "weights; 'main thread' is the thread that loaded the model (as `attnkit serve` runs them), 'worker "
+             "thread' another one (where a request's own HTTP thread decoded before).")
+    return note + "\n\n" + md + "\n\n" + note2 + "\n\n" + md2 + "\n\n" + note3 + "\n\n" + md3, headline
+
+
+WHERE_REQUESTS, WHERE_TOKENS = 4, 32
+
+
+def _translator(tok):
+    from attnkit import Transformer, TransformerConfig
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig.from_preset("transformer-base", vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id,
+                                        bos_token_id=None, eos_token_id=None, decoder_start_token_id=tok.pad_token_id)
+    return Transformer(cfg).eval()
+
+
+def _where(model, tok, label: str, repeats: int, headline: dict) -> list:
+    """One row: requests one after another, the forward passes in this thread vs a worker thread."""
+    from attnkit.serve.server import ModelServer
+
+    words = PROMPT.split()
+    bodies = [dict(prompt=" ".join(words[i:i + 5]), max_tokens=WHERE_TOKENS, temperature=0)
+              for i in range(WHERE_REQUESTS)]
+    texts = {}
+
+    def requests(name: str):
+        def call(app):
+            texts[name] = [app.complete(dict(b))["choices"][0]["text"] for b in bodies]
+        return call
+
+    make = lambda: ModelServer(model, tok, max_batch_size=1)  # noqa: E731
+    times = rounds({"main": (make, requests("main")), "worker": (make, requests("worker"), False)}, repeats)
+    tps = {k: WHERE_REQUESTS * WHERE_TOKENS / median(v) for k, v in times.items()}
+    ratio = tps["main"] / tps["worker"]
+    headline[f"serve_main_vs_worker_{'gpt' if 'GPT' in label else 'translation'}"] = ratio
+    return [label, f"{tps['main']:.1f}", f"{tps['worker']:.1f}", f"**{ratio:.2f}×**",
+            "yes" if texts["main"] == texts["worker"] else "no", f"{spread(times['main'])} / {spread(times['worker'])}"]
 
 
 def _concurrent(model, tok, label: str, repeats: int, headline: dict) -> list:
