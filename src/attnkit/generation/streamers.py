@@ -7,7 +7,7 @@ So Hugging Face's streamers (``TextStreamer``, ``TextIteratorStreamer``) work he
 can consume (a server sending tokens to a client while decoding runs). For a plain loop,
 ``model.stream(...)`` is simpler: it is a generator over the same decoding loop. On CPU, let
 the thread that loaded the model run ``generate`` and the other one consume: a thread that
-computes while the main thread's OpenMP pool exists decodes 1.4-1.5× slower
+computes while the main thread's OpenMP pool exists decodes 1.4-1.6× slower
 (:class:`~attnkit.generation.batching.ModelThread`).
 """
 

@@ -415,8 +415,8 @@ class MultiHeadAttention(nn.Module):
 
         ``mask`` is bool, broadcastable to ``(B, H, T, S)``. ``rotary`` is ``(cos, sin)`` for the
         positions of ``x``. ``window``: ``(left, right)``, a sliding window
-        (:func:`scaled_dot_product_attention`'s). With ``cache``, new keys/values are written into it (self-attention)
-        or computed once from ``context`` and reused (cross-attention).
+        (:func:`scaled_dot_product_attention`'s). With ``cache``, new keys/values are written into
+        it (self-attention) or computed once from ``context`` and reused (cross-attention).
         Returns ``(y, weights)``: ``y`` is ``(B, T, C)``, ``weights`` ``(B, H, T, S)`` or None.
         """
         B, T, _ = x.shape

@@ -62,7 +62,7 @@ at a time, which keeps results identical to direct calls and leaves PyTorch's ow
 the cores. The model computes in one thread (:class:`~attnkit.generation.batching.ModelThread`),
 and ``serve_forever`` makes that its calling thread (the main one, for ``attnkit serve``: where
 PyTorch's CPU thread pool is) and runs HTTP in another: on CPU a thread that computes while the
-main thread's pool exists waits on every small parallel region (decoding 1.4-1.5× slower). On
+main thread's pool exists waits on every small parallel region (decoding 1.4-1.6× slower). On
 CPU the server decodes from weights packed once for oneDNN
 (:func:`~attnkit.generation.packed_for_decoding`, for as long as it runs: bf16 layers, where
 packing pays at one sequence per step, and only when the copy fits in half the free memory)
