@@ -147,9 +147,9 @@ class ModelThread:
     Which thread computes matters on CPU: PyTorch's OpenMP keeps a pool of worker threads per
     thread that has run parallel work, and once a second pool exists each small parallel region
     waits for sleeping workers (a bf16 GPT-2-small decoding step takes 1.5× as long, an fp32
-    Marian one 1.4-1.6×, in `bench_serve.py`). The thread that loaded the model (the main one) already has a pool:
-    :meth:`own` + :meth:`run_forever` there make it this thread (``attnkit serve`` does, and runs
-    HTTP elsewhere). Without an owner a worker thread starts on the first call and ends after
+    translation Transformer's 1.4-1.6×: ``benchmarks/bench_serve.py``). The thread that loaded
+    the model (the main one) already has a pool: :meth:`own` + :meth:`run_forever` there make it
+    this thread (``attnkit serve`` does, and runs HTTP elsewhere). Without an owner a worker thread starts on the first call and ends after
     ``IDLE_SECONDS`` without work.
 
     :meth:`call` runs a function there and returns its result; :meth:`submit` hands it over
