@@ -63,6 +63,26 @@ def test_batch_size_and_padding_do_not_change_embeddings(embeddings, minilm_mode
     assert torch.allclose(one_by_one, embeddings[:4], atol=1e-5)
 
 
+def test_sentences_go_longest_first_and_come_back_in_order(minilm_model):
+    """Batches of similar lengths, longest first (as sentence-transformers' encode): each batch
+    padded to no more than the one before, and less padding than the given order's batches; the
+    rows come back in the given order (each equals the sentence embedded alone)."""
+    model, tokenizer = minilm_model
+    texts = [" ".join(["horse"] * n) for n in (2, 40, 3, 38, 1, 35, 4, 30)]  # short and long in turn
+    shapes = []
+    handle = model.word_embeddings.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape)))
+    try:
+        together = attnkit.embed(model, texts, batch_size=2, tokenizer=tokenizer)
+    finally:
+        handle.remove()
+    widths = [t for _, t in shapes]
+    assert len(shapes) == 4 and widths == sorted(widths, reverse=True)
+    given = sum(tokenizer(texts[i:i + 2], padding=True)["input_ids"].numel() for i in range(0, len(texts), 2))
+    assert sum(b * t for b, t in shapes) < given
+    alone = torch.cat([attnkit.embed(model, [t], tokenizer=tokenizer) for t in texts])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
 def test_embed_a_loaded_model_with_its_tokenizer(embeddings, minilm_model):
     model, tokenizer = minilm_model
     got = attnkit.embed(model, SENTENCES[:3], tokenizer=tokenizer)

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from attnkit.errors import InputError
 from attnkit.models.base import eval_mode
@@ -77,8 +78,11 @@ def _max_length(directory: Path | None, tokenizer, model) -> int:
 @torch.inference_mode()
 def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normalize: bool | None = None,
           tokenizer=None, max_length: int | None = None, device: str | torch.device = "cpu",
-          dtype: torch.dtype | None = None, pooling: str | None = None) -> torch.Tensor:
+          dtype: torch.dtype | None = None, pooling: str | None = None, show_progress: bool = False) -> torch.Tensor:
     """Embed sentences with a BERT-style model, or a decoder-only one (last-token pooling).
+
+    The sentences go through the model longest first, in batches of similar lengths (as
+    sentence-transformers' ``encode``: less padding), and come back in the order given.
 
     Args:
         model_or_dir: a checkpoint directory (model + ``tokenizer.json``) or hub id, or a model
@@ -96,6 +100,7 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
             ``sentence_bert_config.json`` ``max_seq_length``, else the model's position limit.
         device, dtype: where and in which dtype a model loaded from a directory runs (a model
             passed in runs where it is).
+        show_progress: a progress bar over the batches.
 
     Returns a float tensor ``(N, C)`` on the CPU.
     """
@@ -114,7 +119,7 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
             raise InputError("embed(model, ...) needs tokenizer=...; or pass a checkpoint directory with tokenizer.json")
     decoder = hasattr(model, "generation_logits")  # a decoder-only LM: its states read only what came before
     if hasattr(model, "get_text_features"):  # an image-text dual encoder: its text features
-        return _dual_encoder_texts(model, tokenizer, sentences, batch_size, normalize)
+        return _dual_encoder_texts(model, tokenizer, sentences, batch_size, normalize, show_progress)
     if not (hasattr(model, "sentence_embedding") or decoder):
         raise InputError(f"{type(model).__name__} does not produce sentence embeddings (needs an encoder such as Bert, "
                          "a decoder-only model, or an image-text model such as Clip)")
@@ -131,9 +136,10 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         raise InputError(f"pooling must be one of {POOLING}, got {pooling!r}")
     normalize = normalize if normalize is not None else st_normalize if st_normalize is not None else True
     out = []
+    batches, order = _by_length(sentences, batch_size)
     with eval_mode(model):  # no dropout, as sentence-transformers' encode(); the caller's mode is restored
-        for i in range(0, len(sentences), batch_size):
-            batch = tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length)
+        for texts in tqdm(batches, desc="embed", unit="batch", disable=not show_progress):
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length)
             ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
             if pooling == "mean" and not decoder:
                 pooled = model.sentence_embedding(ids, mask, normalize=False)
@@ -142,7 +148,16 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
                 pooled = pool(states, mask, pooling)
             pooled = pooled.float()  # normalised in fp32 below
             out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).cpu())
-    return torch.cat(out)
+    return torch.cat(out)[order]
+
+
+def _by_length(texts: list[str], batch_size: int) -> tuple[list[list[str]], torch.Tensor]:
+    """``(batches, order)``: the texts in batches, longest first (by characters, as
+    sentence-transformers sorts), and the indices that put the rows computed in that order back
+    in the given one."""
+    longest_first = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    batches = [[texts[i] for i in longest_first[j:j + batch_size]] for j in range(0, len(texts), batch_size)]
+    return batches, torch.argsort(torch.tensor(longest_first))
 
 
 def _checked(items, batch_size: int, what: str) -> list:
@@ -166,18 +181,20 @@ def dual_encoder_text_inputs(model, tokenizer, texts: list[str],
     return batch["input_ids"], batch["attention_mask"]
 
 
-def _dual_encoder_texts(model, tokenizer, sentences, batch_size: int, normalize: bool | None) -> torch.Tensor:
+def _dual_encoder_texts(model, tokenizer, sentences, batch_size: int, normalize: bool | None,
+                        show_progress: bool = False) -> torch.Tensor:
     """A CLIP's or SigLIP's text features, as its ``get_text_features`` (texts encoded by
-    :func:`dual_encoder_text_inputs`)."""
+    :func:`dual_encoder_text_inputs`), longest first as :func:`embed`'s."""
     sentences = _checked(sentences, batch_size, "sentences")
     out = []
+    batches, order = _by_length(sentences, batch_size)
     with eval_mode(model):
-        for i in range(0, len(sentences), batch_size):
-            ids, mask = dual_encoder_text_inputs(model, tokenizer, sentences[i:i + batch_size])
+        for texts in tqdm(batches, desc="embed", unit="batch", disable=not show_progress):
+            ids, mask = dual_encoder_text_inputs(model, tokenizer, texts)
             features = model.get_text_features(ids.to(model.device), None if mask is None else mask.to(model.device))
             features = features.float()
             out.append((torch.nn.functional.normalize(features, dim=-1) if normalize is not False else features).cpu())
-    return torch.cat(out)
+    return torch.cat(out)[order]
 
 
 @torch.inference_mode()
