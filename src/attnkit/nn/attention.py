@@ -123,7 +123,8 @@ def scaled_dot_product_attention(
             queries, each block on the keys it can see (:func:`_windowed`, soft caps and sinks
             too): time and memory grow with ``T · (left + right)``, not ``T · S``, and no
             ``(T, S)`` mask is built, unless the weights, a bias or a mask other than a
-            key-padding one need the whole score matrix anyway.
+            key-padding one need the whole score matrix anyway (or under ``torch.compile``,
+            whose inductor fails on the unfolded blocks in PyTorch 2.13).
 
     A query row with no allowed key returns zeros (and zero weights), never NaN.
     Returns ``y`` of shape ``(B, H, T, D)``, or ``(y, weights)`` when ``need_weights``.
@@ -145,7 +146,8 @@ def scaled_dot_product_attention(
         right = 0 if is_causal else right
         if left >= S - 1 and (is_causal or right >= T - 1):
             pass  # every query sees every key anyway
-        elif _masks_keys(mask) and not need_weights and bias is None and _window_pays(T, S, left, right):
+        elif (_masks_keys(mask) and not need_weights and bias is None and _window_pays(T, S, left, right)
+              and not torch.compiler.is_compiling()):  # inductor fails on the unfolded blocks: the mask then
             return _windowed(q, k, v, mask, left, right, dropout_p, scale, softcap, sinks)
         else:
             band = band_mask(T, S, left, right, device=q.device)
