@@ -53,8 +53,11 @@ def test_classify_equals_text_classification_pipeline(tmp_path, config):
 def test_fill_mask_equals_fill_mask_pipeline(tmp_path):
     hf, hf_tok, ours, tok = twin(tmp_path, transformers.BertForMaskedLM)
     pipe = transformers.pipeline("fill-mask", model=hf, tokenizer=hf_tok, device="cpu")
-    for text in ("Paris is the [MASK] of France.", "The [MASK] sat on the [MASK]."):
+    texts = ("Paris is the [MASK] of France.", "The [MASK] sat on the [MASK].")
+    together = fill_mask(ours, tok, list(texts[::-1]), top_k=4, batch_size=1)[::-1]  # run longest first
+    for text, got_in_list in zip(texts, together):
         expected, got = pipe(text, top_k=4), fill_mask(ours, tok, text, top_k=4)
+        assert got_in_list == got
         rows = [(expected, got)] if isinstance(expected[0], dict) else list(zip(expected, got))
         assert len(rows) == text.count("[MASK]")
         for e_row, g_row in rows:
@@ -65,8 +68,8 @@ def test_fill_mask_equals_fill_mask_pipeline(tmp_path):
 
 def test_bad_calls_are_input_errors(tmp_path):
     _, _, ours, tok = twin(tmp_path, transformers.BertForMaskedLM)
-    with pytest.raises(InputError, match="has no mask token"):
-        fill_mask(ours, tok, "no mask here")
+    with pytest.raises(InputError, match="'no mask here' has no mask token"):
+        fill_mask(ours, tok, ["the [MASK] is long enough to run first", "no mask here"], batch_size=1)
     with pytest.raises(InputError, match="classify needs a classifier with one output per label"):
         classify(ours, tok, "text")
     with pytest.raises(InputError, match="non-empty"):

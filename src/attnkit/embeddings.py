@@ -136,7 +136,7 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
         raise InputError(f"pooling must be one of {POOLING}, got {pooling!r}")
     normalize = normalize if normalize is not None else st_normalize if st_normalize is not None else True
     out = []
-    batches, order = _by_length(sentences, batch_size)
+    batches, order = by_length(sentences, batch_size)
     with eval_mode(model):  # no dropout, as sentence-transformers' encode(); the caller's mode is restored
         for texts in tqdm(batches, desc="embed", unit="batch", disable=not show_progress):
             batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length)
@@ -151,7 +151,7 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
     return torch.cat(out)[order]
 
 
-def _by_length(texts: list[str], batch_size: int) -> tuple[list[list[str]], torch.Tensor]:
+def by_length(texts: list[str], batch_size: int) -> tuple[list[list[str]], torch.Tensor]:
     """``(batches, order)``: the texts in batches, longest first (by characters, as
     sentence-transformers sorts), and the indices that put the rows computed in that order back
     in the given one."""
@@ -187,7 +187,7 @@ def _dual_encoder_texts(model, tokenizer, sentences, batch_size: int, normalize:
     :func:`dual_encoder_text_inputs`), longest first as :func:`embed`'s."""
     sentences = _checked(sentences, batch_size, "sentences")
     out = []
-    batches, order = _by_length(sentences, batch_size)
+    batches, order = by_length(sentences, batch_size)
     with eval_mode(model):
         for texts in tqdm(batches, desc="embed", unit="batch", disable=not show_progress):
             ids, mask = dual_encoder_text_inputs(model, tokenizer, texts)

@@ -25,14 +25,21 @@ def _texts(texts) -> tuple[list[str], bool]:
     return texts, single
 
 
-def _eval_batches(model, tokenizer, texts: list[str], batch_size: int, max_length: int | None):
-    """``(batch, model output)`` for ``texts`` in order, ``batch_size`` at a time, without dropout."""
+def _per_text(model, tokenizer, texts: list[str], batch_size: int, max_length: int | None, results_of) -> list:
+    """``results_of(texts, batch, model output)`` (one result per text of the batch) for every
+    text, in the order given. The texts run ``batch_size`` at a time, without dropout, longest
+    first (:func:`attnkit.embeddings.by_length`: batches of similar lengths, little padding)."""
+    from attnkit.embeddings import by_length
+
+    batches, order = by_length(texts, batch_size)
+    results = []
     with eval_mode(model):
-        for i in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[i:i + batch_size], truncation=max_length is not None, max_length=max_length)
+        for chunk in batches:
+            batch = tokenizer(chunk, truncation=max_length is not None, max_length=max_length)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             with torch.no_grad():
-                yield batch, model(**batch)
+                results += results_of(chunk, batch, model(**batch))
+    return [results[i] for i in order.tolist()]
 
 
 def classify(model, tokenizer, texts: str | list[str], top_k: int | None = 1, function_to_apply: str | None = None,
@@ -47,9 +54,7 @@ def classify(model, tokenizer, texts: str | list[str], top_k: int | None = 1, fu
     A single text gives a single result."""
     rank = _label_ranker(model, "classify", top_k, function_to_apply)
     texts, single = _texts(texts)
-    results = []
-    for _, out in _eval_batches(model, tokenizer, texts, batch_size, max_length):
-        results += rank(out.logits)
+    results = _per_text(model, tokenizer, texts, batch_size, max_length, lambda _, __, out: rank(out.logits))
     results = [ranked[0] if top_k == 1 else ranked for ranked in results]
     return results[0] if single else results
 
@@ -168,11 +173,12 @@ def fill_mask(model, tokenizer, texts: str | list[str], top_k: int = 5, batch_si
     if top_k < 1:
         raise InputError(f"top_k must be >= 1, got {top_k}")
     texts, single = _texts(texts)
-    results = []
-    for batch, out in _eval_batches(model, tokenizer, texts, batch_size, None):
+
+    def fills(chunk: list[str], batch: dict, out) -> list:
         if out.logits is None or out.logits.dim() != 3:
             raise InputError(f"fill_mask needs a masked language model, got a {type(model).__name__}")
-        for ids, mask, logits, text in zip(batch["input_ids"], batch["attention_mask"], out.logits, texts):
+        results = []
+        for ids, mask, logits, text in zip(batch["input_ids"], batch["attention_mask"], out.logits, chunk):
             ids = ids[mask.bool()]
             positions = (ids == mask_id).nonzero().flatten().tolist()
             if not positions:
@@ -188,6 +194,9 @@ def fill_mask(model, tokenizer, texts: str | list[str], top_k: int = 5, batch_si
                     row.append({"score": v, "token": t, "token_str": tokenizer.decode([t]), "sequence": sequence})
                 per_mask.append(row)
             results.append(per_mask[0] if len(per_mask) == 1 else per_mask)
+        return results
+
+    results = _per_text(model, tokenizer, texts, batch_size, None, fills)
     return results[0] if single else results
 
 
