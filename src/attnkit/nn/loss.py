@@ -64,7 +64,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             elif softcap is not None:
                 p32.div_(softcap).tanh_().mul_(softcap)
             torch.softmax(p32, dim=-1, out=p32)  # row-wise, safe in place
-            torch.gather(p32, 1, t_c[:, None], out=p_target[i:i + n, None])
+            p_target[i:i + n] = p32.gather(1, t_c[:, None])[:, 0]  # (not gather(out=): torch.compile fails on it)
             if not (need_h or need_w or need_b):
                 continue
             # d loss / d logits = s * (p - onehot(t)), formed in fp32 before any rounding: in bf16

@@ -26,7 +26,8 @@ work against it:
 - ``POST /v1/embeddings`` — sentence embeddings of a BERT-style encoder (mean pooling,
   L2-normalised; a CLIP's or SigLIP's text features, for searching images embedded by
   :func:`attnkit.embed_images`): ``input`` (a string or a list of strings), ``encoding_format`` (``"float"``,
-  or ``"base64"``: little-endian float32 bytes).
+  or ``"base64"``: little-endian float32 bytes). Requests that wait for the model at the same
+  time are embedded in one call.
 - ``POST /v1/audio/transcriptions`` — speech to text with a Whisper model, as a
   ``multipart/form-data`` upload: ``file`` (a PCM WAV file, any sampling rate), ``language``,
   ``response_format`` (``json``, ``text``, or ``verbose_json``: timed ``segments`` from
@@ -208,6 +209,8 @@ class ModelServer:
         # where the model computes: one thread, so that PyTorch's CPU thread pool is the one it
         # already has (ModelThread's doc); it runs one request's work at a time, as a lock would
         self.model_thread = self.batching if self.batching is not None else ModelThread()
+        self._embedding_queue: list[list] = []  # [texts, result] of the embedding requests not embedded yet
+        self._embedding_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the model thread and drop the packed copy of the weights (the server closes its
@@ -636,9 +639,8 @@ class ModelServer:
 
     def embed(self, body: dict) -> dict:
         """A ``/v1/embeddings`` response: L2-normalised embeddings, one per input (mean-pooled by an
-        encoder, a decoder's last token)."""
-        from attnkit.embeddings import embed
-
+        encoder, a decoder's last token); the requests waiting at once are embedded together
+        (:meth:`_embed_together`)."""
         if not self.embeds:
             raise RequestError(f"this server's model ({type(self.model).__name__}) does not embed sentences"
                                + ("; use POST /v1/completions" if self.generates else ""), status=404)
@@ -648,7 +650,7 @@ class ModelServer:
                           "'float' or 'base64'")
         _field(body, "model", (str,), expected="a string")
         _field(body, "user", (str,), expected="a string")
-        vectors = self.model_thread.call(lambda: embed(self.model, texts, tokenizer=self.tokenizer))
+        vectors = self._embed_together(texts)
         tokens = sum(len(self.tokenizer.encode(t)) for t in texts)
         if encoding == "base64":  # little-endian float32 bytes, as OpenAI's API (its client asks for this)
             rows = [base64.b64encode(v.numpy().astype("<f4").tobytes()).decode() for v in vectors]
@@ -656,6 +658,37 @@ class ModelServer:
             rows = vectors.tolist()
         return dict(object="list", model=self.name, usage=dict(prompt_tokens=tokens, total_tokens=tokens),
                     data=[dict(object="embedding", index=i, embedding=v) for i, v in enumerate(rows)])
+
+    def _embed_together(self, texts: list) -> torch.Tensor:
+        """The embeddings of ``texts``, made in the model thread together with those of every
+        embedding request waiting at that moment: one :func:`attnkit.embed` call over all their
+        texts (batched longest first), so that concurrent small requests share forward passes
+        instead of running one batch each. An error in that call is every one of those requests'."""
+        from attnkit.embeddings import embed
+
+        mine = [texts, None]
+        with self._embedding_lock:
+            self._embedding_queue.append(mine)
+
+        def embed_waiting() -> None:
+            with self._embedding_lock:
+                waiting, self._embedding_queue = self._embedding_queue, []
+            if not waiting:  # an earlier request's call embedded these texts with its own
+                return
+            try:
+                vectors = embed(self.model, [t for w in waiting for t in w[0]], tokenizer=self.tokenizer)
+            except Exception as e:  # raised by each request it served
+                for w in waiting:
+                    w[1] = e
+                return
+            start = 0
+            for w in waiting:
+                w[1], start = vectors[start:start + len(w[0])], start + len(w[0])
+
+        self.model_thread.call(embed_waiting)
+        if isinstance(mine[1], Exception):
+            raise mine[1]
+        return mine[1]
 
     def translate(self, form: dict) -> tuple[str, dict | str]:
         """A ``/v1/audio/translations`` response: :meth:`transcribe` with Whisper's ``translate`` task."""
