@@ -23,11 +23,7 @@ def causal_mask(T: int, S: int | None = None, offset: int | None = None, device=
     top-left ``is_causal`` convention.
     """
     S = T if S is None else S
-    offset = S - T if offset is None else offset
-    i = torch.arange(T, device=device).unsqueeze(1)
-    j = torch.arange(S, device=device).unsqueeze(0)
-    allowed = j <= i + offset
-    return allowed if window is None else allowed & (j > i + offset - window)
+    return band_mask(T, S, S + T if window is None else window - 1, 0, offset, device)  # no key after the query
 
 
 def band_mask(T: int, S: int | None = None, left: int = 0, right: int = 0, offset: int | None = None,
