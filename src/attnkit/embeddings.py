@@ -135,29 +135,34 @@ def embed(model_or_dir, sentences: str | list[str], batch_size: int = 32, normal
     if pooling not in POOLING:
         raise InputError(f"pooling must be one of {POOLING}, got {pooling!r}")
     normalize = normalize if normalize is not None else st_normalize if st_normalize is not None else True
-    out = []
-    batches, order = by_length(sentences, batch_size)
+
+    def embed_batch(texts: list[str]) -> torch.Tensor:
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length)
+        ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+        if pooling == "mean" and not decoder:
+            pooled = model.sentence_embedding(ids, mask, normalize=False)
+        else:  # a decoder's LM head runs on the last position only: its logits are not needed
+            states = model(ids, attention_mask=mask, **({"logits_to_keep": 1} if decoder else {})).last_hidden_state
+            pooled = pool(states, mask, pooling)
+        pooled = pooled.float()  # normalised in fp32 below
+        return (torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).cpu()
+
     with eval_mode(model):  # no dropout, as sentence-transformers' encode(); the caller's mode is restored
-        for texts in tqdm(batches, desc="embed", unit="batch", disable=not show_progress):
-            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length)
-            ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-            if pooling == "mean" and not decoder:
-                pooled = model.sentence_embedding(ids, mask, normalize=False)
-            else:  # a decoder's LM head runs on the last position only: its logits are not needed
-                states = model(ids, attention_mask=mask, **({"logits_to_keep": 1} if decoder else {})).last_hidden_state
-                pooled = pool(states, mask, pooling)
-            pooled = pooled.float()  # normalised in fp32 below
-            out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).cpu())
-    return torch.cat(out)[order]
+        return torch.stack(by_length(sentences, batch_size, embed_batch, show_progress))
 
 
-def by_length(texts: list[str], batch_size: int) -> tuple[list[list[str]], torch.Tensor]:
-    """``(batches, order)``: the texts in batches, longest first (by characters, as
-    sentence-transformers sorts), and the indices that put the rows computed in that order back
-    in the given one."""
+def by_length(texts: list, batch_size: int, run, show_progress: bool = False) -> list:
+    """``run(batch)`` (a list of texts -> one result per text) over ``texts`` in batches of
+    ``batch_size``, longest first (by characters, as sentence-transformers sorts: batches of
+    similar lengths, little padding); the results in the order of ``texts``. ``show_progress``:
+    a progress bar over the batches."""
     longest_first = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    batches = [[texts[i] for i in longest_first[j:j + batch_size]] for j in range(0, len(texts), batch_size)]
-    return batches, torch.argsort(torch.tensor(longest_first))
+    results = [None] * len(texts)
+    for start in tqdm(range(0, len(texts), batch_size), desc="embed", unit="batch", disable=not show_progress):
+        chosen = longest_first[start:start + batch_size]
+        for i, result in zip(chosen, run([texts[i] for i in chosen]), strict=True):
+            results[i] = result
+    return results
 
 
 def _checked(items, batch_size: int, what: str) -> list:
@@ -186,15 +191,15 @@ def _dual_encoder_texts(model, tokenizer, sentences, batch_size: int, normalize:
     """A CLIP's or SigLIP's text features, as its ``get_text_features`` (texts encoded by
     :func:`dual_encoder_text_inputs`), longest first as :func:`embed`'s."""
     sentences = _checked(sentences, batch_size, "sentences")
-    out = []
-    batches, order = by_length(sentences, batch_size)
+
+    def embed_batch(texts: list[str]) -> torch.Tensor:
+        ids, mask = dual_encoder_text_inputs(model, tokenizer, texts)
+        features = model.get_text_features(ids.to(model.device), None if mask is None else mask.to(model.device))
+        features = features.float()
+        return (torch.nn.functional.normalize(features, dim=-1) if normalize is not False else features).cpu()
+
     with eval_mode(model):
-        for texts in tqdm(batches, desc="embed", unit="batch", disable=not show_progress):
-            ids, mask = dual_encoder_text_inputs(model, tokenizer, texts)
-            features = model.get_text_features(ids.to(model.device), None if mask is None else mask.to(model.device))
-            features = features.float()
-            out.append((torch.nn.functional.normalize(features, dim=-1) if normalize is not False else features).cpu())
-    return torch.cat(out)[order]
+        return torch.stack(by_length(sentences, batch_size, embed_batch, show_progress))
 
 
 @torch.inference_mode()

@@ -31,15 +31,14 @@ def _per_text(model, tokenizer, texts: list[str], batch_size: int, max_length: i
     first (:func:`attnkit.embeddings.by_length`: batches of similar lengths, little padding)."""
     from attnkit.embeddings import by_length
 
-    batches, order = by_length(texts, batch_size)
-    results = []
+    def run(chunk: list[str]) -> list:
+        batch = tokenizer(chunk, truncation=max_length is not None, max_length=max_length)
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        with torch.no_grad():
+            return results_of(chunk, batch, model(**batch))
+
     with eval_mode(model):
-        for chunk in batches:
-            batch = tokenizer(chunk, truncation=max_length is not None, max_length=max_length)
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            with torch.no_grad():
-                results += results_of(chunk, batch, model(**batch))
-    return [results[i] for i in order.tolist()]
+        return by_length(texts, batch_size, run)
 
 
 def classify(model, tokenizer, texts: str | list[str], top_k: int | None = 1, function_to_apply: str | None = None,
