@@ -301,3 +301,49 @@ def test_a_windowed_model_compiles_and_gives_eager_losses_and_gradients():
                 assert torch.allclose(got, eager, atol=1e-5)
     finally:  # dynamo remembers that GPT.forward saw two lengths: later compiles would start dynamic
         torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("fields", [
+    dict(positional="rotary", n_kv_heads=2, sliding_window=4, sliding_layers=(0,)),  # one local layer, one global
+    dict(positional="rotary", attention_chunk_size=5),  # Llama 4's chunks, every layer
+])
+def test_rolling_caches_of_local_layers_decode_the_tokens_of_full_caches(fields, monkeypatch):
+    """The local layers' caches drop what their queries no longer see: greedy on a left-padded
+    batch (logits too), beam search, prompt lookup (truncations) and sampling give what caches
+    of every position give, while a local layer's buffer stays at ``2 * keep + 1`` positions."""
+    torch.manual_seed(0)
+    model = tiny(**fields)
+    keep = min(n for n in (model.config.sliding_window, model.config.attention_chunk_size) if n) - 1
+    ids = torch.randint(0, 50, (2, 9))
+    ids[1, :4] = ids[1, 4:8]  # a repeat for prompt lookup to find
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # left padding
+    runs = [dict(attention_mask=mask, return_dict_in_generate=True, output_logits=True),
+            dict(attention_mask=mask, num_beams=3), dict(prompt_lookup_num_tokens=3),
+            dict(do_sample=True, top_k=20)]
+    made = []
+
+    def decode(**kw):
+        if kw.get("do_sample"):
+            kw["generator"] = torch.Generator().manual_seed(0)
+        prompt = ids[1:] if "prompt_lookup_num_tokens" in kw else ids
+        return model.generate(prompt, max_new_tokens=24, eos_token_id=None, **kw)
+
+    def rolling(batch_size, max_len):
+        made.append(GPT.new_cache(model, batch_size, max_len))
+        return made[-1]
+
+    monkeypatch.setattr(model, "new_cache", rolling)
+    got = [decode(**kw) for kw in runs]
+    for cache in made[:1]:
+        for i, c in enumerate(cache.self_attn):
+            assert c.k.shape[2] == (2 * keep + 1 if i in model.config.local_layers else 9 + 23), i
+    monkeypatch.setattr(model, "new_cache", lambda batch_size, max_len: GPT.new_cache(model, batch_size,
+                                                                                      max_len).keep_all())
+    for kw, out in zip(runs, got):
+        ref = decode(**kw)
+        if kw.get("output_logits"):
+            assert torch.equal(out.sequences, ref.sequences)
+            torch.testing.assert_close(torch.stack(out.logits), torch.stack(ref.logits), atol=1e-5, rtol=1e-5)
+        else:
+            assert torch.equal(out, ref), kw

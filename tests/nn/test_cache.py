@@ -1,5 +1,6 @@
 """KVCache.reorder (beam search) equals index_select on the cached rows, and appending continues after it."""
 
+import pytest
 import torch
 
 from attnkit.nn import KVCache
@@ -38,3 +39,41 @@ def test_repeated_reorders_compose_while_the_two_buffers_swap():
         ref_k, ref_v = ref_k.index_select(0, index), ref_v.index_select(0, index)
         ck, cv = cache.keys_values()
         assert torch.equal(ck, ref_k) and torch.equal(cv, ref_v), step
+
+
+def test_a_rolling_cache_returns_the_last_positions_every_query_can_see():
+    """Random steps (one token, several, longer than the buffer), truncations within the last
+    step and reorders: each update returns the newest keys/values of a full copy, at least the
+    ``keep`` before the step's first query, and after a step that fits, the buffer holds
+    ``2 * keep + 1`` positions."""
+    from attnkit.errors import InputError
+
+    g = torch.Generator().manual_seed(0)
+    for keep in (0, 1, 3, 5):
+        cache, ref_k, ref_v = KVCache(max_len=200, keep=keep), torch.zeros(3, 2, 0, 4), torch.zeros(3, 2, 0, 2)
+        for step in range(40):
+            T = int(torch.randint(1, 3 * keep + 3, (1,), generator=g)) if step % 3 == 0 else 1
+            k, v = torch.randn(3, 2, T, 4, generator=g), torch.randn(3, 2, T, 2, generator=g)
+            before = cache.length
+            ck, cv = cache.update(k, v)
+            ref_k, ref_v = torch.cat([ref_k, k], 2), torch.cat([ref_v, v], 2)
+            n = ck.shape[2]
+            assert min(keep, before) + T <= n <= ref_k.shape[2], (keep, step)
+            assert torch.equal(ck, ref_k[:, :, -n:]) and torch.equal(cv, ref_v[:, :, -n:]), (keep, step)
+            assert cache.length == ref_k.shape[2] and (T > keep + 1 or cache.k.shape[2] <= 2 * keep + 1)
+            if step % 5 == 4 and T > 1:  # speculative decoding: drop some of the step's own positions
+                drop = int(torch.randint(1, T, (1,), generator=g))
+                cache.truncate(cache.length - drop)
+                ref_k, ref_v = ref_k[:, :, :-drop], ref_v[:, :, :-drop]
+            if step % 7 == 6:  # beam search
+                index = torch.randint(0, 3, (3,), generator=g)
+                cache.reorder(index)
+                ref_k, ref_v = ref_k[index], ref_v[index]
+            held_k, _ = cache.keys_values()
+            assert torch.equal(held_k, ref_k[:, :, ref_k.shape[2] - held_k.shape[2]:])
+        if keep:
+            assert cache.offset > 0
+            with pytest.raises(InputError, match="keep_all"):  # the positions before the first held
+                cache.truncate(cache.offset)
+        cache.truncate(0)  # forgets everything: always allowed
+        assert cache.keys_values()[0].shape[2] == 0

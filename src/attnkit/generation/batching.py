@@ -85,7 +85,8 @@ class BatchedModel:
             raise InputError("batched decoding runs one unpadded sequence per loop, without beams; give each prompt "
                              "its own loop (thread)")
         ids, mask, cache = self._model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
-        return ids, mask, _Slot(self._engine, _Sequence(cache, ids.shape[1] + max_new_tokens - 1))
+        # every position: the shared cache is put together from the rows' columns
+        return ids, mask, _Slot(self._engine, _Sequence(cache.keep_all(), ids.shape[1] + max_new_tokens - 1))
 
     def generation_step(self, input_ids, attention_mask, cache: _Slot) -> torch.Tensor:
         return self._engine._run(cache.seq, input_ids)

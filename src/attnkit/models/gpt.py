@@ -375,10 +375,14 @@ class GPT(Model):
             nn.init.zeros_(module.bias)
 
     def new_cache(self, batch_size: int, max_len: int) -> DecoderCache:
-        """An empty KV cache for ``max_len`` positions (the batch size is taken on first use)."""
-        if max_len > self.config.n_positions and self.wpe is not None:
-            raise InputError(f"cannot decode {max_len} positions: the model's context is {self.config.n_positions}")
-        return self.decoder.new_cache(max_len)
+        """An empty KV cache for ``max_len`` positions (the batch size is taken on first use). The
+        layers with a sliding window or chunks (:attr:`GPTConfig.local_layers`) get rolling caches,
+        which hold only the positions their queries can still see (see :class:`~attnkit.nn.KVCache`)."""
+        c = self.config
+        if max_len > c.n_positions and self.wpe is not None:
+            raise InputError(f"cannot decode {max_len} positions: the model's context is {c.n_positions}")
+        spans = [n for n in (c.sliding_window, c.attention_chunk_size) if n is not None]
+        return self.decoder.new_cache(max_len, keep={i: min(spans) - 1 for i in c.local_layers} if spans else None)
 
     def forward(
         self,

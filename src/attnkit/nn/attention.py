@@ -290,6 +290,12 @@ def _with_sink_key(q, k, v, mask, bias, is_causal: bool, sinks: torch.Tensor, sc
     return q, k, v, mask, bias, is_causal
 
 
+def _last_keys(t: torch.Tensor | None, S: int) -> torch.Tensor | None:
+    """A mask or bias over every position, cut to the last ``S`` keys: those a rolling cache
+    (:class:`~attnkit.nn.KVCache`'s ``keep``) still holds."""
+    return t if t is None or t.shape[-1] <= S else t[..., -S:]
+
+
 class MultiHeadAttention(nn.Module):
     """Vaswani et al. 2017 §3.2.2. Self- or cross-attention, GQA/MQA, RoPE, bias, KV cache.
 
@@ -457,6 +463,7 @@ class MultiHeadAttention(nn.Module):
             q = (q * (torch.log1p(torch.floor(slots / floor)) * strength + 1.0)[:, None]).to(q.dtype)
         if cache is not None:
             k, v = cache.keys_values() if reuse else cache.update(k, v)
+            mask, bias = _last_keys(mask, k.shape[2]), _last_keys(bias, k.shape[2])
         out = scaled_dot_product_attention(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal and not self.cross,
             dropout_p=self.dropout if self.training else 0.0, scale=self.scale, need_weights=need_weights,
@@ -534,6 +541,7 @@ class MultiHeadLatentAttention(nn.Module):
         k, v = torch.cat([latent, k_rope], dim=-1), latent
         if cache is not None:
             k, v = cache.update(k, v)
+            mask, bias = _last_keys(mask, k.shape[2]), _last_keys(bias, k.shape[2])
         # One query per head (a decoding step): the heads become the query rows of one head, so the
         # shared keys are not copied per head. That query sees every key: no causal mask.
         fold = T == 1 and bias is None and not need_weights and window is None

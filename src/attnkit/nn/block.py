@@ -298,10 +298,10 @@ class Decoder(_Stack):
         self.local_layers = frozenset(local_layers)
         self.nope_layers = frozenset(nope_layers)
 
-    def new_cache(self, max_len: int, context_repeat: int = 1) -> DecoderCache:
-        """An empty cache for incremental decoding of up to ``max_len`` positions (``context_repeat``:
-        see :class:`DecoderCache`)."""
-        return DecoderCache(len(self.layers), max_len, cross=self.cross, context_repeat=context_repeat)
+    def new_cache(self, max_len: int, context_repeat: int = 1, keep: dict[int, int] | None = None) -> DecoderCache:
+        """An empty cache for incremental decoding of up to ``max_len`` positions (``context_repeat``,
+        ``keep``: see :class:`DecoderCache`)."""
+        return DecoderCache(len(self.layers), max_len, cross=self.cross, context_repeat=context_repeat, keep=keep)
 
     def forward(
         self, x, mask=None, bias=None, is_causal=True, cache: DecoderCache | None = None, context=None,
