@@ -10,6 +10,9 @@
   grouped-query attention): a forward pass over 8 × 128 tokens, and greedy decoding of 64 new
   tokens after 16, fp32. ``transformers`` runs its experts with ``grouped_mm``; attnkit runs each
   chosen expert once on its rows.
+- A Mistral-style model with a sliding window (4 layers of 512, grouped-query attention, a
+  window of ``WINDOW`` positions): greedy decoding of ``WINDOW_NEW`` new tokens after 16, far past
+  the window, fp32, and the KV cache each keeps (both keep only the window's positions).
 - ModernBERT-base (``answerdotai/ModernBERT-base``'s shape: 22 layers of 768, two of every three
   attending within 128 tokens): one sequence of ``MODERNBERT_TOKENS`` tokens, forward, fp32.
   attnkit computes the windowed layers block by block; ``transformers`` (SDPA) with a band mask.
@@ -175,6 +178,45 @@ def moe_greedy(repeats: int) -> list:
             rate["attnkit"] / rate["hf"], "same tokens" if same else "**different tokens**", times]
 
 
+WINDOW, WINDOW_NEW = 64, 384
+
+
+def _cache_mib(tensors) -> float:
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
+def windowed_greedy(repeats: int) -> list:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    hf = MistralForCausalLM(MistralConfig(vocab_size=32000, hidden_size=512, intermediate_size=1536,
+                                          num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4,
+                                          sliding_window=WINDOW, max_position_embeddings=4096)).eval()
+    _spread(hf, ("o_proj.weight", "down_proj.weight"))
+    ak = _load(hf)
+    made = []
+    new_cache = ak.new_cache
+    ak.new_cache = lambda batch_size, max_len: made.append(new_cache(batch_size, max_len)) or made[-1]
+    prompt = torch.randint(0, 32000, (1, 16), generator=torch.Generator().manual_seed(1))
+    out = {}
+
+    def run_ak():
+        out["ak"] = ak.generate(prompt, max_new_tokens=WINDOW_NEW, eos_token_id=None)
+
+    def run_hf():
+        out["hf"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=WINDOW_NEW,
+                                do_sample=False, eos_token_id=None, pad_token_id=0, return_dict_in_generate=True)
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, min(repeats, 3), warmup=1)
+    rate = {k: WINDOW_NEW / median(v) for k, v in times.items()}
+    same = torch.equal(out["ak"], out["hf"].sequences)
+    mib_ak = _cache_mib(t for c in made[-1].self_attn for t in (c.k, c.v))
+    mib_hf = _cache_mib(t for layer in out["hf"].past_key_values.layers for t in (layer.keys, layer.values))
+    return [f"Mistral-style, window {WINDOW}, greedy, 16 → {WINDOW_NEW} tokens", "tokens/s", f"{rate['attnkit']:.1f}",
+            f"{rate['hf']:.1f}", rate["attnkit"] / rate["hf"],
+            f"{'same tokens' if same else '**different tokens**'}; KV cache {mib_ak:.2f} vs {mib_hf:.2f} MiB", times]
+
+
 MODERNBERT_TOKENS = 2048
 
 
@@ -207,7 +249,7 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     repeats = 3 if quick else 5
     rows, numbers = [], {}
     for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper), ("moe", moe), ("moe_greedy", moe_greedy),
-                     ("modernbert", modernbert)):
+                     ("windowed_greedy", windowed_greedy), ("modernbert", modernbert)):
         what, unit, ours, theirs, ratio, check, times = fn(repeats)
         numbers[f"{name}_vs_hf"] = ratio
         rows.append([what, f"{ours} {unit}", f"{theirs} {unit}", f"**{ratio:.2f}×**", check,

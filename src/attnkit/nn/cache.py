@@ -40,12 +40,15 @@ class KVCache:
 
     @property
     def size(self) -> int | None:
-        """Positions the buffer holds: ``max_len``, or for a rolling cache (``keep``) at most
-        ``2 * keep + 1``, room for ``keep + 1`` steps before the last ``keep`` are moved to the
-        front (about one position copied per position written). A longer step (a prompt) makes
-        its own keys/values the buffer, until the next step moves the last ``keep`` to a buffer of
+        """Positions the buffer holds: ``max_len``, or for a rolling cache (``keep``) ``keep +
+        room`` with ``room = max(keep // 8, 1)``: every ``room`` one-token steps, the last
+        ``keep`` positions are moved to the front (12.5% more memory than the window's, for a
+        copy of ``keep`` positions every ``room`` steps). A longer step (a prompt) makes its
+        own keys/values the buffer, until the next step moves the last ``keep`` to a buffer of
         this size."""
-        return self.max_len if self.keep is None or self.max_len is None else min(self.max_len, 2 * self.keep + 1)
+        if self.keep is None or self.max_len is None:
+            return self.max_len
+        return min(self.max_len, self.keep + max(self.keep // 8, 1))
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append ``(B, Hkv, T, D)`` keys/values; return all of them held so far: every position,

@@ -38,11 +38,6 @@ def detect_tool_format(chat_template: str | None) -> str | None:
     return None
 
 
-def tool_call_start(fmt: str) -> str:
-    """The text a reply's tool calls begin with (for ``llama3_json``: the JSON object's brace)."""
-    return "<tool_call>" if fmt == "hermes" else "{"
-
-
 def _call(obj, names: set[str], arguments_key: str) -> dict | None:
     """One ``{"name", "arguments"}`` call from a parsed JSON object, or None if it is not one."""
     if not isinstance(obj, dict) or obj.get("name") not in names:
