@@ -108,23 +108,34 @@ def test_generate_with_beams_matches_beam_search(trained):
     assert result.output == "class" + tok.decode(beams[0, ids.shape[1]:], skip_special_tokens=True) + "\n"
 
 
-def test_generate_dtype_option_decodes_as_the_api_does_in_that_dtype(trained):
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_generate_dtype_option_decodes_as_the_api_does_in_that_dtype(trained, dtype, monkeypatch):
+    """``int8``: the model in bf16 with int8 linear weights (quantize_int8)."""
+    quantized, quantize_int8 = [], attnkit.nn.quantize_int8
+    monkeypatch.setattr(attnkit.nn, "quantize_int8", lambda m: quantized.append(m.dtype) or quantize_int8(m))
     path = trained / "checkpoints" / "step-6"
     model, tok = attnkit.from_pretrained(path, dtype=torch.bfloat16), Tokenizer.from_pretrained(path)
+    if dtype == "int8":
+        quantize_int8(model)
     ids = torch.tensor([tok.encode("def")])
     expected = tok.decode(model.generate(ids, max_new_tokens=10, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:],
                           skip_special_tokens=True)
-    result = cli("generate", trained, "--prompt", "def", "--max-new-tokens", 10, "--temperature", 0, "--dtype", "bf16",
+    result = cli("generate", trained, "--prompt", "def", "--max-new-tokens", 10, "--temperature", 0, "--dtype", dtype,
                  "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert result.output == "def" + expected + "\n"
-    # sampling draws from a generator on the model's device, seeded by --seed
+    assert quantized == ([torch.bfloat16] if dtype == "int8" else [])
+
+
+def test_generate_samples_from_a_generator_seeded_by_the_seed_option(trained):
+    """Sampling draws from a generator on the model's device, seeded by --seed."""
     sampled = [cli("generate", trained, "--prompt", "def", "--max-new-tokens", 10, "--seed", s).output for s in (3, 3, 4)]
     assert sampled[0] == sampled[1] != sampled[2]
 
 
 def test_device_and_dtype_options_are_checked_before_loading(trained):
     assert refused(cli("generate", trained, "--prompt", "x", "--dtype", "fp64"), "--dtype", "fp32, bf16, fp16")
+    assert refused(cli("embed", trained, "x", "--dtype", "int8"), "int8 is for the commands that load a model")
     assert refused(cli("translate", trained, "x", "--device", "tpu"), "--device", "'tpu'")
     if not torch.cuda.is_available():
         assert refused(cli("generate", trained, "--prompt", "x", "--device", "cuda"), "--device is 'cuda'",

@@ -1,0 +1,97 @@
+"""Int8 weights (attnkit.nn.quantize_int8) against the formula: each output row's weights are
+round(W / s) with s = max |W| / 127, and a layer computes x @ (s · q)ᵀ + b, through PyTorch's int8
+kernel (bf16 activations) for a few rows and through the dequantized weight otherwise."""
+
+import pytest
+import torch
+
+from attnkit import GPT, GPTConfig
+from attnkit.errors import InputError
+from attnkit.nn import Int8Linear, Linear, quantize_int8
+from attnkit.nn import quantize
+from attnkit.nn.quantize import INT8_MAX_ROWS
+
+
+def reference(layer: Linear, x: torch.Tensor, bf16_input: bool) -> torch.Tensor:
+    """x @ (s · q)ᵀ + b in fp64 from the float layer's weight, by the formula."""
+    w = layer.weight.detach().double()
+    s = w.abs().amax(dim=1) / 127
+    q = torch.round(w / s[:, None]).clamp(-127, 127)
+    x = x.to(torch.bfloat16) if bf16_input else x
+    return x.double() @ (q * s[:, None]).T + layer.bias.detach().double()
+
+
+def test_each_weight_moves_by_at_most_half_its_rows_step():
+    torch.manual_seed(0)
+    layer = Linear(96, 40)
+    q = Int8Linear.from_linear(layer)
+    step = layer.weight.detach().abs().amax(dim=1, keepdim=True) / 127
+    assert q.qweight.dtype == torch.int8 and int(q.qweight.abs().max()) == 127
+    assert bool(((q.weight - layer.weight.detach()).abs() <= step / 2 + 1e-7).all())
+
+
+@pytest.mark.parametrize("rows", [1, INT8_MAX_ROWS, INT8_MAX_ROWS + 1, 33])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_layer_computes_the_formula_for_few_and_many_rows(rows, dtype, monkeypatch):
+    """Up to INT8_MAX_ROWS rows through the int8 kernel, more through the dequantized weight."""
+    torch.manual_seed(0)
+    layer = Linear(128, 72)
+    q = Int8Linear.from_linear(layer).to(dtype)
+    x = torch.randn(rows, 128)
+    calls, kernel_mm = [], quantize._int8_mm
+    monkeypatch.setattr(quantize, "_int8_mm", lambda *a: calls.append(a) or kernel_mm(*a))
+    with torch.no_grad():
+        got = q(x.to(dtype)[None])[0]  # (1, rows, in): rows are counted over the leading dims
+    kernel = rows <= INT8_MAX_ROWS
+    assert got.dtype == dtype and got.shape == (rows, 72) and len(calls) == kernel
+    ref = reference(layer, x, bf16_input=kernel or dtype == torch.bfloat16)
+    # bf16 outputs and scales round at 2^-9 of a value; the fp32 dequantized path at fp32's precision
+    tol = 1e-5 if dtype == torch.float32 and not kernel else 5e-3
+    assert (got.double() - ref).abs().max() <= tol * ref.abs().max()
+
+
+def test_widths_the_kernel_does_not_take_and_gradients_use_the_dequantized_weight():
+    torch.manual_seed(0)
+    layer = Linear(100, 24)  # 100: not a multiple of 32 (the kernel's block)
+    q = Int8Linear.from_linear(layer)
+    x = torch.randn(1, 100, requires_grad=True)
+    with torch.no_grad():
+        assert (q(x).double() - reference(layer, x.detach(), bf16_input=False)).abs().max() < 1e-5
+    q(x).sum().backward()
+    torch.testing.assert_close(x.grad, q.weight.sum(0, keepdim=True))
+
+
+def test_a_quantized_gpt_decodes_what_its_dequantized_twin_computes(tmp_path):
+    """Every Linear becomes int8, the tied embedding stays, the state dict shrinks; the logits of
+    the prompt and of each decoding step equal a float model holding the dequantized weights."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("gpt-tiny")).eval()
+    linears = {name for name, m in model.named_modules() if isinstance(m, Linear)}
+    twin = GPT(model.config.replace(tie_word_embeddings=False)).eval()  # its head gets the int8 head's weights
+    twin.load_state_dict(model.state_dict())
+    quantize_int8(model)
+    assert {name for name, m in model.named_modules() if isinstance(m, Int8Linear)} == linears
+    assert isinstance(model.wte, torch.nn.Embedding) and model.wte.weight.dtype == torch.float32
+    with torch.no_grad():
+        for name in linears:
+            twin.get_submodule(name).weight.copy_(model.get_submodule(name).weight)
+    ids = torch.randint(0, model.config.vocab_size, (2, 7))
+    out = model.generate(ids, max_new_tokens=12, eos_token_id=None, return_dict_in_generate=True, output_logits=True)
+    with torch.no_grad():
+        ref = twin(out.sequences[:, :-1]).logits[:, 6:]  # the logits after the prompt and each new token
+        prompt = model(ids).logits
+    got = torch.stack(out.logits, 1)
+    assert (got - ref).abs().max() <= 1e-2 * ref.abs().max()  # the steps: bf16 activations in the int8 kernel
+    assert (prompt - twin(ids).logits).abs().max() < 1e-5  # 7 rows a call: the dequantized weights in fp32
+    with pytest.raises(InputError, match="cannot be saved"):
+        model.save_pretrained(tmp_path / "q")
+    assert not (tmp_path / "q").exists()
+    with pytest.raises(InputError, match="already has int8 weights"):
+        quantize_int8(model)
+
+
+def test_skip_leaves_the_named_layers_alone():
+    model = GPT(GPTConfig.from_preset("gpt-tiny"))
+    quantize_int8(model, skip=("lm_head",))
+    assert type(model.lm_head) is Linear and model.lm_head.weight is model.wte.weight
+    assert isinstance(model.decoder.layers[0].ffn.fc_in, Int8Linear)
