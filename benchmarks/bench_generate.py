@@ -101,41 +101,42 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
             "bandwidth (the ceilings table above is measured once, at the start). "
             "'same tokens': all three libraries produced identical ids (in bf16 the "
             "two libraries' matmul kernels round differently, so a near-tie between random-weight logits can flip).")
-    return note + "\n\n" + md + "\n\n" + int8_weights(ak32, hf32, repeats, head), head
+    return note + "\n\n" + md + "\n\n" + quantized_weights(ak32, hf32, repeats, head), head
 
 
-def int8_weights(ak, hf, repeats: int, head: dict) -> str:
-    """Batch-1 greedy decoding with int8 weights (``attnkit.nn.quantize_int8``) next to bf16
-    weights, attnkit's and HF's (no issue-6 target: for information)."""
-    from attnkit.nn import quantize_int8
+def quantized_weights(ak, hf, repeats: int, head: dict) -> str:
+    """Batch-1 greedy decoding with int8 and int4 weights (``attnkit.nn.quantize_int8``,
+    ``quantize_int4``) next to bf16 weights, attnkit's and HF's (no issue-6 target)."""
+    from attnkit.nn import quantize_int4, quantize_int8
 
     ak, hf = ak.to(torch.bfloat16), hf.to(torch.bfloat16)
-    q = quantize_int8(copy.deepcopy(ak))
+    models = {"int8": quantize_int8(copy.deepcopy(ak)), "int4": quantize_int4(copy.deepcopy(ak)), "bf16": ak}
     ids = torch.randint(0, 50257, (1, PROMPT), generator=torch.Generator().manual_seed(1))
     out = {}
 
-    def run_int8():
-        out["int8"] = q.generate(ids, max_new_tokens=NEW_TOKENS, eos_token_id=None)
-
-    def run_bf16():
-        out["bf16"] = ak.generate(ids, max_new_tokens=NEW_TOKENS, eos_token_id=None)
+    def decode(name):
+        def run():
+            out[name] = models[name].generate(ids, max_new_tokens=NEW_TOKENS, eos_token_id=None)
+        return run
 
     def run_hf():
         hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False)
 
-    times = alternate({"int8": run_int8, "bf16": run_bf16, "hf": run_hf}, repeats, warmup=1)
+    times = alternate({**{name: decode(name) for name in models}, "hf": run_hf}, repeats, warmup=1)
     tps = {k: NEW_TOKENS / median(v) for k, v in times.items()}
-    head["generate_int8_b1_vs_bf16"] = tps["int8"] / tps["bf16"]
-    same = float((out["int8"][0, PROMPT:] == out["bf16"][0, PROMPT:]).float().mean())
-    md = table(["batch", "attnkit int8 tokens/s", "attnkit bf16 tokens/s", "HF bf16 tokens/s", "int8 / bf16",
-                "int8 / HF bf16", "new tokens equal to bf16's", "spread (int8 / bf16 / HF)"],
-               [[1, f"{tps['int8']:.1f}", f"{tps['bf16']:.1f}", f"{tps['hf']:.1f}",
-                 f"**{tps['int8'] / tps['bf16']:.2f}×**", f"{tps['int8'] / tps['hf']:.2f}×", f"{100 * same:.0f}%",
-                 f"{spread(times['int8'])} / {spread(times['bf16'])} / {spread(times['hf'])}"]])
-    return (f"Int8 weights (`attnkit.nn.quantize_int8`: int8 linear weights with a scale per output feature, bf16 "
-            f"activations), the same model and prompt shape, median of {repeats} alternating calls after a warm-up; "
-            "no target in issue 6 (for information). Quantization changes the logits, so tokens may part from "
-            "bf16's after a near-tie.\n\n" + md)
+    rows = []
+    for name in ("int8", "int4"):
+        head[f"generate_{name}_b1_vs_bf16"] = tps[name] / tps["bf16"]
+        same = float((out[name][0, PROMPT:] == out["bf16"][0, PROMPT:]).float().mean())
+        rows.append([name, f"{tps[name]:.1f}", f"{tps['bf16']:.1f}", f"{tps['hf']:.1f}",
+                     f"**{tps[name] / tps['bf16']:.2f}×**", f"{tps[name] / tps['hf']:.2f}×", f"{100 * same:.0f}%",
+                     f"{spread(times[name])} / {spread(times['bf16'])} / {spread(times['hf'])}"])
+    md = table(["weights", "attnkit tokens/s", "attnkit bf16 tokens/s", "HF bf16 tokens/s", "vs attnkit bf16",
+                "vs HF bf16", "new tokens equal to bf16's", "spread (quantized / bf16 / HF)"], rows)
+    return (f"Quantized weights at batch 1 (`attnkit.nn.quantize_int8`: a scale per output feature; `quantize_int4`: "
+            f"groups of 32 inputs with a scale and an offset; bf16 activations), the same model and prompt shape, "
+            f"median of {repeats} alternating calls after a warm-up; no target in issue 6 (for information). "
+            "Quantization changes the logits, so tokens part from bf16's after a near-tie (int4 sooner).\n\n" + md)
 
 
 if __name__ == "__main__":

@@ -108,15 +108,16 @@ def test_generate_with_beams_matches_beam_search(trained):
     assert result.output == "class" + tok.decode(beams[0, ids.shape[1]:], skip_special_tokens=True) + "\n"
 
 
-@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+@pytest.mark.parametrize("dtype", ["bf16", "int8", "int4"])
 def test_generate_dtype_option_decodes_as_the_api_does_in_that_dtype(trained, dtype, monkeypatch):
-    """``int8``: the model in bf16 with int8 linear weights (quantize_int8)."""
-    quantized, quantize_int8 = [], attnkit.nn.quantize_int8
-    monkeypatch.setattr(attnkit.nn, "quantize_int8", lambda m: quantized.append(m.dtype) or quantize_int8(m))
+    """``int8``, ``int4``: the model in bf16 with such linear weights (quantize_int8, quantize_int4)."""
+    quantized, functions = [], {q: getattr(attnkit.nn, f"quantize_{q}") for q in ("int8", "int4")}
+    for q, f in functions.items():
+        monkeypatch.setattr(attnkit.nn, f"quantize_{q}", lambda m, f=f, q=q: quantized.append((q, m.dtype)) or f(m))
     path = trained / "checkpoints" / "step-6"
     model, tok = attnkit.from_pretrained(path, dtype=torch.bfloat16), Tokenizer.from_pretrained(path)
-    if dtype == "int8":
-        quantize_int8(model)
+    if dtype in functions:
+        functions[dtype](model)
     ids = torch.tensor([tok.encode("def")])
     expected = tok.decode(model.generate(ids, max_new_tokens=10, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:],
                           skip_special_tokens=True)
@@ -124,7 +125,7 @@ def test_generate_dtype_option_decodes_as_the_api_does_in_that_dtype(trained, dt
                  "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert result.output == "def" + expected + "\n"
-    assert quantized == ([torch.bfloat16] if dtype == "int8" else [])
+    assert quantized == ([(dtype, torch.bfloat16)] if dtype in functions else [])
 
 
 def test_generate_samples_from_a_generator_seeded_by_the_seed_option(trained):

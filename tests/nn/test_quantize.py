@@ -1,13 +1,15 @@
-"""Int8 weights (attnkit.nn.quantize_int8) against the formula: each output row's weights are
-round(W / s) with s = max |W| / 127, and a layer computes x @ (s · q)ᵀ + b, through PyTorch's int8
-kernel (bf16 activations) for a few rows and through the dequantized weight otherwise."""
+"""Int8 and int4 weights (attnkit.nn.quantize_int8/int4) against the formulas. int8: each output
+row's weights are round(W / s) with s = max |W| / 127, and a layer computes x @ (s · q)ᵀ + b,
+through PyTorch's int8 kernel (bf16 activations) for a few rows and through the dequantized
+weight otherwise. int4: each group of inputs is round((W - min) / s) in 0..15 with
+s = (max - min) / 15, through PyTorch's int4 kernel."""
 
 import pytest
 import torch
 
 from attnkit import GPT, GPTConfig
 from attnkit.errors import InputError
-from attnkit.nn import Int8Linear, Linear, quantize_int8
+from attnkit.nn import Int4Linear, Int8Linear, Linear, quantize_int4, quantize_int8
 from attnkit.nn import quantize
 from attnkit.nn.quantize import INT8_MAX_ROWS
 
@@ -86,8 +88,8 @@ def test_a_quantized_gpt_decodes_what_its_dequantized_twin_computes(tmp_path):
     with pytest.raises(InputError, match="cannot be saved"):
         model.save_pretrained(tmp_path / "q")
     assert not (tmp_path / "q").exists()
-    with pytest.raises(InputError, match="already has int8 weights"):
-        quantize_int8(model)
+    with pytest.raises(InputError, match="quantized already"):
+        quantize_int4(model)
 
 
 def test_skip_leaves_the_named_layers_alone():
@@ -95,3 +97,69 @@ def test_skip_leaves_the_named_layers_alone():
     quantize_int8(model, skip=("lm_head",))
     assert type(model.lm_head) is Linear and model.lm_head.weight is model.wte.weight
     assert isinstance(model.decoder.layers[0].ffn.fc_in, Int8Linear)
+
+
+def int4_weight(layer: Int4Linear) -> torch.Tensor:
+    """The (out, in) matrix an Int4Linear multiplies by, read back through its own kernel (x = I)."""
+    with torch.no_grad():
+        y = layer(torch.eye(layer.in_features))
+        return (y if layer.bias is None else y - layer.bias).T.double()
+
+
+@pytest.mark.parametrize("group_size", [32, 64])
+def test_int4_weights_move_by_at_most_half_a_step_of_their_group(group_size):
+    """Each group's values: min + s · (0..15), s = (max - min) / 15, so a weight moves by at most
+    s / 2 (plus the bf16 rounding of the group's scale and offset). 40 outputs: padded to 48 for
+    the kernel, and the padding dropped."""
+    torch.manual_seed(0)
+    layer = Linear(128, 40)
+    q = Int4Linear.from_linear(layer, group_size)
+    got, w = int4_weight(q), layer.weight.detach().double()
+    assert got.shape == (40, 128)
+    groups = w.view(40, -1, group_size)
+    step = (groups.amax(-1, keepdim=True) - groups.amin(-1, keepdim=True)) / 15
+    err = (got.reshape(40, -1, group_size) - groups).abs()
+    slack = 2 ** -8 * groups.abs().amax(-1, keepdim=True)  # bf16: the scale and the offset round at 2^-9
+    assert bool((err <= step / 2 + slack).all())
+    assert bool((err > step / 4).any())  # it is 4-bit: most weights do move
+    assert max(len(torch.unique(g)) for g in got.reshape(-1, group_size)) <= 16  # 16 levels per group
+
+
+@pytest.mark.parametrize("rows", [1, 5, 33])
+def test_an_int4_layer_computes_x_times_its_weight(rows):
+    torch.manual_seed(0)
+    layer = Linear(64, 48)
+    q = Int4Linear.from_linear(layer, 32)
+    x = torch.randn(2, rows, 64)
+    with torch.no_grad():
+        got = q(x)
+    ref = x.to(torch.bfloat16).double() @ int4_weight(q).T + layer.bias.detach().double()
+    assert got.dtype == torch.float32 and got.shape == (2, rows, 48)
+    assert (got.double() - ref).abs().max() <= 5e-3 * ref.abs().max()
+    with pytest.raises(InputError, match="no gradient"):
+        q(x.requires_grad_())
+
+
+def test_quantize_int4_keeps_layers_it_cannot_group_and_a_gpt_decodes_with_it():
+    """gpt-tiny's 32-wide layers take groups of 32 but not 64 (left as they are); with groups of
+    32 the decoding steps' logits equal a float twin holding the weights the kernel reads."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("gpt-tiny")).eval()
+    quantize_int4(model, group_size=64, skip=("lm_head",))
+    assert {type(m.ffn.fc_in) for m in model.decoder.layers} == {Linear}  # 32 inputs: no
+    assert {type(m.ffn.fc_out) for m in model.decoder.layers} == {Int4Linear}  # 128 inputs: yes
+    model = GPT(GPTConfig.from_preset("gpt-tiny")).eval()
+    twin = GPT(model.config.replace(tie_word_embeddings=False)).eval()
+    twin.load_state_dict(model.state_dict())
+    quantize_int4(model)
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, Int4Linear):
+                twin.get_submodule(name).weight.copy_(int4_weight(m))
+    ids = torch.randint(0, model.config.vocab_size, (2, 7))
+    out = model.generate(ids, max_new_tokens=12, eos_token_id=None, return_dict_in_generate=True, output_logits=True)
+    with torch.no_grad():
+        ref = twin(out.sequences[:, :-1]).logits[:, 6:]
+    assert (torch.stack(out.logits, 1) - ref).abs().max() <= 1e-2 * ref.abs().max()
+    with pytest.raises(InputError, match="group_size must be one of"):
+        quantize_int4(GPT(model.config), group_size=48)

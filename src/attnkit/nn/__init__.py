@@ -38,19 +38,20 @@ from attnkit.nn.positional import (
     rope_frequencies,
     sinusoidal_positions,
 )
-from attnkit.nn.quantize import Int8Linear, quantize_int8
+from attnkit.nn.quantize import Int4Linear, Int8Linear, QuantizedLinear, quantize_int4, quantize_int8
 from attnkit.nn.subsampling import ConvSubsampling
 
 __all__ = [
     "ACTIVATIONS", "ConvSubsampling", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer",
-    "Encoder", "EncoderLayer", "FeedForward", "Int8Linear", "KVCache", "LayerConfig", "Linear", "LoRALinear",
-    "MoEFeedForward",
+    "Encoder", "EncoderLayer", "FeedForward", "Int4Linear", "Int8Linear", "KVCache", "LayerConfig", "Linear",
+    "LoRALinear", "MoEFeedForward", "QuantizedLinear",
     "MultiHeadAttention", "MultiHeadLatentAttention", "PatchEmbedding", "RMSNorm", "RelativePositionBias",
     "RotaryEmbedding", "StackOutput",
     "add_lora", "alibi_bias", "alibi_slopes", "apply_rotary", "as_padding_mask", "band_mask", "build_norm",
     "causal_mask", "combine_masks",
     "expand_padding_mask", "linear_cross_entropy", "POOLING", "mean_pool", "merge_lora", "packed_weights", "pool",
-    "padding_mask_from_lengths", "positions_from_padding", "quantize_int8", "relative_position_bucket",
+    "padding_mask_from_lengths", "positions_from_padding", "quantize_int4", "quantize_int8",
+    "relative_position_bucket",
     "resize_position_grid",
     "rope_frequencies", "check_rope_scaling", "router_balance_loss", "scaled_dot_product_attention",
     "sinusoidal_positions",

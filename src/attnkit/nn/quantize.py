@@ -1,19 +1,26 @@
-"""Int8 weights for faster CPU decoding (weight-only quantization).
+"""Int8 and int4 weights for faster CPU decoding (weight-only quantization).
 
 Decoding one sequence streams every weight once per token, so its speed is the weights' bytes
-over the memory bandwidth: int8 weights halve bf16's bytes and quarter fp32's. Each output
-row ``i`` of a weight keeps ``round(W[i] / s_i)`` in int8 with ``s_i = max |W[i]| / 127``
-(symmetric, per output channel), so a weight moves by at most ``s_i / 2``; the activations
-stay floating point. With up to ``INT8_MAX_ROWS`` rows per call on the CPU, PyTorch's int8
-kernel (``_weight_int8pack_mm``) multiplies bf16 activations by the int8 weights directly
-(fp32 activations are rounded to bf16 for it: the kernel is 17x slower in fp32, and bf16's
-rounding of ``x`` is smaller than the weights'); more rows (a prompt, a large batch), other
-devices, a gradient to record, or an input width the kernel does not take (not a multiple of
-32) compute with the dequantized weight ``s_i · q_i`` in the input's dtype.
+over the memory bandwidth: int8 weights halve bf16's bytes, int4 quarter them. The activations
+stay floating point; the matmuls run in PyTorch's CPU kernels for such weights, with bf16
+activations (fp32 ones are rounded to bf16 for them: the int8 kernel is 17x slower in fp32, and
+bf16's rounding of ``x`` is smaller than the weights').
 
-GPT-2 small's 49 matrices, one row, 2 cores (Zen 5): 4.3 ms in int8, 6.4 ms for bf16 packed by
-oneDNN, 13.9 ms in fp32 (a one-off run streaming the matrices from memory, not a benchmark;
-``make bench`` times decoding). From 8 rows on, bf16 is faster again.
+- **int8** (:class:`Int8Linear`): each output row ``i`` keeps ``round(W[i] / s_i)`` with
+  ``s_i = max |W[i]| / 127`` (symmetric), so a weight moves by at most ``s_i / 2``. Up to
+  ``INT8_MAX_ROWS`` rows per call go through the int8 kernel (``_weight_int8pack_mm``); more
+  rows (a prompt, a large batch), other devices, a gradient to record, or an input width the
+  kernel does not take (not a multiple of 32) compute with the dequantized weight ``s_i · q_i``.
+- **int4** (:class:`Int4Linear`): each group of ``group_size`` inputs of a row keeps
+  ``round((W - min) / s)`` in 0..15 with ``s = (max - min) / 15`` (asymmetric), so a weight
+  moves by at most ``s / 2``; scales and minima are bf16. Every call goes through the int4
+  kernel (``_weight_int4pack_mm_for_cpu``, which needs the rows in blocks of 16: a layer with
+  another output size gets zero rows it drops). It is faster than bf16 up to about 8 rows and
+  about 3x slower for a long prompt; it computes on the CPU and records no gradient.
+
+GPT-2 small's 49 matrices, one row, 2 cores (Zen 5): 2.5 ms in int4, 4.2 ms in int8, 4.9 ms for
+bf16 packed by oneDNN, 13.9 ms in fp32 (one-off runs streaming the matrices from memory, not a
+benchmark; ``make bench`` times decoding).
 """
 
 from __future__ import annotations
@@ -26,21 +33,43 @@ from attnkit.errors import InputError
 from attnkit.nn.linear import Linear, linear
 
 INT8_MAX_ROWS = 4  # the int8 kernel beats packed bf16 up to 4 rows per call (2 cores), not at 8
+INT4_GROUP_SIZES = (32, 64, 128, 256)
 _int8_mm = getattr(torch.ops.aten, "_weight_int8pack_mm", None)  # (x (rows, in), q (out, in), scale (out,))
+_int4_mm = getattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu", None)  # (x, packed, group, scales and zeros)
 
 
-class Int8Linear(nn.Module):
+class QuantizedLinear(nn.Module):
+    """What :class:`Int8Linear` and :class:`Int4Linear` share: ``(..., in) -> (..., out)`` in
+    the input's dtype, the bias kept as it is, no fused activation."""
+
+    def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+
+    def _finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The kernel's ``(rows, out)`` bf16 output in ``x``'s dtype and shape, plus the bias."""
+        y = y.to(x.dtype)
+        y = y if self.bias is None else y + self.bias.to(x.dtype)
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def fused(self, x: torch.Tensor, postop=None, bias=None) -> None:
+        """No fused activation (see :meth:`attnkit.nn.Linear.fused`): the caller applies it."""
+        return None
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Linear(QuantizedLinear):
     """A linear layer with int8 weights and one scale per output feature (see the module
-    docstring). ``(..., in) -> (..., out)``, in the input's dtype. Built by
-    :meth:`from_linear`; ``weight`` is the dequantized weight (a new tensor at each read: the
-    loss and other readers of a layer's weight keep working)."""
+    docstring). Built by :meth:`from_linear`; ``weight`` is the dequantized weight (a new tensor
+    at each read: the loss and other readers of a layer's weight keep working)."""
 
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.out_features, self.in_features = qweight.shape
+        super().__init__(qweight.shape[1], qweight.shape[0], bias)
         self.register_buffer("qweight", qweight)  # (out, in) int8
         self.register_buffer("scale", scale)  # (out,), the weight's dtype
-        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
 
     @classmethod
     def from_linear(cls, layer: nn.Linear) -> Int8Linear:
@@ -56,23 +85,77 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features if self.in_features else 0
-        if (_int8_mm is not None and x.device.type == "cpu" and 0 < rows <= INT8_MAX_ROWS and self.in_features % 32 == 0
-                and x.dtype in (torch.float32, torch.bfloat16)
+        if (_int8_mm is not None and x.device.type == "cpu" and 0 < rows <= INT8_MAX_ROWS
+                and self.in_features % 32 == 0 and x.dtype in (torch.float32, torch.bfloat16)
                 and not (torch.is_grad_enabled() and x.requires_grad)):
             xb = x.reshape(rows, self.in_features).to(torch.bfloat16)
-            y = _int8_mm(xb, self.qweight, self.scale.to(torch.bfloat16)).to(x.dtype)
-            y = y if self.bias is None else y + self.bias.to(x.dtype)
-            return y.view(*x.shape[:-1], self.out_features)
+            return self._finish(_int8_mm(xb, self.qweight, self.scale.to(torch.bfloat16)), x)
         w = self.weight.to(x.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return linear(x, w, bias) if x.device.type == "cpu" else F.linear(x, w, bias)
 
-    def fused(self, x: torch.Tensor, postop=None, bias=None) -> None:
-        """No fused activation (see :meth:`attnkit.nn.Linear.fused`): the caller applies it."""
-        return None
 
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+class Int4Linear(QuantizedLinear):
+    """A linear layer with int4 weights in groups of ``group_size`` inputs, each with a bf16
+    scale and minimum (see the module docstring), packed for PyTorch's CPU int4 kernel. Built
+    by :meth:`from_linear`; inference on the CPU only."""
+
+    def __init__(self, packed: torch.Tensor, scales_and_zeros: torch.Tensor, group_size: int, in_features: int,
+                 out_features: int, bias: torch.Tensor | None):
+        super().__init__(in_features, out_features, bias)
+        self.group_size = group_size
+        self.register_buffer("packed", packed)  # the kernel's layout of the (out rounded up to 16, in) values
+        self.register_buffer("scales_and_zeros", scales_and_zeros)  # (in / group, out rounded up, 2) bf16
+
+    @staticmethod
+    def fits(layer: nn.Linear, group_size: int) -> bool:
+        """Whether the kernel takes this layer's input width (a multiple of ``group_size``)."""
+        return layer.in_features % group_size == 0
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear, group_size: int = 32) -> Int4Linear:
+        if _int4_mm is None:
+            raise InputError(f"int4 weights need PyTorch's CPU int4 kernel (_weight_int4pack_mm_for_cpu), which torch "
+                             f"{torch.__version__} lacks")
+        if group_size not in INT4_GROUP_SIZES or not cls.fits(layer, group_size):
+            raise InputError(f"int4 groups of {group_size} inputs: group_size must be one of {INT4_GROUP_SIZES} and "
+                             f"divide the layer's {layer.in_features} inputs")
+        w = layer.weight.detach().float()
+        out, width = w.shape
+        w = F.pad(w, (0, 0, 0, -out % 16))  # rows in blocks of 16; the extra ones are dropped from the output
+        groups = w.view(w.shape[0], width // group_size, group_size)
+        low = groups.amin(-1, keepdim=True).bfloat16().float()
+        scale = ((groups.amax(-1, keepdim=True) - low) / 15).clamp_min(1e-8).bfloat16().float()
+        q = torch.round((groups - low) / scale).clamp_(0, 15).to(torch.int32).view(w.shape)
+        # the kernel computes (q - 8) · scale + zero: zero = low + 8 · scale
+        zeros = low + 8 * scale
+        scales_and_zeros = torch.cat([scale, zeros], -1).transpose(0, 1).contiguous().bfloat16()
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+        return cls(packed, scales_and_zeros, group_size, width, out, layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise InputError(f"int4 weights compute on the CPU; the input is on {x.device}")
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise InputError("int4 weights are for inference: no gradient flows through them")
+        rows = x.numel() // self.in_features
+        y = _int4_mm(x.reshape(rows, self.in_features).to(torch.bfloat16), self.packed, self.group_size,
+                     self.scales_and_zeros)
+        return self._finish(y[:, :self.out_features], x)
+
+
+def _swap(model: nn.Module, make, skip: tuple[str, ...]) -> nn.Module:
+    """Replace each :class:`~attnkit.nn.Linear` of ``model`` not named in ``skip`` by
+    ``make(layer)`` (unless that returns None), in place."""
+    if any(isinstance(m, QuantizedLinear) for m in model.modules()):
+        raise InputError("the model's weights are quantized already")
+    targets = [(name, m) for name, m in model.named_modules() if type(m) is Linear and name not in skip]
+    for name, layer in targets:
+        new = make(layer)
+        if new is not None:
+            parent_name, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+    return model
 
 
 def quantize_int8(model: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
@@ -81,12 +164,15 @@ def quantize_int8(model: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
     return ``model``. ``skip``: names of modules (as ``named_modules`` gives them, e.g.
     ``"lm_head"``) left as they are. An LM head tied to the embedding gets an int8 copy; the
     embedding stays. For inference: the int8 weights are buffers, not parameters, and a model
-    with them cannot be saved (save the model first). Returns the model."""
-    if any(isinstance(m, Int8Linear) for m in model.modules()):
-        raise InputError("the model already has int8 weights")
-    targets = [(name, m) for name, m in model.named_modules() if type(m) is Linear and name not in skip]
-    for name, layer in targets:
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, Int8Linear.from_linear(layer))
-    return model
+    with them cannot be saved (save the model first)."""
+    return _swap(model, Int8Linear.from_linear, skip)
+
+
+def quantize_int4(model: nn.Module, group_size: int = 32, skip: tuple[str, ...] = ()) -> nn.Module:
+    """:func:`quantize_int8` with :class:`Int4Linear` layers, groups of ``group_size`` inputs
+    (one of ``INT4_GROUP_SIZES``); layers whose input width is not a multiple of it stay as
+    they are. CPU inference only."""
+    if group_size not in INT4_GROUP_SIZES:
+        raise InputError(f"group_size must be one of {INT4_GROUP_SIZES}, got {group_size}")
+    return _swap(model, lambda m: Int4Linear.from_linear(m, group_size) if Int4Linear.fits(m, group_size) else None,
+                 skip)
