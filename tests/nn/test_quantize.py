@@ -100,7 +100,7 @@ def test_skip_leaves_the_named_layers_alone():
 
 
 def int4_weight(layer: Int4Linear) -> torch.Tensor:
-    """The (out, in) matrix an Int4Linear multiplies by, read back through its own kernel (x = I)."""
+    """The (out, in) matrix an Int4Linear multiplies by, read back through its forward (x = I)."""
     with torch.no_grad():
         y = layer(torch.eye(layer.in_features))
         return (y if layer.bias is None else y - layer.bias).T.double()
@@ -136,13 +136,16 @@ def test_an_int4_layer_computes_x_times_its_weight(rows):
     ref = x.to(torch.bfloat16).double() @ int4_weight(q).T + layer.bias.detach().double()
     assert got.dtype == torch.float32 and got.shape == (2, rows, 48)
     assert (got.double() - ref).abs().max() <= 5e-3 * ref.abs().max()
-    with pytest.raises(InputError, match="no gradient"):
-        q(x.requires_grad_())
+    assert torch.equal(q.weight.double(), int4_weight(q))
+    q(x.requires_grad_()).square().sum().backward()  # d/dx Σ y² = 2 y W
+    ref_grad = 2 * got.double() @ int4_weight(q)
+    assert (x.grad.double() - ref_grad).abs().max() <= 1e-2 * ref_grad.abs().max()
 
 
 def test_quantize_int4_keeps_layers_it_cannot_group_and_a_gpt_decodes_with_it():
     """gpt-tiny's 32-wide layers take groups of 32 but not 64 (left as they are); with groups of
-    32 the decoding steps' logits equal a float twin holding the weights the kernel reads."""
+    32 the decoding steps' logits and the loss equal a float twin's holding the weights the kernel
+    reads."""
     torch.manual_seed(0)
     model = GPT(GPTConfig.from_preset("gpt-tiny")).eval()
     quantize_int4(model, group_size=64, skip=("lm_head",))
@@ -161,5 +164,9 @@ def test_quantize_int4_keeps_layers_it_cannot_group_and_a_gpt_decodes_with_it():
     with torch.no_grad():
         ref = twin(out.sequences[:, :-1]).logits[:, 6:]
     assert (torch.stack(out.logits, 1) - ref).abs().max() <= 1e-2 * ref.abs().max()
+    # outside no_grad (gradients reach the activations), and the loss, which reads the head's weight
+    loss, ref_loss = model(ids, labels=ids).loss, twin(ids, labels=ids).loss
+    loss.backward()
+    assert abs(loss.item() - ref_loss.item()) < 1e-2 * ref_loss.item() and model.wte.weight.grad is not None
     with pytest.raises(InputError, match="group_size must be one of"):
         quantize_int4(GPT(model.config), group_size=48)

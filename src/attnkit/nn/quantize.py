@@ -16,7 +16,8 @@ bf16's rounding of ``x`` is smaller than the weights').
   moves by at most ``s / 2``; scales and minima are bf16. Every call goes through the int4
   kernel (``_weight_int4pack_mm_for_cpu``, which needs the rows in blocks of 16: a layer with
   another output size gets zero rows it drops). It is faster than bf16 up to about 8 rows and
-  about 3x slower for a long prompt; it computes on the CPU and records no gradient.
+  about 3x slower for a long prompt; it computes on the CPU. Gradients reach the input (through
+  the weight read back from the kernel: slow), never the int4 weights.
 
 GPT-2 small's 49 matrices, one row, 2 cores (Zen 5): 2.5 ms in int4, 4.2 ms in int8, 4.9 ms for
 bf16 packed by oneDNN, 13.9 ms in fp32 (one-off runs streaming the matrices from memory, not a
@@ -98,7 +99,7 @@ class Int8Linear(QuantizedLinear):
 class Int4Linear(QuantizedLinear):
     """A linear layer with int4 weights in groups of ``group_size`` inputs, each with a bf16
     scale and minimum (see the module docstring), packed for PyTorch's CPU int4 kernel. Built
-    by :meth:`from_linear`; inference on the CPU only."""
+    by :meth:`from_linear`; computes on the CPU only."""
 
     def __init__(self, packed: torch.Tensor, scales_and_zeros: torch.Tensor, group_size: int, in_features: int,
                  out_features: int, bias: torch.Tensor | None):
@@ -133,15 +134,38 @@ class Int4Linear(QuantizedLinear):
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
         return cls(packed, scales_and_zeros, group_size, width, out, layer.bias)
 
+    def _matmul(self, x2d: torch.Tensor) -> torch.Tensor:
+        """``(rows, in)`` bf16 ``@`` the weight's transpose: ``(rows, out)`` bf16."""
+        y = _int4_mm(x2d, self.packed, self.group_size, self.scales_and_zeros.to(torch.bfloat16))  # bf16 unless cast
+        return y[:, :self.out_features]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The ``(out, in)`` matrix the kernel multiplies by, read back through it (``x`` = the
+        identity: as costly as a call with ``in`` rows), in the scales' dtype."""
+        eye = torch.eye(self.in_features, dtype=torch.bfloat16, device=self.packed.device)
+        return self._matmul(eye).T.to(self.scales_and_zeros.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
             raise InputError(f"int4 weights compute on the CPU; the input is on {x.device}")
-        if torch.is_grad_enabled() and x.requires_grad:
-            raise InputError("int4 weights are for inference: no gradient flows through them")
-        rows = x.numel() // self.in_features
-        y = _int4_mm(x.reshape(rows, self.in_features).to(torch.bfloat16), self.packed, self.group_size,
-                     self.scales_and_zeros)
-        return self._finish(y[:, :self.out_features], x)
+        x2d = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        grad = torch.is_grad_enabled() and x.requires_grad
+        return self._finish(_Int4Matmul.apply(x2d, self) if grad else self._matmul(x2d), x)
+
+
+class _Int4Matmul(torch.autograd.Function):
+    """:meth:`Int4Linear._matmul` with a gradient for its input (``grad @ W``, the weight read
+    back in the backward pass only); the int4 weights themselves get none."""
+
+    @staticmethod
+    def forward(ctx, x2d: torch.Tensor, layer: Int4Linear) -> torch.Tensor:
+        ctx.layer = layer
+        return layer._matmul(x2d)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad @ ctx.layer.weight.to(grad.dtype), None
 
 
 def _swap(model: nn.Module, make, skip: tuple[str, ...]) -> nn.Module:
@@ -171,7 +195,7 @@ def quantize_int8(model: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
 def quantize_int4(model: nn.Module, group_size: int = 32, skip: tuple[str, ...] = ()) -> nn.Module:
     """:func:`quantize_int8` with :class:`Int4Linear` layers, groups of ``group_size`` inputs
     (one of ``INT4_GROUP_SIZES``); layers whose input width is not a multiple of it stay as
-    they are. CPU inference only."""
+    they are. The layers compute on the CPU."""
     if group_size not in INT4_GROUP_SIZES:
         raise InputError(f"group_size must be one of {INT4_GROUP_SIZES}, got {group_size}")
     return _swap(model, lambda m: Int4Linear.from_linear(m, group_size) if Int4Linear.fits(m, group_size) else None,
