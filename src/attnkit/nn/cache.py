@@ -65,15 +65,15 @@ class KVCache:
         T, end = k.shape[2], self.length + k.shape[2]
         if end > self.max_len:
             raise InputError(f"KV cache overflow: {end} positions requested, cache holds {self.max_len}")
-        held = self.length - self.offset
-        if held + T > self.k.shape[2] or self.k.shape[2] > self.size:  # rolling: only the last `keep` stay
+        held, room = self.length - self.offset, self.k.shape[2]
+        if self.keep is not None and (held + T > room or room > self.size):  # only the last `keep` stay
             kept = min(held, self.keep)
             old_k, old_v = self.k.narrow(2, held - kept, kept), self.v.narrow(2, held - kept, kept)
             if kept + T > self.size:  # a long step: its keys/values become the buffer, until the next
                 self.k, self.v = torch.cat([old_k, k.to(old_k.dtype)], 2), torch.cat([old_v, v.to(old_v.dtype)], 2)
                 self.length, self.offset = end, self.length - kept
                 return self.k, self.v
-            if self.k.shape[2] > self.size:  # the buffer of a long step: back to the rolling size
+            if room > self.size:  # the buffer of a long step: back to the rolling size
                 self.k, self.v = self.k.new_empty(*self.k.shape[:2], self.size, self.k.shape[3]), \
                     self.v.new_empty(*self.v.shape[:2], self.size, self.v.shape[3])
             elif held < 2 * kept:  # the two ranges overlap
