@@ -32,10 +32,11 @@ def test_each_weight_moves_by_at_most_half_its_rows_step():
     assert bool(((q.weight - layer.weight.detach()).abs() <= step / 2 + 1e-7).all())
 
 
-@pytest.mark.parametrize("rows", [1, INT8_MAX_ROWS, INT8_MAX_ROWS + 1, 33])
+@pytest.mark.parametrize("rows", [1, 33, INT8_MAX_ROWS, INT8_MAX_ROWS + 1])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_layer_computes_the_formula_for_few_and_many_rows(rows, dtype, monkeypatch):
-    """Up to INT8_MAX_ROWS rows through the int8 kernel, more through the dequantized weight."""
+    """fp32 calls and bf16 ones of up to INT8_MAX_ROWS rows through the int8 kernel, longer bf16
+    ones through the dequantized weight."""
     torch.manual_seed(0)
     layer = Linear(128, 72)
     q = Int8Linear.from_linear(layer).to(dtype)
@@ -44,7 +45,7 @@ def test_a_layer_computes_the_formula_for_few_and_many_rows(rows, dtype, monkeyp
     monkeypatch.setattr(quantize, "_int8_mm", lambda *a: calls.append(a) or kernel_mm(*a))
     with torch.no_grad():
         got = q(x.to(dtype)[None])[0]  # (1, rows, in): rows are counted over the leading dims
-    kernel = rows <= INT8_MAX_ROWS
+    kernel = dtype == torch.float32 or rows <= INT8_MAX_ROWS
     assert got.dtype == dtype and got.shape == (rows, 72) and len(calls) == kernel
     ref = reference(layer, x, bf16_input=kernel or dtype == torch.bfloat16)
     # bf16 outputs and scales round at 2^-9 of a value; the fp32 dequantized path at fp32's precision
@@ -83,8 +84,8 @@ def test_a_quantized_gpt_decodes_what_its_dequantized_twin_computes(tmp_path):
         ref = twin(out.sequences[:, :-1]).logits[:, 6:]  # the logits after the prompt and each new token
         prompt = model(ids).logits
     got = torch.stack(out.logits, 1)
-    assert (got - ref).abs().max() <= 1e-2 * ref.abs().max()  # the steps: bf16 activations in the int8 kernel
-    assert (prompt - twin(ids).logits).abs().max() < 1e-5  # 7 rows a call: the dequantized weights in fp32
+    assert (got - ref).abs().max() <= 1e-2 * ref.abs().max()  # bf16 activations in the int8 kernel
+    assert (prompt - twin(ids).logits).abs().max() <= 1e-2 * ref.abs().max()
     with pytest.raises(InputError, match="cannot be saved"):
         model.save_pretrained(tmp_path / "q")
     assert not (tmp_path / "q").exists()
