@@ -43,6 +43,10 @@ _int8_mm = getattr(torch.ops.aten, "_weight_int8pack_mm", None)  # (x (rows, in)
 _int4_mm = getattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu", None)  # (x, packed, group, scales and zeros)
 
 
+def _bf16(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.bfloat16 else t.to(torch.bfloat16)
+
+
 class QuantizedLinear(nn.Module):
     """What :class:`Int8Linear` and :class:`Int4Linear` share: ``(..., in) -> (..., out)`` in
     the input's dtype, the bias kept as it is, no fused activation."""
@@ -53,10 +57,13 @@ class QuantizedLinear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
 
     def _finish(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The kernel's ``(rows, out)`` bf16 output in ``x``'s dtype and shape, plus the bias."""
-        y = y.to(x.dtype)
-        y = y if self.bias is None else y + self.bias.to(x.dtype)
-        return y.view(*x.shape[:-1], self.out_features)
+        """The kernel's ``(rows, out)`` bf16 output in ``x``'s dtype and shape, plus the bias.
+        (No-op conversions skipped: this runs once per layer and decoded token.)"""
+        if y.dtype != x.dtype:
+            y = y.to(x.dtype)
+        if self.bias is not None:
+            y = y + (self.bias if self.bias.dtype == y.dtype else self.bias.to(y.dtype))
+        return y.view(x.shape[:-1] + (self.out_features,))
 
     def fused(self, x: torch.Tensor, postop=None, bias=None) -> None:
         """No fused activation (see :meth:`attnkit.nn.Linear.fused`): the caller applies it."""
@@ -93,8 +100,8 @@ class Int8Linear(QuantizedLinear):
         if (_int8_mm is not None and x.device.type == "cpu" and self.in_features % 32 == 0 and rows > 0
                 and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and rows <= INT8_MAX_ROWS))
                 and not (torch.is_grad_enabled() and x.requires_grad)):
-            xb = x.reshape(rows, self.in_features).to(torch.bfloat16)
-            return self._finish(_int8_mm(xb, self.qweight, self.scale.to(torch.bfloat16)), x)
+            scale = self.scale if self.scale.dtype == torch.bfloat16 else self.scale.to(torch.bfloat16)
+            return self._finish(_int8_mm(_bf16(x.reshape(rows, self.in_features)), self.qweight, scale), x)
         w = self.weight.to(x.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return linear(x, w, bias) if x.device.type == "cpu" else F.linear(x, w, bias)
@@ -140,8 +147,8 @@ class Int4Linear(QuantizedLinear):
 
     def _matmul(self, x2d: torch.Tensor) -> torch.Tensor:
         """``(rows, in)`` bf16 ``@`` the weight's transpose: ``(rows, out)`` bf16."""
-        y = _int4_mm(x2d, self.packed, self.group_size, self.scales_and_zeros.to(torch.bfloat16))  # bf16 unless cast
-        return y[:, :self.out_features]
+        y = _int4_mm(x2d, self.packed, self.group_size, _bf16(self.scales_and_zeros))  # bf16 unless the model was cast
+        return y if y.shape[1] == self.out_features else y[:, :self.out_features]
 
     @property
     def weight(self) -> torch.Tensor:
@@ -151,10 +158,10 @@ class Int4Linear(QuantizedLinear):
         return self._matmul(eye).T.to(self.scales_and_zeros.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
+        if not x.is_cpu:
             raise InputError(f"int4 weights compute on the CPU; the input is on {x.device}")
-        x2d = x.reshape(-1, self.in_features).to(torch.bfloat16)
-        grad = torch.is_grad_enabled() and x.requires_grad
+        x2d = _bf16(x.reshape(-1, self.in_features))
+        grad = x.requires_grad and torch.is_grad_enabled()
         return self._finish(_Int4Matmul.apply(x2d, self) if grad else self._matmul(x2d), x)
 
 
