@@ -11,7 +11,7 @@ from attnkit import GPT, GPTConfig
 from attnkit.errors import InputError
 from attnkit.nn import Int4Linear, Int8Linear, Linear, quantize_int4, quantize_int8
 from attnkit.nn import quantize
-from attnkit.nn.quantize import INT8_MAX_ROWS
+from attnkit.nn.quantize import INT4_MAX_ROWS, INT8_MAX_ROWS
 
 
 def reference(layer: Linear, x: torch.Tensor, bf16_input: bool) -> torch.Tensor:
@@ -126,14 +126,23 @@ def test_int4_weights_move_by_at_most_half_a_step_of_their_group(group_size):
     assert max(len(torch.unique(g)) for g in got.reshape(-1, group_size)) <= 16  # 16 levels per group
 
 
-@pytest.mark.parametrize("rows", [1, 5, 33])
-def test_an_int4_layer_computes_x_times_its_weight(rows):
+@pytest.mark.parametrize("readable", [True, False])
+@pytest.mark.parametrize("rows", [1, 5, 33, INT4_MAX_ROWS // 2 + 1])
+def test_an_int4_layer_computes_x_times_its_weight(rows, readable, monkeypatch):
+    """Up to INT4_MAX_ROWS rows a call through the int4 kernel, more through the weight
+    dequantized out of the kernel's layout (when that layout reads back as what was packed:
+    ``readable``), both x @ Wᵀ + b for the W the kernel reads."""
     torch.manual_seed(0)
     layer = Linear(64, 48)
     q = Int4Linear.from_linear(layer, 32)
+    assert q.readable  # this PyTorch's layout: the values packed read back
+    q.readable = readable
     x = torch.randn(2, rows, 64)
+    calls, kernel_mm = [], quantize._int4_mm
+    monkeypatch.setattr(quantize, "_int4_mm", lambda *a: calls.append(a[0].shape[0]) or kernel_mm(*a))
     with torch.no_grad():
         got = q(x)
+    assert calls == ([2 * rows] if 2 * rows <= INT4_MAX_ROWS or not readable else [])
     ref = x.to(torch.bfloat16).double() @ int4_weight(q).T + layer.bias.detach().double()
     assert got.dtype == torch.float32 and got.shape == (2, rows, 48)
     assert (got.double() - ref).abs().max() <= 5e-3 * ref.abs().max()
@@ -171,3 +180,14 @@ def test_quantize_int4_keeps_layers_it_cannot_group_and_a_gpt_decodes_with_it():
     assert abs(loss.item() - ref_loss.item()) < 1e-2 * ref_loss.item() and model.wte.weight.grad is not None
     with pytest.raises(InputError, match="group_size must be one of"):
         quantize_int4(GPT(model.config), group_size=48)
+
+
+def test_an_int4_layout_that_does_not_read_back_keeps_every_call_on_the_kernel(monkeypatch):
+    """Another PyTorch could lay the packed values out otherwise: a layer whose values do not read
+    back as packed is not ``readable``, and its long prompts and weight go through the kernel."""
+    read = Int4Linear._values
+    monkeypatch.setattr(Int4Linear, "_values", lambda self: read(self).flip(1))
+    q = Int4Linear.from_linear(Linear(64, 48), 32)
+    assert not q.readable
+    monkeypatch.setattr(Int4Linear, "_values", read)
+    assert Int4Linear.from_linear(Linear(64, 48), 32).readable

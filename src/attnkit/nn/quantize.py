@@ -14,11 +14,13 @@ bf16's rounding of ``x`` is smaller than the weights').
   dequantized weight ``s_i · q_i``.
 - **int4** (:class:`Int4Linear`): each group of ``group_size`` inputs of a row keeps
   ``round((W - min) / s)`` in 0..15 with ``s = (max - min) / 15`` (asymmetric), so a weight
-  moves by at most ``s / 2``; scales and minima are bf16. Every call goes through the int4
-  kernel (``_weight_int4pack_mm_for_cpu``, which needs the rows in blocks of 16: a layer with
-  another output size gets zero rows it drops). It is faster than bf16 up to about 8 rows and
-  about 3x slower for a long prompt; it computes on the CPU. Gradients reach the input (through
-  the weight read back from the kernel: slow), never the int4 weights.
+  moves by at most ``s / 2``; scales and minima are bf16. Calls of up to ``INT4_MAX_ROWS`` rows
+  go through the int4 kernel (``_weight_int4pack_mm_for_cpu``; the output rows are padded to a
+  multiple of 64 for it, and dropped); longer ones (a long prompt) and gradients use the weight
+  dequantized to bf16, read out of the kernel's layout (checked against the values packed when
+  the layer is built). It computes on the CPU, and is faster than bf16 up to about 8 rows and
+  slower on a prompt (GPT-2 small: 1.8x at 400 tokens, 1.3x at 1,024). Gradients reach the
+  input, never the int4 weights.
 
 GPT-2 small's 49 matrices, one row, 2 cores (Zen 5): 2.5 ms in int4, 4.2 ms in int8, 4.9 ms for
 bf16 packed by oneDNN, 13.9 ms in fp32 (one-off runs streaming the matrices from memory, not a
@@ -38,6 +40,10 @@ from attnkit.nn.linear import Linear, linear
 # takes 0.47 ms at 32 rows and 1.9 at 128, the dequantized weight and oneDNN's bf16 gemm 0.52 and 1.0.
 # fp32 calls always take the kernel (an fp32 copy of the weight costs more than it saves).
 INT8_MAX_ROWS = 64
+# int4 calls with more rows (a long prompt) dequantize to bf16 for oneDNN's gemm. GPT-2 small's
+# forward over a prompt, 2 cores: 240 ms at 400 tokens through the kernel, 267 dequantized; at
+# 1,024 tokens 718 and 548 (429 with bf16 weights).
+INT4_MAX_ROWS = 512
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 _int8_mm = getattr(torch.ops.aten, "_weight_int8pack_mm", None)  # (x (rows, in), q (out, in), scale (out,))
 _int4_mm = getattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu", None)  # (x, packed, group, scales and zeros)
@@ -116,8 +122,9 @@ class Int4Linear(QuantizedLinear):
                  out_features: int, bias: torch.Tensor | None):
         super().__init__(in_features, out_features, bias)
         self.group_size = group_size
-        self.register_buffer("packed", packed)  # the kernel's layout of the (out rounded up to 16, in) values
+        self.register_buffer("packed", packed)  # the kernel's layout of the (out rounded up to 64, in) values
         self.register_buffer("scales_and_zeros", scales_and_zeros)  # (in / group, out rounded up, 2) bf16
+        self.readable = False  # whether _values reads the kernel's layout (from_linear checks it)
 
     @staticmethod
     def fits(layer: nn.Linear, group_size: int) -> bool:
@@ -134,7 +141,7 @@ class Int4Linear(QuantizedLinear):
                              f"divide the layer's {layer.in_features} inputs")
         w = layer.weight.detach().float()
         out, width = w.shape
-        w = F.pad(w, (0, 0, 0, -out % 16))  # rows in blocks of 16; the extra ones are dropped from the output
+        w = F.pad(w, (0, 0, 0, -out % 64))  # rows in blocks of 64 (a layout _values reads); the extra ones dropped
         groups = w.view(w.shape[0], width // group_size, group_size)
         low = groups.amin(-1, keepdim=True).bfloat16().float()
         scale = ((groups.amax(-1, keepdim=True) - low) / 15).clamp_min(1e-8).bfloat16().float()
@@ -143,7 +150,22 @@ class Int4Linear(QuantizedLinear):
         zeros = low + 8 * scale
         scales_and_zeros = torch.cat([scale, zeros], -1).transpose(0, 1).contiguous().bfloat16()
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-        return cls(packed, scales_and_zeros, group_size, width, out, layer.bias)
+        new = cls(packed, scales_and_zeros, group_size, width, out, layer.bias)
+        new.readable = torch.equal(new._values(), q.to(torch.uint8))  # another PyTorch may lay them out otherwise
+        return new
+
+    def _values(self) -> torch.Tensor:
+        """The ``(out rounded up, in)`` 4-bit values, 0..15, out of the kernel's layout: each block
+        of 64 rows holds, per input, 32 bytes whose low halves are its first 32 rows."""
+        blocks = self.packed.view(-1, self.in_features, 32)
+        return torch.cat([blocks & 15, blocks >> 4], 2).transpose(1, 2).reshape(-1, self.in_features)
+
+    def _dequantized(self) -> torch.Tensor:
+        """The ``(out, in)`` bf16 weight: ``(q - 8) · scale + zero`` per group."""
+        sz = _bf16(self.scales_and_zeros).transpose(0, 1)[:self.out_features]  # (out, in / group, 2)
+        scale, zero = sz[..., :1], sz[..., 1:]
+        q = self._values()[:self.out_features].view(self.out_features, -1, self.group_size)
+        return torch.addcmul(zero - 8 * scale, q.to(torch.bfloat16), scale).reshape(self.out_features, self.in_features)
 
     def _matmul(self, x2d: torch.Tensor) -> torch.Tensor:
         """``(rows, in)`` bf16 ``@`` the weight's transpose: ``(rows, out)`` bf16."""
@@ -152,8 +174,11 @@ class Int4Linear(QuantizedLinear):
 
     @property
     def weight(self) -> torch.Tensor:
-        """The ``(out, in)`` matrix the kernel multiplies by, read back through it (``x`` = the
-        identity: as costly as a call with ``in`` rows), in the scales' dtype."""
+        """The ``(out, in)`` matrix the kernel multiplies by, in the scales' dtype: dequantized,
+        or where the layout is not readable, read back through the kernel (``x`` = the identity:
+        as costly as a call with ``in`` rows)."""
+        if self.readable:
+            return self._dequantized().to(self.scales_and_zeros.dtype)
         eye = torch.eye(self.in_features, dtype=torch.bfloat16, device=self.packed.device)
         return self._matmul(eye).T.to(self.scales_and_zeros.dtype)
 
@@ -161,8 +186,11 @@ class Int4Linear(QuantizedLinear):
         if not x.is_cpu:
             raise InputError(f"int4 weights compute on the CPU; the input is on {x.device}")
         x2d = _bf16(x.reshape(-1, self.in_features))
-        grad = x.requires_grad and torch.is_grad_enabled()
-        return self._finish(_Int4Matmul.apply(x2d, self) if grad else self._matmul(x2d), x)
+        if x.requires_grad and torch.is_grad_enabled():
+            return self._finish(_Int4Matmul.apply(x2d, self), x)
+        if x2d.shape[0] > INT4_MAX_ROWS and self.readable:  # a long prompt: oneDNN's bf16 gemm
+            return self._finish(linear(x2d, self._dequantized()), x)
+        return self._finish(self._matmul(x2d), x)
 
 
 class _Int4Matmul(torch.autograd.Function):
