@@ -9,7 +9,7 @@ import torch
 
 from attnkit import GPT, GPTConfig
 from attnkit.errors import InputError
-from attnkit.nn import Int4Linear, Int8Linear, Linear, quantize_int4, quantize_int8
+from attnkit.nn import Int4Linear, Int8Embedding, Int8Linear, Linear, quantize_int4, quantize_int8
 from attnkit.nn import quantize
 from attnkit.nn.quantize import INT4_MAX_ROWS, INT8_MAX_ROWS
 
@@ -191,3 +191,30 @@ def test_an_int4_layout_that_does_not_read_back_keeps_every_call_on_the_kernel(m
     assert not q.readable
     monkeypatch.setattr(Int4Linear, "_values", read)
     assert Int4Linear.from_linear(Linear(64, 48), 32).readable
+
+
+def test_token_embeddings_become_int8_rows_and_position_tables_stay():
+    """A token embedding of at least EMBEDDING_MIN_SIZE entries: each row round(row / s) with
+    s = max |row| / 127, looked up dequantized; the logits equal a float twin's holding the
+    dequantized table (and the LM head, tied to it, its own int8 copy)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=40000)).eval()  # 40000 x 32 entries
+    assert model.wte.weight.numel() >= quantize.EMBEDDING_MIN_SIZE > model.wpe.weight.numel()
+    table = model.wte.weight.detach().clone()
+    twin = GPT(model.config.replace(tie_word_embeddings=False)).eval()
+    twin.load_state_dict(model.state_dict())
+    quantize_int8(model)
+    assert isinstance(model.wte, Int8Embedding) and type(model.wpe) is torch.nn.Embedding
+    step = table.abs().amax(dim=1, keepdim=True) / 127
+    assert bool(((model.wte.weight - table).abs() <= step / 2 + 1e-7).all())
+    ids = torch.randint(0, 40000, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(model.wte(ids), model.wte.weight[ids])
+        twin.wte.weight.copy_(model.wte.weight)
+        for name, m in model.named_modules():
+            if isinstance(m, Int8Linear):
+                twin.get_submodule(name).weight.copy_(m.weight)
+        got, ref = model(ids).logits, twin(ids).logits
+    assert (got - ref).abs().max() <= 1e-2 * ref.abs().max()
+    kept = quantize_int4(GPT(model.config).eval(), embeddings=False)
+    assert type(kept.wte) is torch.nn.Embedding and isinstance(kept.lm_head, Int4Linear)

@@ -50,7 +50,7 @@ from attnkit.interop import keymap
 from attnkit.interop.files import CONFIG_NAME, read_json, read_safetensors, read_weights, write_checkpoint
 from attnkit.models.generation_config import GENERATION_CONFIG_NAME, GenerationConfig, generation_config
 from attnkit.nn.lora import LORA_CONFIG_NAME, LORA_WEIGHTS_NAME, add_lora, lora_state
-from attnkit.nn.quantize import QuantizedLinear
+from attnkit.nn.quantize import Int8Embedding, QuantizedLinear
 
 # HF model_type -> mapping module. One line per family.
 FAMILIES: dict[str, str] = {
@@ -200,7 +200,7 @@ def save_pretrained(model, path: str | Path) -> None:
     base weights staying as they are; other files in ``path`` (tokenizer.json, ...) are left in place.
     """
     model = _unwrap(model)
-    if any(isinstance(m, QuantizedLinear) for m in model.modules()):
+    if any(isinstance(m, (QuantizedLinear, Int8Embedding)) for m in model.modules()):
         raise InputError("a model with int8 or int4 weights (attnkit.nn.quantize_int8/int4) cannot be saved: save "
                          "it before quantizing, and quantize after loading")
     fam, arch = checkpoint_family(model)

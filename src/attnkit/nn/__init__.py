@@ -38,13 +38,20 @@ from attnkit.nn.positional import (
     rope_frequencies,
     sinusoidal_positions,
 )
-from attnkit.nn.quantize import Int4Linear, Int8Linear, QuantizedLinear, quantize_int4, quantize_int8
+from attnkit.nn.quantize import (
+    Int4Linear,
+    Int8Embedding,
+    Int8Linear,
+    QuantizedLinear,
+    quantize_int4,
+    quantize_int8,
+)
 from attnkit.nn.subsampling import ConvSubsampling
 
 __all__ = [
     "ACTIVATIONS", "ConvSubsampling", "FEEDFORWARD_ACTIVATIONS", "GATED", "Decoder", "DecoderCache", "DecoderLayer",
-    "Encoder", "EncoderLayer", "FeedForward", "Int4Linear", "Int8Linear", "KVCache", "LayerConfig", "Linear",
-    "LoRALinear", "MoEFeedForward", "QuantizedLinear",
+    "Encoder", "EncoderLayer", "FeedForward", "Int4Linear", "Int8Embedding", "Int8Linear", "KVCache", "LayerConfig",
+    "Linear", "LoRALinear", "MoEFeedForward", "QuantizedLinear",
     "MultiHeadAttention", "MultiHeadLatentAttention", "PatchEmbedding", "RMSNorm", "RelativePositionBias",
     "RotaryEmbedding", "StackOutput",
     "add_lora", "alibi_bias", "alibi_slopes", "apply_rotary", "as_padding_mask", "band_mask", "build_norm",

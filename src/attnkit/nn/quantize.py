@@ -22,6 +22,8 @@ bf16's rounding of ``x`` is smaller than the weights').
   slower on a prompt (GPT-2 small: 1.8x at 400 tokens, 1.3x at 1,024). Gradients reach the
   input, never the int4 weights.
 
+Token embeddings become int8 rows (:class:`Int8Embedding`) in both, unless ``embeddings=False``.
+
 GPT-2 small's 49 matrices, one row, 2 cores (Zen 5): 2.5 ms in int4, 4.2 ms in int8, 4.9 ms for
 bf16 packed by oneDNN, 13.9 ms in fp32 (one-off runs streaming the matrices from memory, not a
 benchmark; ``make bench`` times decoding).
@@ -47,6 +49,14 @@ INT4_MAX_ROWS = 512
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 _int8_mm = getattr(torch.ops.aten, "_weight_int8pack_mm", None)  # (x (rows, in), q (out, in), scale (out,))
 _int4_mm = getattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu", None)  # (x, packed, group, scales and zeros)
+
+
+def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q, s)``: each row of ``weight`` as ``round(row / s)`` in int8, ``s = max |row| / 127``
+    (in the weight's dtype)."""
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
+    return torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8), scale.to(weight.dtype)
 
 
 def _bf16(t: torch.Tensor) -> torch.Tensor:
@@ -91,10 +101,7 @@ class Int8Linear(QuantizedLinear):
 
     @classmethod
     def from_linear(cls, layer: nn.Linear) -> Int8Linear:
-        w = layer.weight.detach()
-        scale = w.float().abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
-        q = torch.round(w.float() / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-        return cls(q, scale.to(w.dtype), layer.bias)
+        return cls(*_int8_rows(layer.weight), layer.bias)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -207,35 +214,71 @@ class _Int4Matmul(torch.autograd.Function):
         return grad @ ctx.layer.weight.to(grad.dtype), None
 
 
-def _swap(model: nn.Module, make, skip: tuple[str, ...]) -> nn.Module:
+class Int8Embedding(nn.Module):
+    """A token embedding with int8 rows and one scale per row (as :class:`Int8Linear`'s
+    weights): ``ids -> (..., dim)`` in the scales' dtype, each looked-up row dequantized.
+    ``weight`` is the dequantized table (a new tensor at each read)."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, padding_idx: int | None = None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = qweight.shape
+        self.padding_idx = padding_idx
+        self.register_buffer("qweight", qweight)  # (num, dim) int8
+        self.register_buffer("scale", scale)  # (num,), the table's dtype
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
+        return cls(*_int8_rows(embedding.weight), embedding.padding_idx)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.qweight.to(self.scale.dtype) * self.scale[:, None]
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.qweight).to(self.scale.dtype) * self.scale[ids, None]
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+EMBEDDING_MIN_SIZE = 1 << 20  # entries: token embeddings (GPT-2's 50257 x 768), not position tables (1024 x 768)
+
+
+def _swap(model: nn.Module, make, skip: tuple[str, ...], embeddings: bool) -> nn.Module:
     """Replace each :class:`~attnkit.nn.Linear` of ``model`` not named in ``skip`` by
-    ``make(layer)`` (unless that returns None), in place."""
-    if any(isinstance(m, QuantizedLinear) for m in model.modules()):
+    ``make(layer)`` (unless that returns None), and with ``embeddings`` each ``nn.Embedding`` of
+    at least ``EMBEDDING_MIN_SIZE`` entries by an :class:`Int8Embedding`, in place."""
+    if any(isinstance(m, (QuantizedLinear, Int8Embedding)) for m in model.modules()):
         raise InputError("the model's weights are quantized already")
     targets = [(name, m) for name, m in model.named_modules() if type(m) is Linear and name not in skip]
+    if embeddings:
+        targets += [(name, m) for name, m in model.named_modules() if type(m) is nn.Embedding and name not in skip
+                    and m.weight.numel() >= EMBEDDING_MIN_SIZE]
     for name, layer in targets:
-        new = make(layer)
+        new = make(layer) if isinstance(layer, Linear) else Int8Embedding.from_embedding(layer)
         if new is not None:
             parent_name, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
     return model
 
 
-def quantize_int8(model: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
+def quantize_int8(model: nn.Module, skip: tuple[str, ...] = (), embeddings: bool = True) -> nn.Module:
     """Replace every :class:`~attnkit.nn.Linear` of ``model`` (the projections, feed-forwards and
-    LM heads; not embeddings, norms or LoRA layers) by an :class:`Int8Linear`, in place, and
-    return ``model``. ``skip``: names of modules (as ``named_modules`` gives them, e.g.
-    ``"lm_head"``) left as they are. An LM head tied to the embedding gets an int8 copy; the
-    embedding stays. For inference: the int8 weights are buffers, not parameters, and a model
-    with them cannot be saved (save the model first)."""
-    return _swap(model, Int8Linear.from_linear, skip)
+    LM heads; not norms or LoRA layers) by an :class:`Int8Linear`, and with ``embeddings`` every
+    token embedding (an ``nn.Embedding`` of at least ``EMBEDDING_MIN_SIZE`` entries; not
+    position tables) by an :class:`Int8Embedding`, in place, and return ``model``. ``skip``:
+    names of modules (as ``named_modules`` gives them, e.g. ``"lm_head"``) left as they are. An
+    LM head tied to the embedding gets its own copy. For inference: the int8 weights are
+    buffers, not parameters, and a model with them cannot be saved (save the model first)."""
+    return _swap(model, Int8Linear.from_linear, skip, embeddings)
 
 
-def quantize_int4(model: nn.Module, group_size: int = 32, skip: tuple[str, ...] = ()) -> nn.Module:
+def quantize_int4(model: nn.Module, group_size: int = 32, skip: tuple[str, ...] = (),
+                  embeddings: bool = True) -> nn.Module:
     """:func:`quantize_int8` with :class:`Int4Linear` layers, groups of ``group_size`` inputs
     (one of ``INT4_GROUP_SIZES``); layers whose input width is not a multiple of it stay as
-    they are. The layers compute on the CPU."""
+    they are. Token embeddings (``embeddings``) become int8. The layers compute on the CPU."""
     if group_size not in INT4_GROUP_SIZES:
         raise InputError(f"group_size must be one of {INT4_GROUP_SIZES}, got {group_size}")
     return _swap(model, lambda m: Int4Linear.from_linear(m, group_size) if Int4Linear.fits(m, group_size) else None,
-                 skip)
+                 skip, embeddings)
