@@ -89,24 +89,32 @@ class QuantizedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class Int8Linear(QuantizedLinear):
-    """A linear layer with int8 weights and one scale per output feature (see the module
-    docstring). Built by :meth:`from_linear`; ``weight`` is the dequantized weight (a new tensor
-    at each read: the loss and other readers of a layer's weight keep working)."""
+class _Int8Rows:
+    """What :class:`Int8Linear` and :class:`Int8Embedding` share: the ``qweight`` (rows, dim)
+    int8 and ``scale`` (rows,) buffers of :func:`_int8_rows`, and ``weight``, the dequantized
+    matrix (a new tensor at each read: the loss and other readers of a weight keep working)."""
 
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__(qweight.shape[1], qweight.shape[0], bias)
-        self.register_buffer("qweight", qweight)  # (out, in) int8
-        self.register_buffer("scale", scale)  # (out,), the weight's dtype
-
-    @classmethod
-    def from_linear(cls, layer: nn.Linear) -> Int8Linear:
-        return cls(*_int8_rows(layer.weight), layer.bias)
+    def _keep(self, qweight: torch.Tensor, scale: torch.Tensor) -> None:
+        self.register_buffer("qweight", qweight)
+        self.register_buffer("scale", scale)  # in the float weight's dtype
 
     @property
     def weight(self) -> torch.Tensor:
         """``scale[:, None] · qweight`` in the scale's dtype."""
         return self.qweight.to(self.scale.dtype) * self.scale[:, None]
+
+
+class Int8Linear(_Int8Rows, QuantizedLinear):
+    """A linear layer with int8 weights and one scale per output feature (see the module
+    docstring). Built by :meth:`from_linear`."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__(qweight.shape[1], qweight.shape[0], bias)
+        self._keep(qweight, scale)
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear) -> Int8Linear:
+        return cls(*_int8_rows(layer.weight), layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features if self.in_features else 0
@@ -214,25 +222,19 @@ class _Int4Matmul(torch.autograd.Function):
         return grad @ ctx.layer.weight.to(grad.dtype), None
 
 
-class Int8Embedding(nn.Module):
+class Int8Embedding(_Int8Rows, nn.Module):
     """A token embedding with int8 rows and one scale per row (as :class:`Int8Linear`'s
-    weights): ``ids -> (..., dim)`` in the scales' dtype, each looked-up row dequantized.
-    ``weight`` is the dequantized table (a new tensor at each read)."""
+    weights): ``ids -> (..., dim)`` in the scales' dtype, each looked-up row dequantized."""
 
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, padding_idx: int | None = None):
         super().__init__()
         self.num_embeddings, self.embedding_dim = qweight.shape
         self.padding_idx = padding_idx
-        self.register_buffer("qweight", qweight)  # (num, dim) int8
-        self.register_buffer("scale", scale)  # (num,), the table's dtype
+        self._keep(qweight, scale)
 
     @classmethod
     def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
         return cls(*_int8_rows(embedding.weight), embedding.padding_idx)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.qweight.to(self.scale.dtype) * self.scale[:, None]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.qweight).to(self.scale.dtype) * self.scale[ids, None]
