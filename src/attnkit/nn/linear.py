@@ -172,6 +172,13 @@ class Linear(nn.Linear):
         return packed[2]
 
 
+def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` in ``model`` in place of its submodule called ``name`` (``named_modules``'
+    dotted name): how LoRA and quantization swap layers."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
 def _weight_state(w: torch.Tensor) -> tuple[int, int]:
     """Where a weight lives and how often it was modified in place (inference tensors: never)."""
     return w.data_ptr(), 0 if w.is_inference() else w._version

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.errors import InputError
-from attnkit.nn.linear import Linear, linear
+from attnkit.nn.linear import Linear, linear, replace_module
 
 DEFAULT_TARGETS = ("qkv_proj", "q_proj", "k_proj", "v_proj", "kv_proj", "out_proj")
 # layers whose weight the model reads directly, not through the layer (the LM head's chunked loss,
@@ -101,11 +101,6 @@ def _plain(layer: LoRALinear) -> Linear:
     return plain.train(layer.training)
 
 
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     """The layers of ``model`` with adapters, by name."""
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
@@ -157,7 +152,7 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float =
         p.requires_grad_(False)
     for name in chosen:  # in the mode of the layer it replaces (no adapter dropout in an eval model)
         layer = LoRALinear(linears[name], r, float(alpha), float(dropout), dora)
-        _replace(model, name, layer.train(linears[name].training))
+        replace_module(model, name, layer.train(linears[name].training))
     for name, m in model.named_modules():
         if name in trainable or name.rpartition(".")[2] in trainable:
             for p in m.parameters():
@@ -176,7 +171,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
     layers = lora_layers(model)
     for name, layer in layers.items():
         layer.weight.copy_(layer.merged_weight())
-        _replace(model, name, _plain(layer))
+        replace_module(model, name, _plain(layer))
     if layers:
         for p in model.parameters():
             p.requires_grad_(True)
