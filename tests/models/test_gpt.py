@@ -348,3 +348,20 @@ def test_rolling_caches_of_local_layers_decode_the_tokens_of_full_caches(fields,
             torch.testing.assert_close(torch.stack(out.logits), torch.stack(ref.logits), atol=1e-5, rtol=1e-5)
         else:
             assert torch.equal(out, ref), kw
+
+
+def test_a_windowed_assistant_model_keeps_every_position():
+    """An assistant's rounds feed its guesses one at a time and drop the rejected ones (up to
+    several positions): its cache keeps every position, and the tokens are greedy decoding's."""
+    torch.manual_seed(0)
+    fields = dict(positional="rotary", sliding_window=4)
+    model, assistant = tiny(**fields), tiny(n_layers=1, **fields)
+    with torch.no_grad():  # outputs that follow the input (at init, one token repeats) and often disagree
+        for m in (model, assistant):
+            for name, p in m.named_parameters():
+                if name.endswith(("out_proj.weight", "fc_out.weight")):
+                    p.normal_(0.0, 4.0 / p.shape[-1] ** 0.5)
+    ids = torch.randint(0, 50, (1, 6))
+    ref = model.generate(ids, max_new_tokens=30, eos_token_id=None)
+    got = model.generate(ids, max_new_tokens=30, eos_token_id=None, assistant_model=assistant, num_assistant_tokens=6)
+    assert torch.equal(got, ref)

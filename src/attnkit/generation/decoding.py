@@ -492,7 +492,8 @@ class _AssistantGuesses:
         self.model, self.k, self.mask_buf, self.sampling = assistant, k, mask_buf, sampling
         # A round's guesses stop short of the last new token: the model's own positions suffice.
         _, _, self.cache = assistant.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
-        self.cache.keep_all()  # its rounds are truncated by up to k positions fed one at a time
+        if hasattr(self.cache, "keep_all"):  # rolling caches (DecoderCache) keep every position: its rounds
+            self.cache.keep_all()  # are truncated by up to k positions fed one at a time
         self.last: tuple[int, torch.Tensor] | None = None  # (where the last guesses started, the guesses)
         self.q: torch.Tensor | None = None
 
