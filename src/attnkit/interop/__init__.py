@@ -48,6 +48,7 @@ from attnkit.allocator import available_memory
 from attnkit.errors import AttnkitError, CheckpointError, ConfigError, InputError
 from attnkit.interop import keymap
 from attnkit.interop.files import CONFIG_NAME, read_json, read_safetensors, read_weights, write_checkpoint
+from attnkit.models.base import NoParameterInit
 from attnkit.models.generation_config import GENERATION_CONFIG_NAME, GenerationConfig, generation_config
 from attnkit.nn.lora import LORA_CONFIG_NAME, LORA_WEIGHTS_NAME, add_lora, lora_state
 from attnkit.nn.quantize import Int8Embedding, QuantizedLinear
@@ -493,7 +494,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
         _check_layer_counts(config, len(state), directory)
         # Constructor options the checkpoint's keys decide (a BertModel saved without its pooler).
         options = fam.model_options(cls, state.keys()) if hasattr(fam, "model_options") else {}
-        with torch.device("meta"):
+        with torch.device("meta"), NoParameterInit():
             skeleton = cls(config, **options)  # shapes only: mismatches are reported before any real allocation
         if layout == "hf" and "attnkit" in config_json:
             stale = _stale_block_fields(fam, skeleton, config_json)
@@ -502,7 +503,7 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
                               "with them (the file was changed by another tool since); using the Hugging Face fields",
                               stacklevel=2)
                 config = _config_from_hf(fam, config_json, cls, state)
-                with torch.device("meta"):
+                with torch.device("meta"), NoParameterInit():
                     skeleton = cls(config, **options)
         _check_computed_buffers(skeleton, directory)
     except AttnkitError:
@@ -527,7 +528,8 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     if dtype is not None:  # built in the asked dtype: no fp32 copy of the weights on the way
         torch.set_default_dtype(dtype)
     try:
-        model = cls(config, **options)
+        with NoParameterInit():  # every parameter is copied from the checkpoint next
+            model = cls(config, **options)
     finally:
         torch.set_default_dtype(previous)
     load_state(model, state, origin)
