@@ -51,12 +51,29 @@ _int8_mm = getattr(torch.ops.aten, "_weight_int8pack_mm", None)  # (x (rows, in)
 _int4_mm = getattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu", None)  # (x, packed, group, scales and zeros)
 
 
+# Rows quantized at a time: their fp32 copy stays in the CPU's cache through the passes over it
+# (a 5632 x 2048 bf16 matrix to int8, 2 cores: 8 ms in chunks, 57 ms in one piece before).
+CHUNK_ROWS = 256
+
+
+def _float_rows(weight: torch.Tensor, start: int, rows: int) -> torch.Tensor:
+    """An fp32 copy of ``weight[start:start + rows]``, zero rows past its end."""
+    w = weight[start:start + rows].detach().to(torch.float32, copy=True)
+    return w if w.shape[0] == rows else F.pad(w, (0, 0, 0, rows - w.shape[0]))
+
+
 def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(q, s)``: each row of ``weight`` as ``round(row / s)`` in int8, ``s = max |row| / 127``
     (in the weight's dtype)."""
-    w = weight.detach().float()
-    scale = w.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
-    return torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8), scale.to(weight.dtype)
+    q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    scale = torch.empty(weight.shape[0], device=weight.device)
+    for i in range(0, weight.shape[0], CHUNK_ROWS):
+        w = _float_rows(weight, i, min(CHUNK_ROWS, weight.shape[0] - i))
+        s = torch.maximum(w.amax(1), w.amin(1).neg_())  # (torch.aminmax is 5-15x slower on CPU)
+        s = s.clamp_min_(torch.finfo(torch.float32).tiny).div_(127)
+        scale[i:i + len(w)] = s
+        q[i:i + len(w)] = w.div_(s[:, None]).round_().clamp_(-127, 127)
+    return q, scale.to(weight.dtype)
 
 
 def _bf16(t: torch.Tensor) -> torch.Tensor:
@@ -154,13 +171,16 @@ class Int4Linear(QuantizedLinear):
         if group_size not in INT4_GROUP_SIZES or not cls.fits(layer, group_size):
             raise InputError(f"int4 groups of {group_size} inputs: group_size must be one of {INT4_GROUP_SIZES} and "
                              f"divide the layer's {layer.in_features} inputs")
-        w = layer.weight.detach().float()
-        out, width = w.shape
-        w = F.pad(w, (0, 0, 0, -out % 64))  # rows in blocks of 64 (a layout _values reads); the extra ones dropped
-        groups = w.view(w.shape[0], width // group_size, group_size)
-        low = groups.amin(-1, keepdim=True).bfloat16().float()
-        scale = ((groups.amax(-1, keepdim=True) - low) / 15).clamp_min(1e-8).bfloat16().float()
-        q = torch.round((groups - low) / scale).clamp_(0, 15).to(torch.int32).view(w.shape)
+        out, width = layer.weight.shape
+        rows = out + -out % 64  # in blocks of 64 (a layout _values reads); the extra rows are zeros, dropped
+        q = torch.empty(rows, width, dtype=torch.int32)
+        low, scale = torch.empty(rows, width // group_size, 1), torch.empty(rows, width // group_size, 1)
+        for i in range(0, rows, CHUNK_ROWS):
+            groups = _float_rows(layer.weight, i, min(CHUNK_ROWS, rows - i)).view(-1, width // group_size, group_size)
+            lo = groups.amin(-1, keepdim=True).bfloat16().float()
+            s = groups.amax(-1, keepdim=True).sub_(lo).div_(15).clamp_min_(1e-8).bfloat16().float()
+            low[i:i + len(groups)], scale[i:i + len(groups)] = lo, s
+            q[i:i + len(groups)] = groups.sub_(lo).div_(s).round_().clamp_(0, 15).view(-1, width)
         # the kernel computes (q - 8) · scale + zero: zero = low + 8 · scale
         zeros = low + 8 * scale
         scales_and_zeros = torch.cat([scale, zeros], -1).transpose(0, 1).contiguous().bfloat16()
