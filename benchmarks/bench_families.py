@@ -13,6 +13,10 @@
 - A Mistral-style model with a sliding window (4 layers of 512, grouped-query attention, a
   window of ``WINDOW`` positions): greedy decoding of ``WINDOW_NEW`` new tokens after 16, far past
   the window, fp32, and the KV cache each keeps (both keep only the window's positions).
+- Qwen2.5-0.5B (``Qwen/Qwen2.5-0.5B``'s shape: 24 layers of 896, 14 query and 2 key-value heads,
+  a tied 151,936-token embedding): greedy decoding of 64 new tokens after 16 in bf16, the way
+  such a model runs on a CPU; tokens compared (bf16 rounds differently in each library, so a
+  near-tie may go either way: the row says from where they differ).
 - ModernBERT-base (``answerdotai/ModernBERT-base``'s shape: 22 layers of 768, two of every three
   attending within 128 tokens): one sequence of ``MODERNBERT_TOKENS`` tokens, forward, fp32.
   attnkit computes the windowed layers block by block; ``transformers`` (SDPA) with a band mask.
@@ -39,12 +43,12 @@ def _spread(hf, suffixes: tuple[str, ...]) -> None:
                 p.normal_(0.0, 4.0 / p.shape[-1] ** 0.5)
 
 
-def _load(hf):
+def _load(hf, dtype: torch.dtype | None = None):
     import attnkit
 
     with tempfile.TemporaryDirectory() as d:
         hf.save_pretrained(d)
-        return attnkit.from_pretrained(d).eval()
+        return attnkit.from_pretrained(d, dtype=dtype).eval()
 
 
 def vit(repeats: int) -> list:
@@ -217,6 +221,40 @@ def windowed_greedy(repeats: int) -> list:
             f"{'same tokens' if same else '**different tokens**'}; KV cache {mib_ak:.2f} vs {mib_hf:.2f} MiB", times]
 
 
+def qwen2_greedy(repeats: int) -> list:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    hf = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                      num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True,
+                                      max_position_embeddings=32768, rope_theta=1e6))
+    _spread(hf, ("o_proj.weight", "down_proj.weight"))
+    hf = hf.to(torch.bfloat16).eval()
+    ak = _load(hf, torch.bfloat16)
+    prompt = torch.randint(0, 151936, (1, 16), generator=torch.Generator().manual_seed(1))
+    out = {}
+
+    def run_ak():
+        out["ak"] = ak.generate(prompt, max_new_tokens=64, eos_token_id=None)
+
+    def run_hf():
+        out["hf"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=64, do_sample=False,
+                                eos_token_id=None, pad_token_id=0)
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, min(repeats, 3), warmup=1)
+    rate = {k: 64 / median(v) for k, v in times.items()}
+    differ = (out["ak"][0, 16:] != out["hf"][0, 16:]).nonzero()
+    same = "same tokens"
+    if len(differ):  # how close the two choices were, in attnkit's logits at the first difference
+        at = 16 + differ[0].item()
+        with torch.inference_mode():
+            logits = ak(out["hf"][:, :at]).logits[0, -1].float()
+        gap = (logits[out["ak"][0, at]] - logits[out["hf"][0, at]]).item()
+        same = f"same first {at - 16} of 64 tokens (then logits {gap:.3f} apart, of {logits.std().item():.2f} std)"
+    return ["Qwen2.5-0.5B-shaped, bf16, greedy, 16 → 64 tokens", "tokens/s", f"{rate['attnkit']:.1f}",
+            f"{rate['hf']:.1f}", rate["attnkit"] / rate["hf"], same, times]
+
+
 MODERNBERT_TOKENS = 2048
 
 
@@ -249,14 +287,14 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     repeats = 3 if quick else 5
     rows, numbers = [], {}
     for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper), ("moe", moe), ("moe_greedy", moe_greedy),
-                     ("windowed_greedy", windowed_greedy), ("modernbert", modernbert)):
+                     ("windowed_greedy", windowed_greedy), ("qwen2_greedy", qwen2_greedy), ("modernbert", modernbert)):
         what, unit, ours, theirs, ratio, check, times = fn(repeats)
         numbers[f"{name}_vs_hf"] = ratio
         rows.append([what, f"{ours} {unit}", f"{theirs} {unit}", f"**{ratio:.2f}×**", check,
                      f"{spread(times['attnkit'])} / {spread(times['hf'])}"])
     md = table(["model", "attnkit", "HF", "ratio", "same output", "spread"], rows)
-    note = (f"Random weights in the released checkpoints' shapes, fp32, median of {repeats} alternating calls after a "
-            "warm-up; no target in issue 6 (for information).")
+    note = (f"Random weights in the released checkpoints' shapes, fp32 unless the row says otherwise, median of "
+            f"{repeats} alternating calls (3 for the slower rows) after a warm-up; no target in issue 6 (for information).")
     return note + "\n\n" + md, numbers
 
 

@@ -32,7 +32,7 @@ BENCHMARKS = {
     "generate": ("bench_generate", "Greedy decoding"),
     "beam": ("bench_beam", "Beam search (encoder-decoder)"),
     "encoder": ("bench_encoder", "Encoder throughput"),
-    "families": ("bench_families", "ViT, T5, Whisper, a mixture of experts and ModernBERT (no target)"),
+    "families": ("bench_families", "ViT, T5, Whisper, a mixture of experts, Qwen2.5 and ModernBERT (no target)"),
     "lookup": ("bench_lookup", "Prompt lookup decoding (no target)"),
     "serve": ("bench_serve", "Server completions (no target)"),
 }
