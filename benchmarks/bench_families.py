@@ -294,7 +294,8 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
                      f"{spread(times['attnkit'])} / {spread(times['hf'])}"])
     md = table(["model", "attnkit", "HF", "ratio", "same output", "spread"], rows)
     note = (f"Random weights in the released checkpoints' shapes, fp32 unless the row says otherwise, median of "
-            f"{repeats} alternating calls (3 for the slower rows) after a warm-up; no target in issue 6 (for information).")
+            f"{repeats} alternating calls (3 for the slower rows) after a warm-up; no target in issue 6 "
+            "(for information).")
     return note + "\n\n" + md, numbers
 
 
