@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 import attnkit
-from attnkit.cli import app
+from attnkit.cli import app, load_model_dir
 from attnkit.tokenizers import Tokenizer
 
 runner = CliRunner()
@@ -128,6 +128,14 @@ def test_generate_dtype_option_decodes_as_the_api_does_in_that_dtype(trained, dt
     assert quantized == ([(dtype, torch.bfloat16)] if dtype in functions else [])
 
 
+def test_dtype_auto_loads_in_the_checkpoints_dtype(trained, monkeypatch):
+    asked, load = [], attnkit.interop.from_pretrained
+    spy = lambda *a, **kw: asked.append(kw["dtype"]) or load(*a, **kw)  # noqa: E731
+    monkeypatch.setattr(attnkit.interop, "from_pretrained", spy)
+    model, _, _ = load_model_dir(trained, dtype="auto")
+    assert asked == ["auto"] and model.dtype == torch.float32  # the Trainer saved it in fp32
+
+
 def test_generate_samples_from_a_generator_seeded_by_the_seed_option(trained):
     """Sampling draws from a generator on the model's device, seeded by --seed."""
     sampled = [cli("generate", trained, "--prompt", "def", "--max-new-tokens", 10, "--seed", s).output for s in (3, 3, 4)]
@@ -137,6 +145,7 @@ def test_generate_samples_from_a_generator_seeded_by_the_seed_option(trained):
 def test_device_and_dtype_options_are_checked_before_loading(trained):
     assert refused(cli("generate", trained, "--prompt", "x", "--dtype", "fp64"), "--dtype", "fp32, bf16, fp16")
     assert refused(cli("embed", trained, "x", "--dtype", "int8"), "int8 is for the commands that load a model")
+    assert refused(cli("embed", trained, "x", "--dtype", "auto"), "auto is for the commands that load a model")
     assert refused(cli("translate", trained, "x", "--device", "tpu"), "--device", "'tpu'")
     if not torch.cuda.is_available():
         assert refused(cli("generate", trained, "--prompt", "x", "--device", "cuda"), "--device is 'cuda'",

@@ -43,9 +43,11 @@ def _fail_cleanly(fn):
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DEVICE = typer.Option("auto", "--device", help="cpu, cuda, or auto (CUDA when present)")
-DTYPE = typer.Option("fp32", "--dtype", help="weights and compute: fp32, bf16, fp16, or int8 / int4 (int8 / int4 "
-                                               "linear weights, bf16 elsewhere: faster CPU decoding, approximate)")
+DTYPE = typer.Option("fp32", "--dtype", help="weights and compute: fp32, bf16, fp16, auto (the checkpoint's), or "
+                                               "int8 / int4 (int8 / int4 linear weights, bf16 elsewhere: faster CPU "
+                                               "decoding, approximate)")
 QUANTIZED = ("int8", "int4")
+MODEL_DIR_ONLY = ("auto", *QUANTIZED)  # --dtype values for the commands that load a model directory
 
 
 def model_placement(device: str, dtype: str):
@@ -56,24 +58,26 @@ def model_placement(device: str, dtype: str):
     from attnkit.training.distributed import resolve_device
 
     if dtype not in DTYPES:
-        also = f"; {dtype} is for the commands that load a model directory" if dtype in QUANTIZED else ""
+        also = f"; {dtype} is for the commands that load a model directory" if dtype in MODEL_DIR_ONLY else ""
         raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}{also}")
     return resolve_device(device, option="--device"), getattr(torch, DTYPES[dtype])
 
 
 def load_model_dir(path: Path, device: str = "cpu", dtype: str = "fp32", tokenizer: bool = True):
     """``(model, tokenizer, directory)`` from a model directory or a training output directory
-    (its newest complete checkpoint), on ``device`` in ``dtype`` (the CLI's option values; ``int8``,
-    ``int4``: bf16 with such linear weights, :func:`attnkit.nn.quantize_int8`), LoRA adapters folded into the
-    weights (these commands only run the model: the same outputs, no adapter cost per token); the
-    tokenizer is None with ``tokenizer=False`` (image models have none)."""
+    (its newest complete checkpoint), on ``device`` in ``dtype`` (the CLI's option values; ``auto``:
+    the checkpoint's; ``int8``, ``int4``: bf16 with such linear weights, :func:`attnkit.nn.quantize_int8`),
+    LoRA adapters folded into the weights (these commands only run the model: the same outputs, no
+    adapter cost per token); the tokenizer is None with ``tokenizer=False`` (image models have none)."""
     from attnkit.interop import from_pretrained
     from attnkit.nn import quantize_int4, quantize_int8
     from attnkit.nn.lora import merge_lora
     from attnkit.tokenizers import Tokenizer
     from attnkit.training.checkpoint import resolve_model_dir
 
-    dev, dt = model_placement(device, "bf16" if dtype in QUANTIZED else dtype)
+    dev, dt = model_placement(device, "bf16" if dtype in MODEL_DIR_ONLY else dtype)
+    if dtype == "auto":
+        dt = "auto"  # from_pretrained reads it from the checkpoint
     directory = resolve_model_dir(path)
     model = merge_lora(from_pretrained(directory, dtype=dt, device=dev))
     if dtype in QUANTIZED:

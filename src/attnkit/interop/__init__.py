@@ -469,12 +469,14 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     ``architectures``); a generative model's ``generation_config`` from ``generation_config.json``
     (:func:`read_generation_config`). Returns the model in eval mode. Weights load from safetensors only;
     ``allow_pickle=True`` accepts ``pytorch_model.bin`` via ``torch.load(weights_only=True)``.
-    ``revision``, ``cache_dir``, ``token`` and ``local_files_only`` are ``huggingface_hub``'s, for hub ids.
+    ``dtype``: the weights' and compute dtype (fp32 when None, whatever the checkpoint stores;
+    ``"auto"``: the one it stores, :func:`stored_dtype`). ``revision``, ``cache_dir``, ``token``
+    and ``local_files_only`` are ``huggingface_hub``'s, for hub ids.
     The model's ``name_or_path`` is the (downloaded) directory.
     Raises :class:`~attnkit.CheckpointError` / :class:`~attnkit.ConfigError` on anything malformed.
     """
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise InputError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
+    if dtype is not None and dtype != "auto" and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise InputError(f"dtype must be a floating torch.dtype such as torch.bfloat16, or 'auto', got {dtype!r}")
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     directory = resolve_checkpoint_dir(path_or_hub_id, allow_pickle, **hub)
     if not (directory / CONFIG_NAME).is_file() and (directory / "adapter_config.json").is_file():
@@ -488,6 +490,8 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
         return load_peft_adapter(model, directory).to(device)
     config_json = read_json(directory / CONFIG_NAME)
     state = read_weights(directory, allow_pickle=allow_pickle)
+    if dtype == "auto":
+        dtype = stored_dtype(config_json, state)
     config_json, state = _dequantized(config_json, state, directory, dtype)
     try:
         fam, cls, config, layout = _parse_config(config_json, directory, state)
@@ -540,6 +544,24 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
         model = model.to(dtype)  # the buffers a model computes in fp32
     model.name_or_path = str(directory)
     return model.to(device).eval()
+
+
+FLOAT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def stored_dtype(config: dict, state: dict[str, torch.Tensor]) -> torch.dtype | None:
+    """The dtype a checkpoint is meant to run in (``from_pretrained(dtype="auto")``, as
+    ``transformers`` reads it): config.json's ``dtype`` (``torch_dtype`` in older files) when it
+    names fp32, bf16 or fp16, else the one most of its fp32/bf16/fp16 tensors' elements are stored
+    in; None (fp32) when it has none."""
+    named = config.get("dtype", config.get("torch_dtype"))
+    if named in FLOAT_DTYPES:
+        return FLOAT_DTYPES[named]
+    counts: dict[torch.dtype, int] = {}
+    for t in state.values():
+        if t.dtype in FLOAT_DTYPES.values():
+            counts[t.dtype] = counts.get(t.dtype, 0) + t.numel()
+    return max(counts, key=counts.get) if counts else None
 
 
 def _load_lora(model, directory: Path) -> None:
