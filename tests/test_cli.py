@@ -111,21 +111,21 @@ def test_generate_with_beams_matches_beam_search(trained):
 @pytest.mark.parametrize("dtype", ["bf16", "int8", "int4"])
 def test_generate_dtype_option_decodes_as_the_api_does_in_that_dtype(trained, dtype, monkeypatch):
     """``int8``, ``int4``: the model in bf16 with such linear weights (quantize_int8, quantize_int4)."""
-    quantized, functions = [], {q: getattr(attnkit.nn, f"quantize_{q}") for q in ("int8", "int4")}
-    for q, f in functions.items():
-        monkeypatch.setattr(attnkit.nn, f"quantize_{q}", lambda m, f=f, q=q: quantized.append((q, m.dtype)) or f(m))
     path = trained / "checkpoints" / "step-6"
     model, tok = attnkit.from_pretrained(path, dtype=torch.bfloat16), Tokenizer.from_pretrained(path)
-    if dtype in functions:
-        functions[dtype](model)
+    if dtype in ("int8", "int4"):
+        getattr(attnkit.nn, f"quantize_{dtype}")(model)
     ids = torch.tensor([tok.encode("def")])
     expected = tok.decode(model.generate(ids, max_new_tokens=10, eos_token_id=tok.eos_token_id)[0, ids.shape[1]:],
                           skip_special_tokens=True)
+    asked, load = [], attnkit.interop.from_pretrained
+    spy = lambda *a, **kw: asked.append((kw["dtype"], kw["quantize"])) or load(*a, **kw)  # noqa: E731
+    monkeypatch.setattr(attnkit.interop, "from_pretrained", spy)
     result = cli("generate", trained, "--prompt", "def", "--max-new-tokens", 10, "--temperature", 0, "--dtype", dtype,
                  "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert result.output == "def" + expected + "\n"
-    assert quantized == ([(dtype, torch.bfloat16)] if dtype in functions else [])
+    assert asked == [(torch.bfloat16, dtype if dtype != "bf16" else None)]
 
 
 def test_dtype_auto_loads_in_the_checkpoints_dtype(trained, monkeypatch):

@@ -66,11 +66,10 @@ def model_placement(device: str, dtype: str):
 def load_model_dir(path: Path, device: str = "cpu", dtype: str = "fp32", tokenizer: bool = True):
     """``(model, tokenizer, directory)`` from a model directory or a training output directory
     (its newest complete checkpoint), on ``device`` in ``dtype`` (the CLI's option values; ``auto``:
-    the checkpoint's; ``int8``, ``int4``: bf16 with such linear weights, :func:`attnkit.nn.quantize_int8`),
+    the checkpoint's; ``int8``, ``int4``: bf16 with such linear weights, quantized as they load),
     LoRA adapters folded into the weights (these commands only run the model: the same outputs, no
     adapter cost per token); the tokenizer is None with ``tokenizer=False`` (image models have none)."""
     from attnkit.interop import from_pretrained
-    from attnkit.nn import quantize_int4, quantize_int8
     from attnkit.nn.lora import merge_lora
     from attnkit.tokenizers import Tokenizer
     from attnkit.training.checkpoint import resolve_model_dir
@@ -79,9 +78,7 @@ def load_model_dir(path: Path, device: str = "cpu", dtype: str = "fp32", tokeniz
     if dtype == "auto":
         dt = "auto"  # from_pretrained reads it from the checkpoint
     directory = resolve_model_dir(path)
-    model = merge_lora(from_pretrained(directory, dtype=dt, device=dev))
-    if dtype in QUANTIZED:
-        (quantize_int8 if dtype == "int8" else quantize_int4)(model)
+    model = merge_lora(from_pretrained(directory, dtype=dt, device=dev, quantize=dtype if dtype in QUANTIZED else None))
     return model, Tokenizer.from_pretrained(directory) if tokenizer else None, directory
 
 

@@ -218,3 +218,60 @@ def test_token_embeddings_become_int8_rows_and_position_tables_stay():
     assert (got - ref).abs().max() <= 1e-2 * ref.abs().max()
     kept = quantize_int4(GPT(model.config).eval(), embeddings=False)
     assert type(kept.wte) is torch.nn.Embedding and isinstance(kept.lm_head, Int4Linear)
+
+
+@pytest.fixture(scope="module")
+def tied_checkpoint(tmp_path_factory):
+    """A GPT with a tied token embedding large enough to become int8 rows, saved."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tied")
+    GPT(GPTConfig.from_preset("gpt-tiny", vocab_size=40000, n_layers=2)).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_from_pretrained_quantizes_as_it_loads_what_quantizing_after_loading_gives(tied_checkpoint, kind, monkeypatch):
+    """``from_pretrained(quantize=)``: the same buffers and logits as loading, then quantizing; and
+    each float layer is freed once quantized (only a tied embedding waits for its second user)."""
+    import weakref
+
+    import attnkit
+    from attnkit.interop import QUANTIZERS
+
+    after = QUANTIZERS[kind](attnkit.from_pretrained(tied_checkpoint, dtype=torch.bfloat16))
+    filled, alive_at_fill = [], []
+
+    def tracking(model, fill):
+        def fill_and_track(name, layer):
+            alive_at_fill.append([n for n, ref in filled if ref() is not None and n != "lm_head"])
+            fill(name, layer)
+            filled.append((name, weakref.ref(layer.weight)))
+        return quantizer(model, fill=fill_and_track)
+
+    quantizer = QUANTIZERS[kind]
+    monkeypatch.setitem(QUANTIZERS, kind, tracking)
+    during = attnkit.from_pretrained(tied_checkpoint, dtype=torch.bfloat16, quantize=kind)
+    assert len(filled) == 2 * 4 + 2  # 4 linears a layer, the head and the embedding
+    assert all(alive == [] for alive in alive_at_fill)
+    assert during.state_dict().keys() == after.state_dict().keys()
+    assert all(torch.equal(during.state_dict()[k], v) for k, v in after.state_dict().items())
+    ids = torch.randint(0, 40000, (2, 7))
+    assert torch.equal(during(ids).logits, after(ids).logits)
+
+
+def test_from_pretrained_merges_saved_adapters_before_quantizing(tmp_path):
+    import attnkit
+    from attnkit.nn import add_lora, merge_lora
+
+    torch.manual_seed(0)
+    model = add_lora(GPT(GPTConfig.from_preset("gpt-tiny", n_layers=2)), r=4)
+    with torch.no_grad():
+        for layer in model.modules():
+            if hasattr(layer, "lora_B"):
+                layer.lora_B.normal_()  # adapters that change the outputs
+    model.save_pretrained(tmp_path)
+    expected = quantize_int8(merge_lora(attnkit.from_pretrained(tmp_path)))
+    got = attnkit.from_pretrained(tmp_path, quantize="int8")
+    assert all(torch.equal(got.state_dict()[k], v) for k, v in expected.state_dict().items())
+    with pytest.raises(InputError, match="quantize must be one of"):
+        attnkit.from_pretrained(tmp_path, quantize="int2")

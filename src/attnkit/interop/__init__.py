@@ -50,8 +50,10 @@ from attnkit.interop import keymap
 from attnkit.interop.files import CONFIG_NAME, read_json, read_safetensors, read_weights, write_checkpoint
 from attnkit.models.base import NoParameterInit
 from attnkit.models.generation_config import GENERATION_CONFIG_NAME, GenerationConfig, generation_config
-from attnkit.nn.lora import LORA_CONFIG_NAME, LORA_WEIGHTS_NAME, add_lora, lora_state
-from attnkit.nn.quantize import Int8Embedding, QuantizedLinear
+from attnkit.nn.lora import LORA_CONFIG_NAME, LORA_WEIGHTS_NAME, add_lora, lora_state, merge_lora
+from attnkit.nn.quantize import Int8Embedding, QuantizedLinear, quantize_int4, quantize_int8
+
+QUANTIZERS = {"int8": quantize_int8, "int4": quantize_int4}  # from_pretrained(quantize=)
 
 # HF model_type -> mapping module. One line per family.
 FAMILIES: dict[str, str] = {
@@ -458,9 +460,29 @@ def load_state(model, state: dict[str, torch.Tensor], origin: dict[str, str] | N
             target.copy_(state[name])
 
 
-def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-                    allow_pickle: bool = False, revision: str | None = None, cache_dir: str | Path | None = None,
-                    token: str | bool | None = None, local_files_only: bool = False):
+def _load_quantized(model, state: dict[str, torch.Tensor], origin: dict[str, str], quantizer) -> None:
+    """:func:`load_state` with ``quantizer`` (:func:`attnkit.nn.quantize_int8` or ``_int4``)
+    applied on the way: each layer it replaces is filled from ``state`` just before, and freed
+    once replaced, so that one float layer at a time is in memory."""
+    check_state(model, state, origin)
+    expected, aliases = _canonical_state(model)
+
+    def fill(name: str, layer) -> None:
+        for part in ("weight", "bias"):
+            key = aliases.get(f"{name}.{part}", f"{name}.{part}")
+            if key in expected:  # (filled already when tied to a layer quantized before)
+                expected.pop(key).copy_(state[key])
+
+    with torch.no_grad():
+        quantizer(model, fill=fill)
+        for name, target in expected.items():
+            target.copy_(state[name])
+
+
+def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | str | None = None,
+                    device: str | torch.device = "cpu", quantize: str | None = None, allow_pickle: bool = False,
+                    revision: str | None = None, cache_dir: str | Path | None = None, token: str | bool | None = None,
+                    local_files_only: bool = False):
     """Load an attnkit model from a checkpoint directory (HF layout) or a hub id; a PEFT LoRA
     adapter's directory loads its ``base_model_name_or_path`` with the adapter merged in
     (:func:`attnkit.interop.peft.load_peft_adapter`).
@@ -470,13 +492,19 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
     (:func:`read_generation_config`). Returns the model in eval mode. Weights load from safetensors only;
     ``allow_pickle=True`` accepts ``pytorch_model.bin`` via ``torch.load(weights_only=True)``.
     ``dtype``: the weights' and compute dtype (fp32 when None, whatever the checkpoint stores;
-    ``"auto"``: the one it stores, :func:`stored_dtype`). ``revision``, ``cache_dir``, ``token``
-    and ``local_files_only`` are ``huggingface_hub``'s, for hub ids.
+    ``"auto"``: the one it stores, :func:`stored_dtype`). ``quantize``: ``"int8"`` or ``"int4"``
+    quantizes the linear layers and token embeddings (:func:`attnkit.nn.quantize_int8` /
+    ``quantize_int4``, their defaults) as the weights load, each float layer quantized right after
+    it is filled, so that only one is in memory at a time (LoRA or PEFT adapters are merged into
+    the float weights first, which then load whole). ``revision``, ``cache_dir``, ``token`` and
+    ``local_files_only`` are ``huggingface_hub``'s, for hub ids.
     The model's ``name_or_path`` is the (downloaded) directory.
     Raises :class:`~attnkit.CheckpointError` / :class:`~attnkit.ConfigError` on anything malformed.
     """
     if dtype is not None and dtype != "auto" and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise InputError(f"dtype must be a floating torch.dtype such as torch.bfloat16, or 'auto', got {dtype!r}")
+    if quantize is not None and quantize not in QUANTIZERS:
+        raise InputError(f"quantize must be one of {sorted(QUANTIZERS)} or None, got {quantize!r}")
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
     directory = resolve_checkpoint_dir(path_or_hub_id, allow_pickle, **hub)
     if not (directory / CONFIG_NAME).is_file() and (directory / "adapter_config.json").is_file():
@@ -486,8 +514,9 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
         base = base.get("base_model_name_or_path") if isinstance(base, dict) else None
         if not isinstance(base, str) or not base:
             raise CheckpointError(f"{directory / 'adapter_config.json'} names no base_model_name_or_path to adapt")
-        model = from_pretrained(base, dtype=dtype, device="cpu", allow_pickle=allow_pickle, **hub)
-        return load_peft_adapter(model, directory).to(device)
+        model = load_peft_adapter(from_pretrained(base, dtype=dtype, device="cpu", allow_pickle=allow_pickle, **hub),
+                                  directory)
+        return (QUANTIZERS[quantize](model) if quantize else model).to(device)
     config_json = read_json(directory / CONFIG_NAME)
     state = read_weights(directory, allow_pickle=allow_pickle)
     if dtype == "auto":
@@ -536,12 +565,17 @@ def from_pretrained(path_or_hub_id: str | Path, *, dtype: torch.dtype | None = N
             model = cls(config, **options)
     finally:
         torch.set_default_dtype(previous)
-    load_state(model, state, origin)
-    _load_lora(model, directory)
+    if dtype is not None:
+        model = model.to(dtype)  # the buffers a model computes in fp32 (the parameters are in dtype already)
+    if quantize is not None and not (directory / LORA_CONFIG_NAME).is_file():
+        _load_quantized(model, state, origin, QUANTIZERS[quantize])
+    else:
+        load_state(model, state, origin)
+        _load_lora(model, directory)
+        if quantize is not None:
+            QUANTIZERS[quantize](merge_lora(model))
     if hasattr(model, "generation_step"):
         model.generation_config = read_generation_config(directory, config_json)
-    if dtype is not None:
-        model = model.to(dtype)  # the buffers a model computes in fp32
     model.name_or_path = str(directory)
     return model.to(device).eval()
 

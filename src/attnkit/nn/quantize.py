@@ -266,40 +266,46 @@ class Int8Embedding(_Int8Rows, nn.Module):
 EMBEDDING_MIN_SIZE = 1 << 20  # entries: token embeddings (GPT-2's 50257 x 768), not position tables (1024 x 768)
 
 
-def _swap(model: nn.Module, make, skip: tuple[str, ...], embeddings: bool) -> nn.Module:
+def _swap(model: nn.Module, make, skip: tuple[str, ...], embeddings: bool, fill=None) -> nn.Module:
     """Replace each :class:`~attnkit.nn.Linear` of ``model`` not named in ``skip`` by
     ``make(layer)`` (unless that returns None), and with ``embeddings`` each ``nn.Embedding`` of
-    at least ``EMBEDDING_MIN_SIZE`` entries by an :class:`Int8Embedding`, in place."""
+    at least ``EMBEDDING_MIN_SIZE`` entries by an :class:`Int8Embedding`, in place; ``fill(name,
+    layer)`` first, when given."""
     if any(isinstance(m, (QuantizedLinear, Int8Embedding)) for m in model.modules()):
         raise InputError("the model's weights are quantized already")
-    targets = [(name, m) for name, m in model.named_modules() if type(m) is Linear and name not in skip]
+    targets = [name for name, m in model.named_modules() if type(m) is Linear and name not in skip]
     if embeddings:
-        targets += [(name, m) for name, m in model.named_modules() if type(m) is nn.Embedding and name not in skip
+        targets += [name for name, m in model.named_modules() if type(m) is nn.Embedding and name not in skip
                     and m.weight.numel() >= EMBEDDING_MIN_SIZE]
-    for name, layer in targets:
+    for name in targets:  # by name: a float layer is freed once replaced (unless tied to one still to come)
+        layer = model.get_submodule(name)
+        if fill is not None:
+            fill(name, layer)
         new = make(layer) if isinstance(layer, Linear) else Int8Embedding.from_embedding(layer)
         if new is not None:
             replace_module(model, name, new)
     return model
 
 
-def quantize_int8(model: nn.Module, skip: tuple[str, ...] = (), embeddings: bool = True) -> nn.Module:
+def quantize_int8(model: nn.Module, skip: tuple[str, ...] = (), embeddings: bool = True, *, fill=None) -> nn.Module:
     """Replace every :class:`~attnkit.nn.Linear` of ``model`` (the projections, feed-forwards and
     LM heads; not norms or LoRA layers) by an :class:`Int8Linear`, and with ``embeddings`` every
     token embedding (an ``nn.Embedding`` of at least ``EMBEDDING_MIN_SIZE`` entries; not
     position tables) by an :class:`Int8Embedding`, in place, and return ``model``. ``skip``:
     names of modules (as ``named_modules`` gives them, e.g. ``"lm_head"``) left as they are. An
     LM head tied to the embedding gets its own copy. For inference: the int8 weights are
-    buffers, not parameters, and a model with them cannot be saved (save the model first)."""
-    return _swap(model, Int8Linear.from_linear, skip, embeddings)
+    buffers, not parameters, and a model with them cannot be saved (save the model first).
+    ``fill(name, layer)``, when given, is called before each layer is quantized: ``from_pretrained
+    (quantize=)`` copies the checkpoint's weight in there, one float layer in memory at a time."""
+    return _swap(model, Int8Linear.from_linear, skip, embeddings, fill)
 
 
 def quantize_int4(model: nn.Module, group_size: int = 32, skip: tuple[str, ...] = (),
-                  embeddings: bool = True) -> nn.Module:
+                  embeddings: bool = True, *, fill=None) -> nn.Module:
     """:func:`quantize_int8` with :class:`Int4Linear` layers, groups of ``group_size`` inputs
     (one of ``INT4_GROUP_SIZES``); layers whose input width is not a multiple of it stay as
     they are. Token embeddings (``embeddings``) become int8. The layers compute on the CPU."""
     if group_size not in INT4_GROUP_SIZES:
         raise InputError(f"group_size must be one of {INT4_GROUP_SIZES}, got {group_size}")
     return _swap(model, lambda m: Int4Linear.from_linear(m, group_size) if Int4Linear.fits(m, group_size) else None,
-                 skip, embeddings)
+                 skip, embeddings, fill)
