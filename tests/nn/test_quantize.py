@@ -275,3 +275,10 @@ def test_from_pretrained_merges_saved_adapters_before_quantizing(tmp_path):
     assert all(torch.equal(got.state_dict()[k], v) for k, v in expected.state_dict().items())
     with pytest.raises(InputError, match="quantize must be one of"):
         attnkit.from_pretrained(tmp_path, quantize="int2")
+
+
+def test_a_class_from_pretrained_with_config_changes_quantizes_the_changed_model(tied_checkpoint):
+    got = GPT.from_pretrained(tied_checkpoint, dropout=0.0, quantize="int8")
+    expected = quantize_int8(GPT.from_pretrained(tied_checkpoint, dropout=0.0))
+    assert got.config.dropout == 0.0 and isinstance(got.wte, Int8Embedding)
+    assert all(torch.equal(got.state_dict()[k], v) for k, v in expected.state_dict().items())

@@ -114,10 +114,13 @@ class Model(nn.Module):
         initialised and what the checkpoint held that is not used. Other keyword arguments go to
         :func:`attnkit.from_pretrained` (``dtype``, ``device``, ...).
         """
-        from attnkit.interop import from_pretrained
+        from attnkit.interop import QUANTIZERS, from_pretrained
 
         fields = set(cls.config_class.field_names())
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+        if overrides and kwargs.get("quantize") in QUANTIZERS:  # once the new config's model holds the weights
+            quantize = QUANTIZERS[kwargs.pop("quantize")]
+            return quantize(cls.from_pretrained(path, **overrides, **kwargs))
         model = from_pretrained(path, **kwargs)
         if isinstance(model, cls) and not overrides:
             return model
