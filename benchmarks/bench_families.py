@@ -16,7 +16,8 @@
 - Qwen2.5-0.5B (``Qwen/Qwen2.5-0.5B``'s shape: 24 layers of 896, 14 query and 2 key-value heads,
   a tied 151,936-token embedding): greedy decoding of 64 new tokens after 16 in bf16, the way
   such a model runs on a CPU; tokens compared (bf16 rounds differently in each library, so a
-  near-tie may go either way: the row says from where they differ).
+  near-tie may go either way: the row says from where they differ); and the time to the first
+  new token after a prompt of ``PREFILL_TOKENS`` tokens (prompt tokens/s).
 - ModernBERT-base (``answerdotai/ModernBERT-base``'s shape: 22 layers of 768, two of every three
   attending within 128 tokens): one sequence of ``MODERNBERT_TOKENS`` tokens, forward, fp32.
   attnkit computes the windowed layers block by block; ``transformers`` (SDPA) with a band mask.
@@ -27,6 +28,7 @@ alternating calls, median of the repeats; the outputs are compared (max |Δ logi
 
 from __future__ import annotations
 
+import functools
 import tempfile
 
 import torch
@@ -221,7 +223,9 @@ def windowed_greedy(repeats: int) -> list:
             f"{'same tokens' if same else '**different tokens**'}; KV cache {mib_ak:.2f} vs {mib_hf:.2f} MiB", times]
 
 
-def qwen2_greedy(repeats: int) -> list:
+@functools.cache
+def _qwen2():
+    """Qwen2.5-0.5B's shape in bf16, built once for the two rows that use it."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
@@ -230,7 +234,33 @@ def qwen2_greedy(repeats: int) -> list:
                                       max_position_embeddings=32768, rope_theta=1e6))
     _spread(hf, ("o_proj.weight", "down_proj.weight"))
     hf = hf.to(torch.bfloat16).eval()
-    ak = _load(hf, torch.bfloat16)
+    return hf, _load(hf, torch.bfloat16)
+
+
+PREFILL_TOKENS = 1024
+
+
+def qwen2_prefill(repeats: int) -> list:
+    hf, ak = _qwen2()
+    prompt = torch.randint(0, 151936, (1, PREFILL_TOKENS), generator=torch.Generator().manual_seed(2))
+    out = {}
+
+    def run_ak():
+        out["ak"] = ak.generate(prompt, max_new_tokens=1, eos_token_id=None)
+
+    def run_hf():
+        out["hf"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=1, do_sample=False,
+                                eos_token_id=None, pad_token_id=0)
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf}, min(repeats, 3), warmup=1)
+    rate = {k: PREFILL_TOKENS / median(v) for k, v in times.items()}
+    same = "same first token" if torch.equal(out["ak"], out["hf"]) else "**different first token**"
+    return [f"Qwen2.5-0.5B-shaped, bf16, a {PREFILL_TOKENS}-token prompt to the first new token", "prompt tokens/s",
+            f"{rate['attnkit']:.0f}", f"{rate['hf']:.0f}", rate["attnkit"] / rate["hf"], same, times]
+
+
+def qwen2_greedy(repeats: int) -> list:
+    hf, ak = _qwen2()
     prompt = torch.randint(0, 151936, (1, 16), generator=torch.Generator().manual_seed(1))
     out = {}
 
@@ -287,7 +317,8 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     repeats = 3 if quick else 5
     rows, numbers = [], {}
     for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper), ("moe", moe), ("moe_greedy", moe_greedy),
-                     ("windowed_greedy", windowed_greedy), ("qwen2_greedy", qwen2_greedy), ("modernbert", modernbert)):
+                     ("windowed_greedy", windowed_greedy), ("qwen2_greedy", qwen2_greedy),
+                     ("qwen2_prefill", qwen2_prefill), ("modernbert", modernbert)):
         what, unit, ours, theirs, ratio, check, times = fn(repeats)
         numbers[f"{name}_vs_hf"] = ratio
         rows.append([what, f"{ours} {unit}", f"{theirs} {unit}", f"**{ratio:.2f}×**", check,

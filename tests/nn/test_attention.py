@@ -269,9 +269,26 @@ def test_bf16_matmul_path_equals_float32_formula_and_fused_kernel(case):
         assert (g - t.grad.float()).abs().max() <= 0.05 * scale + 1e-3
 
 
+@PROPERTY
+@given(attention_case())
+def test_bf16_matmul_blocks_without_gradients_equal_the_float32_formula(case):
+    """Without gradients the plain matmuls go MATMUL_BLOCK queries at a time (2 here), causal
+    blocks over the keys they can see: the float32 formula within bf16 rounding, as in one piece."""
+    q, k, v, kw = case
+    expected = naive_attention(q, k, v, **kw)[0]
+    with pytest.MonkeyPatch.context() as mp, torch.no_grad():
+        mp.setattr(attention_module, "MATMUL_MIN_SCORES", 0)
+        mp.setattr(attention_module, "MATMUL_BLOCK", 2)
+        y = scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), **kw)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), expected, atol=6e-2, rtol=3e-2)
+
+
 def test_bf16_kernel_choice_follows_the_score_counts(monkeypatch):
-    """Plain matmuls only between MATMUL_MIN_SCORES (in all) and MATMUL_MAX_SCORES (per head):
-    above, the (B, H, T, S) scores are never built; below, the fused kernel costs less per call."""
+    """Plain matmuls between MATMUL_MIN_SCORES (in all) and MATMUL_MAX_SCORES (per head), and
+    without gradients beyond that too, block by block, while a block has at most
+    MATMUL_BLOCK_MAX_SCORES scores: the (B, H, T, S) scores are never built whole beyond
+    MATMUL_MAX_SCORES; below MATMUL_MIN_SCORES, the fused kernel costs less per call."""
     calls = []
     monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention",
                         lambda *a, **kw: calls.append(a[0].shape) or torch.zeros_like(a[0]))
@@ -279,10 +296,31 @@ def test_bf16_kernel_choice_follows_the_score_counts(monkeypatch):
     scaled_dot_product_attention(q, q, q, is_causal=True)
     assert calls == []
     monkeypatch.setattr(attention_module, "MATMUL_MAX_SCORES", 1023)
-    scaled_dot_product_attention(q, q, q, is_causal=True)
+    scaled_dot_product_attention(q, q, q, is_causal=True)  # no gradients: blocks of plain matmuls
+    assert calls == []
+    grad = q.clone().requires_grad_()
+    scaled_dot_product_attention(grad, grad, grad, is_causal=True)  # gradients to record: fused
+    monkeypatch.setattr(attention_module, "MATMUL_BLOCK_MAX_SCORES", 2 * 4 * attention_module.MATMUL_BLOCK * 32 - 1)
+    scaled_dot_product_attention(q, q, q, is_causal=True)  # a block of too many scores: fused
     monkeypatch.setattr(attention_module, "MATMUL_MAX_SCORES", 1024)
     scaled_dot_product_attention(q[:1, :1, :1], q[:1, :1], q[:1, :1])  # one decoding step: 32 scores
-    assert calls == [q.shape, (1, 1, 1, 8)]
+    assert calls == [q.shape, q.shape, (1, 1, 1, 8)]
+
+
+def test_bf16_causal_blocks_read_only_the_keys_they_can_see(monkeypatch):
+    """A causal prompt of 10 queries over 12 keys (2 cached) in blocks of 4: the blocks' scores
+    cover 6, 10 and 12 keys, and the output is the one-piece computation's."""
+    widths, baddbmm = [], torch.baddbmm
+    monkeypatch.setattr(attention_module.torch, "baddbmm", lambda m, a, b, **kw: widths.append(b.shape[-1])
+                        or baddbmm(m, a, b, **kw))
+    monkeypatch.setattr(attention_module, "MATMUL_MIN_SCORES", 0)
+    monkeypatch.setattr(attention_module, "MATMUL_BLOCK", 4)
+    q, k, v = (torch.randn(1, 2, n, 8).bfloat16() for n in (10, 12, 12))
+    y = attention_module._matmul_attention(q, k, v, None, True, 8 ** -0.5)
+    assert widths == [6, 10, 12]
+    whole = attention_module._matmul_attention(q.requires_grad_(), k, v, None, True, 8 ** -0.5)  # one piece
+    assert widths[3:] == [12]
+    torch.testing.assert_close(y.float(), whole.detach().float(), atol=1e-2, rtol=1e-2)
 
 
 def test_bf16_decoding_step_runs_the_fused_kernel_in_fp32(monkeypatch):
