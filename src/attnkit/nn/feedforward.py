@@ -82,6 +82,8 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.clamped:
             h = self.act(self.fc_gate(x)) * (self.fc_in(x).clamp(-SWIGLU_LIMIT, SWIGLU_LIMIT) + 1)
+        elif self.gated and not torch.is_grad_enabled():  # inference: no second (rows, d_ff) tensor
+            h = self._linear_act(x, self.fc_gate).mul_(self.fc_in(x))
         elif self.gated:
             h = self._linear_act(x, self.fc_gate) * self.fc_in(x)
         else:
