@@ -165,19 +165,25 @@ def moe(repeats: int) -> list:
             f"{rate['hf']:.0f}", rate["attnkit"] / rate["hf"], f"max |Δ logits| {diff:.1e}", times]
 
 
-def moe_greedy(repeats: int) -> list:
-    hf, ak = _mixtral()
-    prompt = torch.randint(0, 32000, (1, 16), generator=torch.Generator().manual_seed(1))
+def _greedy(hf, ak, prompt: torch.Tensor, new_tokens: int, repeats: int) -> tuple[dict, dict]:
+    """Both libraries decode ``new_tokens`` greedily after ``prompt``, taking turns: ``(seconds per
+    call, output ids)``, each by ``"attnkit"`` / ``"hf"`` (``"ak"`` / ``"hf"`` for the ids)."""
     out = {}
 
     def run_ak():
-        out["ak"] = ak.generate(prompt, max_new_tokens=64, eos_token_id=None)
+        out["ak"] = ak.generate(prompt, max_new_tokens=new_tokens, eos_token_id=None)
 
     def run_hf():
-        out["hf"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=64, do_sample=False,
-                                eos_token_id=None, pad_token_id=0)
+        out["hf"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                                do_sample=False, eos_token_id=None, pad_token_id=0)
 
-    times = alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=1)
+    return alternate({"attnkit": run_ak, "hf": run_hf}, repeats, warmup=1), out
+
+
+def moe_greedy(repeats: int) -> list:
+    hf, ak = _mixtral()
+    prompt = torch.randint(0, 32000, (1, 16), generator=torch.Generator().manual_seed(1))
+    times, out = _greedy(hf, ak, prompt, 64, repeats)
     rate = {k: 64 / median(v) for k, v in times.items()}
     same = out["ak"].shape == out["hf"].shape and torch.equal(out["ak"], out["hf"])
     return ["Mixtral-style MoE, greedy, 16 → 64 tokens", "tokens/s", f"{rate['attnkit']:.1f}", f"{rate['hf']:.1f}",
@@ -243,16 +249,7 @@ PREFILL_TOKENS = 1024
 def qwen2_prefill(repeats: int) -> list:
     hf, ak = _qwen2()
     prompt = torch.randint(0, 151936, (1, PREFILL_TOKENS), generator=torch.Generator().manual_seed(2))
-    out = {}
-
-    def run_ak():
-        out["ak"] = ak.generate(prompt, max_new_tokens=1, eos_token_id=None)
-
-    def run_hf():
-        out["hf"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=1, do_sample=False,
-                                eos_token_id=None, pad_token_id=0)
-
-    times = alternate({"attnkit": run_ak, "hf": run_hf}, min(repeats, 3), warmup=1)
+    times, out = _greedy(hf, ak, prompt, 1, min(repeats, 3))
     rate = {k: PREFILL_TOKENS / median(v) for k, v in times.items()}
     same = "same first token" if torch.equal(out["ak"], out["hf"]) else "**different first token**"
     return [f"Qwen2.5-0.5B-shaped, bf16, a {PREFILL_TOKENS}-token prompt to the first new token", "prompt tokens/s",
@@ -262,16 +259,7 @@ def qwen2_prefill(repeats: int) -> list:
 def qwen2_greedy(repeats: int) -> list:
     hf, ak = _qwen2()
     prompt = torch.randint(0, 151936, (1, 16), generator=torch.Generator().manual_seed(1))
-    out = {}
-
-    def run_ak():
-        out["ak"] = ak.generate(prompt, max_new_tokens=64, eos_token_id=None)
-
-    def run_hf():
-        out["hf"] = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=64, do_sample=False,
-                                eos_token_id=None, pad_token_id=0)
-
-    times = alternate({"attnkit": run_ak, "hf": run_hf}, min(repeats, 3), warmup=1)
+    times, out = _greedy(hf, ak, prompt, 64, min(repeats, 3))
     rate = {k: 64 / median(v) for k, v in times.items()}
     differ = (out["ak"][0, 16:] != out["hf"][0, 16:]).nonzero()
     same = "same tokens"

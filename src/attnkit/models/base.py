@@ -187,7 +187,7 @@ class NoParameterInit(TorchFunctionMode):
     overwrites every parameter next (loading a checkpoint): ``torch.nn.init``'s functions and the
     value writes they are made of (``normal_``, ``uniform_``, ``fill_``, ...) do nothing to an
     ``nn.Parameter``. Random initialisation took 96% of a 1.1B-parameter model's load time (5.7 s
-    of 5.9), and on the meta device it imports ``torch._dynamo`` (0.9 s). Buffers are computed as
+    of 5.9 in a one-off profile), and on the meta device it imports ``torch._dynamo`` (0.9 s). Buffers are computed as
     usual, and so is everything else (``requires_grad_`` included). Torch function modes are per
     thread: a model built in another thread meanwhile is initialised."""
 

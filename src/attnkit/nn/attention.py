@@ -12,7 +12,8 @@ layer) takes 5-7 ms as two plain matmuls and a softmax, so bf16 CPU attention wi
 path; longer sequences keep the fused kernel and its linear memory, tiny ones its lower
 per-call cost. Without gradients (a prompt), the plain matmuls go block by block over the
 queries (``MATMUL_BLOCK``), which bounds their memory, so they serve longer prompts too (up to
-``MATMUL_BLOCK_MAX_SCORES`` scores a block), 1.7x faster than the fused kernel at 1-4k tokens.
+``MATMUL_BLOCK_MAX_SCORES`` scores a block), 1.7x faster than the fused kernel at 1-4k tokens
+(one-off timings).
 And a decoding step (one query per sequence) runs the fused kernel in fp32, which is 2-6x
 faster than in bf16 there (12 heads over 144 cached positions: 11 vs 67 µs; the fp32 casts of
 the cached keys and values included, it stays faster up to 4096 positions).
@@ -47,10 +48,15 @@ def _check_mask(mask: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> None:
 MATMUL_MAX_SCORES = 512 * 512  # per head (T·S)
 MATMUL_MIN_SCORES = 4096  # in all (B·H·T·S)
 # Without gradients, queries go through the plain matmuls in blocks of this many, each over the
-# keys it can see: 2 cores, bf16, 14 heads × 64, causal over 1024 tokens: 7.1 ms, against 11.5 in
-# one piece and 15.7 in the fused kernel (2048: 29 vs 51 ms fused; 4096: 89 vs 158).
+# keys it can see. One-off timings, 2 cores, bf16, 14 heads × 64, causal over 1024 tokens: 7.1 ms,
+# against 11.5 in one piece and 15.7 in the fused kernel (2048: 29 vs 51 ms fused; 4096: 89 vs 158).
 MATMUL_BLOCK = 128
 MATMUL_BLOCK_MAX_SCORES = 1 << 25  # in all (B·H·MATMUL_BLOCK·S): longer contexts keep the fused kernel
+
+
+def _records_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records an operation on these tensors."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _matmul_attention(q, k, v, attn_mask, is_causal: bool, scale: float) -> torch.Tensor:
@@ -62,8 +68,7 @@ def _matmul_attention(q, k, v, attn_mask, is_causal: bool, scale: float) -> torc
     ``is_causal`` each block reads only the keys up to its last query (half the work)."""
     B, H, T, D = q.shape
     S = k.shape[-2]
-    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    block = T if needs_grad else MATMUL_BLOCK
+    block = T if _records_grad(q, k, v) else MATMUL_BLOCK
     queries = q.reshape(B * H, T, D)
     # Keys in a KV cache are a slice of a longer buffer; PyTorch's bf16 bmm takes a slow path for
     # such strides (2 cores, 8 × 12 heads × 80 keys: 113 µs vs 37 + a 10 µs copy).
@@ -210,8 +215,8 @@ def scaled_dot_product_attention(
                 scale=scale,
             ).to(q.dtype)
         elif bf16_cpu and dropout_p == 0.0 and q.shape[0] * H * T * S >= MATMUL_MIN_SCORES and (
-                T * S <= MATMUL_MAX_SCORES or (q.shape[0] * H * MATMUL_BLOCK * S <= MATMUL_BLOCK_MAX_SCORES and not (
-                    torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)))):
+                T * S <= MATMUL_MAX_SCORES
+                or (q.shape[0] * H * MATMUL_BLOCK * S <= MATMUL_BLOCK_MAX_SCORES and not _records_grad(q, k, v))):
             y = _matmul_attention(q, k, v, attn_mask, is_causal, scale)
         else:
             y = F.scaled_dot_product_attention(

@@ -52,7 +52,7 @@ _int4_mm = getattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu", None)  # (x, p
 
 
 # Rows quantized at a time: their fp32 copy stays in the CPU's cache through the passes over it
-# (a 5632 x 2048 bf16 matrix to int8, 2 cores: 8 ms in chunks, 57 ms in one piece before).
+# (one-off: a 5632 x 2048 bf16 matrix to int8, 2 cores: 8 ms in chunks, 57 ms in one piece before).
 CHUNK_ROWS = 256
 
 
