@@ -17,7 +17,12 @@
   a tied 151,936-token embedding): greedy decoding of 64 new tokens after 16 in bf16, the way
   such a model runs on a CPU; tokens compared (bf16 rounds differently in each library, so a
   near-tie may go either way: the row says from where they differ); and the time to the first
-  new token after a prompt of ``PREFILL_TOKENS`` tokens (prompt tokens/s).
+  new token after a prompt of ``PREFILL_TOKENS`` tokens (prompt tokens/s); and a chat's next turn:
+  ``CHAT_HISTORY`` tokens of conversation so far, a ``CHAT_USER``-token message, ``CHAT_REPLY`` new
+  tokens, greedy. attnkit keeps the conversation in a ``PromptCache`` (it reads the new message
+  only); ``transformers`` reads the whole conversation again (its chat pipeline, and ``generate``
+  on the rendered conversation, do), and in the second row is given a copy of its cached
+  history as ``cache`` (``past_key_values`` before 5.x; its documented recipe for reusing a prompt's cache).
 - ModernBERT-base (``answerdotai/ModernBERT-base``'s shape: 22 layers of 768, two of every three
   attending within 128 tokens): one sequence of ``MODERNBERT_TOKENS`` tokens, forward, fp32.
   attnkit computes the windowed layers block by block; ``transformers`` (SDPA) with a band mask.
@@ -273,6 +278,71 @@ def qwen2_greedy(repeats: int) -> list:
             f"{rate['hf']:.1f}", rate["attnkit"] / rate["hf"], same, times]
 
 
+CHAT_HISTORY, CHAT_USER, CHAT_REPLY = 1024, 32, 32
+
+
+@functools.cache
+def _qwen2_chat(repeats: int) -> tuple[dict, dict]:
+    """Seconds per chat turn of attnkit (``PromptCache``), HF reading the whole conversation, and HF
+    given a copy of its cached history; each call a new user message after the same history."""
+    import copy
+
+    from transformers import DynamicCache
+
+    from attnkit import PromptCache
+
+    hf, ak = _qwen2()
+    g = torch.Generator().manual_seed(3)
+    history = torch.randint(0, 151936, (1, CHAT_HISTORY), generator=g)
+    turns = [torch.cat([history, torch.randint(0, 151936, (1, CHAT_USER), generator=g)], 1) for _ in range(repeats + 1)]
+    cache = PromptCache()
+    ak.generate(history, max_new_tokens=1, eos_token_id=None, prompt_cache=cache)  # the turns so far
+    with torch.inference_mode():
+        hf_history = hf(history, cache=DynamicCache(config=hf.config)).past_key_values
+    calls, out = {}, {}
+
+    def turn(name):
+        calls[name] = calls.get(name, -1) + 1
+        return turns[calls[name]]
+
+    def run_ak():
+        out["ak"] = ak.generate(turn("ak"), max_new_tokens=CHAT_REPLY, eos_token_id=None, prompt_cache=cache)
+
+    def hf_kwargs(ids):
+        return dict(attention_mask=torch.ones_like(ids), max_new_tokens=CHAT_REPLY, do_sample=False, eos_token_id=None,
+                    pad_token_id=0)
+
+    def run_hf():
+        ids = turn("hf")
+        out["hf"] = hf.generate(ids, **hf_kwargs(ids))
+
+    def run_hf_cached():
+        ids = turn("hf_cached")
+        out["hf_cached"] = hf.generate(ids, cache=copy.deepcopy(hf_history), **hf_kwargs(ids))
+
+    times = alternate({"attnkit": run_ak, "hf": run_hf, "hf_cached": run_hf_cached}, repeats, warmup=1)
+    return times, out
+
+
+def _chat_row(repeats: int, peer: str, what: str) -> list:
+    times, out = _qwen2_chat(min(repeats, 3))
+    rate = {k: 1 / median(v) for k, v in times.items()}
+    start = CHAT_HISTORY + CHAT_USER
+    same = int((out["ak"][0, start:] != out[peer][0, start:]).cumsum(0).eq(0).sum())
+    return [f"Qwen2.5-0.5B-shaped, bf16, a chat turn: {CHAT_HISTORY} tokens so far + {CHAT_USER}, {CHAT_REPLY} "
+            f"new tokens; HF {what}", "turns/s", f"{rate['attnkit']:.2f}", f"{rate[peer]:.2f}",
+            rate["attnkit"] / rate[peer], f"same first {same} of {CHAT_REPLY} tokens",
+            {"attnkit": times["attnkit"], "hf": times[peer]}]
+
+
+def qwen2_chat(repeats: int) -> list:
+    return _chat_row(repeats, "hf", "reads the whole conversation")
+
+
+def qwen2_chat_cached(repeats: int) -> list:
+    return _chat_row(repeats, "hf_cached", "given a copy of its cached history")
+
+
 MODERNBERT_TOKENS = 2048
 
 
@@ -306,7 +376,8 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
     rows, numbers = [], {}
     for name, fn in (("vit", vit), ("t5", t5), ("whisper", whisper), ("moe", moe), ("moe_greedy", moe_greedy),
                      ("windowed_greedy", windowed_greedy), ("qwen2_greedy", qwen2_greedy),
-                     ("qwen2_prefill", qwen2_prefill), ("modernbert", modernbert)):
+                     ("qwen2_prefill", qwen2_prefill), ("qwen2_chat", qwen2_chat),
+                     ("qwen2_chat_cached", qwen2_chat_cached), ("modernbert", modernbert)):
         what, unit, ours, theirs, ratio, check, times = fn(repeats)
         numbers[f"{name}_vs_hf"] = ratio
         rows.append([what, f"{ours} {unit}", f"{theirs} {unit}", f"**{ratio:.2f}×**", check,

@@ -109,3 +109,23 @@ def memorized_gpt():
         loss.backward()
         opt.step()
     return model.eval(), tok
+
+
+@pytest.fixture
+def longrope_phi3():
+    """Factory: a tiny Phi-3 with LongRoPE whose original context is ``original`` positions (past
+    it every position rotates anew and decoding refeeds its cache), weights x4 for sharp logits."""
+    import attnkit
+
+    def make(original: int, vocab_size: int, n_positions: int):
+        torch.manual_seed(0)
+        scaling = {"rope_type": "longrope", "factor": 4.0, "short_factor": [1.0, 1.5, 3.0, 5.0],
+                   "long_factor": [1.0, 4.0, 9.0, 20.0], "original_max_position_embeddings": original,
+                   "attention_factor": 1.2}
+        model = attnkit.Phi3(attnkit.Phi3Config.from_preset("phi3-tiny", vocab_size=vocab_size, n_positions=n_positions,
+                                                             rope_scaling=scaling)).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(4)
+        return model
+    return make

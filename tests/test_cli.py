@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+from unittest import mock
 
 import pytest
 import torch
@@ -536,10 +537,28 @@ def test_chat_keeps_the_conversation_and_replies_as_generate_does(chat_model):
                     {"role": "assistant", "content": first}, {"role": "user", "content": "the"}])
     fresh = reply([{"role": "system", "content": "pack my"}, {"role": "user", "content": "the"}])
     assert second != fresh  # the history changes the reply
-    result = runner.invoke(app, ["chat", str(path), "--system", "pack my", "--temperature", "0",
-                                 "--max-new-tokens", "6"], input="the quick\nthe\n/reset\nthe\n")
+    GPT, passes = attnkit.models.gpt.GPT, []  # per turn, the tokens each forward pass is fed
+    forward, prepare = GPT.forward, GPT.prepare_generation
+
+    def counted(self, input_ids, *args, **kwargs):
+        passes[-1].append(input_ids.shape[1])
+        return forward(self, input_ids, *args, **kwargs)
+
+    def turn(self, *args, **kwargs):
+        passes.append([])
+        return prepare(self, *args, **kwargs)
+
+    with mock.patch.object(GPT, "forward", counted), mock.patch.object(GPT, "prepare_generation", turn):
+        result = runner.invoke(app, ["chat", str(path), "--system", "pack my", "--temperature", "0",
+                                     "--max-new-tokens", "6"], input="the quick\nthe\n/reset\nthe\n")
     assert result.exit_code == 0, result.output
     assert result.output == f"> {first}\n> {second}\n> (the conversation is forgotten)\n> {fresh}\n> "
+    system, user = [{"role": "system", "content": "pack my"}], {"role": "user", "content": "the quick"}
+    turns = [len(tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True)) for m in (
+        [*system, user], [*system, user, {"role": "assistant", "content": first}, {"role": "user", "content": "the"}])]
+    assert passes[0][0] == turns[0]
+    assert passes[1][0] < turns[1] - turns[0]  # the second turn reads its own tokens, not the first's again
+    assert passes[2][0] == 1  # after /reset, "pack my the" is the start of the first turn: only its last token
     guessed = runner.invoke(app, ["chat", str(path), "--system", "pack my", "--temperature", "0", "--max-new-tokens", "6",
                                   "--prompt-lookup", "4"], input="the quick\nthe\n/reset\nthe\n")
     assert guessed.exit_code == 0 and guessed.output == result.output

@@ -127,6 +127,7 @@ _LAZY = {
     "T5Config": "attnkit.models.t5",
     "generate": "attnkit.generation",
     "GenerationConfig": "attnkit.models.generation_config",
+    "PromptCache": "attnkit.generation.prompt_cache",
     "interop": "attnkit.interop",
     "Bert": "attnkit.models.bert",
     "BertConfig": "attnkit.models.bert",

@@ -233,13 +233,15 @@ def chat(
 ) -> None:
     """Chat with an instruction-tuned model in the terminal, with its tokenizer's chat template:
     type a message, read the reply as it is generated. /reset forgets the conversation, /exit
-    (or the end of the input) quits."""
+    (or the end of the input) quits. The conversation's keys and values stay cached between
+    turns (a PromptCache): each turn reads only its new tokens (after /reset, those after the
+    system message)."""
     import contextlib
 
     import torch
 
     from attnkit.errors import AttnkitError, InputError
-    from attnkit.generation import packed_for_decoding
+    from attnkit.generation import PromptCache, packed_for_decoding
     from attnkit.generation.text import TextStream, end_of_turn_ids
 
     if temperature < 0:
@@ -255,7 +257,7 @@ def chat(
     sampling = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_k=top_k,
                     top_p=top_p, min_p=min_p, generator=torch.Generator(model.device).manual_seed(seed),
                     eos_token_id=end_of_turn_ids(model, tokenizer), max_new_tokens=max_new_tokens,
-                    prompt_lookup_num_tokens=prompt_lookup)
+                    prompt_lookup_num_tokens=prompt_lookup, prompt_cache=PromptCache())
     with contextlib.ExitStack() as session:
         if pack_weights:
             session.enter_context(packed_for_decoding(model))

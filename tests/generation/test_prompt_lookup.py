@@ -105,18 +105,11 @@ def test_rotary_positions_after_rejected_guesses():
                            plain)
 
 
-def test_longrope_refeeds_where_greedy_decoding_does():
+def test_longrope_refeeds_where_greedy_decoding_does(longrope_phi3):
     """A LongRoPE model (Phi-3) rebuilds its cache once the sequence passes the original context
     (40 positions here, crossed during decoding): guesses stop short of it, so that prompt lookup
     refeeds at greedy decoding's step and gives its tokens."""
-    torch.manual_seed(0)
-    scaling = {"rope_type": "longrope", "factor": 4.0, "short_factor": [1.0, 1.5, 3.0, 5.0],
-               "long_factor": [1.0, 4.0, 9.0, 20.0], "original_max_position_embeddings": 40, "attention_factor": 1.2}
-    model = attnkit.Phi3(attnkit.Phi3Config.from_preset("phi3-tiny", vocab_size=V, n_positions=160,
-                                                         rope_scaling=scaling)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(4)
+    model = longrope_phi3(40, V, 160)
     assert model.generation_refeed_at() == 40
     for ids in prompts(3):
         plain = model.generate(ids, max_new_tokens=30, eos_token_id=None)

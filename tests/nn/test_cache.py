@@ -1,4 +1,5 @@
-"""KVCache.reorder (beam search) equals index_select on the cached rows, and appending continues after it."""
+"""KVCache.reorder (beam search) equals index_select on the cached rows, and appending continues
+after it; a rolling cache returns what each query sees; grow keeps what the cache holds."""
 
 import pytest
 import torch
@@ -78,3 +79,26 @@ def test_a_rolling_cache_returns_the_last_positions_every_query_can_see():
                 cache.truncate(cache.offset)
         cache.truncate(0)  # forgets everything: always allowed
         assert cache.keys_values()[0].shape[2] == 0
+
+
+def test_grow_keeps_the_positions_held_and_refuses_a_rolling_cache():
+    """A prompt cache's next call needs more positions: the buffer grows, what it held stays, and
+    updates go on past the old size; a rolling cache holds only a window and cannot grow."""
+    from attnkit.errors import InputError
+    from attnkit.nn.cache import DecoderCache
+
+    torch.manual_seed(0)
+    cache = DecoderCache(n_layers=2, max_len=4)
+    k, v = torch.randn(1, 2, 3, 5), torch.randn(1, 2, 3, 6)
+    for c in cache.self_attn:
+        c.update(k, v)
+    cache.grow(9)
+    k2, v2 = torch.randn(1, 2, 6, 5), torch.randn(1, 2, 6, 6)
+    for c in cache.self_attn:
+        ck, cv = c.update(k2, v2)
+        assert torch.equal(ck, torch.cat([k, k2], 2)) and torch.equal(cv, torch.cat([v, v2], 2))
+    assert cache.max_len == 9 and cache.length == 9
+    with pytest.raises(InputError, match="KV cache overflow"):
+        cache.self_attn[0].update(k2[:, :, :1], v2[:, :, :1])
+    with pytest.raises(InputError, match="keeps every position"):
+        KVCache(max_len=8, keep=3).grow(16)

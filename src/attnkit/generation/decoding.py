@@ -39,6 +39,7 @@ from attnkit.allocator import available_memory
 from attnkit.errors import InputError
 from attnkit.generation.config import generation_config, resolve
 from attnkit.generation.processors import Warpers, ban_repeated_ngrams, ban_sequences, penalize_repetition
+from attnkit.generation.prompt_cache import PromptCache
 from attnkit.nn.linear import packed_weights
 from attnkit.models.base import check_token_ids
 from attnkit.models.generation_config import RANGES
@@ -286,6 +287,7 @@ def stream(
     stop_strings: str | Sequence[str] | None = None,
     tokenizer=None,
     logits_out: list | None = None,
+    prompt_cache: PromptCache | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time (one
     token at a time with ``prompt_lookup_num_tokens`` or ``assistant_model`` too, though a step
@@ -309,8 +311,10 @@ def stream(
     bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
                  logits_processor)
     _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, 1)
+    _check_prompt_cache(model, prompt_cache, input_ids, attention_mask)
     stop = _stop_strings(stop_strings, tokenizer, 1)
-    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens)
+    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens,
+                            prompt_cache)
     with _packing(model, pack_weights, rows, s["max_new_tokens"]):
         yield from decode(model, input_ids, attention_mask, generator, bans, *special, **s,
                           record=None if logits_out is None else {"logits": logits_out},
@@ -321,15 +325,20 @@ ASSISTANT_TOKENS = 5  # the first round's guesses from an assistant model (then 
 
 
 def _decoder(prompt_lookup_num_tokens: int | None, batch: int, assistant_model=None,
-             num_assistant_tokens: int | None = None):
+             num_assistant_tokens: int | None = None, prompt_cache: PromptCache | None = None):
     """``(the one-sequence decoding loop, rows per step)``: :func:`_stream`, or with guesses
-    :func:`_prompt_lookup` (from the text itself, or from ``assistant_model``)."""
+    :func:`_prompt_lookup` (from the text itself, or from ``assistant_model``); with
+    ``prompt_cache``, the loop decodes into its cache and notes the tokens it holds."""
     if assistant_model is not None:
         k = num_assistant_tokens or ASSISTANT_TOKENS
-        return partial(_prompt_lookup, lookup=4 * k, assistant=(assistant_model, k)), 4 * k + 1
-    if prompt_lookup_num_tokens is None:
-        return _stream, batch
-    return partial(_prompt_lookup, lookup=prompt_lookup_num_tokens), prompt_lookup_num_tokens + 1
+        loop, rows = partial(_prompt_lookup, lookup=4 * k, assistant=(assistant_model, k)), 4 * k + 1
+    elif prompt_lookup_num_tokens is None:
+        loop, rows = _stream, batch
+    else:
+        loop, rows = partial(_prompt_lookup, lookup=prompt_lookup_num_tokens), prompt_lookup_num_tokens + 1
+    if prompt_cache is None:
+        return loop, rows
+    return (lambda *args, **kw: prompt_cache.record(loop(*args, **kw, prompt_cache=prompt_cache))), rows
 
 
 def _refeed_limit(model) -> int | None:
@@ -349,19 +358,19 @@ def _must_refeed(limit: int | None, cache, length: int) -> bool:
 
 def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
             warpers, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
-            renormalize_logits=False, record=None, decoder_input_ids=None, stop=None):
+            renormalize_logits=False, record=None, decoder_input_ids=None, stop=None, prompt_cache=None):
     """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
     key) collects each step's processed scores / raw logits; ``stop`` (:class:`_StopStrings`)
-    ends the rows whose text reaches a stop string."""
+    ends the rows whose text reaches a stop string; ``prompt_cache``: see :func:`generate`."""
     scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
-    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens,
-                                                **_prompt(decoder_input_ids))
+    ids, mask, cache, kept = _prepare(model, input_ids, attention_mask, max_new_tokens, decoder_input_ids,
+                                      prompt_cache)
     mask_buf = _mask_buffer(mask, ids.shape[1] + max_new_tokens)
     start = _first_real(mask)
     eos_t = torch.tensor(eos, device=ids.device)
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
     cur = ids.shape[1]
-    step_input = ids
+    step_input = ids[:, kept:]
     seq = None  # the sequence so far, for the processors that read it and for a refeed
     limit = _refeed_limit(model)
     ends = bool(eos) or stop is not None  # rows can finish early
@@ -399,6 +408,31 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
         if ends and not bool(unfinished.any()):
             return
         step_input = next_tokens[:, None]
+
+
+def _prepare(model, input_ids, attention_mask, max_new_tokens: int, decoder_input_ids=None, prompt_cache=None):
+    """``model.prepare_generation`` for one sequence per prompt, and how many of the prompt's
+    positions the cache already holds (``prompt_cache``'s, else none)."""
+    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens,
+                                                **_prompt(decoder_input_ids))
+    if prompt_cache is None:
+        return ids, mask, cache, 0
+    return ids, mask, *prompt_cache.take(model, ids, cache)
+
+
+def _check_prompt_cache(model, prompt_cache, input_ids, attention_mask, num_beams: int = 1, n_return: int = 1):
+    """The checks of ``prompt_cache`` (none when it is None)."""
+    if prompt_cache is None:
+        return
+    if not isinstance(prompt_cache, PromptCache):
+        raise InputError(f"prompt_cache must be an attnkit.PromptCache, got {type(prompt_cache).__name__}")
+    if hasattr(model, "decoder_start_ids"):
+        raise InputError(f"prompt_cache is for decoder-only models; {type(model).__name__} is an encoder-decoder model")
+    if input_ids.shape[0] != 1 or num_beams > 1 or n_return > 1:
+        raise InputError(f"prompt_cache holds one sequence: give one prompt (got {input_ids.shape[0]}), one beam "
+                         f"(got {num_beams}) and one sequence to return (got {n_return})")
+    if attention_mask is not None and not bool(attention_mask.all()):
+        raise InputError("prompt_cache holds one sequence without padding; the attention_mask masks some tokens")
 
 
 def _check_guessing(model, input_ids, lookup, assistant, num_assistant_tokens, num_beams: int) -> None:
@@ -546,7 +580,7 @@ def _speculative_token(p: torch.Tensor, q: torch.Tensor | None, guess: int | Non
 def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, forced_eos, max_new_tokens, do_sample,
                    warpers, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
                    renormalize_logits=False, record=None, decoder_input_ids=None, lookup: int = 10,
-                   assistant: tuple | None = None, stop=None):
+                   assistant: tuple | None = None, stop=None, prompt_cache=None):
     """Decoding of one sequence that also checks guesses: each step feeds the last token and up to
     ``lookup`` guessed tokens, keeps the guesses the model confirms, its own token after them, and
     forgets the cache positions of the rest. The guesses are the tokens that once followed the
@@ -556,7 +590,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
     by :func:`_speculative_token`, so each token is distributed as plain sampling's. A step emits 1
     to ``lookup + 1`` tokens. Yields each ``(1,)`` token. Called as :func:`_stream`."""
     scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
-    ids, mask, cache = model.prepare_generation(input_ids, attention_mask, 1, max_new_tokens)
+    ids, mask, cache, kept = _prepare(model, input_ids, attention_mask, max_new_tokens, prompt_cache=prompt_cache)
     T = ids.shape[1]
     mask_buf = _mask_buffer(mask, T + max_new_tokens)
     if assistant is None:
@@ -571,7 +605,8 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
     seq[:T] = ids[0]
     cur = T  # tokens in seq; the cache holds all but the last once decoding runs
     limit = _refeed_limit(model)
-    logits = model.generation_step(ids, None if mask_buf is None else mask_buf[:, :cur], cache).float()[:, None]
+    step_mask = None if mask_buf is None else mask_buf[:, :cur]
+    logits = model.generation_step(ids[:, kept:], step_mask, cache).float()[:, None]
     guesses, q = seq[:0], None
     while True:  # logits: (1, 1 + len(guesses), V), the rows for the last token and each guess
         for j in range(logits.shape[1]):
@@ -656,6 +691,7 @@ def generate(
     num_assistant_tokens: int | None = None,
     stop_strings: str | Sequence[str] | None = None,
     tokenizer=None,
+    prompt_cache: PromptCache | None = None,
 ) -> torch.Tensor | GenerateOutput:
     """Generate tokens with Hugging Face's argument names and semantics (for the arguments below;
     Hugging Face's other logits processors can be passed in ``logits_processor``).
@@ -754,6 +790,10 @@ def generate(
             with ``tokenizer.decode``) comes to contain one, overlapping the newest token, as
             Hugging Face's ``StopStringCriteria``; the token that completes it is kept, then the row
             is padded as after EOS. Not with beam search.
+        prompt_cache: an :class:`~attnkit.PromptCache` kept between calls: the prompt's tokens that
+            start as the cached sequence does (the last call's prompt and output) are not fed
+            again, only the rest (a chat's new turn); then it holds this call's sequence. One
+            prompt, no beams, decoder-only models.
 
         return_dict_in_generate, output_scores, output_logits: return a
             :class:`~attnkit.models.outputs.GenerateOutput` with the ``sequences`` and, when asked,
@@ -778,6 +818,7 @@ def generate(
         if num_beams > 1 and streamer is not None:
             raise InputError("streamer is not supported with beam search (num_beams > 1)")
         _check_guessing(model, input_ids, prompt_lookup_num_tokens, assistant_model, num_assistant_tokens, num_beams)
+        _check_prompt_cache(model, prompt_cache, input_ids, attention_mask, num_beams, n_return)
         stop = _stop_strings(stop_strings, tokenizer, num_beams)
         special = _special_ids(model, eos_token_id, pad_token_id, forced_eos_token_id)
         bans = _bans(model, bad_words_ids, suppress_tokens, special[0], input_ids.device, begin_suppress_tokens,
@@ -807,7 +848,8 @@ def generate(
             decoder_input_ids = decoder_input_ids.repeat_interleave(n_return, dim=0)
     beam_only = ("length_penalty", "early_stopping")
     steps = []
-    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens)
+    decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens,
+                            prompt_cache)
     try:
         with _packing(model, pack_weights, rows, s["max_new_tokens"]):
             for tokens in decode(model, input_ids, attention_mask, generator, bans, *special,

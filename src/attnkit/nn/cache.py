@@ -106,6 +106,18 @@ class KVCache:
                              f"the cache before decoding")
         self.length, self.offset = length, min(self.offset, length)
 
+    def grow(self, max_len: int) -> None:
+        """Make room for ``max_len`` positions, keeping those held (not for a rolling cache)."""
+        if self.keep is not None or self.max_len is None:
+            raise InputError("only a self-attention cache that keeps every position can grow")
+        if self.k is not None and self.k.shape[2] < max_len:
+            held = self.length - self.offset
+            k, v = self.k.new_empty(*self.k.shape[:2], max_len, self.k.shape[3]), \
+                self.v.new_empty(*self.v.shape[:2], max_len, self.v.shape[3])
+            k[:, :, :held], v[:, :, :held] = self.k[:, :, :held], self.v[:, :, :held]
+            self.k, self.v, self._spare = k, v, None
+        self.max_len = max(self.max_len, max_len)
+
     def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The cached keys/values, ``(B, Hkv, S, D)`` each (a rolling cache's: those it holds)."""
         held = self.length - self.offset
@@ -165,6 +177,13 @@ class DecoderCache:
         for c in self.self_attn:
             c.keep = None
         return self
+
+    def grow(self, max_len: int) -> None:
+        """Make room for ``max_len`` positions in every layer, keeping those held (after
+        :meth:`keep_all`: a prompt cache that a longer call continues)."""
+        for c in self.self_attn:
+            c.grow(max_len)
+        self.max_len = max(self.max_len, max_len)
 
     def truncate(self, length: int) -> None:
         """Forget every self-attention position from ``length`` on (speculative decoding: the
