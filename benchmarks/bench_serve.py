@@ -25,6 +25,11 @@ thread (a model thread nobody owns starts one: where they ran when each request 
 own HTTP thread), for the GPT in bf16 and a translation Transformer of OPUS-MT's shape
 (``transformer-base``, 6 + 6 layers of 512, the same vocabulary) in fp32, which is never batched.
 
+A chat: ``CHAT_TURNS`` completion requests one after another, each prompt the last one, its
+reply and a new line (the standard-library text), the first ``CHAT_START`` lines long; a
+server that keeps finished requests' keys and values (the default ``prefix_cache_bytes``) vs
+one that keeps none (0), fp32; seconds for the whole conversation.
+
 Embeddings: ``EMBED_CLIENTS`` threads send the first ``EMBED_LINES`` lines of the encoder
 benchmark's standard-library text, one line per request, to all-MiniLM-L6-v2: the requests
 waiting at once embedded together (the server's default) vs each on its own.
@@ -126,6 +131,8 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
         concurrent.append(_concurrent(model, tok, label, min(repeats, 3), headline))
         if dtype == torch.bfloat16:
             where.append(_where(model, tok, "GPT-2 small shape, bf16", repeats, headline))
+        else:  # fp32: the same tokens either way (in bf16, random weights' near-ties round either way)
+            chat = _chat(model, tok, repeats, headline)
     where.append(_where(_translator(tok), tok, "Transformer, OPUS-MT shape, fp32", repeats, headline))
     md = table(["weights, completion", "packed once tokens/s", "unpacked tokens/s", "ratio", "same text", "spread"],
                rows)
@@ -146,7 +153,47 @@ def run(hw: dict, quick: bool = False) -> tuple[str, dict]:
              f"another, median of {repeats} alternating rounds after a warm-up, each on a fresh server from packed "
              "weights; 'main thread' is the thread that loaded the model (as `attnkit serve` runs them), 'worker "
              "thread' another one (where a request's own HTTP thread decoded before).")
-    return "\n\n".join([note, md, note2, md2, note3, md3, note4, md4]), headline
+    md5 = table(["model", "prefix cache turns/s", "none turns/s", "ratio", "same texts", "prompt tokens read",
+                 "spread"], [chat])
+    note5 = (f"A chat through the server: {CHAT_TURNS} greedy completions of {CHAT_TOKENS} tokens one after another, "
+             f"each prompt the conversation so far plus a new line (the first {CHAT_START} lines of standard-library "
+             f"text to start), median of {repeats} alternating rounds after a warm-up, each on a fresh server; "
+             "'prefix cache' is the default (finished requests' keys and values kept), 'none' "
+             "`prefix_cache_bytes=0`. 'prompt tokens read': with the cache vs without, over the conversation.")
+    return "\n\n".join([note, md, note2, md2, note3, md3, note5, md5, note4, md4]), headline
+
+
+CHAT_TURNS, CHAT_TOKENS, CHAT_START = 4, 32, 40
+
+
+def _chat(model, tok, repeats: int, headline: dict) -> list:
+    """One row: a conversation's turns with the batching's prefix cache vs without it."""
+    from attnkit.serve.server import ModelServer
+    from bench_encoder import stdlib_lines
+
+    lines = stdlib_lines(CHAT_START + CHAT_TURNS)
+    texts, read = {}, {}
+
+    def requests(name: str):
+        def call(app):
+            prompt, replies, fed = " ".join(lines[:CHAT_START]), [], 0
+            for turn in range(CHAT_TURNS):
+                reply = app.complete(dict(prompt=prompt, max_tokens=CHAT_TOKENS, temperature=0))
+                fed += reply["usage"]["prompt_tokens"]
+                replies.append(reply["choices"][0]["text"])
+                prompt = f"{prompt}{replies[-1]} {lines[CHAT_START + turn]}"
+            texts[name] = replies
+            read[name] = fed - app.batching.stats["prefix_tokens"]
+        return call
+
+    times = rounds({"cached": (lambda: ModelServer(model, tok), requests("cached")),
+                    "none": (lambda: ModelServer(model, tok, prefix_cache_bytes=0), requests("none"))}, repeats)
+    rate = {k: CHAT_TURNS / median(v) for k, v in times.items()}
+    ratio = rate["cached"] / rate["none"]
+    headline["serve_chat_prefix_cache"] = ratio
+    return ["GPT-2 small shape, fp32", f"{rate['cached']:.2f}", f"{rate['none']:.2f}", f"**{ratio:.2f}×**",
+            "yes" if texts["cached"] == texts["none"] else "no", f"{read['cached']} vs {read['none']}",
+            f"{spread(times['cached'])} / {spread(times['none'])}"]
 
 
 WHERE_REQUESTS, WHERE_TOKENS = 4, 32

@@ -297,13 +297,14 @@ def test_serve_answers_completions_like_generate(trained):
     # SIGINT as a terminal delivers it, even when this test runs where SIGINT is ignored (a shell's
     # background job), which the child would inherit.
     proc = subprocess.Popen([sys.executable, "-m", "attnkit.cli", "serve", str(path), "--port", "0", "--name", "lm",
-                             "--max-batch-size", "3"],
+                             "--max-batch-size", "3", "--prefix-cache-mb", "64"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         banner = proc.stdout.readline()
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)", banner).group(1))
-        assert "serving GPT" in banner and "/v1/completions" in banner and "batching up to 3 sequences" in banner
+        assert "serving GPT" in banner and "/v1/completions" in banner
+        assert "batching up to 3 sequences, prefix cache 64 MiB" in banner
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.request("POST", "/v1/completions", json.dumps(dict(prompt="def", max_tokens=8, temperature=0)),
                      {"Content-Type": "application/json"})

@@ -368,6 +368,9 @@ def serve(
     max_batch_size: int = typer.Option(
         8, "--max-batch-size", min=1, help="the most sequences decoded together across concurrent requests "
         "(continuous batching, decoder-only models); 1: one request at a time"),
+    prefix_cache_mb: int = typer.Option(
+        1024, "--prefix-cache-mb", min=0, help="memory for the keys and values of finished requests, reused by later "
+        "prompts that start the same way (a chat's next turn reads only its new tokens); 0: none"),
     device: str = DEVICE,
     dtype: str = DTYPE,
 ) -> None:
@@ -383,13 +386,14 @@ def serve(
                          pack_weights=pack_weights, assistant=helper,
                          tool_format=None if tool_format == "none" else tool_format,
                          embeddings=(directory / "modules.json").is_file() if embeddings is None else embeddings,
-                         max_batch_size=max_batch_size)
+                         max_batch_size=max_batch_size, prefix_cache_bytes=prefix_cache_mb * 2**20)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     endpoints = ", ".join(server.app.health()["endpoints"])
     batching = server.app.batching
+    batches = "" if batching is None else (f"; batching up to {batching.max_batch_size} sequences, prefix cache "
+                                           f"{batching.prefixes.budget // 2**20} MiB")
     typer.echo(f"serving {type(model).__name__} from {directory} on http://{host}:{server.server_address[1]} "
-               f"({endpoints}{'' if batching is None else f'; batching up to {batching.max_batch_size} sequences'}); "
-               "Ctrl-C stops")
+               f"({endpoints}{batches}); Ctrl-C stops")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

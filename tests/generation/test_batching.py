@@ -93,6 +93,18 @@ def test_concurrent_loops_get_the_tokens_each_gets_alone(kind):
     batched.close()
 
 
+def burst(batched: BatchedDecoding, prompts: list) -> tuple[list, list]:
+    """Prefill ``prompts`` as the worker does prompts that arrive together: ``(slots, sequences)``
+    (hold the slots: a freed one gives up its place)."""
+    slots = [batched.model.prepare_generation(p, None, 1, 5)[2] for p in prompts]
+    seqs = [slot.seq for slot in slots]
+    for s, p in zip(seqs, prompts):
+        s.input = p
+    with torch.inference_mode():
+        batched._prefill(seqs)
+    return slots, seqs
+
+
 @pytest.mark.parametrize("kind", list(CONFIGS))
 def test_prompts_that_arrive_together_are_fed_as_one_padded_batch(kind):
     """A burst's prompts (other lengths) in one left-padded pass: each gets the next-token logits
@@ -100,12 +112,8 @@ def test_prompts_that_arrive_together_are_fed_as_one_padded_batch(kind):
     model = tiny(**CONFIGS[kind])
     batched = BatchedDecoding(model)
     prompts = [torch.randint(0, V, (1, n), generator=torch.Generator().manual_seed(n)) for n in (7, 2, 12)]
-    slots = [batched.model.prepare_generation(p, None, 1, 5)[2] for p in prompts]  # held: a freed slot leaves
-    seqs = [slot.seq for slot in slots]
-    for s, p in zip(seqs, prompts):
-        s.input = p
+    slots, seqs = burst(batched, prompts)
     with torch.inference_mode():
-        batched._prefill(seqs)
         for s, p in zip(seqs, prompts):
             cache = model.new_cache(1, p.shape[1] + 4).keep_all()  # every position, as the batch holds
             alone = model.generation_step(p, None, cache)
@@ -223,6 +231,82 @@ def test_an_owning_thread_runs_every_forward_pass_until_closed():
     assert refused and "already has a worker" in str(refused[0].value)
 
 
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_a_prompt_that_starts_as_a_finished_sequence_did_feeds_only_the_rest(kind):
+    """A chat's turns one after the other: each prompt continues the last output (or rewrites its
+    end); the prefill copies the kept prefix (all but the last output token, or up to the edit) and
+    the tokens are those the model makes alone. The kept sequence a longer one continues goes."""
+    model = tiny(**CONFIGS[kind])
+    batched = BatchedDecoding(model)
+    g = torch.Generator().manual_seed(3)
+    prompt, spared, outs = torch.randint(0, V, (1, 10), generator=g), 0, []
+    for turn in range(4):
+        out = batched.model.generate(prompt, max_new_tokens=8, eos_token_id=None)
+        outs.append(out)
+        assert torch.equal(out, model.generate(prompt, max_new_tokens=8, eos_token_id=None)), turn
+        assert batched.stats["prefix_hits"] == turn and batched.stats["prefix_tokens"] == spared, turn
+        kept = out[:, :-3] if turn == 1 else out  # the end of the reply re-encoded otherwise
+        prompt = torch.cat([kept, torch.randint(0, V, (1, 4), generator=g)], 1)
+        spared += kept.shape[1] - (turn != 1)  # the last output token was never fed
+    batched.model.generate(torch.tensor([[1]]), max_new_tokens=1, eos_token_id=None)  # the last turn is kept
+    # sequences a later one continues went; the one whose end turn 2 rewrote stays
+    assert [torch.equal(ids, o[0, :-1]) for (ids, _), o in zip(batched.prefixes.entries, (outs[1], outs[3]))] == \
+        [True, True]
+    spared, again = batched.stats["prefix_tokens"], outs[3][:, :12]  # the start of a kept sequence
+    assert torch.equal(batched.model.generate(again, max_new_tokens=3, eos_token_id=None),
+                       model.generate(again, max_new_tokens=3, eos_token_id=None))
+    assert batched.stats["prefix_tokens"] - spared == 11  # its last token is fed, for its logits
+    batched.close()
+
+
+def test_a_burst_feeds_new_prompts_together_and_a_continued_one_from_its_prefix():
+    model = tiny()
+    batched = BatchedDecoding(model)
+    first = batched.model.generate(torch.tensor([[3, 1, 4, 1, 5]]), max_new_tokens=4, eos_token_id=None)
+    batched.model.generate(torch.tensor([[9]]), max_new_tokens=1, eos_token_id=None)  # the worker keeps `first`
+    prompts = [torch.tensor([[7, 7, 8]]), torch.cat([first, torch.tensor([[2, 6]])], 1), torch.tensor([[6, 5]])]
+    slots, seqs = burst(batched, prompts)
+    with torch.inference_mode():
+        for s, p in zip(seqs, prompts):
+            alone = model.generation_step(p, None, model.new_cache(1, p.shape[1] + 4))
+            torch.testing.assert_close(s.logits, alone, atol=1e-5, rtol=1e-5)
+            assert s.error is None and s.length == p.shape[1] and torch.equal(torch.cat(s.tokens), p[0])
+    assert batched.stats["prefill_batches"] == 1 and batched.stats["prefills"] == 2 + 3
+    assert batched.stats["prefix_hits"] == 1 and batched.stats["prefix_tokens"] == first.shape[1] - 1
+    batched.close()
+
+
+def test_a_sequence_that_ends_while_others_decode_is_kept_from_the_shared_cache():
+    """B finishes while A still decodes (B's keys and values are a row of the batch's cache): a
+    prompt continuing B reuses them, one continuing A too; others share nothing; with a budget
+    for one sequence, the older goes."""
+    model = tiny(positional="rotary")
+    batched = BatchedDecoding(model, wait=1.0)
+    a, b = torch.tensor([[5, 6, 7]]), torch.tensor([[8, 9, 10, 11, 12]])
+    sync = threading.Barrier(2)
+    out_a, out_b = in_threads(
+        lambda: batched.model.generate(a, max_new_tokens=30, eos_token_id=None, logits_processor=[in_step(sync, 2)]),
+        lambda: batched.model.generate(b, max_new_tokens=8, eos_token_id=None, logits_processor=[in_step(sync, 2)]))
+    assert batched.stats["largest"] == 2  # they decoded together: B ended as a row of the batch
+    for out in (out_b, out_a):
+        spared = batched.stats["prefix_tokens"]
+        prompt = torch.cat([out, torch.tensor([[1, 2, 3]])], 1)
+        got = batched.model.generate(prompt, max_new_tokens=5, eos_token_id=None)
+        assert torch.equal(got, model.generate(prompt, max_new_tokens=5, eos_token_id=None))
+        assert batched.stats["prefix_tokens"] - spared == out.shape[1] - 1
+    size = batched.prefixes._bytes(batched.prefixes.entries[-1][1])
+    batched.prefixes.budget = size + size // 4  # one of the two continuations kept: the newest
+    batched.model.generate(torch.tensor([[40, 41]]), max_new_tokens=1, eos_token_id=None)  # A's continuation kept
+    assert [len(ids) for ids, _ in batched.prefixes.entries] == [out_a.shape[1] + 3 + 5 - 1]
+    batched.close()
+
+    off = BatchedDecoding(model, prefix_cache_bytes=0)
+    first = off.model.generate(b, max_new_tokens=4, eos_token_id=None)
+    off.model.generate(torch.cat([first, b], 1), max_new_tokens=4, eos_token_id=None)
+    assert off.stats["prefix_hits"] == 0 and not off.prefixes.entries
+    off.close()
+
+
 def test_what_batching_cannot_run_is_refused():
     model = tiny()
     batched = BatchedDecoding(model)
@@ -237,6 +321,9 @@ def test_what_batching_cannot_run_is_refused():
         batched.model.generate(ids, prompt_lookup_num_tokens=2, max_new_tokens=3)
     with pytest.raises(InputError, match="max_batch_size"):
         BatchedDecoding(model, max_batch_size=0)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="prefix_cache_bytes"):
+            BatchedDecoding(model, prefix_cache_bytes=bad)
     from attnkit import Transformer, TransformerConfig
 
     with pytest.raises(InputError, match="decoder-only"):

@@ -19,6 +19,12 @@ with its keys and values and joins again when it returns, so it never holds the 
 longer. At most ``max_batch_size`` sequences hold a cache at once; a new one waits for a place
 before its prefill.
 
+Prefix caching. The keys and values of finished sequences are kept (up to
+``prefix_cache_bytes``, the least recently used dropped first), with the tokens they were fed:
+a new prompt that starts with one of them (a chat's next turn, which repeats the conversation; a
+shared system prompt or document) copies the longest shared prefix and feeds only the rest (vLLM's
+automatic prefix caching, at the granularity of whole sequences).
+
 A sequence's tokens are those its loop makes alone, up to float rounding (a row of a batch goes
 through kernels sized for the batch; greedy decoding can differ where two tokens tie to the
 last bits). Decoder-only models (every GPT-class model), one sequence per loop: beams, a padded
@@ -52,6 +58,7 @@ class _Sequence:
         self.cache: DecoderCache | None = cache  # its own cache, until its prefill has run
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer (1, H, length, D), out of the batch
         self.length = 0  # positions it holds
+        self.tokens: list[torch.Tensor] = []  # the ids fed so far, (n,) each: the prompt, then one per step
         self.max_len = max_len  # positions it may hold
         self.input: torch.Tensor | None = None  # the tokens waiting for a step
         self.logits: torch.Tensor | None = None
@@ -246,19 +253,60 @@ class ModelThread:
             self._do(work)
 
 
+class _Prefixes:
+    """The keys and values of finished sequences with the token ids they were fed, up to
+    ``budget`` bytes, the least recently used dropped first (worker thread only)."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.entries: list[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]] = []  # oldest first
+
+    @staticmethod
+    def _bytes(kv) -> int:
+        return sum(k.nbytes + v.nbytes for k, v in kv)
+
+    def add(self, ids: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Keep a sequence; the kept ones it starts with go (it holds what they did, and more)."""
+        if self._bytes(kv) > self.budget:
+            return
+        n = len(ids)
+        self.entries = [(i, e) for i, e in self.entries if not (len(i) <= n and torch.equal(ids[:len(i)], i))]
+        self.entries.append((ids, kv))
+        while sum(self._bytes(e) for _, e in self.entries) > self.budget:
+            self.entries.pop(0)
+
+    def find(self, prompt: torch.Tensor) -> tuple[int, list] | None:
+        """``(positions, keys and values)`` of the kept sequence sharing the longest prefix with
+        ``prompt`` (at most all but its last token, which is fed for its logits), or None."""
+        best, at = 0, None
+        for j, (ids, _) in enumerate(self.entries):
+            n = min(len(ids), len(prompt) - 1)
+            differ = (ids[:n] != prompt[:n]).nonzero()
+            shared = int(differ[0]) if len(differ) else n
+            if shared > best:
+                best, at = shared, j
+        if at is None:
+            return None
+        self.entries.append(self.entries.pop(at))  # used: the most recent
+        return best, self.entries[-1][1]
+
+
 class BatchedDecoding(ModelThread):
     """Decode the sequences of concurrent loops together (see the module doc).
 
     ``model``: a decoder-only model in eval mode. ``max_batch_size``: sequences holding a cache
     at once. ``wait``: how long (seconds) a step waits for a loop of the batch that is not back
-    yet before it runs without it. Pass :attr:`model` to the loops; :meth:`close` stops the worker.
+    yet before it runs without it. ``prefix_cache_bytes``: the most memory the keys and values
+    of finished sequences keep for later prompts that start as they did (0: none). Pass
+    :attr:`model` to the loops; :meth:`close` stops the worker.
     ``stats`` counts ``steps`` (batched forward passes), ``tokens`` (rows over those steps),
-    ``prefills`` (and ``prefill_batches``: passes that fed several prompts), ``rebuilds`` of the
-    shared cache, ``left`` (loops that left the batch while
+    ``prefills`` (and ``prefill_batches``: passes that fed several prompts; ``prefix_hits`` and
+    ``prefix_tokens``: prefills that started from a kept prefix, and the prompt tokens it spared),
+    ``rebuilds`` of the shared cache, ``left`` (loops that left the batch while
     still decoding) and ``largest`` (the most rows in one step).
     """
 
-    def __init__(self, model, max_batch_size: int = 8, wait: float = 0.05):
+    def __init__(self, model, max_batch_size: int = 8, wait: float = 0.05, prefix_cache_bytes: int = 2**30):
         if hasattr(model, "decoder_start_ids") or not hasattr(model, "generation_logits"):
             raise InputError(f"batched decoding serves decoder-only models; {type(model).__name__} is not one")
         refeed = getattr(model, "generation_refeed_at", None)
@@ -267,8 +315,12 @@ class BatchedDecoding(ModelThread):
                              "which batched decoding does not")
         if not (isinstance(max_batch_size, int) and max_batch_size >= 1):
             raise InputError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+        if isinstance(prefix_cache_bytes, bool) or not isinstance(prefix_cache_bytes, int) or prefix_cache_bytes < 0:
+            raise InputError(f"prefix_cache_bytes must be an integer >= 0, got {prefix_cache_bytes!r}")
         super().__init__()
         self.base, self.max_batch_size, self.wait = model, max_batch_size, wait
+        self.prefixes = _Prefixes(prefix_cache_bytes)
+        self._finished: list[_Sequence] = []  # released sequences whose keys and values the worker keeps
         self.model = BatchedModel(self)
         self.stats: Counter = Counter()
         self._pending: list[_Sequence] = []  # loops waiting for their step
@@ -298,9 +350,14 @@ class BatchedDecoding(ModelThread):
         return logits
 
     def _release(self, seq: _Sequence) -> None:
-        """A loop ended: its place and keys/values go (any thread, on garbage collection)."""
+        """A loop ended: its place goes (any thread, on garbage collection); the worker keeps its
+        keys and values for later prompts (:meth:`_keep_finished`)."""
         with self._cond:
-            seq.released, seq.kv, seq.cache = True, None, None
+            seq.released, seq.cache = True, None
+            if seq.length and not seq.broken and self.prefixes.budget:
+                self._finished.append(seq)
+            else:
+                seq.kv = None
             self._holding.discard(seq)
             self._cond.notify_all()
 
@@ -325,12 +382,14 @@ class BatchedDecoding(ModelThread):
         for s in prefills + steps:
             self._pending.remove(s)
         self._holding.update(prefills)
-        return super()._take(), prefills, steps
+        finished, self._finished = self._finished, []
+        return super()._take(), prefills, steps, finished
 
     def _do(self, work) -> None:
-        jobs, prefills, steps = work
+        jobs, prefills, steps, finished = work
         super()._do(jobs)
         with torch.inference_mode():
+            self._keep_finished(finished)
             if prefills:
                 self._prefill(prefills)
             if steps:
@@ -345,20 +404,44 @@ class BatchedDecoding(ModelThread):
             s.ready.set()
         self._pending.clear()
 
+    def _keep_finished(self, seqs: list[_Sequence]) -> None:
+        """Keep the keys and values of finished sequences (rows of the shared cache, or their own
+        copies) with the tokens they were fed, for later prompts."""
+        for s in seqs:
+            if s.broken:
+                continue
+            if s.kv is None and s in self._members:
+                i, width = self._members.index(s), self._cache.length
+                s.kv = [(c.k[i:i + 1, :, width - s.length:width], c.v[i:i + 1, :, width - s.length:width])
+                        for c in self._cache.self_attn]
+            if s.kv is not None:
+                self.prefixes.add(torch.cat(s.tokens), [(k.clone(), v.clone()) for k, v in s.kv])
+            s.kv = None
+
     def _prefill(self, seqs: list[_Sequence]) -> None:
         """Feed new sequences' prompts, into caches of their own: several at once as one
         left-padded batch (one pass instead of one each: a burst of requests gets its first tokens
-        sooner); alone when there is one, or when the batch fails (so that a prompt the model
+        sooner); alone when there is one, when its prompt starts as a kept sequence did (it copies
+        that prefix and feeds the rest), or when the batch fails (so that a prompt the model
         refuses fails its own loop only)."""
-        if len(seqs) > 1:
+        starts = {s: self.prefixes.find(s.input[0]) for s in seqs}
+        fresh = [s for s in seqs if starts[s] is None]
+        if len(fresh) > 1:
             try:
-                return self._prefill_together(seqs)
+                self._prefill_together(fresh)
+                seqs = [s for s in seqs if s not in fresh]
             except Exception:  # each alone, each with its own error
                 pass
         for s in seqs:
             try:
-                s.logits = self.base.generation_step(s.input, None, s.cache)
-                s.length = s.input.shape[1]
+                kept = 0
+                if starts[s] is not None:
+                    kept, kv = starts[s]
+                    for c, (k, v) in zip(s.cache.self_attn, kv):
+                        c.update(k[:, :, :kept], v[:, :, :kept])
+                    self.stats.update(prefix_hits=1, prefix_tokens=kept)
+                s.logits = self.base.generation_step(s.input[:, kept:], None, s.cache)
+                s.length, s.tokens = s.input.shape[1], [s.input[0]]
                 s.kv = [c.keys_values() for c in s.cache.self_attn]
                 self.stats["prefills"] += 1
             except Exception as e:  # a prompt the model refuses: that loop's error
@@ -377,7 +460,7 @@ class BatchedDecoding(ModelThread):
         cache = DecoderCache(len(seqs[0].cache.self_attn), T)
         logits = self.base.generation_step(ids, mask, cache)  # (B, V)
         for i, (s, n) in enumerate(zip(seqs, lengths)):
-            s.logits, s.length, s.cache = logits[i:i + 1].clone(), n, None
+            s.logits, s.length, s.cache, s.tokens = logits[i:i + 1].clone(), n, None, [s.input[0]]
             s.kv = [(c.k[i:i + 1, :, T - n:], c.v[i:i + 1, :, T - n:]) for c in cache.self_attn]
         self.stats.update(prefills=len(seqs), prefill_batches=1)
 
@@ -402,6 +485,7 @@ class BatchedDecoding(ModelThread):
             return
         for i, s in enumerate(rows):
             s.length += 1
+            s.tokens.append(s.input[0])
             s.logits = logits[i:i + 1].clone()  # its own: the loop's processors write in place
         self.stats.update(steps=1, tokens=len(rows))
         self.stats["largest"] = max(self.stats["largest"], len(rows))

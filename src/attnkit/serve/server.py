@@ -171,14 +171,17 @@ class ModelServer:
     ``/v1/embeddings`` with a decoder-only model too (an embedding model such as Qwen3-Embedding:
     its last token's state, normalised; :func:`attnkit.embed`); encoders always serve it.
     ``max_batch_size``: the most sequences a decoder-only model decodes at once across requests
-    (continuous batching, see the module doc); 1 decodes one request at a time. The model's work
+    (continuous batching, see the module doc); 1 decodes one request at a time.
+    ``prefix_cache_bytes``: the memory the batching keeps finished sequences' keys and values in,
+    for requests whose prompt starts as one of them did (a chat's next turn: only its new tokens
+    are read; :class:`~attnkit.generation.BatchedDecoding`); 0 keeps none. The model's work
     runs in :attr:`model_thread` (the batching's, or a :class:`~attnkit.generation.batching.ModelThread`
     that runs one request's work at a time); ``serve_forever`` makes its calling thread that one.
     :meth:`close` stops it and drops the packed weights."""
 
     def __init__(self, model, tokenizer, name: str = "attnkit", max_new_tokens_limit: int = 1024,
                  pack_weights: bool = True, assistant=None, tool_format: str | None = "auto",
-                 embeddings: bool = False, max_batch_size: int = 8):
+                 embeddings: bool = False, max_batch_size: int = 8, prefix_cache_bytes: int = 2**30):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         if tool_format not in (None, "auto", *TOOL_FORMATS):
             raise InputError(f"tool_format must be 'auto', None or one of {TOOL_FORMATS}, got {tool_format!r}")
@@ -204,7 +207,7 @@ class ModelServer:
         refeeds = getattr(model, "generation_refeed_at", lambda: None)() is not None
         if max_batch_size > 1 and self.generates and assistant is None and not refeeds \
                 and hasattr(model, "generation_logits") and not hasattr(model, "decoder_start_ids"):
-            self.batching = BatchedDecoding(model, max_batch_size)
+            self.batching = BatchedDecoding(model, max_batch_size, prefix_cache_bytes=prefix_cache_bytes)
         self.decoder = model if self.batching is None else self.batching.model  # what text generation runs on
         # where the model computes: one thread, so that PyTorch's CPU thread pool is the one it
         # already has (ModelThread's doc); it runs one request's work at a time, as a lock would
@@ -1030,16 +1033,16 @@ def make_server(model, tokenizer, host: str = "127.0.0.1", port: int = 8000, nam
                 max_new_tokens_limit: int = 1024, max_body_bytes: int = MAX_BODY_BYTES,
                 max_audio_bytes: int = MAX_AUDIO_BYTES, pack_weights: bool = True,
                 assistant=None, tool_format: str | None = "auto", embeddings: bool = False,
-                max_batch_size: int = 8) -> ThreadingHTTPServer:
+                max_batch_size: int = 8, prefix_cache_bytes: int = 2**30) -> ThreadingHTTPServer:
     """An HTTP server for ``model`` (not started: call ``serve_forever()``, ``shutdown()`` to stop,
     ``server_close()`` to release the port and the packed weights). ``port=0`` picks a free port
     (``server.server_address[1]``). ``assistant``, ``tool_format``, ``embeddings``,
-    ``max_batch_size``: see :class:`ModelServer`."""
+    ``max_batch_size``, ``prefix_cache_bytes``: see :class:`ModelServer`."""
     server = _Server((host, port), _Handler)
     server.daemon_threads = True
     try:
         server.app = ModelServer(model, tokenizer, name, max_new_tokens_limit, pack_weights, assistant, tool_format,
-                                 embeddings, max_batch_size)
+                                 embeddings, max_batch_size, prefix_cache_bytes)
     except InputError:
         server.server_close()
         raise
