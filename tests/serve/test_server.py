@@ -564,10 +564,12 @@ def test_openai_client_chat_completions_equal_generate_on_the_rendered_conversat
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": 3}])
 
 
-def test_a_chats_next_turn_reads_only_its_new_tokens(gpt):
-    """The batching keeps a finished request's keys and values: the next turn of the conversation
-    (which repeats it) feeds only what follows the kept part, and its reply is the one a server
-    without the prefix cache gives."""
+@pytest.mark.parametrize("max_batch_size", [8, 1])
+def test_a_chats_next_turn_reads_only_its_new_tokens(gpt, max_batch_size):
+    """Batched, the batching keeps a finished request's keys and values; one request at a time,
+    the server keeps the last sequence's (a PromptCache): the next turn of the conversation (which
+    repeats it) feeds only what follows the kept part, and its reply is the one a server without
+    the prefix cache gives."""
     import copy
 
     from attnkit.serve.server import ModelServer
@@ -575,23 +577,30 @@ def test_a_chats_next_turn_reads_only_its_new_tokens(gpt):
     model, tok = gpt
     chat_tok = copy.copy(tok)
     chat_tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"  # a reply renders as decoded
-    cached, plain = (ModelServer(model, chat_tok, pack_weights=False, prefix_cache_bytes=b) for b in (2**26, 0))
+    cached, plain = (ModelServer(model, chat_tok, pack_weights=False, max_batch_size=max_batch_size,
+                                 prefix_cache_bytes=b) for b in (2**26, 0))
+    fed = []  # the tokens of each forward pass
+    hook = model.register_forward_pre_hook(lambda module, args: fed.append(args[0].shape[1]))
     messages = [{"role": "system", "content": "pack"}, {"role": "user", "content": "the"}]
-    read = []  # per turn: the prompt's tokens, the reply's, and the prompt tokens the prefix cache spared
-    for turn in range(3):  # a character-level tokenizer, 64 positions: short turns
-        body = dict(messages=messages, max_tokens=6, temperature=0)
-        spared = cached.batching.stats["prefix_tokens"]
-        reply = cached.chat(copy.deepcopy(body))
-        assert reply["choices"] == plain.chat(copy.deepcopy(body))["choices"], turn
-        read.append((reply["usage"]["prompt_tokens"], reply["usage"]["completion_tokens"],
-                     cached.batching.stats["prefix_tokens"] - spared))
-        messages = messages + [{"role": "assistant", "content": reply["choices"][0]["message"]["content"]},
-                               {"role": "user", "content": "box"}]
+    read = []  # per turn: the prompt's tokens, the reply's, and the prompt tokens not fed
+    try:
+        for turn in range(3):  # a character-level tokenizer, 64 positions: short turns
+            body = dict(messages=messages, max_tokens=6, temperature=0)
+            fed.clear()
+            reply = cached.chat(copy.deepcopy(body))
+            usage = reply["usage"]
+            read.append((usage["prompt_tokens"], usage["completion_tokens"], usage["prompt_tokens"] - fed[0]))
+            fed.clear()
+            assert reply["choices"] == plain.chat(copy.deepcopy(body))["choices"], turn
+            assert fed[0] == usage["prompt_tokens"]  # without the cache, the whole conversation
+            messages = messages + [{"role": "assistant", "content": reply["choices"][0]["message"]["content"]},
+                                   {"role": "user", "content": "box"}]
+    finally:
+        hook.remove()
+        for server in (cached, plain):
+            server.close()
     # all of the last turn (but its reply's last token, never fed) is spared: the new turn is read
     assert [spared for _, _, spared in read] == [0] + [prompt + made - 1 for prompt, made, _ in read[:-1]]
-    assert plain.batching.stats["prefix_hits"] == 0
-    for server in (cached, plain):
-        server.close()
 
 
 def test_an_assistant_model_guesses_for_greedy_and_sampled_requests(gpt, gpt_server):

@@ -94,6 +94,7 @@ from attnkit.generation.decoding import packed_for_decoding
 from attnkit.generation.constraints import JSONLogitsProcessor, JSONSchemaGrammar
 from attnkit.generation.regex import RegexGrammar
 from attnkit.generation.processors import OpenAIPenalties
+from attnkit.generation.prompt_cache import PromptCache
 from attnkit.generation.text import TextStream, end_of_turn_ids, token_logprobs
 from attnkit.serve.tools import (TOOL_FORMATS, ToolCallDeltas, ToolCallFilter, detect_tool_format,
                                  openai_tool_calls, parse_tool_calls, template_messages, tool_call_grammar)
@@ -174,7 +175,9 @@ class ModelServer:
     (continuous batching, see the module doc); 1 decodes one request at a time.
     ``prefix_cache_bytes``: the memory the batching keeps finished sequences' keys and values in,
     for requests whose prompt starts as one of them did (a chat's next turn: only its new tokens
-    are read; :class:`~attnkit.generation.BatchedDecoding`); 0 keeps none. The model's work
+    are read; :class:`~attnkit.generation.BatchedDecoding`); 0 keeps none. A decoder-only model
+    that decodes one request at a time keeps the last sequence instead (a
+    :class:`~attnkit.generation.PromptCache`; unless 0). The model's work
     runs in :attr:`model_thread` (the batching's, or a :class:`~attnkit.generation.batching.ModelThread`
     that runs one request's work at a time); ``serve_forever`` makes its calling thread that one.
     :meth:`close` stops it and drops the packed weights."""
@@ -209,6 +212,9 @@ class ModelServer:
                 and hasattr(model, "generation_logits") and not hasattr(model, "decoder_start_ids"):
             self.batching = BatchedDecoding(model, max_batch_size, prefix_cache_bytes=prefix_cache_bytes)
         self.decoder = model if self.batching is None else self.batching.model  # what text generation runs on
+        # one request at a time (in the model thread): the last sequence's keys and values, for the next prompt
+        self._prompt_cache = PromptCache() if self.batching is None and prefix_cache_bytes and self.generates \
+            and not hasattr(model, "decoder_start_ids") else None
         # where the model computes: one thread, so that PyTorch's CPU thread pool is the one it
         # already has (ModelThread's doc); it runs one request's work at a time, as a lock would
         self.model_thread = self.batching if self.batching is not None else ModelThread()
@@ -220,6 +226,8 @@ class ModelServer:
         app when it closes)."""
         self.model_thread.close()
         self._packed.close()
+        if self._prompt_cache is not None:
+            self._prompt_cache.reset()
 
     def _texts(self, streams: list[TextStream]) -> list[str]:
         """Each stream's whole text: side by side when requests are batched (``n`` choices,
@@ -461,6 +469,8 @@ class ModelServer:
         extra = {} if eos_token_id is None else {"eos_token_id": eos_token_id}
         if self.assistant is not None:  # greedy: the same tokens; sampled: the same distribution
             extra["assistant_model"] = self.assistant
+        if self._prompt_cache is not None:
+            extra["prompt_cache"] = self._prompt_cache
         for i, prompt in enumerate(p for p in r["prompts"] for _ in range(r["n"])):
             generator = torch.Generator(self.model.device).manual_seed(seed + i) if sample else None
             stream = TextStream(
