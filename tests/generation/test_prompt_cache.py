@@ -223,3 +223,20 @@ def test_what_one_cached_sequence_cannot_be_is_refused():
     finally:
         batched.close()
     assert len(cache) == 0
+
+
+def test_one_call_at_a_time():
+    """A call that starts while another one's stream is open is refused (it would write over the
+    keys that stream decodes from); the open one goes on undisturbed, and once it ended the next
+    call runs."""
+    model, cache = tiny(), PromptCache()
+    a, b = torch.randint(0, V, (2, 5), generator=torch.Generator().manual_seed(7)).split(1)
+    first = model.stream(a, max_new_tokens=6, eos_token_id=None, prompt_cache=cache)
+    tokens = [next(first)]
+    with pytest.raises(InputError, match="in use"):
+        model.generate(b, max_new_tokens=3, eos_token_id=None, prompt_cache=cache)
+    tokens += list(first)
+    assert torch.equal(torch.cat(tokens), model.generate(a, max_new_tokens=6, eos_token_id=None)[0, 5:])
+    assert torch.equal(cache.ids, torch.cat([a[0], *tokens[:-1]]))
+    out = model.generate(b, max_new_tokens=3, eos_token_id=None, prompt_cache=cache)
+    assert torch.equal(out, model.generate(b, max_new_tokens=3, eos_token_id=None))

@@ -37,7 +37,9 @@ class PromptCache:
     a :class:`~attnkit.generation.BatchedDecoding`'s). The cache starts over when the model's
     weights change (another model, ``.to(dtype)``, a training step); models that rebuild their
     cache past a length (LongRoPE) never reuse it. Its memory (every position of the sequence,
-    in every layer) stays held until :meth:`reset` or the object goes.
+    in every layer) stays held until :meth:`reset` or the object goes. One call at a time: a call
+    that starts while another one's stream is still open is refused (it would write over the
+    keys that one decodes from).
     """
 
     def __init__(self):
@@ -51,6 +53,7 @@ class PromptCache:
         self._prompt: torch.Tensor | None = None  # (T,) the last call's prompt
         self._kept = 0  # the prompt positions that call found in the cache
         self._new: list[torch.Tensor] = []  # the (1,) tokens it decoded
+        self._busy = False  # a call's stream is open
 
     def __len__(self) -> int:
         """The positions held: the cache's keys and values are those of :attr:`ids`."""
@@ -95,6 +98,13 @@ class PromptCache:
     def record(self, tokens: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
         """Pass a call's ``(1,)`` tokens through, noting each as held by the cache once the next
         step has fed it (a step that fails or is never run leaves the cache as it was)."""
-        for t in tokens:
-            self._new.append(t)
-            yield t
+        if self._busy:
+            raise InputError("this PromptCache is in use: another decoding call's stream is still open (close it, "
+                             "or give each sequence a PromptCache of its own)")
+        self._busy = True
+        try:
+            for t in tokens:
+                self._new.append(t)
+                yield t
+        finally:
+            self._busy = False
