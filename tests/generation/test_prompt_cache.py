@@ -240,3 +240,18 @@ def test_one_call_at_a_time():
     assert torch.equal(cache.ids, torch.cat([a[0], *tokens[:-1]]))
     out = model.generate(b, max_new_tokens=3, eos_token_id=None, prompt_cache=cache)
     assert torch.equal(out, model.generate(b, max_new_tokens=3, eos_token_id=None))
+
+
+def test_a_stream_reports_the_prompt_tokens_it_found_cached(fed):
+    """``stream(..., usage_out={})`` gets ``cached_tokens`` (the server's ``cached_tokens`` usage),
+    with plain decoding and prompt lookup; 0 without a prompt cache."""
+    model, lengths = fed()
+    cache = PromptCache()
+    prompt = torch.randint(0, V, (1, 12), generator=torch.Generator().manual_seed(8))
+    out = model.generate(prompt, max_new_tokens=5, eos_token_id=None, prompt_cache=cache)
+    longer = torch.cat([out, prompt[:, :3]], 1)
+    for kw, cached in ((dict(prompt_cache=cache), out.shape[1] - 1),
+                       (dict(prompt_cache=cache, prompt_lookup_num_tokens=2), longer.shape[1] - 1), ({}, 0)):
+        usage, lengths[:] = {}, []
+        list(model.stream(longer, max_new_tokens=4, eos_token_id=None, usage_out=usage, **kw))
+        assert usage == {"cached_tokens": cached} and lengths[0] == longer.shape[1] - cached, kw

@@ -76,7 +76,12 @@ def test_greedy_completion_equals_generate(gpt, gpt_server):
     assert choice["text"] == expected and choice["index"] == 0
     assert choice["finish_reason"] == ("length" if n == 12 else "stop")
     assert body["object"] == "text_completion" and body["model"] == "tiny"
-    assert body["usage"] == dict(prompt_tokens=9, completion_tokens=n, total_tokens=9 + n)
+    usage = dict(body["usage"])
+    assert usage.pop("prompt_tokens_details")["cached_tokens"] in range(9)  # a kept prefix: earlier requests'
+    assert usage == dict(prompt_tokens=9, completion_tokens=n, total_tokens=9 + n)
+    again = request(gpt_server, "POST", "/v1/completions", dict(prompt="the quick", max_tokens=12, temperature=0))[1]
+    assert again["choices"][0]["text"] == expected
+    assert again["usage"]["prompt_tokens_details"] == dict(cached_tokens=8)  # all but its last token: kept
 
 
 def test_the_server_decodes_from_weights_packed_once_and_gives_the_unpacked_tokens():
@@ -482,7 +487,8 @@ def test_encoder_decoder_completions_read_the_prompt_as_source():
         ids = torch.tensor([tok.encode("the quick brown fox") + [tok.eos_token_id]])  # the source ends with EOS
         out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=tok.eos_token_id)[0, 1:]
         assert body["choices"][0]["text"] == tok.decode(out, skip_special_tokens=True)
-        assert body["usage"] == dict(prompt_tokens=20, completion_tokens=len(out), total_tokens=20 + len(out))
+        assert body["usage"] == dict(prompt_tokens=20, completion_tokens=len(out), total_tokens=20 + len(out),
+                                     prompt_tokens_details=dict(cached_tokens=0))  # no cache for a source
     finally:
         server.shutdown()
         server.server_close()
@@ -590,6 +596,7 @@ def test_a_chats_next_turn_reads_only_its_new_tokens(gpt, max_batch_size):
             reply = cached.chat(copy.deepcopy(body))
             usage = reply["usage"]
             read.append((usage["prompt_tokens"], usage["completion_tokens"], usage["prompt_tokens"] - fed[0]))
+            assert usage["prompt_tokens_details"]["cached_tokens"] == read[-1][2]  # reported as OpenAI does
             fed.clear()
             assert reply["choices"] == plain.chat(copy.deepcopy(body))["choices"], turn
             assert fed[0] == usage["prompt_tokens"]  # without the cache, the whole conversation

@@ -59,6 +59,7 @@ class _Sequence:
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer (1, H, length, D), out of the batch
         self.length = 0  # positions it holds
         self.tokens: list[torch.Tensor] = []  # the ids fed so far, (n,) each: the prompt, then one per step
+        self.reused = 0  # the prompt positions copied from a kept sequence
         self.max_len = max_len  # positions it may hold
         self.input: torch.Tensor | None = None  # the tokens waiting for a step
         self.logits: torch.Tensor | None = None
@@ -75,6 +76,11 @@ class _Slot:
     def __init__(self, engine: BatchedDecoding, seq: _Sequence):
         self.seq = seq
         weakref.finalize(self, engine._release, seq)
+
+    @property
+    def reused(self) -> int:
+        """The prompt positions its prefill copied from a kept sequence (0 before the prefill)."""
+        return self.seq.reused
 
 
 class BatchedModel:
@@ -439,6 +445,7 @@ class BatchedDecoding(ModelThread):
                     kept, kv = starts[s]
                     for c, (k, v) in zip(s.cache.self_attn, kv):
                         c.update(k[:, :, :kept], v[:, :, :kept])
+                    s.reused = kept
                     self.stats.update(prefix_hits=1, prefix_tokens=kept)
                 s.logits = self.base.generation_step(s.input[:, kept:], None, s.cache)
                 s.length, s.tokens = s.input.shape[1], [s.input[0]]

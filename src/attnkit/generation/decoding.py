@@ -288,6 +288,7 @@ def stream(
     tokenizer=None,
     logits_out: list | None = None,
     prompt_cache: PromptCache | None = None,
+    usage_out: dict | None = None,
 ) -> Iterator[torch.Tensor]:
     """Greedy or sampled decoding, yielding the ``(B,)`` next tokens one step at a time (one
     token at a time with ``prompt_lookup_num_tokens`` or ``assistant_model`` too, though a step
@@ -298,7 +299,9 @@ def stream(
     prompt, without beams (a generation config's ``num_beams`` and ``num_return_sequences`` do
     not apply here). ``logits_out``: a list that each step's raw fp32 ``(B, V)`` logits (before
     any processor) are appended to before its tokens are yielded, to read as they come (the
-    server's streamed log-probabilities); the caller may empty it as it goes.
+    server's streamed log-probabilities); the caller may empty it as it goes. ``usage_out``: a
+    dict that gets ``cached_tokens`` once the prompt is read: the prompt tokens whose keys and
+    values came from a cache (``prompt_cache``'s, or continuous batching's kept prefixes).
     """
     attention_mask, s = _check_args(model, input_ids, attention_mask, generator, decoder_input_ids,
                                     max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
@@ -316,8 +319,8 @@ def stream(
     decode, rows = _decoder(prompt_lookup_num_tokens, input_ids.shape[0], assistant_model, num_assistant_tokens,
                             prompt_cache)
     with _packing(model, pack_weights, rows, s["max_new_tokens"]):
-        yield from decode(model, input_ids, attention_mask, generator, bans, *special, **s,
-                          record=None if logits_out is None else {"logits": logits_out},
+        record = {k: v for k, v in (("logits", logits_out), ("usage", usage_out)) if v is not None}
+        yield from decode(model, input_ids, attention_mask, generator, bans, *special, **s, record=record or None,
                           decoder_input_ids=decoder_input_ids, stop=stop)
 
 
@@ -360,8 +363,9 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
             warpers, min_new_tokens, repetition_penalty, no_repeat_ngram_size,
             renormalize_logits=False, record=None, decoder_input_ids=None, stop=None, prompt_cache=None):
     """The decoding loop of :func:`stream`; ``record`` (``{"scores": [], "logits": []}``, either
-    key) collects each step's processed scores / raw logits; ``stop`` (:class:`_StopStrings`)
-    ends the rows whose text reaches a stop string; ``prompt_cache``: see :func:`generate`."""
+    key) collects each step's processed scores / raw logits, and its ``"usage"`` dict (when
+    there) the cached prompt tokens (:func:`_note_reused`); ``stop`` (:class:`_StopStrings`) ends
+    the rows whose text reaches a stop string; ``prompt_cache``: see :func:`generate`."""
     scores_out, logits_out = (None, None) if record is None else (record.get("scores"), record.get("logits"))
     ids, mask, cache, kept = _prepare(model, input_ids, attention_mask, max_new_tokens, decoder_input_ids,
                                       prompt_cache)
@@ -381,6 +385,8 @@ def _stream(model, input_ids, attention_mask, generator, bans, eos, pad, forced_
         if step and _must_refeed(limit, cache, cur):
             step_input = seq[:, :cur]
         logits = model.generation_step(step_input, None if mask_buf is None else mask_buf[:, :cur], cache).float()
+        if step == 0:
+            _note_reused(record, kept, cache)
         if logits_out is not None:
             logits_out.append(logits.clone())
         _process(logits, None if seq is None else seq[:, :cur], start, bans,
@@ -418,6 +424,14 @@ def _prepare(model, input_ids, attention_mask, max_new_tokens: int, decoder_inpu
     if prompt_cache is None:
         return ids, mask, cache, 0
     return ids, mask, *prompt_cache.take(model, ids, cache)
+
+
+def _note_reused(record: dict | None, kept: int, cache) -> None:
+    """``record["usage"]["cached_tokens"]`` (when the call asked): the prompt tokens whose keys and
+    values a cache held before the prompt was read (a prompt cache's, or continuous batching's
+    kept prefix: its slot's ``reused``)."""
+    if record is not None and "usage" in record:
+        record["usage"]["cached_tokens"] = kept + getattr(cache, "reused", 0)
 
 
 def _check_prompt_cache(model, prompt_cache, input_ids, attention_mask, num_beams: int = 1, n_return: int = 1):
@@ -607,6 +621,7 @@ def _prompt_lookup(model, input_ids, attention_mask, generator, bans, eos, pad, 
     limit = _refeed_limit(model)
     step_mask = None if mask_buf is None else mask_buf[:, :cur]
     logits = model.generation_step(ids[:, kept:], step_mask, cache).float()[:, None]
+    _note_reused(record, kept, cache)
     guesses, q = seq[:0], None
     while True:  # logits: (1, 1 + len(guesses), V), the rows for the last token and each guess
         for j in range(logits.shape[1]):

@@ -95,7 +95,8 @@ class TextStream:
     has split over tokens, and never inside what may be the start of a ``stop`` string. The text ends before the first stop string, at an
     EOS token, or after ``max_new_tokens``; then ``finish_reason`` is ``"stop"`` (stop string
     or EOS) or ``"length"``, and ``completion_tokens`` counts the tokens decoded (the EOS
-    included). ``generate_kwargs`` go to :func:`attnkit.generation.stream`, whose ``eos_token_id``
+    included); ``cached_tokens``, the prompt tokens a cache held (a ``prompt_cache`` given in
+    ``generate_kwargs``, or continuous batching's kept prefixes), is set with the first token. ``generate_kwargs`` go to :func:`attnkit.generation.stream`, whose ``eos_token_id``
     defaults to the tokenizer's (else the model's, as ``generate`` resolves it).
 
     ``logprobs`` (an int: how many most likely tokens to list): each decoded token's
@@ -117,6 +118,7 @@ class TextStream:
         self.generate_kwargs = generate_kwargs
         self.finish_reason: str | None = None
         self.completion_tokens = 0
+        self.cached_tokens = 0  # prompt tokens whose keys and values came from a cache (read once the prompt is)
         self.token_ids: list[int] = []  # the tokens decoded, without the EOS
         self.logprobs = logprobs
         self.scored: list[tuple[int, str, float, list[tuple[int, float]]]] = []  # with logprobs: per token_ids
@@ -143,9 +145,11 @@ class TextStream:
         self.finish_reason = "length"
         logits = None if self.logprobs is None else []
         context = [] if hasattr(self.model, "decoder_start_ids") else self.prompt_ids  # what the new tokens follow
-        for tokens in self.model.stream(ids, **self.generate_kwargs, logits_out=logits):
+        usage = {}
+        for tokens in self.model.stream(ids, **self.generate_kwargs, logits_out=logits, usage_out=usage):
             token = int(tokens[0])
             self.completion_tokens += 1
+            self.cached_tokens = usage.get("cached_tokens", 0)
             if token in eos:
                 self.finish_reason = "stop"
                 break

@@ -524,7 +524,8 @@ class ModelServer:
         return dict(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=int(time.time()),
                     model=self.name, choices=choices,
                     usage=dict(prompt_tokens=streams[0].prompt_tokens, completion_tokens=completion,
-                               total_tokens=streams[0].prompt_tokens + completion))
+                               total_tokens=streams[0].prompt_tokens + completion,
+                               prompt_tokens_details=dict(cached_tokens=streams[0].cached_tokens)))
 
     def chat_events(self, r: dict):
         """Server-sent events of a streaming chat completion (OpenAI's ``chat.completion.chunk``s):
@@ -593,7 +594,7 @@ class ModelServer:
     def complete(self, body: dict) -> dict:
         """A non-streaming ``/v1/completions`` response."""
         r = self.completion_request(body)
-        choices, prompt_tokens, completion_tokens = [], 0, 0
+        choices, prompt_tokens, completion_tokens, cached = [], 0, 0, 0
         streams = self.text_streams(r)
         texts = self._texts(streams) if r["max_tokens"] else [""] * len(streams)
         for i, (prompt, stream, text) in enumerate(zip(self._each_choice(r), streams, texts)):
@@ -601,11 +602,13 @@ class ModelServer:
             logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r["echo"])
             choices.append(dict(index=i, text=shown + text, logprobs=logprobs,
                                 finish_reason=stream.finish_reason or "length"))
-            prompt_tokens += stream.prompt_tokens if i % r["n"] == 0 else 0  # once per prompt
+            if i % r["n"] == 0:  # once per prompt
+                prompt_tokens, cached = prompt_tokens + stream.prompt_tokens, cached + stream.cached_tokens
             completion_tokens += stream.completion_tokens
         return dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name,
                     choices=choices, usage=dict(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                                total_tokens=prompt_tokens + completion_tokens))
+                                                total_tokens=prompt_tokens + completion_tokens,
+                                                prompt_tokens_details=dict(cached_tokens=cached)))
 
     def _prompt_text(self, prompt: str | list[int]) -> str:
         """A prompt as ``echo`` shows it: its text, or its token ids decoded."""
