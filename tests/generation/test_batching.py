@@ -276,6 +276,24 @@ def test_a_burst_feeds_new_prompts_together_and_a_continued_one_from_its_prefix(
     batched.close()
 
 
+def test_a_prompt_a_burst_holds_twice_is_fed_once():
+    """A request's ``n`` choices arrive with the same prompt: the first is fed (with the burst's
+    other prompts), the others take its keys, values and logits (their own copy of the logits)."""
+    model = tiny()
+    batched = BatchedDecoding(model)
+    p, q = torch.tensor([[3, 1, 4, 1, 5, 9]]), torch.tensor([[2, 7]])
+    slots, seqs = burst(batched, [p, q, p, p])
+    with torch.inference_mode():
+        alone = model.generation_step(p, None, model.new_cache(1, 10))
+    for s in seqs[2:]:
+        assert s.error is None and s.length == 6 and s.reused == 6 and torch.equal(torch.cat(s.tokens), p[0])
+        torch.testing.assert_close(s.logits, alone, atol=1e-5, rtol=1e-5)
+        assert s.logits is not seqs[0].logits and all(k is k0 for (k, _), (k0, _) in zip(s.kv, seqs[0].kv))
+    assert batched.stats["prefills"] == 2 and batched.stats["prefill_batches"] == 1
+    assert batched.stats["prefix_hits"] == 2 and batched.stats["prefix_tokens"] == 12
+    batched.close()
+
+
 def test_a_sequence_that_ends_while_others_decode_is_kept_from_the_shared_cache():
     """B finishes while A still decodes (B's keys and values are a row of the batch's cache): a
     prompt continuing B reuses them, one continuing A too; others share nothing; with a budget

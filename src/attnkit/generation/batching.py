@@ -429,16 +429,21 @@ class BatchedDecoding(ModelThread):
         left-padded batch (one pass instead of one each: a burst of requests gets its first tokens
         sooner); alone when there is one, when its prompt starts as a kept sequence did (it copies
         that prefix and feeds the rest), or when the batch fails (so that a prompt the model
-        refuses fails its own loop only)."""
-        starts = {s: self.prefixes.find(s.input[0]) for s in seqs}
-        fresh = [s for s in seqs if starts[s] is None]
+        refuses fails its own loop only). A prompt the burst holds twice (a request's ``n``
+        choices) is fed once: the later ones take the first one's keys, values and logits."""
+        firsts, copies = [], []
+        for s in seqs:
+            same = next((f for f in firsts if f.input.shape == s.input.shape and torch.equal(f.input, s.input)), None)
+            (firsts if same is None else copies).append(s if same is None else (s, same))
+        starts = {s: self.prefixes.find(s.input[0]) for s in firsts}
+        fresh = [s for s in firsts if starts[s] is None]
         if len(fresh) > 1:
             try:
                 self._prefill_together(fresh)
-                seqs = [s for s in seqs if s not in fresh]
+                firsts = [s for s in firsts if s not in fresh]
             except Exception:  # each alone, each with its own error
                 pass
-        for s in seqs:
+        for s in firsts:
             try:
                 kept = 0
                 if starts[s] is not None:
@@ -455,6 +460,12 @@ class BatchedDecoding(ModelThread):
                 s.error = e
             finally:
                 s.cache = None
+        for s, first in copies:  # its keys and values are only read (copied into the batch), so shared
+            s.cache, s.error = None, first.error
+            if first.error is None:
+                s.logits, s.kv = first.logits.clone(), first.kv  # its own logits: processors write in place
+                s.length, s.tokens, s.reused = first.length, list(first.tokens), first.length
+                self.stats.update(prefix_hits=1, prefix_tokens=first.length)
 
     def _prefill_together(self, seqs: list[_Sequence]) -> None:
         lengths = [s.input.shape[1] for s in seqs]

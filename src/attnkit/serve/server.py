@@ -525,7 +525,7 @@ class ModelServer:
                     model=self.name, choices=choices,
                     usage=dict(prompt_tokens=streams[0].prompt_tokens, completion_tokens=completion,
                                total_tokens=streams[0].prompt_tokens + completion,
-                               prompt_tokens_details=dict(cached_tokens=streams[0].cached_tokens)))
+                               prompt_tokens_details=dict(cached_tokens=_cached(streams))))
 
     def chat_events(self, r: dict):
         """Server-sent events of a streaming chat completion (OpenAI's ``chat.completion.chunk``s):
@@ -594,7 +594,7 @@ class ModelServer:
     def complete(self, body: dict) -> dict:
         """A non-streaming ``/v1/completions`` response."""
         r = self.completion_request(body)
-        choices, prompt_tokens, completion_tokens, cached = [], 0, 0, 0
+        choices, prompt_tokens, completion_tokens = [], 0, 0
         streams = self.text_streams(r)
         texts = self._texts(streams) if r["max_tokens"] else [""] * len(streams)
         for i, (prompt, stream, text) in enumerate(zip(self._each_choice(r), streams, texts)):
@@ -602,9 +602,10 @@ class ModelServer:
             logprobs = None if r["logprobs"] is None else self._completion_logprobs(stream, text, r["echo"])
             choices.append(dict(index=i, text=shown + text, logprobs=logprobs,
                                 finish_reason=stream.finish_reason or "length"))
-            if i % r["n"] == 0:  # once per prompt
-                prompt_tokens, cached = prompt_tokens + stream.prompt_tokens, cached + stream.cached_tokens
+            prompt_tokens += stream.prompt_tokens if i % r["n"] == 0 else 0  # once per prompt
             completion_tokens += stream.completion_tokens
+        n = r["n"]
+        cached = sum(_cached(streams[i:i + n]) for i in range(0, len(streams), n))
         return dict(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=int(time.time()), model=self.name,
                     choices=choices, usage=dict(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                                 total_tokens=prompt_tokens + completion_tokens,
@@ -800,6 +801,12 @@ class ModelServer:
                                                ("/v1/embeddings", self.embeds),
                                                ("/v1/audio/transcriptions", self.transcribes),
                                                ("/v1/audio/translations", self.transcribes)) if ok])
+
+
+def _cached(choices: list[TextStream]) -> int:
+    """A prompt's ``cached_tokens``: those every one of its choices found cached (a choice whose
+    prompt a sibling read in the same pass took them all from it, which the request did not find)."""
+    return min(s.cached_tokens for s in choices)
 
 
 def _relayed(sources: list, start):
