@@ -307,7 +307,8 @@ class BatchedDecoding(ModelThread):
     :attr:`model` to the loops; :meth:`close` stops the worker.
     ``stats`` counts ``steps`` (batched forward passes), ``tokens`` (rows over those steps),
     ``prefills`` (and ``prefill_batches``: passes that fed several prompts; ``prefix_hits`` and
-    ``prefix_tokens``: prefills that started from a kept prefix, and the prompt tokens it spared),
+    ``prefix_tokens``: prefills that started from a kept prefix or took a prompt another sequence of
+    the burst read, and the prompt tokens that spared),
     ``rebuilds`` of the shared cache, ``left`` (loops that left the batch while
     still decoding) and ``largest`` (the most rows in one step).
     """
@@ -431,10 +432,13 @@ class BatchedDecoding(ModelThread):
         that prefix and feeds the rest), or when the batch fails (so that a prompt the model
         refuses fails its own loop only). A prompt the burst holds twice (a request's ``n``
         choices) is fed once: the later ones take the first one's keys, values and logits."""
-        firsts, copies = [], []
+        firsts, copies = [], []  # the first sequence of each prompt; (sequence, its first) for the others
         for s in seqs:
             same = next((f for f in firsts if f.input.shape == s.input.shape and torch.equal(f.input, s.input)), None)
-            (firsts if same is None else copies).append(s if same is None else (s, same))
+            if same is None:
+                firsts.append(s)
+            else:
+                copies.append((s, same))
         starts = {s: self.prefixes.find(s.input[0]) for s in firsts}
         fresh = [s for s in firsts if starts[s] is None]
         if len(fresh) > 1:

@@ -96,8 +96,9 @@ class TextStream:
     EOS token, or after ``max_new_tokens``; then ``finish_reason`` is ``"stop"`` (stop string
     or EOS) or ``"length"``, and ``completion_tokens`` counts the tokens decoded (the EOS
     included); ``cached_tokens``, the prompt tokens a cache held (a ``prompt_cache`` given in
-    ``generate_kwargs``, or continuous batching's kept prefixes), is set with the first token. ``generate_kwargs`` go to :func:`attnkit.generation.stream`, whose ``eos_token_id``
-    defaults to the tokenizer's (else the model's, as ``generate`` resolves it).
+    ``generate_kwargs``, or continuous batching's kept prefixes), is set with the first token.
+    ``generate_kwargs`` go to :func:`attnkit.generation.stream`, whose ``eos_token_id`` defaults
+    to the tokenizer's (else the model's, as ``generate`` resolves it).
 
     ``logprobs`` (an int: how many most likely tokens to list): each decoded token's
     :func:`scored_token` entry is appended to ``scored`` as it comes, from the logits of its own
