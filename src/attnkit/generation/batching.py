@@ -45,6 +45,7 @@ from collections import Counter
 import torch
 
 from attnkit.errors import InputError
+from attnkit.generation.prompt_cache import reusable_prefix
 from attnkit.nn.cache import DecoderCache
 
 IDLE_SECONDS = 5.0  # the worker thread ends after this long with no sequence
@@ -286,9 +287,7 @@ class _Prefixes:
         ``prompt`` (at most all but its last token, which is fed for its logits), or None."""
         best, at = 0, None
         for j, (ids, _) in enumerate(self.entries):
-            n = min(len(ids), len(prompt) - 1)
-            differ = (ids[:n] != prompt[:n]).nonzero()
-            shared = int(differ[0]) if len(differ) else n
+            shared = reusable_prefix(ids, prompt)
             if shared > best:
                 best, at = shared, j
         if at is None:
@@ -415,15 +414,18 @@ class BatchedDecoding(ModelThread):
         """Keep the keys and values of finished sequences (rows of the shared cache, or their own
         copies) with the tokens they were fed, for later prompts."""
         for s in seqs:
-            if s.broken:
-                continue
-            if s.kv is None and s in self._members:
-                i, width = self._members.index(s), self._cache.length
-                s.kv = [(c.k[i:i + 1, :, width - s.length:width], c.v[i:i + 1, :, width - s.length:width])
-                        for c in self._cache.self_attn]
-            if s.kv is not None:
-                self.prefixes.add(torch.cat(s.tokens), [(k.clone(), v.clone()) for k, v in s.kv])
+            if not s.broken and (s.kv is not None or s in self._members):
+                layers = len(s.kv) if s.kv is not None else len(self._cache.self_attn)
+                self.prefixes.add(torch.cat(s.tokens), [tuple(t.clone() for t in self._held(s, layer))
+                                                        for layer in range(layers)])
             s.kv = None
+
+    def _held(self, s: _Sequence, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``s``'s keys and values in ``layer``: its own copy, or its row of the shared cache."""
+        if s.kv is not None:
+            return s.kv[layer]
+        i, c, width = self._members.index(s), self._cache.self_attn[layer], self._cache.length
+        return c.k[i:i + 1, :, width - s.length:width], c.v[i:i + 1, :, width - s.length:width]
 
     def _prefill(self, seqs: list[_Sequence]) -> None:
         """Feed new sequences' prompts, into caches of their own: several at once as one
@@ -515,24 +517,16 @@ class BatchedDecoding(ModelThread):
     def _rebuild(self, rows: list[_Sequence]) -> None:
         """Make the shared cache hold ``rows`` (in order), right-aligned; members not among
         them leave with their own copy of their keys and values."""
-        old, cache = self._members, self._cache
-        width_old = 0 if cache is None else cache.length
-
-        def own(s: _Sequence, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-            if s.kv is not None:
-                return s.kv[layer]
-            i, c = old.index(s), cache.self_attn[layer]
-            return c.k[i:i + 1, :, width_old - s.length:width_old], c.v[i:i + 1, :, width_old - s.length:width_old]
-
+        old, cache = self._members, self._cache  # self._held reads them until the end
         for s in old:
             if s not in rows and not s.released:
-                s.kv = [tuple(t.clone() for t in own(s, layer)) for layer in range(len(cache.self_attn))]
+                s.kv = [tuple(t.clone() for t in self._held(s, layer)) for layer in range(len(cache.self_attn))]
                 self.stats["left"] += 1
         width = max(s.length for s in rows)
         end = width + max(s.max_len - s.length for s in rows)  # the last column any row may write
         new = DecoderCache(len(cache.self_attn) if cache is not None else len(rows[0].kv), end)
         for layer, c in enumerate(new.self_attn):
-            parts = [own(s, layer) for s in rows]
+            parts = [self._held(s, layer) for s in rows]
             (k0, v0), B = parts[0], len(rows)
             # zeros, not empty memory: masked columns get zero weight, and 0 × NaN would not be 0
             c.k = k0.new_zeros(B, k0.shape[1], end, k0.shape[3])

@@ -22,6 +22,14 @@ def _weights_key(model) -> tuple:
                  for t in (*model.parameters(), *model.buffers()))
 
 
+def reusable_prefix(held: torch.Tensor, prompt: torch.Tensor) -> int:
+    """How many of ``prompt``'s first tokens ``held`` starts with, at most all but its last (which
+    is fed for its logits). Both ``(n,)`` token ids."""
+    n = min(len(held), len(prompt) - 1)
+    differ = (held[:n] != prompt[:n]).nonzero()
+    return int(differ[0]) if len(differ) else n
+
+
 class PromptCache:
     """The keys and values of one sequence, kept between :func:`~attnkit.generation.generate` /
     :func:`~attnkit.generation.stream` calls given it as ``prompt_cache=``.
@@ -80,10 +88,7 @@ class PromptCache:
         refeeds = getattr(model, "generation_refeed_at", lambda: None)() is not None
         kept = 0
         if same_model and not refeeds and len(self):
-            prompt, held = input_ids[0], self.ids.to(input_ids.device)
-            n = min(len(held), len(prompt) - 1)  # the last prompt token is always fed, for its logits
-            differ = (held[:n] != prompt[:n]).nonzero()
-            kept = int(differ[0]) if len(differ) else n
+            kept = reusable_prefix(self.ids.to(input_ids.device), input_ids[0])
         if kept:
             cache = self.cache
             cache.truncate(kept)
